@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` (set up, render and validate the example repository) and
+# `make test` (set up and run the test suite). Everything is installed inside the project: .venv/, .tools/.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup tools demo test clean
+
+setup: $(BIN)/kflowgen tools
+
+$(BIN)/kflowgen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+tools: $(BIN)/kflowgen
+	$(BIN)/kflowgen tools install
+
+demo: setup
+	$(BIN)/kflowgen render
+	$(BIN)/kflowgen validate
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .tools .kflowgen

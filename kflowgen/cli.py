@@ -1,0 +1,148 @@
+"""The command line: options in, one library call, a report out. Exit 0 clean, 1 findings, 2 usage, 3 bug, 130 ^C."""
+from __future__ import annotations
+
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__, pipeline, report, scaffold, tools
+from .diagnostics import Diagnostic, Report
+from .render import render
+
+app = typer.Typer(
+    help="kflowgen turns short team specs into validated kustomize overlays that Argo CD syncs to your clusters.\n\n"
+         "Specs live in specs/ (platform.yaml, teams/*.yaml); kflowgen writes overlays/. Start with `kflowgen validate`.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+new_app = typer.Typer(help="Write a new, commented spec to edit.", no_args_is_help=True)
+tools_app = typer.Typer(help="The pinned kustomize and kubeconform kflowgen runs.", no_args_is_help=True)
+app.add_typer(new_app, name="new")
+app.add_typer(tools_app, name="tools")
+
+
+class Format(str, Enum):
+    auto = "auto"
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+Repo = Annotated[Path, typer.Option("--repo", "-C", help="Repository root (the folder holding specs/).",
+                                    file_okay=False)]
+Fmt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json, or github annotations "
+                                     "(auto: github under GitHub Actions, else text).")]
+Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel builds (default: number of cores).")]
+
+
+def _finish(rep: Report, fmt: Format, stream=None) -> None:
+    (stream or sys.stdout).write(report.render(rep, fmt.value))
+    raise typer.Exit(rep.exit_code)
+
+
+@app.command()
+def validate(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Only this environment.")] = None,
+             fmt: Fmt = Format.auto, jobs: Jobs = None, repo: Repo = Path(".")) -> None:
+    """Check everything a pull request must pass: spec schemas, checks across specs, a kustomize build of every
+    overlay, and strict schema validation of every built object. Writes nothing."""
+    _finish(pipeline.validate(repo, env, jobs), fmt)
+
+
+@app.command(name="render")
+def render_cmd(check: Annotated[bool, typer.Option("--check", help="Write nothing; fail if overlays/ differs "
+                                                   "from what the specs render (the drift gate).")] = False,
+               fmt: Fmt = Format.auto, repo: Repo = Path(".")) -> None:
+    """Write the generated overlays (overlays/<env>/...) from the specs. Only changed files are touched."""
+    _finish(pipeline.render_to_disk(repo, check), fmt)
+
+
+@app.command()
+def build(env: Annotated[str, typer.Argument(help="Environment, e.g. dev.")],
+          team: Annotated[Optional[str], typer.Option("--team", "-t", help="Only this team's overlays.")] = None,
+          repo: Repo = Path(".")) -> None:
+    """Print the fully built manifests of an environment, as Argo CD sees them (from the specs, not from disk)."""
+    model, diags = pipeline.load(repo)
+    rep = Report(diags)
+    if model is not None:
+        files = render(model)
+        overlays = pipeline.overlays_of(files, env, team)
+        if not overlays:
+            rep.extend([Diagnostic("specs", 0, 0, "KF303", f"nothing to build for environment '{env}'"
+                                   + (f" and team '{team}'" if team else ""), "error",
+                                   f"environments: {', '.join(model.platform.environments)}")])
+        else:
+            built, diags = pipeline.build(repo, files, overlays, 1)
+            rep.extend(diags)
+            for overlay in overlays:
+                if overlay in built.overlays:
+                    sys.stdout.write(f"---\n# Source: {overlay}\n{built.overlays[overlay]}")
+    if rep.diagnostics:
+        sys.stderr.write(report.render(rep, "text"))
+    raise typer.Exit(rep.exit_code)
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Folder for the new repository (created if missing).")],
+         crds: Annotated[Optional[list[Path]], typer.Option("--crds", help="CRD file or folder to validate custom "
+                                                            "resources against (repeatable), e.g. Argo CD's CRDs.")] = None,
+         jupyterhub_chart: Annotated[Optional[Path], typer.Option(help="Folder with the JupyterHub chart's "
+                                                                  "values.yaml and values.schema.yaml.")] = None) -> None:
+    """Scaffold a GitOps repository: platform file, one example team, bases, schemas, CI workflow, overlays."""
+    directory.mkdir(parents=True, exist_ok=True)
+    diags = scaffold.init(directory, list(crds or []), jupyterhub_chart)
+    rep = Report(diags) if diags else pipeline.render_to_disk(directory, False)
+    if not rep.errors:
+        rep.summary.append(f"created {directory}: edit specs/, then run `kflowgen validate -C {directory}`")
+    _finish(rep, Format.text)
+
+
+@new_app.command("team")
+def new_team(name: Annotated[str, typer.Argument(help="Team name: lower-case letters, digits and '-'.")],
+             repo: Repo = Path(".")) -> None:
+    """Write specs/teams/NAME.yaml, a commented team spec that validates as it is."""
+    diags = scaffold.new_team(repo, name)
+    rep = Report(diags)
+    if not diags:
+        rep.summary.append(f"wrote specs/teams/{name}.yaml: edit it, then run `kflowgen validate` and `kflowgen render`")
+    _finish(rep, Format.text)
+
+
+@tools_app.command("install")
+def tools_install() -> None:
+    """Build the pinned kustomize and kubeconform with `go install` into the tools folder (skipped when present)."""
+    raise typer.Exit(tools.install(log=lambda m: print(m, file=sys.stderr)))
+
+
+@tools_app.command("status")
+def tools_status(repo: Repo = Path(".")) -> None:
+    """Show which kustomize and kubeconform kflowgen would run."""
+    code = 0
+    for name, _module, version in tools.PINNED:
+        found = tools.find(name, repo)
+        if isinstance(found, Diagnostic):
+            print(f"{name}: not found (pinned {version}); {found.hint}")
+            code = 1
+        else:
+            print(f"{name}: {' '.join(found.argv)}  version {found.version} (pinned {version})")
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print kflowgen's version."""
+    print(f"kflowgen {__version__}")
+
+
+def main() -> None:
+    """Console entry point: the one place that turns exceptions into exit codes."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("kflowgen: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception:  # a bug in kflowgen, not in the specs
+        print("kflowgen: internal error (exit 3). Please report it with the output below.", file=sys.stderr)
+        traceback.print_exc()
+        sys.exit(3)

@@ -1,0 +1,98 @@
+"""Diagnostics: every outcome a stage reports is a value, never a print; the list of error codes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ERROR = "error"
+WARNING = "warning"
+
+# Every code kflowgen can report, with a one-line title. The README's table is checked against this.
+CODES: dict[str, str] = {
+    # reading spec files
+    "KF101": "file cannot be read or is not valid YAML",
+    "KF102": "duplicate key in a mapping",
+    "KF103": "anchor, alias or tag that specs do not allow",
+    "KF104": "file is not exactly one YAML mapping",
+    "KF105": "file too large or nested too deeply",
+    "KF106": "mapping key that is not a plain string",
+    # spec schemas
+    "KF201": "unknown field",
+    "KF202": "required field missing",
+    "KF203": "wrong type",
+    "KF204": "value not allowed (pattern, range or choice)",
+    # checks across spec files
+    "KF301": "team name does not match its file name, or two teams share a name",
+    "KF302": "team name is reserved for a system namespace",
+    "KF303": "environment not defined in the platform file",
+    "KF304": "GPU type not defined in the platform file",
+    "KF305": "notebook profile does not fit the team's quota",
+    "KF306": "team quotas exceed the environment's GPU capacity",
+    "KF307": "image not from an allowed registry",
+    "KF308": "more than one default notebook profile",
+    "KF309": "guarantee larger than the limit",
+    "KF310": "storage quota smaller than the team NAS",
+    "KF311": "GPU capacity given for a GPU type the platform does not define",
+    "KF312": "spec path or file name escapes the repository",
+    # building and validating manifests
+    "KF401": "kustomize build failed",
+    "KF402": "built object fails strict schema validation",
+    "KF403": "no schema for a built kind",
+    "KF404": "generated JupyterHub values fail the chart's values schema",
+    # drift and disk
+    "KF501": "generated file differs from what the specs render",
+    "KF502": "generated file missing",
+    "KF503": "generated file no longer produced by any spec",
+    "KF504": "hand-written file inside a folder kflowgen owns",
+    # tools and environment
+    "KF901": "required tool not found",
+    "KF902": "tool failed to run",
+    "KF903": "CRD or chart file given in validation settings cannot be read",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One finding. `path` is a repository-relative file, or an overlay and object identity for built manifests."""
+
+    path: str
+    line: int
+    col: int
+    code: str
+    message: str
+    severity: str = ERROR
+    hint: str = ""
+
+    def location(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}" if self.line else self.path
+
+
+def error(path: str, pos: tuple[int, int], code: str, message: str, hint: str = "") -> Diagnostic:
+    assert code in CODES, code
+    return Diagnostic(path, pos[0], pos[1], code, message, ERROR, hint)
+
+
+def warning(path: str, pos: tuple[int, int], code: str, message: str, hint: str = "") -> Diagnostic:
+    assert code in CODES, code
+    return Diagnostic(path, pos[0], pos[1], code, message, WARNING, hint)
+
+
+@dataclass
+class Report:
+    """What a command found: diagnostics plus facts for the summary. Exit code 1 on any error."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+    def extend(self, diags) -> None:
+        self.diagnostics.extend(diags)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == ERROR]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.errors else 0
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(set(self.diagnostics))

@@ -1,0 +1,189 @@
+"""Reading spec files: strict YAML (1.2 core types, no aliases, no tags, no duplicate keys) with a line:col for every value."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .diagnostics import Diagnostic, error
+
+try:  # the C parser is ~7x faster; the pure one gives the same events
+    from yaml import CSafeLoader as _Parser
+except ImportError:  # pragma: no cover
+    from yaml import SafeLoader as _Parser
+
+MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
+MAX_DEPTH = 32
+MAX_NODES = 50_000
+
+_CORE = "tag:yaml.org,2002:"
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+
+
+@dataclass
+class SpecFile:
+    """A parsed spec: its data, and where each JSON pointer's key and value sit in the file (1-based line, col)."""
+
+    path: str  # repository-relative, with '/'
+    data: object
+    values: dict[str, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def at(self, pointer: str, key: bool = False) -> tuple[int, int]:
+        """Position of a pointer's value (or key); falls back to the closest parent that has one."""
+        table = self.keys if key else self.values
+        while True:
+            if pointer in table:
+                return table[pointer]
+            if pointer in self.values:
+                return self.values[pointer]
+            if not pointer:
+                return (1, 1)
+            pointer = pointer.rsplit("/", 1)[0]
+
+
+def pointer(parts) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _scalar(value: str, tag: str | None, plain: bool):
+    if tag in (None, "!") and not plain:
+        return value
+    if tag is None:
+        if _NULL.match(value):
+            return None
+        if _BOOL.match(value):
+            return value.lower() == "true"
+        if _INT.match(value):
+            return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+        if _FLOAT.match(value):
+            low = value.lower()
+            if low.endswith(".inf") or low == ".nan":
+                return float(low.replace(".", "", 1))
+            return float(value)
+        return value
+    kind = tag[len(_CORE):]
+    if kind == "str":
+        return value
+    return _scalar(value, None, True) if kind in ("int", "float", "bool", "null") else value
+
+
+class _Refused(Exception):
+    def __init__(self, diag: Diagnostic):
+        self.diag = diag
+
+
+def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
+    """Parse one spec document. Returns (spec, []) or (None or partial spec, diagnostics)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        return None, [error(path, (1, 1), "KF105", f"file is larger than {MAX_BYTES // 1024} KiB",
+                            "a spec is a short file; split it or remove generated content")]
+    spec = SpecFile(path, None)
+    diags: list[Diagnostic] = []
+    try:
+        events = yaml.parse(text, Loader=_Parser)
+        spec.data = _document(events, spec, diags)
+    except _Refused as r:
+        return None, [r.diag]
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = (e.problem or e.context or "invalid YAML").strip()
+        tab = mark is not None and text[mark.index: mark.index + 1] == "\t"
+        hint = "indent with spaces; YAML does not allow tabs" if tab else ""
+        return None, [error(path, pos, "KF101", f"invalid YAML: {what}", hint)]
+    except yaml.YAMLError as e:
+        return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}")]
+    return (None if diags else spec), diags
+
+
+def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
+    try:
+        raw = (root / rel).read_bytes()
+    except OSError as e:
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+    if len(raw) > MAX_BYTES:
+        return None, [error(rel, (1, 1), "KF105", f"file is larger than {MAX_BYTES // 1024} KiB",
+                            "a spec is a short file; split it or remove generated content")]
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return None, [error(rel, (1, 1), "KF101", "file starts with a byte-order mark", "save the file as UTF-8 without BOM")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        return None, [error(rel, (line, 1), "KF101", "file is not valid UTF-8", "save the file as UTF-8")]
+    return load_text(text, rel)
+
+
+def _document(events, spec: SpecFile, diags: list[Diagnostic]):
+    it = iter(events)
+    next(it)  # StreamStart
+    ev = next(it)
+    if isinstance(ev, yaml.StreamEndEvent):
+        raise _Refused(error(spec.path, (1, 1), "KF104", "file is empty", "a spec is one YAML mapping"))
+    counter = [0]
+    data = _node(next(it), it, spec, diags, [], 0, counter)
+    ev = next(it)  # DocumentEnd
+    ev = next(it)
+    if not isinstance(ev, yaml.StreamEndEvent):
+        m = ev.start_mark
+        raise _Refused(error(spec.path, (m.line + 1, m.column + 1), "KF104",
+                             "file holds more than one YAML document", "keep one spec per file; remove the '---'"))
+    if not isinstance(data, dict):
+        raise _Refused(error(spec.path, (1, 1), "KF104", "the file's top level is not a mapping",
+                             "a spec is a mapping of field: value lines"))
+    return data
+
+
+def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[int]):
+    counter[0] += 1
+    pos = (ev.start_mark.line + 1, ev.start_mark.column + 1)
+    if counter[0] > MAX_NODES or depth > MAX_DEPTH:
+        raise _Refused(error(spec.path, pos, "KF105", "file is nested too deeply or has too many values",
+                             f"specs allow depth {MAX_DEPTH} and {MAX_NODES} values"))
+    if isinstance(ev, yaml.AliasEvent):
+        raise _Refused(error(spec.path, pos, "KF103", f"alias '*{ev.anchor}' is not allowed in specs",
+                             "write the value out in full"))
+    if getattr(ev, "anchor", None):
+        raise _Refused(error(spec.path, pos, "KF103", f"anchor '&{ev.anchor}' is not allowed in specs",
+                             "write the value out in full; specs do not use anchors and aliases"))
+    tag = getattr(ev, "tag", None)
+    if tag not in (None, "!") and not (tag.startswith(_CORE) and tag[len(_CORE):] in
+                                       ("str", "int", "float", "bool", "null", "map", "seq")):
+        raise _Refused(error(spec.path, pos, "KF103", f"tag '{tag}' is not allowed in specs",
+                             "remove the tag; values are plain strings, numbers, booleans, lists and mappings"))
+    here = pointer(parts)
+    spec.values[here] = pos
+    if isinstance(ev, yaml.ScalarEvent):
+        return _scalar(ev.value, None if tag == "!" else tag, ev.implicit[0] and not ev.style)
+    if isinstance(ev, yaml.SequenceStartEvent):
+        out = []
+        while not isinstance(ev := next(it), yaml.SequenceEndEvent):
+            out.append(_node(ev, it, spec, diags, parts + [len(out)], depth + 1, counter))
+        return out
+    if isinstance(ev, yaml.MappingStartEvent):
+        out: dict = {}
+        first: dict[str, tuple[int, int]] = {}
+        while not isinstance(kev := next(it), yaml.MappingEndEvent):
+            kpos = (kev.start_mark.line + 1, kev.start_mark.column + 1)
+            key = _node(kev, it, spec, diags, parts + ["\x00key"], depth + 1, counter)
+            if not isinstance(key, str):
+                raise _Refused(error(spec.path, kpos, "KF106", f"key {key!r} is not a string",
+                                     "quote the key so it reads as text"))
+            spec.keys[pointer(parts + [key])] = kpos
+            value = _node(next(it), it, spec, diags, parts + [key], depth + 1, counter)
+            if key in first:
+                diags.append(error(spec.path, kpos, "KF102",
+                                   f"key '{key}' appears twice (first at line {first[key][0]})",
+                                   "keep one of them; YAML would silently use the last"))
+                continue
+            first[key] = kpos
+            out[key] = value
+        spec.values.pop(pointer(parts + ["\x00key"]), None)
+        return out
+    raise _Refused(error(spec.path, pos, "KF101", "unexpected YAML event"))  # pragma: no cover

@@ -1,0 +1,135 @@
+"""The model: typed, defaulted views of schema-valid specs, each keeping its SpecFile for locations."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .loader import SpecFile
+
+
+@dataclass(frozen=True)
+class GpuType:
+    name: str
+    resource: str
+    node_selector: dict[str, str]
+    display_name: str
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    cluster: str
+    gpu_capacity: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Platform:
+    source: SpecFile
+    name: str
+    repo_url: str
+    revision: str
+    kubernetes_version: str
+    argocd_namespace: str
+    hub_chart_version: str
+    hub_chart_repo: str
+    hub_namespace: str
+    registries: tuple[str, ...]
+    storage_class: str
+    mount_path: str
+    gpu_types: dict[str, GpuType]
+    environments: dict[str, Environment]
+    crds: tuple[str, ...]
+    jupyterhub_chart: str | None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    display_name: str
+    description: str
+    default: bool
+    cpu: object
+    memory: str
+    cpu_guarantee: object
+    memory_guarantee: str
+    gpu_type: str | None
+    gpu_count: int
+
+
+@dataclass(frozen=True)
+class Quota:
+    cpu: object
+    memory: str
+    storage: str
+    gpu: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Team:
+    source: SpecFile
+    name: str
+    description: str
+    owners: tuple[str, ...]
+    members: tuple[tuple[str, str], ...]  # (group, role)
+    image: str
+    profiles: tuple[Profile, ...]
+    storage_size: str
+    quota: dict[str, Quota]  # by environment, in the platform's environment order
+
+    @property
+    def namespace(self) -> str:
+        return self.name
+
+
+@dataclass
+class Model:
+    platform: Platform
+    teams: list[Team] = field(default_factory=list)
+
+    def teams_in(self, env: str) -> list[Team]:
+        return [t for t in self.teams if env in t.quota]
+
+
+def platform_from(spec: SpecFile) -> Platform:
+    d = spec.data
+    hub = d.get("jupyterhub", {})
+    validation = d.get("validation", {})
+    gpus = {name: GpuType(name, g.get("resource", "nvidia.com/gpu"), dict(sorted(g["nodeSelector"].items())),
+                          g.get("displayName", name.upper()))
+            for name, g in d["gpuTypes"].items()}
+    envs = {name: Environment(name, e["cluster"], dict(e["capacity"]["gpu"])) for name, e in d["environments"].items()}
+    return Platform(
+        source=spec, name=d["name"], repo_url=d["repo"]["url"], revision=d["repo"].get("revision", "main"),
+        kubernetes_version=_version(d["kubernetesVersion"]),
+        argocd_namespace=d.get("argocd", {}).get("namespace", "argocd"),
+        hub_chart_version=hub.get("chartVersion", "4.4.0"),
+        hub_chart_repo=hub.get("chartRepo", "https://hub.jupyter.org/helm-chart/"),
+        hub_namespace=hub.get("namespace", "jupyterhub"),
+        registries=tuple(d["registries"]), storage_class=d["storage"]["storageClass"],
+        mount_path=d["storage"].get("mountPath", "/workspace"), gpu_types=gpus, environments=envs,
+        crds=tuple(validation.get("crds", ())), jupyterhub_chart=validation.get("jupyterhubChart"),
+    )
+
+
+def _version(v: str) -> str:
+    parts = v.lstrip("v").split(".")
+    return ".".join(parts + ["0"] * (3 - len(parts)))
+
+
+def team_from(spec: SpecFile, env_order: list[str]) -> Team:
+    d = spec.data
+    profiles = []
+    for p in d["notebook"]["profiles"]:
+        g = p.get("guarantee", {})
+        gpu = p.get("gpu")
+        profiles.append(Profile(
+            name=p["name"], display_name=p.get("displayName", p["name"]), description=p.get("description", ""),
+            default=bool(p.get("default", False)), cpu=p["cpu"], memory=p["memory"],
+            cpu_guarantee=g.get("cpu", p["cpu"]), memory_guarantee=g.get("memory", p["memory"]),
+            gpu_type=gpu["type"] if gpu else None, gpu_count=gpu["count"] if gpu else 0))
+    rank = {e: i for i, e in enumerate(env_order)}
+    quota = {env: Quota(q["cpu"], q["memory"], q.get("storage", d["storage"]["size"]), dict(q.get("gpu", {})))
+             for env, q in sorted(d["quota"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))}
+    return Team(
+        source=spec, name=d["name"], description=d.get("description", ""), owners=tuple(d["owners"]),
+        members=tuple((m["group"], m.get("role", "edit")) for m in d.get("members", [])),
+        image=d["notebook"]["image"], profiles=tuple(profiles), storage_size=d["storage"]["size"], quota=quota)

@@ -1,0 +1,167 @@
+"""The pipeline: load -> validate -> model -> render -> write/check -> build -> verify -> report."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import kschemas, rules, specschema, tools, verify, writer
+from .diagnostics import Diagnostic, Report, error
+from .loader import SpecFile, load_file
+from .model import Model, platform_from, team_from
+from .render import render
+from .rules.capacity import allocation
+
+PLATFORM = "specs/platform.yaml"
+TEAMS = "specs/teams"
+CACHE = ".kflowgen/cache"
+
+
+def _spec_paths(root: Path, folder: str) -> list[str]:
+    base = root / folder
+    if not base.is_dir():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in base.iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+def _inside(root: Path, rel: str) -> bool:
+    return (root / rel).resolve().is_relative_to(root.resolve())
+
+
+def _read(root: Path, rel: str, kind: str, diags: list[Diagnostic]) -> SpecFile | None:
+    if not _inside(root, rel):
+        diags.append(error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository",
+                           "replace the link with the file itself"))
+        return None
+    spec, found = load_file(root, rel)
+    diags.extend(found)
+    if spec is None:
+        return None
+    found = specschema.validate(kind, spec)
+    diags.extend(found)
+    return None if found else spec
+
+
+def load(root: Path) -> tuple[Model | None, list[Diagnostic]]:
+    """Read and check every spec; the model is returned only when there is no error."""
+    diags: list[Diagnostic] = []
+    if not (root / PLATFORM).is_file():
+        return None, [error(PLATFORM, (0, 0), "KF101", "platform file not found",
+                            "run kflowgen in the repository root, or create one with `kflowgen init`")]
+    pspec = _read(root, PLATFORM, "platform", diags)
+    team_specs = [s for rel in _spec_paths(root, TEAMS) if (s := _read(root, rel, "team", diags))]
+    if pspec is None:
+        return None, diags
+    platform = platform_from(pspec)
+    model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in team_specs),
+                                   key=lambda t: (t.name, t.source.path)))
+    diags.extend(rules.run(model))
+    return (None if any(d.severity == "error" for d in diags) else model), diags
+
+
+@dataclass
+class Built:
+    """Built manifests per overlay, and per-environment object counts."""
+
+    overlays: dict[str, str] = field(default_factory=dict)
+    objects: dict[str, int] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+
+
+def overlays_of(files: dict[str, bytes], env: str | None = None, team: str | None = None) -> list[str]:
+    out = sorted(p.rsplit("/", 1)[0] for p in files if p.endswith("/kustomization.yaml"))
+    if env:
+        out = [o for o in out if o.startswith(f"overlays/{env}/")]
+    if team:
+        out = [o for o in out if o.startswith(f"overlays/{env}/teams/{team}/")]
+    return out
+
+
+def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int) -> tuple[Built, list[Diagnostic]]:
+    """kustomize build of the given overlays over the rendered files, in a scratch copy (the repository is untouched)."""
+    kustomize = tools.find("kustomize", root)
+    if isinstance(kustomize, Diagnostic):
+        return Built(), [kustomize]
+    built = Built(tools={"kustomize": kustomize.version})
+    diags: list[Diagnostic] = []
+    with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
+        scratch = Path(tmp)
+        if (root / "bases").is_dir():
+            shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
+        for rel, data in files.items():
+            (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / rel).write_bytes(data)
+        for overlay, result in tools.kustomize_build(kustomize, scratch, overlays, jobs).items():
+            if isinstance(result, Diagnostic):
+                diags.append(result)
+            else:
+                built.overlays[overlay] = result
+                env = overlay.split("/")[1]
+                built.objects[env] = built.objects.get(env, 0) + count_objects(result)
+    return built, diags
+
+
+def count_objects(text: str) -> int:
+    return sum(1 for doc in ("\n" + text).split("\n---\n") if doc.strip())
+
+
+def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Report:
+    """Everything the gate checks: specs, cross-file rules, build of every overlay, strict schema validation."""
+    report = Report()
+    jobs = jobs or os.cpu_count() or 1
+    model, diags = load(root)
+    report.extend(diags)
+    if model is None:
+        return report
+    if env and env not in model.platform.environments:
+        report.extend([error(PLATFORM, (0, 0), "KF303", f"environment '{env}' is not defined",
+                             f"environments: {', '.join(model.platform.environments)}")])
+        return report
+    files = render(model)
+    envs = [env] if env else list(model.platform.environments)
+    overlays = [o for e in envs for o in overlays_of(files, e)]
+    built, diags = build(root, files, overlays, jobs)
+    report.extend(diags)
+    if not diags:
+        report.extend(verify.manifests(root, model, built.overlays, jobs, Path(root / CACHE), built.tools))
+        report.extend(verify.hub_values(root, model, files, envs))
+    report.summary = summary(model, built, envs)
+    return report
+
+
+def summary(model: Model, built: Built, envs: list[str]) -> list[str]:
+    p = model.platform
+    total = sum(built.objects.get(e, 0) for e in envs)
+    tools_used = ", ".join(f"{k} {v}" for k, v in sorted(built.tools.items()))
+    lines = [f"{len(model.teams)} teams, {len(envs)} environments, {total} objects built and validated "
+             f"({tools_used}; Kubernetes {p.kubernetes_version})"]
+    width = max(len(e) for e in envs)
+    for e in envs:
+        alloc = allocation(model, e)
+        gpus = "  ".join(f"{g} {n}/{p.environments[e].gpu_capacity.get(g, 0)}" for g, n in alloc.items())
+        lines.append(f"  {e:<{width}}  {len(model.teams_in(e))} teams  {built.objects.get(e, 0):>4} objects  "
+                     f"GPU quota/capacity: {gpus}")
+    return lines
+
+
+def render_to_disk(root: Path, check_only: bool) -> Report:
+    report = Report()
+    model, diags = load(root)
+    report.extend(diags)
+    if model is None:
+        return report
+    files = render(model)
+    if check_only:
+        plan, found = writer.check(root, files)
+        report.extend(found)
+        report.summary = [f"{len(files)} generated files checked: "
+                          + ("up to date" if not plan.drift else
+                             f"{len(plan.added)} missing, {len(plan.changed)} different, {len(plan.removed)} extra")]
+    else:
+        plan, found = writer.write(root, files)
+        report.extend(found)
+        report.summary = [f"{len(files)} generated files: {len(plan.added)} added, {len(plan.changed)} changed, "
+                          f"{len(plan.removed)} removed, {plan.unchanged} unchanged"]
+    return report

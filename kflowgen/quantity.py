@@ -1,0 +1,37 @@
+"""Kubernetes quantities (cpu cores, bytes): parse to exact fractions, print back canonically."""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_SUFFIX = {"": 1, "m": Fraction(1, 1000), "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$")
+
+
+def parse(value) -> Fraction:
+    """'500m' -> 1/2, 2 -> 2, '16Gi' -> 17179869184. Raises ValueError on anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a quantity: {value!r}")
+    if isinstance(value, (int, float)):
+        return Fraction(str(value))
+    m = _RE.match(str(value))
+    if not m:
+        raise ValueError(f"not a quantity: {value!r}")
+    return Fraction(m.group(1)) * _SUFFIX[m.group(2) or ""]
+
+
+def cpu(value) -> str:
+    """Canonical cpu string for manifests: whole cores as '4', otherwise millicores '500m'."""
+    q = parse(value)
+    if q.denominator == 1:
+        return str(q.numerator)
+    milli = q * 1000
+    if milli.denominator != 1:
+        raise ValueError(f"cpu {value!r} is finer than 1m")
+    return f"{milli.numerator}m"
+
+
+def text(value) -> str:
+    """A quantity as written in the spec, as a string (numbers keep their spelling)."""
+    return str(value)

@@ -1,0 +1,288 @@
+"""The renderer: a pure function from the model to the generated files, {repo-relative path: bytes}."""
+from __future__ import annotations
+
+import json
+
+from . import quantity
+from .emit import document
+from .model import Model, Platform, Team
+
+BASES = "bases/team"
+LABEL_TEAM = "kflowgen.dev/team"
+LABEL_ENV = "kflowgen.dev/environment"
+KEEP = "Prune=false,Delete=false"  # Argo CD never prunes or cascades these away; a person removes them on purpose
+IN_CLUSTER = "https://kubernetes.default.svc"
+
+# What a team's own Application may create in its namespace. Platform-owned kinds (quota, limits, RBAC,
+# network policy, namespaces) are deliberately absent.
+TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org", "TFJob"), ("apps", "Deployment"),
+              ("", "Service"), ("", "ConfigMap"), ("policy", "PodDisruptionBudget"),
+              ("autoscaling", "HorizontalPodAutoscaler"))
+
+
+def render(model: Model) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for env in model.platform.environments:
+        files.update(render_environment(model, env))
+    return dict(sorted(files.items()))
+
+
+def render_environment(model: Model, env: str) -> dict[str, bytes]:
+    p = model.platform
+    teams = model.teams_in(env)
+    out: dict[str, bytes] = {}
+    for t in teams:
+        out.update(_team_platform(p, t, env))
+        out.update(_team_workloads(t, env))
+    out[f"overlays/{env}/jupyterhub/values.yaml"] = document(hub_values(model, env), _sources(p, teams))
+    out.update(_argocd(p, teams, env))
+    return out
+
+
+def _sources(p: Platform, teams) -> list[str]:
+    return [p.source.path] + ([t.source.path for t in teams] if len(teams) <= 3 else ["specs/teams/*.yaml"])
+
+
+def _meta(name: str, namespace: str | None = None, **extra) -> dict:
+    meta: dict = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta.update(extra)
+    return meta
+
+
+def _kustomization(resources: list[str], labels: dict[str, str], namespace: str | None = None) -> dict:
+    k: dict = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    if namespace:
+        k["namespace"] = namespace
+    k["labels"] = [{"pairs": labels, "includeSelectors": False}]
+    k["resources"] = resources
+    return k
+
+
+def _labels(env: str, team: str | None = None) -> dict[str, str]:
+    out = {"app.kubernetes.io/managed-by": "kflowgen", LABEL_ENV: env}
+    if team:
+        out[LABEL_TEAM] = team
+    return out
+
+
+# --- per team, platform-owned ---------------------------------------------------------------------------------
+
+def _team_platform(p: Platform, t: Team, env: str) -> dict[str, bytes]:
+    src = [t.source.path, p.source.path]
+    q = t.quota[env]
+    objs: dict[str, dict] = {}
+    minor = ".".join(p.kubernetes_version.split(".")[:2])
+    objs["namespace.yaml"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(
+        t.namespace,
+        labels={"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": f"v{minor}",
+                "pod-security.kubernetes.io/audit": "restricted", "pod-security.kubernetes.io/warn": "restricted",
+                "hub.jupyter.org/network-access-hub": "true"},
+        annotations={"argocd.argoproj.io/sync-options": KEEP})}
+    hard = {"requests.cpu": quantity.cpu(q.cpu), "requests.memory": str(q.memory), "requests.storage": str(q.storage)}
+    for resource, n in gpu_requests(p, q.gpu).items():
+        hard[f"requests.{resource}"] = str(n)
+    objs["resourcequota.team.yaml"] = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta("team"),
+                                       "spec": {"hard": hard}}
+    objs["persistentvolumeclaim.nas.yaml"] = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": _meta("nas", annotations={"argocd.argoproj.io/sync-options": KEEP}),
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": p.storage_class,
+                 "resources": {"requests": {"storage": str(t.storage_size)}}}}
+    objs["rolebinding.owners.yaml"] = _rolebinding("owners", "admin", [("User", o) for o in t.owners])
+    for role in ("admin", "edit", "view"):
+        groups = [g for g, r in t.members if r == role]
+        if groups:
+            objs[f"rolebinding.members-{role}.yaml"] = _rolebinding(f"members-{role}", role, [("Group", g) for g in groups])
+    objs["rolebinding.jupyterhub-spawner.yaml"] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta("jupyterhub-spawner"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jupyterhub-spawner"},
+        "subjects": [{"kind": "ServiceAccount", "name": "hub", "namespace": p.hub_namespace}]}
+    hub_ns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": p.hub_namespace}}}
+    objs["networkpolicy.allow-jupyterhub.yaml"] = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta("allow-jupyterhub"),
+        "spec": {"podSelector": {"matchLabels": {"component": "singleuser-server"}}, "policyTypes": ["Ingress", "Egress"],
+                 "ingress": [{"from": [{**hub_ns, "podSelector": {"matchExpressions": [
+                     {"key": "component", "operator": "In", "values": ["hub", "proxy"]}]}}],
+                     "ports": [{"port": 8888, "protocol": "TCP"}]}],
+                 "egress": [{"to": [{**hub_ns, "podSelector": {"matchLabels": {"component": "hub"}}}],
+                             "ports": [{"port": 8081, "protocol": "TCP"}]}]}}
+    base = f"overlays/{env}/teams/{t.name}/platform"
+    out = {f"{base}/{name}": document(obj, src) for name, obj in objs.items()}
+    out[f"{base}/kustomization.yaml"] = document(
+        _kustomization(["../../../../../" + BASES] + list(objs), _labels(env, t.name), t.namespace), src)
+    return out
+
+
+def gpu_requests(p: Platform, gpus: dict[str, int]) -> dict[str, int]:
+    """GPUs by extended resource name. Every resource the platform knows is listed, 0 when the team has none:
+    a ResourceQuota does not limit a resource it does not name."""
+    out = {g.resource: 0 for g in p.gpu_types.values()}
+    for gpu, n in gpus.items():
+        if gpu in p.gpu_types:
+            out[p.gpu_types[gpu].resource] += n
+    return dict(sorted(out.items()))
+
+
+def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -> dict:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(name),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": clusterrole},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": k, "name": n} for k, n in subjects]}
+
+
+# --- per team, workloads ----------------------------------------------------------------------------------------
+
+def _team_workloads(t: Team, env: str) -> dict[str, bytes]:
+    base = f"overlays/{env}/teams/{t.name}/workloads"
+    return {f"{base}/kustomization.yaml": document(_kustomization([], _labels(env, t.name), t.namespace),
+                                                  [t.source.path])}
+
+
+# --- JupyterHub -------------------------------------------------------------------------------------------------
+
+PROFILE_FILTER = '''\
+# Generated by kflowgen: each team's profiles are offered only to members of the team's groups.
+# KubeSpawner has no per-group profile setting, so the static list is wrapped in a callable.
+import json
+
+_kflowgen_groups = json.loads({groups!r})
+_kflowgen_profiles = list(c.KubeSpawner.profile_list)
+
+
+def _kflowgen_profile_list(spawner):
+    mine = {{group.name for group in spawner.user.groups}}
+    return [p for p in _kflowgen_profiles if mine & set(_kflowgen_groups.get(p["slug"], []))]
+
+
+c.KubeSpawner.profile_list = _kflowgen_profile_list
+'''
+
+
+def hub_values(model: Model, env: str) -> dict:
+    p = model.platform
+    profiles, groups = [], {}
+    for t in model.teams_in(env):
+        for prof in t.profiles:
+            slug = f"{t.name}-{prof.name}"
+            override: dict = {
+                "namespace": t.namespace,
+                "image": t.image,
+                "cpu_limit": float(quantity.parse(prof.cpu)),
+                "cpu_guarantee": float(quantity.parse(prof.cpu_guarantee)),
+                "mem_limit": int(quantity.parse(prof.memory)),
+                "mem_guarantee": int(quantity.parse(prof.memory_guarantee)),
+                "extra_labels": {"hub.jupyter.org/network-access-hub": "true", LABEL_TEAM: t.name},
+                "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}],
+                "volume_mounts": [{"name": "nas", "mountPath": p.mount_path}],
+            }
+            if prof.gpu_type:
+                gpu = p.gpu_types[prof.gpu_type]
+                override["extra_resource_limits"] = {gpu.resource: str(prof.gpu_count)}
+                override["extra_resource_guarantees"] = {gpu.resource: str(prof.gpu_count)}
+                override["node_selector"] = dict(gpu.node_selector)
+            entry = {"display_name": f"{t.name}: {prof.display_name}", "slug": slug,
+                     "description": prof.description or _describe(p, prof)}
+            if prof.default:
+                entry["default"] = True
+            entry["kubespawner_override"] = override
+            profiles.append(entry)
+            groups[slug] = sorted({g for g, _ in t.members})
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "hub": {
+            "networkPolicy": {"interNamespaceAccessLabels": "accept"},
+            "config": {"Authenticator": {"manage_groups": True},
+                       "KubeSpawner": {"container_security_context": restricted}},
+            "extraConfig": {"kflowgen-profiles": PROFILE_FILTER.format(groups=json.dumps(groups, sort_keys=True))},
+        },
+        "scheduling": {"userScheduler": {"enabled": False}},
+        "singleuser": {
+            "cloudMetadata": {"blockWithIptables": False},
+            "storage": {"type": "none"},
+            "extraPodConfig": {"securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}},
+            "profileList": profiles,
+        },
+    }
+
+
+def _describe(p: Platform, prof) -> str:
+    gpu = f", {prof.gpu_count} x {p.gpu_types[prof.gpu_type].display_name}" if prof.gpu_type else ""
+    return f"{prof.cpu} CPU, {prof.memory} memory{gpu}"
+
+
+# --- Argo CD ----------------------------------------------------------------------------------------------------
+
+def _argocd(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:
+    cluster = p.environments[env].cluster
+    ns = p.argocd_namespace
+    base = f"overlays/{env}/argocd"
+    docs: dict[str, tuple[dict, list[str]]] = {}
+
+    def project(name, description, sources, destinations, cluster_kinds, namespace_kinds, roles=None, team=None):
+        spec = {"description": description, "sourceRepos": sources,
+                "destinations": [{"server": s, "namespace": n} for s, n in destinations],
+                "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_kinds],
+                "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in namespace_kinds],
+                "orphanedResources": {"warn": True}}
+        if roles:
+            spec["roles"] = roles
+        return {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+                "metadata": _meta(name, ns, labels=_labels(env, team)), "spec": spec}
+
+    def app(name, project_name, server, destination_ns, source=None, sources=None, team=None, allow_empty=False,
+            options=()):
+        spec: dict = {"project": project_name}
+        if source:
+            spec["source"] = source
+        if sources:
+            spec["sources"] = sources
+        spec["destination"] = {"server": server, "namespace": destination_ns}
+        automated = {"prune": True, "selfHeal": True}
+        if allow_empty:
+            automated["allowEmpty"] = True
+        spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
+        return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": _meta(name, ns, labels=_labels(env, team),
+                                  finalizers=["resources-finalizer.argocd.argoproj.io"]), "spec": spec}
+
+    def git(path):
+        return {"repoURL": p.repo_url, "targetRevision": p.revision, "path": path}
+
+    psrc = [p.source.path]
+    docs["appproject.bootstrap.yaml"] = (project(
+        f"{env}-bootstrap", f"{env}: the root Application, which creates the projects and Applications below",
+        [p.repo_url], [(IN_CLUSTER, ns)], [], [("argoproj.io", "Application"), ("argoproj.io", "AppProject")]), psrc)
+    docs["appproject.platform.yaml"] = (project(
+        f"{env}-platform", f"{env}: platform-owned objects (namespaces, quotas, RBAC, network policy, storage, JupyterHub)",
+        [p.repo_url, p.hub_chart_repo], [(cluster, p.hub_namespace)] + [(cluster, t.namespace) for t in teams],
+        [("", "Namespace")], [("*", "*")]), _sources(p, teams))
+    docs["application.root.yaml"] = (app(f"{env}-root", f"{env}-bootstrap", IN_CLUSTER, ns, source=git(base)), psrc)
+    docs["application.jupyterhub.yaml"] = (app(
+        f"{env}-jupyterhub", f"{env}-platform", cluster, p.hub_namespace,
+        sources=[{"repoURL": p.hub_chart_repo, "chart": "jupyterhub", "targetRevision": p.hub_chart_version,
+                  "helm": {"releaseName": "jupyterhub",
+                           "valueFiles": [f"$values/overlays/{env}/jupyterhub/values.yaml"]}},
+                 {"repoURL": p.repo_url, "targetRevision": p.revision, "ref": "values"}],
+        options=("CreateNamespace=true", "ServerSideApply=true")), psrc)
+    for t in teams:
+        src = [t.source.path, p.source.path]
+        groups = sorted({g for g, _ in t.members})
+        roles = [{"name": "members", "description": f"members of {t.name} may view and sync the team's Applications",
+                  "groups": groups,
+                  "policies": [f"p, proj:{env}-{t.name}:members, applications, {verb}, {env}-{t.name}/*, allow"
+                               for verb in ("get", "sync")]}] if groups else None
+        docs[f"appproject.{t.name}.yaml"] = (project(
+            f"{env}-{t.name}", f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
+            [p.repo_url], [(cluster, t.namespace)], [], TEAM_KINDS, roles, t.name), src)
+        docs[f"application.{t.name}-platform.yaml"] = (app(
+            f"{env}-{t.name}-platform", f"{env}-platform", cluster, t.namespace,
+            source=git(f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src)
+        docs[f"application.{t.name}-workloads.yaml"] = (app(
+            f"{env}-{t.name}-workloads", f"{env}-{t.name}", cluster, t.namespace,
+            source=git(f"overlays/{env}/teams/{t.name}/workloads"), team=t.name, allow_empty=True), src)
+    out = {f"{base}/{name}": document(obj, src) for name, (obj, src) in sorted(docs.items())}
+    out[f"{base}/kustomization.yaml"] = document(
+        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": sorted(docs)}, psrc)
+    return out

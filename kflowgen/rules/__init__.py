@@ -1,0 +1,28 @@
+"""Checks across spec files: each rule is a small module with a check(model) generator, registered here."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..diagnostics import Diagnostic
+from ..model import Model
+from . import capacity, environments, gpus, images, profiles, storage, teams
+
+Rule = Callable[[Model], Iterable[Diagnostic]]
+
+# name -> rule; every rule names the codes it reports in its module docstring
+RULES: dict[str, Rule] = {
+    "team-names": teams.check,
+    "environments-exist": environments.check,
+    "gpu-types-exist": gpus.check,
+    "profiles-fit-quota": profiles.check,
+    "gpu-capacity": capacity.check,
+    "allowed-registries": images.check,
+    "storage-quota": storage.check,
+}
+
+
+def run(model: Model) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for rule in RULES.values():
+        out.extend(rule(model))
+    return out

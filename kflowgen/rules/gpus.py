@@ -1,0 +1,34 @@
+"""KF304, KF311: every GPU type named in a profile, a quota or a capacity is defined in the platform file."""
+from __future__ import annotations
+
+import difflib
+
+from ..diagnostics import error
+
+
+def _unknown(name, known):
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean '{close[0]}'?" if close else f"GPU types: {', '.join(known)}"
+
+
+def check(model):
+    p = model.platform
+    known = list(p.gpu_types)
+    for env in p.environments.values():
+        for gpu in env.gpu_capacity:
+            if gpu not in p.gpu_types:
+                yield error(p.source.path, p.source.at(f"/environments/{env.name}/capacity/gpu/{gpu}", key=True),
+                            "KF311", f"capacity of {env.name} names GPU type '{gpu}', which gpuTypes does not define",
+                            _unknown(gpu, known))
+    for t in model.teams:
+        for i, prof in enumerate(t.profiles):
+            if prof.gpu_type and prof.gpu_type not in p.gpu_types:
+                yield error(t.source.path, t.source.at(f"/notebook/profiles/{i}/gpu/type"), "KF304",
+                            f"profile '{prof.name}' asks for GPU type '{prof.gpu_type}', which the platform does not define",
+                            _unknown(prof.gpu_type, known))
+        for env, q in t.quota.items():
+            for gpu in q.gpu:
+                if gpu not in p.gpu_types:
+                    yield error(t.source.path, t.source.at(f"/quota/{env}/gpu/{gpu}", key=True), "KF304",
+                                f"quota for {env} names GPU type '{gpu}', which the platform does not define",
+                                _unknown(gpu, known))

@@ -1,0 +1,14 @@
+"""KF310: a team's storage quota holds at least its NAS volume."""
+from __future__ import annotations
+
+from .. import quantity
+from ..diagnostics import error
+
+
+def check(model):
+    for t in model.teams:
+        for env, q in t.quota.items():
+            if quantity.parse(q.storage) < quantity.parse(t.storage_size):
+                yield error(t.source.path, t.source.at(f"/quota/{env}/storage"), "KF310",
+                            f"storage quota {q.storage} in {env} is smaller than the team NAS ({t.storage_size})",
+                            f"raise quota.{env}.storage to at least {t.storage_size}")

@@ -1,0 +1,166 @@
+"""Scaffolding: the files `kflowgen init` and `kflowgen new team` write for a person to edit."""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from .diagnostics import Diagnostic, error
+from .tools import KUBECONFORM, KUSTOMIZE
+
+PLATFORM = """\
+# yaml-language-server: $schema=../schemas/platform.schema.json
+# The ML platform, owned by the platform team: environments, GPU types, storage, JupyterHub.
+name: {name}
+repo:
+  url: {repo_url}          # where Argo CD pulls this repository from
+  revision: main
+kubernetesVersion: "1.34.0"   # built manifests are validated against this version's schemas
+argocd:
+  namespace: argocd
+jupyterhub:
+  chartVersion: 4.4.0
+  namespace: jupyterhub
+registries:                # notebook and job images must come from one of these
+  - registry.example.com/ml/
+storage:
+  storageClass: nas-rwx    # a ReadWriteMany StorageClass for the team NAS volumes
+  mountPath: /workspace
+gpuTypes:
+  a100:
+    displayName: NVIDIA A100 80GB
+    nodeSelector:
+      nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB
+environments:              # each environment is one cluster that Argo CD syncs
+  dev:
+    cluster: https://dev.k8s.example.com
+    capacity:
+      gpu: {{a100: 4}}
+  staging:
+    cluster: https://staging.k8s.example.com
+    capacity:
+      gpu: {{a100: 4}}
+  prod:
+    cluster: https://prod.k8s.example.com
+    capacity:
+      gpu: {{a100: 16}}
+{validation}"""
+
+TEAM = """\
+# yaml-language-server: $schema=../../schemas/team.schema.json
+# Team {name}. Field reference: README.md, "Spec reference", or hover in an editor with the YAML extension.
+name: {name}
+description: What the team works on
+owners:                    # users who administer the team namespace
+  - {owner}
+members:                   # identity-provider groups; role is view, edit (default) or admin
+  - group: {name}-members
+notebook:
+  image: {image}
+  profiles:                # the server sizes members can pick in JupyterHub
+    - name: cpu
+      displayName: CPU, 2 cores
+      cpu: 2
+      memory: 8Gi
+      default: true
+    # - name: gpu
+    #   displayName: One GPU
+    #   cpu: 8
+    #   memory: 64Gi
+    #   gpu: {{type: {gpu}, count: 1}}   # needs GPU quota below
+storage:
+  size: 100Gi              # the team's shared NAS volume, mounted at the platform's mountPath
+quota:                     # per environment; leave an environment out and the team is not there
+{quota}"""
+
+WORKFLOW = """\
+# The pull-request gate: specs are validated, overlays built and checked, and drift fails the run.
+name: kflowgen
+on:
+  pull_request:
+  push:
+    branches: [main]
+permissions:
+  contents: read
+jobs:
+  gate:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.11"
+      - uses: actions/setup-go@v5
+        with:
+          go-version: "1.24"
+      - name: Install kflowgen and its pinned tools
+        run: |
+          pip install kflowgen
+          kflowgen tools install   # kustomize {kustomize}, kubeconform {kubeconform}
+      - name: Validate specs and built manifests
+        run: kflowgen validate --format github
+      - name: Generated overlays are up to date
+        run: kflowgen render --check --format github
+"""
+
+
+def _rel(target: Path, base: Path) -> str:
+    return os.path.relpath(target.resolve(), base.resolve()).replace(os.sep, "/")
+
+
+def init(dest: Path, crds: list[Path], jupyterhub_chart: Path | None) -> list[Diagnostic]:
+    """Write a new GitOps repository. Refuses to touch a folder that already holds specs."""
+    if (dest / "specs").exists():
+        return [error(str(dest / "specs"), (0, 0), "KF101", "folder already holds specs",
+                      "choose an empty folder for `kflowgen init`")]
+    lines = []
+    if crds or jupyterhub_chart:
+        lines.append("validation:")
+        if crds:
+            lines.append("  crds:                    # CRD files for Argo CD (and Kubeflow) kinds, for strict validation")
+            lines += [f"    - {_rel(c, dest)}" for c in crds]
+        if jupyterhub_chart:
+            lines.append(f"  jupyterhubChart: {_rel(jupyterhub_chart, dest)}")
+    files = {
+        "specs/platform.yaml": PLATFORM.format(name=dest.resolve().name.lower().replace("_", "-")[:63] or "ml-platform",
+                                               repo_url="https://git.example.com/ml-platform/gitops.git",
+                                               validation="\n".join(lines) + ("\n" if lines else "")),
+        ".github/workflows/kflowgen.yaml": WORKFLOW.format(kustomize=KUSTOMIZE[2], kubeconform=KUBECONFORM[2]),
+        ".gitignore": ".kflowgen/\n",
+    }
+    for kind in ("platform", "team"):
+        files[f"schemas/{kind}.schema.json"] = resources.files("kflowgen").joinpath(
+            "schemas", f"{kind}.schema.json").read_text("utf-8")
+    bases = resources.files("kflowgen").joinpath("bases", "team")
+    for item in sorted(bases.iterdir(), key=lambda i: i.name):
+        files[f"bases/team/{item.name}"] = item.read_text("utf-8")
+    for rel, text in files.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text(text)
+    return new_team(dest, "example", owner="admin@example.com")
+
+
+def team_text(name: str, environments: list[str], registry: str, gpu: str, owner: str) -> str:
+    image = f"{registry}{'' if registry.endswith('/') else '/'}minimal-notebook:2025-11-24"
+    quota = "".join(f"  {env}:\n    cpu: 8\n    memory: 32Gi\n    # gpu: {{{gpu}: 1}}\n" for env in environments)
+    return TEAM.format(name=name, owner=owner, image=image, gpu=gpu, quota=quota)
+
+
+def new_team(root: Path, name: str, owner: str = "you@example.com") -> list[Diagnostic]:
+    """Write specs/teams/NAME.yaml from the platform's environments, registries and GPU types."""
+    from .loader import load_file  # the platform is read strictly, like every spec
+
+    target = root / "specs" / "teams" / f"{name}.yaml"
+    if target.exists():
+        return [error(target.relative_to(root).as_posix(), (0, 0), "KF301", f"team '{name}' already exists",
+                      "edit the existing file, or pick another name")]
+    spec, diags = load_file(root, "specs/platform.yaml")
+    if spec is None:
+        return diags or [error("specs/platform.yaml", (0, 0), "KF101", "cannot read the platform file")]
+    data = spec.data
+    envs = list(data.get("environments", {})) or ["dev"]
+    registry = (data.get("registries") or ["registry.example.com/ml/"])[0]
+    gpu = next(iter(data.get("gpuTypes", {})), "a100")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(team_text(name, envs, registry, gpu, owner))
+    return []

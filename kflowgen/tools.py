@@ -1,0 +1,148 @@
+"""External tools: finding and installing the pinned kustomize and kubeconform, and running them as adapters."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .diagnostics import Diagnostic, error
+
+KUSTOMIZE = ("kustomize", "sigs.k8s.io/kustomize/kustomize/v5", "v5.8.1")
+KUBECONFORM = ("kubeconform", "github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0")
+PINNED = (KUSTOMIZE, KUBECONFORM)
+PROJECT = Path(__file__).resolve().parents[1]  # the kflowgen checkout, when installed from one
+
+
+def tools_dir(repo: Path | None = None) -> Path:
+    """Where `kflowgen tools install` puts binaries: $KFLOWGEN_TOOLS, else .tools/bin of the kflowgen checkout."""
+    if os.environ.get("KFLOWGEN_TOOLS"):
+        return Path(os.environ["KFLOWGEN_TOOLS"])
+    return PROJECT / ".tools" / "bin"
+
+
+def install_command(name: str) -> str:
+    for tool, module, version in PINNED:
+        if tool == name:
+            return f"kflowgen tools install  (or: GOBIN={tools_dir()} go install {module}@{version})"
+    return "kflowgen tools install"
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    argv: tuple[str, ...]  # the command prefix, e.g. ('/x/kustomize', 'build') or ('kubectl', 'kustomize')
+    version: str
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (out.stdout or out.stderr).strip().splitlines()[0].strip() if (out.stdout or out.stderr).strip() else ""
+
+
+def binary_version(path: Path, name: str) -> str:
+    """The tool's own version, or for `go install` builds that print 'development', the module version Go recorded."""
+    own = _version([str(path), "version" if name == "kustomize" else "-v"])
+    if own.startswith("v") or not shutil.which("go"):
+        return own
+    for line in _run_lines(["go", "version", "-m", str(path)]):
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "mod":
+            return parts[2]
+    return own
+
+
+def _run_lines(argv: list[str]) -> list[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+
+
+def find(name: str, repo: Path | None = None) -> Tool | Diagnostic:
+    """The pinned build in the tools folder first, then PATH; kustomize falls back to `kubectl kustomize`."""
+    candidates = [tools_dir(repo) / name]
+    if repo is not None:
+        candidates.append(repo / ".tools" / "bin" / name)
+    on_path = shutil.which(name)
+    if on_path:
+        candidates.append(Path(on_path))
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            argv = (str(c), "build") if name == "kustomize" else (str(c),)
+            return Tool(name, argv, binary_version(c, name))
+    if name == "kustomize" and shutil.which("kubectl"):
+        v = _version(["kubectl", "version", "--client"])
+        return Tool(name, ("kubectl", "kustomize"), v.split("Kustomize Version:")[-1].strip() or "kubectl")
+    return error(name, (0, 0), "KF901", f"{name} is not installed", f"install it with: {install_command(name)}")
+
+
+def install(dest: Path | None = None, log=print) -> int:
+    """go install each pinned tool into the tools folder; a binary already at the pinned version is kept."""
+    dest = dest or tools_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    if not shutil.which("go"):
+        log("kflowgen: Go is needed to build kustomize and kubeconform: install Go 1.22 or newer")
+        return 1
+    for name, module, version in PINNED:
+        binary = dest / name
+        have = binary_version(binary, name) if binary.exists() else ""
+        if have == version:
+            log(f"kflowgen: {name} {version} already in {dest}")
+            continue
+        log(f"kflowgen: building {name} {version} into {dest} (go install, once per machine)")
+        env = dict(os.environ, GOBIN=str(dest), GOFLAGS="-mod=mod", CGO_ENABLED="0")
+        result = subprocess.run(["go", "install", f"{module}@{version}"], env=env)
+        if result.returncode:
+            return result.returncode
+    return 0
+
+
+# --- kustomize ----------------------------------------------------------------------------------------------------
+
+def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int) -> dict[str, str | Diagnostic]:
+    """Build each overlay (a folder relative to root). Returns its YAML, or a KF401 diagnostic."""
+
+    def one(overlay: str) -> str | Diagnostic:
+        try:
+            out = subprocess.run([*tool.argv, str(root / overlay)], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return error(overlay, (0, 0), "KF902", f"kustomize could not run: {e}")
+        if out.returncode:
+            msg = out.stderr.strip().replace(str(root) + "/", "") or f"exit status {out.returncode}"
+            return error(overlay, (0, 0), "KF401", f"kustomize build failed: {msg}",
+                         "check the hand-kept bases the overlay uses")
+        return out.stdout
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(zip(overlays, pool.map(one, overlays)))
+
+
+# --- kubeconform --------------------------------------------------------------------------------------------------
+
+def kubeconform(tool: Tool, files: dict[str, Path], schema_args: list[str], kubernetes_version: str,
+                jobs: int) -> list[dict] | Diagnostic:
+    """Validate built files strictly. `files` maps an overlay to the file holding its built YAML.
+    Returns kubeconform's per-resource results with 'overlay' added; only failures are reported by kubeconform."""
+    by_file = {str(p): overlay for overlay, p in files.items()}
+    argv = [*tool.argv, "-strict", "-output", "json", "-kubernetes-version", kubernetes_version,
+            "-n", str(max(1, jobs)), *schema_args, *sorted(by_file)]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return error("kubeconform", (0, 0), "KF902", f"kubeconform could not run: {e}")
+    try:
+        results = json.loads(out.stdout or "{}").get("resources", [])
+    except json.JSONDecodeError:
+        return error("kubeconform", (0, 0), "KF902", f"kubeconform failed: {out.stderr.strip() or out.stdout[:500]}")
+    if out.returncode not in (0, 1):
+        return error("kubeconform", (0, 0), "KF902", f"kubeconform failed: {out.stderr.strip()}")
+    for r in results:
+        r["overlay"] = by_file.get(r.get("filename", ""), r.get("filename", ""))
+    return results

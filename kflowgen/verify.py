@@ -1,0 +1,104 @@
+"""Verifying built output: strict kubeconform over every built object, and the JupyterHub values against the chart."""
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from . import kschemas, tools
+from .diagnostics import Diagnostic, error
+from .model import Model
+
+
+def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
+              used: dict[str, str]) -> list[Diagnostic]:
+    """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files."""
+    kubeconform = tools.find("kubeconform", root)
+    if isinstance(kubeconform, Diagnostic):
+        return [kubeconform]
+    used["kubeconform"] = kubeconform.version
+    p = model.platform
+    crd_paths = [root / c for c in p.crds]
+    missing = [c for c, path in zip(p.crds, crd_paths) if not path.exists()]
+    if missing:
+        return [error(p.source.path, p.source.at("/validation/crds"), "KF903",
+                      f"CRD path '{m}' does not exist", "fix validation.crds in the platform file") for m in missing]
+    try:
+        folder = kschemas.schema_dir(p.kubernetes_version, kschemas.crd_files_in(crd_paths), cache)
+    except kschemas.SchemaError as e:
+        return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
+    with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
+        files = {}
+        for i, (overlay, text) in enumerate(sorted(built.items())):
+            files[overlay] = Path(tmp) / f"{i:05d}.yaml"
+            files[overlay].write_text(text)
+        results = tools.kubeconform(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
+    if isinstance(results, Diagnostic):
+        return [results]
+    return [d for r in results if (d := _diagnostic(r, built))]
+
+
+def _namespace(text: str, kind: str, name: str) -> str:
+    """The namespace of a failing object, which kubeconform does not report (parsed only when something failed)."""
+    for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        meta = (doc or {}).get("metadata") or {}
+        if doc.get("kind") == kind and meta.get("name") == name:
+            return meta.get("namespace", "")
+    return ""
+
+
+def _diagnostic(r: dict, built: dict[str, str]) -> Diagnostic | None:
+    status = r.get("status")
+    if status in ("statusValid", "statusSkipped", "statusEmpty"):
+        return None
+    overlay, kind, name = r["overlay"], r.get("kind", "?"), r.get("name", "?")
+    ns = _namespace(built.get(overlay, ""), kind, name)
+    ident = f"{kind} {ns + '/' if ns else ''}{name}"
+    msg = r.get("msg", "")
+    if status == "statusError" and "could not find schema" in msg:
+        return error(overlay, (0, 0), "KF403", f"{ident}: no schema for {r.get('version', '')} {kind}",
+                     "add the CRD file that defines it to validation.crds in the platform file")
+    errs = r.get("validationErrors") or [{"path": "", "msg": msg}]
+    text = "; ".join(f"{e.get('path') or '/'}: {e.get('msg')}" for e in errs)
+    return error(overlay, (0, 0), "KF402", f"{ident}: {text}", "the generated object is invalid; report a kflowgen bug "
+                 "if the specs did not ask for this")
+
+
+def merge_values(defaults, override):
+    """Helm's merge of user values over chart defaults: mappings merge, everything else replaces, null deletes."""
+    if not isinstance(defaults, dict) or not isinstance(override, dict):
+        return copy.deepcopy(override)
+    out = copy.deepcopy(defaults)
+    for k, v in override.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_values(out.get(k), v) if isinstance(out.get(k), dict) and isinstance(v, dict) else copy.deepcopy(v)
+    return out
+
+
+def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
+    """The generated values, merged over the chart's defaults, must pass the chart's values schema (as helm checks)."""
+    p = model.platform
+    if not p.jupyterhub_chart:
+        return []
+    chart = root / p.jupyterhub_chart
+    try:
+        defaults = yaml.safe_load((chart / "values.yaml").read_text())
+        schema = yaml.safe_load((chart / "values.schema.yaml").read_text())
+    except (OSError, yaml.YAMLError) as e:
+        return [error(p.source.path, p.source.at("/validation/jupyterhubChart"), "KF903",
+                      f"cannot read the JupyterHub chart's values and schema in '{p.jupyterhub_chart}': {e}")]
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    out = []
+    for env in envs:
+        rel = f"overlays/{env}/jupyterhub/values.yaml"
+        values = merge_values(defaults, yaml.safe_load(files[rel]))
+        for err in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
+            where = "/" + "/".join(map(str, err.absolute_path))
+            out.append(error(rel, (0, 0), "KF404", f"{where}: {err.message}",
+                             "the generated values do not fit the pinned chart; report a kflowgen bug"))
+    return out
