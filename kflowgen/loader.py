@@ -33,6 +33,7 @@ class SpecFile:
     data: object
     values: dict[str, tuple[int, int]] = field(default_factory=dict)
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
 
     def at(self, pointer: str, key: bool = False) -> tuple[int, int]:
         """Position of a pointer's value (or key); falls back to the closest parent that has one."""
@@ -160,6 +161,8 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
     here = pointer(parts)
     spec.values[here] = pos
     if isinstance(ev, yaml.ScalarEvent):
+        if not ev.style:
+            spec.raw[here] = ev.value
         return _scalar(ev.value, None if tag == "!" else tag, ev.implicit[0] and not ev.style)
     if isinstance(ev, yaml.SequenceStartEvent):
         out = []
