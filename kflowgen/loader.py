@@ -175,6 +175,7 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
         while not isinstance(kev := next(it), yaml.MappingEndEvent):
             kpos = (kev.start_mark.line + 1, kev.start_mark.column + 1)
             key = _node(kev, it, spec, diags, parts + ["\x00key"], depth + 1, counter)
+            spec.raw.pop(pointer(parts + ["\x00key"]), None)
             if not isinstance(key, str):
                 raise _Refused(error(spec.path, kpos, "KF106", f"key {key!r} is not a string",
                                      "quote the key so it reads as text"))
