@@ -1,0 +1,92 @@
+"""Table tests for strict spec loading: values, positions, and refusals (each refusal is one line)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kflowgen.loader import MAX_DEPTH, load_text
+
+
+def data(text):
+    spec, diags = load_text(text, "f.yaml")
+    assert diags == [], diags
+    return spec.data
+
+
+def problem(text):
+    spec, diags = load_text(text, "f.yaml")
+    assert spec is None and len(diags) == 1, diags
+    d = diags[0]
+    return d.code, (d.line, d.col)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("a: 1", 1), ("a: -3", -3), ("a: 0.5", 0.5), ("a: 1e-3", 0.001), ("a: 1.0e+10", 1e10),
+    ("a: true", True), ("a: False", False), ("a: null", None), ("a: ~", None), ("a:", None),
+    ("a: no", "no"), ("a: on", "on"), ("a: yes", "yes"), ("a: NO", "NO"),  # YAML 1.2: these are strings
+    ("a: 0o17", 15), ("a: 0x1f", 31), ("a: 1:30", "1:30"), ("a: 2024-01-01", "2024-01-01"),
+    ("a: '1'", "1"), ('a: "true"', "true"), ("a: !!str 10", "10"), ("a: !!int '7'", 7),
+    ("a: 16Gi", "16Gi"), ("a: [1, x]", [1, "x"]), ("a: {b: c}", {"b": "c"}),
+])
+def test_values_follow_yaml_1_2_core(text, value):
+    assert data(text + "\n")["a"] == value
+
+
+def test_infinity_and_nan():
+    d = data("a: .inf\nb: -.Inf\nc: .nan\n")
+    assert d["a"] == math.inf and d["b"] == -math.inf and math.isnan(d["c"])
+
+
+def test_positions_of_keys_and_values():
+    spec, _ = load_text("a:\n  b: [x, {c: 1}]\n", "f.yaml")
+    assert spec.values["/a/b/1/c"] == (2, 14)
+    assert spec.keys["/a/b"] == (2, 3)
+    assert spec.at("/a/b/9") == (2, 6)  # a missing pointer falls back to its parent
+
+
+def test_plain_scalars_keep_their_spelling():
+    spec, _ = load_text("h: {lr: 1e-3, d: 0.50, n: 10, q: '1e-3'}\n", "f.yaml")
+    assert spec.raw == {"/h/lr": "1e-3", "/h/d": "0.50", "/h/n": "10"}
+
+
+@pytest.mark.parametrize("text, code, pos", [
+    ("a: 1\na: 2\n", "KF102", (2, 1)),
+    ("a:\n  b: 1\n  c: 2\n  b: 3\n", "KF102", (4, 3)),
+    ("a: &x 1\n", "KF103", (1, 4)),
+    ("a: &x [1]\nb: *x\n", "KF103", (1, 4)),
+    ("a: !!python/object/apply:os.system [ls]\n", "KF103", (1, 4)),
+    ("a: !custom x\n", "KF103", (1, 4)),
+    ("", "KF104", (1, 1)),
+    ("# only a comment\n", "KF104", (1, 1)),
+    ("- a\n", "KF104", (1, 1)),
+    ("just text\n", "KF104", (1, 1)),
+    ("a: 1\n---\nb: 2\n", "KF104", (2, 1)),
+    ("1: a\n", "KF106", (1, 1)),
+    ("true: a\n", "KF106", (1, 1)),
+    ("? [a]\n: b\n", "KF106", (1, 3)),
+    ("a:\n\tb: 1\n", "KF101", (2, 1)),
+    ("a: [1\n", "KF101", (2, 1)),
+    ("a: 'x\n", "KF101", (2, 1)),
+])
+def test_refusals(text, code, pos):
+    assert problem(text) == (code, pos)
+
+
+def test_duplicate_key_names_both_lines():
+    _, diags = load_text("team: a\nname: x\nteam: b\n", "f.yaml")
+    assert "first at line 1" in diags[0].message and diags[0].line == 3
+
+
+def test_depth_limit_before_building():
+    text = "a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n"
+    assert problem(text)[0] == "KF105"
+
+
+def test_size_limit():
+    assert problem("a: '" + "x" * (1 << 20) + "'\n")[0] == "KF105"
+
+
+def test_billion_laughs_is_refused_at_the_first_anchor():
+    bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n"
+    assert problem(bomb) == ("KF103", (1, 4))
