@@ -1,0 +1,125 @@
+"""Rendered output held against the real consumers: kustomize, kubeconform with the pinned Kubernetes schemas and
+the upstream CRDs, and the Zero to JupyterHub chart's values schema. Each check is also shown to fail."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from conftest import PROJECT, UPSTREAM
+from kflowgen import kschemas, pipeline, tools, verify
+from kflowgen.render import render
+
+pytestmark = pytest.mark.skipif(not UPSTREAM.is_dir(), reason="needs ../shared/upstream beside the project")
+
+
+@pytest.fixture(scope="module")
+def example():
+    model, diags = pipeline.load(PROJECT)
+    assert model is not None, diags
+    files = render(model)
+    built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files), 2)
+    assert diags == []
+    return model, files, built
+
+
+def _kubeconform(text: str, tmp_path: Path) -> dict:
+    tool = tools.find("kubeconform")
+    assert not isinstance(tool, tools.Diagnostic), tool
+    folder = kschemas.schema_dir("1.34.0", kschemas.crd_files_in([UPSTREAM / "crds"]), tmp_path)
+    out = subprocess.run([*tool.argv, "-strict", "-summary", "-verbose", "-output", "json",
+                          *kschemas.kubeconform_args(folder)], input=text, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def test_every_overlay_builds_with_the_real_kustomize(example):
+    _, files, built = example
+    assert set(built.overlays) == set(pipeline.overlays_of(files))
+    assert all(text.strip() for o, text in built.overlays.items() if not o.endswith("/workloads"))
+
+
+def test_every_built_object_is_valid_none_skipped(example, tmp_path):
+    _, _, built = example
+    text = "".join("---\n" + t for t in built.overlays.values())
+    report = _kubeconform(text, tmp_path)
+    kinds = sorted({r["kind"] for r in report["resources"]})
+    assert kinds == ["AppProject", "Application", "LimitRange", "Namespace", "NetworkPolicy", "PersistentVolumeClaim",
+                     "ResourceQuota", "Role", "RoleBinding", "ServiceAccount"]
+    assert {r["status"] for r in report["resources"]} == {"statusValid"}
+    assert report["summary"]["valid"] == sum(built.objects.values()) and report["summary"]["skipped"] == 0
+
+
+def test_kubeconform_rejects_what_the_api_server_would(example, tmp_path):
+    _, _, built = example
+    docs = list(yaml.safe_load_all(built.overlays["overlays/dev/argocd"]))
+    project = next(d for d in docs if d["kind"] == "AppProject")
+    project["spec"]["destinationz"] = []
+    quota = next(d for d in yaml.safe_load_all(built.overlays["overlays/dev/teams/vision/platform"])
+                 if d["kind"] == "ResourceQuota")
+    quota["spec"]["hard"]["requests.cpu"] = {"cores": 4}
+    report = _kubeconform(yaml.safe_dump_all([project, quota]), tmp_path)
+    assert sorted(r["status"] for r in report["resources"]) == ["statusInvalid", "statusInvalid"]
+
+
+def test_pipeline_reports_an_invalid_object_with_its_identity(example, tmp_path):
+    model, _, built = example
+    broken = dict(built.overlays)
+    broken["overlays/dev/teams/vision/platform"] += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n" \
+                                                    "  namespace: vision\ndata:\n  a: 1\n"
+    diags = verify.manifests(PROJECT, model, broken, 2, tmp_path, {})
+    assert [(d.path, d.code) for d in diags] == [("overlays/dev/teams/vision/platform", "KF402")]
+    assert diags[0].message.startswith("ConfigMap vision/x: ")
+
+
+def test_team_project_whitelists_survive_kustomize(example):
+    _, _, built = example
+    for doc in yaml.safe_load_all(built.overlays["overlays/prod/argocd"]):
+        if doc["kind"] == "AppProject" and doc["metadata"]["name"] not in ("prod-platform",):
+            assert doc["spec"]["clusterResourceWhitelist"] == []  # explicit empty: deny all cluster-scoped kinds
+
+
+def test_hub_rolebinding_keeps_the_hub_namespace(example):
+    _, _, built = example
+    docs = yaml.safe_load_all(built.overlays["overlays/dev/teams/nlp/platform"])
+    rb = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "jupyterhub-spawner")
+    assert rb["metadata"]["namespace"] == "nlp" and rb["subjects"][0]["namespace"] == "jupyterhub"
+
+
+def test_jupyterhub_values_pass_the_chart_schema(example):
+    model, files, _ = example
+    assert verify.hub_values(PROJECT, model, files, list(model.platform.environments)) == []
+    broken = dict(files)
+    values = yaml.safe_load(files["overlays/dev/jupyterhub/values.yaml"])
+    values["singleuser"]["storage"]["typo"] = 1
+    broken["overlays/dev/jupyterhub/values.yaml"] = yaml.safe_dump(values).encode()
+    diags = verify.hub_values(PROJECT, model, broken, ["dev"])
+    assert [(d.code, d.message.split(":")[0]) for d in diags] == [("KF404", "/singleuser/storage")]
+
+
+def test_profile_list_is_filtered_by_owner_and_group(example):
+    _, files, _ = example
+    values = yaml.safe_load(files["overlays/dev/jupyterhub/values.yaml"])
+    profiles = values["singleuser"]["profileList"]
+    c = SimpleNamespace(KubeSpawner=SimpleNamespace(profile_list=profiles))
+    exec(values["hub"]["extraConfig"]["kflowgen-profiles"], {"c": c})
+
+    def visible(user, *groups):
+        spawner = SimpleNamespace(user=SimpleNamespace(name=user, groups=[SimpleNamespace(name=g) for g in groups]))
+        return [p["slug"] for p in c.KubeSpawner.profile_list(spawner)]
+
+    assert visible("someone", "nlp-ds") == ["nlp-t4", "nlp-a100x2"]
+    assert visible("alice@example.com") == ["vision-cpu", "vision-a100"]
+    assert visible("mallory", "other") == []
+
+
+def test_notebook_pods_meet_pod_security_restricted(example):
+    _, files, _ = example
+    values = yaml.safe_load(files["overlays/prod/jupyterhub/values.yaml"])
+    csc = values["hub"]["config"]["KubeSpawner"]["container_security_context"]
+    assert csc["capabilities"]["drop"] == ["ALL"] and csc["allowPrivilegeEscalation"] is False
+    assert values["singleuser"]["extraPodConfig"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False  # its init container is privileged
