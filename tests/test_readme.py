@@ -1,0 +1,34 @@
+"""The README stays true to the code: every error code, every command, the two commands of a fresh machine."""
+from __future__ import annotations
+
+import re
+
+from conftest import PROJECT
+from kflowgen.cli import app
+from kflowgen.diagnostics import CODES
+from kflowgen.tools import PINNED
+
+README = (PROJECT / "README.md").read_text()
+
+
+def test_every_code_is_listed_with_its_title():
+    rows = dict(re.findall(r"^\| (KF\d{3}) \| (.+?) \|$", README, re.M))
+    assert rows == CODES
+
+
+def test_every_command_is_documented():
+    names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    for name in names - {"version"}:
+        assert f"kflowgen {name}" in README, name
+
+
+def test_pinned_tool_versions_are_the_documented_ones():
+    for name, _module, version in PINNED:
+        assert f"{name} {version}" in README
+
+
+def test_the_two_commands_exist_in_the_makefile_and_ci_runs_the_test_one():
+    assert "make demo" in README and "make test" in README
+    makefile = (PROJECT / "Makefile").read_text()
+    assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert "make test" in (PROJECT / ".ci/run").read_text()
