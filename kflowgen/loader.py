@@ -1,6 +1,7 @@
 """Reading spec files: strict YAML (1.2 core types, no aliases, no tags, no duplicate keys) with a line:col for every value."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +64,10 @@ def _scalar(value: str, tag: str | None, plain: bool):
         if _INT.match(value):
             return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
         if _FLOAT.match(value):
-            low = value.lower()
-            if low.endswith(".inf") or low == ".nan":
-                return float(low.replace(".", "", 1))
-            return float(value)
+            if "inf" in value.lower() or "nan" in value.lower():
+                return value  # .inf and .nan stay text: no spec field wants them
+            number = float(value)
+            return number if math.isfinite(number) else value
         return value
     kind = tag[len(_CORE):]
     if kind == "str":
@@ -92,15 +93,34 @@ def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
     except _Refused as r:
         return None, [r.diag]
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = (e.problem or e.context or "invalid YAML").strip()
-        tab = mark is not None and text[mark.index: mark.index + 1] == "\t"
-        hint = "indent with spaces; YAML does not allow tabs" if tab else ""
-        return None, [error(path, pos, "KF101", f"invalid YAML: {what}", hint)]
+        return None, [_syntax_error(e, text, path)]
     except yaml.YAMLError as e:
         return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}")]
     return (None if diags else spec), diags
+
+
+def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
+    mark = e.problem_mark or e.context_mark
+    pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = (e.problem or e.context or "invalid YAML").strip()
+    if e.context and e.context_mark and e.problem and (e.context_mark.line, e.context_mark.column) != (
+            mark.line, mark.column):
+        what += f" ({e.context.strip()} at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
+    lines = text.splitlines()
+    before = lines[pos[0] - 2] if 2 <= pos[0] <= len(lines) + 1 else ""
+    if mark is not None and text[mark.index: mark.index + 1] == "\t":
+        hint = "indent with spaces; YAML does not allow tabs"
+    elif re.search(r"^\s*[-\w.]+:[^\s/:]", before):
+        hint = f"put a space after the ':' on line {pos[0] - 1}"
+    elif "mapping values are not allowed" in what:
+        hint = "quote a value that contains ': ', or put the nested mapping on its own indented lines"
+    elif "expected <block end>" in what or "did not find expected key" in what:
+        hint = "keys of one mapping must start in the same column; list items under a key start with '- '"
+    elif "flow" in what:
+        hint = "close every '[' and '{' you open"
+    else:
+        hint = "check the indentation and quoting around this line"
+    return error(path, pos, "KF101", f"invalid YAML: {what}", hint)
 
 
 def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
@@ -117,7 +137,9 @@ def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        return None, [error(rel, (line, 1), "KF101", "file is not valid UTF-8", "save the file as UTF-8")]
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        return None, [error(rel, (line, col), "KF101", f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})",
+                            "save the file as UTF-8")]
     return load_text(text, rel)
 
 
@@ -144,9 +166,12 @@ def _document(events, spec: SpecFile, diags: list[Diagnostic]):
 def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[int]):
     counter[0] += 1
     pos = (ev.start_mark.line + 1, ev.start_mark.column + 1)
-    if counter[0] > MAX_NODES or depth > MAX_DEPTH:
-        raise _Refused(error(spec.path, pos, "KF105", "file is nested too deeply or has too many values",
-                             f"specs allow depth {MAX_DEPTH} and {MAX_NODES} values"))
+    if depth > MAX_DEPTH:
+        raise _Refused(error(spec.path, pos, "KF105", f"values are nested more than {MAX_DEPTH} levels deep",
+                             "a spec needs a few levels; flatten the structure"))
+    if counter[0] > MAX_NODES:
+        raise _Refused(error(spec.path, pos, "KF105", f"file has more than {MAX_NODES} values",
+                             "a spec is a short file; split it or remove generated content"))
     if isinstance(ev, yaml.AliasEvent):
         raise _Refused(error(spec.path, pos, "KF103", f"alias '*{ev.anchor}' is not allowed in specs",
                              "write the value out in full"))
@@ -156,7 +181,8 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
     tag = getattr(ev, "tag", None)
     if tag not in (None, "!") and not (tag.startswith(_CORE) and tag[len(_CORE):] in
                                        ("str", "int", "float", "bool", "null", "map", "seq")):
-        raise _Refused(error(spec.path, pos, "KF103", f"tag '{tag}' is not allowed in specs",
+        shown = "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+        raise _Refused(error(spec.path, pos, "KF103", f"tag '{shown}' is not allowed in specs",
                              "remove the tag; values are plain strings, numbers, booleans, lists and mappings"))
     here = pointer(parts)
     spec.values[here] = pos
@@ -177,8 +203,13 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
             key = _node(kev, it, spec, diags, parts + ["\x00key"], depth + 1, counter)
             spec.raw.pop(pointer(parts + ["\x00key"]), None)
             if not isinstance(key, str):
-                raise _Refused(error(spec.path, kpos, "KF106", f"key {key!r} is not a string",
-                                     "quote the key so it reads as text"))
+                if isinstance(kev, yaml.ScalarEvent):
+                    shown = kev.value or "(empty)"
+                    raise _Refused(error(spec.path, kpos, "KF106", f"key '{shown}' is read as "
+                                         f"{'empty' if key is None else 'true/false' if isinstance(key, bool) else 'a number'}, not as text",
+                                         f"quote the key: \"{kev.value}\""))
+                raise _Refused(error(spec.path, kpos, "KF106", "a key must be a single name, not a list or mapping",
+                                     "write the key as one plain name"))
             spec.keys[pointer(parts + [key])] = kpos
             value = _node(next(it), it, spec, diags, parts + [key], depth + 1, counter)
             if key in first:

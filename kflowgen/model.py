@@ -86,7 +86,14 @@ class Model:
     teams: list[Team] = field(default_factory=list)
 
     def teams_in(self, env: str) -> list[Team]:
-        return [t for t in self.teams if env in t.quota]
+        """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""
+        seen: set[str] = set()
+        out = []
+        for t in self.teams:
+            if env in t.quota and t.name not in seen:
+                seen.add(t.name)
+                out.append(t)
+        return out
 
 
 def platform_from(spec: SpecFile) -> Platform:
@@ -96,7 +103,8 @@ def platform_from(spec: SpecFile) -> Platform:
     gpus = {name: GpuType(name, g.get("resource", "nvidia.com/gpu"), dict(sorted(g["nodeSelector"].items())),
                           g.get("displayName", name.upper()))
             for name, g in d["gpuTypes"].items()}
-    envs = {name: Environment(name, e["cluster"], dict(e["capacity"]["gpu"])) for name, e in d["environments"].items()}
+    envs = {name: Environment(name, e["cluster"], {g: int(n) for g, n in e["capacity"]["gpu"].items()})
+            for name, e in d["environments"].items()}
     return Platform(
         source=spec, name=d["name"], repo_url=d["repo"]["url"], revision=d["repo"].get("revision", "main"),
         kubernetes_version=_version(d["kubernetesVersion"]),
@@ -125,9 +133,9 @@ def team_from(spec: SpecFile, env_order: list[str]) -> Team:
             name=p["name"], display_name=p.get("displayName", p["name"]), description=p.get("description", ""),
             default=bool(p.get("default", False)), cpu=p["cpu"], memory=p["memory"],
             cpu_guarantee=g.get("cpu", p["cpu"]), memory_guarantee=g.get("memory", p["memory"]),
-            gpu_type=gpu["type"] if gpu else None, gpu_count=gpu["count"] if gpu else 0))
+            gpu_type=gpu["type"] if gpu else None, gpu_count=int(gpu["count"]) if gpu else 0))
     rank = {e: i for i, e in enumerate(env_order)}
-    quota = {env: Quota(q["cpu"], q["memory"], q.get("storage", d["storage"]["size"]), dict(q.get("gpu", {})))
+    quota = {env: Quota(q["cpu"], q["memory"], q.get("storage", d["storage"]["size"]), {g: int(n) for g, n in q.get("gpu", {}).items()})
              for env, q in sorted(d["quota"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))}
     return Team(
         source=spec, name=d["name"], description=d.get("description", ""), owners=tuple(d["owners"]),

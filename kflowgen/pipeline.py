@@ -48,7 +48,7 @@ def load(root: Path) -> tuple[Model | None, list[Diagnostic]]:
     """Read and check every spec; the model is returned only when there is no error."""
     diags: list[Diagnostic] = []
     if not (root / PLATFORM).is_file():
-        return None, [error(PLATFORM, (0, 0), "KF101", "platform file not found",
+        return None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
     pspec = _read(root, PLATFORM, "platform", diags)
     team_specs = [s for rel in _spec_paths(root, TEAMS) if (s := _read(root, rel, "team", diags))]
@@ -116,7 +116,8 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Rep
     if model is None:
         return report
     if env and env not in model.platform.environments:
-        report.extend([error(PLATFORM, (0, 0), "KF303", f"environment '{env}' is not defined",
+        report.extend([error(PLATFORM, model.platform.source.at("/environments", key=True), "KF303",
+                             f"environment '{env}' is not defined",
                              f"environments: {', '.join(model.platform.environments)}")])
         return report
     files = render(model)
@@ -127,7 +128,8 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Rep
     if not diags:
         report.extend(verify.manifests(root, model, built.overlays, jobs, Path(root / CACHE), built.tools))
         report.extend(verify.hub_values(root, model, files, envs))
-    report.summary = summary(model, built, envs)
+    if not report.errors:
+        report.summary = summary(model, built, envs)
     return report
 
 

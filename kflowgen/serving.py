@@ -101,7 +101,7 @@ def render_model(m: ServedModel, team: Team, platform: Platform, env: str) -> di
     """{file name: object} for overlays/<env>/teams/<team>/workloads/. No namespaces: the overlay sets them."""
     s = m.environments[env]
     selector = {"app.kubernetes.io/name": m.name, LABEL_MODEL: m.name}  # never changes, whatever the version
-    labels = {**selector, "app.kubernetes.io/component": "model-server"}
+    labels = {"app.kubernetes.io/name": m.name, "app.kubernetes.io/component": "model-server", LABEL_MODEL: m.name}
     config = model_config(m, platform, env)
     objs: list[dict] = [{
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{m.name}-config", "labels": labels},

@@ -42,51 +42,91 @@ def _leaf_errors(err: jsonschema.ValidationError):
 
 
 def validate(kind: str, spec: SpecFile) -> list[Diagnostic]:
-    out = []
-    for top in _validator(kind).iter_errors(spec.data):
-        for err in _leaf_errors(top):
-            out.append(_diagnostic(kind, spec, err))
+    out: list[Diagnostic] = []
+    suggested: set[str] = set()  # "parent/field" a did-you-mean already names: no separate "required" for it
+    errors = [leaf for top in _validator(kind).iter_errors(spec.data) for leaf in _leaf_errors(top)]
+    for err in sorted(errors, key=lambda e: e.validator != "additionalProperties"):
+        out.extend(_diagnostics(kind, spec, err, suggested))
     return sorted(set(out))
 
 
-def _diagnostic(kind: str, spec: SpecFile, err: jsonschema.ValidationError) -> Diagnostic:
+def _diagnostics(kind: str, spec: SpecFile, err: jsonschema.ValidationError, suggested: set[str]) -> list[Diagnostic]:
     parts = list(err.absolute_path)
     where = _field(parts)
     hint = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
     v = err.validator
+    if "propertyNames" in err.relative_schema_path:
+        return [error(spec.path, spec.at(pointer(parts + [err.instance]), key=True), "KF204",
+                      f"key {_show(err.instance)} under '{where}' is not allowed", hint)]
     if v == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))[0]
-        close = difflib.get_close_matches(extra, allowed, n=1)
-        where_extra = _field(parts + [extra])
-        if close:
-            return error(spec.path, spec.at(pointer(parts + [extra]), key=True), "KF201",
-                         f"unknown field '{where_extra}' in {kind} spec; did you mean '{close[0]}'?",
-                         f"rename it to '{close[0]}'")
-        known = ", ".join(allowed) if allowed else "none"
-        return error(spec.path, spec.at(pointer(parts + [extra]), key=True), "KF201",
-                     f"unknown field '{where_extra}' in {kind} spec", f"fields allowed here: {known}")
+        free = [a for a in allowed if a not in err.instance]
+        out = []
+        for extra in [k for k in err.instance if k not in allowed]:  # file order
+            at = spec.at(pointer(parts + [extra]), key=True)
+            close = difflib.get_close_matches(extra, free, n=1)
+            if close:
+                suggested.add(pointer(parts + [close[0]]))
+                out.append(error(spec.path, at, "KF201", f"unknown field '{_field(parts + [extra])}' in {kind} spec; "
+                                 f"did you mean '{close[0]}'?", f"rename it to '{close[0]}'"))
+            else:
+                out.append(error(spec.path, at, "KF201", f"unknown field '{_field(parts + [extra])}' in {kind} spec",
+                                 f"fields allowed here: {', '.join(allowed) if allowed else 'none'}"))
+        return out
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)
-        return error(spec.path, spec.at(pointer(parts)), "KF202",
-                     f"'{_field(parts + [missing])}' is required", _describe(err.schema, missing))
+        if pointer(parts + [missing]) in suggested:
+            return []
+        return [error(spec.path, spec.at(pointer(parts), key=True) if parts else (1, 1), "KF202",
+                      f"'{_field(parts + [missing])}' is required", _describe(err.schema, missing))]
     if v == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
-        return error(spec.path, spec.at(pointer(parts)), "KF203",
-                     f"'{where}' must be {_article(want)}, not {_typename(err.instance)} {_show(err.instance)}", hint)
-    if v == "propertyNames":
-        return error(spec.path, spec.at(pointer(parts), key=True), "KF204",
-                     f"'{where}' has a key that is not allowed: {err.message}", hint)
+        at = spec.at(pointer(parts))
+        if err.instance is None:
+            return [error(spec.path, at, "KF203", f"'{where}' has no value; it must be {_article(want)}", hint)]
+        raw = spec.raw.get(pointer(parts))
+        if want in ("integer", "number") and isinstance(err.instance, str) and _numeric(err.instance):
+            hint = "remove the quotes: it is a number"
+        elif "string" in want and isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool):
+            written = raw if raw is not None else err.instance
+            unit = "Gi" in str(err.schema.get("pattern", ""))
+            hint = f'write it with a unit, e.g. "{written}Gi"' if unit else f'quote it: "{written}"'
+        return [error(spec.path, at, "KF203", f"'{where}' must be {_article(want)}, not "
+                      f"{_typename(err.instance)} {_show(err.instance, raw)}".rstrip(), hint)]
     if v in ("enum", "const"):
         choices = ", ".join(str(c) for c in (err.validator_value if v == "enum" else [err.validator_value]))
         close = difflib.get_close_matches(str(err.instance), [str(c) for c in err.validator_value], n=1) if v == "enum" else []
         extra = f"; did you mean '{close[0]}'?" if close else ""
-        return error(spec.path, spec.at(pointer(parts)), "KF204",
-                     f"'{where}' is {_show(err.instance)}, which is not one of: {choices}{extra}", hint)
+        return [error(spec.path, spec.at(pointer(parts)), "KF204",
+                      f"'{where}' is {_show(err.instance)}, which is not one of: {choices}{extra}", hint)]
     if v == "pattern":
-        return error(spec.path, spec.at(pointer(parts)), "KF204",
-                     f"'{where}' is {_show(err.instance)}, which is not in the expected form", hint)
-    return error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}", hint)
+        return [error(spec.path, spec.at(pointer(parts)), "KF204",
+                      f"'{where}' is {_show(err.instance)}, which is not in the expected form", hint)]
+    if v in ("exclusiveMinimum", "minimum", "maximum", "exclusiveMaximum"):
+        word = {"exclusiveMinimum": "more than", "minimum": "at least", "maximum": "at most",
+                "exclusiveMaximum": "less than"}[v]
+        return [error(spec.path, spec.at(pointer(parts)), "KF204",
+                      f"'{where}' is {_show(err.instance, spec.raw.get(pointer(parts)))}; it must be {word} "
+                      f"{err.validator_value}", hint)]
+    if v == "uniqueItems" and isinstance(err.instance, list):
+        seen: list = []
+        for i, item in enumerate(err.instance):
+            if item in seen:
+                return [error(spec.path, spec.at(pointer(parts + [i])), "KF204",
+                              f"'{_field(parts + [i])}' repeats {_show(item)}", "remove the repeated entry")]
+            seen.append(item)
+    if v in ("minItems", "minProperties"):
+        return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}' is empty; it needs at least "
+                      f"{err.validator_value} {'entry' if err.validator_value == 1 else 'entries'}", hint)]
+    return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}", hint)]
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _describe(schema: dict, name: str) -> str:
@@ -106,8 +146,8 @@ def _typename(value) -> str:
             type(None): "empty"}.get(type(value), type(value).__name__)
 
 
-def _show(value) -> str:
-    if isinstance(value, (dict, list)):
+def _show(value, raw: str | None = None) -> str:
+    if isinstance(value, (dict, list)) or value is None:
         return ""
-    text = json.dumps(value)
+    text = raw if raw is not None and not isinstance(value, str) else json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."

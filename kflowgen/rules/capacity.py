@@ -9,7 +9,8 @@ def allocation(model, env: str) -> dict[str, int]:
     out = {g: 0 for g in model.platform.environments[env].gpu_capacity}
     for t in model.teams_in(env):
         for gpu, n in t.quota[env].gpu.items():
-            out[gpu] = out.get(gpu, 0) + n
+            if gpu in model.platform.gpu_types:  # unknown types are reported by gpu-types-exist
+                out[gpu] = out.get(gpu, 0) + n
     return out
 
 

@@ -8,7 +8,7 @@ from ..diagnostics import error
 
 def _unknown(name, known):
     close = difflib.get_close_matches(name, known, n=1)
-    return f"did you mean '{close[0]}'?" if close else f"GPU types: {', '.join(known)}"
+    return (f"did you mean '{close[0]}'? " if close else "") + f"GPU types in the platform: {', '.join(known)}"
 
 
 def check(model):

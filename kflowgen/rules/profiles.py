@@ -19,14 +19,25 @@ def check(model):
                     yield error(t.source.path, t.source.at(f"{at}/guarantee/{what}"), "KF309",
                                 f"profile '{p.name}' guarantees {what} {guarantee}, more than its limit {limit}",
                                 f"lower the guarantee or raise {what}")
+            for what, value in (("cpu", p.cpu), ("guarantee/cpu", p.cpu_guarantee)):
+                try:
+                    quantity.cpu(value)
+                except ValueError:
+                    yield error(t.source.path, t.source.at(f"{at}/{what}"), "KF204",
+                                f"profile '{p.name}' asks for cpu {value}, finer than a thousandth of a core",
+                                "use whole millicores, e.g. 100m or 0.1")
             for env, q in t.quota.items():
-                if p.gpu_type and q.gpu.get(p.gpu_type, 0) < p.gpu_count:
+                if env not in model.platform.environments:
+                    continue  # KF303 says so
+                if p.gpu_type in model.platform.gpu_types and q.gpu.get(p.gpu_type, 0) < p.gpu_count:
                     yield error(t.source.path, t.source.at(f"{at}/gpu/count"), "KF305",
                                 f"profile '{p.name}' needs {p.gpu_count} {p.gpu_type} GPU(s) but the team's {env} "
                                 f"quota allows {q.gpu.get(p.gpu_type, 0)}",
                                 f"raise quota.{env}.gpu.{p.gpu_type} or lower the profile's GPU count")
                 for what, need, have in (("cpu", p.cpu_guarantee, q.cpu), ("memory", p.memory_guarantee, q.memory)):
                     if quantity.parse(need) > quantity.parse(have):
-                        yield error(t.source.path, t.source.at(f"{at}/{what}"), "KF305",
+                        where = f"{at}/guarantee/{what}"
+                        yield error(t.source.path, t.source.at(where if where in t.source.values else f"{at}/{what}"),
+                                    "KF305",
                                     f"profile '{p.name}' reserves {what} {need} but the team's {env} quota is {have}",
                                     f"raise quota.{env}.{what} or lower the profile")

@@ -8,7 +8,7 @@ from ..diagnostics import error
 def check(model):
     for t in model.teams:
         for env, q in t.quota.items():
-            if quantity.parse(q.storage) < quantity.parse(t.storage_size):
+            if env in model.platform.environments and quantity.parse(q.storage) < quantity.parse(t.storage_size):
                 yield error(t.source.path, t.source.at(f"/quota/{env}/storage"), "KF310",
                             f"storage quota {q.storage} in {env} is smaller than the team NAS ({t.storage_size})",
                             f"raise quota.{env}.storage to at least {t.storage_size}")

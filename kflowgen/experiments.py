@@ -1,0 +1,318 @@
+"""Training experiments: typed experiment specs, their trials, Job names, and the Jobs/PyTorchJobs/TFJobs they render to.
+
+Life cycle of a training Job under Argo CD (README):
+Kubernetes never lets a Job's pod template change, so kflowgen never changes a Job: each trial's Job name
+ends in a hash of everything that decides what runs (kind, pod template, retries, deadline, trial values).
+Change the command, a hyperparameter, the image or the resources and the trial gets a new Job, which
+Argo CD creates; change only a description or a comment and nothing changes. Jobs have no
+ttlSecondsAfterFinished: with a TTL Kubernetes deletes the finished Job, Argo CD's self-heal sees it missing
+and runs the training again, for ever. Every Job carries `argocd.argoproj.io/sync-options:
+Prune=confirm,PruneLast=true`: when a Job leaves Git (changed or removed experiment) Argo CD first
+creates everything new, then waits with "Waiting for pruning confirmation" until a person confirms the
+deletion (Argo CD UI "Confirm Pruning", or `argocd app confirm-deletion`), so results and pod logs are
+never deleted by a commit alone. Until then the team's Application keeps that sync open.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import random
+import re
+import shlex
+from dataclasses import dataclass
+from decimal import Context, Decimal, localcontext
+from pathlib import PurePosixPath
+
+from . import quantity
+from .loader import SpecFile, pointer
+from .model import Platform, Team
+
+LABEL_EXPERIMENT = "kflowgen.dev/experiment"
+LABEL_TRIAL = "kflowgen.dev/trial"
+PARAMETERS = "kflowgen.dev/trial-parameters"
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+KEEP_UNTIL_CONFIRMED = "Prune=confirm,PruneLast=true"
+SERVICE_ACCOUNT = "runner"  # in every team namespace (bases/team)
+NAS = "nas"  # the team's PersistentVolumeClaim
+UID = 1000  # the notebooks' uid (Zero to JupyterHub's default), so files on the NAS have one owner
+HASH_LEN = 8
+NAME_MAX = 63  # a Job's name is copied into its pods' job-name label, which holds at most 63 characters
+MAX_TRIALS = 256
+DIGITS = 4  # significant digits of a randomly drawn number
+API = {"Job": "batch/v1", "PyTorchJob": "kubeflow.org/v1", "TFJob": "kubeflow.org/v1"}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Range:
+    min: Decimal
+    max: Decimal
+    log: bool = False
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class RandomSweep:
+    seed: int
+    trials: int
+    params: dict[str, tuple[str, ...] | Range]  # by name, sorted
+
+
+@dataclass(frozen=True)
+class Experiment:
+    source: SpecFile
+    team: str
+    name: str
+    description: str
+    run: str
+    command: tuple[str, ...]  # shlex.split(run); empty when run does not split (a rule reports it)
+    workdir: str
+    hyperparameters: dict[str, str]  # sorted, values as written
+    arg_style: str
+    grid: dict[str, tuple[str, ...]]  # sorted by name, values as written and in file order
+    random: RandomSweep | None
+    parallelism: int | None
+    cpu: object
+    memory: str
+    gpu_type: str | None
+    gpu_count: int
+    environments: tuple[str, ...]
+    retries: int
+    deadline: int | None  # seconds
+    image: str | None
+    env: dict[str, str]
+    workers: int
+    framework: str
+
+    @property
+    def kind(self) -> str:
+        if self.workers == 1:
+            return "Job"
+        return "TFJob" if self.framework == "tensorflow" else "PyTorchJob"
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def experiment_from(spec: SpecFile) -> Experiment:
+    """The typed view of a schema-valid experiment spec; values that reach the command keep their spelling."""
+    d = spec.data
+
+    def scalars(parts, mapping) -> dict[str, str]:
+        return {k: spec.raw.get(pointer([*parts, k]), _text(v)) for k, v in sorted(mapping.items())}
+
+    def values(parts, items) -> tuple[str, ...]:
+        return tuple(spec.raw.get(pointer([*parts, i]), _text(v)) for i, v in enumerate(items))
+
+    sweep = d.get("sweep", {})
+    grid = {k: values(["sweep", "grid", k], v) for k, v in sorted(sweep.get("grid", {}).items())}
+    rnd = None
+    if "random" in sweep:
+        r = sweep["random"]
+        params = {k: values(["sweep", "random", "params", k], p) if isinstance(p, list) else
+                  Range(Decimal(str(p["min"])), Decimal(str(p["max"])), p.get("log", False), p.get("integer", False))
+                  for k, p in sorted(r["params"].items())}
+        rnd = RandomSweep(r["seed"], r["trials"], params)
+    try:
+        command = tuple(shlex.split(d["run"]))
+    except ValueError:
+        command = ()
+    res = d["resources"]
+    gpu = res.get("gpu")
+    deadline = d.get("deadline")
+    return Experiment(
+        source=spec, team=d["team"], name=d["name"], description=d.get("description", ""), run=d["run"],
+        command=command, workdir=d.get("workdir", ""), hyperparameters=scalars(["hyperparameters"], d.get("hyperparameters", {})),
+        arg_style=d.get("argStyle", "hydra"), grid=grid, random=rnd, parallelism=d.get("parallelism"),
+        cpu=res["cpu"], memory=res["memory"], gpu_type=gpu["type"] if gpu else None, gpu_count=gpu["count"] if gpu else 0,
+        environments=tuple(d["environments"]), retries=d.get("retries", 0),
+        deadline=int(deadline[:-1]) * _UNITS[deadline[-1]] if deadline else None, image=d.get("image"),
+        env=scalars(["env"], d.get("env", {})), workers=d.get("workers", 1), framework=d.get("framework", "pytorch"))
+
+
+# --- trials -------------------------------------------------------------------------------------------------------
+
+def sweep_size(exp: Experiment) -> int:
+    """Trials the spec asks for (a grid's product, a random sweep's count), without expanding them."""
+    if exp.grid:
+        return math.prod(len(v) for v in exp.grid.values())
+    return exp.random.trials if exp.random else 1
+
+
+def trials(exp: Experiment) -> list[dict[str, str]]:
+    """Each trial's sweep values by name. Grid: names sorted, values in file order. Random: fixed by the seed."""
+    if exp.grid:
+        if sweep_size(exp) > MAX_TRIALS:
+            raise ValueError(f"grid of {exp.name} has {sweep_size(exp)} trials, more than {MAX_TRIALS}")
+        return [dict(zip(exp.grid, combo)) for combo in itertools.product(*exp.grid.values())]
+    if exp.random:
+        return _random_trials(exp.random)
+    return [{}]
+
+
+def _random_trials(sweep: RandomSweep) -> list[dict[str, str]]:
+    rng = random.Random(sweep.seed)  # never the global generator
+    out: list[dict[str, str]] = []
+    seen: set[tuple] = set()
+    for _ in range(sweep.trials * 20):  # bounded: a sweep of few choices may have fewer combinations than asked
+        trial = {name: _draw(rng, p) for name, p in sweep.params.items()}
+        if tuple(trial.items()) not in seen:
+            seen.add(tuple(trial.items()))
+            out.append(trial)
+            if len(out) == sweep.trials:
+                break
+    return out
+
+
+def _draw(rng: random.Random, p: tuple[str, ...] | Range) -> str:
+    if isinstance(p, tuple):
+        return p[rng.randrange(len(p))]
+    if p.integer and not p.log:
+        return str(rng.randint(int(p.min), int(p.max)))
+    u = Decimal(rng.random())
+    with localcontext(Context(prec=30)):  # decimal's ln/exp are correctly rounded: the same digits on every machine
+        x = (p.min.ln() + u * (p.max.ln() - p.min.ln())).exp() if p.log else p.min + u * (p.max - p.min)
+        if p.integer:
+            return str(int(x.to_integral_value()))
+        return format(float(x), f".{DIGITS}g")
+
+
+# --- names --------------------------------------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return _NOT_ALNUM.sub("-", text.lower()).strip("-")
+
+
+def _pair(key: str, value: str, short: bool) -> str:
+    if short:  # learning_rate -> lr, epochs -> epo; values cut to 10 characters
+        words = [w for w in re.split(r"[^A-Za-z0-9]+", key) if w]
+        key, value = "".join(w[0] for w in words) if len(words) > 1 else key[:3], value[:10]
+    value = _slug(value.replace(".", "p"))
+    return "-".join(s for s in (_slug(key), value) if s) if value[:1].isalpha() else _slug(key) + value
+
+
+def job_name(experiment: str, trial: dict[str, str], digest: str, budget: int = NAME_MAX) -> str:
+    """`<experiment>-<param><value>-...-<hash>`: a DNS-1035 label (so also DNS-1123) of at most `budget` characters.
+    The readable part is shortened to fit; uniqueness comes from the hash of the trial's whole content."""
+    room = budget - HASH_LEN - 1
+    if room < 1:
+        raise ValueError(f"name budget {budget} leaves no room before the hash")
+    head = _slug(experiment)
+    tail = "-".join(p for k, v in trial.items() if (p := _pair(k, v, False)))
+    if tail and len(head) + 1 + len(tail) > room:  # abbreviate the parameters, then share the room
+        tail = "-".join(p for k, v in trial.items() if (p := _pair(k, v, True)))
+        head = head[: max(room // 2, room - 1 - len(tail))].rstrip("-")
+    slug = "-".join(s for s in (head, tail) if s)
+    if not slug[:1].isalpha():  # DNS-1035: the Services of PyTorchJob/TFJob pods must start with a letter
+        slug = "x-" + slug if slug else "x"
+    return f"{slug[:room].rstrip('-')}-{digest[:HASH_LEN]}"
+
+
+def name_budget(exp: Experiment) -> int:
+    """63 for a Job; less for PyTorchJob/TFJob, whose pods and Services are `<name>-worker-<i>`."""
+    return NAME_MAX if exp.workers == 1 else NAME_MAX - len(f"-worker-{exp.workers - 1}")
+
+
+def content_hash(api_version: str, kind: str, spec: dict, trial: dict[str, str]) -> str:
+    text = json.dumps({"apiVersion": api_version, "kind": kind, "spec": spec, "trial": trial},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- manifests ----------------------------------------------------------------------------------------------------
+
+def arguments(exp: Experiment, trial: dict[str, str]) -> list[str]:
+    """Fixed hyperparameters and the trial's values (which win), sorted by name, in the chosen style."""
+    prefix = "--" if exp.arg_style == "argparse" else ""
+    return [f"{prefix}{k}={v}" for k, v in sorted({**exp.hyperparameters, **trial}.items())]
+
+
+def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: str | None) -> dict:
+    labels = {LABEL_EXPERIMENT: exp.name, **({LABEL_TRIAL: tag} if tag else {})}
+    amounts = {"cpu": quantity.cpu(exp.cpu), "memory": str(exp.memory)}
+    if exp.gpu_type:
+        amounts[p.gpu_types[exp.gpu_type].resource] = str(exp.gpu_count)  # GPUs: limit == request
+    env = [{"name": "KFLOWGEN_EXPERIMENT", "value": exp.name},
+           {"name": "KFLOWGEN_TRIAL", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{LABEL_TRIAL}']"}}}]
+    container = {
+        "name": {"Job": "train", "PyTorchJob": "pytorch", "TFJob": "tensorflow"}[exp.kind],
+        "image": exp.image or team.image, "command": list(exp.command), "args": arguments(exp, trial),
+        "workingDir": str(PurePosixPath(p.mount_path, exp.workdir)),
+        "env": env + [{"name": k, "value": v} for k, v in sorted(exp.env.items())],
+        "resources": {"requests": amounts, "limits": dict(amounts)},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumeMounts": [{"name": NAS, "mountPath": p.mount_path}],
+    }
+    spec: dict = {"serviceAccountName": SERVICE_ACCOUNT, "automountServiceAccountToken": False}
+    if exp.kind == "Job":
+        spec["restartPolicy"] = "Never"  # the Kubeflow kinds set it from their replica specs
+    spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": UID, "seccompProfile": {"type": "RuntimeDefault"}}
+    if exp.gpu_type:
+        spec["nodeSelector"] = dict(p.gpu_types[exp.gpu_type].node_selector)
+    spec["containers"] = [container]
+    spec["volumes"] = [{"name": NAS, "persistentVolumeClaim": {"claimName": NAS}}]
+    return {"metadata": {"labels": labels, "annotations": {PARAMETERS: json.dumps(trial, sort_keys=True)}}, "spec": spec}
+
+
+def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: str | None) -> dict:
+    deadline = {"activeDeadlineSeconds": exp.deadline} if exp.deadline else {}
+    if exp.kind == "Job":  # no ttlSecondsAfterFinished: see the module docstring
+        return {"backoffLimit": exp.retries, **deadline, "template": _pod(exp, team, p, trial, tag)}
+
+    def replicas(n: int) -> dict:
+        return {"replicas": n, "restartPolicy": "OnFailure", "template": _pod(exp, team, p, trial, tag)}
+
+    policy = {"cleanPodPolicy": "None", "backoffLimit": exp.retries, **deadline}  # finished pods keep their logs
+    if exp.kind == "TFJob":
+        return {"runPolicy": policy, "tfReplicaSpecs": {"Worker": replicas(exp.workers)}}
+    return {"runPolicy": policy, "pytorchReplicaSpecs": {"Master": replicas(1), "Worker": replicas(exp.workers - 1)}}
+
+
+def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) -> dict:
+    """One trial's object. Its name and trial label carry the hash of the object rendered without them."""
+    api = API[exp.kind]
+    digest = content_hash(api, exp.kind, _spec(exp, team, p, trial, None), trial)
+    tag = digest[:HASH_LEN]
+    meta = {"name": job_name(exp.name, trial, digest, name_budget(exp)),
+            "labels": {LABEL_EXPERIMENT: exp.name, LABEL_TRIAL: tag},
+            "annotations": {SYNC_OPTIONS: KEEP_UNTIL_CONFIRMED, PARAMETERS: json.dumps(trial, sort_keys=True)}}
+    return {"apiVersion": api, "kind": exp.kind, "metadata": meta, "spec": _spec(exp, team, p, trial, tag)}
+
+
+def render_experiment(exp: Experiment, team: Team, platform: Platform, env: str) -> dict[str, dict]:
+    """{file name: object} for overlays/<env>/teams/<team>/workloads/; empty when the experiment does not run in env."""
+    if env not in exp.environments:
+        return {}
+    objs = (manifest(exp, team, platform, t) for t in trials(exp))
+    return dict(sorted((f"{o['kind'].lower()}.{o['metadata']['name']}.yaml", o) for o in objs))
+
+
+def explain(exp: Experiment, team: Team, platform: Platform) -> str:
+    """What the experiment runs, where and on what, in plain words."""
+    runs = trials(exp)
+    kind = {"Job": "Kubernetes Job", "PyTorchJob": f"PyTorchJob of {exp.workers} pods",
+            "TFJob": f"TFJob of {exp.workers} pods (deprecated)"}[exp.kind]
+    gpu_type = platform.gpu_types.get(exp.gpu_type or "")
+    gpu = f"{exp.gpu_count} x {gpu_type.display_name if gpu_type else exp.gpu_type}" if exp.gpu_type else "no GPU"
+    unit = next(u for u in "dhms" if (exp.deadline or 1) % _UNITS[u] == 0)
+    stop = f"stopped after {exp.deadline // _UNITS[unit]}{unit}" if exp.deadline else "not time-limited"
+    lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
+             f"  {len(runs)} trial(s), each a {kind}; each pod gets {gpu}, {exp.cpu} CPU and {exp.memory} memory.",
+             f"  Image {exp.image or team.image}, run in {PurePosixPath(platform.mount_path, exp.workdir)} on the team NAS.",
+             f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}. All trials start at once;",
+             "  the team quota holds back those that do not fit until running ones finish."]
+    for env in exp.environments:
+        cluster = platform.environments[env].cluster if env in platform.environments else "an undefined cluster"
+        lines.append(f"  {env}: namespace {team.namespace} on cluster {cluster}")
+    lines.append("  Trials (Job name: command line):")
+    for t in runs:
+        name = manifest(exp, team, platform, t)["metadata"]["name"]
+        lines.append(f"    {name}: {shlex.join([*exp.command, *arguments(exp, t)])}")
+    return "\n".join(lines) + "\n"

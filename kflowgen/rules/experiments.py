@@ -1,0 +1,129 @@
+"""KF307, KF320-KF329: experiments name a real team, environments, GPU type and image, fit the quota, and give unique Jobs."""
+from __future__ import annotations
+
+import difflib
+from fractions import Fraction
+
+from .. import quantity
+from ..diagnostics import error, warning
+from ..experiments import MAX_TRIALS, Experiment, Range, manifest, sweep_size, trials
+from .images import allowed
+
+
+def _close(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known) or 'none'}"
+
+
+def check(model, experiments: list[Experiment]):
+    p = model.platform
+    teams = {t.name: t for t in model.teams}
+    seen: dict[tuple[str, str], str] = {}
+    jobs: dict[tuple[str, str], str] = {}  # (team, Job name) -> spec path
+    for exp in experiments:
+        src, path = exp.source, exp.source.path
+        want = f"specs/experiments/{exp.team}/{exp.name}"
+        if path.rsplit(".", 1)[0] != want:
+            yield error(path, src.at("/name"), "KF321", f"experiment '{exp.name}' of team '{exp.team}' is in {path}",
+                        f"move the file to {want}.yaml, or fix team and name")
+        if (exp.team, exp.name) in seen:
+            yield error(path, src.at("/name"), "KF321", f"experiment '{exp.name}' of team '{exp.team}' is already "
+                        f"defined in {seen[exp.team, exp.name]}", "give each experiment its own name")
+            continue
+        seen[exp.team, exp.name] = path
+        if not exp.command:
+            yield error(path, src.at("/run"), "KF327", f"run '{exp.run}' is not a command line",
+                        "close every quote; a command is a program and its arguments, e.g. python train.py")
+        if exp.image and not allowed(exp.image, p.registries):
+            yield error(path, src.at("/image"), "KF307", f"image '{exp.image}' is not from an allowed registry",
+                        f"use an image under {', '.join(p.registries)}, or leave image out for the team's notebook image")
+        if exp.kind == "TFJob":
+            yield warning(path, src.at("/framework"), "KF329", "TFJob is deprecated upstream (Kubeflow Trainer v2 has "
+                          "no TensorFlow runtime; Kueue no longer queues TFJobs by default)",
+                          "use workers: 1 (a plain Job) or a PyTorchJob where you can")
+        team = teams.get(exp.team)
+        if team is None:
+            yield error(path, src.at("/team"), "KF320", f"team '{exp.team}' is not defined in specs/teams/",
+                        _close(exp.team, teams))
+            continue
+        if exp.gpu_type and exp.gpu_type not in p.gpu_types:
+            yield error(path, src.at("/resources/gpu/type"), "KF323",
+                        f"GPU type '{exp.gpu_type}' is not defined in {p.source.path}", _close(exp.gpu_type, p.gpu_types))
+            continue
+        sweep = list(_sweep(exp))
+        yield from sweep
+        runs = [] if sweep else trials(exp)
+        for i, env in enumerate(exp.environments):
+            at = src.at(f"/environments/{i}")
+            if env not in p.environments:
+                yield error(path, at, "KF322", f"environment '{env}' is not defined in {p.source.path}",
+                            _close(env, p.environments))
+            elif env not in team.quota:
+                yield error(path, at, "KF322", f"team {team.name} has no quota in {env}",
+                            f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
+            else:
+                yield from _quota(exp, team.quota[env], env, len(runs))
+        for t in runs:
+            name = manifest(exp, team, p, t)["metadata"]["name"]
+            if (exp.team, name) in jobs:
+                yield error(path, src.at("/sweep"), "KF328", f"two trials get the same Job name {name} "
+                            f"(the other is in {jobs[exp.team, name]})",
+                            "each trial needs different values; '1' and 1 or a value listed twice give the same trial")
+            jobs.setdefault((exp.team, name), path)
+
+
+def _sweep(exp: Experiment):
+    src, path = exp.source, exp.source.path
+    if exp.grid and sweep_size(exp) > MAX_TRIALS:
+        yield error(path, src.at("/sweep/grid"), "KF326", f"the grid has {sweep_size(exp)} trials, more than {MAX_TRIALS}",
+                    "try fewer values, or a random sweep")
+    if not exp.random:
+        return
+    ranges = [(name, _range_problem(r)) for name, r in exp.random.params.items() if isinstance(r, Range)]
+    for name, (what, hint) in [(n, problem) for n, problem in ranges if problem]:
+        yield error(path, src.at(f"/sweep/random/params/{name}"), "KF326", f"range of '{name}' {what}", hint)
+    if not any(problem for _, problem in ranges) and (found := len(trials(exp))) < exp.random.trials:
+        yield error(path, src.at("/sweep/random/trials"), "KF326", f"asks for {exp.random.trials} trials but the "
+                    f"choices give only {found} different ones", f"set trials: {found} or add choices")
+
+
+def _range_problem(r: Range) -> tuple[str, str] | None:
+    if r.min >= r.max:
+        return f"is empty: min {r.min} is not below max {r.max}", "make max larger than min"
+    if r.log and r.min <= 0:
+        return f"is on a log scale but starts at {r.min}", "a log scale needs min > 0"
+    if r.integer and (r.min % 1 or r.max % 1):
+        return f"is of whole numbers but has bounds {r.min} and {r.max}", "use whole numbers for min and max"
+    return None
+
+
+def _quota(exp: Experiment, q, env: str, n: int):
+    """KF324 when one trial does not fit the quota; KF325 when the trials expected at once do not."""
+    src, path, w = exp.source, exp.source.path, exp.workers
+    at_once = min(exp.parallelism or n, n)
+    need = [("cpu", exp.cpu, quantity.parse(q.cpu), q.cpu, "/resources/cpu"),
+            ("memory", exp.memory, quantity.parse(q.memory), q.memory, "/resources/memory")]
+    if exp.gpu_type:
+        have = q.gpu.get(exp.gpu_type, 0)
+        need.append((exp.gpu_type, exp.gpu_count, Fraction(have), have, "/resources/gpu/count"))
+    over = []
+    for what, each, have, quota, at in need:
+        one = quantity.parse(each) * w
+        each = f"{w} workers x {each}" if w > 1 else f"{each}"
+        if one > have:
+            yield error(path, src.at(at), "KF324", f"one trial needs {what} {each} but team {exp.team}'s quota in {env} "
+                        f"is {quota}", f"lower resources, or raise quota.{env}.{what} in specs/teams/{exp.team}.yaml")
+        elif one * at_once > have:
+            over.append(f"{at_once} trials x {each} {what} = {_total(what, one * at_once)} {what} at once, "
+                        f"team quota in {env} is {quota}")
+    if over:
+        yield warning(path, src.at("/parallelism" if exp.parallelism else "/sweep"), "KF325",
+                      "; ".join(over) + ": trials will queue",
+                      "trials wait for running ones to finish (a deadline counts while they wait); "
+                      "set parallelism to what fits to say you expect this, or ask for more quota")
+
+
+def _total(what: str, amount: Fraction) -> str:
+    if what == "memory":
+        return f"{float(amount / 2**30):g}Gi"
+    return str(amount.numerator) if amount.denominator == 1 else f"{float(amount):g}"

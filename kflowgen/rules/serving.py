@@ -1,0 +1,114 @@
+"""KF330-KF336: served models belong to a known team, run where the team has quota, fit it, and use allowed images."""
+from __future__ import annotations
+
+import difflib
+from fractions import Fraction
+
+from .. import quantity
+from ..diagnostics import error, warning
+from ..serving import MODELS, ServedModel, demand
+from .images import allowed
+
+
+def _close(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known) or 'none'}"
+
+
+def check(model, served: list[ServedModel]):
+    p = model.platform
+    teams = {t.name: t for t in model.teams}
+    seen: dict[tuple[str, str], str] = {}
+    usage: dict[tuple[str, str], list[tuple[ServedModel, dict[str, Fraction]]]] = {}
+    for m in served:
+        src, at = m.source.path, m.source.at
+        folder, _, stem = src.removeprefix(MODELS + "/").rpartition("/")
+        stem = stem.rsplit(".", 1)[0]
+        if (folder, stem) != (m.team, m.name):
+            yield error(src, at("/name"), "KF330", f"model '{m.team}/{m.name}' is in {src}",
+                        f"move it to {MODELS}/{m.team}/{m.name}.yaml, or change team and name to match the file")
+        if (m.team, m.name) in seen:
+            yield error(src, at("/name"), "KF330", f"model '{m.name}' of team {m.team} is already defined in "
+                        f"{seen[m.team, m.name]}", "give each model one spec file and a name unique in its team")
+        seen.setdefault((m.team, m.name), src)
+        if m.path.rsplit("/", 1)[-1].isdigit():
+            yield warning(src, at("/path"), "KF336", f"path '{m.path}' ends in a version folder",
+                          f"give the folder that holds the numbered versions, e.g. {m.path.rsplit('/', 1)[0]}")
+        for image in sorted({m.image_for(env) for env in m.environments}):
+            if not allowed(image, p.registries):
+                yield error(src, at("/image"), "KF335", f"image '{image}'{'' if m.image else ' (the default)'} "
+                            "is not from an allowed registry",
+                            f"use an image under {', '.join(p.registries)}" if m.image else
+                            f"add {image.rsplit('/', 1)[0]}/ to registries in {p.source.path}, or set image: "
+                            "to a mirror in an allowed registry")
+        team = teams.get(m.team)
+        if team is None:
+            yield error(src, at("/team"), "KF331", f"team '{m.team}' is not defined in specs/teams/",
+                        _close(m.team, teams))
+        for env, s in m.environments.items():
+            here = f"/environments/{env}"
+            auto = s.autoscale
+            if auto and "replicas" in m.source.data["environments"][env]:
+                yield error(src, at(f"{here}/replicas", key=True), "KF336", f"{env}: replicas and autoscale are both "
+                            "given", "remove replicas; autoscale sets the range")
+            if auto and auto.min_replicas > auto.max_replicas:
+                yield error(src, at(f"{here}/autoscale/minReplicas"), "KF336",
+                            f"{env}: minReplicas {auto.min_replicas} is above maxReplicas {auto.max_replicas}",
+                            "lower minReplicas or raise maxReplicas")
+            if env not in p.environments:
+                yield error(src, at(here, key=True), "KF332",
+                            f"environment '{env}' is not defined in {p.source.path}", _close(env, p.environments))
+                continue
+            if s.gpu_type and s.gpu_type not in p.gpu_types:
+                yield error(src, at(f"{here}/gpu/type"), "KF333", f"{env}: GPU type '{s.gpu_type}' is not defined "
+                            f"in {p.source.path}", _close(s.gpu_type, p.gpu_types))
+                continue
+            if s.gpu_type and p.environments[env].gpu_capacity.get(s.gpu_type, 0) < s.gpu_count:
+                yield error(src, at(f"{here}/gpu/type"), "KF333",
+                            f"{env}: the cluster has {p.environments[env].gpu_capacity.get(s.gpu_type, 0)} "
+                            f"{s.gpu_type} GPUs, fewer than one server needs ({s.gpu_count})",
+                            "choose a GPU type the environment has, or serve the model elsewhere")
+            if team is None:
+                continue
+            if env not in team.quota:
+                yield error(src, at(here, key=True), "KF332", f"team {team.name} has no quota in {env}",
+                            f"add quota.{env} to {team.source.path}, or serve the model in: {', '.join(team.quota)}")
+                continue
+            usage.setdefault((team.name, env), []).append((m, demand(m, env)))
+    for (name, env), uses in usage.items():
+        yield from _fit(teams[name], env, uses)
+
+
+def _fit(team, env: str, uses):
+    """Report each quota resource the team's servers in env exceed, once, at the model that crosses the limit."""
+    q = team.quota[env]
+    limits = {"cpu": quantity.parse(q.cpu), "memory": quantity.parse(q.memory),
+              **{f"gpu/{g}": Fraction(n) for g, n in q.gpu.items()}}
+    spelled = {"cpu": str(q.cpu), "memory": str(q.memory), **{f"gpu/{g}": str(n) for g, n in q.gpu.items()}}
+    for res in sorted({r for _, d in uses for r in d}):
+        total, parts = Fraction(0), []
+        for m, d in uses:
+            if res not in d:
+                continue
+            total += d[res]
+            parts.append(f"{m.name} {_show(res, d[res])}")
+            if total > limits.get(res, 0):
+                what = res.replace("gpu/", "") + (" GPUs" if res.startswith("gpu/") else "")
+                key = res.replace("/", ".")
+                yield error(m.source.path, m.source.at(f"/environments/{env}", key=True), "KF334",
+                            f"{env}: servers of team {team.name} request {_show(res, total)} {what} "
+                            f"({', '.join(parts)}; replicas or maxReplicas plus one pod during a rollout) "
+                            f"but the team's {env} quota is {spelled.get(res, '0')}",
+                            f"lower replicas or the size per server, or raise quota.{env}.{key} in {team.source.path}")
+                break
+
+
+def _show(res: str, value: Fraction) -> str:
+    if res == "memory":
+        for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20)):
+            if (value / size).denominator == 1:
+                return f"{value // size}{unit}"
+        return str(int(value))
+    if res == "cpu" and value.denominator != 1:
+        return f"{round(value * 1000)}m"
+    return str(int(value))
