@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__, pipeline, report, scaffold, tools
+from . import __version__, pipeline, promote as promotion, report, scaffold, tools
 from .diagnostics import Diagnostic, Report
 from .render import render
 
@@ -81,6 +81,22 @@ def build(env: Annotated[str, typer.Argument(help="Environment, e.g. dev.")],
     if rep.diagnostics:
         sys.stderr.write(report.render(rep, "text"))
     raise typer.Exit(rep.exit_code)
+
+
+@app.command()
+def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/ranker.")],
+            src: Annotated[str, typer.Option("--from", help="Environment whose version to copy, e.g. staging.")],
+            dst: Annotated[str, typer.Option("--to", help="Environment to change, e.g. prod.")],
+            repo: Repo = Path(".")) -> None:
+    """Serve in --to the model version --from serves: edits one line of specs/models/TEAM/MODEL.yaml, re-renders
+    the overlays, and prints the change. Commit both in one pull request."""
+    team, _, model = target.partition("/")
+    out, diags = promotion.promote(repo, team, model, src, dst)
+    rep = Report(diags)
+    if not diags:
+        sys.stdout.write(out)
+        rep = pipeline.render_to_disk(repo, False)
+    _finish(rep, Format.text)
 
 
 @app.command()

@@ -33,6 +33,17 @@ CODES: dict[str, str] = {
     "KF310": "storage quota smaller than the team NAS",
     "KF311": "GPU capacity given for a GPU type the platform does not define",
     "KF312": "spec path or file name escapes the repository",
+    # served models
+    "KF330": "model spec not at specs/models/<team>/<name>.yaml, or two models of a team share a name",
+    "KF331": "model's team not defined",
+    "KF332": "model served in an environment the platform does not define or where its team has no quota",
+    "KF333": "model's GPU type not defined, or the environment has too few of them",
+    "KF334": "model servers do not fit the team's quota",
+    "KF335": "model server image not from an allowed registry",
+    "KF336": "serving settings that contradict each other, or a path that ends in a version folder",
+    "KF337": "model to promote not found",
+    "KF338": "environment to promote from or to not in the model spec",
+    "KF339": "promotion changes nothing or cannot be written",
     # building and validating manifests
     "KF401": "kustomize build failed",
     "KF402": "built object fails strict schema validation",

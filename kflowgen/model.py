@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .loader import SpecFile
+
+if TYPE_CHECKING:
+    from .serving import ServedModel
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Team:
 class Model:
     platform: Platform
     teams: list[Team] = field(default_factory=list)
+    served: list[ServedModel] = field(default_factory=list)
 
     def teams_in(self, env: str) -> list[Team]:
         """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""

@@ -12,6 +12,7 @@ from .diagnostics import Diagnostic, Report, error
 from .loader import SpecFile, load_file
 from .model import Model, platform_from, team_from
 from .render import render
+from .serving import MODELS, served_model_from
 from .rules.capacity import allocation
 
 PLATFORM = "specs/platform.yaml"
@@ -19,11 +20,14 @@ TEAMS = "specs/teams"
 CACHE = ".kflowgen/cache"
 
 
-def _spec_paths(root: Path, folder: str) -> list[str]:
+def _spec_paths(root: Path, folder: str, nested: bool = False) -> list[str]:
+    """Spec files in a folder (and below it when nested: a misplaced file is then reported, not ignored)."""
     base = root / folder
     if not base.is_dir():
         return []
-    return sorted(p.relative_to(root).as_posix() for p in base.iterdir() if p.suffix in (".yaml", ".yml"))
+    found = base.rglob("*") if nested else base.iterdir()
+    return sorted(p.relative_to(root).as_posix() for p in found if p.suffix in (".yaml", ".yml") and
+                  (p.is_file() or p.is_symlink()))
 
 
 def _inside(root: Path, rel: str) -> bool:
@@ -52,11 +56,13 @@ def load(root: Path) -> tuple[Model | None, list[Diagnostic]]:
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
     pspec = _read(root, PLATFORM, "platform", diags)
     team_specs = [s for rel in _spec_paths(root, TEAMS) if (s := _read(root, rel, "team", diags))]
+    model_specs = [s for rel in _spec_paths(root, MODELS, True) if (s := _read(root, rel, "model", diags))]
     if pspec is None:
         return None, diags
     platform = platform_from(pspec)
     model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in team_specs),
-                                   key=lambda t: (t.name, t.source.path)))
+                                   key=lambda t: (t.name, t.source.path)),
+                  sorted((served_model_from(s) for s in model_specs), key=lambda m: (m.team, m.name, m.source.path)))
     diags.extend(rules.run(model))
     return (None if any(d.severity == "error" for d in diags) else model), diags
 

@@ -6,6 +6,7 @@ import json
 from . import quantity
 from .emit import document
 from .model import Model, Platform, Team
+from .serving import render_model
 
 BASES = "bases/team"
 LABEL_TEAM = "kflowgen.dev/team"
@@ -33,7 +34,7 @@ def render_environment(model: Model, env: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for t in teams:
         out.update(_team_platform(p, t, env))
-        out.update(_team_workloads(t, env))
+        out.update(_team_workloads(model, t, env))
     out[f"overlays/{env}/jupyterhub/values.yaml"] = document(hub_values(model, env), _sources(p, teams))
     out.update(_argocd(p, teams, env))
     return out
@@ -133,10 +134,21 @@ def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -
 
 # --- per team, workloads ----------------------------------------------------------------------------------------
 
-def _team_workloads(t: Team, env: str) -> dict[str, bytes]:
+def _team_workloads(model: Model, t: Team, env: str) -> dict[str, bytes]:
+    """The team's own Application: served models (and training, when specs ask for it)."""
+    p = model.platform
     base = f"overlays/{env}/teams/{t.name}/workloads"
-    return {f"{base}/kustomization.yaml": document(_kustomization([], _labels(env, t.name), t.namespace),
-                                                  [t.source.path])}
+    out: dict[str, bytes] = {}
+    sources = [t.source.path]
+    for m in model.served:
+        if m.team == t.name and env in m.environments:
+            sources.append(m.source.path)
+            for name, obj in render_model(m, t, p, env).items():
+                out[f"{base}/{name}"] = document(obj, [m.source.path, p.source.path])
+    resources = sorted(path.rsplit("/", 1)[1] for path in out)
+    out[f"{base}/kustomization.yaml"] = document(_kustomization(resources, _labels(env, t.name), t.namespace),
+                                                 sources)
+    return out
 
 
 # --- JupyterHub -------------------------------------------------------------------------------------------------

@@ -173,3 +173,17 @@ def test_help_for_every_command():
                 ["new", "team", "--help"], ["tools", "install", "--help"]):
         code, out = run(*cmd)
         assert code == 0 and "Usage:" in out
+
+
+def test_promote_edits_one_line_and_rerenders(example_repo):
+    spec = example_repo / "specs/models/recsys/ranker.yaml"
+    before = spec.read_text()
+    code, out = run("promote", "recsys/ranker", "--from", "staging", "--to", "prod", "-C", example_repo)
+    assert code == 0, out
+    assert "-    version: 3\n+    version: 4\n" in out and "recsys/ranker prod: version 3 -> 4\n" in out
+    assert "0 added, 2 changed, 0 removed" in out  # the prod ConfigMap and Deployment
+    changed = [(a, b) for a, b in zip(before.splitlines(), spec.read_text().splitlines()) if a != b]
+    assert changed == [("    version: 3", "    version: 4")]
+    assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
+    code, out = run("promote", "recsys/ranker", "--from", "staging", "--to", "prod", "-C", example_repo)
+    assert code == 1 and "[KF339] prod already serves version 4 of recsys/ranker, as staging does" in out
