@@ -1,6 +1,7 @@
 """The command line: options in, one library call, a report out. Exit 0 clean, 1 findings, 2 usage, 3 bug, 130 ^C."""
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from enum import Enum
@@ -123,6 +124,57 @@ def new_team(name: Annotated[str, typer.Argument(help="Team name: lower-case let
     if not diags:
         rep.summary.append(f"wrote specs/teams/{name}.yaml: edit it, then run `kflowgen validate` and `kflowgen render`")
     _finish(rep, Format.text)
+
+
+@new_app.command("experiment")
+def new_experiment(
+        args: Annotated[list[str], typer.Argument(help="TEAM NAME, or only NAME with --from-notebook.")],
+        from_notebook: Annotated[bool, typer.Option("--from-notebook", help="Inside a JupyterHub notebook: take the "
+                                                    "team, image and working directory from the running notebook.")]
+        = False,
+        repo: Repo = Path(".")) -> None:
+    """Write specs/experiments/TEAM/NAME.yaml, a commented experiment spec that validates as it is."""
+    image = workdir = None
+    if from_notebook:
+        if len(args) != 1:
+            raise typer.BadParameter("give only NAME with --from-notebook")
+        team, image, workdir, missing = scaffold.from_notebook(dict(os.environ), Path.cwd())
+        if missing:
+            _finish(Report([Diagnostic("notebook", 0, 0, "KF320", f"not in a kflowgen notebook: no {missing}",
+                                       "error", "run it in a JupyterHub notebook started from a kflowgen profile, "
+                                       "inside your project folder on the team NAS")]), Format.text)
+        name = args[0]
+    elif len(args) == 2:
+        team, name = args
+    else:
+        raise typer.BadParameter("give TEAM NAME")
+    rel, diags = scaffold.new_experiment(repo, team, name, **({"workdir": workdir} if workdir else {}), image=image)
+    rep = Report(diags)
+    if not diags:
+        rep.summary.append(f"wrote {rel}: edit it, then run `kflowgen explain {rel}` and `kflowgen validate`")
+    _finish(rep, Format.text)
+
+
+@app.command()
+def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/experiments/vision/x.yaml.")],
+            repo: Repo = Path(".")) -> None:
+    """Say in plain words what an experiment becomes: which Jobs, in which namespace and cluster, on which GPUs,
+    with which command lines."""
+    from .experiments import explain as describe
+
+    model, diags = pipeline.load(repo)
+    rep = Report(diags)
+    if model is not None:
+        target = (spec if spec.is_absolute() else Path.cwd() / spec).resolve()
+        found = [e for e in model.experiments if (repo / e.source.path).resolve() == target]
+        teams = {t.name: t for t in model.teams}
+        if not found:
+            rep.extend([Diagnostic(str(spec), 0, 0, "KF321", "not an experiment spec of this repository", "error",
+                                   "give the path of a file under specs/experiments/")])
+        else:
+            sys.stdout.write(describe(found[0], teams[found[0].team], model.platform))
+    if rep.diagnostics:
+        _finish(rep, Format.text)
 
 
 @tools_app.command("install")

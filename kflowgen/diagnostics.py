@@ -33,6 +33,17 @@ CODES: dict[str, str] = {
     "KF310": "storage quota smaller than the team NAS",
     "KF311": "GPU capacity given for a GPU type the platform does not define",
     "KF312": "spec path or file name escapes the repository",
+    # experiments
+    "KF320": "experiment names a team that does not exist",
+    "KF321": "experiment file path does not match its team and name, or two experiments share a name",
+    "KF322": "experiment environment not defined, or the team has no quota there",
+    "KF323": "experiment GPU type not defined in the platform file",
+    "KF324": "one trial of an experiment does not fit the team's quota",
+    "KF325": "a sweep's trials at once exceed the team's quota: trials will queue",
+    "KF326": "sweep too large, empty range, or fewer distinct trials than asked",
+    "KF327": "run is not a valid command line",
+    "KF328": "two trials get the same Job name",
+    "KF329": "TFJob is deprecated upstream",
     # served models
     "KF330": "model spec not at specs/models/<team>/<name>.yaml, or two models of a team share a name",
     "KF331": "model's team not defined",

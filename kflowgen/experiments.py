@@ -6,11 +6,12 @@ ends in a hash of everything that decides what runs (kind, pod template, retries
 Change the command, a hyperparameter, the image or the resources and the trial gets a new Job, which
 Argo CD creates; change only a description or a comment and nothing changes. Jobs have no
 ttlSecondsAfterFinished: with a TTL Kubernetes deletes the finished Job, Argo CD's self-heal sees it missing
-and runs the training again, for ever. Every Job carries `argocd.argoproj.io/sync-options:
-Prune=confirm,PruneLast=true`: when a Job leaves Git (changed or removed experiment) Argo CD first
-creates everything new, then waits with "Waiting for pruning confirmation" until a person confirms the
-deletion (Argo CD UI "Confirm Pruning", or `argocd app confirm-deletion`), so results and pod logs are
-never deleted by a commit alone. Until then the team's Application keeps that sync open.
+and runs the training again, for ever. Every Job carries `argocd.argoproj.io/sync-options: Prune=false` and
+`argocd.argoproj.io/compare-options: IgnoreExtraneous`: when a Job leaves Git (changed or removed experiment)
+Argo CD neither deletes it nor marks the team's Application out of sync, so the Job, its pods and their logs
+stay until a team member deletes them (`kubectl delete jobs -l kflowgen.dev/experiment=<name>`; members have
+`edit` in their namespace). Prune=confirm was considered and rejected: it holds the team's whole Application
+(serving included) until an Argo CD admin confirms.
 """
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ from . import quantity
 from .loader import SpecFile, pointer
 from .model import Platform, Team
 
+EXPERIMENTS = "specs/experiments"
 LABEL_EXPERIMENT = "kflowgen.dev/experiment"
 LABEL_TRIAL = "kflowgen.dev/trial"
 PARAMETERS = "kflowgen.dev/trial-parameters"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
-KEEP_UNTIL_CONFIRMED = "Prune=confirm,PruneLast=true"
+COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
+KEEP = {SYNC_OPTIONS: "Prune=false", COMPARE_OPTIONS: "IgnoreExtraneous"}
 SERVICE_ACCOUNT = "runner"  # in every team namespace (bases/team)
 NAS = "nas"  # the team's PersistentVolumeClaim
 UID = 1000  # the notebooks' uid (Zero to JupyterHub's default), so files on the NAS have one owner
@@ -160,7 +163,7 @@ def _random_trials(sweep: RandomSweep) -> list[dict[str, str]]:
     rng = random.Random(sweep.seed)  # never the global generator
     out: list[dict[str, str]] = []
     seen: set[tuple] = set()
-    for _ in range(sweep.trials * 20):  # bounded: a sweep of few choices may have fewer combinations than asked
+    for _ in range(sweep.trials * 100):  # bounded: few choices may give fewer combinations than asked
         trial = {name: _draw(rng, p) for name, p in sweep.params.items()}
         if tuple(trial.items()) not in seen:
             seen.add(tuple(trial.items()))
@@ -190,11 +193,13 @@ def _slug(text: str) -> str:
 
 
 def _pair(key: str, value: str, short: bool) -> str:
-    if short:  # learning_rate -> lr, epochs -> epo; values cut to 10 characters
+    """lr + 0.01 -> lr0p01, optimizer + adam -> optimizer-adam; short: learning_rate -> lr, 10 characters of value."""
+    if short:
         words = [w for w in re.split(r"[^A-Za-z0-9]+", key) if w]
-        key, value = "".join(w[0] for w in words) if len(words) > 1 else key[:3], value[:10]
-    value = _slug(value.replace(".", "p"))
-    return "-".join(s for s in (_slug(key), value) if s) if value[:1].isalpha() else _slug(key) + value
+        key = "".join(w[0] for w in words) if len(words) > 1 else key[:3]
+        value = value[:10]
+    key, value = _slug(key), _slug(value.replace(".", "p"))
+    return key + ("-" if key and value[:1].isalpha() else "") + value
 
 
 def job_name(experiment: str, trial: dict[str, str], digest: str, budget: int = NAME_MAX) -> str:
@@ -269,7 +274,8 @@ def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: 
     def replicas(n: int) -> dict:
         return {"replicas": n, "restartPolicy": "OnFailure", "template": _pod(exp, team, p, trial, tag)}
 
-    policy = {"cleanPodPolicy": "None", "backoffLimit": exp.retries, **deadline}  # finished pods keep their logs
+    # when the job ends, pods still running (holding GPUs) are deleted; finished pods stay, with their logs
+    policy = {"cleanPodPolicy": "Running", "backoffLimit": exp.retries, **deadline}
     if exp.kind == "TFJob":
         return {"runPolicy": policy, "tfReplicaSpecs": {"Worker": replicas(exp.workers)}}
     return {"runPolicy": policy, "pytorchReplicaSpecs": {"Master": replicas(1), "Worker": replicas(exp.workers - 1)}}
@@ -282,7 +288,7 @@ def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) ->
     tag = digest[:HASH_LEN]
     meta = {"name": job_name(exp.name, trial, digest, name_budget(exp)),
             "labels": {LABEL_EXPERIMENT: exp.name, LABEL_TRIAL: tag},
-            "annotations": {SYNC_OPTIONS: KEEP_UNTIL_CONFIRMED, PARAMETERS: json.dumps(trial, sort_keys=True)}}
+            "annotations": {**KEEP, PARAMETERS: json.dumps(trial, sort_keys=True)}}
     return {"apiVersion": api, "kind": exp.kind, "metadata": meta, "spec": _spec(exp, team, p, trial, tag)}
 
 

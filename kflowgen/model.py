@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .loader import SpecFile
 
 if TYPE_CHECKING:
+    from .experiments import Experiment
     from .serving import ServedModel
 
 
@@ -89,6 +90,8 @@ class Model:
     platform: Platform
     teams: list[Team] = field(default_factory=list)
     served: list[ServedModel] = field(default_factory=list)
+    experiments: list[Experiment] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)  # team names whose spec failed to load: no follow-on errors
 
     def teams_in(self, env: str) -> list[Team]:
         """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""

@@ -12,6 +12,7 @@ from .diagnostics import Diagnostic, Report, error
 from .loader import SpecFile, load_file
 from .model import Model, platform_from, team_from
 from .render import render
+from .experiments import EXPERIMENTS, experiment_from
 from .serving import MODELS, served_model_from
 from .rules.capacity import allocation
 
@@ -26,8 +27,7 @@ def _spec_paths(root: Path, folder: str, nested: bool = False) -> list[str]:
     if not base.is_dir():
         return []
     found = base.rglob("*") if nested else base.iterdir()
-    return sorted(p.relative_to(root).as_posix() for p in found if p.suffix in (".yaml", ".yml") and
-                  (p.is_file() or p.is_symlink()))
+    return sorted(p.relative_to(root).as_posix() for p in found if p.suffix in (".yaml", ".yml"))
 
 
 def _inside(root: Path, rel: str) -> bool:
@@ -55,14 +55,19 @@ def load(root: Path) -> tuple[Model | None, list[Diagnostic]]:
         return None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
     pspec = _read(root, PLATFORM, "platform", diags)
-    team_specs = [s for rel in _spec_paths(root, TEAMS) if (s := _read(root, rel, "team", diags))]
+    team_paths = _spec_paths(root, TEAMS)
+    team_specs = [s for rel in team_paths if (s := _read(root, rel, "team", diags))]
+    read = {s.path for s in team_specs}
     model_specs = [s for rel in _spec_paths(root, MODELS, True) if (s := _read(root, rel, "model", diags))]
+    exp_specs = [s for rel in _spec_paths(root, EXPERIMENTS, True) if (s := _read(root, rel, "experiment", diags))]
     if pspec is None:
         return None, diags
     platform = platform_from(pspec)
     model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in team_specs),
                                    key=lambda t: (t.name, t.source.path)),
-                  sorted((served_model_from(s) for s in model_specs), key=lambda m: (m.team, m.name, m.source.path)))
+                  sorted((served_model_from(s) for s in model_specs), key=lambda m: (m.team, m.name, m.source.path)),
+                  sorted((experiment_from(s) for s in exp_specs), key=lambda e: (e.team, e.name, e.source.path)),
+                  unreadable={Path(rel).stem for rel in team_paths if rel not in read})
     diags.extend(rules.run(model))
     return (None if any(d.severity == "error" for d in diags) else model), diags
 
@@ -171,5 +176,5 @@ def render_to_disk(root: Path, check_only: bool) -> Report:
         plan, found = writer.write(root, files)
         report.extend(found)
         report.summary = [f"{len(files)} generated files: {len(plan.added)} added, {len(plan.changed)} changed, "
-                          f"{len(plan.removed)} removed, {plan.unchanged} unchanged"]
+                          f"{len(plan.removed)} removed, {len(plan.unchanged)} unchanged"]
     return report

@@ -6,6 +6,7 @@ import json
 from . import quantity
 from .emit import document
 from .model import Model, Platform, Team
+from .experiments import render_experiment
 from .serving import render_model
 
 BASES = "bases/team"
@@ -135,7 +136,7 @@ def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -
 # --- per team, workloads ----------------------------------------------------------------------------------------
 
 def _team_workloads(model: Model, t: Team, env: str) -> dict[str, bytes]:
-    """The team's own Application: served models (and training, when specs ask for it)."""
+    """The team's own Application: served models and training Jobs."""
     p = model.platform
     base = f"overlays/{env}/teams/{t.name}/workloads"
     out: dict[str, bytes] = {}
@@ -145,6 +146,11 @@ def _team_workloads(model: Model, t: Team, env: str) -> dict[str, bytes]:
             sources.append(m.source.path)
             for name, obj in render_model(m, t, p, env).items():
                 out[f"{base}/{name}"] = document(obj, [m.source.path, p.source.path])
+    for e in model.experiments:
+        if e.team == t.name and env in e.environments:
+            sources.append(e.source.path)
+            for name, obj in render_experiment(e, t, p, env).items():
+                out[f"{base}/{name}"] = document(obj, [e.source.path, t.source.path])
     resources = sorted(path.rsplit("/", 1)[1] for path in out)
     out[f"{base}/kustomization.yaml"] = document(_kustomization(resources, _labels(env, t.name), t.namespace),
                                                  sources)
@@ -186,6 +192,8 @@ def hub_values(model: Model, env: str) -> dict:
                 "mem_limit": int(quantity.parse(prof.memory)),
                 "mem_guarantee": int(quantity.parse(prof.memory_guarantee)),
                 "extra_labels": {"hub.jupyter.org/network-access-hub": "true", LABEL_TEAM: t.name},
+                # read by `kflowgen new experiment --from-notebook`
+                "environment": {"KFLOWGEN_TEAM": t.name, "KFLOWGEN_WORKSPACE": p.mount_path},
                 "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}],
                 "volume_mounts": [{"name": "nas", "mountPath": p.mount_path}],
             }

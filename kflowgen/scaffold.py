@@ -164,3 +164,61 @@ def new_team(root: Path, name: str, owner: str = "you@example.com") -> list[Diag
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(team_text(name, envs, registry, gpu, owner))
     return []
+
+
+EXPERIMENT = """\
+# yaml-language-server: $schema=../../../schemas/experiment.schema.json
+# Experiment {name} of team {team}: runs `run` with the hyperparameters as key=value arguments, in the team's
+# notebook image, from workdir on the team NAS. `kflowgen explain {path}` says what it becomes.
+team: {team}
+name: {name}
+description: What this experiment tries
+run: python train.py
+workdir: {workdir}
+{image}hyperparameters: {{epochs: 10}}
+# sweep:                   # one Job per combination; names are stable
+#   grid: {{lr: [0.01, 1e-3], dropout: [0.3, 0.5]}}
+resources: {{cpu: 4, memory: 16Gi}}   # add gpu: {{type: {gpu}, count: 1}} for a GPU
+environments: [{env}]
+"""
+
+
+def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" + "{name}",
+                   image: str | None = None) -> tuple[str, list[Diagnostic]]:
+    """Write specs/experiments/TEAM/NAME.yaml; returns its path."""
+    from .loader import load_file
+
+    rel = f"specs/experiments/{team}/{name}.yaml"
+    if (root / rel).exists():
+        return rel, [error(rel, (0, 0), "KF321", f"experiment '{name}' of team '{team}' already exists",
+                           "edit the existing file, or pick another name")]
+    if not (root / "specs" / "teams" / f"{team}.yaml").is_file():
+        return rel, [error(rel, (0, 0), "KF320", f"team '{team}' has no spec in specs/teams/",
+                           "create it with `kflowgen new team`")]
+    spec, diags = load_file(root, "specs/platform.yaml")
+    if spec is None:
+        return rel, diags
+    team_spec, diags = load_file(root, f"specs/teams/{team}.yaml")
+    if team_spec is None:
+        return rel, diags
+    env = next(iter(team_spec.data.get("quota", {})), "dev")
+    gpu = next(iter(spec.data.get("gpuTypes", {})), "a100")
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text(EXPERIMENT.format(team=team, name=name, path=rel, workdir=workdir.format(name=name),
+                                              image=f"image: {image}\n" if image else "", gpu=gpu, env=env))
+    return rel, []
+
+
+def from_notebook(environ: dict[str, str], cwd: Path) -> tuple[str | None, str | None, str | None, str]:
+    """(team, image, workdir) from a running JupyterHub notebook, and what could not be found.
+    KubeSpawner sets JUPYTER_IMAGE_SPEC; kflowgen's profiles set KFLOWGEN_TEAM and KFLOWGEN_WORKSPACE."""
+    team = environ.get("KFLOWGEN_TEAM")
+    image = environ.get("JUPYTER_IMAGE_SPEC") or environ.get("JUPYTER_IMAGE")
+    workspace = environ.get("KFLOWGEN_WORKSPACE", "/workspace")
+    try:
+        workdir = cwd.resolve().relative_to(Path(workspace).resolve()).as_posix()
+    except ValueError:
+        workdir = None
+    missing = [what for what, value in (("KFLOWGEN_TEAM", team), ("JUPYTER_IMAGE_SPEC", image),
+                                        (f"a current folder under {workspace}", workdir)) if not value]
+    return team, image, (None if workdir in (None, ".") else workdir), ", ".join(missing)

@@ -11,7 +11,7 @@ import jsonschema
 from .diagnostics import Diagnostic, error
 from .loader import SpecFile, pointer
 
-KINDS = ("platform", "team", "model")
+KINDS = ("platform", "team", "experiment", "model")
 
 
 def schema_text(kind: str) -> str:

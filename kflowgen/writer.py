@@ -1,7 +1,15 @@
-"""The writer, the only code that changes the repository: compare rendered files with disk, or write them."""
+"""The writer, the only code that changes the repository: compare rendered files with disk, or write them.
+
+A write builds the complete new overlays tree in a temporary folder beside it (unchanged and hand-written files
+are hard links, so only changed files cost anything) and then swaps the two folders in one atomic step
+(renameat2 RENAME_EXCHANGE on Linux). Killed at any moment, the repository holds either the old tree or the
+new one; a leftover temporary folder is removed by the next run.
+"""
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +17,8 @@ from pathlib import Path
 from .diagnostics import Diagnostic, error, warning
 from .emit import is_generated
 
-OWNED = ("overlays",)  # folders kflowgen owns: every generated file lives here, and nothing else should
+OWNED = "overlays"  # the folder kflowgen owns: every generated file lives here
+SCRATCH = ".kflowgen-swap-"
 
 
 @dataclass
@@ -17,8 +26,8 @@ class Plan:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # generated files no spec produces any more
-    foreign: list[str] = field(default_factory=list)  # hand-written files inside an owned folder: never touched
-    unchanged: int = 0
+    foreign: list[str] = field(default_factory=list)  # hand-written files inside the owned folder: kept, reported
+    unchanged: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> bool:
@@ -27,12 +36,10 @@ class Plan:
 
 def _existing(root: Path) -> list[str]:
     out = []
-    for top in OWNED:
-        base = root / top
-        if base.is_dir():
-            for dirpath, _dirs, names in os.walk(base):
-                for n in names:
-                    out.append((Path(dirpath) / n).relative_to(root).as_posix())
+    base = root / OWNED
+    if base.is_dir():
+        for dirpath, _dirs, names in os.walk(base):
+            out.extend((Path(dirpath) / n).relative_to(root).as_posix() for n in names)
     return sorted(out)
 
 
@@ -47,10 +54,10 @@ def plan(root: Path, files: dict[str, bytes]) -> Plan:
         path = root / rel
         if not path.is_file():
             p.added.append(rel)
-        elif path.read_bytes() != data:
+        elif path.stat().st_size != len(data) or path.read_bytes() != data:
             p.changed.append(rel)
         else:
-            p.unchanged += 1
+            p.unchanged.append(rel)
     for rel in _existing(root):
         if rel not in files:
             (p.removed if is_generated(_head(root / rel)) else p.foreign).append(rel)
@@ -74,26 +81,70 @@ def _foreign(p: Plan) -> list[Diagnostic]:
 
 
 def write(root: Path, files: dict[str, bytes]) -> tuple[Plan, list[Diagnostic]]:
-    """Write only what changed, each file atomically (temporary file + rename); remove stale generated files."""
+    """Make overlays/ hold exactly the rendered files (plus any hand-written ones), atomically."""
+    _clean_leftovers(root)
     p = plan(root, files)
-    for rel in p.added + p.changed:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kflowgen-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(files[rel])
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    for rel in p.removed:
-        (root / rel).unlink()
-        _prune_empty((root / rel).parent, root)
+    if not p.drift:
+        return p, _foreign(p)
+    target = root / OWNED
+    new = Path(tempfile.mkdtemp(prefix=SCRATCH, dir=root))
+    try:
+        staged = new / OWNED
+        staged.mkdir()
+        for rel in p.unchanged + p.foreign:  # hard links: no bytes copied
+            _link(root / rel, new / rel)
+        for rel in p.added + p.changed:
+            (new / rel).parent.mkdir(parents=True, exist_ok=True)
+            (new / rel).write_bytes(files[rel])
+        if target.exists():
+            _exchange(staged, target)  # staged now holds the old tree
+        else:
+            os.rename(staged, target)
+        _fsync_dir(root)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
     return p, _foreign(p)
 
 
-def _prune_empty(folder: Path, root: Path) -> None:
-    while folder != root and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
+def _link(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def _clean_leftovers(root: Path) -> None:
+    for leftover in root.glob(SCRATCH + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders in one step. Where the kernel or libc cannot, fall back to two renames (a crash between
+    them leaves the old tree in the scratch folder, and overlays/ missing until the next render)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            return
+        if ctypes.get_errno() not in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(b))
+    aside = a.with_name(a.name + ".old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

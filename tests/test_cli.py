@@ -25,10 +25,10 @@ def run(*args, env=None):
 def test_validate_example_repository(example_repo):
     code, out = run("validate", "-C", example_repo, "--format", "text")
     assert (code, out) == (0, """\
-3 teams, 3 environments, 146 objects built and validated (kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
-  dev      3 teams    54 objects  GPU quota/capacity: a100 6/8  t4 6/16
-  staging  2 teams    38 objects  GPU quota/capacity: a100 2/8  t4 2/8
-  prod     3 teams    54 objects  GPU quota/capacity: a100 28/32  t4 12/16
+3 teams, 3 environments, 175 objects built and validated (kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
+  dev      3 teams    66 objects  GPU quota/capacity: a100 6/8  t4 6/16
+  staging  2 teams    45 objects  GPU quota/capacity: a100 2/8  t4 2/8
+  prod     3 teams    64 objects  GPU quota/capacity: a100 28/32  t4 12/16
 kflowgen: ok
 """)
 
@@ -37,13 +37,13 @@ def test_validate_one_environment_as_json(example_repo):
     code, out = run("validate", "-C", example_repo, "--env", "staging", "--format", "json")
     report = json.loads(out)
     assert (code, report["errors"], report["diagnostics"]) == (0, 0, [])
-    assert report["summary"][1].startswith("  staging  2 teams    38 objects")
+    assert report["summary"][1].startswith("  staging  2 teams    45 objects")
 
 
 def test_validate_unknown_environment(example_repo):
     code, out = run("validate", "-C", example_repo, "--env", "qa", "--format", "text")
     assert (code, out) == (1, """\
-specs/platform.yaml:28:1: error [KF303] environment 'qa' is not defined
+specs/platform.yaml:29:1: error [KF303] environment 'qa' is not defined
     fix: environments: dev, staging, prod
 kflowgen: 1 error, 0 warnings
 """)
@@ -66,7 +66,7 @@ def test_auto_format_is_github_under_actions(example_repo):
 
 def test_render_check_passes_on_the_committed_overlays(example_repo):
     assert run("render", "--check", "-C", example_repo, "--format", "text") == (
-        0, "120 generated files checked: up to date\nkflowgen: ok\n")
+        0, "149 generated files checked: up to date\nkflowgen: ok\n")
 
 
 def test_render_check_lists_every_drifted_file_and_writes_nothing(example_repo):
@@ -87,13 +87,13 @@ overlays/dev/teams/nlp/platform/resourcequota.team.yaml:1:1: error [KF501] gener
     fix: run `kflowgen render` and commit the result
 overlays/prod/argocd/application.root.yaml:1:1: error [KF502] generated file is missing
     fix: run `kflowgen render` and commit the result
-120 generated files checked: 1 missing, 1 different, 1 extra
+149 generated files checked: 1 missing, 1 different, 1 extra
 kflowgen: 3 errors, 1 warning
 """)
     assert tree_hash(example_repo) == before
 
     code, out = run("render", "-C", example_repo, "--format", "text")
-    assert code == 0 and "120 generated files: 1 added, 1 changed, 1 removed, 118 unchanged" in out
+    assert code == 0 and "149 generated files: 1 added, 1 changed, 1 removed, 147 unchanged" in out
     assert (ov / "dev/notes.md").exists() and not (ov / "dev/teams/gone").exists()
     assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
 
@@ -187,3 +187,29 @@ def test_promote_edits_one_line_and_rerenders(example_repo):
     assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
     code, out = run("promote", "recsys/ranker", "--from", "staging", "--to", "prod", "-C", example_repo)
     assert code == 1 and "[KF339] prod already serves version 4 of recsys/ranker, as staging does" in out
+
+
+def test_new_experiment_and_explain(example_repo):
+    code, out = run("new", "experiment", "recsys", "churn", "-C", example_repo)
+    assert (code, out) == (0, "wrote specs/experiments/recsys/churn.yaml: edit it, then run `kflowgen explain "
+                              "specs/experiments/recsys/churn.yaml` and `kflowgen validate`\nkflowgen: ok\n")
+    assert run("validate", "-C", example_repo, "--env", "dev", "--format", "text")[0] == 0
+    code, out = run("explain", example_repo / "specs/experiments/recsys/churn.yaml", "-C", example_repo)
+    assert code == 0 and "1 trial(s), each a Kubernetes Job; each pod gets no GPU, 4 CPU and 16Gi memory." in out
+    assert "python train.py epochs=10" in out and "dev: namespace recsys on cluster https://dev.k8s.example.com" in out
+
+
+def test_new_experiment_from_a_notebook(example_repo, tmp_path, monkeypatch):
+    workspace = tmp_path / "workspace"
+    (workspace / "projects/churn").mkdir(parents=True)
+    monkeypatch.chdir(workspace / "projects/churn")
+    env = {"KFLOWGEN_TEAM": "recsys", "KFLOWGEN_WORKSPACE": str(workspace),
+           "JUPYTER_IMAGE_SPEC": "quay.io/jupyter/scipy-notebook:2025-11-24"}
+    code, out = run("new", "experiment", "--from-notebook", "churn", "-C", example_repo, env=env)
+    assert code == 0, out
+    spec = yaml.safe_load((example_repo / "specs/experiments/recsys/churn.yaml").read_text())
+    assert (spec["team"], spec["workdir"], spec["image"]) == ("recsys", "projects/churn",
+                                                            "quay.io/jupyter/scipy-notebook:2025-11-24")
+    assert run("validate", "-C", example_repo, "--env", "dev", "--format", "text")[0] == 0
+    code, out = run("new", "experiment", "--from-notebook", "other", "-C", example_repo, env={"KFLOWGEN_TEAM": ""})
+    assert code == 1 and "not in a kflowgen notebook" in out

@@ -51,7 +51,8 @@ def platform(tf_registry: bool = True):
     spec, diags = load_file(PROJECT, "specs/platform.yaml")
     assert not diags
     p = platform_from(spec)
-    return dataclasses.replace(p, registries=p.registries + (TF_REGISTRY,)) if tf_registry else p
+    assert TF_REGISTRY in p.registries  # the example platform allows the default serving images
+    return p if tf_registry else dataclasses.replace(p, registries=tuple(r for r in p.registries if r != TF_REGISTRY))
 
 
 def world(tf_registry: bool = True) -> Model:

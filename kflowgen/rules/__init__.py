@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable
 
 from ..diagnostics import Diagnostic
 from ..model import Model
-from . import capacity, environments, gpus, images, profiles, serving, storage, teams
+from . import capacity, environments, experiments, gpus, images, profiles, serving, storage, teams
 
 Rule = Callable[[Model], Iterable[Diagnostic]]
 
@@ -18,6 +18,7 @@ RULES: dict[str, Rule] = {
     "gpu-capacity": capacity.check,
     "allowed-registries": images.check,
     "storage-quota": storage.check,
+    "experiments": lambda m: experiments.check(m, m.experiments),
     "served-models": lambda m: serving.check(m, m.served),
 }
 

@@ -42,6 +42,8 @@ def check(model, served: list[ServedModel]):
                             f"add {image.rsplit('/', 1)[0]}/ to registries in {p.source.path}, or set image: "
                             "to a mirror in an allowed registry")
         team = teams.get(m.team)
+        if team is None and m.team in model.unreadable:
+            continue  # its team spec has errors of its own
         if team is None:
             yield error(src, at("/team"), "KF331", f"team '{m.team}' is not defined in specs/teams/",
                         _close(m.team, teams))

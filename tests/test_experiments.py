@@ -1,0 +1,570 @@
+"""Training experiments: spec parsing, trials, Job names, rendered Jobs (run for real, validated by kubeconform), rules."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kflowgen import diagnostics, emit, kschemas, specschema
+from kflowgen import experiments as X
+from kflowgen.loader import SpecFile, load_file, load_text
+from kflowgen.model import Model, platform_from, team_from
+from kflowgen.rules import experiments as rule
+
+PROJECT = Path(__file__).resolve().parents[1]
+UPSTREAM_CRDS = PROJECT.parent / "shared" / "upstream" / "crds" / "kubeflow.org"
+KUBECONFORM = PROJECT / ".tools" / "bin" / "kubeconform"
+KUSTOMIZE = PROJECT / ".tools" / "bin" / "kustomize"
+EXAMPLES = sorted(p.relative_to(PROJECT).as_posix() for p in (PROJECT / "specs" / "experiments").rglob("*.yaml"))
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+# The codes this feature reports; diagnostics.CODES gets them when the module is wired in.
+CODES = {
+    "KF320": "experiment names a team that does not exist",
+    "KF321": "experiment file path does not match its team and name, or two experiments share a name",
+    "KF322": "experiment environment not defined, or the team has no quota there",
+    "KF323": "experiment GPU type not defined in the platform file",
+    "KF324": "one trial of an experiment does not fit the team's quota",
+    "KF325": "a sweep's trials at once exceed the team's quota: trials will queue",
+    "KF326": "sweep too large, empty range, or fewer distinct trials than asked",
+    "KF327": "run is not a valid command line",
+    "KF328": "two trials get the same Job name",
+    "KF329": "TFJob is deprecated",
+}
+
+
+@pytest.fixture(autouse=True)
+def codes(monkeypatch):
+    for code, title in CODES.items():
+        if code not in diagnostics.CODES:
+            monkeypatch.setitem(diagnostics.CODES, code, title)
+
+
+def _model() -> Model:
+    platform = platform_from(load_file(PROJECT, "specs/platform.yaml")[0])
+    teams = [team_from(load_file(PROJECT, f"specs/teams/{t}.yaml")[0], list(platform.environments))
+             for t in ("nlp", "recsys", "vision")]
+    return Model(platform, teams)
+
+
+MODEL = _model()
+TEAMS = {t.name: t for t in MODEL.teams}
+
+
+def example(rel: str) -> X.Experiment:
+    spec, diags = load_file(PROJECT, rel)
+    assert not diags
+    return X.experiment_from(spec)
+
+
+def parse(text: str, path: str = "specs/experiments/vision/x.yaml") -> X.Experiment:
+    spec, diags = load_text(text, path)
+    assert not diags and not specschema.validate("experiment", spec), specschema.validate("experiment", spec)
+    return X.experiment_from(spec)
+
+
+def render_all(exp: X.Experiment, env: str = "dev") -> list[dict]:
+    return list(X.render_experiment(exp, TEAMS[exp.team], MODEL.platform, env).values())
+
+
+BASE = "team: vision\nname: x\nrun: python train.py\nresources: {cpu: 1, memory: 1Gi}\nenvironments: [dev]\n"
+
+
+# --- schema -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rel", EXAMPLES)
+def test_example_specs_are_schema_valid(rel):
+    spec, diags = load_file(PROJECT, rel)
+    assert diags == [] and specschema.validate("experiment", spec) == []
+
+
+def test_every_schema_field_has_a_title_and_description():
+    schema = json.loads(specschema.schema_text("experiment"))
+
+    def walk(node, where):
+        for name, sub in node.get("properties", {}).items():
+            if where != "then":
+                assert sub.get("title") and sub.get("description"), f"{where}.{name}"
+            walk(sub, f"{where}.{name}")
+        for key in ("additionalProperties", "items", "propertyNames"):
+            if isinstance(node.get(key), dict) and "$ref" not in node[key]:
+                assert node[key].get("description"), f"{where}.{key}"
+                walk(node[key], where)
+        for sub in node.get("oneOf", []):
+            walk(sub, where)
+
+    walk(schema, "experiment")
+    walk(schema["then"], "then")
+    for name, sub in schema["$defs"].items():
+        assert sub.get("title") and sub.get("description"), name
+
+
+@pytest.mark.parametrize("extra, code, pos", [
+    ("workdir: ../other\n", "KF204", (6, 10)),
+    ("workdir: /etc\n", "KF204", (6, 10)),
+    ("workdir: a/../../b\n", "KF204", (6, 10)),
+    ("env: {KFLOWGEN_TRIAL: x}\n", "KF204", (6, 7)),
+    ("env: {1X: x}\n", "KF204", (6, 7)),
+    ("deadline: 2w\n", "KF204", (6, 11)),
+    ("hyperparams: {lr: 1}\n", "KF201", (6, 1)),
+    ("sweep: {grid: {a: [1]}, random: {seed: 1, trials: 1, params: {b: [1]}}}\n", "KF204", (6, 8)),
+    ("sweep: {}\n", "KF204", (6, 8)),
+    ("sweep: {grid: {lr: []}}\n", "KF204", (6, 20)),
+    ("sweep: {random: {seed: 1, trials: 300, params: {lr: [1]}}}\n", "KF204", (6, 35)),
+    ("framework: tensorflow\n", "KF202", (1, 1)),
+    ("framework: tensorflow\nworkers: 1\n", "KF204", (7, 10)),
+    ("argStyle: click\n", "KF204", (6, 11)),
+])
+def test_schema_refuses(extra, code, pos):
+    assert (code, pos) in schema_problems(BASE + extra)
+
+
+def test_schema_refuses_a_pod_without_memory():
+    assert schema_problems(BASE.replace(", memory: 1Gi", "")) == [("KF202", (4, 1))]
+
+
+def schema_problems(text: str) -> list[tuple]:
+    spec, _ = load_text(text, "specs/experiments/vision/x.yaml")
+    return [(d.code, (d.line, d.col)) for d in specschema.validate("experiment", spec)]
+
+
+# --- parsing ------------------------------------------------------------------------------------------------------
+
+def test_values_keep_their_spelling():
+    exp = parse(BASE + "hyperparameters: {lr: 1e-3, dropout: 0.50, fp16: true, tag: '007', n: 0x10, name: adam}\n"
+                       "sweep: {grid: {wd: [1.0e-4, 0.10, 3]}}\nenv: {THREADS: 08}\n")
+    assert exp.hyperparameters == {"dropout": "0.50", "fp16": "true", "lr": "1e-3", "n": "0x10", "name": "adam",
+                                   "tag": "007"}
+    assert exp.grid == {"wd": ("1.0e-4", "0.10", "3")}
+    assert exp.env == {"THREADS": "08"}
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("deadline", "30m", 1800), ("deadline", "6h", 21600), ("deadline", "2d", 172800), ("deadline", "45s", 45),
+])
+def test_deadline_in_seconds(field, value, expected):
+    assert parse(BASE + f"{field}: {value}\n").deadline == expected
+
+
+@pytest.mark.parametrize("extra, kind, budget", [
+    ("", "Job", 63), ("workers: 2\n", "PyTorchJob", 54), ("workers: 11\n", "PyTorchJob", 53),
+    ("workers: 3\nframework: tensorflow\n", "TFJob", 54),
+])
+def test_kind_and_name_budget(extra, kind, budget):
+    exp = parse(BASE + extra)
+    assert (exp.kind, X.name_budget(exp)) == (kind, budget)
+
+
+def test_run_that_does_not_split_gives_no_command():
+    assert parse(BASE.replace("python train.py", "'python \"train.py'")).command == ()
+
+
+# --- trials -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sweep, expected", [
+    ("", [{}]),
+    ("sweep: {grid: {lr: [0.01, 1e-3], dropout: [0.3, 0.50]}}\n",
+     [{"dropout": "0.3", "lr": "0.01"}, {"dropout": "0.3", "lr": "1e-3"},
+      {"dropout": "0.50", "lr": "0.01"}, {"dropout": "0.50", "lr": "1e-3"}]),
+    ("sweep: {grid: {opt: [sgd, adam, lamb]}}\n", [{"opt": "sgd"}, {"opt": "adam"}, {"opt": "lamb"}]),
+])
+def test_grid_trials_in_order(sweep, expected):
+    assert X.trials(parse(BASE + sweep)) == expected
+
+
+def test_random_trials_are_fixed_by_the_seed():
+    # Pinned: these values are part of the Job names; a change here re-runs every random sweep.
+    assert X.trials(example("specs/experiments/nlp/bert-random.yaml")) == [
+        {"batch_size": "32", "learning_rate": "0.0007866", "warmup_steps": "404"},
+        {"batch_size": "16", "learning_rate": "1.396e-05", "warmup_steps": "548"},
+        {"batch_size": "16", "learning_rate": "5.387e-05", "warmup_steps": "59"},
+        {"batch_size": "16", "learning_rate": "1.188e-05", "warmup_steps": "444"},
+        {"batch_size": "32", "learning_rate": "1.379e-05", "warmup_steps": "92"},
+        {"batch_size": "32", "learning_rate": "1.313e-05", "warmup_steps": "579"},
+    ]
+
+
+def test_random_trials_stay_in_range_and_do_not_touch_the_global_generator():
+    import random
+    random.seed(1)
+    before = random.random()
+    random.seed(1)
+    exp = parse(BASE + "sweep: {random: {seed: 3, trials: 50, params: {lr: {min: 1e-6, max: 1e-2, log: true}, "
+                       "bs: {min: 8, max: 512, log: true, integer: true}, p: {min: 0.1, max: 0.9}}}}\n")
+    runs = X.trials(exp)
+    assert random.random() == before
+    assert len(runs) == 50 and runs == X.trials(exp)
+    for t in runs:
+        assert 1e-6 <= float(t["lr"]) <= 1e-2 and 8 <= int(t["bs"]) <= 512 and 0.1 <= float(t["p"]) <= 0.9
+    assert sum(float(t["lr"]) < 1e-4 for t in runs) > 10  # log scale: small values are as likely as large ones
+    other = X.trials(X.experiment_from(SpecFile(exp.source.path, {
+        **exp.source.data, "sweep": {"random": {**exp.source.data["sweep"]["random"], "seed": 4}}})))
+    assert other != runs
+
+
+def test_choices_only_sweep_stops_at_the_distinct_combinations():
+    exp = parse(BASE + "sweep: {random: {seed: 1, trials: 10, params: {a: [x, y], b: [1, 2]}}}\n")
+    assert sorted(map(str, X.trials(exp))) == sorted(map(str, [{"a": a, "b": b} for a in "xy" for b in "12"]))
+
+
+@pytest.mark.parametrize("style, expected", [
+    ("hydra", ["dropout=0.3", "epochs=10", "lr=1e-3"]),
+    ("argparse", ["--dropout=0.3", "--epochs=10", "--lr=1e-3"]),
+])
+def test_arguments_sorted_and_trial_values_win(style, expected):
+    exp = parse(BASE + f"argStyle: {style}\nhyperparameters: {{lr: 0.1, epochs: 10}}\n")
+    assert X.arguments(exp, {"lr": "1e-3", "dropout": "0.3"}) == expected
+
+
+# --- names --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("experiment, trial, budget, expected", [
+    ("resnet-sweep", {"dropout": "0.3", "lr": "1e-3"}, 63, "resnet-sweep-dropout0p3-lr1e-3-0123abcd"),
+    ("resnet-sweep", {}, 63, "resnet-sweep-0123abcd"),
+    ("bert", {"optimizer": "adam"}, 63, "bert-optimizer-adam-0123abcd"),
+    ("bert", {"learning_rate": "0.0007866", "batch_size": "32", "warmup_steps": "404"}, 40,
+     "bert-lr0p0007866-bs32-ws404-0123abcd"),
+    ("a" * 40, {"learning_rate": "0.1"}, 54, "a" * 39 + "-lr0p1-0123abcd"),
+    ("1st", {}, 63, "x-1st-0123abcd"),
+    ("Ünïcode Näme!", {"ß": "∞"}, 63, "n-code-n-me-0123abcd"),
+    ("", {"": ""}, 12, "x-0123abcd"),
+])
+def test_job_names(experiment, trial, budget, expected):
+    name = X.job_name(experiment, trial, "0123abcd" + "f" * 56, budget)
+    assert name == expected and len(name) <= budget and DNS_1035.match(name)
+
+
+def test_example_names_are_pinned():
+    # A name is a contract: changing the naming scheme makes Argo CD create every Job again.
+    assert [o["metadata"]["name"] for o in render_all(example("specs/experiments/vision/resnet-sweep.yaml"))] == [
+        "resnet-sweep-dropout0p3-lr0p01-f43f2aa0", "resnet-sweep-dropout0p3-lr1e-3-33c938bf",
+        "resnet-sweep-dropout0p5-lr0p01-4aa9cd40", "resnet-sweep-dropout0p5-lr1e-3-647262f9"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(experiment=st.text(max_size=120), values=st.lists(st.dictionaries(st.text(max_size=40), st.text(max_size=40),
+                                                                         max_size=6), max_size=8),
+       budget=st.integers(min_value=12, max_value=63))
+def test_any_input_gives_valid_unique_stable_names(experiment, values, budget):
+    trials = list({json.dumps(t, sort_keys=True): t for t in values}.values())
+    digests = [X.content_hash("batch/v1", "Job", {}, t) for t in trials]
+    names = [X.job_name(experiment, t, d, budget) for t, d in zip(trials, digests)]
+    assert all(DNS_1035.match(n) and len(n) <= budget for n in names)
+    assert len(set(names)) == len(names)
+    assert names == [X.job_name(experiment, t, d, budget) for t, d in zip(trials, digests)]
+
+
+NAMES = st.from_regex(r"\A[a-z]([-a-z0-9]{0,38}[a-z0-9])?\Z", fullmatch=True)
+PARAMS = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.-]{0,62}\Z", fullmatch=True)
+VALUES = st.lists(st.one_of(st.text(max_size=60), st.integers().map(str)), min_size=1, max_size=3, unique=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=NAMES, grid=st.dictionaries(PARAMS, VALUES, min_size=1, max_size=3),
+       workers=st.sampled_from([1, 2, 64]))
+def test_rendered_sweeps_have_valid_unique_stable_names(name, grid, workers):
+    data = {"team": "vision", "name": name, "run": "python train.py", "resources": {"cpu": 1, "memory": "1Gi"},
+            "environments": ["dev"], "sweep": {"grid": grid}, "workers": workers}
+    exp = X.experiment_from(SpecFile(f"specs/experiments/vision/{name}.yaml", data))
+    names = [o["metadata"]["name"] for o in render_all(exp)]
+    assert len(names) == X.sweep_size(exp) == len(set(names))
+    assert all(DNS_1035.match(n) and len(n) <= X.name_budget(exp) for n in names)
+    assert names == [o["metadata"]["name"] for o in render_all(exp)]
+
+
+def test_names_do_not_depend_on_the_process(tmp_path):
+    script = ("from pathlib import Path\nfrom kflowgen.loader import load_file\nfrom kflowgen import experiments as X\n"
+              "from kflowgen.model import platform_from, team_from\nr = Path(%r)\n"
+              "p = platform_from(load_file(r, 'specs/platform.yaml')[0])\n"
+              "for rel in %r:\n    e = X.experiment_from(load_file(r, rel)[0])\n"
+              "    t = team_from(load_file(r, f'specs/teams/{e.team}.yaml')[0], list(p.environments))\n"
+              "    print(*X.render_experiment(e, t, p, e.environments[0]))\n") % (str(PROJECT), EXAMPLES)
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("0", "12345")}
+    here = "".join(" ".join(X.render_experiment(e, TEAMS[e.team], MODEL.platform, e.environments[0])) + "\n"
+                   for e in map(example, EXAMPLES))
+    assert outputs == {here}
+
+
+# --- rendering ----------------------------------------------------------------------------------------------------
+
+def test_example_experiments_render():
+    files = {(rel, env): X.render_experiment(e, TEAMS[e.team], MODEL.platform, env)
+             for rel in EXAMPLES for e in [example(rel)] for env in MODEL.platform.environments}
+    counts = {k: sorted({o["kind"] for o in v.values()}) + [len(v)] for k, v in files.items() if v}
+    assert counts == {
+        ("specs/experiments/nlp/bert-random.yaml", "dev"): ["Job", 6],
+        ("specs/experiments/nlp/llm-finetune.yaml", "dev"): ["PyTorchJob", 1],
+        ("specs/experiments/nlp/llm-finetune.yaml", "prod"): ["PyTorchJob", 1],
+        ("specs/experiments/recsys/feature-stats.yaml", "dev"): ["Job", 1],
+        ("specs/experiments/recsys/feature-stats.yaml", "staging"): ["Job", 1],
+        ("specs/experiments/vision/resnet-sweep.yaml", "dev"): ["Job", 4],
+    }
+    for objs in files.values():
+        for file, obj in objs.items():
+            assert file == f"{obj['kind'].lower()}.{obj['metadata']['name']}.yaml"
+            assert list(obj) == ["apiVersion", "kind", "metadata", "spec"] and "namespace" not in obj["metadata"]
+
+
+def pods(obj: dict) -> list[dict]:
+    if obj["kind"] == "Job":
+        return [obj["spec"]["template"]]
+    key = "pytorchReplicaSpecs" if obj["kind"] == "PyTorchJob" else "tfReplicaSpecs"
+    return [r["template"] for r in obj["spec"][key].values()]
+
+
+TF = BASE.replace("vision", "nlp") + "workers: 3\nframework: tensorflow\n"
+
+
+@pytest.mark.parametrize("exp", [example(r) for r in EXAMPLES] + [parse(TF, "specs/experiments/nlp/x.yaml")],
+                         ids=[*EXAMPLES, "tfjob"])
+def test_every_pod_is_restricted_sized_and_on_the_nas(exp):
+    team, p = TEAMS[exp.team], MODEL.platform
+    for obj in render_all(exp, exp.environments[0]):
+        trial = obj["metadata"]["labels"][X.LABEL_TRIAL]
+        for pod in pods(obj):
+            spec, (c,) = pod["spec"], pod["spec"]["containers"]
+            assert pod["metadata"]["labels"] == {X.LABEL_EXPERIMENT: exp.name, X.LABEL_TRIAL: trial}
+            assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"] == {
+                "type": "RuntimeDefault"}
+            assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                            "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+            assert c["resources"]["requests"] == c["resources"]["limits"]
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+            if exp.gpu_type:
+                assert c["resources"]["limits"]["nvidia.com/gpu"] == str(exp.gpu_count)
+                assert spec["nodeSelector"] == p.gpu_types[exp.gpu_type].node_selector
+            assert spec["volumes"] == [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}]
+            assert c["volumeMounts"] == [{"name": "nas", "mountPath": p.mount_path}]
+            assert c["workingDir"] == f"{p.mount_path}/{exp.workdir}".rstrip("/")
+            assert c["image"] == (exp.image or team.image) and c["command"] == list(exp.command)
+            assert (spec["serviceAccountName"], spec["automountServiceAccountToken"]) == ("runner", False)
+            assert c["name"] == {"Job": "train", "PyTorchJob": "pytorch", "TFJob": "tensorflow"}[obj["kind"]]
+            assert spec.get("restartPolicy") == ("Never" if obj["kind"] == "Job" else None)
+        if obj["kind"] != "Job":
+            key = "pytorchReplicaSpecs" if obj["kind"] == "PyTorchJob" else "tfReplicaSpecs"
+            replicas = obj["spec"][key]
+            assert sum(r["replicas"] for r in replicas.values()) == exp.workers
+            assert {r["restartPolicy"] for r in replicas.values()} == {"OnFailure"}
+
+
+def test_the_command_receives_exactly_the_spec_values(tmp_path):
+    (tmp_path / "train.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    job = render_all(example("specs/experiments/vision/resnet-sweep.yaml"))[1]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][0] == "python"
+    out = subprocess.run([sys.executable, *c["command"][1:], *c["args"]], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout) == ["dropout=0.3", "epochs=10", "lr=1e-3", "model=resnet50"]
+
+
+def test_argparse_style_reaches_an_argparse_script(tmp_path):
+    (tmp_path / "classifier").mkdir()
+    (tmp_path / "classifier" / "finetune.py").write_text(
+        "import argparse, json\np = argparse.ArgumentParser()\np.add_argument('--config')\n"
+        "p.add_argument('--epochs', type=int)\np.add_argument('--batch_size', type=int)\n"
+        "p.add_argument('--learning_rate', type=float)\np.add_argument('--warmup_steps', type=int)\n"
+        "print(json.dumps(vars(p.parse_args())))\n")
+    job = render_all(example("specs/experiments/nlp/bert-random.yaml"))[0]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    out = subprocess.run([sys.executable, *c["command"][1:], *c["args"]], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    trial = json.loads(job["metadata"]["annotations"][X.PARAMETERS])
+    assert json.loads(out.stdout) == {"config": "configs/bert-base.yaml", "epochs": 3,
+                                      "batch_size": int(trial["batch_size"]),
+                                      "learning_rate": float(trial["learning_rate"]),
+                                      "warmup_steps": int(trial["warmup_steps"])}
+
+
+@pytest.mark.skipif(not (KUBECONFORM.is_file() and KUSTOMIZE.is_file() and UPSTREAM_CRDS.is_dir()),
+                    reason="kustomize, kubeconform or the Kubeflow CRDs are missing")
+def test_workloads_overlays_build_and_pass_strict_kubeconform(tmp_path):
+    """Each team's dev workloads folder, as the renderer will write it, through the real kustomize and kubeconform."""
+    exps = [example(r) for r in EXAMPLES] + [parse(TF, "specs/experiments/nlp/tf.yaml")]
+    built, count = [], 0
+    for team in TEAMS.values():
+        folder = tmp_path / "overlays" / "dev" / "teams" / team.name / "workloads"
+        folder.mkdir(parents=True)
+        files = {n: o for e in exps if e.team == team.name for n, o in X.render_experiment(e, team, MODEL.platform,
+                                                                                           "dev").items()}
+        for name, obj in files.items():
+            (folder / name).write_bytes(emit.document(obj, ["specs/experiments/..."]))
+        (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": team.namespace,
+            "labels": [{"pairs": {"kflowgen.dev/team": team.name}, "includeSelectors": False}],
+            "resources": sorted(files)}))
+        out = subprocess.run([str(KUSTOMIZE), "build", str(folder)], capture_output=True, text=True, check=True)
+        built.append(out.stdout)
+        count += len(files)
+    (tmp_path / "built.yaml").write_text("---\n".join(built))
+    schemas = kschemas.schema_dir("1.34.0", kschemas.crd_files_in([UPSTREAM_CRDS]), tmp_path)
+    out = subprocess.run([str(KUBECONFORM), "-strict", "-summary", "-output", "json",
+                          *kschemas.kubeconform_args(schemas), str(tmp_path / "built.yaml")], capture_output=True, text=True)
+    report = json.loads(out.stdout)
+    assert out.returncode == 0, report
+    assert report["summary"] == {"valid": count, "invalid": 0, "errors": 0, "skipped": 0}
+    docs = [d for d in yaml.safe_load_all("---\n".join(built)) if d]
+    assert {d["kind"] for d in docs} == {"Job", "PyTorchJob", "TFJob"} and len(docs) == count
+    assert all(d["metadata"]["namespace"] == d["metadata"]["labels"]["kflowgen.dev/team"] for d in docs)
+
+
+def test_explain_says_what_runs_where():
+    exp = example("specs/experiments/vision/resnet-sweep.yaml")
+    text = X.explain(exp, TEAMS["vision"], MODEL.platform)
+    assert "4 trial(s), each a Kubernetes Job; each pod gets 1 x NVIDIA A100 80GB, 8 CPU and 32Gi memory." in text
+    assert "dev: namespace vision on cluster https://dev.k8s.example.com" in text
+    assert "resnet-sweep-dropout0p3-lr1e-3-33c938bf: python train.py dropout=0.3 epochs=10 lr=1e-3 model=resnet50" in text
+    assert "/workspace/projects/resnet" in text and "retried 1 time(s); a trial is stopped after 12h" in text
+
+
+# --- life cycle ---------------------------------------------------------------------------------------------------
+
+def test_jobs_have_no_ttl_and_are_never_pruned_by_a_commit():
+    for rel in EXAMPLES:
+        exp = example(rel)
+        for obj in render_all(exp, exp.environments[0]):
+            assert "ttlSecondsAfterFinished" not in json.dumps(obj)
+            annotations = obj["metadata"]["annotations"]
+            assert annotations["argocd.argoproj.io/sync-options"] == "Prune=false"
+            assert annotations["argocd.argoproj.io/compare-options"] == "IgnoreExtraneous"
+
+
+SOURCE = (PROJECT / "specs/experiments/vision/resnet-sweep.yaml").read_text()
+
+
+def names_of(text: str) -> list[str]:
+    spec, diags = load_text(text, "specs/experiments/vision/resnet-sweep.yaml")
+    assert not diags and not specschema.validate("experiment", spec)
+    return [o["metadata"]["name"] for o in render_all(X.experiment_from(spec))]
+
+
+@pytest.mark.parametrize("old, new", [
+    ("run: python train.py", "run: python train2.py"),
+    ("{epochs: 10,", "{epochs: 20,"),
+    ("{epochs: 10,", "{epochs: 10.0,"),  # spelled differently: the script sees another argument
+    ("workdir: projects/resnet", "workdir: projects/resnet-v2"),
+    ("environments: [dev]", "environments: [dev]\nimage: registry.example.com/ml/vision-notebook:2026.12"),
+    ("cpu: 8", "cpu: 6"),
+    ("memory: 32Gi", "memory: 48Gi"),
+    ("retries: 1", "retries: 2"),
+    ("deadline: 12h", "deadline: 1d"),
+    ("environments: [dev]", "environments: [dev]\nenv: {SEED: 1}"),
+])
+def test_a_change_to_what_runs_gives_every_trial_a_new_job(old, new):
+    assert old in SOURCE
+    before, after = names_of(SOURCE), names_of(SOURCE.replace(old, new))
+    assert not set(before) & set(after)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("description: ResNet-50", "description: A ResNet-50"),
+    ("# A grid sweep", "# The grid sweep"),
+    ("{epochs: 10, model: resnet50}", "{model: resnet50, epochs: 10}"),
+    ("environments: [dev]", "environments: [dev, staging]"),
+    ("hyperparameters: {epochs: 10, model: resnet50}", "hyperparameters:\n  epochs: 10\n  model: resnet50"),
+])
+def test_a_change_to_nothing_that_runs_keeps_the_jobs(old, new):
+    assert old in SOURCE
+    assert names_of(SOURCE) == names_of(SOURCE.replace(old, new))
+
+
+def test_adding_a_grid_value_keeps_the_existing_trials():
+    after = names_of(SOURCE.replace("lr: [0.01, 1e-3]", "lr: [0.01, 1e-3, 1e-4]"))
+    assert set(names_of(SOURCE)) < set(after) and len(after) == 6
+
+
+# --- rules --------------------------------------------------------------------------------------------------------
+
+def problems(*texts: str, paths=("specs/experiments/vision/x.yaml",)) -> list[tuple]:
+    exps = [parse(t, p) for t, p in zip(texts, paths)]
+    return sorted((d.code, d.line, d.col, d.severity) for d in rule.check(MODEL, exps))
+
+
+def messages(text: str, path: str = "specs/experiments/vision/x.yaml") -> list[str]:
+    return [f"{d.code} {d.message} | {d.hint}" for d in rule.check(MODEL, [parse(text, path)])]
+
+
+def test_example_experiments_pass_every_rule():
+    assert list(rule.check(MODEL, [example(r) for r in EXAMPLES])) == []
+
+
+@pytest.mark.parametrize("text, path, problem", [
+    (BASE.replace("team: vision", "team: visoin"), "specs/experiments/visoin/x.yaml", ("KF320", 1, 7, "error")),
+    (BASE, "specs/experiments/nlp/x.yaml", ("KF321", 2, 7, "error")),
+    (BASE, "specs/experiments/vision/y.yaml", ("KF321", 2, 7, "error")),
+    (BASE.replace("[dev]", "[dev, qa]"), None, ("KF322", 5, 21, "error")),
+    (BASE.replace("vision", "nlp").replace("[dev]", "[staging]"), "specs/experiments/nlp/x.yaml",
+     ("KF322", 5, 16, "error")),
+    (BASE.replace("cpu: 1,", "gpu: {type: h100, count: 1}, cpu: 1,"), None, ("KF323", 4, 25, "error")),
+    (BASE.replace("cpu: 1,", "cpu: 65,"), None, ("KF324", 4, 18, "error")),
+    (BASE.replace("cpu: 1,", "gpu: {type: a100, count: 5}, cpu: 1,"), None, ("KF324", 4, 38, "error")),
+    (BASE.replace("cpu: 1,", "gpu: {type: t4, count: 1}, cpu: 1,"), None, ("KF324", 4, 36, "error")),
+    (BASE.replace("vision", "nlp").replace("cpu: 1,", "gpu: {type: a100, count: 2}, cpu: 1,") + "workers: 2\n",
+     "specs/experiments/nlp/x.yaml", ("KF324", 4, 38, "error")),
+    (BASE.replace("cpu: 1,", "gpu: {type: a100, count: 1}, cpu: 1,") + "sweep: {grid: {lr: [1, 2, 3, 4, 5]}}\n",
+     None, ("KF325", 6, 8, "warning")),
+    (BASE + "sweep: {grid: {lr: [1, 2]}}\nparallelism: 2\ndeadline: 1h\nimage: docker.io/library/python:3.12\n", None,
+     ("KF307", 9, 8, "error")),
+    (BASE + "sweep: {grid: {a: [" + ", ".join(map(str, range(17))) + "], b: [" + ", ".join(map(str, range(17)))
+     + "]}}\n", None, ("KF326", 6, 15, "error")),
+    (BASE + "sweep: {random: {seed: 1, trials: 2, params: {lr: {min: 1, max: 1}}}}\n", None, ("KF326", 6, 51, "error")),
+    (BASE + "sweep: {random: {seed: 1, trials: 2, params: {lr: {min: 0, max: 1, log: true}}}}\n", None,
+     ("KF326", 6, 51, "error")),
+    (BASE + "sweep: {random: {seed: 1, trials: 2, params: {n: {min: 0.5, max: 9, integer: true}}}}\n", None,
+     ("KF326", 6, 50, "error")),
+    (BASE + "sweep: {random: {seed: 1, trials: 5, params: {a: [x, y]}}}\n", None, ("KF326", 6, 35, "error")),
+    (BASE.replace("python train.py", "'python \"train.py'"), None, ("KF327", 3, 6, "error")),
+    (BASE + "sweep: {grid: {a: [1, '1']}}\n", None, ("KF328", 6, 8, "error")),
+    (BASE.replace("vision", "nlp") + "workers: 2\nframework: tensorflow\n", "specs/experiments/nlp/x.yaml",
+     ("KF329", 7, 12, "warning")),
+])
+def test_rule_finds(text, path, problem):
+    assert problem in problems(text, paths=(path or "specs/experiments/vision/x.yaml",))
+
+
+@pytest.mark.parametrize("text, path", [
+    (BASE, "specs/experiments/vision/x.yaml"),
+    (BASE.replace("vision", "nlp").replace("[dev]", "[dev, prod]"), "specs/experiments/nlp/x.yaml"),
+    (BASE.replace("cpu: 1,", "gpu: {type: a100, count: 1}, cpu: 1,") + "sweep: {grid: {lr: [1, 2, 3, 4]}}\n", None),
+    (BASE + "image: quay.io/jupyter/scipy-notebook:2025-11-24\n", None),
+    (BASE + "sweep: {random: {seed: 1, trials: 4, params: {a: [x, y], b: [1, 2]}}}\n", None),
+    (BASE + "sweep: {random: {seed: 1, trials: 9, params: {n: {min: 1, max: 9, integer: true}}}}\n", None),
+    (BASE.replace("vision", "nlp") + "workers: 2\n", "specs/experiments/nlp/x.yaml"),
+])
+def test_rule_passes(text, path):
+    assert problems(text, paths=(path or "specs/experiments/vision/x.yaml",)) == []
+
+
+def test_rule_messages_say_what_and_how():
+    [gpu] = messages(BASE.replace("cpu: 1,", "gpu: {type: a10, count: 1}, cpu: 1,"))
+    assert gpu == "KF323 GPU type 'a10' is not defined in specs/platform.yaml | did you mean 'a100'?"
+    [team] = messages(BASE.replace("team: vision", "team: visoin"), "specs/experiments/visoin/x.yaml")
+    assert team == "KF320 team 'visoin' is not defined in specs/teams/ | did you mean 'vision'?"
+    [queue] = messages(BASE.replace("cpu: 1,", "gpu: {type: a100, count: 1}, cpu: 1,")
+                       + "sweep: {grid: {lr: [1, 2, 3, 4, 5, 6, 7, 8]}}\n")
+    assert queue.startswith("KF325 8 trials x 1 a100 = 8 a100 at once, team quota in dev is 4: trials will queue |")
+    [fit] = messages(BASE.replace("vision", "nlp").replace("cpu: 1,", "cpu: 40,") + "workers: 2\n",
+                     "specs/experiments/nlp/x.yaml")
+    assert fit.startswith("KF324 one trial needs cpu 2 workers x 40 but team nlp's quota in dev is 48 |")
+
+
+def test_two_experiments_with_one_name():
+    assert ("KF321", 2, 7, "error") in problems(BASE, BASE, paths=("specs/experiments/vision/x.yaml",) * 2)
+
+
+def test_parallelism_says_how_many_run_at_once():
+    gpu = BASE.replace("cpu: 1,", "gpu: {type: a100, count: 1}, cpu: 1,") + "sweep: {grid: {lr: [1, 2, 3, 4, 5, 6]}}\n"
+    assert problems(gpu + "parallelism: 4\n") == []
+    assert problems(gpu + "parallelism: 5\n") == [("KF325", 7, 14, "warning")]
+
+
+def test_codes_are_in_the_range_given_to_this_feature():
+    assert set(CODES) == {f"KF32{i}" for i in range(10)}
