@@ -15,6 +15,9 @@ CODES: dict[str, str] = {
     "KF104": "file is not exactly one YAML mapping",
     "KF105": "file too large or nested too deeply",
     "KF106": "mapping key that is not a plain string",
+    "KF107": "unquoted yes/no/on/off: a boolean to YAML 1.1 tools",
+    "KF108": "unquoted number with a leading zero or colons: octal or base 60 to YAML 1.1 tools",
+    "KF109": "unquoted date: a timestamp to YAML 1.1 tools",
     # spec schemas
     "KF201": "unknown field",
     "KF202": "required field missing",

@@ -23,6 +23,11 @@ _CORE = "tag:yaml.org,2002:"
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+# Plain scalars that YAML 1.1 readers (PyYAML, many CI scripts) take differently from YAML 1.2: refused so a
+# spec means the same thing to every tool that reads it.
+_YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+_YAML11_NUMBER = re.compile(r"^(?:[-+]?0[0-9_]+|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$")
+_YAML11_DATE = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}.*)?$")
 _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
@@ -163,6 +168,19 @@ def _document(events, spec: SpecFile, diags: list[Diagnostic]):
     return data
 
 
+def _yaml11(value: str, spec: SpecFile, pos: tuple[int, int], diags: list[Diagnostic]) -> None:
+    if _YAML11_BOOL.match(value):
+        diags.append(error(spec.path, pos, "KF107", f"'{value}' is true/false to YAML 1.1 tools but text to kflowgen",
+                           f'quote it ("{value}") for text, or write true or false'))
+    elif _YAML11_NUMBER.match(value):
+        what = "a base-60 number" if ":" in value else "an octal number"
+        diags.append(error(spec.path, pos, "KF108", f"'{value}' is {what} to YAML 1.1 tools, not what it reads as here",
+                           f'quote it ("{value}") for text, or write the number without a leading zero or colons'))
+    elif _YAML11_DATE.match(value):
+        diags.append(error(spec.path, pos, "KF109", f"'{value}' is a date to YAML 1.1 tools, not text",
+                           f'quote it: "{value}"'))
+
+
 def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[int]):
     counter[0] += 1
     pos = (ev.start_mark.line + 1, ev.start_mark.column + 1)
@@ -189,6 +207,8 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
     if isinstance(ev, yaml.ScalarEvent):
         if not ev.style:
             spec.raw[here] = ev.value
+            if tag is None and not (parts and parts[-1] == "\x00key" and ev.value in "yYnN"):
+                _yaml11(ev.value, spec, pos, diags)  # (a key named n or y is common and a string to PyYAML too)
         return _scalar(ev.value, None if tag == "!" else tag, ev.implicit[0] and not ev.style)
     if isinstance(ev, yaml.SequenceStartEvent):
         out = []
