@@ -29,12 +29,14 @@ class Format(str, Enum):
     text = "text"
     json = "json"
     github = "github"
+    junit = "junit"
+    sarif = "sarif"
 
 
 Repo = Annotated[Path, typer.Option("--repo", "-C", help="Repository root (the folder holding specs/).",
                                     file_okay=False)]
-Fmt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json, or github annotations "
-                                     "(auto: github under GitHub Actions, else text).")]
+Fmt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json, github annotations, junit "
+                                     "or sarif (auto: github under GitHub Actions, else text).")]
 Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel builds (default: number of cores).")]
 
 
@@ -195,6 +197,19 @@ def tools_status(repo: Repo = Path(".")) -> None:
         else:
             print(f"{name}: {' '.join(found.argv)}  version {found.version} (pinned {version})")
     raise typer.Exit(code)
+
+
+@app.command()
+def schema(out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write into.", file_okay=False)]
+           = Path("schemas")) -> None:
+    """Write the spec JSON Schemas (platform, team, experiment, model) for editors: with the YAML extension,
+    a first line `# yaml-language-server: $schema=../../schemas/team.schema.json` gives completion and checks."""
+    from . import specschema
+
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in specschema.KINDS:
+        (out / f"{kind}.schema.json").write_text(specschema.schema_text(kind))
+    print(f"wrote {', '.join(f'{k}.schema.json' for k in specschema.KINDS)} to {out}")
 
 
 @app.command()

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+from xml.sax.saxutils import escape, quoteattr
 
-from .diagnostics import Diagnostic, Report
+from . import __version__
+from .diagnostics import CODES, Diagnostic, Report
 
 
 def _line(d: Diagnostic) -> str:
@@ -58,7 +60,41 @@ def github(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-REPORTERS = {"text": text, "json": as_json, "github": github}
+def junit(report: Report) -> str:
+    """JUnit XML for CI test tabs: one failing test case per error, one skipped per warning; a clean run passes."""
+    cases = []
+    for d in report.sorted():
+        name = quoteattr(f"{d.code} {d.location()}")
+        body = escape(d.message + (f"\nfix: {d.hint}" if d.hint else ""))
+        tag = "failure" if d.severity == "error" else "skipped"
+        cases.append(f'  <testcase classname="kflowgen.{d.code}" name={name}><{tag} message={quoteattr(d.message)}>'
+                     f"{body}</{tag}></testcase>")
+    if not cases:
+        cases.append('  <testcase classname="kflowgen" name="specs and manifests"/>')
+    errors = len(report.errors)
+    skipped = len(report.diagnostics) - errors
+    head = (f'<testsuite name="kflowgen" tests="{len(cases)}" failures="{errors}" errors="0" skipped="{skipped}">')
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + "\n".join([head, *cases, "</testsuite>"]) + "\n"
+
+
+def sarif(report: Report) -> str:
+    """SARIF 2.1.0 for GitHub code scanning: one result per diagnostic, located in the spec when it has a line."""
+    results = []
+    for d in report.sorted():
+        location: dict = {"artifactLocation": {"uri": d.path}}
+        if d.line:
+            location["region"] = {"startLine": d.line, "startColumn": max(d.col, 1)}
+        results.append({"ruleId": d.code, "level": d.severity,
+                        "message": {"text": d.message + (f" (fix: {d.hint})" if d.hint else "")},
+                        "locations": [{"physicalLocation": location}]})
+    rules = [{"id": code, "shortDescription": {"text": title}} for code, title in CODES.items()]
+    doc = {"version": "2.1.0", "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+           "runs": [{"tool": {"driver": {"name": "kflowgen", "version": __version__, "rules": rules}},
+                     "results": results}]}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+REPORTERS = {"text": text, "json": as_json, "github": github, "junit": junit, "sarif": sarif}
 
 
 def render(report: Report, fmt: str = "auto") -> str:

@@ -213,3 +213,18 @@ def test_new_experiment_from_a_notebook(example_repo, tmp_path, monkeypatch):
     assert run("validate", "-C", example_repo, "--env", "dev", "--format", "text")[0] == 0
     code, out = run("new", "experiment", "--from-notebook", "other", "-C", example_repo, env={"KFLOWGEN_TEAM": ""})
     assert code == 1 and "not in a kflowgen notebook" in out
+
+
+def test_schema_writes_the_spec_schemas_for_editors(tmp_path):
+    code, out = run("schema", "--out", tmp_path / "s")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "experiment.schema.json", "model.schema.json", "platform.schema.json", "team.schema.json"]
+    for p in (tmp_path / "s").iterdir():
+        assert p.read_bytes() == (PROJECT / "schemas" / p.name).read_bytes()
+
+
+def test_pre_commit_hooks_run_real_commands():
+    hooks = yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())
+    for hook in hooks:
+        assert hook["entry"].split()[0] == "kflowgen"
+        assert run(*hook["entry"].split()[1:], "--help")[0] == 0
