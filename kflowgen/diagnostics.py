@@ -68,6 +68,7 @@ CODES: dict[str, str] = {
     "KF502": "generated file missing",
     "KF503": "generated file no longer produced by any spec",
     "KF504": "hand-written file inside a folder kflowgen owns",
+    "KF505": "a removed team's namespace and data stay on the cluster until a person deletes them",
     # tools and environment
     "KF901": "required tool not found",
     "KF902": "tool failed to run",

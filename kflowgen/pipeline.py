@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import kschemas, rules, specschema, tools, verify, writer
-from .diagnostics import Diagnostic, Report, error
+from .diagnostics import Diagnostic, Report, error, warning
 from .loader import SpecFile, load_file
 from .model import Model, platform_from, team_from
 from .render import render
@@ -133,6 +133,7 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Rep
         return report
     files = render(model)
     envs = [env] if env else list(model.platform.environments)
+    report.extend(departures(root, model, files, envs))
     overlays = [o for e in envs for o in overlays_of(files, e)]
     built, diags = build(root, files, overlays, jobs)
     report.extend(diags)
@@ -142,6 +143,23 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Rep
     if not report.errors:
         report.summary = summary(model, built, envs)
     return report
+
+
+def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
+    """Teams whose committed namespace no spec renders any more: Argo CD keeps the Namespace and the NAS volume
+    (Prune=false, Delete=false), so nothing is lost; say what a person must do to remove them on purpose."""
+    out = []
+    for env in envs:
+        cluster = model.platform.environments[env].cluster
+        for ns_file in sorted((root / "overlays" / env / "teams").glob("*/platform/namespace.yaml")):
+            rel = ns_file.relative_to(root).as_posix()
+            if rel not in files:
+                team = ns_file.parts[-3]
+                out.append(warning(rel, (1, 1), "KF505", f"team {team} leaves {env}: Argo CD keeps its Namespace "
+                                   f"{team} and PersistentVolumeClaim nas (Prune=false, Delete=false)",
+                                   "to delete them on purpose, back up the team NAS, then run: "
+                                   f"kubectl --server {cluster} delete namespace {team}"))
+    return out
 
 
 def summary(model: Model, built: Built, envs: list[str]) -> list[str]:

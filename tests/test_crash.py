@@ -1,0 +1,85 @@
+"""Crash safety: a render killed at any moment leaves overlays/ as the old tree or the new one, never a mix;
+removed teams keep their namespace and data, and validate says how to remove them on purpose."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, tree_hash
+
+sys.path.insert(0, str(PROJECT / "bench"))
+from generate import generate  # noqa: E402
+
+from kflowgen.cli import app  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+
+def overlays_hash(root: Path) -> str:
+    return tree_hash(root / "overlays")
+
+
+def render(root: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kflowgen", "render", "-C", str(root), "--format", "text"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """A 40-team repository rendered at version A, and the hash of its rendering at version B."""
+    root = generate(tmp_path_factory.mktemp("crash") / "repo", 40, experiments=2, models=1)
+    assert render(root).wait() == 0
+    old = overlays_hash(root)
+    for team in (root / "specs/teams").iterdir():
+        team.write_text(team.read_text().replace("cpu: 64", "cpu: 65"))
+    probe = generate(root.parent / "probe", 40, experiments=2, models=1)
+    for team in (probe / "specs/teams").iterdir():
+        team.write_text(team.read_text().replace("cpu: 64", "cpu: 65"))
+    start = time.monotonic()
+    assert render(probe).wait() == 0
+    return root, old, overlays_hash(probe), time.monotonic() - start
+
+
+def test_a_killed_render_leaves_the_old_tree_or_the_new_one(trees):
+    root, old, new, duration = trees
+    assert old != new
+    rng = random.Random(20261123)
+    seen = set()
+    for _ in range(12):
+        proc = render(root)
+        time.sleep(rng.uniform(0, duration))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = overlays_hash(root)
+        assert now in (old, new), "overlays/ is a mix of the old and the new tree"
+        seen.add("new" if now == new else "old")
+        if now == new:  # go back to the old specs' tree for the next round
+            for team in (root / "specs/teams").iterdir():
+                team.write_text(team.read_text().replace("cpu: 65", "cpu: 64"))
+            assert render(root).wait() == 0
+            old, new = new, old
+    assert seen == {"old", "new"}  # kills landed both before and after the swap
+    assert render(root).wait() == 0  # a later render cleans any leftover scratch folder
+    assert not list(root.glob(".kflowgen-swap-*"))
+
+
+def test_removing_a_team_keeps_its_namespace_and_says_how_to_delete_it(example_repo):
+    runner = CliRunner()
+    (example_repo / "specs/teams/recsys.yaml").unlink()
+    (example_repo / "specs/models/recsys/ranker.yaml").unlink()
+    (example_repo / "specs/experiments/recsys/feature-stats.yaml").unlink()
+    result = runner.invoke(app, ["validate", "-C", str(example_repo), "--format", "text"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:2] == [
+        "overlays/dev/teams/recsys/platform/namespace.yaml:1:1: warning [KF505] team recsys leaves dev: Argo CD "
+        "keeps its Namespace recsys and PersistentVolumeClaim nas (Prune=false, Delete=false)",
+        "    fix: to delete them on purpose, back up the team NAS, then run: kubectl --server "
+        "https://dev.k8s.example.com delete namespace recsys"]
+    assert sum("[KF505]" in line for line in lines) == 3  # dev, staging, prod
