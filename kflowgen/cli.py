@@ -86,6 +86,29 @@ def build(env: Annotated[str, typer.Argument(help="Environment, e.g. dev.")],
     raise typer.Exit(rep.exit_code)
 
 
+class DiffFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command()
+def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to compare the working tree with.")]
+         = "origin/main",
+         fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a pull-request comment "
+                                                 "or $GITHUB_STEP_SUMMARY) or json.")] = DiffFormat.text,
+         jobs: Jobs = None, repo: Repo = Path(".")) -> None:
+    """Say what a change does to each cluster, without reading generated YAML: quota against capacity, objects
+    added, changed and removed, image and model version changes; deletions of namespaces, volumes and projects
+    first. Renders and builds the specs at --base and in the working tree."""
+    from . import diff as differ
+
+    result = differ.diff_git(repo, base, jobs or os.cpu_count() or 1)
+    render_fn = {"text": differ.render_text, "markdown": differ.render_markdown, "json": differ.render_json}
+    sys.stdout.write(render_fn[fmt.value](result))
+    raise typer.Exit(result.exit_code)
+
+
 @app.command()
 def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/ranker.")],
             src: Annotated[str, typer.Option("--from", help="Environment whose version to copy, e.g. staging.")],

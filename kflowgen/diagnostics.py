@@ -36,6 +36,7 @@ CODES: dict[str, str] = {
     "KF310": "storage quota smaller than the team NAS",
     "KF311": "GPU capacity given for a GPU type the platform does not define",
     "KF312": "spec path or file name escapes the repository",
+    "KF313": "image tagged latest",
     # experiments
     "KF320": "experiment names a team that does not exist",
     "KF321": "experiment file path does not match its team and name, or two experiments share a name",
@@ -63,6 +64,18 @@ CODES: dict[str, str] = {
     "KF402": "built object fails strict schema validation",
     "KF403": "no schema for a built kind",
     "KF404": "generated JupyterHub values fail the chart's values schema",
+    # policy on built manifests
+    "KF601": "pod template does not meet Pod Security restricted",
+    "KF602": "container without cpu and memory requests and limits",
+    "KF603": "GPU or other extended resource whose limit differs from its request",
+    "KF604": "image without a tag or digest, or tagged latest",
+    "KF605": "built object runs an image not from an allowed registry",
+    "KF606": "pod uses host paths, host namespaces, host ports or privileged containers",
+    "KF607": "object in a team overlay outside the team's namespace, or cluster-scoped",
+    "KF608": "cluster-scoped object outside the platform overlays",
+    "KF609": "AppProject wider than the team or platform it is for",
+    "KF610": "Namespace or PersistentVolumeClaim that Argo CD could prune or delete",
+    "KF611": "Application in the default project, or a team Application deploying outside its namespace",
     # drift and disk
     "KF501": "generated file differs from what the specs render",
     "KF502": "generated file missing",

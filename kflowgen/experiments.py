@@ -6,7 +6,8 @@ ends in a hash of everything that decides what runs (kind, pod template, retries
 Change the command, a hyperparameter, the image or the resources and the trial gets a new Job, which
 Argo CD creates; change only a description or a comment and nothing changes. Jobs have no
 ttlSecondsAfterFinished: with a TTL Kubernetes deletes the finished Job, Argo CD's self-heal sees it missing
-and runs the training again, for ever. Every Job carries `argocd.argoproj.io/sync-options: Prune=false` and
+and runs the training again, for ever. Every Job carries `argocd.argoproj.io/sync-options: Prune=false,Delete=false`
+(Delete=false: not even deleting the team's Application removes it) and
 `argocd.argoproj.io/compare-options: IgnoreExtraneous`: when a Job leaves Git (changed or removed experiment)
 Argo CD neither deletes it nor marks the team's Application out of sync, so the Job, its pods and their logs
 stay until a team member deletes them (`kubectl delete jobs -l kflowgen.dev/experiment=<name>`; members have
@@ -36,7 +37,7 @@ LABEL_TRIAL = "kflowgen.dev/trial"
 PARAMETERS = "kflowgen.dev/trial-parameters"
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
-KEEP = {SYNC_OPTIONS: "Prune=false", COMPARE_OPTIONS: "IgnoreExtraneous"}
+KEEP = {SYNC_OPTIONS: "Prune=false,Delete=false", COMPARE_OPTIONS: "IgnoreExtraneous"}
 SERVICE_ACCOUNT = "runner"  # in every team namespace (bases/team)
 NAS = "nas"  # the team's PersistentVolumeClaim
 UID = 1000  # the notebooks' uid (Zero to JupyterHub's default), so files on the NAS have one owner

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import kschemas, rules, specschema, tools, verify, writer
+from . import policy, rules, specschema, tools, verify, writer
 from .diagnostics import Diagnostic, Report, error, warning
 from .loader import SpecFile, load_file
 from .model import Model, platform_from, team_from
@@ -140,6 +140,7 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Rep
     if not diags:
         report.extend(verify.manifests(root, model, built.overlays, jobs, Path(root / CACHE), built.tools))
         report.extend(verify.hub_values(root, model, files, envs))
+        report.extend(policy.run(policy.parse(built.overlays), policy.Context.from_model(model, env)))
     if not report.errors:
         report.summary = summary(model, built, envs)
     return report

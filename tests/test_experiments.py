@@ -140,7 +140,7 @@ def schema_problems(text: str) -> list[tuple]:
 
 def test_values_keep_their_spelling():
     exp = parse(BASE + "hyperparameters: {lr: 1e-3, dropout: 0.50, fp16: true, tag: '007', n: 0x10, name: adam}\n"
-                       "sweep: {grid: {wd: [1.0e-4, 0.10, 3]}}\nenv: {THREADS: 08}\n")
+                       "sweep: {grid: {wd: [1.0e-4, 0.10, 3]}}\nenv: {THREADS: '08'}\n")
     assert exp.hyperparameters == {"dropout": "0.50", "fp16": "true", "lr": "1e-3", "n": "0x10", "name": "adam",
                                    "tag": "007"}
     assert exp.grid == {"wd": ("1.0e-4", "0.10", "3")}
@@ -211,8 +211,8 @@ def test_random_trials_stay_in_range_and_do_not_touch_the_global_generator():
 
 
 def test_choices_only_sweep_stops_at_the_distinct_combinations():
-    exp = parse(BASE + "sweep: {random: {seed: 1, trials: 10, params: {a: [x, y], b: [1, 2]}}}\n")
-    assert sorted(map(str, X.trials(exp))) == sorted(map(str, [{"a": a, "b": b} for a in "xy" for b in "12"]))
+    exp = parse(BASE + "sweep: {random: {seed: 1, trials: 10, params: {a: [x, z], b: [1, 2]}}}\n")
+    assert sorted(map(str, X.trials(exp))) == sorted(map(str, [{"a": a, "b": b} for a in "xz" for b in "12"]))
 
 
 @pytest.mark.parametrize("style, expected", [
@@ -433,7 +433,7 @@ def test_jobs_have_no_ttl_and_are_never_pruned_by_a_commit():
         for obj in render_all(exp, exp.environments[0]):
             assert "ttlSecondsAfterFinished" not in json.dumps(obj)
             annotations = obj["metadata"]["annotations"]
-            assert annotations["argocd.argoproj.io/sync-options"] == "Prune=false"
+            assert annotations["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
             assert annotations["argocd.argoproj.io/compare-options"] == "IgnoreExtraneous"
 
 
@@ -520,7 +520,7 @@ def test_example_experiments_pass_every_rule():
      ("KF326", 6, 51, "error")),
     (BASE + "sweep: {random: {seed: 1, trials: 2, params: {n: {min: 0.5, max: 9, integer: true}}}}\n", None,
      ("KF326", 6, 50, "error")),
-    (BASE + "sweep: {random: {seed: 1, trials: 5, params: {a: [x, y]}}}\n", None, ("KF326", 6, 35, "error")),
+    (BASE + "sweep: {random: {seed: 1, trials: 5, params: {a: [x, z]}}}\n", None, ("KF326", 6, 35, "error")),
     (BASE.replace("python train.py", "'python \"train.py'"), None, ("KF327", 3, 6, "error")),
     (BASE + "sweep: {grid: {a: [1, '1']}}\n", None, ("KF328", 6, 8, "error")),
     (BASE.replace("vision", "nlp") + "workers: 2\nframework: tensorflow\n", "specs/experiments/nlp/x.yaml",
@@ -535,7 +535,7 @@ def test_rule_finds(text, path, problem):
     (BASE.replace("vision", "nlp").replace("[dev]", "[dev, prod]"), "specs/experiments/nlp/x.yaml"),
     (BASE.replace("cpu: 1,", "gpu: {type: a100, count: 1}, cpu: 1,") + "sweep: {grid: {lr: [1, 2, 3, 4]}}\n", None),
     (BASE + "image: quay.io/jupyter/scipy-notebook:2025-11-24\n", None),
-    (BASE + "sweep: {random: {seed: 1, trials: 4, params: {a: [x, y], b: [1, 2]}}}\n", None),
+    (BASE + "sweep: {random: {seed: 1, trials: 4, params: {a: [x, z], b: [1, 2]}}}\n", None),
     (BASE + "sweep: {random: {seed: 1, trials: 9, params: {n: {min: 1, max: 9, integer: true}}}}\n", None),
     (BASE.replace("vision", "nlp") + "workers: 2\n", "specs/experiments/nlp/x.yaml"),
 ])

@@ -1,4 +1,4 @@
-"""KF301, KF302: a team's name matches its file name, is unique, and is not a system namespace."""
+"""KF301, KF302: a team's name matches its file name, is unique, and is not a system namespace or platform name."""
 from __future__ import annotations
 
 from ..diagnostics import error
@@ -12,7 +12,8 @@ def _stem(team) -> str:
 
 def check(model):
     p = model.platform
-    reserved = set(SYSTEM) | {p.argocd_namespace, p.hub_namespace}
+    # platform and bootstrap name the platform's own Argo CD projects (<env>-platform, <env>-bootstrap)
+    reserved = set(SYSTEM) | {p.argocd_namespace, p.hub_namespace, "platform", "bootstrap"}
     owner = {t.name: t.source.path for t in sorted(model.teams, key=lambda t: (_stem(t) != t.name, t.source.path))}
     for t in model.teams:
         stem = _stem(t)

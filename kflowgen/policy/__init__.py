@@ -1,0 +1,212 @@
+"""Policies on built manifests (the gate's kube-linter): each rule is a small module with CODE, TITLE and a
+check(obj, ctx) generator of (json pointer, message, hint), registered in POLICIES; run() makes Diagnostics."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import yaml
+
+from ..diagnostics import Diagnostic, error
+
+Finding = tuple[str, str, str]  # (json pointer, message, hint)
+
+# Kinds the API server keeps outside any namespace (core, apiextensions, admission, RBAC, storage, scheduling, ...).
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "Node", "PersistentVolume", "ComponentStatus", "ClusterRole", "ClusterRoleBinding",
+    "CustomResourceDefinition", "APIService", "PriorityClass", "StorageClass", "CSIDriver", "CSINode",
+    "VolumeAttachment", "VolumeAttributesClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding", "IngressClass", "RuntimeClass", "CertificateSigningRequest", "ClusterTrustBundle",
+    "FlowSchema", "PriorityLevelConfiguration", "IPAddress", "ServiceCIDR", "DeviceClass", "ResourceSlice",
+    "StorageVersion", "StorageVersionMigration", "TokenReview", "SelfSubjectReview", "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview", "SubjectAccessReview",
+})
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the policies know besides the object: platform settings, teams per environment, and the overlay
+    being checked (set by run())."""
+
+    registries: tuple[str, ...]
+    teams: dict[str, dict[str, str]]  # environment -> {team: namespace}
+    argocd_namespace: str = "argocd"
+    hub_namespace: str = "jupyterhub"
+    overlay: str = field(default="")
+
+    @classmethod
+    def from_model(cls, model, env: str | None = None) -> Context:
+        p = model.platform
+        envs = [env] if env else list(p.environments)
+        return cls(tuple(p.registries), {e: {t.name: t.namespace for t in model.teams_in(e)} for e in envs},
+                   p.argocd_namespace, p.hub_namespace)
+
+    def at(self, overlay: str) -> Context:
+        return replace(self, overlay=overlay)
+
+    @property
+    def env(self) -> str:
+        parts = self.overlay.split("/")
+        return parts[1] if len(parts) > 1 and parts[0] == "overlays" else ""
+
+    @property
+    def team(self) -> str | None:
+        """The team of a team overlay (`overlays/<env>/teams/<team>/...`), else None."""
+        parts = self.overlay.split("/")
+        return parts[3] if len(parts) > 3 and parts[2] == "teams" else None
+
+    @property
+    def platform_owned(self) -> bool:
+        return self.overlay.endswith(("/platform", "/argocd"))
+
+    @property
+    def team_owned(self) -> bool:
+        return self.overlay.endswith("/workloads")
+
+    @property
+    def team_namespaces(self) -> dict[str, str]:
+        """{team: namespace} of the overlay's environment."""
+        return self.teams.get(self.env, {})
+
+
+class Policy(Protocol):
+    CODE: str
+    TITLE: str
+
+    def check(self, obj: dict, ctx: Context) -> Iterator[Finding]: ...
+
+
+# --- what the rules share: JSON pointers, object identity, pod templates and their containers --------------------
+
+def ptr(*parts) -> str:
+    """A JSON pointer (RFC 6901): ptr('spec', 'nvidia.com/gpu') -> '/spec/nvidia.com~1gpu'."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def identity(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or ""
+    return f"{obj.get('kind', '?')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"})
+
+
+def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
+    """(pointer, pod spec) of every pod template: Pod, PodTemplate, the WORKLOADS, CronJob, and the replica
+    templates of Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...)."""
+    spec = _dict(obj.get("spec"))
+    if obj.get("kind") == "Pod":
+        yield "/spec", spec
+    elif obj.get("kind") == "PodTemplate":
+        yield "/template/spec", _dict(_dict(obj.get("template")).get("spec"))
+    elif obj.get("kind") == "CronJob":
+        yield "/spec/jobTemplate/spec/template/spec", \
+            _dict(_dict(_dict(_dict(spec.get("jobTemplate")).get("spec")).get("template")).get("spec"))
+    elif obj.get("kind") in WORKLOADS:
+        yield "/spec/template/spec", _dict(_dict(spec.get("template")).get("spec"))
+    for key, replicas in spec.items():
+        if key.endswith("ReplicaSpecs") and str(obj.get("apiVersion", "")).startswith("kubeflow.org/"):
+            for role, r in sorted(_dict(replicas).items()):
+                yield ptr("spec", key, role, "template", "spec"), _dict(_dict(_dict(r).get("template")).get("spec"))
+
+
+def containers(pod: dict, at: str, fields=("initContainers", "containers", "ephemeralContainers")):
+    """(pointer, container) of a pod spec's containers; ephemeral containers cannot set resources or ports."""
+    for f in fields:
+        for i, c in enumerate(pod.get(f) or []):
+            yield f"{at}/{f}/{i}", _dict(c)
+
+
+def all_containers(obj: dict, fields=("initContainers", "containers", "ephemeralContainers")):
+    for at, pod in pod_specs(obj):
+        yield from containers(pod, at, fields)
+
+
+def _class_char(pattern: str, i: int) -> tuple[str | None, int]:
+    """One character of a [class] in Go's filepath.Match: `\\c` is c; an unescaped `-` or `]` is malformed."""
+    if i >= len(pattern) or pattern[i] in "-]":
+        return None, i
+    if pattern[i] == "\\":
+        return (pattern[i + 1], i + 2) if i + 1 < len(pattern) else (None, i)
+    return pattern[i], i + 1
+
+
+def go_match(pattern: str, name: str) -> bool:
+    """Go's filepath.Match on '/'-separated names: `*`, `?`, `[a-z]`, `[^a-z]`, `\\c`. A malformed pattern
+    matches nothing, as Argo CD treats the error (`ok && err == nil`)."""
+    rx, i, n = [], 0, len(pattern)
+    while i < n:
+        c, i = pattern[i], i + 1
+        if c in "*?":
+            rx.append("[^/]*" if c == "*" else "[^/]")
+        elif c == "\\":
+            if i == n:
+                return False
+            rx.append(re.escape(pattern[i]))
+            i += 1
+        elif c == "[":
+            negate = i < n and pattern[i] == "^"
+            i += negate
+            items: list[str] = []
+            while not (i < n and pattern[i] == "]" and items):
+                lo, i = _class_char(pattern, i)
+                hi = lo
+                if lo is not None and i < n and pattern[i] == "-":
+                    hi, i = _class_char(pattern, i + 1)
+                if lo is None or hi is None:
+                    return False
+                items.append(re.escape(lo) + ("-" + re.escape(hi) if hi > lo else "") if hi >= lo else "(?!)")
+            i += 1
+            ranges = [r for r in items if r != "(?!)"]
+            rx.append(("[^%s]" if negate else "[%s]") % "".join(ranges) if ranges else ("[^/]" if negate else "(?!)"))
+        else:
+            rx.append(re.escape(c))
+    return re.fullmatch("".join(rx), name, re.DOTALL) is not None
+
+
+# --- the registry -----------------------------------------------------------------------------------------------
+# Imported here, after the helpers above, because the rule modules use them.
+from . import (applications, appprojects, cluster_scoped, gpu_limits, host_access, image_tags,  # noqa: E402
+               pod_security, registries, resources, sync_options, team_namespace)
+
+# name -> policy module, in code order
+POLICIES: dict[str, Policy] = {
+    "pod-security-restricted": pod_security,
+    "requests-and-limits": resources,
+    "gpu-limits-equal-requests": gpu_limits,
+    "image-tag": image_tags,
+    "allowed-registries": registries,
+    "no-host-access": host_access,
+    "team-namespace": team_namespace,
+    "cluster-scoped-platform-only": cluster_scoped,
+    "appproject-tenancy": appprojects,
+    "keep-namespaces-and-volumes": sync_options,
+    "application-project": applications,
+}
+
+
+def parse(built: dict[str, str]) -> dict[str, list[dict]]:
+    """Each overlay's built YAML (as `kustomize build` prints it) as a list of objects."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return {overlay: [d for d in yaml.load_all(text, Loader=loader) if isinstance(d, dict)]
+            for overlay, text in built.items()}
+
+
+def run(built: dict[str, list[dict]], ctx: Context) -> list[Diagnostic]:
+    """Every policy over every object of every overlay; one error per finding, named by overlay and object."""
+    out: list[Diagnostic] = []
+    for overlay, objects in sorted(built.items()):
+        octx = ctx.at(overlay)
+        for obj in objects:
+            for policy in POLICIES.values():
+                for pointer, message, hint in policy.check(obj, octx):
+                    out.append(error(overlay, (0, 0), policy.CODE, f"{identity(obj)}: {pointer}: {message}", hint))
+    return out

@@ -1,0 +1,217 @@
+"""kflowgen diff: two commits of a copy of the example repository, compared as a reviewer reads them."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kflowgen import tools
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.diff import diff_git, diff_trees, render_json, render_markdown, render_text
+
+PROJECT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.com",
+                           "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main", *args],
+                          cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def commit(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+def example(repo: Path) -> Path:
+    """A git repository holding a copy of the example's specs and bases as its first commit."""
+    repo.mkdir(parents=True)
+    for name in ("specs", "bases"):
+        shutil.copytree(PROJECT / name, repo / name)
+    git(repo, "init", "-q")
+    commit(repo, "example")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def pull_request(tmp_path_factory) -> Path:
+    """Second commit: more A100s for vision in prod (capacity raised with it), a grid value more for the vision
+    sweep, recsys/ranker promoted to version 4 in prod, and team nlp removed with its experiments."""
+    repo = example(tmp_path_factory.mktemp("diff") / "repo")
+    specs = repo / "specs"
+    edit(specs / "platform.yaml", "gpu: {a100: 32, t4: 16}", "gpu: {a100: 40, t4: 16}")
+    edit(specs / "teams/vision.yaml", "gpu: {a100: 16}", "gpu: {a100: 24}")
+    edit(specs / "experiments/vision/resnet-sweep.yaml", "dropout: [0.3, 0.5]", "dropout: [0.3, 0.5, 0.7]")
+    edit(specs / "models/recsys/ranker.yaml", "  prod:\n    version: 3", "  prod:\n    version: 4")
+    (specs / "teams/nlp.yaml").unlink()
+    shutil.rmtree(specs / "experiments/nlp")
+    commit(repo, "pull request")
+    return repo
+
+
+KEEP = "(Argo CD keeps it in the cluster: Prune=false,Delete=false)"
+EXPECTED_TEXT = f"""\
+⚠ nlp, dev: AppProject argocd/dev-nlp removed
+⚠ nlp, dev: Namespace nlp removed {KEEP}
+⚠ nlp, dev: PersistentVolumeClaim nlp/nas removed {KEEP}
+⚠ nlp, prod: AppProject argocd/prod-nlp removed
+⚠ nlp, prod: Namespace nlp removed {KEEP}
+⚠ nlp, prod: PersistentVolumeClaim nlp/nas removed {KEEP}
+dev: AppProject argocd/dev-platform changed (spec.destinations)
+nlp, dev: GPU quota a100 2 → 0 (dev capacity 8, allocated 6 → 4)
+nlp, dev: GPU quota t4 4 → 0 (dev capacity 16, allocated 6 → 2)
+nlp, dev: quota removed (cpu 48, memory 384Gi, storage 1Ti)
+nlp, dev: 1 PyTorchJob removed (experiment llm-finetune)
+nlp, dev: 6 Jobs removed (sweep bert-random)
+nlp, dev: notebook profiles removed: a100x2, t4
+nlp, dev: team removed: 2 Applications, LimitRange, 4 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
+vision, dev: 2 new Jobs (sweep resnet-sweep)
+prod: GPU capacity a100 32 → 40
+prod: AppProject argocd/prod-platform changed (spec.destinations)
+nlp, prod: GPU quota a100 12 → 0 (prod capacity 32 → 40, allocated 28 → 24)
+nlp, prod: GPU quota t4 8 → 0 (prod capacity 16, allocated 12 → 4)
+nlp, prod: quota removed (cpu 192, memory 1536Gi, storage 1Ti)
+nlp, prod: 1 PyTorchJob removed (experiment llm-finetune)
+nlp, prod: notebook profiles removed: a100x2, t4
+nlp, prod: team removed: 2 Applications, LimitRange, 4 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
+recsys, prod: model ranker version 3 → 4
+recsys, prod: ConfigMap recsys/ranker-config changed (data.models.config)
+recsys, prod: Deployment recsys/ranker changed (spec.template)
+vision, prod: GPU quota a100 16 → 24 (prod capacity 32 → 40, allocated 28 → 24)
+vision, prod: ResourceQuota vision/team changed (spec.hard)
+kflowgen diff: 28 changes in 2 environments, 6 dangerous
+"""
+
+
+def test_text_says_what_the_pull_request_does(pull_request):
+    report = diff_git(pull_request, "HEAD~1", 2)
+    assert report.diagnostics == [] and report.exit_code == 0
+    assert render_text(report) == EXPECTED_TEXT
+
+
+def test_markdown_has_heading_dangerous_list_and_a_section_per_environment(pull_request):
+    md = render_markdown(diff_git(pull_request, "HEAD~1", 2))
+    lines = md.splitlines()
+    assert lines[0] == "## kflowgen diff: 28 changes in 2 environments, 6 dangerous"
+    assert [line for line in lines if line.startswith("### ")] == [
+        "### ⚠ Removed from Git: namespaces, volumes, projects", "### dev", "### prod"]
+    dangerous = lines[lines.index("### ⚠ Removed from Git: namespaces, volumes, projects") + 2:lines.index("### dev") - 1]
+    assert dangerous == [f"- {line}" for line in EXPECTED_TEXT.splitlines()[:6]]
+    prod = lines[lines.index("### prod") + 2:]
+    assert prod[0] == "- GPU capacity a100 32 → 40"
+    assert "- **recsys**: model ranker version 3 → 4" in prod
+    assert "- **vision**: GPU quota a100 16 → 24 (prod capacity 32 → 40, allocated 28 → 24)" in prod
+    assert f"- ⚠ **nlp**: Namespace nlp removed {KEEP}" in prod
+    assert md.endswith("\n")
+
+
+def test_json_is_a_stable_machine_form(pull_request):
+    report = diff_git(pull_request, "HEAD~1", 2)
+    data = json.loads(render_json(report))
+    assert sorted(data) == ["changes", "dangerous", "diagnostics"]
+    assert data["diagnostics"] == []
+    assert [c["text"] for c in data["changes"]] == [c.text for c in report.changes]
+    assert {"env": "prod", "team": "recsys", "kind": "version",
+            "text": "recsys, prod: model ranker version 3 → 4"} in data["changes"]
+    assert {"env": "dev", "team": "vision", "kind": "jobs",
+            "text": "vision, dev: 2 new Jobs (sweep resnet-sweep)"} in data["changes"]
+    assert [(c["env"], c["team"], c["text"].split(": ")[1].split(" ")[0]) for c in data["dangerous"]] == [
+        (env, "nlp", kind) for env in ("dev", "prod") for kind in ("AppProject", "Namespace", "PersistentVolumeClaim")]
+    assert render_json(report) == render_json(diff_git(pull_request, "HEAD~1", 1))  # deterministic
+
+
+def test_no_changes(pull_request):
+    report = diff_git(pull_request, "HEAD", 2)
+    assert (report.changes, report.dangerous, report.diagnostics) == ([], [], [])
+    assert render_text(report) == "kflowgen diff: no changes\n"
+    assert render_markdown(report) == "## kflowgen diff: no changes\n"
+    assert json.loads(render_json(report)) == {"changes": [], "dangerous": [], "diagnostics": []}
+
+
+def test_images_of_notebooks_and_model_servers(tmp_path):
+    repo = example(tmp_path / "repo")
+    edit(repo / "specs/teams/vision.yaml", "vision-notebook:2026.11", "vision-notebook:2026.12")
+    edit(repo / "specs/teams/vision.yaml", "cpu: 8\n      memory: 64Gi", "cpu: 8\n      memory: 48Gi")
+    edit(repo / "specs/models/recsys/ranker.yaml", "path: models/ranker\n",
+         "path: models/ranker\nimage: docker.io/tensorflow/serving:2.20.0\n")
+    status = git(repo, "status", "--porcelain")
+    report = diff_git(repo, "HEAD", 2)  # the head is the working tree
+    assert git(repo, "status", "--porcelain") == status and git(repo, "stash", "list") == ""
+    texts = [c.text for c in report.changes]
+    assert "vision, staging: notebook profile changed: a100" in texts
+    assert "vision, dev: notebook image registry.example.com/ml/vision-notebook 2026.11 → 2026.12" in texts
+    assert "vision, prod: notebook image registry.example.com/ml/vision-notebook 2026.11 → 2026.12" in texts
+    for env in ("staging", "prod"):
+        assert (f"recsys, {env}: Deployment recsys/ranker container tfserving image "
+                f"docker.io/tensorflow/serving 2.19.1 → 2.20.0") in texts
+    # a Job never changes: the new image gives each trial a new Job
+    assert "vision, dev: 4 new Jobs (sweep resnet-sweep)" in texts
+    assert "vision, dev: 4 Jobs removed (sweep resnet-sweep)" in texts
+    assert report.dangerous == []
+
+
+def test_base_without_specs_is_empty(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text("first commit\n")
+    git(repo, "init", "-q")
+    commit(repo, "first")
+    for name in ("specs", "bases"):
+        shutil.copytree(PROJECT / name, repo / name)
+    report = diff_git(repo, "HEAD", 2)
+    texts = [c.text for c in report.changes]
+    assert report.diagnostics == [] and report.dangerous == []
+    assert "vision, prod: GPU quota a100 0 → 16 (prod capacity 0 → 32, allocated 0 → 28)" in texts
+    assert "vision, dev: quota added (cpu 64, memory 512Gi, storage 500Gi)" in texts
+    assert "recsys, staging: notebook profiles added: small, t4" in texts
+    assert all(c.kind in ("quota", "jobs", "added") for c in report.changes)
+
+
+def test_spec_errors_in_the_base_are_reported_not_raised(tmp_path):
+    repo = example(tmp_path / "repo")
+    edit(repo / "specs/teams/recsys.yaml", "storage:\n  size: 200Gi", "storage:\n  size: 200Gi\n  sise: 1Ti")
+    commit(repo, "broken")
+    edit(repo / "specs/teams/recsys.yaml", "\n  sise: 1Ti", "")
+    report = diff_git(repo, "HEAD", 2)
+    assert report.exit_code == 1 and report.changes == []
+    assert [(d.path, d.code) for d in report.diagnostics] == [("specs/teams/recsys.yaml", "KF201")]
+    assert report.diagnostics[0].message.startswith("HEAD: ")
+    text = render_text(report)
+    assert text.startswith("specs/teams/recsys.yaml:") and "error [KF201] HEAD: " in text
+    assert text.endswith("kflowgen diff: 1 error, no diff\n")
+    assert json.loads(render_json(report))["diagnostics"][0]["code"] == "KF201"
+    assert "[KF201]" in render_markdown(report)
+
+
+def test_unknown_ref_is_a_diagnostic(tmp_path):
+    repo = example(tmp_path / "repo")
+    report = diff_git(repo, "no-such-branch", 2)
+    assert [d.code for d in report.diagnostics] == ["KF902"] and "no-such-branch" in report.diagnostics[0].message
+
+
+def test_repository_below_the_git_top_and_trees(tmp_path):
+    top = tmp_path / "top"
+    top.mkdir()
+    git(top, "init", "-q")
+    repo = top / "platform"
+    repo.mkdir()
+    for name in ("specs", "bases"):
+        shutil.copytree(PROJECT / name, repo / name)
+    commit(top, "example")
+    edit(repo / "specs/platform.yaml", "gpu: {a100: 8, t4: 8}", "gpu: {a100: 8, t4: 12}")
+    expected = "staging: GPU capacity t4 8 → 12\nkflowgen diff: 1 change in 1 environment\n"
+    assert render_text(diff_git(repo, "HEAD", 2)) == expected
+    base = tmp_path / "base"
+    for name in ("specs", "bases"):
+        shutil.copytree(PROJECT / name, base / name)
+    assert render_text(diff_trees(base, repo, 2)) == expected

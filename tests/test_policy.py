@@ -1,0 +1,342 @@
+"""Policies on built manifests: one-line pass and fail tests per rule, the Go glob matcher, the Diagnostics run()
+makes, and the real built example and a tenancy model (teams a, a-b, ab) with zero findings."""
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+
+from conftest import PROJECT
+from kflowgen import diagnostics, pipeline, policy, tools
+from kflowgen.policy import Context, go_match
+from kflowgen.render import render
+
+CTX = Context(("registry.example.com/ml/",), {"dev": {"vision": "vision", "nlp": "nlp"}}, "argocd", "jupyterhub")
+WORKLOADS, PLATFORM, ARGOCD = ("overlays/dev/teams/vision/workloads", "overlays/dev/teams/vision/platform",
+                               "overlays/dev/argocd")
+DELETE = object()
+
+
+@pytest.fixture(autouse=True)
+def _codes(monkeypatch):
+    """The policy codes, until they are listed in kflowgen.diagnostics.CODES."""
+    for p in policy.POLICIES.values():
+        monkeypatch.setitem(diagnostics.CODES, p.CODE, p.TITLE)
+
+
+def patched(obj: dict, *changes) -> dict:
+    """A copy of obj with (json pointer, value) changes; DELETE removes the key, a missing parent is created."""
+    obj = copy.deepcopy(obj)
+    for pointer, value in changes:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+        node = obj
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+        if value is DELETE:
+            node.pop(last) if isinstance(node, dict) else node.pop(int(last))
+        elif isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return obj
+
+
+def found(name: str, obj: dict, overlay: str = WORKLOADS, ctx: Context = CTX) -> list[str]:
+    """The JSON pointers one policy reports for one object."""
+    return [pointer for pointer, _, _ in policy.POLICIES[name].check(obj, ctx.at(overlay))]
+
+
+# --- objects that pass every policy ----------------------------------------------------------------------------
+
+CONTAINER = {
+    "name": "main", "image": "registry.example.com/ml/nb:2026.10",
+    "resources": {"requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+                  "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": 1}},
+    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+}
+POD = {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+       "containers": [CONTAINER], "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}]}
+DEPLOYMENT = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "srv", "namespace": "vision"},
+              "spec": {"template": {"spec": POD}}}
+CRONJOB = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "vision"},
+           "spec": {"jobTemplate": {"spec": {"template": {"spec": POD}}}}}
+PYTORCHJOB = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "t", "namespace": "vision"},
+              "spec": {"pytorchReplicaSpecs": {"Master": {"template": {"spec": copy.deepcopy(POD)}},
+                                               "Worker": {"template": {"spec": copy.deepcopy(POD)}}}}}
+BARE_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "vision"}, "spec": POD}
+KEEP = {"argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vision", "annotations": KEEP}}
+PVC = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+       "metadata": {"name": "nas", "namespace": "vision", "annotations": KEEP}}
+CLUSTERROLE = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "x"}}
+PROJECT_VISION = {
+    "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "dev-vision", "namespace": "argocd"},
+    "spec": {"destinations": [{"server": "https://dev", "namespace": "vision"}], "clusterResourceWhitelist": [],
+             "namespaceResourceWhitelist": [{"group": "batch", "kind": "Job"}, {"group": "apps", "kind": "Deployment"}]}}
+PROJECT_PLATFORM = {
+    "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "dev-platform", "namespace": "argocd"},
+    "spec": {"destinations": [{"server": "https://dev", "namespace": n} for n in ("jupyterhub", "nlp", "vision")],
+             "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+             "namespaceResourceWhitelist": [{"group": "*", "kind": "*"}]}}
+APP_VISION = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+              "metadata": {"name": "dev-vision-workloads", "namespace": "argocd"},
+              "spec": {"project": "dev-vision", "destination": {"server": "https://dev", "namespace": "vision"}}}
+
+C = "/spec/template/spec/containers/0"
+SC = C + "/securityContext"
+P = "/spec/template/spec"
+A = "/spec/destinations/0/namespace"
+W = "/spec/namespaceResourceWhitelist"
+
+CASES = [
+    # (policy, object, overlay, expected pointers)
+    ("pod-security-restricted", DEPLOYMENT, WORKLOADS, []),
+    ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/allowPrivilegeEscalation", DELETE)), WORKLOADS,
+     [SC + "/allowPrivilegeEscalation"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (P + "/securityContext/runAsNonRoot", DELETE)), WORKLOADS,
+     [SC + "/runAsNonRoot"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (P + "/securityContext/runAsNonRoot", DELETE),
+                                        (SC + "/runAsNonRoot", True)), WORKLOADS, []),
+    ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/runAsNonRoot", False)), WORKLOADS, [SC + "/runAsNonRoot"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (P + "/securityContext/runAsUser", 0)), WORKLOADS,
+     [P + "/securityContext/runAsUser"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/runAsUser", 0)), WORKLOADS, [SC + "/runAsUser"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (P + "/securityContext/seccompProfile", DELETE)), WORKLOADS,
+     [SC + "/seccompProfile/type"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/seccompProfile", {"type": "Unconfined"})), WORKLOADS,
+     [SC + "/seccompProfile/type"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (P + "/securityContext/seccompProfile", {"type": "Unconfined"}),
+                                        (SC + "/seccompProfile", {"type": "Localhost"})), WORKLOADS,
+     [P + "/securityContext/seccompProfile/type"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/capabilities/drop", ["NET_RAW"])), WORKLOADS,
+     [SC + "/capabilities/drop"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/capabilities/add", ["NET_BIND_SERVICE"])), WORKLOADS, []),
+    ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/capabilities/add", ["NET_BIND_SERVICE", "SYS_ADMIN"])),
+     WORKLOADS, [SC + "/capabilities/add/1"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (P + "/volumes/0", {"name": "v", "nfs": {"server": "x"}})),
+     WORKLOADS, [P + "/volumes/0/nfs"]),
+    ("pod-security-restricted", patched(DEPLOYMENT, (P + "/initContainers", [{"name": "init", "image": "x:1"}])),
+     WORKLOADS, [P + "/initContainers/0/securityContext/" + f for f in
+                 ("allowPrivilegeEscalation", "capabilities/drop")]),
+    ("pod-security-restricted", PYTORCHJOB, WORKLOADS, []),
+    ("pod-security-restricted", patched(PYTORCHJOB, ("/spec/pytorchReplicaSpecs/Worker/template/spec/securityContext",
+                                                     DELETE)), WORKLOADS,
+     ["/spec/pytorchReplicaSpecs/Worker/template/spec/containers/0/securityContext/" + f
+      for f in ("runAsNonRoot", "seccompProfile/type")]),
+    ("pod-security-restricted", patched(CRONJOB, ("/spec/jobTemplate/spec/template/spec/containers/0/securityContext",
+                                                  DELETE)), WORKLOADS,
+     ["/spec/jobTemplate/spec/template/spec/containers/0/securityContext/" + f
+      for f in ("allowPrivilegeEscalation", "capabilities/drop")]),
+
+    ("requests-and-limits", DEPLOYMENT, WORKLOADS, []),
+    ("requests-and-limits", patched(DEPLOYMENT, (C + "/resources/limits/memory", DELETE)), WORKLOADS,
+     [C + "/resources/limits/memory"]),
+    ("requests-and-limits", patched(DEPLOYMENT, (C + "/resources", DELETE)), WORKLOADS,
+     [C + f"/resources/{f}/{r}" for f in ("requests", "limits") for r in ("cpu", "memory")]),
+
+    ("gpu-limits-equal-requests", DEPLOYMENT, WORKLOADS, []),
+    ("gpu-limits-equal-requests", patched(DEPLOYMENT, (C + "/resources/requests/nvidia.com~1gpu", DELETE)), WORKLOADS,
+     []),
+    ("gpu-limits-equal-requests", patched(DEPLOYMENT, (C + "/resources/limits/nvidia.com~1gpu", 2)), WORKLOADS,
+     [C + "/resources/limits/nvidia.com~1gpu"]),
+    ("gpu-limits-equal-requests", patched(DEPLOYMENT, (C + "/resources/limits/nvidia.com~1gpu", DELETE)), WORKLOADS,
+     [C + "/resources/limits/nvidia.com~1gpu"]),
+
+    ("image-tag", DEPLOYMENT, WORKLOADS, []),
+    ("image-tag", patched(DEPLOYMENT, (C + "/image", "registry.example.com:5000/ml/nb@sha256:" + "0" * 64)),
+     WORKLOADS, []),
+    ("image-tag", patched(DEPLOYMENT, (C + "/image", "registry.example.com:5000/ml/nb")), WORKLOADS, [C + "/image"]),
+    ("image-tag", patched(DEPLOYMENT, (C + "/image", "registry.example.com/ml/nb:latest")), WORKLOADS, [C + "/image"]),
+
+    ("allowed-registries", DEPLOYMENT, WORKLOADS, []),
+    ("allowed-registries", patched(DEPLOYMENT, (C + "/image", "registry.example.com/mlx/nb:1")), WORKLOADS,
+     [C + "/image"]),
+
+    ("no-host-access", DEPLOYMENT, WORKLOADS, []),
+    ("no-host-access", patched(DEPLOYMENT, (P + "/hostNetwork", True), (P + "/hostPID", False)), WORKLOADS,
+     [P + "/hostNetwork"]),
+    ("no-host-access", patched(BARE_POD, ("/spec/volumes/0", {"name": "h", "hostPath": {"path": "/"}})), WORKLOADS,
+     ["/spec/volumes/0/hostPath"]),
+    ("no-host-access", patched(DEPLOYMENT, (SC + "/privileged", True), (C + "/ports", [{"containerPort": 80,
+                                                                                        "hostPort": 80}])),
+     WORKLOADS, [SC + "/privileged", C + "/ports/0/hostPort"]),
+
+    ("team-namespace", DEPLOYMENT, WORKLOADS, []),
+    ("team-namespace", NAMESPACE, PLATFORM, []),
+    ("team-namespace", patched(DEPLOYMENT, ("/metadata/namespace", "nlp")), WORKLOADS, ["/metadata/namespace"]),
+    ("team-namespace", patched(DEPLOYMENT, ("/metadata/namespace", DELETE)), PLATFORM, ["/metadata/namespace"]),
+    ("team-namespace", NAMESPACE, WORKLOADS, ["/kind"]),
+    ("team-namespace", patched(NAMESPACE, ("/metadata/name", "nlp")), PLATFORM, ["/metadata/name"]),
+    ("team-namespace", CLUSTERROLE, PLATFORM, ["/kind"]),
+    ("team-namespace", patched(DEPLOYMENT, ("/metadata/namespace", "x")), ARGOCD, []),
+
+    ("cluster-scoped-platform-only", CLUSTERROLE, ARGOCD, []),
+    ("cluster-scoped-platform-only", CLUSTERROLE, "overlays/dev/extras", ["/kind"]),
+    ("cluster-scoped-platform-only", NAMESPACE, "overlays/dev/platform", []),
+    ("cluster-scoped-platform-only", NAMESPACE, ARGOCD, ["/kind"]),
+    ("cluster-scoped-platform-only", CLUSTERROLE, WORKLOADS, []),  # a team overlay: KF607 reports it
+
+    ("appproject-tenancy", PROJECT_VISION, ARGOCD, []),
+    ("appproject-tenancy", PROJECT_PLATFORM, ARGOCD, []),
+    ("appproject-tenancy", patched(PROJECT_VISION, (A, "vision*")), ARGOCD, [A]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (A, "!nlp")), ARGOCD, [A]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (A, "[nv]*")), ARGOCD, [A, A]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (A, "nlp")), ARGOCD, [A]),
+    ("appproject-tenancy", patched(PROJECT_VISION, ("/spec/destinations", [])), ARGOCD, ["/spec/destinations"]),
+    ("appproject-tenancy", patched(PROJECT_PLATFORM, ("/spec/destinations/0/namespace", "monitoring")), ARGOCD, [A]),
+    ("appproject-tenancy", patched(PROJECT_PLATFORM, ("/spec/destinations/0/namespace", "argocd")), ARGOCD, [A]),
+    ("appproject-tenancy", patched(PROJECT_VISION, ("/spec/clusterResourceWhitelist", DELETE)), ARGOCD,
+     ["/spec/clusterResourceWhitelist"]),
+    ("appproject-tenancy", patched(PROJECT_VISION, ("/spec/clusterResourceWhitelist", [{"group": "", "kind": "Namespace"}])),
+     ARGOCD, ["/spec/clusterResourceWhitelist"]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (W, DELETE)), ARGOCD, [W]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (W, [])), ARGOCD, [W]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (W + "/1", {"group": "*", "kind": "*"})), ARGOCD, [W + "/1"]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (W + "/1", {"group": "networking.k8s.io", "kind": "NetworkPolicy"})),
+     ARGOCD, [W + "/1/kind"]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (W + "/1", {"group": "rbac.authorization.k8s.io", "kind": "Role"})),
+     ARGOCD, [W + "/1/kind"]),
+
+    ("keep-namespaces-and-volumes", NAMESPACE, PLATFORM, []),
+    ("keep-namespaces-and-volumes", patched(PVC, ("/metadata/annotations/argocd.argoproj.io~1sync-options",
+                                                  "ServerSideApply=true, Delete=false,Prune=false")), PLATFORM, []),
+    ("keep-namespaces-and-volumes", patched(PVC, ("/metadata/annotations/argocd.argoproj.io~1sync-options",
+                                                  "Prune=false")), PLATFORM,
+     ["/metadata/annotations/argocd.argoproj.io~1sync-options"]),
+    ("keep-namespaces-and-volumes", patched(NAMESPACE, ("/metadata/annotations", DELETE)), PLATFORM,
+     ["/metadata/annotations/argocd.argoproj.io~1sync-options"]),
+
+    ("application-project", APP_VISION, ARGOCD, []),
+    ("application-project", patched(APP_VISION, ("/spec/destination/namespace", "nlp")), ARGOCD,
+     ["/spec/destination/namespace"]),
+    ("application-project", patched(APP_VISION, ("/spec/project", "default")), ARGOCD, ["/spec/project"]),
+    ("application-project", patched(APP_VISION, ("/spec/project", DELETE)), ARGOCD, ["/spec/project"]),
+    ("application-project", patched(APP_VISION, ("/spec/project", "dev-platform"),
+                                    ("/spec/destination/namespace", "jupyterhub")), ARGOCD, []),
+]
+
+
+@pytest.mark.parametrize("name, obj, overlay, expected", CASES,
+                         ids=[f"{c[0]}-{i}-{'pass' if not c[3] else 'fail'}" for i, c in enumerate(CASES)])
+def test_policy(name, obj, overlay, expected):
+    assert found(name, obj, overlay) == expected
+
+
+def test_every_policy_has_a_pass_and_a_fail_case():
+    assert {c[0] for c in CASES if c[3]} == {c[0] for c in CASES if not c[3]} == set(policy.POLICIES)
+
+
+def test_policies_have_unique_codes_in_their_range_and_one_line_titles():
+    codes = [p.CODE for p in policy.POLICIES.values()]
+    assert len(set(codes)) == len(codes)
+    assert all("KF601" <= c <= "KF619" for c in codes)
+    assert all(p.TITLE and "\n" not in p.TITLE and p.__doc__.startswith(p.CODE) for p in policy.POLICIES.values())
+
+
+# --- the Go glob matcher (checked against Go 1.26 path/filepath.Match on 60,000 random cases) ----------------------
+
+@pytest.mark.parametrize("pattern, name, expected", [
+    ("a*", "ab", True), ("a*", "a-b", True), ("a-*", "ab", False), ("a-*", "a-b", True), ("a?", "ab", True),
+    ("a?", "a-b", False), ("a[b-]", "a-", False), ("a[-b]", "a-", False), ("a[\\-b]", "a-", True),
+    ("[^a]b", "ab", False), ("[^a]b", "-b", True), ("a\\*", "a*", True), ("a\\*", "ab", False), ("[", "a", False),
+    ("[]a]", "]", False), ("[z-a]", "b", False), ("*", "a/b", False), ("ab", "a-b", False), ("", "", True),
+])
+def test_go_match(pattern, name, expected):
+    assert go_match(pattern, name) is expected
+
+
+def test_team_project_pattern_is_checked_against_teams_a_a_b_and_ab():
+    ctx = Context((), {"dev": {"a": "a", "a-b": "a-b", "ab": "ab"}})
+    project = patched(PROJECT_VISION, ("/metadata/name", "dev-a"))
+    assert found("appproject-tenancy", patched(project, (A, "a")), ARGOCD, ctx) == []
+    messages = [m for _, m, _ in policy.POLICIES["appproject-tenancy"].check(patched(project, (A, "a*")),
+                                                                              ctx.at(ARGOCD))]
+    assert messages == ["'a*' is a pattern, not one namespace", "'a*' matches team a-b's namespace 'a-b'",
+                        "'a*' matches team ab's namespace 'ab'"]
+    project_ab = patched(PROJECT_VISION, ("/metadata/name", "dev-ab"), (A, "a?"))
+    assert [m for _, m, _ in policy.POLICIES["appproject-tenancy"].check(project_ab, ctx.at(ARGOCD))] == [
+        "'a?' is a pattern, not one namespace"]  # matches only ab itself: not a-b, not a
+
+
+# --- run(): findings become Diagnostics named by overlay and object -----------------------------------------------
+
+def test_run_names_the_overlay_the_object_and_the_pointer():
+    built = {WORKLOADS: [patched(DEPLOYMENT, (C + "/image", "docker.io/library/nginx"))], PLATFORM: [NAMESPACE],
+             "overlays/dev/extras": [patched(NAMESPACE, ("/metadata/annotations", DELETE))]}
+    out = [(d.path, d.line, d.col, d.code, d.severity, d.message) for d in policy.run(built, CTX)]
+    assert out == [
+        ("overlays/dev/extras", 0, 0, "KF608", "error",
+         "Namespace vision: /kind: cluster-scoped Namespace in overlays/dev/extras, which is not a platform overlay"),
+        ("overlays/dev/extras", 0, 0, "KF610", "error",
+         "Namespace vision: /metadata/annotations/argocd.argoproj.io~1sync-options: missing: needs Prune=false and "
+         "Delete=false"),
+        (WORKLOADS, 0, 0, "KF604", "error", f"Deployment vision/srv: {C}/image: 'docker.io/library/nginx' has no tag or "
+                                            "digest"),
+        (WORKLOADS, 0, 0, "KF605", "error", f"Deployment vision/srv: {C}/image: 'docker.io/library/nginx' is not from "
+                                            "an allowed registry"),
+    ]
+    assert all(d.hint for d in policy.run(built, CTX))
+
+
+def test_context_from_model_and_overlay_paths():
+    model, diags = pipeline.load(PROJECT)
+    assert model is not None, diags
+    ctx = Context.from_model(model, "prod").at("overlays/prod/teams/vision/workloads")
+    assert ctx.teams == {"prod": {t.name: t.namespace for t in model.teams_in("prod")}}
+    assert (ctx.registries, ctx.argocd_namespace, ctx.hub_namespace) == (
+        model.platform.registries, model.platform.argocd_namespace, model.platform.hub_namespace)
+    assert (ctx.env, ctx.team, ctx.team_owned, ctx.platform_owned) == ("prod", "vision", True, False)
+    assert (ctx.at(ARGOCD).team, ctx.at(ARGOCD).platform_owned, ctx.at(PLATFORM).platform_owned) == (None, True, True)
+    assert set(Context.from_model(model).teams) == set(model.platform.environments)
+
+
+# --- real builds: the example repository, and teams whose names are prefixes of each other ------------------------
+
+def _built(root):
+    if isinstance(tools.find("kustomize", root), diagnostics.Diagnostic):
+        pytest.skip("needs kustomize (make setup)")
+    model, diags = pipeline.load(root)
+    assert model is not None, diags
+    files = render(model)
+    built, diags = pipeline.build(root, files, pipeline.overlays_of(files), 4)
+    assert diags == []
+    parsed = policy.parse(built.overlays)
+    assert sum(len(objs) for objs in parsed.values()) == sum(built.objects.values()) > 0
+    return model, parsed
+
+
+def test_the_built_example_has_no_findings():
+    model, built = _built(PROJECT)
+    assert [f"{d.path}: [{d.code}] {d.message}" for d in policy.run(built, Context.from_model(model))] == []
+
+
+TEAM = """\
+name: {name}
+owners: [{name}@example.com]
+members: [{{group: {name}-members}}]
+notebook:
+  image: registry.example.com/nb:1
+  profiles: [{{name: cpu, cpu: 1, memory: 1Gi}}]
+storage: {{size: 1Gi}}
+quota:
+  lab: {{cpu: "1", memory: 2Gi}}
+"""
+
+
+def test_teams_a_a_b_and_ab_are_isolated(tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(PROJECT / "tests/golden/minimal/specs", root / "specs")
+    shutil.copytree(PROJECT / "bases", root / "bases")
+    for name in ("a", "a-b", "ab"):
+        (root / f"specs/teams/{name}.yaml").write_text(TEAM.format(name=name))
+    model, built = _built(root)
+    assert [d.message for d in policy.run(built, Context.from_model(model))] == []
+    teams = {t.name for t in model.teams_in("lab")}
+    assert teams == {"a", "a-b", "ab", "solo"}
+    projects = {o["metadata"]["name"]: o for o in built["overlays/lab/argocd"] if o["kind"] == "AppProject"}
+    for team in teams:
+        dests = [d["namespace"] for d in projects[f"lab-{team}"]["spec"]["destinations"]]
+        assert dests == [team]
+        assert not [(d, other) for d in dests for other in teams - {team} if go_match(d, other)]
+    assert go_match("a*", "a-b") and go_match("a*", "ab")  # what a glob destination would have let through
