@@ -190,7 +190,8 @@ def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
     model, diags = pipeline.load(repo)
     rep = Report(diags)
     if model is not None:
-        target = (spec if spec.is_absolute() else Path.cwd() / spec).resolve()
+        target = spec if spec.is_absolute() or spec.exists() else repo / spec  # relative to -C when not found here
+        target = target.resolve()
         found = [e for e in model.experiments if (repo / e.source.path).resolve() == target]
         teams = {t.name: t for t in model.teams}
         if not found:

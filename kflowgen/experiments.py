@@ -313,7 +313,8 @@ def explain(exp: Experiment, team: Team, platform: Platform) -> str:
     lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
              f"  {len(runs)} trial(s), each a {kind}; each pod gets {gpu}, {exp.cpu} CPU and {exp.memory} memory.",
              f"  Image {exp.image or team.image}, run in {PurePosixPath(platform.mount_path, exp.workdir)} on the team NAS.",
-             f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}. All trials start at once;",
+             f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}. All trials are created at once"
+             + (f" (you expect {exp.parallelism} to run at a time);" if exp.parallelism else ";"),
              "  the team quota holds back those that do not fit until running ones finish."]
     for env in exp.environments:
         cluster = platform.environments[env].cluster if env in platform.environments else "an undefined cluster"

@@ -547,13 +547,13 @@ def test_rule_messages_say_what_and_how():
     [gpu] = messages(BASE.replace("cpu: 1,", "gpu: {type: a10, count: 1}, cpu: 1,"))
     assert gpu == "KF323 GPU type 'a10' is not defined in specs/platform.yaml | did you mean 'a100'?"
     [team] = messages(BASE.replace("team: vision", "team: visoin"), "specs/experiments/visoin/x.yaml")
-    assert team == "KF320 team 'visoin' is not defined in specs/teams/ | did you mean 'vision'?"
+    assert team == "KF320 team 'visoin' is not defined in specs/teams/ | did you mean 'vision'? (or add specs/teams/visoin.yaml)"
     [queue] = messages(BASE.replace("cpu: 1,", "gpu: {type: a100, count: 1}, cpu: 1,")
                        + "sweep: {grid: {lr: [1, 2, 3, 4, 5, 6, 7, 8]}}\n")
     assert queue.startswith("KF325 8 trials x 1 a100 = 8 a100 at once, team quota in dev is 4: trials will queue |")
     [fit] = messages(BASE.replace("vision", "nlp").replace("cpu: 1,", "cpu: 40,") + "workers: 2\n",
                      "specs/experiments/nlp/x.yaml")
-    assert fit.startswith("KF324 one trial needs cpu 2 workers x 40 but team nlp's quota in dev is 48 |")
+    assert fit.startswith("KF324 one trial needs cpu 80 (2 workers x 40) but team nlp's quota in dev is 48 |")
 
 
 def test_two_experiments_with_one_name():

@@ -1,18 +1,14 @@
 """KF307, KF320-KF329: experiments name a real team, environments, GPU type and image, fit the quota, and give unique Jobs."""
 from __future__ import annotations
 
-import difflib
 from fractions import Fraction
 
 from .. import quantity
+from .hints import close
 from ..diagnostics import error, warning
 from ..experiments import MAX_TRIALS, Experiment, Range, manifest, sweep_size, trials
 from .images import allowed
 
-
-def _close(name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known) or 'none'}"
 
 
 def check(model, experiments: list[Experiment]):
@@ -42,24 +38,26 @@ def check(model, experiments: list[Experiment]):
                           "no TensorFlow runtime; Kueue no longer queues TFJobs by default)",
                           "use workers: 1 (a plain Job) or a PyTorchJob where you can")
         team = teams.get(exp.team)
-        if team is None and exp.team in model.unreadable:
-            continue  # its team spec has errors of its own
-        if team is None:
+        if team is None and exp.team not in model.unreadable:
             yield error(path, src.at("/team"), "KF320", f"team '{exp.team}' is not defined in specs/teams/",
-                        _close(exp.team, teams))
-            continue
-        if exp.gpu_type and exp.gpu_type not in p.gpu_types:
+                        f"{close(exp.team, teams)} (or add specs/teams/{exp.team}.yaml)")
+        gpu_known = not exp.gpu_type or exp.gpu_type in p.gpu_types
+        if not gpu_known:
             yield error(path, src.at("/resources/gpu/type"), "KF323",
-                        f"GPU type '{exp.gpu_type}' is not defined in {p.source.path}", _close(exp.gpu_type, p.gpu_types))
-            continue
+                        f"GPU type '{exp.gpu_type}' is not defined in {p.source.path}", close(exp.gpu_type, p.gpu_types))
         sweep = list(_sweep(exp))
         yield from sweep
+        for i, env in enumerate(exp.environments):
+            if env not in p.environments:
+                yield error(path, src.at(f"/environments/{i}"), "KF322", f"environment '{env}' is not defined in "
+                            f"{p.source.path}", close(env, p.environments))
+        if team is None or not gpu_known:
+            continue  # quota and Job names need the team and the GPU type
         runs = [] if sweep else trials(exp)
         for i, env in enumerate(exp.environments):
             at = src.at(f"/environments/{i}")
             if env not in p.environments:
-                yield error(path, at, "KF322", f"environment '{env}' is not defined in {p.source.path}",
-                            _close(env, p.environments))
+                continue
             elif env not in team.quota:
                 yield error(path, at, "KF322", f"team {team.name} has no quota in {env}",
                             f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
@@ -112,10 +110,13 @@ def _quota(exp: Experiment, q, env: str, n: int):
     over = []
     for what, each, have, quota, at in need:
         one = quantity.parse(each) * w
+        field = f"gpu.{what}" if what == exp.gpu_type else what
+        shown = f"{_total(what, one)} {what} GPU(s)" if what == exp.gpu_type else f"{what} {_total(what, one)}"
         each = f"{w} workers x {each}" if w > 1 else f"{each}"
         if one > have:
-            yield error(path, src.at(at), "KF324", f"one trial needs {what} {each} but team {exp.team}'s quota in {env} "
-                        f"is {quota}", f"lower resources, or raise quota.{env}.{what} in specs/teams/{exp.team}.yaml")
+            yield error(path, src.at(at), "KF324", f"one trial needs {shown}{f' ({each})' if w > 1 else ''} but team "
+                        f"{exp.team}'s quota in {env} is {quota}",
+                        f"lower resources, or raise quota.{env}.{field} in specs/teams/{exp.team}.yaml")
         elif one * at_once > have:
             over.append(f"{at_once} trials x {each} {what} = {_total(what, one * at_once)} {what} at once, "
                         f"team quota in {env} is {quota}")

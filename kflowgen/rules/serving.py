@@ -1,19 +1,13 @@
 """KF330-KF336: served models belong to a known team, run where the team has quota, fit it, and use allowed images."""
 from __future__ import annotations
 
-import difflib
 from fractions import Fraction
 
 from .. import quantity
+from .hints import close
 from ..diagnostics import error, warning
 from ..serving import MODELS, ServedModel, demand
 from .images import allowed
-
-
-def _close(name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known) or 'none'}"
-
 
 def check(model, served: list[ServedModel]):
     p = model.platform
@@ -36,7 +30,8 @@ def check(model, served: list[ServedModel]):
                           f"give the folder that holds the numbered versions, e.g. {m.path.rsplit('/', 1)[0]}")
         for image in sorted({m.image_for(env) for env in m.environments}):
             if not allowed(image, p.registries):
-                yield error(src, at("/image"), "KF335", f"image '{image}'{'' if m.image else ' (the default)'} "
+                first = next(env for env in m.environments if m.image_for(env) == image)
+                yield error(src, at("/image") if m.image else at(f"/environments/{first}", key=True), "KF335", f"image '{image}'{'' if m.image else ' (the default)'} "
                             "is not from an allowed registry",
                             f"use an image under {', '.join(p.registries)}" if m.image else
                             f"add {image.rsplit('/', 1)[0]}/ to registries in {p.source.path}, or set image: "
@@ -46,7 +41,7 @@ def check(model, served: list[ServedModel]):
             continue  # its team spec has errors of its own
         if team is None:
             yield error(src, at("/team"), "KF331", f"team '{m.team}' is not defined in specs/teams/",
-                        _close(m.team, teams))
+                        close(m.team, teams))
         for env, s in m.environments.items():
             here = f"/environments/{env}"
             auto = s.autoscale
@@ -59,17 +54,18 @@ def check(model, served: list[ServedModel]):
                             "lower minReplicas or raise maxReplicas")
             if env not in p.environments:
                 yield error(src, at(here, key=True), "KF332",
-                            f"environment '{env}' is not defined in {p.source.path}", _close(env, p.environments))
+                            f"environment '{env}' is not defined in {p.source.path}", close(env, p.environments))
                 continue
             if s.gpu_type and s.gpu_type not in p.gpu_types:
                 yield error(src, at(f"{here}/gpu/type"), "KF333", f"{env}: GPU type '{s.gpu_type}' is not defined "
-                            f"in {p.source.path}", _close(s.gpu_type, p.gpu_types))
+                            f"in {p.source.path}", close(s.gpu_type, p.gpu_types))
                 continue
             if s.gpu_type and p.environments[env].gpu_capacity.get(s.gpu_type, 0) < s.gpu_count:
                 yield error(src, at(f"{here}/gpu/type"), "KF333",
                             f"{env}: the cluster has {p.environments[env].gpu_capacity.get(s.gpu_type, 0)} "
                             f"{s.gpu_type} GPUs, fewer than one server needs ({s.gpu_count})",
                             "choose a GPU type the environment has, or serve the model elsewhere")
+                continue  # no quota can hold it either: KF306 keeps quotas within capacity
             if team is None:
                 continue
             if env not in team.quota:
@@ -103,7 +99,6 @@ def _fit(team, env: str, uses):
                             f"but the team's {env} quota is {spelled.get(res, '0')}",
                             f"lower replicas or the size per server, or raise quota.{env}.{key} in {team.source.path}")
                 break
-
 
 def _show(res: str, value: Fraction) -> str:
     if res == "memory":
