@@ -14,8 +14,14 @@ $(BIN)/kflowgen: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-tools: $(BIN)/kflowgen
+ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+
+tools: $(BIN)/kflowgen .tools/bin/actionlint
 	$(BIN)/kflowgen tools install
+
+# actionlint checks the GitHub workflows in the tests (a developer tool: users do not need it)
+.tools/bin/actionlint:
+	GOBIN=$(CURDIR)/.tools/bin go install $(ACTIONLINT)
 
 demo: setup
 	$(BIN)/kflowgen render

@@ -87,6 +87,8 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - uses: actions/checkout@v4
+        with:
+          fetch-depth: 0   # kflowgen diff renders the base branch too
       - uses: actions/setup-python@v5
         with:
           python-version: "3.11"
@@ -101,6 +103,11 @@ jobs:
         run: kflowgen validate --format github
       - name: Generated overlays are up to date
         run: kflowgen render --check --format github
+      - name: What this pull request changes in each cluster
+        if: github.event_name == 'pull_request'
+        env:
+          BASE_REF: ${{{{ github.base_ref }}}}
+        run: kflowgen diff --base "origin/$BASE_REF" --format markdown >> "$GITHUB_STEP_SUMMARY"
 """
 
 
