@@ -1,6 +1,7 @@
 """The command line: options in, one library call, a report out. Exit 0 clean, 1 findings, 2 usage, 3 bug, 130 ^C."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -47,10 +48,33 @@ def _finish(rep: Report, fmt: Format, stream=None) -> None:
 
 @app.command()
 def validate(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Only this environment.")] = None,
-             fmt: Fmt = Format.auto, jobs: Jobs = None, repo: Repo = Path(".")) -> None:
+             fmt: Fmt = Format.auto, jobs: Jobs = None,
+             no_cache: Annotated[bool, typer.Option("--no-cache", help="Build and check every overlay again, "
+                                                    "ignoring the result cache ($KFLOWGEN_CACHE, default "
+                                                    "~/.cache/kflowgen).")] = False,
+             repo: Repo = Path(".")) -> None:
     """Check everything a pull request must pass: spec schemas, checks across specs, a kustomize build of every
-    overlay, and strict schema validation of every built object. Writes nothing."""
-    _finish(pipeline.validate(repo, env, jobs), fmt)
+    overlay, strict schema validation and policy on every built object. Writes nothing in the repository."""
+    with _progress() as progress:
+        rep = pipeline.validate(repo, env, jobs, use_cache=not no_cache, progress=progress)
+    _finish(rep, fmt)
+
+
+@contextlib.contextmanager
+def _progress():
+    """A progress bar for kustomize builds on a terminal; nothing in CI logs or when output is redirected."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("kustomize build"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, console=Console(stderr=True)) as bar:
+        def start(total: int):
+            task = bar.add_task("build", total=total)
+            return lambda: bar.advance(task)
+        yield start
 
 
 @app.command(name="render")

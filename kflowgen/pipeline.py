@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import policy, rules, specschema, tools, verify, writer
+from . import cache, policy, rules, specschema, tools, verify, writer
 from .diagnostics import Diagnostic, Report, error, warning
 from .loader import SpecFile, load_file
 from .model import Model, platform_from, team_from
@@ -18,7 +18,6 @@ from .rules.capacity import allocation
 
 PLATFORM = "specs/platform.yaml"
 TEAMS = "specs/teams"
-CACHE = ".kflowgen/cache"
 
 
 def _spec_paths(root: Path, folder: str, nested: bool = False) -> list[str]:
@@ -79,6 +78,7 @@ class Built:
     overlays: dict[str, str] = field(default_factory=dict)
     objects: dict[str, int] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
+    rebuilt: int = 0  # overlays built by kustomize in this run (the rest came from the cache)
 
 
 def overlays_of(files: dict[str, bytes], env: str | None = None, team: str | None = None) -> list[str]:
@@ -90,27 +90,67 @@ def overlays_of(files: dict[str, bytes], env: str | None = None, team: str | Non
     return out
 
 
-def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int) -> tuple[Built, list[Diagnostic]]:
-    """kustomize build of the given overlays over the rendered files, in a scratch copy (the repository is untouched)."""
+def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool: tools.Tool) -> dict[str, str]:
+    """A cache key per overlay: its files, the hand-kept bases it may reference, and the kustomize version.
+    A change to any base changes the key of every overlay that uses bases/ (all are rebuilt)."""
+    bases = cache.tree_digest(root / "bases")
+    by_overlay: dict[str, list[str]] = {o: [] for o in overlays}
+    for rel in files:
+        folder = rel.rsplit("/", 1)[0]
+        if folder in by_overlay:
+            by_overlay[folder].append(rel)
+    out = {}
+    for overlay, rels in by_overlay.items():
+        parts: list = [tool.version, tool.argv[0] if tool.argv[0] == "kubectl" else "kustomize"]
+        for rel in sorted(rels):
+            parts += [rel, files[rel]]
+        if any(b"bases/" in files[rel] for rel in rels):
+            parts.append(bases)
+        out[overlay] = cache.key(*parts)
+    return out
+
+
+def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
+          store: cache.Cache | None = None, progress=None) -> tuple[Built, list[Diagnostic]]:
+    """kustomize build of the given overlays over the rendered files, in a scratch copy (the repository is untouched).
+    Overlays whose inputs and kustomize version match a cached build are not built again."""
     kustomize = tools.find("kustomize", root)
     if isinstance(kustomize, Diagnostic):
         return Built(), [kustomize]
+    store = store or cache.Cache(None)
     built = Built(tools={"kustomize": kustomize.version})
     diags: list[Diagnostic] = []
-    with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
-        scratch = Path(tmp)
-        if (root / "bases").is_dir():
-            shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
-        for rel, data in files.items():
-            (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
-            (scratch / rel).write_bytes(data)
-        for overlay, result in tools.kustomize_build(kustomize, scratch, overlays, jobs).items():
-            if isinstance(result, Diagnostic):
-                diags.append(result)
-            else:
-                built.overlays[overlay] = result
-                env = overlay.split("/")[1]
-                built.objects[env] = built.objects.get(env, 0) + count_objects(result)
+    keys = overlay_keys(root, files, overlays, kustomize)
+    results: dict[str, str | Diagnostic] = {}
+    for overlay in overlays:
+        hit = store.get("build", keys[overlay])
+        if hit is not None:
+            results[overlay] = hit.decode("utf-8")
+    todo = [o for o in overlays if o not in results]
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
+            scratch = Path(tmp)
+            if (root / "bases").is_dir():
+                shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
+            wanted = tuple(o + "/" for o in todo)
+            for rel, data in files.items():
+                if rel.startswith(wanted):
+                    (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (scratch / rel).write_bytes(data)
+            tick = progress(len(todo)) if progress else (lambda: None)
+            for overlay, result in tools.kustomize_build(kustomize, scratch, todo, jobs, tick).items():
+                results[overlay] = result
+                if not isinstance(result, Diagnostic):
+                    store.put("build", keys[overlay], result.encode("utf-8"))
+    for overlay in overlays:
+        result = results[overlay]
+        if isinstance(result, Diagnostic):
+            diags.append(result)
+        else:
+            built.overlays[overlay] = result
+            env = overlay.split("/")[1]
+            built.objects[env] = built.objects.get(env, 0) + count_objects(result)
+    built.rebuilt = len(todo)
     return built, diags
 
 
@@ -118,10 +158,13 @@ def count_objects(text: str) -> int:
     return sum(1 for doc in ("\n" + text).split("\n---\n") if doc.strip())
 
 
-def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Report:
-    """Everything the gate checks: specs, cross-file rules, build of every overlay, strict schema validation."""
+def validate(root: Path, env: str | None = None, jobs: int | None = None, use_cache: bool = True,
+             progress=None) -> Report:
+    """Everything the gate checks: specs, cross-file rules, build of every overlay, strict schema validation,
+    policy. With the cache, only overlays whose inputs changed are built and checked again."""
     report = Report()
     jobs = jobs or os.cpu_count() or 1
+    store = cache.Cache(cache.default_folder() if use_cache else None)
     model, diags = load(root)
     report.extend(diags)
     if model is None:
@@ -135,15 +178,29 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None) -> Rep
     envs = [env] if env else list(model.platform.environments)
     report.extend(departures(root, model, files, envs))
     overlays = [o for e in envs for o in overlays_of(files, e)]
-    built, diags = build(root, files, overlays, jobs)
+    built, diags = build(root, files, overlays, jobs, store, progress)
     report.extend(diags)
     if not diags:
-        report.extend(verify.manifests(root, model, built.overlays, jobs, Path(root / CACHE), built.tools))
+        report.extend(verify.manifests(root, model, built.overlays, jobs, cache.default_folder(), built.tools, store))
         report.extend(verify.hub_values(root, model, files, envs))
-        report.extend(policy.run(policy.parse(built.overlays), policy.Context.from_model(model, env)))
+        report.extend(checked_policy(model, env, built.overlays, store))
     if not report.errors:
         report.summary = summary(model, built, envs)
     return report
+
+
+def checked_policy(model: Model, env: str | None, overlays: dict[str, str], store: cache.Cache) -> list[Diagnostic]:
+    """Policy rules on built objects; an overlay that passed with the same output and context is not parsed again."""
+    ctx = policy.Context.from_model(model, env)
+    fingerprint = repr(ctx)
+    keys = {o: cache.key("policy", policy.VERSION, fingerprint, text) for o, text in overlays.items()}
+    todo = {o: text for o, text in overlays.items() if store.get("policy", keys[o]) is None}
+    found = policy.run(policy.parse(todo), ctx)
+    failed = {d.path for d in found}
+    for overlay in todo:
+        if overlay not in failed:
+            store.put("policy", keys[overlay], b"ok")
+    return found
 
 
 def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:

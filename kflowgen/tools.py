@@ -106,14 +106,17 @@ def install(dest: Path | None = None, log=print) -> int:
 
 # --- kustomize ----------------------------------------------------------------------------------------------------
 
-def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int) -> dict[str, str | Diagnostic]:
-    """Build each overlay (a folder relative to root). Returns its YAML, or a KF401 diagnostic."""
+def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
+                    done=lambda: None) -> dict[str, str | Diagnostic]:
+    """Build each overlay (a folder relative to root). Returns its YAML, or a KF401 diagnostic; calls done()
+    after each overlay (for a progress bar)."""
 
     def one(overlay: str) -> str | Diagnostic:
         try:
             out = subprocess.run([*tool.argv, str(root / overlay)], capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
             return error(overlay, (0, 0), "KF902", f"kustomize could not run: {e}")
+        done()
         if out.returncode:
             msg = out.stderr.strip().replace(str(root) + "/", "") or f"exit status {out.returncode}"
             return error(overlay, (0, 0), "KF401", f"kustomize build failed: {msg}",

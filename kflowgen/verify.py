@@ -8,14 +8,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import kschemas, tools
+from . import cache as results_cache, kschemas, tools
 from .diagnostics import Diagnostic, error
 from .model import Model
 
 
 def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
-              used: dict[str, str]) -> list[Diagnostic]:
-    """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files."""
+              used: dict[str, str], store: results_cache.Cache | None = None) -> list[Diagnostic]:
+    """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files.
+    An overlay whose exact output already passed against the same schemas and kubeconform is not checked again."""
     kubeconform = tools.find("kubeconform", root)
     if isinstance(kubeconform, Diagnostic):
         return [kubeconform]
@@ -30,15 +31,25 @@ def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache:
         folder = kschemas.schema_dir(p.kubernetes_version, kschemas.crd_files_in(crd_paths), cache)
     except kschemas.SchemaError as e:
         return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
+    store = store or results_cache.Cache(None)
+    keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, text) for o, text in built.items()}
+    todo = {o: text for o, text in built.items() if store.get("valid", keys[o]) is None}
+    if not todo:
+        return []
     with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
         files = {}
-        for i, (overlay, text) in enumerate(sorted(built.items())):
+        for i, (overlay, text) in enumerate(sorted(todo.items())):
             files[overlay] = Path(tmp) / f"{i:05d}.yaml"
             files[overlay].write_text(text)
         results = tools.kubeconform(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
     if isinstance(results, Diagnostic):
         return [results]
-    return [d for r in results if (d := _diagnostic(r, built))]
+    found = [d for r in results if (d := _diagnostic(r, built))]
+    failed = {d.path for d in found}
+    for overlay in todo:
+        if overlay not in failed:
+            store.put("valid", keys[overlay], b"ok")
+    return found
 
 
 def _namespace(text: str, kind: str, name: str) -> str:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
 UPSTREAM = SHARED / "upstream"
 EXAMPLES = Path(__file__).resolve().parent / "examples"
+
+# The suite's own result cache: shared by its tests (keys are content hashes), never the developer's.
+os.environ.setdefault("KFLOWGEN_CACHE", tempfile.mkdtemp(prefix="kflowgen-test-cache-"))
 
 
 def pytest_addoption(parser):

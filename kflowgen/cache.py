@@ -1,0 +1,79 @@
+"""The result cache: kustomize builds and clean validations, content-addressed by every input and tool version.
+
+Entries live under $KFLOWGEN_CACHE (default $XDG_CACHE_HOME/kflowgen, else ~/.cache/kflowgen), in
+<kind>/<key[:2]>/<key>; each starts with a line holding the sha256 of the rest, so a truncated or edited entry
+is ignored (and rebuilt), never trusted. The cache lives outside the repository on purpose: a pull request
+could commit files under the repository, and a planted "this passed" entry must never reach the gate.
+Keys are content hashes, so repositories may share it. Safe to delete at any time.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+VERSION = "kflowgen-cache-1"  # bump when what is cached, or how it is computed, changes
+
+
+def default_folder() -> Path:
+    if os.environ.get("KFLOWGEN_CACHE"):
+        return Path(os.environ["KFLOWGEN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kflowgen"
+
+
+def key(*parts) -> str:
+    h = hashlib.sha256(VERSION.encode())
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+class Cache:
+    def __init__(self, folder: Path | None):
+        self.folder = folder  # None: caching off
+        self.hits = self.misses = 0
+
+    def _path(self, kind: str, k: str) -> Path:
+        assert self.folder is not None
+        return self.folder / kind / k[:2] / k
+
+    def get(self, kind: str, k: str) -> bytes | None:
+        if self.folder is None:
+            return None
+        try:
+            raw = self._path(kind, k).read_bytes()
+        except OSError:
+            self.misses += 1
+            return None
+        check, _, body = raw.partition(b"\n")
+        if check != hashlib.sha256(body).hexdigest().encode():
+            self.misses += 1
+            return None
+        self.hits += 1
+        return body
+
+    def put(self, kind: str, k: str, body: bytes) -> None:
+        if self.folder is None:
+            return
+        path = self._path(kind, k)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+            os.replace(tmp, path)
+        except OSError:  # a read-only or full disk only costs speed
+            pass
+
+
+def tree_digest(folder: Path) -> str:
+    """One digest over every file's path and bytes under a folder (e.g. bases/)."""
+    h = hashlib.sha256()
+    if folder.is_dir():
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
