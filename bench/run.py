@@ -1,0 +1,129 @@
+"""Benchmark kflowgen against the baseline pipeline a user would otherwise run, in the same run, on the same
+generated repositories: python bench/run.py --teams 10 100 1000 [--repeat 3].
+
+Rows per size: the baseline (`kustomize build` of every overlay, as many in parallel as kflowgen uses, then one
+`kubeconform -strict` over all output), kflowgen validate cold (--no-cache), kflowgen validate warm (cache
+filled), and the pull-request gate after a one-team change (validate + render --check). Times are medians;
+peak memory is the measured process's own maximum resident set. Benchmarks assert nothing."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(PROJECT / "bench"))
+
+from generate import generate  # noqa: E402
+
+from kflowgen import kschemas, pipeline, tools  # noqa: E402
+
+KFLOWGEN = [sys.executable, "-m", "kflowgen"]
+CRDS = [str(PROJECT.parent / "shared/upstream/crds/argoproj.io"), str(PROJECT.parent / "shared/upstream/crds/kubeflow.org")]
+
+
+def measure(argv: list[str], env: dict | None = None) -> tuple[float, float, int]:
+    """(seconds, peak MiB of that process, exit status)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return time.monotonic() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, float, int]:
+    """kustomize build per overlay (jobs at a time) into files, then kubeconform -strict on all of them."""
+    kustomize, kubeconform = tools.find("kustomize"), tools.find("kubeconform")
+    overlays = sorted(p.parent for p in (root / "overlays").rglob("kustomization.yaml"))
+    out = Path(tempfile.mkdtemp(prefix="bench-built-"))
+    peak = 0.0
+    start = time.monotonic()
+
+    def one(i_overlay):
+        i, overlay = i_overlay
+        with open(out / f"{i:06d}.yaml", "wb") as f:
+            proc = subprocess.Popen([*kustomize.argv, str(overlay)], stdout=f, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+        return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(one, enumerate(overlays)))
+    peak = max(r[0] for r in results)
+    failed = sum(1 for r in results if r[1])
+    seconds, kc_peak, code = measure([*kubeconform.argv, "-strict", "-summary", "-n", str(jobs), *schema_args,
+                                      str(out)])
+    shutil.rmtree(out)
+    return time.monotonic() - start, max(peak, kc_peak), failed or code
+
+
+def count_objects(root: Path) -> int:
+    model, _ = pipeline.load(root)
+    from kflowgen.render import render
+
+    files = render(model)
+    built, _ = pipeline.build(root, files, pipeline.overlays_of(files), os.cpu_count() or 1)
+    return sum(built.objects.values())
+
+
+def row(name, teams, objects, runs, base_median=None):
+    secs = statistics.median(r[0] for r in runs)
+    peak = max(r[1] for r in runs)
+    ratio = f"{secs / base_median:.2f}" if base_median else "1.00"
+    ok = "ok" if all(r[2] == 0 for r in runs) else "FAILED"
+    print(f"| {teams:>5} | {name:<28} | {objects:>7} | {secs:>8.2f} | {objects / secs:>9.0f} | {peak:>8.0f} | "
+          f"{ratio:>6} | {ok} |", flush=True)
+    return secs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--teams", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--experiments", type=int, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kflowgen-bench-"))
+    cache_dir = work / "cache"
+    env = {**os.environ, "KFLOWGEN_CACHE": str(cache_dir), "CI": "true"}
+    schema_args = kschemas.kubeconform_args(kschemas.schema_dir(
+        "1.34.0", kschemas.crd_files_in([Path(c) for c in CRDS]), work / "schemas"))
+    print(f"kflowgen benchmark: {args.jobs} jobs, median of {args.repeat}, "
+          f"kustomize {tools.find('kustomize').version}, kubeconform {tools.find('kubeconform').version}")
+    print("| teams | pipeline                     | objects |  seconds | objects/s | peak MiB |  ratio | result |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for teams in args.teams:
+        root = generate(work / f"repo-{teams}", teams, args.experiments, 1, CRDS)
+        subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
+        objects = count_objects(root)
+        base = row("baseline kustomize+kubeconform", teams, objects,
+                   [baseline(root, args.jobs, schema_args) for _ in range(args.repeat)])
+        validate = [*KFLOWGEN, "validate", "-C", str(root), "--jobs", str(args.jobs)]
+        cold = []
+        for _ in range(args.repeat):
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            cold.append(measure([*validate, "--no-cache"], env))
+        row("kflowgen validate, cold", teams, objects, cold, base)
+        measure(validate, env)  # fill the cache
+        row("kflowgen validate, warm", teams, objects, [measure(validate, env) for _ in range(args.repeat)], base)
+        team = root / "specs" / "teams" / "team-0001.yaml"
+        gate = []
+        for i in range(args.repeat):
+            team.write_text(team.read_text().replace("cpu: 128,", f"cpu: {129 + i},").replace(
+                f"cpu: {128 + i},", f"cpu: {129 + i},"))
+            subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
+            t1 = measure(validate, env)
+            t2 = measure([*KFLOWGEN, "render", "--check", "-C", str(root)], env)
+            gate.append((t1[0] + t2[0], max(t1[1], t2[1]), t1[2] or t2[2]))
+        row("PR gate, one team changed", teams, objects, gate, base)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
