@@ -30,12 +30,15 @@ def _spec_paths(root: Path, folder: str, nested: bool = False) -> list[str]:
 
 
 def _inside(root: Path, rel: str) -> bool:
-    return (root / rel).resolve().is_relative_to(root.resolve())
+    try:
+        return (root / rel).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop (RuntimeError on Python 3.11) is refused like a link outside
+        return False
 
 
 def _read(root: Path, rel: str, kind: str, diags: list[Diagnostic]) -> SpecFile | None:
     if not _inside(root, rel):
-        diags.append(error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository",
+        diags.append(error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
                            "replace the link with the file itself"))
         return None
     spec, found = load_file(root, rel)

@@ -5,12 +5,13 @@ from collections.abc import Callable, Iterable
 
 from ..diagnostics import Diagnostic
 from ..model import Model
-from . import capacity, environments, experiments, gpus, images, profiles, serving, storage, teams
+from . import capacity, environments, experiments, gpus, images, profiles, quantities, serving, storage, teams
 
 Rule = Callable[[Model], Iterable[Diagnostic]]
 
 # name -> rule; every rule names the codes it reports in its module docstring
 RULES: dict[str, Rule] = {
+    "cpu-millicores": quantities.check,
     "team-names": teams.check,
     "environments-exist": environments.check,
     "gpu-types-exist": gpus.check,
@@ -24,7 +25,11 @@ RULES: dict[str, Rule] = {
 
 
 def run(model: Model) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
-    for rule in RULES.values():
-        out.extend(rule(model))
+    """Every rule; when an amount is malformed (cpu finer than 1m), the rules that compute with it wait."""
+    out: list[Diagnostic] = list(quantities.check(model))
+    if out:
+        return out
+    for name, rule in RULES.items():
+        if name != "cpu-millicores":
+            out.extend(rule(model))
     return out
