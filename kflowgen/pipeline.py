@@ -97,6 +97,8 @@ def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool:
     """A cache key per overlay: its files, the hand-kept bases it may reference, and the kustomize version.
     A change to any base changes the key of every overlay that uses bases/ (all are rebuilt)."""
     bases = cache.tree_digest(root / "bases")
+    batch = tools.find_batch()
+    builder = tools._version([str(batch), "-version"]) if batch and tool.argv[0] != "kubectl" else "process"
     by_overlay: dict[str, list[str]] = {o: [] for o in overlays}
     for rel in files:
         folder = rel.rsplit("/", 1)[0]
@@ -104,7 +106,7 @@ def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool:
             by_overlay[folder].append(rel)
     out = {}
     for overlay, rels in by_overlay.items():
-        parts: list = [tool.version, tool.argv[0] if tool.argv[0] == "kubectl" else "kustomize"]
+        parts: list = [tool.version, tool.argv[0] if tool.argv[0] == "kubectl" else "kustomize", builder]
         for rel in sorted(rels):
             parts += [rel, files[rel]]
         if any(b"bases/" in files[rel] for rel in rels):
@@ -141,7 +143,10 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
                     (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
                     (scratch / rel).write_bytes(data)
             tick = progress(len(todo)) if progress else (lambda: None)
-            for overlay, result in tools.kustomize_build(kustomize, scratch, todo, jobs, tick).items():
+            batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
+            results_now = (tools.kustomize_batch(batch, scratch, todo, jobs, tick) if batch else
+                           tools.kustomize_build(kustomize, scratch, todo, jobs, tick))
+            for overlay, result in results_now.items():
                 results[overlay] = result
                 if not isinstance(result, Diagnostic):
                     store.put("build", keys[overlay], result.encode("utf-8"))

@@ -1,0 +1,299 @@
+"""kflowgen-kbuild (tools/kbuild): many `kustomize build`s in one process, byte-identical to the pinned kustomize.
+
+Each test compares the batch stream with `kustomize build DIR` run once per overlay, on the example repository, a
+generated 20-team repository, a failing overlay, and a few kustomize features kflowgen does not use today
+(custom OpenAPI schema, strategic-merge and JSON 6902 patches, generators, build flags).
+Build the binary with: cd tools/kbuild && GOBIN=<kflowgen>/.tools/bin go install .
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from kflowgen import pipeline, tools
+from kflowgen.render import render
+
+PROJECT = Path(__file__).resolve().parents[1]
+KBUILD = tools.tools_dir() / "kflowgen-kbuild"
+KUSTOMIZE = tools.tools_dir() / "kustomize"
+HEADER = re.compile(rb"==> (\d+) (ok|error) ([^\n]*)\n")
+
+pytestmark = [
+    pytest.mark.skipif(not KBUILD.is_file(), reason=f"{KBUILD} is not built: "
+                       f"cd tools/kbuild && GOBIN={KBUILD.parent} go install ."),
+    pytest.mark.skipif(not KUSTOMIZE.is_file(), reason=f"the pinned kustomize is not in {KUSTOMIZE.parent}: "
+                       "kflowgen tools install"),
+]
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+def parse_stream(data: bytes) -> list[tuple[str, str, bytes]]:
+    """(dir, status, payload) per overlay; fails on anything that is not exactly header + payload, repeated."""
+    out, pos = [], 0
+    while pos < len(data):
+        m = HEADER.match(data, pos)
+        assert m, f"no header at byte {pos}: {data[pos:pos + 80]!r}"
+        size = int(m.group(1))
+        start = m.end()
+        assert start + size <= len(data), f"payload of {m.group(3)!r} is cut short"
+        out.append((m.group(3).decode(), m.group(2).decode(), data[start:start + size]))
+        pos = start + size
+    return out
+
+
+def kbuild(dirs: list[str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(KBUILD), *args], input="".join(d + "\n" for d in dirs).encode(),
+                          capture_output=True, timeout=600)
+
+
+def batch(dirs: list[str], *args: str) -> dict[str, tuple[str, bytes]]:
+    run = kbuild(dirs, *args)
+    assert run.returncode in (0, 1), run.stderr.decode()
+    results = parse_stream(run.stdout)
+    assert [d for d, _, _ in results] == dirs, "results are not in input order"
+    assert run.returncode == (1 if any(s == "error" for _, s, _ in results) else 0)
+    return {d: (s, p) for d, s, p in results}
+
+
+def kustomize(d: str, *flags: str) -> tuple[str, bytes]:
+    """What the stream should hold for d: ('ok', stdout) or ('error', stderr) of the pinned kustomize binary."""
+    run = subprocess.run([str(KUSTOMIZE), "build", *flags, d], capture_output=True, timeout=300)
+    return ("ok", run.stdout) if run.returncode == 0 else ("error", run.stderr)
+
+
+def kustomize_all(dirs: list[str], *flags: str) -> dict[str, tuple[str, bytes]]:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(zip(dirs, pool.map(lambda d: kustomize(d, *flags), dirs)))
+
+
+def assert_identical(got: dict[str, tuple[str, bytes]], want: dict[str, tuple[str, bytes]]) -> None:
+    assert list(got) == list(want)
+    differ = [d for d in want if got[d] != want[d]]
+    assert not differ, f"{len(differ)} of {len(want)} overlays differ from kustomize build, first: {differ[0]}\n" \
+                       f"kbuild:    {got[differ[0]][0]} {got[differ[0]][1][:300]!r}\n" \
+                       f"kustomize: {want[differ[0]][0]} {want[differ[0]][1][:300]!r}"
+
+
+def render_into(repo: Path, dest: Path) -> list[str]:
+    """Render repo's specs into dest with a copy of its bases/, as pipeline.build does; the overlay folders."""
+    model, diags = pipeline.load(repo)
+    assert model is not None, [str(d) for d in diags if d.severity == "error"]
+    files = render(model)
+    if (repo / "bases").is_dir():
+        shutil.copytree(repo / "bases", dest / "bases", symlinks=False)
+    for rel, data in files.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(data)
+    return [str(dest / o) for o in pipeline.overlays_of(files)]
+
+
+# --- fixtures -----------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory) -> list[str]:
+    return render_into(PROJECT, tmp_path_factory.mktemp("example"))
+
+
+@pytest.fixture(scope="module")
+def example_built(example) -> dict[str, tuple[str, bytes]]:
+    return kustomize_all(example)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> list[str]:
+    sys.path.insert(0, str(PROJECT / "bench"))
+    try:
+        from generate import generate
+    finally:
+        sys.path.remove(str(PROJECT / "bench"))
+    repo = generate(tmp_path_factory.mktemp("gen") / "repo", 20)
+    return render_into(repo, tmp_path_factory.mktemp("gen-rendered"))
+
+
+# --- byte-identical output ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("jobs", ["1", "2", "8"])
+def test_example_repository_is_byte_identical(example, example_built, jobs):
+    assert len(example) >= 10
+    assert all(s == "ok" for s, _ in example_built.values())
+    assert_identical(batch(example, "-j", jobs), example_built)
+
+
+def test_generated_20_teams_is_byte_identical(generated):
+    assert len(generated) >= 120  # 20 teams x 3 environments x (platform, workloads) + Argo CD
+    want = kustomize_all(generated)
+    assert all(s == "ok" for s, _ in want.values())
+    assert_identical(batch(generated, "-j", "2"), want)
+
+
+def test_broken_overlay_reports_kustomize_error_and_others_still_build(tmp_path, example, example_built):
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(example[0]).parents[2], repo)  # <scratch>/overlays/<env>/argocd -> <scratch>
+    dirs = [str(repo / Path(d).relative_to(Path(example[0]).parents[2])) for d in example]
+    broken = next(d for d in dirs if d.endswith("/workloads"))
+    kust = Path(broken, "kustomization.yaml").read_text()
+    victim = re.findall(r"^- (\S+\.yaml)$", kust, re.M)[0]
+    Path(broken, victim).unlink()
+    missing = str(tmp_path / "no-such-overlay")
+    dirs.insert(1, missing)
+
+    got = batch(dirs, "-j", "2")
+    assert got[broken][0] == "error"
+    assert got[broken] == kustomize(broken)
+    assert victim.encode() in got[broken][1] and got[broken][1].startswith(b"Error: ")
+    assert got[missing] == ("error", kustomize(missing)[1])
+    pristine = Path(example[0]).parents[2]
+    for d in dirs:
+        if d not in (broken, missing):
+            assert got[d] == example_built[str(pristine / Path(d).relative_to(repo))], d  # as in the pristine copy
+
+
+# --- the stream ---------------------------------------------------------------------------------------------------
+
+def test_stream_keeps_input_order_repeats_and_odd_paths(tmp_path, example, example_built):
+    shutil.copytree(Path(example[0]).parents[2], tmp_path / "a dir with spaces" / "repo")
+    rel = Path(example[1]).relative_to(Path(example[0]).parents[2])
+    spaced = str(tmp_path / "a dir with spaces" / "repo" / rel)
+    dirs = list(reversed(example)) + [example[0], spaced, example[0]]
+    run = kbuild(dirs + [""], "-j", "3")  # an empty line is skipped
+    assert run.returncode == 0, run.stderr.decode()
+    results = parse_stream(run.stdout)
+    assert [d for d, _, _ in results] == dirs
+    for d, s, p in results:
+        assert (s, p) == example_built[example[1] if d == spaced else d]
+
+
+def test_empty_input_gives_empty_stream():
+    run = kbuild([])
+    assert (run.returncode, run.stdout) == (0, b"")
+
+
+def test_usage_errors_exit_2():
+    assert kbuild([], "-j", "0").returncode == 2
+    assert kbuild([], "--", "--output", "/tmp/x").returncode == 2
+    assert kbuild([], "--", "--load-restrictor", "bogus").returncode == 2
+    assert kbuild([], "--", "somedir").returncode == 2
+
+
+def test_version_names_the_modules_of_the_pinned_kustomize():
+    run = subprocess.run([str(KBUILD), "-version"], capture_output=True, text=True, check=True)
+    assert "sigs.k8s.io/kustomize/kustomize/v5@v5.8.1" in run.stdout
+    assert "sigs.k8s.io/kustomize/api@v0.21.1" in run.stdout
+    if shutil.which("go"):
+        deps = subprocess.run(["go", "version", "-m", str(KUSTOMIZE)], capture_output=True, text=True).stdout
+        pinned = dict(re.findall(r"^\s*(?:dep|mod)\s+(sigs\.k8s\.io/kustomize/\S+)\s+(\S+)", deps, re.M))
+        for module in ("sigs.k8s.io/kustomize/api", "sigs.k8s.io/kustomize/kyaml"):
+            assert f"{module}@{pinned[module]}" in run.stdout
+
+
+# --- kustomize features beyond today's overlays ------------------------------------------------------------------
+
+SCHEMA = """{"definitions": {"v1alpha1.Widget": {
+  "type": "object",
+  "x-kubernetes-group-version-kind": [{"group": "example.com", "kind": "Widget", "version": "v1alpha1"}],
+  "properties": {"spec": {"type": "object", "properties": {"parts": {
+    "type": "array", "x-kubernetes-patch-merge-key": "name", "x-kubernetes-patch-strategy": "merge",
+    "items": {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "string"}}}}}}}}}}
+"""
+
+WIDGET = """apiVersion: example.com/v1alpha1
+kind: Widget
+metadata:
+  name: w
+spec:
+  parts:
+  - {name: a, size: "1"}
+  - {name: b, size: "2"}
+"""
+
+WIDGET_PATCH = """patches:
+- patch: |-
+    apiVersion: example.com/v1alpha1
+    kind: Widget
+    metadata:
+      name: w
+    spec:
+      parts:
+      - {name: b, size: "20"}
+"""
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      containers:
+      - {name: web, image: nginx:1.0, env: [{name: A, value: "1"}]}
+      - {name: side, image: busybox}
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+@pytest.fixture
+def features(tmp_path) -> list[str]:
+    """Overlays that use a custom OpenAPI schema (kustomize's process-wide state) mixed with ordinary ones."""
+    write(tmp_path, {
+        # a custom schema: the strategic-merge patch merges the list by name
+        "custom/kustomization.yaml": "resources: [widget.yaml]\nopenapi:\n  path: schema.json\n" + WIDGET_PATCH,
+        "custom/schema.json": SCHEMA, "custom/widget.yaml": WIDGET,
+        # the same patch without a schema replaces the list: must not see the schema of the build before it
+        "plain/kustomization.yaml": "resources: [widget.yaml]\n" + WIDGET_PATCH, "plain/widget.yaml": WIDGET,
+        # a base with a schema under an overlay without one
+        "base-schema/kustomization.yaml": "resources: [widget.yaml]\nopenapi:\n  path: schema.json\n",
+        "base-schema/schema.json": SCHEMA, "base-schema/widget.yaml": WIDGET,
+        "via-base/kustomization.yaml": "resources: [../base-schema]\n" + WIDGET_PATCH,
+        # built-in schema: strategic merge on a Deployment, JSON 6902, images, generators with hashes, prefixes
+        "smp/kustomization.yaml": "namePrefix: p-\ncommonLabels: {app: web}\nresources: [deployment.yaml]\n"
+        "images: [{name: nginx, newTag: '2.0'}]\n"
+        "configMapGenerator: [{name: cfg, literals: [k=v]}]\n"
+        "patches:\n- patch: |-\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: web}\n"
+        "    spec:\n      template:\n        spec:\n          containers:\n"
+        "          - {name: web, env: [{name: B, value: '2'}]}\n"
+        "- target: {kind: Deployment}\n  patch: |-\n    - {op: add, path: /spec/replicas, value: 3}\n",
+        "smp/deployment.yaml": DEPLOYMENT,
+        "sorted/kustomization.yaml": "resources: [deployment.yaml, ns.yaml]\n"
+        "sortOptions: {order: fifo}\n",
+        "sorted/deployment.yaml": DEPLOYMENT, "sorted/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n",
+    })
+    names = ["custom", "plain", "smp", "via-base", "plain", "sorted", "custom", "smp", "plain"]
+    return [str(tmp_path / n) for n in names]
+
+
+@pytest.mark.parametrize("jobs", ["1", "4"])
+def test_custom_openapi_schema_does_not_leak_between_overlays(features, jobs):
+    want = {d: kustomize(d) for d in dict.fromkeys(features)}
+    assert all(s == "ok" for s, _ in want.values())
+    custom, plain = want[features[0]][1], want[features[1]][1]
+    assert b'size: "20"' in custom and b"name: a" in custom  # merged by name
+    assert b"name: a" not in plain  # replaced
+    run = kbuild(features, "-j", jobs)
+    assert run.returncode == 0, run.stderr.decode()
+    got = parse_stream(run.stdout)
+    assert [d for d, _, _ in got] == features
+    for d, s, p in got:
+        assert (s, p) == want[d], d
+
+
+def test_kustomize_build_flags_after_double_dash(tmp_path):
+    write(tmp_path, {"shared/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+                     "overlay/kustomization.yaml": "resources: [../shared/cm.yaml]\n"})
+    d = str(tmp_path / "overlay")
+    restricted = batch([d])
+    assert restricted[d] == kustomize(d) and restricted[d][0] == "error"  # rootOnly, as `kustomize build`
+    loose = batch([d], "--", "--load-restrictor", "LoadRestrictionsNone")
+    assert loose[d] == kustomize(d, "--load-restrictor", "LoadRestrictionsNone") and loose[d][0] == "ok"
