@@ -98,7 +98,7 @@ def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool:
     A change to any base changes the key of every overlay that uses bases/ (all are rebuilt)."""
     bases = cache.tree_digest(root / "bases")
     batch = tools.find_batch()
-    builder = tools._version([str(batch), "-version"]) if batch and tool.argv[0] != "kubectl" else "process"
+    builder = tools.command_version([str(batch), "-version"]) if batch and tool.argv[0] != "kubectl" else "process"
     by_overlay: dict[str, list[str]] = {o: [] for o in overlays}
     for rel in files:
         folder = rel.rsplit("/", 1)[0]

@@ -38,7 +38,7 @@ class Tool:
     version: str
 
 
-def _version(argv: list[str]) -> str:
+def command_version(argv: list[str]) -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
@@ -48,7 +48,7 @@ def _version(argv: list[str]) -> str:
 
 def binary_version(path: Path, name: str) -> str:
     """The tool's own version, or for `go install` builds that print 'development', the module version Go recorded."""
-    own = _version([str(path), "version" if name == "kustomize" else "-v"])
+    own = command_version([str(path), "version" if name == "kustomize" else "-v"])
     if own.startswith("v") or not shutil.which("go"):
         return own
     for line in _run_lines(["go", "version", "-m", str(path)]):
@@ -78,7 +78,7 @@ def find(name: str, repo: Path | None = None) -> Tool | Diagnostic:
             argv = (str(c), "build") if name == "kustomize" else (str(c),)
             return Tool(name, argv, binary_version(c, name))
     if name == "kustomize" and shutil.which("kubectl"):
-        v = _version(["kubectl", "version", "--client"])
+        v = command_version(["kubectl", "version", "--client"])
         return Tool(name, ("kubectl", "kustomize"), v.split("Kustomize Version:")[-1].strip() or "kubectl")
     return error(name, (0, 0), "KF901", f"{name} is not installed", f"install it with: {install_command(name)}")
 
@@ -138,7 +138,7 @@ def find_batch() -> Path | None:
     binary = tools_dir() / "kflowgen-kbuild"
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         return None
-    return binary if KUSTOMIZE[2] in _version([str(binary), "-version"]) else None
+    return binary if KUSTOMIZE[2] in command_version([str(binary), "-version"]) else None
 
 
 def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int,
