@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools demo test clean
+.PHONY: setup tools tools-server demo test clean
 
 setup: $(BIN)/kflowgen tools
 
@@ -22,6 +22,11 @@ tools: $(BIN)/kflowgen .tools/bin/actionlint
 # actionlint checks the GitHub workflows in the tests (a developer tool: users do not need it)
 .tools/bin/actionlint:
 	GOBIN=$(CURDIR)/.tools/bin go install $(ACTIONLINT)
+
+# etcd, kube-apiserver and kube-controller-manager from source (tools/apiserver), for `validate --server` and
+# the API-server tests: 10-20 minutes and 2.2 GB of memory the first time, seconds afterwards.
+tools-server: $(BIN)/kflowgen
+	$(BIN)/kflowgen tools install --server
 
 demo: setup
 	$(BIN)/kflowgen render

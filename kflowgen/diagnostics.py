@@ -64,6 +64,8 @@ CODES: dict[str, str] = {
     "KF402": "built object fails strict schema validation",
     "KF403": "no schema for a built kind",
     "KF404": "generated JupyterHub values fail the chart's values schema",
+    "KF405": "built object rejected by the API server (server-side dry-run)",
+    "KF406": "API server warning for a built object (server-side dry-run)",
     # policy on built manifests
     "KF601": "pod template does not meet Pod Security restricted",
     "KF602": "container without cpu and memory requests and limits",

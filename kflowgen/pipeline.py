@@ -167,12 +167,13 @@ def count_objects(text: str) -> int:
 
 
 def validate(root: Path, env: str | None = None, jobs: int | None = None, use_cache: bool = True,
-             progress=None) -> Report:
+             progress=None, server: bool = False) -> Report:
     """Everything the gate checks: specs, cross-file rules, build of every overlay, strict schema validation,
     policy. With the cache, only overlays whose inputs changed are built and checked again."""
     report = Report()
     jobs = jobs or os.cpu_count() or 1
     store = cache.Cache(cache.default_folder() if use_cache else None)
+    server_lines: list[str] = []
     model, diags = load(root)
     report.extend(diags)
     if model is None:
@@ -192,8 +193,13 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
         report.extend(verify.manifests(root, model, built.overlays, jobs, cache.default_folder(), built.tools, store))
         report.extend(verify.hub_values(root, model, files, envs))
         report.extend(checked_policy(model, env, built.overlays, store))
+        if server and not report.errors:  # a real kube-apiserver: admission, defaulting, names, CEL, strict fields
+            from . import server as apiserver
+
+            report.extend(apiserver.check(root, list(model.platform.crds), built.overlays, jobs,
+                                          summary=server_lines))
     if not report.errors:
-        report.summary = summary(model, built, envs)
+        report.summary = summary(model, built, envs) + server_lines
     return report
 
 

@@ -266,7 +266,7 @@ def _argocd(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:
         spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
         return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
                 "metadata": _meta(name, ns, labels=_labels(env, team),
-                                  finalizers=["resources-finalizer.argocd.argoproj.io"]), "spec": spec}
+                                  finalizers=["resources-finalizer.argocd.argoproj.io/foreground"]), "spec": spec}
 
     def git(path):
         return {"repoURL": p.repo_url, "targetRevision": p.revision, "path": path}

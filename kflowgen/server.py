@@ -77,6 +77,13 @@ BINARIES = (
 )
 
 
+def _lines(argv: list[str]) -> list[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+
+
 def _ldflags() -> str:
     """What Kubernetes' own build stamps (hack/lib/version.sh), so /version and `--version` say v1.34.4."""
     major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
@@ -95,7 +102,7 @@ def built_version(path: Path, binary: Binary) -> str:
     """The pinned module's version recorded in a binary built by install(), or '' (missing, other build, no Go)."""
     if not path.is_file() or not shutil.which("go"):
         return ""
-    lines = [line.strip().split("\t") for line in tools._run_lines(["go", "version", "-m", str(path)])]
+    lines = [line.strip().split("\t") for line in _lines(["go", "version", "-m", str(path)])]
     if not any(len(p) >= 2 and p[0] == "path" and p[1] == binary.path for p in lines):
         return ""
     if binary.module.startswith("k8s.io/kubernetes") and not any(
@@ -368,7 +375,7 @@ class ControlPlane:
 
     @staticmethod
     def _etcd_supports_no_fsync(etcd: Path) -> bool:
-        out = tools._run_lines([str(etcd), "--version"])
+        out = _lines([str(etcd), "--version"])
         m = re.search(r"etcd Version: (\d+)\.(\d+)", "\n".join(out))
         return bool(m) and (int(m.group(1)), int(m.group(2))) >= (3, 5)
 
@@ -682,5 +689,5 @@ def check(root: Path, crd_paths: list[str], built: dict[str, str], jobs: int = 4
                 summary.append(f"{n} objects sent to kube-apiserver {KUBERNETES_VERSION} (server-side dry-run, strict "
                                f"field validation, {cp.stats['crds']} CRDs installed) in {time.monotonic() - t0:.1f}s")
             return diags
-    except ControlPlaneError as e:
+    except (ControlPlaneError, OSError) as e:  # OSError: urllib's URLError, e.g. the API server died mid-run
         return [error("kube-apiserver", (0, 0), "KF902", f"the local control plane failed: {e}")]

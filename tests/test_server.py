@@ -1,0 +1,410 @@
+"""End-to-end tests on a real, local, throw-away control plane (etcd, kube-apiserver, kube-controller-manager built
+from source by kflowgen.server.install): server-side dry-run of the example repository, rejections reported per
+object, GPU quota and Pod Security admission, and no process left behind. Nothing here mocks the API server."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kflowgen import diagnostics, pipeline, server
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.kschemas import crd_files_in
+from kflowgen.render import render
+
+from conftest import PROJECT, UPSTREAM  # tests/ is on sys.path (pytest prepend mode)
+
+GPU = "nvidia.com/gpu"
+
+
+def _timing(name: str, seconds: float) -> None:
+    print(f"\n[timing] {name}: {seconds:.2f}s")
+
+
+@pytest.fixture(autouse=True)
+def codes(monkeypatch):
+    """KF405/KF406 are registered in diagnostics.CODES by whoever wires `validate --server`; here, for the tests."""
+    for code, title in server.CODE_TITLES.items():
+        if code not in diagnostics.CODES:
+            monkeypatch.setitem(diagnostics.CODES, code, title)
+
+
+@pytest.fixture(scope="session")
+def binaries() -> dict[str, Path]:
+    found = server.find()
+    if isinstance(found, Diagnostic):
+        # absent: `make tools-server` builds them (10-20 minutes the first time). The suite builds them itself only
+        # when asked to (KFLOWGEN_BUILD_SERVER=1), so that `make test` stays quick where they were not built.
+        if not os.environ.get("KFLOWGEN_BUILD_SERVER"):
+            pytest.skip(f"control-plane binaries not built: run `make tools-server` ({found.message})")
+        if shutil.which("go") and (server.MODULE / "go.mod").is_file():
+            t0 = time.monotonic()
+            rc = server.install()
+            _timing("control-plane build (go install)", time.monotonic() - t0)
+            found = server.find()
+            if isinstance(found, Diagnostic):
+                pytest.skip(f"control-plane binaries absent and the build failed (exit {rc}): {found.message}")
+        else:
+            pytest.skip(f"control-plane binaries absent and cannot be built here (needs Go and {server.MODULE}): "
+                        f"{found.message}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def example() -> tuple:
+    """The example repository, loaded, rendered and built (kustomize) as `kflowgen validate` does."""
+    model, diags = pipeline.load(PROJECT)
+    assert model is not None, diags
+    files = render(model)
+    built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files), os.cpu_count() or 1)
+    assert not diags, diags
+    return model, built
+
+
+def _docs(text: str) -> list[dict]:
+    return [obj for _, obj in server.documents(text)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line mentions text (the control plane's temporary folder)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if text.encode() in (d / "cmdline").read_bytes() and _alive(int(d.name)):
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+def _assert_gone(pids: list[int], folder: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (any(map(_alive, pids)) or _processes_mentioning(str(folder))):
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)], "control-plane processes left running"
+    assert not _processes_mentioning(str(folder)), "a process still uses the control plane's folder"
+
+
+# --- building, and reading what the API server says ----------------------------------------------------------------
+
+def test_install_keeps_binaries_already_at_the_pinned_version(binaries):
+    logged: list[str] = []
+    assert server.install(binaries["etcd"].parent, log=logged.append) == 0
+    assert logged == [f"kflowgen: {b.name} {b.version} already in {binaries['etcd'].parent}" for b in server.BINARIES]
+    for b in server.BINARIES:
+        assert server.built_version(binaries[b.name], b) == b.version
+    kustomize = server.tools.find("kustomize")
+    if not isinstance(kustomize, Diagnostic) and Path(kustomize.argv[0]).is_file():
+        assert server.built_version(Path(kustomize.argv[0]), server.BINARIES[1]) == ""  # another program: rebuild
+
+
+def test_documents_keep_each_objects_own_text():
+    stream = "a: 1\n---\n# comment only\n--- # x\nkind: B\nb: [1, 2]\n---\n\n"
+    docs = server.documents(stream)
+    assert [obj for _, obj in docs] == [{"a": 1}, {"kind": "B", "b": [1, 2]}]
+    assert docs[1][0].strip() == "kind: B\nb: [1, 2]"
+
+
+def test_warning_headers_are_unquoted():
+    assert server._warnings(['299 - "metadata.finalizers: \\"x\\": prefer a domain"', "odd"]) == [
+        'metadata.finalizers: "x": prefer a domain', "odd"]
+
+
+# --- (a) the example repository -----------------------------------------------------------------------------------
+
+def test_example_repository_passes_server_side_dry_run(binaries, example):
+    model, built = example
+    crd_files = crd_files_in([PROJECT / c for c in model.platform.crds])
+    assert crd_files and all(UPSTREAM in f.resolve().parents for f in crd_files)
+    t0 = time.monotonic()
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
+        assert cp.request("GET", "/version").body["gitVersion"] == server.KUBERNETES_VERSION
+        t1 = time.monotonic()
+        diags = cp.dry_run(built.overlays, crd_files)
+        _timing(f"dry-run of the example repository ({sum(built.objects.values())} objects, 3 environments)",
+                time.monotonic() - t1)
+        assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.objects.values()) == 175
+        # only the CRDs of kinds the objects use are installed (Application, AppProject; no ApplicationSet)
+        crds = {c["metadata"]["name"] for c in cp.request(
+            "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]}
+        assert {"applications.argoproj.io", "appprojects.argoproj.io"} <= crds
+        assert "applicationsets.argoproj.io" not in crds and cp.stats["crds"] == len(crds)
+        errors = [d for d in diags if d.severity == diagnostics.ERROR]
+        assert not errors, "\n".join(f"{d.path}: {d.message}" for d in errors)
+        # no warnings either: Applications carry Argo CD's path-qualified foreground finalizer
+        # (resources-finalizer.argocd.argoproj.io/foreground), which Kubernetes 1.34 does not warn about
+        assert diags == [], "\n".join(f"{d.path}: {d.message}" for d in diags)
+        # Namespaces were created for real, with the last environment's labels; Applications went to argocd
+        ns = cp.request("GET", "/api/v1/namespaces/vision").body
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert cp.request("GET", "/api/v1/namespaces/argocd").ok
+        # dry-run persisted nothing else
+        assert cp.request("GET", "/apis/batch/v1/namespaces/vision/jobs").body["items"] == []
+        assert cp.request("GET", "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications").body["items"] == []
+        # kubectl can use the kubeconfig
+        out = subprocess.run(["kubectl", "--kubeconfig", str(cp.kubeconfig), "get", "crd", "-o", "name"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "customresourcedefinition.apiextensions.k8s.io/applications.argoproj.io" in out.stdout
+
+
+def test_every_upstream_crd_installs_and_is_established(binaries):
+    crd_files = crd_files_in([UPSTREAM / "crds"])
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        t0 = time.monotonic()
+        diags = cp.dry_run({}, crd_files, all_crds=True)
+        _timing(f"installing all {cp.stats['crds']} upstream CRDs", time.monotonic() - t0)
+        assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
+        served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
+        assert len(served) == cp.stats["crds"] == sum(len(server.documents(f.read_text())) for f in crd_files)
+
+
+def test_check_is_what_validate_server_runs(binaries, example):
+    model, built = example
+    one = {o: t for o, t in built.overlays.items() if o.startswith("overlays/staging/")}
+    summary: list[str] = []
+    diags = server.check(PROJECT, list(model.platform.crds), one, summary=summary)
+    assert not [d for d in diags if d.severity == diagnostics.ERROR]
+    assert summary and summary[0].startswith(f"{built.objects['staging']} objects sent to kube-apiserver v1.34.4")
+
+
+# --- (b) rejections and warnings, per object ----------------------------------------------------------------------
+
+def test_broken_objects_are_reported_with_their_identity(binaries, example):
+    _, built = example
+    platform = _docs(built.overlays["overlays/dev/teams/vision/platform"])
+    namespace = next(o for o in platform if o["kind"] == "Namespace")
+    job = next(o for o in _docs(built.overlays["overlays/dev/teams/vision/workloads"]) if o["kind"] == "Job")
+    app = next(o for o in _docs(built.overlays["overlays/dev/argocd"]) if o["kind"] == "Application")
+
+    unknown = copy.deepcopy(job)
+    unknown["metadata"]["name"] = "unknown-field"
+    unknown["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    privileged = copy.deepcopy(job)
+    privileged["metadata"]["name"] = "privileged"
+    privileged["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    bad_app = copy.deepcopy(app)
+    bad_app["spec"]["syncPolicyy"] = {}
+    bad_name = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name", "namespace": "vision"}}
+    long_port = copy.deepcopy(job)  # a container port name is an IANA service name: at most 15 characters
+    long_port["metadata"]["name"] = "long-port-name"
+    long_port["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"name": "metrics-endpoint", "containerPort": 9090}]
+    duplicate = textwrap.dedent("""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: duplicate
+          namespace: vision
+        data:
+          a: "1"
+          a: "2"
+        """)
+    good = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fine", "namespace": "vision"}}
+    docs = [namespace, unknown, privileged, bad_name, long_port, good]
+    dev = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs) + "---\n" + duplicate
+    prod = yaml.safe_dump(bad_app, sort_keys=False)
+    crd_files = crd_files_in([UPSTREAM / "crds" / "argoproj.io"])
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        diags = cp.dry_run({"overlays/dev/teams/vision/x": dev, "overlays/prod/argocd": prod}, crd_files)
+
+    def one(code: str, ident: str) -> Diagnostic:
+        found = [d for d in diags if d.code == code and d.message.startswith(ident + ": ")]
+        assert len(found) == 1, (code, ident, diags)
+        return found[0]
+
+    d = one("KF405", "Job vision/unknown-field")
+    assert d.severity == diagnostics.ERROR and d.path == "overlays/dev/teams/vision/x"
+    assert "imagePullPolicyy" in d.message and "field not declared in schema" in d.message
+    assert "strict field validation" in d.hint  # the API server answers 500 here (kubernetes#122480)
+    assert "RFC 1123" in one("KF405", "ConfigMap vision/Bad_Name").message
+    d = one("KF405", "Job vision/long-port-name")
+    assert "must be no more than 15 characters" in d.message and "HTTP 422 Invalid" in d.hint
+    d = one("KF405", "ConfigMap vision/duplicate")  # caught because each object is sent as the YAML it was built as
+    assert 'key "a" already set in map' in d.message and "\n" not in d.message
+    assert "syncPolicyy" in one("KF405", f"Application argocd/{app['metadata']['name']}").message
+    # a workload breaking Pod Security in a namespace kflowgen labels: the API server warns (pods would be refused)
+    w = one("KF406", "Job vision/privileged")
+    # (warn has no pinned version in the rendered Namespace, so the API server checks restricted:latest)
+    assert w.severity == diagnostics.WARNING and 'would violate PodSecurity "restricted:' in w.message
+    assert not [d for d in diags if "vision/fine" in d.message]
+    assert {d.code for d in diags} == {"KF405", "KF406"}
+    assert len([d for d in diags if d.code == "KF405"]) == 5
+
+
+# --- (c, d) quota and Pod Security, end to end ---------------------------------------------------------------------
+
+TEAM, ENV = "vision", "dev"
+
+
+@pytest.fixture(scope="module")
+def team(binaries, example):
+    """A control plane with the controller manager, and the team's platform objects of one environment applied
+    for real: Namespace (Pod Security restricted), ResourceQuota, LimitRange, ServiceAccount, RoleBindings..."""
+    _, built = example
+    objects = _docs(built.overlays[f"overlays/{ENV}/teams/{TEAM}/platform"])
+    with server.ControlPlane(binaries, controller_manager=True) as cp:
+        for obj in sorted(objects, key=lambda o: o["kind"] != "Namespace"):
+            r = cp.apply(obj)
+            assert r.ok, (server.identity(obj), r.message)
+        quota = next(o for o in objects if o["kind"] == "ResourceQuota")
+
+        def counted() -> bool:  # the resourcequota controller has computed the quota's status
+            status = cp.get(quota).body.get("status") or {}
+            return f"requests.{GPU}" in (status.get("hard") or {}) and f"requests.{GPU}" in (status.get("used") or {})
+
+        cp.wait_for("the quota controller to fill the ResourceQuota's status", counted, timeout=60)
+        yield cp, built, quota
+
+
+def _pod_from_job(built, name: str, gpus: int | None = None) -> dict:
+    """A bare Pod made from a rendered training Job's pod template (what the Job controller would create)."""
+    job = next(o for o in _docs(built.overlays[f"overlays/{ENV}/teams/{TEAM}/workloads"])
+               if o["kind"] == "Job" and GPU in o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"])
+    template = copy.deepcopy(job["spec"]["template"])
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {**template.get("metadata", {}), "name": name, "namespace": job["metadata"]["namespace"]},
+           "spec": template["spec"]}
+    if gpus is not None:
+        for part in ("requests", "limits"):
+            if GPU in pod["spec"]["containers"][0]["resources"].get(part, {}):
+                pod["spec"]["containers"][0]["resources"][part][GPU] = str(gpus)
+    return pod
+
+
+def _gpu(cp, quota, which: str) -> int:
+    return int((cp.get(quota).body["status"][which]).get(f"requests.{GPU}", "0"))
+
+
+def test_pod_asking_for_more_gpus_than_the_quota_is_refused(team):
+    cp, built, quota = team
+    hard = _gpu(cp, quota, "hard")
+    assert hard == int(quota["spec"]["hard"][f"requests.{GPU}"]) == 4
+    r = cp.create(_pod_from_job(built, "too-many-gpus", gpus=hard + 1))
+    assert r.status == 403, r.body
+    assert "exceeded quota: team" in r.message and f"requests.{GPU}={hard + 1}" in r.message, r.message
+    assert cp.get({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "too-many-gpus", "namespace": TEAM}}).status == 404
+
+
+def test_pods_within_the_quota_are_admitted_until_it_is_used_up(team):
+    cp, built, quota = team
+    hard, used = _gpu(cp, quota, "hard"), _gpu(cp, quota, "used")
+    r = cp.create(_pod_from_job(built, "one-trial"))  # the rendered template as is
+    assert r.status == 201, r.message
+    assert r.body["status"]["phase"] == "Pending"  # no nodes: it stays Pending, which is fine
+    gpus = int(r.body["spec"]["containers"][0]["resources"]["limits"][GPU])
+    assert _gpu(cp, quota, "used") == used + gpus  # quota admission charged it
+    rest = hard - used - gpus
+    assert rest > 0
+    r = cp.create(_pod_from_job(built, "rest-of-quota", gpus=rest))
+    assert r.status == 201, r.message
+    assert _gpu(cp, quota, "used") == hard
+    r = cp.create(_pod_from_job(built, "one-more", gpus=1))
+    assert r.status == 403 and "exceeded quota" in r.message, r.message
+
+
+def test_pod_breaking_pod_security_restricted_is_refused_in_a_team_namespace(team):
+    cp, built, _ = team
+    labels = cp.request("GET", f"/api/v1/namespaces/{TEAM}").body["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"  # as kflowgen rendered it
+    privileged = _pod_from_job(built, "privileged", gpus=0)
+    privileged["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    r = cp.create(privileged)
+    assert r.status == 403, r.body
+    assert 'violates PodSecurity "restricted:v1.34"' in r.message and "privileged" in r.message, r.message
+    no_seccomp = _pod_from_job(built, "no-seccomp", gpus=0)
+    no_seccomp["spec"].pop("securityContext")
+    no_seccomp["spec"]["containers"][0]["securityContext"].pop("seccompProfile")
+    r = cp.create(no_seccomp)
+    assert r.status == 403 and "seccompProfile" in r.message, r.message
+    # the same privileged Pod is admitted in a namespace without the labels: the refusal is Pod Security's
+    assert cp.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unlabelled"}}).ok
+    cp.wait_for("the default ServiceAccount", lambda: cp.request(
+        "GET", "/api/v1/namespaces/unlabelled/serviceaccounts/default").ok)
+    privileged["metadata"]["namespace"] = "unlabelled"
+    privileged["spec"]["serviceAccountName"] = "default"
+    r = cp.create(privileged)
+    assert r.status == 201, r.message
+
+
+# --- (e) nothing left running ---------------------------------------------------------------------------------------
+
+def test_no_process_left_after_the_block_ends_or_raises(binaries):
+    with server.ControlPlane(binaries) as first:
+        pids, folder = first.pids(), first.dir
+        assert len(pids) == 3 and all(map(_alive, pids)) and folder.is_dir()
+    _assert_gone(pids, folder)
+    assert not folder.exists() and first not in server._LIVE
+
+    with pytest.raises(KeyboardInterrupt):  # what Ctrl-C raises
+        with server.ControlPlane(binaries) as cp:
+            pids, folder = cp.pids(), cp.dir
+            raise KeyboardInterrupt
+    _assert_gone(pids, folder)
+    assert not folder.exists() and cp not in server._LIVE  # the atexit hook has nothing left to stop
+
+
+def test_no_process_left_when_start_fails(binaries):
+    cp = server.ControlPlane(binaries, timeout=0.5)  # the API server cannot be ready that fast
+    with pytest.raises(server.ControlPlaneError, match="not ready|exited"):
+        cp.start()
+    assert cp.pids() and cp.dir is not None
+    _assert_gone(cp.pids(), cp.dir)
+    assert not cp.dir.exists()
+
+
+SCRIPT = """
+import json, sys, time
+from kflowgen import server
+cp = server.ControlPlane(controller_manager=True)
+cp.start()
+print(json.dumps({"pids": cp.pids(), "dir": str(cp.dir)}), flush=True)
+try:
+    time.sleep(600)
+finally:
+    cp.stop()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_no_process_left_when_kflowgen_is_interrupted_or_killed(binaries, sig):
+    env = dict(os.environ, KFLOWGEN_TOOLS=str(binaries["kube-apiserver"].parent))
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=PROJECT)
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        started = json.loads(line)
+        pids, folder = started["pids"], Path(started["dir"])
+        assert all(map(_alive, pids))
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        _assert_gone(pids, folder)
+        if sig == signal.SIGINT:
+            assert not folder.exists()  # KeyboardInterrupt ran the cleanup
+        else:
+            shutil.rmtree(folder, ignore_errors=True)  # SIGKILL: the kernel killed the children, no cleanup ran
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
