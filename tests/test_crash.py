@@ -51,9 +51,11 @@ def test_a_killed_render_leaves_the_old_tree_or_the_new_one(trees):
     assert old != new
     rng = random.Random(20261123)
     seen = set()
-    for _ in range(12):
+    rounds = 0
+    while rounds < 12 or (len(seen) < 2 and rounds < 40):  # until kills have landed before and after the swap
+        rounds += 1
         proc = render(root)
-        time.sleep(rng.uniform(0, duration))
+        time.sleep(rng.uniform(0, 2 * duration))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         now = overlays_hash(root)
