@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover
 MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 MAX_DEPTH = 32
 MAX_NODES = 50_000
-MAX_NUMBER = 32  # characters in one number: far beyond any quota, and far below Python's int-from-text limit
+MAX_NUMBER = 32  # digits of a whole number: far beyond any quota, and far below Python's int-from-text limit
 
 _CORE = "tag:yaml.org,2002:"
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -210,7 +210,7 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
             spec.raw[here] = ev.value
             if tag is None and not (parts and parts[-1] == "\x00key" and ev.value in "yYnN"):
                 _yaml11(ev.value, spec, pos, diags)  # (a key named n or y is common and a string to PyYAML too)
-            if len(ev.value) > MAX_NUMBER and (_INT.match(ev.value) or _FLOAT.match(ev.value)):
+            if len(ev.value) > MAX_NUMBER and _INT.match(ev.value):
                 diags.append(error(spec.path, pos, "KF204", f"number {ev.value[:12]}... has {len(ev.value)} characters",
                                    f"specs take numbers of at most {MAX_NUMBER} characters"))
                 return ev.value
