@@ -18,11 +18,19 @@ def schema_text(kind: str) -> str:
     return resources.files("kflowgen").joinpath("schemas", f"{kind}.schema.json").read_text("utf-8")
 
 
+# JSON Schema counts 6.0 as an integer; a spec's whole numbers (trials, workers, replicas, counts) must be written
+# as whole numbers, or `range(6.0)` and friends fail later.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
 @cache
-def _validator(kind: str) -> jsonschema.Draft202012Validator:
+def _validator(kind: str):
     schema = json.loads(schema_text(kind))
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def _field(parts) -> str:
