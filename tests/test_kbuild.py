@@ -297,3 +297,11 @@ def test_kustomize_build_flags_after_double_dash(tmp_path):
     assert restricted[d] == kustomize(d) and restricted[d][0] == "error"  # rootOnly, as `kustomize build`
     loose = batch([d], "--", "--load-restrictor", "LoadRestrictionsNone")
     assert loose[d] == kustomize(d, "--load-restrictor", "LoadRestrictionsNone") and loose[d][0] == "ok"
+
+
+def test_managed_by_label_names_the_pinned_kustomize_version(example, monkeypatch):
+    monkeypatch.setenv("KUSTOMIZE_ENABLE_MANAGEDBY_LABEL", "on")  # both processes inherit it
+    got = batch(example[:2])
+    for d in example[:2]:
+        assert got[d] == kustomize(d)
+        assert b"app.kubernetes.io/managed-by: kustomize-v5.8.1" in got[d][1]
