@@ -117,13 +117,17 @@ class DiffFormat(str, Enum):
     text = "text"
     markdown = "markdown"
     json = "json"
+    github = "github"
+    junit = "junit"
+    sarif = "sarif"
 
 
 @app.command()
 def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to compare the working tree with.")]
          = "origin/main",
          fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a pull-request comment "
-                                                 "or $GITHUB_STEP_SUMMARY) or json.")] = DiffFormat.text,
+                                                 "or $GITHUB_STEP_SUMMARY), json, or github, junit, sarif for the "
+                                                 "diff's diagnostics.")] = DiffFormat.text,
          jobs: Jobs = None, repo: Repo = Path(".")) -> None:
     """Say what a change does to each cluster, without reading generated YAML: quota against capacity, objects
     added, changed and removed, image and model version changes; deletions of namespaces, volumes and projects
@@ -131,8 +135,13 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
     from . import diff as differ
 
     result = differ.diff_git(repo, base, jobs or os.cpu_count() or 1)
-    render_fn = {"text": differ.render_text, "markdown": differ.render_markdown, "json": differ.render_json}
-    sys.stdout.write(render_fn[fmt.value](result))
+    own = {"text": differ.render_text, "markdown": differ.render_markdown, "json": differ.render_json}
+    if fmt.value in own:
+        sys.stdout.write(own[fmt.value](result))
+    else:  # CI formats: the diff's diagnostics through the one reporter registry, the changes as its summary
+        lines = [f"⚠ {c.text}" for c in result.dangerous] + [c.text for c in result.changes
+                                                            if c not in result.dangerous]
+        sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value))
     raise typer.Exit(result.exit_code)
 
 

@@ -228,3 +228,19 @@ def test_pre_commit_hooks_run_real_commands():
     for hook in hooks:
         assert hook["entry"].split()[0] == "kflowgen"
         assert run(*hook["entry"].split()[1:], "--help")[0] == 0
+
+
+def test_diff_in_ci_formats(example_repo, tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", str(example_repo)], check=True)
+    subprocess.run([*git, "-C", str(example_repo), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(example_repo), "commit", "-qm", "base"], check=True)
+    team = example_repo / "specs/teams/vision.yaml"
+    team.write_text(team.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
+    code, out = run("diff", "--base", "HEAD", "--format", "github", "-C", example_repo)
+    assert code == 0 and "vision, prod: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)" in out
+    code, out = run("diff", "--base", "HEAD", "--format", "junit", "-C", example_repo)
+    assert code == 0 and out.startswith("<?xml") and 'failures="0"' in out
+    team.write_text("name: [\n")
+    code, out = run("diff", "--base", "HEAD", "--format", "sarif", "-C", example_repo)
+    assert code == 1 and json.loads(out)["runs"][0]["results"][0]["ruleId"] == "KF101"
