@@ -100,6 +100,11 @@ def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
         return None, [r.diag]
     except yaml.MarkedYAMLError as e:
         return None, [_syntax_error(e, text, path)]
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, DEL, other controls)
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        return None, [error(path, (line, col), "KF101", f"character U+{e.character:04X} is not allowed in YAML",
+                            "remove it, or write it as an escape inside a double-quoted string")]
     except yaml.YAMLError as e:
         return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}")]
     return (None if diags else spec), diags
@@ -131,7 +136,8 @@ def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
 
 def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
     try:
-        raw = (root / rel).read_bytes()
+        with open(root / rel, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # never more: a 256 MiB "spec" costs nothing to refuse
     except OSError as e:
         return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
     if len(raw) > MAX_BYTES:

@@ -33,7 +33,7 @@ def tree_hash(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file() and ".kflowgen" not in p.parts:
-            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+            h.update(os.fsencode(p.relative_to(root)) + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
 
