@@ -134,7 +134,7 @@ def test_warning_headers_are_unquoted():
 def test_example_repository_passes_server_side_dry_run(binaries, example):
     model, built = example
     crd_files = crd_files_in([PROJECT / c for c in model.platform.crds])
-    assert crd_files and all(UPSTREAM in f.resolve().parents for f in crd_files)
+    assert crd_files and all(UPSTREAM.resolve() in f.resolve().parents for f in crd_files)
     t0 = time.monotonic()
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
@@ -398,7 +398,7 @@ def test_no_process_left_when_kflowgen_is_interrupted_or_killed(binaries, sig):
         pids, folder = started["pids"], Path(started["dir"])
         assert all(map(_alive, pids))
         proc.send_signal(sig)
-        proc.wait(timeout=30)
+        proc.wait(timeout=120)  # a graceful stop of etcd and kube-apiserver; slow only on a loaded machine
         _assert_gone(pids, folder)
         if sig == signal.SIGINT:
             assert not folder.exists()  # KeyboardInterrupt ran the cleanup
