@@ -72,8 +72,13 @@ def count_objects(root: Path) -> int:
     return sum(built.objects.values())
 
 
+FAILED: list[str] = []
+
+
 def row(name, teams, objects, runs, base_median=None):
     secs = statistics.median(r[0] for r in runs)
+    if any(r[2] for r in runs):
+        FAILED.append(f"{teams} teams: {name}")
     peak = max(r[1] for r in runs)
     ratio = f"{secs / base_median:.2f}" if base_median else "1.00"
     ok = "ok" if all(r[2] == 0 for r in runs) else "FAILED"
@@ -123,6 +128,8 @@ def main() -> None:
             gate.append((t1[0] + t2[0], max(t1[1], t2[1]), t1[2] or t2[2]))
         row("PR gate, one team changed", teams, objects, gate, base)
     shutil.rmtree(work, ignore_errors=True)
+    if FAILED:
+        sys.exit("bench: failed runs: " + "; ".join(FAILED))
 
 
 if __name__ == "__main__":
