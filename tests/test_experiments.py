@@ -26,28 +26,6 @@ KUSTOMIZE = PROJECT / ".tools" / "bin" / "kustomize"
 EXAMPLES = sorted(p.relative_to(PROJECT).as_posix() for p in (PROJECT / "specs" / "experiments").rglob("*.yaml"))
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
-# The codes this feature reports; diagnostics.CODES gets them when the module is wired in.
-CODES = {
-    "KF320": "experiment names a team that does not exist",
-    "KF321": "experiment file path does not match its team and name, or two experiments share a name",
-    "KF322": "experiment environment not defined, or the team has no quota there",
-    "KF323": "experiment GPU type not defined in the platform file",
-    "KF324": "one trial of an experiment does not fit the team's quota",
-    "KF325": "a sweep's trials at once exceed the team's quota: trials will queue",
-    "KF326": "sweep too large, empty range, or fewer distinct trials than asked",
-    "KF327": "run is not a valid command line",
-    "KF328": "two trials get the same Job name",
-    "KF329": "TFJob is deprecated",
-}
-
-
-@pytest.fixture(autouse=True)
-def codes(monkeypatch):
-    for code, title in CODES.items():
-        if code not in diagnostics.CODES:
-            monkeypatch.setitem(diagnostics.CODES, code, title)
-
-
 def _model() -> Model:
     platform = platform_from(load_file(PROJECT, "specs/platform.yaml")[0])
     teams = [team_from(load_file(PROJECT, f"specs/teams/{t}.yaml")[0], list(platform.environments))
@@ -567,4 +545,4 @@ def test_parallelism_says_how_many_run_at_once():
 
 
 def test_codes_are_in_the_range_given_to_this_feature():
-    assert set(CODES) == {f"KF32{i}" for i in range(10)}
+    assert {c for c in diagnostics.CODES if c.startswith("KF32")} == {f"KF32{i}" for i in range(10)}

@@ -18,11 +18,9 @@ WORKLOADS, PLATFORM, ARGOCD = ("overlays/dev/teams/vision/workloads", "overlays/
 DELETE = object()
 
 
-@pytest.fixture(autouse=True)
-def _codes(monkeypatch):
-    """The policy codes, until they are listed in kflowgen.diagnostics.CODES."""
+def test_every_policy_code_is_registered_with_its_title():
     for p in policy.POLICIES.values():
-        monkeypatch.setitem(diagnostics.CODES, p.CODE, p.TITLE)
+        assert diagnostics.CODES[p.CODE] == p.TITLE
 
 
 def patched(obj: dict, *changes) -> dict:

@@ -26,27 +26,6 @@ KUBECONFORM = str(TOOLS / "kubeconform") if (TOOLS / "kubeconform").is_file() el
 KUSTOMIZE = str(TOOLS / "kustomize") if (TOOLS / "kustomize").is_file() else shutil.which("kustomize")
 TF_REGISTRY = "docker.io/tensorflow/"
 
-# Until these are in kflowgen.diagnostics.CODES (then this only re-sets them).
-SERVING_CODES = {
-    "KF330": "model spec not at specs/models/<team>/<name>.yaml, or two models of a team share a name",
-    "KF331": "model's team not defined",
-    "KF332": "model served in an environment the platform does not define or where its team has no quota",
-    "KF333": "model's GPU type not defined, or the environment has too few of them",
-    "KF334": "model servers do not fit the team's quota",
-    "KF335": "model server image not from an allowed registry",
-    "KF336": "serving settings that contradict each other, or a path that ends in a version folder",
-    "KF337": "model to promote not found",
-    "KF338": "environment to promote from or to not in the model spec",
-    "KF339": "promotion changes nothing or cannot be written",
-}
-
-
-@pytest.fixture(autouse=True)
-def serving_codes(monkeypatch):
-    for code, title in SERVING_CODES.items():
-        monkeypatch.setitem(diagnostics.CODES, code, title)
-
-
 def platform(tf_registry: bool = True):
     spec, diags = load_file(PROJECT, "specs/platform.yaml")
     assert not diags
