@@ -2,7 +2,6 @@
 removed teams keep their namespace and data, and validate says how to remove them on purpose."""
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess

@@ -51,7 +51,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import PROJECT, SHARED  # tests/ is on sys.path (pytest prepend mode; the campaign adds it)
+from conftest import PROJECT  # tests/ is on sys.path (pytest prepend mode; the campaign adds it)
 from conftest import tree_hash as _tree_hash
 from kflowgen import cli, pipeline
 from kflowgen.diagnostics import CODES

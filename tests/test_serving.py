@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import diagnostics, kschemas, specschema
+from kflowgen import kschemas, specschema
 from kflowgen.emit import dump
 from kflowgen.loader import load_file, load_text
 from kflowgen.model import Model, platform_from, team_from
