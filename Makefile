@@ -36,4 +36,4 @@ test: setup
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .tools .kflowgen
+	rm -rf $(VENV) .tools .kflowgen-swap-*

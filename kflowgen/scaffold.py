@@ -133,7 +133,7 @@ def init(dest: Path, crds: list[Path], jupyterhub_chart: Path | None) -> list[Di
                                                repo_url="https://git.example.com/ml-platform/gitops.git",
                                                validation="\n".join(lines) + ("\n" if lines else "")),
         ".github/workflows/kflowgen.yaml": WORKFLOW.format(kustomize=KUSTOMIZE[2], kubeconform=KUBECONFORM[2]),
-        ".gitignore": ".kflowgen/\n",
+        ".gitignore": ".kflowgen-swap-*/\n",  # only a render interrupted mid-swap leaves one
     }
     for kind in ("platform", "team"):
         files[f"schemas/{kind}.schema.json"] = resources.files("kflowgen").joinpath(

@@ -17,7 +17,7 @@ PINNED = (KUSTOMIZE, KUBECONFORM)
 PROJECT = Path(__file__).resolve().parents[1]  # the kflowgen checkout, when installed from one
 
 
-def tools_dir(repo: Path | None = None) -> Path:
+def tools_dir() -> Path:
     """Where `kflowgen tools install` puts binaries: $KFLOWGEN_TOOLS, else .tools/bin of the kflowgen checkout."""
     if os.environ.get("KFLOWGEN_TOOLS"):
         return Path(os.environ["KFLOWGEN_TOOLS"])
@@ -67,7 +67,7 @@ def _run_lines(argv: list[str]) -> list[str]:
 
 def find(name: str, repo: Path | None = None) -> Tool | Diagnostic:
     """The pinned build in the tools folder first, then PATH; kustomize falls back to `kubectl kustomize`."""
-    candidates = [tools_dir(repo) / name]
+    candidates = [tools_dir() / name]
     if repo is not None:
         candidates.append(repo / ".tools" / "bin" / name)
     on_path = shutil.which(name)
