@@ -133,36 +133,54 @@ def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
         return dict(zip(overlays, pool.map(one, overlays)))
 
 
+BATCH_PROTOCOL = "protocol 2"  # kflowgen-kbuild -version names it; an older build is rebuilt by `tools install`
+
+
 def find_batch() -> Path | None:
     """kflowgen-kbuild (tools/kbuild): the pinned kustomize's own build code, many overlays in one process."""
     binary = tools_dir() / "kflowgen-kbuild"
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         return None
-    return binary if KUSTOMIZE[2] in command_version([str(binary), "-version"]) else None
+    version = command_version([str(binary), "-version"])
+    return binary if KUSTOMIZE[2] in version and BATCH_PROTOCOL in version else None
 
 
-def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int,
-                    done=lambda: None) -> dict[str, str | Diagnostic]:
-    """Like kustomize_build, in one kflowgen-kbuild process; output is byte-identical to `kustomize build DIR`."""
-    proc = subprocess.Popen([str(binary), "-j", str(max(1, jobs))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, done=lambda: None,
+                    objects: dict[str, list] | None = None) -> dict[str, str | Diagnostic]:
+    """Like kustomize_build, in one kflowgen-kbuild process; output is byte-identical to `kustomize build DIR`.
+    With `objects`, each built overlay's objects are also put there, as kubectl reads them (no YAML parsing here)."""
+    argv = [str(binary), "-j", str(max(1, jobs))] + (["-json"] if objects is not None else [])
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("".join(f"{root / o}\n" for o in overlays).encode())
     proc.stdin.close()
     out: dict[str, str | Diagnostic] = {}
-    for overlay in overlays:
-        header = proc.stdout.readline().decode()
-        parts = header.rstrip("\n").split(" ", 3)
+
+    def record() -> tuple[str, bytes] | None:
+        parts = proc.stdout.readline().decode().rstrip("\n").split(" ", 3)
         if len(parts) != 4 or parts[0] != "==>":
+            return None
+        return parts[2], proc.stdout.read(int(parts[1]))
+
+    for overlay in overlays:
+        got = record()
+        if got is None:
             out[overlay] = error(overlay, (0, 0), "KF902", "kflowgen-kbuild stopped early",
                                  "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
             continue
-        payload = proc.stdout.read(int(parts[1])).decode("utf-8")
+        status, payload = got
+        if status == "ok" and objects is not None:
+            parsed = record()
+            if parsed is None or parsed[0] != "json":
+                out[overlay] = error(overlay, (0, 0), "KF902", "kflowgen-kbuild stopped early",
+                                     "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
+                continue
+            objects[overlay] = json.loads(parsed[1])
         done()
-        if parts[2] == "ok":
-            out[overlay] = payload
+        if status == "ok":
+            out[overlay] = payload.decode("utf-8")
         else:
-            msg = payload.strip().replace(str(root) + "/", "")
+            msg = payload.decode("utf-8").strip().replace(str(root) + "/", "")
             out[overlay] = error(overlay, (0, 0), "KF401", f"kustomize build failed: {msg}",
                                  "check the hand-kept bases the overlay uses")
     proc.wait()

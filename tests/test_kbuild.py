@@ -7,6 +7,7 @@ Build the binary with: cd tools/kbuild && GOBIN=<kflowgen>/.tools/bin go install
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kflowgen import pipeline, tools
 from kflowgen.render import render
@@ -23,7 +25,7 @@ from kflowgen.render import render
 PROJECT = Path(__file__).resolve().parents[1]
 KBUILD = tools.tools_dir() / "kflowgen-kbuild"
 KUSTOMIZE = tools.tools_dir() / "kustomize"
-HEADER = re.compile(rb"==> (\d+) (ok|error) ([^\n]*)\n")
+HEADER = re.compile(rb"==> (\d+) (ok|error|json) ([^\n]*)\n")
 
 pytestmark = [
     pytest.mark.skipif(not KBUILD.is_file(), reason=f"{KBUILD} is not built: "
@@ -92,7 +94,7 @@ def render_into(repo: Path, dest: Path) -> list[str]:
     for rel, data in files.items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(data)
-    return [str(dest / o) for o in pipeline.overlays_of(files)]
+    return [str(dest / o) for o in pipeline.overlays_of(files) if not pipeline.is_directory_source(o)]
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------------
@@ -136,8 +138,9 @@ def test_generated_20_teams_is_byte_identical(generated):
 
 def test_broken_overlay_reports_kustomize_error_and_others_still_build(tmp_path, example, example_built):
     repo = tmp_path / "repo"
-    shutil.copytree(Path(example[0]).parents[2], repo)  # <scratch>/overlays/<env>/argocd -> <scratch>
-    dirs = [str(repo / Path(d).relative_to(Path(example[0]).parents[2])) for d in example]
+    pristine = Path(example[0].split("/overlays/")[0])  # <scratch>/overlays/<env>/... -> <scratch>
+    shutil.copytree(pristine, repo)
+    dirs = [str(repo / Path(d).relative_to(pristine)) for d in example]
     broken = next(d for d in dirs if d.endswith("/workloads"))
     kust = Path(broken, "kustomization.yaml").read_text()
     victim = re.findall(r"^- (\S+\.yaml)$", kust, re.M)[0]
@@ -150,7 +153,6 @@ def test_broken_overlay_reports_kustomize_error_and_others_still_build(tmp_path,
     assert got[broken] == kustomize(broken)
     assert victim.encode() in got[broken][1] and got[broken][1].startswith(b"Error: ")
     assert got[missing] == ("error", kustomize(missing)[1])
-    pristine = Path(example[0]).parents[2]
     for d in dirs:
         if d not in (broken, missing):
             assert got[d] == example_built[str(pristine / Path(d).relative_to(repo))], d  # as in the pristine copy
@@ -159,8 +161,8 @@ def test_broken_overlay_reports_kustomize_error_and_others_still_build(tmp_path,
 # --- the stream ---------------------------------------------------------------------------------------------------
 
 def test_stream_keeps_input_order_repeats_and_odd_paths(tmp_path, example, example_built):
-    shutil.copytree(Path(example[0]).parents[2], tmp_path / "a dir with spaces" / "repo")
-    rel = Path(example[1]).relative_to(Path(example[0]).parents[2])
+    shutil.copytree(Path(example[0].split("/overlays/")[0]), tmp_path / "a dir with spaces" / "repo")
+    rel = Path(example[1]).relative_to(example[0].split("/overlays/")[0])
     spaced = str(tmp_path / "a dir with spaces" / "repo" / rel)
     dirs = list(reversed(example)) + [example[0], spaced, example[0]]
     run = kbuild(dirs + [""], "-j", "3")  # an empty line is skipped
@@ -169,6 +171,27 @@ def test_stream_keeps_input_order_repeats_and_odd_paths(tmp_path, example, examp
     assert [d for d, _, _ in results] == dirs
     for d, s, p in results:
         assert (s, p) == example_built[example[1] if d == spaced else d]
+
+
+def test_json_records_hold_each_built_object_as_kubectl_reads_the_yaml(example, example_built):
+    run = kbuild(example, "-json", "-j", "2")
+    assert run.returncode == 0, run.stderr.decode()
+    records = parse_stream(run.stdout)
+    assert [(d, s) for d, s, _ in records] == [(d, s) for d in example for s in ("ok", "json")]
+    for (d, _, yml), (_, _, objects) in zip(records[::2], records[1::2]):
+        assert ("ok", yml) == example_built[d]  # the YAML record is unchanged by -json
+        assert json.loads(objects) == [o for o in yaml.safe_load_all(yml) if o is not None], d
+
+
+def test_json_record_follows_only_a_built_overlay(tmp_path, example):
+    missing = str(tmp_path / "no-such-overlay")
+    records = parse_stream(kbuild([missing, example[0]], "-json").stdout)
+    assert [s for _, s, _ in records] == ["error", "ok", "json"]
+
+
+def test_protocol_is_the_one_kflowgen_reads():
+    run = subprocess.run([str(KBUILD), "-version"], capture_output=True, text=True, check=True)
+    assert tools.BATCH_PROTOCOL in run.stdout and tools.find_batch() == KBUILD
 
 
 def test_empty_input_gives_empty_stream():

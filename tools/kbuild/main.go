@@ -7,10 +7,11 @@
 //
 // Usage:
 //
-//	kflowgen-kbuild [-j N] [-- KUSTOMIZE-BUILD-FLAGS...] < overlay-dirs
+//	kflowgen-kbuild [-j N] [-json] [-- KUSTOMIZE-BUILD-FLAGS...] < overlay-dirs
 //	kflowgen-kbuild -version
 //
 //	-j N   overlays built at once (goroutines); default GOMAXPROCS.
+//	-json  after each "ok" record, also write a "json" record (see Output).
 //	--     everything after it is parsed as flags of `kustomize build` with that command's own flag code,
 //	       e.g. `-- --load-restrictor LoadRestrictionsNone` or `-- --enable-helm`. Without it the options are
 //	       exactly those of a plain `kustomize build DIR` (load restrictor rootOnly, plugins disabled apart from
@@ -32,6 +33,13 @@
 // `kustomize build DIR` writes to stderr when it fails: "Error: <message>\n". A panic inside kustomize is caught
 // and reported as an "error" payload "Error: panic: <value>\n" (the kustomize binary would crash instead).
 // Results are written as soon as they and all earlier ones are done, so a reader can consume them as a stream.
+//
+// With -json, each "ok" record is followed by a second record for the same DIR, "==> LEN json DIR\n", whose
+// payload is a JSON array holding each built object as a client of the API reads that object's YAML: converted
+// by sigs.k8s.io/yaml.YAMLToJSON, as kubectl and Argo CD do (YAML 1.1 scalars). Readers that check built objects
+// can then skip parsing YAML.
+//
+// -version prints the protocol number (2: the -json record) and the kustomize modules linked in.
 //
 // Warnings that kustomize logs during a build (Go's log package: deprecated fields and the like) go to this
 // process's stderr, not into the payload, and may interleave between overlays when -j > 1.
@@ -72,11 +80,15 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const program = "kflowgen-kbuild"
+const (
+	program  = "kflowgen-kbuild"
+	protocol = "2" // 2: the -json record
+)
 
 type result struct {
 	status  string // "ok" or "error"
 	payload []byte
+	objects []byte // with -json: the built objects as a JSON array
 }
 
 func main() {
@@ -87,9 +99,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	jobs := fs.Int("j", runtime.GOMAXPROCS(0), "overlays built at once")
-	version := fs.Bool("version", false, "print the kustomize module versions linked in, and exit")
+	version := fs.Bool("version", false, "print the protocol and kustomize module versions, and exit")
+	asJSON := fs.Bool("json", false, "also write each built overlay's objects as a JSON array")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s [-j N] [-- KUSTOMIZE-BUILD-FLAGS...] < overlay-dirs\n", program)
+		fmt.Fprintf(stderr, "usage: %s [-j N] [-json] [-- KUSTOMIZE-BUILD-FLAGS...] < overlay-dirs\n", program)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -128,7 +141,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		// for ~80 MB of memory. GOGC in the environment overrides this.
 		debug.SetGCPercent(400)
 	}
-	b := &builder{cmd: cmd, fSys: filesys.MakeFsOnDisk()}
+	b := &builder{cmd: cmd, fSys: filesys.MakeFsOnDisk(), json: *asJSON}
 	if *jobs > 1 && len(dirs) > 1 {
 		// Parse the default schema before builds run concurrently (see "Concurrency" above).
 		openapi.Schema()
@@ -163,6 +176,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		failed = failed || r.status != "ok"
 		fmt.Fprintf(out, "==> %d %s %s\n", len(r.payload), r.status, dir) // a write error sticks: Flush reports it
 		out.Write(r.payload)
+		if b.json && r.status == "ok" {
+			fmt.Fprintf(out, "==> %d json %s\n", len(r.objects), dir)
+			out.Write(r.objects)
+		}
 		if i+1 == len(dirs) || len(done[i+1]) == 0 { // flush when the next result is not ready yet
 			if err := out.Flush(); err != nil {
 				fmt.Fprintf(stderr, "%s: writing stdout: %v\n", program, err)
@@ -206,6 +223,7 @@ func buildCommand(args []string) (*cobra.Command, error) {
 type builder struct {
 	cmd    *cobra.Command
 	fSys   filesys.FileSystem
+	json   bool         // also convert each built object to JSON
 	schema sync.RWMutex // read-locked by ordinary builds, write-locked by builds that set the OpenAPI schema
 	scans  sync.Map     // absolute directory -> bool: its kustomization tree may set the OpenAPI schema
 }
@@ -227,19 +245,37 @@ func (b *builder) build(dir string) (r result) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			r = result{"error", []byte(fmt.Sprintf("Error: panic: %v\n", p))}
+			r = result{"error", []byte(fmt.Sprintf("Error: panic: %v\n", p)), nil}
 		}
 	}()
 	k := krusty.MakeKustomizer(build.HonorKustomizeFlags(krusty.MakeDefaultOptions(), b.cmd.Flags()))
 	m, err := k.Run(b.fSys, dir)
 	if err != nil {
-		return result{"error", []byte("Error: " + err.Error() + "\n")}
+		return result{"error", []byte("Error: " + err.Error() + "\n"), nil}
 	}
 	yml, err := m.AsYaml()
 	if err != nil {
-		return result{"error", []byte("Error: " + err.Error() + "\n")}
+		return result{"error", []byte("Error: " + err.Error() + "\n"), nil}
 	}
-	return result{"ok", yml}
+	if !b.json {
+		return result{"ok", yml, nil}
+	}
+	objects := []byte{'['}
+	for i, res := range m.Resources() {
+		y, err := res.AsYAML()
+		if err == nil {
+			var j []byte
+			if j, err = yaml.YAMLToJSON(y); err == nil {
+				if i > 0 {
+					objects = append(objects, ',')
+				}
+				objects = append(objects, j...)
+				continue
+			}
+		}
+		return result{"error", []byte("Error: converting to JSON: " + err.Error() + "\n"), nil}
+	}
+	return result{"ok", yml, append(objects, ']')}
 }
 
 // mayTouchSchema reports whether building dir may change kustomize's global OpenAPI schema: some kustomization
@@ -308,7 +344,7 @@ func versions() string {
 	if !ok {
 		return program + " (no build information)"
 	}
-	parts := []string{program}
+	parts := []string{program, "protocol", protocol}
 	for _, d := range info.Deps {
 		switch d.Path {
 		case "sigs.k8s.io/kustomize/kustomize/v5", "sigs.k8s.io/kustomize/api", "sigs.k8s.io/kustomize/kyaml":
