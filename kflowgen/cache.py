@@ -8,6 +8,7 @@ Keys are content hashes, so repositories may share it. Safe to delete at any tim
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -76,4 +77,15 @@ def tree_digest(folder: Path) -> str:
         for p in sorted(folder.rglob("*")):
             if p.is_file():
                 h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.cache
+def code_digest() -> str:
+    """One digest over kflowgen's own code and spec schemas: entries computed by Python code (loaded specs,
+    rendered files) are keyed on it, so a changed kflowgen never reads what another one wrote."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(package.rglob("*.py")) + sorted((package / "schemas").glob("*.json")):
+        h.update(p.relative_to(package).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__, pipeline, promote as promotion, report, scaffold, tools
+from . import __version__, cache, pipeline, promote as promotion, report, scaffold, tools
 from .diagnostics import Diagnostic, Report
 from .render import render
 
@@ -38,7 +38,10 @@ Repo = Annotated[Path, typer.Option("--repo", "-C", help="Repository root (the f
                                     file_okay=False)]
 Fmt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json, github annotations, junit "
                                      "or sarif (auto: github under GitHub Actions, else text).")]
-Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Parallel builds (default: number of cores).")]
+Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes and builds at once (default: "
+                                                                       "number of cores).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do all the work again, ignoring the result cache "
+                                       "($KFLOWGEN_CACHE, default ~/.cache/kflowgen).")]
 
 
 def _finish(rep: Report, fmt: Format, stream=None) -> None:
@@ -48,10 +51,7 @@ def _finish(rep: Report, fmt: Format, stream=None) -> None:
 
 @app.command()
 def validate(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Only this environment.")] = None,
-             fmt: Fmt = Format.auto, jobs: Jobs = None,
-             no_cache: Annotated[bool, typer.Option("--no-cache", help="Build and check every overlay again, "
-                                                    "ignoring the result cache ($KFLOWGEN_CACHE, default "
-                                                    "~/.cache/kflowgen).")] = False,
+             fmt: Fmt = Format.auto, jobs: Jobs = None, no_cache: NoCache = False,
              server: Annotated[bool, typer.Option("--server", help="Also apply every built object with server-side "
                                                   "dry-run to a local, throw-away kube-apiserver (built by "
                                                   "`kflowgen tools install --server`).")] = False,
@@ -83,9 +83,9 @@ def _progress():
 @app.command(name="render")
 def render_cmd(check: Annotated[bool, typer.Option("--check", help="Write nothing; fail if overlays/ differs "
                                                    "from what the specs render (the drift gate).")] = False,
-               fmt: Fmt = Format.auto, repo: Repo = Path(".")) -> None:
+               fmt: Fmt = Format.auto, jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
     """Write the generated overlays (overlays/<env>/...) from the specs. Only changed files are touched."""
-    _finish(pipeline.render_to_disk(repo, check), fmt)
+    _finish(pipeline.render_to_disk(repo, check, jobs, use_cache=not no_cache), fmt)
 
 
 @app.command()
@@ -128,13 +128,14 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
          fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a pull-request comment "
                                                  "or $GITHUB_STEP_SUMMARY), json, or github, junit, sarif for the "
                                                  "diff's diagnostics.")] = DiffFormat.text,
-         jobs: Jobs = None, repo: Repo = Path(".")) -> None:
+         jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
     """Say what a change does to each cluster, without reading generated YAML: quota against capacity, objects
     added, changed and removed, image and model version changes; deletions of namespaces, volumes and projects
     first. Renders and builds the specs at --base and in the working tree."""
     from . import diff as differ
 
-    result = differ.diff_git(repo, base, jobs or os.cpu_count() or 1)
+    store = cache.Cache(None if no_cache else cache.default_folder())
+    result = differ.diff_git(repo, base, jobs or os.cpu_count() or 1, store)
     own = {"text": differ.render_text, "markdown": differ.render_markdown, "json": differ.render_json}
     if fmt.value in own:
         sys.stdout.write(own[fmt.value](result))

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from . import pipeline, quantity
+from . import cache, pipeline, quantity
 from .diagnostics import Diagnostic, error
 from .experiments import LABEL_EXPERIMENT
 from .model import Model
-from .render import LABEL_TEAM, render
+from .render import LABEL_TEAM
 from .rules.capacity import allocation
 from .serving import LABEL_MODEL, LABEL_VERSION
 
@@ -53,34 +53,46 @@ class DiffReport:
 @dataclass
 class _Side:
     model: Model | None = None
+    built: dict[str, str] = field(default_factory=dict)  # overlay -> built YAML
+    values: dict[str, bytes] = field(default_factory=dict)  # env -> JupyterHub values file
     objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
     profiles: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (env, team, profile) -> profile
 
 
-def _side(root: Path, jobs: int, label: str | None) -> tuple[_Side, list[Diagnostic]]:
+def _side(root: Path, jobs: int, label: str | None, store: cache.Cache) -> tuple[_Side, list[Diagnostic]]:
     side = _Side()
     if not (root / "specs").is_dir():
         return side, []  # e.g. the first commit: everything is new
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(root, store, jobs)
     errors = [d for d in diags if d.severity == "error"]
     if model is None:
         return side, _tag(errors, label)
     side.model = model
-    files = render(model)
-    built, errors = pipeline.build(root, files, pipeline.overlays_of(files), jobs)
-    for overlay, text in built.overlays.items():
+    files = pipeline.render_cached(model, store, jobs)
+    built, errors = pipeline.build(root, files, pipeline.overlays_of(files), jobs, store)
+    side.built = built.overlays
+    side.values = {path.split("/")[1]: data for path, data in files.items() if path.endswith("/jupyterhub/values.yaml")}
+    return side, _tag(errors, label)
+
+
+def _parse(side: _Side, other: _Side) -> None:
+    """Objects and profiles of this side where its output differs from the other side's: an overlay or values file
+    built to the same text on both sides holds the same objects, so it adds nothing to the diff and is not parsed.
+    The work is proportional to what changed."""
+    for overlay, text in side.built.items():
+        if other.built.get(overlay) == text:
+            continue
         parts = overlay.split("/")  # overlays/<env>/teams/<team>/... or overlays/<env>/argocd
         for obj in yaml.load_all(text, Loader=yaml.CSafeLoader):
             if obj:
                 meta = obj.get("metadata", {})
                 team = parts[3] if parts[2] == "teams" else meta.get("labels", {}).get(LABEL_TEAM)
                 side.objects[(parts[1], obj["kind"], meta.get("namespace", ""), meta["name"])] = (team, obj)
-    for path, data in files.items():
-        if path.endswith("/jupyterhub/values.yaml"):
+    for env, data in side.values.items():
+        if other.values.get(env) != data:
             for p in yaml.load(data, Loader=yaml.CSafeLoader)["singleuser"]["profileList"]:
                 team = p["kubespawner_override"]["namespace"]
-                side.profiles[(path.split("/")[1], team, p["slug"].removeprefix(f"{team}-"))] = p
-    return side, _tag(errors, label)
+                side.profiles[(env, team, p["slug"].removeprefix(f"{team}-"))] = p
 
 
 def _tag(diags: list[Diagnostic], label: str | None) -> list[Diagnostic]:
@@ -88,13 +100,18 @@ def _tag(diags: list[Diagnostic], label: str | None) -> list[Diagnostic]:
     return [replace(d, message=f"{label}: {d.message}") if label and d.code != "KF901" else d for d in diags]
 
 
-def diff_trees(base_root: Path, head_root: Path, jobs: int, base_label: str = "base") -> DiffReport:
-    """Compare two checkouts (each with specs/ and bases/)."""
-    base, diags = _side(base_root, jobs, base_label)
-    head, found = _side(head_root, jobs, None)
+def diff_trees(base_root: Path, head_root: Path, jobs: int, base_label: str = "base",
+               store: cache.Cache | None = None) -> DiffReport:
+    """Compare two checkouts (each with specs/ and bases/). With a result cache, the side that has been loaded,
+    rendered and built before (usually the base branch) comes from it."""
+    store = store or cache.Cache(None)
+    base, diags = _side(base_root, jobs, base_label, store)
+    head, found = _side(head_root, jobs, None, store)
     report = DiffReport(diagnostics=sorted(set(diags + found)))
     if report.diagnostics:
         return report
+    _parse(base, head)
+    _parse(head, base)
     # environments in the head's order, then those only the base has
     envs = list(dict.fromkeys(e for m in (head.model, base.model) if m for e in m.platform.environments))
     changes = [*_quotas(base.model, head.model, envs), *_objects(base, head), *_profiles(base, head)]
@@ -104,7 +121,7 @@ def diff_trees(base_root: Path, head_root: Path, jobs: int, base_label: str = "b
     return report
 
 
-def diff_git(root: Path, base: str, jobs: int) -> DiffReport:
+def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None) -> DiffReport:
     """Compare the git ref `base` with the working tree at root; the base is read with `git archive`."""
     def git(*args: str, at: Path = root, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
@@ -130,7 +147,7 @@ def diff_git(root: Path, base: str, jobs: int) -> DiffReport:
             if archive.returncode or untar.returncode:
                 msg = (archive.stderr or untar.stderr).decode(errors="replace").strip()
                 return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"cannot read {base}: {msg}")])
-        return diff_trees(Path(tmp), root, jobs, base_label=base)
+        return diff_trees(Path(tmp), root, jobs, base_label=base, store=store)
 
 
 # --- what changed ---------------------------------------------------------------------------------------------

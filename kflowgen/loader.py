@@ -1,6 +1,9 @@
 """Reading spec files: strict YAML (1.2 core types, no aliases, no tags, no duplicate keys) with a line:col for every value."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -41,6 +44,7 @@ class SpecFile:
     values: dict[str, tuple[int, int]] = field(default_factory=dict)
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
+    digest: str = ""  # sha256 of the file's bytes: what the result cache keys rendered output on
 
     def at(self, pointer: str, key: bool = False) -> tuple[int, int]:
         """Position of a pointer's value (or key); falls back to the closest parent that has one."""
@@ -134,12 +138,21 @@ def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
     return error(path, pos, "KF101", f"invalid YAML: {what}", hint)
 
 
-def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
+def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
+    """A spec's bytes, read no further than the size limit."""
     try:
         with open(root / rel, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)  # never more: a 256 MiB "spec" costs nothing to refuse
+            return f.read(MAX_BYTES + 1), []  # never more: a 256 MiB "spec" costs nothing to refuse
     except OSError as e:
         return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+
+
+def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
+    raw, diags = read_file(root, rel)
+    return (None, diags) if raw is None else load_bytes(raw, rel)
+
+
+def load_bytes(raw: bytes, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
     if len(raw) > MAX_BYTES:
         return None, [error(rel, (1, 1), "KF105", f"file is larger than {MAX_BYTES // 1024} KiB",
                             "a spec is a short file; split it or remove generated content")]
@@ -152,7 +165,28 @@ def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         return None, [error(rel, (line, col), "KF101", f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})",
                             "save the file as UTF-8")]
-    return load_text(text, rel)
+    spec, diags = load_text(text, rel)
+    if spec is not None:
+        spec.digest = hashlib.sha256(raw).hexdigest()
+    return spec, diags
+
+
+def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
+    """A loaded spec and its findings as JSON (for the result cache); from_json gives them back unchanged."""
+    out = None if spec is None else {"path": spec.path, "data": spec.data, "values": spec.values, "keys": spec.keys,
+                                     "raw": spec.raw, "digest": spec.digest}
+    return json.dumps({"spec": out, "diagnostics": [dataclasses.astuple(d) for d in diags]},
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
+    doc = json.loads(data)
+    diags = [Diagnostic(*d) for d in doc["diagnostics"]]
+    s = doc["spec"]
+    if s is None:
+        return None, diags
+    return SpecFile(s["path"], s["data"], {k: tuple(v) for k, v in s["values"].items()},
+                    {k: tuple(v) for k, v in s["keys"].items()}, s["raw"], s["digest"]), diags
 
 
 def _document(events, spec: SpecFile, diags: list[Diagnostic]):

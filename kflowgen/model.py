@@ -92,6 +92,17 @@ class Model:
     served: list[ServedModel] = field(default_factory=list)
     experiments: list[Experiment] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)  # team names whose spec failed to load: no follow-on errors
+    _by_team: dict | None = field(default=None, repr=False, compare=False)
+
+    def of_team(self, team: str) -> tuple[list[ServedModel], list[Experiment]]:
+        """A team's served models and experiments, in model order (indexed once: a lookup per team stays linear)."""
+        if self._by_team is None:
+            self._by_team = {}
+            for m in self.served:
+                self._by_team.setdefault(m.team, ([], []))[0].append(m)
+            for e in self.experiments:
+                self._by_team.setdefault(e.team, ([], []))[1].append(e)
+        return self._by_team.get(team, ([], []))
 
     def teams_in(self, env: str) -> list[Team]:
         """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""

@@ -1,17 +1,20 @@
 """The pipeline: load -> validate -> model -> render -> write/check -> build -> verify -> report."""
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cache, policy, rules, specschema, tools, verify, writer
+from . import cache, loader, policy, rules, specschema, tools, verify, writer
+from . import render as render_mod
 from .diagnostics import Diagnostic, Report, error, warning
-from .loader import SpecFile, load_file
+from .loader import SpecFile, load_bytes
 from .model import Model, platform_from, team_from
-from .render import render
 from .experiments import EXPERIMENTS, experiment_from
 from .serving import MODELS, served_model_from
 from .rules.capacity import allocation
@@ -29,46 +32,147 @@ def _spec_paths(root: Path, folder: str, nested: bool = False) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in found if p.suffix in (".yaml", ".yml"))
 
 
-def _inside(root: Path, rel: str) -> bool:
+def _inside(root: Path, rel: str, folders: dict[str, bool]) -> bool:
+    """The file is reached without a link that leaves the repository or loops. Folders are resolved once each: a
+    file that is not itself a link is inside exactly when its folder is."""
     try:
-        return (root / rel).resolve().is_relative_to(root.resolve())
+        path = root / rel
+        if path.is_symlink():
+            return path.resolve().is_relative_to(root.resolve())
+        folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if folder not in folders:
+            folders[folder] = (root / folder).resolve().is_relative_to(root.resolve())
+        return folders[folder]
     except (OSError, RuntimeError):  # a link loop (RuntimeError on Python 3.11) is refused like a link outside
         return False
 
 
-def _read(root: Path, rel: str, kind: str, diags: list[Diagnostic]) -> SpecFile | None:
-    if not _inside(root, rel):
-        diags.append(error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
-                           "replace the link with the file itself"))
-        return None
-    spec, found = load_file(root, rel)
-    diags.extend(found)
-    if spec is None:
-        return None
-    found = specschema.validate(kind, spec)
-    diags.extend(found)
-    return None if found else spec
+def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
+    """Parse and schema-check one spec file's bytes: the JSON of (spec or None, findings), as the cache holds it."""
+    spec, found = load_bytes(raw, rel)
+    if spec is not None:
+        found = specschema.validate(kind, spec)
+    return loader.to_json(None if found else spec, found)
 
 
-def load(root: Path) -> tuple[Model | None, list[Diagnostic]]:
+def _check_many(batch: list[tuple[str, str, bytes]]) -> list[bytes]:
+    return [check_spec(*item) for item in batch]
+
+
+def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
+               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic]]]:
+    """Load and schema-check spec files ((path, kind) pairs). A file whose path and bytes were checked before by
+    this kflowgen comes from the cache; the rest are checked on `jobs` processes when there are many."""
+    out: dict[str, tuple[SpecFile | None, list[Diagnostic]]] = {}
+    folders: dict[str, bool] = {}
+    todo: list[tuple[str, str, bytes]] = []
+    keys: dict[str, str] = {}
+    for rel, kind in wanted:
+        if not _inside(root, rel, folders):
+            out[rel] = None, [error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
+                                    "replace the link with the file itself")]
+            continue
+        raw, found = loader.read_file(root, rel)
+        if raw is None:
+            out[rel] = None, found
+            continue
+        keys[rel] = cache.key("spec", cache.code_digest(), kind, rel, raw)
+        hit = store.get("spec", keys[rel])
+        if hit is not None:
+            out[rel] = loader.from_json(hit)
+        else:
+            todo.append((kind, rel, raw))
+    for (kind, rel, _), result in zip(todo, fan_out(_check_many, todo, jobs)):
+        store.put("spec", keys[rel], result)
+        out[rel] = loader.from_json(result)
+    return out
+
+
+PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
+PARSE_MANY = 4 << 20  # bytes of YAML worth parsing on several processes
+
+
+def fan_out(fn, items: list, jobs: int, many: bool | None = None) -> list:
+    """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
+    items, or when `many` says the work is large (the children see this process's memory as it is now)."""
+    if jobs < 2 or len(items) < 2 or not (many if many is not None else len(items) >= PARALLEL_FROM):
+        return fn(items)
+    size = -(-len(items) // min(len(items), jobs * 4))
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [r for batch in pool.map(fn, batches) for r in batch]
+
+
+_RENDERING: Model | None = None  # the model forked render workers read
+
+
+def _render_teams(batch: list[tuple[str, str]]) -> list[bytes]:
+    assert _RENDERING is not None
+    p = _RENDERING.platform
+    teams = {t.name: t for t in _RENDERING.teams}
+    return [json.dumps({k: v.decode("utf-8") for k, v in render_mod.team_files(
+        p, teams[name], *render_mod.of_team(_RENDERING, name, env), env).items()}, ensure_ascii=False).encode("utf-8")
+        for env, name in batch]
+
+
+def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, bytes]:
+    """render(model), byte for byte. Each team's files in an environment are a function of the platform spec and
+    the team's own team, experiment and model spec files (render.team_files takes nothing else), so they come from
+    the cache when those files and kflowgen are unchanged; the rest are rendered on `jobs` processes."""
+    global _RENDERING
+    p = model.platform
+    files: dict[str, bytes] = {}
+    keys: dict[tuple[str, str], str | None] = {}
+    for env in p.environments:
+        files.update(render_mod.shared_files(model, env))
+        for t in model.teams_in(env):
+            sources = [p.source, t.source] + [x.source for group in render_mod.of_team(model, t.name, env) for x in group]
+            keys[env, t.name] = (None if not all(s.digest for s in sources) else  # not read from a file: not cached
+                                 cache.key("render", cache.code_digest(), env, *(f"{s.path}:{s.digest}" for s in sources)))
+    todo = []
+    for unit, k in keys.items():
+        hit = store.get("render", k) if k else None
+        if hit is None:
+            todo.append(unit)
+        else:
+            files.update((path, text.encode("utf-8")) for path, text in json.loads(hit).items())
+    _RENDERING = model
+    try:
+        rendered = fan_out(_render_teams, todo, jobs)
+    finally:
+        _RENDERING = None
+    for unit, result in zip(todo, rendered):
+        if keys[unit]:
+            store.put("render", keys[unit], result)
+        files.update((path, text.encode("utf-8")) for path, text in json.loads(result).items())
+    return dict(sorted(files.items()))
+
+
+def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None) -> tuple[Model | None, list[Diagnostic]]:
     """Read and check every spec; the model is returned only when there is no error."""
     diags: list[Diagnostic] = []
     if not (root / PLATFORM).is_file():
         return None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
-    pspec = _read(root, PLATFORM, "platform", diags)
     team_paths = _spec_paths(root, TEAMS)
-    team_specs = [s for rel in team_paths if (s := _read(root, rel, "team", diags))]
-    read = {s.path for s in team_specs}
-    model_specs = [s for rel in _spec_paths(root, MODELS, True) if (s := _read(root, rel, "model", diags))]
-    exp_specs = [s for rel in _spec_paths(root, EXPERIMENTS, True) if (s := _read(root, rel, "experiment", diags))]
-    if pspec is None:
+    wanted = [(PLATFORM, "platform")] + [(rel, "team") for rel in team_paths]
+    wanted += [(rel, "model") for rel in _spec_paths(root, MODELS, True)]
+    wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True)]
+    loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1)
+    specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
+    for rel, kind in wanted:
+        spec, found = loaded[rel]
+        diags.extend(found)
+        if spec is not None:
+            specs[kind].append(spec)
+    if not specs["platform"]:
         return None, diags
-    platform = platform_from(pspec)
-    model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in team_specs),
+    platform = platform_from(specs["platform"][0])
+    read = {s.path for s in specs["team"]}
+    model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in specs["team"]),
                                    key=lambda t: (t.name, t.source.path)),
-                  sorted((served_model_from(s) for s in model_specs), key=lambda m: (m.team, m.name, m.source.path)),
-                  sorted((experiment_from(s) for s in exp_specs), key=lambda e: (e.team, e.name, e.source.path)),
+                  sorted((served_model_from(s) for s in specs["model"]), key=lambda m: (m.team, m.name, m.source.path)),
+                  sorted((experiment_from(s) for s in specs["experiment"]), key=lambda e: (e.team, e.name, e.source.path)),
                   unreadable={Path(rel).stem for rel in team_paths if rel not in read})
     diags.extend(rules.run(model))
     return (None if any(d.severity == "error" for d in diags) else model), diags
@@ -82,10 +186,19 @@ class Built:
     objects: dict[str, int] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     rebuilt: int = 0  # overlays built by kustomize in this run (the rest came from the cache)
+    parsed: dict[str, list] = field(default_factory=dict)  # objects of overlays built now, when the builder gave them
+
+
+def is_directory_source(folder: str) -> bool:
+    """overlays/<env>/argocd is synced by Argo CD as a plain directory of manifests (no kustomization)."""
+    parts = folder.split("/")
+    return len(parts) == 3 and parts[0] == "overlays" and parts[2] == "argocd"
 
 
 def overlays_of(files: dict[str, bytes], env: str | None = None, team: str | None = None) -> list[str]:
-    out = sorted(p.rsplit("/", 1)[0] for p in files if p.endswith("/kustomization.yaml"))
+    """The folders Argo CD syncs: kustomize overlays (a kustomization.yaml) and plain directories of manifests."""
+    out = sorted({p.rsplit("/", 1)[0] for p in files
+                  if p.endswith("/kustomization.yaml") or is_directory_source(p.rsplit("/", 1)[0])})
     if env:
         out = [o for o in out if o.startswith(f"overlays/{env}/")]
     if team:
@@ -125,9 +238,9 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     store = store or cache.Cache(None)
     built = Built(tools={"kustomize": kustomize.version})
     diags: list[Diagnostic] = []
-    keys = overlay_keys(root, files, overlays, kustomize)
-    results: dict[str, str | Diagnostic] = {}
-    for overlay in overlays:
+    results: dict[str, str | Diagnostic] = {o: directory_manifests(files, o) for o in overlays if is_directory_source(o)}
+    keys = overlay_keys(root, files, [o for o in overlays if o not in results], kustomize)
+    for overlay in keys:
         hit = store.get("build", keys[overlay])
         if hit is not None:
             results[overlay] = hit.decode("utf-8")
@@ -144,7 +257,7 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
                     (scratch / rel).write_bytes(data)
             tick = progress(len(todo)) if progress else (lambda: None)
             batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
-            results_now = (tools.kustomize_batch(batch, scratch, todo, jobs, tick) if batch else
+            results_now = (tools.kustomize_batch(batch, scratch, todo, jobs, tick, built.parsed) if batch else
                            tools.kustomize_build(kustomize, scratch, todo, jobs, tick))
             for overlay, result in results_now.items():
                 results[overlay] = result
@@ -162,6 +275,13 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     return built, diags
 
 
+def directory_manifests(files: dict[str, bytes], folder: str) -> str:
+    """What Argo CD reads from a plain directory source: every .yaml file in it (not below it), in name order."""
+    prefix = folder + "/"
+    return "---\n".join(data.decode("utf-8") for rel, data in sorted(files.items())
+                         if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml"))
+
+
 def count_objects(text: str) -> int:
     return sum(1 for doc in ("\n" + text).split("\n---\n") if doc.strip())
 
@@ -174,7 +294,7 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
     jobs = jobs or os.cpu_count() or 1
     store = cache.Cache(cache.default_folder() if use_cache else None)
     server_lines: list[str] = []
-    model, diags = load(root)
+    model, diags = load(root, store, jobs)
     report.extend(diags)
     if model is None:
         return report
@@ -183,7 +303,7 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
                              f"environment '{env}' is not defined",
                              f"environments: {', '.join(model.platform.environments)}")])
         return report
-    files = render(model)
+    files = render_cached(model, store, jobs)
     envs = [env] if env else list(model.platform.environments)
     report.extend(departures(root, model, files, envs))
     overlays = [o for e in envs for o in overlays_of(files, e)]
@@ -192,7 +312,7 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
     if not diags:
         report.extend(verify.manifests(root, model, built.overlays, jobs, cache.default_folder(), built.tools, store))
         report.extend(verify.hub_values(root, model, files, envs))
-        report.extend(checked_policy(model, env, built.overlays, store))
+        report.extend(checked_policy(model, env, built.overlays, store, built.parsed, jobs))
         if server and not report.errors:  # a real kube-apiserver: admission, defaulting, names, CEL, strict fields
             from . import server as apiserver
 
@@ -203,18 +323,28 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
     return report
 
 
-def checked_policy(model: Model, env: str | None, overlays: dict[str, str], store: cache.Cache) -> list[Diagnostic]:
-    """Policy rules on built objects; an overlay that passed with the same output and context is not parsed again."""
+def checked_policy(model: Model, env: str | None, overlays: dict[str, str], store: cache.Cache,
+                   parsed: dict[str, list] | None = None, jobs: int = 1) -> list[Diagnostic]:
+    """Policy rules on built objects; an overlay that passed with the same output and context is not checked again.
+    Objects the builder already gave as JSON are not parsed from YAML; the rest are parsed on `jobs` processes."""
     ctx = policy.Context.from_model(model, env)
     fingerprint = repr(ctx)
     keys = {o: cache.key("policy", policy.VERSION, fingerprint, text) for o, text in overlays.items()}
     todo = {o: text for o, text in overlays.items() if store.get("policy", keys[o]) is None}
-    found = policy.run(policy.parse(todo), ctx)
+    objects = {o: parsed[o] for o in todo if parsed and o in parsed}
+    rest = sorted(o for o in todo if o not in objects)
+    texts = [todo[o] for o in rest]
+    objects.update(zip(rest, fan_out(_parse_many, texts, jobs, many=sum(map(len, texts)) > PARSE_MANY)))
+    found = policy.run(objects, ctx)
     failed = {d.path for d in found}
     for overlay in todo:
         if overlay not in failed:
             store.put("policy", keys[overlay], b"ok")
     return found
+
+
+def _parse_many(texts: list[str]) -> list[list]:
+    return list(policy.parse(dict(enumerate(texts))).values())
 
 
 def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
@@ -249,13 +379,15 @@ def summary(model: Model, built: Built, envs: list[str]) -> list[str]:
     return lines
 
 
-def render_to_disk(root: Path, check_only: bool) -> Report:
+def render_to_disk(root: Path, check_only: bool, jobs: int | None = None, use_cache: bool = True) -> Report:
     report = Report()
-    model, diags = load(root)
+    jobs = jobs or os.cpu_count() or 1
+    store = cache.Cache(cache.default_folder() if use_cache else None)
+    model, diags = load(root, store, jobs)
     report.extend(diags)
     if model is None:
         return report
-    files = render(model)
+    files = render_cached(model, store, jobs)
     if check_only:
         plan, found = writer.check(root, files)
         report.extend(found)

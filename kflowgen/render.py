@@ -25,19 +25,34 @@ TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org",
 def render(model: Model) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for env in model.platform.environments:
-        files.update(render_environment(model, env))
+        files.update(shared_files(model, env))
+        for t in model.teams_in(env):
+            files.update(team_files(model.platform, t, *of_team(model, t.name, env), env))
     return dict(sorted(files.items()))
 
 
-def render_environment(model: Model, env: str) -> dict[str, bytes]:
+def of_team(model: Model, team: str, env: str) -> tuple[list, list]:
+    """The served models and experiments a team runs in an environment: with the platform and the team, all that
+    team_files reads."""
+    served, experiments = model.of_team(team)
+    return [m for m in served if env in m.environments], [e for e in experiments if env in e.environments]
+
+
+def shared_files(model: Model, env: str) -> dict[str, bytes]:
+    """What all teams of an environment share: the JupyterHub values and the Argo CD bootstrap."""
     p = model.platform
     teams = model.teams_in(env)
-    out: dict[str, bytes] = {}
-    for t in teams:
-        out.update(_team_platform(p, t, env))
-        out.update(_team_workloads(model, t, env))
-    out[f"overlays/{env}/jupyterhub/values.yaml"] = document(hub_values(model, env), _sources(p, teams))
-    out.update(_argocd(p, teams, env))
+    out = {f"overlays/{env}/jupyterhub/values.yaml": document(hub_values(model, env), _sources(p, teams))}
+    out.update(_argocd_shared(p, teams, env))
+    return out
+
+
+def team_files(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, bytes]:
+    """Everything one team adds to an environment, from exactly these inputs (the result cache keys on their spec
+    files): its platform overlay, its workloads overlay, and its Argo CD project and Applications."""
+    out = _team_platform(p, t, env)
+    out.update(_team_workloads(p, t, served, experiments, env))
+    out.update(_argocd_team(p, t, env))
     return out
 
 
@@ -135,19 +150,18 @@ def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -
 
 # --- per team, workloads ----------------------------------------------------------------------------------------
 
-def _team_workloads(model: Model, t: Team, env: str) -> dict[str, bytes]:
+def _team_workloads(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, bytes]:
     """The team's own Application: served models and training Jobs."""
-    p = model.platform
     base = f"overlays/{env}/teams/{t.name}/workloads"
     out: dict[str, bytes] = {}
     sources = [t.source.path]
-    for m in model.served:
-        if m.team == t.name and env in m.environments:
+    for m in served:
+        if env in m.environments:
             sources.append(m.source.path)
             for name, obj in render_model(m, t, p, env).items():
                 out[f"{base}/{name}"] = document(obj, [m.source.path, p.source.path])
-    for e in model.experiments:
-        if e.team == t.name and env in e.environments:
+    for e in experiments:
+        if env in e.environments:
             sources.append(e.source.path)
             for name, obj in render_experiment(e, t, p, env).items():
                 out[f"{base}/{name}"] = document(obj, [e.source.path, t.source.path])
@@ -235,75 +249,88 @@ def _describe(p: Platform, prof) -> str:
 
 # --- Argo CD ----------------------------------------------------------------------------------------------------
 
-def _argocd(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:
+def _project(p: Platform, env: str, name, description, sources, destinations, cluster_kinds, namespace_kinds,
+             roles=None, team=None) -> dict:
+    spec = {"description": description, "sourceRepos": sources,
+            "destinations": [{"server": s, "namespace": n} for s, n in destinations],
+            "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_kinds],
+            "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in namespace_kinds],
+            "orphanedResources": {"warn": True}}
+    if roles:
+        spec["roles"] = roles
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": _meta(name, p.argocd_namespace, labels=_labels(env, team)), "spec": spec}
+
+
+def _app(p: Platform, env: str, name, project_name, server, destination_ns, source=None, sources=None, team=None,
+         allow_empty=False, options=()) -> dict:
+    spec: dict = {"project": project_name}
+    if source:
+        spec["source"] = source
+    if sources:
+        spec["sources"] = sources
+    spec["destination"] = {"server": server, "namespace": destination_ns}
+    automated = {"prune": True, "selfHeal": True}
+    if allow_empty:
+        automated["allowEmpty"] = True
+    spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": _meta(name, p.argocd_namespace, labels=_labels(env, team),
+                              finalizers=["resources-finalizer.argocd.argoproj.io/foreground"]), "spec": spec}
+
+
+def _git(p: Platform, path: str) -> dict:
+    return {"repoURL": p.repo_url, "targetRevision": p.revision, "path": path}
+
+
+def _argocd_shared(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:
+    """overlays/<env>/argocd: a plain directory of manifests, not a kustomization. Argo CD applies the files as they
+    are, and nothing has to build one list of every team's projects and Applications (kustomize's cost grows faster
+    than linearly with that list). Each team's own files are written by _argocd_team."""
     cluster = p.environments[env].cluster
     ns = p.argocd_namespace
     base = f"overlays/{env}/argocd"
-    docs: dict[str, tuple[dict, list[str]]] = {}
-
-    def project(name, description, sources, destinations, cluster_kinds, namespace_kinds, roles=None, team=None):
-        spec = {"description": description, "sourceRepos": sources,
-                "destinations": [{"server": s, "namespace": n} for s, n in destinations],
-                "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_kinds],
-                "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in namespace_kinds],
-                "orphanedResources": {"warn": True}}
-        if roles:
-            spec["roles"] = roles
-        return {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-                "metadata": _meta(name, ns, labels=_labels(env, team)), "spec": spec}
-
-    def app(name, project_name, server, destination_ns, source=None, sources=None, team=None, allow_empty=False,
-            options=()):
-        spec: dict = {"project": project_name}
-        if source:
-            spec["source"] = source
-        if sources:
-            spec["sources"] = sources
-        spec["destination"] = {"server": server, "namespace": destination_ns}
-        automated = {"prune": True, "selfHeal": True}
-        if allow_empty:
-            automated["allowEmpty"] = True
-        spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
-        return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-                "metadata": _meta(name, ns, labels=_labels(env, team),
-                                  finalizers=["resources-finalizer.argocd.argoproj.io/foreground"]), "spec": spec}
-
-    def git(path):
-        return {"repoURL": p.repo_url, "targetRevision": p.revision, "path": path}
-
     psrc = [p.source.path]
-    docs["appproject.bootstrap.yaml"] = (project(
-        f"{env}-bootstrap", f"{env}: the root Application, which creates the projects and Applications below",
+    docs: dict[str, tuple[dict, list[str]]] = {}
+    docs["appproject.bootstrap.yaml"] = (_project(
+        p, env, f"{env}-bootstrap", f"{env}: the root Application, which creates the projects and Applications below",
         [p.repo_url], [(IN_CLUSTER, ns)], [], [("argoproj.io", "Application"), ("argoproj.io", "AppProject")]), psrc)
-    docs["appproject.platform.yaml"] = (project(
-        f"{env}-platform", f"{env}: platform-owned objects (namespaces, quotas, RBAC, network policy, storage, JupyterHub)",
+    docs["appproject.platform.yaml"] = (_project(
+        p, env, f"{env}-platform",
+        f"{env}: platform-owned objects (namespaces, quotas, RBAC, network policy, storage, JupyterHub)",
         [p.repo_url, p.hub_chart_repo], [(cluster, p.hub_namespace)] + [(cluster, t.namespace) for t in teams],
         [("", "Namespace")], [("*", "*")]), _sources(p, teams))
-    docs["application.root.yaml"] = (app(f"{env}-root", f"{env}-bootstrap", IN_CLUSTER, ns, source=git(base)), psrc)
-    docs["application.jupyterhub.yaml"] = (app(
-        f"{env}-jupyterhub", f"{env}-platform", cluster, p.hub_namespace,
+    root_source = {**_git(p, base), "directory": {"recurse": False, "include": "*.yaml"}}
+    docs["application.root.yaml"] = (_app(p, env, f"{env}-root", f"{env}-bootstrap", IN_CLUSTER, ns,
+                                          source=root_source), psrc)
+    docs["application.jupyterhub.yaml"] = (_app(
+        p, env, f"{env}-jupyterhub", f"{env}-platform", cluster, p.hub_namespace,
         sources=[{"repoURL": p.hub_chart_repo, "chart": "jupyterhub", "targetRevision": p.hub_chart_version,
                   "helm": {"releaseName": "jupyterhub",
                            "valueFiles": [f"$values/overlays/{env}/jupyterhub/values.yaml"]}},
                  {"repoURL": p.repo_url, "targetRevision": p.revision, "ref": "values"}],
         options=("CreateNamespace=true", "ServerSideApply=true")), psrc)
-    for t in teams:
-        src = [t.source.path, p.source.path]
-        groups = sorted({g for g, _ in t.members})
-        roles = [{"name": "members", "description": f"members of {t.name} may view and sync the team's Applications",
-                  "groups": groups,
-                  "policies": [f"p, proj:{env}-{t.name}:members, applications, {verb}, {env}-{t.name}/*, allow"
-                               for verb in ("get", "sync")]}] if groups else None
-        docs[f"appproject.{t.name}.yaml"] = (project(
-            f"{env}-{t.name}", f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
-            [p.repo_url], [(cluster, t.namespace)], [], TEAM_KINDS, roles, t.name), src)
-        docs[f"application.{t.name}-platform.yaml"] = (app(
-            f"{env}-{t.name}-platform", f"{env}-platform", cluster, t.namespace,
-            source=git(f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src)
-        docs[f"application.{t.name}-workloads.yaml"] = (app(
-            f"{env}-{t.name}-workloads", f"{env}-{t.name}", cluster, t.namespace,
-            source=git(f"overlays/{env}/teams/{t.name}/workloads"), team=t.name, allow_empty=True), src)
-    out = {f"{base}/{name}": document(obj, src) for name, (obj, src) in sorted(docs.items())}
-    out[f"{base}/kustomization.yaml"] = document(
-        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": sorted(docs)}, psrc)
-    return out
+    return {f"{base}/{name}": document(obj, src) for name, (obj, src) in docs.items()}
+
+
+def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, bytes]:
+    """A team's AppProject and its platform and workloads Applications, in overlays/<env>/argocd."""
+    cluster = p.environments[env].cluster
+    src = [t.source.path, p.source.path]
+    groups = sorted({g for g, _ in t.members})
+    roles = [{"name": "members", "description": f"members of {t.name} may view and sync the team's Applications",
+              "groups": groups,
+              "policies": [f"p, proj:{env}-{t.name}:members, applications, {verb}, {env}-{t.name}/*, allow"
+                           for verb in ("get", "sync")]}] if groups else None
+    base = f"overlays/{env}/argocd"
+    return {
+        f"{base}/appproject.{t.name}.yaml": document(_project(
+            p, env, f"{env}-{t.name}", f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
+            [p.repo_url], [(cluster, t.namespace)], [], TEAM_KINDS, roles, t.name), src),
+        f"{base}/application.{t.name}-platform.yaml": document(_app(
+            p, env, f"{env}-{t.name}-platform", f"{env}-platform", cluster, t.namespace,
+            source=_git(p, f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src),
+        f"{base}/application.{t.name}-workloads.yaml": document(_app(
+            p, env, f"{env}-{t.name}-workloads", f"{env}-{t.name}", cluster, t.namespace,
+            source=_git(p, f"overlays/{env}/teams/{t.name}/workloads"), team=t.name, allow_empty=True), src),
+    }

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kflowgen import cache, pipeline, tools
+from kflowgen import cache, pipeline, policy, tools
 from kflowgen.render import render
 
 
@@ -29,7 +29,9 @@ def test_second_build_comes_from_the_cache_and_is_identical(example_repo, store)
     cold = built(example_repo, cache.Cache(None), jobs=1)
     first = built(example_repo, store)
     second = built(example_repo, store)
-    assert first.rebuilt == len(first.overlays) and second.rebuilt == 0
+    kustomized = [o for o in first.overlays if not pipeline.is_directory_source(o)]
+    assert len(kustomized) == len(first.overlays) - 3  # overlays/<env>/argocd are plain directories
+    assert first.rebuilt == len(kustomized) and second.rebuilt == 0
     assert cold.overlays == first.overlays == second.overlays
 
 
@@ -62,7 +64,7 @@ def test_a_new_kustomize_version_rebuilds_everything(example_repo, store, monkey
         return tools.Tool(tool.name, tool.argv, tool.version + "-next") if name == "kustomize" else tool
 
     monkeypatch.setattr(tools, "find", other_version)
-    assert built(example_repo, store).rebuilt == len(first.overlays)
+    assert built(example_repo, store).rebuilt == len([o for o in first.overlays if not pipeline.is_directory_source(o)])
 
 
 def test_a_damaged_entry_is_rebuilt_not_trusted(example_repo, store, tmp_path):
@@ -96,3 +98,77 @@ def test_validate_reports_the_same_with_a_warm_cache(example_repo, store):
         report = pipeline.validate(example_repo, jobs=2)
         assert [d.code for d in report.errors] == ["KF604", "KF604"]
     assert team.exists()
+
+
+# --- loaded specs and rendered files ----------------------------------------------------------------------------
+
+def test_loaded_specs_come_from_the_cache_unchanged(example_repo, store):
+    cold = pipeline.load(example_repo)
+    first = pipeline.load(example_repo, store)
+    assert store.hits == 0 and store.misses > 0
+    second = pipeline.load(example_repo, store)
+    assert store.hits == store.misses  # every file of the second load came from the cache
+    assert cold == first == second
+
+
+def test_a_spec_change_or_a_kflowgen_change_is_checked_again(example_repo, store, monkeypatch):
+    pipeline.load(example_repo, store)
+    spec = example_repo / "specs/teams/nlp.yaml"
+    spec.write_text(spec.read_text().replace("owners:", "ownerz:"))
+    model, diags = pipeline.load(example_repo, store)
+    assert model is None and "KF201" in {d.code for d in diags}
+    again = pipeline.load(example_repo, store)
+    assert again[1] == diags  # findings come back from the cache exactly, and still fail
+    monkeypatch.setattr(cache, "code_digest", lambda: "another kflowgen")
+    before = store.misses
+    specs = list((example_repo / "specs").rglob("*.yaml"))
+    assert pipeline.load(example_repo, store)[1] == diags and store.misses - before == len(specs)
+
+
+def test_a_damaged_spec_entry_is_checked_again_not_trusted(example_repo, store, tmp_path):
+    want = pipeline.load(example_repo, store)
+    for entry in (tmp_path / "cache" / "spec").rglob("*"):
+        if entry.is_file():
+            entry.write_bytes(entry.read_bytes().replace(b'"cpu"', b'"cpv"'))
+    assert pipeline.load(example_repo, store) == want
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_rendered_files_come_from_the_cache_byte_identical(example_repo, store, monkeypatch, parallel):
+    if parallel:  # forked render processes even for three teams
+        monkeypatch.setattr(pipeline, "PARALLEL_FROM", 1)
+    model, _ = pipeline.load(example_repo, store)
+    want = render(model)
+    assert pipeline.render_cached(model, cache.Cache(None), 1) == want
+    hits = store.hits
+    assert pipeline.render_cached(model, store, 2) == want and store.hits == hits
+    assert pipeline.render_cached(model, store, 2) == want and store.hits == hits + 8  # 8 team environments
+
+
+def test_a_team_change_renders_that_team_again_and_nothing_else(example_repo, store):
+    model, _ = pipeline.load(example_repo, store)
+    pipeline.render_cached(model, store, 1)
+    spec = example_repo / "specs/experiments/vision/resnet-sweep.yaml"
+    spec.write_text(spec.read_text().replace("python train.py", "python train2.py"))
+    model, _ = pipeline.load(example_repo, store)
+    misses = store.misses
+    files = pipeline.render_cached(model, store, 1)
+    assert store.misses - misses == 1  # vision in dev, where the experiment runs
+    assert files == render(model)
+    assert all(b"train2.py" in data for path, data in files.items() if "/vision/workloads/job.resnet" in path)
+
+
+def test_specs_not_read_from_files_are_rendered_not_cached(example_repo, store):
+    model, _ = pipeline.load(example_repo)
+    model.teams[0].source.digest = ""  # e.g. a model built in a test: nothing to key its output on
+    assert pipeline.render_cached(model, store, 1) == render(model)
+    entries = [e for e in (store.folder / "render").rglob("*") if e.is_file()]
+    assert len(entries) == 8 - len(model.teams[0].quota)
+
+
+@pytest.mark.skipif(tools.find_batch() is None, reason="kflowgen-kbuild is not built (kflowgen tools install)")
+def test_objects_the_builder_gives_are_the_parsed_yaml(example_repo):
+    """Policy reads kflowgen-kbuild's JSON instead of parsing YAML: the same objects, so the same findings."""
+    result = built(example_repo, cache.Cache(None))
+    assert set(result.parsed) == {o for o in result.overlays if not pipeline.is_directory_source(o)}
+    assert result.parsed == policy.parse({o: result.overlays[o] for o in result.parsed})

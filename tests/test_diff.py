@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from kflowgen import tools
+from kflowgen import cache, tools
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.diff import diff_git, diff_trees, render_json, render_markdown, render_text
 
@@ -215,3 +216,17 @@ def test_repository_below_the_git_top_and_trees(tmp_path):
     for name in ("specs", "bases"):
         shutil.copytree(PROJECT / name, base / name)
     assert render_text(diff_trees(base, repo, 2)) == expected
+
+
+def test_a_warm_cache_gives_the_same_diff_and_parses_only_what_changed(pull_request, tmp_path, monkeypatch):
+    store = cache.Cache(tmp_path / "cache")
+    cold = render_text(diff_git(pull_request, "HEAD~1", 2))
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold
+    hits, misses = store.hits, store.misses
+    parsed = []
+    real = yaml.load_all
+    monkeypatch.setattr(yaml, "load_all", lambda text, Loader: parsed.append(text) or real(text, Loader=Loader))
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
+    assert store.hits > hits and store.misses == misses  # the second run read everything from the cache
+    # overlays built to the same text on both sides are not parsed: e.g. the unchanged staging environment
+    assert parsed and not any("kflowgen.dev/environment: staging" in text for text in parsed)
