@@ -173,14 +173,34 @@ def test_stream_keeps_input_order_repeats_and_odd_paths(tmp_path, example, examp
         assert (s, p) == example_built[example[1] if d == spaced else d]
 
 
-def test_json_records_hold_each_built_object_as_kubectl_reads_the_yaml(example, example_built):
-    run = kbuild(example, "-json", "-j", "2")
-    assert run.returncode == 0, run.stderr.decode()
-    records = parse_stream(run.stdout)
-    assert [(d, s) for d, s, _ in records] == [(d, s) for d in example for s in ("ok", "json")]
-    for (d, _, yml), (_, _, objects) in zip(records[::2], records[1::2]):
-        assert ("ok", yml) == example_built[d]  # the YAML record is unchanged by -json
-        assert json.loads(objects) == [o for o in yaml.safe_load_all(yml) if o is not None], d
+def test_json_records_hold_each_built_object_as_the_yaml_reads(example, example_built, generated):
+    for dirs, want in ((example, example_built), (generated, None)):
+        run = kbuild(dirs, "-json", "-j", "2")
+        assert run.returncode == 0, run.stderr.decode()
+        records = parse_stream(run.stdout)
+        assert [(d, s) for d, s, _ in records] == [(d, s) for d in dirs for s in ("ok", "json")]
+        for (d, _, yml), (_, _, objects) in zip(records[::2], records[1::2]):
+            if want:
+                assert ("ok", yml) == want[d]  # the YAML record is unchanged by -json
+            assert json.loads(objects) == [o for o in yaml.safe_load_all(yml) if o is not None], d
+
+
+def test_json_scalars_are_typed_as_the_yaml_says(tmp_path):
+    (tmp_path / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations: {a: \"1\", b: 'true', c: \"<&>\"}\n"
+        "data:\n  s: 'null'\n  t: \"0755\"\n  u: \"line\\nbreak \\u00e9\"\n")
+    (tmp_path / "job.yaml").write_text(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  backoffLimit: 3\n  completions: 0x10\n"
+        "  suspend: false\n  activeDeadlineSeconds: 1e3\n  template: {spec: {restartPolicy: Never, containers: []}}\n"
+        "  ttlSecondsAfterFinished: null\n")
+    (tmp_path / "kustomization.yaml").write_text("resources: [cm.yaml, job.yaml]\n")
+    records = parse_stream(kbuild([str(tmp_path)], "-json").stdout)
+    cm, job = json.loads(records[1][2])
+    assert cm["metadata"]["annotations"] == {"a": "1", "b": "true", "c": "<&>"}
+    assert cm["data"] == {"s": "null", "t": "0755", "u": "line\nbreak \u00e9"}
+    assert job["spec"]["backoffLimit"] == 3 and job["spec"]["completions"] == 16 and job["spec"]["suspend"] is False
+    assert job["spec"]["activeDeadlineSeconds"] == 1000.0 and job["spec"]["ttlSecondsAfterFinished"] is None
+    assert [cm, job] == list(yaml.safe_load_all(records[0][2]))
 
 
 def test_json_record_follows_only_a_built_overlay(tmp_path, example):
