@@ -246,23 +246,35 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
             results[overlay] = hit.decode("utf-8")
     todo = [o for o in overlays if o not in results]
     if todo:
-        with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
-            scratch = Path(tmp)
-            if (root / "bases").is_dir():
-                shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
-            wanted = tuple(o + "/" for o in todo)
-            for rel, data in files.items():
-                if rel.startswith(wanted):
-                    (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (scratch / rel).write_bytes(data)
-            tick = progress(len(todo)) if progress else (lambda: None)
-            batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
-            results_now = (tools.kustomize_batch(batch, scratch, todo, jobs, tick, built.parsed) if batch else
-                           tools.kustomize_build(kustomize, scratch, todo, jobs, tick))
-            for overlay, result in results_now.items():
-                results[overlay] = result
-                if not isinstance(result, Diagnostic):
-                    store.put("build", keys[overlay], result.encode("utf-8"))
+        tick = progress(len(todo)) if progress else (lambda: None)
+        batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
+
+        def run(at: Path, group: list[str]) -> dict[str, str | Diagnostic]:
+            return (tools.kustomize_batch(batch, at, group, jobs, tick, built.parsed) if batch else
+                    tools.kustomize_build(kustomize, at, group, jobs, tick))
+
+        by_folder: dict[str, list[str]] = {}
+        for rel in files:
+            by_folder.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
+        # An overlay whose folder already holds exactly the rendered files (the usual case: render --check passes)
+        # is built where it is; the others from a scratch copy of the rendered files. The repository is not written.
+        in_place = [o for o in todo if _same_on_disk(root, o, by_folder.get(o, []), files)]
+        elsewhere = sorted(set(todo) - set(in_place))
+        results_now = run(root, in_place) if in_place else {}
+        if elsewhere:
+            with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
+                scratch = Path(tmp)
+                if (root / "bases").is_dir():
+                    shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
+                for overlay in elsewhere:
+                    (scratch / overlay).mkdir(parents=True)
+                    for rel in by_folder.get(overlay, []):
+                        (scratch / rel).write_bytes(files[rel])
+                results_now.update(run(scratch, elsewhere))
+        for overlay, result in results_now.items():
+            results[overlay] = result
+            if not isinstance(result, Diagnostic):
+                store.put("build", keys[overlay], result.encode("utf-8"))
     for overlay in overlays:
         result = results[overlay]
         if isinstance(result, Diagnostic):
@@ -273,6 +285,17 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
             built.objects[env] = built.objects.get(env, 0) + count_objects(result)
     built.rebuilt = len(todo)
     return built, diags
+
+
+def _same_on_disk(root: Path, overlay: str, rels: list[str], files: dict[str, bytes]) -> bool:
+    """The overlay's folder holds exactly these rendered files as regular files, byte for byte, and nothing else."""
+    try:
+        with os.scandir(root / overlay) as entries:
+            present = {e.name: e.is_file(follow_symlinks=False) for e in entries}
+        return (all(present.values()) and sorted(present) == sorted(r.rsplit("/", 1)[1] for r in rels)
+                and all((root / r).read_bytes() == files[r] for r in rels))
+    except OSError:
+        return False
 
 
 def directory_manifests(files: dict[str, bytes], folder: str) -> str:

@@ -172,3 +172,22 @@ def test_objects_the_builder_gives_are_the_parsed_yaml(example_repo):
     result = built(example_repo, cache.Cache(None))
     assert set(result.parsed) == {o for o in result.overlays if not pipeline.is_directory_source(o)}
     assert result.parsed == policy.parse({o: result.overlays[o] for o in result.parsed})
+
+
+def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_rendered_files(example_repo, monkeypatch):
+    want = built(example_repo, cache.Cache(None))
+    quota = example_repo / "overlays/prod/teams/recsys/platform/resourcequota.team.yaml"
+    quota.write_text(quota.read_text().replace("requests.cpu:", "requests.cpu: '999'\n  x:"))
+    (example_repo / "overlays/dev/teams/nlp/platform/extra.yaml").write_text("kind: ConfigMap\n")
+    roots = {}
+    for name in ("kustomize_batch", "kustomize_build"):
+        real = getattr(tools, name)
+
+        def spy(tool, at, group, *args, real=real, **kw):
+            roots.update({o: at for o in group})
+            return real(tool, at, group, *args, **kw)
+        monkeypatch.setattr(tools, name, spy)
+    assert built(example_repo, cache.Cache(None)).overlays == want.overlays  # from the specs, not the edits
+    drifted = {"overlays/prod/teams/recsys/platform", "overlays/dev/teams/nlp/platform"}
+    assert {o for o, at in roots.items() if at != example_repo} == drifted
+    assert len(roots) == len(want.overlays) - 3  # every other kustomize overlay was built where it is

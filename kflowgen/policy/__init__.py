@@ -8,6 +8,7 @@ from pathlib import Path
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Protocol
 
 import yaml
@@ -54,12 +55,12 @@ class Context:
     def at(self, overlay: str) -> Context:
         return replace(self, overlay=overlay)
 
-    @property
+    @cached_property
     def env(self) -> str:
         parts = self.overlay.split("/")
         return parts[1] if len(parts) > 1 and parts[0] == "overlays" else ""
 
-    @property
+    @cached_property
     def team(self) -> str | None:
         """The team of a team overlay (`overlays/<env>/teams/<team>/...`), else None."""
         parts = self.overlay.split("/")
@@ -73,10 +74,20 @@ class Context:
     def team_owned(self) -> bool:
         return self.overlay.endswith("/workloads")
 
-    @property
+    @cached_property
     def team_namespaces(self) -> dict[str, str]:
         """{team: namespace} of the overlay's environment."""
         return self.teams.get(self.env, {})
+
+    @cached_property
+    def known_namespaces(self) -> frozenset[str]:
+        """Argo CD's, the hub's and every team's namespace in the overlay's environment."""
+        return frozenset({self.argocd_namespace, self.hub_namespace, *self.team_namespaces.values()})
+
+    def team_of_project(self, project: str) -> str | None:
+        """The team whose AppProject in this environment is named `project` (`<env>-<team>`), else None."""
+        team = project.removeprefix(f"{self.env}-") if project.startswith(f"{self.env}-") else None
+        return team if team in self.team_namespaces else None
 
 
 class Policy(Protocol):

@@ -15,7 +15,7 @@ def check(obj, ctx):
         yield "/spec/project", "uses the default project, which allows everything", \
             "use the platform project or the team's own project"
     teams = ctx.team_namespaces
-    team = next((t for t in teams if project == f"{ctx.env}-{t}"), None)
+    team = ctx.team_of_project(project)
     ns = (spec.get("destination") or {}).get("namespace", "")
     if team is not None and ns != teams[team]:
         yield "/spec/destination/namespace", f"'{ns}' is not team {team}'s namespace '{teams[team]}'", \

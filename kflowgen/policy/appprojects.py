@@ -24,10 +24,10 @@ def check(obj, ctx):
         return
     spec, name = obj.get("spec") or {}, (obj.get("metadata") or {}).get("name", "")
     teams = ctx.team_namespaces
-    team = next((t for t in teams if name == f"{ctx.env}-{t}"), None)
+    team = ctx.team_of_project(name)
     dests = [(f"/spec/destinations/{i}/namespace", str((d or {}).get("namespace", ""))) for i, d in
              enumerate(spec.get("destinations") or [])]
-    known = {ctx.argocd_namespace, ctx.hub_namespace, *teams.values()}
+    known = ctx.known_namespaces
     for at, ns in dests:
         if GLOB & set(ns):
             yield at, f"'{ns}' is a pattern, not one namespace", "list each namespace exactly"
