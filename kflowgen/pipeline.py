@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,13 +89,12 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
 
 
 PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
-PARSE_MANY = 4 << 20  # bytes of YAML worth parsing on several processes
 
 
-def fan_out(fn, items: list, jobs: int, many: bool | None = None) -> list:
+def fan_out(fn, items: list, jobs: int) -> list:
     """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
-    items, or when `many` says the work is large (the children see this process's memory as it is now)."""
-    if jobs < 2 or len(items) < 2 or not (many if many is not None else len(items) >= PARALLEL_FROM):
+    items (the children see this process's memory as it is now), else here."""
+    if jobs < 2 or len(items) < PARALLEL_FROM:
         return fn(items)
     size = -(-len(items) // min(len(items), jobs * 4))
     batches = [items[i:i + size] for i in range(0, len(items), size)]
@@ -333,9 +332,14 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
     built, diags = build(root, files, overlays, jobs, store, progress)
     report.extend(diags)
     if not diags:
-        report.extend(verify.manifests(root, model, built.overlays, jobs, cache.default_folder(), built.tools, store))
-        report.extend(verify.hub_values(root, model, files, envs))
-        report.extend(checked_policy(model, env, built.overlays, store, built.parsed, jobs))
+        # kubeconform (its own process, `jobs` threads) runs while this process checks the hub values and policy
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            schemas = pool.submit(verify.manifests, root, model, built.overlays, jobs, cache.default_folder(),
+                                  built.tools, store)
+            others = verify.hub_values(root, model, files, envs)
+            others += checked_policy(model, env, built.overlays, store, built.parsed)
+            report.extend(schemas.result())
+        report.extend(others)
         if server and not report.errors:  # a real kube-apiserver: admission, defaulting, names, CEL, strict fields
             from . import server as apiserver
 
@@ -347,27 +351,21 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
 
 
 def checked_policy(model: Model, env: str | None, overlays: dict[str, str], store: cache.Cache,
-                   parsed: dict[str, list] | None = None, jobs: int = 1) -> list[Diagnostic]:
+                   parsed: dict[str, list] | None = None) -> list[Diagnostic]:
     """Policy rules on built objects; an overlay that passed with the same output and context is not checked again.
-    Objects the builder already gave as JSON are not parsed from YAML; the rest are parsed on `jobs` processes."""
+    Objects the builder already gave as JSON are not parsed from YAML."""
     ctx = policy.Context.from_model(model, env)
     fingerprint = repr(ctx)
     keys = {o: cache.key("policy", policy.VERSION, fingerprint, text) for o, text in overlays.items()}
     todo = {o: text for o, text in overlays.items() if store.get("policy", keys[o]) is None}
     objects = {o: parsed[o] for o in todo if parsed and o in parsed}
-    rest = sorted(o for o in todo if o not in objects)
-    texts = [todo[o] for o in rest]
-    objects.update(zip(rest, fan_out(_parse_many, texts, jobs, many=sum(map(len, texts)) > PARSE_MANY)))
+    objects.update(policy.parse({o: text for o, text in todo.items() if o not in objects}))
     found = policy.run(objects, ctx)
     failed = {d.path for d in found}
     for overlay in todo:
         if overlay not in failed:
             store.put("policy", keys[overlay], b"ok")
     return found
-
-
-def _parse_many(texts: list[str]) -> list[list]:
-    return list(policy.parse(dict(enumerate(texts))).values())
 
 
 def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:

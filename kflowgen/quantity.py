@@ -1,6 +1,7 @@
 """Kubernetes quantities (cpu cores, bytes): parse to exact fractions, print back canonically."""
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -11,6 +12,14 @@ _RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$")
 
 def parse(value) -> Fraction:
     """'500m' -> 1/2, 2 -> 2, '16Gi' -> 17179869184. Raises ValueError on anything else."""
+    try:
+        return _parse(value)
+    except TypeError:  # unhashable: a list or mapping where a quantity belongs
+        raise ValueError(f"not a quantity: {value!r}") from None
+
+
+@functools.lru_cache(maxsize=4096, typed=True)  # a platform repeats few quantities; Fractions are immutable
+def _parse(value) -> Fraction:
     if isinstance(value, bool):
         raise ValueError(f"not a quantity: {value!r}")
     if isinstance(value, (int, float)):
