@@ -3,8 +3,10 @@ generated repositories: python bench/run.py --teams 10 100 1000 [--repeat 3].
 
 Rows per size: the baseline (`kustomize build` of every overlay, as many in parallel as kflowgen uses, then one
 `kubeconform -strict` over all output), kflowgen validate cold (--no-cache), kflowgen validate warm (cache
-filled), and the pull-request gate after a one-team change (validate + render --check). Times are medians;
-peak memory is the measured process's own maximum resident set. Benchmarks assert nothing."""
+filled), and the pull-request gate after a one-team change: `validate`, `render --check` and `diff --base HEAD`
+(the generated repository is a git repository; the change is left uncommitted), each its own process, as CI runs
+them. Times are medians; peak memory is the largest of the measured processes' own maximum resident sets.
+Benchmarks assert nothing."""
 from __future__ import annotations
 
 import argparse
@@ -24,7 +26,7 @@ sys.path.insert(0, str(PROJECT / "bench"))
 
 from generate import generate  # noqa: E402
 
-from kflowgen import kschemas, pipeline, tools  # noqa: E402
+from kflowgen import cache, kschemas, pipeline, tools  # noqa: E402
 
 KFLOWGEN = [sys.executable, "-m", "kflowgen"]
 CRDS = [str(PROJECT.parent / "shared/upstream/crds/argoproj.io"), str(PROJECT.parent / "shared/upstream/crds/kubeflow.org")]
@@ -39,7 +41,8 @@ def measure(argv: list[str], env: dict | None = None) -> tuple[float, float, int
 
 
 def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, float, int]:
-    """kustomize build per overlay (jobs at a time) into files, then kubeconform -strict on all of them."""
+    """kustomize build per overlay (jobs at a time) into files, then kubeconform -strict on all of them and on the
+    plain directories Argo CD syncs as they are (overlays/<env>/argocd)."""
     kustomize, kubeconform = tools.find("kustomize"), tools.find("kubeconform")
     overlays = sorted(p.parent for p in (root / "overlays").rglob("kustomization.yaml"))
     out = Path(tempfile.mkdtemp(prefix="bench-built-"))
@@ -57,18 +60,18 @@ def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, floa
         results = list(pool.map(one, enumerate(overlays)))
     peak = max(r[0] for r in results)
     failed = sum(1 for r in results if r[1])
+    plain = sorted(str(d) for d in (root / "overlays").glob("*/argocd"))  # directory sources: their files as they are
     seconds, kc_peak, code = measure([*kubeconform.argv, "-strict", "-summary", "-n", str(jobs), *schema_args,
-                                      str(out)])
+                                      str(out), *plain])
     shutil.rmtree(out)
     return time.monotonic() - start, max(peak, kc_peak), failed or code
 
 
-def count_objects(root: Path) -> int:
-    model, _ = pipeline.load(root)
-    from kflowgen.render import render
-
-    files = render(model)
-    built, _ = pipeline.build(root, files, pipeline.overlays_of(files), os.cpu_count() or 1)
+def count_objects(root: Path, store: cache.Cache) -> int:
+    jobs = os.cpu_count() or 1
+    model, _ = pipeline.load(root, store, jobs)
+    files = pipeline.render_cached(model, store, jobs)
+    built, _ = pipeline.build(root, files, pipeline.overlays_of(files), jobs, store)
     return sum(built.objects.values())
 
 
@@ -106,7 +109,10 @@ def main() -> None:
     for teams in args.teams:
         root = generate(work / f"repo-{teams}", teams, args.experiments, 1, CRDS)
         subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
-        objects = count_objects(root)
+        for git in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
+                                                    "commit", "-q", "-m", "bench"]):
+            subprocess.run(["git", "-C", str(root), *git], check=True, capture_output=True)
+        objects = count_objects(root, cache.Cache(cache_dir))
         base = row("baseline kustomize+kubeconform", teams, objects,
                    [baseline(root, args.jobs, schema_args) for _ in range(args.repeat)])
         validate = [*KFLOWGEN, "validate", "-C", str(root), "--jobs", str(args.jobs)]
@@ -123,9 +129,9 @@ def main() -> None:
             team.write_text(team.read_text().replace("cpu: 128,", f"cpu: {129 + i},").replace(
                 f"cpu: {128 + i},", f"cpu: {129 + i},"))
             subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
-            t1 = measure(validate, env)
-            t2 = measure([*KFLOWGEN, "render", "--check", "-C", str(root)], env)
-            gate.append((t1[0] + t2[0], max(t1[1], t2[1]), t1[2] or t2[2]))
+            steps = [measure(validate, env), measure([*KFLOWGEN, "render", "--check", "-C", str(root)], env),
+                     measure([*KFLOWGEN, "diff", "--base", "HEAD", "-C", str(root)], env)]
+            gate.append((sum(s[0] for s in steps), max(s[1] for s in steps), next((s[2] for s in steps if s[2]), 0)))
         row("PR gate, one team changed", teams, objects, gate, base)
     shutil.rmtree(work, ignore_errors=True)
     if FAILED:
