@@ -35,6 +35,7 @@ def key(*parts) -> str:
 class Cache:
     def __init__(self, folder: Path | None):
         self.folder = folder  # None: caching off
+        self._top = str(folder) if folder is not None else ""
         self.hits = self.misses = 0
 
     def _path(self, kind: str, k: str) -> Path:
@@ -45,7 +46,8 @@ class Cache:
         if self.folder is None:
             return None
         try:
-            raw = self._path(kind, k).read_bytes()
+            with open(os.path.join(self._top, kind, k[:2], k), "rb") as f:
+                raw = f.read()
         except OSError:
             self.misses += 1
             return None

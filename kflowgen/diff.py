@@ -59,11 +59,12 @@ class _Side:
     profiles: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (env, team, profile) -> profile
 
 
-def _side(root: Path, jobs: int, label: str | None, store: cache.Cache) -> tuple[_Side, list[Diagnostic]]:
+def _side(root: Path, jobs: int, label: str | None, store: cache.Cache,
+          snapshot: dict[str, bytes] | None = None) -> tuple[_Side, list[Diagnostic]]:
     side = _Side()
-    if not (root / "specs").is_dir():
+    if not (snapshot if snapshot is not None else (root / "specs").is_dir()):
         return side, []  # e.g. the first commit: everything is new
-    model, diags = pipeline.load(root, store, jobs)
+    model, diags = pipeline.load(root, store, jobs, snapshot)
     errors = [d for d in diags if d.severity == "error"]
     if model is None:
         return side, _tag(errors, label)
@@ -101,11 +102,12 @@ def _tag(diags: list[Diagnostic], label: str | None) -> list[Diagnostic]:
 
 
 def diff_trees(base_root: Path, head_root: Path, jobs: int, base_label: str = "base",
-               store: cache.Cache | None = None) -> DiffReport:
-    """Compare two checkouts (each with specs/ and bases/). With a result cache, the side that has been loaded,
-    rendered and built before (usually the base branch) comes from it."""
+               store: cache.Cache | None = None, base_specs: dict[str, bytes] | None = None) -> DiffReport:
+    """Compare two checkouts (each with specs/ and bases/; the base's spec files may be given as their bytes
+    instead). With a result cache, the side that has been loaded, rendered and built before (usually the base
+    branch) comes from it."""
     store = store or cache.Cache(None)
-    base, diags = _side(base_root, jobs, base_label, store)
+    base, diags = _side(base_root, jobs, base_label, store, base_specs)
     head, found = _side(head_root, jobs, None, store)
     report = DiffReport(diagnostics=sorted(set(diags + found)))
     if report.diagnostics:
@@ -122,7 +124,10 @@ def diff_trees(base_root: Path, head_root: Path, jobs: int, base_label: str = "b
 
 
 def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None) -> DiffReport:
-    """Compare the git ref `base` with the working tree at root; the base is read with `git archive`."""
+    """Compare the git ref `base` with the working tree at root. The base's spec files are read from git into
+    memory (`git cat-file --batch`: writing thousands of small files costs far more); bases/ and schemas/, which
+    kustomize and the CRD list read from disk, are extracted with `git archive`, and so is specs/ when it holds
+    links."""
     def git(*args: str, at: Path = root, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
 
@@ -139,7 +144,8 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None)
                                              "fetch the base branch first, e.g. git fetch origin main")])
     tree = f"{base}:{prefix}"
     names = git("ls-tree", "--name-only", tree, at=top, text=True).stdout.splitlines()
-    paths = [p for p in ("specs", "bases", "schemas") if p in names]
+    specs = _spec_blobs(git, top, tree) if "specs" in names else None
+    paths = [p for p in ("specs", "bases", "schemas") if p in names and not (p == "specs" and specs is not None)]
     with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
         if paths:
             archive = git("archive", "--format=tar", tree, "--", *paths, at=top)
@@ -147,7 +153,32 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None)
             if archive.returncode or untar.returncode:
                 msg = (archive.stderr or untar.stderr).decode(errors="replace").strip()
                 return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"cannot read {base}: {msg}")])
-        return diff_trees(Path(tmp), root, jobs, base_label=base, store=store)
+        return diff_trees(Path(tmp), root, jobs, base_label=base, store=store, base_specs=specs)
+
+
+def _spec_blobs(git, top: Path, tree: str) -> dict[str, bytes] | None:
+    """{path: bytes} of every file under specs/ in a git tree; None when there is a link or a submodule there."""
+    listing = git("ls-tree", "-r", "-z", "--full-tree", tree, "--", "specs", at=top)
+    if listing.returncode:
+        return None
+    entries = []
+    for item in filter(None, listing.stdout.split(b"\0")):
+        meta, _, path = item.partition(b"\t")
+        mode, kind, oid = meta.split()
+        if kind != b"blob" or mode == b"120000":
+            return None
+        entries.append((path.decode("utf-8", "surrogateescape"), oid))
+    batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for _, oid in entries))
+    out, pos, data = {}, 0, batch.stdout
+    for path, oid in entries:
+        end = data.find(b"\n", pos)
+        header = data[pos:end].split()
+        if batch.returncode or end < 0 or len(header) != 3 or header[0] != oid or header[1] != b"blob":
+            return None
+        size = int(header[2])
+        out[path] = data[end + 1:end + 1 + size]
+        pos = end + 1 + size + 1  # the payload is followed by a newline
+    return out
 
 
 # --- what changed ---------------------------------------------------------------------------------------------

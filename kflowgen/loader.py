@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
 def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
     """A spec's bytes, read no further than the size limit."""
     try:
-        with open(root / rel, "rb") as f:
+        with open(os.path.join(root, rel), "rb") as f:
             return f.read(MAX_BYTES + 1), []  # never more: a 256 MiB "spec" costs nothing to refuse
     except OSError as e:
         return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]

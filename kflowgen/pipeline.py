@@ -1,6 +1,7 @@
 """The pipeline: load -> validate -> model -> render -> write/check -> build -> verify -> report."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -23,8 +24,12 @@ PLATFORM = "specs/platform.yaml"
 TEAMS = "specs/teams"
 
 
-def _spec_paths(root: Path, folder: str, nested: bool = False) -> list[str]:
+def _spec_paths(root: Path, folder: str, nested: bool = False, snapshot: dict[str, bytes] | None = None) -> list[str]:
     """Spec files in a folder (and below it when nested: a misplaced file is then reported, not ignored)."""
+    if snapshot is not None:
+        prefix = folder + "/"
+        return sorted(rel for rel in snapshot if rel.startswith(prefix) and (nested or "/" not in rel[len(prefix):])
+                      and os.path.splitext(rel)[1] in (".yaml", ".yml"))
     base = root / folder
     if not base.is_dir():
         return []
@@ -36,9 +41,8 @@ def _inside(root: Path, rel: str, folders: dict[str, bool]) -> bool:
     """The file is reached without a link that leaves the repository or loops. Folders are resolved once each: a
     file that is not itself a link is inside exactly when its folder is."""
     try:
-        path = root / rel
-        if path.is_symlink():
-            return path.resolve().is_relative_to(root.resolve())
+        if os.path.islink(os.path.join(root, rel)):
+            return (root / rel).resolve().is_relative_to(root.resolve())
         folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
         if folder not in folders:
             folders[folder] = (root / folder).resolve().is_relative_to(root.resolve())
@@ -60,19 +64,23 @@ def _check_many(batch: list[tuple[str, str, bytes]]) -> list[bytes]:
 
 
 def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
-               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic]]]:
-    """Load and schema-check spec files ((path, kind) pairs). A file whose path and bytes were checked before by
-    this kflowgen comes from the cache; the rest are checked on `jobs` processes when there are many."""
+               snapshot: dict[str, bytes] | None = None) -> dict[str, tuple[SpecFile | None, list[Diagnostic]]]:
+    """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
+    commit's). A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest
+    are checked on `jobs` processes when there are many."""
     out: dict[str, tuple[SpecFile | None, list[Diagnostic]]] = {}
     folders: dict[str, bool] = {}
     todo: list[tuple[str, str, bytes]] = []
     keys: dict[str, str] = {}
     for rel, kind in wanted:
-        if not _inside(root, rel, folders):
+        if snapshot is not None:
+            raw, found = snapshot[rel][:loader.MAX_BYTES + 1], []
+        elif not _inside(root, rel, folders):
             out[rel] = None, [error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
                                     "replace the link with the file itself")]
             continue
-        raw, found = loader.read_file(root, rel)
+        else:
+            raw, found = loader.read_file(root, rel)
         if raw is None:
             out[rel] = None, found
             continue
@@ -91,6 +99,22 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
 PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
 
 
+def checked_rules(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[Diagnostic]:
+    """The rules across spec files. They read only the model, which is made from exactly these spec files (and the
+    names of team files that did not load), so their findings are cached under all of those: the commands of one
+    pull-request gate (validate, render --check, diff) run them once."""
+    if not all(s.digest for s in sources):
+        return rules.run(model)
+    k = cache.key("rules", cache.code_digest(), *sorted(f"{s.path}:{s.digest}" for s in sources),
+                  *sorted(model.unreadable))
+    hit = store.get("rules", k)
+    if hit is not None:
+        return [Diagnostic(*d) for d in json.loads(hit)]
+    found = rules.run(model)
+    store.put("rules", k, json.dumps([dataclasses.astuple(d) for d in found]).encode("utf-8"))
+    return found
+
+
 def fan_out(fn, items: list, jobs: int) -> list:
     """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
     items (the children see this process's memory as it is now), else here."""
@@ -105,29 +129,38 @@ def fan_out(fn, items: list, jobs: int) -> list:
 _RENDERING: Model | None = None  # the model forked render workers read
 
 
-def _render_teams(batch: list[tuple[str, str]]) -> list[bytes]:
+def _render_units(batch: list[tuple[str, str]]) -> list[bytes]:
+    """Render (environment, team) units; team "" is what the environment's teams share."""
     assert _RENDERING is not None
-    p = _RENDERING.platform
-    teams = {t.name: t for t in _RENDERING.teams}
-    return [json.dumps({k: v.decode("utf-8") for k, v in render_mod.team_files(
-        p, teams[name], *render_mod.of_team(_RENDERING, name, env), env).items()}, ensure_ascii=False).encode("utf-8")
-        for env, name in batch]
+    m, p = _RENDERING, _RENDERING.platform
+    teams = {t.name: t for t in m.teams}
+    return [json.dumps({k: v.decode("utf-8") for k, v in (
+        render_mod.shared_files(p, m.teams_in(env), env) if not name else
+        render_mod.team_files(p, teams[name], *render_mod.of_team(m, name, env), env)).items()},
+        ensure_ascii=False).encode("utf-8") for env, name in batch]
+
+
+def _unit_key(kind: str, env: str, sources: list[SpecFile]) -> str | None:
+    if not all(s.digest for s in sources):  # a spec not read from a file (e.g. made in a test): not cached
+        return None
+    return cache.key(kind, cache.code_digest(), env, *(f"{s.path}:{s.digest}" for s in sources))
 
 
 def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, bytes]:
     """render(model), byte for byte. Each team's files in an environment are a function of the platform spec and
-    the team's own team, experiment and model spec files (render.team_files takes nothing else), so they come from
-    the cache when those files and kflowgen are unchanged; the rest are rendered on `jobs` processes."""
+    the team's own team, experiment and model spec files (render.team_files takes nothing else), and what the
+    environment's teams share is a function of the platform and team spec files (render.shared_files), so they come
+    from the cache when those files and kflowgen are unchanged; the rest are rendered on `jobs` processes."""
     global _RENDERING
     p = model.platform
     files: dict[str, bytes] = {}
     keys: dict[tuple[str, str], str | None] = {}
     for env in p.environments:
-        files.update(render_mod.shared_files(model, env))
-        for t in model.teams_in(env):
+        teams = model.teams_in(env)
+        keys[env, ""] = _unit_key("render-shared", env, [p.source] + [t.source for t in teams])
+        for t in teams:
             sources = [p.source, t.source] + [x.source for group in render_mod.of_team(model, t.name, env) for x in group]
-            keys[env, t.name] = (None if not all(s.digest for s in sources) else  # not read from a file: not cached
-                                 cache.key("render", cache.code_digest(), env, *(f"{s.path}:{s.digest}" for s in sources)))
+            keys[env, t.name] = _unit_key("render", env, sources)
     todo = []
     for unit, k in keys.items():
         hit = store.get("render", k) if k else None
@@ -137,7 +170,7 @@ def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, byte
             files.update((path, text.encode("utf-8")) for path, text in json.loads(hit).items())
     _RENDERING = model
     try:
-        rendered = fan_out(_render_teams, todo, jobs)
+        rendered = fan_out(_render_units, todo, jobs)
     finally:
         _RENDERING = None
     for unit, result in zip(todo, rendered):
@@ -147,17 +180,19 @@ def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, byte
     return dict(sorted(files.items()))
 
 
-def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None) -> tuple[Model | None, list[Diagnostic]]:
-    """Read and check every spec; the model is returned only when there is no error."""
+def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
+         snapshot: dict[str, bytes] | None = None) -> tuple[Model | None, list[Diagnostic]]:
+    """Read and check every spec (from root, or from a snapshot: {path: bytes} of a git commit's spec files); the
+    model is returned only when there is no error."""
     diags: list[Diagnostic] = []
-    if not (root / PLATFORM).is_file():
+    if not (PLATFORM in snapshot if snapshot is not None else (root / PLATFORM).is_file()):
         return None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
-    team_paths = _spec_paths(root, TEAMS)
+    team_paths = _spec_paths(root, TEAMS, snapshot=snapshot)
     wanted = [(PLATFORM, "platform")] + [(rel, "team") for rel in team_paths]
-    wanted += [(rel, "model") for rel in _spec_paths(root, MODELS, True)]
-    wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True)]
-    loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1)
+    wanted += [(rel, "model") for rel in _spec_paths(root, MODELS, True, snapshot)]
+    wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True, snapshot)]
+    loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
     for rel, kind in wanted:
         spec, found = loaded[rel]
@@ -173,7 +208,7 @@ def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None) 
                   sorted((served_model_from(s) for s in specs["model"]), key=lambda m: (m.team, m.name, m.source.path)),
                   sorted((experiment_from(s) for s in specs["experiment"]), key=lambda e: (e.team, e.name, e.source.path)),
                   unreadable={Path(rel).stem for rel in team_paths if rel not in read})
-    diags.extend(rules.run(model))
+    diags.extend(checked_rules(model, [s for group in specs.values() for s in group], store or cache.Cache(None)))
     return (None if any(d.severity == "error" for d in diags) else model), diags
 
 

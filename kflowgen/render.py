@@ -25,7 +25,7 @@ TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org",
 def render(model: Model) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for env in model.platform.environments:
-        files.update(shared_files(model, env))
+        files.update(shared_files(model.platform, model.teams_in(env), env))
         for t in model.teams_in(env):
             files.update(team_files(model.platform, t, *of_team(model, t.name, env), env))
     return dict(sorted(files.items()))
@@ -38,11 +38,10 @@ def of_team(model: Model, team: str, env: str) -> tuple[list, list]:
     return [m for m in served if env in m.environments], [e for e in experiments if env in e.environments]
 
 
-def shared_files(model: Model, env: str) -> dict[str, bytes]:
-    """What all teams of an environment share: the JupyterHub values and the Argo CD bootstrap."""
-    p = model.platform
-    teams = model.teams_in(env)
-    out = {f"overlays/{env}/jupyterhub/values.yaml": document(hub_values(model, env), _sources(p, teams))}
+def shared_files(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:
+    """What all teams of an environment share, from exactly these inputs: the JupyterHub values and the Argo CD
+    bootstrap."""
+    out = {f"overlays/{env}/jupyterhub/values.yaml": document(hub_values(p, teams), _sources(p, teams))}
     out.update(_argocd_shared(p, teams, env))
     return out
 
@@ -192,10 +191,9 @@ c.KubeSpawner.profile_list = _kflowgen_profile_list
 '''
 
 
-def hub_values(model: Model, env: str) -> dict:
-    p = model.platform
+def hub_values(p: Platform, teams: list[Team]) -> dict:
     profiles, access = [], {}
-    for t in model.teams_in(env):
+    for t in teams:
         for prof in t.profiles:
             slug = f"{t.name}-{prof.name}"
             override: dict = {

@@ -36,11 +36,19 @@ class Plan:
 
 def _existing(root: Path) -> list[str]:
     out = []
-    base = root / OWNED
-    if base.is_dir():
-        for dirpath, _dirs, names in os.walk(base):
-            out.extend((Path(dirpath) / n).relative_to(root).as_posix() for n in names)
+    top = str(root)
+    for dirpath, _dirs, names in os.walk(os.path.join(top, OWNED)):
+        rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        out.extend(f"{rel}/{n}" for n in names)
     return sorted(out)
+
+
+def _same(path: str, data: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(data) + 1) == data
+    except OSError:  # e.g. a folder where the file belongs
+        return False
 
 
 def _head(path: Path) -> bytes:
@@ -50,15 +58,17 @@ def _head(path: Path) -> bytes:
 
 def plan(root: Path, files: dict[str, bytes]) -> Plan:
     p = Plan()
+    existing = _existing(root)
+    present = set(existing)
+    top = str(root)
     for rel, data in files.items():
-        path = root / rel
-        if not path.is_file():
+        if rel not in present:
             p.added.append(rel)
-        elif path.stat().st_size != len(data) or path.read_bytes() != data:
+        elif not _same(os.path.join(top, rel), data):
             p.changed.append(rel)
         else:
             p.unchanged.append(rel)
-    for rel in _existing(root):
+    for rel in existing:
         if rel not in files:
             (p.removed if is_generated(_head(root / rel)) else p.foreign).append(rel)
     return p

@@ -122,7 +122,7 @@ def test_a_spec_change_or_a_kflowgen_change_is_checked_again(example_repo, store
     monkeypatch.setattr(cache, "code_digest", lambda: "another kflowgen")
     before = store.misses
     specs = list((example_repo / "specs").rglob("*.yaml"))
-    assert pipeline.load(example_repo, store)[1] == diags and store.misses - before == len(specs)
+    assert pipeline.load(example_repo, store)[1] == diags and store.misses - before == len(specs) + 1  # and the rules
 
 
 def test_a_damaged_spec_entry_is_checked_again_not_trusted(example_repo, store, tmp_path):
@@ -142,7 +142,7 @@ def test_rendered_files_come_from_the_cache_byte_identical(example_repo, store, 
     assert pipeline.render_cached(model, cache.Cache(None), 1) == want
     hits = store.hits
     assert pipeline.render_cached(model, store, 2) == want and store.hits == hits
-    assert pipeline.render_cached(model, store, 2) == want and store.hits == hits + 8  # 8 team environments
+    assert pipeline.render_cached(model, store, 2) == want and store.hits == hits + 8 + 3  # teams, environments
 
 
 def test_a_team_change_renders_that_team_again_and_nothing_else(example_repo, store):
@@ -163,7 +163,8 @@ def test_specs_not_read_from_files_are_rendered_not_cached(example_repo, store):
     model.teams[0].source.digest = ""  # e.g. a model built in a test: nothing to key its output on
     assert pipeline.render_cached(model, store, 1) == render(model)
     entries = [e for e in (store.folder / "render").rglob("*") if e.is_file()]
-    assert len(entries) == 8 - len(model.teams[0].quota)
+    envs = len(model.teams[0].quota)
+    assert len(entries) == (8 - envs) + (3 - envs)  # its own files, and those its environments share
 
 
 @pytest.mark.skipif(tools.find_batch() is None, reason="kflowgen-kbuild is not built (kflowgen tools install)")
@@ -191,3 +192,13 @@ def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_ren
     drifted = {"overlays/prod/teams/recsys/platform", "overlays/dev/teams/nlp/platform"}
     assert {o for o, at in roots.items() if at != example_repo} == drifted
     assert len(roots) == len(want.overlays) - 3  # every other kustomize overlay was built where it is
+
+
+def test_rule_findings_come_from_the_cache_only_for_the_same_specs(example_repo, store):
+    spec = example_repo / "specs/teams/vision.yaml"
+    spec.write_text(spec.read_text().replace("a100: 4", "a100: 400", 1))  # over the environment's capacity
+    cold = pipeline.load(example_repo)[1]
+    assert "KF306" in {d.code for d in cold}
+    assert pipeline.load(example_repo, store)[1] == cold and pipeline.load(example_repo, store)[1] == cold
+    spec.write_text(spec.read_text().replace("a100: 400", "a100: 4", 1))
+    assert pipeline.load(example_repo, store) == pipeline.load(example_repo)

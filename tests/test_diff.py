@@ -230,3 +230,24 @@ def test_a_warm_cache_gives_the_same_diff_and_parses_only_what_changed(pull_requ
     assert store.hits > hits and store.misses == misses  # the second run read everything from the cache
     # overlays built to the same text on both sides are not parsed: e.g. the unchanged staging environment
     assert parsed and not any("kflowgen.dev/environment: staging" in text for text in parsed)
+
+
+def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(pull_request, tmp_path):
+    from kflowgen import diff as differ
+
+    def git(*args, at=pull_request, **kw):
+        return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
+
+    blobs = differ._spec_blobs(git, pull_request, "HEAD~1:")
+    on_disk = {p.relative_to(pull_request).as_posix() for p in (pull_request / "specs").rglob("*") if p.is_file()}
+    assert "specs/teams/nlp.yaml" in blobs and set(blobs) - {"specs/teams/nlp.yaml"} >= on_disk - {
+        "specs/experiments/vision/resnet-sweep.yaml"}
+    assert blobs["specs/platform.yaml"] == subprocess.run(
+        ["git", "-C", str(pull_request), "show", "HEAD~1:specs/platform.yaml"], capture_output=True).stdout
+    repo = tmp_path / "linked"
+    shutil.copytree(pull_request, repo, symlinks=True)
+    (repo / "specs" / "README.yaml.md").symlink_to("platform.yaml")  # a link git keeps; not a spec file
+    commit(repo, "a link under specs/")
+    assert differ._spec_blobs(git, repo, "HEAD:") is None  # ... so the base is extracted from an archive instead
+    report = diff_git(repo, "HEAD", 2)
+    assert (report.changes, report.diagnostics) == ([], [])
