@@ -43,20 +43,28 @@ class Cache:
         return self.folder / kind / k[:2] / k
 
     def get(self, kind: str, k: str) -> bytes | None:
+        body = self.lookup(kind, k)
+        if self.folder is not None:
+            self.count(body is not None)
+        return body
+
+    def count(self, hit: bool) -> None:
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+
+    def lookup(self, kind: str, k: str) -> bytes | None:
+        """An entry's body, or None when it is missing or damaged (without counting: see get)."""
         if self.folder is None:
             return None
         try:
             with open(os.path.join(self._top, kind, k[:2], k), "rb") as f:
                 raw = f.read()
         except OSError:
-            self.misses += 1
             return None
         check, _, body = raw.partition(b"\n")
-        if check != hashlib.sha256(body).hexdigest().encode():
-            self.misses += 1
-            return None
-        self.hits += 1
-        return body
+        return body if check == hashlib.sha256(body).hexdigest().encode() else None
 
     def put(self, kind: str, k: str, body: bytes) -> None:
         if self.folder is None:

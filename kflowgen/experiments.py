@@ -22,6 +22,7 @@ import json
 import math
 import random
 import re
+import functools
 import shlex
 from dataclasses import dataclass
 from decimal import Context, Decimal, localcontext
@@ -104,6 +105,15 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+@functools.lru_cache(maxsize=1024)  # teams repeat their commands across experiments
+def _split(run: str) -> tuple[str, ...]:
+    """The command line as words; empty when it does not split (an unclosed quote: a rule reports it)."""
+    try:
+        return tuple(shlex.split(run))
+    except ValueError:
+        return ()
+
+
 def experiment_from(spec: SpecFile) -> Experiment:
     """The typed view of a schema-valid experiment spec; values that reach the command keep their spelling."""
     d = spec.data
@@ -123,10 +133,7 @@ def experiment_from(spec: SpecFile) -> Experiment:
                   Range(Decimal(str(p["min"])), Decimal(str(p["max"])), p.get("log", False), p.get("integer", False))
                   for k, p in sorted(r["params"].items())}
         rnd = RandomSweep(r["seed"], r["trials"], params)
-    try:
-        command = tuple(shlex.split(d["run"]))
-    except ValueError:
-        command = ()
+    command = _split(d["run"])
     res = d["resources"]
     gpu = res.get("gpu")
     deadline = d.get("deadline")

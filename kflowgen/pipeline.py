@@ -59,41 +59,54 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
     return loader.to_json(None if found else spec, found)
 
 
-def _check_many(batch: list[tuple[str, str, bytes]]) -> list[bytes]:
-    return [check_spec(*item) for item in batch]
-
-
 def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
                snapshot: dict[str, bytes] | None = None) -> dict[str, tuple[SpecFile | None, list[Diagnostic]]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
     commit's). A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest
-    are checked on `jobs` processes when there are many."""
-    out: dict[str, tuple[SpecFile | None, list[Diagnostic]]] = {}
-    folders: dict[str, bool] = {}
-    todo: list[tuple[str, str, bytes]] = []
-    keys: dict[str, str] = {}
-    for rel, kind in wanted:
-        if snapshot is not None:
-            raw, found = snapshot[rel][:loader.MAX_BYTES + 1], []
-        elif not _inside(root, rel, folders):
-            out[rel] = None, [error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
-                                    "replace the link with the file itself")]
-            continue
-        else:
-            raw, found = loader.read_file(root, rel)
-        if raw is None:
-            out[rel] = None, found
-            continue
-        keys[rel] = cache.key("spec", cache.code_digest(), kind, rel, raw)
-        hit = store.get("spec", keys[rel])
+    are checked here. Many files are read on `jobs` processes."""
+    global _READING
+    _READING = root, store, snapshot
+    try:
+        results = fan_out(_read_batch, wanted, jobs)
+    finally:
+        _READING = None
+    out = {}
+    for (rel, _), (spec, found, hit) in zip(wanted, results):
+        out[rel] = spec, found
         if hit is not None:
-            out[rel] = loader.from_json(hit)
-        else:
-            todo.append((kind, rel, raw))
-    for (kind, rel, _), result in zip(todo, fan_out(_check_many, todo, jobs)):
-        store.put("spec", keys[rel], result)
-        out[rel] = loader.from_json(result)
+            store.count(hit)
     return out
+
+
+_READING: tuple | None = None  # (root, store, snapshot) that forked readers see
+
+
+def _read_batch(batch: list[tuple[str, str]]) -> list[tuple[SpecFile | None, list[Diagnostic], bool | None]]:
+    assert _READING is not None
+    root, store, snapshot = _READING
+    folders: dict[str, bool] = {}
+    return [_read_one(root, rel, kind, store, snapshot, folders) for rel, kind in batch]
+
+
+def _read_one(root: Path, rel: str, kind: str, store: cache.Cache, snapshot: dict[str, bytes] | None,
+              folders: dict[str, bool]) -> tuple[SpecFile | None, list[Diagnostic], bool | None]:
+    """(spec or None, findings, whether the cache had it: None when not looked up)."""
+    if snapshot is not None:
+        raw, found = snapshot[rel][:loader.MAX_BYTES + 1], []
+    elif not _inside(root, rel, folders):
+        return None, [error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
+                            "replace the link with the file itself")], None
+    else:
+        raw, found = loader.read_file(root, rel)
+    if raw is None:
+        return None, found, None
+    k = cache.key("spec", cache.code_digest(), kind, rel, raw)
+    result = store.lookup("spec", k)
+    hit = result is not None
+    if result is None:
+        result = check_spec(kind, rel, raw)
+        store.put("spec", k, result)
+    return (*loader.from_json(result), hit)
 
 
 PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
@@ -126,18 +139,30 @@ def fan_out(fn, items: list, jobs: int) -> list:
         return [r for batch in pool.map(fn, batches) for r in batch]
 
 
-_RENDERING: Model | None = None  # the model forked render workers read
+_RENDERING: tuple | None = None  # (model, store, keys) that forked render workers see
 
 
-def _render_units(batch: list[tuple[str, str]]) -> list[bytes]:
-    """Render (environment, team) units; team "" is what the environment's teams share."""
+def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], bool | None]]:
+    """Files of (environment, team) units, from the cache or rendered; team "" is what the environment's teams
+    share. Each with whether the cache had it (None: not cacheable)."""
     assert _RENDERING is not None
-    m, p = _RENDERING, _RENDERING.platform
+    m, store, keys = _RENDERING
+    p = m.platform
     teams = {t.name: t for t in m.teams}
-    return [json.dumps({k: v.decode("utf-8") for k, v in (
-        render_mod.shared_files(p, m.teams_in(env), env) if not name else
-        render_mod.team_files(p, teams[name], *render_mod.of_team(m, name, env), env)).items()},
-        ensure_ascii=False).encode("utf-8") for env, name in batch]
+    out = []
+    for env, name in batch:
+        k = keys[env, name]
+        hit = store.lookup("render", k) if k else None
+        if hit is None:
+            files = (render_mod.shared_files(p, m.teams_in(env), env) if not name else
+                     render_mod.team_files(p, teams[name], *render_mod.of_team(m, name, env), env))
+            if k:
+                store.put("render", k, json.dumps({path: data.decode("utf-8") for path, data in files.items()},
+                                                  ensure_ascii=False).encode("utf-8"))
+        else:
+            files = {path: text.encode("utf-8") for path, text in json.loads(hit).items()}
+        out.append((files, None if not k else hit is not None))
+    return out
 
 
 def _unit_key(kind: str, env: str, sources: list[SpecFile]) -> str | None:
@@ -150,10 +175,10 @@ def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, byte
     """render(model), byte for byte. Each team's files in an environment are a function of the platform spec and
     the team's own team, experiment and model spec files (render.team_files takes nothing else), and what the
     environment's teams share is a function of the platform and team spec files (render.shared_files), so they come
-    from the cache when those files and kflowgen are unchanged; the rest are rendered on `jobs` processes."""
+    from the cache when those files and kflowgen are unchanged; the rest are rendered. Many units are handled on
+    `jobs` processes."""
     global _RENDERING
     p = model.platform
-    files: dict[str, bytes] = {}
     keys: dict[tuple[str, str], str | None] = {}
     for env in p.environments:
         teams = model.teams_in(env)
@@ -161,22 +186,16 @@ def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, byte
         for t in teams:
             sources = [p.source, t.source] + [x.source for group in render_mod.of_team(model, t.name, env) for x in group]
             keys[env, t.name] = _unit_key("render", env, sources)
-    todo = []
-    for unit, k in keys.items():
-        hit = store.get("render", k) if k else None
-        if hit is None:
-            todo.append(unit)
-        else:
-            files.update((path, text.encode("utf-8")) for path, text in json.loads(hit).items())
-    _RENDERING = model
+    _RENDERING = model, store, keys
     try:
-        rendered = fan_out(_render_units, todo, jobs)
+        results = fan_out(_render_units, list(keys), jobs)
     finally:
         _RENDERING = None
-    for unit, result in zip(todo, rendered):
-        if keys[unit]:
-            store.put("render", keys[unit], result)
-        files.update((path, text.encode("utf-8")) for path, text in json.loads(result).items())
+    files: dict[str, bytes] = {}
+    for unit_files, hit in results:
+        files.update(unit_files)
+        if hit is not None:
+            store.count(hit)
     return dict(sorted(files.items()))
 
 
