@@ -118,7 +118,7 @@ def checked_rules(model: Model, sources: list[SpecFile], store: cache.Cache) -> 
     pull-request gate (validate, render --check, diff) run them once."""
     if not all(s.digest for s in sources):
         return rules.run(model)
-    k = cache.key("rules", cache.code_digest(), *sorted(f"{s.path}:{s.digest}" for s in sources),
+    k = cache.key("rules", cache.code_digest(), len(sources), *sorted(f"{s.path}:{s.digest}" for s in sources),
                   *sorted(model.unreadable))
     hit = store.get("rules", k)
     if hit is not None:

@@ -99,6 +99,14 @@ jobs:
         run: |
           pip install kflowgen
           kflowgen tools install   # kustomize {kustomize}, kubeconform {kubeconform}
+      # kflowgen's result cache: runs on main start empty and save what they used; pull requests only read it.
+      - name: Restore the result cache of main
+        if: github.event_name == 'pull_request'
+        uses: actions/cache/restore@v4
+        with:
+          path: ~/.cache/kflowgen
+          key: kflowgen-results-${{{{ runner.os }}}}-${{{{ github.sha }}}}
+          restore-keys: kflowgen-results-${{{{ runner.os }}}}-
       - name: Validate specs and built manifests
         run: kflowgen validate --format github
       - name: Generated overlays are up to date
@@ -108,6 +116,12 @@ jobs:
         env:
           BASE_REF: ${{{{ github.base_ref }}}}
         run: kflowgen diff --base "origin/$BASE_REF" --format markdown >> "$GITHUB_STEP_SUMMARY"
+      - name: Save the result cache for the pull requests that follow
+        if: github.event_name == 'push'
+        uses: actions/cache/save@v4
+        with:
+          path: ~/.cache/kflowgen
+          key: kflowgen-results-${{{{ runner.os }}}}-${{{{ github.sha }}}}
 """
 
 
