@@ -72,12 +72,18 @@ def _progress():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("kustomize build"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True, console=Console(stderr=True)) as bar:
-        def start(total: int):
-            task = bar.add_task("build", total=total)
-            return lambda: bar.advance(task)
+    bar = Progress(TextColumn("kustomize build"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   transient=True, console=Console(stderr=True))
+
+    def start(total: int):
+        # started only now: its refresh thread must not exist while spec files are read on forked processes
+        bar.start()
+        task = bar.add_task("build", total=total)
+        return lambda: bar.advance(task)
+    try:
         yield start
+    finally:
+        bar.stop()
 
 
 @app.command(name="render")

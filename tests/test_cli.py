@@ -243,3 +243,37 @@ def test_diff_in_ci_formats(example_repo, tmp_path):
     team.write_text("name: [\n")
     code, out = run("diff", "--base", "HEAD", "--format", "sarif", "-C", example_repo)
     assert code == 1 and json.loads(out)["runs"][0]["results"][0]["ruleId"] == "KF101"
+
+
+def _validate_with_terminal_stderr(repo, ci: bool, tmp_path) -> tuple[int, str, str]:
+    """kflowgen validate with stderr on a pseudo-terminal, as a person runs it; stdout is a pipe."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
+    env.update({"KFLOWGEN_CACHE": str(tmp_path / "cache"), "COLUMNS": "100", "TERM": "xterm"})
+    if ci:
+        env["CI"] = "true"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "kflowgen", "validate", "--no-cache", "-C", str(repo)],
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: the process is done with it
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = proc.stdout.read().decode()
+    os.close(master)
+    return proc.wait(), out, err.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_and_quiet_in_ci(example_repo, tmp_path):
+    code, out, err = _validate_with_terminal_stderr(example_repo, False, tmp_path)
+    assert code == 0 and out.endswith("kflowgen: ok\n")
+    assert "kustomize build" in err and "16/16" in err  # the bar, counting the kustomize overlays
+    code, out, err = _validate_with_terminal_stderr(example_repo, True, tmp_path)
+    assert code == 0 and out.endswith("kflowgen: ok\n") and err == ""
