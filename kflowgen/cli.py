@@ -65,21 +65,27 @@ def validate(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Onl
 
 @contextlib.contextmanager
 def _progress():
-    """A progress bar for kustomize builds on a terminal; nothing in CI logs or when output is redirected."""
+    """Progress bars for the long stages (reading specs, rendering, kustomize builds) on a terminal; nothing in
+    CI logs or when output is redirected. Drawn from this thread on each step, never from a refresh thread: spec
+    files are read and teams rendered on forked processes, and a process must not fork while threads run."""
     if not sys.stderr.isatty() or os.environ.get("CI"):
         yield None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("kustomize build"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   transient=True, console=Console(stderr=True))
+    bar = Progress(TextColumn("{task.description:<15}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   transient=True, auto_refresh=False, console=Console(stderr=True))
 
-    def start(total: int):
-        # started only now: its refresh thread must not exist while spec files are read on forked processes
-        bar.start()
-        task = bar.add_task("build", total=total)
-        return lambda: bar.advance(task)
+    def start(total: int, what: str = "kustomize build"):
+        task = bar.add_task(what, total=total)
+        bar.start()  # without auto_refresh, starting draws once and starts no thread
+        bar.refresh()
+
+        def step(n: int = 1):
+            bar.advance(task, n)
+            bar.refresh()
+        return step
     try:
         yield start
     finally:
@@ -91,7 +97,9 @@ def render_cmd(check: Annotated[bool, typer.Option("--check", help="Write nothin
                                                    "from what the specs render (the drift gate).")] = False,
                fmt: Fmt = Format.auto, jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
     """Write the generated overlays (overlays/<env>/...) from the specs. Only changed files are touched."""
-    _finish(pipeline.render_to_disk(repo, check, jobs, use_cache=not no_cache), fmt)
+    with _progress() as progress:
+        rep = pipeline.render_to_disk(repo, check, jobs, use_cache=not no_cache, progress=progress)
+    _finish(rep, fmt)
 
 
 @app.command()

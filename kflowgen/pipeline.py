@@ -60,14 +60,15 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
 
 
 def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
-               snapshot: dict[str, bytes] | None = None) -> dict[str, tuple[SpecFile | None, list[Diagnostic]]]:
+               snapshot: dict[str, bytes] | None = None, progress=None,
+               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic]]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
     commit's). A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest
     are checked here. Many files are read on `jobs` processes."""
     global _READING
     _READING = root, store, snapshot
     try:
-        results = fan_out(_read_batch, wanted, jobs)
+        results = fan_out(_read_batch, wanted, jobs, _stage(progress, len(wanted), "reading specs"))
     finally:
         _READING = None
     out = {}
@@ -128,15 +129,26 @@ def checked_rules(model: Model, sources: list[SpecFile], store: cache.Cache) -> 
     return found
 
 
-def fan_out(fn, items: list, jobs: int) -> list:
+def fan_out(fn, items: list, jobs: int, step=None) -> list:
     """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
-    items (the children see this process's memory as it is now), else here."""
+    items (the children see this process's memory as it is now), else here. step(n) after each n items done."""
+    step = step or (lambda n: None)
     if jobs < 2 or len(items) < PARALLEL_FROM:
-        return fn(items)
-    size = -(-len(items) // min(len(items), jobs * 4))
+        out = fn(items)
+        step(len(items))
+        return out
+    size = -(-len(items) // min(len(items), jobs * 16))
     batches = [items[i:i + size] for i in range(0, len(items), size)]
+    out = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [r for batch in pool.map(fn, batches) for r in batch]
+        for batch, results in zip(batches, pool.map(fn, batches)):
+            out.extend(results)
+            step(len(batch))
+    return out
+
+
+def _stage(progress, total: int, what: str):
+    return progress(total, what) if progress else None
 
 
 _RENDERING: tuple | None = None  # (model, store, keys) that forked render workers see
@@ -171,7 +183,7 @@ def _unit_key(kind: str, env: str, sources: list[SpecFile]) -> str | None:
     return cache.key(kind, cache.code_digest(), env, *(f"{s.path}:{s.digest}" for s in sources))
 
 
-def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, bytes]:
+def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) -> dict[str, bytes]:
     """render(model), byte for byte. Each team's files in an environment are a function of the platform spec and
     the team's own team, experiment and model spec files (render.team_files takes nothing else), and what the
     environment's teams share is a function of the platform and team spec files (render.shared_files), so they come
@@ -188,7 +200,7 @@ def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, byte
             keys[env, t.name] = _unit_key("render", env, sources)
     _RENDERING = model, store, keys
     try:
-        results = fan_out(_render_units, list(keys), jobs)
+        results = fan_out(_render_units, list(keys), jobs, _stage(progress, len(keys), "rendering"))
     finally:
         _RENDERING = None
     files: dict[str, bytes] = {}
@@ -200,7 +212,7 @@ def render_cached(model: Model, store: cache.Cache, jobs: int) -> dict[str, byte
 
 
 def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
-         snapshot: dict[str, bytes] | None = None) -> tuple[Model | None, list[Diagnostic]]:
+         snapshot: dict[str, bytes] | None = None, progress=None) -> tuple[Model | None, list[Diagnostic]]:
     """Read and check every spec (from root, or from a snapshot: {path: bytes} of a git commit's spec files); the
     model is returned only when there is no error."""
     diags: list[Diagnostic] = []
@@ -211,7 +223,7 @@ def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
     wanted = [(PLATFORM, "platform")] + [(rel, "team") for rel in team_paths]
     wanted += [(rel, "model") for rel in _spec_paths(root, MODELS, True, snapshot)]
     wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True, snapshot)]
-    loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot)
+    loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot, progress)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
     for rel, kind in wanted:
         spec, found = loaded[rel]
@@ -299,7 +311,7 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
             results[overlay] = hit.decode("utf-8")
     todo = [o for o in overlays if o not in results]
     if todo:
-        tick = progress(len(todo)) if progress else (lambda: None)
+        tick = progress(len(todo), "kustomize build") if progress else (lambda: None)
         batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
 
         def run(at: Path, group: list[str]) -> dict[str, str | Diagnostic]:
@@ -370,7 +382,7 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
     jobs = jobs or os.cpu_count() or 1
     store = cache.Cache(cache.default_folder() if use_cache else None)
     server_lines: list[str] = []
-    model, diags = load(root, store, jobs)
+    model, diags = load(root, store, jobs, progress=progress)
     report.extend(diags)
     if model is None:
         return report
@@ -379,7 +391,7 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
                              f"environment '{env}' is not defined",
                              f"environments: {', '.join(model.platform.environments)}")])
         return report
-    files = render_cached(model, store, jobs)
+    files = render_cached(model, store, jobs, progress)
     envs = [env] if env else list(model.platform.environments)
     report.extend(departures(root, model, files, envs))
     overlays = [o for e in envs for o in overlays_of(files, e)]
@@ -454,15 +466,16 @@ def summary(model: Model, built: Built, envs: list[str]) -> list[str]:
     return lines
 
 
-def render_to_disk(root: Path, check_only: bool, jobs: int | None = None, use_cache: bool = True) -> Report:
+def render_to_disk(root: Path, check_only: bool, jobs: int | None = None, use_cache: bool = True,
+                   progress=None) -> Report:
     report = Report()
     jobs = jobs or os.cpu_count() or 1
     store = cache.Cache(cache.default_folder() if use_cache else None)
-    model, diags = load(root, store, jobs)
+    model, diags = load(root, store, jobs, progress=progress)
     report.extend(diags)
     if model is None:
         return report
-    files = render_cached(model, store, jobs)
+    files = render_cached(model, store, jobs, progress)
     if check_only:
         plan, found = writer.check(root, files)
         report.extend(found)

@@ -275,5 +275,7 @@ def test_progress_bar_on_a_terminal_and_quiet_in_ci(example_repo, tmp_path):
     code, out, err = _validate_with_terminal_stderr(example_repo, False, tmp_path)
     assert code == 0 and out.endswith("kflowgen: ok\n")
     assert "kustomize build" in err and "16/16" in err  # the bar, counting the kustomize overlays
+    specs = len(list((example_repo / "specs").rglob("*.yaml")))
+    assert "reading specs" in err and f"{specs}/{specs}" in err and "rendering" in err
     code, out, err = _validate_with_terminal_stderr(example_repo, True, tmp_path)
     assert code == 0 and out.endswith("kflowgen: ok\n") and err == ""
