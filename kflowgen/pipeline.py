@@ -61,10 +61,11 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
 
 def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
                snapshot: dict[str, bytes] | None = None, progress=None,
-               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic]]]:
+               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], object]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
-    commit's). A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest
-    are checked here. Many files are read on `jobs` processes."""
+    commit's): (spec or None, findings, its model object for experiments and served models, else None). A file
+    whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked here.
+    Many files are read, and their model objects made, on `jobs` processes."""
     global _READING
     _READING = root, store, snapshot
     try:
@@ -72,8 +73,8 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
     finally:
         _READING = None
     out = {}
-    for (rel, _), (spec, found, hit) in zip(wanted, results):
-        out[rel] = spec, found
+    for (rel, _), (spec, found, hit, obj) in zip(wanted, results):
+        out[rel] = spec, found, obj
         if hit is not None:
             store.count(hit)
     return out
@@ -82,11 +83,18 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
 _READING: tuple | None = None  # (root, store, snapshot) that forked readers see
 
 
-def _read_batch(batch: list[tuple[str, str]]) -> list[tuple[SpecFile | None, list[Diagnostic], bool | None]]:
+_OBJECTS = {"experiment": experiment_from, "model": served_model_from}  # made from the spec alone
+
+
+def _read_batch(batch: list[tuple[str, str]]) -> list[tuple[SpecFile | None, list[Diagnostic], bool | None, object]]:
     assert _READING is not None
     root, store, snapshot = _READING
     folders: dict[str, bool] = {}
-    return [_read_one(root, rel, kind, store, snapshot, folders) for rel, kind in batch]
+    out = []
+    for rel, kind in batch:
+        spec, found, hit = _read_one(root, rel, kind, store, snapshot, folders)
+        out.append((spec, found, hit, _OBJECTS[kind](spec) if spec is not None and kind in _OBJECTS else None))
+    return out
 
 
 def _read_one(root: Path, rel: str, kind: str, store: cache.Cache, snapshot: dict[str, bytes] | None,
@@ -225,19 +233,22 @@ def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
     wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True, snapshot)]
     loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot, progress)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
+    objects: dict[str, list] = {"model": [], "experiment": []}
     for rel, kind in wanted:
-        spec, found = loaded[rel]
+        spec, found, obj = loaded[rel]
         diags.extend(found)
         if spec is not None:
             specs[kind].append(spec)
+            if obj is not None:
+                objects[kind].append(obj)
     if not specs["platform"]:
         return None, diags
     platform = platform_from(specs["platform"][0])
     read = {s.path for s in specs["team"]}
     model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in specs["team"]),
                                    key=lambda t: (t.name, t.source.path)),
-                  sorted((served_model_from(s) for s in specs["model"]), key=lambda m: (m.team, m.name, m.source.path)),
-                  sorted((experiment_from(s) for s in specs["experiment"]), key=lambda e: (e.team, e.name, e.source.path)),
+                  sorted(objects["model"], key=lambda m: (m.team, m.name, m.source.path)),
+                  sorted(objects["experiment"], key=lambda e: (e.team, e.name, e.source.path)),
                   unreadable={Path(rel).stem for rel in team_paths if rel not in read})
     diags.extend(checked_rules(model, [s for group in specs.values() for s in group], store or cache.Cache(None)))
     return (None if any(d.severity == "error" for d in diags) else model), diags
