@@ -24,6 +24,12 @@ def default_folder() -> Path:
     return Path(base) / "kflowgen"
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def text_digest(text: str) -> str:
+    """sha256 of a (large) text, computed once per run however many keys include it."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def key(*parts) -> str:
     h = hashlib.sha256(VERSION.encode())
     for part in parts:

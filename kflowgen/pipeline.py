@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cache, loader, policy, rules, specschema, tools, verify, writer
+from . import cache, loader, parallel, policy, rules, specschema, tools, verify, writer
 from . import render as render_mod
 from .diagnostics import Diagnostic, Report, error, warning
 from .loader import SpecFile, load_bytes
@@ -30,11 +29,18 @@ def _spec_paths(root: Path, folder: str, nested: bool = False, snapshot: dict[st
         prefix = folder + "/"
         return sorted(rel for rel in snapshot if rel.startswith(prefix) and (nested or "/" not in rel[len(prefix):])
                       and os.path.splitext(rel)[1] in (".yaml", ".yml"))
-    base = root / folder
-    if not base.is_dir():
-        return []
-    found = base.rglob("*") if nested else base.iterdir()
-    return sorted(p.relative_to(root).as_posix() for p in found if p.suffix in (".yaml", ".yml"))
+    out, seen = [], set()
+    for dirpath, dirs, names in os.walk(os.path.join(root, folder), followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree: walked once (its files are then refused if they leave the repo)
+            dirs[:] = []
+            continue
+        seen.add(real)
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        out += [f"{rel}/{n}" for n in names + dirs if os.path.splitext(n)[1] in (".yaml", ".yml")]
+        if not nested:
+            break
+    return sorted(out)
 
 
 def _inside(root: Path, rel: str, folders: dict[str, bool]) -> bool:
@@ -69,7 +75,7 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
     global _READING
     _READING = root, store, snapshot
     try:
-        results = fan_out(_read_batch, wanted, jobs, _stage(progress, len(wanted), "reading specs"))
+        results = parallel.fan_out(_read_batch, wanted, jobs, _stage(progress, len(wanted), "reading specs"))
     finally:
         _READING = None
     out = {}
@@ -118,9 +124,6 @@ def _read_one(root: Path, rel: str, kind: str, store: cache.Cache, snapshot: dic
     return (*loader.from_json(result), hit)
 
 
-PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
-
-
 def checked_rules(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[Diagnostic]:
     """The rules across spec files. They read only the model, which is made from exactly these spec files (and the
     names of team files that did not load), so their findings are cached under all of those: the commands of one
@@ -135,24 +138,6 @@ def checked_rules(model: Model, sources: list[SpecFile], store: cache.Cache) -> 
     found = rules.run(model)
     store.put("rules", k, json.dumps([dataclasses.astuple(d) for d in found]).encode("utf-8"))
     return found
-
-
-def fan_out(fn, items: list, jobs: int, step=None) -> list:
-    """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
-    items (the children see this process's memory as it is now), else here. step(n) after each n items done."""
-    step = step or (lambda n: None)
-    if jobs < 2 or len(items) < PARALLEL_FROM:
-        out = fn(items)
-        step(len(items))
-        return out
-    size = -(-len(items) // min(len(items), jobs * 16))
-    batches = [items[i:i + size] for i in range(0, len(items), size)]
-    out = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        for batch, results in zip(batches, pool.map(fn, batches)):
-            out.extend(results)
-            step(len(batch))
-    return out
 
 
 def _stage(progress, total: int, what: str):
@@ -208,7 +193,7 @@ def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) ->
             keys[env, t.name] = _unit_key("render", env, sources)
     _RENDERING = model, store, keys
     try:
-        results = fan_out(_render_units, list(keys), jobs, _stage(progress, len(keys), "rendering"))
+        results = parallel.fan_out(_render_units, list(keys), jobs, _stage(progress, len(keys), "rendering"))
     finally:
         _RENDERING = None
     files: dict[str, bytes] = {}
@@ -405,7 +390,8 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
     files = render_cached(model, store, jobs, progress)
     envs = [env] if env else list(model.platform.environments)
     report.extend(departures(root, model, files, envs))
-    overlays = [o for e in envs for o in overlays_of(files, e)]
+    every = overlays_of(files)
+    overlays = [o for e in envs for o in every if o.startswith(f"overlays/{e}/")]
     built, diags = build(root, files, overlays, jobs, store, progress)
     report.extend(diags)
     if not diags:
@@ -433,7 +419,7 @@ def checked_policy(model: Model, env: str | None, overlays: dict[str, str], stor
     Objects the builder already gave as JSON are not parsed from YAML."""
     ctx = policy.Context.from_model(model, env)
     fingerprint = repr(ctx)
-    keys = {o: cache.key("policy", policy.VERSION, fingerprint, text) for o, text in overlays.items()}
+    keys = {o: cache.key("policy", policy.VERSION, fingerprint, cache.text_digest(text)) for o, text in overlays.items()}
     todo = {o: text for o, text in overlays.items() if store.get("policy", keys[o]) is None}
     objects = {o: parsed[o] for o in todo if parsed and o in parsed}
     objects.update(policy.parse({o: text for o, text in todo.items() if o not in objects}))
@@ -488,13 +474,13 @@ def render_to_disk(root: Path, check_only: bool, jobs: int | None = None, use_ca
         return report
     files = render_cached(model, store, jobs, progress)
     if check_only:
-        plan, found = writer.check(root, files)
+        plan, found = writer.check(root, files, jobs)
         report.extend(found)
         report.summary = [f"{len(files)} generated files checked: "
                           + ("up to date" if not plan.drift else
                              f"{len(plan.added)} missing, {len(plan.changed)} different, {len(plan.removed)} extra")]
     else:
-        plan, found = writer.write(root, files)
+        plan, found = writer.write(root, files, jobs)
         report.extend(found)
         report.summary = [f"{len(files)} generated files: {len(plan.added)} added, {len(plan.changed)} changed, "
                           f"{len(plan.removed)} removed, {len(plan.unchanged)} unchanged"]

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import parallel
 from .diagnostics import Diagnostic, error, warning
 from .emit import is_generated
 
@@ -56,15 +57,31 @@ def _head(path: Path) -> bytes:
         return f.read(64)
 
 
-def plan(root: Path, files: dict[str, bytes]) -> Plan:
+_COMPARING: tuple[str, dict[str, bytes]] | None = None  # (root, files) that forked comparers see
+
+
+def _same_batch(rels: list[str]) -> list[bool]:
+    assert _COMPARING is not None
+    top, files = _COMPARING
+    return [_same(os.path.join(top, rel), files[rel]) for rel in rels]
+
+
+def plan(root: Path, files: dict[str, bytes], jobs: int = 1) -> Plan:
+    """How disk differs from the rendered files; files on disk are compared on `jobs` processes when many."""
+    global _COMPARING
     p = Plan()
     existing = _existing(root)
     present = set(existing)
-    top = str(root)
-    for rel, data in files.items():
+    both = [rel for rel in files if rel in present]
+    _COMPARING = str(root), files
+    try:
+        same = dict(zip(both, parallel.fan_out(_same_batch, both, jobs)))
+    finally:
+        _COMPARING = None
+    for rel in files:
         if rel not in present:
             p.added.append(rel)
-        elif not _same(os.path.join(top, rel), data):
+        elif not same[rel]:
             p.changed.append(rel)
         else:
             p.unchanged.append(rel)
@@ -74,9 +91,9 @@ def plan(root: Path, files: dict[str, bytes]) -> Plan:
     return p
 
 
-def check(root: Path, files: dict[str, bytes]) -> tuple[Plan, list[Diagnostic]]:
+def check(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, list[Diagnostic]]:
     """The drift gate: one diagnostic per file that differs from what the specs render."""
-    p = plan(root, files)
+    p = plan(root, files, jobs)
     fix = "run `kflowgen render` and commit the result"
     diags = [error(r, (1, 1), "KF502", "generated file is missing", fix) for r in p.added]
     diags += [error(r, (1, 1), "KF501", "generated file differs from what the specs render", fix) for r in p.changed]
@@ -90,10 +107,10 @@ def _foreign(p: Plan) -> list[Diagnostic]:
                     "move it to bases/ or delete it") for r in p.foreign]
 
 
-def write(root: Path, files: dict[str, bytes]) -> tuple[Plan, list[Diagnostic]]:
+def write(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, list[Diagnostic]]:
     """Make overlays/ hold exactly the rendered files (plus any hand-written ones), atomically."""
     _clean_leftovers(root)
-    p = plan(root, files)
+    p = plan(root, files, jobs)
     if not p.drift:
         return p, _foreign(p)
     target = root / OWNED

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kflowgen import cache, pipeline, policy, tools
+from kflowgen import cache, parallel, pipeline, policy, tools
 from kflowgen.render import render
 
 
@@ -133,10 +133,10 @@ def test_a_damaged_spec_entry_is_checked_again_not_trusted(example_repo, store, 
     assert pipeline.load(example_repo, store) == want
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_rendered_files_come_from_the_cache_byte_identical(example_repo, store, monkeypatch, parallel):
-    if parallel:  # forked render processes even for three teams
-        monkeypatch.setattr(pipeline, "PARALLEL_FROM", 1)
+@pytest.mark.parametrize("forked", [False, True])
+def test_rendered_files_come_from_the_cache_byte_identical(example_repo, store, monkeypatch, forked):
+    if forked:  # forked render processes even for three teams
+        monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
     model, _ = pipeline.load(example_repo, store)
     want = render(model)
     assert pipeline.render_cached(model, cache.Cache(None), 1) == want
@@ -202,3 +202,19 @@ def test_rule_findings_come_from_the_cache_only_for_the_same_specs(example_repo,
     assert pipeline.load(example_repo, store)[1] == cold and pipeline.load(example_repo, store)[1] == cold
     spec.write_text(spec.read_text().replace("a100: 400", "a100: 4", 1))
     assert pipeline.load(example_repo, store) == pipeline.load(example_repo)
+
+
+def test_drift_found_on_forked_processes_is_the_drift_found_here(example_repo, monkeypatch):
+    from kflowgen import writer
+
+    model, _ = pipeline.load(example_repo)
+    files = render(model)
+    quota = example_repo / "overlays/prod/teams/recsys/platform/resourcequota.team.yaml"
+    quota.write_text(quota.read_text() + "# edited\n")
+    (example_repo / "overlays/dev/argocd/application.vision-platform.yaml").unlink()
+    here = writer.check(example_repo, files, jobs=1)
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    forked = writer.check(example_repo, files, jobs=2)
+    assert forked == here
+    assert here[0].changed == [quota.relative_to(example_repo).as_posix()]
+    assert here[0].added == ["overlays/dev/argocd/application.vision-platform.yaml"]
