@@ -1,0 +1,27 @@
+"""Work spread over forked processes: the one helper the pipeline and the writer share."""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
+
+
+def fan_out(fn, items: list, jobs: int, step=None) -> list:
+    """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
+    items (the children see this process's memory as it is now), else here. step(n) after each n items done."""
+    step = step or (lambda n: None)
+    if jobs < 2 or len(items) < PARALLEL_FROM:
+        out = fn(items)
+        step(len(items))
+        return out
+    size = -(-len(items) // min(len(items), jobs * 16))
+    batches = [items[i:i + size] for i in range(0, len(items), size)]
+    out = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        for batch, results in zip(batches, pool.map(fn, batches)):
+            out.extend(results)
+            step(len(batch))
+    return out
+
+
