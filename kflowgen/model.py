@@ -93,6 +93,13 @@ class Model:
     experiments: list[Experiment] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)  # team names whose spec failed to load: no follow-on errors
     _by_team: dict | None = field(default=None, repr=False, compare=False)
+    _in_env: dict = field(default_factory=dict, repr=False, compare=False)  # env -> {name: team}, as teams_in
+
+    def team(self, env: str, name: str) -> Team:
+        """The team of that name in an environment (looked up in an index built once per environment)."""
+        if env not in self._in_env:
+            self._in_env[env] = {t.name: t for t in self.teams_in(env)}
+        return self._in_env[env][name]
 
     def of_team(self, team: str) -> tuple[list[ServedModel], list[Experiment]]:
         """A team's served models and experiments, in model order (indexed once: a lookup per team stays linear)."""

@@ -73,6 +73,7 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
     whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked here.
     Many files are read, and their model objects made, on `jobs` processes."""
     global _READING
+    cache.code_digest()  # once here, not in every forked reader
     _READING = root, store, snapshot
     try:
         results = parallel.fan_out(_read_batch, wanted, jobs, _stage(progress, len(wanted), "reading specs"))
@@ -148,19 +149,16 @@ _RENDERING: tuple | None = None  # (model, store, keys) that forked render worke
 
 
 def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], bool | None]]:
-    """Files of (environment, team) units, from the cache or rendered; team "" is what the environment's teams
-    share. Each with whether the cache had it (None: not cacheable)."""
+    """Files of render units, from the cache or rendered, each with whether the cache had it (None: not
+    cacheable)."""
     assert _RENDERING is not None
-    m, store, keys = _RENDERING
-    p = m.platform
-    teams = {t.name: t for t in m.teams}
+    model, store, keys = _RENDERING
     out = []
-    for env, name in batch:
-        k = keys[env, name]
+    for unit in batch:
+        k = keys[unit]
         hit = store.lookup("render", k) if k else None
         if hit is None:
-            files = (render_mod.shared_files(p, m.teams_in(env), env) if not name else
-                     render_mod.team_files(p, teams[name], *render_mod.of_team(m, name, env), env))
+            files = render_mod.unit_files(model, *unit)
             if k:
                 store.put("render", k, json.dumps({path: data.decode("utf-8") for path, data in files.items()},
                                                   ensure_ascii=False).encode("utf-8"))
@@ -170,27 +168,18 @@ def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], 
     return out
 
 
-def _unit_key(kind: str, env: str, sources: list[SpecFile]) -> str | None:
+def _unit_key(env: str, team: str, sources: list[SpecFile]) -> str | None:
     if not all(s.digest for s in sources):  # a spec not read from a file (e.g. made in a test): not cached
         return None
-    return cache.key(kind, cache.code_digest(), env, *(f"{s.path}:{s.digest}" for s in sources))
+    return cache.key("render", cache.code_digest(), env, team, *(f"{s.path}:{s.digest}" for s in sources))
 
 
 def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) -> dict[str, bytes]:
-    """render(model), byte for byte. Each team's files in an environment are a function of the platform spec and
-    the team's own team, experiment and model spec files (render.team_files takes nothing else), and what the
-    environment's teams share is a function of the platform and team spec files (render.shared_files), so they come
-    from the cache when those files and kflowgen are unchanged; the rest are rendered. Many units are handled on
-    `jobs` processes."""
+    """render(model), byte for byte. It is the union of units (render.units), each a function of the spec files
+    render.unit_sources names and of kflowgen's code, so a unit comes from the cache when those are unchanged; the
+    rest are rendered. Many units are handled on `jobs` processes."""
     global _RENDERING
-    p = model.platform
-    keys: dict[tuple[str, str], str | None] = {}
-    for env in p.environments:
-        teams = model.teams_in(env)
-        keys[env, ""] = _unit_key("render-shared", env, [p.source] + [t.source for t in teams])
-        for t in teams:
-            sources = [p.source, t.source] + [x.source for group in render_mod.of_team(model, t.name, env) for x in group]
-            keys[env, t.name] = _unit_key("render", env, sources)
+    keys = {unit: _unit_key(*unit, render_mod.unit_sources(model, *unit)) for unit in render_mod.units(model)}
     _RENDERING = model, store, keys
     try:
         results = parallel.fan_out(_render_units, list(keys), jobs, _stage(progress, len(keys), "rendering"))
@@ -272,7 +261,7 @@ def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool:
     A change to any base changes the key of every overlay that uses bases/ (all are rebuilt)."""
     bases = cache.tree_digest(root / "bases")
     batch = tools.find_batch()
-    builder = tools.command_version([str(batch), "-version"]) if batch and tool.argv[0] != "kubectl" else "process"
+    builder = tools.batch_version(batch) if batch and tool.argv[0] != "kubectl" else "process"
     by_overlay: dict[str, list[str]] = {o: [] for o in overlays}
     for rel in files:
         folder = rel.rsplit("/", 1)[0]
@@ -353,10 +342,10 @@ def _same_on_disk(root: Path, overlay: str, rels: list[str], files: dict[str, by
     try:
         with os.scandir(root / overlay) as entries:
             present = {e.name: e.is_file(follow_symlinks=False) for e in entries}
-        return (all(present.values()) and sorted(present) == sorted(r.rsplit("/", 1)[1] for r in rels)
-                and all((root / r).read_bytes() == files[r] for r in rels))
     except OSError:
         return False
+    return (all(present.values()) and sorted(present) == sorted(r.rsplit("/", 1)[1] for r in rels)
+            and all(writer.same(os.path.join(root, r), files[r]) for r in rels))
 
 
 def directory_manifests(files: dict[str, bytes], folder: str) -> str:
@@ -419,7 +408,10 @@ def checked_policy(model: Model, env: str | None, overlays: dict[str, str], stor
     Objects the builder already gave as JSON are not parsed from YAML."""
     ctx = policy.Context.from_model(model, env)
     fingerprint = repr(ctx)
-    keys = {o: cache.key("policy", policy.VERSION, fingerprint, cache.text_digest(text)) for o, text in overlays.items()}
+    # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
+    # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
+    keys = {o: cache.key("policy", cache.code_digest(), fingerprint, o, cache.text_digest(text))
+            for o, text in overlays.items()}
     todo = {o: text for o, text in overlays.items() if store.get("policy", keys[o]) is None}
     objects = {o: parsed[o] for o in todo if parsed and o in parsed}
     objects.update(policy.parse({o: text for o, text in todo.items() if o not in objects}))

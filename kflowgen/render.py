@@ -24,18 +24,39 @@ TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org",
 
 def render(model: Model) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
-    for env in model.platform.environments:
-        files.update(shared_files(model.platform, model.teams_in(env), env))
-        for t in model.teams_in(env):
-            files.update(team_files(model.platform, t, *of_team(model, t.name, env), env))
+    for env, team in units(model):
+        files.update(unit_files(model, env, team))
     return dict(sorted(files.items()))
 
 
-def of_team(model: Model, team: str, env: str) -> tuple[list, list]:
-    """The served models and experiments a team runs in an environment: with the platform and the team, all that
-    team_files reads."""
+def units(model: Model) -> list[tuple[str, str]]:
+    """The (environment, team) pieces render() is the union of; team "" is what the environment's teams share."""
+    return [(env, name) for env in model.platform.environments for name in ["", *(t.name for t in model.teams_in(env))]]
+
+
+def unit_files(model: Model, env: str, team: str) -> dict[str, bytes]:
+    """One unit's files, rendered from exactly the inputs unit_sources names."""
+    kind, args, _ = _unit(model, env, team)
+    return shared_files(*args) if kind == "shared" else team_files(*args)
+
+
+def unit_sources(model: Model, env: str, team: str) -> list:
+    """The spec files a unit's files are a function of (with kflowgen's code): what the result cache keys them on."""
+    return _unit(model, env, team)[2]
+
+
+def _unit(model: Model, env: str, team: str) -> tuple[str, tuple, list]:
+    """A unit's renderer, its arguments, and the spec files those arguments are made from: one place, so the
+    cache key can name no fewer inputs than the renderer reads."""
+    p = model.platform
+    if not team:
+        teams = model.teams_in(env)
+        return "shared", (p, teams, env), [p.source] + [t.source for t in teams]
+    t = model.team(env, team)
     served, experiments = model.of_team(team)
-    return [m for m in served if env in m.environments], [e for e in experiments if env in e.environments]
+    served = [m for m in served if env in m.environments]
+    experiments = [e for e in experiments if env in e.environments]
+    return "team", (p, t, served, experiments, env), [p.source, t.source] + [x.source for x in served + experiments]
 
 
 def shared_files(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:

@@ -1,12 +1,14 @@
 """External tools: finding and installing the pinned kustomize and kubeconform, and running them as adapters."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .diagnostics import Diagnostic, error
@@ -90,11 +92,12 @@ def install(dest: Path | None = None, log=print) -> int:
     if not shutil.which("go"):
         log("kflowgen: Go is needed to build kustomize and kubeconform: install Go 1.22 or newer")
         return 1
-    kbuild = PROJECT / "tools" / "kbuild"
-    if kbuild.is_dir() and find_batch() is None:  # the batch builder lives in the kflowgen checkout only
+    digest = _kbuild_digest()
+    if digest and find_batch(dest) is None:  # the batch builder lives in the kflowgen checkout only
         log(f"kflowgen: building kflowgen-kbuild (kustomize {KUSTOMIZE[2]}'s build code, many overlays a process)")
         env = dict(os.environ, GOBIN=str(dest), CGO_ENABLED="0")
-        if subprocess.run(["go", "install", "."], cwd=kbuild, env=env).returncode:
+        argv = ["go", "install", f"-ldflags=-X main.source={digest}", "."]
+        if subprocess.run(argv, cwd=KBUILD_SOURCE, env=env).returncode:
             log("kflowgen: kflowgen-kbuild did not build; kflowgen will run one kustomize process per overlay")
     for name, module, version in PINNED:
         binary = dest / name
@@ -134,57 +137,98 @@ def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
 
 
 BATCH_PROTOCOL = "protocol 2"  # kflowgen-kbuild -version names it; an older build is rebuilt by `tools install`
+KBUILD_SOURCE = PROJECT / "tools" / "kbuild"
 
 
-def find_batch() -> Path | None:
-    """kflowgen-kbuild (tools/kbuild): the pinned kustomize's own build code, many overlays in one process."""
-    binary = tools_dir() / "kflowgen-kbuild"
+def _kbuild_digest() -> str | None:
+    """A digest of kflowgen-kbuild's source (None outside a kflowgen checkout). `tools install` builds it into the
+    binary, whose -version names it: a binary built from other source is rebuilt, and its cached builds, keyed on
+    that version line, are not used."""
+    if not KBUILD_SOURCE.is_dir():
+        return None
+    h = hashlib.sha256()
+    for p in sorted(KBUILD_SOURCE.glob("*.go")) + [KBUILD_SOURCE / "go.mod", KBUILD_SOURCE / "go.sum"]:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=8)
+def _batch_version(path: str, mtime_ns: int) -> str:
+    return command_version([path, "-version"])
+
+
+def batch_version(binary: Path) -> str:
+    """kflowgen-kbuild -version, asked once per run and binary."""
+    return _batch_version(str(binary), binary.stat().st_mtime_ns)
+
+
+def find_batch(folder: Path | None = None) -> Path | None:
+    """kflowgen-kbuild (tools/kbuild): the pinned kustomize's own build code, many overlays in one process; only
+    a build of this kustomize version, protocol and (in a checkout) source."""
+    binary = (folder or tools_dir()) / "kflowgen-kbuild"
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         return None
-    version = command_version([str(binary), "-version"])
-    return binary if KUSTOMIZE[2] in version and BATCH_PROTOCOL in version else None
+    version = batch_version(binary)
+    digest = _kbuild_digest()
+    fits = KUSTOMIZE[2] in version and BATCH_PROTOCOL in version and (digest is None or f"source {digest}" in version)
+    return binary if fits else None
 
 
 def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, done=lambda: None,
                     objects: dict[str, list] | None = None) -> dict[str, str | Diagnostic]:
     """Like kustomize_build, in one kflowgen-kbuild process; output is byte-identical to `kustomize build DIR`.
-    With `objects`, each built overlay's objects are also put there, as kubectl reads them (no YAML parsing here)."""
+    With `objects`, each built overlay's objects are also put there, as kubectl reads them (no YAML parsing here).
+    A stream that ends early or breaks its own framing (a header, exactly LEN bytes, a json record after each ok)
+    fails that overlay and every later one with KF902: a cut-off build is never taken for a good one."""
     argv = [str(binary), "-j", str(max(1, jobs))] + (["-json"] if objects is not None else [])
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write("".join(f"{root / o}\n" for o in overlays).encode())
-    proc.stdin.close()
+    broken = error("kflowgen-kbuild", (0, 0), "KF902", "kflowgen-kbuild stopped early or wrote a damaged stream",
+                   "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
     out: dict[str, str | Diagnostic] = {}
-
-    def record() -> tuple[str, bytes] | None:
-        parts = proc.stdout.readline().decode().rstrip("\n").split(" ", 3)
-        if len(parts) != 4 or parts[0] != "==>":
-            return None
-        return parts[2], proc.stdout.read(int(parts[1]))
-
-    for overlay in overlays:
-        got = record()
-        if got is None:
-            out[overlay] = error(overlay, (0, 0), "KF902", "kflowgen-kbuild stopped early",
-                                 "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
-            continue
-        status, payload = got
-        if status == "ok" and objects is not None:
-            parsed = record()
-            if parsed is None or parsed[0] != "json":
-                out[overlay] = error(overlay, (0, 0), "KF902", "kflowgen-kbuild stopped early",
-                                     "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
-                continue
-            objects[overlay] = json.loads(parsed[1])
-        done()
-        if status == "ok":
-            out[overlay] = payload.decode("utf-8")
-        else:
-            msg = payload.decode("utf-8").strip().replace(str(root) + "/", "")
-            out[overlay] = error(overlay, (0, 0), "KF401", f"kustomize build failed: {msg}",
-                                 "check the hand-kept bases the overlay uses")
-    proc.wait()
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write("".join(f"{root / o}\n" for o in overlays).encode())
+            proc.stdin.close()
+        except BrokenPipeError:  # it exited without reading: every overlay below is reported as broken
+            pass
+        ok = True
+        for overlay in overlays:
+            result = _batch_result(proc.stdout, root, overlay, objects) if ok else None
+            ok = result is not None
+            out[overlay] = result if result is not None else replace(broken, path=overlay)
+            done()
+        if ok:
+            proc.stdout.read()  # nothing should be left; read it so the process can exit
     return out
+
+
+def _batch_record(stream) -> tuple[str, bytes] | None:
+    """One `==> LEN STATUS DIR` record of the kflowgen-kbuild stream, or None when the framing is broken."""
+    parts = stream.readline().decode("utf-8", "replace").rstrip("\n").split(" ", 3)
+    if len(parts) != 4 or parts[0] != "==>" or not parts[1].isdigit():
+        return None
+    payload = stream.read(int(parts[1]))
+    return (parts[2], payload) if len(payload) == int(parts[1]) else None
+
+
+def _batch_result(stream, root: Path, overlay: str, objects: dict[str, list] | None) -> str | Diagnostic | None:
+    record = _batch_record(stream)
+    if record is None or record[0] not in ("ok", "error"):
+        return None
+    status, payload = record
+    try:
+        text = payload.decode("utf-8")
+        if status == "error":
+            return error(overlay, (0, 0), "KF401", f"kustomize build failed: {text.strip().replace(str(root) + '/', '')}",
+                         "check the hand-kept bases the overlay uses")
+        if objects is not None:
+            parsed = _batch_record(stream)
+            if parsed is None or parsed[0] != "json":
+                return None
+            objects[overlay] = json.loads(parsed[1])
+    except ValueError:  # not UTF-8, or not JSON
+        return None
+    return text
 
 
 # --- kubeconform --------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache:
     except kschemas.SchemaError as e:
         return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
     store = store or results_cache.Cache(None)
-    keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.text_digest(text))
-            for o, text in built.items()}
+    keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
+                                 results_cache.text_digest(text)) for o, text in built.items()}
     todo = {o: text for o, text in built.items() if store.get("valid", keys[o]) is None}
     if not todo:
         return []

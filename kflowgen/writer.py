@@ -44,7 +44,8 @@ def _existing(root: Path) -> list[str]:
     return sorted(out)
 
 
-def _same(path: str, data: bytes) -> bool:
+def same(path: str, data: bytes) -> bool:
+    """The file at path holds exactly data."""
     try:
         with open(path, "rb") as f:
             return f.read(len(data) + 1) == data
@@ -63,7 +64,7 @@ _COMPARING: tuple[str, dict[str, bytes]] | None = None  # (root, files) that for
 def _same_batch(rels: list[str]) -> list[bool]:
     assert _COMPARING is not None
     top, files = _COMPARING
-    return [_same(os.path.join(top, rel), files[rel]) for rel in rels]
+    return [same(os.path.join(top, rel), files[rel]) for rel in rels]
 
 
 def plan(root: Path, files: dict[str, bytes], jobs: int = 1) -> Plan:

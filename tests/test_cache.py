@@ -2,6 +2,7 @@
 and output with the cache and parallelism is byte-identical to a cold single-process run."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,46 @@ def test_drift_found_on_forked_processes_is_the_drift_found_here(example_repo, m
     assert forked == here
     assert here[0].changed == [quota.relative_to(example_repo).as_posix()]
     assert here[0].added == ["overlays/dev/argocd/application.vision-platform.yaml"]
+
+
+@pytest.mark.parametrize("stream", [
+    b"==> 5 ok A\nkind:",  # cut short: 5 bytes announced, 5 sent, then the json record is missing
+    b"==> 50 ok A\nkind: ConfigMap\n",  # fewer bytes than announced
+    b"==> 2 ok A\n{}==> 2 ok B\n[]",  # a second ok where the json record belongs
+    b"==> x ok A\n",  # a header that is not one
+    b"==> 2 ok A\n{}==> 3 json A\n[1,",  # json that does not parse
+])
+def test_a_damaged_batch_stream_fails_the_overlays_and_is_never_taken_for_a_build(tmp_path, stream):
+    fake = tmp_path / "kflowgen-kbuild"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nsys.stdout.buffer.write({stream!r})\n")
+    fake.chmod(0o755)
+    objects: dict = {}
+    got = tools.kustomize_batch(fake, tmp_path, ["A", "B"], 1, objects=objects)
+    assert [(d.path, d.code) for d in got.values()] == [("A", "KF902"), ("B", "KF902")] and objects == {}
+
+
+def test_a_good_batch_stream_is_read_exactly(tmp_path):
+    fake = tmp_path / "kflowgen-kbuild"
+    stream = b"==> 14 ok A\nkind: Service\n==> 20 json A\n[{\"kind\":\"Service\"}]==> 12 error B\nError: nope\n"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nsys.stdout.buffer.write({stream!r})\n")
+    fake.chmod(0o755)
+    objects: dict = {}
+    got = tools.kustomize_batch(fake, tmp_path, ["A", "B"], 1, objects=objects)
+    assert got["A"] == "kind: Service\n" and objects == {"A": [{"kind": "Service"}]}
+    assert got["B"].code == "KF401" and "nope" in got["B"].message
+
+
+def test_a_policy_pass_is_keyed_on_the_overlay_and_kflowgens_code(example_repo, store, monkeypatch):
+    model, _ = pipeline.load(example_repo)
+    result = built(example_repo, store)
+    overlay = "overlays/prod/teams/recsys/platform"
+    text = result.overlays[overlay]
+    assert pipeline.checked_policy(model, None, {overlay: text}, store) == []
+    hits = store.hits
+    assert pipeline.checked_policy(model, None, {overlay: text}, store) == [] and store.hits == hits + 1
+    # the same text under another overlay's path is checked again: the rules read the path
+    assert pipeline.checked_policy(model, None, {"overlays/prod/teams/vision/workloads": text}, store) != []
+    monkeypatch.setattr(cache, "code_digest", lambda: "another kflowgen")
+    misses = store.misses
+    pipeline.checked_policy(model, None, {overlay: text}, store)
+    assert store.misses == misses + 1

@@ -3,7 +3,7 @@
 Each test compares the batch stream with `kustomize build DIR` run once per overlay, on the example repository, a
 generated 20-team repository, a failing overlay, and a few kustomize features kflowgen does not use today
 (custom OpenAPI schema, strategic-merge and JSON 6902 patches, generators, build flags).
-Build the binary with: cd tools/kbuild && GOBIN=<kflowgen>/.tools/bin go install .
+Build the binary with: kflowgen tools install (it builds in a digest of tools/kbuild, which kflowgen checks).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ HEADER = re.compile(rb"==> (\d+) (ok|error|json) ([^\n]*)\n")
 
 pytestmark = [
     pytest.mark.skipif(not KBUILD.is_file(), reason=f"{KBUILD} is not built: "
-                       f"cd tools/kbuild && GOBIN={KBUILD.parent} go install ."),
+                       "kflowgen tools install"),
     pytest.mark.skipif(not KUSTOMIZE.is_file(), reason=f"the pinned kustomize is not in {KUSTOMIZE.parent}: "
                        "kflowgen tools install"),
 ]
@@ -212,6 +212,14 @@ def test_json_record_follows_only_a_built_overlay(tmp_path, example):
 def test_protocol_is_the_one_kflowgen_reads():
     run = subprocess.run([str(KBUILD), "-version"], capture_output=True, text=True, check=True)
     assert tools.BATCH_PROTOCOL in run.stdout and tools.find_batch() == KBUILD
+
+
+def test_a_build_from_other_source_is_not_used(monkeypatch):
+    """The binary names the digest of the source it was built from; after an edit to tools/kbuild it is rebuilt by
+    `tools install` and, until then, kflowgen runs kustomize processes instead."""
+    assert f"source {tools._kbuild_digest()}" in tools.batch_version(KBUILD)
+    monkeypatch.setattr(tools, "_kbuild_digest", lambda: "0123456789abcdef")
+    assert tools.find_batch() is None
 
 
 def test_empty_input_gives_empty_stream():

@@ -40,7 +40,8 @@
 // check built objects can then skip parsing the YAML. Converting the printed YAML again instead
 // (sigs.k8s.io/yaml.YAMLToJSON) gives the same objects at about 40% more CPU time for the whole build.
 //
-// -version prints the protocol number (2: the -json record) and the kustomize modules linked in.
+// -version prints the protocol number (2: the -json record), the source digest `kflowgen tools install` built in,
+// and the kustomize modules linked in.
 //
 // Warnings that kustomize logs during a build (Go's log package: deprecated fields and the like) go to this
 // process's stderr, not into the payload, and may interleave between overlays when -j > 1.
@@ -57,7 +58,7 @@
 // whose tree cannot be scanned (remote bases, unparsable files), is built alone, with the schema globals reset
 // before and after it, as in a fresh kustomize process.
 //
-// Build: cd tools/kbuild && GOBIN=/path/to/.tools/bin go install .
+// Build: kflowgen tools install (go install with -ldflags "-X main.source=<digest of this folder>").
 package main
 
 import (
@@ -87,6 +88,9 @@ const (
 	program  = "kflowgen-kbuild"
 	protocol = "2" // 2: the -json record
 )
+
+// source is a digest of this folder's source, set by `kflowgen tools install` (-ldflags "-X main.source=...").
+var source = "unset"
 
 type result struct {
 	status  string // "ok" or "error"
@@ -406,7 +410,7 @@ func versions() string {
 	if !ok {
 		return program + " (no build information)"
 	}
-	parts := []string{program, "protocol", protocol}
+	parts := []string{program, "protocol", protocol, "source", source}
 	for _, d := range info.Deps {
 		switch d.Path {
 		case "sigs.k8s.io/kustomize/kustomize/v5", "sigs.k8s.io/kustomize/api", "sigs.k8s.io/kustomize/kyaml":
