@@ -38,9 +38,10 @@ class Plan:
 def _existing(root: Path) -> list[str]:
     out = []
     top = str(root)
-    for dirpath, _dirs, names in os.walk(os.path.join(top, OWNED)):
+    for dirpath, dirs, names in os.walk(os.path.join(top, OWNED)):
         rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
         out.extend(f"{rel}/{n}" for n in names)
+        out.extend(f"{rel}/{d}" for d in dirs if os.path.islink(os.path.join(dirpath, d)))  # not walked into
     return sorted(out)
 
 
@@ -88,7 +89,8 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1) -> Plan:
             p.unchanged.append(rel)
     for rel in existing:
         if rel not in files:
-            (p.removed if is_generated(_head(root / rel)) else p.foreign).append(rel)
+            generated = not os.path.islink(root / rel) and is_generated(_head(root / rel))  # kflowgen writes no links
+            (p.removed if generated else p.foreign).append(rel)
     return p
 
 
@@ -119,11 +121,14 @@ def write(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, lis
     try:
         staged = new / OWNED
         staged.mkdir()
-        for rel in p.unchanged + p.foreign:  # hard links: no bytes copied
+        for rel in p.unchanged:  # hard links: no bytes copied
             _link(root / rel, new / rel)
         for rel in p.added + p.changed:
             (new / rel).parent.mkdir(parents=True, exist_ok=True)
             (new / rel).write_bytes(files[rel])
+        for rel in p.foreign:  # last, so no generated file is ever written through a hand-made link
+            if not os.path.lexists(new / rel):  # (a link where kflowgen now needs its own folder gives way)
+                _link(root / rel, new / rel)
         if target.exists():
             _exchange(staged, target)  # staged now holds the old tree
         else:
@@ -136,6 +141,9 @@ def write(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, lis
 
 def _link(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.islink(src):  # a hand-made link (to a file or folder, or dangling) is kept as the same link
+        os.symlink(os.readlink(src), dest)
+        return
     try:
         os.link(src, dest)
     except OSError:

@@ -279,3 +279,25 @@ def test_progress_bar_on_a_terminal_and_quiet_in_ci(example_repo, tmp_path):
     assert "reading specs" in err and f"{specs}/{specs}" in err and "rendering" in err
     code, out, err = _validate_with_terminal_stderr(example_repo, True, tmp_path)
     assert code == 0 and out.endswith("kflowgen: ok\n") and err == ""
+
+
+def test_render_keeps_hand_made_links_in_overlays_as_links(example_repo, tmp_path):
+    """Nothing lost: a link to a folder, a link to a file and a dangling link inside overlays/ are reported (KF504)
+    and are still the same links after a render that swaps the tree, and nothing is written through them."""
+    ov = example_repo / "overlays"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "runbook.md").write_text("on call\n")
+    (ov / "dev/docs").symlink_to(docs)
+    (ov / "dev/readme.md").symlink_to("docs/runbook.md")
+    (ov / "dev/gone.md").symlink_to("no-such-file")
+    quota = ov / "dev/teams/nlp/platform/resourcequota.team.yaml"
+    quota.write_text(quota.read_text() + "# edited\n")
+    code, out = run("render", "-C", example_repo, "--format", "text")
+    assert code == 0 and "146 generated files: 0 added, 1 changed, 0 removed, 145 unchanged" in out
+    assert [line.split(":")[0] for line in out.splitlines() if "KF504" in line] == [
+        "overlays/dev/docs", "overlays/dev/gone.md", "overlays/dev/readme.md"]
+    assert os.readlink(ov / "dev/docs") == str(docs) and os.readlink(ov / "dev/readme.md") == "docs/runbook.md"
+    assert os.readlink(ov / "dev/gone.md") == "no-such-file"
+    assert sorted(p.name for p in docs.iterdir()) == ["runbook.md"]
+    assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
