@@ -86,14 +86,22 @@ class Cache:
             pass
 
 
+def blob_id(data: bytes) -> str:
+    """The id git gives a file of these bytes (sha1 of "blob <size>\\0" and the bytes): the working tree's files and
+    a commit's, listed by `git ls-tree` without reading them, are named alike."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def tree_ids(folder: Path) -> dict[str, str]:
+    """{path below folder: blob id} of every file under a folder (e.g. bases/), links followed."""
+    if not folder.is_dir():
+        return {}
+    return {p.relative_to(folder).as_posix(): blob_id(p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def tree_digest(folder: Path) -> str:
     """One digest over every file's path and bytes under a folder (e.g. bases/)."""
-    h = hashlib.sha256()
-    if folder.is_dir():
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                h.update(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
+    return key(*(f"{path}:{oid}" for path, oid in tree_ids(folder).items()))
 
 
 @functools.cache

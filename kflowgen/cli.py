@@ -161,6 +161,30 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
 
 
 @app.command()
+def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pull request goes into.")]
+         = "origin/main",
+         fmt: Fmt = Format.auto,
+         markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also append the diff as markdown to "
+                                                          "this file, e.g. \"$GITHUB_STEP_SUMMARY\".",
+                                                          dir_okay=False)] = None,
+         jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
+    """The whole pull-request gate in one process: `validate`, `render --check` and `diff --base`, which share
+    the working tree's loaded specs, rendered files and builds. Findings of all three, then the diff's changes."""
+    from . import diff as differ
+
+    with _progress() as progress:
+        rep, result = pipeline.gate(repo, base, jobs, use_cache=not no_cache, progress=progress)
+    if result is not None:
+        rep.extend(result.diagnostics)
+        rep.summary += [f"against {base}:"] + [f"  ⚠ {c.text}" for c in result.dangerous] + [
+            f"  {c.text}" for c in result.changes if c not in result.dangerous] + [differ.tally(result)]
+        if markdown is not None:
+            with open(markdown, "a", encoding="utf-8") as f:
+                f.write(differ.render_markdown(result))
+    _finish(rep, fmt)
+
+
+@app.command()
 def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/ranker.")],
             src: Annotated[str, typer.Option("--from", help="Environment whose version to copy, e.g. staging.")],
             dst: Annotated[str, typer.Option("--to", help="Environment to change, e.g. prod.")],

@@ -6,6 +6,7 @@ images and profiles from the rendered JupyterHub values.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tempfile
@@ -17,7 +18,7 @@ import yaml
 from . import cache, pipeline, quantity
 from .diagnostics import Diagnostic, error
 from .experiments import LABEL_EXPERIMENT
-from .model import Model
+from .model import Model, Quota
 from .render import LABEL_TEAM
 from .rules.capacity import allocation
 from .serving import LABEL_MODEL, LABEL_VERSION
@@ -52,46 +53,140 @@ class DiffReport:
 
 @dataclass
 class _Side:
-    model: Model | None = None
-    built: dict[str, str] = field(default_factory=dict)  # overlay -> built YAML
-    values: dict[str, bytes] = field(default_factory=dict)  # env -> JupyterHub values file
+    """What a diff needs of one side: no model, so that a side computed before can be recalled from the cache
+    (`kflowgen validate` on main leaves one for every pull request that branches from it)."""
+
+    envs: list[str] = field(default_factory=list)  # the platform's environments, in order
+    quotas: dict[str, tuple[dict, dict, dict]] = field(default_factory=dict)  # env -> capacity, allocation, quotas
+    sweeps: set[tuple[str, str]] = field(default_factory=set)  # (team, experiment) of sweeps
+    built: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
+    values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
+    texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
+    where: dict[str, tuple[str, str]] = field(default_factory=dict)  # sha256 -> cache entry, for a recalled side
+    store: cache.Cache | None = None
     objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
     profiles: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (env, team, profile) -> profile
+
+    def text(self, digest: str) -> str:
+        """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
+        if digest in self.texts:
+            return self.texts[digest]
+        kind, k = self.where[digest]
+        body = self.store.lookup(kind, k) if self.store else None
+        if body is None or hashlib.sha256(body).hexdigest() != digest:
+            raise _Gone(digest)
+        return body.decode("utf-8")
+
+
+class _Gone(Exception):
+    """A recalled side's text is no longer in the cache (or not what was recorded): the side is made again."""
 
 
 def _side(root: Path, jobs: int, label: str | None, store: cache.Cache,
           snapshot: dict[str, bytes] | None = None) -> tuple[_Side, list[Diagnostic]]:
-    side = _Side()
     if not (snapshot if snapshot is not None else (root / "specs").is_dir()):
-        return side, []  # e.g. the first commit: everything is new
+        return _Side(), []  # e.g. the first commit: everything is new
     model, diags = pipeline.load(root, store, jobs, snapshot)
     errors = [d for d in diags if d.severity == "error"]
     if model is None:
-        return side, _tag(errors, label)
-    side.model = model
+        return _Side(), _tag(errors, label)
     files = pipeline.render_cached(model, store, jobs)
     built, errors = pipeline.build(root, files, pipeline.overlays_of(files), jobs, store)
-    side.built = built.overlays
-    side.values = {path.split("/")[1]: data for path, data in files.items() if path.endswith("/jupyterhub/values.yaml")}
-    return side, _tag(errors, label)
+    out = side(model, files, built.overlays)
+    if not errors:
+        remember(store, root, model, out, built.keys)
+    return out, _tag(errors, label)
+
+
+def side(model: Model, files: dict[str, bytes], built: dict[str, str]) -> _Side:
+    """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
+    validated)."""
+    out = _Side(envs=list(model.platform.environments),
+                sweeps={(e.team, e.name) for e in model.experiments if e.grid or e.random})
+    for env in model.platform.environments:
+        out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
+                           {t.name: t.quota[env] for t in model.teams_in(env)})
+    for overlay, text in built.items():
+        out.built[overlay] = digest = cache.text_digest(text)
+        out.texts[digest] = text
+    for path, data in files.items():
+        if path.endswith("/jupyterhub/values.yaml"):
+            text = data.decode("utf-8")
+            out.values[path.split("/")[1]] = digest = cache.text_digest(text)
+            out.texts[digest] = text
+    return out
+
+
+def side_key(specs: dict[str, str], bases: dict[str, str], schemas: dict[str, str], builder: str) -> str:
+    """A side is a function of its spec files, bases/ and schemas/ (by git blob id), kflowgen's code and the
+    kustomize that built it."""
+    return cache.key("side", cache.code_digest(), builder, *sorted(f"{p}:{i}" for p, i in specs.items()),
+                     "bases", *sorted(f"{p}:{i}" for p, i in bases.items()),
+                     "schemas", *sorted(f"{p}:{i}" for p, i in schemas.items()))
+
+
+def _builder(root: Path) -> str | None:
+    kustomize = pipeline.tools.find("kustomize", root)
+    return None if isinstance(kustomize, Diagnostic) else pipeline.builder_id(kustomize)
+
+
+def remember(store: cache.Cache, root: Path, model: Model, s: _Side, keys: dict[str, str]) -> None:
+    """Keep a side that built without errors, for the diffs that take it as their base. Built overlays are found
+    again through their build entries; the texts that have none (plain directories, values files) are kept too."""
+    builder = _builder(root)
+    if store.folder is None or builder is None or None in model.inputs.values():
+        return
+    k = side_key(model.inputs, cache.tree_ids(root / "bases"), cache.tree_ids(root / "schemas"), builder)
+    if store.lookup("side", k) is not None:
+        return
+    where = {}
+    for overlay, digest in s.built.items():
+        if overlay in keys:
+            where[overlay] = ("build", keys[overlay])
+        else:
+            where[overlay] = ("text", digest)
+            store.put("text", digest, s.texts[digest].encode("utf-8"))
+    for digest in s.values.values():
+        store.put("text", digest, s.texts[digest].encode("utf-8"))
+    doc = {"envs": s.envs, "sweeps": sorted(s.sweeps),
+           "quotas": {env: [cap, alloc, {t: asdict(q) for t, q in quotas.items()}]
+                      for env, (cap, alloc, quotas) in s.quotas.items()},
+           "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values}
+    store.put("side", k, json.dumps(doc, sort_keys=True).encode("utf-8"))
+
+
+def recall(store: cache.Cache, k: str) -> _Side | None:
+    body = store.lookup("side", k)
+    if body is None:
+        return None
+    doc = json.loads(body)
+    out = _Side(envs=doc["envs"], sweeps={tuple(x) for x in doc["sweeps"]}, store=store, values=doc["values"])
+    for env, (cap, alloc, quotas) in doc["quotas"].items():
+        out.quotas[env] = (cap, alloc, {t: Quota(**q) for t, q in quotas.items()})
+    for overlay, (digest, kind, k) in doc["built"].items():
+        out.built[overlay] = digest
+        out.where[digest] = (kind, k)
+    for digest in out.values.values():
+        out.where[digest] = ("text", digest)
+    return out
 
 
 def _parse(side: _Side, other: _Side) -> None:
     """Objects and profiles of this side where its output differs from the other side's: an overlay or values file
     built to the same text on both sides holds the same objects, so it adds nothing to the diff and is not parsed.
     The work is proportional to what changed."""
-    for overlay, text in side.built.items():
-        if other.built.get(overlay) == text:
+    for overlay, digest in side.built.items():
+        if other.built.get(overlay) == digest:
             continue
         parts = overlay.split("/")  # overlays/<env>/teams/<team>/... or overlays/<env>/argocd
-        for obj in yaml.load_all(text, Loader=yaml.CSafeLoader):
+        for obj in yaml.load_all(side.text(digest), Loader=yaml.CSafeLoader):
             if obj:
                 meta = obj.get("metadata", {})
                 team = parts[3] if parts[2] == "teams" else meta.get("labels", {}).get(LABEL_TEAM)
                 side.objects[(parts[1], obj["kind"], meta.get("namespace", ""), meta["name"])] = (team, obj)
-    for env, data in side.values.items():
-        if other.values.get(env) != data:
-            for p in yaml.load(data, Loader=yaml.CSafeLoader)["singleuser"]["profileList"]:
+    for env, digest in side.values.items():
+        if other.values.get(env) != digest:
+            for p in yaml.load(side.text(digest), Loader=yaml.CSafeLoader)["singleuser"]["profileList"]:
                 team = p["kubespawner_override"]["namespace"]
                 side.profiles[(env, team, p["slug"].removeprefix(f"{team}-"))] = p
 
@@ -102,29 +197,35 @@ def _tag(diags: list[Diagnostic], label: str | None) -> list[Diagnostic]:
 
 
 def diff_trees(base_root: Path, head_root: Path, jobs: int, base_label: str = "base",
-               store: cache.Cache | None = None, base_specs: dict[str, bytes] | None = None) -> DiffReport:
+               store: cache.Cache | None = None, base_specs: dict[str, bytes] | None = None,
+               head: _Side | None = None, base: _Side | None = None) -> DiffReport:
     """Compare two checkouts (each with specs/ and bases/; the base's spec files may be given as their bytes
-    instead). With a result cache, the side that has been loaded, rendered and built before (usually the base
-    branch) comes from it."""
+    instead, the head as the side already built, and the base as a side recalled from the cache). With a result
+    cache, the side that has been loaded, rendered and built before (usually the base branch) comes from it."""
     store = store or cache.Cache(None)
-    base, diags = _side(base_root, jobs, base_label, store, base_specs)
-    head, found = _side(head_root, jobs, None, store)
+    diags: list[Diagnostic] = []
+    if base is None:
+        base, diags = _side(base_root, jobs, base_label, store, base_specs)
+    head, found = (head, []) if head is not None else _side(head_root, jobs, None, store)
     report = DiffReport(diagnostics=sorted(set(diags + found)))
     if report.diagnostics:
         return report
     _parse(base, head)
     _parse(head, base)
     # environments in the head's order, then those only the base has
-    envs = list(dict.fromkeys(e for m in (head.model, base.model) if m for e in m.platform.environments))
-    changes = [*_quotas(base.model, head.model, envs), *_objects(base, head), *_profiles(base, head)]
+    envs = list(dict.fromkeys(head.envs + base.envs))
+    changes = [*_quotas(base, head, envs), *_objects(base, head), *_profiles(base, head)]
     report.changes = sorted(changes, key=lambda c: (envs.index(c.env), c.team is not None, c.team or "",
                                                     KINDS.index(c.kind), c.text))
     report.dangerous = [c for c in report.changes if c.kind == "removed" and c.body.split(" ", 1)[0] in DANGEROUS]
     return report
 
 
-def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None) -> DiffReport:
-    """Compare the git ref `base` with the working tree at root. The base's spec files are read from git into
+def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None,
+             head: _Side | None = None) -> DiffReport:
+    """Compare the git ref `base` with the working tree at root. When the base's spec files, bases/ and schemas/
+    (named by their git blob ids, listed without reading them) were diffed or validated before by this kflowgen
+    with this kustomize, the base side is recalled from the cache. Otherwise its spec files are read from git into
     memory (`git cat-file --batch`: writing thousands of small files costs far more); bases/ and schemas/, which
     kustomize and the CRD list read from disk, are extracted with `git archive`, and so is specs/ when it holds
     links."""
@@ -143,7 +244,25 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None)
                                              + (f" ({why})" if why else ""),
                                              "fetch the base branch first, e.g. git fetch origin main")])
     tree = f"{base}:{prefix}"
+    store = store or cache.Cache(None)
     names = git("ls-tree", "--name-only", tree, at=top, text=True).stdout.splitlines()
+    ids = _blob_ids(git, top, tree)
+    builder = _builder(root)
+    if ids is not None and builder is not None and "specs" in names:
+        wanted = {rel for rel, _ in pipeline.spec_files(root, {p: b"" for p in ids if p.startswith("specs/")})}
+        k = side_key({p: i for p, i in ids.items() if p in wanted},
+                     {p.removeprefix("bases/"): i for p, i in ids.items() if p.startswith("bases/")},
+                     {p.removeprefix("schemas/"): i for p, i in ids.items() if p.startswith("schemas/")}, builder)
+        recalled = recall(store, k)
+        if recalled is not None:
+            if head is None:  # made once, also for the case the recalled side turns out stale
+                head, found = _side(root, jobs, None, store)
+                if found:  # a recalled side is free of errors: the head's are all there is to say
+                    return DiffReport(diagnostics=sorted(set(found)))
+            try:
+                return diff_trees(root, root, jobs, base_label=base, store=store, head=head, base=recalled)
+            except _Gone:
+                pass
     specs = _spec_blobs(git, top, tree) if "specs" in names else None
     paths = [p for p in ("specs", "bases", "schemas") if p in names and not (p == "specs" and specs is not None)]
     with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
@@ -153,7 +272,23 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None)
             if archive.returncode or untar.returncode:
                 msg = (archive.stderr or untar.stderr).decode(errors="replace").strip()
                 return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"cannot read {base}: {msg}")])
-        return diff_trees(Path(tmp), root, jobs, base_label=base, store=store, base_specs=specs)
+        return diff_trees(Path(tmp), root, jobs, base_label=base, store=store, base_specs=specs, head=head)
+
+
+def _blob_ids(git, top: Path, tree: str) -> dict[str, str] | None:
+    """{path: blob id} of the files under specs/, bases/ and schemas/ in a git tree, listed without reading them;
+    None when there is a link or a submodule there (a side is then never recalled)."""
+    listing = git("ls-tree", "-r", "-z", "--full-tree", tree, "--", "specs", "bases", "schemas", at=top)
+    if listing.returncode:
+        return None
+    out = {}
+    for item in filter(None, listing.stdout.split(b"\0")):
+        meta, _, path = item.partition(b"\t")
+        mode, kind, oid = meta.split()
+        if kind != b"blob" or mode == b"120000":
+            return None
+        out[path.decode("utf-8", "surrogateescape")] = oid.decode()
+    return out
 
 
 def _spec_blobs(git, top: Path, tree: str) -> dict[str, bytes] | None:
@@ -191,15 +326,9 @@ def _arrow(old, new) -> str:
     return f"{old}" if old == new else f"{old} → {new}"
 
 
-def _quotas(base: Model | None, head: Model | None, envs: list[str]):
-    def view(m: Model | None, env: str):
-        if m is None or env not in m.platform.environments:
-            return {}, {}, {}
-        return (m.platform.environments[env].gpu_capacity, allocation(m, env),
-                {t.name: t.quota[env] for t in m.teams_in(env)})
-
+def _quotas(base: _Side, head: _Side, envs: list[str]):
     for env in envs:
-        (cap0, alloc0, teams0), (cap1, alloc1, teams1) = view(base, env), view(head, env)
+        (cap0, alloc0, teams0), (cap1, alloc1, teams1) = (s.quotas.get(env, ({}, {}, {})) for s in (base, head))
         for g in sorted(set(cap0) | set(cap1)):
             if cap0.get(g, 0) != cap1.get(g, 0):
                 yield Change(env, None, "quota", f"{_at(env, None)}GPU capacity {g} {cap0.get(g, 0)} → {cap1.get(g, 0)}")
@@ -243,7 +372,7 @@ def _objects(base: _Side, head: _Side):
     for (env, team, status, exp), keys in groups.items():  # (sorted at the end, with every other change)
         n, where, here = len(keys), _at(env, team), sides[status][0]
         if exp:  # an experiment's Jobs, counted
-            sweep = any(e.name == exp and e.team == team and (e.grid or e.random) for e in here.model.experiments)
+            sweep = (team, exp) in here.sweeps
             what = f"{n} new {_plural(keys[0][1], n)}" if status == "added" else f"{n} {_plural(keys[0][1], n)} removed"
             yield Change(env, team, "jobs", f"{where}{what} ({'sweep' if sweep else 'experiment'} {exp})")
             continue
@@ -327,7 +456,7 @@ def _diagnostic_lines(r: DiffReport) -> list[str]:
     return out
 
 
-def _tally(r: DiffReport) -> str:
+def tally(r: DiffReport) -> str:
     if r.diagnostics:
         n = len(r.diagnostics)
         return f"kflowgen diff: {n} error{'s' * (n != 1)}, no diff"
@@ -341,13 +470,13 @@ def _tally(r: DiffReport) -> str:
 def render_text(r: DiffReport) -> str:
     """Diagnostics, then the dangerous removals marked ⚠, then every other change; one line each."""
     lines = _diagnostic_lines(r) + [f"⚠ {c.text}" for c in r.dangerous]
-    lines += [c.text for c in r.changes if c not in r.dangerous] + [_tally(r)]
+    lines += [c.text for c in r.changes if c not in r.dangerous] + [tally(r)]
     return "\n".join(lines) + "\n"
 
 
 def render_markdown(r: DiffReport) -> str:
     """For a pull request comment or $GITHUB_STEP_SUMMARY: a heading, the dangerous list, a section per environment."""
-    out = [f"## {_tally(r)}", ""]
+    out = [f"## {tally(r)}", ""]
     if r.diagnostics:
         out += ["```", *_diagnostic_lines(r), "```", ""]
     if r.dangerous:

@@ -36,7 +36,7 @@ _YAML11_DATE = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-
 _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
-@dataclass
+@dataclass(eq=False)
 class SpecFile:
     """A parsed spec: its data, and where each JSON pointer's key and value sit in the file (1-based line, col)."""
 
@@ -46,9 +46,25 @@ class SpecFile:
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
     digest: str = ""  # sha256 of the file's bytes: what the result cache keys rendered output on
+    packed: str | None = None  # values and keys as JSON text, unpacked when first asked (specs from the cache:
+    # most are never asked where something is, and thousands of position tables cost time to decode and to pass
+    # between processes)
+
+    def _unpack(self) -> None:
+        if self.packed is not None:
+            values, keys = json.loads(self.packed)
+            self.values.update((k, tuple(v)) for k, v in values.items())
+            self.keys.update((k, tuple(v)) for k, v in keys.items())
+            self.packed = None
+
+    def has(self, pointer: str) -> bool:
+        """A value sits at this pointer."""
+        self._unpack()
+        return pointer in self.values
 
     def at(self, pointer: str, key: bool = False) -> tuple[int, int]:
         """Position of a pointer's value (or key); falls back to the closest parent that has one."""
+        self._unpack()
         table = self.keys if key else self.values
         while True:
             if pointer in table:
@@ -58,6 +74,16 @@ class SpecFile:
             if not pointer:
                 return (1, 1)
             pointer = pointer.rsplit("/", 1)[0]
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, SpecFile):
+            return NotImplemented
+        self._unpack()
+        other._unpack()
+        return ((self.path, self.data, self.values, self.keys, self.raw, self.digest)
+                == (other.path, other.data, other.values, other.keys, other.raw, other.digest))
+
+    __hash__ = None  # mutable, like the dataclass it was
 
 
 def pointer(parts) -> str:
@@ -174,8 +200,10 @@ def load_bytes(raw: bytes, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]
 
 def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
     """A loaded spec and its findings as JSON (for the result cache); from_json gives them back unchanged."""
-    out = None if spec is None else {"path": spec.path, "data": spec.data, "values": spec.values, "keys": spec.keys,
-                                     "raw": spec.raw, "digest": spec.digest}
+    if spec is not None:
+        spec._unpack()
+    out = None if spec is None else {"path": spec.path, "data": spec.data, "raw": spec.raw, "digest": spec.digest,
+                                     "positions": json.dumps([spec.values, spec.keys], separators=(",", ":"))}
     return json.dumps({"spec": out, "diagnostics": [dataclasses.astuple(d) for d in diags]},
                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -186,8 +214,7 @@ def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
     s = doc["spec"]
     if s is None:
         return None, diags
-    return SpecFile(s["path"], s["data"], {k: tuple(v) for k, v in s["values"].items()},
-                    {k: tuple(v) for k, v in s["keys"].items()}, s["raw"], s["digest"]), diags
+    return SpecFile(s["path"], s["data"], {}, {}, s["raw"], s["digest"], s["positions"]), diags
 
 
 def _document(events, spec: SpecFile, diags: list[Diagnostic]):

@@ -92,6 +92,7 @@ class Model:
     served: list[ServedModel] = field(default_factory=list)
     experiments: list[Experiment] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)  # team names whose spec failed to load: no follow-on errors
+    inputs: dict[str, str] = field(default_factory=dict, compare=False)  # spec path -> git blob id of its bytes
     _by_team: dict | None = field(default=None, repr=False, compare=False)
     _in_env: dict = field(default_factory=dict, repr=False, compare=False)  # env -> {name: team}, as teams_in
 

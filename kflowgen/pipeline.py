@@ -47,11 +47,14 @@ def _inside(root: Path, rel: str, folders: dict[str, bool]) -> bool:
     """The file is reached without a link that leaves the repository or loops. Folders are resolved once each: a
     file that is not itself a link is inside exactly when its folder is."""
     try:
-        if os.path.islink(os.path.join(root, rel)):
+        path = os.path.join(root, rel)
+        if os.path.islink(path):
             return (root / rel).resolve().is_relative_to(root.resolve())
-        folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        folder = os.path.dirname(path)
         if folder not in folders:
-            folders[folder] = (root / folder).resolve().is_relative_to(root.resolve())
+            top = os.path.realpath(root)
+            real = os.path.realpath(folder)
+            folders[folder] = real == top or real.startswith(top.rstrip(os.sep) + os.sep)
         return folders[folder]
     except (OSError, RuntimeError):  # a link loop (RuntimeError on Python 3.11) is refused like a link outside
         return False
@@ -67,10 +70,11 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
 
 def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
                snapshot: dict[str, bytes] | None = None, progress=None,
-               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], object]]:
+               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], object, str | None]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
     commit's): (spec or None, findings, its model object for experiments and served models, else None). A file
     whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked here.
+    Last in each result: the file's git blob id (None when it could not be read).
     Many files are read, and their model objects made, on `jobs` processes."""
     global _READING
     cache.code_digest()  # once here, not in every forked reader
@@ -80,8 +84,8 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
     finally:
         _READING = None
     out = {}
-    for (rel, _), (spec, found, hit, obj) in zip(wanted, results):
-        out[rel] = spec, found, obj
+    for (rel, _), (spec, found, hit, obj, oid) in zip(wanted, results):
+        out[rel] = spec, found, obj, oid
         if hit is not None:
             store.count(hit)
     return out
@@ -93,36 +97,36 @@ _READING: tuple | None = None  # (root, store, snapshot) that forked readers see
 _OBJECTS = {"experiment": experiment_from, "model": served_model_from}  # made from the spec alone
 
 
-def _read_batch(batch: list[tuple[str, str]]) -> list[tuple[SpecFile | None, list[Diagnostic], bool | None, object]]:
+def _read_batch(batch: list[tuple[str, str]]) -> list[tuple]:
     assert _READING is not None
     root, store, snapshot = _READING
     folders: dict[str, bool] = {}
     out = []
     for rel, kind in batch:
-        spec, found, hit = _read_one(root, rel, kind, store, snapshot, folders)
-        out.append((spec, found, hit, _OBJECTS[kind](spec) if spec is not None and kind in _OBJECTS else None))
+        spec, found, hit, oid = _read_one(root, rel, kind, store, snapshot, folders)
+        out.append((spec, found, hit, _OBJECTS[kind](spec) if spec is not None and kind in _OBJECTS else None, oid))
     return out
 
 
 def _read_one(root: Path, rel: str, kind: str, store: cache.Cache, snapshot: dict[str, bytes] | None,
-              folders: dict[str, bool]) -> tuple[SpecFile | None, list[Diagnostic], bool | None]:
-    """(spec or None, findings, whether the cache had it: None when not looked up)."""
+              folders: dict[str, bool]) -> tuple[SpecFile | None, list[Diagnostic], bool | None, str | None]:
+    """(spec or None, findings, whether the cache had it: None when not looked up, git blob id of the bytes)."""
     if snapshot is not None:
         raw, found = snapshot[rel][:loader.MAX_BYTES + 1], []
     elif not _inside(root, rel, folders):
         return None, [error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
-                            "replace the link with the file itself")], None
+                            "replace the link with the file itself")], None, None
     else:
         raw, found = loader.read_file(root, rel)
     if raw is None:
-        return None, found, None
+        return None, found, None, None
     k = cache.key("spec", cache.code_digest(), kind, rel, raw)
     result = store.lookup("spec", k)
     hit = result is not None
     if result is None:
         result = check_spec(kind, rel, raw)
         store.put("spec", k, result)
-    return (*loader.from_json(result), hit)
+    return (*loader.from_json(result), hit, cache.blob_id(raw))
 
 
 def checked_rules(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[Diagnostic]:
@@ -193,6 +197,14 @@ def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) ->
     return dict(sorted(files.items()))
 
 
+def spec_files(root: Path, snapshot: dict[str, bytes] | None = None) -> list[tuple[str, str]]:
+    """(path, kind) of every spec file load reads (from root, or among a snapshot's paths)."""
+    wanted = [(PLATFORM, "platform")] + [(rel, "team") for rel in _spec_paths(root, TEAMS, snapshot=snapshot)]
+    wanted += [(rel, "model") for rel in _spec_paths(root, MODELS, True, snapshot)]
+    wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True, snapshot)]
+    return wanted
+
+
 def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
          snapshot: dict[str, bytes] | None = None, progress=None) -> tuple[Model | None, list[Diagnostic]]:
     """Read and check every spec (from root, or from a snapshot: {path: bytes} of a git commit's spec files); the
@@ -201,15 +213,13 @@ def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
     if not (PLATFORM in snapshot if snapshot is not None else (root / PLATFORM).is_file()):
         return None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
-    team_paths = _spec_paths(root, TEAMS, snapshot=snapshot)
-    wanted = [(PLATFORM, "platform")] + [(rel, "team") for rel in team_paths]
-    wanted += [(rel, "model") for rel in _spec_paths(root, MODELS, True, snapshot)]
-    wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True, snapshot)]
+    wanted = spec_files(root, snapshot)
+    team_paths = [rel for rel, kind in wanted if kind == "team"]
     loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot, progress)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
     objects: dict[str, list] = {"model": [], "experiment": []}
     for rel, kind in wanted:
-        spec, found, obj = loaded[rel]
+        spec, found, obj, _ = loaded[rel]
         diags.extend(found)
         if spec is not None:
             specs[kind].append(spec)
@@ -223,7 +233,8 @@ def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
                                    key=lambda t: (t.name, t.source.path)),
                   sorted(objects["model"], key=lambda m: (m.team, m.name, m.source.path)),
                   sorted(objects["experiment"], key=lambda e: (e.team, e.name, e.source.path)),
-                  unreadable={Path(rel).stem for rel in team_paths if rel not in read})
+                  unreadable={Path(rel).stem for rel in team_paths if rel not in read},
+                  inputs={rel: loaded[rel][3] for rel, _ in wanted})
     diags.extend(checked_rules(model, [s for group in specs.values() for s in group], store or cache.Cache(None)))
     return (None if any(d.severity == "error" for d in diags) else model), diags
 
@@ -236,6 +247,7 @@ class Built:
     objects: dict[str, int] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     rebuilt: int = 0  # overlays built by kustomize in this run (the rest came from the cache)
+    keys: dict[str, str] = field(default_factory=dict)  # overlay -> its entry in the build cache
     parsed: dict[str, list] = field(default_factory=dict)  # objects of overlays built now, when the builder gave them
 
 
@@ -260,8 +272,7 @@ def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool:
     """A cache key per overlay: its files, the hand-kept bases it may reference, and the kustomize version.
     A change to any base changes the key of every overlay that uses bases/ (all are rebuilt)."""
     bases = cache.tree_digest(root / "bases")
-    batch = tools.find_batch()
-    builder = tools.batch_version(batch) if batch and tool.argv[0] != "kubectl" else "process"
+    builder = builder_id(tool)
     by_overlay: dict[str, list[str]] = {o: [] for o in overlays}
     for rel in files:
         folder = rel.rsplit("/", 1)[0]
@@ -269,13 +280,20 @@ def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool:
             by_overlay[folder].append(rel)
     out = {}
     for overlay, rels in by_overlay.items():
-        parts: list = [tool.version, tool.argv[0] if tool.argv[0] == "kubectl" else "kustomize", builder]
+        parts: list = [builder]
         for rel in sorted(rels):
             parts += [rel, files[rel]]
         if any(b"bases/" in files[rel] for rel in rels):
             parts.append(bases)
         out[overlay] = cache.key(*parts)
     return out
+
+
+def builder_id(tool: tools.Tool) -> str:
+    """What builds overlays: kustomize's version, run as kubectl kustomize or kustomize, in kflowgen-kbuild or not."""
+    batch = tools.find_batch()
+    return " ".join([tool.version, tool.argv[0] if tool.argv[0] == "kubectl" else "kustomize",
+                     tools.batch_version(batch) if batch and tool.argv[0] != "kubectl" else "process"])
 
 
 def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
@@ -290,6 +308,7 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     diags: list[Diagnostic] = []
     results: dict[str, str | Diagnostic] = {o: directory_manifests(files, o) for o in overlays if is_directory_source(o)}
     keys = overlay_keys(root, files, [o for o in overlays if o not in results], kustomize)
+    built.keys = keys
     for overlay in keys:
         hit = store.get("build", keys[overlay])
         if hit is not None:
@@ -363,20 +382,43 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
              progress=None, server: bool = False) -> Report:
     """Everything the gate checks: specs, cross-file rules, build of every overlay, strict schema validation,
     policy. With the cache, only overlays whose inputs changed are built and checked again."""
-    report = Report()
-    jobs = jobs or os.cpu_count() or 1
     store = cache.Cache(cache.default_folder() if use_cache else None)
+    done = checked(root, store, env, jobs or os.cpu_count() or 1, progress, server)
+    if env is None:
+        head_side(root, store, done)
+    return done.report
+
+
+@dataclass
+class Checked:
+    """What validate found, and what it made on the way (for the gate's diff, which compares the same head)."""
+
+    report: Report
+    model: Model | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    built: Built | None = None  # None unless every overlay built
+
+
+def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress=None, server: bool = False,
+            drift: bool = False) -> Checked:
+    """validate's work; with drift, also render --check's (the committed overlays are what the specs render)."""
+    report = Report()
     server_lines: list[str] = []
     model, diags = load(root, store, jobs, progress=progress)
     report.extend(diags)
     if model is None:
-        return report
+        return Checked(report)
     if env and env not in model.platform.environments:
         report.extend([error(PLATFORM, model.platform.source.at("/environments", key=True), "KF303",
                              f"environment '{env}' is not defined",
                              f"environments: {', '.join(model.platform.environments)}")])
-        return report
+        return Checked(report, model)
     files = render_cached(model, store, jobs, progress)
+    drift_lines = []
+    if drift:
+        plan, found = writer.check(root, files, jobs)
+        report.extend(found)
+        drift_lines = [drift_summary(files, plan)]
     envs = [env] if env else list(model.platform.environments)
     report.extend(departures(root, model, files, envs))
     every = overlays_of(files)
@@ -399,7 +441,42 @@ def validate(root: Path, env: str | None = None, jobs: int | None = None, use_ca
                                           summary=server_lines))
     if not report.errors:
         report.summary = summary(model, built, envs) + server_lines
-    return report
+    report.summary += drift_lines
+    return Checked(report, model, files, None if diags else built)
+
+
+def drift_summary(files: dict[str, bytes], plan: writer.Plan) -> str:
+    return (f"{len(files)} generated files checked: "
+            + ("up to date" if not plan.drift else
+               f"{len(plan.added)} missing, {len(plan.changed)} different, {len(plan.removed)} extra"))
+
+
+def gate(root: Path, base: str, jobs: int | None = None, use_cache: bool = True, progress=None):
+    """The pull-request gate in one process: validate, render --check and diff --base, sharing the head's
+    loaded specs, rendered files and builds (three commands would each load, render and build the head again).
+    Returns (the validate and drift report, the diff against base, or None when the head does not build)."""
+    from . import diff
+
+    jobs = jobs or os.cpu_count() or 1
+    store = cache.Cache(cache.default_folder() if use_cache else None)
+    done = checked(root, store, None, jobs, progress, drift=True)
+    head = head_side(root, store, done)
+    if head is None:
+        return done.report, None
+    return done.report, diff.diff_git(root, base, jobs, store, head=head)
+
+
+def head_side(root: Path, store: cache.Cache, done: Checked):
+    """The working tree as one side of a diff, when every overlay built; kept in the cache when it is also free of
+    errors, so that a pull request branching from this commit recalls it as its base instead of rebuilding it."""
+    if done.built is None or done.model is None:
+        return None
+    from . import diff
+
+    side = diff.side(done.model, done.files, done.built.overlays)
+    if not done.report.errors:
+        diff.remember(store, root, done.model, side, done.built.keys)
+    return side
 
 
 def checked_policy(model: Model, env: str | None, overlays: dict[str, str], store: cache.Cache,
@@ -468,9 +545,7 @@ def render_to_disk(root: Path, check_only: bool, jobs: int | None = None, use_ca
     if check_only:
         plan, found = writer.check(root, files, jobs)
         report.extend(found)
-        report.summary = [f"{len(files)} generated files checked: "
-                          + ("up to date" if not plan.drift else
-                             f"{len(plan.added)} missing, {len(plan.changed)} different, {len(plan.removed)} extra")]
+        report.summary = [drift_summary(files, plan)]
     else:
         plan, found = writer.write(root, files, jobs)
         report.extend(found)

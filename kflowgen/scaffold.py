@@ -107,15 +107,19 @@ jobs:
           path: ~/.cache/kflowgen
           key: kflowgen-results-${{{{ runner.os }}}}-${{{{ github.sha }}}}
           restore-keys: kflowgen-results-${{{{ runner.os }}}}-
-      - name: Validate specs and built manifests
-        run: kflowgen validate --format github
-      - name: Generated overlays are up to date
-        run: kflowgen render --check --format github
-      - name: What this pull request changes in each cluster
+      # one process: validate, render --check and the diff against the base, sharing the head's work; the
+      # base comes from the cache when main's run validated it
+      - name: Gate (validate, render --check, diff against the base branch)
         if: github.event_name == 'pull_request'
         env:
           BASE_REF: ${{{{ github.base_ref }}}}
-        run: kflowgen diff --base "origin/$BASE_REF" --format markdown >> "$GITHUB_STEP_SUMMARY"
+        run: kflowgen gate --base "origin/$BASE_REF" --format github --markdown "$GITHUB_STEP_SUMMARY"
+      - name: Validate specs and built manifests
+        if: github.event_name == 'push'
+        run: kflowgen validate --format github
+      - name: Generated overlays are up to date
+        if: github.event_name == 'push'
+        run: kflowgen render --check --format github
       - name: Save the result cache for the pull requests that follow
         if: github.event_name == 'push'
         uses: actions/cache/save@v4

@@ -301,3 +301,35 @@ def test_render_keeps_hand_made_links_in_overlays_as_links(example_repo, tmp_pat
     assert os.readlink(ov / "dev/gone.md") == "no-such-file"
     assert sorted(p.name for p in docs.iterdir()) == ["runbook.md"]
     assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
+
+
+def test_gate_is_validate_render_check_and_diff_in_one_run(example_repo, tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", str(example_repo)], check=True)
+    subprocess.run([*git, "-C", str(example_repo), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(example_repo), "commit", "-qm", "base"], check=True)
+    env = {"KFLOWGEN_CACHE": str(tmp_path / "cache")}
+    code, out = run("gate", "--base", "HEAD", "--format", "text", "-C", example_repo, env=env)
+    assert (code, out.splitlines()[4:]) == (0, ["146 generated files checked: up to date", "against HEAD:",
+                                                "kflowgen diff: no changes", "kflowgen: ok"])
+    assert out.splitlines()[0].startswith("3 teams, 3 environments, 175 objects built and validated")
+    team = example_repo / "specs/teams/vision.yaml"
+    team.write_text(team.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
+    summary = tmp_path / "summary.md"
+    summary.write_text("# earlier step\n")
+    code, out = run("gate", "--base", "HEAD", "--format", "text", "--markdown", summary, "-C", example_repo, env=env)
+    lines = out.splitlines()
+    assert code == 1  # the committed overlays are not re-rendered: drift
+    assert "overlays/prod/teams/vision/platform/resourcequota.team.yaml:1:1: error [KF501] generated file differs " \
+           "from what the specs render" in lines
+    assert "146 generated files checked: 0 missing, 1 different, 0 extra" in lines
+    assert "  vision, prod: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)" in lines
+    assert lines[-1] == "kflowgen: 1 error, 0 warnings"
+    assert summary.read_text().startswith("# earlier step\n## kflowgen diff: 2 changes in 1 environment\n")
+    assert run("render", "-C", example_repo)[0] == 0
+    code, out = run("gate", "--base", "HEAD", "--format", "json", "-C", example_repo, env=env)
+    report = json.loads(out)
+    assert (code, report["errors"]) == (0, 0) and report["summary"][-1] == "kflowgen diff: 2 changes in 1 environment"
+    team.write_text("name: [\n")  # a head that does not load: its findings, and no diff
+    code, out = run("gate", "--base", "HEAD", "--format", "text", "-C", example_repo, env=env)
+    assert code == 1 and "[KF101]" in out and "against HEAD" not in out

@@ -251,3 +251,41 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
     assert differ._spec_blobs(git, repo, "HEAD:") is None  # ... so the base is extracted from an archive instead
     report = diff_git(repo, "HEAD", 2)
     assert (report.changes, report.diagnostics) == ([], [])
+
+
+def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path, monkeypatch):
+    from kflowgen import pipeline
+
+    store = cache.Cache(tmp_path / "cache")
+    cold = render_text(diff_git(pull_request, "HEAD~1", 2))
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides
+    real = pipeline.load
+    loaded = []
+
+    def load(root, store=None, jobs=None, snapshot=None, progress=None):
+        loaded.append("base" if snapshot is not None else "head")
+        return real(root, store, jobs, snapshot, progress)
+
+    monkeypatch.setattr(pipeline, "load", load)
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
+    assert loaded == ["head"]  # the base side came from the cache, without reading a spec file of it
+    # the recalled side reads the texts it needs from the cache; an altered one is not trusted: the base is made again
+    for entry in (tmp_path / "cache" / "text").rglob("*"):
+        if entry.is_file():
+            entry.write_bytes(entry.read_bytes().replace(b"a100", b"a101"))
+    loaded.clear()
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold
+    assert loaded == ["head", "base"]  # the head once, then the base from git
+
+
+def test_a_side_is_keyed_by_every_input():
+    from kflowgen.diff import side_key
+
+    specs, bases, schemas = {"specs/platform.yaml": "a" * 40}, {"team/kustomization.yaml": "b" * 40}, {}
+    k = side_key(specs, bases, schemas, "v5.8.1 kustomize 2 x")
+    assert side_key(dict(specs), dict(bases), {}, "v5.8.1 kustomize 2 x") == k
+    assert len({k, side_key({"specs/platform.yaml": "c" * 40}, bases, schemas, "v5.8.1 kustomize 2 x"),
+                side_key({**specs, "specs/teams/a.yaml": "d" * 40}, bases, schemas, "v5.8.1 kustomize 2 x"),
+                side_key(specs, {"team/kustomization.yaml": "e" * 40}, schemas, "v5.8.1 kustomize 2 x"),
+                side_key(specs, bases, {"crds.yaml": "f" * 40}, "v5.8.1 kustomize 2 x"),
+                side_key(specs, bases, schemas, "v5.8.2 kustomize 2 x")}) == 6

@@ -122,3 +122,16 @@ def test_inlined_schema_references_give_the_same_errors_as_the_schemas():
         assert errors(inlined) == errors(schema), rel
         checked += 1
     assert checked > 100
+
+
+def test_a_spec_from_the_cache_tells_the_same_positions():
+    from kflowgen.loader import from_json, load_bytes, to_json
+
+    raw = b"name: vision\nquota:\n  dev: {cpu: 4, memory: 8Gi}\nowners:\n  - ana\n"
+    spec, found = load_bytes(raw, "specs/teams/vision.yaml")
+    again, found_again = from_json(to_json(spec, found))
+    assert again.packed is not None  # positions are decoded only when first asked
+    for pointer in ("/quota/dev/memory", "/owners/0", "/quota/prod/cpu", ""):
+        assert again.at(pointer) == spec.at(pointer) and again.at(pointer, key=True) == spec.at(pointer, key=True)
+    assert again.has("/owners/0") and not again.has("/owners/1")
+    assert again == spec and (found_again, again.digest) == (found, spec.digest)

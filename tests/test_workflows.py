@@ -39,6 +39,8 @@ def test_init_workflow_passes_actionlint_and_pins_the_tools(tmp_path):
     assert actionlint(workflow) == (0, "")
     text = workflow.read_text()
     assert f"kustomize {KUSTOMIZE[2]}" in text and f"kubeconform {KUBECONFORM[2]}" in text
-    steps = [s.get("run", "") for s in yaml.safe_load(text)["jobs"]["gate"]["steps"]]
-    assert any("kflowgen validate" in r for r in steps) and any("render --check" in r for r in steps)
-    assert any("kflowgen diff" in r for r in steps)
+    steps = yaml.safe_load(text)["jobs"]["gate"]["steps"]
+    on_push = [s["run"] for s in steps if "run" in s and s.get("if") == "github.event_name == 'push'"]
+    on_pr = [s["run"] for s in steps if "run" in s and s.get("if") == "github.event_name == 'pull_request'"]
+    assert any("kflowgen validate" in r for r in on_push) and any("render --check" in r for r in on_push)
+    assert on_pr == ['kflowgen gate --base "origin/$BASE_REF" --format github --markdown "$GITHUB_STEP_SUMMARY"']

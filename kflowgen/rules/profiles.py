@@ -37,7 +37,7 @@ def check(model):
                 for what, need, have in (("cpu", p.cpu_guarantee, q.cpu), ("memory", p.memory_guarantee, q.memory)):
                     if quantity.parse(need) > quantity.parse(have):
                         where = f"{at}/guarantee/{what}"
-                        yield error(t.source.path, t.source.at(where if where in t.source.values else f"{at}/{what}"),
+                        yield error(t.source.path, t.source.at(where if t.source.has(where) else f"{at}/{what}"),
                                     "KF305",
                                     f"profile '{p.name}' reserves {what} {need} but the team's {env} quota is {have}",
                                     f"raise quota.{env}.{what} or lower the profile")
