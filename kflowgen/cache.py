@@ -24,10 +24,22 @@ def default_folder() -> Path:
     return Path(base) / "kflowgen"
 
 
-@functools.lru_cache(maxsize=1 << 16)
+_DIGESTS: dict[str, str] = {}  # text -> sha256 of its UTF-8 bytes, for texts read from the cache or hashed once
+
+
 def text_digest(text: str) -> str:
-    """sha256 of a (large) text, computed once per run however many keys include it."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of a (large) text, computed once per run however many keys include it (and not at all for a text
+    read from the cache, whose checksum line is that sha256)."""
+    digest = _DIGESTS.get(text)
+    if digest is None:
+        _remember(text, digest := hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return digest
+
+
+def _remember(text: str, digest: str) -> None:
+    if len(_DIGESTS) >= 1 << 17:  # a long-lived process (the tests) does not keep every text it ever saw
+        _DIGESTS.clear()
+    _DIGESTS[text] = digest
 
 
 def key(*parts) -> str:
@@ -60,8 +72,22 @@ class Cache:
         else:
             self.misses += 1
 
+    def text(self, kind: str, k: str) -> str | None:
+        """An entry's body as text; its sha256, checked on reading, is remembered for text_digest."""
+        found = self.read(kind, k)
+        if found is None:
+            return None
+        text = found[0].decode("utf-8")
+        _remember(text, found[1])
+        return text
+
     def lookup(self, kind: str, k: str) -> bytes | None:
         """An entry's body, or None when it is missing or damaged (without counting: see get)."""
+        found = self.read(kind, k)
+        return None if found is None else found[0]
+
+    def read(self, kind: str, k: str) -> tuple[bytes, str] | None:
+        """(body, its sha256) of an intact entry."""
         if self.folder is None:
             return None
         try:
@@ -70,7 +96,8 @@ class Cache:
         except OSError:
             return None
         check, _, body = raw.partition(b"\n")
-        return body if check == hashlib.sha256(body).hexdigest().encode() else None
+        digest = hashlib.sha256(body).hexdigest()
+        return (body, digest) if check == digest.encode() else None
 
     def put(self, kind: str, k: str, body: bytes) -> None:
         if self.folder is None:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -152,30 +154,53 @@ def _stage(progress, total: int, what: str):
 _RENDERING: tuple | None = None  # (model, store, keys) that forked render workers see
 
 
-def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], bool | None]]:
+def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], bool | None, str | None]]:
     """Files of render units, from the cache or rendered, each with whether the cache had it (None: not
-    cacheable)."""
+    cacheable) and the sha256 of the unit's cache entry (its files, as JSON)."""
     assert _RENDERING is not None
     model, store, keys = _RENDERING
     out = []
     for unit in batch:
         k = keys[unit]
-        hit = store.lookup("render", k) if k else None
-        if hit is None:
+        found = store.read("render", k) if k else None
+        digest = None
+        if found is None:
             files = render_mod.unit_files(model, *unit)
             if k:
-                store.put("render", k, json.dumps({path: data.decode("utf-8") for path, data in files.items()},
-                                                  ensure_ascii=False).encode("utf-8"))
+                body = pack(files)
+                store.put("render", k, body)
+                digest = hashlib.sha256(body).hexdigest()
         else:
-            files = {path: text.encode("utf-8") for path, text in json.loads(hit).items()}
-        out.append((files, None if not k else hit is not None))
+            body, digest = found
+            files = unpack(body)
+        out.append((files, None if not k else found is not None, digest))
     return out
+
+
+def pack(files: dict[str, bytes]) -> bytes:
+    """Files as one cache entry: per file a line "<path length> <data length>", then the path and the data."""
+    out = []
+    for path, data in files.items():
+        name = path.encode("utf-8")
+        out += [b"%d %d\n" % (len(name), len(data)), name, data]
+    return b"".join(out)
+
+
+def unpack(body: bytes) -> dict[str, bytes]:
+    """pack's files again (the entry's checksum was checked when it was read)."""
+    files, at = {}, 0
+    while at < len(body):
+        end = body.index(b"\n", at)
+        n, size = map(int, body[at:end].split())
+        files[body[end + 1:end + 1 + n].decode("utf-8")] = body[end + 1 + n:end + 1 + n + size]
+        at = end + 1 + n + size
+    return files
 
 
 def _unit_key(env: str, team: str, sources: list[SpecFile]) -> str | None:
     if not all(s.digest for s in sources):  # a spec not read from a file (e.g. made in a test): not cached
         return None
-    return cache.key("render", cache.code_digest(), env, team, *(f"{s.path}:{s.digest}" for s in sources))
+    return cache.key("render", "packed", cache.code_digest(), env, team, *(f"{s.path}:{s.digest}" for s in sources))
 
 
 def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) -> dict[str, bytes]:
@@ -190,11 +215,25 @@ def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) ->
     finally:
         _RENDERING = None
     files: dict[str, bytes] = {}
-    for unit_files, hit in results:
+    origin: dict[str, str | None] = {}
+    for unit_files, hit, digest in results:
         files.update(unit_files)
         if hit is not None:
             store.count(hit)
-    return dict(sorted(files.items()))
+        for path in unit_files:
+            folder = path.rsplit("/", 1)[0]
+            origin[folder] = digest if origin.get(folder, digest) == digest else None
+    out = Rendered(sorted(files.items()))
+    out.origin = {folder: k for folder, k in origin.items() if k}
+    return out
+
+
+class Rendered(dict):
+    """render_cached's files, {path: bytes}, knowing for each folder whose files all come from one cached unit the
+    sha256 of that unit's files (its cache entry, checked when read): an overlay's build is keyed on it without
+    hashing the overlay's files again. Not to be changed after rendering (a copy, dict(files), knows no units)."""
+
+    origin: dict[str, str] = {}
 
 
 def spec_files(root: Path, snapshot: dict[str, bytes] | None = None) -> list[tuple[str, str]]:
@@ -279,10 +318,14 @@ def overlay_keys(root: Path, files: dict[str, bytes], overlays: list[str], tool:
         if folder in by_overlay:
             by_overlay[folder].append(rel)
     out = {}
+    origin = files.origin if isinstance(files, Rendered) else {}
     for overlay, rels in by_overlay.items():
         parts: list = [builder]
-        for rel in sorted(rels):
-            parts += [rel, files[rel]]
+        if overlay in origin:  # the overlay's files are those of this folder among the unit's files of this digest
+            parts += ["unit", overlay, origin[overlay]]
+        else:
+            for rel in sorted(rels):
+                parts += [rel, files[rel]]
         if any(b"bases/" in files[rel] for rel in rels):
             parts.append(bases)
         out[overlay] = cache.key(*parts)
@@ -310,9 +353,11 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     keys = overlay_keys(root, files, [o for o in overlays if o not in results], kustomize)
     built.keys = keys
     for overlay in keys:
-        hit = store.get("build", keys[overlay])
+        hit = store.text("build", keys[overlay])
+        if store.folder is not None:
+            store.count(hit is not None)
         if hit is not None:
-            results[overlay] = hit.decode("utf-8")
+            results[overlay] = hit
     todo = [o for o in overlays if o not in results]
     if todo:
         tick = progress(len(todo), "kustomize build") if progress else (lambda: None)
@@ -370,12 +415,23 @@ def _same_on_disk(root: Path, overlay: str, rels: list[str], files: dict[str, by
 def directory_manifests(files: dict[str, bytes], folder: str) -> str:
     """What Argo CD reads from a plain directory source: every .yaml file in it (not below it), in name order."""
     prefix = folder + "/"
-    return "---\n".join(data.decode("utf-8") for rel, data in sorted(files.items())
-                         if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml"))
+    return "---\n".join(files[rel].decode("utf-8") for rel in sorted(
+        rel for rel in files if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml")))
+
+
+_VISIBLE = re.compile(r"\S")
 
 
 def count_objects(text: str) -> int:
-    return sum(1 for doc in ("\n" + text).split("\n---\n") if doc.strip())
+    """Documents of a YAML stream that hold something (without copying the text)."""
+    text, n, at = "\n" + text, 0, 0
+    while True:
+        end = text.find("\n---\n", at)
+        if _VISIBLE.search(text, at, len(text) if end < 0 else end):
+            n += 1
+        if end < 0:
+            return n
+        at = end + 5
 
 
 def validate(root: Path, env: str | None = None, jobs: int | None = None, use_cache: bool = True,
@@ -404,11 +460,14 @@ def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress
     """validate's work; with drift, also render --check's (the committed overlays are what the specs render)."""
     report = Report()
     server_lines: list[str] = []
+    started = writer.survey(root) if drift else None  # git lists overlays/ while the specs load
     model, diags = load(root, store, jobs, progress=progress)
     report.extend(diags)
     if model is None:
+        writer.finish(started)
         return Checked(report)
     if env and env not in model.platform.environments:
+        writer.finish(started)
         report.extend([error(PLATFORM, model.platform.source.at("/environments", key=True), "KF303",
                              f"environment '{env}' is not defined",
                              f"environments: {', '.join(model.platform.environments)}")])
@@ -416,7 +475,7 @@ def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress
     files = render_cached(model, store, jobs, progress)
     drift_lines = []
     if drift:
-        plan, found = writer.check(root, files, jobs)
+        plan, found = writer.check(root, files, jobs, started)
         report.extend(found)
         drift_lines = [drift_summary(files, plan)]
     envs = [env] if env else list(model.platform.environments)
@@ -426,10 +485,11 @@ def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress
     built, diags = build(root, files, overlays, jobs, store, progress)
     report.extend(diags)
     if not diags:
-        # kubeconform (its own process, `jobs` threads) runs while this process checks the hub values and policy
+        # kubeconform (its own process, `jobs` threads) runs, on what the cache does not hold, while this process
+        # checks the hub values and policy
+        job = verify.manifests_job(root, model, built.overlays, jobs, cache.default_folder(), built.tools, store)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            schemas = pool.submit(verify.manifests, root, model, built.overlays, jobs, cache.default_folder(),
-                                  built.tools, store)
+            schemas = pool.submit(job)
             others = verify.hub_values(root, model, files, envs)
             others += checked_policy(model, env, built.overlays, store, built.parsed)
             report.extend(schemas.result())
@@ -484,7 +544,7 @@ def checked_policy(model: Model, env: str | None, overlays: dict[str, str], stor
     """Policy rules on built objects; an overlay that passed with the same output and context is not checked again.
     Objects the builder already gave as JSON are not parsed from YAML."""
     ctx = policy.Context.from_model(model, env)
-    fingerprint = repr(ctx)
+    fingerprint = cache.key(repr(ctx))  # hashed once: it names every team's namespaces
     # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
     keys = {o: cache.key("policy", cache.code_digest(), fingerprint, o, cache.text_digest(text))

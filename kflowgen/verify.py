@@ -17,6 +17,19 @@ def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache:
               used: dict[str, str], store: results_cache.Cache | None = None) -> list[Diagnostic]:
     """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files.
     An overlay whose exact output already passed against the same schemas and kubeconform is not checked again."""
+    return manifests_job(root, model, built, jobs, cache, used, store)()
+
+
+def manifests_job(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
+                  used: dict[str, str], store: results_cache.Cache | None = None):
+    """manifests() in two steps: this call finds what the cache does not hold; the function it returns runs
+    kubeconform on that (it may run on another thread while this one does other work) and gives the findings."""
+    found = _manifests(root, model, built, jobs, cache, used, store)
+    return found if callable(found) else lambda: found
+
+
+def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
+               used: dict[str, str], store: results_cache.Cache | None):
     kubeconform = tools.find("kubeconform", root)
     if isinstance(kubeconform, Diagnostic):
         return [kubeconform]
@@ -37,6 +50,11 @@ def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache:
     todo = {o: text for o, text in built.items() if store.get("valid", keys[o]) is None}
     if not todo:
         return []
+    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, store)
+
+
+def _kubeconform(kubeconform, folder: Path, p, built: dict[str, str], todo: dict[str, str], keys: dict[str, str],
+                 jobs: int, store: results_cache.Cache) -> list[Diagnostic]:
     with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
         files = {}
         for i, (overlay, text) in enumerate(sorted(todo.items())):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import parallel
+from . import cache, parallel
 from .diagnostics import Diagnostic, error, warning
 from .emit import is_generated
 
@@ -36,13 +37,89 @@ class Plan:
 
 
 def _existing(root: Path) -> list[str]:
-    out = []
-    top = str(root)
-    for dirpath, dirs, names in os.walk(os.path.join(top, OWNED)):
-        rel = os.path.relpath(dirpath, top).replace(os.sep, "/")
-        out.extend(f"{rel}/{n}" for n in names)
-        out.extend(f"{rel}/{d}" for d in dirs if os.path.islink(os.path.join(dirpath, d)))  # not walked into
+    """Every file and link under overlays/ (a link to a folder is listed, not walked into)."""
+    out, todo, top = [], [OWNED], str(root)
+    while todo:
+        rel = todo.pop()
+        try:
+            entries = os.scandir(os.path.join(top, rel))
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                (todo if entry.is_dir(follow_symlinks=False) else out).append(f"{rel}/{entry.name}")
     return sorted(out)
+
+
+def survey(root: Path) -> list:
+    """Start the git commands _vouched reads (they then run while kflowgen loads and renders); output goes to
+    temporary files, so a command never waits for a reader."""
+    runs = []
+    for args in (("ls-files", "-z", "-s", "-t", "-v", "--", OWNED),
+                 ("diff-files", "-z", "--relative", "--name-only", "--", OWNED),
+                 ("ls-files", "-z", "-o", "--", OWNED),  # untracked, ignored ones included
+                 ("config", "--get", "core.autocrlf"),
+                 ("rev-parse", "--git-path", "info/attributes", "--show-toplevel"),
+                 ("config", "--get", "core.attributesFile")):
+        out = tempfile.TemporaryFile()
+        try:
+            runs.append((subprocess.Popen(["git", "-C", str(root), *args], stdout=out, stderr=subprocess.DEVNULL), out))
+        except OSError:
+            out.close()
+            runs.append((None, None))
+    return runs
+
+
+def finish(started: list | None) -> None:
+    """Wait for what survey() started when its answer is not wanted any more."""
+    for run, out in started or []:
+        if run is not None:
+            run.wait()
+            out.close()
+
+
+def _vouched(root: Path, started: list | None = None) -> tuple[dict[str, str], list[str]] | None:
+    """What git says of overlays/ without reading its files: ({path: blob id} of tracked files whose bytes on disk
+    are exactly that blob, [every other path git lists there: changed, deleted, untracked, ignored, links]).
+
+    git compares each tracked file's size, times and inode with those its index recorded when it last read the
+    file, and reads the file when that cannot decide (a file changed within the index's own timestamp). Files
+    marked assume-unchanged or skip-worktree are not vouched for. None, and every file is read, when git cannot
+    say: not a work tree, line-ending conversion (core.autocrlf), or any attributes file (a filter or an eol
+    setting makes the bytes on disk differ from the blob)."""
+    outs = []
+    for run, out in started if started is not None else survey(root):
+        if run is None:
+            outs.append((b"", 1))
+            continue
+        code = run.wait()
+        out.seek(0)
+        outs.append((out.read(), code))
+        out.close()
+    (listed, ok1), (changed, ok2), (untracked, ok3), (autocrlf, _), (paths, ok5), (attributes_file, _) = outs
+    if ok1 or ok2 or ok3 or ok5 or autocrlf.strip().lower() in (b"true", b"input"):
+        return None
+    info, top = paths.decode("utf-8", "surrogateescape").splitlines()[:2]
+    user = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "attributes")
+    here, top = Path(os.path.realpath(root)), os.path.realpath(top)
+    folders = [here, *here.parents][:len(here.relative_to(top).parts) + 1] if here.is_relative_to(top) else [here]
+    if (attributes_file.strip() or any(os.path.exists(f) for f in (os.path.join(root, info), user))
+            or any((f / ".gitattributes").exists() for f in folders)):
+        return None
+    dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
+    vouched: dict[str, str] = {}
+    others = [rel for rel in untracked.decode("utf-8", "surrogateescape").split("\0") if rel]
+    for item in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
+        meta, _, rel = item.partition("\t")
+        tag, mode, oid, stage = meta.split(" ")
+        if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty:
+            vouched[rel] = oid
+        else:
+            others.append(rel)
+    others += dirty - set(others) - set(vouched)
+    if any(rel.endswith("/") or rel.rsplit("/", 1)[-1] == ".gitattributes" for rel in [*vouched, *others]):
+        return None  # a nested repository (listed as a folder), or attributes inside overlays/
+    return vouched, sorted(set(others))
 
 
 def same(path: str, data: bytes) -> bool:
@@ -68,18 +145,26 @@ def _same_batch(rels: list[str]) -> list[bool]:
     return [same(os.path.join(top, rel), files[rel]) for rel in rels]
 
 
-def plan(root: Path, files: dict[str, bytes], jobs: int = 1) -> Plan:
-    """How disk differs from the rendered files; files on disk are compared on `jobs` processes when many."""
+def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = False, started: list | None = None
+         ) -> Plan:
+    """How disk differs from the rendered files; files on disk are compared on `jobs` processes when many. With
+    ask_git, a file git vouches for (see _vouched) is compared by its blob id instead of being read."""
     global _COMPARING
     p = Plan()
-    existing = _existing(root)
+    known = _vouched(root, started) if ask_git else None
+    if known is None:
+        existing, vouched = _existing(root), {}
+    else:
+        vouched, others = known
+        existing = sorted([*vouched, *(rel for rel in others if os.path.lexists(os.path.join(root, rel)))])
     present = set(existing)
-    both = [rel for rel in files if rel in present]
+    both = [rel for rel in files if rel in present and rel not in vouched]
     _COMPARING = str(root), files
     try:
         same = dict(zip(both, parallel.fan_out(_same_batch, both, jobs)))
     finally:
         _COMPARING = None
+    same.update((rel, cache.blob_id(files[rel]) == vouched[rel]) for rel in files if rel in vouched)
     for rel in files:
         if rel not in present:
             p.added.append(rel)
@@ -94,9 +179,11 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1) -> Plan:
     return p
 
 
-def check(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, list[Diagnostic]]:
-    """The drift gate: one diagnostic per file that differs from what the specs render."""
-    p = plan(root, files, jobs)
+def check(root: Path, files: dict[str, bytes], jobs: int = 1, started: list | None = None
+          ) -> tuple[Plan, list[Diagnostic]]:
+    """The drift gate: one diagnostic per file that differs from what the specs render. In a git work tree, files
+    git vouches for are not read (see _vouched; `started`: what survey() started earlier)."""
+    p = plan(root, files, jobs, ask_git=True, started=started)
     fix = "run `kflowgen render` and commit the result"
     diags = [error(r, (1, 1), "KF502", "generated file is missing", fix) for r in p.added]
     diags += [error(r, (1, 1), "KF501", "generated file differs from what the specs render", fix) for r in p.changed]

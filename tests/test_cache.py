@@ -262,3 +262,9 @@ def test_a_policy_pass_is_keyed_on_the_overlay_and_kflowgens_code(example_repo, 
     misses = store.misses
     pipeline.checked_policy(model, None, {overlay: text}, store)
     assert store.misses == misses + 1
+
+
+def test_packed_files_come_back_byte_for_byte():
+    files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50}
+    assert pipeline.unpack(pipeline.pack(files)) == files and list(pipeline.unpack(pipeline.pack(files))) == list(files)
+    assert pipeline.unpack(b"") == {}
