@@ -3,9 +3,9 @@ generated repositories: python bench/run.py --teams 10 100 1000 [--repeat 3].
 
 Rows per size: the baseline (`kustomize build` of every overlay, as many in parallel as kflowgen uses, then one
 `kubeconform -strict` over all output), kflowgen validate cold (--no-cache), kflowgen validate warm (cache
-filled), and the pull-request gate after a one-team change: `validate`, `render --check` and `diff --base HEAD`
-(the generated repository is a git repository; the change is left uncommitted), each its own process, as CI runs
-them. Times are medians; peak memory is the largest of the measured processes' own maximum resident sets.
+filled by validating main, as main's CI run leaves it), and the pull-request gate on a one-team change rendered
+and committed on a branch of the generated git repository: `kflowgen gate --base main` (one process), and the
+same checks as three commands (`validate`, `render --check`, `diff --base main`). Times are medians; peak memory is the largest of the measured processes' own maximum resident sets.
 Benchmarks assert nothing."""
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def main() -> None:
     for teams in args.teams:
         root = generate(work / f"repo-{teams}", teams, args.experiments, 1, CRDS)
         subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
-        for git in (["init", "-q"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
+        for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
                                                     "commit", "-q", "-m", "bench"]):
             subprocess.run(["git", "-C", str(root), *git], check=True, capture_output=True)
         objects = count_objects(root, cache.Cache(cache_dir))
@@ -123,16 +123,22 @@ def main() -> None:
         row("kflowgen validate, cold", teams, objects, cold, base)
         measure(validate, env)  # fill the cache
         row("kflowgen validate, warm", teams, objects, [measure(validate, env) for _ in range(args.repeat)], base)
+        # the pull request: a one-team change, rendered and committed on a branch, checked out as CI checks it out
+        git_run = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+        subprocess.run([*git_run, "checkout", "-q", "-b", "pr"], check=True, capture_output=True)
         team = root / "specs" / "teams" / "team-0001.yaml"
-        gate = []
+        gate, three = [], []
         for i in range(args.repeat):
             team.write_text(team.read_text().replace("cpu: 128,", f"cpu: {129 + i},").replace(
                 f"cpu: {128 + i},", f"cpu: {129 + i},"))
             subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
+            subprocess.run([*git_run, "commit", "-qam", f"pr {i}"], check=True, capture_output=True)
+            gate.append(measure([*KFLOWGEN, "gate", "--base", "main", "-C", str(root)], env))
             steps = [measure(validate, env), measure([*KFLOWGEN, "render", "--check", "-C", str(root)], env),
-                     measure([*KFLOWGEN, "diff", "--base", "HEAD", "-C", str(root)], env)]
-            gate.append((sum(s[0] for s in steps), max(s[1] for s in steps), next((s[2] for s in steps if s[2]), 0)))
-        row("PR gate, one team changed", teams, objects, gate, base)
+                     measure([*KFLOWGEN, "diff", "--base", "main", "-C", str(root)], env)]
+            three.append((sum(s[0] for s in steps), max(s[1] for s in steps), next((s[2] for s in steps if s[2]), 0)))
+        row("PR gate: kflowgen gate", teams, objects, gate, base)
+        row("PR gate: 3 commands", teams, objects, three, base)
     shutil.rmtree(work, ignore_errors=True)
     if FAILED:
         sys.exit("bench: failed runs: " + "; ".join(FAILED))

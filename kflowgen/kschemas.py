@@ -15,11 +15,11 @@ import os
 import re
 import shutil
 import tempfile
-from importlib import resources
+import functools
+import importlib.util
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import yaml
 
 CONVERTER_VERSION = "1"
@@ -60,10 +60,23 @@ def crd_files_in(paths: list[Path]) -> list[Path]:
     return [p for p in sorted(found) if _CRD_KIND.search(_read(p))]
 
 
+@functools.cache
+def _package() -> tuple[Path, str]:
+    """kubernetes-validate's folder and version, read without importing it (it imports jsonschema: 50 ms a run)."""
+    spec = importlib.util.find_spec("kubernetes_validate")
+    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    found = folder and re.search(r"""__version__\s*=\s*['"]([^'"]+)['"]""", (folder / "version.py").read_text("utf-8"))
+    if found:
+        return folder, found[1]
+    import kubernetes_validate  # an unusual install: ask the package itself
+
+    return Path(kubernetes_validate.__file__).parent, kubernetes_validate.__version__
+
+
 def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path) -> Path:
     """Return a folder (created once, cached under cache_root, reused when the key matches) holding the schemas."""
     version, source = _k8s_source(kubernetes_version)
-    digest = hashlib.sha256(f"{CONVERTER_VERSION}\0{kubernetes_validate.__version__}\0{version}\0".encode())
+    digest = hashlib.sha256(f"{CONVERTER_VERSION}\0{_package()[1]}\0{version}\0".encode())
     for path in sorted(crd_files):
         data = _read(path)
         digest.update(len(data).to_bytes(8, "big") + data)
@@ -88,14 +101,14 @@ def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path)
 
 def _k8s_source(version: str) -> tuple[str, Path]:
     """Normalise "1.34", "1.34.0", "v1.34.0" to "1.34.0" (patch releases share the X.Y.0 schemas)."""
-    root = Path(str(resources.files("kubernetes_validate"))) / "kubernetes-json-schema"
+    root = _package()[0] / "kubernetes-json-schema"
     match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.\d+)?", version.strip())
     normalised = f"{match[1]}.{match[2]}.0" if match else version
     if not match or not (root / f"v{normalised}-local-strict").is_dir():
         known = sorted((p.name[1:].removesuffix("-local-strict") for p in root.glob("v*-local-strict")),
                        key=lambda v: tuple(map(int, v.split("."))))
         raise SchemaError(f"Kubernetes version {version!r} is not in kubernetes-validate "
-                          f"{kubernetes_validate.__version__} (it has {', '.join(known)})")
+                          f"{_package()[1]} (it has {', '.join(known)})")
     return normalised, root / f"v{normalised}-local-strict"
 
 

@@ -7,13 +7,15 @@ from concurrent.futures import ProcessPoolExecutor
 PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
 
 
-def fan_out(fn, items: list, jobs: int, step=None) -> list:
+def fan_out(fn, items: list, jobs: int, step=None, weigh=None) -> list:
     """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
-    items (the children see this process's memory as it is now), else here. step(n) after each n items done."""
-    step = step or (lambda n: None)
+    items (the children see this process's memory as it is now), else here. step(n) after each n items done (or n
+    units of work: the sum of weigh(item) over the batch)."""
+    done = step or (lambda n: None)
+    step = (lambda batch: done(sum(map(weigh, batch)))) if weigh else (lambda batch: done(len(batch)))
     if jobs < 2 or len(items) < PARALLEL_FROM:
         out = fn(items)
-        step(len(items))
+        step(items)
         return out
     size = -(-len(items) // min(len(items), jobs * 16))
     batches = [items[i:i + size] for i in range(0, len(items), size)]
@@ -21,7 +23,7 @@ def fan_out(fn, items: list, jobs: int, step=None) -> list:
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         for batch, results in zip(batches, pool.map(fn, batches)):
             out.extend(results)
-            step(len(batch))
+            step(batch)
     return out
 
 

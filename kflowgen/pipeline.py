@@ -77,19 +77,25 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
     commit's): (spec or None, findings, its model object for experiments and served models, else None). A file
     whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked here.
     Last in each result: the file's git blob id (None when it could not be read).
-    Many files are read, and their model objects made, on `jobs` processes."""
+    The files of a folder (a team's experiments) are read together, and their results cached together as well as
+    one by one; many folders are read, and their model objects made, on `jobs` processes."""
     global _READING
     cache.code_digest()  # once here, not in every forked reader
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for rel, kind in wanted:
+        groups.setdefault(rel.rsplit("/", 1)[0], []).append((rel, kind))
     _READING = root, store, snapshot
     try:
-        results = parallel.fan_out(_read_batch, wanted, jobs, _stage(progress, len(wanted), "reading specs"))
+        results = parallel.fan_out(_read_groups, list(groups.values()), jobs,
+                                   _stage(progress, len(wanted), "reading specs"), weigh=len)
     finally:
         _READING = None
     out = {}
-    for (rel, _), (spec, found, hit, obj, oid) in zip(wanted, results):
-        out[rel] = spec, found, obj, oid
-        if hit is not None:
-            store.count(hit)
+    for group, group_results in zip(groups.values(), results):
+        for (rel, _), (spec, found, hit, obj, oid) in zip(group, group_results):
+            out[rel] = spec, found, obj, oid
+            if hit is not None:
+                store.count(hit)
     return out
 
 
@@ -99,36 +105,62 @@ _READING: tuple | None = None  # (root, store, snapshot) that forked readers see
 _OBJECTS = {"experiment": experiment_from, "model": served_model_from}  # made from the spec alone
 
 
-def _read_batch(batch: list[tuple[str, str]]) -> list[tuple]:
+def _read_groups(batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
     assert _READING is not None
     root, store, snapshot = _READING
     folders: dict[str, bool] = {}
-    out = []
-    for rel, kind in batch:
-        spec, found, hit, oid = _read_one(root, rel, kind, store, snapshot, folders)
-        out.append((spec, found, hit, _OBJECTS[kind](spec) if spec is not None and kind in _OBJECTS else None, oid))
+    return [_read_group(root, group, store, snapshot, folders) for group in batch]
+
+
+def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, snapshot: dict[str, bytes] | None,
+                folders: dict[str, bool]) -> list[tuple]:
+    """(spec or None, findings, whether the cache had it: None when not looked up, model object, git blob id) of
+    each file of a group. The group's results are one cache entry, keyed on every readable file's path, kind and
+    bytes; when it is missing, each file's own entry is looked up, or the file checked."""
+    raws = [_raw(root, rel, snapshot, folders) for rel, _ in group]
+    readable = [(rel, kind, raw) for (rel, kind), (raw, _) in zip(group, raws) if raw is not None]
+    k = cache.key("specs", cache.code_digest(), *(f"{rel}\0{kind}\0{hashlib.sha256(raw).hexdigest()}"
+                                                 for rel, kind, raw in readable))
+    packed = store.lookup("specs", k) if readable else None
+    if packed is not None:
+        results = [(line, True) for line in packed.split(b"\n")]
+    else:
+        results = [_checked(store, rel, kind, raw) for rel, kind, raw in readable]
+        if readable:
+            store.put("specs", k, b"\n".join(line for line, _ in results))
+    out, at = [], iter(results)
+    for (rel, kind), (raw, found) in zip(group, raws):
+        if raw is None:
+            out.append((None, found, None, None, None))
+            continue
+        line, hit = next(at)
+        spec, found = loader.from_json(line)
+        out.append((spec, found, hit, _OBJECTS[kind](spec) if spec is not None and kind in _OBJECTS else None,
+                    cache.blob_id(raw)))
     return out
 
 
-def _read_one(root: Path, rel: str, kind: str, store: cache.Cache, snapshot: dict[str, bytes] | None,
-              folders: dict[str, bool]) -> tuple[SpecFile | None, list[Diagnostic], bool | None, str | None]:
-    """(spec or None, findings, whether the cache had it: None when not looked up, git blob id of the bytes)."""
+def _raw(root: Path, rel: str, snapshot: dict[str, bytes] | None,
+         folders: dict[str, bool]) -> tuple[bytes | None, list[Diagnostic]]:
+    """A spec file's bytes (no more than the size limit and one byte), or the findings that say why there are none."""
     if snapshot is not None:
-        raw, found = snapshot[rel][:loader.MAX_BYTES + 1], []
-    elif not _inside(root, rel, folders):
+        return snapshot[rel][:loader.MAX_BYTES + 1], []
+    if not _inside(root, rel, folders):
         return None, [error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
-                            "replace the link with the file itself")], None, None
-    else:
-        raw, found = loader.read_file(root, rel)
-    if raw is None:
-        return None, found, None, None
+                            "replace the link with the file itself")]
+    return loader.read_file(root, rel)
+
+
+def _checked(store: cache.Cache, rel: str, kind: str, raw: bytes) -> tuple[bytes, bool]:
+    """A spec file's result (check_spec's JSON, one line) from its own cache entry or checked now; and whether
+    the cache had it."""
     k = cache.key("spec", cache.code_digest(), kind, rel, raw)
     result = store.lookup("spec", k)
-    hit = result is not None
-    if result is None:
-        result = check_spec(kind, rel, raw)
-        store.put("spec", k, result)
-    return (*loader.from_json(result), hit, cache.blob_id(raw))
+    if result is not None:
+        return result, True
+    result = check_spec(kind, rel, raw)
+    store.put("spec", k, result)
+    return result, False
 
 
 def checked_rules(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[Diagnostic]:
@@ -154,26 +186,19 @@ def _stage(progress, total: int, what: str):
 _RENDERING: tuple | None = None  # (model, store, keys) that forked render workers see
 
 
-def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], bool | None, str | None]]:
-    """Files of render units, from the cache or rendered, each with whether the cache had it (None: not
-    cacheable) and the sha256 of the unit's cache entry (its files, as JSON)."""
+def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], str | None]]:
+    """Files of render units not in the cache, rendered (and cached when the unit has a key), each with the sha256
+    of its cache entry."""
     assert _RENDERING is not None
     model, store, keys = _RENDERING
     out = []
     for unit in batch:
-        k = keys[unit]
-        found = store.read("render", k) if k else None
-        digest = None
-        if found is None:
-            files = render_mod.unit_files(model, *unit)
-            if k:
-                body = pack(files)
-                store.put("render", k, body)
-                digest = hashlib.sha256(body).hexdigest()
-        else:
-            body, digest = found
-            files = unpack(body)
-        out.append((files, None if not k else found is not None, digest))
+        files, digest = render_mod.unit_files(model, *unit), None
+        if keys[unit]:
+            body = pack(files)
+            store.put("render", keys[unit], body)
+            digest = hashlib.sha256(body).hexdigest()
+        out.append((files, digest))
     return out
 
 
@@ -209,17 +234,26 @@ def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) ->
     rest are rendered. Many units are handled on `jobs` processes."""
     global _RENDERING
     keys = {unit: _unit_key(*unit, render_mod.unit_sources(model, *unit)) for unit in render_mod.units(model)}
+    stage = _stage(progress, len(keys), "rendering")
+    cached = dict(zip(keys, store.read_many("render", keys.values())))  # read here: no copy between processes
+    todo = [unit for unit, found in cached.items() if found is None]
+    if stage:
+        stage(len(keys) - len(todo))
     _RENDERING = model, store, keys
     try:
-        results = parallel.fan_out(_render_units, list(keys), jobs, _stage(progress, len(keys), "rendering"))
+        made = dict(zip(todo, parallel.fan_out(_render_units, todo, jobs, stage)))
     finally:
         _RENDERING = None
     files: dict[str, bytes] = {}
     origin: dict[str, str | None] = {}
-    for unit_files, hit, digest in results:
+    for unit, k in keys.items():
+        if cached[unit] is not None:
+            unit_files, digest = unpack(cached[unit][0]), cached[unit][1]
+        else:
+            unit_files, digest = made[unit]
         files.update(unit_files)
-        if hit is not None:
-            store.count(hit)
+        if k:
+            store.count(cached[unit] is not None)
         for path in unit_files:
             folder = path.rsplit("/", 1)[0]
             origin[folder] = digest if origin.get(folder, digest) == digest else None
@@ -352,8 +386,7 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     results: dict[str, str | Diagnostic] = {o: directory_manifests(files, o) for o in overlays if is_directory_source(o)}
     keys = overlay_keys(root, files, [o for o in overlays if o not in results], kustomize)
     built.keys = keys
-    for overlay in keys:
-        hit = store.text("build", keys[overlay])
+    for overlay, hit in zip(keys, store.read_many("build", keys.values(), text=True)):
         if store.folder is not None:
             store.count(hit is not None)
         if hit is not None:

@@ -6,8 +6,6 @@ import json
 from functools import cache
 from importlib import resources
 
-import jsonschema
-
 from .diagnostics import Diagnostic, error
 from .loader import SpecFile, pointer
 
@@ -18,19 +16,23 @@ def schema_text(kind: str) -> str:
     return resources.files("kflowgen").joinpath("schemas", f"{kind}.schema.json").read_text("utf-8")
 
 
-# JSON Schema counts 6.0 as an integer; a spec's whole numbers (trials, workers, replicas, counts) must be written
-# as whole numbers, or `range(6.0)` and friends fail later.
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)))
+@cache
+def validator_class():
+    """The JSON Schema validator for specs. JSON Schema counts 6.0 as an integer; a spec's whole numbers (trials,
+    workers, replicas, counts) must be written as whole numbers, or `range(6.0)` and friends fail later."""
+    import jsonschema  # here: a run whose specs all come from the cache never needs it (50 ms to import)
+
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)))
 
 
 @cache
 def _validator(kind: str):
     schema = json.loads(schema_text(kind))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return _Validator(inline_refs(schema))
+    validator_class().check_schema(schema)
+    return validator_class()(inline_refs(schema))
 
 
 def inline_refs(schema: dict) -> dict:
@@ -71,7 +73,7 @@ def _field(parts) -> str:
     return out or "the file"
 
 
-def _leaf_errors(err: jsonschema.ValidationError):
+def _leaf_errors(err):
     """For anyOf/oneOf failures report the most specific branch errors instead of the summary."""
     if err.context:
         best = max(err.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
@@ -89,7 +91,7 @@ def validate(kind: str, spec: SpecFile) -> list[Diagnostic]:
     return sorted(set(out))
 
 
-def _diagnostics(kind: str, spec: SpecFile, err: jsonschema.ValidationError, suggested: set[str]) -> list[Diagnostic]:
+def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Diagnostic]:
     parts = list(err.absolute_path)
     where = _field(parts)
     hint = err.schema.get("description", "") if isinstance(err.schema, dict) else ""

@@ -5,7 +5,6 @@ import copy
 import tempfile
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from . import cache as results_cache, kschemas, tools
@@ -122,6 +121,8 @@ def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str
     except (OSError, yaml.YAMLError) as e:
         return [error(p.source.path, p.source.at("/validation/jupyterhubChart"), "KF903",
                       f"cannot read the JupyterHub chart's values and schema in '{p.jupyterhub_chart}': {e}")]
+    import jsonschema  # only when the values are checked (not cached)
+
     validator = jsonschema.validators.validator_for(schema)(schema)
     out = []
     for env in envs:

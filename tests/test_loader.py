@@ -117,7 +117,7 @@ def test_inlined_schema_references_give_the_same_errors_as_the_schemas():
         assert "$ref" not in json.dumps({k: v for k, v in inlined.items() if k != "$defs"})
 
         def errors(s):
-            v = specschema._Validator(s)
+            v = specschema.validator_class()(s)
             return sorted((e.message, list(e.absolute_path), e.validator) for e in v.iter_errors(spec.data))
         assert errors(inlined) == errors(schema), rel
         checked += 1
