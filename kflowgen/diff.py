@@ -18,7 +18,7 @@ import yaml
 from . import cache, pipeline, quantity
 from .diagnostics import Diagnostic, error
 from .experiments import LABEL_EXPERIMENT
-from .model import Model, Quota
+from .model import Model, Quota, specs_of
 from .render import LABEL_TEAM
 from .rules.capacity import allocation
 from .serving import LABEL_MODEL, LABEL_VERSION
@@ -101,8 +101,9 @@ def _side(root: Path, jobs: int, label: str | None, store: cache.Cache,
 def side(model: Model, files: dict[str, bytes], built: dict[str, str]) -> _Side:
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated)."""
-    out = _Side(envs=list(model.platform.environments),
-                sweeps={(e.team, e.name) for e in model.experiments if e.grid or e.random})
+    out = _Side(envs=list(model.platform.environments), sweeps={
+        (s.data["team"], s.data["name"]) for s in specs_of(model.experiments)
+        if s.data.get("sweep", {}).get("grid") or "random" in s.data.get("sweep", {})})  # as Experiment.grid/random
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
                            {t.name: t.quota[env] for t in model.teams_in(env)})

@@ -1,6 +1,7 @@
 """The model: typed, defaulted views of schema-valid specs, each keeping its SpecFile for locations."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -102,15 +103,30 @@ class Model:
             self._in_env[env] = {t.name: t for t in self.teams_in(env)}
         return self._in_env[env][name]
 
-    def of_team(self, team: str) -> tuple[list[ServedModel], list[Experiment]]:
-        """A team's served models and experiments, in model order (indexed once: a lookup per team stays linear)."""
+    def _members(self) -> dict[str, tuple[list[int], list[int]]]:
+        """team -> positions of its served models and experiments in model order, from their specs' `team` (the
+        same as the objects'), indexed once: a lookup per team stays linear, and makes no object."""
         if self._by_team is None:
             self._by_team = {}
-            for m in self.served:
-                self._by_team.setdefault(m.team, ([], []))[0].append(m)
-            for e in self.experiments:
-                self._by_team.setdefault(e.team, ([], []))[1].append(e)
-        return self._by_team.get(team, ([], []))
+            for which, seq in enumerate((self.served, self.experiments)):
+                for i, spec in enumerate(specs_of(seq)):
+                    self._by_team.setdefault(spec.data["team"], ([], []))[which].append(i)
+        return self._by_team
+
+    def of_team(self, team: str, env: str | None = None) -> tuple[list[ServedModel], list[Experiment]]:
+        """A team's served models and experiments (those in env, when given), in model order."""
+        served, experiments = self.members(team, env)
+        return [self.served[i] for i in served], [self.experiments[i] for i in experiments]
+
+    def members(self, team: str, env: str | None = None) -> tuple[list[int], list[int]]:
+        """Positions in served and experiments of a team's served models and experiments (those in env, when
+        given: `environments` of the spec, as of the object)."""
+        served, experiments = self._members().get(team, ([], []))
+        if env is None:
+            return served, experiments
+        specs = (specs_of(self.served), specs_of(self.experiments))
+        return ([i for i in served if env in specs[0][i].data["environments"]],
+                [i for i in experiments if env in specs[1][i].data["environments"]])
 
     def teams_in(self, env: str) -> list[Team]:
         """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""
@@ -168,3 +184,39 @@ def team_from(spec: SpecFile, env_order: list[str]) -> Team:
         source=spec, name=d["name"], description=d.get("description", ""), owners=tuple(d["owners"]),
         members=tuple((m["group"], m.get("role", "edit")) for m in d.get("members", [])),
         image=d["notebook"]["image"], profiles=tuple(profiles), storage_size=d["storage"]["size"], quota=quota)
+
+
+class Deferred(Sequence):
+    """Objects (experiments, served models) made from their spec files when first asked for: a run whose renders
+    come from the cache never makes the thousands it loaded. In model order: (team, name, path)."""
+
+    def __init__(self, specs: list[SpecFile], make: Callable[[SpecFile], object]):
+        self.specs = sorted(specs, key=lambda s: (s.data["team"], s.data["name"], s.path))
+        self._make = make
+        self._made: dict[int, object] = {}
+
+    def _get(self, i: int):
+        if i not in self._made:
+            self._made[i] = self._make(self.specs[i])
+        return self._made[i]
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(len(self.specs))[i]]
+        return self._get(range(len(self.specs))[i])
+
+    def __iter__(self):
+        return (self._get(i) for i in range(len(self.specs)))
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, Deferred)) else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+def specs_of(seq) -> list[SpecFile]:
+    return seq.specs if isinstance(seq, Deferred) else [o.source for o in seq]

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from . import cache, loader, parallel, policy, rules, specschema, tools, verify,
 from . import render as render_mod
 from .diagnostics import Diagnostic, Report, error, warning
 from .loader import SpecFile, load_bytes
-from .model import Model, platform_from, team_from
+from .model import Deferred, Model, platform_from, team_from
 from .experiments import EXPERIMENTS, experiment_from
 from .serving import MODELS, served_model_from
 from .rules.capacity import allocation
@@ -72,18 +73,24 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
 
 def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
                snapshot: dict[str, bytes] | None = None, progress=None,
-               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], object, str | None]]:
+               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], str | None]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
-    commit's): (spec or None, findings, its model object for experiments and served models, else None). A file
+    commit's): (spec or None, findings). A file
     whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked here.
     Last in each result: the file's git blob id (None when it could not be read).
-    The files of a folder (a team's experiments) are read together, and their results cached together as well as
-    one by one; many folders are read, and their model objects made, on `jobs` processes."""
+    The files of a folder (a team's experiments; a big folder is split in GROUPS groups by name) are read together,
+    and their results cached together as well as one by one; many groups are read on `jobs` processes."""
     global _READING
     cache.code_digest()  # once here, not in every forked reader
-    groups: dict[str, list[tuple[str, str]]] = {}
+    groups: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    sizes: dict[str, int] = {}
+    for rel, _ in wanted:
+        sizes[rel.rsplit("/", 1)[0]] = sizes.get(rel.rsplit("/", 1)[0], 0) + 1
     for rel, kind in wanted:
-        groups.setdefault(rel.rsplit("/", 1)[0], []).append((rel, kind))
+        folder, name = rel.rsplit("/", 1)
+        # a big folder (every team's file) in GROUPS groups by name, so that changing one file re-reads few
+        groups.setdefault((folder, zlib.crc32(name.encode()) % GROUPS if sizes[folder] > GROUPS else 0),
+                          []).append((rel, kind))
     _READING = root, store, snapshot
     try:
         results = parallel.fan_out(_read_groups, list(groups.values()), jobs,
@@ -92,17 +99,15 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
         _READING = None
     out = {}
     for group, group_results in zip(groups.values(), results):
-        for (rel, _), (spec, found, hit, obj, oid) in zip(group, group_results):
-            out[rel] = spec, found, obj, oid
+        for (rel, _), (spec, found, hit, oid) in zip(group, group_results):
+            out[rel] = spec, found, oid
             if hit is not None:
                 store.count(hit)
     return out
 
 
 _READING: tuple | None = None  # (root, store, snapshot) that forked readers see
-
-
-_OBJECTS = {"experiment": experiment_from, "model": served_model_from}  # made from the spec alone
+GROUPS = 64
 
 
 def _read_groups(batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
@@ -114,8 +119,8 @@ def _read_groups(batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
 
 def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, snapshot: dict[str, bytes] | None,
                 folders: dict[str, bool]) -> list[tuple]:
-    """(spec or None, findings, whether the cache had it: None when not looked up, model object, git blob id) of
-    each file of a group. The group's results are one cache entry, keyed on every readable file's path, kind and
+    """(spec or None, findings, whether the cache had it: None when not looked up, git blob id) of each file of a
+    group. The group's results are one cache entry, keyed on every readable file's path, kind and
     bytes; when it is missing, each file's own entry is looked up, or the file checked."""
     raws = [_raw(root, rel, snapshot, folders) for rel, _ in group]
     readable = [(rel, kind, raw) for (rel, kind), (raw, _) in zip(group, raws) if raw is not None]
@@ -131,12 +136,11 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
     out, at = [], iter(results)
     for (rel, kind), (raw, found) in zip(group, raws):
         if raw is None:
-            out.append((None, found, None, None, None))
+            out.append((None, found, None, None))
             continue
         line, hit = next(at)
         spec, found = loader.from_json(line)
-        out.append((spec, found, hit, _OBJECTS[kind](spec) if spec is not None and kind in _OBJECTS else None,
-                    cache.blob_id(raw)))
+        out.append((spec, found, hit, cache.blob_id(raw)))
     return out
 
 
@@ -290,24 +294,20 @@ def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
     team_paths = [rel for rel, kind in wanted if kind == "team"]
     loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot, progress)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
-    objects: dict[str, list] = {"model": [], "experiment": []}
     for rel, kind in wanted:
-        spec, found, obj, _ = loaded[rel]
+        spec, found, _ = loaded[rel]
         diags.extend(found)
         if spec is not None:
             specs[kind].append(spec)
-            if obj is not None:
-                objects[kind].append(obj)
     if not specs["platform"]:
         return None, diags
     platform = platform_from(specs["platform"][0])
     read = {s.path for s in specs["team"]}
     model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in specs["team"]),
                                    key=lambda t: (t.name, t.source.path)),
-                  sorted(objects["model"], key=lambda m: (m.team, m.name, m.source.path)),
-                  sorted(objects["experiment"], key=lambda e: (e.team, e.name, e.source.path)),
+                  Deferred(specs["model"], served_model_from), Deferred(specs["experiment"], experiment_from),
                   unreadable={Path(rel).stem for rel in team_paths if rel not in read},
-                  inputs={rel: loaded[rel][3] for rel, _ in wanted})
+                  inputs={rel: loaded[rel][2] for rel, _ in wanted})
     diags.extend(checked_rules(model, [s for group in specs.values() for s in group], store or cache.Cache(None)))
     return (None if any(d.severity == "error" for d in diags) else model), diags
 
@@ -553,21 +553,22 @@ def gate(root: Path, base: str, jobs: int | None = None, use_cache: bool = True,
     jobs = jobs or os.cpu_count() or 1
     store = cache.Cache(cache.default_folder() if use_cache else None)
     done = checked(root, store, None, jobs, progress, drift=True)
-    head = head_side(root, store, done)
+    head = head_side(root, store, done, keep=False)
     if head is None:
         return done.report, None
     return done.report, diff.diff_git(root, base, jobs, store, head=head)
 
 
-def head_side(root: Path, store: cache.Cache, done: Checked):
-    """The working tree as one side of a diff, when every overlay built; kept in the cache when it is also free of
-    errors, so that a pull request branching from this commit recalls it as its base instead of rebuilding it."""
+def head_side(root: Path, store: cache.Cache, done: Checked, keep: bool = True):
+    """The working tree as one side of a diff, when every overlay built. With keep, it is kept in the cache when it
+    is also free of errors, so that a pull request branching from this commit (validated on main) recalls it as its
+    base instead of rebuilding it; a pull request's own gate does not keep its head (nothing branches from it)."""
     if done.built is None or done.model is None:
         return None
     from . import diff
 
     side = diff.side(done.model, done.files, done.built.overlays)
-    if not done.report.errors:
+    if keep and not done.report.errors:
         diff.remember(store, root, done.model, side, done.built.keys)
     return side
 

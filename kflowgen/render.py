@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from . import quantity
 from .emit import document
-from .model import Model, Platform, Team
+from .model import Deferred, Model, Platform, Team
 from .experiments import render_experiment
 from .serving import render_model
 
@@ -37,7 +38,7 @@ def units(model: Model) -> list[tuple[str, str]]:
 def unit_files(model: Model, env: str, team: str) -> dict[str, bytes]:
     """One unit's files, rendered from exactly the inputs unit_sources names."""
     kind, args, _ = _unit(model, env, team)
-    return shared_files(*args) if kind == "shared" else team_files(*args)
+    return shared_files(*args()) if kind == "shared" else team_files(*args())
 
 
 def unit_sources(model: Model, env: str, team: str) -> list:
@@ -45,18 +46,23 @@ def unit_sources(model: Model, env: str, team: str) -> list:
     return _unit(model, env, team)[2]
 
 
-def _unit(model: Model, env: str, team: str) -> tuple[str, tuple, list]:
-    """A unit's renderer, its arguments, and the spec files those arguments are made from: one place, so the
-    cache key can name no fewer inputs than the renderer reads."""
+def _unit(model: Model, env: str, team: str) -> tuple[str, Callable[[], tuple], list]:
+    """A unit's renderer, its arguments (made when called: the objects of experiments and models are made only for
+    units that are rendered), and the spec files those arguments are made from: one place, so the cache key can
+    name no fewer inputs than the renderer reads."""
     p = model.platform
     if not team:
         teams = model.teams_in(env)
-        return "shared", (p, teams, env), [p.source] + [t.source for t in teams]
+        return "shared", lambda: (p, teams, env), [p.source] + [t.source for t in teams]
     t = model.team(env, team)
-    served, experiments = model.of_team(team)
-    served = [m for m in served if env in m.environments]
-    experiments = [e for e in experiments if env in e.environments]
-    return "team", (p, t, served, experiments, env), [p.source, t.source] + [x.source for x in served + experiments]
+    served, experiments = model.members(team, env)
+    return ("team", lambda: (p, t, [model.served[i] for i in served], [model.experiments[i] for i in experiments], env),
+            [p.source, t.source] + [_source(model.served, i) for i in served]
+            + [_source(model.experiments, i) for i in experiments])
+
+
+def _source(seq, i: int):
+    return seq.specs[i] if isinstance(seq, Deferred) else seq[i].source
 
 
 def shared_files(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:

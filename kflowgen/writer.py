@@ -109,16 +109,19 @@ def _vouched(root: Path, started: list | None = None) -> tuple[dict[str, str], l
     dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
     vouched: dict[str, str] = {}
     others = [rel for rel in untracked.decode("utf-8", "surrogateescape").split("\0") if rel]
+    submodule = False
     for item in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
         meta, _, rel = item.partition("\t")
         tag, mode, oid, stage = meta.split(" ")
+        submodule |= mode == "160000"
         if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty:
             vouched[rel] = oid
         else:
             others.append(rel)
     others += dirty - set(others) - set(vouched)
-    if any(rel.endswith("/") or rel.rsplit("/", 1)[-1] == ".gitattributes" for rel in [*vouched, *others]):
-        return None  # a nested repository (listed as a folder), or attributes inside overlays/
+    if submodule or any(rel.endswith("/") or not rel.startswith(OWNED + "/") or rel.endswith("/.gitattributes")
+                        for rel in [*vouched, *others]):
+        return None  # a nested repository or submodule, overlays/ itself a link, or attributes inside overlays/
     return vouched, sorted(set(others))
 
 

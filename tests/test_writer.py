@@ -95,3 +95,15 @@ def test_git_is_not_asked_when_bytes_on_disk_may_differ_from_the_blob(repo, tmp_
         where.unlink()
     assert writer._vouched(tmp_path) is None  # not a work tree
     assert not both(root, files).drift
+
+
+def test_overlays_git_cannot_describe_file_by_file_are_read(repo, tmp_path):
+    root, files = repo
+    nested = root / "overlays/dev/nested"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    (nested / "x.yaml").write_text("kind: ConfigMap\n")
+    git(nested, "add", "-A")
+    git(nested, "commit", "-qm", "nested")
+    assert writer._vouched(root) is None  # an untracked repository inside overlays/: git lists it as a folder
+    assert "overlays/dev/nested/x.yaml" in both(root, files).foreign
