@@ -119,6 +119,39 @@ class Cache:
             pass
 
 
+class Passes:
+    """Keys of checks that passed (kubeconform, policy) in one context, kept in one entry: a run reads one file
+    instead of one per overlay. A key is the same content key an entry of its own would have."""
+
+    def __init__(self, store: Cache, kind: str, *context):
+        self.store, self.kind, self.k = store, kind, key(kind, "passes", *context)
+        body = store.lookup(kind, self.k)
+        self.known = set(body.decode("ascii").split()) if body else set()
+        self.used: set[str] = set()
+        self.new: set[str] = set()
+
+    def has(self, k: str) -> bool:
+        hit = k in self.known
+        if hit:
+            self.used.add(k)
+        if self.store.folder is not None:
+            self.store.count(hit)
+        return hit
+
+    def add(self, k: str) -> None:
+        self.new.add(k)
+
+    def save(self) -> None:
+        """Keep what was known and what passed now; when that grows past four times what this run used, keep only
+        this run's (the entry stays the size of one repository's checks)."""
+        if not self.new:
+            return
+        keep = self.known | self.new
+        if len(keep) > 4 * len(self.used | self.new):
+            keep = self.used | self.new
+        self.store.put(self.kind, self.k, "\n".join(sorted(keep)).encode("ascii"))
+
+
 def blob_id(data: bytes) -> str:
     """The id git gives a file of these bytes (sha1 of "blob <size>\\0" and the bytes): the working tree's files and
     a commit's, listed by `git ls-tree` without reading them, are named alike."""

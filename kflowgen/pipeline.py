@@ -583,14 +583,16 @@ def checked_policy(model: Model, env: str | None, overlays: dict[str, str], stor
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
     keys = {o: cache.key("policy", cache.code_digest(), fingerprint, o, cache.text_digest(text))
             for o, text in overlays.items()}
-    todo = {o: text for o, text in overlays.items() if store.get("policy", keys[o]) is None}
+    passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
+    todo = {o: text for o, text in overlays.items() if not passed.has(keys[o])}
     objects = {o: parsed[o] for o in todo if parsed and o in parsed}
     objects.update(policy.parse({o: text for o, text in todo.items() if o not in objects}))
     found = policy.run(objects, ctx)
     failed = {d.path for d in found}
     for overlay in todo:
         if overlay not in failed:
-            store.put("policy", keys[overlay], b"ok")
+            passed.add(keys[overlay])
+    passed.save()
     return found
 
 

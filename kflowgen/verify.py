@@ -46,14 +46,15 @@ def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache
     store = store or results_cache.Cache(None)
     keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
                                  results_cache.text_digest(text)) for o, text in built.items()}
-    todo = {o: text for o, text in built.items() if store.get("valid", keys[o]) is None}
+    passed = results_cache.Passes(store, "valid", kubeconform.version, folder.name, results_cache.code_digest())
+    todo = {o: text for o, text in built.items() if not passed.has(keys[o])}
     if not todo:
         return []
-    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, store)
+    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed)
 
 
 def _kubeconform(kubeconform, folder: Path, p, built: dict[str, str], todo: dict[str, str], keys: dict[str, str],
-                 jobs: int, store: results_cache.Cache) -> list[Diagnostic]:
+                 jobs: int, passed: results_cache.Passes) -> list[Diagnostic]:
     with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
         files = {}
         for i, (overlay, text) in enumerate(sorted(todo.items())):
@@ -66,7 +67,8 @@ def _kubeconform(kubeconform, folder: Path, p, built: dict[str, str], todo: dict
     failed = {d.path for d in found}
     for overlay in todo:
         if overlay not in failed:
-            store.put("valid", keys[overlay], b"ok")
+            passed.add(keys[overlay])
+    passed.save()
     return found
 
 

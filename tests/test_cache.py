@@ -84,6 +84,36 @@ def test_a_planted_validation_entry_cannot_pass_a_changed_output(example_repo, s
     k2 = cache.key("kubeconform", "v0.8.0", "schemas", "apiVersion: v1\nkind: ConfigMap\nbad: 1\n")
     store.put("valid", k1, b"ok")
     assert store.get("valid", k1) == b"ok" and store.get("valid", k2) is None
+    passed = cache.Passes(store, "valid", "v0.8.0", "schemas")
+    passed.add(k1)
+    passed.save()
+    again = cache.Passes(store, "valid", "v0.8.0", "schemas")
+    assert again.has(k1) and not again.has(k2)
+    assert not cache.Passes(store, "valid", "v0.8.1", "schemas").has(k1)  # another context knows nothing of it
+
+
+def test_a_damaged_pass_list_passes_nothing(store):
+    passed = cache.Passes(store, "policy", "code", "context")
+    for k in ("a" * 64, "b" * 64):
+        passed.add(k)
+    passed.save()
+    entry = next(p for p in (store.folder / "policy").rglob("*") if p.is_file())
+    entry.write_bytes(entry.read_bytes().replace(b"a" * 64, b"c" * 64))
+    damaged = cache.Passes(store, "policy", "code", "context")
+    assert not damaged.has("a" * 64) and not damaged.has("b" * 64) and not damaged.has("c" * 64)
+
+
+def test_a_pass_list_keeps_what_runs_use(store):
+    first = cache.Passes(store, "valid", "ctx")
+    for i in range(10):
+        first.add(f"{i:064d}")
+    first.save()
+    second = cache.Passes(store, "valid", "ctx")
+    assert second.has(f"{3:064d}")
+    second.add("f" * 64)  # the only key this run used besides one old one: ten old ones are more than 4 x 2
+    second.save()
+    third = cache.Passes(store, "valid", "ctx")
+    assert third.known == {f"{3:064d}", "f" * 64}
 
 
 def test_validate_reports_the_same_with_a_warm_cache(example_repo, store):
