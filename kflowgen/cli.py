@@ -155,8 +155,7 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
     if fmt.value in own:
         sys.stdout.write(own[fmt.value](result))
     else:  # CI formats: the diff's diagnostics through the one reporter registry, the changes as its summary
-        lines = [f"⚠ {c.text}" for c in result.dangerous] + [c.text for c in result.changes
-                                                            if c not in result.dangerous]
+        lines = differ.change_lines(result)
         sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value))
     raise typer.Exit(result.exit_code)
 
@@ -177,8 +176,8 @@ def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pul
         rep, result = pipeline.gate(repo, base, jobs, use_cache=not no_cache, progress=progress)
     if result is not None:
         rep.extend(result.diagnostics)
-        rep.summary += [f"against {base}:"] + [f"  ⚠ {c.text}" for c in result.dangerous] + [
-            f"  {c.text}" for c in result.changes if c not in result.dangerous] + [differ.tally(result)]
+        rep.summary += [f"against {base}:", *(f"  {line}" for line in differ.change_lines(result)),
+                        differ.tally(result)]
         if markdown is not None:
             with open(markdown, "a", encoding="utf-8") as f:
                 f.write(differ.render_markdown(result))
@@ -340,8 +339,11 @@ def main() -> None:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if done.code is not None and not isinstance(done.code, int):
             print(done.code, file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # e.g. `kflowgen build dev | head` closed the pipe: nothing left to say
+                pass
         os._exit(code)
     except KeyboardInterrupt:
         print("kflowgen: interrupted", file=sys.stderr)

@@ -6,7 +6,6 @@ images and profiles from the rendered JupyterHub values.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import tempfile
@@ -71,11 +70,10 @@ class _Side:
         """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
         if digest in self.texts:
             return self.texts[digest]
-        kind, k = self.where[digest]
-        body = self.store.lookup(kind, k) if self.store else None
-        if body is None or hashlib.sha256(body).hexdigest() != digest:
+        found = self.store.read(*self.where[digest]) if self.store else None  # checksum checked on reading
+        if found is None or found[1] != digest:
             raise _Gone(digest)
-        return body.decode("utf-8")
+        return found[0].decode("utf-8")
 
 
 class _Gone(Exception):
@@ -247,7 +245,8 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None,
     tree = f"{base}:{prefix}"
     store = store or cache.Cache(None)
     names = git("ls-tree", "--name-only", tree, at=top, text=True).stdout.splitlines()
-    ids = _blob_ids(git, top, tree)
+    entries = _listing(git, top, tree, "specs", "bases", "schemas")
+    ids = _blob_ids(entries)
     builder = _builder(root)
     if ids is not None and builder is not None and "specs" in names:
         wanted = {rel for rel, _ in pipeline.spec_files(root, {p: b"" for p in ids if p.startswith("specs/")})}
@@ -264,7 +263,7 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None,
                 return diff_trees(root, root, jobs, base_label=base, store=store, head=head, base=recalled)
             except _Gone:
                 pass
-    specs = _spec_blobs(git, top, tree) if "specs" in names else None
+    specs = _spec_blobs(git, top, tree, entries) if "specs" in names else None
     paths = [p for p in ("specs", "bases", "schemas") if p in names and not (p == "specs" and specs is not None)]
     with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
         if paths:
@@ -276,37 +275,43 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None,
         return diff_trees(Path(tmp), root, jobs, base_label=base, store=store, base_specs=specs, head=head)
 
 
-def _blob_ids(git, top: Path, tree: str) -> dict[str, str] | None:
-    """{path: blob id} of the files under specs/, bases/ and schemas/ in a git tree, listed without reading them;
-    None when there is a link or a submodule there (a side is then never recalled)."""
-    listing = git("ls-tree", "-r", "-z", "--full-tree", tree, "--", "specs", "bases", "schemas", at=top)
+def _listing(git, top: Path, tree: str, *folders: str) -> list[tuple[str, bytes, bytes, bytes]] | None:
+    """(path, mode, kind, object id) of every entry below these folders of a git tree, listed without reading a
+    file; None when git cannot list it."""
+    listing = git("ls-tree", "-r", "-z", "--full-tree", tree, "--", *folders, at=top)
     if listing.returncode:
         return None
-    out = {}
+    out = []
     for item in filter(None, listing.stdout.split(b"\0")):
         meta, _, path = item.partition(b"\t")
         mode, kind, oid = meta.split()
-        if kind != b"blob" or mode == b"120000":
-            return None
-        out[path.decode("utf-8", "surrogateescape")] = oid.decode()
+        out.append((path.decode("utf-8", "surrogateescape"), mode, kind, oid))
     return out
 
 
-def _spec_blobs(git, top: Path, tree: str) -> dict[str, bytes] | None:
-    """{path: bytes} of every file under specs/ in a git tree; None when there is a link or a submodule there."""
-    listing = git("ls-tree", "-r", "-z", "--full-tree", tree, "--", "specs", at=top)
-    if listing.returncode:
+def _plain(entries) -> bool:
+    """Only files: no link (its target could be anything) and no submodule."""
+    return all(kind == b"blob" and mode != b"120000" for _, mode, kind, _ in entries)
+
+
+def _blob_ids(entries) -> dict[str, str] | None:
+    """{path: blob id} of the listed files; None when there is a link or a submodule among them (a side is then
+    never recalled)."""
+    if entries is None or not _plain(entries):
         return None
-    entries = []
-    for item in filter(None, listing.stdout.split(b"\0")):
-        meta, _, path = item.partition(b"\t")
-        mode, kind, oid = meta.split()
-        if kind != b"blob" or mode == b"120000":
-            return None
-        entries.append((path.decode("utf-8", "surrogateescape"), oid))
-    batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for _, oid in entries))
+    return {path: oid.decode() for path, _, _, oid in entries}
+
+
+def _spec_blobs(git, top: Path, tree: str, entries=None) -> dict[str, bytes] | None:
+    """{path: bytes} of every file under specs/ in a git tree (from its listing, when given); None when there is a
+    link or a submodule there."""
+    entries = [e for e in entries if e[0].startswith("specs/")] if entries is not None else \
+        _listing(git, top, tree, "specs")
+    if entries is None or not _plain(entries):
+        return None
+    batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for *_, oid in entries))
     out, pos, data = {}, 0, batch.stdout
-    for path, oid in entries:
+    for path, _, _, oid in entries:
         end = data.find(b"\n", pos)
         header = data[pos:end].split()
         if batch.returncode or end < 0 or len(header) != 3 or header[0] != oid or header[1] != b"blob":
@@ -468,15 +473,20 @@ def tally(r: DiffReport) -> str:
             + (f", {len(r.dangerous)} dangerous" if r.dangerous else ""))
 
 
+def change_lines(r: DiffReport) -> list[str]:
+    """The dangerous removals marked ⚠, then every other change; one line each."""
+    dangerous = set(r.dangerous)
+    return [f"⚠ {c.text}" for c in r.dangerous] + [c.text for c in r.changes if c not in dangerous]
+
+
 def render_text(r: DiffReport) -> str:
-    """Diagnostics, then the dangerous removals marked ⚠, then every other change; one line each."""
-    lines = _diagnostic_lines(r) + [f"⚠ {c.text}" for c in r.dangerous]
-    lines += [c.text for c in r.changes if c not in r.dangerous] + [tally(r)]
-    return "\n".join(lines) + "\n"
+    """Diagnostics, then the changes (change_lines), then the tally."""
+    return "\n".join(_diagnostic_lines(r) + change_lines(r) + [tally(r)]) + "\n"
 
 
 def render_markdown(r: DiffReport) -> str:
     """For a pull request comment or $GITHUB_STEP_SUMMARY: a heading, the dangerous list, a section per environment."""
+    dangerous = set(r.dangerous)
     out = [f"## {tally(r)}", ""]
     if r.diagnostics:
         out += ["```", *_diagnostic_lines(r), "```", ""]
@@ -486,7 +496,7 @@ def render_markdown(r: DiffReport) -> str:
     for env in dict.fromkeys(c.env for c in r.changes):
         out += [f"### {env}", ""]
         for c in (c for c in r.changes if c.env == env):
-            mark = "⚠ " if c in r.dangerous else ""
+            mark = "⚠ " if c in dangerous else ""
             out.append(f"- {mark}**{c.team}**: {c.body}" if c.team else f"- {mark}{c.body}")
         out.append("")
     return "\n".join(out)

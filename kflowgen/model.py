@@ -113,11 +113,6 @@ class Model:
                     self._by_team.setdefault(spec.data["team"], ([], []))[which].append(i)
         return self._by_team
 
-    def of_team(self, team: str, env: str | None = None) -> tuple[list[ServedModel], list[Experiment]]:
-        """A team's served models and experiments (those in env, when given), in model order."""
-        served, experiments = self.members(team, env)
-        return [self.served[i] for i in served], [self.experiments[i] for i in experiments]
-
     def members(self, team: str, env: str | None = None) -> tuple[list[int], list[int]]:
         """Positions in served and experiments of a team's served models and experiments (those in env, when
         given: `environments` of the spec, as of the object)."""

@@ -24,6 +24,7 @@ from .rules.capacity import allocation
 
 PLATFORM = "specs/platform.yaml"
 TEAMS = "specs/teams"
+GROUPS = 64  # a folder of more spec files than this (specs/teams) is read and cached in this many groups
 
 
 def _spec_paths(root: Path, folder: str, nested: bool = False, snapshot: dict[str, bytes] | None = None) -> list[str]:
@@ -75,10 +76,9 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
                snapshot: dict[str, bytes] | None = None, progress=None,
                ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], str | None]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
-    commit's): (spec or None, findings). A file
-    whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked here.
-    Last in each result: the file's git blob id (None when it could not be read).
-    The files of a folder (a team's experiments; a big folder is split in GROUPS groups by name) are read together,
+    commit's): {path: (spec or None, findings, git blob id of the bytes or None when they could not be read)}.
+    A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked
+    here. The files of a folder (a team's experiments; a big folder is split in GROUPS groups by name) are read together,
     and their results cached together as well as one by one; many groups are read on `jobs` processes."""
     global _READING
     cache.code_digest()  # once here, not in every forked reader
@@ -107,7 +107,6 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
 
 
 _READING: tuple | None = None  # (root, store, snapshot) that forked readers see
-GROUPS = 64
 
 
 def _read_groups(batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
@@ -127,9 +126,10 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
     k = cache.key("specs", cache.code_digest(), *(f"{rel}\0{kind}\0{hashlib.sha256(raw).hexdigest()}"
                                                  for rel, kind, raw in readable))
     packed = store.lookup("specs", k) if readable else None
-    if packed is not None:
-        results = [(line, True) for line in packed.split(b"\n")]
-    else:
+    lines = packed.split(b"\n") if packed is not None else []
+    if len(lines) == len(readable):
+        results = [(line, True) for line in lines]
+    else:  # not cached (or not one result per file: never trusted)
         results = [_checked(store, rel, kind, raw) for rel, kind, raw in readable]
         if readable:
             store.put("specs", k, b"\n".join(line for line, _ in results))
@@ -456,7 +456,7 @@ _VISIBLE = re.compile(r"\S")
 
 
 def count_objects(text: str) -> int:
-    """Documents of a YAML stream that hold something (without copying the text)."""
+    """Documents of a YAML stream that hold something (without splitting the text into a copy per document)."""
     text, n, at = "\n" + text, 0, 0
     while True:
         end = text.find("\n---\n", at)

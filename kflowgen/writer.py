@@ -36,6 +36,11 @@ class Plan:
         return bool(self.added or self.changed or self.removed)
 
 
+def _listed(path: str) -> bool:
+    """_existing lists it: a file or a link, not a folder (a tracked file may have become one)."""
+    return os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path))
+
+
 def _existing(root: Path) -> list[str]:
     """Every file and link under overlays/ (a link to a folder is listed, not walked into)."""
     out, todo, top = [], [OWNED], str(root)
@@ -58,9 +63,8 @@ def survey(root: Path) -> list:
     for args in (("ls-files", "-z", "-s", "-t", "-v", "--", OWNED),
                  ("diff-files", "-z", "--relative", "--name-only", "--", OWNED),
                  ("ls-files", "-z", "-o", "--", OWNED),  # untracked, ignored ones included
-                 ("config", "--get", "core.autocrlf"),
-                 ("rev-parse", "--git-path", "info/attributes", "--show-toplevel"),
-                 ("config", "--get", "core.attributesFile")):
+                 ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor)$"),
+                 ("rev-parse", "--git-path", "info/attributes", "--show-toplevel")):
         out = tempfile.TemporaryFile()
         try:
             runs.append((subprocess.Popen(["git", "-C", str(root), *args], stdout=out, stderr=subprocess.DEVNULL), out))
@@ -85,8 +89,9 @@ def _vouched(root: Path, started: list | None = None) -> tuple[dict[str, str], l
     git compares each tracked file's size, times and inode with those its index recorded when it last read the
     file, and reads the file when that cannot decide (a file changed within the index's own timestamp). Files
     marked assume-unchanged or skip-worktree are not vouched for. None, and every file is read, when git cannot
-    say: not a work tree, line-ending conversion (core.autocrlf), or any attributes file (a filter or an eol
-    setting makes the bytes on disk differ from the blob)."""
+    say: not a work tree, line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting
+    makes the bytes on disk differ from the blob), or settings under which git compares less than its index records
+    (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor."""
     outs = []
     for run, out in started if started is not None else survey(root):
         if run is None:
@@ -96,14 +101,17 @@ def _vouched(root: Path, started: list | None = None) -> tuple[dict[str, str], l
         out.seek(0)
         outs.append((out.read(), code))
         out.close()
-    (listed, ok1), (changed, ok2), (untracked, ok3), (autocrlf, _), (paths, ok5), (attributes_file, _) = outs
-    if ok1 or ok2 or ok3 or ok5 or autocrlf.strip().lower() in (b"true", b"input"):
-        return None
+    (listed, ok1), (changed, ok2), (untracked, ok3), (settings, _), (paths, ok5) = outs
+    core = dict((line.split(" ", 1) + [""])[:2] for line in settings.decode("utf-8", "replace").lower().splitlines())
+    on = {k: v not in ("false", "no", "off", "0") for k, v in core.items()}  # git's booleans; a bare key is true
+    if (ok1 or ok2 or ok3 or ok5 or on.get("core.autocrlf") or core.get("core.checkstat") == "minimal"
+            or not on.get("core.trustctime", True) or on.get("core.ignorestat") or on.get("core.fsmonitor")):
+        return None  # git would compare fewer stat fields, or ask a monitor: read the files instead
     info, top = paths.decode("utf-8", "surrogateescape").splitlines()[:2]
     user = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "attributes")
     here, top = Path(os.path.realpath(root)), os.path.realpath(top)
     folders = [here, *here.parents][:len(here.relative_to(top).parts) + 1] if here.is_relative_to(top) else [here]
-    if (attributes_file.strip() or any(os.path.exists(f) for f in (os.path.join(root, info), user))
+    if (core.get("core.attributesfile") or any(os.path.exists(f) for f in (os.path.join(root, info), user))
             or any((f / ".gitattributes").exists() for f in folders)):
         return None
     dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
@@ -159,7 +167,7 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
         existing, vouched = _existing(root), {}
     else:
         vouched, others = known
-        existing = sorted([*vouched, *(rel for rel in others if os.path.lexists(os.path.join(root, rel)))])
+        existing = sorted([*vouched, *(rel for rel in others if _listed(os.path.join(root, rel)))])
     present = set(existing)
     both = [rel for rel in files if rel in present and rel not in vouched]
     _COMPARING = str(root), files

@@ -2,7 +2,6 @@
 the one reading every file gives."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -107,3 +106,23 @@ def test_overlays_git_cannot_describe_file_by_file_are_read(repo, tmp_path):
     git(nested, "commit", "-qm", "nested")
     assert writer._vouched(root) is None  # an untracked repository inside overlays/: git lists it as a folder
     assert "overlays/dev/nested/x.yaml" in both(root, files).foreign
+
+
+def test_git_is_not_asked_when_it_would_compare_less_than_it_records(repo):
+    root, files = repo
+    for setting, value in (("core.checkStat", "minimal"), ("core.trustctime", "false"), ("core.ignoreStat", "true"),
+                           ("core.autocrlf", "input")):
+        git(root, "config", setting, value)
+        assert writer._vouched(root) is None, setting
+        git(root, "config", "--unset", setting)
+    assert writer._vouched(root) is not None
+
+
+def test_a_tracked_file_that_became_a_folder_is_missing_as_without_git(repo):
+    root, files = repo
+    quota = root / QUOTA
+    quota.unlink()
+    quota.mkdir()
+    (quota / "inside.yaml").write_text("kind: ConfigMap\n")
+    p = both(root, files)
+    assert QUOTA in p.added and f"{QUOTA}/inside.yaml" in p.foreign
