@@ -520,7 +520,8 @@ def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress
     if not diags:
         # kubeconform (its own process, `jobs` threads) runs, on what the cache does not hold, while this process
         # checks the hub values and policy
-        job = verify.manifests_job(root, model, built.overlays, jobs, cache.default_folder(), built.tools, store)
+        job = verify.manifests_job(root, model, built.overlays, jobs, cache.default_folder(), built.tools, store,
+                                       built.parsed)
         with ThreadPoolExecutor(max_workers=1) as pool:
             schemas = pool.submit(job)
             others = verify.hub_values(root, model, files, envs)

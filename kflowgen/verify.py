@@ -13,22 +13,27 @@ from .model import Model
 
 
 def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
-              used: dict[str, str], store: results_cache.Cache | None = None) -> list[Diagnostic]:
+              used: dict[str, str], store: results_cache.Cache | None = None,
+              objects: dict[str, list] | None = None) -> list[Diagnostic]:
     """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files.
-    An overlay whose exact output already passed against the same schemas and kubeconform is not checked again."""
-    return manifests_job(root, model, built, jobs, cache, used, store)()
+    An overlay whose exact output already passed against the same schemas and validators is not checked again.
+    An overlay whose objects are given (as the builder made them) and all pass kschemas.Prechecker, the same
+    schemas compiled once in this process, does not need kubeconform; every other one goes to kubeconform."""
+    return manifests_job(root, model, built, jobs, cache, used, store, objects)()
 
 
 def manifests_job(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
-                  used: dict[str, str], store: results_cache.Cache | None = None):
-    """manifests() in two steps: this call finds what the cache does not hold; the function it returns runs
-    kubeconform on that (it may run on another thread while this one does other work) and gives the findings."""
-    found = _manifests(root, model, built, jobs, cache, used, store)
+                  used: dict[str, str], store: results_cache.Cache | None = None,
+                  objects: dict[str, list] | None = None):
+    """manifests() in two steps: this call finds what the cache and the prechecker pass; the function it returns
+    runs kubeconform on the rest (it may run on another thread while this one does other work) and gives the
+    findings."""
+    found = _manifests(root, model, built, jobs, cache, used, store, objects or {})
     return found if callable(found) else lambda: found
 
 
 def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
-               used: dict[str, str], store: results_cache.Cache | None):
+               used: dict[str, str], store: results_cache.Cache | None, objects: dict[str, list]):
     kubeconform = tools.find("kubeconform", root)
     if isinstance(kubeconform, Diagnostic):
         return [kubeconform]
@@ -46,9 +51,16 @@ def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache
     store = store or results_cache.Cache(None)
     keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
                                  results_cache.text_digest(text)) for o, text in built.items()}
-    passed = results_cache.Passes(store, "valid", kubeconform.version, folder.name, results_cache.code_digest())
+    prechecker = kschemas.Prechecker(folder)
+    used["jsonschema-rs"] = prechecker.version()
+    passed = results_cache.Passes(store, "valid", kubeconform.version, used["jsonschema-rs"], folder.name,
+                                  results_cache.code_digest())
     todo = {o: text for o, text in built.items() if not passed.has(keys[o])}
+    for overlay in [o for o in todo if o in objects and all(map(prechecker.passes, objects[o]))]:
+        passed.add(keys[overlay])
+        del todo[overlay]
     if not todo:
+        passed.save()
         return []
     return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed)
 

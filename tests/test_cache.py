@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kflowgen import cache, parallel, pipeline, policy, tools
+import yaml
+
+from kflowgen import cache, kschemas, parallel, pipeline, policy, tools, verify
 from kflowgen.render import render
 
 
@@ -292,6 +294,41 @@ def test_a_policy_pass_is_keyed_on_the_overlay_and_kflowgens_code(example_repo, 
     misses = store.misses
     pipeline.checked_policy(model, None, {overlay: text}, store)
     assert store.misses == misses + 1
+
+
+def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(example_repo, store, monkeypatch):
+    model, _ = pipeline.load(example_repo)
+    result = built(example_repo, cache.Cache(None))
+    assert result.parsed, "kflowgen-kbuild hands over the built objects"
+
+    plain = {o for o in result.overlays if pipeline.is_directory_source(o)}  # Argo CD folders: no JSON from kbuild
+
+    def kubeconform(tool, files, *args):  # all clean, and only ever asked about the Argo CD folders
+        assert set(files) == plain, f"kubeconform ran on objects the prechecker passes: {sorted(set(files) - plain)}"
+        return []
+
+    monkeypatch.setattr(tools, "kubeconform", kubeconform)
+    check = lambda: verify.manifests(example_repo, model, result.overlays, 2, cache.default_folder(), {}, store,
+                                     result.parsed)
+    assert check() == []
+    hits = store.hits
+    assert check() == [] and store.hits == hits + len(result.overlays)  # every overlay from the pass list
+    monkeypatch.setattr(kschemas.Prechecker, "version", staticmethod(lambda: "another jsonschema-rs"))
+    misses = store.misses
+    assert check() == [] and store.misses == misses + len(result.overlays)  # another validator: all checked again
+
+
+def test_schema_findings_are_kubeconforms_with_or_without_the_prechecker(example_repo, tmp_path):
+    model, _ = pipeline.load(example_repo)
+    result = built(example_repo, cache.Cache(None))
+    overlay = "overlays/prod/teams/recsys/workloads"
+    objects = [o for o in yaml.safe_load_all(result.overlays[overlay]) if o]
+    objects[0]["metadata"]["bogusField"] = 1
+    text = yaml.safe_dump_all(objects)
+    found = [verify.manifests(example_repo, model, {overlay: text}, 2, tmp_path, {}, None, given)
+             for given in (None, {overlay: objects})]
+    assert found[0] == found[1] and [d.code for d in found[0]] == ["KF402"], found
+    assert found[0][0].message.startswith("ConfigMap recsys/ranker-config: /metadata"), found  # kubeconform's words
 
 
 def test_packed_files_come_back_byte_for_byte():

@@ -24,7 +24,7 @@ def run(*args, env=None):
 def test_validate_example_repository(example_repo):
     code, out = run("validate", "-C", example_repo, "--format", "text")
     assert (code, out) == (0, """\
-3 teams, 3 environments, 175 objects built and validated (kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
+3 teams, 3 environments, 175 objects built and validated (jsonschema-rs 0.60.3, kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
   dev      3 teams    66 objects  GPU quota/capacity: a100 6/8  t4 6/16
   staging  2 teams    45 objects  GPU quota/capacity: a100 2/8  t4 2/8
   prod     3 teams    64 objects  GPU quota/capacity: a100 28/32  t4 12/16

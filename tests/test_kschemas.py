@@ -331,3 +331,97 @@ def test_crd_metadata_is_checked_as_object_meta(gadget_folder: Path) -> None:
     report = run_kubeconform(gadget_folder, [gadget])
     assert report["summary"]["invalid"] == 1, report
     assert "at '/metadata': additional properties 'lables' not allowed" in report["resources"][0]["msg"]
+
+
+# --- the prechecker: jsonschema-rs vouches only for what kubeconform passes ------------------------------------------
+
+def kubeconform_verdicts(folder: Path, docs: list[Any], tmp_path: Path) -> list[str]:
+    """kubeconform -strict's status for each document, each from its own file (written as JSON, which kubeconform
+    reads as YAML with the very values Python holds)."""
+    assert KUBECONFORM is not None
+    for i, doc in enumerate(docs):
+        (tmp_path / f"{i:06d}.json").write_text(json.dumps(doc))
+    cmd = [KUBECONFORM, "-strict", "-verbose", "-output", "json", "-n", "2", *kubeconform_args(folder), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    status = {Path(r["filename"]).name: r["status"] for r in json.loads(proc.stdout)["resources"]}
+    return [status[f"{i:06d}.json"] for i in range(len(docs))]
+
+
+def mutations(obj: Any) -> list[Any]:
+    """Copies of obj with one thing broken or changed at each place: an unknown key in each mapping, each key
+    removed, each scalar swapped for other types and edge values, each list emptied, doubled or made a mapping."""
+    out: list[Any] = []
+
+    def walk(node: Any, put) -> None:
+        if isinstance(node, dict):
+            out.append(put({**node, "bogusField": 1}))
+            out.append(put([node]))
+            for key, value in node.items():
+                out.append(put({k: v for k, v in node.items() if k != key}))
+                walk(value, lambda new, key=key: put({**node, key: new}))
+        elif isinstance(node, list):
+            out.extend([put([]), put(node + node), put({"item": node})])
+            for i, value in enumerate(node):
+                walk(value, lambda new, i=i: put(node[:i] + [new] + node[i + 1:]))
+        else:
+            swaps = {str: [7, "", None, "x" * 300, "1.5Gi", "-1"], bool: ["true", 0], int: ["7", -1, 1.5, 0, 2 ** 40],
+                     float: [1, "1.5"], type(None): ["", 0, {}]}
+            out.extend(put(v) for v in swaps[type(node)])
+
+    walk(obj, lambda new: new)
+    return [json.loads(json.dumps(m)) for m in out]
+
+
+def assert_prechecker_agrees(folder: Path, docs: list[Any], tmp_path: Path) -> tuple[int, int]:
+    from kflowgen.kschemas import Prechecker
+
+    checker = Prechecker(folder)
+    verdicts = kubeconform_verdicts(folder, docs, tmp_path)
+    vouched = [checker.passes(doc) for doc in docs]
+    wrong = [(doc, v) for doc, v, ok in zip(docs, verdicts, vouched) if ok and v != "statusValid"]
+    assert not wrong, f"the prechecker passed {len(wrong)} objects kubeconform refuses, e.g. {wrong[:2]}"
+    # and it is not merely cautious: what kubeconform passes, it passes too (kubeconform is then not needed)
+    missed = [doc for doc, v, ok in zip(docs, verdicts, vouched) if not ok and v == "statusValid"]
+    assert not missed, f"{len(missed)} objects kubeconform passes were left to it, e.g. {missed[:2]}"
+    return sum(vouched), len(docs) - sum(vouched)
+
+
+@needs_kubeconform
+@needs_crds
+def test_prechecker_agrees_with_kubeconform_on_every_case_and_its_mutations(folder: Path, tmp_path: Path) -> None:
+    docs = [doc for obj, path in CASES.values() for doc in [obj, with_unknown_field(obj, path), *mutations(obj)]]
+    docs += [{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},  # no schema
+             {"apiVersion": "v1", "kind": "Affinity", "metadata": {"name": "not-a-kind"}},
+             {"kind": "Namespace", "metadata": {"name": "no-api-version"}}]
+    good, bad = assert_prechecker_agrees(folder, docs, tmp_path)
+    assert good > 200 and bad > 250, (good, bad)  # both verdicts well represented
+
+
+@needs_kubeconform
+def test_prechecker_agrees_with_kubeconform_on_crd_semantics(gadget_folder: Path, tmp_path: Path) -> None:
+    gadget = {"apiVersion": "example.kflowgen.io/v1", "kind": "Gadget",
+              "metadata": {"name": "g", "labels": {"a": "b"}}, "spec": GOOD_GADGET_SPEC}
+    docs = [gadget, *mutations(gadget), {**gadget, "apiVersion": "example.kflowgen.io/v0"}]
+    good, bad = assert_prechecker_agrees(gadget_folder, docs, tmp_path)
+    assert good > 60 and bad > 40, (good, bad)
+
+
+@needs_kubeconform
+@needs_crds
+def test_prechecker_agrees_with_kubeconform_on_the_example_repository(folder: Path, tmp_path: Path) -> None:
+    """Every object the example repository builds (as kflowgen-kbuild gives them), and the mutations of one object
+    of each kind."""
+    from kflowgen import cache, pipeline, tools
+
+    if tools.find_batch() is None:
+        pytest.skip("kflowgen-kbuild is not installed (kflowgen tools install)")
+    root = Path(__file__).resolve().parents[1]
+    model, _ = pipeline.load(root)
+    files = pipeline.render_cached(model, cache.Cache(None), 2)
+    built, diags = pipeline.build(root, files, pipeline.overlays_of(files), 2)
+    assert not diags and built.parsed
+    objects = [o for overlay in sorted(built.parsed) for o in built.parsed[overlay]]
+    one_each = {(o["apiVersion"], o["kind"]): o for o in objects}
+    docs = objects + [m for o in one_each.values() for m in mutations(o)]
+    good, bad = assert_prechecker_agrees(folder, docs, tmp_path)
+    assert good >= len(objects) and bad > 1000, (good, bad)
