@@ -122,6 +122,72 @@ def generated(tmp_path_factory) -> list[str]:
 
 # --- byte-identical output ----------------------------------------------------------------------------------------
 
+# Scalars of every kind and style kustomize may meet, and constructs kflowgen-kbuild's short cut for printing leaves to
+# kustomize's own code: each overlay below must print exactly as `kustomize build` prints it. Keys holding digits
+# are left out of the keyed mapping: yaml.v2 orders such keys ("0o17", "1.0", "1_000") by a comparison that is not a
+# consistent order, so kustomize itself prints them in a different order from run to run (and yaml.v2 refuses NEL
+# in a key).
+TRICKY_STRINGS = ["yes", "No", "on", "OFF", "y", "~", "null", "Null", "true", "False", "1e3", "0x1F", "0o17", "017",
+                  "1_000", "+1", "-0", ".5", ".inf", "-.Inf", ".NaN", "1:20", "190:20:30", "2001-12-14",
+                  "2001-12-14t21:59:43.10-05:00", "", " ", " lead", "trail ", "a: b", "a #b", "#c", "- x", "[x]",
+                  "{y}", "*ref", "&anc", "!tag", "%dir", "@at", "`tick", "'single'", '"double"', "back\\slash",
+                  "tab\there", "line\nbreak", "ends\n", "\n\nleading", "crlf\r\nx", "é漢字", "emoji \U0001F600",
+                  "nbsp\u00a0x", "bell\u0007", "nel\u0085x", "ls\u2028x", "bom\ufeffx", "x" * 200,
+                  "=", "<<", "?", "|", ">", "-", "---", "...", "1.0", "1e+21", "12345678901234567890"]
+
+
+def quoted(text: str) -> str:
+    """A YAML double-quoted scalar: JSON's, with the characters YAML refuses raw written as escapes."""
+    return "".join(f"\\u{ord(c):04x}" if c in "\x7f\x85\u2028\u2029\ufeff" else c
+                   for c in json.dumps(text, ensure_ascii=False))
+
+
+TRICKY_DOCS = {
+    "plain": "\n".join(["apiVersion: example.com/v1", "kind: Widget", "metadata:", "  name: plain", "spec:",
+                        "  ints: [0, 7, -3, 0x1F, 0o17, 1_000, 12345678901234567890, 9223372036854775807]",
+                        "  floats: [1.0, 0.1, 1e21, 1.5e-7, -0.0, .5, 6.02e+23, 3.141592653589793]",
+                        "  bools: [true, false, True, FALSE]", "  nulls: [null, ~, Null, ]", "  empty: {}",
+                        "  emptyList: []", "  nested: [[1, [2]], {a: {b: [c]}}]",
+                        "  keys: {b: 1, a: 2, a10: 3, a9: 4, A: 5, _: 6, '1': 7, '': 8, ' ': 9}", ""]),
+    "strings": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: strings\nspec:\n  values:\n" +
+               "".join(f"  - {quoted(v)}\n" for v in TRICKY_STRINGS) +
+               "  keyed:\n" + "".join(f"    {quoted(v)}: {i}\n" for i, v in enumerate(TRICKY_STRINGS)
+                                     if "\x85" not in v and not any(c.isdigit() for c in v)),
+    "blocks": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: blocks\nspec:\n"
+              "  literal: |\n    line one\n      indented\n    line three\n"
+              "  folded: >\n    folded\n    text\n\n    para\n  keep: |+\n    kept\n\n  strip: |-\n    stripped\n",
+    "tags": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: tags\nspec:\n"
+            "  when: 2001-12-14\n  stamp: 2001-12-14t21:59:43.10-05:00\n  str: !!str 12\n  int: !!int '12'\n"
+            "  float: !!float '1'\n  bin: !!binary aGVsbG8=\n",
+    "control": 'apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: control\nspec: {v: "del\\x7f"}\n',
+    "intKeys": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: int-keys\nspec: {1: a, 2: b}\n",
+    "aliases": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: aliases\nspec:\n"
+               "  base: &b {x: 1, y: [2]}\n  copy: *b\n  merged: {<<: *b, z: 3}\n",
+}
+
+
+def test_scalars_of_every_kind_print_as_kustomize_prints_them(tmp_path):
+    dirs = []
+    for name, doc in TRICKY_DOCS.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "widget.yaml").write_text(doc, encoding="utf-8")
+        (folder / "kustomization.yaml").write_text(
+            "resources: [widget.yaml]\nnamespace: team-a\nlabels:\n- pairs: {kflowgen.dev/team: team-a}\n")
+        dirs.append(str(folder))
+    want = kustomize_all(dirs)
+    assert [s for s, _ in want.values()] == ["ok"] * 4 + ["error"] * 2 + ["ok"], want
+    # (yaml.v2 refuses DEL; JSON has no integer keys)
+    assert_identical(batch(dirs), want)
+    checked = kbuild(dirs, "-selfcheck")
+    assert b"selfcheck" not in checked.stdout
+
+
+def test_selfcheck_agrees_on_the_generated_repository(generated):
+    run = kbuild(generated, "-selfcheck", "-j", "2")
+    assert run.returncode == 0 and b"selfcheck" not in run.stdout, run.stdout[-500:]
+
+
 @pytest.mark.parametrize("jobs", ["1", "2", "8"])
 def test_example_repository_is_byte_identical(example, example_built, jobs):
     assert len(example) >= 10
