@@ -12,8 +12,9 @@
 //
 //	-j N   overlays built at once (goroutines); default GOMAXPROCS.
 //	-json  after each "ok" record, also write a "json" record (see Output).
-//	-selfcheck  print each overlay both with asYAML (below) and with kustomize's own AsYaml; a difference makes
-//	       that overlay's record an "error" naming "selfcheck" (a test of the short cut, not for everyday use).
+//	-selfcheck  print each overlay both with printResources (below) and with kustomize's own AsYaml, and with -json check
+//	       each object's JSON against the printed YAML as kubeconform reads it; a difference makes that overlay's
+//	       record an "error" naming "selfcheck" (a test of the short cuts, not for everyday use).
 //	--     everything after it is parsed as flags of `kustomize build` with that command's own flag code,
 //	       e.g. `-- --load-restrictor LoadRestrictionsNone` or `-- --enable-helm`. Without it the options are
 //	       exactly those of a plain `kustomize build DIR` (load restrictor rootOnly, plugins disabled apart from
@@ -37,10 +38,9 @@
 // Results are written as soon as they and all earlier ones are done, so a reader can consume them as a stream.
 //
 // With -json, each "ok" record is followed by a second record for the same DIR, "==> LEN json DIR\n", whose
-// payload is a JSON array holding each built object: kustomize's own node tree of the object, written as JSON
-// (strings as strings; other scalars as the YAML library that printed the output resolves them). Readers that
-// check built objects can then skip parsing the YAML. Converting the printed YAML again instead
-// (sigs.k8s.io/yaml.YAMLToJSON) gives the same objects at about 40% more CPU time for the whole build.
+// payload is a JSON array holding each built object as its printed YAML reads (sigs.k8s.io/yaml's YAML-to-JSON,
+// as kubeconform and kubectl read it), mostly written straight from kustomize's node tree (see printResources). Readers
+// that check built objects can then skip parsing the YAML.
 //
 // -version prints the protocol number (2: the -json record), the source digest `kflowgen tools install` built in,
 // and the kustomize modules linked in.
@@ -71,6 +71,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -239,7 +240,7 @@ type builder struct {
 	cmd       *cobra.Command
 	fSys      filesys.FileSystem
 	json      bool         // also convert each built object to JSON
-	selfcheck bool         // compare asYAML with kustomize's AsYaml
+	selfcheck bool         // compare printResources with kustomize's own code
 	schema    sync.RWMutex // read-locked by ordinary builds, write-locked by builds that set the OpenAPI schema
 	scans     sync.Map     // absolute directory -> bool: its kustomization tree may set the OpenAPI schema
 }
@@ -269,54 +270,106 @@ func (b *builder) build(dir string) (r result) {
 	if err != nil {
 		return result{"error", []byte("Error: " + err.Error() + "\n"), nil}
 	}
-	yml, err := asYAML(m)
+	yml, objects, err := printResources(m, b.json)
 	if err != nil {
 		return result{"error", []byte("Error: " + err.Error() + "\n"), nil}
 	}
 	if b.selfcheck {
 		if want, err := m.AsYaml(); err != nil || string(want) != string(yml) {
-			return result{"error", []byte(fmt.Sprintf("Error: selfcheck: asYAML differs from AsYaml (%v)\n", err)), nil}
+			return result{"error", []byte(fmt.Sprintf("Error: selfcheck: printResources differs from AsYaml (%v)\n", err)), nil}
+		}
+		if b.json {
+			if err := sameAsRead(objects, m); err != nil {
+				return result{"error", []byte("Error: selfcheck: " + err.Error() + "\n"), nil}
+			}
 		}
 	}
-	if !b.json {
-		return result{"ok", yml, nil}
-	}
-	objects := []byte{'['}
-	for i, res := range m.Resources() {
-		if i > 0 {
-			objects = append(objects, ',')
-		}
-		if objects, err = appendJSON(objects, res.YNode()); err != nil {
-			return result{"error", []byte("Error: converting to JSON: " + err.Error() + "\n"), nil}
-		}
-	}
-	return result{"ok", yml, append(objects, ']')}
+	return result{"ok", yml, objects}
 }
 
-// asYAML is m.AsYaml(), byte for byte, without most of its work. kustomize prints each resource by writing its node
-// tree out as YAML text, parsing that into Go maps (yaml.v3), marshalling the maps to JSON, parsing the JSON again
-// (yaml.v2, which picks number types) and marshalling the result with yaml.v2: a third of a build's CPU time. Here
-// the node tree goes straight to the values that second parse yields (strings as they are; numbers, booleans and
-// nulls through the same JSON and yaml.v2 steps, one scalar at a time), which yaml.v2 then marshals as kustomize
-// does. A resource holding anything else (other tags, aliases, block scalars, keys that are not strings, duplicate
-// keys, text that is not UTF-8) is printed by kustomize's own code; any error comes from kustomize's own AsYaml.
-// With -selfcheck every overlay is printed both ways, and a difference fails it.
-func asYAML(m resmap.ResMap) ([]byte, error) {
-	var out []byte
+// sameAsRead checks the JSON record against what kubeconform reads from each resource's YAML as kustomize prints
+// it (sigs.k8s.io/yaml's strict YAML-to-JSON, then encoding/json), both decoded as encoding/json decodes them.
+func sameAsRead(record []byte, m resmap.ResMap) error {
+	var got []interface{}
+	if err := json.Unmarshal(record, &got); err != nil {
+		return err
+	}
+	if len(got) != m.Size() {
+		return fmt.Errorf("the JSON record holds %d objects, not %d", len(got), m.Size())
+	}
+	for i, res := range m.Resources() {
+		printed, err := res.AsYAML()
+		if err != nil {
+			return err
+		}
+		read, err := yaml.YAMLToJSONStrict(printed)
+		if err != nil {
+			return err
+		}
+		var want interface{}
+		if err := json.Unmarshal(read, &want); err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got[i], want) {
+			again, _ := json.Marshal(got[i])
+			return fmt.Errorf("the JSON record %s differs from the printed YAML as read: %s", again, read)
+		}
+	}
+	return nil
+}
+
+// printResources is m.AsYaml(), byte for byte, without most of its work; with objects, also the JSON record. kustomize
+// prints each resource by writing its node tree out as YAML text, parsing that into Go maps (yaml.v3), marshalling
+// the maps to JSON, parsing the JSON again (yaml.v2, which picks number types) and marshalling the result with
+// yaml.v2: a third of a build's CPU time. Here the node tree goes straight to the values that second parse yields
+// (strings as they are; numbers, booleans and nulls through the same JSON and yaml.v2 steps, one scalar at a
+// time), which yaml.v2 then marshals as kustomize does. A resource holding anything else (other tags such as
+// timestamps and binary, aliases, block scalars, keys that are not strings, duplicate keys, characters the round
+// trip changes or refuses) is printed by kustomize's own code, and any error comes from kustomize's own AsYaml.
+//
+// The JSON record holds each object as its printed YAML reads (what kubeconform and kubectl see): written straight
+// from the node tree when the short cut printed it (plain strings and numbers read back as they are), else
+// converted from the printed YAML with sigs.k8s.io/yaml. -selfcheck checks both against kustomize's own code.
+func printResources(m resmap.ResMap, objects bool) ([]byte, []byte, error) {
+	var out, record []byte
+	if objects {
+		record = []byte{'['}
+	}
 	for i, res := range m.Resources() {
 		if i > 0 {
 			out = append(out, "---\n"...)
+			if objects {
+				record = append(record, ',')
+			}
 		}
 		yml, ok := fastYAML(res.YNode())
 		if !ok {
 			var err error
 			if yml, err = res.AsYAML(); err != nil {
-				return m.AsYaml() // its error, worded as kustomize words it
+				_, err = m.AsYaml() // its error, worded as kustomize words it
+				return nil, nil, err
 			}
 		}
 		out = append(out, yml...)
+		if !objects {
+			continue
+		}
+		var err error
+		if ok {
+			record, err = appendJSON(record, res.YNode())
+		} else {
+			var j []byte
+			j, err = yaml.YAMLToJSON(yml)
+			record = append(record, j...)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("converting to JSON: %w", err)
+		}
 	}
-	return out, nil
+	if objects {
+		record = append(record, ']')
+	}
+	return out, record, nil
 }
 
 func fastYAML(n *kyaml.Node) ([]byte, bool) {
