@@ -163,7 +163,14 @@ TRICKY_DOCS = {
     "intKeys": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: int-keys\nspec: {1: a, 2: b}\n",
     "aliases": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: aliases\nspec:\n"
                "  base: &b {x: 1, y: [2]}\n  copy: *b\n  merged: {<<: *b, z: 3}\n",
+    # empty values in flow collections print as '' (text), not null
+    "flowNulls": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {note: }\nspec:\n  containers:\n"
+                 "  - {name: c, image: nginx, imagePullPolicy: , env: [{name: X, value: }], ports: [{hostPort: }]}\n",
+    # the replicas transformer sets an int tag on a value quoted in the file: kustomize prints it quoted (text)
+    "quotedCount": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: \"3\"\n"
+                   "  template:\n    spec:\n      containers: [{name: c, image: nginx}]\n",
 }
+EXTRA_KUSTOMIZATION = {"quotedCount": "replicas:\n- name: web\n  count: 5\n"}
 
 
 def test_scalars_of_every_kind_print_as_kustomize_prints_them(tmp_path):
@@ -172,11 +179,13 @@ def test_scalars_of_every_kind_print_as_kustomize_prints_them(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "widget.yaml").write_text(doc, encoding="utf-8")
-        (folder / "kustomization.yaml").write_text(
-            "resources: [widget.yaml]\nnamespace: team-a\nlabels:\n- pairs: {kflowgen.dev/team: team-a}\n")
+        (folder / "kustomization.yaml").write_text("resources: [widget.yaml]\nnamespace: team-a\n"
+                                                   "labels:\n- pairs: {kflowgen.dev/team: team-a}\n"
+                                                   + EXTRA_KUSTOMIZATION.get(name, ""))
         dirs.append(str(folder))
     want = kustomize_all(dirs)
-    assert [s for s, _ in want.values()] == ["ok"] * 4 + ["error"] * 2 + ["ok"], want
+    assert [s for s, _ in want.values()] == ["ok"] * 4 + ["error"] * 2 + ["ok"] * 3, want
+    assert b'replicas: "5"' in want[str(tmp_path / "quotedCount")][1] and b'hostPort: ""' in want[str(tmp_path / "flowNulls")][1]
     # (yaml.v2 refuses DEL; JSON has no integer keys)
     assert_identical(batch(dirs), want)
     checked = kbuild(dirs, "-selfcheck", "-json")  # also: each object's JSON is the printed YAML as kubeconform reads it

@@ -391,7 +391,10 @@ func yaml2Value(n *kyaml.Node) (interface{}, bool) {
 		m := make(map[interface{}]interface{}, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i]
-			if key.Kind != kyaml.ScalarNode || key.ShortTag() != kyaml.NodeTagString || !plain(key) {
+			if key.Kind != kyaml.ScalarNode || key.Value == "<<" {
+				return nil, false
+			}
+			if _, ok := yaml2Value(key); !ok || key.ShortTag() != kyaml.NodeTagString {
 				return nil, false
 			}
 			if _, dup := m[key.Value]; dup {
@@ -415,10 +418,19 @@ func yaml2Value(n *kyaml.Node) (interface{}, bool) {
 		}
 		return s, true
 	case kyaml.ScalarNode:
-		switch n.ShortTag() {
+		if n.Tag == "!" { // the non-specific tag: what it reads as depends on how it is printed
+			return nil, false
+		}
+		switch tag := n.ShortTag(); tag {
 		case kyaml.NodeTagString:
-			return n.Value, plain(n)
+			// a plain (unquoted) string spanning lines or holding tabs may not print as a plain scalar again
+			return n.Value, plain(n) && !(n.Style == 0 && strings.ContainsAny(n.Value, "\n\t"))
 		case kyaml.NodeTagInt, kyaml.NodeTagFloat, kyaml.NodeTagBool, kyaml.NodeTagNull:
+			// only a plain, non-empty scalar that reads as its tag without one: a quoted, tagged or empty one (an
+			// empty null in a flow collection prints as '') may read back as something else
+			if n.Style != 0 || n.Value == "" || (&kyaml.Node{Kind: kyaml.ScalarNode, Value: n.Value}).ShortTag() != tag {
+				return nil, false
+			}
 			var v interface{}
 			if n.Decode(&v) != nil {
 				return nil, false
@@ -428,7 +440,10 @@ func yaml2Value(n *kyaml.Node) (interface{}, bool) {
 				return nil, false
 			}
 			var back interface{}
-			return back, yaml2.Unmarshal(j, &back) == nil
+			if yaml2.Unmarshal(j, &back) != nil {
+				return nil, false
+			}
+			return back, true
 		}
 	}
 	return nil, false
