@@ -66,9 +66,11 @@ class Prechecker:
     """Strict validation of built objects kflowgen already holds, with jsonschema-rs (compiled once per kind per
     run), for objects kubeconform would check against the same file of this folder in the same way: the file it
     would pick, draft 2020-12 (every file here declares it), formats not asserted (kubeconform asserts them only
-    below draft 2019). It only vouches: an object it does not pass (invalid, no schema, no plain kind and apiVersion,
-    anything unusual) goes to kubeconform, whose verdict and message are the ones reported. tests/test_kschemas.py
-    holds its verdicts to kubeconform's on valid and broken objects of every kind."""
+    below draft 2019). It only vouches: an object it does not pass goes to kubeconform, whose verdict and message are
+    the ones reported. It does not pass an object that is invalid, has no plain kind and apiVersion, holds an
+    integer beyond 2^53 (kubeconform reads numbers as float64), or whose schema file is damaged or has a regular
+    expression outside the part of the syntax in which Go's RE2 and jsonschema-rs agree (CRDs may hold any).
+    tests/test_kschemas.py holds its verdicts to kubeconform's on valid and broken objects of every kind."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -97,7 +99,7 @@ class Prechecker:
         validator = self._validators.get((api, kind), False)
         if validator is False:
             validator = self._validators[api, kind] = self._compile(kind, api)
-        return validator is not None and validator.is_valid(obj)
+        return validator is not None and validator.is_valid(obj) and _float64_exact(obj)
 
     def _compile(self, kind: str, api: str):
         import jsonschema_rs
@@ -105,15 +107,89 @@ class Prechecker:
         for path in schema_paths(self.folder, kind, api):
             try:
                 schema = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                continue  # kubeconform goes on to the next location only when there is no file
             except (OSError, ValueError):
-                continue  # kubeconform too goes on to the next location
-            if not isinstance(schema, dict) or schema.get("$schema") != _DRAFT:
+                return None
+            if not isinstance(schema, dict) or schema.get("$schema") != _DRAFT or not _portable_patterns(schema):
                 return None
             try:
                 return jsonschema_rs.Draft202012Validator(schema, validate_formats=False)
             except ValueError:  # jsonschema_rs.ValidationError is one
                 return None
         return None
+
+
+_FLOAT64_EXACT = 2 ** 53
+# Regular expressions read alike by Go's RE2 (kubeconform) and jsonschema-rs: printable ASCII literals, classes of
+# them, groups without flags, alternation, anchors, `.` and counted repetition. Not \d, \s, \w or \b (Unicode in
+# one, ASCII in the other), (?...) (RE2 refuses lookaround), back-references, escapes of code points, nested or
+# [:posix:] classes, a class opening with "]", stacked quantifiers or counts above 1000 (which RE2 refuses).
+_ESCAPABLE = set(".^$|()[]{}*+?\\/-")
+_COUNT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def _portable_patterns(node: Any) -> bool:
+    if isinstance(node, list):
+        return all(map(_portable_patterns, node))
+    if not isinstance(node, dict):
+        return True
+    for key, value in node.items():
+        if key == "pattern" and isinstance(value, str) and not _portable(value):
+            return False
+        if key == "patternProperties" and isinstance(value, dict) and not all(map(_portable, value)):
+            return False
+        if not _portable_patterns(value):
+            return False
+    return True
+
+
+def _portable(pattern: str) -> bool:
+    i, in_class, quantified = 0, False, False
+    while i < len(pattern):
+        c, was_quantified, quantified = pattern[i], quantified, False
+        if c == "\\":
+            if pattern[i + 1:i + 2] not in _ESCAPABLE or i + 1 == len(pattern):
+                return False
+            i += 2
+            continue
+        if not " " <= c <= "~":
+            return False
+        if in_class:
+            if c == "[":
+                return False
+            in_class = c != "]"
+        elif c == "[":
+            i += 2 if pattern[i + 1:i + 2] == "^" else 1
+            if pattern[i:i + 1] in ("]", ""):
+                return False
+            in_class = True
+            continue
+        elif c == "(" and pattern[i + 1:i + 2] == "?" or c == "}":
+            return False
+        elif c in "*+?{":
+            if was_quantified and not (c == "?" and pattern[i - 1] != "?"):
+                return False
+            if c == "{":
+                count = _COUNT.match(pattern, i)
+                if not count or any(int(n) > 1000 for n in count.groups() if n):
+                    return False
+                i = count.end()
+                quantified = True
+                continue
+            quantified = True
+        i += 1
+    return not in_class
+
+
+def _float64_exact(value: Any) -> bool:
+    """No integer in value that a float64 (as kubeconform reads JSON numbers) would round."""
+    t = type(value)
+    if t is dict:
+        return all(map(_float64_exact, value.values()))
+    if t is list:
+        return all(map(_float64_exact, value))
+    return t is not int or -_FLOAT64_EXACT <= value <= _FLOAT64_EXACT
 
 
 def crd_files_in(paths: list[Path]) -> list[Path]:

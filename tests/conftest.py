@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -53,3 +54,29 @@ def copy_repo(src: Path, dest: Path) -> Path:
 def example_repo(tmp_path) -> Path:
     """A scratch copy of the project's example repository (specs, bases, committed overlays)."""
     return copy_repo(PROJECT, tmp_path / "repo")
+
+
+def mutations(obj) -> list:
+    """Copies of obj with one thing broken or changed at each place: an unknown key in each mapping, each key
+    removed, each scalar swapped for other types and edge values, each list emptied, doubled or made a mapping."""
+    out: list = []
+
+    def walk(node, put) -> None:
+        if isinstance(node, dict):
+            out.append(put({**node, "bogusField": 1}))
+            out.append(put([node]))
+            for key, value in node.items():
+                out.append(put({k: v for k, v in node.items() if k != key}))
+                walk(value, lambda new, key=key: put({**node, key: new}))
+        elif isinstance(node, list):
+            out.extend([put([]), put(node + node), put({"item": node})])
+            for i, value in enumerate(node):
+                walk(value, lambda new, i=i: put(node[:i] + [new] + node[i + 1:]))
+        else:
+            swaps = {str: [7, "", None, "x" * 300, "1.5Gi", "-1", "a\x85b", "a\x1cb", "end\n", "\u00e9"],
+                     bool: ["true", 0], int: ["7", -1, 1.5, 0, 2 ** 40, 6.0],
+                     float: [1, "1.5"], type(None): ["", 0, {}]}
+            out.extend(put(v) for v in swaps[type(node)])
+
+    walk(obj, lambda new: new)
+    return [json.loads(json.dumps(m)) for m in out]
