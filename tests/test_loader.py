@@ -124,6 +124,35 @@ def test_inlined_schema_references_give_the_same_errors_as_the_schemas():
     assert checked > 100
 
 
+def test_jsonschema_rs_vouches_only_for_specs_python_jsonschema_passes():
+    """specschema lets jsonschema-rs pass a spec without Python's jsonschema only when Python's would pass it too:
+    on every spec file of the examples and of the project, and every single-point mutation of each."""
+    from conftest import mutations
+    from kflowgen import specschema
+    from kflowgen.loader import load_file
+
+    kinds = {"teams": "team", "experiments": "experiment", "models": "model"}
+    docs = []
+    for root in (Path(__file__).parent / "examples", Path(__file__).parents[1]):
+        for path in sorted(root.rglob("specs/**/*.yaml")):
+            rel = path.relative_to(root).as_posix()
+            parts = rel.split("specs/", 1)[1].split("/")
+            kind = "platform" if parts == ["platform.yaml"] else kinds.get(parts[0])
+            spec, _ = load_file(root, rel)
+            if kind is not None and spec is not None:
+                docs += [(kind, spec.data)] + [(kind, m) for m in mutations(spec.data)]
+    docs += [("team", {"name": "a\x85b"}), ("platform", {"name": 6.0})]
+    assert any(e.validator == "pattern" for e in specschema._validator("team").iter_errors({"name": "team-a\n"}))
+    vouched = passed = 0
+    for kind, data in docs:
+        python = not any(specschema._validator(kind).iter_errors(data))
+        fast = specschema._vouched(kind, data)
+        assert python or not fast, (kind, data)
+        vouched += fast
+        passed += python and specschema._plain(data)
+    assert vouched == passed > 1000, (vouched, passed, len(docs))  # and it is not merely cautious
+
+
 def test_a_spec_from_the_cache_tells_the_same_positions():
     from kflowgen.loader import from_json, load_bytes, to_json
 
