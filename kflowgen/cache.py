@@ -170,12 +170,38 @@ def tree_digest(folder: Path) -> str:
     return key(*(f"{path}:{oid}" for path, oid in tree_ids(folder).items()))
 
 
+# Libraries whose behaviour decides results kflowgen caches (spec parsing and schema checks): module -> distribution.
+LIBRARIES = {"yaml": "pyyaml", "jsonschema": "jsonschema", "jsonschema_rs": "jsonschema_rs"}
+
+
 @functools.cache
 def code_digest() -> str:
-    """One digest over kflowgen's own code and spec schemas: entries computed by Python code (loaded specs,
-    rendered files) are keyed on it, so a changed kflowgen never reads what another one wrote."""
+    """One digest over kflowgen's own code and spec schemas, and the versions of the libraries that decide its
+    results: entries computed by Python code (loaded specs, rendered files) are keyed on it, so a changed kflowgen
+    or library never reads what another one wrote."""
     package = Path(__file__).resolve().parent
-    h = hashlib.sha256()
+    h = hashlib.sha256(" ".join(f"{m} {dist_version(m)}" for m in LIBRARIES).encode() + b"\0")
     for p in sorted(package.rglob("*.py")) + sorted((package / "schemas").glob("*.json")):
         h.update(p.relative_to(package).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+@functools.cache
+def dist_version(module: str) -> str:
+    """An installed library's version, from its install record beside it (importlib.metadata costs 30 ms)."""
+    import importlib.util
+
+    dist = LIBRARIES.get(module, module).lower().replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec and spec.origin:
+        folder = Path(spec.origin).parent.parent if spec.submodule_search_locations else Path(spec.origin).parent
+        found = [e.name for e in os.scandir(folder) if e.name.endswith(".dist-info")
+                 and e.name.rsplit("-", 1)[0].lower().replace("-", "_") == dist]
+        if len(found) == 1:
+            return found[0].removesuffix(".dist-info").rsplit("-", 1)[1]
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(LIBRARIES.get(module, module))
+    except PackageNotFoundError:
+        return "unknown"

@@ -77,17 +77,10 @@ class Prechecker:
         self._validators: dict[tuple[str, str], Any] = {}
 
     @staticmethod
-    @functools.cache
     def version() -> str:
-        """jsonschema-rs's version, from its install record beside the package (importlib.metadata costs 30 ms)."""
-        spec = importlib.util.find_spec("jsonschema_rs")
-        if spec and spec.submodule_search_locations:
-            found = sorted(Path(spec.submodule_search_locations[0]).parent.glob("jsonschema_rs-*.dist-info"))
-            if len(found) == 1:
-                return found[0].name.removeprefix("jsonschema_rs-").removesuffix(".dist-info")
-        from importlib.metadata import version
+        from .cache import dist_version
 
-        return version("jsonschema-rs")
+        return dist_version("jsonschema_rs")
 
     def passes(self, obj: Any) -> bool:
         if not isinstance(obj, dict):

@@ -331,6 +331,23 @@ def test_schema_findings_are_kubeconforms_with_or_without_the_prechecker(example
     assert found[0][0].message.startswith("ConfigMap recsys/ranker-config: /metadata"), found  # kubeconform's words
 
 
+def test_a_new_parsing_or_schema_library_is_a_new_code_digest(monkeypatch):
+    """Spec results, renders and rule findings are keyed on the code digest: it names PyYAML's, jsonschema's and
+    jsonschema-rs's versions as well as kflowgen's code."""
+    real = cache.dist_version
+    assert real("jsonschema_rs") == kschemas.Prechecker.version() != "unknown" and real("yaml") != "unknown"
+    before = cache.code_digest()
+    for module in cache.LIBRARIES:
+        cache.code_digest.cache_clear()
+        monkeypatch.setattr(cache, "dist_version", lambda m, module=module: "0.0.1" if m == module else real(m))
+        try:
+            assert cache.code_digest() != before, module
+        finally:
+            cache.code_digest.cache_clear()
+    monkeypatch.setattr(cache, "dist_version", real)
+    assert cache.code_digest() == before
+
+
 def test_packed_files_come_back_byte_for_byte():
     files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50}
     assert pipeline.unpack(pipeline.pack(files)) == files and list(pipeline.unpack(pipeline.pack(files))) == list(files)
