@@ -3,6 +3,7 @@ builds (PyYAML's representer cost ~1 ms a file). Strings are plain only when eve
 takes them as the same string; otherwise they are double-quoted (JSON escapes are valid YAML)."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -45,6 +46,7 @@ def _scalar(value) -> str:
     raise TypeError(f"cannot emit {type(value).__name__}")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # keys and most values recur in every file: a lookup instead of regexes
 def _string(value: str) -> str:
     plain = _PLAIN.fullmatch(value) or (value[:1] == "-" and _PLAIN.fullmatch(value[1:]) and value[1:2] != "-"
                                         or value[:2] == "--" and _PLAIN.fullmatch(value[2:]) and value[2:3] != "-")
