@@ -289,10 +289,32 @@ def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: 
     return {"runPolicy": policy, "pytorchReplicaSpecs": {"Master": replicas(1), "Worker": replicas(exp.workers - 1)}}
 
 
+# (experiment, team and platform spec files, trial) -> content hash: the rules name every trial's Job in the main
+# process, and the render workers it forks afterwards find the hashes here instead of rendering each object twice.
+_DIGESTS: dict[tuple, str] = {}
+
+
+def trial_digest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) -> str:
+    """The hash of a trial's object rendered without its name and trial label, which carry it."""
+    sources = (exp.source, team.source, p.source)
+    key = (*(f"{s.path}:{s.digest}" for s in sources), *trial.items()) if all(s.digest for s in sources) else None
+    digest = _DIGESTS.get(key) if key else None
+    if digest is None:
+        digest = content_hash(API[exp.kind], exp.kind, _spec(exp, team, p, trial, None), trial)
+        if key:
+            _DIGESTS[key] = digest
+    return digest
+
+
+def trial_name(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) -> str:
+    """The Job (or PyTorchJob, TFJob) name of a trial: manifest(...)["metadata"]["name"], without the object."""
+    return job_name(exp.name, trial, trial_digest(exp, team, p, trial), name_budget(exp))
+
+
 def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) -> dict:
     """One trial's object. Its name and trial label carry the hash of the object rendered without them."""
     api = API[exp.kind]
-    digest = content_hash(api, exp.kind, _spec(exp, team, p, trial, None), trial)
+    digest = trial_digest(exp, team, p, trial)
     tag = digest[:HASH_LEN]
     meta = {"name": job_name(exp.name, trial, digest, name_budget(exp)),
             "labels": {LABEL_EXPERIMENT: exp.name, LABEL_TRIAL: tag},
@@ -328,6 +350,6 @@ def explain(exp: Experiment, team: Team, platform: Platform) -> str:
         lines.append(f"  {env}: namespace {team.namespace} on cluster {cluster}")
     lines.append("  Trials (Job name: command line):")
     for t in runs:
-        name = manifest(exp, team, platform, t)["metadata"]["name"]
+        name = trial_name(exp, team, platform, t)
         lines.append(f"    {name}: {shlex.join([*exp.command, *arguments(exp, t)])}")
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from kflowgen import diagnostics, emit, kschemas, specschema
 from kflowgen import experiments as X
-from kflowgen.loader import SpecFile, load_file, load_text
+from kflowgen.loader import SpecFile, load_bytes, load_file, load_text
 from kflowgen.model import Model, platform_from, team_from
 from kflowgen.rules import experiments as rule
 
@@ -273,6 +273,24 @@ def test_names_do_not_depend_on_the_process(tmp_path):
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rel", EXAMPLES)
+def test_trial_names_are_the_rendered_names_and_hashes_are_remembered_per_spec_file(rel, monkeypatch):
+    monkeypatch.setattr(X, "_DIGESTS", {})
+    exp = example(rel)
+    team = TEAMS[exp.team]
+    names = [X.trial_name(exp, team, MODEL.platform, t) for t in X.trials(exp)]
+    assert len(X._DIGESTS) == len(names) and exp.source.digest
+    assert names == [X.manifest(exp, team, MODEL.platform, t)["metadata"]["name"] for t in X.trials(exp)]
+    monkeypatch.setattr(X, "_DIGESTS", {})
+    assert names == [X.manifest(exp, team, MODEL.platform, t)["metadata"]["name"] for t in X.trials(exp)]
+    # the same experiment from other bytes (one more comment) is hashed again, under its own key
+    changed, _ = load_bytes((PROJECT / rel).read_bytes() + b"# changed\n", rel)
+    again = X.experiment_from(changed)
+    assert again.source.digest not in ("", exp.source.digest)
+    [X.trial_name(again, team, MODEL.platform, t) for t in X.trials(again)]
+    assert len(X._DIGESTS) == 2 * len(names)
+
 
 def test_example_experiments_render():
     files = {(rel, env): X.render_experiment(e, TEAMS[e.team], MODEL.platform, env)

@@ -6,7 +6,7 @@ from fractions import Fraction
 from .. import quantity
 from .hints import close
 from ..diagnostics import error, warning
-from ..experiments import MAX_TRIALS, Experiment, Range, manifest, sweep_size, trials
+from ..experiments import MAX_TRIALS, Experiment, Range, sweep_size, trial_name, trials
 from .images import allowed
 
 
@@ -64,7 +64,7 @@ def check(model, experiments: list[Experiment]):
             else:
                 yield from _quota(exp, team.quota[env], env, len(runs))
         for t in runs:
-            name = manifest(exp, team, p, t)["metadata"]["name"]
+            name = trial_name(exp, team, p, t)
             if (exp.team, name) in jobs:
                 yield error(path, src.at("/sweep"), "KF328", f"two trials get the same Job name {name} "
                             f"(the other is in {jobs[exp.team, name]})",
