@@ -190,19 +190,20 @@ def _stage(progress, total: int, what: str):
 _RENDERING: tuple | None = None  # (model, store, keys) that forked render workers see
 
 
-def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], str | None]]:
+def _render_units(batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], str | None, dict]]:
     """Files of render units not in the cache, rendered (and cached when the unit has a key), each with the sha256
-    of its cache entry."""
+    of its cache entry and the objects of its files in plain directories of manifests."""
     assert _RENDERING is not None
     model, store, keys = _RENDERING
     out = []
     for unit in batch:
-        files, digest = render_mod.unit_files(model, *unit), None
+        objects: dict = {}
+        files, digest = render_mod.unit_files(model, *unit, objects), None
         if keys[unit]:
             body = pack(files)
             store.put("render", keys[unit], body)
             digest = hashlib.sha256(body).hexdigest()
-        out.append((files, digest))
+        out.append((files, digest, objects))
     return out
 
 
@@ -250,11 +251,13 @@ def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) ->
         _RENDERING = None
     files: dict[str, bytes] = {}
     origin: dict[str, str | None] = {}
+    objects: dict = {}
     for unit, k in keys.items():
         if cached[unit] is not None:
             unit_files, digest = unpack(cached[unit][0]), cached[unit][1]
         else:
-            unit_files, digest = made[unit]
+            unit_files, digest, unit_objects = made[unit]
+            objects.update(unit_objects)
         files.update(unit_files)
         if k:
             store.count(cached[unit] is not None)
@@ -263,15 +266,19 @@ def render_cached(model: Model, store: cache.Cache, jobs: int, progress=None) ->
             origin[folder] = digest if origin.get(folder, digest) == digest else None
     out = Rendered(sorted(files.items()))
     out.origin = {folder: k for folder, k in origin.items() if k}
+    out.objects = objects
     return out
 
 
 class Rendered(dict):
     """render_cached's files, {path: bytes}, knowing for each folder whose files all come from one cached unit the
     sha256 of that unit's files (its cache entry, checked when read): an overlay's build is keyed on it without
-    hashing the overlay's files again. Not to be changed after rendering (a copy, dict(files), knows no units)."""
+    hashing the overlay's files again; and, for files of plain directories of manifests rendered in this run (not
+    read from the cache), the object each file holds, so they need not be parsed. Not to be changed after rendering
+    (a copy, dict(files), knows neither)."""
 
     origin: dict[str, str] = {}
+    objects: dict[str, dict] = {}
 
 
 def spec_files(root: Path, snapshot: dict[str, bytes] | None = None) -> list[tuple[str, str]]:
@@ -321,7 +328,8 @@ class Built:
     tools: dict[str, str] = field(default_factory=dict)
     rebuilt: int = 0  # overlays built by kustomize in this run (the rest came from the cache)
     keys: dict[str, str] = field(default_factory=dict)  # overlay -> its entry in the build cache
-    parsed: dict[str, list] = field(default_factory=dict)  # objects of overlays built now, when the builder gave them
+    # objects of overlays built now, when the builder gave them, and of plain directories rendered now
+    parsed: dict[str, list] = field(default_factory=dict)
 
 
 def is_directory_source(folder: str) -> bool:
@@ -384,6 +392,11 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     built = Built(tools={"kustomize": kustomize.version})
     diags: list[Diagnostic] = []
     results: dict[str, str | Diagnostic] = {o: directory_manifests(files, o) for o in overlays if is_directory_source(o)}
+    rendered = files.objects if isinstance(files, Rendered) else {}
+    for folder in results if rendered else ():  # the objects of a plain directory, when the renderer gave them all
+        rels = directory_files(files, folder)
+        if all(rel in rendered for rel in rels):
+            built.parsed[folder] = [rendered[rel] for rel in rels]
     keys = overlay_keys(root, files, [o for o in overlays if o not in results], kustomize)
     built.keys = keys
     for overlay, hit in zip(keys, store.read_many("build", keys.values(), text=True)):
@@ -445,11 +458,16 @@ def _same_on_disk(root: Path, overlay: str, rels: list[str], files: dict[str, by
             and all(writer.same(os.path.join(root, r), files[r]) for r in rels))
 
 
-def directory_manifests(files: dict[str, bytes], folder: str) -> str:
-    """What Argo CD reads from a plain directory source: every .yaml file in it (not below it), in name order."""
+def directory_files(files: dict[str, bytes], folder: str) -> list[str]:
+    """The files Argo CD reads from a plain directory source: every .yaml file in it (not below it), in name order."""
     prefix = folder + "/"
-    return "---\n".join(files[rel].decode("utf-8") for rel in sorted(
-        rel for rel in files if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml")))
+    return sorted(rel for rel in files
+                  if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml"))
+
+
+def directory_manifests(files: dict[str, bytes], folder: str) -> str:
+    """What Argo CD reads from a plain directory source: its files' texts, one document each."""
+    return "---\n".join(files[rel].decode("utf-8") for rel in directory_files(files, folder))
 
 
 _VISIBLE = re.compile(r"\S")

@@ -35,10 +35,11 @@ def units(model: Model) -> list[tuple[str, str]]:
     return [(env, name) for env in model.platform.environments for name in ["", *(t.name for t in model.teams_in(env))]]
 
 
-def unit_files(model: Model, env: str, team: str) -> dict[str, bytes]:
-    """One unit's files, rendered from exactly the inputs unit_sources names."""
+def unit_files(model: Model, env: str, team: str, objects: dict | None = None) -> dict[str, bytes]:
+    """One unit's files, rendered from exactly the inputs unit_sources names. With objects, the object of each file
+    of a plain directory of manifests (overlays/<env>/argocd) is also put there, by path: what the file reads as."""
     kind, args, _ = _unit(model, env, team)
-    return shared_files(*args()) if kind == "shared" else team_files(*args())
+    return shared_files(*args(), objects=objects) if kind == "shared" else team_files(*args(), objects=objects)
 
 
 def unit_sources(model: Model, env: str, team: str) -> list:
@@ -65,21 +66,29 @@ def _source(seq, i: int):
     return seq.specs[i] if isinstance(seq, Deferred) else seq[i].source
 
 
-def shared_files(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:
+def shared_files(p: Platform, teams: list[Team], env: str, objects: dict | None = None) -> dict[str, bytes]:
     """What all teams of an environment share, from exactly these inputs: the JupyterHub values and the Argo CD
     bootstrap."""
     out = {f"overlays/{env}/jupyterhub/values.yaml": document(hub_values(p, teams), _sources(p, teams))}
-    out.update(_argocd_shared(p, teams, env))
+    out.update(_documents(_argocd_shared(p, teams, env), objects))
     return out
 
 
-def team_files(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, bytes]:
+def team_files(p: Platform, t: Team, served: list, experiments: list, env: str,
+               objects: dict | None = None) -> dict[str, bytes]:
     """Everything one team adds to an environment, from exactly these inputs (the result cache keys on their spec
     files): its platform overlay, its workloads overlay, and its Argo CD project and Applications."""
     out = _team_platform(p, t, env)
     out.update(_team_workloads(p, t, served, experiments, env))
-    out.update(_argocd_team(p, t, env))
+    out.update(_documents(_argocd_team(p, t, env), objects))
     return out
+
+
+def _documents(docs: dict[str, tuple[dict, list[str]]], objects: dict | None) -> dict[str, bytes]:
+    """{path: (object, sources)} as files; the objects also go to objects, when given."""
+    if objects is not None:
+        objects.update((path, obj) for path, (obj, _) in docs.items())
+    return {path: document(obj, src) for path, (obj, src) in docs.items()}
 
 
 def _sources(p: Platform, teams) -> list[str]:
@@ -308,7 +317,7 @@ def _git(p: Platform, path: str) -> dict:
     return {"repoURL": p.repo_url, "targetRevision": p.revision, "path": path}
 
 
-def _argocd_shared(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]:
+def _argocd_shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[dict, list[str]]]:
     """overlays/<env>/argocd: a plain directory of manifests, not a kustomization. Argo CD applies the files as they
     are, and nothing has to build one list of every team's projects and Applications (kustomize's cost grows faster
     than linearly with that list). Each team's own files are written by _argocd_team."""
@@ -335,10 +344,10 @@ def _argocd_shared(p: Platform, teams: list[Team], env: str) -> dict[str, bytes]
                            "valueFiles": [f"$values/overlays/{env}/jupyterhub/values.yaml"]}},
                  {"repoURL": p.repo_url, "targetRevision": p.revision, "ref": "values"}],
         options=("CreateNamespace=true", "ServerSideApply=true")), psrc)
-    return {f"{base}/{name}": document(obj, src) for name, (obj, src) in docs.items()}
+    return {f"{base}/{name}": doc for name, doc in docs.items()}
 
 
-def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, bytes]:
+def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
     """A team's AppProject and its platform and workloads Applications, in overlays/<env>/argocd."""
     cluster = p.environments[env].cluster
     src = [t.source.path, p.source.path]
@@ -349,13 +358,13 @@ def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, bytes]:
                            for verb in ("get", "sync")]}] if groups else None
     base = f"overlays/{env}/argocd"
     return {
-        f"{base}/appproject.{t.name}.yaml": document(_project(
+        f"{base}/appproject.{t.name}.yaml": (_project(
             p, env, f"{env}-{t.name}", f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
             [p.repo_url], [(cluster, t.namespace)], [], TEAM_KINDS, roles, t.name), src),
-        f"{base}/application.{t.name}-platform.yaml": document(_app(
+        f"{base}/application.{t.name}-platform.yaml": (_app(
             p, env, f"{env}-{t.name}-platform", f"{env}-platform", cluster, t.namespace,
             source=_git(p, f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src),
-        f"{base}/application.{t.name}-workloads.yaml": document(_app(
+        f"{base}/application.{t.name}-workloads.yaml": (_app(
             p, env, f"{env}-{t.name}-workloads", f"{env}-{t.name}", cluster, t.namespace,
             source=_git(p, f"overlays/{env}/teams/{t.name}/workloads"), team=t.name, allow_empty=True), src),
     }

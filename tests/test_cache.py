@@ -208,6 +208,28 @@ def test_objects_the_builder_gives_are_the_parsed_yaml(example_repo):
     assert result.parsed == policy.parse({o: result.overlays[o] for o in result.parsed})
 
 
+@pytest.mark.parametrize("forked", [False, True])
+def test_objects_the_renderer_gives_for_plain_directories_are_the_parsed_yaml(example_repo, store, monkeypatch, forked):
+    """The Argo CD folders are not parsed when their files were rendered in this run: the renderer's objects are
+    what the files read as. Folders with files from the cache are parsed as before."""
+    if forked:  # render workers hand the objects back
+        monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    model, _ = pipeline.load(example_repo)
+    files = pipeline.render_cached(model, store, 2)
+    result, diags = pipeline.build(example_repo, files, pipeline.overlays_of(files), 2)
+    plain = {o for o in result.overlays if pipeline.is_directory_source(o)}
+    assert not diags and plain and set(result.parsed) == set(result.overlays)
+    assert result.parsed == policy.parse(result.overlays)
+    team = example_repo / "specs/teams/nlp.yaml"
+    team.write_text(team.read_text() + "# changed\n")  # nlp's units are rendered again, the others come from the cache
+    model, _ = pipeline.load(example_repo)
+    files = pipeline.render_cached(model, store, 2)
+    every = [rel for folder in plain for rel in pipeline.directory_files(files, folder)]
+    assert 0 < len(files.objects) < len(every) and any(".nlp" in rel for rel in files.objects)
+    again, _ = pipeline.build(example_repo, files, pipeline.overlays_of(files), 2)
+    assert set(again.parsed) == set(again.overlays) - plain and again.overlays == result.overlays
+
+
 def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_rendered_files(example_repo, monkeypatch):
     want = built(example_repo, cache.Cache(None))
     quota = example_repo / "overlays/prod/teams/recsys/platform/resourcequota.team.yaml"

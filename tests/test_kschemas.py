@@ -336,23 +336,26 @@ def test_crd_metadata_is_checked_as_object_meta(gadget_folder: Path) -> None:
 
 # --- the prechecker: jsonschema-rs vouches only for what kubeconform passes ------------------------------------------
 
-def kubeconform_verdicts(folder: Path, docs: list[Any], tmp_path: Path) -> list[str]:
-    """kubeconform -strict's status for each document, each from its own file (written as JSON, which kubeconform
-    reads as YAML with the very values Python holds)."""
+def kubeconform_verdicts(folder: Path, docs: list[Any], tmp_path: Path, emitted: bool = False) -> list[str]:
+    """kubeconform -strict's status for each document, each from its own file: written as JSON, which kubeconform
+    reads as YAML with the very values Python holds, or (emitted) as kflowgen's emitter writes rendered files."""
+    from kflowgen import emit
+
     assert KUBECONFORM is not None
+    suffix = ".yaml" if emitted else ".json"
     for i, doc in enumerate(docs):
-        (tmp_path / f"{i:06d}.json").write_text(json.dumps(doc))
+        (tmp_path / f"{i:06d}{suffix}").write_text(emit.dump(doc) if emitted else json.dumps(doc), encoding="utf-8")
     cmd = [KUBECONFORM, "-strict", "-verbose", "-output", "json", "-n", "2", *kubeconform_args(folder), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     status = {Path(r["filename"]).name: r["status"] for r in json.loads(proc.stdout)["resources"]}
-    return [status[f"{i:06d}.json"] for i in range(len(docs))]
+    return [status[f"{i:06d}{suffix}"] for i in range(len(docs))]
 
 
-def assert_prechecker_agrees(folder: Path, docs: list[Any], tmp_path: Path) -> tuple[int, int]:
+def assert_prechecker_agrees(folder: Path, docs: list[Any], tmp_path: Path, emitted: bool = False) -> tuple[int, int]:
     from kflowgen.kschemas import Prechecker
 
     checker = Prechecker(folder)
-    verdicts = kubeconform_verdicts(folder, docs, tmp_path)
+    verdicts = kubeconform_verdicts(folder, docs, tmp_path, emitted)
     vouched = [checker.passes(doc) for doc in docs]
     wrong = [(doc, v) for doc, v, ok in zip(docs, verdicts, vouched) if ok and v != "statusValid"]
     assert not wrong, f"the prechecker passed {len(wrong)} objects kubeconform refuses, e.g. {wrong[:2]}"
@@ -397,10 +400,17 @@ def test_prechecker_agrees_with_kubeconform_on_the_example_repository(folder: Pa
     built, diags = pipeline.build(root, files, pipeline.overlays_of(files), 2)
     assert not diags and built.parsed
     objects = [o for overlay in sorted(built.parsed) for o in built.parsed[overlay]]
+    assert {"Application", "AppProject"} <= {o["kind"] for o in objects}  # the Argo CD folders, as rendered
     one_each = {(o["apiVersion"], o["kind"]): o for o in objects}
     docs = objects + [m for o in one_each.values() for m in mutations(o)]
     good, bad = assert_prechecker_agrees(folder, docs, tmp_path)
     assert good >= len(objects) and bad > 1000, (good, bad)
+    # objects the renderer holds are vouched for as kubeconform reads the files kflowgen's emitter writes of them
+    emitted = [o for overlay in sorted(built.parsed) if pipeline.is_directory_source(overlay)
+               for o in built.parsed[overlay]]
+    emitted += [m for o in emitted[:1] + [o for o in emitted if o["kind"] == "AppProject"][:1] for m in mutations(o)]
+    (tmp_path / "emitted").mkdir()
+    assert_prechecker_agrees(folder, emitted, tmp_path / "emitted", emitted=True)
 
 
 # Patterns RE2 and jsonschema-rs read differently (or that RE2 refuses), and numbers a float64 rounds: schemas holding
