@@ -73,7 +73,8 @@ def mutations(obj) -> list:
             for i, value in enumerate(node):
                 walk(value, lambda new, i=i: put(node[:i] + [new] + node[i + 1:]))
         else:
-            swaps = {str: [7, "", None, "x" * 300, "1.5Gi", "-1", "a\x85b", "a\x1cb", "end\n", "\u00e9"],
+            swaps = {str: [7, "", None, "x" * 300, "1.5Gi", "-1", "a\x85b", "a\x1cb", "end\n", "\u00e9", "-0x10",
+                           "1:30.5"],
                      bool: ["true", 0], int: ["7", -1, 1.5, 0, 2 ** 40, 6.0],
                      float: [1, "1.5"], type(None): ["", 0, {}]}
             out.extend(put(v) for v in swaps[type(node)])

@@ -10,7 +10,10 @@ from kflowgen.loader import load_text
 TRICKY = ["y", "n", "yes", "No", "on", "OFF", "true", "null", "~", "", "1e6", "1e-3", "0777", "0x1F", "1:30",
           "2024-01-01", "12", "-1", "1.5", ".inf", ".nan", "=", "<<", "1_000", "plain", "a: b", "- x", "#c",
           "@at", "multi\nline", "ümlaut", "16Gi", "500m", "nvidia.com/gpu", "-x", "--flag=1", "---", "- x", "--",
-          "-1", "-.5", "a: b", "https://x.example.com:6443/p", "x #y", "x#y", "trailing ", "key:"]
+          "-1", "-.5", "a: b", "https://x.example.com:6443/p", "x #y", "x#y", "trailing ", "key:",
+          # numbers to YAML 1.1 or to Go's yaml.v2: signed base prefixes, base-60 floats, underscores, inf and nan
+          "-0x10", "-0b11", "-0x_1", "+0o7", "1:30.5", "-1:30.5", ".5_", "-_1", "0x1p-2", "-inf", "+Infinity",
+          "-nan", "1_0", "00", "-0777"]
 
 
 @pytest.mark.parametrize("value", TRICKY)
@@ -41,6 +44,15 @@ scalars = (st.none() | st.booleans() | st.integers(-10**12, 10**12)
            | st.floats(allow_nan=False, allow_infinity=False, width=64) | st.text(max_size=40))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(st.text(min_size=1, max_size=12), inner, max_size=4), max_leaves=25)
+
+
+@settings(max_examples=2000, deadline=None, derandomize=True)
+@given(st.from_regex(r"[-+.]?[0-9._:]{0,3}(0[xbo])?[0-9a-fA-F._:eEpP+-]{0,6}(inf|nan|Inf)?", fullmatch=True))
+def test_number_like_strings_read_back_as_strings(value):
+    text = dump({"k": value})
+    assert yaml.safe_load(text) == {"k": value}, text
+    spec, diags = load_text(text, "x.yaml")
+    assert not diags and spec.data == {"k": value}, (text, diags)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
