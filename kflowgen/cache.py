@@ -171,7 +171,8 @@ def tree_digest(folder: Path) -> str:
 
 
 # Libraries whose behaviour decides results kflowgen caches (spec parsing and schema checks): module -> distribution.
-LIBRARIES = {"yaml": "pyyaml", "jsonschema": "jsonschema", "jsonschema_rs": "jsonschema_rs"}
+LIBRARIES = {"yaml": "pyyaml", "jsonschema": "jsonschema", "jsonschema_rs": "jsonschema_rs",
+             "referencing": "referencing", "jsonschema_specifications": "jsonschema_specifications"}
 
 
 @functools.cache
@@ -197,8 +198,8 @@ def dist_version(module: str) -> str:
         folder = Path(spec.origin).parent.parent if spec.submodule_search_locations else Path(spec.origin).parent
         found = [e.name for e in os.scandir(folder) if e.name.endswith(".dist-info")
                  and e.name.rsplit("-", 1)[0].lower().replace("-", "_") == dist]
-        if len(found) == 1:
-            return found[0].removesuffix(".dist-info").rsplit("-", 1)[1]
+        if found:  # several records (a leftover of an upgrade): all of them, so that any change shows
+            return "+".join(sorted(name.removesuffix(".dist-info").rsplit("-", 1)[1] for name in found))
     from importlib.metadata import PackageNotFoundError, version
 
     try:

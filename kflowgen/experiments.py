@@ -302,6 +302,8 @@ def trial_digest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]
     if digest is None:
         digest = content_hash(API[exp.kind], exp.kind, _spec(exp, team, p, trial, None), trial)
         if key:
+            if len(_DIGESTS) >= 1 << 18:  # a long-lived process: start again rather than grow without end
+                _DIGESTS.clear()
             _DIGESTS[key] = digest
     return digest
 

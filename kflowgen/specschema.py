@@ -38,17 +38,18 @@ def validator_class():
 @cache
 def _end_anchored(pattern: str) -> re.Pattern:
     """pattern with every `$` outside a character class made `\\Z` (the end of the text, and nothing else)."""
-    out, i, in_class = [], 0, False
+    out, i, first = [], 0, -1  # first: where the open class's first member is (a "]" there is a member); -1: none
     while i < len(pattern):
         c = pattern[i]
         if c == "\\":
             out.append(pattern[i:i + 2])
             i += 2
             continue
-        if in_class:
-            in_class = c != "]" or pattern[i - 1] == "[" or pattern[i - 2:i] == "[^"
+        if first >= 0:
+            if c == "]" and i != first:
+                first = -1
         elif c == "[":
-            in_class = True
+            first = i + 2 if pattern[i + 1:i + 2] == "^" else i + 1
         elif c == "$":
             c = "\\Z"
         out.append(c)
