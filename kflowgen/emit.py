@@ -76,21 +76,16 @@ def _number_to_go(value: str) -> bool:
 
 def _yaml_1_1_tag(value: str) -> str:
     """The tag PyYAML (YAML 1.1) gives the plain scalar."""
-    return _resolver().resolve(_scalar_node(), value, (True, False))
+    resolve, node = _resolver()
+    return resolve(node, value, (True, False))
 
 
 @functools.cache
 def _resolver():
+    """PyYAML's resolver, made once (making one per string costs a fifth of rendering)."""
     import yaml  # the loader has imported it already
 
-    return yaml.resolver.Resolver()
-
-
-@functools.cache
-def _scalar_node():
-    import yaml
-
-    return yaml.nodes.ScalarNode
+    return yaml.resolver.Resolver().resolve, yaml.nodes.ScalarNode
 
 
 # Characters YAML does not allow unescaped (JSON escapes the C0 controls already); \x85 is a line break to YAML 1.1.

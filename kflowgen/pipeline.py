@@ -391,10 +391,12 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     store = store or cache.Cache(None)
     built = Built(tools={"kustomize": kustomize.version})
     diags: list[Diagnostic] = []
-    results: dict[str, str | Diagnostic] = {o: directory_manifests(files, o) for o in overlays if is_directory_source(o)}
+    plain = {o: directory_files(files, o) for o in overlays if is_directory_source(o)}
+    # what Argo CD reads from a plain directory: its files' texts, one document each
+    results: dict[str, str | Diagnostic] = {o: "---\n".join(files[rel].decode("utf-8") for rel in rels)
+                                            for o, rels in plain.items()}
     rendered = files.objects if isinstance(files, Rendered) else {}
-    for folder in results if rendered else ():  # the objects of a plain directory, when the renderer gave them all
-        rels = directory_files(files, folder)
+    for folder, rels in plain.items() if rendered else ():  # their objects, when the renderer gave them all
         if all(rel in rendered for rel in rels):
             built.parsed[folder] = [rendered[rel] for rel in rels]
     keys = overlay_keys(root, files, [o for o in overlays if o not in results], kustomize)
@@ -463,11 +465,6 @@ def directory_files(files: dict[str, bytes], folder: str) -> list[str]:
     prefix = folder + "/"
     return sorted(rel for rel in files
                   if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml"))
-
-
-def directory_manifests(files: dict[str, bytes], folder: str) -> str:
-    """What Argo CD reads from a plain directory source: its files' texts, one document each."""
-    return "---\n".join(files[rel].decode("utf-8") for rel in directory_files(files, folder))
 
 
 _VISIBLE = re.compile(r"\S")
