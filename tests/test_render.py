@@ -100,3 +100,34 @@ def test_every_team_namespace_has_a_gpu_quota_line_for_every_gpu_resource():
         if rel.endswith("resourcequota.team.yaml"):
             hard = yaml.safe_load(data)["spec"]["hard"]
             assert "requests.nvidia.com/gpu" in hard, rel
+
+
+def test_workloads_files_hold_what_the_namespace_and_labels_transformers_would_give(example_repo, tmp_path):
+    """A workloads overlay's files carry the team namespace and the standard labels themselves. Taking them out of
+    the files and into the kustomization's `namespace` and `labels` fields (the shape of a platform overlay) builds
+    byte-identical output with the real kustomize."""
+    from kflowgen import tools
+    from kflowgen.render import LABEL_ENV, LABEL_TEAM
+
+    kustomize = tools.find("kustomize", example_repo)
+    overlays = sorted(p.parent for p in (example_repo / "overlays").glob("*/teams/*/workloads/kustomization.yaml"))
+    assert len(overlays) >= 6
+    standard = ("app.kubernetes.io/managed-by", LABEL_ENV, LABEL_TEAM)
+    for overlay in overlays:
+        env, team = overlay.parts[-4], overlay.parts[-2]
+        old = tmp_path / env / team
+        old.mkdir(parents=True)
+        kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+        assert set(kustomization) == {"apiVersion", "kind", "resources"}
+        for name in kustomization["resources"]:
+            obj = yaml.safe_load((overlay / name).read_text())
+            meta = obj["metadata"]
+            namespace = meta.pop("namespace")
+            labels = {k: meta["labels"].pop(k) for k in standard}
+            (old / name).write_text(yaml.safe_dump(obj))
+        assert labels == {"app.kubernetes.io/managed-by": "kflowgen", LABEL_ENV: env, LABEL_TEAM: team}
+        kustomization.update(namespace=namespace, labels=[{"pairs": labels, "includeSelectors": False}])
+        (old / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        new_out, old_out = (subprocess.run([*kustomize.argv, str(d)], capture_output=True, text=True,
+                                           check=True).stdout for d in (overlay, old))
+        assert new_out == old_out and f"namespace: {namespace}\n" in new_out
