@@ -87,7 +87,13 @@ class SpecFile:
 
 
 def pointer(parts) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    return "".join(map(_step, parts))
+
+
+def _step(part) -> str:
+    """One JSON pointer step: "/" and the part, escaped (RFC 6901)."""
+    part = str(part)
+    return "/" + (part.replace("~", "~0").replace("/", "~1") if "~" in part or "/" in part else part)
 
 
 def _scalar(value: str, tag: str | None, plain: bool):
@@ -224,7 +230,7 @@ def _document(events, spec: SpecFile, diags: list[Diagnostic]):
     if isinstance(ev, yaml.StreamEndEvent):
         raise _Refused(error(spec.path, (1, 1), "KF104", "file is empty", "a spec is one YAML mapping"))
     counter = [0]
-    data = _node(next(it), it, spec, diags, [], 0, counter)
+    data = _node(next(it), it, spec, diags, "", False, 0, counter)
     ev = next(it)  # DocumentEnd
     ev = next(it)
     if not isinstance(ev, yaml.StreamEndEvent):
@@ -250,7 +256,9 @@ def _yaml11(value: str, spec: SpecFile, pos: tuple[int, int], diags: list[Diagno
                            f'quote it: "{value}"'))
 
 
-def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[int]):
+def _node(ev, it, spec: SpecFile, diags, here: str, key: bool, depth: int, counter: list[int]):
+    """The value of the node that starts with event ev; positions and raw texts recorded in spec under their JSON
+    pointers (here is the node's own; a key's are not kept)."""
     counter[0] += 1
     pos = (ev.start_mark.line + 1, ev.start_mark.column + 1)
     if depth > MAX_DEPTH:
@@ -271,12 +279,13 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
         shown = "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
         raise _Refused(error(spec.path, pos, "KF103", f"tag '{shown}' is not allowed in specs",
                              "remove the tag; values are plain strings, numbers, booleans, lists and mappings"))
-    here = pointer(parts)
-    spec.values[here] = pos
+    if not key:
+        spec.values[here] = pos
     if isinstance(ev, yaml.ScalarEvent):
         if not ev.style:
-            spec.raw[here] = ev.value
-            if tag is None and not (parts and parts[-1] == "\x00key" and ev.value in "yYnN"):
+            if not key:
+                spec.raw[here] = ev.value
+            if tag is None and not (key and ev.value in "yYnN"):
                 _yaml11(ev.value, spec, pos, diags)  # (a key named n or y is common and a string to PyYAML too)
             if len(ev.value) > MAX_NUMBER and _INT.match(ev.value):
                 diags.append(error(spec.path, pos, "KF204", f"number {ev.value[:12]}... has {len(ev.value)} characters",
@@ -286,32 +295,31 @@ def _node(ev, it, spec: SpecFile, diags, parts: list, depth: int, counter: list[
     if isinstance(ev, yaml.SequenceStartEvent):
         out = []
         while not isinstance(ev := next(it), yaml.SequenceEndEvent):
-            out.append(_node(ev, it, spec, diags, parts + [len(out)], depth + 1, counter))
+            out.append(_node(ev, it, spec, diags, f"{here}/{len(out)}", False, depth + 1, counter))
         return out
     if isinstance(ev, yaml.MappingStartEvent):
         out: dict = {}
         first: dict[str, tuple[int, int]] = {}
         while not isinstance(kev := next(it), yaml.MappingEndEvent):
             kpos = (kev.start_mark.line + 1, kev.start_mark.column + 1)
-            key = _node(kev, it, spec, diags, parts + ["\x00key"], depth + 1, counter)
-            spec.raw.pop(pointer(parts + ["\x00key"]), None)
-            if not isinstance(key, str):
+            name = _node(kev, it, spec, diags, here, True, depth + 1, counter)
+            if not isinstance(name, str):
                 if isinstance(kev, yaml.ScalarEvent):
                     shown = kev.value or "(empty)"
                     raise _Refused(error(spec.path, kpos, "KF106", f"key '{shown}' is read as "
-                                         f"{'empty' if key is None else 'true/false' if isinstance(key, bool) else 'a number'}, not as text",
+                                         f"{'empty' if name is None else 'true/false' if isinstance(name, bool) else 'a number'}, not as text",
                                          f"quote the key: \"{kev.value}\""))
                 raise _Refused(error(spec.path, kpos, "KF106", "a key must be a single name, not a list or mapping",
                                      "write the key as one plain name"))
-            spec.keys[pointer(parts + [key])] = kpos
-            value = _node(next(it), it, spec, diags, parts + [key], depth + 1, counter)
-            if key in first:
+            at = here + _step(name)
+            spec.keys[at] = kpos
+            value = _node(next(it), it, spec, diags, at, False, depth + 1, counter)
+            if name in first:
                 diags.append(error(spec.path, kpos, "KF102",
-                                   f"key '{key}' appears twice (first at line {first[key][0]})",
+                                   f"key '{name}' appears twice (first at line {first[name][0]})",
                                    "keep one of them; YAML would silently use the last"))
                 continue
-            first[key] = kpos
-            out[key] = value
-        spec.values.pop(pointer(parts + ["\x00key"]), None)
+            first[name] = kpos
+            out[name] = value
         return out
     raise _Refused(error(spec.path, pos, "KF101", "unexpected YAML event"))  # pragma: no cover
