@@ -385,6 +385,7 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
           store: cache.Cache | None = None, progress=None) -> tuple[Built, list[Diagnostic]]:
     """kustomize build of the given overlays over the rendered files, in a scratch copy (the repository is untouched).
     Overlays whose inputs and kustomize version match a cached build are not built again."""
+    global _ON_DISK
     kustomize = tools.find("kustomize", root)
     if isinstance(kustomize, Diagnostic):
         return Built(), [kustomize]
@@ -419,8 +420,13 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
         for rel in files:
             by_folder.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
         # An overlay whose folder already holds exactly the rendered files (the usual case: render --check passes)
-        # is built where it is; the others from a scratch copy of the rendered files. The repository is not written.
-        in_place = [o for o in todo if _same_on_disk(root, o, by_folder.get(o, []), files)]
+        # is built where it is (compared on `jobs` processes); the others from a scratch copy of the rendered files.
+        # The repository is not written.
+        _ON_DISK = root, by_folder, files
+        try:
+            in_place = [o for o, same in zip(todo, parallel.fan_out(_same_on_disk_batch, todo, jobs)) if same]
+        finally:
+            _ON_DISK = None
         elsewhere = sorted(set(todo) - set(in_place))
         results_now = run(root, in_place) if in_place else {}
         if elsewhere:
@@ -447,6 +453,15 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
             built.objects[env] = built.objects.get(env, 0) + count_objects(result)
     built.rebuilt = len(todo)
     return built, diags
+
+
+_ON_DISK: tuple[Path, dict[str, list[str]], dict[str, bytes]] | None = None  # what forked checkers see
+
+
+def _same_on_disk_batch(overlays: list[str]) -> list[bool]:
+    assert _ON_DISK is not None
+    root, by_folder, files = _ON_DISK
+    return [_same_on_disk(root, o, by_folder.get(o, []), files) for o in overlays]
 
 
 def _same_on_disk(root: Path, overlay: str, rels: list[str], files: dict[str, bytes]) -> bool:

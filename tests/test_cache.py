@@ -230,8 +230,12 @@ def test_objects_the_renderer_gives_for_plain_directories_are_the_parsed_yaml(ex
     assert set(again.parsed) == set(again.overlays) - plain and again.overlays == result.overlays
 
 
-def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_rendered_files(example_repo, monkeypatch):
+@pytest.mark.parametrize("forked", [False, True])
+def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_rendered_files(example_repo, monkeypatch,
+                                                                                              forked):
     want = built(example_repo, cache.Cache(None))
+    if forked:  # the overlays on disk are compared on forked processes
+        monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
     quota = example_repo / "overlays/prod/teams/recsys/platform/resourcequota.team.yaml"
     quota.write_text(quota.read_text().replace("requests.cpu:", "requests.cpu: '999'\n  x:"))
     (example_repo / "overlays/dev/teams/nlp/platform/extra.yaml").write_text("kind: ConfigMap\n")
