@@ -2,6 +2,7 @@
 removed teams keep their namespace and data, and validate says how to remove them on purpose."""
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -84,3 +85,48 @@ def test_removing_a_team_keeps_its_namespace_and_says_how_to_delete_it(example_r
         "    fix: to delete them on purpose, back up the team NAS, then run: kubectl --server "
         "https://dev.k8s.example.com delete namespace recsys"]
     assert sum("[KF505]" in line for line in lines) == 3  # dev, staging, prod
+
+
+WORKERS = """
+import os, sys, time
+from kflowgen import parallel
+
+def slow(batch):
+    print(os.getpid(), flush=True)
+    time.sleep(0.05)
+    return batch
+
+parallel.fan_out(slow, list(range(100000)), 2)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the parent-death signal is Linux's")
+def test_a_killed_run_leaves_no_worker_behind():
+    """Forked workers end with the process that forked them, even when it is killed with SIGKILL (which it cannot
+    catch): left alone, each would wait forever on its own task pipe."""
+    run = subprocess.Popen([sys.executable, "-c", WORKERS], stdout=subprocess.PIPE, text=True, cwd=PROJECT)
+    assert run.stdout is not None
+    workers: set[int] = set()
+    while len(workers) < 2:
+        workers.add(int(run.stdout.readline()))
+    run.kill()
+    run.wait()
+
+    def alive() -> list[int]:
+        out = []
+        for pid in workers:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                out.append(pid)
+        return out
+
+    deadline = time.monotonic() + 30
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = alive()
+    for pid in left:  # do not leak them from the test either
+        os.kill(pid, signal.SIGKILL)
+    assert not left
