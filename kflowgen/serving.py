@@ -98,7 +98,8 @@ def base_path(m: ServedModel, platform: Platform) -> str:
 
 
 def render_model(m: ServedModel, team: Team, platform: Platform, env: str) -> dict[str, dict]:
-    """{file name: object} for overlays/<env>/teams/<team>/workloads/. No namespaces: the overlay sets them."""
+    """{file name: object} for overlays/<env>/teams/<team>/workloads/, without the namespace and standard labels
+    (render._team_workloads adds them)."""
     s = m.environments[env]
     selector = {"app.kubernetes.io/name": m.name, LABEL_MODEL: m.name}  # never changes, whatever the version
     labels = {"app.kubernetes.io/name": m.name, "app.kubernetes.io/component": "model-server", LABEL_MODEL: m.name}

@@ -118,14 +118,13 @@ def test_workloads_files_hold_what_the_namespace_and_labels_transformers_would_g
         old = tmp_path / env / team
         old.mkdir(parents=True)
         kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
-        assert set(kustomization) == {"apiVersion", "kind", "resources"}
+        assert set(kustomization) == {"apiVersion", "kind", "resources"} and kustomization["resources"]
+        namespace, labels = team, {"app.kubernetes.io/managed-by": "kflowgen", LABEL_ENV: env, LABEL_TEAM: team}
         for name in kustomization["resources"]:
             obj = yaml.safe_load((overlay / name).read_text())
             meta = obj["metadata"]
-            namespace = meta.pop("namespace")
-            labels = {k: meta["labels"].pop(k) for k in standard}
+            assert meta.pop("namespace") == namespace and {k: meta["labels"].pop(k) for k in standard} == labels
             (old / name).write_text(yaml.safe_dump(obj))
-        assert labels == {"app.kubernetes.io/managed-by": "kflowgen", LABEL_ENV: env, LABEL_TEAM: team}
         kustomization.update(namespace=namespace, labels=[{"pairs": labels, "includeSelectors": False}])
         (old / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
         new_out, old_out = (subprocess.run([*kustomize.argv, str(d)], capture_output=True, text=True,
