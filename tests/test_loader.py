@@ -164,3 +164,12 @@ def test_a_spec_from_the_cache_tells_the_same_positions():
         assert again.at(pointer) == spec.at(pointer) and again.at(pointer, key=True) == spec.at(pointer, key=True)
     assert again.has("/owners/0") and not again.has("/owners/1")
     assert again == spec and (found_again, again.digest) == (found, spec.digest)
+
+
+def test_a_key_spelt_like_no_other_keeps_its_position_and_text():
+    """Keys are not recorded under a placeholder pointer: a key such as "\\0key" (which once collided with the
+    placeholder) keeps its position, its raw text and the YAML 1.1 check of its value."""
+    spec, diags = load_text('name: x\n"\\0key": 12\nother: 1\n', "specs/teams/x.yaml")
+    assert not diags and spec.at("/\x00key", key=True) == (2, 1) and spec.at("/\x00key") == (2, 10)
+    assert spec.raw["/\x00key"] == "12"
+    assert [d.code for d in load_text('name: x\n"\\0key": y\n', "specs/teams/x.yaml")[1]] == ["KF107"]
