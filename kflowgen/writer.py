@@ -3,15 +3,18 @@
 A write builds the complete new overlays tree in a temporary folder beside it (unchanged and hand-written files
 are hard links, so only changed files cost anything) and then swaps the two folders in one atomic step
 (renameat2 RENAME_EXCHANGE on Linux). Killed at any moment, the repository holds either the old tree or the
-new one; a leftover temporary folder is removed by the next run.
+new one; a leftover temporary folder is removed by the next run. Writes in one repository take turns (a lock on
+its folder), so a run never removes another's temporary folder as a leftover.
 """
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +212,25 @@ def _foreign(p: Plan) -> list[Diagnostic]:
 
 
 def write(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, list[Diagnostic]]:
-    """Make overlays/ hold exactly the rendered files (plus any hand-written ones), atomically."""
+    """Make overlays/ hold exactly the rendered files (plus any hand-written ones), atomically; another write in
+    the same repository waits until this one is done."""
+    with _turn(root):
+        return _write(root, files, jobs)
+
+
+@contextmanager
+def _turn(root: Path):
+    """An exclusive lock on the repository folder for the time of a write (flock: released when the process ends,
+    even killed; nothing is created in the repository)."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(root: Path, files: dict[str, bytes], jobs: int) -> tuple[Plan, list[Diagnostic]]:
     _clean_leftovers(root)
     p = plan(root, files, jobs)
     if not p.drift:

@@ -130,3 +130,21 @@ def test_a_killed_run_leaves_no_worker_behind():
     for pid in left:  # do not leak them from the test either
         os.kill(pid, signal.SIGKILL)
     assert not left
+
+
+def test_renders_at_the_same_time_each_write_a_whole_tree(tmp_path):
+    """Writes in one repository take turns: a render never removes another's scratch folder as a leftover, so
+    every render succeeds and overlays/ ends as one whole rendering."""
+    root = generate(tmp_path / "repo", 40, experiments=2, models=1)
+    assert render(root).wait() == 0
+    for team in (root / "specs/teams").iterdir():
+        team.write_text(team.read_text().replace("cpu: 64", "cpu: 65"))
+    runs = []
+    for i in range(6):
+        runs.append(render(root))
+        time.sleep(0.05 * i)
+    assert [run.wait() for run in runs] == [0] * 6
+    check = subprocess.run([sys.executable, "-m", "kflowgen", "render", "--check", "-C", str(root)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert not list(root.glob(".kflowgen-swap-*"))
