@@ -48,7 +48,8 @@
 // Warnings that kustomize logs during a build (Go's log package: deprecated fields and the like) go to this
 // process's stderr, not into the payload, and may interleave between overlays when -j > 1.
 //
-// Environment: KUSTOMIZE_ENABLE_MANAGEDBY_LABEL as for kustomize; GOGC (default here 800, not Go's 100).
+// Environment: KUSTOMIZE_ENABLE_MANAGEDBY_LABEL as for kustomize; GOGC (default here 800, not Go's 100) and
+// GOMEMLIMIT (default here 1GiB, not unlimited).
 //
 // Exit status: 0 when every overlay built; 1 when the stream is complete but at least one overlay has status
 // "error"; 2 on a usage error or when stdin/stdout fail (the stream may then be incomplete).
@@ -156,6 +157,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		// for ~150 MB of memory (6,000 overlays, 2 workers: 16.8 s and 250 MB; GOGC=100: 21 s and 150 MB).
 		// GOGC in the environment overrides this.
 		debug.SetGCPercent(800)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// ...but a live heap that is large (an overlay of thousands of objects) would grow 9-fold: above 1 GiB the
+		// collector runs sooner. Two overlays of 3,000 Jobs each, -j 2: 1.0 GB and 33.9 s instead of 2.4 GB and
+		// 29.6 s; the 6,000 overlays of 1,000 teams never reach it. GOMEMLIMIT in the environment overrides this.
+		debug.SetMemoryLimit(1 << 30)
 	}
 	b := &builder{cmd: cmd, fSys: filesys.MakeFsOnDisk(), json: *asJSON, selfcheck: *selfcheck}
 	if *jobs > 1 && len(dirs) > 1 {
