@@ -92,7 +92,7 @@ import os, sys, time
 from kflowgen import parallel
 
 def slow(batch):
-    print(os.getpid(), flush=True)
+    os.write(1, b"%d\\n" % os.getpid())  # one write: the workers' lines do not interleave
     time.sleep(0.05)
     return batch
 
@@ -108,7 +108,9 @@ def test_a_killed_run_leaves_no_worker_behind():
     assert run.stdout is not None
     workers: set[int] = set()
     while len(workers) < 2:
-        workers.add(int(run.stdout.readline()))
+        line = run.stdout.readline()
+        assert line, "the run ended before two workers started"
+        workers.add(int(line))
     run.kill()
     run.wait()
 
