@@ -263,7 +263,7 @@ def diff_git(root: Path, base: str, jobs: int, store: cache.Cache | None = None,
                 return diff_trees(root, root, jobs, base_label=base, store=store, head=head, base=recalled)
             except _Gone:
                 pass
-    specs = _spec_blobs(git, top, tree, entries) if "specs" in names else None
+    specs = _spec_blobs(git, top, entries) if "specs" in names else None
     paths = [p for p in ("specs", "bases", "schemas") if p in names and not (p == "specs" and specs is not None)]
     with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
         if paths:
@@ -302,11 +302,10 @@ def _blob_ids(entries) -> dict[str, str] | None:
     return {path: oid.decode() for path, _, _, oid in entries}
 
 
-def _spec_blobs(git, top: Path, tree: str, entries=None) -> dict[str, bytes] | None:
-    """{path: bytes} of every file under specs/ in a git tree (from its listing, when given); None when there is a
-    link or a submodule there."""
-    entries = [e for e in entries if e[0].startswith("specs/")] if entries is not None else \
-        _listing(git, top, tree, "specs")
+def _spec_blobs(git, top: Path, entries) -> dict[str, bytes] | None:
+    """{path: bytes} of every file under specs/ in a git tree's listing (_listing); None when there is a link or a
+    submodule there, or no listing."""
+    entries = [e for e in entries if e[0].startswith("specs/")] if entries is not None else None
     if entries is None or not _plain(entries):
         return None
     batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for *_, oid in entries))

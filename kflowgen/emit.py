@@ -71,7 +71,7 @@ def _number_to_go(value: str) -> bool:
             return True
         except ValueError:
             pass
-    return re.fullmatch(r"[-+]?0[0-7]+|[-+]?0[xX][0-9a-fA-F.]*[pP][-+]?[0-9]+", digits) is not None
+    return re.fullmatch(r"[-+]?0[xX][0-9a-fA-F.]*[pP][-+]?[0-9]+", digits) is not None  # float() has no hex floats
 
 
 def _yaml_1_1_tag(value: str) -> str:

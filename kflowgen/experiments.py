@@ -291,6 +291,7 @@ def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: 
 
 # (experiment, team and platform spec files, trial) -> content hash: the rules name every trial's Job in the main
 # process, and the render workers it forks afterwards find the hashes here instead of rendering each object twice.
+# One entry per trial of the run (kflowgen runs one command a process).
 _DIGESTS: dict[tuple, str] = {}
 
 
@@ -302,8 +303,6 @@ def trial_digest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]
     if digest is None:
         digest = content_hash(API[exp.kind], exp.kind, _spec(exp, team, p, trial, None), trial)
         if key:
-            if len(_DIGESTS) >= 1 << 18:  # a long-lived process: start again rather than grow without end
-                _DIGESTS.clear()
             _DIGESTS[key] = digest
     return digest
 

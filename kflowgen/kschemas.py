@@ -67,9 +67,10 @@ class Prechecker:
     run), for objects kubeconform would check against the same file of this folder in the same way: the file it
     would pick, draft 2020-12 (every file here declares it), formats not asserted (kubeconform asserts them only
     below draft 2019). It only vouches: an object it does not pass goes to kubeconform, whose verdict and message are
-    the ones reported. It does not pass an object that is invalid, has no plain kind and apiVersion, holds an
-    integer beyond 2^53 (kubeconform reads numbers as float64), or whose schema file is damaged or has a regular
-    expression outside the part of the syntax in which Go's RE2 and jsonschema-rs agree (CRDs may hold any).
+    the ones reported. It does not pass an object that is invalid, a list (kubeconform checks its items), one without
+    a plain kind and apiVersion, one holding an integer beyond 2^53 (kubeconform reads numbers as float64), or one
+    whose schema file is damaged (kubeconform would then try the next location) or has a regular expression outside
+    the part of the syntax in which Go's regexp and jsonschema-rs agree and which Go compiles (CRDs may hold any).
     tests/test_kschemas.py holds its verdicts to kubeconform's on valid and broken objects of every kind."""
 
     def __init__(self, folder: Path):
@@ -87,7 +88,7 @@ class Prechecker:
             return False
         kind, api = obj.get("kind"), obj.get("apiVersion")
         if not (isinstance(kind, str) and isinstance(api, str) and _SIMPLE_KIND.fullmatch(kind)
-                and _SIMPLE_API.fullmatch(api)) or kind == "List":
+                and _SIMPLE_API.fullmatch(api)) or kind.lower() == "list":  # kubeconform checks a list's items
             return False
         validator = self._validators.get((api, kind), False)
         if validator is False:
@@ -101,8 +102,8 @@ class Prechecker:
             try:
                 schema = json.loads(path.read_bytes())
             except FileNotFoundError:
-                continue  # kubeconform goes on to the next location only when there is no file
-            except (OSError, ValueError):
+                continue  # as kubeconform: the next location
+            except (OSError, ValueError):  # kubeconform would go on to the next location: not vouched for here
                 return None
             if not isinstance(schema, dict) or schema.get("$schema") != _DRAFT or not _portable_patterns(schema):
                 return None
@@ -117,7 +118,9 @@ _FLOAT64_EXACT = 2 ** 53
 # Regular expressions read alike by Go's RE2 (kubeconform) and jsonschema-rs: printable ASCII literals, classes of
 # them, groups without flags, alternation, anchors, `.` and counted repetition. Not \d, \s, \w or \b (Unicode in
 # one, ASCII in the other), (?...) (RE2 refuses lookaround), back-references, escapes of code points, nested or
-# [:posix:] classes, a class opening with "]", stacked quantifiers or counts above 1000 (which RE2 refuses).
+# [:posix:] classes, a class opening with "]", stacked quantifiers, or counts that Go refuses: above 1000, nested
+# ones whose product is above 1000 (Go's repeatIsValid), or any in a pattern over 1000 characters (Go also limits
+# the size of the compiled program).
 _ESCAPABLE = set(".^$|()[]{}*+?\\/-")
 _COUNT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 
@@ -139,12 +142,14 @@ def _portable_patterns(node: Any) -> bool:
 
 def _portable(pattern: str) -> bool:
     i, in_class, quantified = 0, False, False
+    counted = [1]  # per open group: the largest product of counted repetitions inside it
+    last = 1  # that product for the atom just read (1 for a plain atom)
     while i < len(pattern):
         c, was_quantified, quantified = pattern[i], quantified, False
         if c == "\\":
             if pattern[i + 1:i + 2] not in _ESCAPABLE or i + 1 == len(pattern):
                 return False
-            i += 2
+            i, last = i + 2, 1
             continue
         if not " " <= c <= "~":
             return False
@@ -156,23 +161,37 @@ def _portable(pattern: str) -> bool:
             i += 2 if pattern[i + 1:i + 2] == "^" else 1
             if pattern[i:i + 1] in ("]", ""):
                 return False
-            in_class = True
+            in_class, last = True, 1
             continue
         elif c == "(" and pattern[i + 1:i + 2] == "?" or c == "}":
             return False
+        elif c == "(":
+            counted.append(1)
+        elif c == ")":
+            if len(counted) == 1:
+                return False
+            last = counted.pop()
+            counted[-1] = max(counted[-1], last)
         elif c in "*+?{":
             if was_quantified and not (c == "?" and pattern[i - 1] != "?"):
                 return False
             if c == "{":
                 count = _COUNT.match(pattern, i)
-                if not count or any(int(n) > 1000 for n in count.groups() if n):
+                if not count or any(int(n) > 1000 for n in count.groups() if n) or len(pattern) > 1000:
                     return False
+                low, high = count.groups()
+                last *= int(high) if high else int(low)  # {n,}: Go counts the minimum
+                if last > 1000:
+                    return False
+                counted[-1] = max(counted[-1], last)
                 i = count.end()
                 quantified = True
                 continue
             quantified = True
+        else:
+            last = 1
         i += 1
-    return not in_class
+    return not in_class and len(counted) == 1
 
 
 def _float64_exact(value: Any) -> bool:
@@ -200,12 +219,12 @@ def crd_files_in(paths: list[Path]) -> list[Path]:
 
 @functools.cache
 def _package() -> tuple[Path, str]:
-    """kubernetes-validate's folder and version, read without importing it (it imports jsonschema: 50 ms a run)."""
+    """kubernetes-validate's folder and version, found without importing it (it imports jsonschema: 50 ms a run)."""
+    from .cache import dist_version
+
     spec = importlib.util.find_spec("kubernetes_validate")
-    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
-    found = folder and re.search(r"""__version__\s*=\s*['"]([^'"]+)['"]""", (folder / "version.py").read_text("utf-8"))
-    if found:
-        return folder, found[1]
+    if spec and spec.submodule_search_locations:
+        return Path(spec.submodule_search_locations[0]), dist_version("kubernetes_validate")
     import kubernetes_validate  # an unusual install: ask the package itself
 
     return Path(kubernetes_validate.__file__).parent, kubernetes_validate.__version__

@@ -25,23 +25,37 @@ def fan_out(fn, items: list, jobs: int, step=None, weigh=None) -> list:
     batches = [items[i:i + size] for i in range(0, len(items), size)]
     out = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                             initializer=_end_with, initargs=(os.getpid(),)) as pool:
+                             initializer=_worker_start, initargs=(os.getpid(),)) as pool:
         for batch, results in zip(batches, pool.map(fn, batches)):
             out.extend(results)
             step(batch)
     return out
 
 
+try:  # Linux: a process can ask for SIGKILL when the thread that forked it ends, even when that one is SIGKILLed
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):
+    _PRCTL = None
+
+# file descriptors a worker must not keep open: a lock held by the run (see writer.locked) must end with the run
+NOT_INHERITED: set[int] = set()
 
 
-def _end_with(parent: int) -> None:
-    """A worker is killed when the process that forked it ends. Without this, a run killed with SIGKILL (a CI
-    timeout, the OOM killer) leaves its workers waiting forever: each holds the write end of its own task pipe.
-    (Linux sends the signal when the forking thread ends; that thread waits in fan_out until the workers are done.)"""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            return
+def die_with_parent(parent: int) -> None:
+    """Run first in a forked child (a fan_out worker, a control-plane process): it is killed when the process that
+    forked it ends. Without this, a run killed with SIGKILL (a CI timeout, the OOM killer) leaves its workers waiting
+    forever, each holding the write end of its own task pipe. (Linux sends the signal when the forking thread ends;
+    fan_out's caller waits in it until the workers are done.) Elsewhere the child only checks once."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # it ended before the line above
         os._exit(1)
+
+
+def _worker_start(parent: int) -> None:
+    die_with_parent(parent)
+    for fd in NOT_INHERITED:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -385,7 +385,6 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
           store: cache.Cache | None = None, progress=None) -> tuple[Built, list[Diagnostic]]:
     """kustomize build of the given overlays over the rendered files, in a scratch copy (the repository is untouched).
     Overlays whose inputs and kustomize version match a cached build are not built again."""
-    global _ON_DISK
     kustomize = tools.find("kustomize", root)
     if isinstance(kustomize, Diagnostic):
         return Built(), [kustomize]
@@ -397,8 +396,8 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     results: dict[str, str | Diagnostic] = {o: "---\n".join(files[rel].decode("utf-8") for rel in rels)
                                             for o, rels in plain.items()}
     rendered = files.objects if isinstance(files, Rendered) else {}
-    for folder, rels in plain.items() if rendered else ():  # their objects, when the renderer gave them all
-        if all(rel in rendered for rel in rels):
+    for folder, rels in plain.items():  # their objects, when the renderer gave them all
+        if rendered and all(rel in rendered for rel in rels):
             built.parsed[folder] = [rendered[rel] for rel in rels]
     keys = overlay_keys(root, files, [o for o in overlays if o not in results], kustomize)
     built.keys = keys
@@ -420,15 +419,13 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
         for rel in files:
             by_folder.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
         # An overlay whose folder already holds exactly the rendered files (the usual case: render --check passes)
-        # is built where it is (compared on `jobs` processes); the others from a scratch copy of the rendered files.
+        # is built where it is (writer.same_folders); the others from a scratch copy of the rendered files.
         # The repository is not written.
-        _ON_DISK = root, by_folder, files
-        try:
-            in_place = [o for o, same in zip(todo, parallel.fan_out(_same_on_disk_batch, todo, jobs)) if same]
-        finally:
-            _ON_DISK = None
+        with writer.locked(root, exclusive=False):  # no render swaps the tree between the comparison and the build
+            same = writer.same_folders(root, {o: by_folder.get(o, []) for o in todo}, files, jobs)
+            in_place = [o for o in todo if o in same]
+            results_now = run(root, in_place) if in_place else {}
         elsewhere = sorted(set(todo) - set(in_place))
-        results_now = run(root, in_place) if in_place else {}
         if elsewhere:
             with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
                 scratch = Path(tmp)
@@ -453,26 +450,6 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
             built.objects[env] = built.objects.get(env, 0) + count_objects(result)
     built.rebuilt = len(todo)
     return built, diags
-
-
-_ON_DISK: tuple[Path, dict[str, list[str]], dict[str, bytes]] | None = None  # what forked checkers see
-
-
-def _same_on_disk_batch(overlays: list[str]) -> list[bool]:
-    assert _ON_DISK is not None
-    root, by_folder, files = _ON_DISK
-    return [_same_on_disk(root, o, by_folder.get(o, []), files) for o in overlays]
-
-
-def _same_on_disk(root: Path, overlay: str, rels: list[str], files: dict[str, bytes]) -> bool:
-    """The overlay's folder holds exactly these rendered files as regular files, byte for byte, and nothing else."""
-    try:
-        with os.scandir(root / overlay) as entries:
-            present = {e.name: e.is_file(follow_symlinks=False) for e in entries}
-    except OSError:
-        return False
-    return (all(present.values()) and sorted(present) == sorted(r.rsplit("/", 1)[1] for r in rels)
-            and all(writer.same(os.path.join(root, r), files[r]) for r in rels))
 
 
 def directory_files(files: dict[str, bytes], folder: str) -> list[str]:

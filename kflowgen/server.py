@@ -15,7 +15,7 @@ a SIGKILLed kflowgen leaves no etcd or API server running.
 from __future__ import annotations
 
 import atexit
-import ctypes
+import functools
 import json
 import os
 import re
@@ -25,7 +25,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,7 +38,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from . import tools
+from . import parallel, tools
 from .diagnostics import Diagnostic, error, warning
 
 KUBERNETES_VERSION = "v1.34.4"
@@ -172,21 +171,6 @@ def _stop_all() -> None:
         live = list(_LIVE)
     for cp in live:
         cp.stop()
-
-
-try:  # Linux: a child gets SIGKILL when the thread that started it dies, even when kflowgen is SIGKILLed
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):
-    _PRCTL = None
-
-
-def _child_setup(parent: int) -> Callable[[], None]:
-    def setup() -> None:
-        if _PRCTL is not None:
-            _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            if os.getppid() != parent:  # the parent died before prctl took effect
-                os._exit(1)
-    return setup
 
 
 def _free_ports(n: int) -> list[int]:
@@ -385,7 +369,7 @@ class ControlPlane:
         self._logs.append(logf)
         self.processes[name] = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir,
-            start_new_session=True, preexec_fn=_child_setup(os.getpid()))
+            start_new_session=True, preexec_fn=functools.partial(parallel.die_with_parent, os.getpid()))
 
     def _tail(self, name: str, lines: int = 15) -> str:
         try:

@@ -145,7 +145,7 @@ def _plain(value) -> bool:
     if isinstance(value, str):
         return _PLAIN_TEXT.fullmatch(value) is not None
     if isinstance(value, dict):
-        return all(_plain(k) and _plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and _plain(k) and _plain(v) for k, v in value.items())
     if isinstance(value, list):
         return all(map(_plain, value))
     return not (isinstance(value, float) and value.is_integer())

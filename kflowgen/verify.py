@@ -53,8 +53,11 @@ def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache
                                  results_cache.text_digest(text)) for o, text in built.items()}
     prechecker = kschemas.Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
-    passed = results_cache.Passes(store, "valid", kubeconform.version, used["jsonschema-rs"], folder.name,
-                                  results_cache.code_digest())
+    # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
+    # (code_digest names jsonschema-rs's).
+    batch = tools.find_batch()
+    passed = results_cache.Passes(store, "valid", kubeconform.version, folder.name, results_cache.code_digest(),
+                                  tools.batch_version(batch) if batch else "no kflowgen-kbuild")
     todo = {o: text for o, text in built.items() if not passed.has(keys[o])}
     for overlay in [o for o in todo if o in objects and all(map(prechecker.passes, objects[o]))]:
         passed.add(keys[overlay])

@@ -3,16 +3,17 @@
 A write builds the complete new overlays tree in a temporary folder beside it (unchanged and hand-written files
 are hard links, so only changed files cost anything) and then swaps the two folders in one atomic step
 (renameat2 RENAME_EXCHANGE on Linux). Killed at any moment, the repository holds either the old tree or the
-new one; a leftover temporary folder is removed by the next run. Writes in one repository take turns (a lock on
-its folder), so a run never removes another's temporary folder as a leftover.
+new one; a leftover temporary folder is removed by the next run. Writes in one repository take turns, and wait for
+runs that read overlays/ where it is (see locked), so a run never removes another's temporary folder as a leftover
+and never swaps the tree under a build.
 """
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -159,6 +160,34 @@ def _same_batch(rels: list[str]) -> list[bool]:
     return [same(os.path.join(top, rel), files[rel]) for rel in rels]
 
 
+def _same_folder_batch(folders: list[tuple[str, list[str]]]) -> list[bool]:
+    assert _COMPARING is not None
+    top, files = _COMPARING
+    return [_same_folder(top, folder, rels, files) for folder, rels in folders]
+
+
+def _same_folder(top: str, folder: str, rels: list[str], files: dict[str, bytes]) -> bool:
+    try:
+        with os.scandir(os.path.join(top, folder)) as entries:
+            present = {e.name: e.is_file(follow_symlinks=False) for e in entries}
+    except OSError:
+        return False
+    return (all(present.values()) and sorted(present) == sorted(r.rsplit("/", 1)[1] for r in rels)
+            and all(same(os.path.join(top, r), files[r]) for r in rels))
+
+
+def same_folders(root: Path, folders: dict[str, list[str]], files: dict[str, bytes], jobs: int = 1) -> set[str]:
+    """The folders ({folder: the rendered files that belong in it}) that hold exactly those files as regular files,
+    byte for byte, and nothing else; compared on `jobs` processes when many."""
+    global _COMPARING
+    items = list(folders.items())
+    _COMPARING = str(root), files
+    try:
+        return {folder for (folder, _), ok in zip(items, parallel.fan_out(_same_folder_batch, items, jobs)) if ok}
+    finally:
+        _COMPARING = None
+
+
 def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = False, started: list | None = None
          ) -> Plan:
     """How disk differs from the rendered files; files on disk are compared on `jobs` processes when many. With
@@ -197,7 +226,8 @@ def check(root: Path, files: dict[str, bytes], jobs: int = 1, started: list | No
           ) -> tuple[Plan, list[Diagnostic]]:
     """The drift gate: one diagnostic per file that differs from what the specs render. In a git work tree, files
     git vouches for are not read (see _vouched; `started`: what survey() started earlier)."""
-    p = plan(root, files, jobs, ask_git=True, started=started)
+    with locked(root, exclusive=False):
+        p = plan(root, files, jobs, ask_git=True, started=started)
     fix = "run `kflowgen render` and commit the result"
     diags = [error(r, (1, 1), "KF502", "generated file is missing", fix) for r in p.added]
     diags += [error(r, (1, 1), "KF501", "generated file differs from what the specs render", fix) for r in p.changed]
@@ -214,20 +244,45 @@ def _foreign(p: Plan) -> list[Diagnostic]:
 def write(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, list[Diagnostic]]:
     """Make overlays/ hold exactly the rendered files (plus any hand-written ones), atomically; another write in
     the same repository waits until this one is done."""
-    with _turn(root):
+    with locked(root):
         return _write(root, files, jobs)
 
 
 @contextmanager
-def _turn(root: Path):
-    """An exclusive lock on the repository folder for the time of a write (flock: released when the process ends,
-    even killed; nothing is created in the repository)."""
-    fd = os.open(root, os.O_RDONLY)
+def locked(root: Path, exclusive: bool = True):
+    """A lock on the repository folder (flock): exclusive for a write, shared for a run that reads overlays/ where
+    it is (render --check, a build in place). A run that has to wait says so once on stderr. The lock ends with the
+    process, even killed, and forked workers do not keep it (parallel.NOT_INHERITED); nothing is created in the
+    repository. Where the folder cannot be locked (no flock, or a network file system that refuses it on a folder),
+    runs do not take turns, as before there was a lock."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        import fcntl
+        fd = os.open(root, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    parallel.NOT_INHERITED.add(fd)
+    try:
+        _acquire(fcntl, fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, root)
         yield
     finally:
+        parallel.NOT_INHERITED.discard(fd)
         os.close(fd)
+
+
+def _acquire(fcntl, fd: int, mode: int, root: Path) -> None:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        print(f"kflowgen: waiting for another kflowgen {'run in' if mode == fcntl.LOCK_EX else 'writing'} {root}",
+              file=sys.stderr)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, mode)
+    except OSError:
+        pass
 
 
 def _write(root: Path, files: dict[str, bytes], jobs: int) -> tuple[Plan, list[Diagnostic]]:

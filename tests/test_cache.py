@@ -339,9 +339,14 @@ def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(exam
     assert check() == []
     hits = store.hits
     assert check() == [] and store.hits == hits + len(result.overlays)  # every overlay from the pass list
-    monkeypatch.setattr(kschemas.Prechecker, "version", staticmethod(lambda: "another jsonschema-rs"))
+    real = cache.dist_version  # another jsonschema-rs installed: its version, wherever kflowgen reads it
+    monkeypatch.setattr(cache, "dist_version", lambda m: "0.0.1" if m == "jsonschema_rs" else real(m))
+    cache.code_digest.cache_clear()
     misses = store.misses
-    assert check() == [] and store.misses == misses + len(result.overlays)  # another validator: all checked again
+    try:
+        assert check() == [] and store.misses == misses + len(result.overlays)  # another validator: all checked again
+    finally:
+        cache.code_digest.cache_clear()
 
 
 def test_schema_findings_are_kubeconforms_with_or_without_the_prechecker(example_repo, tmp_path):

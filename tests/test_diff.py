@@ -238,7 +238,7 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
     def git(*args, at=pull_request, **kw):
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
 
-    blobs = differ._spec_blobs(git, pull_request, "HEAD~1:")
+    blobs = differ._spec_blobs(git, pull_request, differ._listing(git, pull_request, "HEAD~1:", "specs"))
     on_disk = {p.relative_to(pull_request).as_posix() for p in (pull_request / "specs").rglob("*") if p.is_file()}
     assert "specs/teams/nlp.yaml" in blobs and set(blobs) - {"specs/teams/nlp.yaml"} >= on_disk - {
         "specs/experiments/vision/resnet-sweep.yaml"}
@@ -248,7 +248,8 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
     shutil.copytree(pull_request, repo, symlinks=True)
     (repo / "specs" / "README.yaml.md").symlink_to("platform.yaml")  # a link git keeps; not a spec file
     commit(repo, "a link under specs/")
-    assert differ._spec_blobs(git, repo, "HEAD:") is None  # ... so the base is extracted from an archive instead
+    # ... so the base is extracted from an archive instead
+    assert differ._spec_blobs(git, repo, differ._listing(git, repo, "HEAD:", "specs")) is None
     report = diff_git(repo, "HEAD", 2)
     assert (report.changes, report.diagnostics) == ([], [])
 

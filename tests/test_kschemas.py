@@ -416,7 +416,7 @@ def test_prechecker_agrees_with_kubeconform_on_the_example_repository(folder: Pa
 # Patterns RE2 and jsonschema-rs read differently (or that RE2 refuses), and numbers a float64 rounds: schemas holding
 # them are left to kubeconform, and so are objects holding such numbers.
 ODD_PATTERNS = [r"^a\sb$", r"^[[:alpha:]]+$", r"^(?!-)[a-z-]+$", r"^(a)\1$", r"^\u00e9$", r"^\d+$", r"^\w+$",
-                r"^a{1001}$", r"^[]a]+$", r"^a{2}{3}$"]
+                r"^a{1001}$", r"^[]a]+$", r"^a{2}{3}$", r"^(a{2}){501}$", r"^((x{10}){10}){11}$"]
 ODD_VALUES = ["a\u00a0b", "a b", "a]", "abc", "-a", "aa", "\u00e9", "\u0663", "x" * 1001, "]", "aaaaaa", ""]
 BIG = 2 ** 53 + 1
 
@@ -431,6 +431,9 @@ def odd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
             "max": {"type": "integer", "maximum": 2 ** 63 - 1}, "one": {"type": "integer", "enum": [BIG]},
             "set": {"type": "array", "uniqueItems": True, "items": {"type": "integer"}}}}}}}}]))
+    crds.append(_crd("odd.kflowgen.io", "LIST", [{"name": "v1", "served": True, "storage": True, "schema": {
+        "openAPIV3Schema": {"type": "object", "properties": {"items": {"type": "array", "items": {
+            "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}}]))
     (base / "odd.yaml").write_text(yaml.safe_dump_all(crds))
     return schema_dir(K8S, crd_files_in([base]), base / "cache")
 
@@ -443,11 +446,15 @@ def test_prechecker_leaves_odd_patterns_and_big_numbers_to_kubeconform(odd_folde
         return {"apiVersion": "odd.kflowgen.io/v1", "kind": kind, "metadata": {"name": "o"}, "spec": spec}
 
     docs = [obj(f"Pat{i}", {"v": v}) for i in range(len(ODD_PATTERNS)) for v in ODD_VALUES]
+    docs += [obj(f"Pat{i}", {}) for i in range(len(ODD_PATTERNS))]  # no pattern to match: still not vouched for
+    # a kind named "list" in any letter case: kubeconform checks the items (here an unknown field)
+    docs.append({"apiVersion": "odd.kflowgen.io/v1", "kind": "LIST", "metadata": {"name": "l"}, "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "bogus": 1}]})
     docs += [obj("Big", spec) for spec in ({"max": 2 ** 63 - 1}, {"one": BIG}, {"set": [BIG, BIG - 1]},
                                            {"max": 7, "one": BIG, "set": [1, 2]})]
     verdicts = kubeconform_verdicts(odd_folder, docs, tmp_path)
     checker = Prechecker(odd_folder)
-    vouched = [doc for doc, verdict in zip(docs, verdicts) if checker.passes(doc)]
+    vouched = [doc for doc in docs if checker.passes(doc)]
     assert vouched == [], vouched
     # why: jsonschema-rs on its own takes objects of each sort that kubeconform refuses
     import jsonschema_rs
@@ -460,5 +467,5 @@ def test_prechecker_leaves_odd_patterns_and_big_numbers_to_kubeconform(odd_folde
             return False
 
     taken = {doc["kind"] for doc, verdict in zip(docs, verdicts) if raw(doc) and verdict != "statusValid"}
-    assert {"Big", "Pat0", "Pat1", "Pat2", "Pat3"} <= taken, taken
+    assert {"Big", "Pat0", "Pat1", "Pat2", "Pat3", "Pat10", "Pat11", "LIST"} <= taken, taken
     assert checker.passes(obj("Big", {"max": 7, "set": [1, 2]}))  # small numbers are vouched for

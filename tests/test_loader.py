@@ -173,3 +173,13 @@ def test_a_key_spelt_like_no_other_keeps_its_position_and_text():
     assert not diags and spec.at("/\x00key", key=True) == (2, 1) and spec.at("/\x00key") == (2, 10)
     assert spec.raw["/\x00key"] == "12"
     assert [d.code for d in load_text('name: x\n"\\0key": y\n', "specs/teams/x.yaml")[1]] == ["KF107"]
+
+
+def test_spec_schemas_use_no_pattern_properties():
+    """specschema reads a `pattern`'s `$` as the end of the text (JSON Schema's meaning, not Python's), but only for
+    the `pattern` keyword: a patternProperties would need the same care before a schema uses one."""
+    from importlib import resources
+
+    schemas = resources.files("kflowgen").joinpath("schemas")
+    texts = {p.name: p.read_text("utf-8") for p in schemas.iterdir() if p.name.endswith(".json")}
+    assert len(texts) >= 4 and not [name for name, text in texts.items() if '"patternProperties"' in text]

@@ -126,3 +126,96 @@ def test_a_tracked_file_that_became_a_folder_is_missing_as_without_git(repo):
     (quota / "inside.yaml").write_text("kind: ConfigMap\n")
     p = both(root, files)
     assert QUOTA in p.added and f"{QUOTA}/inside.yaml" in p.foreign
+
+
+@pytest.mark.parametrize("forked", [False, True])
+def test_same_folders_are_those_holding_exactly_the_rendered_files(tmp_path, monkeypatch, forked):
+    from kflowgen import parallel
+
+    if forked:
+        monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    files = {f"o/{name}/{f}": f"{name} {f}\n".encode() for name in ("same", "extra", "differs", "link", "gone",
+                                                                       "folder") for f in ("a.yaml", "b.yaml")}
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    (tmp_path / "o/extra/c.yaml").write_text("kind: ConfigMap\n")
+    (tmp_path / "o/differs/b.yaml").write_text("differs b.yaml \n")
+    (tmp_path / "o/link/b.yaml").unlink()
+    (tmp_path / "o/link/b.yaml").symlink_to(tmp_path / "o/same/b.yaml")  # same bytes, but a link
+    (tmp_path / "o/folder/b.yaml").unlink()
+    (tmp_path / "o/folder/b.yaml").mkdir()
+    for f in ("a.yaml", "b.yaml"):
+        (tmp_path / "o/gone" / f).unlink()
+    (tmp_path / "o/gone").rmdir()
+    folders = {f"o/{name}": [r for r in files if r.startswith(f"o/{name}/")]
+               for name in ("same", "extra", "differs", "link", "gone", "folder")}
+    folders["o/empty"] = []
+    (tmp_path / "o/empty").mkdir()
+    assert writer.same_folders(tmp_path, folders, files, 2) == {"o/same", "o/empty"}
+
+
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_SH)
+print("held", flush=True)
+time.sleep(0.5)
+open(sys.argv[2], "w").close()  # then the lock ends with the process
+"""
+
+
+def test_a_write_waits_for_a_run_reading_overlays_and_says_so(repo, tmp_path, capfd):
+    import sys
+
+    root, files = repo
+    changed = dict(files)
+    changed[QUOTA] = files[QUOTA] + b"# changed\n"
+    released = tmp_path / "released"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(root), str(released)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    plan, _ = writer.write(root, changed)
+    assert released.exists() and plan.changed == [QUOTA]  # it wrote only after the reader let go
+    assert holder.wait() == 0
+    assert f"kflowgen: waiting for another kflowgen run in {root}" in capfd.readouterr().err
+    assert writer.plan(root, changed).drift is False
+
+
+def test_where_the_folder_cannot_be_locked_writes_go_on(repo, monkeypatch):
+    import errno
+    import fcntl
+
+    def refused(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")  # as on a network file system, for a folder
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    root, files = repo
+    changed = dict(files)
+    changed[QUOTA] = files[QUOTA] + b"# changed\n"
+    plan, _ = writer.write(root, changed)
+    assert plan.changed == [QUOTA] and writer.check(root, changed)[0].drift is False
+
+
+def _holding(folders: list[str]) -> list[bool]:
+    """Whether this process has each folder open (forked workers run it: module level, to be picklable)."""
+    import os
+
+    links = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return [folder in links for folder in folders]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc")
+def test_forked_workers_do_not_keep_the_repository_lock(repo, monkeypatch):
+    from kflowgen import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    root = str(repo[0].resolve())
+    with writer.locked(repo[0]):
+        assert parallel.NOT_INHERITED and _holding([root]) == [True]  # this process holds it
+        assert parallel.fan_out(_holding, [root] * 8, 2) == [False] * 8
+    assert not parallel.NOT_INHERITED and _holding([root]) == [False]

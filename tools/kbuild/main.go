@@ -353,7 +353,9 @@ func printResources(m resmap.ResMap, objects bool) ([]byte, []byte, error) {
 		if !ok {
 			var err error
 			if yml, err = res.AsYAML(); err != nil {
-				_, err = m.AsYaml() // its error, worded as kustomize words it
+				if _, whole := m.AsYaml(); whole != nil {
+					err = whole // its error, worded as kustomize words it
+				}
 				return nil, nil, err
 			}
 		}
