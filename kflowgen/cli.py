@@ -190,13 +190,15 @@ def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/
             dst: Annotated[str, typer.Option("--to", help="Environment to change, e.g. prod.")],
             repo: Repo = Path(".")) -> None:
     """Serve in --to the model version --from serves: edits one line of specs/models/TEAM/MODEL.yaml, re-renders
-    the overlays, and prints the change. Commit both in one pull request."""
+    the overlays, and prints the change. Commit both in one pull request. All or nothing: when the promoted specs
+    do not validate (another spec broken, the new version over quota), neither the spec nor the overlays change."""
     team, _, model = target.partition("/")
-    out, diags = promotion.promote(repo, team, model, src, dst)
+    change, diags = promotion.promote(repo, team, model, src, dst)
     rep = Report(diags)
-    if not diags:
-        sys.stdout.write(out)
-        rep = pipeline.render_to_disk(repo, False)
+    if change is not None:
+        rep = pipeline.render_to_disk(repo, False, edits={change.path: change.data})
+        if not rep.errors:
+            sys.stdout.write(change.message)
     _finish(rep, Format.text)
 
 

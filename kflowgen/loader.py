@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,12 +173,32 @@ def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
 
 
 def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
-    """A spec's bytes, read no further than the size limit."""
+    """A spec's bytes, read no further than the size limit. Only a regular file is read: a FIFO, socket or device is
+    refused at once (opening without blocking, then asking what was opened), never waited on."""
     try:
-        with open(os.path.join(root, rel), "rb") as f:
+        fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return None, [error(rel, (1, 1), "KF101", "cannot read file: Is a directory")]
+        if not stat.S_ISREG(mode):
+            return None, [error(rel, (1, 1), "KF101", f"not a regular file but {special_kind(mode)}",
+                                "a spec is a plain YAML file; remove this one")]
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read(MAX_BYTES + 1), []  # never more: a 256 MiB "spec" costs nothing to refuse
     except OSError as e:
         return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+    finally:
+        os.close(fd)
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is neither a regular file, a folder nor a link is, in words."""
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
 
 
 def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:

@@ -45,6 +45,7 @@ class Platform:
     environments: dict[str, Environment]
     crds: tuple[str, ...]
     jupyterhub_chart: str | None
+    reserved_namespaces: tuple[str, ...] = ()  # the platform's own, besides rules.teams.SYSTEM
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def platform_from(spec: SpecFile) -> Platform:
         registries=tuple(d["registries"]), storage_class=d["storage"]["storageClass"],
         mount_path=d["storage"].get("mountPath", "/workspace"), gpu_types=gpus, environments=envs,
         crds=tuple(validation.get("crds", ())), jupyterhub_chart=validation.get("jupyterhubChart"),
+        reserved_namespaces=tuple(d.get("reservedNamespaces", ())),
     )
 
 

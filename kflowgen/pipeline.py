@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cache, loader, parallel, policy, rules, specschema, tools, verify, writer
+from . import cache, codeowners, loader, parallel, policy, rules, specschema, tools, verify, writer
 from . import render as render_mod
 from .diagnostics import Diagnostic, Report, error, warning
 from .loader import SpecFile, load_bytes
@@ -23,18 +23,19 @@ from .serving import MODELS, served_model_from
 from .rules.capacity import allocation
 
 PLATFORM = "specs/platform.yaml"
-TEAMS = "specs/teams"
 GROUPS = 64  # a folder of more spec files than this (specs/teams) is read and cached in this many groups
 
 
-def _spec_paths(root: Path, folder: str, nested: bool = False, snapshot: dict[str, bytes] | None = None) -> list[str]:
-    """Spec files in a folder (and below it when nested: a misplaced file is then reported, not ignored)."""
+SPECS = "specs"
+
+
+def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None) -> list[str]:
+    """Every file (or folder) named like a spec (.yaml, .yml) anywhere under specs/: where it is decides what it is
+    (spec_files), and one where kflowgen does not look is reported, not ignored."""
     if snapshot is not None:
-        prefix = folder + "/"
-        return sorted(rel for rel in snapshot if rel.startswith(prefix) and (nested or "/" not in rel[len(prefix):])
-                      and os.path.splitext(rel)[1] in (".yaml", ".yml"))
+        return sorted(rel for rel in snapshot if rel.startswith(SPECS + "/") and os.path.splitext(rel)[1] in (".yaml", ".yml"))
     out, seen = [], set()
-    for dirpath, dirs, names in os.walk(os.path.join(root, folder), followlinks=True):
+    for dirpath, dirs, names in os.walk(os.path.join(root, SPECS), followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a link back up the tree: walked once (its files are then refused if they leave the repo)
             dirs[:] = []
@@ -42,9 +43,19 @@ def _spec_paths(root: Path, folder: str, nested: bool = False, snapshot: dict[st
         seen.add(real)
         rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
         out += [f"{rel}/{n}" for n in names + dirs if os.path.splitext(n)[1] in (".yaml", ".yml")]
-        if not nested:
-            break
     return sorted(out)
+
+
+def _kind(rel: str) -> str:
+    """What kflowgen reads a file under specs/ as: platform, team, model, experiment, or stray (nowhere it looks)."""
+    if rel == PLATFORM:
+        return "platform"
+    parts = rel.split("/")
+    if len(parts) == 3 and parts[1] == "teams":
+        return "team"
+    if len(parts) > 2 and f"{parts[0]}/{parts[1]}" in (MODELS, EXPERIMENTS):
+        return "model" if f"{parts[0]}/{parts[1]}" == MODELS else "experiment"
+    return "stray"
 
 
 def _inside(root: Path, rel: str, folders: dict[str, bool]) -> bool:
@@ -73,7 +84,7 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
 
 
 def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jobs: int,
-               snapshot: dict[str, bytes] | None = None, progress=None,
+               snapshot: dict[str, bytes] | None = None, progress=None, edits: dict[str, bytes] | None = None,
                ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], str | None]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
     commit's): {path: (spec or None, findings, git blob id of the bytes or None when they could not be read)}.
@@ -91,7 +102,7 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
         # a big folder (every team's file) in GROUPS groups by name, so that changing one file re-reads few
         groups.setdefault((folder, zlib.crc32(name.encode()) % GROUPS if sizes[folder] > GROUPS else 0),
                           []).append((rel, kind))
-    _READING = root, store, snapshot
+    _READING = root, store, snapshot, edits
     try:
         results = parallel.fan_out(_read_groups, list(groups.values()), jobs,
                                    _stage(progress, len(wanted), "reading specs"), weigh=len)
@@ -106,22 +117,22 @@ def read_specs(root: Path, wanted: list[tuple[str, str]], store: cache.Cache, jo
     return out
 
 
-_READING: tuple | None = None  # (root, store, snapshot) that forked readers see
+_READING: tuple | None = None  # (root, store, snapshot, edits) that forked readers see
 
 
 def _read_groups(batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
     assert _READING is not None
-    root, store, snapshot = _READING
+    root, store, snapshot, edits = _READING
     folders: dict[str, bool] = {}
-    return [_read_group(root, group, store, snapshot, folders) for group in batch]
+    return [_read_group(root, group, store, snapshot, folders, edits) for group in batch]
 
 
 def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, snapshot: dict[str, bytes] | None,
-                folders: dict[str, bool]) -> list[tuple]:
+                folders: dict[str, bool], edits: dict[str, bytes] | None = None) -> list[tuple]:
     """(spec or None, findings, whether the cache had it: None when not looked up, git blob id) of each file of a
     group. The group's results are one cache entry, keyed on every readable file's path, kind and
     bytes; when it is missing, each file's own entry is looked up, or the file checked."""
-    raws = [_raw(root, rel, snapshot, folders) for rel, _ in group]
+    raws = [(edits[rel], []) if edits and rel in edits else _raw(root, rel, snapshot, folders) for rel, _ in group]
     readable = [(rel, kind, raw) for (rel, kind), (raw, _) in zip(group, raws) if raw is not None]
     k = cache.key("specs", cache.code_digest(), *(f"{rel}\0{kind}\0{hashlib.sha256(raw).hexdigest()}"
                                                  for rel, kind, raw in readable))
@@ -282,24 +293,36 @@ class Rendered(dict):
 
 
 def spec_files(root: Path, snapshot: dict[str, bytes] | None = None) -> list[tuple[str, str]]:
-    """(path, kind) of every spec file load reads (from root, or among a snapshot's paths)."""
-    wanted = [(PLATFORM, "platform")] + [(rel, "team") for rel in _spec_paths(root, TEAMS, snapshot=snapshot)]
-    wanted += [(rel, "model") for rel in _spec_paths(root, MODELS, True, snapshot)]
-    wanted += [(rel, "experiment") for rel in _spec_paths(root, EXPERIMENTS, True, snapshot)]
-    return wanted
+    """(path, kind) of every spec file load reads (from root, or among a snapshot's paths), and of every file named
+    like a spec where kflowgen does not look (kind "stray"): the platform file first, then teams, models and
+    experiments."""
+    order = {"platform": 0, "team": 1, "model": 2, "experiment": 3, "stray": 4}
+    found = [(rel, _kind(rel)) for rel in _spec_paths(root, snapshot) if rel != PLATFORM]
+    return [(PLATFORM, "platform")] + sorted(found, key=lambda item: (order[item[1]], item[0]))
+
+
+def _stray(rel: str) -> Diagnostic:
+    return error(rel, (1, 1), "KF316", "kflowgen does not read spec files here, so this one would be ignored",
+                 "the platform file is specs/platform.yaml, teams are specs/teams/<team>.yaml, experiments "
+                 "specs/experiments/<team>/<name>.yaml and models specs/models/<team>/<name>.yaml")
 
 
 def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
-         snapshot: dict[str, bytes] | None = None, progress=None) -> tuple[Model | None, list[Diagnostic]]:
-    """Read and check every spec (from root, or from a snapshot: {path: bytes} of a git commit's spec files); the
-    model is returned only when there is no error."""
+         snapshot: dict[str, bytes] | None = None, progress=None, edits: dict[str, bytes] | None = None,
+         ) -> tuple[Model | None, list[Diagnostic]]:
+    """Read and check every spec (from root, or from a snapshot: {path: bytes} of a git commit's spec files; edits:
+    {path: bytes} of spec files to read as these bytes instead, as a change about to be written); the model is
+    returned only when there is no error."""
     diags: list[Diagnostic] = []
     if not (PLATFORM in snapshot if snapshot is not None else (root / PLATFORM).is_file()):
         return None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
     wanted = spec_files(root, snapshot)
+    diags.extend(_stray(rel) for rel, kind in wanted if kind == "stray")
+    wanted = [(rel, kind) for rel, kind in wanted if kind != "stray"]
     team_paths = [rel for rel, kind in wanted if kind == "team"]
-    loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot, progress)
+    loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot, progress,
+                        edits)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
     for rel, kind in wanted:
         spec, found, _ = loaded[rel]
@@ -500,7 +523,7 @@ def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress
     """validate's work; with drift, also render --check's (the committed overlays are what the specs render)."""
     report = Report()
     server_lines: list[str] = []
-    started = writer.survey(root) if drift else None  # git lists overlays/ while the specs load
+    started = writer.survey(root, git=drift)  # overlays/ is listed while the specs load
     model, diags = load(root, store, jobs, progress=progress)
     report.extend(diags)
     if model is None:
@@ -512,12 +535,12 @@ def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress
                              f"environment '{env}' is not defined",
                              f"environments: {', '.join(model.platform.environments)}")])
         return Checked(report, model)
+    report.extend(codeowners.check(root, model))
     files = render_cached(model, store, jobs, progress)
-    drift_lines = []
-    if drift:
-        plan, found = writer.check(root, files, jobs, started)
-        report.extend(found)
-        drift_lines = [drift_summary(files, plan)]
+    # render --check's drift check; validate too refuses any file under overlays/ that the specs do not render
+    plan, found = writer.check(root, files, jobs, started, compare=drift)
+    report.extend(found)
+    drift_lines = [drift_summary(files, plan)] if drift else []
     envs = [env] if env else list(model.platform.environments)
     report.extend(departures(root, model, files, envs))
     every = overlays_of(files)
@@ -637,11 +660,13 @@ def summary(model: Model, built: Built, envs: list[str]) -> list[str]:
 
 
 def render_to_disk(root: Path, check_only: bool, jobs: int | None = None, use_cache: bool = True,
-                   progress=None) -> Report:
+                   progress=None, edits: dict[str, bytes] | None = None) -> Report:
+    """render and render --check. With edits ({spec path: bytes}, a change such as a promotion), the specs are read
+    as edited, and the edited spec files are written with the overlays, or, on any finding, nothing is."""
     report = Report()
     jobs = jobs or os.cpu_count() or 1
     store = cache.Cache(cache.default_folder() if use_cache else None)
-    model, diags = load(root, store, jobs, progress=progress)
+    model, diags = load(root, store, jobs, progress=progress, edits=edits)
     report.extend(diags)
     if model is None:
         return report
@@ -651,8 +676,9 @@ def render_to_disk(root: Path, check_only: bool, jobs: int | None = None, use_ca
         report.extend(found)
         report.summary = [drift_summary(files, plan)]
     else:
-        plan, found = writer.write(root, files, jobs)
+        plan, found = writer.write(root, files, jobs, edits)
         report.extend(found)
-        report.summary = [f"{len(files)} generated files: {len(plan.added)} added, {len(plan.changed)} changed, "
-                          f"{len(plan.removed)} removed, {len(plan.unchanged)} unchanged"]
+        if not found:
+            report.summary = [f"{len(files)} generated files: {len(plan.added)} added, {len(plan.changed)} changed, "
+                              f"{len(plan.removed)} removed, {len(plan.unchanged)} unchanged"]
     return report

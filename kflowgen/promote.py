@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import specschema
@@ -16,23 +15,33 @@ _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break, as the loader's marks do
 
 
-def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[str, list[Diagnostic]]:
-    """Set environments.<dst>.version to environments.<src>.version in specs/models/<team>/<model>.yaml.
-    Returns (unified diff of the spec + a one-line summary, []) or ("", diagnostics); on error nothing changes."""
+@dataclass(frozen=True)
+class Promotion:
+    """One promotion, not yet written: the model spec's path, its new bytes, and what to tell the person."""
+
+    path: str
+    data: bytes
+    message: str  # unified diff of the spec, then `team/model env: version a -> b`
+
+
+def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Promotion | None, list[Diagnostic]]:
+    """Set environments.<dst>.version to environments.<src>.version in specs/models/<team>/<model>.yaml, in memory:
+    (the promotion, []) or (None, diagnostics). The caller validates and renders the promoted specs and writes the
+    spec with the overlays, or nothing (pipeline.render_to_disk with edits)."""
     rel = _find(root, team, model)
     if isinstance(rel, Diagnostic):
-        return "", [rel]
+        return None, [rel]
     spec, diags = load_file(root, rel)
     if spec is None:
-        return "", diags
+        return None, diags
     diags = specschema.validate("model", spec)
     if diags:
-        return "", diags
+        return None, diags
     envs = spec.data["environments"]
     for env in (src, dst):
         if env not in envs:
             close = difflib.get_close_matches(env, list(envs), n=1)
-            return "", [error(rel, spec.at("/environments", key=True), "KF338",
+            return None, [error(rel, spec.at("/environments", key=True), "KF338",
                               f"model {team}/{model} is not served in '{env}'",
                               f"did you mean '{close[0]}'?" if close else
                               f"it is served in: {', '.join(envs)}; add environments.{env} to serve it there")]
@@ -40,27 +49,23 @@ def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[str,
     pointer = f"/environments/{dst}/version"
     pos = spec.at(pointer)
     if new == old:
-        return "", [error(rel, pos, "KF339", f"{dst} already serves version {old} of {team}/{model}, as {src} does",
+        return None, [error(rel, pos, "KF339", f"{dst} already serves version {old} of {team}/{model}, as {src} does",
                           "nothing to promote")]
     text = (root / rel).read_bytes().decode("utf-8")
     written = spec.raw.get(pointer)
     start = _offset(text, *pos)
     if written is None or start < 0 or text[start: start + len(written)] != written:
-        return "", [error(rel, pos, "KF339", f"cannot rewrite environments.{dst}.version in place",
+        return None, [error(rel, pos, "KF339", f"cannot rewrite environments.{dst}.version in place",
                           "write the version as a plain number, e.g. version: 3")]
     edited = text[:start] + str(new) + text[start + len(written):]
     check, _ = load_text(edited, rel)
     expected = {**spec.data, "environments": {**envs, dst: {**envs[dst], "version": new}}}
     if check is None or check.data != expected:  # pragma: no cover - a safety net for the position arithmetic
-        return "", [error(rel, pos, "KF339", f"rewriting environments.{dst}.version would change more than it")]
-    try:
-        _write(root / rel, edited.encode("utf-8"))
-    except OSError as e:
-        return "", [error(rel, pos, "KF339", f"cannot write the spec: {e.strerror}")]
+        return None, [error(rel, pos, "KF339", f"rewriting environments.{dst}.version would change more than it")]
     diff = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in
                    difflib.unified_diff(text.splitlines(keepends=True), edited.splitlines(keepends=True),
                                         f"a/{rel}", f"b/{rel}"))
-    return f"{diff}{team}/{model} {dst}: version {old} -> {new}\n", []
+    return Promotion(rel, edited.encode("utf-8"), f"{diff}{team}/{model} {dst}: version {old} -> {new}\n"), []
 
 
 def _find(root: Path, team: str, model: str) -> str | Diagnostic:
@@ -91,19 +96,3 @@ def _offset(text: str, line: int, col: int) -> int:
             return -1
         start = m.end()
     return start + col - 1
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename it over the spec, keeping its mode."""
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

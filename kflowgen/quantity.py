@@ -44,3 +44,12 @@ def cpu(value) -> str:
 def text(value) -> str:
     """A quantity as written in the spec, as a string (numbers keep their spelling)."""
     return str(value)
+
+
+def valid(value, millicores: bool = False) -> bool:
+    """A quantity (with millicores: a cpu amount of whole millicores): parse (or cpu) would not raise."""
+    try:
+        cpu(value) if millicores else parse(value)
+        return True
+    except ValueError:
+        return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from . import quantity
+from . import layout, quantity
 from .emit import document
 from .model import Deferred, Model, Platform, Team
 from .experiments import render_experiment
@@ -243,7 +243,7 @@ def hub_values(p: Platform, teams: list[Team]) -> dict:
     profiles, access = [], {}
     for t in teams:
         for prof in t.profiles:
-            slug = f"{t.name}-{prof.name}"
+            slug = layout.profile_slug(t.name, prof.name)
             override: dict = {
                 "namespace": t.namespace,
                 "image": t.image,
@@ -339,18 +339,19 @@ def _argocd_shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[
     psrc = [p.source.path]
     docs: dict[str, tuple[dict, list[str]]] = {}
     docs["appproject.bootstrap.yaml"] = (_project(
-        p, env, f"{env}-bootstrap", f"{env}: the root Application, which creates the projects and Applications below",
+        p, env, layout.project(env, "bootstrap"), f"{env}: the root Application, which creates the projects and Applications below",
         [p.repo_url], [(IN_CLUSTER, ns)], [], [("argoproj.io", "Application"), ("argoproj.io", "AppProject")]), psrc)
     docs["appproject.platform.yaml"] = (_project(
-        p, env, f"{env}-platform",
+        p, env, layout.project(env, "platform"),
         f"{env}: platform-owned objects (namespaces, quotas, RBAC, network policy, storage, JupyterHub)",
         [p.repo_url, p.hub_chart_repo], [(cluster, p.hub_namespace)] + [(cluster, t.namespace) for t in teams],
         [("", "Namespace")], [("*", "*")]), _sources(p, teams))
     root_source = {**_git(p, base), "directory": {"recurse": False, "include": "*.yaml"}}
-    docs["application.root.yaml"] = (_app(p, env, f"{env}-root", f"{env}-bootstrap", IN_CLUSTER, ns,
+    root, hub = layout.shared_applications(env)
+    docs["application.root.yaml"] = (_app(p, env, root, layout.project(env, "bootstrap"), IN_CLUSTER, ns,
                                           source=root_source), psrc)
     docs["application.jupyterhub.yaml"] = (_app(
-        p, env, f"{env}-jupyterhub", f"{env}-platform", cluster, p.hub_namespace,
+        p, env, hub, layout.project(env, "platform"), cluster, p.hub_namespace,
         sources=[{"repoURL": p.hub_chart_repo, "chart": "jupyterhub", "targetRevision": p.hub_chart_version,
                   "helm": {"releaseName": "jupyterhub",
                            "valueFiles": [f"$values/overlays/{env}/jupyterhub/values.yaml"]}},
@@ -364,19 +365,21 @@ def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[s
     cluster = p.environments[env].cluster
     src = [t.source.path, p.source.path]
     groups = sorted({g for g, _ in t.members})
+    project = layout.project(env, t.name)
     roles = [{"name": "members", "description": f"members of {t.name} may view and sync the team's Applications",
               "groups": groups,
-              "policies": [f"p, proj:{env}-{t.name}:members, applications, {verb}, {env}-{t.name}/*, allow"
+              "policies": [f"p, proj:{project}:members, applications, {verb}, {project}/*, allow"
                            for verb in ("get", "sync")]}] if groups else None
     base = f"overlays/{env}/argocd"
+    platform_app, workloads_app = layout.team_applications(env, t.name)
     return {
         f"{base}/appproject.{t.name}.yaml": (_project(
-            p, env, f"{env}-{t.name}", f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
+            p, env, layout.project(env, t.name), f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
             [p.repo_url], [(cluster, t.namespace)], [], TEAM_KINDS, roles, t.name), src),
         f"{base}/application.{t.name}-platform.yaml": (_app(
-            p, env, f"{env}-{t.name}-platform", f"{env}-platform", cluster, t.namespace,
+            p, env, platform_app, layout.project(env, "platform"), cluster, t.namespace,
             source=_git(p, f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src),
         f"{base}/application.{t.name}-workloads.yaml": (_app(
-            p, env, f"{env}-{t.name}-workloads", f"{env}-{t.name}", cluster, t.namespace,
+            p, env, workloads_app, layout.project(env, t.name), cluster, t.namespace,
             source=_git(p, f"overlays/{env}/teams/{t.name}/workloads"), team=t.name, allow_empty=True), src),
     }

@@ -5,6 +5,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from . import codeowners
 from .diagnostics import Diagnostic, error
 from .tools import KUBECONFORM, KUSTOMIZE
 
@@ -129,6 +130,19 @@ jobs:
 """
 
 
+CODEOWNERS = """\
+# Who reviews what: replace @your-org with your GitHub organisation (or GitLab group) and the team names with yours,
+# and turn on "Require review from Code Owners" for main. The last line that matches a path decides its owners.
+# kflowgen's gate warns (KF317) when a team's experiments and models, or a platform-owned path, have no owner here.
+
+# The platform team owns everything by default: the platform file, team files (members, profiles and quotas: a team
+# must not raise its own quota), bases/, schemas/, .github/ and the generated overlays.
+*                                       @your-org/ml-platform
+
+# Each team reviews its own experiments and models, and the workloads they render to (`kflowgen new team` adds these).
+"""
+
+
 def _rel(target: Path, base: Path) -> str:
     return os.path.relpath(target.resolve(), base.resolve()).replace(os.sep, "/")
 
@@ -152,6 +166,7 @@ def init(dest: Path, crds: list[Path], jupyterhub_chart: Path | None) -> list[Di
                                                validation="\n".join(lines) + ("\n" if lines else "")),
         ".github/workflows/kflowgen.yaml": WORKFLOW.format(kustomize=KUSTOMIZE[2], kubeconform=KUBECONFORM[2]),
         ".gitignore": ".kflowgen-swap-*/\n",  # only a render interrupted mid-swap leaves one
+        ".github/CODEOWNERS": CODEOWNERS,
     }
     for kind in ("platform", "team"):
         files[f"schemas/{kind}.schema.json"] = resources.files("kflowgen").joinpath(
@@ -188,6 +203,11 @@ def new_team(root: Path, name: str, owner: str = "you@example.com") -> list[Diag
     gpu = next(iter(data.get("gpuTypes", {})), "a100")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(team_text(name, envs, registry, gpu, owner))
+    found = codeowners.find(root)
+    if found is not None:  # the team reviews its own experiments and models
+        text = (root / found).read_text("utf-8")
+        (root / found).write_text(text + ("" if text.endswith("\n") or not text else "\n")
+                                  + codeowners.team_lines(text, name))
     return []
 
 

@@ -1,7 +1,9 @@
 """The writer, the only code that changes the repository: compare rendered files with disk, or write them.
 
-A write builds the complete new overlays tree in a temporary folder beside it (unchanged and hand-written files
-are hard links, so only changed files cost anything) and then swaps the two folders in one atomic step
+Everything under overlays/ is kflowgen's: a hand-written file, a link or a special file there is an error, and a
+write refuses to run while one is there (Argo CD would apply it unreviewed). A write builds the complete new overlays
+tree in a temporary folder beside it (unchanged files are hard links, so only changed files cost anything) and then
+swaps the two folders in one atomic step
 (renameat2 RENAME_EXCHANGE on Linux). Killed at any moment, the repository holds either the old tree or the
 new one; a leftover temporary folder is removed by the next run. Writes in one repository take turns, and wait for
 runs that read overlays/ where it is (see locked), so a run never removes another's temporary folder as a leftover
@@ -20,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cache, parallel
-from .diagnostics import Diagnostic, error, warning
+from .diagnostics import Diagnostic, error
 from .emit import is_generated
+from .loader import special_kind
 
 OWNED = "overlays"  # the folder kflowgen owns: every generated file lives here
 SCRATCH = ".kflowgen-swap-"
@@ -32,8 +35,14 @@ class Plan:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # generated files no spec produces any more
-    foreign: list[str] = field(default_factory=list)  # hand-written files inside the owned folder: kept, reported
+    foreign: list[str] = field(default_factory=list)  # hand-written files and links inside the owned folder: errors
     unchanged: list[str] = field(default_factory=list)
+    special: list[str] = field(default_factory=list)  # FIFOs, sockets, devices: never opened, errors
+
+    @property
+    def strays(self) -> bool:
+        """Something under overlays/ that kflowgen did not write: Argo CD could apply it unreviewed."""
+        return bool(self.foreign or self.special)
 
     @property
     def drift(self) -> bool:
@@ -45,9 +54,10 @@ def _listed(path: str) -> bool:
     return os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path))
 
 
-def _existing(root: Path) -> list[str]:
-    """Every file and link under overlays/ (a link to a folder is listed, not walked into)."""
-    out, todo, top = [], [OWNED], str(root)
+def _existing(root: Path) -> tuple[list[str], list[str], list[str]]:
+    """Every regular file, every link (a link to a folder is listed, not walked into), and every FIFO, socket or
+    device (listed apart: never opened) under overlays/."""
+    out, links, special, todo, top = [], [], [], [OWNED], str(root)
     while todo:
         rel = todo.pop()
         try:
@@ -56,22 +66,34 @@ def _existing(root: Path) -> list[str]:
             continue
         with entries:
             for entry in entries:
-                (todo if entry.is_dir(follow_symlinks=False) else out).append(f"{rel}/{entry.name}")
-    return sorted(out)
+                path = f"{rel}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(path)
+                else:
+                    (out if entry.is_file(follow_symlinks=False) else links if entry.is_symlink() else
+                     special).append(path)
+    return sorted(out), sorted(links), sorted(special)
 
 
-def survey(root: Path) -> list:
-    """Start the git commands _vouched reads (they then run while kflowgen loads and renders); output goes to
-    temporary files, so a command never waits for a reader."""
+_GIT = (("ls-files", "-z", "-s", "-t", "-v", "--", OWNED),
+        ("diff-files", "-z", "--relative", "--name-only", "--", OWNED),
+        ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor)$"),
+        ("rev-parse", "--git-path", "info/attributes", "--show-toplevel"))
+# every entry under overlays/ but folders, with its type: what git does not track (untracked and ignored files) is
+# what find lists and git does not; git lists no FIFO, socket or device; and a run that only lists (validate) needs
+# nothing else
+_FIND = ("find", OWNED, "!", "-type", "d", "-printf", "%y %p\\0")
+
+
+def survey(root: Path, git: bool = True) -> list:
+    """Start the commands plan() reads, so they run while kflowgen loads and renders: git's (with git) and a find
+    listing of overlays/; output goes to temporary files, so a command never waits for a reader."""
     runs = []
-    for args in (("ls-files", "-z", "-s", "-t", "-v", "--", OWNED),
-                 ("diff-files", "-z", "--relative", "--name-only", "--", OWNED),
-                 ("ls-files", "-z", "-o", "--", OWNED),  # untracked, ignored ones included
-                 ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor)$"),
-                 ("rev-parse", "--git-path", "info/attributes", "--show-toplevel")):
+    for argv in [*(["git", "-C", str(root), *args] for args in (_GIT if git else ())), list(_FIND)]:
         out = tempfile.TemporaryFile()
         try:
-            runs.append((subprocess.Popen(["git", "-C", str(root), *args], stdout=out, stderr=subprocess.DEVNULL), out))
+            runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
+                                          cwd=root if argv[0] == "find" else None), out))
         except OSError:
             out.close()
             runs.append((None, None))
@@ -86,18 +108,10 @@ def finish(started: list | None) -> None:
             out.close()
 
 
-def _vouched(root: Path, started: list | None = None) -> tuple[dict[str, str], list[str]] | None:
-    """What git says of overlays/ without reading its files: ({path: blob id} of tracked files whose bytes on disk
-    are exactly that blob, [every other path git lists there: changed, deleted, untracked, ignored, links]).
-
-    git compares each tracked file's size, times and inode with those its index recorded when it last read the
-    file, and reads the file when that cannot decide (a file changed within the index's own timestamp). Files
-    marked assume-unchanged or skip-worktree are not vouched for. None, and every file is read, when git cannot
-    say: not a work tree, line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting
-    makes the bytes on disk differ from the blob), or settings under which git compares less than its index records
-    (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor."""
+def _results(started: list) -> list[tuple[bytes, int]]:
+    """(output, exit status) of each command survey() started, once they are done."""
     outs = []
-    for run, out in started if started is not None else survey(root):
+    for run, out in started:
         if run is None:
             outs.append((b"", 1))
             continue
@@ -105,10 +119,47 @@ def _vouched(root: Path, started: list | None = None) -> tuple[dict[str, str], l
         out.seek(0)
         outs.append((out.read(), code))
         out.close()
-    (listed, ok1), (changed, ok2), (untracked, ok3), (settings, _), (paths, ok5) = outs
+    return outs
+
+
+def _listing(found: tuple[bytes, int]) -> tuple[list[str], list[str], list[str]] | None:
+    """find's listing as _existing gives it ([files], [links], [FIFOs, sockets, devices]); None when find failed (no
+    overlays/, or a find without -printf): then _existing walks the folder."""
+    out, code = found
+    if code:
+        return None
+    kinds: dict[str, list[str]] = {"f": [], "l": [], "": []}
+    for item in out.decode("utf-8", "surrogateescape").split("\0"):
+        if item:
+            kind, _, rel = item.partition(" ")
+            kinds.get(kind, kinds[""]).append(rel)
+    return sorted(kinds["f"]), sorted(kinds["l"]), sorted(kinds[""])
+
+
+def _vouched(root: Path, outs: list | None = None, listing: tuple | None = None
+             ) -> tuple[dict[str, str], list[str], list[str]] | None:
+    """What git says of overlays/ without reading its files: ({path: blob id} of tracked files whose bytes on disk
+    are exactly that blob, [every other path git lists there: changed, deleted, untracked, ignored, links], [FIFOs,
+    sockets and devices, which git does not list: find's]).
+
+    git compares each tracked file's size, times and inode with those its index recorded when it last read the
+    file, and reads the file when that cannot decide (a file changed within the index's own timestamp). Files
+    marked assume-unchanged or skip-worktree are not vouched for. None, and every file is read, when git cannot
+    say: not a work tree, line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting
+    makes the bytes on disk differ from the blob), or settings under which git compares less than its index records
+    (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor; and when find
+    could not list the special files."""
+    if outs is None:
+        outs = _results(survey(root))
+        listing = _listing(outs.pop())
+    if listing is None:
+        return None
+    (listed, ok1), (changed, ok2), (settings, _), (paths, ok5) = outs
+    if ok1 or ok2 or ok5:
+        return None
     core = dict((line.split(" ", 1) + [""])[:2] for line in settings.decode("utf-8", "replace").lower().splitlines())
     on = {k: v not in ("false", "no", "off", "0") for k, v in core.items()}  # git's booleans; a bare key is true
-    if (ok1 or ok2 or ok3 or ok5 or on.get("core.autocrlf") or core.get("core.checkstat") == "minimal"
+    if (on.get("core.autocrlf") or core.get("core.checkstat") == "minimal"
             or not on.get("core.trustctime", True) or on.get("core.ignorestat") or on.get("core.fsmonitor")):
         return None  # git would compare fewer stat fields, or ask a monitor: read the files instead
     info, top = paths.decode("utf-8", "surrogateescape").splitlines()[:2]
@@ -120,21 +171,24 @@ def _vouched(root: Path, started: list | None = None) -> tuple[dict[str, str], l
         return None
     dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
     vouched: dict[str, str] = {}
-    others = [rel for rel in untracked.decode("utf-8", "surrogateescape").split("\0") if rel]
+    others: list[str] = []
+    tracked: set[str] = set()
     submodule = False
     for item in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
         meta, _, rel = item.partition("\t")
         tag, mode, oid, stage = meta.split(" ")
         submodule |= mode == "160000"
+        tracked.add(rel)
         if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty:
             vouched[rel] = oid
         else:
             others.append(rel)
+    others += [rel for rel in (*listing[0], *listing[1]) if rel not in tracked]  # untracked and ignored
     others += dirty - set(others) - set(vouched)
     if submodule or any(rel.endswith("/") or not rel.startswith(OWNED + "/") or rel.endswith("/.gitattributes")
                         for rel in [*vouched, *others]):
         return None  # a nested repository or submodule, overlays/ itself a link, or attributes inside overlays/
-    return vouched, sorted(set(others))
+    return vouched, sorted(set(others)), listing[2]
 
 
 def same(path: str, data: bytes) -> bool:
@@ -188,27 +242,37 @@ def same_folders(root: Path, folders: dict[str, list[str]], files: dict[str, byt
         _COMPARING = None
 
 
-def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = False, started: list | None = None
-         ) -> Plan:
+def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = False, started: list | None = None,
+         compare: bool = True) -> Plan:
     """How disk differs from the rendered files; files on disk are compared on `jobs` processes when many. With
-    ask_git, a file git vouches for (see _vouched) is compared by its blob id instead of being read."""
+    ask_git, a file git vouches for (see _vouched) is compared by its blob id instead of being read. Without compare,
+    only what is on disk and not rendered is looked at (removed, foreign and special files; nothing is read but the
+    first bytes of those). A link is always foreign, even where a generated file belongs: kflowgen writes none."""
     global _COMPARING
     p = Plan()
-    known = _vouched(root, started) if ask_git else None
+    outs = _results(started) if started is not None else _results(survey(root)) if ask_git else []
+    listing = _listing(outs.pop()) if outs else None
+    known = _vouched(root, outs, listing) if ask_git and len(outs) == len(_GIT) else None
     if known is None:
-        existing, vouched = _existing(root), {}
+        regular, found_links, p.special = listing or _existing(root)
+        existing, vouched, links = sorted([*regular, *found_links]), {}, set(found_links)
     else:
-        vouched, others = known
-        existing = sorted([*vouched, *(rel for rel in others if _listed(os.path.join(root, rel)))])
-    present = set(existing)
-    both = [rel for rel in files if rel in present and rel not in vouched]
+        vouched, others, p.special = known
+        special = set(p.special)  # a FIFO where git has a file is listed by both: never opened
+        existing = sorted([*vouched, *(rel for rel in others
+                                       if rel not in special and _listed(os.path.join(root, rel)))])
+        links = {rel for rel in others if os.path.islink(os.path.join(root, rel))}
+    present = set(existing) - links
+    both = [rel for rel in files if rel in present and rel not in vouched] if compare else []
     _COMPARING = str(root), files
     try:
         same = dict(zip(both, parallel.fan_out(_same_batch, both, jobs)))
     finally:
         _COMPARING = None
-    same.update((rel, cache.blob_id(files[rel]) == vouched[rel]) for rel in files if rel in vouched)
-    for rel in files:
+    same.update((rel, cache.blob_id(files[rel]) == vouched[rel]) for rel in files if rel in vouched and compare)
+    for rel in files if compare else ():
+        if rel in links:
+            continue  # foreign, below
         if rel not in present:
             p.added.append(rel)
         elif not same[rel]:
@@ -216,36 +280,59 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
         else:
             p.unchanged.append(rel)
     for rel in existing:
-        if rel not in files:
-            generated = not os.path.islink(root / rel) and is_generated(_head(root / rel))  # kflowgen writes no links
-            (p.removed if generated else p.foreign).append(rel)
+        if rel in links:
+            p.foreign.append(rel)
+        elif rel not in files:
+            (p.removed if is_generated(_head(root / rel)) else p.foreign).append(rel)
     return p
 
 
-def check(root: Path, files: dict[str, bytes], jobs: int = 1, started: list | None = None
+def check(root: Path, files: dict[str, bytes], jobs: int = 1, started: list | None = None, compare: bool = True
           ) -> tuple[Plan, list[Diagnostic]]:
-    """The drift gate: one diagnostic per file that differs from what the specs render. In a git work tree, files
-    git vouches for are not read (see _vouched; `started`: what survey() started earlier)."""
+    """The drift gate: one diagnostic per file that differs from what the specs render, and per file under overlays/
+    that kflowgen did not write. In a git work tree, files git vouches for are not read (see _vouched; `started`:
+    what survey() started earlier). Without compare (validate), only files kflowgen did not write are reported: a
+    file with kflowgen's header that the specs no longer render is drift, render --check's (and the gate's) to refuse."""
     with locked(root, exclusive=False):
-        p = plan(root, files, jobs, ask_git=True, started=started)
+        p = plan(root, files, jobs, ask_git=True, started=started, compare=compare)
     fix = "run `kflowgen render` and commit the result"
     diags = [error(r, (1, 1), "KF502", "generated file is missing", fix) for r in p.added]
     diags += [error(r, (1, 1), "KF501", "generated file differs from what the specs render", fix) for r in p.changed]
-    diags += [error(r, (1, 1), "KF503", "generated file is no longer produced by any spec", fix) for r in p.removed]
-    diags += _foreign(p)
-    return p, diags
+    if compare:  # validate leaves stale generated files to render --check: before a render they are expected
+        diags += [error(r, (1, 1), "KF503", "generated file is no longer produced by any spec", fix) for r in p.removed]
+    return p, diags + strays(root, p)
 
 
-def _foreign(p: Plan) -> list[Diagnostic]:
-    return [warning(r, (1, 1), "KF504", "hand-written file inside a folder kflowgen owns; kflowgen leaves it alone",
-                    "move it to bases/ or delete it") for r in p.foreign]
+def strays(root: Path, p: Plan) -> list[Diagnostic]:
+    """Errors for what is under overlays/ and kflowgen did not write: Argo CD syncs these folders as they are, so a
+    hand-written file there (an AppProject in overlays/<env>/argocd, a ClusterRoleBinding in a team folder, a second
+    kustomization file) would reach a cluster without passing kflowgen's checks."""
+    fix = ("delete it: everything under overlays/ is rendered from specs/, and a platform's own manifests belong in "
+           "bases/ (README, \"Hand-kept manifests\")")
+    out = [error(r, (1, 1), "KF504", "link inside overlays/, which kflowgen owns: kflowgen writes no links", fix)
+           for r in p.foreign if os.path.islink(root / r)]
+    out += [error(r, (1, 1), "KF504", "hand-written file inside overlays/, which kflowgen owns: Argo CD would apply "
+                  "it without kflowgen's checks", fix) for r in p.foreign if not os.path.islink(root / r)]
+    out += [error(r, (1, 1), "KF504", f"{_special_kind(root / r)} inside overlays/, which kflowgen owns", fix)
+            for r in p.special]
+    return out
 
 
-def write(root: Path, files: dict[str, bytes], jobs: int = 1) -> tuple[Plan, list[Diagnostic]]:
-    """Make overlays/ hold exactly the rendered files (plus any hand-written ones), atomically; another write in
-    the same repository waits until this one is done."""
+def _special_kind(path: Path) -> str:
+    try:
+        return special_kind(os.lstat(path).st_mode)
+    except OSError:
+        return "a special file"
+
+
+def write(root: Path, files: dict[str, bytes], jobs: int = 1, edits: dict[str, bytes] | None = None
+          ) -> tuple[Plan, list[Diagnostic]]:
+    """Make overlays/ hold exactly the rendered files, atomically; another write in the same repository waits until
+    this one is done. Nothing is written while overlays/ holds a file kflowgen did not write (see strays). edits:
+    spec files the rendered files were made from and that are not on disk yet (a promotion), each written atomically
+    just before the overlays are swapped in."""
     with locked(root):
-        return _write(root, files, jobs)
+        return _write(root, files, jobs, edits or {})
 
 
 @contextmanager
@@ -285,11 +372,18 @@ def _acquire(fcntl, fd: int, mode: int, root: Path) -> None:
         pass
 
 
-def _write(root: Path, files: dict[str, bytes], jobs: int) -> tuple[Plan, list[Diagnostic]]:
+def _write(root: Path, files: dict[str, bytes], jobs: int, edits: dict[str, bytes]) -> tuple[Plan, list[Diagnostic]]:
     _clean_leftovers(root)
     p = plan(root, files, jobs)
+    if p.strays:  # written nothing: the person removes them first (nothing is lost)
+        return p, strays(root, p)
+    for rel, data in sorted(edits.items()):
+        try:
+            replace_file(root / rel, data)
+        except OSError as e:  # before the overlays change: the repository is as it was
+            return p, [error(rel, (1, 1), "KF339", f"cannot write the spec: {e.strerror}")]
     if not p.drift:
-        return p, _foreign(p)
+        return p, []
     target = root / OWNED
     new = Path(tempfile.mkdtemp(prefix=SCRATCH, dir=root))
     try:
@@ -300,9 +394,6 @@ def _write(root: Path, files: dict[str, bytes], jobs: int) -> tuple[Plan, list[D
         for rel in p.added + p.changed:
             (new / rel).parent.mkdir(parents=True, exist_ok=True)
             (new / rel).write_bytes(files[rel])
-        for rel in p.foreign:  # last, so no generated file is ever written through a hand-made link
-            if not os.path.lexists(new / rel):  # (a link where kflowgen now needs its own folder gives way)
-                _link(root / rel, new / rel)
         if target.exists():
             _exchange(staged, target)  # staged now holds the old tree
         else:
@@ -310,14 +401,11 @@ def _write(root: Path, files: dict[str, bytes], jobs: int) -> tuple[Plan, list[D
         _fsync_dir(root)
     finally:
         shutil.rmtree(new, ignore_errors=True)
-    return p, _foreign(p)
+    return p, []
 
 
 def _link(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.islink(src):  # a hand-made link (to a file or folder, or dangling) is kept as the same link
-        os.symlink(os.readlink(src), dest)
-        return
     try:
         os.link(src, dest)
     except OSError:
@@ -358,3 +446,19 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename it over path, keeping its mode."""
+    mode = path.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -39,11 +39,14 @@ def tree_hash(root: Path) -> str:
 
 
 def copy_repo(src: Path, dest: Path) -> Path:
-    """Copy a repository's specs, bases and overlays to dest, with ../shared beside it as in the project."""
+    """Copy a repository's specs, bases, overlays and CODEOWNERS to dest, with ../shared beside it as in the project."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("specs", "bases", "overlays"):
         if (src / name).exists():
             shutil.copytree(src / name, dest / name, symlinks=True)
+    if (src / ".github/CODEOWNERS").exists():
+        (dest / ".github").mkdir(exist_ok=True)
+        shutil.copy(src / ".github/CODEOWNERS", dest / ".github/CODEOWNERS")
     shared = dest.parent / "shared"
     if not shared.exists():
         shared.symlink_to(SHARED, target_is_directory=True)
@@ -81,3 +84,13 @@ def mutations(obj) -> list:
 
     walk(obj, lambda new: new)
     return [json.loads(json.dumps(m)) for m in out]
+
+
+def plant_base_binding(root: Path, role: str, group: str) -> None:
+    """A hand-kept RoleBinding in bases/team (built into every team's platform overlay): role to group."""
+    (root / "bases/team/rolebinding.planted.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: planted}\n"
+        f"roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n"
+        f"subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: '{group}'}}]\n")
+    kustomization = root / "bases/team/kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "- rolebinding.planted.yaml\n")

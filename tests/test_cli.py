@@ -78,8 +78,8 @@ def test_render_check_lists_every_drifted_file_and_writes_nothing(example_repo):
     before = tree_hash(example_repo)
     code, out = run("render", "--check", "-C", example_repo, "--format", "text")
     assert (code, out) == (1, """\
-overlays/dev/notes.md:1:1: warning [KF504] hand-written file inside a folder kflowgen owns; kflowgen leaves it alone
-    fix: move it to bases/ or delete it
+overlays/dev/notes.md:1:1: error [KF504] hand-written file inside overlays/, which kflowgen owns: Argo CD would apply it without kflowgen's checks
+    fix: delete it: everything under overlays/ is rendered from specs/, and a platform's own manifests belong in bases/ (README, "Hand-kept manifests")
 overlays/dev/teams/gone/platform/namespace.yaml:1:1: error [KF503] generated file is no longer produced by any spec
     fix: run `kflowgen render` and commit the result
 overlays/dev/teams/nlp/platform/resourcequota.team.yaml:1:1: error [KF501] generated file differs from what the specs render
@@ -87,13 +87,20 @@ overlays/dev/teams/nlp/platform/resourcequota.team.yaml:1:1: error [KF501] gener
 overlays/prod/argocd/application.root.yaml:1:1: error [KF502] generated file is missing
     fix: run `kflowgen render` and commit the result
 146 generated files checked: 1 missing, 1 different, 1 extra
-kflowgen: 3 errors, 1 warning
+kflowgen: 4 errors, 0 warnings
 """)
     assert tree_hash(example_repo) == before
 
+    # render writes nothing while a file it did not write is there (Argo CD would sync it), and says which
+    code, out = run("render", "-C", example_repo, "--format", "text")
+    assert (code, out.splitlines()[0]) == (1, "overlays/dev/notes.md:1:1: error [KF504] hand-written file inside "
+                                              "overlays/, which kflowgen owns: Argo CD would apply it without "
+                                              "kflowgen's checks")
+    assert out.endswith("kflowgen: 1 error, 0 warnings\n") and tree_hash(example_repo) == before
+    (ov / "dev/notes.md").unlink()
     code, out = run("render", "-C", example_repo, "--format", "text")
     assert code == 0 and "146 generated files: 1 added, 1 changed, 1 removed, 144 unchanged" in out
-    assert (ov / "dev/notes.md").exists() and not (ov / "dev/teams/gone").exists()
+    assert not (ov / "dev/teams/gone").exists()
     assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
 
 
@@ -281,9 +288,9 @@ def test_progress_bar_on_a_terminal_and_quiet_in_ci(example_repo, tmp_path):
     assert code == 0 and out.endswith("kflowgen: ok\n") and err == ""
 
 
-def test_render_keeps_hand_made_links_in_overlays_as_links(example_repo, tmp_path):
-    """Nothing lost: a link to a folder, a link to a file and a dangling link inside overlays/ are reported (KF504)
-    and are still the same links after a render that swaps the tree, and nothing is written through them."""
+def test_links_in_overlays_are_refused_and_never_followed(example_repo, tmp_path):
+    """A link to a folder, a link to a file, a dangling link and a link where a generated file belongs are each an
+    error (KF504) in validate, render --check and render; render writes nothing, through them or elsewhere."""
     ov = example_repo / "overlays"
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -292,15 +299,17 @@ def test_render_keeps_hand_made_links_in_overlays_as_links(example_repo, tmp_pat
     (ov / "dev/readme.md").symlink_to("docs/runbook.md")
     (ov / "dev/gone.md").symlink_to("no-such-file")
     quota = ov / "dev/teams/nlp/platform/resourcequota.team.yaml"
-    quota.write_text(quota.read_text() + "# edited\n")
-    code, out = run("render", "-C", example_repo, "--format", "text")
-    assert code == 0 and "146 generated files: 0 added, 1 changed, 0 removed, 145 unchanged" in out
-    assert [line.split(":")[0] for line in out.splitlines() if "KF504" in line] == [
-        "overlays/dev/docs", "overlays/dev/gone.md", "overlays/dev/readme.md"]
-    assert os.readlink(ov / "dev/docs") == str(docs) and os.readlink(ov / "dev/readme.md") == "docs/runbook.md"
-    assert os.readlink(ov / "dev/gone.md") == "no-such-file"
-    assert sorted(p.name for p in docs.iterdir()) == ["runbook.md"]
-    assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
+    (tmp_path / "quota.yaml").write_bytes(quota.read_bytes())
+    quota.unlink()
+    quota.symlink_to(tmp_path / "quota.yaml")  # the same bytes, through a link
+    before = tree_hash(example_repo)
+    links = ["overlays/dev/docs", "overlays/dev/gone.md", "overlays/dev/readme.md",
+             "overlays/dev/teams/nlp/platform/resourcequota.team.yaml"]
+    for args in (["validate"], ["render", "--check"], ["render"]):
+        code, out = run(*args, "-C", example_repo, "--format", "text")
+        assert code == 1 and [line.split(":")[0] for line in out.splitlines() if "[KF504] link inside" in line] == links
+    assert tree_hash(example_repo) == before and sorted(p.name for p in docs.iterdir()) == ["runbook.md"]
+    assert os.readlink(ov / "dev/docs") == str(docs) and os.readlink(ov / "dev/gone.md") == "no-such-file"
 
 
 def test_gate_is_validate_render_check_and_diff_in_one_run(example_repo, tmp_path):

@@ -79,7 +79,14 @@ PROJECT_PLATFORM = {
              "namespaceResourceWhitelist": [{"group": "*", "kind": "*"}]}}
 APP_VISION = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
               "metadata": {"name": "dev-vision-workloads", "namespace": "argocd"},
-              "spec": {"project": "dev-vision", "destination": {"server": "https://dev", "namespace": "vision"}}}
+              "spec": {"project": "dev-vision", "source": {"path": "overlays/dev/teams/vision/workloads"},
+                       "destination": {"server": "https://dev", "namespace": "vision"}}}
+BINDING = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+           "metadata": {"name": "members-edit", "namespace": "vision"},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+           "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "vision-ds"},
+                        {"kind": "ServiceAccount", "name": "hub", "namespace": "jupyterhub"},
+                        {"kind": "ServiceAccount", "name": "runner"}]}
 
 C = "/spec/template/spec/containers/0"
 SC = C + "/securityContext"
@@ -169,11 +176,13 @@ CASES = [
     ("team-namespace", CLUSTERROLE, PLATFORM, ["/kind"]),
     ("team-namespace", patched(DEPLOYMENT, ("/metadata/namespace", "x")), ARGOCD, []),
 
-    ("cluster-scoped-platform-only", CLUSTERROLE, ARGOCD, []),
+    ("cluster-scoped-platform-only", PROJECT_VISION, ARGOCD, []),
+    ("cluster-scoped-platform-only", CLUSTERROLE, ARGOCD, ["/kind"]),
     ("cluster-scoped-platform-only", CLUSTERROLE, "overlays/dev/extras", ["/kind"]),
-    ("cluster-scoped-platform-only", NAMESPACE, "overlays/dev/platform", []),
+    ("cluster-scoped-platform-only", NAMESPACE, "overlays/dev/platform", ["/kind"]),
     ("cluster-scoped-platform-only", NAMESPACE, ARGOCD, ["/kind"]),
     ("cluster-scoped-platform-only", CLUSTERROLE, WORKLOADS, []),  # a team overlay: KF607 reports it
+    ("cluster-scoped-platform-only", NAMESPACE, PLATFORM, []),
 
     ("appproject-tenancy", PROJECT_VISION, ARGOCD, []),
     ("appproject-tenancy", PROJECT_PLATFORM, ARGOCD, []),
@@ -206,12 +215,32 @@ CASES = [
      ["/metadata/annotations/argocd.argoproj.io~1sync-options"]),
 
     ("application-project", APP_VISION, ARGOCD, []),
+    ("application-project", patched(APP_VISION, ("/spec/source/path", "overlays/dev/teams/vision/extra")), ARGOCD,
+     ["/spec/source/path"]),
+    ("application-project", patched(APP_VISION, ("/spec/source/path", "overlays/dev/teams/nlp/workloads")), ARGOCD,
+     ["/spec/source/path"]),
+    ("application-project", patched(APP_VISION, ("/spec/source", DELETE), ("/spec/sources", [
+        {"path": "overlays/dev/teams/vision/workloads"}, {"path": "overlays/dev/teams/vision/platform"}])), ARGOCD,
+     ["/spec/sources"]),
     ("application-project", patched(APP_VISION, ("/spec/destination/namespace", "nlp")), ARGOCD,
      ["/spec/destination/namespace"]),
     ("application-project", patched(APP_VISION, ("/spec/project", "default")), ARGOCD, ["/spec/project"]),
     ("application-project", patched(APP_VISION, ("/spec/project", DELETE)), ARGOCD, ["/spec/project"]),
     ("application-project", patched(APP_VISION, ("/spec/project", "dev-platform"),
                                     ("/spec/destination/namespace", "jupyterhub")), ARGOCD, []),
+    ("rbac-bindings", BINDING, PLATFORM, []),
+    ("rbac-bindings", patched(BINDING, ("/roleRef/name", "cluster-admin")), PLATFORM, ["/roleRef/name"]),
+    ("rbac-bindings", patched(BINDING, ("/kind", "ClusterRoleBinding"), ("/roleRef/name", "cluster-admin")), ARGOCD,
+     ["/roleRef/name"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:authenticated")), PLATFORM, ["/subjects/0/name"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0", {"kind": "User", "name": "system:anonymous"})), PLATFORM,
+     ["/subjects/0/name"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:serviceaccounts")), PLATFORM, ["/subjects/0/name"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/2/namespace", "nlp")), PLATFORM, ["/subjects/2"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:serviceaccounts:nlp")), PLATFORM, ["/subjects/0"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0", {"kind": "User", "name": "system:serviceaccount:nlp:runner"})),
+     PLATFORM, ["/subjects/0"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:serviceaccounts:vision")), PLATFORM, []),
 ]
 
 
@@ -264,8 +293,8 @@ def test_run_names_the_overlay_the_object_and_the_pointer():
              "overlays/dev/extras": [patched(NAMESPACE, ("/metadata/annotations", DELETE))]}
     out = [(d.path, d.line, d.col, d.code, d.severity, d.message) for d in policy.run(built, CTX)]
     assert out == [
-        ("overlays/dev/extras", 0, 0, "KF608", "error",
-         "Namespace vision: /kind: cluster-scoped Namespace in overlays/dev/extras, which is not a platform overlay"),
+        ("overlays/dev/extras", 0, 0, "KF608", "error", "Namespace vision: /kind: cluster-scoped Namespace in "
+         "overlays/dev/extras"),
         ("overlays/dev/extras", 0, 0, "KF610", "error",
          "Namespace vision: /metadata/annotations/argocd.argoproj.io~1sync-options: missing: needs Prune=false and "
          "Delete=false"),

@@ -91,3 +91,31 @@ def test_capacity_message_names_the_teams():
     m = model(a=team("a", x=("a100: 2", "a100: 3")), b=team("b"))
     (d,) = rules.RULES["gpu-capacity"](m)
     assert d.message == "dev: teams are promised 5 a100 GPUs but the cluster has 4 (a 3, b 2)"
+
+
+@pytest.mark.parametrize("name", ["kubeflow", "kubeflow-system", "gpu-operator", "nvidia-gpu-operator", "kueue-system",
+                                  "cert-manager", "monitoring", "ingress-nginx", "istio-system", "kserve", "default",
+                                  "kube-flannel", "openshift-monitoring"])
+def test_well_known_system_namespaces_are_reserved(name):
+    assert found("team-names", model(**{name: team(name)})) == [("KF302", f"specs/teams/{name}.yaml", 1, 7)]
+
+
+@pytest.mark.parametrize("reserved, name, hit", [("[infra-*]", "infra-x", True), ("[infra-*]", "infra", False),
+                                                 ("[billing]", "billing", True), ("[billing]", "billing-2", False)])
+def test_the_platform_reserves_its_own_namespaces(reserved, name, hit):
+    m = model(PLATFORM.replace("registries:", f"reservedNamespaces: {reserved}\nregistries:"), **{name: team(name)})
+    assert found("team-names", m) == ([("KF302", f"specs/teams/{name}.yaml", 1, 7)] if hit else [])
+
+
+def test_profile_slugs_and_names_are_unique():
+    # vision's profile "gpu-cpu" and team vision-gpu's profile "cpu" share the slug vision-gpu-cpu
+    m = model(vision=team(x=("name: gpu,", "name: gpu-cpu,")), **{"vision-gpu": team("vision-gpu")})
+    assert found("unique-generated-names", m) == [("KF314", "specs/teams/vision-gpu.yaml", 6, 14)]
+    m = model(vision=team(x=("name: gpu,", "name: cpu,")))
+    assert found("unique-generated-names", m) == [("KF314", "specs/teams/vision.yaml", 7, 14)]
+
+
+def test_argocd_names_are_unique_across_environments():
+    platform = PLATFORM.replace("  prod: {", "  dev-a: {cluster: https://dev-a, capacity: {gpu: {a100: 2}}}\n  prod: {")
+    m = model(platform, **{"a-b": team("a-b"), "b": team("b", x=("dev: {cpu", "dev-a: {cpu"))})
+    assert found("unique-generated-names", m) == [("KF315", "specs/teams/b.yaml", 1, 7)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import kschemas, specschema
+from kflowgen import kschemas, specschema, writer
 from kflowgen.emit import dump
 from kflowgen.loader import load_file, load_text
 from kflowgen.model import Model, platform_from, team_from
@@ -585,9 +585,20 @@ def spec_bytes(root: Path) -> bytes:
     return (root / "specs/models/recsys/ranker.yaml").read_bytes()
 
 
+def promoted(root: Path, *args) -> tuple[str, list]:
+    """promote() in memory, then its spec written as the writer writes it (the CLI writes it with the overlays, or
+    nothing: tests/test_cli.py); the message and findings."""
+    change, diags = promote(root, *args)
+    if change is None:
+        return "", diags
+    assert spec_bytes(root) != change.data  # promote itself writes nothing
+    writer.replace_file(root / change.path, change.data)
+    return change.message, diags
+
+
 def test_promote_changes_only_the_version_scalar(tmp_path):
     root = repo(tmp_path)
-    out, diags = promote(root, "recsys", "ranker", "staging", "prod")
+    out, diags = promoted(root, "recsys", "ranker", "staging", "prod")
     assert diags == []
     assert spec_bytes(root) == SPEC.replace("{version: 9,", "{version: 12,").encode()
     assert out == (
@@ -602,7 +613,7 @@ def test_promote_changes_only_the_version_scalar(tmp_path):
 def test_promote_back_and_keep_crlf_and_missing_final_newline(tmp_path):
     text = SPEC.replace("\n", "\r\n").rstrip("\r\n")
     root = repo(tmp_path, text)
-    out, diags = promote(root, "recsys", "ranker", "prod", "staging")
+    out, diags = promoted(root, "recsys", "ranker", "prod", "staging")
     assert diags == [] and out.endswith("recsys/ranker staging: version 12 -> 9\n")
     assert spec_bytes(root) == text.replace("version: 12 ", "version: 9 ").encode()
 
@@ -610,13 +621,13 @@ def test_promote_back_and_keep_crlf_and_missing_final_newline(tmp_path):
 def test_promote_keeps_the_file_mode(tmp_path):
     root = repo(tmp_path)
     (root / "specs/models/recsys/ranker.yaml").chmod(0o640)
-    assert promote(root, "recsys", "ranker", "staging", "prod")[1] == []
+    assert promoted(root, "recsys", "ranker", "staging", "prod")[1] == []
     assert (root / "specs/models/recsys/ranker.yaml").stat().st_mode & 0o777 == 0o640
 
 
 def refused(root: Path, *args) -> tuple[str, int, int, str]:
     before = spec_bytes(root)
-    out, diags = promote(root, *args)
+    out, diags = promoted(root, *args)
     assert out == "" and len(diags) == 1 and spec_bytes(root) == before
     d = diags[0]
     return d.code, d.line, d.col, d.message
@@ -640,7 +651,7 @@ def test_promote_environment_missing(tmp_path, src, dst, missing):
 ])
 def test_promote_unknown_model(tmp_path, team_name, model, hint):
     root = repo(tmp_path)
-    out, diags = promote(root, team_name, model, "staging", "prod")
+    out, diags = promoted(root, team_name, model, "staging", "prod")
     assert out == "" and [(d.code, d.hint) for d in diags] == [("KF337", hint)]
 
 
@@ -653,7 +664,7 @@ def test_promote_then_render_rolls_only_prod(tmp_path):
     root = repo(tmp_path, (PROJECT / "specs/models/recsys/ranker.yaml").read_text())
     w = world()
     before = served_model_from(load_file(root, "specs/models/recsys/ranker.yaml")[0])
-    out, diags = promote(root, "recsys", "ranker", "staging", "prod")
+    out, diags = promoted(root, "recsys", "ranker", "staging", "prod")
     assert diags == [] and out.endswith("recsys/ranker prod: version 3 -> 4\n")
     after = served_model_from(load_file(root, "specs/models/recsys/ranker.yaml")[0])
     assert after.environments["prod"].version == before.environments["staging"].version

@@ -43,7 +43,7 @@ def test_a_clean_tree_is_not_read(repo, monkeypatch):
     real = writer.same
     monkeypatch.setattr(writer, "same", lambda path, data: read.append(path) or real(path, data))
     assert not both(root, files).drift
-    vouched, others = writer._vouched(root)
+    vouched, others, special = writer._vouched(root)
     assert set(vouched) == {r for r in files if r.startswith("overlays/")} and others == []
     read.clear()
     writer.plan(root, files, 1, ask_git=True)
@@ -76,7 +76,7 @@ def test_files_git_is_told_not_to_look_at_are_read(repo):
         git(root, "update-index", flag, rel)
         path = root / rel
         path.write_text(path.read_text().replace("a", "b"))
-    vouched, others = writer._vouched(root)
+    vouched, others, special = writer._vouched(root)
     assert QUOTA in others and "overlays/dev/argocd/application.root.yaml" in others
     assert both(root, files).changed == ["overlays/dev/argocd/application.root.yaml", QUOTA]
     git(root, "update-index", "--no-assume-unchanged", QUOTA)
@@ -96,7 +96,7 @@ def test_git_is_not_asked_when_bytes_on_disk_may_differ_from_the_blob(repo, tmp_
     assert not both(root, files).drift
 
 
-def test_overlays_git_cannot_describe_file_by_file_are_read(repo, tmp_path):
+def test_an_untracked_repository_inside_overlays_is_foreign_file_by_file(repo, tmp_path):
     root, files = repo
     nested = root / "overlays/dev/nested"
     nested.mkdir()
@@ -104,7 +104,8 @@ def test_overlays_git_cannot_describe_file_by_file_are_read(repo, tmp_path):
     (nested / "x.yaml").write_text("kind: ConfigMap\n")
     git(nested, "add", "-A")
     git(nested, "commit", "-qm", "nested")
-    assert writer._vouched(root) is None  # an untracked repository inside overlays/: git lists it as a folder
+    vouched, others, _ = writer._vouched(root)  # git lists the untracked repository as a folder; find, its files
+    assert "overlays/dev/nested/x.yaml" in others and "overlays/dev/nested/x.yaml" not in vouched
     assert "overlays/dev/nested/x.yaml" in both(root, files).foreign
 
 

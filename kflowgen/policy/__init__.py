@@ -186,7 +186,7 @@ def go_match(pattern: str, name: str) -> bool:
 # --- the registry -----------------------------------------------------------------------------------------------
 # Imported here, after the helpers above, because the rule modules use them.
 from . import (applications, appprojects, cluster_scoped, gpu_limits, host_access, image_tags,  # noqa: E402
-               pod_security, registries, resources, sync_options, team_namespace)
+               pod_security, rbac, registries, resources, sync_options, team_namespace)
 
 # name -> policy module, in code order
 POLICIES: dict[str, Policy] = {
@@ -201,6 +201,7 @@ POLICIES: dict[str, Policy] = {
     "appproject-tenancy": appprojects,
     "keep-namespaces-and-volumes": sync_options,
     "application-project": applications,
+    "rbac-bindings": rbac,
 }
 
 

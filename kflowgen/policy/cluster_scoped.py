@@ -1,19 +1,16 @@
-"""KF608: cluster-scoped objects come only from platform-owned overlays (`.../platform`, `.../argocd`), and a
-Namespace only from a `.../platform` overlay. Team overlays are KF607's, which is stricter there."""
+"""KF608: outside the team overlays (whose only cluster-scoped object is the team's own Namespace, KF607), nothing
+cluster-scoped is built: the Argo CD folders hold Applications and AppProjects, which are namespaced, and a
+ClusterRoleBinding or a webhook there would reach the whole cluster."""
 from __future__ import annotations
 
 from . import CLUSTER_SCOPED
 
 CODE = "KF608"
-TITLE = "cluster-scoped object outside the platform overlays"
+TITLE = "cluster-scoped object outside a team's platform overlay"
 
 
 def check(obj, ctx):
     kind = obj.get("kind")
-    if ctx.team is not None or kind not in CLUSTER_SCOPED:
-        return
-    if not ctx.platform_owned:
-        yield "/kind", f"cluster-scoped {kind} in {ctx.overlay}, which is not a platform overlay", \
-            "create cluster-scoped objects only in a platform-owned overlay (.../platform or .../argocd)"
-    elif kind == "Namespace" and not ctx.overlay.endswith("/platform"):
-        yield "/kind", f"Namespace in {ctx.overlay}", "create Namespaces only in a .../platform overlay"
+    if ctx.team is None and kind in CLUSTER_SCOPED:
+        yield "/kind", f"cluster-scoped {kind} in {ctx.overlay}", \
+            "the only cluster-scoped object kflowgen builds is each team's Namespace, in its platform overlay"

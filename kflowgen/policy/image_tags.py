@@ -1,27 +1,24 @@
-"""KF604: every container image names a fixed version: a tag other than `latest`, or a digest (which pins it even
-beside a tag). An untagged image means `latest`."""
+"""KF604: every container image is an image reference (distribution's grammar, as the kubelet reads it) that names a
+fixed version: a tag other than `latest`, or a digest (which pins it even beside a tag). An untagged image means
+`latest`."""
 from __future__ import annotations
 
+from .. import imageref
 from . import all_containers
 
 CODE = "KF604"
-TITLE = "image without a tag or digest, or tagged latest"
-
-
-def tag(image: str) -> str | None:
-    """The tag of an image reference, '@' for a digest, None when there is neither."""
-    if "@" in image:
-        return "@"
-    last = image.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
+TITLE = "image without a tag or digest, tagged latest, or not an image reference"
 
 
 def check(obj, ctx):
     for at, c in all_containers(obj):
-        image = c.get("image")
-        if not isinstance(image, str):
+        text = c.get("image")
+        if not isinstance(text, str):
             continue
-        t = tag(image)
-        if t is None or t == "latest":
-            yield f"{at}/image", f"'{image}' " + ("has no tag or digest" if t is None else "is tagged latest"), \
+        image = imageref.parse(text)
+        if isinstance(image, str):
+            yield f"{at}/image", f"'{text}' is not an image reference: {image}", \
+                "write registry/path/name:tag or ...@sha256:<digest>"
+        elif not image.pinned:
+            yield f"{at}/image", f"'{text}' " + ("is tagged latest" if image.tag else "has no tag or digest"), \
                 "pin the image with a version tag or a digest (@sha256:...)"

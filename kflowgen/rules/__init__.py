@@ -5,14 +5,17 @@ from collections.abc import Callable, Iterable
 
 from ..diagnostics import Diagnostic
 from ..model import Model
-from . import capacity, environments, experiments, gpus, images, profiles, quantities, serving, storage, teams
+from . import (capacity, environments, experiments, gpus, images, names, paths, profiles, quantities, serving, storage,
+               teams)
 
 Rule = Callable[[Model], Iterable[Diagnostic]]
 
 # name -> rule; every rule names the codes it reports in its module docstring
 RULES: dict[str, Rule] = {
-    "cpu-millicores": quantities.check,
+    "quantities": quantities.check,
     "team-names": teams.check,
+    "unique-generated-names": names.check,
+    "clean-paths": paths.check,
     "environments-exist": environments.check,
     "gpu-types-exist": gpus.check,
     "profiles-fit-quota": profiles.check,
@@ -25,11 +28,5 @@ RULES: dict[str, Rule] = {
 
 
 def run(model: Model) -> list[Diagnostic]:
-    """Every rule; when an amount is malformed (cpu finer than 1m), the rules that compute with it wait."""
-    out: list[Diagnostic] = list(quantities.check(model))
-    if out:
-        return out
-    for name, rule in RULES.items():
-        if name != "cpu-millicores":
-            out.extend(rule(model))
-    return out
+    """Every rule, in registry order."""
+    return [d for rule in RULES.values() for d in rule(model)]

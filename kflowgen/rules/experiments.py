@@ -7,7 +7,7 @@ from .. import quantity
 from .hints import close
 from ..diagnostics import error, warning
 from ..experiments import MAX_TRIALS, Experiment, Range, sweep_size, trial_name, trials
-from .images import allowed
+from .images import CODES as IMAGE_CODES, problems as image_problems
 
 
 
@@ -30,9 +30,9 @@ def check(model, experiments: list[Experiment]):
         if not exp.command:
             yield error(path, src.at("/run"), "KF327", f"run '{exp.run}' is not a command line",
                         "close every quote; a command is a program and its arguments, e.g. python train.py")
-        if exp.image and not allowed(exp.image, p.registries):
-            yield error(path, src.at("/image"), "KF307", f"image '{exp.image}' is not from an allowed registry",
-                        f"use an image under {', '.join(p.registries)}, or leave image out for the team's notebook image")
+        for what, message, hint in image_problems(exp.image, p.registries) if exp.image else ():
+            yield error(path, src.at("/image"), IMAGE_CODES[what], message,
+                        hint + (", or leave image out for the team's notebook image" if what == "registry" else ""))
         if exp.kind == "TFJob":
             yield warning(path, src.at("/framework"), "KF329", "TFJob is deprecated upstream (Kubeflow Trainer v2 has "
                           "no TensorFlow runtime; Kueue no longer queues TFJobs by default)",
@@ -53,7 +53,7 @@ def check(model, experiments: list[Experiment]):
                             f"{p.source.path}", close(env, p.environments))
         if team is None or not gpu_known:
             continue  # quota and Job names need the team and the GPU type
-        runs = [] if sweep else trials(exp)
+        runs = [] if sweep or not quantity.valid(exp.cpu, millicores=True) else trials(exp)  # KF204 says why not
         for i, env in enumerate(exp.environments):
             at = src.at(f"/environments/{i}")
             if env not in p.environments:
@@ -131,3 +131,4 @@ def _total(what: str, amount: Fraction) -> str:
     if what == "memory":
         return f"{float(amount / 2**30):g}Gi"
     return str(amount.numerator) if amount.denominator == 1 else f"{float(amount):g}"
+

@@ -19,13 +19,6 @@ def check(model):
                     yield error(t.source.path, t.source.at(f"{at}/guarantee/{what}"), "KF309",
                                 f"profile '{p.name}' guarantees {what} {guarantee}, more than its limit {limit}",
                                 f"lower the guarantee or raise {what}")
-            for what, value in (("cpu", p.cpu), ("guarantee/cpu", p.cpu_guarantee)):
-                try:
-                    quantity.cpu(value)
-                except ValueError:
-                    yield error(t.source.path, t.source.at(f"{at}/{what}"), "KF204",
-                                f"profile '{p.name}' asks for cpu {value}, finer than a thousandth of a core",
-                                "use whole millicores, e.g. 100m or 0.1")
             for env, q in t.quota.items():
                 if env not in model.platform.environments:
                     continue  # KF303 says so

@@ -7,7 +7,7 @@ from .. import quantity
 from .hints import close
 from ..diagnostics import error, warning
 from ..serving import MODELS, ServedModel, demand
-from .images import allowed
+from .images import CODES as IMAGE_CODES, problems
 
 def check(model, served: list[ServedModel]):
     p = model.platform
@@ -29,13 +29,15 @@ def check(model, served: list[ServedModel]):
             yield warning(src, at("/path"), "KF336", f"path '{m.path}' ends in a version folder",
                           f"give the folder that holds the numbered versions, e.g. {m.path.rsplit('/', 1)[0]}")
         for image in sorted({m.image_for(env) for env in m.environments}):
-            if not allowed(image, p.registries):
-                first = next(env for env in m.environments if m.image_for(env) == image)
-                yield error(src, at("/image") if m.image else at(f"/environments/{first}", key=True), "KF335", f"image '{image}'{'' if m.image else ' (the default)'} "
-                            "is not from an allowed registry",
-                            f"use an image under {', '.join(p.registries)}" if m.image else
-                            f"add {image.rsplit('/', 1)[0]}/ to registries in {p.source.path}, or set image: "
-                            "to a mirror in an allowed registry")
+            first = next(env for env in m.environments if m.image_for(env) == image)
+            where = at("/image") if m.image else at(f"/environments/{first}", key=True)
+            for what, message, hint in problems(image, p.registries):
+                if what == "registry":
+                    message = f"image '{image}'{'' if m.image else ' (the default)'} is not from an allowed registry"
+                    if not m.image:
+                        hint = (f"add {image.rsplit('/', 1)[0]}/ to registries in {p.source.path}, or set image: "
+                                "to a mirror in an allowed registry")
+                yield error(src, where, "KF335" if what == "registry" else IMAGE_CODES[what], message, hint)
         team = teams.get(m.team)
         if team is None and m.team in model.unreadable:
             continue  # its team spec has errors of its own

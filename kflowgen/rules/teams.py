@@ -1,19 +1,44 @@
-"""KF301, KF302: a team's name matches its file name, is unique, and is not a system namespace or platform name."""
+"""KF301, KF302: a team's name matches its file name, is unique, and is not a reserved namespace: a system namespace
+of Kubernetes or of what platforms run beside kflowgen (SYSTEM), one the platform file reserves, or the name of one
+of the platform's own Argo CD projects. A team named after one would get an admin RoleBinding and Pod Security labels
+there."""
 from __future__ import annotations
 
 from ..diagnostics import error
 
-SYSTEM = ("default", "kube-system", "kube-public", "kube-node-lease")
+# Well-known namespaces of Kubernetes and of what ML platforms run beside it; a '*' ends a prefix.
+SYSTEM = (
+    "default", "kube-*",  # Kubernetes
+    "argocd", "argo", "argo-rollouts", "argo-events", "argo-workflows",  # Argo
+    "jupyterhub",  # JupyterHub
+    "kubeflow", "kubeflow-*", "kserve", "kserve-*", "knative-serving", "knative-eventing", "istio-system",  # Kubeflow
+    "auth", "dex", "oauth2-proxy",
+    "gpu-operator", "nvidia-gpu-operator", "nvidia-device-plugin", "network-operator", "node-feature-discovery",  # GPUs
+    "kueue-system", "volcano-system", "ray-system", "kuberay",  # queueing and batch
+    "cert-manager", "external-secrets", "sealed-secrets", "vault",  # certificates and secrets
+    "monitoring", "prometheus", "grafana", "observability", "logging", "loki", "opentelemetry-operator-system",
+    "ingress-nginx", "traefik", "envoy-gateway-system", "gateway-system", "metallb-system",  # ingress
+    "gatekeeper-system", "kyverno", "calico-system", "calico-apiserver", "tigera-operator", "cilium",  # policy, network
+    "local-path-storage", "rook-ceph", "longhorn-system", "velero", "flux-system", "openshift", "openshift-*",
+)
 
 
 def _stem(team) -> str:
     return team.source.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
+def reserved(name: str, patterns) -> str | None:
+    """The reserved name or prefix (ending in '*') that name falls under, or None."""
+    for pattern in patterns:
+        if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
+            return pattern
+    return None
+
+
 def check(model):
     p = model.platform
     # platform and bootstrap name the platform's own Argo CD projects (<env>-platform, <env>-bootstrap)
-    reserved = set(SYSTEM) | {p.argocd_namespace, p.hub_namespace, "platform", "bootstrap"}
+    patterns = (*SYSTEM, p.argocd_namespace, p.hub_namespace, "platform", "bootstrap", *p.reserved_namespaces)
     owner = {t.name: t.source.path for t in sorted(model.teams, key=lambda t: (_stem(t) != t.name, t.source.path))}
     for t in model.teams:
         stem = _stem(t)
@@ -25,6 +50,9 @@ def check(model):
             yield error(t.source.path, t.source.at("/name"), "KF301",
                         f"team '{t.name}' is in a file named '{stem}'",
                         f"rename the file to {t.name}.yaml or the team to '{stem}'")
-        if t.name in reserved or t.name.startswith("kube-"):
+        hit = reserved(t.name, patterns)
+        if hit:
+            by = "the platform file" if hit in p.reserved_namespaces else "kflowgen"
             yield error(t.source.path, t.source.at("/name"), "KF302",
-                        f"team name '{t.name}' is a system or platform namespace", "choose another team name")
+                        f"team name '{t.name}' is a system or platform namespace ({hit}, reserved by {by})",
+                        "choose another team name")

@@ -1,0 +1,157 @@
+"""CODEOWNERS: who a pull request asks to review which files. The gate warns (KF317) when a team's experiments and
+models, or the platform-owned files (the platform file, team files with their quotas, bases/, schemas/, the CI
+workflows), would reach main with no owner asked: CODEOWNERS with branch protection is what keeps a data scientist's
+pull request from changing what only the platform team may change, and one team from approving another's."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .diagnostics import Diagnostic, warning
+
+# Where GitHub (first three, in its order of preference) and GitLab look for the file.
+LOCATIONS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
+# Platform-owned paths: a file in each must have an owner.
+PLATFORM = ("specs/platform.yaml", "specs/teams/", "bases/", "schemas/", ".github/workflows/")
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Rule:
+    line: int
+    pattern: str
+    owners: tuple[str, ...]
+
+
+def parse(text: str) -> list[Rule]:
+    """The rules of a CODEOWNERS file, in file order (the last rule that matches a path decides its owners)."""
+    rules = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = line.split("#", 1)[0].split() if " #" in line else line.split()
+        rules.append(Rule(n, words[0].replace("\\#", "#"), tuple(words[1:])))
+    return rules
+
+
+def _regex(pattern: str) -> re.Pattern:
+    """A CODEOWNERS pattern (gitignore-like, as GitHub reads it) as a regular expression over file paths."""
+    anchored = pattern.startswith("/") or "/" in pattern.rstrip("/")
+    folder = pattern.endswith("/")
+    body = pattern.strip("/")
+    out, i = [], 0
+    while i < len(body):
+        if body.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif body.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif body[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif body[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(body[i]))
+            i += 1
+    last = body.rsplit("/", 1)[-1]
+    # a folder (or a plain name, which may be one) owns everything below it; `docs/*` only what is directly in docs
+    tail = "/.*" if folder else "" if _GLOB.search(last) else "(?:/.*)?"
+    return re.compile(("^" if anchored else "^(?:.*/)?") + "".join(out) + tail + "$", re.DOTALL)
+
+
+class Owners:
+    """Answers "who owns this path" for many paths: rules without wildcards are looked up by the path's folders
+    (a thousand teams' rules cost a dictionary lookup each), the others are matched one by one."""
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = rules
+        self.anchored: dict[str, list[int]] = {}  # literal path -> rule indexes
+        self.names: dict[str, list[int]] = {}  # literal name matched at any depth -> rule indexes
+        self.globs: list[tuple[int, re.Pattern]] = []
+        for i, rule in enumerate(rules):
+            p = rule.pattern
+            if _GLOB.search(p):
+                self.globs.append((i, _regex(p)))
+            elif p.startswith("/") or "/" in p.rstrip("/"):
+                self.anchored.setdefault(p.strip("/"), []).append(i)
+            else:
+                self.names.setdefault(p.rstrip("/"), []).append(i)
+
+    def rule(self, path: str) -> Rule | None:
+        """The rule that decides path's owners (the last one matching), or None."""
+        parts = path.split("/")
+        best = -1
+        for depth in range(1, len(parts) + 1):
+            here = "/".join(parts[:depth])
+            for i in self.anchored.get(here, ()):
+                if depth < len(parts) or not self.rules[i].pattern.endswith("/"):
+                    best = max(best, i)
+            for i in self.names.get(parts[depth - 1], ()):
+                if depth < len(parts) or not self.rules[i].pattern.endswith("/"):
+                    best = max(best, i)
+        for i, rx in reversed(self.globs):
+            if i <= best:
+                break
+            if rx.match(path):
+                best = i
+                break
+        return self.rules[best] if best >= 0 else None
+
+
+def find(root: Path) -> str | None:
+    for rel in LOCATIONS:
+        if (root / rel).is_file():
+            return rel
+    return None
+
+
+def check(root: Path, model) -> list[Diagnostic]:
+    """KF317 warnings: no CODEOWNERS at all, or a platform-owned path or a team's experiments or models that no rule
+    gives an owner."""
+    rel = find(root)
+    platform = model.platform.source.path
+    if rel is None:
+        return [warning(platform, (1, 1), "KF317", "no CODEOWNERS file: a pull request asks nobody in particular to "
+                        "review specs, quotas or bases", "add .github/CODEOWNERS giving specs/platform.yaml, "
+                        "specs/teams/, bases/, schemas/ and .github/ to the platform team and each "
+                        "specs/experiments/<team>/ and specs/models/<team>/ to that team (`kflowgen init` writes one)")]
+    try:
+        owners = Owners(parse((root / rel).read_text("utf-8", errors="replace")))
+    except OSError:
+        return []
+    out = []
+    for path in PLATFORM:
+        probe = path + "x" if path.endswith("/") else path
+        rule = owners.rule(probe)
+        if rule is None or not rule.owners:
+            out.append(warning(rel, (rule.line, 1) if rule else (1, 1), "KF317", f"no owner for {path} in {rel}: "
+                               "a pull request changing it asks nobody to review", f"add a line: /{path} "
+                               "@<your platform team>"))
+    platform_rule = owners.rule(PLATFORM[0])
+    for t in model.teams:
+        bare = []
+        for folder in (f"specs/experiments/{t.name}/", f"specs/models/{t.name}/"):
+            rule = owners.rule(folder + "x.yaml")
+            if rule is None or not rule.owners or rule is platform_rule:
+                bare.append(folder)
+        if bare:
+            out.append(warning(t.source.path, t.source.at("/name"), "KF317",
+                               f"{' and '.join(bare)} {'have' if len(bare) > 1 else 'has'} no owner of their own in "
+                               f"{rel}: team {t.name} is not asked to review changes to its experiments and models",
+                               "; ".join(f"add a line: /{folder} @<team {t.name}>" for folder in bare)))
+    return out
+
+
+def team_lines(text: str, team: str) -> str:
+    """CODEOWNERS lines giving a new team its experiments, models and workloads, for an owner in the organisation the
+    file already names (or a placeholder)."""
+    org = next((o.split("/", 1)[0] for rule in parse(text) for o in rule.owners if o.startswith("@") and "/" in o),
+               "@your-org")
+    owner = f"{org}/{team}"
+    return "".join(f"{pattern:<40}{owner}\n" for pattern in (f"/specs/experiments/{team}/", f"/specs/models/{team}/",
+                                                               f"/overlays/*/teams/{team}/workloads/"))

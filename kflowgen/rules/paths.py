@@ -1,0 +1,44 @@
+"""KF204: strings that become paths (an experiment's workdir, a model's path on the NAS, the NAS mount path) are parsed
+as paths, not pattern-matched: no control character or line break anywhere, no '..' part, and relative or absolute
+as the field requires."""
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from ..diagnostics import error
+
+
+def problem(text: str, absolute: bool) -> str | None:
+    """Why text is not a clean path of the kind asked for, or None."""
+    bad = next((c for c in text if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or c in "\u2028\u2029"), None)
+    if bad is not None:
+        return f"holds the control character U+{ord(bad):04X}"
+    if "\\" in text:
+        return "holds a backslash"
+    parts = PurePosixPath(text).parts
+    if ".." in parts:
+        return "has a '..' part"
+    if text.startswith("/") != absolute:
+        return "is not absolute" if absolute else "is absolute"
+    return None
+
+
+def paths(model):
+    """(spec, pointer, text, absolute) of every path a spec gives."""
+    p = model.platform
+    if p.source.has("/storage/mountPath"):
+        yield p.source, "/storage/mountPath", p.mount_path, True
+    for e in model.experiments:
+        if e.source.has("/workdir"):
+            yield e.source, "/workdir", e.workdir, False
+    for m in model.served:
+        yield m.source, "/path", m.source.data["path"], False
+
+
+def check(model):
+    for spec, pointer, text, absolute in paths(model):
+        why = problem(text, absolute)
+        if why:
+            yield error(spec.path, spec.at(pointer), "KF204", f"path {text!r} {why}",
+                        "give a folder " + ("from the root, e.g. /workspace" if absolute else
+                                            "relative to the team NAS, e.g. projects/resnet, without '..'"))
