@@ -26,10 +26,10 @@ sys.path.insert(0, str(PROJECT / "bench"))
 
 from generate import generate  # noqa: E402
 
-from kflowgen import cache, kschemas, pipeline, tools  # noqa: E402
+from kflowgen import cache, kschemas, pipeline, tools, upstream  # noqa: E402
 
 KFLOWGEN = [sys.executable, "-m", "kflowgen"]
-CRDS = [str(PROJECT.parent / "shared/upstream/crds/argoproj.io"), str(PROJECT.parent / "shared/upstream/crds/kubeflow.org")]
+CRDS = upstream.crd_files("3.6.2")  # what kflowgen validates against: the baseline gets the same schemas
 
 
 def measure(argv: list[str], env: dict | None = None) -> tuple[float, float, int]:
@@ -101,13 +101,13 @@ def main() -> None:
     cache_dir = work / "cache"
     env = {**os.environ, "KFLOWGEN_CACHE": str(cache_dir), "CI": "true"}
     schema_args = kschemas.kubeconform_args(kschemas.schema_dir(
-        "1.34.0", kschemas.crd_files_in([Path(c) for c in CRDS]), work / "schemas"))
+        "1.34.0", CRDS, work / "schemas"))
     print(f"kflowgen benchmark: {args.jobs} jobs, median of {args.repeat}, "
           f"kustomize {tools.find('kustomize').version}, kubeconform {tools.find('kubeconform').version}")
     print("| teams | pipeline                     | objects |  seconds | objects/s | peak MiB |  ratio | result |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for teams in args.teams:
-        root = generate(work / f"repo-{teams}", teams, args.experiments, 1, CRDS)
+        root = generate(work / f"repo-{teams}", teams, args.experiments, 1)
         subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
         for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
                                                     "commit", "-q", "-m", "bench"]):

@@ -204,11 +204,14 @@ def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/
 
 @app.command()
 def init(directory: Annotated[Path, typer.Argument(help="Folder for the new repository (created if missing).")],
-         crds: Annotated[Optional[list[Path]], typer.Option("--crds", help="CRD file or folder to validate custom "
-                                                            "resources against (repeatable), e.g. Argo CD's CRDs.")] = None,
-         jupyterhub_chart: Annotated[Optional[Path], typer.Option(help="Folder with the JupyterHub chart's "
-                                                                  "values.yaml and values.schema.yaml.")] = None) -> None:
-    """Scaffold a GitOps repository: platform file, one example team, bases, schemas, CI workflow, overlays."""
+         crds: Annotated[Optional[list[Path]], typer.Option("--crds", help="Your own CRD file or folder (repeatable), "
+                                                            "for custom kinds in bases/; kflowgen ships the CRDs of "
+                                                            "the kinds it writes.")] = None,
+         jupyterhub_chart: Annotated[Optional[Path], typer.Option(help="Folder with the JupyterHub chart's values.yaml "
+                                                                  "and values schema, for a chart version kflowgen "
+                                                                  "does not ship the schema of.")] = None) -> None:
+    """Scaffold a GitOps repository that validates at once, with nothing else installed: platform file, one example
+    team, bases, schemas, CODEOWNERS, CI workflow, overlays."""
     directory.mkdir(parents=True, exist_ok=True)
     diags = scaffold.init(directory, list(crds or []), jupyterhub_chart)
     rep = Report(diags) if diags else pipeline.render_to_disk(directory, False)

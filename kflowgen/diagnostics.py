@@ -70,6 +70,8 @@ CODES: dict[str, str] = {
     "KF404": "generated JupyterHub values fail the chart's values schema",
     "KF405": "built object rejected by the API server (server-side dry-run)",
     "KF406": "API server warning for a built object (server-side dry-run)",
+    "KF407": "generated JupyterHub values not checked: no values schema for the pinned chart version",
+    "KF408": "no CRDs for the pinned Argo CD version",
     # policy on built manifests
     "KF601": "pod template does not meet Pod Security restricted",
     "KF602": "container without cpu and memory requests and limits",

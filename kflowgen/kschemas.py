@@ -217,6 +217,12 @@ def crd_files_in(paths: list[Path]) -> list[Path]:
     return [p for p in sorted(found) if _CRD_KIND.search(_read(p))]
 
 
+def crd_kinds(files: list[Path], group: str) -> set[str]:
+    """The kinds of one API group the CRD files define."""
+    return {(crd.get("spec") or {}).get("names", {}).get("kind") for path in files for crd in _crds(path)
+            if (crd.get("spec") or {}).get("group") == group}
+
+
 @functools.cache
 def _package() -> tuple[Path, str]:
     """kubernetes-validate's folder and version, found without importing it (it imports jsonschema: 50 ms a run)."""
@@ -231,10 +237,11 @@ def _package() -> tuple[Path, str]:
 
 
 def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path) -> Path:
-    """Return a folder (created once, cached under cache_root, reused when the key matches) holding the schemas."""
+    """Return a folder (created once, cached under cache_root, reused when the key matches) holding the schemas. A
+    later CRD file wins over an earlier one for a kind both define."""
     version, source = _k8s_source(kubernetes_version)
     digest = hashlib.sha256(f"{CONVERTER_VERSION}\0{_package()[1]}\0{version}\0".encode())
-    for path in sorted(crd_files):
+    for path in crd_files:
         data = _read(path)
         digest.update(len(data).to_bytes(8, "big") + data)
     final = cache_root / "schemas" / digest.hexdigest()[:16]
@@ -244,7 +251,7 @@ def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         defs = _write_kubernetes(source, tmp)
-        for path in sorted(crd_files):
+        for path in crd_files:
             for crd in _crds(path):
                 _write_crd(crd, defs, tmp)
         os.replace(tmp, final)

@@ -35,6 +35,7 @@ class Platform:
     revision: str
     kubernetes_version: str
     argocd_namespace: str
+    argocd_version: str
     hub_chart_version: str
     hub_chart_repo: str
     hub_namespace: str
@@ -148,6 +149,7 @@ def platform_from(spec: SpecFile) -> Platform:
         source=spec, name=d["name"], repo_url=d["repo"]["url"], revision=d["repo"].get("revision", "main"),
         kubernetes_version=_version(d["kubernetesVersion"]),
         argocd_namespace=d.get("argocd", {}).get("namespace", "argocd"),
+        argocd_version=d.get("argocd", {}).get("version", "3.6.2").lstrip("v"),
         hub_chart_version=hub.get("chartVersion", "4.4.0"),
         hub_chart_repo=hub.get("chartRepo", "https://hub.jupyter.org/helm-chart/"),
         hub_namespace=hub.get("namespace", "jupyterhub"),

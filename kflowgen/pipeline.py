@@ -561,7 +561,8 @@ def checked(root: Path, store: cache.Cache, env: str | None, jobs: int, progress
         if server and not report.errors:  # a real kube-apiserver: admission, defaulting, names, CEL, strict fields
             from . import server as apiserver
 
-            report.extend(apiserver.check(root, list(model.platform.crds), built.overlays, jobs,
+            crds = verify.crd_files(root, model.platform)  # an error here was reported by the schema check
+            report.extend(apiserver.check(root, [c for c in crds if isinstance(c, Path)], built.overlays, jobs,
                                           summary=server_lines))
     if not report.errors:
         report.summary = summary(model, built, envs) + server_lines

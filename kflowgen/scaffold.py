@@ -5,7 +5,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from . import codeowners
+from . import __version__, codeowners
 from .diagnostics import Diagnostic, error
 from .tools import KUBECONFORM, KUSTOMIZE
 
@@ -19,6 +19,7 @@ repo:
 kubernetesVersion: "1.34.0"   # built manifests are validated against this version's schemas
 argocd:
   namespace: argocd
+  version: 3.6.2           # Applications and AppProjects are validated against this version's CRDs
 jupyterhub:
   chartVersion: 4.4.0
   namespace: jupyterhub
@@ -98,7 +99,7 @@ jobs:
           go-version: "1.24"
       - name: Install kflowgen and its pinned tools
         run: |
-          pip install kflowgen
+          pip install "kflowgen=={version}"   # the kflowgen that wrote this workflow
           kflowgen tools install   # kustomize {kustomize}, kubeconform {kubeconform}
       # kflowgen's result cache: runs on main start empty and save what they used; pull requests only read it.
       - name: Restore the result cache of main
@@ -156,7 +157,7 @@ def init(dest: Path, crds: list[Path], jupyterhub_chart: Path | None) -> list[Di
     if crds or jupyterhub_chart:
         lines.append("validation:")
         if crds:
-            lines.append("  crds:                    # CRD files for Argo CD (and Kubeflow) kinds, for strict validation")
+            lines.append("  crds:                    # your own CRDs (kflowgen ships Argo CD's and Kubeflow training's)")
             lines += [f"    - {_rel(c, dest)}" for c in crds]
         if jupyterhub_chart:
             lines.append(f"  jupyterhubChart: {_rel(jupyterhub_chart, dest)}")
@@ -164,7 +165,8 @@ def init(dest: Path, crds: list[Path], jupyterhub_chart: Path | None) -> list[Di
         "specs/platform.yaml": PLATFORM.format(name=dest.resolve().name.lower().replace("_", "-")[:63] or "ml-platform",
                                                repo_url="https://git.example.com/ml-platform/gitops.git",
                                                validation="\n".join(lines) + ("\n" if lines else "")),
-        ".github/workflows/kflowgen.yaml": WORKFLOW.format(kustomize=KUSTOMIZE[2], kubeconform=KUBECONFORM[2]),
+        ".github/workflows/kflowgen.yaml": WORKFLOW.format(kustomize=KUSTOMIZE[2], kubeconform=KUBECONFORM[2],
+                                                                   version=__version__),
         ".gitignore": ".kflowgen-swap-*/\n",  # only a render interrupted mid-swap leaves one
         ".github/CODEOWNERS": CODEOWNERS,
     }

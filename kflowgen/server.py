@@ -544,7 +544,8 @@ class ControlPlane:
                 continue
             crds += [(str(f), text, obj) for text, obj in docs if obj.get("kind") == "CustomResourceDefinition"
                      and (all_crds or _defines(obj) in used)]
-        diags += self._apply_crds(crds)
+        by_name = {str((obj.get("metadata") or {}).get("name")): item for item in crds for obj in [item[2]]}
+        diags += self._apply_crds(list(by_name.values()))  # a later file wins for a CRD two files define
         by_env: dict[str, list[str]] = {}
         for overlay in parsed:
             by_env.setdefault(environment_of(overlay), []).append(overlay)
@@ -650,20 +651,14 @@ _TYPED_PATCH = "failed to create typed patch object"
 
 # --- what `kflowgen validate --server` runs -----------------------------------------------------------------------
 
-def check(root: Path, crd_paths: list[str], built: dict[str, str], jobs: int = 4,
+def check(root: Path, crd_files: list[Path], built: dict[str, str], jobs: int = 4,
           log: Callable[[str], Any] | None = None, summary: list[str] | None = None) -> list[Diagnostic]:
-    """Start a control plane without the controller manager, dry-run every built overlay, tear it down.
-    `crd_paths` are the platform's validation.crds (files or folders, relative to root); a line for the
-    command's summary is appended to `summary` when given."""
-    from .kschemas import SchemaError, crd_files_in
-
+    """Start a control plane without the controller manager, install the CRDs (verify.crd_files: those kflowgen ships
+    and the platform's own), dry-run every built overlay, tear it down. A line for the command's summary is appended
+    to `summary` when given."""
     binaries = find()
     if isinstance(binaries, Diagnostic):
         return [binaries]
-    try:
-        crd_files = crd_files_in([root / c for c in crd_paths])
-    except SchemaError as e:
-        return [error("specs/platform.yaml", (0, 0), "KF903", str(e))]
     try:
         with ControlPlane(binaries, controller_manager=False, log=log) as cp:
             t0 = time.monotonic()

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from . import cache as results_cache, kschemas, tools
-from .diagnostics import Diagnostic, error
+from . import cache as results_cache, kschemas, tools, upstream
+from .diagnostics import Diagnostic, error, warning
 from .model import Model
 
 
@@ -39,13 +40,11 @@ def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache
         return [kubeconform]
     used["kubeconform"] = kubeconform.version
     p = model.platform
-    crd_paths = [root / c for c in p.crds]
-    missing = [c for c, path in zip(p.crds, crd_paths) if not path.exists()]
-    if missing:
-        return [error(p.source.path, p.source.at("/validation/crds"), "KF903",
-                      f"CRD path '{m}' does not exist", "fix validation.crds in the platform file") for m in missing]
+    crds = crd_files(root, p)
+    if crds and isinstance(crds[0], Diagnostic):
+        return crds
     try:
-        folder = kschemas.schema_dir(p.kubernetes_version, kschemas.crd_files_in(crd_paths), cache)
+        folder = kschemas.schema_dir(p.kubernetes_version, crds, cache)
     except kschemas.SchemaError as e:
         return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
     store = store or results_cache.Cache(None)
@@ -66,6 +65,30 @@ def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache
         passed.save()
         return []
     return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed)
+
+
+def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
+    """The CRD files custom kinds are validated against (and installed from, for --server): those kflowgen ships for
+    the platform's Argo CD version (and Kubeflow training), then the platform's own validation.crds, which win for a
+    kind both define. Findings instead when a listed path is missing or unreadable, or when kflowgen ships no CRDs for
+    the pinned Argo CD version and validation.crds does not give them."""
+    paths = [root / c for c in p.crds]
+    missing = [c for c, path in zip(p.crds, paths) if not path.exists()]
+    if missing:
+        return [error(p.source.path, p.source.at("/validation/crds"), "KF903",
+                      f"CRD path '{m}' does not exist", "fix validation.crds in the platform file") for m in missing]
+    try:
+        own = kschemas.crd_files_in(paths)
+        shipped = upstream.crd_files(p.argocd_version)
+        if shipped is None and not {"Application", "AppProject"} <= kschemas.crd_kinds(own, "argoproj.io"):
+            where = p.source.at("/argocd/version") if p.source.has("/argocd/version") else p.source.at("/argocd", key=True)
+            return [error(p.source.path, where, "KF408", f"kflowgen ships the Argo CD CRDs of version "
+                          f"{', '.join(upstream.ARGOCD)}, not {p.argocd_version}",
+                          f"set argocd.version to {', '.join(upstream.ARGOCD)}, or add Argo CD {p.argocd_version}'s "
+                          "manifests/crds/application-crd.yaml and appproject-crd.yaml to validation.crds")]
+    except kschemas.SchemaError as e:
+        return [error(p.source.path, p.source.at("/validation/crds"), "KF903", str(e))]
+    return (shipped or upstream.training_crd_files()) + own
 
 
 def _kubeconform(kubeconform, folder: Path, p, built: dict[str, str], todo: dict[str, str], keys: dict[str, str],
@@ -127,26 +150,44 @@ def merge_values(defaults, override):
 
 
 def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
-    """The generated values, merged over the chart's defaults, must pass the chart's values schema (as helm checks)."""
+    """The generated values, merged over the chart's defaults, must pass the chart's values schema (as helm checks):
+    the chart folder of validation.jupyterhubChart, else the chart kflowgen ships for the pinned version; without
+    either, one warning says the values were not checked."""
     p = model.platform
-    if not p.jupyterhub_chart:
-        return []
-    chart = root / p.jupyterhub_chart
-    try:
-        defaults = yaml.safe_load((chart / "values.yaml").read_text())
-        schema = yaml.safe_load((chart / "values.schema.yaml").read_text())
-    except (OSError, yaml.YAMLError) as e:
-        return [error(p.source.path, p.source.at("/validation/jupyterhubChart"), "KF903",
-                      f"cannot read the JupyterHub chart's values and schema in '{p.jupyterhub_chart}': {e}")]
+    chart = _chart(root, p)
+    if isinstance(chart, Diagnostic):
+        return [chart]
     import jsonschema  # only when the values are checked (not cached)
 
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = jsonschema.validators.validator_for(chart.schema)(chart.schema)
     out = []
     for env in envs:
         rel = f"overlays/{env}/jupyterhub/values.yaml"
-        values = merge_values(defaults, yaml.safe_load(files[rel]))
+        values = merge_values(chart.values, yaml.safe_load(files[rel]))
         for err in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
             where = "/" + "/".join(map(str, err.absolute_path))
-            out.append(error(rel, (0, 0), "KF404", f"{where}: {err.message}",
+            out.append(error(rel, (0, 0), "KF404", f"{where}: {err.message} (against {chart.origin})",
                              "the generated values do not fit the pinned chart; report a kflowgen bug"))
     return out
+
+
+def _chart(root: Path, p) -> upstream.Chart | Diagnostic:
+    if not p.jupyterhub_chart:
+        shipped = upstream.chart(p.hub_chart_version)
+        if shipped is not None:
+            return shipped
+        where = p.source.at("/jupyterhub/chartVersion") if p.source.has("/jupyterhub/chartVersion") else (1, 1)
+        return warning(p.source.path, where, "KF407", f"the generated JupyterHub values were not checked against "
+                       f"the chart's values schema: kflowgen ships the schema of chart {', '.join(upstream.JUPYTERHUB)}, "
+                       f"not {p.hub_chart_version}", "set validation.jupyterhubChart to the chart's folder (helm pull "
+                       f"jupyterhub/jupyterhub --version {p.hub_chart_version} --untar)")
+    folder = root / p.jupyterhub_chart
+    try:
+        values = yaml.safe_load((folder / "values.yaml").read_text())
+        schema_file = folder / "values.schema.json"
+        schema = (json.loads(schema_file.read_text()) if schema_file.is_file()
+                  else yaml.safe_load((folder / "values.schema.yaml").read_text()))
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        return error(p.source.path, p.source.at("/validation/jupyterhubChart"), "KF903",
+                     f"cannot read the JupyterHub chart's values and schema in '{p.jupyterhub_chart}': {e}")
+    return upstream.Chart(values, schema, f"the chart in {p.jupyterhub_chart}")

@@ -94,3 +94,17 @@ def plant_base_binding(root: Path, role: str, group: str) -> None:
         f"subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: '{group}'}}]\n")
     kustomization = root / "bases/team/kustomization.yaml"
     kustomization.write_text(kustomization.read_text() + "- rolebinding.planted.yaml\n")
+
+
+@pytest.fixture(scope="module")
+def built_example():
+    """The example repository loaded, rendered and built: (model, files, built)."""
+    from kflowgen import pipeline
+    from kflowgen.render import render
+
+    model, diags = pipeline.load(PROJECT)
+    assert model is not None, diags
+    files = render(model)
+    built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files), 2)
+    assert diags == []
+    return model, files, built

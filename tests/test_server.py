@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import diagnostics, pipeline, server
+from kflowgen import diagnostics, pipeline, server, upstream, verify
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.kschemas import crd_files_in
 from kflowgen.render import render
@@ -130,8 +130,8 @@ def test_warning_headers_are_unquoted():
 
 def test_example_repository_passes_server_side_dry_run(binaries, example):
     model, built = example
-    crd_files = crd_files_in([PROJECT / c for c in model.platform.crds])
-    assert crd_files and all(UPSTREAM.resolve() in f.resolve().parents for f in crd_files)
+    crd_files = verify.crd_files(PROJECT, model.platform)  # the CRDs kflowgen ships: nothing from ../shared
+    assert crd_files and all(upstream.FOLDER in f.parents for f in crd_files)
     t0 = time.monotonic()
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
@@ -165,6 +165,18 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
         assert "customresourcedefinition.apiextensions.k8s.io/applications.argoproj.io" in out.stdout
 
 
+def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
+    """The CRDs in kflowgen/upstream are the upstream ones without description texts: still CRDs the API server takes."""
+    shipped = sorted(upstream.FOLDER.glob("*/*/*-crd.json")) + sorted(upstream.FOLDER.glob("*/*/*_*.json"))
+    assert len(shipped) == 4
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        diags = cp.dry_run({}, shipped, all_crds=True)
+        assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
+        served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
+        assert sorted(c["metadata"]["name"] for c in served) == [
+            "applications.argoproj.io", "appprojects.argoproj.io", "pytorchjobs.kubeflow.org", "tfjobs.kubeflow.org"]
+
+
 def test_every_upstream_crd_installs_and_is_established(binaries):
     crd_files = crd_files_in([UPSTREAM / "crds"])
     with server.ControlPlane(binaries, controller_manager=False) as cp:
@@ -180,7 +192,7 @@ def test_check_is_what_validate_server_runs(binaries, example):
     model, built = example
     one = {o: t for o, t in built.overlays.items() if o.startswith("overlays/staging/")}
     summary: list[str] = []
-    diags = server.check(PROJECT, list(model.platform.crds), one, summary=summary)
+    diags = server.check(PROJECT, verify.crd_files(PROJECT, model.platform), one, summary=summary)
     assert not [d for d in diags if d.severity == diagnostics.ERROR]
     assert summary and summary[0].startswith(f"{built.objects['staging']} objects sent to kube-apiserver v1.34.4")
 

@@ -12,19 +12,8 @@ import yaml
 
 from conftest import PROJECT, UPSTREAM
 from kflowgen import kschemas, pipeline, tools, verify
-from kflowgen.render import render
 
 pytestmark = pytest.mark.skipif(not UPSTREAM.is_dir(), reason="needs ../shared/upstream beside the project")
-
-
-@pytest.fixture(scope="module")
-def example():
-    model, diags = pipeline.load(PROJECT)
-    assert model is not None, diags
-    files = render(model)
-    built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files), 2)
-    assert diags == []
-    return model, files, built
 
 
 def _kubeconform(text: str, tmp_path: Path) -> dict:
@@ -36,14 +25,14 @@ def _kubeconform(text: str, tmp_path: Path) -> dict:
     return json.loads(out.stdout)
 
 
-def test_every_overlay_builds_with_the_real_kustomize(example):
-    _, files, built = example
+def test_every_overlay_builds_with_the_real_kustomize(built_example):
+    _, files, built = built_example
     assert set(built.overlays) == set(pipeline.overlays_of(files))
     assert all(text.strip() for o, text in built.overlays.items() if not o.endswith("/workloads"))
 
 
-def test_every_built_object_is_valid_none_skipped(example, tmp_path):
-    _, _, built = example
+def test_every_built_object_is_valid_none_skipped(built_example, tmp_path):
+    _, _, built = built_example
     text = "".join("---\n" + t for t in built.overlays.values())
     report = _kubeconform(text, tmp_path)
     kinds = sorted({r["kind"] for r in report["resources"]})
@@ -54,8 +43,8 @@ def test_every_built_object_is_valid_none_skipped(example, tmp_path):
     assert report["summary"]["valid"] == sum(built.objects.values()) and report["summary"]["skipped"] == 0
 
 
-def test_kubeconform_rejects_what_the_api_server_would(example, tmp_path):
-    _, _, built = example
+def test_kubeconform_rejects_what_the_api_server_would(built_example, tmp_path):
+    _, _, built = built_example
     docs = list(yaml.safe_load_all(built.overlays["overlays/dev/argocd"]))
     project = next(d for d in docs if d["kind"] == "AppProject")
     project["spec"]["destinationz"] = []
@@ -66,8 +55,8 @@ def test_kubeconform_rejects_what_the_api_server_would(example, tmp_path):
     assert sorted(r["status"] for r in report["resources"]) == ["statusInvalid", "statusInvalid"]
 
 
-def test_pipeline_reports_an_invalid_object_with_its_identity(example, tmp_path):
-    model, _, built = example
+def test_pipeline_reports_an_invalid_object_with_its_identity(built_example, tmp_path):
+    model, _, built = built_example
     broken = dict(built.overlays)
     broken["overlays/dev/teams/vision/platform"] += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n" \
                                                     "  namespace: vision\ndata:\n  a: 1\n"
@@ -76,22 +65,22 @@ def test_pipeline_reports_an_invalid_object_with_its_identity(example, tmp_path)
     assert diags[0].message.startswith("ConfigMap vision/x: ")
 
 
-def test_team_project_whitelists_survive_kustomize(example):
-    _, _, built = example
+def test_team_project_whitelists_survive_kustomize(built_example):
+    _, _, built = built_example
     for doc in yaml.safe_load_all(built.overlays["overlays/prod/argocd"]):
         if doc["kind"] == "AppProject" and doc["metadata"]["name"] not in ("prod-platform",):
             assert doc["spec"]["clusterResourceWhitelist"] == []  # explicit empty: deny all cluster-scoped kinds
 
 
-def test_hub_rolebinding_keeps_the_hub_namespace(example):
-    _, _, built = example
+def test_hub_rolebinding_keeps_the_hub_namespace(built_example):
+    _, _, built = built_example
     docs = yaml.safe_load_all(built.overlays["overlays/dev/teams/nlp/platform"])
     rb = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "jupyterhub-spawner")
     assert rb["metadata"]["namespace"] == "nlp" and rb["subjects"][0]["namespace"] == "jupyterhub"
 
 
-def test_jupyterhub_values_pass_the_chart_schema(example):
-    model, files, _ = example
+def test_jupyterhub_values_pass_the_chart_schema(built_example):
+    model, files, _ = built_example
     assert verify.hub_values(PROJECT, model, files, list(model.platform.environments)) == []
     broken = dict(files)
     values = yaml.safe_load(files["overlays/dev/jupyterhub/values.yaml"])
@@ -101,8 +90,8 @@ def test_jupyterhub_values_pass_the_chart_schema(example):
     assert [(d.code, d.message.split(":")[0]) for d in diags] == [("KF404", "/singleuser/storage")]
 
 
-def test_profile_list_is_filtered_by_owner_and_group(example):
-    _, files, _ = example
+def test_profile_list_is_filtered_by_owner_and_group(built_example):
+    _, files, _ = built_example
     values = yaml.safe_load(files["overlays/dev/jupyterhub/values.yaml"])
     profiles = values["singleuser"]["profileList"]
     c = SimpleNamespace(KubeSpawner=SimpleNamespace(profile_list=profiles))
@@ -117,8 +106,8 @@ def test_profile_list_is_filtered_by_owner_and_group(example):
     assert visible("mallory", "other") == []
 
 
-def test_notebook_pods_meet_pod_security_restricted(example):
-    _, files, _ = example
+def test_notebook_pods_meet_pod_security_restricted(built_example):
+    _, files, _ = built_example
     values = yaml.safe_load(files["overlays/prod/jupyterhub/values.yaml"])
     csc = values["hub"]["config"]["KubeSpawner"]["container_security_context"]
     assert csc["capabilities"]["drop"] == ["ALL"] and csc["allowPrivilegeEscalation"] is False
