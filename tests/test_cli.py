@@ -9,7 +9,7 @@ import sys
 import yaml
 from typer.testing import CliRunner
 
-from conftest import PROJECT, UPSTREAM, tree_hash
+from conftest import PROJECT, tree_hash
 from kflowgen.cli import app
 
 runner = CliRunner()
@@ -127,8 +127,18 @@ def test_build_unknown_team(example_repo):
 
 
 def test_init_scaffolds_a_repository_that_validates(tmp_path):
+    """With the optional settings too: the platform's own CRD folder and a chart folder (made here from the shipped
+    ones, so the test needs nothing beside the project)."""
+    from kflowgen import upstream
+
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds/application.json").write_bytes((upstream.FOLDER / "argo-cd/v3.6.2/application-crd.json").read_bytes())
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (chart / "values.yaml").write_text(yaml.safe_dump(upstream.chart("4.4.0").values))
+    (chart / "values.schema.json").write_text(json.dumps(upstream.chart("4.4.0").schema))
     dest = tmp_path / "my-platform"
-    code, out = run("init", dest, "--crds", UPSTREAM / "crds/argoproj.io", "--jupyterhub-chart", UPSTREAM / "jupyterhub")
+    code, out = run("init", dest, "--crds", tmp_path / "crds", "--jupyterhub-chart", chart)
     assert code == 0 and out.endswith(f"created {dest}: edit specs/, then run `kflowgen validate -C {dest}`\nkflowgen: ok\n")
     assert (dest / ".github/workflows/kflowgen.yaml").exists() and (dest / "schemas/team.schema.json").exists()
     code, out = run("validate", "-C", dest, "--format", "text")
