@@ -4,7 +4,9 @@ workflows), would reach main with no owner asked: CODEOWNERS with branch protect
 pull request from changing what only the platform team may change, and one team from approving another's."""
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from .diagnostics import Diagnostic, warning
 # Where GitHub (first three, in its order of preference) and GitLab look for the file.
 LOCATIONS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
 # Platform-owned paths: a file in each must have an owner.
-PLATFORM = ("specs/platform.yaml", "specs/teams/", "bases/", "schemas/", ".github/workflows/")
+PLATFORM = ("specs/platform.yaml", "specs/teams/", "bases/", "schemas/", ".github/workflows/", "overlays/")
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -105,14 +107,38 @@ class Owners:
 
 def find(root: Path) -> str | None:
     for rel in LOCATIONS:
-        if (root / rel).is_file():
+        if os.path.lexists(root / rel):
             return rel
     return None
 
 
+MAX_BYTES = 3 * 2**20  # GitHub ignores a CODEOWNERS file of 3 MB or more
+
+
+def read(root: Path, rel: str) -> str | None:
+    """The file's text, or None when it is not a regular file or too large (opened without blocking, read no further
+    than the limit)."""
+    try:
+        fd = os.open(root / rel, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_BYTES)
+        return None if len(data) >= MAX_BYTES else data.decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def check(root: Path, model) -> list[Diagnostic]:
-    """KF317 warnings: no CODEOWNERS at all, or a platform-owned path or a team's experiments or models that no rule
-    gives an owner."""
+    """KF317 warnings: no CODEOWNERS (or one GitHub would ignore); a platform-owned path, this file itself or a team
+    file (its quota) whose owners are not the platform file's; a team's experiments or models without a line of
+    their own (falling to the platform's, or shared with another team)."""
     rel = find(root)
     platform = model.platform.source.path
     if rel is None:
@@ -120,30 +146,52 @@ def check(root: Path, model) -> list[Diagnostic]:
                         "review specs, quotas or bases", "add .github/CODEOWNERS giving specs/platform.yaml, "
                         "specs/teams/, bases/, schemas/ and .github/ to the platform team and each "
                         "specs/experiments/<team>/ and specs/models/<team>/ to that team (`kflowgen init` writes one)")]
-    try:
-        owners = Owners(parse((root / rel).read_text("utf-8", errors="replace")))
-    except OSError:
-        return []
-    out = []
-    for path in PLATFORM:
-        probe = path + "x" if path.endswith("/") else path
-        rule = owners.rule(probe)
-        if rule is None or not rule.owners:
-            out.append(warning(rel, (rule.line, 1) if rule else (1, 1), "KF317", f"no owner for {path} in {rel}: "
-                               "a pull request changing it asks nobody to review", f"add a line: /{path} "
-                               "@<your platform team>"))
+    text = read(root, rel)
+    if text is None:
+        return [warning(rel, (1, 1), "KF317", f"{rel} is not a plain file under 3 MB: GitHub ignores it, so a pull "
+                        "request asks nobody in particular to review", "keep CODEOWNERS a plain text file")]
+    owners = Owners(parse(text))
     platform_rule = owners.rule(PLATFORM[0])
+    if platform_rule is None or not platform_rule.owners:
+        return [warning(rel, (platform_rule.line, 1) if platform_rule else (1, 1), "KF317",
+                        f"no owner for {PLATFORM[0]} in {rel}: a pull request changing it asks nobody to review",
+                        f"add a line: /{PLATFORM[0]} @<your platform team>")]
+    team_files = [(f"specs/teams/{t.source.path.rsplit('/', 1)[1]}", t) for t in model.teams]
+    probes = [(path + "x" if path.endswith("/") else path, path) for path in PLATFORM[1:]] + [
+        (rel, rel), *((path, path) for path, _ in team_files)]
+    for folder in ("bases/", "schemas/", ".github/workflows/"):  # and what is there now
+        probes += [(f.relative_to(root).as_posix(), folder) for f in sorted((root / folder).rglob("*"))[:1000]
+                   if f.is_file()]
+    out, said = [], set()
+    for probe, path in probes:
+        rule = owners.rule(probe)
+        if path not in said and (rule is None or set(rule.owners) != set(platform_rule.owners)):
+            said.add(path)
+            out.append(warning(rel, (rule.line, 1) if rule else (1, 1), "KF317", f"{path} is not owned by "
+                               f"{' '.join(platform_rule.owners)}, who own {PLATFORM[0]}, in {rel}: "
+                               + ("nobody is asked to review it" if rule is None or not rule.owners else
+                                  f"{' '.join(rule.owners)} can approve changes to it alone"),
+                               f"give /{path} to {' '.join(platform_rule.owners)}"))
+    deciding: dict[int, set[str]] = {}  # rule line -> teams whose folders it decides
+    bare: dict[str, list[str]] = {}
     for t in model.teams:
-        bare = []
         for folder in (f"specs/experiments/{t.name}/", f"specs/models/{t.name}/"):
             rule = owners.rule(folder + "x.yaml")
             if rule is None or not rule.owners or rule is platform_rule:
-                bare.append(folder)
-        if bare:
+                bare.setdefault(t.name, []).append(folder)
+            else:
+                deciding.setdefault(rule.line, set()).add(t.name)
+    for t in model.teams:
+        shared = [line for line, teams in deciding.items() if t.name in teams and len(teams) > 1]
+        folders = bare.get(t.name, [])
+        if folders or shared:
+            why = (f"{' and '.join(folders)} {'have' if len(folders) > 1 else 'has'} no owner of their own in {rel}"
+                   if folders else f"line {min(shared)} of {rel} gives its folders to the same owners as other "
+                   "teams' folders")
             out.append(warning(t.source.path, t.source.at("/name"), "KF317",
-                               f"{' and '.join(bare)} {'have' if len(bare) > 1 else 'has'} no owner of their own in "
-                               f"{rel}: team {t.name} is not asked to review changes to its experiments and models",
-                               "; ".join(f"add a line: /{folder} @<team {t.name}>" for folder in bare)))
+                               f"{why}: team {t.name} is not asked to review changes to its experiments and models",
+                               "; ".join(f"add a line: /{folder} @<team {t.name}>" for folder in
+                                         folders or (f"specs/experiments/{t.name}/", f"specs/models/{t.name}/"))))
     return out
 
 

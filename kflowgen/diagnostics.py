@@ -72,6 +72,7 @@ CODES: dict[str, str] = {
     "KF406": "API server warning for a built object (server-side dry-run)",
     "KF407": "generated JupyterHub values not checked: no values schema for the pinned chart version",
     "KF408": "no CRDs for the pinned Argo CD version",
+    "KF409": "bases/ holds a link or special file, or a kustomization there names a remote or outside path",
     # policy on built manifests
     "KF601": "pod template does not meet Pod Security restricted",
     "KF602": "container without cpu and memory requests and limits",
@@ -79,13 +80,14 @@ CODES: dict[str, str] = {
     "KF604": "image without a tag or digest, tagged latest, or not an image reference",
     "KF605": "built object runs an image not from an allowed registry",
     "KF606": "pod uses host paths, host namespaces, host ports or privileged containers",
-    "KF607": "object in a team overlay outside the team's namespace, or cluster-scoped",
-    "KF608": "cluster-scoped object outside a team's platform overlay",
+    "KF607": "object in a team overlay outside the team's namespace, or of a kind the overlay may not hold",
+    "KF608": "object outside the team overlays that is not an Argo CD Application or AppProject, or is cluster-scoped",
     "KF609": "AppProject wider than the team or platform it is for",
     "KF610": "Namespace or PersistentVolumeClaim that Argo CD could prune or delete",
     "KF611": "Application in the default project, or a team Application deploying outside its namespace or syncing "
              "another folder",
-    "KF612": "RBAC binding to cluster-admin, to everyone, or to another team's service accounts",
+    "KF612": "RBAC binding to cluster-admin, to a system user or group, or to another team's people or service accounts",
+    "KF613": "team namespace without default-deny, or a network policy rule open to everything",
     # drift and disk
     "KF501": "generated file differs from what the specs render",
     "KF502": "generated file missing",
@@ -96,6 +98,7 @@ CODES: dict[str, str] = {
     "KF901": "required tool not found",
     "KF902": "tool failed to run",
     "KF903": "CRD or chart file given in validation settings cannot be read",
+    "KF904": "the repository cannot be written (disk full, permissions): nothing was changed",
 }
 
 

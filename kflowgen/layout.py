@@ -26,3 +26,23 @@ def shared_applications(env: str) -> tuple[str, str]:
 
 
 SHARED_PROJECTS = ("bootstrap", "platform")
+
+
+# What a team's own Application may create in its namespace (its AppProject's namespaceResourceWhitelist, and all a
+# workloads overlay may hold). Platform-owned kinds (quota, limits, RBAC, network policy, namespaces) are absent.
+TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org", "TFJob"), ("apps", "Deployment"),
+              ("", "Service"), ("", "ConfigMap"), ("policy", "PodDisruptionBudget"),
+              ("autoscaling", "HorizontalPodAutoscaler"))
+# All a team's platform overlay may hold: what kflowgen renders there and what bases/team may add to every team
+# namespace.
+PLATFORM_KINDS = (("", "Namespace"), ("", "ResourceQuota"), ("", "LimitRange"), ("", "PersistentVolumeClaim"),
+                  ("", "ServiceAccount"), ("", "ConfigMap"), ("networking.k8s.io", "NetworkPolicy"),
+                  ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "RoleBinding"))
+# All an environment's Argo CD folder may hold.
+ARGOCD_KINDS = (("argoproj.io", "Application"), ("argoproj.io", "AppProject"))
+
+
+def group_kind(obj: dict) -> tuple[str, str]:
+    """(API group, kind) of an object: ('', 'Service') for v1, ('apps', 'Deployment') for apps/v1."""
+    api = str(obj.get("apiVersion", ""))
+    return (api.rpartition("/")[0], str(obj.get("kind", "")))

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cache, codeowners, loader, parallel, policy, rules, specschema, tools, verify, writer
+from . import cache, codeowners, handkept, loader, parallel, policy, rules, specschema, tools, verify, writer
 from . import render as render_mod
 from .diagnostics import Diagnostic, Report, error, warning
 from .loader import SpecFile, load_bytes
@@ -35,6 +35,7 @@ def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None) -> list[st
     if snapshot is not None:
         return sorted(rel for rel in snapshot if rel.startswith(SPECS + "/") and os.path.splitext(rel)[1] in (".yaml", ".yml"))
     out, seen = [], set()
+    top = os.path.realpath(root)
     for dirpath, dirs, names in os.walk(os.path.join(root, SPECS), followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a link back up the tree: walked once (its files are then refused if they leave the repo)
@@ -43,11 +44,21 @@ def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None) -> list[st
         seen.add(real)
         rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
         out += [f"{rel}/{n}" for n in names + dirs if os.path.splitext(n)[1] in (".yaml", ".yml")]
+        leaving = [d for d in dirs if not _within(top, os.path.realpath(os.path.join(dirpath, d)))]
+        out += [f"{rel}/{d}/" for d in leaving if not os.path.splitext(d)[1] in (".yaml", ".yml")]
+        dirs[:] = [d for d in dirs if d not in leaving]  # never walked: a link to / would walk the whole machine
     return sorted(out)
 
 
+def _within(top: str, real: str) -> bool:
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
 def _kind(rel: str) -> str:
-    """What kflowgen reads a file under specs/ as: platform, team, model, experiment, or stray (nowhere it looks)."""
+    """What kflowgen reads a file under specs/ as: platform, team, model, experiment, stray (nowhere it looks), or
+    outside (a folder link that leaves the repository, not walked)."""
+    if rel.endswith("/"):
+        return "outside"
     if rel == PLATFORM:
         return "platform"
     parts = rel.split("/")
@@ -296,7 +307,7 @@ def spec_files(root: Path, snapshot: dict[str, bytes] | None = None) -> list[tup
     """(path, kind) of every spec file load reads (from root, or among a snapshot's paths), and of every file named
     like a spec where kflowgen does not look (kind "stray"): the platform file first, then teams, models and
     experiments."""
-    order = {"platform": 0, "team": 1, "model": 2, "experiment": 3, "stray": 4}
+    order = {"platform": 0, "team": 1, "model": 2, "experiment": 3, "stray": 4, "outside": 5}
     found = [(rel, _kind(rel)) for rel in _spec_paths(root, snapshot) if rel != PLATFORM]
     return [(PLATFORM, "platform")] + sorted(found, key=lambda item: (order[item[1]], item[0]))
 
@@ -319,7 +330,9 @@ def load(root: Path, store: cache.Cache | None = None, jobs: int | None = None,
                             "run kflowgen in the repository root, or create one with `kflowgen init`")]
     wanted = spec_files(root, snapshot)
     diags.extend(_stray(rel) for rel, kind in wanted if kind == "stray")
-    wanted = [(rel, kind) for rel, kind in wanted if kind != "stray"]
+    diags.extend(error(rel.rstrip("/"), (1, 1), "KF312", "folder link that leaves the repository or loops",
+                       "replace the link with the folder itself") for rel, kind in wanted if kind == "outside")
+    wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
     team_paths = [rel for rel, kind in wanted if kind == "team"]
     loaded = read_specs(root, wanted, store or cache.Cache(None), jobs or os.cpu_count() or 1, snapshot, progress,
                         edits)
@@ -411,6 +424,9 @@ def build(root: Path, files: dict[str, bytes], overlays: list[str], jobs: int,
     kustomize = tools.find("kustomize", root)
     if isinstance(kustomize, Diagnostic):
         return Built(), [kustomize]
+    refused = handkept.check(root)  # links, special files, remote bases: nothing is built from such a bases/
+    if refused:
+        return Built(), refused
     store = store or cache.Cache(None)
     built = Built(tools={"kustomize": kustomize.version})
     diags: list[Diagnostic] = []

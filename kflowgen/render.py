@@ -16,11 +16,6 @@ LABEL_ENV = "kflowgen.dev/environment"
 KEEP = "Prune=false,Delete=false"  # Argo CD never prunes or cascades these away; a person removes them on purpose
 IN_CLUSTER = "https://kubernetes.default.svc"
 
-# What a team's own Application may create in its namespace. Platform-owned kinds (quota, limits, RBAC,
-# network policy, namespaces) are deliberately absent.
-TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org", "TFJob"), ("apps", "Deployment"),
-              ("", "Service"), ("", "ConfigMap"), ("policy", "PodDisruptionBudget"),
-              ("autoscaling", "HorizontalPodAutoscaler"))
 
 
 def render(model: Model) -> dict[str, bytes]:
@@ -375,7 +370,7 @@ def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[s
     return {
         f"{base}/appproject.{t.name}.yaml": (_project(
             p, env, layout.project(env, t.name), f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
-            [p.repo_url], [(cluster, t.namespace)], [], TEAM_KINDS, roles, t.name), src),
+            [p.repo_url], [(cluster, t.namespace)], [], layout.TEAM_KINDS, roles, t.name), src),
         f"{base}/application.{t.name}-platform.yaml": (_app(
             p, env, platform_app, layout.project(env, "platform"), cluster, t.namespace,
             source=_git(p, f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src),

@@ -19,6 +19,14 @@ PINNED = (KUSTOMIZE, KUBECONFORM)
 PROJECT = Path(__file__).resolve().parents[1]  # the kflowgen checkout, when installed from one
 
 
+def _ends_with_us():
+    """For a tool's process: killed when this one ends (parallel.die_with_parent), so a kflowgen killed by a CI
+    timeout leaves no kustomize, kflowgen-kbuild or kubeconform behind."""
+    from . import parallel
+
+    return functools.partial(parallel.die_with_parent, os.getpid())
+
+
 def tools_dir() -> Path:
     """Where `kflowgen tools install` puts binaries: $KFLOWGEN_TOOLS, else .tools/bin of the kflowgen checkout."""
     if os.environ.get("KFLOWGEN_TOOLS"):
@@ -122,7 +130,8 @@ def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
 
     def one(overlay: str) -> str | Diagnostic:
         try:
-            out = subprocess.run([*tool.argv, str(root / overlay)], capture_output=True, text=True, timeout=300)
+            out = subprocess.run([*tool.argv, str(root / overlay)], capture_output=True, text=True, timeout=300,
+                                 preexec_fn=_ends_with_us())
         except (OSError, subprocess.TimeoutExpired) as e:
             return error(overlay, (0, 0), "KF902", f"kustomize could not run: {e}")
         done()
@@ -184,7 +193,8 @@ def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, do
     broken = error("kflowgen-kbuild", (0, 0), "KF902", "kflowgen-kbuild stopped early or wrote a damaged stream",
                    "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
     out: dict[str, str | Diagnostic] = {}
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          preexec_fn=_ends_with_us()) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             proc.stdin.write("".join(f"{root / o}\n" for o in overlays).encode())
@@ -241,7 +251,7 @@ def kubeconform(tool: Tool, files: dict[str, Path], schema_args: list[str], kube
     argv = [*tool.argv, "-strict", "-output", "json", "-kubernetes-version", kubernetes_version,
             "-n", str(max(1, jobs)), *schema_args, *sorted(by_file)]
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=900, preexec_fn=_ends_with_us())
     except (OSError, subprocess.TimeoutExpired) as e:
         return error("kubeconform", (0, 0), "KF902", f"kubeconform could not run: {e}")
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -140,7 +141,7 @@ def _vouched(root: Path, outs: list | None = None, listing: tuple | None = None
              ) -> tuple[dict[str, str], list[str], list[str]] | None:
     """What git says of overlays/ without reading its files: ({path: blob id} of tracked files whose bytes on disk
     are exactly that blob, [every other path git lists there: changed, deleted, untracked, ignored, links], [FIFOs,
-    sockets and devices, which git does not list: find's]).
+    sockets and devices, which git does not list (find's), and submodules, which it lists as one entry]).
 
     git compares each tracked file's size, times and inode with those its index recorded when it last read the
     file, and reads the file when that cannot decide (a file changed within the index's own timestamp). Files
@@ -173,22 +174,24 @@ def _vouched(root: Path, outs: list | None = None, listing: tuple | None = None
     vouched: dict[str, str] = {}
     others: list[str] = []
     tracked: set[str] = set()
-    submodule = False
+    gitlinks: set[str] = set()  # submodules: their files are the other repository's, and Argo CD checks them out
     for item in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
         meta, _, rel = item.partition("\t")
         tag, mode, oid, stage = meta.split(" ")
-        submodule |= mode == "160000"
         tracked.add(rel)
+        if mode == "160000":
+            gitlinks.add(rel)
+            continue
         if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty:
             vouched[rel] = oid
         else:
             others.append(rel)
     others += [rel for rel in (*listing[0], *listing[1]) if rel not in tracked]  # untracked and ignored
     others += dirty - set(others) - set(vouched)
-    if submodule or any(rel.endswith("/") or not rel.startswith(OWNED + "/") or rel.endswith("/.gitattributes")
-                        for rel in [*vouched, *others]):
-        return None  # a nested repository or submodule, overlays/ itself a link, or attributes inside overlays/
-    return vouched, sorted(set(others)), listing[2]
+    if any(rel.endswith("/") or not rel.startswith(OWNED + "/") or rel.endswith("/.gitattributes")
+           for rel in [*vouched, *others, *gitlinks]):
+        return None  # a nested repository, overlays/ itself a link, or attributes inside overlays/
+    return vouched, sorted(set(others) - gitlinks), sorted({*listing[2], *gitlinks})
 
 
 def same(path: str, data: bytes) -> bool:
@@ -320,9 +323,10 @@ def strays(root: Path, p: Plan) -> list[Diagnostic]:
 
 def _special_kind(path: Path) -> str:
     try:
-        return special_kind(os.lstat(path).st_mode)
+        mode = os.lstat(path).st_mode
     except OSError:
-        return "a special file"
+        return "a Git submodule"  # listed by git, not checked out
+    return "a Git submodule" if stat.S_ISDIR(mode) else special_kind(mode)
 
 
 def write(root: Path, files: dict[str, bytes], jobs: int = 1, edits: dict[str, bytes] | None = None
@@ -373,34 +377,46 @@ def _acquire(fcntl, fd: int, mode: int, root: Path) -> None:
 
 
 def _write(root: Path, files: dict[str, bytes], jobs: int, edits: dict[str, bytes]) -> tuple[Plan, list[Diagnostic]]:
+    """All or nothing: the new tree is staged completely first, then the edited specs are replaced, then the tree is
+    swapped in. A failure (a full disk, a permission) before the swap leaves the repository as it was: staged files
+    are removed and edited specs get their old bytes back."""
     _clean_leftovers(root)
     p = plan(root, files, jobs)
     if p.strays:  # written nothing: the person removes them first (nothing is lost)
         return p, strays(root, p)
-    for rel, data in sorted(edits.items()):
-        try:
-            replace_file(root / rel, data)
-        except OSError as e:  # before the overlays change: the repository is as it was
-            return p, [error(rel, (1, 1), "KF339", f"cannot write the spec: {e.strerror}")]
-    if not p.drift:
-        return p, []
-    target = root / OWNED
-    new = Path(tempfile.mkdtemp(prefix=SCRATCH, dir=root))
+    new: Path | None = None
+    replaced: dict[str, bytes] = {}
+    where = OWNED
     try:
-        staged = new / OWNED
-        staged.mkdir()
-        for rel in p.unchanged:  # hard links: no bytes copied
-            _link(root / rel, new / rel)
-        for rel in p.added + p.changed:
-            (new / rel).parent.mkdir(parents=True, exist_ok=True)
-            (new / rel).write_bytes(files[rel])
-        if target.exists():
-            _exchange(staged, target)  # staged now holds the old tree
-        else:
-            os.rename(staged, target)
-        _fsync_dir(root)
+        if p.drift:
+            new = Path(tempfile.mkdtemp(prefix=SCRATCH, dir=root))
+            staged = new / OWNED
+            staged.mkdir()
+            for rel in p.unchanged:  # hard links: no bytes copied
+                _link(root / rel, new / rel)
+            for rel in p.added + p.changed:
+                (new / rel).parent.mkdir(parents=True, exist_ok=True)
+                (new / rel).write_bytes(files[rel])
+        for rel, data in sorted(edits.items()):
+            where = rel
+            old = (root / rel).read_bytes()
+            replace_file(root / rel, data)
+            replaced[rel] = old
+        where = OWNED
+        if new is not None:
+            if (root / OWNED).exists():
+                _exchange(new / OWNED, root / OWNED)  # the scratch folder now holds the old tree
+            else:
+                os.rename(new / OWNED, root / OWNED)
+            _fsync_dir(root)
+    except OSError as e:
+        for rel, old in replaced.items():
+            replace_file(root / rel, old)
+        return p, [error(where, (1, 1), "KF904", f"cannot write {where}: {e.strerror or e}; nothing was changed",
+                         "free disk space or fix the permissions, then run the command again")]
     finally:
-        shutil.rmtree(new, ignore_errors=True)
+        if new is not None:
+            shutil.rmtree(new, ignore_errors=True)
     return p, []
 
 

@@ -2,6 +2,7 @@
 models or a platform-owned path have no owner of their own."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -58,6 +59,7 @@ def test_a_folder_pattern_owns_what_is_below_it_not_a_file_of_that_name():
 def repo(tmp_path, text: str | None):
     root = tmp_path / "repo"
     shutil.copytree(PROJECT / "specs", root / "specs")
+    shutil.copytree(PROJECT / "bases", root / "bases")
     if text is not None:
         (root / ".github").mkdir()
         (root / ".github/CODEOWNERS").write_text(text)
@@ -90,12 +92,50 @@ def test_teams_falling_to_the_platforms_catch_all_are_named(tmp_path):
     ]
 
 
-def test_platform_paths_without_owners_are_named(tmp_path):
-    text = "".join(f"/specs/{k}/{t}/ @acme/{t}\n" for t in ("nlp", "recsys", "vision") for k in ("experiments", "models"))
-    out = found(*repo(tmp_path, "/bases/ @acme/ml-platform\n" + text))
-    assert [m.split(" in ")[0] for _, _, _, m in out] == [
-        "no owner for specs/platform.yaml", "no owner for specs/teams/", "no owner for schemas/",
-        "no owner for .github/workflows/"]
+TEAM_LINES = "".join(f"/specs/{k}/{t}/ @acme/{t}\n" for t in ("nlp", "recsys", "vision") for k in ("experiments", "models"))
+
+
+def messages(out) -> list[str]:
+    return [m for _, _, _, m in out]
+
+
+def test_without_an_owner_for_the_platform_file_that_is_all_it_says(tmp_path):
+    out = found(*repo(tmp_path, "/bases/ @acme/ml-platform\n" + TEAM_LINES))
+    assert out == [(".github/CODEOWNERS", 1, "warning", "no owner for specs/platform.yaml in .github/CODEOWNERS: a "
+                    "pull request changing it asks nobody to review")]
+
+
+@pytest.mark.parametrize("line, path, who", [
+    ("/specs/teams/vision.yaml @acme/vision", "specs/teams/vision.yaml", "@acme/vision can approve changes to it alone"),
+    ("/specs/teams/vision.yaml", "specs/teams/vision.yaml", "nobody is asked to review it"),
+    ("/.github/CODEOWNERS @acme/vision", ".github/CODEOWNERS", "@acme/vision can approve changes to it alone"),
+    ("/bases/team/ @acme/nlp @acme/ml-platform", "bases/", "@acme/nlp @acme/ml-platform can approve changes to it alone"),
+])
+def test_platform_paths_owned_by_anyone_else_are_named(tmp_path, line, path, who):
+    out = found(*repo(tmp_path, "* @acme/ml-platform\n" + TEAM_LINES + line + "\n"))
+    assert messages(out) == [f"{path} is not owned by @acme/ml-platform, who own specs/platform.yaml, in "
+                             f".github/CODEOWNERS: {who}"]
+
+
+def test_one_line_for_every_teams_folders_is_not_a_line_of_their_own(tmp_path):
+    out = found(*repo(tmp_path, "* @acme/ml-platform\n/specs/experiments/ @acme/ds\n/specs/models/ @acme/ds\n"))
+    assert [(where, m.split(":")[0]) for where, _, _, m in out] == [
+        (f"specs/teams/{t}.yaml", "line 2 of .github/CODEOWNERS gives its folders to the same owners as other teams' "
+         "folders") for t in ("nlp", "recsys", "vision")]
+
+
+@pytest.mark.parametrize("make", ["fifo", "huge"])
+def test_a_codeowners_github_would_ignore_is_one_warning_and_never_waited_on(tmp_path, make):
+    root, model = repo(tmp_path, "")
+    target = root / ".github/CODEOWNERS"
+    target.unlink()
+    if make == "fifo":
+        os.mkfifo(target)
+    else:
+        with open(target, "wb") as f:
+            f.truncate(codeowners.MAX_BYTES + 1)
+    assert messages(found(root, model)) == [".github/CODEOWNERS is not a plain file under 3 MB: GitHub ignores it, "
+                                            "so a pull request asks nobody in particular to review"]
 
 
 def test_new_team_adds_its_lines_for_the_same_organisation(tmp_path):

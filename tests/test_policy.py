@@ -81,6 +81,14 @@ APP_VISION = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
               "metadata": {"name": "dev-vision-workloads", "namespace": "argocd"},
               "spec": {"project": "dev-vision", "source": {"path": "overlays/dev/teams/vision/workloads"},
                        "destination": {"server": "https://dev", "namespace": "vision"}}}
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "vision"}}
+DENY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "default-deny",
+        "namespace": "vision"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
+ALLOW_DNS = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "allow-dns", "namespace": "vision"},
+             "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{
+                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}], "ports": [{"port": 53}]}]}}
 BINDING = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
            "metadata": {"name": "members-edit", "namespace": "vision"},
            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
@@ -170,7 +178,11 @@ CASES = [
     ("team-namespace", DEPLOYMENT, WORKLOADS, []),
     ("team-namespace", NAMESPACE, PLATFORM, []),
     ("team-namespace", patched(DEPLOYMENT, ("/metadata/namespace", "nlp")), WORKLOADS, ["/metadata/namespace"]),
-    ("team-namespace", patched(DEPLOYMENT, ("/metadata/namespace", DELETE)), PLATFORM, ["/metadata/namespace"]),
+    ("team-namespace", patched(CONFIGMAP, ("/metadata/namespace", DELETE)), PLATFORM, ["/metadata/namespace"]),
+    ("team-namespace", DEPLOYMENT, PLATFORM, ["/kind"]),  # a platform overlay holds no workloads
+    ("team-namespace", DENY, WORKLOADS, ["/kind"]),  # nor a workloads overlay network policy
+    ("team-namespace", patched(CONFIGMAP, ("/apiVersion", "resource.k8s.io/v1alpha3"), ("/kind", "DeviceTaintRule")),
+     PLATFORM, ["/kind"]),  # a kind kflowgen has never heard of
     ("team-namespace", NAMESPACE, WORKLOADS, ["/kind"]),
     ("team-namespace", patched(NAMESPACE, ("/metadata/name", "nlp")), PLATFORM, ["/metadata/name"]),
     ("team-namespace", CLUSTERROLE, PLATFORM, ["/kind"]),
@@ -183,6 +195,22 @@ CASES = [
     ("cluster-scoped-platform-only", NAMESPACE, ARGOCD, ["/kind"]),
     ("cluster-scoped-platform-only", CLUSTERROLE, WORKLOADS, []),  # a team overlay: KF607 reports it
     ("cluster-scoped-platform-only", NAMESPACE, PLATFORM, []),
+    ("cluster-scoped-platform-only", CONFIGMAP, ARGOCD, ["/kind"]),
+    ("cluster-scoped-platform-only", patched(PROJECT_VISION, ("/metadata/namespace", "vision")), ARGOCD,
+     ["/metadata/namespace"]),
+
+    ("network-isolation", DENY, PLATFORM, []),
+    ("network-isolation", ALLOW_DNS, PLATFORM, []),
+    ("network-isolation", patched(ALLOW_DNS, ("/spec/egress/0/to", DELETE)), PLATFORM, ["/spec/egress/0"]),
+    ("network-isolation", patched(ALLOW_DNS, ("/spec/egress/0/to", [])), PLATFORM, ["/spec/egress/0"]),
+    ("network-isolation", patched(ALLOW_DNS, ("/spec/egress/0/to/0", {})), PLATFORM, ["/spec/egress/0/to/0"]),
+    ("network-isolation", patched(ALLOW_DNS, ("/spec/egress/0/to/0/namespaceSelector", {})), PLATFORM,
+     ["/spec/egress/0/to/0/namespaceSelector"]),
+    ("network-isolation", patched(ALLOW_DNS, ("/spec/egress/0/to/0", {"ipBlock": {"cidr": "0.0.0.0/0"}})), PLATFORM,
+     ["/spec/egress/0/to/0/ipBlock/cidr"]),
+    ("network-isolation", patched(ALLOW_DNS, ("/spec/egress/0/to/0", {"ipBlock": {"cidr": "10.1.0.0/16"}})), PLATFORM,
+     []),
+    ("network-isolation", patched(DENY, ("/spec/ingress", [{}])), PLATFORM, ["/spec/ingress/0"]),
 
     ("appproject-tenancy", PROJECT_VISION, ARGOCD, []),
     ("appproject-tenancy", PROJECT_PLATFORM, ARGOCD, []),
@@ -237,9 +265,14 @@ CASES = [
      ["/subjects/0/name"]),
     ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:serviceaccounts")), PLATFORM, ["/subjects/0/name"]),
     ("rbac-bindings", patched(BINDING, ("/subjects/2/namespace", "nlp")), PLATFORM, ["/subjects/2"]),
-    ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:serviceaccounts:nlp")), PLATFORM, ["/subjects/0"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:serviceaccounts:nlp")), PLATFORM,
+     ["/subjects/0/name"]),
     ("rbac-bindings", patched(BINDING, ("/subjects/0", {"kind": "User", "name": "system:serviceaccount:nlp:runner"})),
-     PLATFORM, ["/subjects/0"]),
+     PLATFORM, ["/subjects/0/name"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:nodes")), PLATFORM, ["/subjects/0/name"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/2/namespace", "default")), PLATFORM, ["/subjects/2"]),
+    ("rbac-bindings", patched(BINDING, ("/subjects/0", {"kind": "User", "name": "system:serviceaccount:vision:runner"})),
+     PLATFORM, []),
     ("rbac-bindings", patched(BINDING, ("/subjects/0/name", "system:serviceaccounts:vision")), PLATFORM, []),
 ]
 
@@ -289,7 +322,7 @@ def test_team_project_pattern_is_checked_against_teams_a_a_b_and_ab():
 # --- run(): findings become Diagnostics named by overlay and object -----------------------------------------------
 
 def test_run_names_the_overlay_the_object_and_the_pointer():
-    built = {WORKLOADS: [patched(DEPLOYMENT, (C + "/image", "docker.io/library/nginx"))], PLATFORM: [NAMESPACE],
+    built = {WORKLOADS: [patched(DEPLOYMENT, (C + "/image", "docker.io/library/nginx"))], PLATFORM: [NAMESPACE, DENY],
              "overlays/dev/extras": [patched(NAMESPACE, ("/metadata/annotations", DELETE))]}
     out = [(d.path, d.line, d.col, d.code, d.severity, d.message) for d in policy.run(built, CTX)]
     assert out == [
@@ -367,3 +400,23 @@ def test_teams_a_a_b_and_ab_are_isolated(tmp_path):
         assert dests == [team]
         assert not [(d, other) for d in dests for other in teams - {team} if go_match(d, other)]
     assert go_match("a*", "a-b") and go_match("a*", "ab")  # what a glob destination would have let through
+
+
+def test_a_team_platform_overlay_without_default_deny_is_one_finding_for_the_overlay():
+    out = [(d.path, d.code, d.message) for d in policy.run({PLATFORM: [NAMESPACE, ALLOW_DNS]}, CTX)]
+    assert out == [(PLATFORM, "KF613", "no default-deny NetworkPolicy (podSelector {}, policyTypes Ingress and Egress, "
+                    "no rules)")]
+    assert policy.run({WORKLOADS: [], ARGOCD: []}, CTX) == []  # only team platform overlays need it
+
+
+def test_a_binding_in_one_team_namespace_may_not_name_another_teams_people():
+    ctx = Context(CTX.registries, CTX.teams, people={"dev": {("Group", "vision-ds"): frozenset({"vision"}),
+                                                             ("Group", "shared-ds"): frozenset({"vision", "nlp"}),
+                                                             ("User", "bob@example.com"): frozenset({"nlp"})}})
+    nlp = "overlays/dev/teams/nlp/platform"
+    binding = patched(BINDING, ("/metadata/namespace", "nlp"), ("/subjects", [
+        {"kind": "Group", "name": "vision-ds"}, {"kind": "Group", "name": "shared-ds"},
+        {"kind": "User", "name": "bob@example.com"}]))
+    assert found("rbac-bindings", binding, nlp, ctx) == ["/subjects/0/name"]
+    assert found("rbac-bindings", patched(binding, ("/metadata/namespace", "vision")), PLATFORM, ctx) == [
+        "/subjects/2/name"]

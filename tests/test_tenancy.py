@@ -280,3 +280,124 @@ def test_any_extra_file_under_overlays_fails_the_gate(gate_repo, folder, subfold
         target.unlink()
         for folder_made in reversed(created):
             folder_made.rmdir()
+
+
+# found by a red-team review of the above: hand-kept bases/, submodules, I/O errors ---------------------------------
+
+def add_base(root: Path, name: str, text: str) -> None:
+    (root / "bases/team" / name).write_text(text)
+    kustomization = root / "bases/team/kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + f"- {name}\n")
+
+
+def test_a_base_binding_another_teams_group_or_system_groups_fails_the_gate(repo):
+    add_base(repo, "rolebinding.wide.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
+             "metadata: {name: wide}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}\n"
+             "subjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: vision-ds}\n"
+             "- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:nodes'}\n"
+             "- {apiGroup: rbac.authorization.k8s.io, kind: User, name: 'system:serviceaccount:kube-system:x'}\n")
+    # (a ServiceAccount subject of another namespace is moved into the team's by kustomize's namespace transformer)
+    code, out = run("gate", "--base", "HEAD", "-C", repo, "--format", "text")
+    assert code == 1 and {c for _, c in codes(out)} == {"KF612"}
+    assert "RoleBinding nlp/wide: /subjects/0/name: names group vision-ds of team vision" in out  # vision, in nlp
+    assert "RoleBinding vision/wide: /subjects/0/name" not in out  # vision's own group in vision's namespace
+    assert "RoleBinding vision/wide: /subjects/1/name: names system:nodes" in out
+    assert "RoleBinding vision/wide: /subjects/2/name: names system:serviceaccount:kube-system:x" in out
+
+
+@pytest.mark.parametrize("change", ["allow-all", "delete-default-deny"])
+def test_a_base_opening_every_team_namespace_fails_the_gate(repo, change):
+    if change == "allow-all":
+        add_base(repo, "networkpolicy.open.yaml", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+                 "metadata: {name: open}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n"
+                 "  ingress: [{}]\n  egress: [{}]\n")
+    else:
+        kustomization = repo / "bases/team/kustomization.yaml"
+        kustomization.write_text(kustomization.read_text() + "patches:\n- target: {kind: NetworkPolicy, name: "
+                                 "default-deny}\n  patch: |\n    $patch: delete\n    apiVersion: networking.k8s.io/v1\n"
+                                 "    kind: NetworkPolicy\n    metadata: {name: default-deny}\n")
+    code, out = run("gate", "--base", "HEAD", "-C", repo, "--format", "text")
+    found = codes(out)
+    assert code == 1 and {c for _, c in found} == {"KF613"} and len(found) == 8 * (2 if change == "allow-all" else 1)
+
+
+def test_a_base_of_a_kind_a_platform_overlay_may_not_hold_fails_the_gate(repo):
+    add_base(repo, "devicetaintrule.x.yaml", "apiVersion: resource.k8s.io/v1alpha3\nkind: DeviceTaintRule\n"
+             "metadata: {name: x}\nspec: {}\n")
+    code, out = run("validate", "-C", repo, "--format", "text")
+    assert code == 1 and "[KF607] DeviceTaintRule" in out and "may not be in team vision's platform overlay" in out
+
+
+@pytest.mark.parametrize("entry, why", [
+    ("file:///tmp/elsewhere//base?ref=main", "is remote or absolute"),
+    ("https://git.example.com/x//base?ref=v1", "is remote or absolute"),
+    ("github.com/org/repo//base", "is not a file or folder of bases/ (remote bases are not allowed)"),
+    ("../../specs", "is outside bases/"),
+])
+def test_a_remote_or_outside_base_fails_before_anything_is_built_or_fetched(repo, entry, why):
+    kustomization = repo / "bases/team/kustomization.yaml"
+    text = kustomization.read_text()
+    kustomization.write_text(text + f"- {entry}\n")
+    line = text.count("\n") + 1
+    code, out = run("gate", "--base", "HEAD", "-C", repo, "--format", "text")
+    assert (code, codes(out)) == (1, [(f"bases/team/kustomization.yaml:{line}:3", "KF409")]), out
+    assert f"resources: '{entry}' {why}" in out
+
+
+def test_links_and_helm_charts_in_bases_fail_before_anything_is_built(repo, tmp_path):
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    (repo / "bases/loop").symlink_to("..")
+    (repo / "bases/team/leak.yaml").symlink_to(tmp_path / "kubeconfig")
+    kustomization = repo / "bases/team/kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "- leak.yaml\nhelmCharts:\n- {name: x, repo: https://x}\n")
+    spec = repo / "specs/experiments/vision/resnet-sweep.yaml"  # a spec change: overlays are built from a scratch copy
+    spec.write_text(spec.read_text().replace("epochs: 10", "epochs: 11"))
+    code, out = run("gate", "--base", "HEAD", "-C", repo, "--format", "text")
+    assert code == 1 and [loc.split(":")[0] for loc, c in codes(out) if c == "KF409"] == [
+        "bases/loop", "bases/team/kustomization.yaml", "bases/team/leak.yaml"], out
+
+
+def test_a_fifo_listed_in_bases_fails_at_once(repo):
+    os.mkfifo(repo / "bases/team/pipe.yaml")
+    kustomization = repo / "bases/team/kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + "- pipe.yaml\n")
+    done = cli(repo, "gate", "--base", "HEAD")
+    assert done.returncode == 1 and "bases/team/pipe.yaml:1:1: error [KF409] a FIFO (named pipe) inside bases/" \
+        in done.stdout
+
+
+def test_a_submodule_in_overlays_fails_the_gate_in_a_clone_without_it(repo, tmp_path):
+    """Argo CD checks submodules out; a clone without them (CI's) sees an empty folder."""
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{head},overlays/dev/argocd/evil.yaml")
+    git(repo, "commit", "-qm", "submodule")
+    clone = tmp_path / "clone"
+    subprocess.run([*GIT, "clone", "-q", str(repo), str(clone)], check=True, capture_output=True)
+    (tmp_path / "shared").symlink_to(PROJECT.parent / "shared") if not (tmp_path / "shared").exists() else None
+    code, out = run("gate", "--base", "HEAD~1", "-C", clone, "--format", "text")
+    assert (code, codes(out)) == (1, [("overlays/dev/argocd/evil.yaml:1:1", "KF504")]), out
+    assert "a Git submodule inside overlays/" in out
+
+
+def test_a_link_to_the_root_of_the_machine_among_the_specs_is_not_walked(repo):
+    (repo / "specs/experiments/vision/root").symlink_to("/")
+    done = cli(repo, "validate")
+    assert done.returncode == 1 and done.stdout == (
+        "specs/experiments/vision/root:1:1: error [KF312] folder link that leaves the repository or loops\n"
+        "    fix: replace the link with the folder itself\nkflowgen: 1 error, 0 warnings\n")
+
+
+@pytest.mark.parametrize("stage", ["staging the overlays", "swapping them in"])
+def test_promote_and_render_change_nothing_when_the_disk_is_full(repo, monkeypatch, stage):
+    import errno
+
+    from kflowgen import writer
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(writer, "_link" if stage == "staging the overlays" else "_exchange", full)
+    before = tree_hash(repo)
+    code, out = run("promote", "recsys/ranker", "--from", "staging", "--to", "prod", "-C", repo)
+    assert code == 1 and "[KF904] cannot write overlays: No space left on device; nothing was changed" in out
+    assert tree_hash(repo) == before and not list(repo.glob(".kflowgen-swap-*"))

@@ -37,13 +37,26 @@ class Context:
     argocd_namespace: str = "argocd"
     hub_namespace: str = "jupyterhub"
     overlay: str = field(default="")
+    # environment -> {("User", owner) or ("Group", member group): the teams that name it}
+    people: dict[str, dict[tuple[str, str], frozenset[str]]] = field(default_factory=dict)
 
     @classmethod
     def from_model(cls, model, env: str | None = None) -> Context:
         p = model.platform
         envs = [env] if env else list(p.environments)
+        people: dict[str, dict[tuple[str, str], frozenset[str]]] = {}
+        for e in envs:
+            named: dict[tuple[str, str], set[str]] = {}
+            for t in model.teams_in(e):
+                for who in [("User", o) for o in t.owners] + [("Group", g) for g, _ in t.members]:
+                    named.setdefault(who, set()).add(t.name)
+            people[e] = {who: frozenset(teams) for who, teams in sorted(named.items())}
         return cls(tuple(p.registries), {e: {t.name: t.namespace for t in model.teams_in(e)} for e in envs},
-                   p.argocd_namespace, p.hub_namespace)
+                   p.argocd_namespace, p.hub_namespace, people=people)
+
+    def teams_of(self, kind: str, name: str) -> frozenset[str]:
+        """The teams of the overlay's environment that name this user (as an owner) or group (as a member group)."""
+        return self.people.get(self.env, {}).get((kind, name), frozenset())
 
     def at(self, overlay: str) -> Context:
         return replace(self, overlay=overlay)
@@ -186,7 +199,7 @@ def go_match(pattern: str, name: str) -> bool:
 # --- the registry -----------------------------------------------------------------------------------------------
 # Imported here, after the helpers above, because the rule modules use them.
 from . import (applications, appprojects, cluster_scoped, gpu_limits, host_access, image_tags,  # noqa: E402
-               pod_security, rbac, registries, resources, sync_options, team_namespace)
+               network, pod_security, rbac, registries, resources, sync_options, team_namespace)
 
 # name -> policy module, in code order
 POLICIES: dict[str, Policy] = {
@@ -202,6 +215,7 @@ POLICIES: dict[str, Policy] = {
     "keep-namespaces-and-volumes": sync_options,
     "application-project": applications,
     "rbac-bindings": rbac,
+    "network-isolation": network,
 }
 
 
@@ -213,12 +227,17 @@ def parse(built: dict[str, str]) -> dict[str, list[dict]]:
 
 
 def run(built: dict[str, list[dict]], ctx: Context) -> list[Diagnostic]:
-    """Every policy over every object of every overlay; one error per finding, named by overlay and object."""
+    """Every policy over every object of every overlay; one error per finding, named by overlay and object. A policy
+    with a check_overlay(objects, ctx) also judges each overlay as a whole (what must be there)."""
     out: list[Diagnostic] = []
+    whole = [p for p in POLICIES.values() if hasattr(p, "check_overlay")]
     for overlay, objects in sorted(built.items()):
         octx = ctx.at(overlay)
         for obj in objects:
             for policy in POLICIES.values():
                 for pointer, message, hint in policy.check(obj, octx):
                     out.append(error(overlay, (0, 0), policy.CODE, f"{identity(obj)}: {pointer}: {message}", hint))
+        for policy in whole:
+            for _, message, hint in policy.check_overlay(objects, octx):
+                out.append(error(overlay, (0, 0), policy.CODE, message, hint))
     return out

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 from ..diagnostics import error
 
-# Well-known namespaces of Kubernetes and of what ML platforms run beside it; a '*' ends a prefix.
+# Well-known namespaces of Kubernetes, its distributions and what ML platforms run beside it; a '*' ends a prefix.
+# A denylist cannot be complete: the platform file adds its own (reservedNamespaces), and CODEOWNERS gives team
+# files to the platform team, who review every new team.
 SYSTEM = (
-    "default", "kube-*",  # Kubernetes
-    "argocd", "argo", "argo-rollouts", "argo-events", "argo-workflows",  # Argo
-    "jupyterhub",  # JupyterHub
-    "kubeflow", "kubeflow-*", "kserve", "kserve-*", "knative-serving", "knative-eventing", "istio-system",  # Kubeflow
-    "auth", "dex", "oauth2-proxy",
-    "gpu-operator", "nvidia-gpu-operator", "nvidia-device-plugin", "network-operator", "node-feature-discovery",  # GPUs
-    "kueue-system", "volcano-system", "ray-system", "kuberay",  # queueing and batch
-    "cert-manager", "external-secrets", "sealed-secrets", "vault",  # certificates and secrets
-    "monitoring", "prometheus", "grafana", "observability", "logging", "loki", "opentelemetry-operator-system",
-    "ingress-nginx", "traefik", "envoy-gateway-system", "gateway-system", "metallb-system",  # ingress
-    "gatekeeper-system", "kyverno", "calico-system", "calico-apiserver", "tigera-operator", "cilium",  # policy, network
-    "local-path-storage", "rook-ceph", "longhorn-system", "velero", "flux-system", "openshift", "openshift-*",
+    "default", "kube", "kube-*", "kubernetes-dashboard", "local-path-storage",  # Kubernetes
+    "openshift", "openshift-*", "gke-*", "gmp-*", "aks-*", "azure-*", "amazon-*", "aws-*", "eks-*", "cattle-*",
+    "fleet-*", "rancher-*", "tigera-operator", "calico-*", "cilium", "cilium-*", "metallb-system",  # distributions
+    "argocd", "argo", "argo-*",  # Argo
+    "flux-system", "tekton-pipelines", "tekton-*", "keda", "crossplane-system", "kubevirt", "velero",  # delivery, ops
+    "jupyterhub", "kubeflow", "kubeflow-*", "kserve", "kserve-*", "knative-*", "istio-*", "auth", "dex",
+    "oauth2-proxy", "ray-system", "kuberay", "volcano-system",  # JupyterHub, Kubeflow, serving and batch
+    "gpu-operator", "nvidia-*", "network-operator", "node-feature-discovery",  # GPUs
+    "kueue-system",  # queueing
+    "cert-manager", "cert-manager-*", "external-secrets", "sealed-secrets", "vault",  # certificates and secrets
+    "monitoring", "monitoring-*", "prometheus", "prometheus-*", "grafana", "observability", "logging", "loki",
+    "opentelemetry-operator-system",  # monitoring
+    "ingress-*", "nginx-ingress", "traefik", "envoy-gateway-system", "gateway-system", "linkerd", "linkerd-*",  # ingress
+    "gatekeeper-system", "kyverno", "kyverno-*",  # policy
+    "rook-ceph", "longhorn-system", "minio-operator",  # storage
 )
 
 
