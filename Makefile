@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools tools-server demo test clean
+.PHONY: setup tools tools-server tools-hub demo test clean
 
 setup: $(BIN)/kflowgen tools
 
@@ -27,6 +27,21 @@ tools: $(BIN)/kflowgen .tools/bin/actionlint
 # the API-server tests: 10-20 minutes and 2.2 GB of memory the first time, seconds afterwards.
 tools-server: $(BIN)/kflowgen
 	$(BIN)/kflowgen tools install --server
+
+# The real Zero to JupyterHub chart rendered by helm, and the real JupyterHub and KubeSpawner loading the result, for
+# the hub tests (tests/test_jupyterhub.py): helm from its Go module, and a virtual environment with the exact Python
+# packages of the chart's hub image (listed beside the chart in ../shared; without it those tests skip).
+HELM := helm.sh/helm/v3/cmd/helm@v3.21.4
+HUB_REQUIREMENTS ?= ../shared/upstream/jupyterhub-chart/hub-image-requirements.txt
+tools-hub: .tools/bin/helm .tools/hub/bin/jupyterhub
+
+.tools/bin/helm:
+	GOBIN=$(CURDIR)/.tools/bin go install $(HELM)
+
+.tools/hub/bin/jupyterhub: $(HUB_REQUIREMENTS)
+	$(PYTHON) -m venv .tools/hub
+	.tools/hub/bin/pip install --quiet -r $(HUB_REQUIREMENTS)
+	touch $@
 
 demo: setup
 	$(BIN)/kflowgen render

@@ -12,6 +12,7 @@ PLATFORM = """\
 name: bench
 repo: {{url: https://git.example.com/bench/gitops.git}}
 kubernetesVersion: "1.34.0"
+jupyterhub: {{auth: {{type: oidc, oidc: {{authorizeUrl: https://sso.example.com/auth, tokenUrl: https://sso.example.com/token, userdataUrl: https://sso.example.com/userinfo}}}}}}
 registries: [registry.example.com/ml/, docker.io/tensorflow/]
 storage: {{storageClass: nas-rwx}}
 gpuTypes:

@@ -63,6 +63,9 @@ CODES: dict[str, str] = {
     "KF337": "model to promote not found",
     "KF338": "environment to promote from or to not in the model spec",
     "KF339": "promotion changes nothing or cannot be written",
+    # the hub
+    "KF340": "JupyterHub sign-in that cannot work: none, an incomplete authenticator, or groups it cannot name",
+    "KF341": "JupyterHub sign-in with the dummy authenticator: anyone signs in as anyone",
     # building and validating manifests
     "KF401": "kustomize build failed",
     "KF402": "built object fails strict schema validation",

@@ -27,6 +27,42 @@ class Environment:
     gpu_capacity: dict[str, int]
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(duration: str | None) -> int | None:
+    """'30m' -> 1800 (the schemas' duration pattern); None stays None."""
+    return None if duration is None else int(duration[:-1]) * _UNITS[duration[-1]]
+
+
+@dataclass(frozen=True)
+class HubAuth:
+    """How people sign in to the hub: the authenticator type, its settings as the platform file gives them (keys as
+    written there), the admin groups and the extra groups allowed to sign in."""
+
+    type: str
+    settings: dict
+    admin_groups: tuple[str, ...] = ()
+    allowed_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hub:
+    """The JupyterHub of every environment: chart, namespace, the Secret made outside Git, sign-in, idle culling (in
+    seconds; max_age None: never) and image pulling."""
+
+    chart_version: str = "4.4.0"
+    chart_repo: str = "https://hub.jupyter.org/helm-chart/"
+    namespace: str = "jupyterhub"
+    secret: str = "jupyterhub-secrets"
+    auth: HubAuth | None = None
+    cull_timeout: int = 3600
+    gpu_timeout: int = 1800
+    max_age: int | None = None
+    pre_pull: bool = False
+    image_pull_secrets: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Platform:
     source: SpecFile
@@ -36,9 +72,6 @@ class Platform:
     kubernetes_version: str
     argocd_namespace: str
     argocd_version: str
-    hub_chart_version: str
-    hub_chart_repo: str
-    hub_namespace: str
     registries: tuple[str, ...]
     storage_class: str
     mount_path: str
@@ -47,6 +80,19 @@ class Platform:
     crds: tuple[str, ...]
     jupyterhub_chart: str | None
     reserved_namespaces: tuple[str, ...] = ()  # the platform's own, besides rules.teams.SYSTEM
+    hub: Hub = field(default_factory=Hub)
+
+    @property
+    def hub_namespace(self) -> str:
+        return self.hub.namespace
+
+    @property
+    def hub_chart_version(self) -> str:
+        return self.hub.chart_version
+
+    @property
+    def hub_chart_repo(self) -> str:
+        return self.hub.chart_repo
 
 
 @dataclass(frozen=True)
@@ -150,14 +196,25 @@ def platform_from(spec: SpecFile) -> Platform:
         kubernetes_version=_version(d["kubernetesVersion"]),
         argocd_namespace=d.get("argocd", {}).get("namespace", "argocd"),
         argocd_version=d.get("argocd", {}).get("version", "3.6.2").lstrip("v"),
-        hub_chart_version=hub.get("chartVersion", "4.4.0"),
-        hub_chart_repo=hub.get("chartRepo", "https://hub.jupyter.org/helm-chart/"),
-        hub_namespace=hub.get("namespace", "jupyterhub"),
         registries=tuple(d["registries"]), storage_class=d["storage"]["storageClass"],
         mount_path=d["storage"].get("mountPath", "/workspace"), gpu_types=gpus, environments=envs,
         crds=tuple(validation.get("crds", ())), jupyterhub_chart=validation.get("jupyterhubChart"),
         reserved_namespaces=tuple(d.get("reservedNamespaces", ())),
+        hub=_hub(hub),
     )
+
+
+def _hub(d: dict) -> Hub:
+    auth = d.get("auth")
+    cull = d.get("cull", {})
+    return Hub(
+        chart_version=d.get("chartVersion", "4.4.0"), chart_repo=d.get("chartRepo", "https://hub.jupyter.org/helm-chart/"),
+        namespace=d.get("namespace", "jupyterhub"), secret=d.get("secret", "jupyterhub-secrets"),
+        auth=HubAuth(auth["type"], dict(auth.get(auth["type"], {})), tuple(auth.get("adminGroups", ())),
+                     tuple(auth.get("allowedGroups", ()))) if auth else None,
+        cull_timeout=seconds(cull.get("timeout", "1h")), gpu_timeout=seconds(cull.get("gpuTimeout", "30m")),
+        max_age=seconds(cull.get("maxAge")), pre_pull=bool(d.get("prePull", False)),
+        image_pull_secrets=tuple(d.get("imagePullSecrets", ())))
 
 
 def _version(v: str) -> str:

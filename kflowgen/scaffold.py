@@ -23,6 +23,15 @@ argocd:
 jupyterhub:
   chartVersion: 4.4.0
   namespace: jupyterhub
+  secret: jupyterhub-secrets # made by you outside Git, with the hub's secrets: see kflowgen's README, "Sign-in"
+  auth:                    # who signs in; team owners and member groups are this provider's names
+    type: oidc
+    oidc:
+      authorizeUrl: https://sso.example.com/realms/ml/protocol/openid-connect/auth
+      tokenUrl: https://sso.example.com/realms/ml/protocol/openid-connect/token
+      userdataUrl: https://sso.example.com/realms/ml/protocol/openid-connect/userinfo
+      usernameClaim: email
+    adminGroups: [ml-platform-admins]
 registries:                # notebook and job images must come from one of these
   - registry.example.com/ml/
 storage:

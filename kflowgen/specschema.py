@@ -11,6 +11,7 @@ from .diagnostics import Diagnostic, error
 from .loader import SpecFile, pointer
 
 KINDS = ("platform", "team", "experiment", "model")
+_SECRET = re.compile(r"secret|password|passwd|token|private.?key|credential", re.I)
 
 
 def schema_text(kind: str) -> str:
@@ -166,7 +167,12 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
         for extra in [k for k in err.instance if k not in allowed]:  # file order
             at = spec.at(pointer(parts + [extra]), key=True)
             close = difflib.get_close_matches(extra, free, n=1)
-            if close:
+            if _SECRET.search(extra):  # a secret written into Git: say where it belongs instead
+                out.append(error(spec.path, at, "KF201", f"'{_field(parts + [extra])}' looks like a secret: secrets "
+                                 "are never written in specs, which everyone with the repository can read",
+                                 "put it in the Kubernetes Secret the platform creates outside Git (for the hub: the "
+                                 "one jupyterhub.secret names, see README \"Sign-in\") and delete this line"))
+            elif close:
                 suggested.add(pointer(parts + [close[0]]))
                 out.append(error(spec.path, at, "KF201", f"unknown field '{_field(parts + [extra])}' in {kind} spec; "
                                  f"did you mean '{close[0]}'?", f"rename it to '{close[0]}'"))

@@ -11,6 +11,7 @@ PLATFORM = """\
 name: p
 repo: {url: https://git.example.com/x.git}
 kubernetesVersion: "1.34"
+jupyterhub: {auth: {type: oidc, oidc: {authorizeUrl: https://a, tokenUrl: https://t, userdataUrl: https://u}}}
 registries: [registry.example.com/ml/]
 storage: {storageClass: nas}
 gpuTypes:
@@ -74,7 +75,7 @@ def test_every_rule_passes_a_good_model():
     ("profiles-fit-quota", {"v": team("v", x=("gpu, cpu", "gpu, default: true, cpu"))}, [("KF308", "specs/teams/v.yaml", 7, 28)]),
     ("profiles-fit-quota", {"v": team("v", x=("cpu: 2,", "cpu: 2, guarantee: {cpu: 3},"))}, [("KF309", "specs/teams/v.yaml", 6, 44)]),
     ("gpu-capacity", {"a": team("a", x=("a100: 2", "a100: 3")), "b": team("b")},
-     [("KF306", "specs/platform.yaml", 10, 54)]),
+     [("KF306", "specs/platform.yaml", 11, 54)]),
     ("allowed-registries", {"v": team("v", image="docker.io/library/python:3.11")}, [("KF307", "specs/teams/v.yaml", 4, 10)]),
     ("storage-quota", {"v": team("v", x=("memory: 32Gi,", "memory: 32Gi, storage: 10Gi,"))}, [("KF310", "specs/teams/v.yaml", 10, 40)]),
 ])
@@ -84,7 +85,7 @@ def test_rule_fails_at_the_spec_line(rule, teams, expected):
 
 def test_capacity_for_unknown_gpu_type():
     m = model(PLATFORM.replace("{a100: 8}", "{a100: 8, h100: 2}"), v=team("v"))
-    assert found("gpu-types-exist", m) == [("KF311", "specs/platform.yaml", 11, 59)]
+    assert found("gpu-types-exist", m) == [("KF311", "specs/platform.yaml", 12, 59)]
 
 
 def test_capacity_message_names_the_teams():
@@ -119,3 +120,27 @@ def test_argocd_names_are_unique_across_environments():
     platform = PLATFORM.replace("  prod: {", "  dev-a: {cluster: https://dev-a, capacity: {gpu: {a100: 2}}}\n  prod: {")
     m = model(platform, **{"a-b": team("a-b"), "b": team("b", x=("dev: {cpu", "dev-a: {cpu"))})
     assert found("unique-generated-names", m) == [("KF315", "specs/teams/b.yaml", 1, 7)]
+
+
+def _hub(auth: str) -> str:
+    return PLATFORM.replace("jupyterhub: {auth: {type: oidc, oidc: {authorizeUrl: https://a, tokenUrl: https://t, "
+                            "userdataUrl: https://u}}}", auth)
+
+
+@pytest.mark.parametrize("auth, teams, expected", [
+    ("jupyterhub: {namespace: hub}", {"v": team("v")}, [("KF340", "specs/platform.yaml", 4, 1)]),
+    ("jupyterhub: {auth: {type: github}}", {"v": team("v")}, [("KF340", "specs/platform.yaml", 4, 27)]),
+    ("jupyterhub: {auth: {type: oidc, oidc: {authorizeUrl: https://a, tokenUrl: https://t, userdataUrl: https://u}, "
+     "github: {organizations: [x]}}}", {"v": team("v")}, [("KF340", "specs/platform.yaml", 4, 111)]),
+    ("jupyterhub: {auth: {type: dummy}}", {"v": team("v")}, [("KF341", "specs/platform.yaml", 4, 27)]),
+    ("jupyterhub: {auth: {type: github, github: {organizations: [acme]}}}",
+     {"v": team("v", x=("owners:", "members: [{group: 'acme:v-ds'}, {group: v-ds}]\nowners:"))},
+     [("KF340", "specs/teams/v.yaml", 2, 41)]),
+    ("jupyterhub: {auth: {type: ldap, ldap: {server: l.example.com, userSearchBase: 'ou=p'}}}",
+     {"v": team("v", x=("owners:", "members: [{group: 'cn=v,ou=g'}, {group: v-ds}]\nowners:"))},
+     [("KF340", "specs/teams/v.yaml", 2, 41)]),
+    ("jupyterhub: {auth: {type: oidc, allowedGroups: [guests], oidc: {authorizeUrl: https://a, tokenUrl: https://t, "
+     "userdataUrl: https://u}}}", {"v": team("v")}, [("KF340", "specs/platform.yaml", 4, 49)]),
+])
+def test_hub_sign_in(auth, teams, expected):
+    assert found("hub-sign-in", model(_hub(auth), **teams)) == expected

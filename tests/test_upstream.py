@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -88,28 +87,3 @@ def test_jupyterhub_values_pass_the_chart_schema(built_example):
     broken["overlays/dev/jupyterhub/values.yaml"] = yaml.safe_dump(values).encode()
     diags = verify.hub_values(PROJECT, model, broken, ["dev"])
     assert [(d.code, d.message.split(":")[0]) for d in diags] == [("KF404", "/singleuser/storage")]
-
-
-def test_profile_list_is_filtered_by_owner_and_group(built_example):
-    _, files, _ = built_example
-    values = yaml.safe_load(files["overlays/dev/jupyterhub/values.yaml"])
-    profiles = values["singleuser"]["profileList"]
-    c = SimpleNamespace(KubeSpawner=SimpleNamespace(profile_list=profiles))
-    exec(values["hub"]["extraConfig"]["kflowgen-profiles"], {"c": c})
-
-    def visible(user, *groups):
-        spawner = SimpleNamespace(user=SimpleNamespace(name=user, groups=[SimpleNamespace(name=g) for g in groups]))
-        return [p["slug"] for p in c.KubeSpawner.profile_list(spawner)]
-
-    assert visible("someone", "nlp-ds") == ["nlp-t4", "nlp-a100x2"]
-    assert visible("alice@example.com") == ["vision-cpu", "vision-a100"]
-    assert visible("mallory", "other") == []
-
-
-def test_notebook_pods_meet_pod_security_restricted(built_example):
-    _, files, _ = built_example
-    values = yaml.safe_load(files["overlays/prod/jupyterhub/values.yaml"])
-    csc = values["hub"]["config"]["KubeSpawner"]["container_security_context"]
-    assert csc["capabilities"]["drop"] == ["ALL"] and csc["allowPrivilegeEscalation"] is False
-    assert values["singleuser"]["extraPodConfig"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    assert values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False  # its init container is privileged

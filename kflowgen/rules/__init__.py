@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterable
 
 from ..diagnostics import Diagnostic
 from ..model import Model
-from . import (capacity, environments, experiments, gpus, images, names, paths, profiles, quantities, serving, storage,
-               teams)
+from . import (capacity, environments, experiments, gpus, hub, images, names, paths, profiles, quantities, serving,
+               storage, teams)
 
 Rule = Callable[[Model], Iterable[Diagnostic]]
 
@@ -24,6 +24,7 @@ RULES: dict[str, Rule] = {
     "storage-quota": storage.check,
     "experiments": lambda m: experiments.check(m, m.experiments),
     "served-models": lambda m: serving.check(m, m.served),
+    "hub-sign-in": hub.check,
 }
 
 
