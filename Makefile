@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools tools-server tools-hub demo test clean
+.PHONY: setup tools tools-server tools-hub tools-net demo test clean
 
 setup: $(BIN)/kflowgen tools
 
@@ -42,6 +42,14 @@ tools-hub: .tools/bin/helm .tools/hub/bin/jupyterhub
 	$(PYTHON) -m venv .tools/hub
 	.tools/hub/bin/pip install --quiet -r $(HUB_REQUIREMENTS)
 	touch $@
+
+# cyclonus (Kubernetes SIG Network's policy engine, the one its conformance tests use) answers, for the built
+# NetworkPolicies, which pod may reach which (tests/test_network.py): a judge of the policies kflowgen did not write.
+CYCLONUS := github.com/mattfenwick/cyclonus/cmd/cyclonus@v0.5.6
+tools-net: .tools/bin/cyclonus
+
+.tools/bin/cyclonus:
+	GOBIN=$(CURDIR)/.tools/bin go install $(CYCLONUS)
 
 demo: setup
 	$(BIN)/kflowgen render

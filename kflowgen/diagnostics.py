@@ -49,7 +49,7 @@ CODES: dict[str, str] = {
     "KF324": "one trial of an experiment does not fit the team's quota",
     "KF325": "a sweep's trials at once exceed the team's quota: trials will queue",
     "KF326": "sweep too large, empty range, or fewer distinct trials than asked",
-    "KF327": "run is not a valid command line",
+    "KF327": "run is not a valid command line, uses shell syntax without shell: true, or splits the hyperparameters",
     "KF328": "two trials get the same Job name",
     "KF329": "TFJob is deprecated upstream",
     # served models
@@ -66,6 +66,13 @@ CODES: dict[str, str] = {
     # the hub
     "KF340": "JupyterHub sign-in that cannot work: none, an incomplete authenticator, or groups it cannot name",
     "KF341": "JupyterHub sign-in with the dummy authenticator: anyone signs in as anyone",
+    # network reach, secrets, pods
+    "KF342": "network egress or ingress settings that cannot work, or that reach a team namespace",
+    "KF343": "a literal value that looks like a credential (use a Secret)",
+    "KF344": "model callers or exposure that cannot work: an unknown team, or a host outside the domain or taken",
+    "KF345": "/dev/shm not below the pod's memory",
+    "KF346": "pull secret for a registry the platform does not list",
+    "KF347": "an environment variable set both in env and in secrets",
     # building and validating manifests
     "KF401": "kustomize build failed",
     "KF402": "built object fails strict schema validation",
@@ -91,6 +98,7 @@ CODES: dict[str, str] = {
              "another folder",
     "KF612": "RBAC binding to cluster-admin, to a system user or group, or to another team's people or service accounts",
     "KF613": "team namespace without default-deny, or a network policy rule open to everything",
+    "KF614": "Ingress of another class than the platform's, or a host outside the environment's domain",
     # drift and disk
     "KF501": "generated file differs from what the specs render",
     "KF502": "generated file missing",

@@ -24,11 +24,12 @@ import random
 import re
 import functools
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, Decimal, localcontext
 from pathlib import PurePosixPath
 
 from . import quantity
+from . import pods
 from .loader import SpecFile, pointer
 from .model import Platform, Team
 
@@ -91,6 +92,9 @@ class Experiment:
     env: dict[str, str]
     workers: int
     framework: str
+    shell: bool = False
+    shm: str | None = None  # /dev/shm size; None: the platform's
+    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # variable -> (Secret, key), sorted
 
     @property
     def kind(self) -> str:
@@ -144,7 +148,9 @@ def experiment_from(spec: SpecFile) -> Experiment:
         cpu=res["cpu"], memory=res["memory"], gpu_type=gpu["type"] if gpu else None, gpu_count=gpu["count"] if gpu else 0,
         environments=tuple(d["environments"]), retries=d.get("retries", 0),
         deadline=int(deadline[:-1]) * _UNITS[deadline[-1]] if deadline else None, image=d.get("image"),
-        env=scalars(["env"], d.get("env", {})), workers=d.get("workers", 1), framework=d.get("framework", "pytorch"))
+        env=scalars(["env"], d.get("env", {})), workers=d.get("workers", 1), framework=d.get("framework", "pytorch"),
+        shell=bool(d.get("shell", False)), shm=d.get("shm"),
+        secrets={k: (v["secret"], v["key"]) for k, v in sorted(d.get("secrets", {}).items())})
 
 
 # --- trials -------------------------------------------------------------------------------------------------------
@@ -240,6 +246,54 @@ def content_hash(api_version: str, kind: str, spec: dict, trial: dict[str, str])
 
 # --- manifests ----------------------------------------------------------------------------------------------------
 
+_ALL_ARGS = re.compile(r'"\$(@|\{@\})"')
+_ANY_ARGS = re.compile(r"\$(\{[@*#]?[@*]\}|[@*])")
+
+
+def split_arguments(run: str) -> str | None:
+    """With shell: the first $@ or $* that is not "$@": unquoted, the shell would split the values at spaces and
+    expand * and ?; "$*" would join them into one. None if there is none."""
+    rest = _ALL_ARGS.sub("", run)
+    found = _ANY_ARGS.search(rest)
+    return found.group(0) if found else None
+
+
+def command(exp: Experiment) -> list[str]:
+    """The container's command: run's words, or with shell, `sh -c <run> <experiment>`, the arguments (the
+    hyperparameters) being the shell's positional parameters: never read by the shell, they reach the command where
+    run says "$@", at its end when it does not say."""
+    if exp.shell:
+        return ["sh", "-c", exp.run if _ALL_ARGS.search(exp.run) else f'{exp.run} "$@"', exp.name]
+    return list(exp.command)
+
+
+_OPERATORS = set(";&|<>()`")
+
+
+def shell_syntax(run: str) -> str | None:
+    """The first shell syntax in a command line that, without a shell, would reach the program as a literal word:
+    outside quotes ; & | < > ( ) and backquotes, and outside single quotes $NAME, ${...} and $(...). None if there is
+    none. A backslash escapes the next character, as shlex reads it."""
+    quote, i = None, 0
+    while i < len(run):
+        c = run[i]
+        if quote == "'":
+            quote = None if c == "'" else quote
+        elif c == "\\":
+            i += 1  # the next character is literal
+        elif c == "$" and i + 1 < len(run) and (run[i + 1].isalpha() or run[i + 1] in "_{("):
+            word = re.match(r"\$(\w+|\{[^}]*\}?|\()", run[i:])
+            return word.group(0) + ("...)" if word.group(0) == "$(" else "")
+        elif quote == '"':
+            quote = None if c == '"' else quote
+        elif c in "'\"":
+            quote = c
+        elif c in _OPERATORS:
+            return run[i:i + 2] if run[i:i + 2] in ("&&", "||", ">>", "<<") else c
+        i += 1
+    return None
+
+
 def arguments(exp: Experiment, trial: dict[str, str]) -> list[str]:
     """Fixed hyperparameters and the trial's values (which win), sorted by name, in the chosen style."""
     prefix = "--" if exp.arg_style == "argparse" else ""
@@ -253,15 +307,19 @@ def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: s
         amounts[p.gpu_types[exp.gpu_type].resource] = str(exp.gpu_count)  # GPUs: limit == request
     env = [{"name": "KFLOWGEN_EXPERIMENT", "value": exp.name},
            {"name": "KFLOWGEN_TRIAL", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{LABEL_TRIAL}']"}}}]
+    shm, shm_mount = pods.shm_volume(exp.shm or p.shm)
+    image = exp.image or team.image
     container = {
         "name": {"Job": "train", "PyTorchJob": "pytorch", "TFJob": "tensorflow"}[exp.kind],
-        "image": exp.image or team.image, "command": list(exp.command), "args": arguments(exp, trial),
+        "image": image, "command": command(exp), "args": arguments(exp, trial),
         "workingDir": str(PurePosixPath(p.mount_path, exp.workdir)),
-        "env": env + [{"name": k, "value": v} for k, v in sorted(exp.env.items())],
+        "env": env + [{"name": k, "value": v} for k, v in sorted(exp.env.items())] + [
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for k, (secret, key) in exp.secrets.items()],
         "resources": {"requests": amounts, "limits": dict(amounts)},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                             "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumeMounts": [{"name": NAS, "mountPath": p.mount_path}],
+        "volumeMounts": [{"name": NAS, "mountPath": p.mount_path}, shm_mount],
     }
     spec: dict = {"serviceAccountName": SERVICE_ACCOUNT, "automountServiceAccountToken": False}
     if exp.kind == "Job":
@@ -269,13 +327,17 @@ def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: s
     spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": UID, "seccompProfile": {"type": "RuntimeDefault"}}
     if exp.gpu_type:
         spec["nodeSelector"] = dict(p.gpu_types[exp.gpu_type].node_selector)
+        if p.gpu_types[exp.gpu_type].tolerations:
+            spec["tolerations"] = pods.gpu_tolerations(p, exp.gpu_type)
+    if pods.pull_secrets(p, [image]):
+        spec["imagePullSecrets"] = pods.image_pull_secrets(p, [image])
     spec["containers"] = [container]
-    spec["volumes"] = [{"name": NAS, "persistentVolumeClaim": {"claimName": NAS}}]
+    spec["volumes"] = [{"name": NAS, "persistentVolumeClaim": {"claimName": NAS}}, shm]
     return {"metadata": {"labels": labels, "annotations": {PARAMETERS: json.dumps(trial, sort_keys=True)}}, "spec": spec}
 
 
 def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: str | None) -> dict:
-    deadline = {"activeDeadlineSeconds": exp.deadline} if exp.deadline else {}
+    deadline = {"activeDeadlineSeconds": exp.deadline or p.default_deadline}  # no trial holds a GPU forever
     if exp.kind == "Job":  # no ttlSecondsAfterFinished: see the module docstring
         return {"backoffLimit": exp.retries, **deadline, "template": _pod(exp, team, p, trial, tag)}
 
@@ -338,8 +400,9 @@ def explain(exp: Experiment, team: Team, platform: Platform) -> str:
             "TFJob": f"TFJob of {exp.workers} pods (deprecated)"}[exp.kind]
     gpu_type = platform.gpu_types.get(exp.gpu_type or "")
     gpu = f"{exp.gpu_count} x {gpu_type.display_name if gpu_type else exp.gpu_type}" if exp.gpu_type else "no GPU"
-    unit = next(u for u in "dhms" if (exp.deadline or 1) % _UNITS[u] == 0)
-    stop = f"stopped after {exp.deadline // _UNITS[unit]}{unit}" if exp.deadline else "not time-limited"
+    deadline = exp.deadline or platform.default_deadline
+    unit = next(u for u in "dhms" if deadline % _UNITS[u] == 0)
+    stop = f"stopped after {deadline // _UNITS[unit]}{unit}" + ("" if exp.deadline else " (the platform's default)")
     lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
              f"  {len(runs)} trial(s), each a {kind}; each pod gets {gpu}, {exp.cpu} CPU and {exp.memory} memory.",
              f"  Image {exp.image or team.image}, run in {PurePosixPath(platform.mount_path, exp.workdir)} on the team NAS.",
@@ -352,5 +415,5 @@ def explain(exp: Experiment, team: Team, platform: Platform) -> str:
     lines.append("  Trials (Job name: command line):")
     for t in runs:
         name = trial_name(exp, team, platform, t)
-        lines.append(f"    {name}: {shlex.join([*exp.command, *arguments(exp, t)])}")
+        lines.append(f"    {name}: {shlex.join([*command(exp), *arguments(exp, t)])}")
     return "\n".join(lines) + "\n"

@@ -19,9 +19,10 @@ what the hub's Argo CD Application needs beside them. Pure: the platform and an 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 
-from . import layout, quantity
+from . import layout, pods, quantity
 from .model import Hub, Platform, Team
 
 LABEL_TEAM = "kflowgen.dev/team"
@@ -75,7 +76,7 @@ def _kflowgen_profile_list(spawner):
 
 def _kflowgen_pre_spawn_hook(spawner):
     if not _kflowgen_allowed(spawner):
-        raise web.HTTPError(403, {refusal!r}.format(user=spawner.user.name))
+        raise web.HTTPError(403, {refusal!r}.replace("{{user}}", spawner.user.name))
 
 
 c.KubeSpawner.profile_list = _kflowgen_profile_list
@@ -108,7 +109,7 @@ def _kflowgen_ldap_groups(authenticator, handler, auth_model):
     if auth_model:
         groups = list((auth_model.get("auth_state") or {}).get("ldap_groups", []))
         auth_model["groups"] = groups
-        auth_model["admin"] = bool(_kflowgen_admin_groups & set(groups)) or None
+        auth_model["admin"] = bool(_kflowgen_admin_groups & set(groups))  # also takes admin away
     return auth_model
 
 
@@ -154,8 +155,8 @@ def values(p: Platform, teams: list[Team]) -> dict:
         "singleuser": {"cloudMetadata": {"blockWithIptables": False}, "storage": {"type": "none"},
                        "profileList": profiles},
     }
-    if hub.image_pull_secrets:
-        out["imagePullSecrets"] = list(hub.image_pull_secrets)
+    if p.pull_secrets and hub.pre_pull:  # the pullers pull every profile image, from the hub's namespace
+        out["imagePullSecrets"] = sorted(set(p.pull_secrets.values()))
     # The hub reads these values when it starts: it rolls when they change (the chart's own checksum/secret is kept
     # as first created, see RANDOM).
     digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
@@ -170,27 +171,28 @@ def _authenticator(hub: Hub, teams: list[Team]) -> dict:
     if auth is None or auth.type == "dummy":
         return {"Authenticator": {"allow_all": True}}
     groups = sorted({g for t in teams for g, _ in t.members} | set(auth.admin_groups) | set(auth.allowed_groups))
-    owners = sorted({o for t in teams for o in t.owners})
+    owners = sorted({o.lower() for t in teams for o in t.owners})  # JupyterHub's names are lower case
+    # who may sign in is decided at every sign-in: not by having signed in before (a former member)
+    base = {"manage_groups": True, "enable_auth_state": True, "allow_existing_users": False}
     s = auth.settings
     common = {"allowed_users": owners, "allowed_groups": groups}
     if auth.type == "ldap":
-        return {"Authenticator": {"manage_groups": True, "enable_auth_state": True},
-                "LDAPAuthenticator": {**common, "server_address": s["server"], "server_port": s.get("port", 636),
-                                      "tls_strategy": s.get("tls", "on_connect"), "lookup_dn": True,
-                                      "user_search_base": s["userSearchBase"],
-                                      "user_attribute": s.get("userAttribute", "uid"),
+        tls = s.get("tls", "on_connect")
+        attribute = s.get("userAttribute", "uid")
+        return {"Authenticator": base,
+                "LDAPAuthenticator": {**common, "server_address": s["server"],
+                                      "server_port": s.get("port", 636 if tls == "on_connect" else 389),
+                                      "tls_strategy": tls, "lookup_dn": True, "user_search_base": s["userSearchBase"],
+                                      "user_attribute": attribute, "lookup_dn_user_dn_attribute": attribute,
                                       "lookup_dn_search_filter": "({login_attr}={login})",
                                       **({"lookup_dn_search_user": s["lookupDnSearchUser"]}
-                                         if "lookupDnSearchUser" in s else {}),
-                                      "group_search_filter": "(|(member={userdn})(uniqueMember={userdn})"
-                                                             "(memberUid={username}))",
-                                      "group_attributes": ["member", "uniqueMember", "memberUid"]}}
-    oauth = {**common, "admin_groups": sorted(auth.admin_groups), "manage_groups": True}
+                                         if "lookupDnSearchUser" in s else {})}}
+    oauth = {**common, "admin_groups": sorted(auth.admin_groups)}
     if auth.type == "github":
-        return {"Authenticator": {"enable_auth_state": True},
+        return {"Authenticator": base,
                 "GitHubOAuthenticator": {**oauth, "populate_teams_in_auth_state": True,
                                          "scope": ["read:user", "read:org"]}}
-    return {"Authenticator": {"enable_auth_state": True},
+    return {"Authenticator": base,
             "GenericOAuthenticator": {**oauth, "authorize_url": s["authorizeUrl"], "token_url": s["tokenUrl"],
                                       "userdata_url": s["userdataUrl"],
                                       "username_claim": s.get("usernameClaim", "preferred_username"),
@@ -207,6 +209,7 @@ def _refusal(p: Platform) -> str:
 
 def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
     profiles, access = [], {}
+    shm, shm_mount = pods.shm_volume(p.shm)
     for t in teams:
         for prof in t.profiles:
             slug = layout.profile_slug(t.name, prof.name)
@@ -220,27 +223,33 @@ def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
                 "extra_labels": {"hub.jupyter.org/network-access-hub": "true", LABEL_TEAM: t.name},
                 # read by `kflowgen new experiment --from-notebook`
                 "environment": {"KFLOWGEN_TEAM": t.name, "KFLOWGEN_WORKSPACE": p.mount_path},
-                "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}],
-                "volume_mounts": [{"name": "nas", "mountPath": p.mount_path}],
+                "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}, shm],
+                "volume_mounts": [{"name": "nas", "mountPath": p.mount_path}, shm_mount],
             }
+            secrets = pods.pull_secrets(p, [t.image])
+            if secrets:
+                override["image_pull_secrets"] = secrets
             if prof.gpu_type:
                 gpu = p.gpu_types[prof.gpu_type]
                 override["extra_resource_limits"] = {gpu.resource: str(prof.gpu_count)}
                 override["extra_resource_guarantees"] = {gpu.resource: str(prof.gpu_count)}
                 override["node_selector"] = dict(gpu.node_selector)
+                if gpu.tolerations:
+                    override["tolerations"] = pods.gpu_tolerations(p, prof.gpu_type)
                 # an idle GPU costs what a busy one does: the server stops itself sooner than the hub's culler would
                 idle = p.hub.gpu_timeout
                 override["args"] = [f"--ServerApp.shutdown_no_activity_timeout={idle}",
                                     f"--MappingKernelManager.cull_idle_timeout={idle}",
                                     f"--MappingKernelManager.cull_interval={max(60, idle // 4)}",
                                     "--TerminalManager.cull_inactive_timeout=" + str(idle)]
-            entry = {"display_name": f"{t.name}: {prof.display_name}", "slug": slug,
-                     "description": prof.description or _describe(p, prof)}
+            # KubeSpawner's spawn page prints these without escaping them: they are HTML here
+            entry = {"display_name": html.escape(f"{t.name}: {prof.display_name}"), "slug": slug,
+                     "description": html.escape(prof.description or _describe(p, prof))}
             if prof.default:
                 entry["default"] = True
             entry["kubespawner_override"] = override
             profiles.append(entry)
-            access[slug] = {"groups": sorted({g for g, _ in t.members}), "users": sorted(t.owners)}
+            access[slug] = {"groups": sorted({g for g, _ in t.members}), "users": sorted({o.lower() for o in t.owners})}
     return profiles, access
 
 

@@ -33,6 +33,14 @@ SHARED_PROJECTS = ("bootstrap", "platform")
 TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org", "TFJob"), ("apps", "Deployment"),
               ("", "Service"), ("", "ConfigMap"), ("policy", "PodDisruptionBudget"),
               ("autoscaling", "HorizontalPodAutoscaler"))
+INGRESS = ("networking.k8s.io", "Ingress")
+
+
+def team_kinds(platform) -> tuple[tuple[str, str], ...]:
+    """TEAM_KINDS, and Ingress where the platform has an ingress controller for exposed models."""
+    return TEAM_KINDS + ((INGRESS,) if platform.ingress else ())
+
+
 # All a team's platform overlay may hold: what kflowgen renders there and what bases/team may add to every team
 # namespace.
 PLATFORM_KINDS = (("", "Namespace"), ("", "ResourceQuota"), ("", "LimitRange"), ("", "PersistentVolumeClaim"),

@@ -18,6 +18,7 @@ class GpuType:
     resource: str
     node_selector: dict[str, str]
     display_name: str
+    tolerations: tuple[dict, ...] = ()  # of the type's nodes' taints
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,27 @@ class Environment:
     name: str
     cluster: str
     gpu_capacity: dict[str, int]
+    domain: str | None = None  # exposed models' hosts end in it
+
+
+@dataclass(frozen=True)
+class EgressRule:
+    """A destination every team's pods may reach: pods of a namespace (with labels), or an address block."""
+
+    name: str
+    ports: tuple[int, ...]
+    namespace: str | None = None
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    cidr: str | None = None
+    excepted: tuple[str, ...] = ()
+    environments: tuple[str, ...] | None = None  # None: all
+
+
+@dataclass(frozen=True)
+class IngressController:
+    class_name: str
+    namespace: str
+    pod_labels: dict[str, str] = field(default_factory=dict)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -49,7 +71,7 @@ class HubAuth:
 @dataclass(frozen=True)
 class Hub:
     """The JupyterHub of every environment: chart, namespace, the Secret made outside Git, sign-in, idle culling (in
-    seconds; max_age None: never) and image pulling."""
+    seconds; max_age None: never) and image pre-pulling."""
 
     chart_version: str = "4.4.0"
     chart_repo: str = "https://hub.jupyter.org/helm-chart/"
@@ -60,7 +82,6 @@ class Hub:
     gpu_timeout: int = 1800
     max_age: int | None = None
     pre_pull: bool = False
-    image_pull_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,14 @@ class Platform:
     jupyterhub_chart: str | None
     reserved_namespaces: tuple[str, ...] = ()  # the platform's own, besides rules.teams.SYSTEM
     hub: Hub = field(default_factory=Hub)
+    pull_secrets: dict[str, str] = field(default_factory=dict)  # registry entry -> Secret
+    egress: tuple[EgressRule, ...] = ()
+    ingress: IngressController | None = None
+    default_deadline: int = 86400  # seconds, for trials whose experiment gives none
+    shm: str = "1Gi"
+
+    def egress_in(self, env: str) -> tuple[EgressRule, ...]:
+        return tuple(r for r in self.egress if r.environments is None or env in r.environments)
 
     @property
     def hub_namespace(self) -> str:
@@ -187,10 +216,13 @@ def platform_from(spec: SpecFile) -> Platform:
     hub = d.get("jupyterhub", {})
     validation = d.get("validation", {})
     gpus = {name: GpuType(name, g.get("resource", "nvidia.com/gpu"), dict(sorted(g["nodeSelector"].items())),
-                          g.get("displayName", name.upper()))
+                          g.get("displayName", name.upper()), tuple(g.get("tolerations", ())))
             for name, g in d["gpuTypes"].items()}
-    envs = {name: Environment(name, e["cluster"], {g: int(n) for g, n in e["capacity"]["gpu"].items()})
+    envs = {name: Environment(name, e["cluster"], {g: int(n) for g, n in e["capacity"]["gpu"].items()},
+                              e.get("domain"))
             for name, e in d["environments"].items()}
+    network, training = d.get("network", {}), d.get("training", {})
+    ingress = network.get("ingress")
     return Platform(
         source=spec, name=d["name"], repo_url=d["repo"]["url"], revision=d["repo"].get("revision", "main"),
         kubernetes_version=_version(d["kubernetesVersion"]),
@@ -201,6 +233,14 @@ def platform_from(spec: SpecFile) -> Platform:
         crds=tuple(validation.get("crds", ())), jupyterhub_chart=validation.get("jupyterhubChart"),
         reserved_namespaces=tuple(d.get("reservedNamespaces", ())),
         hub=_hub(hub),
+        pull_secrets=dict(d.get("pullSecrets", {})),
+        egress=tuple(EgressRule(r["name"], tuple(r["ports"]), r.get("namespace"), dict(r.get("podLabels", {})),
+                                r.get("cidr"), tuple(r.get("except", ())),
+                                tuple(r["environments"]) if "environments" in r else None)
+                     for r in network.get("egress", ())),
+        ingress=IngressController(ingress["className"], ingress["namespace"], dict(ingress.get("podLabels", {})))
+        if ingress else None,
+        default_deadline=seconds(training.get("deadline", "24h")), shm=training.get("shm", "1Gi"),
     )
 
 
@@ -213,8 +253,7 @@ def _hub(d: dict) -> Hub:
         auth=HubAuth(auth["type"], dict(auth.get(auth["type"], {})), tuple(auth.get("adminGroups", ())),
                      tuple(auth.get("allowedGroups", ()))) if auth else None,
         cull_timeout=seconds(cull.get("timeout", "1h")), gpu_timeout=seconds(cull.get("gpuTimeout", "30m")),
-        max_age=seconds(cull.get("maxAge")), pre_pull=bool(d.get("prePull", False)),
-        image_pull_secrets=tuple(d.get("imagePullSecrets", ())))
+        max_age=seconds(cull.get("maxAge")), pre_pull=bool(d.get("prePull", False)))
 
 
 def _version(v: str) -> str:

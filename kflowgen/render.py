@@ -7,7 +7,7 @@ from . import jupyterhub, layout, quantity
 from .emit import document
 from .model import Deferred, Model, Platform, Team
 from .experiments import render_experiment
-from .serving import render_model
+from .serving import GRPC_PORT, HTTP_PORT, LABEL_MODEL, callers_policy, render_model
 
 BASES = "bases/team"
 LABEL_TEAM = "kflowgen.dev/team"
@@ -72,7 +72,7 @@ def team_files(p: Platform, t: Team, served: list, experiments: list, env: str,
                objects: dict | None = None) -> dict[str, bytes]:
     """Everything one team adds to an environment, from exactly these inputs (the result cache keys on their spec
     files): its platform overlay, its workloads overlay, and its Argo CD project and Applications."""
-    out = _team_platform(p, t, env)
+    out = _team_platform(p, t, env, served)
     out.update(_team_workloads(p, t, served, experiments, env))
     out.update(_documents(_argocd_team(p, t, env), objects))
     return out
@@ -126,7 +126,7 @@ def _labels(env: str, team: str | None = None) -> dict[str, str]:
 
 # --- per team, platform-owned ---------------------------------------------------------------------------------
 
-def _team_platform(p: Platform, t: Team, env: str) -> dict[str, bytes]:
+def _team_platform(p: Platform, t: Team, env: str, served: list = ()) -> dict[str, bytes]:
     src = [t.source.path, p.source.path]
     q = t.quota[env]
     objs: dict[str, dict] = {}
@@ -165,10 +165,51 @@ def _team_platform(p: Platform, t: Team, env: str) -> dict[str, bytes]:
                      "ports": [{"port": 8888, "protocol": "TCP"}]}],
                  "egress": [{"to": [{**hub_ns, "podSelector": {"matchLabels": {"component": "hub"}}}],
                              "ports": [{"port": 8081, "protocol": "TCP"}]}]}}
+    objs.update(network_policies(p, env))
+    sources = {name: src for name in objs}
+    for m in served:
+        if env in m.environments:
+            policy = callers_policy(m, t, p, env)
+            if policy["spec"]["ingress"]:
+                objs[f"networkpolicy.{policy['metadata']['name']}.yaml"] = policy
+                sources[f"networkpolicy.{policy['metadata']['name']}.yaml"] = [m.source.path, p.source.path]
     base = f"overlays/{env}/teams/{t.name}/platform"
-    out = {f"{base}/{name}": document(obj, src) for name, obj in objs.items()}
+    out = {f"{base}/{name}": document(obj, sources[name]) for name, obj in objs.items()}
     out[f"{base}/kustomization.yaml"] = document(
         _kustomization(["../../../../../" + BASES] + list(objs), _labels(env, t.name), t.namespace), src)
+    return out
+
+
+def network_policies(p: Platform, env: str) -> dict[str, dict]:
+    """What every team's pods may reach besides DNS, their namespace and the hub: the platform's egress allow-list of
+    this environment, and the model servers of team namespaces (gRPC and REST; each model's own policy says which
+    callers it admits)."""
+    out: dict[str, dict] = {}
+    rules = egress_rules(p, env)
+    if rules:
+        out["networkpolicy.allow-egress.yaml"] = {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta("allow-egress"),
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": rules}}
+    out["networkpolicy.allow-model-servers.yaml"] = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta("allow-model-servers"),
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{
+            "namespaceSelector": {"matchExpressions": [{"key": LABEL_TEAM, "operator": "Exists"}]},
+            "podSelector": {"matchExpressions": [{"key": LABEL_MODEL, "operator": "Exists"}]}}],
+            "ports": [{"port": GRPC_PORT, "protocol": "TCP"}, {"port": HTTP_PORT, "protocol": "TCP"}]}]}}
+    return out
+
+
+def egress_rules(p: Platform, env: str) -> list[dict]:
+    """The platform's egress allow-list of an environment as NetworkPolicy egress rules, in the platform file's order."""
+    out = []
+    for r in p.egress_in(env):
+        if r.namespace:
+            peer: dict = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": r.namespace}}}
+            if r.pod_labels:
+                peer["podSelector"] = {"matchLabels": dict(sorted(r.pod_labels.items()))}
+        else:
+            peer = {"ipBlock": {"cidr": r.cidr, **({"except": list(r.excepted)} if r.excepted else {})}}
+        out.append({"to": [peer], "ports": [{"port": port, "protocol": "TCP"} for port in r.ports]})
     return out
 
 
@@ -297,7 +338,7 @@ def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[s
     return {
         f"{base}/appproject.{t.name}.yaml": (_project(
             p, env, layout.project(env, t.name), f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
-            [p.repo_url], [(cluster, t.namespace)], [], layout.TEAM_KINDS, roles, t.name), src),
+            [p.repo_url], [(cluster, t.namespace)], [], layout.team_kinds(p), roles, t.name), src),
         f"{base}/application.{t.name}-platform.yaml": (_app(
             p, env, platform_app, layout.project(env, "platform"), cluster, t.namespace,
             source=_git(p, f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src),

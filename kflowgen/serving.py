@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
-from . import quantity
+from . import pods, quantity
 from .loader import SpecFile
 from .model import Platform, Team
 
@@ -40,6 +40,7 @@ class Serving:
     gpu_type: str | None
     gpu_count: int
     autoscale: Autoscale | None
+    host: str | None = None  # exposed through the platform's ingress at this host
 
     @property
     def max_pods(self) -> int:
@@ -55,6 +56,8 @@ class ServedModel:
     path: str  # relative to the team NAS, without a trailing '/'
     image: str | None  # explicit override; see image_for()
     environments: dict[str, Serving]
+    callers: tuple[str, ...] = ()  # teams whose pods may call it, besides its own
+    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # variable -> (Secret, key), sorted
 
     def image_for(self, env: str) -> str:
         if self.image:
@@ -70,9 +73,10 @@ def served_model_from(spec: SpecFile) -> ServedModel:
         auto = Autoscale(a["minReplicas"], a["maxReplicas"], a.get("targetCPUUtilization", 70)) if a else None
         envs[env] = Serving(env, e["version"], auto.min_replicas if auto else e.get("replicas", 1),
                             e.get("cpu", 1), e.get("memory", "2Gi"), gpu["type"] if gpu else None,
-                            gpu["count"] if gpu else 0, auto)
+                            gpu["count"] if gpu else 0, auto, e.get("host"))
     return ServedModel(spec, d["team"], d["name"], d.get("description", ""), d["path"].rstrip("/"),
-                       d.get("image"), envs)
+                       d.get("image"), envs, tuple(sorted(d.get("callers", ()))),
+                       {k: (v["secret"], v["key"]) for k, v in sorted(d.get("secrets", {}).items())})
 
 
 def demand(m: ServedModel, env: str) -> dict[str, Fraction]:
@@ -115,10 +119,17 @@ def render_model(m: ServedModel, team: Team, platform: Platform, env: str) -> di
         gpu = platform.gpu_types[s.gpu_type]
         resources[gpu.resource] = str(s.gpu_count)
         pod["nodeSelector"] = dict(gpu.node_selector)
+        if gpu.tolerations:
+            pod["tolerations"] = pods.gpu_tolerations(platform, s.gpu_type)
+    if pods.pull_secrets(platform, [m.image_for(env)]):
+        pod["imagePullSecrets"] = pods.image_pull_secrets(platform, [m.image_for(env)])
+    env_vars = [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                for k, (secret, key) in m.secrets.items()]
     pod["containers"] = [{
         "name": "tfserving", "image": m.image_for(env), "command": [SERVER],
         "args": [f"--port={GRPC_PORT}", f"--rest_api_port={HTTP_PORT}",
                  f"--model_config_file={CONFIG_DIR}/{CONFIG_FILE}"],
+        **({"env": env_vars} if env_vars else {}),
         "ports": [{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
                   {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         # the server opens its ports only once the model is loaded, which can take minutes
@@ -156,4 +167,27 @@ def render_model(m: ServedModel, team: Team, platform: Platform, env: str) -> di
                               "minReplicas": s.autoscale.min_replicas, "maxReplicas": s.autoscale.max_replicas,
                               "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                                   "type": "Utilization", "averageUtilization": s.autoscale.target_cpu}}}]}})
+    if s.host and platform.ingress:
+        objs.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": m.name, "labels": labels},
+                     "spec": {"ingressClassName": platform.ingress.class_name, "rules": [{"host": s.host, "http": {
+                         "paths": [{"path": f"/v1/models/{m.name}", "pathType": "Prefix", "backend": {"service": {
+                             "name": m.name, "port": {"name": "http"}}}}]}}]}})
     return {f"{o['kind'].lower()}.{o['metadata']['name']}.yaml": o for o in objs}
+
+
+def callers_policy(m: ServedModel, team: Team, platform: Platform, env: str) -> dict:
+    """The NetworkPolicy (in the team's platform overlay: teams do not write network policy) that lets the model's
+    callers reach its servers' ports: its own team's pods (as for all of them), the namespaces of the teams it names,
+    and, when it is exposed, the platform's ingress controller."""
+    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": caller}}}
+             for caller in m.callers if caller != team.name]
+    if m.environments[env].host and platform.ingress:
+        controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": platform.ingress.namespace}}}
+        if platform.ingress.pod_labels:
+            controller["podSelector"] = {"matchLabels": dict(platform.ingress.pod_labels)}
+        peers.append(controller)
+    spec: dict = {"podSelector": {"matchLabels": {LABEL_MODEL: m.name}}, "policyTypes": ["Ingress"]}
+    spec["ingress"] = [{"from": peers, "ports": [{"port": GRPC_PORT, "protocol": "TCP"},
+                                                 {"port": HTTP_PORT, "protocol": "TCP"}]}] if peers else []
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": f"model-{m.name}", "labels": {LABEL_MODEL: m.name}}, "spec": spec}

@@ -12,6 +12,10 @@ from .loader import SpecFile, pointer
 
 KINDS = ("platform", "team", "experiment", "model")
 _SECRET = re.compile(r"secret|password|passwd|token|private.?key|credential", re.I)
+# fields that moved: where they went (a spec written for an earlier kflowgen gets the way, not "unknown field")
+MOVED = {"jupyterhub.imagePullSecrets": "pull secrets are per registry now, for notebooks, training and serving "
+                                        "alike: write pullSecrets: {<entry of registries>: <Secret name>} at the top "
+                                        "of the platform file and delete this line"}
 
 
 def schema_text(kind: str) -> str:
@@ -167,7 +171,10 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
         for extra in [k for k in err.instance if k not in allowed]:  # file order
             at = spec.at(pointer(parts + [extra]), key=True)
             close = difflib.get_close_matches(extra, free, n=1)
-            if _SECRET.search(extra):  # a secret written into Git: say where it belongs instead
+            if _field(parts + [extra]) in MOVED:
+                out.append(error(spec.path, at, "KF201", f"'{_field(parts + [extra])}' is no longer a field of the "
+                                 f"{kind} spec", MOVED[_field(parts + [extra])]))
+            elif _SECRET.search(extra):  # a secret written into Git: say where it belongs instead
                 out.append(error(spec.path, at, "KF201", f"'{_field(parts + [extra])}' looks like a secret: secrets "
                                  "are never written in specs, which everyone with the repository can read",
                                  "put it in the Kubernetes Secret the platform creates outside Git (for the hub: the "

@@ -53,8 +53,40 @@ async def _person(app, name, groups):
     return out
 
 
+async def _oauth_sign_ins(authenticator, cases):
+    """What the authenticator makes of each provider answer: (groups, admin, allowed)."""
+    out = {}
+    for name, auth_state in cases:
+        model = await authenticator._apply_managed_groups({"name": name, "admin": None, "auth_state": auth_state})
+        out[name] = [sorted(model.get("groups") or []), model.get("admin"),
+                     bool(await authenticator.check_allowed(name, model))]
+    return out
+
+
+async def _ldap_sign_ins(authenticator, directory, cases):
+    """Sign-ins through the real LDAPAuthenticator against an in-memory directory (ldap3's MOCK_SYNC strategy), with
+    the post-auth hook JupyterHub runs: (name, groups, admin) or None when refused."""
+    import ldap3
+
+    server = ldap3.Server("directory")
+
+    def connection(userdn, password):
+        conn = ldap3.Connection(server, user=userdn, password=password, client_strategy=ldap3.MOCK_SYNC)
+        for dn, attributes in directory.items():
+            conn.strategy.add_entry(dn, attributes)
+        return conn if conn.bind() else None
+
+    authenticator.get_connection = connection
+    out = {}
+    for name, password in cases:
+        model = await authenticator.get_authenticated_user(None, {"username": name, "password": password})
+        out[name] = None if model is None else [model["name"], sorted(model.get("groups") or []), model.get("admin")]
+    return out
+
+
 def main() -> None:
     etc, people = sys.argv[1], json.loads(sys.argv[2])
+    sign_ins = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     # what Kubernetes and the chart give the hub container
     os.environ.update(POD_NAMESPACE="jupyterhub", HELM_RELEASE_NAME="jupyterhub", HUB_SERVICE_PORT="8081",
                       PROXY_API_SERVICE_PORT="8001", CONFIGPROXY_AUTH_TOKEN="from-the-chart-secret")
@@ -93,6 +125,12 @@ def main() -> None:
     }
     for name, groups in people:
         report["people"][name] = asyncio.run(_person(app, name, groups))
+    if "oauth" in sign_ins:
+        report["sign_ins"] = asyncio.run(_oauth_sign_ins(authenticator, sign_ins["oauth"]))
+    if "ldap" in sign_ins:
+        report["sign_ins"] = asyncio.run(_ldap_sign_ins(authenticator, sign_ins["ldap"]["directory"],
+                                                        sign_ins["ldap"]["logins"]))
+    report["allow_existing_users"] = getattr(authenticator, "allow_existing_users", None)
     if isinstance(authenticator.auth_state_groups_key if hasattr(authenticator, "auth_state_groups_key") else None,
                   type(lambda: 0)):
         report["github_groups"] = authenticator.auth_state_groups_key(

@@ -24,10 +24,10 @@ def run(*args, env=None):
 def test_validate_example_repository(example_repo):
     code, out = run("validate", "-C", example_repo, "--format", "text")
     assert (code, out) == (0, """\
-3 teams, 3 environments, 175 objects built and validated (jsonschema-rs 0.60.3, kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
-  dev      3 teams    66 objects  GPU quota/capacity: a100 6/8  t4 6/16
-  staging  2 teams    45 objects  GPU quota/capacity: a100 2/8  t4 2/8
-  prod     3 teams    64 objects  GPU quota/capacity: a100 28/32  t4 12/16
+3 teams, 3 environments, 194 objects built and validated (jsonschema-rs 0.60.3, kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
+  dev      3 teams    72 objects  GPU quota/capacity: a100 6/8  t4 6/16
+  staging  2 teams    50 objects  GPU quota/capacity: a100 2/8  t4 2/8
+  prod     3 teams    72 objects  GPU quota/capacity: a100 28/32  t4 12/16
 kflowgen: ok
 """)
 
@@ -36,13 +36,13 @@ def test_validate_one_environment_as_json(example_repo):
     code, out = run("validate", "-C", example_repo, "--env", "staging", "--format", "json")
     report = json.loads(out)
     assert (code, report["errors"], report["diagnostics"]) == (0, 0, [])
-    assert report["summary"][1].startswith("  staging  2 teams    45 objects")
+    assert report["summary"][1].startswith("  staging  2 teams    50 objects")
 
 
 def test_validate_unknown_environment(example_repo):
     code, out = run("validate", "-C", example_repo, "--env", "qa", "--format", "text")
     assert (code, out) == (1, """\
-specs/platform.yaml:42:1: error [KF303] environment 'qa' is not defined
+specs/platform.yaml:64:1: error [KF303] environment 'qa' is not defined
     fix: environments: dev, staging, prod
 kflowgen: 1 error, 0 warnings
 """)
@@ -65,7 +65,7 @@ def test_auto_format_is_github_under_actions(example_repo):
 
 def test_render_check_passes_on_the_committed_overlays(example_repo):
     assert run("render", "--check", "-C", example_repo, "--format", "text") == (
-        0, "146 generated files checked: up to date\nkflowgen: ok\n")
+        0, "165 generated files checked: up to date\nkflowgen: ok\n")
 
 
 def test_render_check_lists_every_drifted_file_and_writes_nothing(example_repo):
@@ -86,7 +86,7 @@ overlays/dev/teams/nlp/platform/resourcequota.team.yaml:1:1: error [KF501] gener
     fix: run `kflowgen render` and commit the result
 overlays/prod/argocd/application.root.yaml:1:1: error [KF502] generated file is missing
     fix: run `kflowgen render` and commit the result
-146 generated files checked: 1 missing, 1 different, 1 extra
+165 generated files checked: 1 missing, 1 different, 1 extra
 kflowgen: 4 errors, 0 warnings
 """)
     assert tree_hash(example_repo) == before
@@ -99,7 +99,7 @@ kflowgen: 4 errors, 0 warnings
     assert out.endswith("kflowgen: 1 error, 0 warnings\n") and tree_hash(example_repo) == before
     (ov / "dev/notes.md").unlink()
     code, out = run("render", "-C", example_repo, "--format", "text")
-    assert code == 0 and "146 generated files: 1 added, 1 changed, 1 removed, 144 unchanged" in out
+    assert code == 0 and "165 generated files: 1 added, 1 changed, 1 removed, 163 unchanged" in out
     assert not (ov / "dev/teams/gone").exists()
     assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
 
@@ -329,9 +329,9 @@ def test_gate_is_validate_render_check_and_diff_in_one_run(example_repo, tmp_pat
     subprocess.run([*git, "-C", str(example_repo), "commit", "-qm", "base"], check=True)
     env = {"KFLOWGEN_CACHE": str(tmp_path / "cache")}
     code, out = run("gate", "--base", "HEAD", "--format", "text", "-C", example_repo, env=env)
-    assert (code, out.splitlines()[4:]) == (0, ["146 generated files checked: up to date", "against HEAD:",
+    assert (code, out.splitlines()[4:]) == (0, ["165 generated files checked: up to date", "against HEAD:",
                                                 "kflowgen diff: no changes", "kflowgen: ok"])
-    assert out.splitlines()[0].startswith("3 teams, 3 environments, 175 objects built and validated")
+    assert out.splitlines()[0].startswith("3 teams, 3 environments, 194 objects built and validated")
     team = example_repo / "specs/teams/vision.yaml"
     team.write_text(team.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
     summary = tmp_path / "summary.md"
@@ -341,7 +341,7 @@ def test_gate_is_validate_render_check_and_diff_in_one_run(example_repo, tmp_pat
     assert code == 1  # the committed overlays are not re-rendered: drift
     assert "overlays/prod/teams/vision/platform/resourcequota.team.yaml:1:1: error [KF501] generated file differs " \
            "from what the specs render" in lines
-    assert "146 generated files checked: 0 missing, 1 different, 0 extra" in lines
+    assert "165 generated files checked: 0 missing, 1 different, 0 extra" in lines
     assert "  vision, prod: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)" in lines
     assert lines[-1] == "kflowgen: 1 error, 0 warnings"
     assert summary.read_text().startswith("# earlier step\n## kflowgen diff: 2 changes in 1 environment\n")

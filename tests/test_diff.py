@@ -75,7 +75,7 @@ nlp, dev: quota removed (cpu 48, memory 384Gi, storage 1Ti)
 nlp, dev: 1 PyTorchJob removed (experiment llm-finetune)
 nlp, dev: 6 Jobs removed (sweep bert-random)
 nlp, dev: notebook profiles removed: a100x2, t4
-nlp, dev: team removed: 2 Applications, LimitRange, 4 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
+nlp, dev: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
 vision, dev: 2 new Jobs (sweep resnet-sweep)
 prod: GPU capacity a100 32 → 40
 prod: AppProject argocd/prod-platform changed (spec.destinations)
@@ -84,7 +84,7 @@ nlp, prod: GPU quota t4 8 → 0 (prod capacity 16, allocated 12 → 4)
 nlp, prod: quota removed (cpu 192, memory 1536Gi, storage 1Ti)
 nlp, prod: 1 PyTorchJob removed (experiment llm-finetune)
 nlp, prod: notebook profiles removed: a100x2, t4
-nlp, prod: team removed: 2 Applications, LimitRange, 4 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
+nlp, prod: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
 recsys, prod: model ranker version 3 → 4
 recsys, prod: ConfigMap recsys/ranker-config changed (data.models.config)
 recsys, prod: Deployment recsys/ranker changed (spec.template)

@@ -221,10 +221,11 @@ def test_job_names(experiment, trial, budget, expected):
 
 
 def test_example_names_are_pinned():
-    # A name is a contract: changing the naming scheme makes Argo CD create every Job again.
+    # A name is a contract: changing the naming scheme, or what every pod gets (as the /dev/shm volume and the
+    # default deadline did in 0.x: README, "Upgrading"), makes Argo CD create every Job again.
     assert [o["metadata"]["name"] for o in render_all(example("specs/experiments/vision/resnet-sweep.yaml"))] == [
-        "resnet-sweep-dropout0p3-lr0p01-f43f2aa0", "resnet-sweep-dropout0p3-lr1e-3-33c938bf",
-        "resnet-sweep-dropout0p5-lr0p01-4aa9cd40", "resnet-sweep-dropout0p5-lr1e-3-647262f9"]
+        "resnet-sweep-dropout0p3-lr0p01-c6876cd8", "resnet-sweep-dropout0p3-lr1e-3-8fb67d4b",
+        "resnet-sweep-dropout0p5-lr0p01-85639554", "resnet-sweep-dropout0p5-lr1e-3-cd05f14d"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -338,10 +339,21 @@ def test_every_pod_is_restricted_sized_and_on_the_nas(exp):
             if exp.gpu_type:
                 assert c["resources"]["limits"]["nvidia.com/gpu"] == str(exp.gpu_count)
                 assert spec["nodeSelector"] == p.gpu_types[exp.gpu_type].node_selector
-            assert spec["volumes"] == [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}]
-            assert c["volumeMounts"] == [{"name": "nas", "mountPath": p.mount_path}]
+                assert spec.get("tolerations", []) == list(p.gpu_types[exp.gpu_type].tolerations)
+            else:
+                assert "nodeSelector" not in spec and "tolerations" not in spec
+            shm = {"medium": "Memory", "sizeLimit": exp.shm or p.shm}
+            assert spec["volumes"] == [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}},
+                                       {"name": "shm", "emptyDir": shm}]
+            assert c["volumeMounts"] == [{"name": "nas", "mountPath": p.mount_path},
+                                         {"name": "shm", "mountPath": "/dev/shm"}]
             assert c["workingDir"] == f"{p.mount_path}/{exp.workdir}".rstrip("/")
-            assert c["image"] == (exp.image or team.image) and c["command"] == list(exp.command)
+            assert c["image"] == (exp.image or team.image) and c["command"] == X.command(exp)
+            image = exp.image or team.image
+            assert spec.get("imagePullSecrets", []) == [{"name": s} for entry, s in p.pull_secrets.items()
+                                                        if image.startswith(entry)]
+            assert [e for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})] == [
+                {"name": k, "valueFrom": {"secretKeyRef": {"name": s, "key": key}}} for k, (s, key) in exp.secrets.items()]
             assert (spec["serviceAccountName"], spec["automountServiceAccountToken"]) == ("runner", False)
             assert c["name"] == {"Job": "train", "PyTorchJob": "pytorch", "TFJob": "tensorflow"}[obj["kind"]]
             assert spec.get("restartPolicy") == ("Never" if obj["kind"] == "Job" else None)
@@ -354,12 +366,49 @@ def test_every_pod_is_restricted_sized_and_on_the_nas(exp):
 
 def test_the_command_receives_exactly_the_spec_values(tmp_path):
     (tmp_path / "train.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
-    job = render_all(example("specs/experiments/vision/resnet-sweep.yaml"))[1]
-    c = job["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"][0] == "python"
+    exp = parse(BASE + "hyperparameters: {epochs: 10, model: resnet50}\nsweep:\n  grid: {dropout: [0.3, 0.5], lr: "
+                "[0.01, 1e-3]}\n")
+    c = render_all(exp)[1]["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["python", "train.py"]
     out = subprocess.run([sys.executable, *c["command"][1:], *c["args"]], cwd=tmp_path, capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout) == ["dropout=0.3", "epochs=10", "lr=1e-3", "model=resnet50"]
+
+
+def _run_in_sh(c: dict, tmp_path: Path, trial: str) -> subprocess.CompletedProcess:
+    """The container's command and args through the real sh, with `python` this interpreter."""
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    (tmp_path / "bin" / "python").unlink(missing_ok=True)
+    (tmp_path / "bin" / "python").symlink_to(sys.executable)
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "KFLOWGEN_TRIAL": trial}
+    return subprocess.run([*c["command"], *c["args"]], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+
+def test_a_shell_command_gets_the_values_as_arguments_and_runs_every_step(tmp_path):
+    (tmp_path / "train.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    (tmp_path / "evaluate.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    job = render_all(example("specs/experiments/vision/resnet-sweep.yaml"))[1]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"][:2] == ["sh", "-c"]
+    out = _run_in_sh(c, tmp_path, "t1")
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [
+        ["dropout=0.3", "epochs=10", "lr=1e-3", "model=resnet50"], ["--report", "out/t1"]]
+
+
+@pytest.mark.parametrize("run", ["python train.py", 'python train.py "$@"', 'python train.py "${@}" && true'])
+def test_shell_hyperparameter_values_are_never_read_by_the_shell(tmp_path, run):
+    """Values a sweep makes (or a reviewer missed) with shell syntax in them reach the script as they are, once."""
+    (tmp_path / "train.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    hostile = ["$(touch pwned)", "`touch pwned`", "; touch pwned", "a b", "*", "'", '"$HOME"']
+    exp = parse(BASE.replace("run: python train.py", f"run: {json.dumps(run)}") + "shell: true\nsweep:\n  grid: {v: "
+                + json.dumps(hostile) + "}\n")
+    for job in render_all(exp):
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        out = _run_in_sh(c, tmp_path, "t")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout.splitlines()[0]) == c["args"] and len(c["args"]) == 1
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_argparse_style_reaches_an_argparse_script(tmp_path):
@@ -417,7 +466,8 @@ def test_explain_says_what_runs_where():
     text = X.explain(exp, TEAMS["vision"], MODEL.platform)
     assert "4 trial(s), each a Kubernetes Job; each pod gets 1 x NVIDIA A100 80GB, 8 CPU and 32Gi memory." in text
     assert "dev: namespace vision on cluster https://dev.k8s.example.com" in text
-    assert "resnet-sweep-dropout0p3-lr1e-3-33c938bf: python train.py dropout=0.3 epochs=10 lr=1e-3 model=resnet50" in text
+    assert ("resnet-sweep-dropout0p3-lr1e-3-8fb67d4b: sh -c 'python train.py \"$@\" && python evaluate.py --report "
+            '"out/$KFLOWGEN_TRIAL"\' resnet-sweep dropout=0.3 epochs=10 lr=1e-3 model=resnet50') in text
     assert "/workspace/projects/resnet" in text and "retried 1 time(s); a trial is stopped after 12h" in text
 
 
@@ -518,6 +568,15 @@ def test_example_experiments_pass_every_rule():
      ("KF326", 6, 50, "error")),
     (BASE + "sweep: {random: {seed: 1, trials: 5, params: {a: [x, z]}}}\n", None, ("KF326", 6, 35, "error")),
     (BASE.replace("python train.py", "'python \"train.py'"), None, ("KF327", 3, 6, "error")),
+    (BASE.replace("python train.py", "python train.py > log"), None, ("KF327", 3, 6, "error")),
+    (BASE.replace("python train.py", "python train.py --out $OUT"), None, ("KF327", 3, 6, "error")),
+    (BASE.replace("python train.py", "cd src && python train.py"), None, ("KF327", 3, 6, "error")),
+    (BASE.replace("python train.py", "python train.py $@") + "shell: true\n", None, ("KF327", 3, 6, "error")),
+    (BASE.replace("python train.py", "'python train.py \"$*\"'") + "shell: true\n", None, ("KF327", 3, 6, "error")),
+    (BASE.replace("python train.py", "'python train.py ${@}'") + "shell: true\n", None, ("KF327", 3, 6, "error")),
+    (BASE + "shm: 1Gi\n", None, ("KF345", 6, 6, "error")),
+    (BASE + "env: {HF_TOKEN: hf_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3f}\n", None, ("KF343", 6, 17, "warning")),
+    (BASE + "env: {X: 1}\nsecrets: {X: {secret: s, key: k}}\n", None, ("KF347", 7, 11, "error")),
     (BASE + "sweep: {grid: {a: [1, '1']}}\n", None, ("KF328", 6, 8, "error")),
     (BASE.replace("vision", "nlp") + "workers: 2\nframework: tensorflow\n", "specs/experiments/nlp/x.yaml",
      ("KF329", 7, 12, "warning")),
@@ -534,6 +593,12 @@ def test_rule_finds(text, path, problem):
     (BASE + "sweep: {random: {seed: 1, trials: 4, params: {a: [x, z], b: [1, 2]}}}\n", None),
     (BASE + "sweep: {random: {seed: 1, trials: 9, params: {n: {min: 1, max: 9, integer: true}}}}\n", None),
     (BASE.replace("vision", "nlp") + "workers: 2\n", "specs/experiments/nlp/x.yaml"),
+    (BASE.replace("python train.py", "python train.py --note '$HOME; a > b'"), None),  # quoted: literal words
+    (BASE.replace("python train.py", "python train.py --x=a\\;b"), None),
+    (BASE.replace("python train.py", "'cd src && python train.py \"$@\" > \"$KFLOWGEN_TRIAL.log\"'") + "shell: true\n",
+     None),
+    (BASE + "shm: 512Mi\nenv: {HF_HOME: /workspace/.cache, WANDB_MODE: offline}\n"
+     "secrets: {HF_TOKEN: {secret: hf, key: token}}\n", None),
 ])
 def test_rule_passes(text, path):
     assert problems(text, paths=(path or "specs/experiments/vision/x.yaml",)) == []

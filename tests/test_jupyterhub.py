@@ -111,12 +111,13 @@ def platform_secret(**extra: str) -> dict[str, str]:
             "oauth-client-id": "kflowgen-hub", "oauth-client-secret": "not-in-git", **extra}
 
 
-def probe(etc: Path, people: list, tmp_path: Path) -> dict:
+def probe(etc: Path, people: list, tmp_path: Path, sign_ins: dict | None = None) -> dict:
     kubeconfig = tmp_path / "kubeconfig"  # KubeSpawner makes an API client (it is never called)
     kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: none\nclusters: [{name: none, cluster: "
                           "{server: 'https://127.0.0.1:1'}}]\nusers: [{name: none, user: {token: none}}]\n"
                           "contexts: [{name: none, context: {cluster: none, user: none}}]\n")
-    out = subprocess.run([str(HUB_PYTHON), str(PROBE), str(etc), json.dumps(people)], capture_output=True,
+    out = subprocess.run([str(HUB_PYTHON), str(PROBE), str(etc), json.dumps(people), json.dumps(sign_ins or {})],
+                         capture_output=True,
                          text=True, env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"}, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -211,6 +212,21 @@ def _rename(text: str, groups: dict[str, str]) -> str:
     return text
 
 
+def test_oidc_sign_in_admits_exactly_the_teams_people_and_takes_admin_away(example, tmp_path):
+    docs = helm_template(example["overlays/dev/jupyterhub/values.yaml"], tmp_path)
+    cases = [["zoe", {"oauth_user": {"groups": ["vision-ds", "other"]}}],
+             ["alice@example.com", {"oauth_user": {"groups": []}}],  # an owner, by name
+             ["root", {"oauth_user": {"groups": ["ml-platform-admins"]}}],
+             ["former-admin", {"oauth_user": {"groups": ["vision-ds"]}}],
+             ["mallory", {"oauth_user": {"groups": ["other"]}}]]
+    report = probe(hub_etc(docs, tmp_path, platform_secret()), [], tmp_path, {"oauth": cases})
+    assert report["sign_ins"] == {
+        "zoe": [["other", "vision-ds"], False, True], "alice@example.com": [[], False, True],
+        "root": [["ml-platform-admins"], True, True], "former-admin": [["vision-ds"], False, True],
+        "mallory": [["other"], False, False]}
+    assert report["allow_existing_users"] is False  # a former member who signed in once is not let in again
+
+
 def test_github_sign_in_takes_groups_from_github_teams(tmp_path):
     files = _variant(tmp_path, "  auth:\n    type: github\n    github: {organizations: [acme]}\n"
                                "    adminGroups: ['acme:ml-platform']\n",
@@ -233,11 +249,39 @@ def test_ldap_sign_in_reads_the_bind_password_from_the_secret(tmp_path):
                                f"    adminGroups: ['{dn.format('admins')}']\n",
                      {g: dn.format(g) for g in ("vision-ds", "vision-leads", "ml-auditors", "nlp-ds", "recsys-ds")})
     docs = helm_template(files["overlays/dev/jupyterhub/values.yaml"], tmp_path)
+    person = "uid={},ou=people,dc=acme,dc=com"
+    directory = {"cn=hub,ou=apps,dc=acme,dc=com": {"cn": "hub", "userPassword": "bind-pw", "objectClass": "person"},
+                 **{person.format(u): {"uid": u, "userPassword": "pw", "objectClass": "person"}
+                    for u in ("zoe", "root", "mallory")},
+                 dn.format("vision-ds"): {"cn": "vision-ds", "member": [person.format("zoe")],
+                                          "objectClass": "groupOfNames"},
+                 dn.format("admins"): {"cn": "admins", "member": [person.format("root")],
+                                       "objectClass": "groupOfNames"}}
+    logins = [["zoe", "pw"], ["root", "pw"], ["mallory", "pw"], ["zoe", "wrong"]]
     report = probe(hub_etc(docs, tmp_path, platform_secret(**{"ldap-bind-password": "bind-pw"})),
-                   [["zoe", [dn.format("vision-ds")]]], tmp_path)
+                   [["zoe", [dn.format("vision-ds")]]], tmp_path, {"ldap": {"directory": directory, "logins": logins}})
+    assert report["sign_ins"] == {"zoe": None,  # the last login of zoe, with a wrong password
+                                  "root": ["root", [dn.format("admins")], True], "mallory": None}
+    good = probe(hub_etc(docs, tmp_path, platform_secret(**{"ldap-bind-password": "bind-pw"})), [], tmp_path,
+                 {"ldap": {"directory": directory, "logins": [["zoe", "pw"]]}})
+    assert good["sign_ins"] == {"zoe": ["zoe", [dn.format("vision-ds")], False]}
     assert report["authenticator"] == "ldapauthenticator.ldapauthenticator.LDAPAuthenticator"
     cfg = report["authenticator_config"]
     assert (cfg["server_address"], cfg["server_port"], str(cfg["tls_strategy"]).split(".")[-1]) == (
         "ldap.acme.com", 636, "on_connect")
     assert cfg["lookup_dn_search_password"] == "bind-pw" and report["post_auth_hook"]
     assert report["people"]["zoe"]["profiles"] == [["vision-cpu", True], ["vision-a100", False]]
+
+
+def test_owners_written_in_capitals_see_their_profiles_and_spec_text_is_no_html(tmp_path):
+    """JupyterHub lower-cases names; KubeSpawner's spawn page prints profile texts as HTML."""
+    root = copy_repo(PROJECT, tmp_path / "repo")
+    team = root / "specs/teams/vision.yaml"
+    team.write_text(team.read_text().replace("alice@example.com", "Alice@Example.com")
+                    .replace("displayName: CPU, 4 cores", "displayName: \"CPU <script>alert(1)</script>\""))
+    values = rendered_files(root)["overlays/dev/jupyterhub/values.yaml"]
+    docs = helm_template(values, tmp_path)
+    report = probe(hub_etc(docs, tmp_path, platform_secret()), [["alice@example.com", []]], tmp_path)
+    assert report["people"]["alice@example.com"]["profiles"] == [["vision-cpu", True], ["vision-a100", False]]
+    profiles = yaml.safe_load(values)["singleuser"]["profileList"]
+    assert "vision: CPU &lt;script&gt;alert(1)&lt;/script&gt;" in [p["display_name"] for p in profiles]

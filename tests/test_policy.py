@@ -12,7 +12,8 @@ from kflowgen import diagnostics, pipeline, policy, tools
 from kflowgen.policy import Context, go_match
 from kflowgen.render import render
 
-CTX = Context(("registry.example.com/ml/",), {"dev": {"vision": "vision", "nlp": "nlp"}}, "argocd", "jupyterhub")
+CTX = Context(("registry.example.com/ml/",), {"dev": {"vision": "vision", "nlp": "nlp"}}, "argocd", "jupyterhub",
+              ingress_class="nginx", domains={"dev": "dev.ml.example.com"})
 WORKLOADS, PLATFORM, ARGOCD = ("overlays/dev/teams/vision/workloads", "overlays/dev/teams/vision/platform",
                                "overlays/dev/argocd")
 DELETE = object()
@@ -101,6 +102,11 @@ SC = C + "/securityContext"
 P = "/spec/template/spec"
 A = "/spec/destinations/0/namespace"
 W = "/spec/namespaceResourceWhitelist"
+
+INGRESS = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "ranker"},
+           "spec": {"ingressClassName": "nginx", "rules": [{"host": "ranker.dev.ml.example.com", "http": {"paths": [
+               {"path": "/v1/models/ranker", "pathType": "Prefix", "backend": {"service": {"name": "ranker", "port": {
+                   "name": "http"}}}}]}}]}}
 
 CASES = [
     # (policy, object, overlay, expected pointers)
@@ -256,6 +262,22 @@ CASES = [
     ("application-project", patched(APP_VISION, ("/spec/project", DELETE)), ARGOCD, ["/spec/project"]),
     ("application-project", patched(APP_VISION, ("/spec/project", "dev-platform"),
                                     ("/spec/destination/namespace", "jupyterhub")), ARGOCD, []),
+    ("exposed-routes", INGRESS, WORKLOADS, []),
+    ("exposed-routes", patched(INGRESS, ("/spec/rules/0/host", "dev.ml.example.com")), WORKLOADS, []),
+    ("exposed-routes", patched(INGRESS, ("/spec/ingressClassName", "public")), WORKLOADS, ["/spec/ingressClassName"]),
+    ("exposed-routes", patched(INGRESS, ("/spec/ingressClassName", DELETE)), WORKLOADS, ["/spec/ingressClassName"]),
+    ("exposed-routes", patched(INGRESS, ("/spec/rules/0/host", "login.example.com")), WORKLOADS,
+     ["/spec/rules/0/host"]),
+    ("exposed-routes", patched(INGRESS, ("/spec/rules/0/host", "evil-dev.ml.example.com.attacker.io")), WORKLOADS,
+     ["/spec/rules/0/host"]),
+    ("exposed-routes", patched(INGRESS, ("/spec/rules/0/host", "xdev.ml.example.com")), WORKLOADS,
+     ["/spec/rules/0/host"]),
+    ("exposed-routes", patched(INGRESS, ("/spec/rules/0/host", DELETE)), WORKLOADS, ["/spec/rules/0/host"]),
+    ("exposed-routes", patched(INGRESS, ("/spec/tls", [{"hosts": ["ranker.dev.ml.example.com", "sso.example.com"]}])),
+     WORKLOADS, ["/spec/tls/0/hosts/1"]),
+    ("exposed-routes", patched(INGRESS, ("/spec/defaultBackend", {"service": {"name": "ranker", "port": {"number": 1}}})),
+     WORKLOADS, ["/spec/defaultBackend"]),
+    ("exposed-routes", INGRESS, "overlays/prod/teams/vision/workloads", ["/spec/rules/0/host"]),  # prod: no domain
     ("rbac-bindings", BINDING, PLATFORM, []),
     ("rbac-bindings", patched(BINDING, ("/roleRef/name", "cluster-admin")), PLATFORM, ["/roleRef/name"]),
     ("rbac-bindings", patched(BINDING, ("/kind", "ClusterRoleBinding"), ("/roleRef/name", "cluster-admin")), ARGOCD,

@@ -140,7 +140,7 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
         diags = cp.dry_run(built.overlays, crd_files)
         _timing(f"dry-run of the example repository ({sum(built.objects.values())} objects, 3 environments)",
                 time.monotonic() - t1)
-        assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.objects.values()) == 175
+        assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.objects.values()) == 194
         # only the CRDs of kinds the objects use are installed (Application, AppProject; no ApplicationSet)
         crds = {c["metadata"]["name"] for c in cp.request(
             "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]}

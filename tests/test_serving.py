@@ -138,6 +138,10 @@ spec:
           type: RuntimeDefault
       nodeSelector:
         nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB
+      tolerations:
+      - key: nvidia.com/gpu
+        operator: Exists
+        effect: NoSchedule
       containers:
       - name: tfserving
         image: docker.io/tensorflow/serving:2.19.1-gpu
@@ -393,7 +397,7 @@ def schemas(tmp_path_factory) -> Path:
 def test_rendered_objects_pass_strict_kubeconform(schemas):
     docs = [obj for _, _, files in all_rendered() for obj in files.values()]
     kinds = {d["kind"] for d in docs}
-    assert kinds == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+    assert kinds == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Ingress"}
     report = kubeconform(schemas, "".join("---\n" + dump(d) for d in docs))
     assert report["summary"] == {"valid": len(docs), "invalid": 0, "errors": 0, "skipped": 0}
 

@@ -35,7 +35,7 @@ def test_every_built_object_is_valid_none_skipped(built_example, tmp_path):
     text = "".join("---\n" + t for t in built.overlays.values())
     report = _kubeconform(text, tmp_path)
     kinds = sorted({r["kind"] for r in report["resources"]})
-    assert kinds == ["AppProject", "Application", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job",
+    assert kinds == ["AppProject", "Application", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "Job",
                      "LimitRange", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget",
                      "PyTorchJob", "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount"]
     assert {r["status"] for r in report["resources"]} == {"statusValid"}

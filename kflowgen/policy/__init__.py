@@ -2,6 +2,7 @@
 check(obj, ctx) generator of (json pointer, message, hint), registered in POLICIES; run() makes Diagnostics."""
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -10,6 +11,7 @@ from typing import Protocol
 
 import yaml
 
+from .. import layout
 from ..diagnostics import Diagnostic, error
 
 Finding = tuple[str, str, str]  # (json pointer, message, hint)
@@ -39,6 +41,10 @@ class Context:
     overlay: str = field(default="")
     # environment -> {("User", owner) or ("Group", member group): the teams that name it}
     people: dict[str, dict[tuple[str, str], frozenset[str]]] = field(default_factory=dict)
+    egress: dict[str, tuple] = field(default_factory=dict)  # environment -> the platform's egress rules, rendered
+    team_kinds: tuple[tuple[str, str], ...] = ()  # what a workloads overlay may hold (default layout.TEAM_KINDS)
+    ingress_class: str | None = None  # the platform's IngressClass for exposed models
+    domains: dict[str, str] = field(default_factory=dict)  # environment -> domain of exposed models
 
     @classmethod
     def from_model(cls, model, env: str | None = None) -> Context:
@@ -51,8 +57,13 @@ class Context:
                 for who in [("User", o) for o in t.owners] + [("Group", g) for g, _ in t.members]:
                     named.setdefault(who, set()).add(t.name)
             people[e] = {who: frozenset(teams) for who, teams in sorted(named.items())}
+        from ..render import egress_rules  # the renderer's own rules, to recognise them
+
         return cls(tuple(p.registries), {e: {t.name: t.namespace for t in model.teams_in(e)} for e in envs},
-                   p.argocd_namespace, p.hub_namespace, people=people)
+                   p.argocd_namespace, p.hub_namespace, people=people,
+                   egress={e: tuple(json.dumps(r, sort_keys=True) for r in egress_rules(p, e)) for e in envs},
+                   team_kinds=layout.team_kinds(p), ingress_class=p.ingress.class_name if p.ingress else None,
+                   domains={e: p.environments[e].domain for e in envs if p.environments[e].domain})
 
     def teams_of(self, kind: str, name: str) -> frozenset[str]:
         """The teams of the overlay's environment that name this user (as an owner) or group (as a member group)."""
@@ -199,7 +210,7 @@ def go_match(pattern: str, name: str) -> bool:
 # --- the registry -----------------------------------------------------------------------------------------------
 # Imported here, after the helpers above, because the rule modules use them.
 from . import (applications, appprojects, cluster_scoped, gpu_limits, host_access, image_tags,  # noqa: E402
-               network, pod_security, rbac, registries, resources, sync_options, team_namespace)
+               network, pod_security, rbac, registries, resources, routes, sync_options, team_namespace)
 
 # name -> policy module, in code order
 POLICIES: dict[str, Policy] = {
@@ -216,6 +227,7 @@ POLICIES: dict[str, Policy] = {
     "application-project": applications,
     "rbac-bindings": rbac,
     "network-isolation": network,
+    "exposed-routes": routes,
 }
 
 

@@ -1,9 +1,12 @@
 """KF613: a team namespace stays closed. Its platform overlay holds a default-deny NetworkPolicy (every pod, Ingress
 and Egress, no rule), and no NetworkPolicy rule opens it to everything: a rule without peers (all sources or
 destinations), an empty peer, a namespaceSelector that selects every namespace (another team labels its pods to
-match), or an ipBlock of the whole address space. A base that removed default-deny, or added an allow-all policy,
+match), or an ipBlock of the whole address space, except the platform file's own egress rules (its network.egress,
+which may allow 0.0.0.0/0 on a port, reviewed there). A base that removed default-deny, or added an allow-all policy,
 would open every team namespace at once."""
 from __future__ import annotations
+
+import json
 
 from . import ptr
 
@@ -41,8 +44,11 @@ def check(obj, ctx):
     if obj.get("kind") != "NetworkPolicy":
         return
     spec = obj.get("spec") or {}
+    declared = ctx.egress.get(ctx.env, ())
     for direction in ("ingress", "egress"):
         for i, rule in enumerate(spec.get(direction) or []):
+            if direction == "egress" and json.dumps(rule, sort_keys=True) in declared:
+                continue  # one of the platform file's egress rules: the platform's decision, reviewed there
             yield from _peers(rule if isinstance(rule, dict) else {}, ptr("spec", direction, i), direction)
 
 

@@ -16,7 +16,7 @@ def check(obj, ctx):
         return
     namespace = ctx.team_namespaces.get(ctx.team, ctx.team)
     meta = obj.get("metadata") or {}
-    kinds = layout.PLATFORM_KINDS if ctx.platform_owned else layout.TEAM_KINDS
+    kinds = layout.PLATFORM_KINDS if ctx.platform_owned else (ctx.team_kinds or layout.TEAM_KINDS)
     group, kind = layout.group_kind(obj)
     if (group, kind) not in kinds:
         yield "/kind", f"{group + '/' if group else ''}{kind} may not be in team {ctx.team}'s " \

@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterable
 
 from ..diagnostics import Diagnostic
 from ..model import Model
-from . import (capacity, environments, experiments, gpus, hub, images, names, paths, profiles, quantities, serving,
-               storage, teams)
+from . import (capacity, environments, experiments, gpus, hub, images, names, network, paths, profiles, quantities,
+               serving, storage, teams)
 
 Rule = Callable[[Model], Iterable[Diagnostic]]
 
@@ -25,6 +25,7 @@ RULES: dict[str, Rule] = {
     "experiments": lambda m: experiments.check(m, m.experiments),
     "served-models": lambda m: serving.check(m, m.served),
     "hub-sign-in": hub.check,
+    "network": network.check,
 }
 
 

@@ -1,4 +1,4 @@
-"""KF307, KF320-KF329: experiments name a real team, environments, GPU type and image, fit the quota, and give unique Jobs."""
+"""KF307, KF320-KF329, KF345, KF347: experiments name a real team, environments, GPU type and image, fit the quota, and give unique Jobs."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -6,7 +6,8 @@ from fractions import Fraction
 from .. import quantity
 from .hints import close
 from ..diagnostics import error, warning
-from ..experiments import MAX_TRIALS, Experiment, Range, sweep_size, trial_name, trials
+from ..experiments import MAX_TRIALS, Experiment, Range, shell_syntax, split_arguments, sweep_size, trial_name, trials
+from .secrets import secret_looking
 from .images import CODES as IMAGE_CODES, problems as image_problems
 
 
@@ -30,6 +31,24 @@ def check(model, experiments: list[Experiment]):
         if not exp.command:
             yield error(path, src.at("/run"), "KF327", f"run '{exp.run}' is not a command line",
                         "close every quote; a command is a program and its arguments, e.g. python train.py")
+        elif not exp.shell and (syntax := shell_syntax(exp.run)):
+            yield error(path, src.at("/run"), "KF327", f"run contains '{syntax}', which only a shell reads: without "
+                        "one, the command would get it as a literal argument",
+                        "add shell: true to run it with sh -c (hyperparameters still reach the command as arguments), "
+                        "or write the command without it")
+        elif exp.shell and (args := split_arguments(exp.run)):
+            yield error(path, src.at("/run"), "KF327", f"run uses {args} where the hyperparameters must be \"$@\": "
+                        "the shell would split their values at spaces and expand * in them",
+                        'write "$@", with the double quotes')
+        yield from secret_looking(exp.source, "/env", exp.env)
+        for name in sorted(set(exp.env) & set(exp.secrets)):
+            yield error(path, src.at(f"/secrets/{name}", key=True), "KF347", f"{name} is set both in env and in "
+                        "secrets: the pod would get two values and Kubernetes keeps the last", f"remove {name} from "
+                        "env or from secrets")
+        if exp.shm and quantity.parse(exp.shm) >= quantity.parse(exp.memory):
+            yield error(path, src.at("/shm"), "KF345", f"shm {exp.shm} is not below the pod's memory {exp.memory}: "
+                        "/dev/shm is memory, and the training would have none left",
+                        "lower shm, or raise resources.memory")
         for what, message, hint in image_problems(exp.image, p.registries) if exp.image else ():
             yield error(path, src.at("/image"), IMAGE_CODES[what], message,
                         hint + (", or leave image out for the team's notebook image" if what == "registry" else ""))

@@ -77,6 +77,38 @@ def check(model, served: list[ServedModel]):
             usage.setdefault((team.name, env), []).append((m, demand(m, env)))
     for (name, env), uses in usage.items():
         yield from _fit(teams[name], env, uses)
+    yield from _reach(model, served, teams)
+
+
+def _reach(model, served, teams):
+    """KF344: callers are teams; a host is exposed only where the platform has an ingress controller and a domain for
+    the environment, ends in that domain, and is no other model's."""
+    p = model.platform
+    hosts: dict[tuple[str, str], str] = {}
+    for m in served:
+        src, at = m.source.path, m.source.at
+        for caller in m.callers:
+            if caller not in teams and caller not in model.unreadable:
+                yield error(src, at(f"/callers/{m.source.data['callers'].index(caller)}"), "KF344",
+                            f"caller '{caller}' is not a team", close(caller, teams))
+        for env, s in m.environments.items():
+            if not s.host or env not in p.environments:
+                continue
+            where = at(f"/environments/{env}/host")
+            domain = p.environments[env].domain
+            if p.ingress is None:
+                yield error(src, where, "KF344", f"{env}: the platform has no ingress controller to expose models "
+                            "through", f"remove host, or ask the platform team to set network.ingress in {p.source.path}")
+            elif not domain:
+                yield error(src, where, "KF344", f"{env}: the platform gives no domain for exposed models",
+                            f"remove host, or ask the platform team to set environments.{env}.domain")
+            elif not (s.host == domain or s.host.endswith("." + domain)):
+                yield error(src, where, "KF344", f"{env}: host '{s.host}' is not in the environment's domain {domain}",
+                            f"use a host ending in .{domain}, e.g. {m.name}.{m.team}.{domain}")
+            other = hosts.setdefault((env, s.host), f"{m.team}/{m.name}")
+            if other != f"{m.team}/{m.name}":
+                yield error(src, where, "KF344", f"{env}: host '{s.host}' is already model {other}'s",
+                            "give each exposed model its own host")
 
 
 def _fit(team, env: str, uses):
