@@ -26,7 +26,9 @@ sys.path.insert(0, str(PROJECT / "bench"))
 
 from generate import generate  # noqa: E402
 
-from kflowgen import cache, kschemas, pipeline, tools, upstream  # noqa: E402
+from kflowgen import cache, tools, upstream
+from kflowgen.checks import schemas as kschemas
+from kflowgen.flow import pipeline
 
 KFLOWGEN = [sys.executable, "-m", "kflowgen"]
 CRDS = upstream.crd_files("3.6.2")  # what kflowgen validates against: the baseline gets the same schemas

@@ -1,4 +1,4 @@
 """`python -m kflowgen` runs the command line."""
-from .cli import main
+from kflowgen.cli import main
 
 main()

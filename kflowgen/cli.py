@@ -12,9 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import __version__, cache, pipeline, promote as promotion, report, scaffold, tools
-from .diagnostics import Diagnostic, Report
-from .render import render
+from kflowgen import __version__, cache, tools
+from kflowgen.flow import pipeline, promote as promotion, scaffold
+from kflowgen.report import formats as report
+from kflowgen.diagnostics import Diagnostic, Report
+from kflowgen.targets.render import render
 
 app = typer.Typer(
     help="kflowgen turns short team specs into validated kustomize overlays that Argo CD syncs to your clusters.\n\n"
@@ -147,7 +149,7 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
     """Say what a change does to each cluster, without reading generated YAML: quota against capacity, objects
     added, changed and removed, image and model version changes; deletions of namespaces, volumes and projects
     first. Renders and builds the specs at --base and in the working tree."""
-    from . import diff as differ
+    from kflowgen.flow import diff as differ
 
     store = cache.Cache(None if no_cache else cache.default_folder())
     result = differ.diff_git(repo, base, jobs or os.cpu_count() or 1, store)
@@ -170,7 +172,7 @@ def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pul
          jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
     """The whole pull-request gate in one process: `validate`, `render --check` and `diff --base`, which share
     the working tree's loaded specs, rendered files and builds. Findings of all three, then the diff's changes."""
-    from . import diff as differ
+    from kflowgen.flow import diff as differ
 
     with _progress() as progress:
         rep, result = pipeline.gate(repo, base, jobs, use_cache=not no_cache, progress=progress)
@@ -265,7 +267,7 @@ def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
             repo: Repo = Path(".")) -> None:
     """Say in plain words what an experiment becomes: which Jobs, in which namespace and cluster, on which GPUs,
     with which command lines."""
-    from .experiments import explain as describe
+    from kflowgen.targets.training import explain as describe
 
     model, diags = pipeline.load(repo)
     rep = Report(diags)
@@ -292,7 +294,7 @@ def tools_install(server: Annotated[bool, typer.Option("--server", help="Also bu
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     code = tools.install(log=log)
     if server and not code:
-        from . import server as apiserver
+        from kflowgen.checks import server as apiserver
 
         code = apiserver.install(log=log)
     raise typer.Exit(code)
@@ -317,7 +319,7 @@ def schema(out: Annotated[Path, typer.Option("--out", "-o", help="Folder to writ
            = Path("schemas")) -> None:
     """Write the spec JSON Schemas (platform, team, experiment, model) for editors: with the YAML extension,
     a first line `# yaml-language-server: $schema=../../schemas/team.schema.json` gives completion and checks."""
-    from . import specschema
+    from kflowgen.specs import schema as specschema
 
     out.mkdir(parents=True, exist_ok=True)
     for kind in specschema.KINDS:

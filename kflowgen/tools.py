@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .diagnostics import Diagnostic, error
+from kflowgen.diagnostics import Diagnostic, error
 
 KUSTOMIZE = ("kustomize", "sigs.k8s.io/kustomize/kustomize/v5", "v5.8.1")
 KUBECONFORM = ("kubeconform", "github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0")
@@ -22,7 +22,7 @@ PROJECT = Path(__file__).resolve().parents[1]  # the kflowgen checkout, when ins
 def _ends_with_us():
     """For a tool's process: killed when this one ends (parallel.die_with_parent), so a kflowgen killed by a CI
     timeout leaves no kustomize, kflowgen-kbuild or kubeconform behind."""
-    from . import parallel
+    from kflowgen import parallel
 
     return functools.partial(parallel.die_with_parent, os.getpid())
 

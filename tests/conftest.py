@@ -99,8 +99,8 @@ def plant_base_binding(root: Path, role: str, group: str) -> None:
 @pytest.fixture(scope="module")
 def built_example():
     """The example repository loaded, rendered and built: (model, files, built)."""
-    from kflowgen import pipeline
-    from kflowgen.render import render
+    from kflowgen.flow import pipeline
+    from kflowgen.targets.render import render
 
     model, diags = pipeline.load(PROJECT)
     assert model is not None, diags

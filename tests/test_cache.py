@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from conftest import plant_base_binding
-from kflowgen import cache, kschemas, parallel, pipeline, policy, tools, verify
-from kflowgen.render import render
+from kflowgen import cache, parallel, tools
+from kflowgen.checks import schemas as kschemas, policy, verify
+from kflowgen.flow import pipeline
+from kflowgen.targets.render import render
 
 
 @pytest.fixture
@@ -264,7 +266,7 @@ def test_rule_findings_come_from_the_cache_only_for_the_same_specs(example_repo,
 
 
 def test_drift_found_on_forked_processes_is_the_drift_found_here(example_repo, monkeypatch):
-    from kflowgen import writer
+    from kflowgen.write import writer
 
     model, _ = pipeline.load(example_repo)
     files = render(model)

@@ -173,7 +173,7 @@ def test_usage_error_exits_2(example_repo):
 
 
 def _main(args, code="", **env):
-    prog = f"import sys; from kflowgen import cli, pipeline\n{code}\nsys.argv = ['kflowgen', *{args!r}]\ncli.main()"
+    prog = f"import sys; from kflowgen import cli\nfrom kflowgen.flow import pipeline\n{code}\nsys.argv = ['kflowgen', *{args!r}]\ncli.main()"
     return subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=120)
 

@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 from conftest import PROJECT
-from kflowgen import codeowners, pipeline
-from kflowgen.codeowners import Owners, parse
+from kflowgen.checks import codeowners
+from kflowgen.flow import pipeline
+from kflowgen.checks.codeowners import Owners, parse
 
 # GitHub's documented examples (docs: "About code owners", example CODEOWNERS file)
 GITHUB = """\
@@ -140,7 +141,7 @@ def test_a_codeowners_github_would_ignore_is_one_warning_and_never_waited_on(tmp
 
 def test_new_team_adds_its_lines_for_the_same_organisation(tmp_path):
     root, _ = repo(tmp_path, (PROJECT / ".github/CODEOWNERS").read_text())
-    from kflowgen import scaffold
+    from kflowgen.flow import scaffold
     assert scaffold.new_team(root, "speech") == []
     text = (root / ".github/CODEOWNERS").read_text()
     assert text.endswith("".join(f"{p:<40}@acme/speech\n" for p in (

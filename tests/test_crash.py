@@ -17,7 +17,7 @@ from conftest import PROJECT, tree_hash
 sys.path.insert(0, str(PROJECT / "bench"))
 from generate import generate  # noqa: E402
 
-from kflowgen.cli import app  # noqa: E402
+from kflowgen.cli import app
 from typer.testing import CliRunner  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from kflowgen import cache, tools
 from kflowgen.diagnostics import Diagnostic
-from kflowgen.diff import diff_git, diff_trees, render_json, render_markdown, render_text
+from kflowgen.flow.diff import diff_git, diff_trees, render_json, render_markdown, render_text
 
 PROJECT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
@@ -233,7 +233,7 @@ def test_a_warm_cache_gives_the_same_diff_and_parses_only_what_changed(pull_requ
 
 
 def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(pull_request, tmp_path):
-    from kflowgen import diff as differ
+    from kflowgen.flow import diff as differ
 
     def git(*args, at=pull_request, **kw):
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
@@ -255,7 +255,7 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
 
 
 def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path, monkeypatch):
-    from kflowgen import pipeline
+    from kflowgen.flow import pipeline
 
     store = cache.Cache(tmp_path / "cache")
     cold = render_text(diff_git(pull_request, "HEAD~1", 2))
@@ -280,7 +280,7 @@ def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path,
 
 
 def test_a_side_is_keyed_by_every_input():
-    from kflowgen.diff import side_key
+    from kflowgen.flow.diff import side_key
 
     specs, bases, schemas = {"specs/platform.yaml": "a" * 40}, {"team/kustomization.yaml": "b" * 40}, {}
     k = side_key(specs, bases, schemas, "v5.8.1 kustomize 2 x")

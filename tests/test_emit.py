@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from kflowgen.emit import dump, document, is_generated
-from kflowgen.loader import load_text
+from kflowgen.targets.emit import dump, document, is_generated
+from kflowgen.specs.loader import load_text
 
 TRICKY = ["y", "n", "yes", "No", "on", "OFF", "true", "null", "~", "", "1e6", "1e-3", "0777", "0x1F", "1:30",
           "2024-01-01", "12", "-1", "1.5", ".inf", ".nan", "=", "<<", "1_000", "plain", "a: b", "- x", "#c",

@@ -22,7 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import tree_hash  # tests/ is on sys.path: pytest imports tests/conftest.py in prepend mode
-from kflowgen import cli, pipeline
+from kflowgen import cli
+from kflowgen.flow import pipeline
 from kflowgen.diagnostics import CODES
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"

@@ -13,10 +13,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kflowgen import diagnostics, emit, kschemas, specschema
-from kflowgen import experiments as X
-from kflowgen.loader import SpecFile, load_bytes, load_file, load_text
-from kflowgen.model import Model, platform_from, team_from
+from kflowgen import diagnostics
+from kflowgen.targets import emit
+from kflowgen.checks import schemas as kschemas
+from kflowgen.specs import schema as specschema
+from kflowgen.targets import training as X
+from kflowgen.specs.loader import SpecFile, load_bytes, load_file, load_text
+from kflowgen.specs.model import Model, platform_from, team_from
 from kflowgen.rules import experiments as rule
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -260,8 +263,8 @@ def test_rendered_sweeps_have_valid_unique_stable_names(name, grid, workers):
 
 
 def test_names_do_not_depend_on_the_process(tmp_path):
-    script = ("from pathlib import Path\nfrom kflowgen.loader import load_file\nfrom kflowgen import experiments as X\n"
-              "from kflowgen.model import platform_from, team_from\nr = Path(%r)\n"
+    script = ("from pathlib import Path\nfrom kflowgen.specs.loader import load_file\nfrom kflowgen.targets import training as X\n"
+              "from kflowgen.specs.model import platform_from, team_from\nr = Path(%r)\n"
               "p = platform_from(load_file(r, 'specs/platform.yaml')[0])\n"
               "for rel in %r:\n    e = X.experiment_from(load_file(r, rel)[0])\n"
               "    t = team_from(load_file(r, f'specs/teams/{e.team}.yaml')[0], list(p.environments))\n"

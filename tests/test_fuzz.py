@@ -53,10 +53,11 @@ from typer.testing import CliRunner
 
 from conftest import PROJECT  # tests/ is on sys.path (pytest prepend mode; the campaign adds it)
 from conftest import tree_hash as _tree_hash
-from kflowgen import cli, pipeline
+from kflowgen import cli
+from kflowgen.flow import pipeline
 from kflowgen.diagnostics import CODES
-from kflowgen.loader import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_text
-from kflowgen.render import render
+from kflowgen.specs.loader import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_text
+from kflowgen.targets.render import render
 
 try:
     from yaml import CSafeLoader as _OutputLoader  # yaml.safe_load semantics, C speed

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from kflowgen import imageref
-from kflowgen.imageref import Image
+from kflowgen.specs import imageref
+from kflowgen.specs.imageref import Image
 
 D = "sha256:" + "a" * 64
 

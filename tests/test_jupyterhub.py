@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from conftest import PROJECT, UPSTREAM, copy_repo
-from kflowgen import jupyterhub, pipeline, policy
-from kflowgen.render import render
+from kflowgen.targets import jupyterhub
+from kflowgen.flow import pipeline
+from kflowgen.checks import policy
+from kflowgen.targets.render import render
 
 HELM = PROJECT / ".tools/bin/helm"
 HUB_PYTHON = PROJECT / ".tools/hub/bin/python"

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import pipeline, tools
-from kflowgen.render import render
+from kflowgen.flow import pipeline
+from kflowgen import tools
+from kflowgen.targets.render import render
 
 PROJECT = Path(__file__).resolve().parents[1]
 KBUILD = tools.tools_dir() / "kflowgen-kbuild"

@@ -12,13 +12,7 @@ import pytest
 import yaml
 
 from conftest import mutations
-from kflowgen.kschemas import (
-    SCHEMA_LOCATIONS,
-    SchemaError,
-    crd_files_in,
-    kubeconform_args,
-    schema_dir,
-)
+from kflowgen.checks.schemas import SCHEMA_LOCATIONS, SchemaError, crd_files_in, kubeconform_args, schema_dir
 
 K8S = "1.34.0"
 UPSTREAM_CRDS = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "crds"
@@ -339,7 +333,7 @@ def test_crd_metadata_is_checked_as_object_meta(gadget_folder: Path) -> None:
 def kubeconform_verdicts(folder: Path, docs: list[Any], tmp_path: Path, emitted: bool = False) -> list[str]:
     """kubeconform -strict's status for each document, each from its own file: written as JSON, which kubeconform
     reads as YAML with the very values Python holds, or (emitted) as kflowgen's emitter writes rendered files."""
-    from kflowgen import emit
+    from kflowgen.targets import emit
 
     assert KUBECONFORM is not None
     suffix = ".yaml" if emitted else ".json"
@@ -352,7 +346,7 @@ def kubeconform_verdicts(folder: Path, docs: list[Any], tmp_path: Path, emitted:
 
 
 def assert_prechecker_agrees(folder: Path, docs: list[Any], tmp_path: Path, emitted: bool = False) -> tuple[int, int]:
-    from kflowgen.kschemas import Prechecker
+    from kflowgen.checks.schemas import Prechecker
 
     checker = Prechecker(folder)
     verdicts = kubeconform_verdicts(folder, docs, tmp_path, emitted)
@@ -390,7 +384,8 @@ def test_prechecker_agrees_with_kubeconform_on_crd_semantics(gadget_folder: Path
 def test_prechecker_agrees_with_kubeconform_on_the_example_repository(folder: Path, tmp_path: Path) -> None:
     """Every object the example repository builds (as kflowgen-kbuild gives them), and the mutations of one object
     of each kind."""
-    from kflowgen import cache, pipeline, tools
+    from kflowgen import cache, tools
+    from kflowgen.flow import pipeline
 
     if tools.find_batch() is None:
         pytest.skip("kflowgen-kbuild is not installed (kflowgen tools install)")
@@ -440,7 +435,7 @@ def odd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_kubeconform
 def test_prechecker_leaves_odd_patterns_and_big_numbers_to_kubeconform(odd_folder: Path, tmp_path: Path) -> None:
-    from kflowgen.kschemas import Prechecker
+    from kflowgen.checks.schemas import Prechecker
 
     def obj(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "odd.kflowgen.io/v1", "kind": kind, "metadata": {"name": "o"}, "spec": spec}

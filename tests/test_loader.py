@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kflowgen.loader import MAX_DEPTH, load_text
+from kflowgen.specs.loader import MAX_DEPTH, load_text
 
 
 def data(text):
@@ -99,8 +99,8 @@ def test_inlined_schema_references_give_the_same_errors_as_the_schemas():
     schema as written gives: same message, instance path and schema keyword."""
     import json
 
-    from kflowgen import specschema
-    from kflowgen.loader import load_file
+    from kflowgen.specs import schema as specschema
+    from kflowgen.specs.loader import load_file
 
     root = Path(__file__).parent / "examples"
     kinds = {"teams": "team", "experiments": "experiment", "models": "model"}
@@ -128,8 +128,8 @@ def test_jsonschema_rs_vouches_only_for_specs_python_jsonschema_passes():
     """specschema lets jsonschema-rs pass a spec without Python's jsonschema only when Python's would pass it too:
     on every spec file of the examples and of the project, and every single-point mutation of each."""
     from conftest import mutations
-    from kflowgen import specschema
-    from kflowgen.loader import load_file
+    from kflowgen.specs import schema as specschema
+    from kflowgen.specs.loader import load_file
 
     kinds = {"teams": "team", "experiments": "experiment", "models": "model"}
     docs = []
@@ -154,7 +154,7 @@ def test_jsonschema_rs_vouches_only_for_specs_python_jsonschema_passes():
 
 
 def test_a_spec_from_the_cache_tells_the_same_positions():
-    from kflowgen.loader import from_json, load_bytes, to_json
+    from kflowgen.specs.loader import from_json, load_bytes, to_json
 
     raw = b"name: vision\nquota:\n  dev: {cpu: 4, memory: 8Gi}\nowners:\n  - ana\n"
     spec, found = load_bytes(raw, "specs/teams/vision.yaml")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import PROJECT
-from kflowgen import pipeline
+from kflowgen.flow import pipeline
 from test_jupyterhub import CHART, HELM, HUB_PYTHON, helm_template, hub_etc, platform_secret, probe
 
 CYCLONUS = PROJECT / ".tools/bin/cyclonus"
@@ -56,7 +56,7 @@ def _pod(namespace: str, template: dict) -> Pod:
 def _world(env: str, tmp: Path) -> World:
     model, diags = pipeline.load(PROJECT)
     assert model is not None, diags
-    from kflowgen.render import render
+    from kflowgen.targets.render import render
     files = render(model)
     built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files, env), 1)
     assert not diags, diags

@@ -8,9 +8,11 @@ import shutil
 import pytest
 
 from conftest import PROJECT
-from kflowgen import diagnostics, pipeline, policy, tools
-from kflowgen.policy import Context, go_match
-from kflowgen.render import render
+from kflowgen import diagnostics, tools
+from kflowgen.flow import pipeline
+from kflowgen.checks import policy
+from kflowgen.checks.policy import Context, go_match
+from kflowgen.targets.render import render
 
 CTX = Context(("registry.example.com/ml/",), {"dev": {"vision": "vision", "nlp": "nlp"}}, "argocd", "jupyterhub",
               ingress_class="nginx", domains={"dev": "dev.ml.example.com"})

@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from kflowgen import quantity
+from kflowgen.specs import quantity
 
 
 @pytest.mark.parametrize("text, value", [

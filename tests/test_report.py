@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from kflowgen import report
+from kflowgen.report import formats as report
 from kflowgen.diagnostics import Report, error, warning
 
 REPORT = Report([error("specs/teams/a.yaml", (3, 7), "KF201", "unknown field 'x, y: z' in team spec", "rename it"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from kflowgen import rules
-from kflowgen.loader import load_text
-from kflowgen.model import Model, platform_from, team_from
+from kflowgen.specs.loader import load_text
+from kflowgen.specs.model import Model, platform_from, team_from
 
 PLATFORM = """\
 name: p

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import diagnostics, pipeline, server, upstream, verify
+from kflowgen import diagnostics, upstream
+from kflowgen.flow import pipeline
+from kflowgen.checks import server, verify
 from kflowgen.diagnostics import Diagnostic
-from kflowgen.kschemas import crd_files_in
-from kflowgen.render import render
+from kflowgen.checks.schemas import crd_files_in
+from kflowgen.targets.render import render
 
 from conftest import PROJECT, UPSTREAM  # tests/ is on sys.path (pytest prepend mode)
 
@@ -384,7 +386,7 @@ def test_no_process_left_when_start_fails(binaries):
 
 SCRIPT = """
 import json, sys, time
-from kflowgen import server
+from kflowgen.checks import server
 cp = server.ControlPlane(controller_manager=True)
 cp.start()
 print(json.dumps({"pids": cp.pids(), "dir": str(cp.dir)}), flush=True)

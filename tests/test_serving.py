@@ -11,14 +11,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import kschemas, specschema, writer
-from kflowgen.emit import dump
-from kflowgen.loader import load_file, load_text
-from kflowgen.model import Model, platform_from, team_from
-from kflowgen.promote import promote
+from kflowgen.checks import schemas as kschemas
+from kflowgen.specs import schema as specschema
+from kflowgen.write import writer
+from kflowgen.targets.emit import dump
+from kflowgen.specs.loader import load_file, load_text
+from kflowgen.specs.model import Model, platform_from, team_from
+from kflowgen.flow.promote import promote
 from kflowgen.rules import serving as serving_rule
-from kflowgen.serving import (DEFAULT_GPU_IMAGE, DEFAULT_IMAGE, ServedModel, model_config, render_model,
-                              served_model_from)
+from kflowgen.targets.serving import (
+    DEFAULT_GPU_IMAGE,
+    DEFAULT_IMAGE,
+    ServedModel,
+    model_config,
+    render_model,
+    served_model_from,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 TOOLS = PROJECT / ".tools" / "bin"

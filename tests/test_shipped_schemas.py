@@ -16,7 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import PROJECT, UPSTREAM, mutations
-from kflowgen import kschemas, upstream, verify
+from kflowgen.checks import schemas as kschemas, verify
+from kflowgen import upstream
 from kflowgen.cli import app
 
 needs_upstream = pytest.mark.skipif(not UPSTREAM.is_dir(), reason="needs ../shared/upstream beside the project")

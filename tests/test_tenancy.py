@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from conftest import PROJECT, copy_repo, plant_base_binding, tree_hash
-from kflowgen import pipeline
+from kflowgen.flow import pipeline
 from kflowgen.cli import app
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
@@ -391,7 +391,7 @@ def test_a_link_to_the_root_of_the_machine_among_the_specs_is_not_walked(repo):
 def test_promote_and_render_change_nothing_when_the_disk_is_full(repo, monkeypatch, stage):
     import errno
 
-    from kflowgen import writer
+    from kflowgen.write import writer
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from conftest import PROJECT, UPSTREAM
-from kflowgen import kschemas, pipeline, tools, verify
+from kflowgen.checks import schemas as kschemas, verify
+from kflowgen.flow import pipeline
+from kflowgen import tools
 
 pytestmark = pytest.mark.skipif(not UPSTREAM.is_dir(), reason="needs ../shared/upstream beside the project")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_repo, PROJECT
-from kflowgen import writer
-from kflowgen.render import render
-from kflowgen import pipeline
+from kflowgen.write import writer
+from kflowgen.targets.render import render
+from kflowgen.flow import pipeline
 
 
 def git(repo: Path, *args: str) -> str:

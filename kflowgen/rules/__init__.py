@@ -3,10 +3,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..diagnostics import Diagnostic
-from ..model import Model
-from . import (capacity, environments, experiments, gpus, hub, images, names, network, paths, profiles, quantities,
-               serving, storage, teams)
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.specs.model import Model
+from kflowgen.rules import (
+    capacity,
+    environments,
+    experiments,
+    gpus,
+    hub,
+    images,
+    names,
+    network,
+    paths,
+    profiles,
+    quantities,
+    serving,
+    storage,
+    teams,
+)
 
 Rule = Callable[[Model], Iterable[Diagnostic]]
 

@@ -1,7 +1,7 @@
 """KF306: in each environment, the team quotas of each GPU type add up to at most the capacity."""
 from __future__ import annotations
 
-from ..diagnostics import error
+from kflowgen.diagnostics import error
 
 
 def allocation(model, env: str) -> dict[str, int]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 
-from ..diagnostics import error
+from kflowgen.diagnostics import error
 
 
 def check(model):

@@ -3,12 +3,21 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .. import quantity
-from .hints import close
-from ..diagnostics import error, warning
-from ..experiments import MAX_TRIALS, Experiment, Range, shell_syntax, split_arguments, sweep_size, trial_name, trials
-from .secrets import secret_looking
-from .images import CODES as IMAGE_CODES, problems as image_problems
+from kflowgen.specs import quantity
+from kflowgen.rules.hints import close
+from kflowgen.diagnostics import error, warning
+from kflowgen.targets.training import (
+    MAX_TRIALS,
+    Experiment,
+    Range,
+    shell_syntax,
+    split_arguments,
+    sweep_size,
+    trial_name,
+    trials,
+)
+from kflowgen.rules.secrets import secret_looking
+from kflowgen.rules.images import CODES as IMAGE_CODES, problems as image_problems
 
 
 

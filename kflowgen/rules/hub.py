@@ -4,7 +4,7 @@ allowed to sign in are teams' groups; with GitHub a group is `<org>:<team-slug>`
 a group DN. The dummy authenticator is a warning (a local test cluster only)."""
 from __future__ import annotations
 
-from ..diagnostics import error, warning
+from kflowgen.diagnostics import error, warning
 
 
 def check(model):

@@ -2,8 +2,8 @@
 other than latest, or a digest), and under one of the platform's allowed registries; so is every registry entry."""
 from __future__ import annotations
 
-from .. import imageref
-from ..diagnostics import error
+from kflowgen.specs import imageref
+from kflowgen.diagnostics import error
 
 
 def problems(text: str, registries) -> list[tuple[str, str, str]]:

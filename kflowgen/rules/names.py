@@ -4,8 +4,8 @@ Applications and AppProjects share Argo CD's namespace, possibly across environm
 an environment dev-a would share a project)."""
 from __future__ import annotations
 
-from .. import layout
-from ..diagnostics import error
+from kflowgen.specs import layout
+from kflowgen.diagnostics import error
 
 
 def _profiles(model):

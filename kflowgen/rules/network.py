@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..diagnostics import error
-from ..loader import pointer
-from .hints import close
+from kflowgen.diagnostics import error
+from kflowgen.specs.loader import pointer
+from kflowgen.rules.hints import close
 
 
 def check(model):

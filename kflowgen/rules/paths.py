@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from ..diagnostics import error
+from kflowgen.diagnostics import error
 
 
 def problem(text: str, absolute: bool) -> str | None:

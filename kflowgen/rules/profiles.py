@@ -1,8 +1,8 @@
 """KF305, KF308, KF309: notebook profiles are sane and fit the team's quota in every environment it has."""
 from __future__ import annotations
 
-from .. import quantity
-from ..diagnostics import error
+from kflowgen.specs import quantity
+from kflowgen.diagnostics import error
 
 
 def check(model):

@@ -3,8 +3,8 @@
 accounting (and a zero limit is no limit); a zero quota or volume holds nothing."""
 from __future__ import annotations
 
-from .. import quantity
-from ..diagnostics import error
+from kflowgen.specs import quantity
+from kflowgen.diagnostics import error
 
 
 def amounts(model):

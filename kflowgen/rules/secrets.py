@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..diagnostics import warning
+from kflowgen.diagnostics import warning
 
 # Prefixes of well-known credential formats (GitHub, GitLab, Slack, AWS, Hugging Face, OpenAI/Anthropic-style keys,
 # W&B keys are 40 hex: caught by the entropy test), and JWTs.

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .. import quantity
-from .hints import close
-from ..diagnostics import error, warning
-from ..serving import MODELS, ServedModel, demand
-from .images import CODES as IMAGE_CODES, problems
+from kflowgen.specs import quantity
+from kflowgen.rules.hints import close
+from kflowgen.diagnostics import error, warning
+from kflowgen.targets.serving import MODELS, ServedModel, demand
+from kflowgen.rules.images import CODES as IMAGE_CODES, problems
 
 def check(model, served: list[ServedModel]):
     p = model.platform

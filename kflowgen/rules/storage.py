@@ -1,8 +1,8 @@
 """KF310: a team's storage quota holds at least its NAS volume."""
 from __future__ import annotations
 
-from .. import quantity
-from ..diagnostics import error
+from kflowgen.specs import quantity
+from kflowgen.diagnostics import error
 
 
 def check(model):

@@ -4,7 +4,7 @@ of the platform's own Argo CD projects. A team named after one would get an admi
 there."""
 from __future__ import annotations
 
-from ..diagnostics import error
+from kflowgen.diagnostics import error
 
 # Well-known namespaces of Kubernetes, its distributions and what ML platforms run beside it; a '*' ends a prefix.
 # A denylist cannot be complete: the platform file adds its own (reservedNamespaces), and CODEOWNERS gives team

@@ -1,0 +1,194 @@
+"""Verifying built output: strict kubeconform over every built object, and the JupyterHub values against the chart."""
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from kflowgen import cache as results_cache, tools, upstream
+from kflowgen.checks import schemas as kschemas
+from kflowgen.diagnostics import Diagnostic, error, warning
+from kflowgen.specs.model import Model
+
+
+def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
+              used: dict[str, str], store: results_cache.Cache | None = None,
+              objects: dict[str, list] | None = None) -> list[Diagnostic]:
+    """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files.
+    An overlay whose exact output already passed against the same schemas and validators is not checked again.
+    An overlay whose objects are given (as the builder made them) and all pass kschemas.Prechecker, the same
+    schemas compiled once in this process, does not need kubeconform; every other one goes to kubeconform."""
+    return manifests_job(root, model, built, jobs, cache, used, store, objects)()
+
+
+def manifests_job(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
+                  used: dict[str, str], store: results_cache.Cache | None = None,
+                  objects: dict[str, list] | None = None):
+    """manifests() in two steps: this call finds what the cache and the prechecker pass; the function it returns
+    runs kubeconform on the rest (it may run on another thread while this one does other work) and gives the
+    findings."""
+    found = _manifests(root, model, built, jobs, cache, used, store, objects or {})
+    return found if callable(found) else lambda: found
+
+
+def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
+               used: dict[str, str], store: results_cache.Cache | None, objects: dict[str, list]):
+    kubeconform = tools.find("kubeconform", root)
+    if isinstance(kubeconform, Diagnostic):
+        return [kubeconform]
+    used["kubeconform"] = kubeconform.version
+    p = model.platform
+    crds = crd_files(root, p)
+    if crds and isinstance(crds[0], Diagnostic):
+        return crds
+    try:
+        folder = kschemas.schema_dir(p.kubernetes_version, crds, cache)
+    except kschemas.SchemaError as e:
+        return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
+    store = store or results_cache.Cache(None)
+    keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
+                                 results_cache.text_digest(text)) for o, text in built.items()}
+    prechecker = kschemas.Prechecker(folder)
+    used["jsonschema-rs"] = prechecker.version()
+    # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
+    # (code_digest names jsonschema-rs's).
+    batch = tools.find_batch()
+    passed = results_cache.Passes(store, "valid", kubeconform.version, folder.name, results_cache.code_digest(),
+                                  tools.batch_version(batch) if batch else "no kflowgen-kbuild")
+    todo = {o: text for o, text in built.items() if not passed.has(keys[o])}
+    for overlay in [o for o in todo if o in objects and all(map(prechecker.passes, objects[o]))]:
+        passed.add(keys[overlay])
+        del todo[overlay]
+    if not todo:
+        passed.save()
+        return []
+    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed)
+
+
+def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
+    """The CRD files custom kinds are validated against (and installed from, for --server): those kflowgen ships for
+    the platform's Argo CD version (and Kubeflow training), then the platform's own validation.crds, which win for a
+    kind both define. Findings instead when a listed path is missing or unreadable, or when kflowgen ships no CRDs for
+    the pinned Argo CD version and validation.crds does not give them."""
+    paths = [root / c for c in p.crds]
+    missing = [c for c, path in zip(p.crds, paths) if not path.exists()]
+    if missing:
+        return [error(p.source.path, p.source.at("/validation/crds"), "KF903",
+                      f"CRD path '{m}' does not exist", "fix validation.crds in the platform file") for m in missing]
+    try:
+        own = kschemas.crd_files_in(paths)
+        shipped = upstream.crd_files(p.argocd_version)
+        if shipped is None and not {"Application", "AppProject"} <= kschemas.crd_kinds(own, "argoproj.io"):
+            where = p.source.at("/argocd/version") if p.source.has("/argocd/version") else p.source.at("/argocd", key=True)
+            return [error(p.source.path, where, "KF408", f"kflowgen ships the Argo CD CRDs of version "
+                          f"{', '.join(upstream.ARGOCD)}, not {p.argocd_version}",
+                          f"set argocd.version to {', '.join(upstream.ARGOCD)}, or add Argo CD {p.argocd_version}'s "
+                          "manifests/crds/application-crd.yaml and appproject-crd.yaml to validation.crds")]
+    except kschemas.SchemaError as e:
+        return [error(p.source.path, p.source.at("/validation/crds"), "KF903", str(e))]
+    return (shipped or upstream.training_crd_files()) + own
+
+
+def _kubeconform(kubeconform, folder: Path, p, built: dict[str, str], todo: dict[str, str], keys: dict[str, str],
+                 jobs: int, passed: results_cache.Passes) -> list[Diagnostic]:
+    with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
+        files = {}
+        for i, (overlay, text) in enumerate(sorted(todo.items())):
+            files[overlay] = Path(tmp) / f"{i:05d}.yaml"
+            files[overlay].write_text(text)
+        results = tools.kubeconform(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
+    if isinstance(results, Diagnostic):
+        return [results]
+    found = [d for r in results if (d := _diagnostic(r, built))]
+    failed = {d.path for d in found}
+    for overlay in todo:
+        if overlay not in failed:
+            passed.add(keys[overlay])
+    passed.save()
+    return found
+
+
+def _namespace(text: str, kind: str, name: str) -> str:
+    """The namespace of a failing object, which kubeconform does not report (parsed only when something failed)."""
+    for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        meta = (doc or {}).get("metadata") or {}
+        if doc.get("kind") == kind and meta.get("name") == name:
+            return meta.get("namespace", "")
+    return ""
+
+
+def _diagnostic(r: dict, built: dict[str, str]) -> Diagnostic | None:
+    status = r.get("status")
+    if status in ("statusValid", "statusSkipped", "statusEmpty"):
+        return None
+    overlay, kind, name = r["overlay"], r.get("kind", "?"), r.get("name", "?")
+    ns = _namespace(built.get(overlay, ""), kind, name)
+    ident = f"{kind} {ns + '/' if ns else ''}{name}"
+    msg = r.get("msg", "")
+    if status == "statusError" and "could not find schema" in msg:
+        return error(overlay, (0, 0), "KF403", f"{ident}: no schema for {r.get('version', '')} {kind}",
+                     "add the CRD file that defines it to validation.crds in the platform file")
+    errs = r.get("validationErrors") or [{"path": "", "msg": msg}]
+    text = "; ".join(f"{e.get('path') or '/'}: {e.get('msg')}" for e in errs)
+    return error(overlay, (0, 0), "KF402", f"{ident}: {text}", "the generated object is invalid; report a kflowgen bug "
+                 "if the specs did not ask for this")
+
+
+def merge_values(defaults, override):
+    """Helm's merge of user values over chart defaults: mappings merge, everything else replaces, null deletes."""
+    if not isinstance(defaults, dict) or not isinstance(override, dict):
+        return copy.deepcopy(override)
+    out = copy.deepcopy(defaults)
+    for k, v in override.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_values(out.get(k), v) if isinstance(out.get(k), dict) and isinstance(v, dict) else copy.deepcopy(v)
+    return out
+
+
+def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
+    """The generated values, merged over the chart's defaults, must pass the chart's values schema (as helm checks):
+    the chart folder of validation.jupyterhubChart, else the chart kflowgen ships for the pinned version; without
+    either, one warning says the values were not checked."""
+    p = model.platform
+    chart = _chart(root, p)
+    if isinstance(chart, Diagnostic):
+        return [chart]
+    import jsonschema  # only when the values are checked (not cached)
+
+    validator = jsonschema.validators.validator_for(chart.schema)(chart.schema)
+    out = []
+    for env in envs:
+        rel = f"overlays/{env}/jupyterhub/values.yaml"
+        values = merge_values(chart.values, yaml.safe_load(files[rel]))
+        for err in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
+            where = "/" + "/".join(map(str, err.absolute_path))
+            out.append(error(rel, (0, 0), "KF404", f"{where}: {err.message} (against {chart.origin})",
+                             "the generated values do not fit the pinned chart; report a kflowgen bug"))
+    return out
+
+
+def _chart(root: Path, p) -> upstream.Chart | Diagnostic:
+    if not p.jupyterhub_chart:
+        shipped = upstream.chart(p.hub_chart_version)
+        if shipped is not None:
+            return shipped
+        where = p.source.at("/jupyterhub/chartVersion") if p.source.has("/jupyterhub/chartVersion") else (1, 1)
+        return warning(p.source.path, where, "KF407", f"the generated JupyterHub values were not checked against "
+                       f"the chart's values schema: kflowgen ships the schema of chart {', '.join(upstream.JUPYTERHUB)}, "
+                       f"not {p.hub_chart_version}", "set validation.jupyterhubChart to the chart's folder (helm pull "
+                       f"jupyterhub/jupyterhub --version {p.hub_chart_version} --untar)")
+    folder = root / p.jupyterhub_chart
+    try:
+        values = yaml.safe_load((folder / "values.yaml").read_text())
+        schema_file = folder / "values.schema.json"
+        schema = (json.loads(schema_file.read_text()) if schema_file.is_file()
+                  else yaml.safe_load((folder / "values.schema.yaml").read_text()))
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        return error(p.source.path, p.source.at("/validation/jupyterhubChart"), "KF903",
+                     f"cannot read the JupyterHub chart's values and schema in '{p.jupyterhub_chart}': {e}")
+    return upstream.Chart(values, schema, f"the chart in {p.jupyterhub_chart}")

@@ -1,0 +1,98 @@
+"""Promotion: serve in one environment the model version another serves, by rewriting one scalar of the model spec."""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kflowgen.specs import schema as specschema
+from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs.loader import load_file, load_text
+from kflowgen.targets.serving import MODELS
+
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break, as the loader's marks do
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One promotion, not yet written: the model spec's path, its new bytes, and what to tell the person."""
+
+    path: str
+    data: bytes
+    message: str  # unified diff of the spec, then `team/model env: version a -> b`
+
+
+def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Promotion | None, list[Diagnostic]]:
+    """Set environments.<dst>.version to environments.<src>.version in specs/models/<team>/<model>.yaml, in memory:
+    (the promotion, []) or (None, diagnostics). The caller validates and renders the promoted specs and writes the
+    spec with the overlays, or nothing (pipeline.render_to_disk with edits)."""
+    rel = _find(root, team, model)
+    if isinstance(rel, Diagnostic):
+        return None, [rel]
+    spec, diags = load_file(root, rel)
+    if spec is None:
+        return None, diags
+    diags = specschema.validate("model", spec)
+    if diags:
+        return None, diags
+    envs = spec.data["environments"]
+    for env in (src, dst):
+        if env not in envs:
+            close = difflib.get_close_matches(env, list(envs), n=1)
+            return None, [error(rel, spec.at("/environments", key=True), "KF338",
+                              f"model {team}/{model} is not served in '{env}'",
+                              f"did you mean '{close[0]}'?" if close else
+                              f"it is served in: {', '.join(envs)}; add environments.{env} to serve it there")]
+    new, old = envs[src]["version"], envs[dst]["version"]
+    pointer = f"/environments/{dst}/version"
+    pos = spec.at(pointer)
+    if new == old:
+        return None, [error(rel, pos, "KF339", f"{dst} already serves version {old} of {team}/{model}, as {src} does",
+                          "nothing to promote")]
+    text = (root / rel).read_bytes().decode("utf-8")
+    written = spec.raw.get(pointer)
+    start = _offset(text, *pos)
+    if written is None or start < 0 or text[start: start + len(written)] != written:
+        return None, [error(rel, pos, "KF339", f"cannot rewrite environments.{dst}.version in place",
+                          "write the version as a plain number, e.g. version: 3")]
+    edited = text[:start] + str(new) + text[start + len(written):]
+    check, _ = load_text(edited, rel)
+    expected = {**spec.data, "environments": {**envs, dst: {**envs[dst], "version": new}}}
+    if check is None or check.data != expected:  # pragma: no cover - a safety net for the position arithmetic
+        return None, [error(rel, pos, "KF339", f"rewriting environments.{dst}.version would change more than it")]
+    diff = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in
+                   difflib.unified_diff(text.splitlines(keepends=True), edited.splitlines(keepends=True),
+                                        f"a/{rel}", f"b/{rel}"))
+    return Promotion(rel, edited.encode("utf-8"), f"{diff}{team}/{model} {dst}: version {old} -> {new}\n"), []
+
+
+def _find(root: Path, team: str, model: str) -> str | Diagnostic:
+    where = f"{MODELS}/{team}"
+    if not (_NAME.match(team) and _NAME.match(model)):
+        return error(where, (0, 0), "KF337", f"'{team}/{model}' is not a team and model name",
+                     "names are lower-case letters, digits and '-'")
+    for suffix in (".yaml", ".yml"):
+        rel = f"{where}/{model}{suffix}"
+        if (root / rel).is_file():
+            if not (root / rel).resolve().is_relative_to(root.resolve()):
+                return error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository",
+                             "replace the link with the file itself")
+            return rel
+    known = sorted(p.stem for p in (root / where).glob("*.y*ml")) if (root / where).is_dir() else []
+    close = difflib.get_close_matches(model, known, n=1)
+    return error(f"{where}/{model}.yaml", (0, 0), "KF337", f"model {team}/{model} not found",
+                 f"did you mean '{close[0]}'?" if close else
+                 f"models of {team}: {', '.join(known)}" if known else f"no models in {where}/")
+
+
+def _offset(text: str, line: int, col: int) -> int:
+    """Index in text of a 1-based line:col as the YAML loader reports it, or -1."""
+    start = 0
+    for _ in range(line - 1):
+        m = _BREAK.search(text, start)
+        if m is None:
+            return -1
+        start = m.end()
+    return start + col - 1

@@ -1,0 +1,346 @@
+"""Reading spec files: strict YAML (1.2 core types, no aliases, no tags, no duplicate keys) with a line:col for every value."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kflowgen.diagnostics import Diagnostic, error
+
+try:  # the C parser is ~7x faster; the pure one gives the same events
+    from yaml import CSafeLoader as _Parser
+except ImportError:  # pragma: no cover
+    from yaml import SafeLoader as _Parser
+
+MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
+MAX_DEPTH = 32
+MAX_NODES = 50_000
+MAX_NUMBER = 32  # digits of a whole number: far beyond any quota, and far below Python's int-from-text limit
+
+_CORE = "tag:yaml.org,2002:"
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+# Plain scalars that YAML 1.1 readers (PyYAML, many CI scripts) take differently from YAML 1.2: refused so a
+# spec means the same thing to every tool that reads it.
+_YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+_YAML11_NUMBER = re.compile(r"^(?:[-+]?0[0-9_]+|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$")
+_YAML11_DATE = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}.*)?$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+
+
+@dataclass(eq=False)
+class SpecFile:
+    """A parsed spec: its data, and where each JSON pointer's key and value sit in the file (1-based line, col)."""
+
+    path: str  # repository-relative, with '/'
+    data: object
+    values: dict[str, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
+    digest: str = ""  # sha256 of the file's bytes: what the result cache keys rendered output on
+    packed: str | None = None  # values and keys as JSON text, unpacked when first asked (specs from the cache:
+    # most are never asked where something is, and thousands of position tables cost time to decode and to pass
+    # between processes)
+
+    def _unpack(self) -> None:
+        if self.packed is not None:
+            values, keys = json.loads(self.packed)
+            self.values.update((k, tuple(v)) for k, v in values.items())
+            self.keys.update((k, tuple(v)) for k, v in keys.items())
+            self.packed = None
+
+    def has(self, pointer: str) -> bool:
+        """A value sits at this pointer."""
+        self._unpack()
+        return pointer in self.values
+
+    def at(self, pointer: str, key: bool = False) -> tuple[int, int]:
+        """Position of a pointer's value (or key); falls back to the closest parent that has one."""
+        self._unpack()
+        table = self.keys if key else self.values
+        while True:
+            if pointer in table:
+                return table[pointer]
+            if pointer in self.values:
+                return self.values[pointer]
+            if not pointer:
+                return (1, 1)
+            pointer = pointer.rsplit("/", 1)[0]
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, SpecFile):
+            return NotImplemented
+        self._unpack()
+        other._unpack()
+        return ((self.path, self.data, self.values, self.keys, self.raw, self.digest)
+                == (other.path, other.data, other.values, other.keys, other.raw, other.digest))
+
+    __hash__ = None  # mutable, like the dataclass it was
+
+
+def pointer(parts) -> str:
+    return "".join(map(_step, parts))
+
+
+def _step(part) -> str:
+    """One JSON pointer step: "/" and the part, escaped (RFC 6901)."""
+    part = str(part)
+    return "/" + (part.replace("~", "~0").replace("/", "~1") if "~" in part or "/" in part else part)
+
+
+def _scalar(value: str, tag: str | None, plain: bool):
+    if tag in (None, "!") and not plain:
+        return value
+    if tag is None:
+        if _NULL.match(value):
+            return None
+        if _BOOL.match(value):
+            return value.lower() == "true"
+        if _INT.match(value):
+            return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+        if _FLOAT.match(value):
+            if "inf" in value.lower() or "nan" in value.lower():
+                return value  # .inf and .nan stay text: no spec field wants them
+            number = float(value)
+            return number if math.isfinite(number) else value
+        return value
+    kind = tag[len(_CORE):]
+    if kind == "str":
+        return value
+    return _scalar(value, None, True) if kind in ("int", "float", "bool", "null") else value
+
+
+class _Refused(Exception):
+    def __init__(self, diag: Diagnostic):
+        self.diag = diag
+
+
+def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
+    """Parse one spec document. Returns (spec, []) or (None or partial spec, diagnostics)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        return None, [error(path, (1, 1), "KF105", f"file is larger than {MAX_BYTES // 1024} KiB",
+                            "a spec is a short file; split it or remove generated content")]
+    spec = SpecFile(path, None)
+    diags: list[Diagnostic] = []
+    try:
+        events = yaml.parse(text, Loader=_Parser)
+        spec.data = _document(events, spec, diags)
+    except _Refused as r:
+        return None, [r.diag]
+    except yaml.MarkedYAMLError as e:
+        return None, [_syntax_error(e, text, path)]
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, DEL, other controls)
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        return None, [error(path, (line, col), "KF101", f"character U+{e.character:04X} is not allowed in YAML",
+                            "remove it, or write it as an escape inside a double-quoted string")]
+    except yaml.YAMLError as e:
+        return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}")]
+    return (None if diags else spec), diags
+
+
+def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
+    mark = e.problem_mark or e.context_mark
+    pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = (e.problem or e.context or "invalid YAML").strip()
+    if e.context and e.context_mark and e.problem and (e.context_mark.line, e.context_mark.column) != (
+            mark.line, mark.column):
+        what += f" ({e.context.strip()} at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
+    lines = text.splitlines()
+    before = lines[pos[0] - 2] if 2 <= pos[0] <= len(lines) + 1 else ""
+    if mark is not None and text[mark.index: mark.index + 1] == "\t":
+        hint = "indent with spaces; YAML does not allow tabs"
+    elif re.search(r"^\s*[-\w.]+:[^\s/:]", before):
+        hint = f"put a space after the ':' on line {pos[0] - 1}"
+    elif "mapping values are not allowed" in what:
+        hint = "quote a value that contains ': ', or put the nested mapping on its own indented lines"
+    elif "expected <block end>" in what or "did not find expected key" in what:
+        hint = "keys of one mapping must start in the same column; list items under a key start with '- '"
+    elif "flow" in what:
+        hint = "close every '[' and '{' you open"
+    else:
+        hint = "check the indentation and quoting around this line"
+    return error(path, pos, "KF101", f"invalid YAML: {what}", hint)
+
+
+def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
+    """A spec's bytes, read no further than the size limit. Only a regular file is read: a FIFO, socket or device is
+    refused at once (opening without blocking, then asking what was opened), never waited on."""
+    try:
+        fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return None, [error(rel, (1, 1), "KF101", "cannot read file: Is a directory")]
+        if not stat.S_ISREG(mode):
+            return None, [error(rel, (1, 1), "KF101", f"not a regular file but {special_kind(mode)}",
+                                "a spec is a plain YAML file; remove this one")]
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_BYTES + 1), []  # never more: a 256 MiB "spec" costs nothing to refuse
+    except OSError as e:
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+    finally:
+        os.close(fd)
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is neither a regular file, a folder nor a link is, in words."""
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+
+
+def load_file(root: Path, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
+    raw, diags = read_file(root, rel)
+    return (None, diags) if raw is None else load_bytes(raw, rel)
+
+
+def load_bytes(raw: bytes, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]:
+    if len(raw) > MAX_BYTES:
+        return None, [error(rel, (1, 1), "KF105", f"file is larger than {MAX_BYTES // 1024} KiB",
+                            "a spec is a short file; split it or remove generated content")]
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return None, [error(rel, (1, 1), "KF101", "file starts with a byte-order mark", "save the file as UTF-8 without BOM")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        return None, [error(rel, (line, col), "KF101", f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x})",
+                            "save the file as UTF-8")]
+    spec, diags = load_text(text, rel)
+    if spec is not None:
+        spec.digest = hashlib.sha256(raw).hexdigest()
+    return spec, diags
+
+
+def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
+    """A loaded spec and its findings as JSON (for the result cache); from_json gives them back unchanged."""
+    if spec is not None:
+        spec._unpack()
+    out = None if spec is None else {"path": spec.path, "data": spec.data, "raw": spec.raw, "digest": spec.digest,
+                                     "positions": json.dumps([spec.values, spec.keys], separators=(",", ":"))}
+    return json.dumps({"spec": out, "diagnostics": [dataclasses.astuple(d) for d in diags]},
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
+    doc = json.loads(data)
+    diags = [Diagnostic(*d) for d in doc["diagnostics"]]
+    s = doc["spec"]
+    if s is None:
+        return None, diags
+    return SpecFile(s["path"], s["data"], {}, {}, s["raw"], s["digest"], s["positions"]), diags
+
+
+def _document(events, spec: SpecFile, diags: list[Diagnostic]):
+    it = iter(events)
+    next(it)  # StreamStart
+    ev = next(it)
+    if isinstance(ev, yaml.StreamEndEvent):
+        raise _Refused(error(spec.path, (1, 1), "KF104", "file is empty", "a spec is one YAML mapping"))
+    counter = [0]
+    data = _node(next(it), it, spec, diags, "", False, 0, counter)
+    ev = next(it)  # DocumentEnd
+    ev = next(it)
+    if not isinstance(ev, yaml.StreamEndEvent):
+        m = ev.start_mark
+        raise _Refused(error(spec.path, (m.line + 1, m.column + 1), "KF104",
+                             "file holds more than one YAML document", "keep one spec per file; remove the '---'"))
+    if not isinstance(data, dict):
+        raise _Refused(error(spec.path, (1, 1), "KF104", "the file's top level is not a mapping",
+                             "a spec is a mapping of field: value lines"))
+    return data
+
+
+def _yaml11(value: str, spec: SpecFile, pos: tuple[int, int], diags: list[Diagnostic]) -> None:
+    if _YAML11_BOOL.match(value):
+        diags.append(error(spec.path, pos, "KF107", f"'{value}' is true/false to YAML 1.1 tools but text to kflowgen",
+                           f'quote it ("{value}") for text, or write true or false'))
+    elif _YAML11_NUMBER.match(value):
+        what = "a base-60 number" if ":" in value else "an octal number"
+        diags.append(error(spec.path, pos, "KF108", f"'{value}' is {what} to YAML 1.1 tools, not what it reads as here",
+                           f'quote it ("{value}") for text, or write the number without a leading zero or colons'))
+    elif _YAML11_DATE.match(value):
+        diags.append(error(spec.path, pos, "KF109", f"'{value}' is a date to YAML 1.1 tools, not text",
+                           f'quote it: "{value}"'))
+
+
+def _node(ev, it, spec: SpecFile, diags, here: str, key: bool, depth: int, counter: list[int]):
+    """The value of the node that starts with event ev; positions and raw texts recorded in spec under their JSON
+    pointers (here is the node's own; a key's are not kept)."""
+    counter[0] += 1
+    pos = (ev.start_mark.line + 1, ev.start_mark.column + 1)
+    if depth > MAX_DEPTH:
+        raise _Refused(error(spec.path, pos, "KF105", f"values are nested more than {MAX_DEPTH} levels deep",
+                             "a spec needs a few levels; flatten the structure"))
+    if counter[0] > MAX_NODES:
+        raise _Refused(error(spec.path, pos, "KF105", f"file has more than {MAX_NODES} values",
+                             "a spec is a short file; split it or remove generated content"))
+    if isinstance(ev, yaml.AliasEvent):
+        raise _Refused(error(spec.path, pos, "KF103", f"alias '*{ev.anchor}' is not allowed in specs",
+                             "write the value out in full"))
+    if getattr(ev, "anchor", None):
+        raise _Refused(error(spec.path, pos, "KF103", f"anchor '&{ev.anchor}' is not allowed in specs",
+                             "write the value out in full; specs do not use anchors and aliases"))
+    tag = getattr(ev, "tag", None)
+    if tag not in (None, "!") and not (tag.startswith(_CORE) and tag[len(_CORE):] in
+                                       ("str", "int", "float", "bool", "null", "map", "seq")):
+        shown = "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+        raise _Refused(error(spec.path, pos, "KF103", f"tag '{shown}' is not allowed in specs",
+                             "remove the tag; values are plain strings, numbers, booleans, lists and mappings"))
+    if not key:
+        spec.values[here] = pos
+    if isinstance(ev, yaml.ScalarEvent):
+        if not ev.style:
+            if not key:
+                spec.raw[here] = ev.value
+            if tag is None and not (key and ev.value in "yYnN"):
+                _yaml11(ev.value, spec, pos, diags)  # (a key named n or y is common and a string to PyYAML too)
+            if len(ev.value) > MAX_NUMBER and _INT.match(ev.value):
+                diags.append(error(spec.path, pos, "KF204", f"number {ev.value[:12]}... has {len(ev.value)} characters",
+                                   f"specs take numbers of at most {MAX_NUMBER} characters"))
+                return ev.value
+        return _scalar(ev.value, None if tag == "!" else tag, ev.implicit[0] and not ev.style)
+    if isinstance(ev, yaml.SequenceStartEvent):
+        out = []
+        while not isinstance(ev := next(it), yaml.SequenceEndEvent):
+            out.append(_node(ev, it, spec, diags, f"{here}/{len(out)}", False, depth + 1, counter))
+        return out
+    if isinstance(ev, yaml.MappingStartEvent):
+        out: dict = {}
+        first: dict[str, tuple[int, int]] = {}
+        while not isinstance(kev := next(it), yaml.MappingEndEvent):
+            kpos = (kev.start_mark.line + 1, kev.start_mark.column + 1)
+            name = _node(kev, it, spec, diags, here, True, depth + 1, counter)
+            if not isinstance(name, str):
+                if isinstance(kev, yaml.ScalarEvent):
+                    shown = kev.value or "(empty)"
+                    raise _Refused(error(spec.path, kpos, "KF106", f"key '{shown}' is read as "
+                                         f"{'empty' if name is None else 'true/false' if isinstance(name, bool) else 'a number'}, not as text",
+                                         f"quote the key: \"{kev.value}\""))
+                raise _Refused(error(spec.path, kpos, "KF106", "a key must be a single name, not a list or mapping",
+                                     "write the key as one plain name"))
+            at = here + _step(name)
+            spec.keys[at] = kpos
+            value = _node(next(it), it, spec, diags, at, False, depth + 1, counter)
+            if name in first:
+                diags.append(error(spec.path, kpos, "KF102",
+                                   f"key '{name}' appears twice (first at line {first[name][0]})",
+                                   "keep one of them; YAML would silently use the last"))
+                continue
+            first[name] = kpos
+            out[name] = value
+        return out
+    raise _Refused(error(spec.path, pos, "KF101", "unexpected YAML event"))  # pragma: no cover
