@@ -17,6 +17,7 @@ from kflowgen import diagnostics
 from kflowgen.targets import emit
 from kflowgen.checks import schemas as kschemas
 from kflowgen.specs import schema as specschema
+from kflowgen.specs import experiment as E, layout
 from kflowgen.targets import training as X
 from kflowgen.specs.loader import SpecFile, load_bytes, load_file, load_text
 from kflowgen.specs.model import Model, platform_from, team_from
@@ -40,19 +41,19 @@ MODEL = _model()
 TEAMS = {t.name: t for t in MODEL.teams}
 
 
-def example(rel: str) -> X.Experiment:
+def example(rel: str) -> E.Experiment:
     spec, diags = load_file(PROJECT, rel)
     assert not diags
-    return X.experiment_from(spec)
+    return E.experiment_from(spec)
 
 
-def parse(text: str, path: str = "specs/experiments/vision/x.yaml") -> X.Experiment:
+def parse(text: str, path: str = "specs/experiments/vision/x.yaml") -> E.Experiment:
     spec, diags = load_text(text, path)
     assert not diags and not specschema.validate("experiment", spec), specschema.validate("experiment", spec)
-    return X.experiment_from(spec)
+    return E.experiment_from(spec)
 
 
-def render_all(exp: X.Experiment, env: str = "dev") -> list[dict]:
+def render_all(exp: E.Experiment, env: str = "dev") -> list[dict]:
     return list(X.render_experiment(exp, TEAMS[exp.team], MODEL.platform, env).values())
 
 
@@ -158,12 +159,12 @@ def test_run_that_does_not_split_gives_no_command():
     ("sweep: {grid: {opt: [sgd, adam, lamb]}}\n", [{"opt": "sgd"}, {"opt": "adam"}, {"opt": "lamb"}]),
 ])
 def test_grid_trials_in_order(sweep, expected):
-    assert X.trials(parse(BASE + sweep)) == expected
+    assert E.trials(parse(BASE + sweep)) == expected
 
 
 def test_random_trials_are_fixed_by_the_seed():
     # Pinned: these values are part of the Job names; a change here re-runs every random sweep.
-    assert X.trials(example("specs/experiments/nlp/bert-random.yaml")) == [
+    assert E.trials(example("specs/experiments/nlp/bert-random.yaml")) == [
         {"batch_size": "32", "learning_rate": "0.0007866", "warmup_steps": "404"},
         {"batch_size": "16", "learning_rate": "1.396e-05", "warmup_steps": "548"},
         {"batch_size": "16", "learning_rate": "5.387e-05", "warmup_steps": "59"},
@@ -180,20 +181,20 @@ def test_random_trials_stay_in_range_and_do_not_touch_the_global_generator():
     random.seed(1)
     exp = parse(BASE + "sweep: {random: {seed: 3, trials: 50, params: {lr: {min: 1e-6, max: 1e-2, log: true}, "
                        "bs: {min: 8, max: 512, log: true, integer: true}, p: {min: 0.1, max: 0.9}}}}\n")
-    runs = X.trials(exp)
+    runs = E.trials(exp)
     assert random.random() == before
-    assert len(runs) == 50 and runs == X.trials(exp)
+    assert len(runs) == 50 and runs == E.trials(exp)
     for t in runs:
         assert 1e-6 <= float(t["lr"]) <= 1e-2 and 8 <= int(t["bs"]) <= 512 and 0.1 <= float(t["p"]) <= 0.9
     assert sum(float(t["lr"]) < 1e-4 for t in runs) > 10  # log scale: small values are as likely as large ones
-    other = X.trials(X.experiment_from(SpecFile(exp.source.path, {
+    other = E.trials(E.experiment_from(SpecFile(exp.source.path, {
         **exp.source.data, "sweep": {"random": {**exp.source.data["sweep"]["random"], "seed": 4}}})))
     assert other != runs
 
 
 def test_choices_only_sweep_stops_at_the_distinct_combinations():
     exp = parse(BASE + "sweep: {random: {seed: 1, trials: 10, params: {a: [x, z], b: [1, 2]}}}\n")
-    assert sorted(map(str, X.trials(exp))) == sorted(map(str, [{"a": a, "b": b} for a in "xz" for b in "12"]))
+    assert sorted(map(str, E.trials(exp))) == sorted(map(str, [{"a": a, "b": b} for a in "xz" for b in "12"]))
 
 
 @pytest.mark.parametrize("style, expected", [
@@ -255,18 +256,18 @@ VALUES = st.lists(st.one_of(st.text(max_size=60), st.integers().map(str)), min_s
 def test_rendered_sweeps_have_valid_unique_stable_names(name, grid, workers):
     data = {"team": "vision", "name": name, "run": "python train.py", "resources": {"cpu": 1, "memory": "1Gi"},
             "environments": ["dev"], "sweep": {"grid": grid}, "workers": workers}
-    exp = X.experiment_from(SpecFile(f"specs/experiments/vision/{name}.yaml", data))
+    exp = E.experiment_from(SpecFile(f"specs/experiments/vision/{name}.yaml", data))
     names = [o["metadata"]["name"] for o in render_all(exp)]
-    assert len(names) == X.sweep_size(exp) == len(set(names))
+    assert len(names) == E.sweep_size(exp) == len(set(names))
     assert all(DNS_1035.match(n) and len(n) <= X.name_budget(exp) for n in names)
     assert names == [o["metadata"]["name"] for o in render_all(exp)]
 
 
 def test_names_do_not_depend_on_the_process(tmp_path):
-    script = ("from pathlib import Path\nfrom kflowgen.specs.loader import load_file\nfrom kflowgen.targets import training as X\n"
+    script = ("from pathlib import Path\nfrom kflowgen.specs.loader import load_file\nfrom kflowgen.targets import training as X\nfrom kflowgen.specs import experiment as E\n"
               "from kflowgen.specs.model import platform_from, team_from\nr = Path(%r)\n"
               "p = platform_from(load_file(r, 'specs/platform.yaml')[0])\n"
-              "for rel in %r:\n    e = X.experiment_from(load_file(r, rel)[0])\n"
+              "for rel in %r:\n    e = E.experiment_from(load_file(r, rel)[0])\n"
               "    t = team_from(load_file(r, f'specs/teams/{e.team}.yaml')[0], list(p.environments))\n"
               "    print(*X.render_experiment(e, t, p, e.environments[0]))\n") % (str(PROJECT), EXAMPLES)
     outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
@@ -283,16 +284,16 @@ def test_trial_names_are_the_rendered_names_and_hashes_are_remembered_per_spec_f
     monkeypatch.setattr(X, "_DIGESTS", {})
     exp = example(rel)
     team = TEAMS[exp.team]
-    names = [X.trial_name(exp, team, MODEL.platform, t) for t in X.trials(exp)]
+    names = [X.trial_name(exp, team, MODEL.platform, t) for t in E.trials(exp)]
     assert len(X._DIGESTS) == len(names) and exp.source.digest
-    assert names == [X.manifest(exp, team, MODEL.platform, t)["metadata"]["name"] for t in X.trials(exp)]
+    assert names == [X.manifest(exp, team, MODEL.platform, t)["metadata"]["name"] for t in E.trials(exp)]
     monkeypatch.setattr(X, "_DIGESTS", {})
-    assert names == [X.manifest(exp, team, MODEL.platform, t)["metadata"]["name"] for t in X.trials(exp)]
+    assert names == [X.manifest(exp, team, MODEL.platform, t)["metadata"]["name"] for t in E.trials(exp)]
     # the same experiment from other bytes (one more comment) is hashed again, under its own key
     changed, _ = load_bytes((PROJECT / rel).read_bytes() + b"# changed\n", rel)
-    again = X.experiment_from(changed)
+    again = E.experiment_from(changed)
     assert again.source.digest not in ("", exp.source.digest)
-    [X.trial_name(again, team, MODEL.platform, t) for t in X.trials(again)]
+    [X.trial_name(again, team, MODEL.platform, t) for t in E.trials(again)]
     assert len(X._DIGESTS) == 2 * len(names)
 
 
@@ -329,10 +330,10 @@ TF = BASE.replace("vision", "nlp") + "workers: 3\nframework: tensorflow\n"
 def test_every_pod_is_restricted_sized_and_on_the_nas(exp):
     team, p = TEAMS[exp.team], MODEL.platform
     for obj in render_all(exp, exp.environments[0]):
-        trial = obj["metadata"]["labels"][X.LABEL_TRIAL]
+        trial = obj["metadata"]["labels"][layout.LABEL_TRIAL]
         for pod in pods(obj):
             spec, (c,) = pod["spec"], pod["spec"]["containers"]
-            assert pod["metadata"]["labels"] == {X.LABEL_EXPERIMENT: exp.name, X.LABEL_TRIAL: trial}
+            assert pod["metadata"]["labels"] == {layout.LABEL_EXPERIMENT: exp.name, layout.LABEL_TRIAL: trial}
             assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["seccompProfile"] == {
                 "type": "RuntimeDefault"}
             assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
@@ -425,7 +426,7 @@ def test_argparse_style_reaches_an_argparse_script(tmp_path):
     c = job["spec"]["template"]["spec"]["containers"][0]
     out = subprocess.run([sys.executable, *c["command"][1:], *c["args"]], cwd=tmp_path, capture_output=True,
                          text=True, check=True)
-    trial = json.loads(job["metadata"]["annotations"][X.PARAMETERS])
+    trial = json.loads(job["metadata"]["annotations"][layout.PARAMETERS])
     assert json.loads(out.stdout) == {"config": "configs/bert-base.yaml", "epochs": 3,
                                       "batch_size": int(trial["batch_size"]),
                                       "learning_rate": float(trial["learning_rate"]),
@@ -492,7 +493,7 @@ SOURCE = (PROJECT / "specs/experiments/vision/resnet-sweep.yaml").read_text()
 def names_of(text: str) -> list[str]:
     spec, diags = load_text(text, "specs/experiments/vision/resnet-sweep.yaml")
     assert not diags and not specschema.validate("experiment", spec)
-    return [o["metadata"]["name"] for o in render_all(X.experiment_from(spec))]
+    return [o["metadata"]["name"] for o in render_all(E.experiment_from(spec))]
 
 
 @pytest.mark.parametrize("old, new", [

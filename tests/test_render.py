@@ -107,7 +107,7 @@ def test_workloads_files_hold_what_the_namespace_and_labels_transformers_would_g
     the files and into the kustomization's `namespace` and `labels` fields (the shape of a platform overlay) builds
     byte-identical output with the real kustomize."""
     from kflowgen import tools
-    from kflowgen.targets.render import LABEL_ENV, LABEL_TEAM
+    from kflowgen.specs.layout import LABEL_ENV, LABEL_TEAM
 
     kustomize = tools.find("kustomize", example_repo)
     overlays = sorted(p.parent for p in (example_repo / "overlays").glob("*/teams/*/workloads/kustomization.yaml"))

@@ -19,14 +19,8 @@ from kflowgen.specs.loader import load_file, load_text
 from kflowgen.specs.model import Model, platform_from, team_from
 from kflowgen.flow.promote import promote
 from kflowgen.rules import serving as serving_rule
-from kflowgen.targets.serving import (
-    DEFAULT_GPU_IMAGE,
-    DEFAULT_IMAGE,
-    ServedModel,
-    model_config,
-    render_model,
-    served_model_from,
-)
+from kflowgen.specs.served import DEFAULT_GPU_IMAGE, DEFAULT_IMAGE, ServedModel, served_model_from
+from kflowgen.targets.serving import model_config, render_model
 
 PROJECT = Path(__file__).resolve().parents[1]
 TOOLS = PROJECT / ".tools" / "bin"

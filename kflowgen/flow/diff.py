@@ -18,15 +18,12 @@ from kflowgen import cache
 from kflowgen.flow import pipeline
 from kflowgen.specs import quantity
 from kflowgen.diagnostics import Diagnostic, error
-from kflowgen.targets.training import LABEL_EXPERIMENT
 from kflowgen.specs.model import Model, Quota, specs_of
-from kflowgen.targets.render import LABEL_TEAM
 from kflowgen.rules.capacity import allocation
-from kflowgen.targets.serving import LABEL_MODEL, LABEL_VERSION
+from kflowgen.specs.layout import LABEL_EXPERIMENT, LABEL_MODEL, LABEL_TEAM, LABEL_VERSION, SYNC_OPTIONS
 
 KINDS = ("quota", "version", "image", "jobs", "added", "changed", "removed")
 DANGEROUS = ("Namespace", "PersistentVolumeClaim", "AppProject")
-SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 
 
 @dataclass(frozen=True)

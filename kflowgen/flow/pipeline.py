@@ -22,8 +22,8 @@ from kflowgen.targets import render as render_mod
 from kflowgen.diagnostics import Diagnostic, Report, error, warning
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Deferred, Model, platform_from, team_from
-from kflowgen.targets.training import EXPERIMENTS, experiment_from
-from kflowgen.targets.serving import MODELS, served_model_from
+from kflowgen.specs.experiment import EXPERIMENTS, experiment_from
+from kflowgen.specs.served import MODELS, served_model_from
 from kflowgen.rules.capacity import allocation
 
 PLATFORM = "specs/platform.yaml"

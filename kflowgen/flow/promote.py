@@ -9,7 +9,7 @@ from pathlib import Path
 from kflowgen.specs import schema as specschema
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.specs.loader import load_file, load_text
-from kflowgen.targets.serving import MODELS
+from kflowgen.specs.served import MODELS
 
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break, as the loader's marks do

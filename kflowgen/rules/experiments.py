@@ -6,16 +6,8 @@ from fractions import Fraction
 from kflowgen.specs import quantity
 from kflowgen.rules.hints import close
 from kflowgen.diagnostics import error, warning
-from kflowgen.targets.training import (
-    MAX_TRIALS,
-    Experiment,
-    Range,
-    shell_syntax,
-    split_arguments,
-    sweep_size,
-    trial_name,
-    trials,
-)
+from kflowgen.specs.experiment import MAX_TRIALS, Experiment, Range, shell_syntax, split_arguments, sweep_size, trials
+from kflowgen.targets.training import trial_name
 from kflowgen.rules.secrets import secret_looking
 from kflowgen.rules.images import CODES as IMAGE_CODES, problems as image_problems
 

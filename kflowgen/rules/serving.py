@@ -6,7 +6,7 @@ from fractions import Fraction
 from kflowgen.specs import quantity
 from kflowgen.rules.hints import close
 from kflowgen.diagnostics import error, warning
-from kflowgen.targets.serving import MODELS, ServedModel, demand
+from kflowgen.specs.served import MODELS, ServedModel, demand
 from kflowgen.rules.images import CODES as IMAGE_CODES, problems
 
 def check(model, served: list[ServedModel]):

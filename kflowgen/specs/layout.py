@@ -1,8 +1,92 @@
-"""Names kflowgen gives things that share one space across teams and environments: notebook profile slugs (one hub
-per environment) and Argo CD Applications and AppProjects (one Argo CD namespace, possibly one Argo CD for every
-environment). The renderer names objects with these, and the rules check them for collisions with the same
-functions, so the two can never disagree."""
+"""Where kflowgen puts things and what it calls them, in one place: the overlay folders of overlays/ and what a path
+there says (environment, team, part); the labels and annotations kflowgen sets; and the names that share one space
+across teams and environments: notebook profile slugs (one hub per environment) and Argo CD Applications and
+AppProjects (one Argo CD namespace, possibly one Argo CD for every environment). The renderer names objects with
+these, and the rules and checks read them back with the same functions, so the two can never disagree."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- overlays/ ------------------------------------------------------------------------------------------------------
+
+OVERLAYS = "overlays"  # the folder kflowgen owns: every generated file lives here
+PLATFORM_PART, WORKLOADS_PART = "platform", "workloads"
+BASES = "bases/team"  # the platform's own manifests for every team namespace, built into each team's platform overlay
+
+
+def environment_folder(env: str) -> str:
+    return f"{OVERLAYS}/{env}"
+
+
+def argocd_folder(env: str) -> str:
+    """An environment's Argo CD objects: a plain directory of manifests, synced as is by its root Application."""
+    return f"{OVERLAYS}/{env}/argocd"
+
+
+def hub_values(env: str) -> str:
+    """An environment's values for the Zero to JupyterHub chart."""
+    return f"{OVERLAYS}/{env}/jupyterhub/values.yaml"
+
+
+def team_overlay(env: str, team: str, part: str) -> str:
+    """A team's platform-owned (PLATFORM_PART) or own (WORKLOADS_PART) overlay."""
+    return f"{OVERLAYS}/{env}/teams/{team}/{part}"
+
+
+@dataclass(frozen=True)
+class Place:
+    """What a path under overlays/ says: its environment, and for a team overlay the team and the part."""
+
+    env: str
+    team: str | None = None
+    part: str | None = None  # "platform", "workloads" (a team's), "argocd", "jupyterhub", or another folder's name
+
+
+def place(path: str) -> Place | None:
+    """The Place of a folder or file under overlays/ (None outside overlays/): overlays/<env>/teams/<team>/<part>/...,
+    overlays/<env>/argocd, overlays/<env>/jupyterhub/values.yaml."""
+    parts = path.split("/")
+    if len(parts) < 2 or parts[0] != OVERLAYS or not parts[1]:
+        return None
+    if len(parts) >= 4 and parts[2] == "teams":
+        return Place(parts[1], parts[3], parts[4] if len(parts) > 4 else None)
+    return Place(parts[1], None, parts[2] if len(parts) > 2 else None)
+
+
+def is_directory_source(folder: str) -> bool:
+    """overlays/<env>/argocd is synced by Argo CD as a plain directory of manifests (no kustomization)."""
+    parts = folder.split("/")
+    return len(parts) == 3 and parts[0] == OVERLAYS and parts[2] == "argocd"
+
+
+# --- labels and annotations ------------------------------------------------------------------------------------------
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_ENV = "kflowgen.dev/environment"
+LABEL_TEAM = "kflowgen.dev/team"
+LABEL_EXPERIMENT = "kflowgen.dev/experiment"
+LABEL_TRIAL = "kflowgen.dev/trial"
+LABEL_MODEL = "kflowgen.dev/model"
+LABEL_VERSION = "kflowgen.dev/model-version"
+PARAMETERS = "kflowgen.dev/trial-parameters"  # a Job's trial values, as JSON
+ANNOTATION_CONFIG = "kflowgen.dev/config-sha256"  # a model server's configuration, rolled on change
+ANNOTATION_VALUES = "kflowgen.dev/values-sha256"  # the hub's values, rolled on change
+SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
+KEEP = "Prune=false,Delete=false"  # Argo CD never prunes or cascades these away; a person removes them on purpose
+# a training Job: kept when it leaves Git, and not reported out of sync (README, "Life cycle of a training Job")
+JOB_KEEP = {SYNC_OPTIONS: KEEP, COMPARE_OPTIONS: "IgnoreExtraneous"}
+
+
+def labels(env: str, team: str | None = None) -> dict[str, str]:
+    """The labels every object kflowgen writes carries (per team, the team's too)."""
+    out = {LABEL_MANAGED_BY: "kflowgen", LABEL_ENV: env}
+    if team:
+        out[LABEL_TEAM] = team
+    return out
+
+
+# --- shared names ----------------------------------------------------------------------------------------------------
 
 
 def profile_slug(team: str, profile: str) -> str:

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.loader import SpecFile
-
-if TYPE_CHECKING:
-    from kflowgen.targets.training import Experiment
-    from kflowgen.targets.serving import ServedModel
+from kflowgen.specs.quantity import seconds
+from kflowgen.specs.served import ServedModel
 
 
 @dataclass(frozen=True)
@@ -47,14 +45,6 @@ class IngressController:
     class_name: str
     namespace: str
     pod_labels: dict[str, str] = field(default_factory=dict)
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def seconds(duration: str | None) -> int | None:
-    """'30m' -> 1800 (the schemas' duration pattern); None stays None."""
-    return None if duration is None else int(duration[:-1]) * _UNITS[duration[-1]]
 
 
 @dataclass(frozen=True)

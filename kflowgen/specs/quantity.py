@@ -53,3 +53,11 @@ def valid(value, millicores: bool = False) -> bool:
         return True
     except ValueError:
         return False
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(duration: str | None) -> int | None:
+    """'30m' -> 1800 (the schemas' duration pattern); None stays None."""
+    return None if duration is None else int(duration[:-1]) * DURATION_UNITS[duration[-1]]

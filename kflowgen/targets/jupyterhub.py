@@ -26,7 +26,6 @@ from kflowgen.specs import layout, quantity
 from kflowgen.targets import pods
 from kflowgen.specs.model import Hub, Platform, Team
 
-LABEL_TEAM = "kflowgen.dev/team"
 NOTEBOOK_PORT = 8888
 HUB_PORT = 8081
 # In the chart's Secret in place of the real values (hub.existingSecret's win); not hex and not a key, so a hub whose
@@ -161,7 +160,7 @@ def values(p: Platform, teams: list[Team]) -> dict:
     # The hub reads these values when it starts: it rolls when they change (the chart's own checksum/secret is kept
     # as first created, see RANDOM).
     digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
-    out["hub"]["annotations"] = {"kflowgen.dev/values-sha256": digest}
+    out["hub"]["annotations"] = {layout.ANNOTATION_VALUES: digest}
     return out
 
 
@@ -221,7 +220,7 @@ def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
                 "cpu_guarantee": float(quantity.parse(prof.cpu_guarantee)),
                 "mem_limit": int(quantity.parse(prof.memory)),
                 "mem_guarantee": int(quantity.parse(prof.memory_guarantee)),
-                "extra_labels": {"hub.jupyter.org/network-access-hub": "true", LABEL_TEAM: t.name},
+                "extra_labels": {"hub.jupyter.org/network-access-hub": "true", layout.LABEL_TEAM: t.name},
                 # read by `kflowgen new experiment --from-notebook`
                 "environment": {"KFLOWGEN_TEAM": t.name, "KFLOWGEN_WORKSPACE": p.mount_path},
                 "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}, shm],

@@ -8,12 +8,9 @@ from kflowgen.specs import layout, quantity
 from kflowgen.targets.emit import document
 from kflowgen.specs.model import Deferred, Model, Platform, Team
 from kflowgen.targets.training import render_experiment
-from kflowgen.targets.serving import GRPC_PORT, HTTP_PORT, LABEL_MODEL, callers_policy, render_model
+from kflowgen.targets.serving import GRPC_PORT, HTTP_PORT, callers_policy, render_model
+from kflowgen.specs.layout import BASES, KEEP, LABEL_MODEL, LABEL_TEAM, SYNC_OPTIONS
 
-BASES = "bases/team"
-LABEL_TEAM = "kflowgen.dev/team"
-LABEL_ENV = "kflowgen.dev/environment"
-KEEP = "Prune=false,Delete=false"  # Argo CD never prunes or cascades these away; a person removes them on purpose
 IN_CLUSTER = "https://kubernetes.default.svc"
 
 
@@ -64,7 +61,7 @@ def _source(seq, i: int):
 def shared_files(p: Platform, teams: list[Team], env: str, objects: dict | None = None) -> dict[str, bytes]:
     """What all teams of an environment share, from exactly these inputs: the JupyterHub values and the Argo CD
     bootstrap."""
-    out = {f"overlays/{env}/jupyterhub/values.yaml": document(jupyterhub.values(p, teams), _sources(p, teams))}
+    out = {layout.hub_values(env): document(jupyterhub.values(p, teams), _sources(p, teams))}
     out.update(_documents(_argocd_shared(p, teams, env), objects))
     return out
 
@@ -118,13 +115,6 @@ def _placed(obj: dict, namespace: str, labels: dict[str, str]) -> dict:
     return {**obj, "metadata": placed}
 
 
-def _labels(env: str, team: str | None = None) -> dict[str, str]:
-    out = {"app.kubernetes.io/managed-by": "kflowgen", LABEL_ENV: env}
-    if team:
-        out[LABEL_TEAM] = team
-    return out
-
-
 # --- per team, platform-owned ---------------------------------------------------------------------------------
 
 def _team_platform(p: Platform, t: Team, env: str, served: list = ()) -> dict[str, bytes]:
@@ -137,7 +127,7 @@ def _team_platform(p: Platform, t: Team, env: str, served: list = ()) -> dict[st
         labels={"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": f"v{minor}",
                 "pod-security.kubernetes.io/audit": "restricted", "pod-security.kubernetes.io/warn": "restricted",
                 "hub.jupyter.org/network-access-hub": "true"},
-        annotations={"argocd.argoproj.io/sync-options": KEEP})}
+        annotations={SYNC_OPTIONS: KEEP})}
     hard = {"requests.cpu": quantity.cpu(q.cpu), "requests.memory": str(q.memory), "requests.storage": str(q.storage)}
     for resource, n in gpu_requests(p, q.gpu).items():
         hard[f"requests.{resource}"] = str(n)
@@ -145,7 +135,7 @@ def _team_platform(p: Platform, t: Team, env: str, served: list = ()) -> dict[st
                                        "spec": {"hard": hard}}
     objs["persistentvolumeclaim.nas.yaml"] = {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": _meta("nas", annotations={"argocd.argoproj.io/sync-options": KEEP}),
+        "metadata": _meta("nas", annotations={SYNC_OPTIONS: KEEP}),
         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": p.storage_class,
                  "resources": {"requests": {"storage": str(t.storage_size)}}}}
     objs["rolebinding.owners.yaml"] = _rolebinding("owners", "admin", [("User", o) for o in t.owners])
@@ -174,10 +164,10 @@ def _team_platform(p: Platform, t: Team, env: str, served: list = ()) -> dict[st
             if policy["spec"]["ingress"]:
                 objs[f"networkpolicy.{policy['metadata']['name']}.yaml"] = policy
                 sources[f"networkpolicy.{policy['metadata']['name']}.yaml"] = [m.source.path, p.source.path]
-    base = f"overlays/{env}/teams/{t.name}/platform"
+    base = layout.team_overlay(env, t.name, layout.PLATFORM_PART)
     out = {f"{base}/{name}": document(obj, sources[name]) for name, obj in objs.items()}
     out[f"{base}/kustomization.yaml"] = document(
-        _kustomization(["../../../../../" + BASES] + list(objs), _labels(env, t.name), t.namespace), src)
+        _kustomization(["../../../../../" + BASES] + list(objs), layout.labels(env, t.name), t.namespace), src)
     return out
 
 
@@ -235,10 +225,10 @@ def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -
 def _team_workloads(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, bytes]:
     """The team's own Application: served models and training Jobs, each in the team's namespace with the standard
     labels (see _placed)."""
-    base = f"overlays/{env}/teams/{t.name}/workloads"
+    base = layout.team_overlay(env, t.name, layout.WORKLOADS_PART)
     out: dict[str, bytes] = {}
     sources = [t.source.path]
-    labels = _labels(env, t.name)
+    labels = layout.labels(env, t.name)
     for m in served:
         if env in m.environments:
             sources.append(m.source.path)
@@ -266,7 +256,7 @@ def _project(p: Platform, env: str, name, description, sources, destinations, cl
     if roles:
         spec["roles"] = roles
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-            "metadata": _meta(name, p.argocd_namespace, labels=_labels(env, team)), "spec": spec}
+            "metadata": _meta(name, p.argocd_namespace, labels=layout.labels(env, team)), "spec": spec}
 
 
 def _app(p: Platform, env: str, name, project_name, server, destination_ns, source=None, sources=None, team=None,
@@ -284,7 +274,7 @@ def _app(p: Platform, env: str, name, project_name, server, destination_ns, sour
         automated["allowEmpty"] = True
     spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": _meta(name, p.argocd_namespace, labels=_labels(env, team),
+            "metadata": _meta(name, p.argocd_namespace, labels=layout.labels(env, team),
                               finalizers=["resources-finalizer.argocd.argoproj.io/foreground"]), "spec": spec}
 
 
@@ -298,7 +288,7 @@ def _argocd_shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[
     than linearly with that list). Each team's own files are written by _argocd_team."""
     cluster = p.environments[env].cluster
     ns = p.argocd_namespace
-    base = f"overlays/{env}/argocd"
+    base = layout.argocd_folder(env)
     psrc = [p.source.path]
     docs: dict[str, tuple[dict, list[str]]] = {}
     docs["appproject.bootstrap.yaml"] = (_project(
@@ -317,7 +307,7 @@ def _argocd_shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[
         p, env, hub, layout.project(env, "platform"), cluster, p.hub_namespace,
         sources=[{"repoURL": p.hub_chart_repo, "chart": "jupyterhub", "targetRevision": p.hub_chart_version,
                   "helm": {"releaseName": "jupyterhub",
-                           "valueFiles": [f"$values/overlays/{env}/jupyterhub/values.yaml"]}},
+                           "valueFiles": [f"$values/{layout.hub_values(env)}"]}},
                  {"repoURL": p.repo_url, "targetRevision": p.revision, "ref": "values"}],
         options=("CreateNamespace=true", "ServerSideApply=true", "RespectIgnoreDifferences=true"),
         ignore=[{**item, "namespace": p.hub_namespace} for item in jupyterhub.RANDOM]), psrc)
@@ -334,7 +324,7 @@ def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[s
               "groups": groups,
               "policies": [f"p, proj:{project}:members, applications, {verb}, {project}/*, allow"
                            for verb in ("get", "sync")]}] if groups else None
-    base = f"overlays/{env}/argocd"
+    base = layout.argocd_folder(env)
     platform_app, workloads_app = layout.team_applications(env, t.name)
     return {
         f"{base}/appproject.{t.name}.yaml": (_project(
@@ -342,8 +332,8 @@ def _argocd_team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[s
             [p.repo_url], [(cluster, t.namespace)], [], layout.team_kinds(p), roles, t.name), src),
         f"{base}/application.{t.name}-platform.yaml": (_app(
             p, env, platform_app, layout.project(env, "platform"), cluster, t.namespace,
-            source=_git(p, f"overlays/{env}/teams/{t.name}/platform"), team=t.name), src),
+            source=_git(p, layout.team_overlay(env, t.name, layout.PLATFORM_PART)), team=t.name), src),
         f"{base}/application.{t.name}-workloads.yaml": (_app(
             p, env, workloads_app, layout.project(env, t.name), cluster, t.namespace,
-            source=_git(p, f"overlays/{env}/teams/{t.name}/workloads"), team=t.name, allow_empty=True), src),
+            source=_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), team=t.name, allow_empty=True), src),
     }

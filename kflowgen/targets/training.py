@@ -1,4 +1,4 @@
-"""Training experiments: typed experiment specs, their trials, Job names, and the Jobs/PyTorchJobs/TFJobs they render to.
+"""Training: the Jobs, PyTorchJobs and TFJobs an experiment's trials render to, and their names.
 
 Life cycle of a training Job under Argo CD (README):
 Kubernetes never lets a Job's pod template change, so kflowgen never changes a Job: each trial's Job name
@@ -17,187 +17,25 @@ stay until a team member deletes them (`kubectl delete jobs -l kflowgen.dev/expe
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import math
-import random
 import re
-import functools
 import shlex
-from dataclasses import dataclass, field
-from decimal import Context, Decimal, localcontext
 from pathlib import PurePosixPath
 
 from kflowgen.specs import quantity
-from kflowgen.targets import pods
-from kflowgen.specs.loader import SpecFile, pointer
+from kflowgen.specs.experiment import ALL_ARGUMENTS, Experiment, trials
+from kflowgen.specs.quantity import DURATION_UNITS
+from kflowgen.specs.layout import JOB_KEEP, LABEL_EXPERIMENT, LABEL_TRIAL, PARAMETERS
 from kflowgen.specs.model import Platform, Team
+from kflowgen.targets import pods
 
-EXPERIMENTS = "specs/experiments"
-LABEL_EXPERIMENT = "kflowgen.dev/experiment"
-LABEL_TRIAL = "kflowgen.dev/trial"
-PARAMETERS = "kflowgen.dev/trial-parameters"
-SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
-COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
-KEEP = {SYNC_OPTIONS: "Prune=false,Delete=false", COMPARE_OPTIONS: "IgnoreExtraneous"}
 SERVICE_ACCOUNT = "runner"  # in every team namespace (bases/team)
 NAS = "nas"  # the team's PersistentVolumeClaim
 UID = 1000  # the notebooks' uid (Zero to JupyterHub's default), so files on the NAS have one owner
 HASH_LEN = 8
 NAME_MAX = 63  # a Job's name is copied into its pods' job-name label, which holds at most 63 characters
-MAX_TRIALS = 256
-DIGITS = 4  # significant digits of a randomly drawn number
 API = {"Job": "batch/v1", "PyTorchJob": "kubeflow.org/v1", "TFJob": "kubeflow.org/v1"}
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
-@dataclass(frozen=True)
-class Range:
-    min: Decimal
-    max: Decimal
-    log: bool = False
-    integer: bool = False
-
-
-@dataclass(frozen=True)
-class RandomSweep:
-    seed: int
-    trials: int
-    params: dict[str, tuple[str, ...] | Range]  # by name, sorted
-
-
-@dataclass(frozen=True)
-class Experiment:
-    source: SpecFile
-    team: str
-    name: str
-    description: str
-    run: str
-    command: tuple[str, ...]  # shlex.split(run); empty when run does not split (a rule reports it)
-    workdir: str
-    hyperparameters: dict[str, str]  # sorted, values as written
-    arg_style: str
-    grid: dict[str, tuple[str, ...]]  # sorted by name, values as written and in file order
-    random: RandomSweep | None
-    parallelism: int | None
-    cpu: object
-    memory: str
-    gpu_type: str | None
-    gpu_count: int
-    environments: tuple[str, ...]
-    retries: int
-    deadline: int | None  # seconds
-    image: str | None
-    env: dict[str, str]
-    workers: int
-    framework: str
-    shell: bool = False
-    shm: str | None = None  # /dev/shm size; None: the platform's
-    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # variable -> (Secret, key), sorted
-
-    @property
-    def kind(self) -> str:
-        if self.workers == 1:
-            return "Job"
-        return "TFJob" if self.framework == "tensorflow" else "PyTorchJob"
-
-
-def _text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-@functools.lru_cache(maxsize=1024)  # teams repeat their commands across experiments
-def _split(run: str) -> tuple[str, ...]:
-    """The command line as words; empty when it does not split (an unclosed quote: a rule reports it)."""
-    try:
-        return tuple(shlex.split(run))
-    except ValueError:
-        return ()
-
-
-def experiment_from(spec: SpecFile) -> Experiment:
-    """The typed view of a schema-valid experiment spec; values that reach the command keep their spelling."""
-    d = spec.data
-
-    def scalars(parts, mapping) -> dict[str, str]:
-        return {k: spec.raw.get(pointer([*parts, k]), _text(v)) for k, v in sorted(mapping.items())}
-
-    def values(parts, items) -> tuple[str, ...]:
-        return tuple(spec.raw.get(pointer([*parts, i]), _text(v)) for i, v in enumerate(items))
-
-    sweep = d.get("sweep", {})
-    grid = {k: values(["sweep", "grid", k], v) for k, v in sorted(sweep.get("grid", {}).items())}
-    rnd = None
-    if "random" in sweep:
-        r = sweep["random"]
-        params = {k: values(["sweep", "random", "params", k], p) if isinstance(p, list) else
-                  Range(Decimal(str(p["min"])), Decimal(str(p["max"])), p.get("log", False), p.get("integer", False))
-                  for k, p in sorted(r["params"].items())}
-        rnd = RandomSweep(r["seed"], r["trials"], params)
-    command = _split(d["run"])
-    res = d["resources"]
-    gpu = res.get("gpu")
-    deadline = d.get("deadline")
-    return Experiment(
-        source=spec, team=d["team"], name=d["name"], description=d.get("description", ""), run=d["run"],
-        command=command, workdir=d.get("workdir", ""), hyperparameters=scalars(["hyperparameters"], d.get("hyperparameters", {})),
-        arg_style=d.get("argStyle", "hydra"), grid=grid, random=rnd, parallelism=d.get("parallelism"),
-        cpu=res["cpu"], memory=res["memory"], gpu_type=gpu["type"] if gpu else None, gpu_count=gpu["count"] if gpu else 0,
-        environments=tuple(d["environments"]), retries=d.get("retries", 0),
-        deadline=int(deadline[:-1]) * _UNITS[deadline[-1]] if deadline else None, image=d.get("image"),
-        env=scalars(["env"], d.get("env", {})), workers=d.get("workers", 1), framework=d.get("framework", "pytorch"),
-        shell=bool(d.get("shell", False)), shm=d.get("shm"),
-        secrets={k: (v["secret"], v["key"]) for k, v in sorted(d.get("secrets", {}).items())})
-
-
-# --- trials -------------------------------------------------------------------------------------------------------
-
-def sweep_size(exp: Experiment) -> int:
-    """Trials the spec asks for (a grid's product, a random sweep's count), without expanding them."""
-    if exp.grid:
-        return math.prod(len(v) for v in exp.grid.values())
-    return exp.random.trials if exp.random else 1
-
-
-def trials(exp: Experiment) -> list[dict[str, str]]:
-    """Each trial's sweep values by name. Grid: names sorted, values in file order. Random: fixed by the seed."""
-    if exp.grid:
-        if sweep_size(exp) > MAX_TRIALS:
-            raise ValueError(f"grid of {exp.name} has {sweep_size(exp)} trials, more than {MAX_TRIALS}")
-        return [dict(zip(exp.grid, combo)) for combo in itertools.product(*exp.grid.values())]
-    if exp.random:
-        return _random_trials(exp.random)
-    return [{}]
-
-
-def _random_trials(sweep: RandomSweep) -> list[dict[str, str]]:
-    rng = random.Random(sweep.seed)  # never the global generator
-    out: list[dict[str, str]] = []
-    seen: set[tuple] = set()
-    for _ in range(sweep.trials * 100):  # bounded: few choices may give fewer combinations than asked
-        trial = {name: _draw(rng, p) for name, p in sweep.params.items()}
-        if tuple(trial.items()) not in seen:
-            seen.add(tuple(trial.items()))
-            out.append(trial)
-            if len(out) == sweep.trials:
-                break
-    return out
-
-
-def _draw(rng: random.Random, p: tuple[str, ...] | Range) -> str:
-    if isinstance(p, tuple):
-        return p[rng.randrange(len(p))]
-    if p.integer and not p.log:
-        return str(rng.randint(int(p.min), int(p.max)))
-    u = Decimal(rng.random())
-    with localcontext(Context(prec=30)):  # decimal's ln/exp are correctly rounded: the same digits on every machine
-        x = (p.min.ln() + u * (p.max.ln() - p.min.ln())).exp() if p.log else p.min + u * (p.max - p.min)
-        if p.integer:
-            return str(int(x.to_integral_value()))
-        return format(float(x), f".{DIGITS}g")
 
 
 # --- names --------------------------------------------------------------------------------------------------------
@@ -246,52 +84,15 @@ def content_hash(api_version: str, kind: str, spec: dict, trial: dict[str, str])
 
 # --- manifests ----------------------------------------------------------------------------------------------------
 
-_ALL_ARGS = re.compile(r'"\$(@|\{@\})"')
-_ANY_ARGS = re.compile(r"\$(\{[@*#]?[@*]\}|[@*])")
-
-
-def split_arguments(run: str) -> str | None:
-    """With shell: the first $@ or $* that is not "$@": unquoted, the shell would split the values at spaces and
-    expand * and ?; "$*" would join them into one. None if there is none."""
-    rest = _ALL_ARGS.sub("", run)
-    found = _ANY_ARGS.search(rest)
-    return found.group(0) if found else None
-
 
 def command(exp: Experiment) -> list[str]:
     """The container's command: run's words, or with shell, `sh -c <run> <experiment>`, the arguments (the
     hyperparameters) being the shell's positional parameters: never read by the shell, they reach the command where
     run says "$@", at its end when it does not say."""
     if exp.shell:
-        return ["sh", "-c", exp.run if _ALL_ARGS.search(exp.run) else f'{exp.run} "$@"', exp.name]
+        return ["sh", "-c", exp.run if ALL_ARGUMENTS.search(exp.run) else f'{exp.run} "$@"', exp.name]
     return list(exp.command)
 
-
-_OPERATORS = set(";&|<>()`")
-
-
-def shell_syntax(run: str) -> str | None:
-    """The first shell syntax in a command line that, without a shell, would reach the program as a literal word:
-    outside quotes ; & | < > ( ) and backquotes, and outside single quotes $NAME, ${...} and $(...). None if there is
-    none. A backslash escapes the next character, as shlex reads it."""
-    quote, i = None, 0
-    while i < len(run):
-        c = run[i]
-        if quote == "'":
-            quote = None if c == "'" else quote
-        elif c == "\\":
-            i += 1  # the next character is literal
-        elif c == "$" and i + 1 < len(run) and (run[i + 1].isalpha() or run[i + 1] in "_{("):
-            word = re.match(r"\$(\w+|\{[^}]*\}?|\()", run[i:])
-            return word.group(0) + ("...)" if word.group(0) == "$(" else "")
-        elif quote == '"':
-            quote = None if c == '"' else quote
-        elif c in "'\"":
-            quote = c
-        elif c in _OPERATORS:
-            return run[i:i + 2] if run[i:i + 2] in ("&&", "||", ">>", "<<") else c
-        i += 1
-    return None
 
 
 def arguments(exp: Experiment, trial: dict[str, str]) -> list[str]:
@@ -381,7 +182,7 @@ def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) ->
     tag = digest[:HASH_LEN]
     meta = {"name": job_name(exp.name, trial, digest, name_budget(exp)),
             "labels": {LABEL_EXPERIMENT: exp.name, LABEL_TRIAL: tag},
-            "annotations": {**KEEP, PARAMETERS: json.dumps(trial, sort_keys=True)}}
+            "annotations": {**JOB_KEEP, PARAMETERS: json.dumps(trial, sort_keys=True)}}
     return {"apiVersion": api, "kind": exp.kind, "metadata": meta, "spec": _spec(exp, team, p, trial, tag)}
 
 
@@ -401,8 +202,8 @@ def explain(exp: Experiment, team: Team, platform: Platform) -> str:
     gpu_type = platform.gpu_types.get(exp.gpu_type or "")
     gpu = f"{exp.gpu_count} x {gpu_type.display_name if gpu_type else exp.gpu_type}" if exp.gpu_type else "no GPU"
     deadline = exp.deadline or platform.default_deadline
-    unit = next(u for u in "dhms" if deadline % _UNITS[u] == 0)
-    stop = f"stopped after {deadline // _UNITS[unit]}{unit}" + ("" if exp.deadline else " (the platform's default)")
+    unit = next(u for u in "dhms" if deadline % DURATION_UNITS[u] == 0)
+    stop = f"stopped after {deadline // DURATION_UNITS[unit]}{unit}" + ("" if exp.deadline else " (the platform's default)")
     lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
              f"  {len(runs)} trial(s), each a {kind}; each pod gets {gpu}, {exp.cpu} CPU and {exp.memory} memory.",
              f"  Image {exp.image or team.image}, run in {PurePosixPath(platform.mount_path, exp.workdir)} on the team NAS.",
