@@ -10,7 +10,7 @@ project's sole destination (a project that can write there is admin-level). A te
   all), so it must list kinds, with no wildcard and none of the platform-owned kinds a team must not change."""
 from __future__ import annotations
 
-from kflowgen.checks.policy import go_match
+import re
 
 CODE = "KF609"
 TITLE = "AppProject wider than the team or platform it is for"
@@ -62,3 +62,47 @@ def check(obj, ctx):
         elif kind in PLATFORM_KINDS:
             yield f"/spec/namespaceResourceWhitelist/{i}/kind", f"{kind} is platform-owned", \
                 "quota, limits, RBAC, network policy and namespaces belong to the platform project"
+
+
+# --- Argo CD's glob matching ---------------------------------------------------------------------------------
+
+def _class_char(pattern: str, i: int) -> tuple[str | None, int]:
+    """One character of a [class] in Go's filepath.Match: `\\c` is c; an unescaped `-` or `]` is malformed."""
+    if i >= len(pattern) or pattern[i] in "-]":
+        return None, i
+    if pattern[i] == "\\":
+        return (pattern[i + 1], i + 2) if i + 1 < len(pattern) else (None, i)
+    return pattern[i], i + 1
+
+
+def go_match(pattern: str, name: str) -> bool:
+    """Go's filepath.Match on '/'-separated names: `*`, `?`, `[a-z]`, `[^a-z]`, `\\c`. A malformed pattern
+    matches nothing, as Argo CD treats the error (`ok && err == nil`)."""
+    rx, i, n = [], 0, len(pattern)
+    while i < n:
+        c, i = pattern[i], i + 1
+        if c in "*?":
+            rx.append("[^/]*" if c == "*" else "[^/]")
+        elif c == "\\":
+            if i == n:
+                return False
+            rx.append(re.escape(pattern[i]))
+            i += 1
+        elif c == "[":
+            negate = i < n and pattern[i] == "^"
+            i += negate
+            items: list[str] = []
+            while not (i < n and pattern[i] == "]" and items):
+                lo, i = _class_char(pattern, i)
+                hi = lo
+                if lo is not None and i < n and pattern[i] == "-":
+                    hi, i = _class_char(pattern, i + 1)
+                if lo is None or hi is None:
+                    return False
+                items.append(re.escape(lo) + ("-" + re.escape(hi) if hi > lo else "") if hi >= lo else "(?!)")
+            i += 1
+            ranges = [r for r in items if r != "(?!)"]
+            rx.append(("[^%s]" if negate else "[%s]") % "".join(ranges) if ranges else ("[^/]" if negate else "(?!)"))
+        else:
+            rx.append(re.escape(c))
+    return re.fullmatch("".join(rx), name, re.DOTALL) is not None

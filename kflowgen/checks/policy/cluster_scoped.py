@@ -4,7 +4,7 @@ the root Application syncs would reach the whole cluster."""
 from __future__ import annotations
 
 from kflowgen.specs import layout
-from kflowgen.checks.policy import CLUSTER_SCOPED
+from kflowgen.checks.objects import CLUSTER_SCOPED
 
 CODE = "KF608"
 TITLE = "object outside the team overlays that is not an Argo CD Application or AppProject, or is cluster-scoped"

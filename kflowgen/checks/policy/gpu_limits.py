@@ -3,7 +3,7 @@ the request. A limit alone is fine (Kubernetes sets the request to it); a reques
 from __future__ import annotations
 
 from kflowgen.specs import quantity
-from kflowgen.checks.policy import all_containers, ptr
+from kflowgen.checks.objects import all_containers, ptr
 
 CODE = "KF603"
 TITLE = "GPU or other extended resource whose limit differs from its request"

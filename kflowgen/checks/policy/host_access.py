@@ -2,7 +2,7 @@
 namespace, no privileged or Windows HostProcess container, no hostPort."""
 from __future__ import annotations
 
-from kflowgen.checks.policy import containers, pod_specs
+from kflowgen.checks.objects import containers, pod_specs
 
 CODE = "KF606"
 TITLE = "pod uses host paths, host namespaces, host ports or privileged containers"

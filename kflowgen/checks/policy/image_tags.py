@@ -4,7 +4,7 @@ fixed version: a tag other than `latest`, or a digest (which pins it even beside
 from __future__ import annotations
 
 from kflowgen.specs import imageref
-from kflowgen.checks.policy import all_containers
+from kflowgen.checks.objects import all_containers
 
 CODE = "KF604"
 TITLE = "image without a tag or digest, tagged latest, or not an image reference"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from kflowgen.checks.policy import ptr
+from kflowgen.checks.objects import ptr
 
 CODE = "KF613"
 TITLE = "team namespace without default-deny, or a network policy rule open to everything"

@@ -2,7 +2,7 @@
 containers included. hostPath volumes are KF606's (baseline), so one volume gives one finding."""
 from __future__ import annotations
 
-from kflowgen.checks.policy import containers, pod_specs
+from kflowgen.checks.objects import containers, pod_specs
 
 CODE = "KF601"
 TITLE = "pod template does not meet Pod Security restricted"

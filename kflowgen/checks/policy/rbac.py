@@ -6,7 +6,7 @@ namespace names another team's owners or member groups (a base binding `vision-d
 team's namespace)."""
 from __future__ import annotations
 
-from kflowgen.checks.policy import ptr
+from kflowgen.checks.objects import ptr
 
 CODE = "KF612"
 TITLE = "RBAC binding to cluster-admin, to a system user or group, or to another team's people or service accounts"

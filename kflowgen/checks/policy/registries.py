@@ -3,7 +3,7 @@ component-wise match as the spec rule KF307), so images from hand-kept bases are
 from __future__ import annotations
 
 from kflowgen.specs import imageref
-from kflowgen.checks.policy import all_containers
+from kflowgen.checks.objects import all_containers
 
 CODE = "KF605"
 TITLE = "built object runs an image not from an allowed registry"

@@ -2,7 +2,7 @@
 and the scheduler see what it uses."""
 from __future__ import annotations
 
-from kflowgen.checks.policy import all_containers
+from kflowgen.checks.objects import all_containers
 
 CODE = "KF602"
 TITLE = "container without cpu and memory requests and limits"

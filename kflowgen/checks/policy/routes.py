@@ -2,7 +2,7 @@
 team cannot route another team's or the platform's host names to its own service, nor pick another controller."""
 from __future__ import annotations
 
-from kflowgen.checks.policy import ptr
+from kflowgen.checks.objects import ptr
 
 CODE = "KF614"
 TITLE = "Ingress of another class than the platform's, or a host outside the environment's domain"

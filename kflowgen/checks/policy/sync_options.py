@@ -2,7 +2,7 @@
 `Delete=false` (in any order, among other options), so removing a team from the specs never deletes its data."""
 from __future__ import annotations
 
-from kflowgen.checks.policy import ptr
+from kflowgen.checks.objects import ptr
 
 CODE = "KF610"
 TITLE = "Namespace or PersistentVolumeClaim that Argo CD could prune or delete"

@@ -1,0 +1,66 @@
+"""What the checks read of a built object: its identity, JSON pointers into it, its pod templates and their
+containers, and which kinds live outside any namespace."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+# Kinds the API server keeps outside any namespace (core, apiextensions, admission, RBAC, storage, scheduling, ...).
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "Node", "PersistentVolume", "ComponentStatus", "ClusterRole", "ClusterRoleBinding",
+    "CustomResourceDefinition", "APIService", "PriorityClass", "StorageClass", "CSIDriver", "CSINode",
+    "VolumeAttachment", "VolumeAttributesClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding", "IngressClass", "RuntimeClass", "CertificateSigningRequest", "ClusterTrustBundle",
+    "FlowSchema", "PriorityLevelConfiguration", "IPAddress", "ServiceCIDR", "DeviceClass", "ResourceSlice",
+    "StorageVersion", "StorageVersionMigration", "TokenReview", "SelfSubjectReview", "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview", "SubjectAccessReview",
+})
+
+
+def ptr(*parts) -> str:
+    """A JSON pointer (RFC 6901): ptr('spec', 'nvidia.com/gpu') -> '/spec/nvidia.com~1gpu'."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def identity(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or ""
+    return f"{obj.get('kind', '?')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"})
+
+
+def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
+    """(pointer, pod spec) of every pod template: Pod, PodTemplate, the WORKLOADS, CronJob, and the replica
+    templates of Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...)."""
+    spec = _dict(obj.get("spec"))
+    if obj.get("kind") == "Pod":
+        yield "/spec", spec
+    elif obj.get("kind") == "PodTemplate":
+        yield "/template/spec", _dict(_dict(obj.get("template")).get("spec"))
+    elif obj.get("kind") == "CronJob":
+        yield "/spec/jobTemplate/spec/template/spec", \
+            _dict(_dict(_dict(_dict(spec.get("jobTemplate")).get("spec")).get("template")).get("spec"))
+    elif obj.get("kind") in WORKLOADS:
+        yield "/spec/template/spec", _dict(_dict(spec.get("template")).get("spec"))
+    for key, replicas in spec.items():
+        if key.endswith("ReplicaSpecs") and str(obj.get("apiVersion", "")).startswith("kubeflow.org/"):
+            for role, r in sorted(_dict(replicas).items()):
+                yield ptr("spec", key, role, "template", "spec"), _dict(_dict(_dict(r).get("template")).get("spec"))
+
+
+def containers(pod: dict, at: str, fields=("initContainers", "containers", "ephemeralContainers")):
+    """(pointer, container) of a pod spec's containers; ephemeral containers cannot set resources or ports."""
+    for f in fields:
+        for i, c in enumerate(pod.get(f) or []):
+            yield f"{at}/{f}/{i}", _dict(c)
+
+
+def all_containers(obj: dict, fields=("initContainers", "containers", "ephemeralContainers")):
+    for at, pod in pod_specs(obj):
+        yield from containers(pod, at, fields)
