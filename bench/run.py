@@ -28,7 +28,10 @@ from generate import generate  # noqa: E402
 
 from kflowgen import cache, tools, upstream
 from kflowgen.checks import schemas as kschemas
+from kflowgen.build import build, overlays_of
 from kflowgen.flow import pipeline
+from kflowgen.options import Options
+from kflowgen.targets.cached import render_cached
 
 KFLOWGEN = [sys.executable, "-m", "kflowgen"]
 CRDS = upstream.crd_files("3.6.2")  # what kflowgen validates against: the baseline gets the same schemas
@@ -71,10 +74,11 @@ def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, floa
 
 def count_objects(root: Path, store: cache.Cache) -> int:
     jobs = os.cpu_count() or 1
-    model, _ = pipeline.load(root, store, jobs)
-    files = pipeline.render_cached(model, store, jobs)
-    built, _ = pipeline.build(root, files, pipeline.overlays_of(files), jobs, store)
-    return sum(built.objects.values())
+    opts = Options(root, jobs, store)
+    model, _ = pipeline.load(opts)
+    rendered = render_cached(model, opts)
+    built, _ = build(opts, rendered, overlays_of(rendered.files))
+    return sum(built.counts.values())
 
 
 FAILED: list[str] = []

@@ -12,11 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from kflowgen import __version__, cache, tools
+from kflowgen import __version__, tools
 from kflowgen.flow import pipeline, promote as promotion, scaffold
-from kflowgen.report import formats as report
+from kflowgen.options import Options
+from kflowgen.report import changes, formats as report
 from kflowgen.diagnostics import Diagnostic, Report
-from kflowgen.targets.render import render
 
 app = typer.Typer(
     help="kflowgen turns short team specs into validated kustomize overlays that Argo CD syncs to your clusters.\n\n"
@@ -62,7 +62,7 @@ def validate(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Onl
     """Check everything a pull request must pass: spec schemas, checks across specs, a kustomize build of every
     overlay, strict schema validation and policy on every built object. Writes nothing in the repository."""
     with _progress() as progress:
-        rep = pipeline.validate(repo, env, jobs, use_cache=not no_cache, progress=progress, server=server)
+        rep = pipeline.validate(Options.at(repo, jobs, not no_cache, progress), env, server)
     _finish(rep, fmt)
 
 
@@ -101,7 +101,7 @@ def render_cmd(check: Annotated[bool, typer.Option("--check", help="Write nothin
                fmt: Fmt = Format.auto, jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
     """Write the generated overlays (overlays/<env>/...) from the specs. Only changed files are touched."""
     with _progress() as progress:
-        rep = pipeline.render_to_disk(repo, check, jobs, use_cache=not no_cache, progress=progress)
+        rep = pipeline.render_to_disk(Options.at(repo, jobs, not no_cache, progress), check)
     _finish(rep, fmt)
 
 
@@ -110,21 +110,9 @@ def build(env: Annotated[str, typer.Argument(help="Environment, e.g. dev.")],
           team: Annotated[Optional[str], typer.Option("--team", "-t", help="Only this team's overlays.")] = None,
           repo: Repo = Path(".")) -> None:
     """Print the fully built manifests of an environment, as Argo CD sees them (from the specs, not from disk)."""
-    model, diags = pipeline.load(repo)
-    rep = Report(diags)
-    if model is not None:
-        files = render(model)
-        overlays = pipeline.overlays_of(files, env, team)
-        if not overlays:
-            rep.extend([Diagnostic("specs", 0, 0, "KF303", f"nothing to build for environment '{env}'"
-                                   + (f" and team '{team}'" if team else ""), "error",
-                                   f"environments: {', '.join(model.platform.environments)}")])
-        else:
-            built, diags = pipeline.build(repo, files, overlays, 1)
-            rep.extend(diags)
-            for overlay in overlays:
-                if overlay in built.overlays:
-                    sys.stdout.write(f"---\n# Source: {overlay}\n{built.overlays[overlay]}")
+    built, rep = pipeline.build_environment(Options.at(repo), env, team)
+    for overlay, text in built.items():
+        sys.stdout.write(f"---\n# Source: {overlay}\n{text}")
     if rep.diagnostics:
         sys.stderr.write(report.render(rep, "text"))
     raise typer.Exit(rep.exit_code)
@@ -151,13 +139,12 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
     first. Renders and builds the specs at --base and in the working tree."""
     from kflowgen.flow import diff as differ
 
-    store = cache.Cache(None if no_cache else cache.default_folder())
-    result = differ.diff_git(repo, base, jobs or os.cpu_count() or 1, store)
-    own = {"text": differ.render_text, "markdown": differ.render_markdown, "json": differ.render_json}
+    result = differ.diff_git(Options.at(repo, jobs, not no_cache), base)
+    own = {"text": changes.render_text, "markdown": changes.render_markdown, "json": changes.render_json}
     if fmt.value in own:
         sys.stdout.write(own[fmt.value](result))
     else:  # CI formats: the diff's diagnostics through the one reporter registry, the changes as its summary
-        lines = differ.change_lines(result)
+        lines = changes.change_lines(result)
         sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value))
     raise typer.Exit(result.exit_code)
 
@@ -172,17 +159,15 @@ def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pul
          jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
     """The whole pull-request gate in one process: `validate`, `render --check` and `diff --base`, which share
     the working tree's loaded specs, rendered files and builds. Findings of all three, then the diff's changes."""
-    from kflowgen.flow import diff as differ
-
     with _progress() as progress:
-        rep, result = pipeline.gate(repo, base, jobs, use_cache=not no_cache, progress=progress)
+        rep, result = pipeline.gate(Options.at(repo, jobs, not no_cache, progress), base)
     if result is not None:
         rep.extend(result.diagnostics)
-        rep.summary += [f"against {base}:", *(f"  {line}" for line in differ.change_lines(result)),
-                        differ.tally(result)]
+        rep.summary += [f"against {base}:", *(f"  {line}" for line in changes.change_lines(result)),
+                        changes.tally(result)]
         if markdown is not None:
             with open(markdown, "a", encoding="utf-8") as f:
-                f.write(differ.render_markdown(result))
+                f.write(changes.render_markdown(result))
     _finish(rep, fmt)
 
 
@@ -198,7 +183,7 @@ def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/
     change, diags = promotion.promote(repo, team, model, src, dst)
     rep = Report(diags)
     if change is not None:
-        rep = pipeline.render_to_disk(repo, False, edits={change.path: change.data})
+        rep = pipeline.render_to_disk(Options.at(repo), False, edits={change.path: change.data})
         if not rep.errors:
             sys.stdout.write(change.message)
     _finish(rep, Format.text)
@@ -216,7 +201,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder for the new repo
     team, bases, schemas, CODEOWNERS, CI workflow, overlays."""
     directory.mkdir(parents=True, exist_ok=True)
     diags = scaffold.init(directory, list(crds or []), jupyterhub_chart)
-    rep = Report(diags) if diags else pipeline.render_to_disk(directory, False)
+    rep = Report(diags) if diags else pipeline.render_to_disk(Options.at(directory), False)
     if not rep.errors:
         rep.summary.append(f"created {directory}: edit specs/, then run `kflowgen validate -C {directory}`")
     _finish(rep, Format.text)
@@ -269,7 +254,7 @@ def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
     with which command lines."""
     from kflowgen.targets.training import explain as describe
 
-    model, diags = pipeline.load(repo)
+    model, diags = pipeline.load(Options.at(repo))
     rep = Report(diags)
     if model is not None:
         target = spec if spec.is_absolute() or spec.exists() else repo / spec  # relative to -C when not found here

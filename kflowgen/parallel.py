@@ -11,25 +11,38 @@ from concurrent.futures import ProcessPoolExecutor
 PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
 
 
-def fan_out(fn, items: list, jobs: int, step=None, weigh=None) -> list:
-    """fn(batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are many
-    items (the children see this process's memory as it is now), else here. step(n) after each n items done (or n
-    units of work: the sum of weigh(item) over the batch)."""
+def fan_out(fn, items: list, jobs: int, step=None, weigh=None, state=None) -> list:
+    """fn(state, batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are
+    many items, else here. The workers see `state` (any object, never pickled: they are forked while it is set) and
+    this process's memory as it is now. step(n) after each n items done (or n units of work: the sum of weigh(item)
+    over the batch)."""
+    global _STATE
     done = step or (lambda n: None)
     step = (lambda batch: done(sum(map(weigh, batch)))) if weigh else (lambda batch: done(len(batch)))
     if jobs < 2 or len(items) < PARALLEL_FROM:
-        out = fn(items)
+        out = fn(state, items)
         step(items)
         return out
     size = -(-len(items) // min(len(items), jobs * 16))
     batches = [items[i:i + size] for i in range(0, len(items), size)]
     out = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                             initializer=_worker_start, initargs=(os.getpid(),)) as pool:
-        for batch, results in zip(batches, pool.map(fn, batches)):
-            out.extend(results)
-            step(batch)
+    _STATE = state
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_worker_start, initargs=(os.getpid(),)) as pool:
+            for batch, results in zip(batches, pool.map(_call, [fn] * len(batches), batches)):
+                out.extend(results)
+                step(batch)
+    finally:
+        _STATE = None
     return out
+
+
+_STATE = None  # fan_out's state while its workers run: they are forked with it, and _call hands it to fn
+
+
+def _call(fn, batch: list) -> list:
+    return fn(_STATE, batch)
 
 
 try:  # Linux: a process can ask for SIGKILL when the thread that forked it ends, even when that one is SIGKILLed

@@ -1,16 +1,16 @@
-"""External tools: finding and installing the pinned kustomize and kubeconform, and running them as adapters."""
+"""External tools: the pinned versions, finding them (the tools folder, then PATH), their versions, and installing
+them with `go install`. The stages that run them (build/, checks/) hold the adapters."""
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+from kflowgen import parallel
 from kflowgen.diagnostics import Diagnostic, error
 
 KUSTOMIZE = ("kustomize", "sigs.k8s.io/kustomize/kustomize/v5", "v5.8.1")
@@ -19,11 +19,9 @@ PINNED = (KUSTOMIZE, KUBECONFORM)
 PROJECT = Path(__file__).resolve().parents[1]  # the kflowgen checkout, when installed from one
 
 
-def _ends_with_us():
+def ends_with_us():
     """For a tool's process: killed when this one ends (parallel.die_with_parent), so a kflowgen killed by a CI
     timeout leaves no kustomize, kflowgen-kbuild or kubeconform behind."""
-    from kflowgen import parallel
-
     return functools.partial(parallel.die_with_parent, os.getpid())
 
 
@@ -121,29 +119,7 @@ def install(dest: Path | None = None, log=print) -> int:
     return 0
 
 
-# --- kustomize ----------------------------------------------------------------------------------------------------
-
-def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
-                    done=lambda: None) -> dict[str, str | Diagnostic]:
-    """Build each overlay (a folder relative to root). Returns its YAML, or a KF401 diagnostic; calls done()
-    after each overlay (for a progress bar)."""
-
-    def one(overlay: str) -> str | Diagnostic:
-        try:
-            out = subprocess.run([*tool.argv, str(root / overlay)], capture_output=True, text=True, timeout=300,
-                                 preexec_fn=_ends_with_us())
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return error(overlay, (0, 0), "KF902", f"kustomize could not run: {e}")
-        done()
-        if out.returncode:
-            msg = out.stderr.strip().replace(str(root) + "/", "") or f"exit status {out.returncode}"
-            return error(overlay, (0, 0), "KF401", f"kustomize build failed: {msg}",
-                         "check the hand-kept bases the overlay uses")
-        return out.stdout
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(zip(overlays, pool.map(one, overlays)))
-
+# --- kflowgen-kbuild: kustomize's build code, many overlays a process -------------------------------------
 
 BATCH_PROTOCOL = "protocol 2"  # kflowgen-kbuild -version names it; an older build is rebuilt by `tools install`
 KBUILD_SOURCE = PROJECT / "tools" / "kbuild"
@@ -181,85 +157,3 @@ def find_batch(folder: Path | None = None) -> Path | None:
     digest = _kbuild_digest()
     fits = KUSTOMIZE[2] in version and BATCH_PROTOCOL in version and (digest is None or f"source {digest}" in version)
     return binary if fits else None
-
-
-def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, done=lambda: None,
-                    objects: dict[str, list] | None = None) -> dict[str, str | Diagnostic]:
-    """Like kustomize_build, in one kflowgen-kbuild process; output is byte-identical to `kustomize build DIR`.
-    With `objects`, each built overlay's objects are also put there, as kubectl reads them (no YAML parsing here).
-    A stream that ends early or breaks its own framing (a header, exactly LEN bytes, a json record after each ok)
-    fails that overlay and every later one with KF902: a cut-off build is never taken for a good one."""
-    argv = [str(binary), "-j", str(max(1, jobs))] + (["-json"] if objects is not None else [])
-    broken = error("kflowgen-kbuild", (0, 0), "KF902", "kflowgen-kbuild stopped early or wrote a damaged stream",
-                   "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
-    out: dict[str, str | Diagnostic] = {}
-    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          preexec_fn=_ends_with_us()) as proc:
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
-            proc.stdin.write("".join(f"{root / o}\n" for o in overlays).encode())
-            proc.stdin.close()
-        except BrokenPipeError:  # it exited without reading: every overlay below is reported as broken
-            pass
-        ok = True
-        for overlay in overlays:
-            result = _batch_result(proc.stdout, root, overlay, objects) if ok else None
-            ok = result is not None
-            out[overlay] = result if result is not None else replace(broken, path=overlay)
-            done()
-        if ok:
-            proc.stdout.read()  # nothing should be left; read it so the process can exit
-    return out
-
-
-def _batch_record(stream) -> tuple[str, bytes] | None:
-    """One `==> LEN STATUS DIR` record of the kflowgen-kbuild stream, or None when the framing is broken."""
-    parts = stream.readline().decode("utf-8", "replace").rstrip("\n").split(" ", 3)
-    if len(parts) != 4 or parts[0] != "==>" or not parts[1].isdigit():
-        return None
-    payload = stream.read(int(parts[1]))
-    return (parts[2], payload) if len(payload) == int(parts[1]) else None
-
-
-def _batch_result(stream, root: Path, overlay: str, objects: dict[str, list] | None) -> str | Diagnostic | None:
-    record = _batch_record(stream)
-    if record is None or record[0] not in ("ok", "error"):
-        return None
-    status, payload = record
-    try:
-        text = payload.decode("utf-8")
-        if status == "error":
-            return error(overlay, (0, 0), "KF401", f"kustomize build failed: {text.strip().replace(str(root) + '/', '')}",
-                         "check the hand-kept bases the overlay uses")
-        if objects is not None:
-            parsed = _batch_record(stream)
-            if parsed is None or parsed[0] != "json":
-                return None
-            objects[overlay] = json.loads(parsed[1])
-    except ValueError:  # not UTF-8, or not JSON
-        return None
-    return text
-
-
-# --- kubeconform --------------------------------------------------------------------------------------------------
-
-def kubeconform(tool: Tool, files: dict[str, Path], schema_args: list[str], kubernetes_version: str,
-                jobs: int) -> list[dict] | Diagnostic:
-    """Validate built files strictly. `files` maps an overlay to the file holding its built YAML.
-    Returns kubeconform's per-resource results with 'overlay' added; only failures are reported by kubeconform."""
-    by_file = {str(p): overlay for overlay, p in files.items()}
-    argv = [*tool.argv, "-strict", "-output", "json", "-kubernetes-version", kubernetes_version,
-            "-n", str(max(1, jobs)), *schema_args, *sorted(by_file)]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=900, preexec_fn=_ends_with_us())
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return error("kubeconform", (0, 0), "KF902", f"kubeconform could not run: {e}")
-    try:
-        results = json.loads(out.stdout or "{}").get("resources", [])
-    except json.JSONDecodeError:
-        return error("kubeconform", (0, 0), "KF902", f"kubeconform failed: {out.stderr.strip() or out.stdout[:500]}")
-    if out.returncode not in (0, 1):
-        return error("kubeconform", (0, 0), "KF902", f"kubeconform failed: {out.stderr.strip()}")
-    for r in results:
-        r["overlay"] = by_file.get(r.get("filename", ""), r.get("filename", ""))
-    return results

@@ -99,12 +99,14 @@ def plant_base_binding(root: Path, role: str, group: str) -> None:
 @pytest.fixture(scope="module")
 def built_example():
     """The example repository loaded, rendered and built: (model, files, built)."""
+    from kflowgen.build import build, overlays_of
     from kflowgen.flow import pipeline
-    from kflowgen.targets.render import render
+    from kflowgen.options import Options
+    from kflowgen.targets import render
 
-    model, diags = pipeline.load(PROJECT)
+    model, diags = pipeline.load(Options(PROJECT))
     assert model is not None, diags
     files = render(model)
-    built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files), 2)
+    built, diags = build(Options(PROJECT, 2), files, overlays_of(files))
     assert diags == []
     return model, files, built

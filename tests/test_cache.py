@@ -11,9 +11,15 @@ import yaml
 
 from conftest import plant_base_binding
 from kflowgen import cache, parallel, tools
-from kflowgen.checks import schemas as kschemas, policy, verify
+from kflowgen.checks import kubeconform as kubeconform_adapter, schemas as kschemas, policy, verify
 from kflowgen.flow import pipeline
-from kflowgen.targets.render import render
+from kflowgen.targets import render
+from kflowgen import build as build_stage
+from kflowgen.build import Built, build, directory_files, kustomize, overlays_of, parse
+from kflowgen.options import Options
+from kflowgen.specs import layout
+from kflowgen.targets import cached
+from kflowgen.targets.cached import render_cached
 
 
 @pytest.fixture
@@ -23,10 +29,10 @@ def store(tmp_path, monkeypatch):
 
 
 def built(root: Path, store, jobs=2):
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert model is not None, diags
     files = render(model)
-    result, diags = pipeline.build(root, files, pipeline.overlays_of(files), jobs, store)
+    result, diags = build(Options(root, jobs, store), files, overlays_of(files))
     assert diags == []
     return result
 
@@ -35,7 +41,7 @@ def test_second_build_comes_from_the_cache_and_is_identical(example_repo, store)
     cold = built(example_repo, cache.Cache(None), jobs=1)
     first = built(example_repo, store)
     second = built(example_repo, store)
-    kustomized = [o for o in first.overlays if not pipeline.is_directory_source(o)]
+    kustomized = [o for o in first.overlays if not layout.is_directory_source(o)]
     assert len(kustomized) == len(first.overlays) - 3  # overlays/<env>/argocd are plain directories
     assert first.rebuilt == len(kustomized) and second.rebuilt == 0
     assert cold.overlays == first.overlays == second.overlays
@@ -70,7 +76,7 @@ def test_a_new_kustomize_version_rebuilds_everything(example_repo, store, monkey
         return tools.Tool(tool.name, tool.argv, tool.version + "-next") if name == "kustomize" else tool
 
     monkeypatch.setattr(tools, "find", other_version)
-    assert built(example_repo, store).rebuilt == len([o for o in first.overlays if not pipeline.is_directory_source(o)])
+    assert built(example_repo, store).rebuilt == len([o for o in first.overlays if not layout.is_directory_source(o)])
 
 
 def test_a_damaged_entry_is_rebuilt_not_trusted(example_repo, store, tmp_path):
@@ -123,14 +129,14 @@ def test_a_pass_list_keeps_what_runs_use(store):
 
 def test_validate_reports_the_same_with_a_warm_cache(example_repo, store):
     team = example_repo / "specs/teams/nlp.yaml"
-    cold = pipeline.validate(example_repo, jobs=1, use_cache=False)
-    warm1 = pipeline.validate(example_repo, jobs=2)
-    warm2 = pipeline.validate(example_repo, jobs=2)
+    cold = pipeline.validate(Options.at(example_repo, 1, False))
+    warm1 = pipeline.validate(Options.at(example_repo, 2, True))
+    warm2 = pipeline.validate(Options.at(example_repo, 2, True))
     assert cold.diagnostics == warm1.diagnostics == warm2.diagnostics == [] and cold.summary == warm2.summary
     # a policy or schema failure is never cached as a pass: a hand-kept base binding cluster-admin to everyone
     plant_base_binding(example_repo, "cluster-admin", "system:authenticated")
     for _ in range(2):
-        report = pipeline.validate(example_repo, jobs=2)
+        report = pipeline.validate(Options.at(example_repo, 2, True))
         assert [d.code for d in report.errors] == ["KF612"] * 16  # 8 team platform overlays, 2 findings each
     assert team.exists()
 
@@ -138,65 +144,65 @@ def test_validate_reports_the_same_with_a_warm_cache(example_repo, store):
 # --- loaded specs and rendered files ----------------------------------------------------------------------------
 
 def test_loaded_specs_come_from_the_cache_unchanged(example_repo, store):
-    cold = pipeline.load(example_repo)
-    first = pipeline.load(example_repo, store)
+    cold = pipeline.load(Options(example_repo))
+    first = pipeline.load(Options(example_repo, store=store))
     assert store.hits == 0 and store.misses > 0
-    second = pipeline.load(example_repo, store)
+    second = pipeline.load(Options(example_repo, store=store))
     assert store.hits == store.misses  # every file of the second load came from the cache
     assert cold == first == second
 
 
 def test_a_spec_change_or_a_kflowgen_change_is_checked_again(example_repo, store, monkeypatch):
-    pipeline.load(example_repo, store)
+    pipeline.load(Options(example_repo, store=store))
     spec = example_repo / "specs/teams/nlp.yaml"
     spec.write_text(spec.read_text().replace("owners:", "ownerz:"))
-    model, diags = pipeline.load(example_repo, store)
+    model, diags = pipeline.load(Options(example_repo, store=store))
     assert model is None and "KF201" in {d.code for d in diags}
-    again = pipeline.load(example_repo, store)
+    again = pipeline.load(Options(example_repo, store=store))
     assert again[1] == diags  # findings come back from the cache exactly, and still fail
     monkeypatch.setattr(cache, "code_digest", lambda: "another kflowgen")
     before = store.misses
     specs = list((example_repo / "specs").rglob("*.yaml"))
-    assert pipeline.load(example_repo, store)[1] == diags and store.misses - before == len(specs) + 1  # and the rules
+    assert pipeline.load(Options(example_repo, store=store))[1] == diags and store.misses - before == len(specs) + 1  # and the rules
 
 
 def test_a_damaged_spec_entry_is_checked_again_not_trusted(example_repo, store, tmp_path):
-    want = pipeline.load(example_repo, store)
+    want = pipeline.load(Options(example_repo, store=store))
     for entry in (tmp_path / "cache" / "spec").rglob("*"):
         if entry.is_file():
             entry.write_bytes(entry.read_bytes().replace(b'"cpu"', b'"cpv"'))
-    assert pipeline.load(example_repo, store) == want
+    assert pipeline.load(Options(example_repo, store=store)) == want
 
 
 @pytest.mark.parametrize("forked", [False, True])
 def test_rendered_files_come_from_the_cache_byte_identical(example_repo, store, monkeypatch, forked):
     if forked:  # forked render processes even for three teams
         monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
-    model, _ = pipeline.load(example_repo, store)
+    model, _ = pipeline.load(Options(example_repo, store=store))
     want = render(model)
-    assert pipeline.render_cached(model, cache.Cache(None), 1) == want
+    assert render_cached(model, Options(Path('.'), 1, cache.Cache(None))).files == want
     hits = store.hits
-    assert pipeline.render_cached(model, store, 2) == want and store.hits == hits
-    assert pipeline.render_cached(model, store, 2) == want and store.hits == hits + 8 + 3  # teams, environments
+    assert render_cached(model, Options(Path('.'), 2, store)).files == want and store.hits == hits
+    assert render_cached(model, Options(Path('.'), 2, store)).files == want and store.hits == hits + 8 + 3  # teams, environments
 
 
 def test_a_team_change_renders_that_team_again_and_nothing_else(example_repo, store):
-    model, _ = pipeline.load(example_repo, store)
-    pipeline.render_cached(model, store, 1)
+    model, _ = pipeline.load(Options(example_repo, store=store))
+    render_cached(model, Options(Path('.'), 1, store)).files
     spec = example_repo / "specs/experiments/vision/resnet-sweep.yaml"
     spec.write_text(spec.read_text().replace("python train.py", "python train2.py"))
-    model, _ = pipeline.load(example_repo, store)
+    model, _ = pipeline.load(Options(example_repo, store=store))
     misses = store.misses
-    files = pipeline.render_cached(model, store, 1)
+    files = render_cached(model, Options(Path('.'), 1, store)).files
     assert store.misses - misses == 1  # vision in dev, where the experiment runs
     assert files == render(model)
     assert all(b"train2.py" in data for path, data in files.items() if "/vision/workloads/job.resnet" in path)
 
 
 def test_specs_not_read_from_files_are_rendered_not_cached(example_repo, store):
-    model, _ = pipeline.load(example_repo)
+    model, _ = pipeline.load(Options(example_repo))
     model.teams[0].source.digest = ""  # e.g. a model built in a test: nothing to key its output on
-    assert pipeline.render_cached(model, store, 1) == render(model)
+    assert render_cached(model, Options(Path('.'), 1, store)).files == render(model)
     entries = [e for e in (store.folder / "render").rglob("*") if e.is_file()]
     envs = len(model.teams[0].quota)
     assert len(entries) == (8 - envs) + (3 - envs)  # its own files, and those its environments share
@@ -206,8 +212,8 @@ def test_specs_not_read_from_files_are_rendered_not_cached(example_repo, store):
 def test_objects_the_builder_gives_are_the_parsed_yaml(example_repo):
     """Policy reads kflowgen-kbuild's JSON instead of parsing YAML: the same objects, so the same findings."""
     result = built(example_repo, cache.Cache(None))
-    assert set(result.parsed) == {o for o in result.overlays if not pipeline.is_directory_source(o)}
-    assert result.parsed == policy.parse({o: result.overlays[o] for o in result.parsed})
+    assert set(result.parsed) == {o for o in result.overlays if not layout.is_directory_source(o)}
+    assert result.parsed == {o: parse(result.overlays[o]) for o in result.parsed}
 
 
 @pytest.mark.parametrize("forked", [False, True])
@@ -216,19 +222,19 @@ def test_objects_the_renderer_gives_for_plain_directories_are_the_parsed_yaml(ex
     what the files read as. Folders with files from the cache are parsed as before."""
     if forked:  # render workers hand the objects back
         monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
-    model, _ = pipeline.load(example_repo)
-    files = pipeline.render_cached(model, store, 2)
-    result, diags = pipeline.build(example_repo, files, pipeline.overlays_of(files), 2)
-    plain = {o for o in result.overlays if pipeline.is_directory_source(o)}
+    model, _ = pipeline.load(Options(example_repo))
+    rendered = render_cached(model, Options(Path('.'), 2, store))
+    result, diags = build(Options(example_repo, 2), rendered, overlays_of(rendered.files))
+    plain = {o for o in result.overlays if layout.is_directory_source(o)}
     assert not diags and plain and set(result.parsed) == set(result.overlays)
-    assert result.parsed == policy.parse(result.overlays)
+    assert result.parsed == {o: parse(text) for o, text in result.overlays.items()}
     team = example_repo / "specs/teams/nlp.yaml"
     team.write_text(team.read_text() + "# changed\n")  # nlp's units are rendered again, the others come from the cache
-    model, _ = pipeline.load(example_repo)
-    files = pipeline.render_cached(model, store, 2)
-    every = [rel for folder in plain for rel in pipeline.directory_files(files, folder)]
-    assert 0 < len(files.objects) < len(every) and any(".nlp" in rel for rel in files.objects)
-    again, _ = pipeline.build(example_repo, files, pipeline.overlays_of(files), 2)
+    model, _ = pipeline.load(Options(example_repo))
+    rendered = render_cached(model, Options(Path('.'), 2, store))
+    every = [rel for folder in plain for rel in directory_files(rendered.files, folder)]
+    assert 0 < len(rendered.objects) < len(every) and any(".nlp" in rel for rel in rendered.objects)
+    again, _ = build(Options(example_repo, 2), rendered, overlays_of(rendered.files))
     assert set(again.parsed) == set(again.overlays) - plain and again.overlays == result.overlays
 
 
@@ -243,12 +249,12 @@ def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_ren
     (example_repo / "overlays/dev/teams/nlp/platform/extra.yaml").write_text("kind: ConfigMap\n")
     roots = {}
     for name in ("kustomize_batch", "kustomize_build"):
-        real = getattr(tools, name)
+        real = getattr(build_stage, name)
 
         def spy(tool, at, group, *args, real=real, **kw):
             roots.update({o: at for o in group})
             return real(tool, at, group, *args, **kw)
-        monkeypatch.setattr(tools, name, spy)
+        monkeypatch.setattr(build_stage, name, spy)
     assert built(example_repo, cache.Cache(None)).overlays == want.overlays  # from the specs, not the edits
     drifted = {"overlays/prod/teams/recsys/platform", "overlays/dev/teams/nlp/platform"}
     assert {o for o, at in roots.items() if at != example_repo} == drifted
@@ -258,17 +264,17 @@ def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_ren
 def test_rule_findings_come_from_the_cache_only_for_the_same_specs(example_repo, store):
     spec = example_repo / "specs/teams/vision.yaml"
     spec.write_text(spec.read_text().replace("a100: 4", "a100: 400", 1))  # over the environment's capacity
-    cold = pipeline.load(example_repo)[1]
+    cold = pipeline.load(Options(example_repo))[1]
     assert "KF306" in {d.code for d in cold}
-    assert pipeline.load(example_repo, store)[1] == cold and pipeline.load(example_repo, store)[1] == cold
+    assert pipeline.load(Options(example_repo, store=store))[1] == cold and pipeline.load(Options(example_repo, store=store))[1] == cold
     spec.write_text(spec.read_text().replace("a100: 400", "a100: 4", 1))
-    assert pipeline.load(example_repo, store) == pipeline.load(example_repo)
+    assert pipeline.load(Options(example_repo, store=store)) == pipeline.load(Options(example_repo))
 
 
 def test_drift_found_on_forked_processes_is_the_drift_found_here(example_repo, monkeypatch):
     from kflowgen.write import writer
 
-    model, _ = pipeline.load(example_repo)
+    model, _ = pipeline.load(Options(example_repo))
     files = render(model)
     quota = example_repo / "overlays/prod/teams/recsys/platform/resourcequota.team.yaml"
     quota.write_text(quota.read_text() + "# edited\n")
@@ -292,8 +298,7 @@ def test_a_damaged_batch_stream_fails_the_overlays_and_is_never_taken_for_a_buil
     fake = tmp_path / "kflowgen-kbuild"
     fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nsys.stdout.buffer.write({stream!r})\n")
     fake.chmod(0o755)
-    objects: dict = {}
-    got = tools.kustomize_batch(fake, tmp_path, ["A", "B"], 1, objects=objects)
+    got, objects = kustomize.kustomize_batch(fake, tmp_path, ["A", "B"], 1, with_objects=True)
     assert [(d.path, d.code) for d in got.values()] == [("A", "KF902"), ("B", "KF902")] and objects == {}
 
 
@@ -302,42 +307,40 @@ def test_a_good_batch_stream_is_read_exactly(tmp_path):
     stream = b"==> 14 ok A\nkind: Service\n==> 20 json A\n[{\"kind\":\"Service\"}]==> 12 error B\nError: nope\n"
     fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\nsys.stdout.buffer.write({stream!r})\n")
     fake.chmod(0o755)
-    objects: dict = {}
-    got = tools.kustomize_batch(fake, tmp_path, ["A", "B"], 1, objects=objects)
+    got, objects = kustomize.kustomize_batch(fake, tmp_path, ["A", "B"], 1, with_objects=True)
     assert got["A"] == "kind: Service\n" and objects == {"A": [{"kind": "Service"}]}
     assert got["B"].code == "KF401" and "nope" in got["B"].message
 
 
 def test_a_policy_pass_is_keyed_on_the_overlay_and_kflowgens_code(example_repo, store, monkeypatch):
-    model, _ = pipeline.load(example_repo)
+    model, _ = pipeline.load(Options(example_repo))
     result = built(example_repo, store)
     overlay = "overlays/prod/teams/recsys/platform"
     text = result.overlays[overlay]
-    assert pipeline.checked_policy(model, None, {overlay: text}, store) == []
+    assert policy.checked(model, None, Built({overlay: text}), store) == []
     hits = store.hits
-    assert pipeline.checked_policy(model, None, {overlay: text}, store) == [] and store.hits == hits + 1
+    assert policy.checked(model, None, Built({overlay: text}), store) == [] and store.hits == hits + 1
     # the same text under another overlay's path is checked again: the rules read the path
-    assert pipeline.checked_policy(model, None, {"overlays/prod/teams/vision/workloads": text}, store) != []
+    assert policy.checked(model, None, Built({"overlays/prod/teams/vision/workloads": text}), store) != []
     monkeypatch.setattr(cache, "code_digest", lambda: "another kflowgen")
     misses = store.misses
-    pipeline.checked_policy(model, None, {overlay: text}, store)
+    policy.checked(model, None, Built({overlay: text}), store)
     assert store.misses == misses + 1
 
 
 def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(example_repo, store, monkeypatch):
-    model, _ = pipeline.load(example_repo)
+    model, _ = pipeline.load(Options(example_repo))
     result = built(example_repo, cache.Cache(None))
     assert result.parsed, "kflowgen-kbuild hands over the built objects"
 
-    plain = {o for o in result.overlays if pipeline.is_directory_source(o)}  # Argo CD folders: no JSON from kbuild
+    plain = {o for o in result.overlays if layout.is_directory_source(o)}  # Argo CD folders: no JSON from kbuild
 
     def kubeconform(tool, files, *args):  # all clean, and only ever asked about the Argo CD folders
         assert set(files) == plain, f"kubeconform ran on objects the prechecker passes: {sorted(set(files) - plain)}"
         return []
 
-    monkeypatch.setattr(tools, "kubeconform", kubeconform)
-    check = lambda: verify.manifests(example_repo, model, result.overlays, 2, cache.default_folder(), {}, store,
-                                     result.parsed)
+    monkeypatch.setattr(kubeconform_adapter, "run", kubeconform)
+    check = lambda: verify.manifests(example_repo, model, result, 2, cache.default_folder(), store)
     assert check() == []
     hits = store.hits
     assert check() == [] and store.hits == hits + len(result.overlays)  # every overlay from the pass list
@@ -352,14 +355,14 @@ def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(exam
 
 
 def test_schema_findings_are_kubeconforms_with_or_without_the_prechecker(example_repo, tmp_path):
-    model, _ = pipeline.load(example_repo)
+    model, _ = pipeline.load(Options(example_repo))
     result = built(example_repo, cache.Cache(None))
     overlay = "overlays/prod/teams/recsys/workloads"
     objects = [o for o in yaml.safe_load_all(result.overlays[overlay]) if o]
     objects[0]["metadata"]["bogusField"] = 1
     text = yaml.safe_dump_all(objects)
-    found = [verify.manifests(example_repo, model, {overlay: text}, 2, tmp_path, {}, None, given)
-             for given in (None, {overlay: objects})]
+    found = [verify.manifests(example_repo, model, Built({overlay: text}, parsed=given), 2, tmp_path)
+             for given in ({}, {overlay: objects})]
     assert found[0] == found[1] and [d.code for d in found[0]] == ["KF402"], found
     assert found[0][0].message.startswith("ConfigMap recsys/ranker-config: /metadata"), found  # kubeconform's words
 
@@ -383,5 +386,5 @@ def test_a_new_parsing_or_schema_library_is_a_new_code_digest(monkeypatch):
 
 def test_packed_files_come_back_byte_for_byte():
     files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50}
-    assert pipeline.unpack(pipeline.pack(files)) == files and list(pipeline.unpack(pipeline.pack(files))) == list(files)
-    assert pipeline.unpack(b"") == {}
+    assert cached.unpack(cached.pack(files)) == files and list(cached.unpack(cached.pack(files))) == list(files)
+    assert cached.unpack(b"") == {}

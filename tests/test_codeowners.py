@@ -11,6 +11,7 @@ from conftest import PROJECT
 from kflowgen.checks import codeowners
 from kflowgen.flow import pipeline
 from kflowgen.checks.codeowners import Owners, parse
+from kflowgen.options import Options
 
 # GitHub's documented examples (docs: "About code owners", example CODEOWNERS file)
 GITHUB = """\
@@ -64,7 +65,7 @@ def repo(tmp_path, text: str | None):
     if text is not None:
         (root / ".github").mkdir()
         (root / ".github/CODEOWNERS").write_text(text)
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert model is not None, diags
     return root, model
 
@@ -146,5 +147,5 @@ def test_new_team_adds_its_lines_for_the_same_organisation(tmp_path):
     text = (root / ".github/CODEOWNERS").read_text()
     assert text.endswith("".join(f"{p:<40}@acme/speech\n" for p in (
         "/specs/experiments/speech/", "/specs/models/speech/", "/overlays/*/teams/speech/workloads/")))
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert diags == [] and found(root, model) == []

@@ -91,7 +91,7 @@ WORKERS = """
 import os, sys, time
 from kflowgen import parallel
 
-def slow(batch):
+def slow(state, batch):
     os.write(1, b"%d\\n" % os.getpid())  # one write: the workers' lines do not interleave
     time.sleep(0.05)
     return batch

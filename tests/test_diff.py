@@ -11,7 +11,17 @@ import yaml
 
 from kflowgen import cache, tools
 from kflowgen.diagnostics import Diagnostic
-from kflowgen.flow.diff import diff_git, diff_trees, render_json, render_markdown, render_text
+from kflowgen.flow import diff as differ
+from kflowgen.options import Options
+from kflowgen.report.changes import render_json, render_markdown, render_text
+
+
+def diff_git(root, base, jobs, store=None):
+    return differ.diff_git(Options(root, jobs, store or cache.Cache(None)), base)
+
+
+def diff_trees(base_root, head_root, jobs):
+    return differ.diff_trees(Options(base_root, jobs), Options(head_root, jobs))
 
 PROJECT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
@@ -233,8 +243,6 @@ def test_a_warm_cache_gives_the_same_diff_and_parses_only_what_changed(pull_requ
 
 
 def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(pull_request, tmp_path):
-    from kflowgen.flow import diff as differ
-
     def git(*args, at=pull_request, **kw):
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
 
@@ -255,19 +263,17 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
 
 
 def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path, monkeypatch):
-    from kflowgen.flow import pipeline
-
     store = cache.Cache(tmp_path / "cache")
     cold = render_text(diff_git(pull_request, "HEAD~1", 2))
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides
-    real = pipeline.load
+    real = differ.load
     loaded = []
 
-    def load(root, store=None, jobs=None, snapshot=None, progress=None):
+    def load(opts, snapshot=None):
         loaded.append("base" if snapshot is not None else "head")
-        return real(root, store, jobs, snapshot, progress)
+        return real(opts, snapshot)
 
-    monkeypatch.setattr(pipeline, "load", load)
+    monkeypatch.setattr(differ, "load", load)
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
     assert loaded == ["head"]  # the base side came from the cache, without reading a spec file of it
     # the recalled side reads the texts it needs from the cache; an altered one is not trusted: the base is made again

@@ -25,6 +25,7 @@ from conftest import tree_hash  # tests/ is on sys.path: pytest imports tests/co
 from kflowgen import cli
 from kflowgen.flow import pipeline
 from kflowgen.diagnostics import CODES
+from kflowgen.options import Options
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 BASE = EXAMPLES / "base"
@@ -115,12 +116,12 @@ def test_invalid_example(example: Path, tmp_path: Path, update_golden: bool):
 @pytest.mark.parametrize("example", _params("valid"))
 def test_valid_example(example: Path, tmp_path: Path):
     root = make_repo(example, tmp_path)
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert diags == [] and model is not None
 
 
 def test_base_is_valid():
-    model, diags = pipeline.load(BASE)
+    model, diags = pipeline.load(Options(BASE))
     assert diags == [] and [t.name for t in model.teams] == ["nlp", "vision"]
 
 

@@ -57,14 +57,16 @@ from kflowgen import cli
 from kflowgen.flow import pipeline
 from kflowgen.diagnostics import CODES
 from kflowgen.specs.loader import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_text
-from kflowgen.targets.render import render
+from kflowgen.targets import render
+from kflowgen.options import Options
+from kflowgen.specs import discover
 
 try:
     from yaml import CSafeLoader as _OutputLoader  # yaml.safe_load semantics, C speed
 except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _OutputLoader
 
-PLATFORM = pipeline.PLATFORM
+PLATFORM = discover.PLATFORM
 TIME_LIMIT = 20  # seconds one mutant may take before it counts as a hang
 
 # Open kflowgen bugs the generators hit (found by bench/fuzz_campaign.py): name -> (exception types, the kflowgen
@@ -1185,7 +1187,7 @@ def check(root: Path, cli_too: bool = False) -> Outcome:
     before = tree_hash(root)
     start = time.perf_counter()
     with time_limit(TIME_LIMIT):
-        model, diags = pipeline.load(root)
+        model, diags = pipeline.load(Options(root))
         load_seconds = time.perf_counter() - start
         errors = [d for d in diags if d.severity == "error"]
         line_counts: dict[str, int] = {}
@@ -1373,6 +1375,6 @@ def test_oversized_team_is_refused(tmp_path):
     owners = b"".join(b"  - u%06d@example.com\n" % i for i in range(20_000))
     m.files["specs/teams/nlp.yaml"] = BASE["specs/teams/nlp.yaml"].replace(b"owners:\n", b"owners:\n" + owners)
     root = write_mutant(m, tmp_path)
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert model is None
     assert any(d.path == "specs/teams/nlp.yaml" and d.line >= 1 and d.severity == "error" for d in diags)

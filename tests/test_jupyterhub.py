@@ -17,7 +17,8 @@ from conftest import PROJECT, UPSTREAM, copy_repo
 from kflowgen.targets import jupyterhub
 from kflowgen.flow import pipeline
 from kflowgen.checks import policy
-from kflowgen.targets.render import render
+from kflowgen.targets import render
+from kflowgen.options import Options
 
 HELM = PROJECT / ".tools/bin/helm"
 HUB_PYTHON = PROJECT / ".tools/hub/bin/python"
@@ -38,7 +39,7 @@ def helm_template(values: bytes, tmp_path: Path) -> list[dict]:
 
 
 def rendered_files(root: Path) -> dict[str, bytes]:
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert model is not None, diags
     return render(model)
 

@@ -21,7 +21,10 @@ import yaml
 
 from kflowgen.flow import pipeline
 from kflowgen import tools
-from kflowgen.targets.render import render
+from kflowgen.targets import render
+from kflowgen.build import overlays_of
+from kflowgen.options import Options
+from kflowgen.specs import layout
 
 PROJECT = Path(__file__).resolve().parents[1]
 KBUILD = tools.tools_dir() / "kflowgen-kbuild"
@@ -87,7 +90,7 @@ def assert_identical(got: dict[str, tuple[str, bytes]], want: dict[str, tuple[st
 
 def render_into(repo: Path, dest: Path) -> list[str]:
     """Render repo's specs into dest with a copy of its bases/, as pipeline.build does; the overlay folders."""
-    model, diags = pipeline.load(repo)
+    model, diags = pipeline.load(Options(repo))
     assert model is not None, [str(d) for d in diags if d.severity == "error"]
     files = render(model)
     if (repo / "bases").is_dir():
@@ -95,7 +98,7 @@ def render_into(repo: Path, dest: Path) -> list[str]:
     for rel, data in files.items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(data)
-    return [str(dest / o) for o in pipeline.overlays_of(files) if not pipeline.is_directory_source(o)]
+    return [str(dest / o) for o in overlays_of(files) if not layout.is_directory_source(o)]
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ import yaml
 
 from conftest import mutations
 from kflowgen.checks.schemas import SCHEMA_LOCATIONS, SchemaError, crd_files_in, kubeconform_args, schema_dir
+from kflowgen.build import build
+from kflowgen.build import overlays_of
+from kflowgen.options import Options
+from kflowgen.specs import layout
+from kflowgen.targets.cached import render_cached
 
 K8S = "1.34.0"
 UPSTREAM_CRDS = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "crds"
@@ -390,9 +395,9 @@ def test_prechecker_agrees_with_kubeconform_on_the_example_repository(folder: Pa
     if tools.find_batch() is None:
         pytest.skip("kflowgen-kbuild is not installed (kflowgen tools install)")
     root = Path(__file__).resolve().parents[1]
-    model, _ = pipeline.load(root)
-    files = pipeline.render_cached(model, cache.Cache(None), 2)
-    built, diags = pipeline.build(root, files, pipeline.overlays_of(files), 2)
+    model, _ = pipeline.load(Options(root))
+    rendered = render_cached(model, Options(root, 2, cache.Cache(None)))
+    built, diags = build(Options(root, 2), rendered, overlays_of(rendered.files))
     assert not diags and built.parsed
     objects = [o for overlay in sorted(built.parsed) for o in built.parsed[overlay]]
     assert {"Application", "AppProject"} <= {o["kind"] for o in objects}  # the Argo CD folders, as rendered
@@ -401,7 +406,7 @@ def test_prechecker_agrees_with_kubeconform_on_the_example_repository(folder: Pa
     good, bad = assert_prechecker_agrees(folder, docs, tmp_path)
     assert good >= len(objects) and bad > 1000, (good, bad)
     # objects the renderer holds are vouched for as kubeconform reads the files kflowgen's emitter writes of them
-    emitted = [o for overlay in sorted(built.parsed) if pipeline.is_directory_source(overlay)
+    emitted = [o for overlay in sorted(built.parsed) if layout.is_directory_source(overlay)
                for o in built.parsed[overlay]]
     emitted += [m for o in emitted[:1] + [o for o in emitted if o["kind"] == "AppProject"][:1] for m in mutations(o)]
     (tmp_path / "emitted").mkdir()

@@ -18,6 +18,9 @@ import yaml
 
 from conftest import PROJECT
 from kflowgen.flow import pipeline
+from kflowgen.build import build
+from kflowgen.build import overlays_of
+from kflowgen.options import Options
 from test_jupyterhub import CHART, HELM, HUB_PYTHON, helm_template, hub_etc, platform_secret, probe
 
 CYCLONUS = PROJECT / ".tools/bin/cyclonus"
@@ -54,11 +57,11 @@ def _pod(namespace: str, template: dict) -> Pod:
 
 
 def _world(env: str, tmp: Path) -> World:
-    model, diags = pipeline.load(PROJECT)
+    model, diags = pipeline.load(Options(PROJECT))
     assert model is not None, diags
-    from kflowgen.targets.render import render
+    from kflowgen.targets import render
     files = render(model)
-    built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files, env), 1)
+    built, diags = build(Options(PROJECT, 1), files, overlays_of(files, env))
     assert not diags, diags
     objs = [d for text in built.overlays.values() for d in yaml.safe_load_all(text) if d]
     hub = helm_template(files[f"overlays/{env}/jupyterhub/values.yaml"], tmp)
@@ -206,7 +209,7 @@ def test_pods_reach_exactly_the_platforms_egress_destinations_of_the_environment
 def test_no_team_reaches_another_teams_pods_but_the_models_it_calls(prod, tmp_path, ports):
     """Every pair of pods of two different teams, on common ports: allowed exactly where the destination is a model
     whose spec names the source's team among its callers, on TF Serving's ports."""
-    model, _ = pipeline.load(PROJECT)
+    model, _ = pipeline.load(Options(PROJECT))
     callers = {m.name: set(m.callers) for m in model.served}
     team_of = {name: pod.namespace for name, pod in prod.pods.items() if pod.namespace in
                {t.name for t in model.teams_in("prod")}}

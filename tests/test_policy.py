@@ -12,7 +12,10 @@ from kflowgen import diagnostics, tools
 from kflowgen.flow import pipeline
 from kflowgen.checks import policy
 from kflowgen.checks.policy import Context, go_match
-from kflowgen.targets.render import render
+from kflowgen.targets import render
+from kflowgen.build import build
+from kflowgen.build import overlays_of
+from kflowgen.options import Options
 
 CTX = Context(("registry.example.com/ml/",), {"dev": {"vision": "vision", "nlp": "nlp"}}, "argocd", "jupyterhub",
               ingress_class="nginx", domains={"dev": "dev.ml.example.com"})
@@ -364,7 +367,7 @@ def test_run_names_the_overlay_the_object_and_the_pointer():
 
 
 def test_context_from_model_and_overlay_paths():
-    model, diags = pipeline.load(PROJECT)
+    model, diags = pipeline.load(Options(PROJECT))
     assert model is not None, diags
     ctx = Context.from_model(model, "prod").at("overlays/prod/teams/vision/workloads")
     assert ctx.teams == {"prod": {t.name: t.namespace for t in model.teams_in("prod")}}
@@ -380,13 +383,13 @@ def test_context_from_model_and_overlay_paths():
 def _built(root):
     if isinstance(tools.find("kustomize", root), diagnostics.Diagnostic):
         pytest.skip("needs kustomize (make setup)")
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert model is not None, diags
     files = render(model)
-    built, diags = pipeline.build(root, files, pipeline.overlays_of(files), 4)
+    built, diags = build(Options(root, 4), files, overlays_of(files))
     assert diags == []
-    parsed = policy.parse(built.overlays)
-    assert sum(len(objs) for objs in parsed.values()) == sum(built.objects.values()) > 0
+    parsed = {o: built.objects(o) for o in built.overlays}
+    assert sum(len(objs) for objs in parsed.values()) == sum(built.counts.values()) > 0
     return model, parsed
 
 

@@ -12,7 +12,8 @@ import yaml
 
 from conftest import PROJECT, copy_repo
 from kflowgen.flow import pipeline
-from kflowgen.targets.render import render
+from kflowgen.targets import render
+from kflowgen.options import Options
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -34,7 +35,7 @@ def compare_tree(expected_root: Path, files: dict[str, bytes], regenerate: str) 
 
 
 def rendered(root: Path) -> dict[str, bytes]:
-    model, diags = pipeline.load(root)
+    model, diags = pipeline.load(Options(root))
     assert model is not None, diags
     return render(model)
 

@@ -22,7 +22,9 @@ from kflowgen.flow import pipeline
 from kflowgen.checks import server, verify
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.checks.schemas import crd_files_in
-from kflowgen.targets.render import render
+from kflowgen.targets import render
+from kflowgen.build import build, overlays_of
+from kflowgen.options import Options
 
 from conftest import PROJECT, UPSTREAM  # tests/ is on sys.path (pytest prepend mode)
 
@@ -62,10 +64,10 @@ def binaries() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def example() -> tuple:
     """The example repository, loaded, rendered and built (kustomize) as `kflowgen validate` does."""
-    model, diags = pipeline.load(PROJECT)
+    model, diags = pipeline.load(Options(PROJECT))
     assert model is not None, diags
     files = render(model)
-    built, diags = pipeline.build(PROJECT, files, pipeline.overlays_of(files), os.cpu_count() or 1)
+    built, diags = build(Options(PROJECT, os.cpu_count() or 1), files, overlays_of(files))
     assert not diags, diags
     return model, built
 
@@ -140,9 +142,9 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
         assert cp.request("GET", "/version").body["gitVersion"] == server.KUBERNETES_VERSION
         t1 = time.monotonic()
         diags = cp.dry_run(built.overlays, crd_files)
-        _timing(f"dry-run of the example repository ({sum(built.objects.values())} objects, 3 environments)",
+        _timing(f"dry-run of the example repository ({sum(built.counts.values())} objects, 3 environments)",
                 time.monotonic() - t1)
-        assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.objects.values()) == 194
+        assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.counts.values()) == 194
         # only the CRDs of kinds the objects use are installed (Application, AppProject; no ApplicationSet)
         crds = {c["metadata"]["name"] for c in cp.request(
             "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]}
@@ -193,10 +195,9 @@ def test_every_upstream_crd_installs_and_is_established(binaries):
 def test_check_is_what_validate_server_runs(binaries, example):
     model, built = example
     one = {o: t for o, t in built.overlays.items() if o.startswith("overlays/staging/")}
-    summary: list[str] = []
-    diags = server.check(PROJECT, verify.crd_files(PROJECT, model.platform), one, summary=summary)
+    diags, summary = server.check(PROJECT, verify.crd_files(PROJECT, model.platform), one)
     assert not [d for d in diags if d.severity == diagnostics.ERROR]
-    assert summary and summary[0].startswith(f"{built.objects['staging']} objects sent to kube-apiserver v1.34.4")
+    assert summary and summary[0].startswith(f"{built.counts['staging']} objects sent to kube-apiserver v1.34.4")
 
 
 # --- (b) rejections and warnings, per object ----------------------------------------------------------------------

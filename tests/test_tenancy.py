@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from conftest import PROJECT, copy_repo, plant_base_binding, tree_hash
 from kflowgen.flow import pipeline
 from kflowgen.cli import app
+from kflowgen.options import Options
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
 
@@ -244,7 +245,7 @@ def gate_repo(tmp_path_factory) -> Path:
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "base")
-    report, _ = pipeline.gate(root, "HEAD", jobs=1)
+    report, _ = pipeline.gate(Options.at(root, 1, True), "HEAD")
     assert report.errors == []  # and the cache is warm for the examples below
     return root
 
@@ -272,7 +273,7 @@ def test_any_extra_file_under_overlays_fails_the_gate(gate_repo, folder, subfold
             target.write_text(content, encoding="latin-1")
             if how == "staged":
                 git(root, "add", "-f", rel)
-        report, _ = pipeline.gate(root, "HEAD", jobs=1)
+        report, _ = pipeline.gate(Options.at(root, 1, True), "HEAD")
         assert [d.path for d in report.errors] == [rel], (rel, how, report.errors)
     finally:
         if how == "staged":

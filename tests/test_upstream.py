@@ -11,8 +11,8 @@ import yaml
 
 from conftest import PROJECT, UPSTREAM
 from kflowgen.checks import schemas as kschemas, verify
-from kflowgen.flow import pipeline
 from kflowgen import tools
+from kflowgen.build import Built, overlays_of
 
 pytestmark = pytest.mark.skipif(not UPSTREAM.is_dir(), reason="needs ../shared/upstream beside the project")
 
@@ -28,7 +28,7 @@ def _kubeconform(text: str, tmp_path: Path) -> dict:
 
 def test_every_overlay_builds_with_the_real_kustomize(built_example):
     _, files, built = built_example
-    assert set(built.overlays) == set(pipeline.overlays_of(files))
+    assert set(built.overlays) == set(overlays_of(files))
     assert all(text.strip() for o, text in built.overlays.items() if not o.endswith("/workloads"))
 
 
@@ -41,7 +41,7 @@ def test_every_built_object_is_valid_none_skipped(built_example, tmp_path):
                      "LimitRange", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget",
                      "PyTorchJob", "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount"]
     assert {r["status"] for r in report["resources"]} == {"statusValid"}
-    assert report["summary"]["valid"] == sum(built.objects.values()) and report["summary"]["skipped"] == 0
+    assert report["summary"]["valid"] == sum(built.counts.values()) and report["summary"]["skipped"] == 0
 
 
 def test_kubeconform_rejects_what_the_api_server_would(built_example, tmp_path):
@@ -61,7 +61,7 @@ def test_pipeline_reports_an_invalid_object_with_its_identity(built_example, tmp
     broken = dict(built.overlays)
     broken["overlays/dev/teams/vision/platform"] += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n" \
                                                     "  namespace: vision\ndata:\n  a: 1\n"
-    diags = verify.manifests(PROJECT, model, broken, 2, tmp_path, {})
+    diags = verify.manifests(PROJECT, model, Built(broken), 2, tmp_path)
     assert [(d.path, d.code) for d in diags] == [("overlays/dev/teams/vision/platform", "KF402")]
     assert diags[0].message.startswith("ConfigMap vision/x: ")
 

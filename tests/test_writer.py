@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_repo, PROJECT
-from kflowgen.write import writer
-from kflowgen.targets.render import render
+from kflowgen.write import survey, writer
+from kflowgen.targets import render
 from kflowgen.flow import pipeline
+from kflowgen.options import Options
 
 
 def git(repo: Path, *args: str) -> str:
@@ -24,7 +25,7 @@ def repo(tmp_path) -> tuple[Path, dict[str, bytes]]:
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "base")
-    model, _ = pipeline.load(root)
+    model, _ = pipeline.load(Options(root))
     return root, render(model)
 
 
@@ -43,7 +44,7 @@ def test_a_clean_tree_is_not_read(repo, monkeypatch):
     real = writer.same
     monkeypatch.setattr(writer, "same", lambda path, data: read.append(path) or real(path, data))
     assert not both(root, files).drift
-    vouched, others, special = writer._vouched(root)
+    vouched, others, special = survey.vouched(root)
     assert set(vouched) == {r for r in files if r.startswith("overlays/")} and others == []
     read.clear()
     writer.plan(root, files, 1, ask_git=True)
@@ -76,7 +77,7 @@ def test_files_git_is_told_not_to_look_at_are_read(repo):
         git(root, "update-index", flag, rel)
         path = root / rel
         path.write_text(path.read_text().replace("a", "b"))
-    vouched, others, special = writer._vouched(root)
+    vouched, others, special = survey.vouched(root)
     assert QUOTA in others and "overlays/dev/argocd/application.root.yaml" in others
     assert both(root, files).changed == ["overlays/dev/argocd/application.root.yaml", QUOTA]
     git(root, "update-index", "--no-assume-unchanged", QUOTA)
@@ -85,14 +86,14 @@ def test_files_git_is_told_not_to_look_at_are_read(repo):
 def test_git_is_not_asked_when_bytes_on_disk_may_differ_from_the_blob(repo, tmp_path):
     root, files = repo
     git(root, "config", "core.autocrlf", "true")
-    assert writer._vouched(root) is None
+    assert survey.vouched(root) is None
     git(root, "config", "core.autocrlf", "false")
-    assert writer._vouched(root) is not None
+    assert survey.vouched(root) is not None
     for where in (root / ".gitattributes", root / "overlays/dev/.gitattributes"):
         where.write_text("*.yaml text eol=crlf\n")
-        assert writer._vouched(root) is None
+        assert survey.vouched(root) is None
         where.unlink()
-    assert writer._vouched(tmp_path) is None  # not a work tree
+    assert survey.vouched(tmp_path) is None  # not a work tree
     assert not both(root, files).drift
 
 
@@ -104,7 +105,7 @@ def test_an_untracked_repository_inside_overlays_is_foreign_file_by_file(repo, t
     (nested / "x.yaml").write_text("kind: ConfigMap\n")
     git(nested, "add", "-A")
     git(nested, "commit", "-qm", "nested")
-    vouched, others, _ = writer._vouched(root)  # git lists the untracked repository as a folder; find, its files
+    vouched, others, _ = survey.vouched(root)  # git lists the untracked repository as a folder; find, its files
     assert "overlays/dev/nested/x.yaml" in others and "overlays/dev/nested/x.yaml" not in vouched
     assert "overlays/dev/nested/x.yaml" in both(root, files).foreign
 
@@ -114,9 +115,9 @@ def test_git_is_not_asked_when_it_would_compare_less_than_it_records(repo):
     for setting, value in (("core.checkStat", "minimal"), ("core.trustctime", "false"), ("core.ignoreStat", "true"),
                            ("core.autocrlf", "input")):
         git(root, "config", setting, value)
-        assert writer._vouched(root) is None, setting
+        assert survey.vouched(root) is None, setting
         git(root, "config", "--unset", setting)
-    assert writer._vouched(root) is not None
+    assert survey.vouched(root) is not None
 
 
 def test_a_tracked_file_that_became_a_folder_is_missing_as_without_git(repo):
@@ -197,7 +198,7 @@ def test_where_the_folder_cannot_be_locked_writes_go_on(repo, monkeypatch):
     assert plan.changed == [QUOTA] and writer.check(root, changed)[0].drift is False
 
 
-def _holding(folders: list[str]) -> list[bool]:
+def _holding(_state, folders: list[str]) -> list[bool]:
     """Whether this process has each folder open (forked workers run it: module level, to be picklable)."""
     import os
 
@@ -217,6 +218,6 @@ def test_forked_workers_do_not_keep_the_repository_lock(repo, monkeypatch):
     monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
     root = str(repo[0].resolve())
     with writer.locked(repo[0]):
-        assert parallel.NOT_INHERITED and _holding([root]) == [True]  # this process holds it
+        assert parallel.NOT_INHERITED and _holding(None, [root]) == [True]  # this process holds it
         assert parallel.fan_out(_holding, [root] * 8, 2) == [False] * 8
-    assert not parallel.NOT_INHERITED and _holding([root]) == [False]
+    assert not parallel.NOT_INHERITED and _holding(None, [root]) == [False]

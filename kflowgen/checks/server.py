@@ -652,21 +652,19 @@ _TYPED_PATCH = "failed to create typed patch object"
 # --- what `kflowgen validate --server` runs -----------------------------------------------------------------------
 
 def check(root: Path, crd_files: list[Path], built: dict[str, str], jobs: int = 4,
-          log: Callable[[str], Any] | None = None, summary: list[str] | None = None) -> list[Diagnostic]:
+          log: Callable[[str], Any] | None = None) -> tuple[list[Diagnostic], list[str]]:
     """Start a control plane without the controller manager, install the CRDs (verify.crd_files: those kflowgen ships
-    and the platform's own), dry-run every built overlay, tear it down. A line for the command's summary is appended
-    to `summary` when given."""
+    and the platform's own), dry-run every built overlay, tear it down. Returns the findings and a line for the
+    command's summary (none when the control plane did not run)."""
     binaries = find()
     if isinstance(binaries, Diagnostic):
-        return [binaries]
+        return [binaries], []
     try:
         with ControlPlane(binaries, controller_manager=False, log=log) as cp:
             t0 = time.monotonic()
             diags = cp.dry_run(built, crd_files, jobs)
-            if summary is not None:
-                n = cp.stats["objects"] + cp.stats["namespaces"]
-                summary.append(f"{n} objects sent to kube-apiserver {KUBERNETES_VERSION} (server-side dry-run, strict "
-                               f"field validation, {cp.stats['crds']} CRDs installed) in {time.monotonic() - t0:.1f}s")
-            return diags
+            n = cp.stats["objects"] + cp.stats["namespaces"]
+            return diags, [f"{n} objects sent to kube-apiserver {KUBERNETES_VERSION} (server-side dry-run, strict "
+                           f"field validation, {cp.stats['crds']} CRDs installed) in {time.monotonic() - t0:.1f}s"]
     except (ControlPlaneError, OSError) as e:  # OSError: urllib's URLError, e.g. the API server died mid-run
-        return [error("kube-apiserver", (0, 0), "KF902", f"the local control plane failed: {e}")]
+        return [error("kube-apiserver", (0, 0), "KF902", f"the local control plane failed: {e}")], []

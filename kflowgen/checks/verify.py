@@ -4,38 +4,40 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from kflowgen import cache as results_cache, tools, upstream
+from kflowgen.build import Built
 from kflowgen.checks import schemas as kschemas
+from kflowgen.checks import kubeconform as kubeconform_adapter
 from kflowgen.diagnostics import Diagnostic, error, warning
 from kflowgen.specs.model import Model
 
 
-def manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
-              used: dict[str, str], store: results_cache.Cache | None = None,
-              objects: dict[str, list] | None = None) -> list[Diagnostic]:
+def manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
+              store: results_cache.Cache | None = None) -> list[Diagnostic]:
     """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files.
     An overlay whose exact output already passed against the same schemas and validators is not checked again.
-    An overlay whose objects are given (as the builder made them) and all pass kschemas.Prechecker, the same
-    schemas compiled once in this process, does not need kubeconform; every other one goes to kubeconform."""
-    return manifests_job(root, model, built, jobs, cache, used, store, objects)()
+    An overlay whose objects the builder gave (built.parsed) and all pass kschemas.Prechecker, the same schemas
+    compiled once in this process, does not need kubeconform; every other one goes to kubeconform."""
+    return manifests_job(root, model, built, jobs, cache, store)[0]()
 
 
-def manifests_job(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
-                  used: dict[str, str], store: results_cache.Cache | None = None,
-                  objects: dict[str, list] | None = None):
+def manifests_job(root: Path, model: Model, built: Built, jobs: int, cache: Path,
+                  store: results_cache.Cache | None = None) -> tuple[Callable[[], list[Diagnostic]], dict[str, str]]:
     """manifests() in two steps: this call finds what the cache and the prechecker pass; the function it returns
     runs kubeconform on the rest (it may run on another thread while this one does other work) and gives the
-    findings."""
-    found = _manifests(root, model, built, jobs, cache, used, store, objects or {})
-    return found if callable(found) else lambda: found
+    findings. Also the validators' versions, {name: version}."""
+    used: dict[str, str] = {}
+    found = _manifests(root, model, built, jobs, cache, used, store)
+    return (found if callable(found) else lambda: found), used
 
 
-def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache: Path,
-               used: dict[str, str], store: results_cache.Cache | None, objects: dict[str, list]):
+def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
+               used: dict[str, str], store: results_cache.Cache | None):
     kubeconform = tools.find("kubeconform", root)
     if isinstance(kubeconform, Diagnostic):
         return [kubeconform]
@@ -50,7 +52,7 @@ def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache
         return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
     store = store or results_cache.Cache(None)
     keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
-                                 results_cache.text_digest(text)) for o, text in built.items()}
+                                 results_cache.text_digest(text)) for o, text in built.overlays.items()}
     prechecker = kschemas.Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
     # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
@@ -58,8 +60,9 @@ def _manifests(root: Path, model: Model, built: dict[str, str], jobs: int, cache
     batch = tools.find_batch()
     passed = results_cache.Passes(store, "valid", kubeconform.version, folder.name, results_cache.code_digest(),
                                   tools.batch_version(batch) if batch else "no kflowgen-kbuild")
-    todo = {o: text for o, text in built.items() if not passed.has(keys[o])}
-    for overlay in [o for o in todo if o in objects and all(map(prechecker.passes, objects[o]))]:
+    todo = {o: text for o, text in built.overlays.items() if not passed.has(keys[o])}
+    given = dict(built.parsed)  # as the builder gave them (not parsed here: kubeconform reads the rest)
+    for overlay in [o for o in todo if o in given and all(map(prechecker.passes, given[o]))]:
         passed.add(keys[overlay])
         del todo[overlay]
     if not todo:
@@ -92,14 +95,14 @@ def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
     return (shipped or upstream.training_crd_files()) + own
 
 
-def _kubeconform(kubeconform, folder: Path, p, built: dict[str, str], todo: dict[str, str], keys: dict[str, str],
+def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str], keys: dict[str, str],
                  jobs: int, passed: results_cache.Passes) -> list[Diagnostic]:
     with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
         files = {}
         for i, (overlay, text) in enumerate(sorted(todo.items())):
             files[overlay] = Path(tmp) / f"{i:05d}.yaml"
             files[overlay].write_text(text)
-        results = tools.kubeconform(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
+        results = kubeconform_adapter.run(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
     if isinstance(results, Diagnostic):
         return [results]
     found = [d for r in results if (d := _diagnostic(r, built))]
@@ -111,21 +114,22 @@ def _kubeconform(kubeconform, folder: Path, p, built: dict[str, str], todo: dict
     return found
 
 
-def _namespace(text: str, kind: str, name: str) -> str:
-    """The namespace of a failing object, which kubeconform does not report (parsed only when something failed)."""
-    for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-        meta = (doc or {}).get("metadata") or {}
+def _namespace(built: Built, overlay: str, kind: str, name: str) -> str:
+    """The namespace of a failing object, which kubeconform does not report (objects read only when something
+    failed)."""
+    for doc in built.objects(overlay) if overlay in built.overlays else []:
+        meta = doc.get("metadata") or {}
         if doc.get("kind") == kind and meta.get("name") == name:
             return meta.get("namespace", "")
     return ""
 
 
-def _diagnostic(r: dict, built: dict[str, str]) -> Diagnostic | None:
+def _diagnostic(r: dict, built: Built) -> Diagnostic | None:
     status = r.get("status")
     if status in ("statusValid", "statusSkipped", "statusEmpty"):
         return None
     overlay, kind, name = r["overlay"], r.get("kind", "?"), r.get("name", "?")
-    ns = _namespace(built.get(overlay, ""), kind, name)
+    ns = _namespace(built, overlay, kind, name)
     ident = f"{kind} {ns + '/' if ns else ''}{name}"
     msg = r.get("msg", "")
     if status == "statusError" and "could not find schema" in msg:

@@ -15,7 +15,6 @@ import ctypes
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -26,8 +25,9 @@ from kflowgen import cache, parallel
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.targets.emit import is_generated
 from kflowgen.specs.loader import special_kind
+from kflowgen.write import survey as listings
+from kflowgen.write.survey import OWNED, survey
 
-OWNED = "overlays"  # the folder kflowgen owns: every generated file lives here
 SCRATCH = ".kflowgen-swap-"
 
 
@@ -50,150 +50,6 @@ class Plan:
         return bool(self.added or self.changed or self.removed)
 
 
-def _listed(path: str) -> bool:
-    """_existing lists it: a file or a link, not a folder (a tracked file may have become one)."""
-    return os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path))
-
-
-def _existing(root: Path) -> tuple[list[str], list[str], list[str]]:
-    """Every regular file, every link (a link to a folder is listed, not walked into), and every FIFO, socket or
-    device (listed apart: never opened) under overlays/."""
-    out, links, special, todo, top = [], [], [], [OWNED], str(root)
-    while todo:
-        rel = todo.pop()
-        try:
-            entries = os.scandir(os.path.join(top, rel))
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                path = f"{rel}/{entry.name}"
-                if entry.is_dir(follow_symlinks=False):
-                    todo.append(path)
-                else:
-                    (out if entry.is_file(follow_symlinks=False) else links if entry.is_symlink() else
-                     special).append(path)
-    return sorted(out), sorted(links), sorted(special)
-
-
-_GIT = (("ls-files", "-z", "-s", "-t", "-v", "--", OWNED),
-        ("diff-files", "-z", "--relative", "--name-only", "--", OWNED),
-        ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor)$"),
-        ("rev-parse", "--git-path", "info/attributes", "--show-toplevel"))
-# every entry under overlays/ but folders, with its type: what git does not track (untracked and ignored files) is
-# what find lists and git does not; git lists no FIFO, socket or device; and a run that only lists (validate) needs
-# nothing else
-_FIND = ("find", OWNED, "!", "-type", "d", "-printf", "%y %p\\0")
-
-
-def survey(root: Path, git: bool = True) -> list:
-    """Start the commands plan() reads, so they run while kflowgen loads and renders: git's (with git) and a find
-    listing of overlays/; output goes to temporary files, so a command never waits for a reader."""
-    runs = []
-    for argv in [*(["git", "-C", str(root), *args] for args in (_GIT if git else ())), list(_FIND)]:
-        out = tempfile.TemporaryFile()
-        try:
-            runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
-                                          cwd=root if argv[0] == "find" else None), out))
-        except OSError:
-            out.close()
-            runs.append((None, None))
-    return runs
-
-
-def finish(started: list | None) -> None:
-    """Wait for what survey() started when its answer is not wanted any more."""
-    for run, out in started or []:
-        if run is not None:
-            run.wait()
-            out.close()
-
-
-def _results(started: list) -> list[tuple[bytes, int]]:
-    """(output, exit status) of each command survey() started, once they are done."""
-    outs = []
-    for run, out in started:
-        if run is None:
-            outs.append((b"", 1))
-            continue
-        code = run.wait()
-        out.seek(0)
-        outs.append((out.read(), code))
-        out.close()
-    return outs
-
-
-def _listing(found: tuple[bytes, int]) -> tuple[list[str], list[str], list[str]] | None:
-    """find's listing as _existing gives it ([files], [links], [FIFOs, sockets, devices]); None when find failed (no
-    overlays/, or a find without -printf): then _existing walks the folder."""
-    out, code = found
-    if code:
-        return None
-    kinds: dict[str, list[str]] = {"f": [], "l": [], "": []}
-    for item in out.decode("utf-8", "surrogateescape").split("\0"):
-        if item:
-            kind, _, rel = item.partition(" ")
-            kinds.get(kind, kinds[""]).append(rel)
-    return sorted(kinds["f"]), sorted(kinds["l"]), sorted(kinds[""])
-
-
-def _vouched(root: Path, outs: list | None = None, listing: tuple | None = None
-             ) -> tuple[dict[str, str], list[str], list[str]] | None:
-    """What git says of overlays/ without reading its files: ({path: blob id} of tracked files whose bytes on disk
-    are exactly that blob, [every other path git lists there: changed, deleted, untracked, ignored, links], [FIFOs,
-    sockets and devices, which git does not list (find's), and submodules, which it lists as one entry]).
-
-    git compares each tracked file's size, times and inode with those its index recorded when it last read the
-    file, and reads the file when that cannot decide (a file changed within the index's own timestamp). Files
-    marked assume-unchanged or skip-worktree are not vouched for. None, and every file is read, when git cannot
-    say: not a work tree, line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting
-    makes the bytes on disk differ from the blob), or settings under which git compares less than its index records
-    (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor; and when find
-    could not list the special files."""
-    if outs is None:
-        outs = _results(survey(root))
-        listing = _listing(outs.pop())
-    if listing is None:
-        return None
-    (listed, ok1), (changed, ok2), (settings, _), (paths, ok5) = outs
-    if ok1 or ok2 or ok5:
-        return None
-    core = dict((line.split(" ", 1) + [""])[:2] for line in settings.decode("utf-8", "replace").lower().splitlines())
-    on = {k: v not in ("false", "no", "off", "0") for k, v in core.items()}  # git's booleans; a bare key is true
-    if (on.get("core.autocrlf") or core.get("core.checkstat") == "minimal"
-            or not on.get("core.trustctime", True) or on.get("core.ignorestat") or on.get("core.fsmonitor")):
-        return None  # git would compare fewer stat fields, or ask a monitor: read the files instead
-    info, top = paths.decode("utf-8", "surrogateescape").splitlines()[:2]
-    user = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "attributes")
-    here, top = Path(os.path.realpath(root)), os.path.realpath(top)
-    folders = [here, *here.parents][:len(here.relative_to(top).parts) + 1] if here.is_relative_to(top) else [here]
-    if (core.get("core.attributesfile") or any(os.path.exists(f) for f in (os.path.join(root, info), user))
-            or any((f / ".gitattributes").exists() for f in folders)):
-        return None
-    dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
-    vouched: dict[str, str] = {}
-    others: list[str] = []
-    tracked: set[str] = set()
-    gitlinks: set[str] = set()  # submodules: their files are the other repository's, and Argo CD checks them out
-    for item in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
-        meta, _, rel = item.partition("\t")
-        tag, mode, oid, stage = meta.split(" ")
-        tracked.add(rel)
-        if mode == "160000":
-            gitlinks.add(rel)
-            continue
-        if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty:
-            vouched[rel] = oid
-        else:
-            others.append(rel)
-    others += [rel for rel in (*listing[0], *listing[1]) if rel not in tracked]  # untracked and ignored
-    others += dirty - set(others) - set(vouched)
-    if any(rel.endswith("/") or not rel.startswith(OWNED + "/") or rel.endswith("/.gitattributes")
-           for rel in [*vouched, *others, *gitlinks]):
-        return None  # a nested repository, overlays/ itself a link, or attributes inside overlays/
-    return vouched, sorted(set(others) - gitlinks), sorted({*listing[2], *gitlinks})
-
-
 def same(path: str, data: bytes) -> bool:
     """The file at path holds exactly data."""
     try:
@@ -208,18 +64,13 @@ def _head(path: Path) -> bytes:
         return f.read(64)
 
 
-_COMPARING: tuple[str, dict[str, bytes]] | None = None  # (root, files) that forked comparers see
-
-
-def _same_batch(rels: list[str]) -> list[bool]:
-    assert _COMPARING is not None
-    top, files = _COMPARING
+def _same_batch(state: tuple[str, dict[str, bytes]], rels: list[str]) -> list[bool]:
+    top, files = state
     return [same(os.path.join(top, rel), files[rel]) for rel in rels]
 
 
-def _same_folder_batch(folders: list[tuple[str, list[str]]]) -> list[bool]:
-    assert _COMPARING is not None
-    top, files = _COMPARING
+def _same_folder_batch(state: tuple[str, dict[str, bytes]], folders: list[tuple[str, list[str]]]) -> list[bool]:
+    top, files = state
     return [_same_folder(top, folder, rels, files) for folder, rels in folders]
 
 
@@ -236,13 +87,9 @@ def _same_folder(top: str, folder: str, rels: list[str], files: dict[str, bytes]
 def same_folders(root: Path, folders: dict[str, list[str]], files: dict[str, bytes], jobs: int = 1) -> set[str]:
     """The folders ({folder: the rendered files that belong in it}) that hold exactly those files as regular files,
     byte for byte, and nothing else; compared on `jobs` processes when many."""
-    global _COMPARING
     items = list(folders.items())
-    _COMPARING = str(root), files
-    try:
-        return {folder for (folder, _), ok in zip(items, parallel.fan_out(_same_folder_batch, items, jobs)) if ok}
-    finally:
-        _COMPARING = None
+    found = parallel.fan_out(_same_folder_batch, items, jobs, state=(str(root), files))
+    return {folder for (folder, _), ok in zip(items, found) if ok}
 
 
 def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = False, started: list | None = None,
@@ -251,27 +98,22 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
     ask_git, a file git vouches for (see _vouched) is compared by its blob id instead of being read. Without compare,
     only what is on disk and not rendered is looked at (removed, foreign and special files; nothing is read but the
     first bytes of those). A link is always foreign, even where a generated file belongs: kflowgen writes none."""
-    global _COMPARING
     p = Plan()
-    outs = _results(started) if started is not None else _results(survey(root)) if ask_git else []
-    listing = _listing(outs.pop()) if outs else None
-    known = _vouched(root, outs, listing) if ask_git and len(outs) == len(_GIT) else None
+    outs = listings.results(started) if started is not None else listings.results(survey(root)) if ask_git else []
+    listing = listings.find_listing(outs.pop()) if outs else None
+    known = listings.vouched(root, outs, listing) if ask_git and len(outs) == len(listings.GIT) else None
     if known is None:
-        regular, found_links, p.special = listing or _existing(root)
+        regular, found_links, p.special = listing or listings.existing(root)
         existing, vouched, links = sorted([*regular, *found_links]), {}, set(found_links)
     else:
         vouched, others, p.special = known
         special = set(p.special)  # a FIFO where git has a file is listed by both: never opened
         existing = sorted([*vouched, *(rel for rel in others
-                                       if rel not in special and _listed(os.path.join(root, rel)))])
+                                       if rel not in special and listings.listed(os.path.join(root, rel)))])
         links = {rel for rel in others if os.path.islink(os.path.join(root, rel))}
     present = set(existing) - links
     both = [rel for rel in files if rel in present and rel not in vouched] if compare else []
-    _COMPARING = str(root), files
-    try:
-        same = dict(zip(both, parallel.fan_out(_same_batch, both, jobs)))
-    finally:
-        _COMPARING = None
+    same = dict(zip(both, parallel.fan_out(_same_batch, both, jobs, state=(str(root), files))))
     same.update((rel, cache.blob_id(files[rel]) == vouched[rel]) for rel in files if rel in vouched and compare)
     for rel in files if compare else ():
         if rel in links:

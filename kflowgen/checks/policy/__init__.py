@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-import yaml
-
+from kflowgen import cache
+from kflowgen.build import Built
 from kflowgen.checks.objects import identity
 from kflowgen.checks.policy import (
     applications,
@@ -27,8 +27,9 @@ from kflowgen.checks.policy import (
 from kflowgen.checks.policy.appprojects import go_match
 from kflowgen.checks.policy.context import Context
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs.model import Model
 
-__all__ = ["Context", "POLICIES", "go_match", "parse", "run"]
+__all__ = ["Context", "POLICIES", "checked", "go_match", "run"]
 
 Finding = tuple[str, str, str]  # (json pointer, message, hint)
 
@@ -59,13 +60,6 @@ POLICIES: dict[str, Policy] = {
 }
 
 
-def parse(built: dict[str, str]) -> dict[str, list[dict]]:
-    """Each overlay's built YAML (as `kustomize build` prints it) as a list of objects."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return {overlay: [d for d in yaml.load_all(text, Loader=loader) if isinstance(d, dict)]
-            for overlay, text in built.items()}
-
-
 def run(built: dict[str, list[dict]], ctx: Context) -> list[Diagnostic]:
     """Every policy over every object of every overlay; one error per finding, named by overlay and object. A policy
     with a check_overlay(objects, ctx) also judges each overlay as a whole (what must be there)."""
@@ -81,3 +75,22 @@ def run(built: dict[str, list[dict]], ctx: Context) -> list[Diagnostic]:
             for _, message, hint in policy.check_overlay(objects, octx):
                 out.append(error(overlay, (0, 0), policy.CODE, message, hint))
     return out
+
+
+def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> list[Diagnostic]:
+    """run() on the built overlays; an overlay that passed with the same output and context is not checked again."""
+    ctx = Context.from_model(model, env)
+    fingerprint = cache.key(repr(ctx))  # hashed once: it names every team's namespaces
+    # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
+    # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
+    keys = {o: cache.key("policy", cache.code_digest(), fingerprint, o, cache.text_digest(text))
+            for o, text in built.overlays.items()}
+    passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
+    todo = [o for o in built.overlays if not passed.has(keys[o])]
+    found = run({o: built.objects(o) for o in todo}, ctx)
+    failed = {d.path for d in found}
+    for overlay in todo:
+        if overlay not in failed:
+            passed.add(keys[overlay])
+    passed.save()
+    return found

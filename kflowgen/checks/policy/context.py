@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from kflowgen.specs import layout
-from kflowgen.targets.render import egress_rules
+from kflowgen.targets.team import egress_rules
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,232 @@
+"""What a change to the specs does, in words a reviewer reads without YAML: the changes between the objects of two
+built sides (quotas, served versions, images, Jobs, objects added, changed and removed), and the diff's formats."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.specs import quantity
+from kflowgen.specs.layout import LABEL_EXPERIMENT, LABEL_MODEL, LABEL_VERSION, SYNC_OPTIONS
+
+KINDS = ("quota", "version", "image", "jobs", "added", "changed", "removed")
+DANGEROUS = ("Namespace", "PersistentVolumeClaim", "AppProject")
+
+
+@dataclass(frozen=True)
+class Change:
+    env: str
+    team: str | None
+    kind: str  # one of KINDS
+    text: str  # one line, starting with "team, env: " (or "env: " for the environment as a whole)
+
+    @property
+    def body(self) -> str:
+        return self.text.split(": ", 1)[1]
+
+
+@dataclass
+class DiffReport:
+    changes: list[Change] = field(default_factory=list)
+    dangerous: list[Change] = field(default_factory=list)  # removals of Namespaces, PVCs and AppProjects
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # spec errors at either side, tool failures
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.diagnostics else 0
+
+
+def compare(base, head) -> DiffReport:
+    """The changes from one built side to the other (each side with the objects and profiles where the two differ,
+    its environments, quotas and sweeps): the dangerous removals apart, in environment, team and kind order."""
+    envs = list(dict.fromkeys(head.envs + base.envs))  # in the head's order, then those only the base has
+    changes = [*_quotas(base, head, envs), *_objects(base, head), *_profiles(base, head)]
+    report = DiffReport(changes=sorted(changes, key=lambda c: (envs.index(c.env), c.team is not None, c.team or "",
+                                                               KINDS.index(c.kind), c.text)))
+    report.dangerous = [c for c in report.changes if c.kind == "removed" and c.body.split(" ", 1)[0] in DANGEROUS]
+    return report
+
+
+def _at(env: str, team: str | None) -> str:
+    return f"{team}, {env}: " if team else f"{env}: "
+
+
+def _arrow(old, new) -> str:
+    return f"{old}" if old == new else f"{old} → {new}"
+
+
+def _quotas(base, head, envs: list[str]):
+    for env in envs:
+        (cap0, alloc0, teams0), (cap1, alloc1, teams1) = (s.quotas.get(env, ({}, {}, {})) for s in (base, head))
+        for g in sorted(set(cap0) | set(cap1)):
+            if cap0.get(g, 0) != cap1.get(g, 0):
+                yield Change(env, None, "quota", f"{_at(env, None)}GPU capacity {g} {cap0.get(g, 0)} → {cap1.get(g, 0)}")
+        for team in sorted(set(teams0) | set(teams1)):
+            q0, q1 = teams0.get(team), teams1.get(team)
+            gpu0, gpu1 = q0.gpu if q0 else {}, q1.gpu if q1 else {}
+            for g in sorted(set(gpu0) | set(gpu1)):
+                n0, n1 = gpu0.get(g, 0), gpu1.get(g, 0)
+                if n0 != n1:
+                    yield Change(env, team, "quota", f"{_at(env, team)}GPU quota {g} {n0} → {n1} ({env} capacity "
+                                 f"{_arrow(cap0.get(g, 0), cap1.get(g, 0))}, allocated "
+                                 f"{alloc0.get(g, 0)} → {alloc1.get(g, 0)})")
+            if q0 is None or q1 is None:  # the team came or went
+                q = q0 or q1
+                yield Change(env, team, "quota", f"{_at(env, team)}quota {'added' if q1 else 'removed'} "
+                             f"(cpu {q.cpu}, memory {q.memory}, storage {q.storage})")
+                continue
+            for name in ("cpu", "memory", "storage"):
+                v0, v1 = getattr(q0, name), getattr(q1, name)
+                if quantity.parse(v0) != quantity.parse(v1):
+                    yield Change(env, team, "quota", f"{_at(env, team)}{name} quota {v0} → {v1}")
+
+
+def _ident(key: tuple[str, str, str, str]) -> str:
+    return f"{key[2]}/{key[3]}" if key[2] else key[3]
+
+
+def _plural(kind: str, n: int) -> str:
+    return kind if n == 1 else kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+
+
+def _objects(base, head):
+    """Objects added and removed (an experiment's Jobs counted, a whole team in one line), then changed ones."""
+    groups: dict[tuple, list] = {}
+    sides = {"added": (head, base), "removed": (base, head)}
+    for status, (here, there) in sides.items():
+        for key in here.objects.keys() - there.objects.keys():
+            team, obj = here.objects[key]
+            exp = obj.get("metadata", {}).get("labels", {}).get(LABEL_EXPERIMENT)
+            groups.setdefault((key[0], team, status, exp), []).append(key)
+    for (env, team, status, exp), keys in groups.items():  # (sorted at the end, with every other change)
+        n, where, here = len(keys), _at(env, team), sides[status][0]
+        if exp:  # an experiment's Jobs, counted
+            sweep = (team, exp) in here.sweeps
+            what = f"{n} new {_plural(keys[0][1], n)}" if status == "added" else f"{n} {_plural(keys[0][1], n)} removed"
+            yield Change(env, team, "jobs", f"{where}{what} ({'sweep' if sweep else 'experiment'} {exp})")
+            continue
+        for key in sorted(k for k in keys if status == "removed" and k[1] in DANGEROUS):  # one line each
+            opts = here.objects[key][1].get("metadata", {}).get("annotations", {}).get(SYNC_OPTIONS, "")
+            keep = f" (Argo CD keeps it in the cluster: {opts})" if "Delete=false" in opts else ""
+            yield Change(env, team, status, f"{where}{key[1]} {_ident(key)} removed{keep}")
+        rest = sorted(k for k in keys if status == "added" or k[1] not in DANGEROUS)
+        by_kind = {kind: [k for k in rest if k[1] == kind] for kind in sorted({k[1] for k in rest})}
+        if (env, "Namespace", "", team) in keys:  # the whole team came or went: one line
+            kinds = ", ".join(f"{len(ks)} {_plural(kind, len(ks))}" if len(ks) > 1 else kind
+                              for kind, ks in by_kind.items())
+            yield Change(env, team, status, f"{where}team {status}: {kinds}")
+            continue
+        for kind, ks in by_kind.items():
+            names = ", ".join(_ident(k) for k in ks)
+            yield Change(env, team, status, f"{where}{kind} {names} {status}" if len(ks) == 1 else
+                         f"{where}{len(ks)} {_plural(kind, len(ks))} {status}: {names}")
+    for key in sorted(base.objects.keys() & head.objects.keys()):
+        (team, old), (_, new) = base.objects[key], head.objects[key]
+        if old != new:
+            yield from _changed(key, team, old, new)
+
+
+def _changed(key, team: str | None, old: dict, new: dict):
+    """Which fields changed (two levels deep), and the container images and served model version among them."""
+    env, where = key[0], _at(key[0], team)
+    fields = []
+    for k in sorted(old.keys() | new.keys()):
+        a, b = old.get(k), new.get(k)
+        if a != b:
+            fields += ([f"{k}.{s}" for s in sorted(a.keys() | b.keys()) if a.get(s) != b.get(s)]
+                       if isinstance(a, dict) and isinstance(b, dict) else [k])
+    yield Change(env, team, "changed", f"{where}{key[1]} {_ident(key)} changed ({', '.join(fields)})")
+    templates = [o.get("spec", {}).get("template", {}) for o in (old, new)]
+    pods = [t.get("spec", {}) for t in templates]
+    images = [{c["name"]: c.get("image") for c in p.get("containers", []) + p.get("initContainers", [])} for p in pods]
+    for name in sorted(images[0].keys() & images[1].keys()):
+        if images[0][name] != images[1][name]:
+            yield Change(env, team, "image", f"{where}{key[1]} {_ident(key)} container {name} image "
+                         f"{_image_arrow(images[0][name], images[1][name])}")
+    model = new.get("metadata", {}).get("labels", {}).get(LABEL_MODEL)
+    versions = [t.get("metadata", {}).get("labels", {}).get(LABEL_VERSION) for t in templates]
+    if model and key[1] == "Deployment" and None not in versions and versions[0] != versions[1]:
+        yield Change(env, team, "version", f"{where}model {model} version {versions[0]} → {versions[1]}")
+
+
+def _image_arrow(old: str, new: str) -> str:
+    """'repo:1 → repo:2' is written 'repo 1 → 2'."""
+    def split(image: str) -> tuple[str, str]:
+        if "@" in image:
+            return image.split("@", 1)[0], "@" + image.split("@", 1)[1]
+        repo, _, tag = image.rpartition(":")
+        return (repo, tag) if repo and "/" not in tag else (image, "")
+    (r0, t0), (r1, t1) = split(old), split(new)
+    return f"{r0} {t0 or 'latest'} → {t1 or 'latest'}" if r0 == r1 else f"{old} → {new}"
+
+
+def _profiles(base, head):
+    """Notebook images, and profiles added, removed or changed otherwise, per team from the JupyterHub values."""
+    for env, team in sorted({k[:2] for k in base.profiles.keys() | head.profiles.keys()}):
+        old, new = ({k[2]: {**p, **p["kubespawner_override"], "kubespawner_override": None}
+                     for k, p in side.profiles.items() if k[:2] == (env, team)} for side in (base, head))
+        images = [" ".join(sorted({p.pop("image") for p in side.values()})) for side in (old, new)]
+        if all(images) and images[0] != images[1]:
+            yield Change(env, team, "image", f"{_at(env, team)}notebook image {_image_arrow(*images)}")
+        for status, names in (("added", new.keys() - old.keys()), ("removed", old.keys() - new.keys()),
+                              ("changed", {n for n in old.keys() & new.keys() if old[n] != new[n]})):
+            if names:
+                yield Change(env, team, status, f"{_at(env, team)}notebook {_plural('profile', len(names))} "
+                             f"{status}: {', '.join(sorted(names))}")
+
+
+# --- formats --------------------------------------------------------------------------------------------------
+
+def _diagnostic_lines(r: DiffReport) -> list[str]:
+    out = []
+    for d in r.diagnostics:
+        out.append(f"{d.location()}: {d.severity} [{d.code}] {d.message}")
+        out += [f"    fix: {d.hint}"] if d.hint else []
+    return out
+
+
+def tally(r: DiffReport) -> str:
+    if r.diagnostics:
+        n = len(r.diagnostics)
+        return f"kflowgen diff: {n} error{'s' * (n != 1)}, no diff"
+    if not r.changes:
+        return "kflowgen diff: no changes"
+    n, envs = len(r.changes), len({c.env for c in r.changes})
+    return (f"kflowgen diff: {n} change{'s' * (n != 1)} in {envs} environment{'s' * (envs != 1)}"
+            + (f", {len(r.dangerous)} dangerous" if r.dangerous else ""))
+
+
+def change_lines(r: DiffReport) -> list[str]:
+    """The dangerous removals marked ⚠, then every other change; one line each."""
+    dangerous = set(r.dangerous)
+    return [f"⚠ {c.text}" for c in r.dangerous] + [c.text for c in r.changes if c not in dangerous]
+
+
+def render_text(r: DiffReport) -> str:
+    """Diagnostics, then the changes (change_lines), then the tally."""
+    return "\n".join(_diagnostic_lines(r) + change_lines(r) + [tally(r)]) + "\n"
+
+
+def render_markdown(r: DiffReport) -> str:
+    """For a pull request comment or $GITHUB_STEP_SUMMARY: a heading, the dangerous list, a section per environment."""
+    dangerous = set(r.dangerous)
+    out = [f"## {tally(r)}", ""]
+    if r.diagnostics:
+        out += ["```", *_diagnostic_lines(r), "```", ""]
+    if r.dangerous:
+        out += ["### ⚠ Removed from Git: namespaces, volumes, projects", ""]
+        out += [f"- ⚠ {c.text}" for c in r.dangerous] + [""]
+    for env in dict.fromkeys(c.env for c in r.changes):
+        out += [f"### {env}", ""]
+        for c in (c for c in r.changes if c.env == env):
+            mark = "⚠ " if c in dangerous else ""
+            out.append(f"- {mark}**{c.team}**: {c.body}" if c.team else f"- {mark}{c.body}")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_json(r: DiffReport) -> str:
+    diags = [{"path": d.path, "line": d.line, "column": d.col, "severity": d.severity, "code": d.code,
+              "message": d.message, "hint": d.hint} for d in r.diagnostics]
+    return json.dumps({"changes": [asdict(c) for c in r.changes], "dangerous": [asdict(c) for c in r.dangerous],
+                       "diagnostics": diags}, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,76 @@
+"""Where the specs are: every file named like a spec under specs/, and what its place makes it (the platform file, a
+team, a model, an experiment); a file where kflowgen does not look, or a folder link that leaves the repository, is
+reported rather than ignored."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs.experiment import EXPERIMENTS
+from kflowgen.specs.served import MODELS
+
+PLATFORM = "specs/platform.yaml"
+SPECS = "specs"
+
+
+def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None) -> list[str]:
+    """Every file (or folder) named like a spec (.yaml, .yml) anywhere under specs/: where it is decides what it is
+    (spec_files), and one where kflowgen does not look is reported, not ignored."""
+    if snapshot is not None:
+        return sorted(rel for rel in snapshot if rel.startswith(SPECS + "/") and os.path.splitext(rel)[1] in (".yaml", ".yml"))
+    out, seen = [], set()
+    top = os.path.realpath(root)
+    for dirpath, dirs, names in os.walk(os.path.join(root, SPECS), followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree: walked once (its files are then refused if they leave the repo)
+            dirs[:] = []
+            continue
+        seen.add(real)
+        rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        out += [f"{rel}/{n}" for n in names + dirs if os.path.splitext(n)[1] in (".yaml", ".yml")]
+        leaving = [d for d in dirs if not _within(top, os.path.realpath(os.path.join(dirpath, d)))]
+        out += [f"{rel}/{d}/" for d in leaving if not os.path.splitext(d)[1] in (".yaml", ".yml")]
+        dirs[:] = [d for d in dirs if d not in leaving]  # never walked: a link to / would walk the whole machine
+    return sorted(out)
+
+
+def _within(top: str, real: str) -> bool:
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _kind(rel: str) -> str:
+    """What kflowgen reads a file under specs/ as: platform, team, model, experiment, stray (nowhere it looks), or
+    outside (a folder link that leaves the repository, not walked)."""
+    if rel.endswith("/"):
+        return "outside"
+    if rel == PLATFORM:
+        return "platform"
+    parts = rel.split("/")
+    if len(parts) == 3 and parts[1] == "teams":
+        return "team"
+    if len(parts) > 2 and f"{parts[0]}/{parts[1]}" in (MODELS, EXPERIMENTS):
+        return "model" if f"{parts[0]}/{parts[1]}" == MODELS else "experiment"
+    return "stray"
+
+
+def spec_files(root: Path, snapshot: dict[str, bytes] | None = None) -> list[tuple[str, str]]:
+    """(path, kind) of every spec file load reads (from root, or among a snapshot's paths), and of every file named
+    like a spec where kflowgen does not look (kind "stray"): the platform file first, then teams, models and
+    experiments."""
+    order = {"platform": 0, "team": 1, "model": 2, "experiment": 3, "stray": 4, "outside": 5}
+    found = [(rel, _kind(rel)) for rel in _spec_paths(root, snapshot) if rel != PLATFORM]
+    return [(PLATFORM, "platform")] + sorted(found, key=lambda item: (order[item[1]], item[0]))
+
+
+def misplaced(wanted: list[tuple[str, str]]) -> list[Diagnostic]:
+    """Findings for spec_files' strays and folder links that leave the repository."""
+    return [_stray(rel) for rel, kind in wanted if kind == "stray"] + [
+        error(rel.rstrip("/"), (1, 1), "KF312", "folder link that leaves the repository or loops",
+              "replace the link with the folder itself") for rel, kind in wanted if kind == "outside"]
+
+
+def _stray(rel: str) -> Diagnostic:
+    return error(rel, (1, 1), "KF316", "kflowgen does not read spec files here, so this one would be ignored",
+                 "the platform file is specs/platform.yaml, teams are specs/teams/<team>.yaml, experiments "
+                 "specs/experiments/<team>/<name>.yaml and models specs/models/<team>/<name>.yaml")

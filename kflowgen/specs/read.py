@@ -1,0 +1,173 @@
+"""Reading the specs: each file's bytes (from the repository, a git commit's snapshot, or edits about to be written),
+parsed strictly and checked against its schema, with results cached by path and content and many files read on
+forked processes; then the typed model of those that passed."""
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kflowgen import cache, parallel
+from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.options import Options
+from kflowgen.specs import loader, schema as specschema
+from kflowgen.specs.discover import PLATFORM, misplaced, spec_files
+from kflowgen.specs.experiment import experiment_from
+from kflowgen.specs.loader import SpecFile, load_bytes
+from kflowgen.specs.model import Deferred, Model, platform_from, team_from
+from kflowgen.specs.served import served_model_from
+
+GROUPS = 64  # a folder of more spec files than this (specs/teams) is read and cached in this many groups
+
+
+@dataclass(frozen=True)
+class Specs:
+    """What reading the specs gives: the model of those that loaded (None without a platform file), every finding,
+    and the spec files the model is made of (the rules' cache key)."""
+
+    model: Model | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: list[SpecFile] = field(default_factory=list)
+
+
+def _inside(root: Path, rel: str, folders: dict[str, bool]) -> bool:
+    """The file is reached without a link that leaves the repository or loops. Folders are resolved once each: a
+    file that is not itself a link is inside exactly when its folder is."""
+    try:
+        path = os.path.join(root, rel)
+        if os.path.islink(path):
+            return (root / rel).resolve().is_relative_to(root.resolve())
+        folder = os.path.dirname(path)
+        if folder not in folders:
+            top = os.path.realpath(root)
+            real = os.path.realpath(folder)
+            folders[folder] = real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+        return folders[folder]
+    except (OSError, RuntimeError):  # a link loop (RuntimeError on Python 3.11) is refused like a link outside
+        return False
+
+
+def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
+    """Parse and schema-check one spec file's bytes: the JSON of (spec or None, findings), as the cache holds it."""
+    spec, found = load_bytes(raw, rel)
+    if spec is not None:
+        found = specschema.validate(kind, spec)
+    return loader.to_json(None if found else spec, found)
+
+
+def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str, bytes] | None = None,
+               edits: dict[str, bytes] | None = None) -> dict[str, tuple[SpecFile | None, list[Diagnostic], str | None]]:
+    """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
+    commit's): {path: (spec or None, findings, git blob id of the bytes or None when they could not be read)}.
+    A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked
+    here. The files of a folder (a team's experiments; a big folder is split in GROUPS groups by name) are read together,
+    and their results cached together as well as one by one; many groups are read on `jobs` processes."""
+    cache.code_digest()  # once here, not in every forked reader
+    groups: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    sizes: dict[str, int] = {}
+    for rel, _ in wanted:
+        sizes[rel.rsplit("/", 1)[0]] = sizes.get(rel.rsplit("/", 1)[0], 0) + 1
+    for rel, kind in wanted:
+        folder, name = rel.rsplit("/", 1)
+        # a big folder (every team's file) in GROUPS groups by name, so that changing one file re-reads few
+        groups.setdefault((folder, zlib.crc32(name.encode()) % GROUPS if sizes[folder] > GROUPS else 0),
+                          []).append((rel, kind))
+    results = parallel.fan_out(_read_groups, list(groups.values()), opts.jobs, opts.stage(len(wanted), "reading specs"),
+                               weigh=len, state=(opts.root, opts.store, snapshot, edits))
+    out = {}
+    for group, group_results in zip(groups.values(), results):
+        for (rel, _), (spec, found, hit, oid) in zip(group, group_results):
+            out[rel] = spec, found, oid
+            if hit is not None:
+                opts.store.count(hit)
+    return out
+
+
+def _read_groups(state: tuple, batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
+    root, store, snapshot, edits = state
+    folders: dict[str, bool] = {}
+    return [_read_group(root, group, store, snapshot, folders, edits) for group in batch]
+
+
+def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, snapshot: dict[str, bytes] | None,
+                folders: dict[str, bool], edits: dict[str, bytes] | None = None) -> list[tuple]:
+    """(spec or None, findings, whether the cache had it: None when not looked up, git blob id) of each file of a
+    group. The group's results are one cache entry, keyed on every readable file's path, kind and
+    bytes; when it is missing, each file's own entry is looked up, or the file checked."""
+    raws = [(edits[rel], []) if edits and rel in edits else _raw(root, rel, snapshot, folders) for rel, _ in group]
+    readable = [(rel, kind, raw) for (rel, kind), (raw, _) in zip(group, raws) if raw is not None]
+    k = cache.key("specs", cache.code_digest(), *(f"{rel}\0{kind}\0{hashlib.sha256(raw).hexdigest()}"
+                                                 for rel, kind, raw in readable))
+    packed = store.lookup("specs", k) if readable else None
+    lines = packed.split(b"\n") if packed is not None else []
+    if len(lines) == len(readable):
+        results = [(line, True) for line in lines]
+    else:  # not cached (or not one result per file: never trusted)
+        results = [_checked(store, rel, kind, raw) for rel, kind, raw in readable]
+        if readable:
+            store.put("specs", k, b"\n".join(line for line, _ in results))
+    out, at = [], iter(results)
+    for (rel, kind), (raw, found) in zip(group, raws):
+        if raw is None:
+            out.append((None, found, None, None))
+            continue
+        line, hit = next(at)
+        spec, found = loader.from_json(line)
+        out.append((spec, found, hit, cache.blob_id(raw)))
+    return out
+
+
+def _raw(root: Path, rel: str, snapshot: dict[str, bytes] | None,
+         folders: dict[str, bool]) -> tuple[bytes | None, list[Diagnostic]]:
+    """A spec file's bytes (no more than the size limit and one byte), or the findings that say why there are none."""
+    if snapshot is not None:
+        return snapshot[rel][:loader.MAX_BYTES + 1], []
+    if not _inside(root, rel, folders):
+        return None, [error(rel, (1, 1), "KF312", "spec file is a link that leaves the repository or loops",
+                            "replace the link with the file itself")]
+    return loader.read_file(root, rel)
+
+
+def _checked(store: cache.Cache, rel: str, kind: str, raw: bytes) -> tuple[bytes, bool]:
+    """A spec file's result (check_spec's JSON, one line) from its own cache entry or checked now; and whether
+    the cache had it."""
+    k = cache.key("spec", cache.code_digest(), kind, rel, raw)
+    result = store.lookup("spec", k)
+    if result is not None:
+        return result, True
+    result = check_spec(kind, rel, raw)
+    store.put("spec", k, result)
+    return result, False
+
+
+
+
+def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[str, bytes] | None = None) -> Specs:
+    """Read and check every spec (from the repository; from a snapshot: {path: bytes} of a git commit's spec files;
+    edits: {path: bytes} of spec files to read as these bytes instead, as a change about to be written), and make the
+    model of those that loaded."""
+    if not (PLATFORM in snapshot if snapshot is not None else (opts.root / PLATFORM).is_file()):
+        return Specs(None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
+                                  "run kflowgen in the repository root, or create one with `kflowgen init`")])
+    wanted = spec_files(opts.root, snapshot)
+    diags = misplaced(wanted)
+    wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
+    loaded = read_specs(opts, wanted, snapshot, edits)
+    specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
+    for rel, kind in wanted:
+        spec, found, _ = loaded[rel]
+        diags.extend(found)
+        if spec is not None:
+            specs[kind].append(spec)
+    if not specs["platform"]:
+        return Specs(None, diags)
+    platform = platform_from(specs["platform"][0])
+    read_teams = {s.path for s in specs["team"]}
+    model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in specs["team"]),
+                                   key=lambda t: (t.name, t.source.path)),
+                  Deferred(specs["model"], served_model_from), Deferred(specs["experiment"], experiment_from),
+                  unreadable={Path(rel).stem for rel, kind in wanted if kind == "team" and rel not in read_teams},
+                  inputs={rel: loaded[rel][2] for rel, _ in wanted})
+    return Specs(model, diags, [s for group in specs.values() for s in group])

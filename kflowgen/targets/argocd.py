@@ -1,0 +1,105 @@
+"""An environment's Argo CD objects (overlays/<env>/argocd): the AppProjects that fence each team and the platform in,
+and the Applications that sync the overlays, the JupyterHub chart and, as the app of apps, this folder itself."""
+from __future__ import annotations
+
+from kflowgen.specs import layout
+from kflowgen.specs.model import Platform, Team
+from kflowgen.targets import jupyterhub
+from kflowgen.targets.common import meta, sources
+
+IN_CLUSTER = "https://kubernetes.default.svc"
+
+
+# --- Argo CD ----------------------------------------------------------------------------------------------------
+
+def _project(p: Platform, env: str, name, description, sources, destinations, cluster_kinds, namespace_kinds,
+             roles=None, team=None) -> dict:
+    spec = {"description": description, "sourceRepos": sources,
+            "destinations": [{"server": s, "namespace": n} for s, n in destinations],
+            "clusterResourceWhitelist": [{"group": g, "kind": k} for g, k in cluster_kinds],
+            "namespaceResourceWhitelist": [{"group": g, "kind": k} for g, k in namespace_kinds],
+            "orphanedResources": {"warn": True}}
+    if roles:
+        spec["roles"] = roles
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": meta(name, p.argocd_namespace, labels=layout.labels(env, team)), "spec": spec}
+
+
+def _app(p: Platform, env: str, name, project_name, server, destination_ns, source=None, sources=None, team=None,
+         allow_empty=False, options=(), ignore=None) -> dict:
+    spec: dict = {"project": project_name}
+    if source:
+        spec["source"] = source
+    if sources:
+        spec["sources"] = sources
+    spec["destination"] = {"server": server, "namespace": destination_ns}
+    if ignore:
+        spec["ignoreDifferences"] = ignore
+    automated = {"prune": True, "selfHeal": True}
+    if allow_empty:
+        automated["allowEmpty"] = True
+    spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": meta(name, p.argocd_namespace, labels=layout.labels(env, team),
+                              finalizers=["resources-finalizer.argocd.argoproj.io/foreground"]), "spec": spec}
+
+
+def _git(p: Platform, path: str) -> dict:
+    return {"repoURL": p.repo_url, "targetRevision": p.revision, "path": path}
+
+
+def shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[dict, list[str]]]:
+    """overlays/<env>/argocd: a plain directory of manifests, not a kustomization. Argo CD applies the files as they
+    are, and nothing has to build one list of every team's projects and Applications (kustomize's cost grows faster
+    than linearly with that list). Each team's own files are written by _argocd_team."""
+    cluster = p.environments[env].cluster
+    ns = p.argocd_namespace
+    base = layout.argocd_folder(env)
+    psrc = [p.source.path]
+    docs: dict[str, tuple[dict, list[str]]] = {}
+    docs["appproject.bootstrap.yaml"] = (_project(
+        p, env, layout.project(env, "bootstrap"), f"{env}: the root Application, which creates the projects and Applications below",
+        [p.repo_url], [(IN_CLUSTER, ns)], [], [("argoproj.io", "Application"), ("argoproj.io", "AppProject")]), psrc)
+    docs["appproject.platform.yaml"] = (_project(
+        p, env, layout.project(env, "platform"),
+        f"{env}: platform-owned objects (namespaces, quotas, RBAC, network policy, storage, JupyterHub)",
+        [p.repo_url, p.hub_chart_repo], [(cluster, p.hub_namespace)] + [(cluster, t.namespace) for t in teams],
+        [("", "Namespace")], [("*", "*")]), sources(p, teams))
+    root_source = {**_git(p, base), "directory": {"recurse": False, "include": "*.yaml"}}
+    root, hub = layout.shared_applications(env)
+    docs["application.root.yaml"] = (_app(p, env, root, layout.project(env, "bootstrap"), IN_CLUSTER, ns,
+                                          source=root_source), psrc)
+    docs["application.jupyterhub.yaml"] = (_app(
+        p, env, hub, layout.project(env, "platform"), cluster, p.hub_namespace,
+        sources=[{"repoURL": p.hub_chart_repo, "chart": "jupyterhub", "targetRevision": p.hub_chart_version,
+                  "helm": {"releaseName": "jupyterhub",
+                           "valueFiles": [f"$values/{layout.hub_values(env)}"]}},
+                 {"repoURL": p.repo_url, "targetRevision": p.revision, "ref": "values"}],
+        options=("CreateNamespace=true", "ServerSideApply=true", "RespectIgnoreDifferences=true"),
+        ignore=[{**item, "namespace": p.hub_namespace} for item in jupyterhub.RANDOM]), psrc)
+    return {f"{base}/{name}": doc for name, doc in docs.items()}
+
+
+def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
+    """A team's AppProject and its platform and workloads Applications, in overlays/<env>/argocd."""
+    cluster = p.environments[env].cluster
+    src = [t.source.path, p.source.path]
+    groups = sorted({g for g, _ in t.members})
+    project = layout.project(env, t.name)
+    roles = [{"name": "members", "description": f"members of {t.name} may view and sync the team's Applications",
+              "groups": groups,
+              "policies": [f"p, proj:{project}:members, applications, {verb}, {project}/*, allow"
+                           for verb in ("get", "sync")]}] if groups else None
+    base = layout.argocd_folder(env)
+    platform_app, workloads_app = layout.team_applications(env, t.name)
+    return {
+        f"{base}/appproject.{t.name}.yaml": (_project(
+            p, env, layout.project(env, t.name), f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
+            [p.repo_url], [(cluster, t.namespace)], [], layout.team_kinds(p), roles, t.name), src),
+        f"{base}/application.{t.name}-platform.yaml": (_app(
+            p, env, platform_app, layout.project(env, "platform"), cluster, t.namespace,
+            source=_git(p, layout.team_overlay(env, t.name, layout.PLATFORM_PART)), team=t.name), src),
+        f"{base}/application.{t.name}-workloads.yaml": (_app(
+            p, env, workloads_app, layout.project(env, t.name), cluster, t.namespace,
+            source=_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), team=t.name, allow_empty=True), src),
+    }

@@ -1,0 +1,140 @@
+"""A team's two overlays in an environment: the platform-owned one (namespace, quota, NAS, RBAC, network policy), built
+on the platform's bases/team, and the team's own (its served models and training Jobs)."""
+from __future__ import annotations
+
+from kflowgen.specs import layout, quantity
+from kflowgen.specs.layout import BASES, KEEP, LABEL_MODEL, LABEL_TEAM, SYNC_OPTIONS
+from kflowgen.specs.model import Platform, Team
+from kflowgen.targets.common import kustomization, meta, placed
+from kflowgen.targets.emit import document
+from kflowgen.targets.serving import GRPC_PORT, HTTP_PORT, callers_policy, render_model
+from kflowgen.targets.training import render_experiment
+
+
+# --- per team, platform-owned ---------------------------------------------------------------------------------
+
+def platform_overlay(p: Platform, t: Team, env: str, served: list = ()) -> dict[str, bytes]:
+    src = [t.source.path, p.source.path]
+    q = t.quota[env]
+    objs: dict[str, dict] = {}
+    minor = ".".join(p.kubernetes_version.split(".")[:2])
+    objs["namespace.yaml"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(
+        t.namespace,
+        labels={"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": f"v{minor}",
+                "pod-security.kubernetes.io/audit": "restricted", "pod-security.kubernetes.io/warn": "restricted",
+                "hub.jupyter.org/network-access-hub": "true"},
+        annotations={SYNC_OPTIONS: KEEP})}
+    hard = {"requests.cpu": quantity.cpu(q.cpu), "requests.memory": str(q.memory), "requests.storage": str(q.storage)}
+    for resource, n in gpu_requests(p, q.gpu).items():
+        hard[f"requests.{resource}"] = str(n)
+    objs["resourcequota.team.yaml"] = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("team"),
+                                       "spec": {"hard": hard}}
+    objs["persistentvolumeclaim.nas.yaml"] = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": meta("nas", annotations={SYNC_OPTIONS: KEEP}),
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": p.storage_class,
+                 "resources": {"requests": {"storage": str(t.storage_size)}}}}
+    objs["rolebinding.owners.yaml"] = _rolebinding("owners", "admin", [("User", o) for o in t.owners])
+    for role in ("admin", "edit", "view"):
+        groups = [g for g, r in t.members if r == role]
+        if groups:
+            objs[f"rolebinding.members-{role}.yaml"] = _rolebinding(f"members-{role}", role, [("Group", g) for g in groups])
+    objs["rolebinding.jupyterhub-spawner.yaml"] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("jupyterhub-spawner"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jupyterhub-spawner"},
+        "subjects": [{"kind": "ServiceAccount", "name": "hub", "namespace": p.hub_namespace}]}
+    hub_ns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": p.hub_namespace}}}
+    objs["networkpolicy.allow-jupyterhub.yaml"] = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("allow-jupyterhub"),
+        "spec": {"podSelector": {"matchLabels": {"component": "singleuser-server"}}, "policyTypes": ["Ingress", "Egress"],
+                 "ingress": [{"from": [{**hub_ns, "podSelector": {"matchExpressions": [
+                     {"key": "component", "operator": "In", "values": ["hub", "proxy"]}]}}],
+                     "ports": [{"port": 8888, "protocol": "TCP"}]}],
+                 "egress": [{"to": [{**hub_ns, "podSelector": {"matchLabels": {"component": "hub"}}}],
+                             "ports": [{"port": 8081, "protocol": "TCP"}]}]}}
+    objs.update(network_policies(p, env))
+    sources = {name: src for name in objs}
+    for m in served:
+        if env in m.environments:
+            policy = callers_policy(m, t, p, env)
+            if policy["spec"]["ingress"]:
+                objs[f"networkpolicy.{policy['metadata']['name']}.yaml"] = policy
+                sources[f"networkpolicy.{policy['metadata']['name']}.yaml"] = [m.source.path, p.source.path]
+    base = layout.team_overlay(env, t.name, layout.PLATFORM_PART)
+    out = {f"{base}/{name}": document(obj, sources[name]) for name, obj in objs.items()}
+    out[f"{base}/kustomization.yaml"] = document(
+        kustomization(["../../../../../" + BASES] + list(objs), layout.labels(env, t.name), t.namespace), src)
+    return out
+
+
+def network_policies(p: Platform, env: str) -> dict[str, dict]:
+    """What every team's pods may reach besides DNS, their namespace and the hub: the platform's egress allow-list of
+    this environment, and the model servers of team namespaces (gRPC and REST; each model's own policy says which
+    callers it admits)."""
+    out: dict[str, dict] = {}
+    rules = egress_rules(p, env)
+    if rules:
+        out["networkpolicy.allow-egress.yaml"] = {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("allow-egress"),
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": rules}}
+    out["networkpolicy.allow-model-servers.yaml"] = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("allow-model-servers"),
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{
+            "namespaceSelector": {"matchExpressions": [{"key": LABEL_TEAM, "operator": "Exists"}]},
+            "podSelector": {"matchExpressions": [{"key": LABEL_MODEL, "operator": "Exists"}]}}],
+            "ports": [{"port": GRPC_PORT, "protocol": "TCP"}, {"port": HTTP_PORT, "protocol": "TCP"}]}]}}
+    return out
+
+
+def egress_rules(p: Platform, env: str) -> list[dict]:
+    """The platform's egress allow-list of an environment as NetworkPolicy egress rules, in the platform file's order."""
+    out = []
+    for r in p.egress_in(env):
+        if r.namespace:
+            peer: dict = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": r.namespace}}}
+            if r.pod_labels:
+                peer["podSelector"] = {"matchLabels": dict(sorted(r.pod_labels.items()))}
+        else:
+            peer = {"ipBlock": {"cidr": r.cidr, **({"except": list(r.excepted)} if r.excepted else {})}}
+        out.append({"to": [peer], "ports": [{"port": port, "protocol": "TCP"} for port in r.ports]})
+    return out
+
+
+def gpu_requests(p: Platform, gpus: dict[str, int]) -> dict[str, int]:
+    """GPUs by extended resource name. Every resource the platform knows is listed, 0 when the team has none:
+    a ResourceQuota does not limit a resource it does not name."""
+    out = {g.resource: 0 for g in p.gpu_types.values()}
+    for gpu, n in gpus.items():
+        if gpu in p.gpu_types:
+            out[p.gpu_types[gpu].resource] += n
+    return dict(sorted(out.items()))
+
+
+def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -> dict:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(name),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": clusterrole},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": k, "name": n} for k, n in subjects]}
+
+
+# --- per team, workloads ----------------------------------------------------------------------------------------
+
+def workloads_overlay(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, bytes]:
+    """The team's own Application: served models and training Jobs, each in the team's namespace with the standard
+    labels (see _placed)."""
+    base = layout.team_overlay(env, t.name, layout.WORKLOADS_PART)
+    out: dict[str, bytes] = {}
+    sources = [t.source.path]
+    labels = layout.labels(env, t.name)
+    for m in served:
+        if env in m.environments:
+            sources.append(m.source.path)
+            for name, obj in render_model(m, t, p, env).items():
+                out[f"{base}/{name}"] = document(placed(obj, t.namespace, labels), [m.source.path, p.source.path])
+    for e in experiments:
+        if env in e.environments:
+            sources.append(e.source.path)
+            for name, obj in render_experiment(e, t, p, env).items():
+                out[f"{base}/{name}"] = document(placed(obj, t.namespace, labels), [e.source.path, t.source.path])
+    resources = sorted(path.rsplit("/", 1)[1] for path in out)
+    out[f"{base}/kustomization.yaml"] = document(kustomization(resources), sources)
+    return out

@@ -1,0 +1,26 @@
+"""Teams that leave an environment: their committed namespace is no longer rendered. Argo CD keeps the Namespace and
+the NAS volume (Prune=false, Delete=false), so nothing is lost; a warning says what a person must do to remove
+them on purpose."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kflowgen.diagnostics import Diagnostic, warning
+from kflowgen.specs.model import Model
+
+
+def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
+    """Teams whose committed namespace no spec renders any more: Argo CD keeps the Namespace and the NAS volume
+    (Prune=false, Delete=false), so nothing is lost; say what a person must do to remove them on purpose."""
+    out = []
+    for env in envs:
+        cluster = model.platform.environments[env].cluster
+        for ns_file in sorted((root / "overlays" / env / "teams").glob("*/platform/namespace.yaml")):
+            rel = ns_file.relative_to(root).as_posix()
+            if rel not in files:
+                team = ns_file.parts[-3]
+                out.append(warning(rel, (1, 1), "KF505", f"team {team} leaves {env}: Argo CD keeps its Namespace "
+                                   f"{team} and PersistentVolumeClaim nas (Prune=false, Delete=false)",
+                                   "to delete them on purpose, back up the team NAS, then run: "
+                                   f"kubectl --server {cluster} delete namespace {team}"))
+    return out
