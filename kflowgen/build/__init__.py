@@ -1,0 +1,188 @@
+"""The build stage: every overlay Argo CD syncs, built with the pinned kustomize (kflowgen-kbuild where it is: many
+overlays a process) over the rendered files, with builds cached by their inputs. The built objects of each overlay
+are parsed once, when first asked for, and travel with the build."""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kflowgen import cache, tools
+from kflowgen.build import handkept
+from kflowgen.build.kustomize import kustomize_batch, kustomize_build
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.options import Options
+from kflowgen.specs import layout
+from kflowgen.specs.layout import is_directory_source
+from kflowgen.targets.cached import Rendered
+from kflowgen.write import writer
+
+
+@dataclass(frozen=True)
+class Built:
+    """Built manifests per overlay, and per-environment object counts."""
+
+    overlays: dict[str, str] = field(default_factory=dict)  # overlay -> its built YAML
+    counts: dict[str, int] = field(default_factory=dict)  # environment -> objects built
+    tools: dict[str, str] = field(default_factory=dict)
+    rebuilt: int = 0  # overlays built by kustomize in this run (the rest came from the cache)
+    keys: dict[str, str] = field(default_factory=dict)  # overlay -> its entry in the build cache
+    # overlay -> its objects: given by the builder (built now by kflowgen-kbuild) or the renderer (plain directories
+    # rendered now), else parsed from the YAML when first asked for (objects())
+    parsed: dict[str, list] = field(default_factory=dict)
+
+    def objects(self, overlay: str) -> list[dict]:
+        """An overlay's objects, parsed at most once."""
+        if overlay not in self.parsed:
+            self.parsed[overlay] = parse(self.overlays[overlay])
+        return self.parsed[overlay]
+
+
+def parse(text: str) -> list[dict]:
+    """The objects of a built YAML stream (as `kustomize build` prints it)."""
+    return [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if isinstance(d, dict)]
+
+
+def overlays_of(files: dict[str, bytes], env: str | None = None, team: str | None = None) -> list[str]:
+    """The folders Argo CD syncs: kustomize overlays (a kustomization.yaml) and plain directories of manifests."""
+    out = sorted({p.rsplit("/", 1)[0] for p in files
+                  if p.endswith("/kustomization.yaml") or is_directory_source(p.rsplit("/", 1)[0])})
+    if env:
+        out = [o for o in out if o.startswith(f"overlays/{env}/")]
+    if team:
+        out = [o for o in out if o.startswith(f"overlays/{env}/teams/{team}/")]
+    return out
+
+
+def overlay_keys(root: Path, rendered: Rendered, overlays: list[str], tool: tools.Tool) -> dict[str, str]:
+    """A cache key per overlay: its files, the hand-kept bases it may reference, and the kustomize version.
+    A change to any base changes the key of every overlay that uses bases/ (all are rebuilt)."""
+    bases = cache.tree_digest(root / "bases")
+    builder = builder_id(tool)
+    by_overlay: dict[str, list[str]] = {o: [] for o in overlays}
+    for rel in rendered.files:
+        folder = rel.rsplit("/", 1)[0]
+        if folder in by_overlay:
+            by_overlay[folder].append(rel)
+    out = {}
+    files, origin = rendered.files, rendered.origin
+    for overlay, rels in by_overlay.items():
+        parts: list = [builder]
+        if overlay in origin:  # the overlay's files are those of this folder among the unit's files of this digest
+            parts += ["unit", overlay, origin[overlay]]
+        else:
+            for rel in sorted(rels):
+                parts += [rel, files[rel]]
+        if any(b"bases/" in files[rel] for rel in rels):
+            parts.append(bases)
+        out[overlay] = cache.key(*parts)
+    return out
+
+
+def builder_id(tool: tools.Tool) -> str:
+    """What builds overlays: kustomize's version, run as kubectl kustomize or kustomize, in kflowgen-kbuild or not."""
+    batch = tools.find_batch()
+    return " ".join([tool.version, tool.argv[0] if tool.argv[0] == "kubectl" else "kustomize",
+                     tools.batch_version(batch) if batch and tool.argv[0] != "kubectl" else "process"])
+
+
+def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[str]) -> tuple[Built, list[Diagnostic]]:
+    """kustomize build of the given overlays over the rendered files, in a scratch copy (the repository is untouched).
+    Overlays whose inputs and kustomize version match a cached build are not built again."""
+    rendered = rendered if isinstance(rendered, Rendered) else Rendered(dict(rendered))
+    root, files, store, jobs = opts.root, rendered.files, opts.store, opts.jobs
+    kustomize = tools.find("kustomize", root)
+    if isinstance(kustomize, Diagnostic):
+        return Built(), [kustomize]
+    refused = handkept.check(root)  # links, special files, remote bases: nothing is built from such a bases/
+    if refused:
+        return Built(), refused
+    diags: list[Diagnostic] = []
+    parsed: dict[str, list] = {}
+    plain = {o: directory_files(files, o) for o in overlays if is_directory_source(o)}
+    # what Argo CD reads from a plain directory: its files' texts, one document each
+    results: dict[str, str | Diagnostic] = {o: "---\n".join(files[rel].decode("utf-8") for rel in rels)
+                                            for o, rels in plain.items()}
+    for folder, rels in plain.items():  # their objects, when the renderer gave them all
+        if rendered.objects and all(rel in rendered.objects for rel in rels):
+            parsed[folder] = [rendered.objects[rel] for rel in rels]
+    keys = overlay_keys(root, rendered, [o for o in overlays if o not in results], kustomize)
+    for overlay, hit in zip(keys, store.read_many("build", keys.values(), text=True)):
+        if store.folder is not None:
+            store.count(hit is not None)
+        if hit is not None:
+            results[overlay] = hit
+    todo = [o for o in overlays if o not in results]
+    if todo:
+        tick = opts.progress(len(todo), "kustomize build") if opts.progress else (lambda: None)
+        batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
+
+        def run(at: Path, group: list[str]) -> dict[str, str | Diagnostic]:
+            if not batch:
+                return kustomize_build(kustomize, at, group, jobs, tick)
+            texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True)
+            parsed.update(objects)
+            return texts
+
+        by_folder: dict[str, list[str]] = {}
+        for rel in files:
+            by_folder.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
+        # An overlay whose folder already holds exactly the rendered files (the usual case: render --check passes)
+        # is built where it is (writer.same_folders); the others from a scratch copy of the rendered files.
+        # The repository is not written.
+        with writer.locked(root, exclusive=False):  # no render swaps the tree between the comparison and the build
+            same = writer.same_folders(root, {o: by_folder.get(o, []) for o in todo}, files, jobs)
+            in_place = [o for o in todo if o in same]
+            results_now = run(root, in_place) if in_place else {}
+        elsewhere = sorted(set(todo) - set(in_place))
+        if elsewhere:
+            with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
+                scratch = Path(tmp)
+                if (root / "bases").is_dir():
+                    shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
+                for overlay in elsewhere:
+                    (scratch / overlay).mkdir(parents=True)
+                    for rel in by_folder.get(overlay, []):
+                        (scratch / rel).write_bytes(files[rel])
+                results_now.update(run(scratch, elsewhere))
+        for overlay, result in results_now.items():
+            results[overlay] = result
+            if not isinstance(result, Diagnostic):
+                store.put("build", keys[overlay], result.encode("utf-8"))
+    texts: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for overlay in overlays:
+        result = results[overlay]
+        if isinstance(result, Diagnostic):
+            diags.append(result)
+        else:
+            texts[overlay] = result
+            env = layout.place(overlay).env
+            counts[env] = counts.get(env, 0) + count_objects(result)
+    return Built(texts, counts, {"kustomize": kustomize.version}, len(todo), keys, parsed), diags
+
+
+def directory_files(files: dict[str, bytes], folder: str) -> list[str]:
+    """The files Argo CD reads from a plain directory source: every .yaml file in it (not below it), in name order."""
+    prefix = folder + "/"
+    return sorted(rel for rel in files
+                  if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml"))
+
+
+_VISIBLE = re.compile(r"\S")
+
+
+def count_objects(text: str) -> int:
+    """Documents of a YAML stream that hold something (without splitting the text into a copy per document)."""
+    text, n, at = "\n" + text, 0, 0
+    while True:
+        end = text.find("\n---\n", at)
+        if _VISIBLE.search(text, at, len(text) if end < 0 else end):
+            n += 1
+        if end < 0:
+            return n
+        at = end + 5
