@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from kflowgen import __version__, tools
+from kflowgen.codes import CODES
 from kflowgen.flow import pipeline, promote as promotion, scaffold
 from kflowgen.options import Options
 from kflowgen.report import changes, formats as report
@@ -48,7 +49,7 @@ NoCache = Annotated[bool, typer.Option("--no-cache", help="Do all the work again
 
 
 def _finish(rep: Report, fmt: Format, stream=None) -> None:
-    (stream or sys.stdout).write(report.render(rep, fmt.value))
+    (stream or sys.stdout).write(report.render(rep, fmt.value, CODES))
     raise typer.Exit(rep.exit_code)
 
 
@@ -114,7 +115,7 @@ def build(env: Annotated[str, typer.Argument(help="Environment, e.g. dev.")],
     for overlay, text in built.items():
         sys.stdout.write(f"---\n# Source: {overlay}\n{text}")
     if rep.diagnostics:
-        sys.stderr.write(report.render(rep, "text"))
+        sys.stderr.write(report.render(rep, "text", CODES))
     raise typer.Exit(rep.exit_code)
 
 
@@ -145,7 +146,7 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
         sys.stdout.write(own[fmt.value](result))
     else:  # CI formats: the diff's diagnostics through the one reporter registry, the changes as its summary
         lines = changes.change_lines(result)
-        sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value))
+        sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value, CODES))
     raise typer.Exit(result.exit_code)
 
 
@@ -230,11 +231,9 @@ def new_experiment(
     if from_notebook:
         if len(args) != 1:
             raise typer.BadParameter("give only NAME with --from-notebook")
-        team, image, workdir, missing = scaffold.from_notebook(dict(os.environ), Path.cwd())
-        if missing:
-            _finish(Report([Diagnostic("notebook", 0, 0, "KF320", f"not in a kflowgen notebook: no {missing}",
-                                       "error", "run it in a JupyterHub notebook started from a kflowgen profile, "
-                                       "inside your project folder on the team NAS")]), Format.text)
+        team, image, workdir, diags = scaffold.from_notebook(dict(os.environ), Path.cwd())
+        if diags:
+            _finish(Report(diags), Format.text)
         name = args[0]
     elif len(args) == 2:
         team, name = args
@@ -257,15 +256,11 @@ def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
     model, diags = pipeline.load(Options.at(repo))
     rep = Report(diags)
     if model is not None:
-        target = spec if spec.is_absolute() or spec.exists() else repo / spec  # relative to -C when not found here
-        target = target.resolve()
-        found = [e for e in model.experiments if (repo / e.source.path).resolve() == target]
-        teams = {t.name: t for t in model.teams}
-        if not found:
-            rep.extend([Diagnostic(str(spec), 0, 0, "KF321", "not an experiment spec of this repository", "error",
-                                   "give the path of a file under specs/experiments/")])
+        found = pipeline.experiment_at(model, repo, spec)
+        if isinstance(found, Diagnostic):
+            rep.extend([found])
         else:
-            sys.stdout.write(describe(found[0], teams[found[0].team], model.platform))
+            sys.stdout.write(describe(found, next(t for t in model.teams if t.name == found.team), model.platform))
     if rep.diagnostics:
         _finish(rep, Format.text)
 

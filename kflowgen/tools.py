@@ -13,6 +13,12 @@ from pathlib import Path
 from kflowgen import parallel
 from kflowgen.diagnostics import Diagnostic, error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF901": "required tool not found",
+    "KF902": "tool failed to run",
+}
+
 KUSTOMIZE = ("kustomize", "sigs.k8s.io/kustomize/kustomize/v5", "v5.8.1")
 KUBECONFORM = ("kubeconform", "github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0")
 PINNED = (KUSTOMIZE, KUBECONFORM)

@@ -123,7 +123,7 @@ def test_build_prints_one_team_as_argo_cd_sees_it(example_repo):
 
 def test_build_unknown_team(example_repo):
     code, out = run("build", "staging", "--team", "nlp", "-C", example_repo)
-    assert code == 1 and "nothing to build for environment 'staging' and team 'nlp'" in out
+    assert code == 1 and "[KF702] nothing to build for environment 'staging' and team 'nlp'" in out
 
 
 def test_init_scaffolds_a_repository_that_validates(tmp_path):
@@ -213,6 +213,14 @@ def test_new_experiment_and_explain(example_repo):
     code, out = run("explain", example_repo / "specs/experiments/recsys/churn.yaml", "-C", example_repo)
     assert code == 0 and "1 trial(s), each a Kubernetes Job; each pod gets no GPU, 4 CPU and 16Gi memory." in out
     assert "python train.py epochs=10" in out and "dev: namespace recsys on cluster https://dev.k8s.example.com" in out
+    code, out = run("explain", "specs/teams/recsys.yaml", "-C", example_repo)
+    assert (code, out.splitlines()[0]) == (1, "specs/teams/recsys.yaml: error [KF704] not an experiment spec of this "
+                                              "repository")
+
+
+def test_init_refuses_a_folder_that_holds_specs(example_repo):
+    code, out = run("init", example_repo)
+    assert code == 1 and out.startswith(f"{example_repo}/specs: error [KF701] folder already holds specs"), out
 
 
 def test_new_experiment_from_a_notebook(example_repo, tmp_path, monkeypatch):
@@ -228,7 +236,7 @@ def test_new_experiment_from_a_notebook(example_repo, tmp_path, monkeypatch):
                                                             "quay.io/jupyter/scipy-notebook:2025-11-24")
     assert run("validate", "-C", example_repo, "--env", "dev", "--format", "text")[0] == 0
     code, out = run("new", "experiment", "--from-notebook", "other", "-C", example_repo, env={"KFLOWGEN_TEAM": ""})
-    assert code == 1 and "not in a kflowgen notebook" in out
+    assert code == 1 and "[KF703] not in a kflowgen notebook" in out
 
 
 def test_schema_writes_the_spec_schemas_for_editors(tmp_path):

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from conftest import tree_hash  # tests/ is on sys.path: pytest imports tests/conftest.py in prepend mode
 from kflowgen import cli
 from kflowgen.flow import pipeline
-from kflowgen.diagnostics import CODES
+from kflowgen.codes import CODES
 from kflowgen.options import Options
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kflowgen import diagnostics
+from kflowgen import codes
 from kflowgen.targets import emit
 from kflowgen.checks import schemas as kschemas
 from kflowgen.specs import schema as specschema
@@ -632,4 +632,4 @@ def test_parallelism_says_how_many_run_at_once():
 
 
 def test_codes_are_in_the_range_given_to_this_feature():
-    assert {c for c in diagnostics.CODES if c.startswith("KF32")} == {f"KF32{i}" for i in range(10)}
+    assert {c for c in codes.CODES if c.startswith("KF32")} == {f"KF32{i}" for i in range(10)}

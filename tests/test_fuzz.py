@@ -55,7 +55,7 @@ from conftest import PROJECT  # tests/ is on sys.path (pytest prepend mode; the 
 from conftest import tree_hash as _tree_hash
 from kflowgen import cli
 from kflowgen.flow import pipeline
-from kflowgen.diagnostics import CODES
+from kflowgen.codes import CODES
 from kflowgen.specs.loader import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_text
 from kflowgen.targets import render
 from kflowgen.options import Options

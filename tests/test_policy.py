@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import PROJECT
-from kflowgen import diagnostics, tools
+from kflowgen import codes, diagnostics, tools
 from kflowgen.flow import pipeline
 from kflowgen.checks import policy
 from kflowgen.checks.policy import Context, go_match
@@ -26,7 +26,7 @@ DELETE = object()
 
 def test_every_policy_code_is_registered_with_its_title():
     for p in policy.POLICIES.values():
-        assert diagnostics.CODES[p.CODE] == p.TITLE
+        assert codes.CODES[p.CODE] == p.TITLE
 
 
 def patched(obj: dict, *changes) -> dict:

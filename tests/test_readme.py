@@ -5,7 +5,7 @@ import re
 
 from conftest import PROJECT
 from kflowgen.cli import app
-from kflowgen.diagnostics import CODES
+from kflowgen.codes import CODES
 from kflowgen.tools import PINNED
 
 README = (PROJECT / "README.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+from kflowgen.codes import CODES
 from kflowgen.report import formats as report
 from kflowgen.diagnostics import Report, error, warning
 
@@ -60,7 +61,7 @@ def test_junit():
 
 
 def test_sarif():
-    doc = json.loads(report.render(REPORT, "sarif"))
+    doc = json.loads(report.render(REPORT, "sarif", CODES))
     run = doc["runs"][0]
     assert doc["version"] == "2.1.0" and run["tool"]["driver"]["name"] == "kflowgen"
     assert {r["id"] for r in run["tool"]["driver"]["rules"]} >= {"KF201", "KF402", "KF504"}

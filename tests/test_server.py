@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import diagnostics, upstream
+from kflowgen import codes, diagnostics, upstream
 from kflowgen.flow import pipeline
 from kflowgen.checks import server, verify
 from kflowgen.diagnostics import Diagnostic
@@ -36,8 +36,8 @@ def _timing(name: str, seconds: float) -> None:
 
 
 def test_server_codes_are_registered():
-    for code, title in server.CODE_TITLES.items():
-        assert diagnostics.CODES[code] == title
+    for code, title in server.CODES.items():
+        assert codes.CODES[code] == title
 
 
 @pytest.fixture(scope="session")

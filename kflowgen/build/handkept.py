@@ -15,6 +15,11 @@ import yaml
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.specs.loader import special_kind
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF409": "bases/ holds a link or special file, or a kustomization there names a remote or outside path",
+}
+
 FOLDER = "bases"
 KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # kustomization fields whose entries (or whose entries' `path`) name files or folders

@@ -11,6 +11,11 @@ from pathlib import Path
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.tools import Tool, ends_with_us
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF401": "kustomize build failed",
+}
+
 
 def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
                     done=lambda: None) -> dict[str, str | Diagnostic]:

@@ -12,6 +12,11 @@ from pathlib import Path
 
 from kflowgen.diagnostics import Diagnostic, warning
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF317": "CODEOWNERS does not give a team's or the platform's files to reviewers",
+}
+
 # Where GitHub (first three, in its order of preference) and GitLab look for the file.
 LOCATIONS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
 # Platform-owned paths: a file in each must have an owner.

@@ -51,8 +51,8 @@ SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"
 ADMIN = "kflowgen-admin"
 
-# Codes this module reports (titles for diagnostics.CODES, which lives elsewhere):
-CODE_TITLES = {
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
     "KF405": "built object rejected by the API server (server-side dry-run)",
     "KF406": "API server warning for a built object (server-side dry-run)",
 }

@@ -16,6 +16,16 @@ from kflowgen.checks import kubeconform as kubeconform_adapter
 from kflowgen.diagnostics import Diagnostic, error, warning
 from kflowgen.specs.model import Model
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF402": "built object fails strict schema validation",
+    "KF403": "no schema for a built kind",
+    "KF404": "generated JupyterHub values fail the chart's values schema",
+    "KF407": "generated JupyterHub values not checked: no values schema for the pinned chart version",
+    "KF408": "no CRDs for the pinned Argo CD version",
+    "KF903": "CRD or chart file given in validation settings cannot be read",
+}
+
 
 def manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
               store: results_cache.Cache | None = None) -> list[Diagnostic]:

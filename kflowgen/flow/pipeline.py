@@ -15,12 +15,19 @@ from kflowgen.flow.load import load
 from kflowgen.options import Options
 from kflowgen.report import summary
 from kflowgen.specs.discover import PLATFORM
+from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
 from kflowgen.targets.cached import Rendered, render_cached
 from kflowgen.write import survey as listings, writer
 from kflowgen.write.departures import departures
 
-__all__ = ["Checked", "build_environment", "checked", "gate", "load", "render_to_disk", "validate"]
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF702": "nothing to build for the environment or team given",
+    "KF704": "file given to `explain` is not an experiment spec of this repository",
+}
+
+__all__ = ["Checked", "build_environment", "checked", "experiment_at", "gate", "load", "render_to_disk", "validate"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,17 @@ def _unknown_environment(model: Model, env: str) -> Diagnostic:
                  f"environment '{env}' is not defined", f"environments: {', '.join(model.platform.environments)}")
 
 
+def experiment_at(model: Model, repo: Path, spec: Path) -> Experiment | Diagnostic:
+    """The experiment whose spec file is `spec` (a path as typed: from the current folder, or from the repository
+    when it is not found there), or an error saying it is not one."""
+    target = (spec if spec.is_absolute() or spec.exists() else repo / spec).resolve()
+    for e in model.experiments:
+        if (repo / e.source.path).resolve() == target:
+            return e
+    return error(str(spec), (0, 0), "KF704", "not an experiment spec of this repository",
+                 "give the path of a file under specs/experiments/")
+
+
 def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     """The pull-request gate in one process: validate, render --check and diff --base, sharing the head's
     loaded specs, rendered files and builds (three commands would each load, render and build the head again).
@@ -151,7 +169,7 @@ def build_environment(opts: Options, env: str, team: str | None = None) -> tuple
     rendered = render_cached(model, opts)
     overlays = overlays_of(rendered.files, env, team)
     if not overlays:
-        report.extend([error("specs", (0, 0), "KF303", f"nothing to build for environment '{env}'"
+        report.extend([error("specs", (0, 0), "KF702", f"nothing to build for environment '{env}'"
                              + (f" and team '{team}'" if team else ""),
                              f"environments: {', '.join(model.platform.environments)}")])
         return {}, report

@@ -11,6 +11,13 @@ from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.specs.loader import load_file, load_text
 from kflowgen.specs.served import MODELS
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF337": "model to promote not found",
+    "KF338": "environment to promote from or to not in the model spec",
+    "KF339": "promotion changes nothing or cannot be written",
+}
+
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break, as the loader's marks do
 

@@ -10,6 +10,12 @@ from kflowgen.checks import codeowners
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.tools import KUBECONFORM, KUSTOMIZE
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF701": "`kflowgen init` into a folder that already holds specs",
+    "KF703": "`new experiment --from-notebook` run outside a kflowgen notebook",
+}
+
 PLATFORM = """\
 # yaml-language-server: $schema=../schemas/platform.schema.json
 # The ML platform, owned by the platform team: environments, GPU types, storage, JupyterHub.
@@ -161,7 +167,7 @@ def _rel(target: Path, base: Path) -> str:
 def init(dest: Path, crds: list[Path], jupyterhub_chart: Path | None) -> list[Diagnostic]:
     """Write a new GitOps repository. Refuses to touch a folder that already holds specs."""
     if (dest / "specs").exists():
-        return [error(str(dest / "specs"), (0, 0), "KF101", "folder already holds specs",
+        return [error(str(dest / "specs"), (0, 0), "KF701", "folder already holds specs",
                       "choose an empty folder for `kflowgen init`")]
     lines = []
     if crds or jupyterhub_chart:
@@ -266,8 +272,8 @@ def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" 
     return rel, []
 
 
-def from_notebook(environ: dict[str, str], cwd: Path) -> tuple[str | None, str | None, str | None, str]:
-    """(team, image, workdir) from a running JupyterHub notebook, and what could not be found.
+def from_notebook(environ: dict[str, str], cwd: Path) -> tuple[str | None, str | None, str | None, list[Diagnostic]]:
+    """(team, image, workdir) from a running JupyterHub notebook, and an error naming what could not be found.
     KubeSpawner sets JUPYTER_IMAGE_SPEC; kflowgen's profiles set KFLOWGEN_TEAM and KFLOWGEN_WORKSPACE."""
     team = environ.get("KFLOWGEN_TEAM")
     image = environ.get("JUPYTER_IMAGE_SPEC") or environ.get("JUPYTER_IMAGE")
@@ -278,4 +284,7 @@ def from_notebook(environ: dict[str, str], cwd: Path) -> tuple[str | None, str |
         workdir = None
     missing = [what for what, value in (("KFLOWGEN_TEAM", team), ("JUPYTER_IMAGE_SPEC", image),
                                         (f"a current folder under {workspace}", workdir)) if not value]
-    return team, image, (None if workdir in (None, ".") else workdir), ", ".join(missing)
+    diags = [error("notebook", (0, 0), "KF703", f"not in a kflowgen notebook: no {', '.join(missing)}",
+                   "run it in a JupyterHub notebook started from a kflowgen profile, inside your project folder on "
+                   "the team NAS")] if missing else []
+    return team, image, (None if workdir in (None, ".") else workdir), diags

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 
 from kflowgen import __version__
-from kflowgen.diagnostics import CODES, Diagnostic, Report
+from kflowgen.diagnostics import Diagnostic, Report
 
 
 def _line(d: Diagnostic) -> str:
@@ -20,7 +21,7 @@ def _tally(report: Report) -> str:
     return f"kflowgen: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
 
 
-def text(report: Report) -> str:
+def text(report: Report, titles: Mapping[str, str]) -> str:
     out = []
     for d in report.sorted():
         out.append(_line(d))
@@ -31,7 +32,7 @@ def text(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def as_json(report: Report) -> str:
+def as_json(report: Report, titles: Mapping[str, str]) -> str:
     diags = [{"path": d.path, "line": d.line, "column": d.col, "severity": d.severity, "code": d.code,
               "message": d.message, "hint": d.hint} for d in report.sorted()]
     return json.dumps({"diagnostics": diags, "summary": report.summary, "errors": len(report.errors),
@@ -43,7 +44,7 @@ def _escape(value: str, prop: bool = False) -> str:
     return value.replace(":", "%3A").replace(",", "%2C") if prop else value
 
 
-def github(report: Report) -> str:
+def github(report: Report, titles: Mapping[str, str]) -> str:
     """GitHub workflow commands: each diagnostic becomes an annotation on its spec line."""
     out = []
     for d in report.sorted():
@@ -59,7 +60,7 @@ def github(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def junit(report: Report) -> str:
+def junit(report: Report, titles: Mapping[str, str]) -> str:
     """JUnit XML for CI test tabs: one failing test case per error, one skipped per warning; a clean run passes."""
     from xml.sax.saxutils import escape, quoteattr  # here: it imports urllib (15 ms) for every other format
 
@@ -78,7 +79,7 @@ def junit(report: Report) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + "\n".join([head, *cases, "</testsuite>"]) + "\n"
 
 
-def sarif(report: Report) -> str:
+def sarif(report: Report, titles: Mapping[str, str]) -> str:
     """SARIF 2.1.0 for GitHub code scanning: one result per diagnostic, located in the spec when it has a line."""
     results = []
     for d in report.sorted():
@@ -88,7 +89,7 @@ def sarif(report: Report) -> str:
         results.append({"ruleId": d.code, "level": d.severity,
                         "message": {"text": d.message + (f" (fix: {d.hint})" if d.hint else "")},
                         "locations": [{"physicalLocation": location}]})
-    rules = [{"id": code, "shortDescription": {"text": title}} for code, title in CODES.items()]
+    rules = [{"id": code, "shortDescription": {"text": title}} for code, title in titles.items()]
     doc = {"version": "2.1.0", "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
            "runs": [{"tool": {"driver": {"name": "kflowgen", "version": __version__, "rules": rules}},
                      "results": results}]}
@@ -98,7 +99,9 @@ def sarif(report: Report) -> str:
 REPORTERS = {"text": text, "json": as_json, "github": github, "junit": junit, "sarif": sarif}
 
 
-def render(report: Report, fmt: str = "auto") -> str:
+def render(report: Report, fmt: str = "auto", titles: Mapping[str, str] | None = None) -> str:
+    """The report in one format. `titles` (code -> one-line title; kflowgen.codes.CODES) describes the rules for
+    the formats that list them (SARIF)."""
     if fmt == "auto":
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
-    return REPORTERS[fmt](report)
+    return REPORTERS[fmt](report, titles or {})

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF306": "team quotas exceed the environment's GPU capacity",
+}
+
 
 def allocation(model, env: str) -> dict[str, int]:
     """GPUs promised to teams in an environment, by GPU type (types with capacity first, in platform order)."""

@@ -5,6 +5,11 @@ import difflib
 
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF303": "environment not defined in the platform file",
+}
+
 
 def check(model):
     envs = list(model.platform.environments)

@@ -9,8 +9,23 @@ from kflowgen.diagnostics import error, warning
 from kflowgen.specs.experiment import MAX_TRIALS, Experiment, Range, shell_syntax, split_arguments, sweep_size, trials
 from kflowgen.targets.training import trial_name
 from kflowgen.rules.secrets import secret_looking
-from kflowgen.rules.images import CODES as IMAGE_CODES, problems as image_problems
+from kflowgen.rules.images import IMAGE_CODES, problems as image_problems
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF320": "experiment names a team that does not exist",
+    "KF321": "experiment file path does not match its team and name, or two experiments share a name",
+    "KF322": "experiment environment not defined, or the team has no quota there",
+    "KF323": "experiment GPU type not defined in the platform file",
+    "KF324": "one trial of an experiment does not fit the team's quota",
+    "KF325": "a sweep's trials at once exceed the team's quota: trials will queue",
+    "KF326": "sweep too large, empty range, or fewer distinct trials than asked",
+    "KF327": "run is not a valid command line, uses shell syntax without shell: true, or splits the hyperparameters",
+    "KF328": "two trials get the same Job name",
+    "KF329": "TFJob is deprecated upstream",
+    "KF345": "/dev/shm not below the pod's memory",
+    "KF347": "an environment variable set both in env and in secrets",
+}
 
 
 def check(model, experiments: list[Experiment]):

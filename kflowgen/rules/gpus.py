@@ -5,6 +5,12 @@ import difflib
 
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF304": "GPU type not defined in the platform file",
+    "KF311": "GPU capacity given for a GPU type the platform does not define",
+}
+
 
 def _unknown(name, known):
     close = difflib.get_close_matches(name, known, n=1)

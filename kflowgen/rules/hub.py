@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from kflowgen.diagnostics import error, warning
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF340": "JupyterHub sign-in that cannot work: none, an incomplete authenticator, or groups it cannot name",
+    "KF341": "JupyterHub sign-in with the dummy authenticator: anyone signs in as anyone",
+}
+
 
 def check(model):
     p = model.platform

@@ -5,6 +5,12 @@ from __future__ import annotations
 from kflowgen.specs import imageref
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF307": "image not from an allowed registry",
+    "KF313": "image tagged latest or not pinned",
+}
+
 
 def problems(text: str, registries) -> list[tuple[str, str, str]]:
     """(what, message, hint) for each thing wrong with an image: what is 'reference', 'latest' or 'registry'."""
@@ -22,7 +28,7 @@ def problems(text: str, registries) -> list[tuple[str, str, str]]:
     return out
 
 
-CODES = {"reference": "KF204", "latest": "KF313", "registry": "KF307"}
+IMAGE_CODES = {"reference": "KF204", "latest": "KF313", "registry": "KF307"}
 
 
 def check(model):
@@ -34,4 +40,4 @@ def check(model):
                         "write a registry host and optional path, e.g. registry.example.com/ml/")
     for t in model.teams:
         for what, message, hint in problems(t.image, p.registries):
-            yield error(t.source.path, t.source.at("/notebook/image"), CODES[what], message, hint)
+            yield error(t.source.path, t.source.at("/notebook/image"), IMAGE_CODES[what], message, hint)

@@ -7,6 +7,12 @@ from __future__ import annotations
 from kflowgen.specs import layout
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF314": "two notebook profiles get the same JupyterHub slug (a repeated name, or another team's)",
+    "KF315": "two teams' Argo CD Applications or AppProjects get the same name",
+}
+
 
 def _profiles(model):
     for t in model.teams:

@@ -10,6 +10,12 @@ from kflowgen.diagnostics import error
 from kflowgen.specs.loader import pointer
 from kflowgen.rules.hints import close
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF342": "network egress or ingress settings that cannot work, or that reach a team namespace",
+    "KF346": "pull secret for a registry the platform does not list",
+}
+
 
 def check(model):
     p = model.platform

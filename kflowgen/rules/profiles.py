@@ -4,6 +4,13 @@ from __future__ import annotations
 from kflowgen.specs import quantity
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF305": "notebook profile does not fit the team's quota",
+    "KF308": "more than one default notebook profile",
+    "KF309": "guarantee larger than the limit",
+}
+
 
 def check(model):
     for t in model.teams:

@@ -9,6 +9,11 @@ import re
 
 from kflowgen.diagnostics import warning
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF343": "a literal value that looks like a credential (use a Secret)",
+}
+
 # Prefixes of well-known credential formats (GitHub, GitLab, Slack, AWS, Hugging Face, OpenAI/Anthropic-style keys,
 # W&B keys are 40 hex: caught by the entropy test), and JWTs.
 KNOWN = re.compile(r"^(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|glpat-[\w-]{20,}|xox[abprs]-[\w-]{10,}|"

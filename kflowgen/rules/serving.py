@@ -7,7 +7,19 @@ from kflowgen.specs import quantity
 from kflowgen.rules.hints import close
 from kflowgen.diagnostics import error, warning
 from kflowgen.specs.served import MODELS, ServedModel, demand
-from kflowgen.rules.images import CODES as IMAGE_CODES, problems
+from kflowgen.rules.images import IMAGE_CODES, problems
+
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF330": "model spec not at specs/models/<team>/<name>.yaml, or two models of a team share a name",
+    "KF331": "model's team not defined",
+    "KF332": "model served in an environment the platform does not define or where its team has no quota",
+    "KF333": "model's GPU type not defined, or the environment has too few of them",
+    "KF334": "model servers do not fit the team's quota",
+    "KF335": "model server image not from an allowed registry",
+    "KF336": "serving settings that contradict each other, or a path that ends in a version folder",
+    "KF344": "model callers or exposure that cannot work: an unknown team, or a host outside the domain or taken",
+}
 
 def check(model, served: list[ServedModel]):
     p = model.platform

@@ -4,6 +4,11 @@ from __future__ import annotations
 from kflowgen.specs import quantity
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF310": "storage quota smaller than the team NAS",
+}
+
 
 def check(model):
     for t in model.teams:

@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from kflowgen.diagnostics import error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF301": "team name does not match its file name, or two teams share a name",
+    "KF302": "team name is reserved for a system namespace",
+}
+
 # Well-known namespaces of Kubernetes, its distributions and what ML platforms run beside it; a '*' ends a prefix.
 # A denylist cannot be complete: the platform file adds its own (reservedNamespaces), and CODEOWNERS gives team
 # files to the platform team, who review every new team.

@@ -10,6 +10,12 @@ from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.specs.experiment import EXPERIMENTS
 from kflowgen.specs.served import MODELS
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF312": "spec path or file name escapes the repository",
+    "KF316": "spec file in a folder kflowgen does not read",
+}
+
 PLATFORM = "specs/platform.yaml"
 SPECS = "specs"
 

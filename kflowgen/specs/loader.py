@@ -15,6 +15,19 @@ import yaml
 
 from kflowgen.diagnostics import Diagnostic, error
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF101": "file cannot be read or is not valid YAML",
+    "KF102": "duplicate key in a mapping",
+    "KF103": "anchor, alias or tag that specs do not allow",
+    "KF104": "file is not exactly one YAML mapping",
+    "KF105": "file too large or nested too deeply",
+    "KF106": "mapping key that is not a plain string",
+    "KF107": "unquoted yes/no/on/off: a boolean to YAML 1.1 tools",
+    "KF108": "unquoted number with a leading zero or colons: octal or base 60 to YAML 1.1 tools",
+    "KF109": "unquoted date: a timestamp to YAML 1.1 tools",
+}
+
 try:  # the C parser is ~7x faster; the pure one gives the same events
     from yaml import CSafeLoader as _Parser
 except ImportError:  # pragma: no cover

@@ -10,6 +10,14 @@ from importlib import resources
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.specs.loader import SpecFile, pointer
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF201": "unknown field",
+    "KF202": "required field missing",
+    "KF203": "wrong type",
+    "KF204": "value not allowed (pattern, range or choice)",
+}
+
 KINDS = ("platform", "team", "experiment", "model")
 _SECRET = re.compile(r"secret|password|passwd|token|private.?key|credential", re.I)
 # fields that moved: where they went (a spec written for an earlier kflowgen gets the way, not "unknown field")

@@ -8,6 +8,11 @@ from pathlib import Path
 from kflowgen.diagnostics import Diagnostic, warning
 from kflowgen.specs.model import Model
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF505": "a removed team's namespace and data stay on the cluster until a person deletes them",
+}
+
 
 def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
     """Teams whose committed namespace no spec renders any more: Argo CD keeps the Namespace and the NAS volume

@@ -28,6 +28,15 @@ from kflowgen.specs.loader import special_kind
 from kflowgen.write import survey as listings
 from kflowgen.write.survey import OWNED, survey
 
+# The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
+CODES = {
+    "KF501": "generated file differs from what the specs render",
+    "KF502": "generated file missing",
+    "KF503": "generated file no longer produced by any spec",
+    "KF504": "file, link or special file inside overlays/ that kflowgen did not write",
+    "KF904": "the repository cannot be written (disk full, permissions): nothing was changed",
+}
+
 SCRATCH = ".kflowgen-swap-"
 
 

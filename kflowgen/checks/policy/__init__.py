@@ -29,7 +29,7 @@ from kflowgen.checks.policy.context import Context
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.specs.model import Model
 
-__all__ = ["Context", "POLICIES", "checked", "go_match", "run"]
+__all__ = ["CODES", "Context", "POLICIES", "checked", "go_match", "run"]
 
 Finding = tuple[str, str, str]  # (json pointer, message, hint)
 
@@ -58,6 +58,9 @@ POLICIES: dict[str, Policy] = {
     "network-isolation": network,
     "exposed-routes": routes,
 }
+
+# Each policy declares its one code and title
+CODES = {p.CODE: p.TITLE for p in POLICIES.values()}
 
 
 def run(built: dict[str, list[dict]], ctx: Context) -> list[Diagnostic]:
