@@ -32,3 +32,10 @@ def test_the_two_commands_exist_in_the_makefile_and_ci_runs_the_test_one():
     makefile = (PROJECT / "Makefile").read_text()
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (PROJECT / ".ci/run").read_text()
+
+
+def test_every_path_the_readme_names_in_the_code_exists():
+    """The "where things live" table and the prose name real files: a move without a README change fails here."""
+    named = set(re.findall(r"`((?:kflowgen|tools|bench|tests|bases|schemas)/[\w./<>-]*)`", README))
+    missing = [p for p in sorted(named) if "<" not in p and not (PROJECT / p).exists()]
+    assert named and missing == []
