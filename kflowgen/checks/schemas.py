@@ -71,7 +71,7 @@ class Prechecker:
     a plain kind and apiVersion, one holding an integer beyond 2^53 (kubeconform reads numbers as float64), or one
     whose schema file is damaged (kubeconform would then try the next location) or has a regular expression outside
     the part of the syntax in which Go's regexp and jsonschema-rs agree and which Go compiles (CRDs may hold any).
-    tests/test_kschemas.py holds its verdicts to kubeconform's on valid and broken objects of every kind."""
+    tests/test_kubernetes_schemas.py holds its verdicts to kubeconform's on valid and broken objects of every kind."""
 
     def __init__(self, folder: Path):
         self.folder = folder

@@ -150,7 +150,7 @@ def _vouched(kind: str, data) -> bool:
     the two validators could differ, so Python's jsonschema would pass it too: no whole number written as a float
     (6.0 is an integer to JSON Schema, not to kflowgen) and no text beyond printable ASCII, tab and newline (Python's
     regular expressions count more characters as white space). Whatever it does not vouch for, Python's jsonschema
-    checks and words. tests/test_loader.py holds the two to the same verdicts."""
+    checks and words. tests/test_reading_specs.py holds the two to the same verdicts."""
     return _plain(data) and _fast(kind).is_valid(data)
 
 

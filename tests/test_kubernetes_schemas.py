@@ -1,4 +1,4 @@
-"""Tests for kflowgen.kschemas: offline schema folder, checked against the real kubeconform binary."""
+"""The offline Kubernetes schema folder (kflowgen.checks.schemas), checked against the real kubeconform binary."""
 
 from __future__ import annotations
 
