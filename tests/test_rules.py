@@ -490,7 +490,7 @@ def literal_codes(module) -> set[str]:
     src = inspect.getsource(module)
     codes = named(module)
     if "IMAGE_CODES[" in src:
-        codes |= {images_rule.CODES["reference"], images_rule.CODES["latest"]}
+        codes |= {images_rule.IMAGE_CODES["reference"], images_rule.IMAGE_CODES["latest"]}
     if "secret_looking(" in src:
         codes |= named(secrets)
     return codes
