@@ -209,13 +209,9 @@ PLATFORM_CASES = [
     ("quantities", PLATFORM, v(x=("memory: 32Gi,", "memory: 32Gi, storage: 0Gi,")), [("KF204", T, 10, 40)]),
     ("quantities", PLATFORM, v(x=("cpu: 2,", "cpu: 1m,")), []),
     # team-names: the same team in two files, names reserved by the platform file's own settings
-    # which of two equally named files is blamed follows the ownership of the xfail row below: this row pins today's
-    ("team-names", PLATFORM, {"vision": team(), "vision.yml": team()}, [("KF301", "specs/teams/vision.yaml", 1, 7)]),
-    pytest.param("team-names", PLATFORM, {"a": team("a"), "b": team("a")}, [("KF301", "specs/teams/b.yaml", 1, 7)],
-                 marks=pytest.mark.xfail(strict=True, reason="the rule blames the original a.yaml ('already defined "
-                                         "in b.yaml', hint: rename it to 'a') as well as the copy: teams.check builds "
-                                         "owner with a dict comprehension, so the last file of its sort owns the name, "
-                                         "not the first")),
+    # the first file owns the name (one named after the team, then by path); the others are blamed
+    ("team-names", PLATFORM, {"vision": team(), "vision.yml": team()}, [("KF301", "specs/teams/vision.yml", 1, 7)]),
+    ("team-names", PLATFORM, {"a": team("a"), "b": team("a")}, [("KF301", "specs/teams/b.yaml", 1, 7)]),
     ("team-names", platform(("{auth:", "{namespace: ml-hub, auth:")), {"ml-hub": team("ml-hub")},
      [("KF302", "specs/teams/ml-hub.yaml", 1, 7)]),
     ("team-names", platform(extra="argocd: {namespace: gitops}\n"), {"gitops": team("gitops")},

@@ -50,7 +50,9 @@ def check(model):
     p = model.platform
     # platform and bootstrap name the platform's own Argo CD projects (<env>-platform, <env>-bootstrap)
     patterns = (*SYSTEM, p.argocd_namespace, p.hub_namespace, "platform", "bootstrap", *p.reserved_namespaces)
-    owner = {t.name: t.source.path for t in sorted(model.teams, key=lambda t: (_stem(t) != t.name, t.source.path))}
+    owner: dict[str, str] = {}  # the first file in this order owns the name: one whose stem is the name, then by path
+    for t in sorted(model.teams, key=lambda t: (_stem(t) != t.name, t.source.path)):
+        owner.setdefault(t.name, t.source.path)
     for t in model.teams:
         stem = _stem(t)
         if owner[t.name] != t.source.path:
