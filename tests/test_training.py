@@ -415,6 +415,24 @@ def test_shell_hyperparameter_values_are_never_read_by_the_shell(tmp_path, run):
     assert not (tmp_path / "pwned").exists()
 
 
+def test_a_single_quoted_dollar_at_is_text_and_the_values_still_reach_the_script(tmp_path):
+    """'"$@"' is literal text to sh, not where the values go: they are added at the end, never dropped."""
+    (tmp_path / "train.py").write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    run = """python train.py --tag '"$@"'"""
+    exp = parse(BASE.replace("run: python train.py", f"run: {json.dumps(run)}") + "shell: true\n"
+                + "sweep: {grid: {lr: ['0.1']}}\n")
+    c = render_all(exp)[0]["spec"]["template"]["spec"]["containers"][0]
+    out = _run_in_sh(c, tmp_path, "t")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[0]) == ["--tag", '"$@"', "lr=0.1"] == ["--tag", '"$@"', *c["args"]]
+    assert E.split_arguments(run) is None and E.passes_arguments(run) is False
+
+
+def test_an_escaped_dollar_at_is_an_unquoted_one():
+    assert E.split_arguments('python train.py \\"$@\\"') == "$@"
+    assert E.passes_arguments('python train.py \\"$@\\"') is False
+
+
 def test_argparse_style_reaches_an_argparse_script(tmp_path):
     (tmp_path / "classifier").mkdir()
     (tmp_path / "classifier" / "finetune.py").write_text(

@@ -171,10 +171,40 @@ ALL_ARGUMENTS = re.compile(r'"\$(@|\{@\})"')
 ANY_ARGUMENTS = re.compile(r"\$(\{[@*#]?[@*]\}|[@*])")
 
 
+def unquoted(run: str) -> str:
+    """run with every single-quoted part blanked: the shell expands nothing in it, so a "$@" there is literal text.
+    A backslash outside single quotes keeps the next character from opening or closing a quote, as in sh."""
+    out, quote, i = [], None, 0
+    while i < len(run):
+        c = run[i]
+        if quote == "'":
+            quote = None if c == "'" else quote
+            out.append(" ")
+        elif c == "\\" and i + 1 < len(run):
+            out.append(" ")  # an escaped character is never part of "$@"
+            out.append(" ")
+            i += 1
+        elif c == quote:
+            quote = None
+            out.append(c)
+        elif quote is None and c in "'\"":
+            quote = c
+            out.append(" " if c == "'" else c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def passes_arguments(run: str) -> bool:
+    """With shell: run says "$@" where the shell expands it (not inside single quotes)."""
+    return bool(ALL_ARGUMENTS.search(unquoted(run)))
+
+
 def split_arguments(run: str) -> str | None:
     """With shell: the first $@ or $* that is not "$@": unquoted, the shell would split the values at spaces and
     expand * and ?; "$*" would join them into one. None if there is none."""
-    rest = ALL_ARGUMENTS.sub("", run)
+    rest = ALL_ARGUMENTS.sub("", unquoted(run))
     found = ANY_ARGUMENTS.search(rest)
     return found.group(0) if found else None
 

@@ -23,7 +23,7 @@ import shlex
 from pathlib import PurePosixPath
 
 from kflowgen.specs import quantity
-from kflowgen.specs.experiment import ALL_ARGUMENTS, Experiment, trials
+from kflowgen.specs.experiment import Experiment, passes_arguments, trials
 from kflowgen.specs.quantity import DURATION_UNITS
 from kflowgen.specs.layout import JOB_KEEP, LABEL_EXPERIMENT, LABEL_TRIAL, PARAMETERS
 from kflowgen.specs.model import Platform, Team
@@ -90,7 +90,7 @@ def command(exp: Experiment) -> list[str]:
     hyperparameters) being the shell's positional parameters: never read by the shell, they reach the command where
     run says "$@", at its end when it does not say."""
     if exp.shell:
-        return ["sh", "-c", exp.run if ALL_ARGUMENTS.search(exp.run) else f'{exp.run} "$@"', exp.name]
+        return ["sh", "-c", exp.run if passes_arguments(exp.run) else f'{exp.run} "$@"', exp.name]
     return list(exp.command)
 
 
