@@ -165,6 +165,8 @@ def _hub(auth: str) -> str:
 HUB_CASES = [
     ("jupyterhub: {namespace: hub}", {"v": team("v")}, [("KF340", "specs/platform.yaml", 4, 1)]),
     ("jupyterhub: {auth: {type: github}}", {"v": team("v")}, [("KF340", "specs/platform.yaml", 4, 27)]),
+    ("jupyterhub: {auth: {type: github}}",  # the missing settings once, not again at every member group
+     {"v": team("v", x=("owners:", "members: [{group: 'acme:v'}]\nowners:"))}, [("KF340", "specs/platform.yaml", 4, 27)]),
     ("jupyterhub: {auth: {type: oidc, oidc: {authorizeUrl: https://a, tokenUrl: https://t, userdataUrl: https://u}, "
      "github: {organizations: [x]}}}", {"v": team("v")}, [("KF340", "specs/platform.yaml", 4, 111)]),
     ("jupyterhub: {auth: {type: dummy}}", {"v": team("v")}, [("KF341", "specs/platform.yaml", 4, 27)]),

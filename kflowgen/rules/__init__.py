@@ -28,7 +28,7 @@ from kflowgen.rules import (
 
 Rule = Callable[[Model], Iterable[Diagnostic]]
 
-# name -> rule; every rule names the codes it reports in its module docstring
+# name -> rule; each rule module declares the codes it owns in CODES, and its docstring names every code it reports
 RULES: dict[str, Rule] = {
     "quantities": quantities.check,
     "team-names": teams.check,

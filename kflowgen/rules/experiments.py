@@ -1,4 +1,5 @@
-"""KF307, KF320-KF329, KF345, KF347: experiments name a real team, environments, GPU type and image, fit the quota, and give unique Jobs."""
+"""KF320-KF329, KF345, KF347, and the image and secret codes KF204, KF307, KF313, KF343: experiments name a real
+team, environments, GPU type and image, fit the quota, and give unique Jobs."""
 from __future__ import annotations
 
 from fractions import Fraction

@@ -49,7 +49,7 @@ def _group_names(model, auth):
     for t in model.teams:
         for i, (group, _) in enumerate(t.members):
             org, _, slug = group.partition(":")
-            if auth.type == "github" and (not slug or org not in orgs):
+            if auth.type == "github" and orgs and (not slug or org not in orgs):  # no orgs: reported above
                 yield error(t.source.path, t.source.at(f"/members/{i}/group"), "KF340",
                             f"with GitHub sign-in a group is <organization>:<team-slug> of "
                             f"{', '.join(sorted(orgs))}, not '{group}'",

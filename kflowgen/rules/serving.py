@@ -1,4 +1,5 @@
-"""KF330-KF336: served models belong to a known team, run where the team has quota, fit it, and use allowed images."""
+"""KF330-KF336, KF344, and the image and secret codes KF204, KF313, KF343: served models belong to a known team,
+run where the team has quota, fit it, and use allowed images."""
 from __future__ import annotations
 
 from fractions import Fraction
