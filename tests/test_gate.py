@@ -1,0 +1,367 @@
+"""The orchestrator (kflowgen.flow.pipeline) called directly, feature by feature, on a scratch copy of the example
+repository: validate, checked, gate, render_to_disk, build_environment and head_side, with the diff's sides. Asserts
+on the values they return (diagnostics, summaries, changes, files), and that nothing but render writes."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, copy_repo, plant_base_binding
+from kflowgen import parallel, tools
+from kflowgen.build import overlays_of
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.flow import diff, pipeline
+from kflowgen.options import Options
+from kflowgen.report.changes import Change
+
+pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
+
+VISION = "specs/teams/vision.yaml"
+QUOTA = "overlays/prod/teams/vision/platform/resourcequota.team.yaml"  # the one file a100 16 -> 12 changes
+JOB = "overlays/dev/teams/vision/workloads/job.resnet-sweep-dropout0p3-lr0p01-c6876cd8.yaml"
+STALE = "overlays/dev/teams/vision/workloads/job.retired.yaml"  # carries kflowgen's header, no spec renders it
+EVIL = "overlays/dev/argocd/appproject.evil.yaml"  # hand-written: no header
+EVIL_TEXT = ("apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: evil, namespace: argocd}\n"
+             "spec: {destinations: [{server: '*', namespace: '*'}], clusterResourceWhitelist: [{group: '*', kind: '*'}]}\n")
+SUMMARY = ["3 teams, 3 environments, 194 objects built and validated",
+           "  dev      3 teams    72 objects  GPU quota/capacity: a100 6/8  t4 6/16",
+           "  staging  2 teams    50 objects  GPU quota/capacity: a100 2/8  t4 2/8",
+           "  prod     3 teams    72 objects  GPU quota/capacity: a100 28/32  t4 12/16"]
+OVERLAYS = 19  # per environment its argocd folder, and a platform and a workloads overlay per team (3 + 2 + 3 teams)
+QUOTA_CHANGES = [
+    Change("prod", "vision", "quota", "vision, prod: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)"),
+    Change("prod", "vision", "changed", "vision, prod: ResourceQuota vision/team changed (spec.hard)")]
+
+
+# --- helpers and fixtures ---------------------------------------------------------------------------------------
+
+def opts(root: Path, jobs: int = 2, use_cache: bool = False) -> Options:
+    return Options.at(root, jobs, use_cache)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry under root but .git: a file by the sha256 of its bytes, a link by its target, a folder as such."""
+    out = {}
+    for top, dirs, files in os.walk(root):
+        if top == str(root):
+            dirs[:] = [d for d in dirs if d != ".git"]
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, root)
+            out[rel] = ("link " + os.readlink(path) if os.path.islink(path) else "dir" if os.path.isdir(path)
+                        else hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    return out
+
+
+def on_disk(root: Path) -> dict[str, bytes]:
+    """{path: bytes} of every file under overlays/."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / "overlays").rglob("*"))
+            if p.is_file()}
+
+
+def edit(root: Path, rel: str, old: str, new: str) -> None:
+    text = (root / rel).read_text()
+    assert text.count(old) == 1, (rel, old)
+    (root / rel).write_text(text.replace(old, new))
+
+
+def less_a100(root: Path) -> None:
+    """vision's prod quota a100 16 -> 12: one generated file changes (QUOTA)."""
+    edit(root, VISION, "gpu: {a100: 16}", "gpu: {a100: 12}")
+
+
+def drift(root: Path) -> None:
+    """A spec change not rendered, a generated file deleted, and a stale generated file."""
+    less_a100(root)
+    shutil.copy(root / JOB, root / STALE)
+    (root / JOB).unlink()
+
+
+def found(report) -> list[tuple[str, int, int, str, str]]:
+    return sorted((d.path, d.line, d.col, d.code, d.severity) for d in report.diagnostics)
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false",
+                           "-c", "init.defaultBranch=main", "-C", str(root), *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(example_repo, tmp_path, monkeypatch) -> Path:
+    """A fresh copy of the example repository, with a result cache of its own (a cached run starts cold)."""
+    monkeypatch.setenv("KFLOWGEN_CACHE", str(tmp_path / "cache"))
+    return example_repo
+
+
+@pytest.fixture
+def committed(repo) -> Path:
+    """The copy as the one commit of a git repository: HEAD is the gate's base."""
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "example")
+    return repo
+
+
+# --- validate -----------------------------------------------------------------------------------------------------
+
+def test_validate_a_clean_example_finds_nothing_and_summarises(repo):
+    before = snapshot(repo)
+    report = pipeline.validate(opts(repo))
+    assert report.diagnostics == [] and report.exit_code == 0
+    assert report.summary[0].startswith(SUMMARY[0] + " (") and report.summary[1:] == SUMMARY[1:]
+    done = pipeline.checked(opts(repo))
+    # what validate built is every overlay the specs render, and the committed overlays are exactly those files
+    assert done.rendered.files == on_disk(repo)
+    assert sorted(done.built.overlays) == overlays_of(done.rendered.files) and len(done.built.overlays) == OVERLAYS
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize("old, new, where", [
+    ("    cpu: 64\n", "    cpu: -1\n", (VISION, "cpu: -1", 10, "KF204")),  # one file against its schema
+    ("gpu: {a100: 16}", "gpu: {a100: 30}", ("specs/platform.yaml", "gpu: {a100: 32", 19, "KF306")),  # across files
+])
+def test_a_spec_error_is_a_located_diagnostic_and_nothing_is_built(repo, monkeypatch, old, new, where):
+    edit(repo, VISION, old, new)
+    path, text, col, code = where
+    lines = [i for i, s in enumerate((repo / path).read_text().splitlines(), 1) if s.strip().startswith(text)]
+    assert len(lines) == 1
+    line = lines[0]
+    builds = []
+    monkeypatch.setattr(pipeline, "build", lambda *a: builds.append(a) or pytest.fail("built with spec errors"))
+    done = pipeline.checked(opts(repo))
+    assert found(done.report) == [(path, line, col, code, "error")]
+    assert (done.model, done.rendered, done.built, done.report.summary, builds) == (None, None, None, [], [])
+    assert pipeline.head_side(opts(repo), done) is None
+    assert pipeline.validate(opts(repo)).diagnostics == done.report.diagnostics
+
+
+def test_a_policy_error_is_found_after_the_build(repo):
+    plant_base_binding(repo, "cluster-admin", "system:authenticated")
+    done = pipeline.checked(opts(repo))
+    assert done.built is not None and len(done.built.overlays) == OVERLAYS  # the build ran; policy judged what it built
+    assert {d.code for d in done.report.diagnostics} == {"KF612"} and len(done.report.errors) == 16
+    assert all(d.path.startswith("overlays/") and "/platform" in d.path for d in done.report.errors)
+    assert done.report.summary == []  # no "built and validated" line for a failing run
+
+
+def test_an_unknown_environment_is_one_error(repo):
+    report = pipeline.validate(opts(repo), env="qa")
+    assert [(d.path, d.code) for d in report.diagnostics] == [("specs/platform.yaml", "KF303")]
+    staging = pipeline.validate(opts(repo), env="staging")
+    assert (staging.diagnostics, staging.summary[1:]) == ([], [SUMMARY[2]])
+
+
+# --- render and render --check ------------------------------------------------------------------------------------
+
+def test_render_writes_exactly_the_generated_tree(repo):
+    drift(repo)
+    report = pipeline.render_to_disk(opts(repo), check_only=False)
+    assert report.diagnostics == []
+    assert report.summary == ["165 generated files: 1 added, 1 changed, 1 removed, 163 unchanged"]
+    want = pipeline.checked(opts(repo)).rendered.files
+    assert on_disk(repo) == want and len(want) == 165
+    assert sorted(os.listdir(repo)) == [".github", "bases", "overlays", "specs"]  # no scratch tree left beside it
+    again = pipeline.render_to_disk(opts(repo), check_only=True)
+    assert (again.diagnostics, again.summary) == ([], ["165 generated files checked: up to date"])
+
+
+def test_render_check_reports_drift_and_writes_nothing(repo):
+    drift(repo)
+    before = snapshot(repo)
+    report = pipeline.render_to_disk(opts(repo), check_only=True)
+    assert found(report) == [(JOB, 1, 1, "KF502", "error"), (STALE, 1, 1, "KF503", "error"),
+                             (QUOTA, 1, 1, "KF501", "error")]
+    assert report.summary == ["165 generated files checked: 1 missing, 1 different, 1 extra"]
+    assert snapshot(repo) == before
+    # validate leaves drift to render --check and the gate: right after a spec change it is expected
+    assert pipeline.validate(opts(repo)).diagnostics == []
+    assert snapshot(repo) == before
+
+
+def test_render_writes_nothing_while_a_hand_written_file_is_in_overlays(repo):
+    less_a100(repo)
+    (repo / EVIL).write_text(EVIL_TEXT)
+    before = snapshot(repo)
+    refused = pipeline.render_to_disk(opts(repo), check_only=False)
+    assert (found(refused), refused.summary) == ([(EVIL, 1, 1, "KF504", "error")], [])  # no "written" line
+    assert snapshot(repo) == before
+    checked = pipeline.render_to_disk(opts(repo), check_only=True)
+    assert found(checked) == [(EVIL, 1, 1, "KF504", "error"), (QUOTA, 1, 1, "KF501", "error")]
+    assert checked.summary == ["165 generated files checked: 0 missing, 1 different, 0 extra"]
+    assert snapshot(repo) == before
+
+
+def test_render_refuses_bad_specs_and_writes_nothing(repo):
+    (repo / VISION).write_text("name: [\n")
+    before = snapshot(repo)
+    report = pipeline.render_to_disk(opts(repo), check_only=False)
+    assert [(d.path, d.code) for d in report.errors] == [(VISION, "KF101")] and report.summary == []
+    assert snapshot(repo) == before
+
+
+# --- gate ---------------------------------------------------------------------------------------------------------
+
+def test_gate_reports_the_spec_change_and_its_drift(committed):
+    report, changes = pipeline.gate(opts(committed), "HEAD")
+    assert (report.diagnostics, report.summary[-1]) == ([], "165 generated files checked: up to date")
+    assert (changes.changes, changes.diagnostics) == ([], [])
+    less_a100(committed)
+    before = snapshot(committed)
+    report, changes = pipeline.gate(opts(committed), "HEAD")
+    assert found(report) == [(QUOTA, 1, 1, "KF501", "error")]
+    assert report.summary == ["165 generated files checked: 0 missing, 1 different, 0 extra"]
+    assert (changes.changes, changes.dangerous, changes.diagnostics) == (QUOTA_CHANGES, [], [])
+    assert snapshot(committed) == before
+    assert pipeline.render_to_disk(opts(committed), check_only=False).diagnostics == []
+    report, changes = pipeline.gate(opts(committed), "HEAD")  # rendered: the change is what remains
+    assert (report.diagnostics, changes.changes) == ([], QUOTA_CHANGES)
+    assert report.summary[-1] == "165 generated files checked: up to date"
+
+
+def test_gate_never_passes_a_file_kflowgen_did_not_write(committed):
+    (committed / EVIL).write_text(EVIL_TEXT)
+    shutil.copy(committed / JOB, committed / STALE)
+    before = snapshot(committed)
+    report, changes = pipeline.gate(opts(committed), "HEAD")
+    assert found(report) == [(EVIL, 1, 1, "KF504", "error"), (STALE, 1, 1, "KF503", "error")]
+    assert report.summary == ["165 generated files checked: 0 missing, 0 different, 1 extra"]
+    assert changes.changes == []  # the specs did not change: what is wrong is on disk only
+    assert found(pipeline.validate(opts(committed))) == [(EVIL, 1, 1, "KF504", "error")]  # the stale file is drift
+    assert snapshot(committed) == before
+    git(committed, "add", "-A")
+    git(committed, "commit", "-qm", "plant")  # committed or not: the same findings
+    assert found(pipeline.gate(opts(committed), "HEAD")[0]) == found(report)
+
+
+def test_gate_on_a_head_that_does_not_load_gives_its_errors_and_no_diff(committed):
+    (committed / VISION).write_text("name: [\n")
+    report, changes = pipeline.gate(opts(committed), "HEAD")
+    assert changes is None and [(d.path, d.code) for d in report.errors] == [(VISION, "KF101")]
+
+
+def test_gate_against_a_ref_that_is_not_a_commit(committed):
+    report, changes = pipeline.gate(opts(committed), "no-such-branch")
+    assert report.diagnostics == [] and changes.changes == []
+    assert [(d.path, d.code) for d in changes.diagnostics] == [("git", "KF902")]
+
+
+# --- the diff's sides ---------------------------------------------------------------------------------------------
+
+def fields(side: diff.Side) -> tuple:
+    return side.envs, side.quotas, side.sweeps, side.built, side.values
+
+
+def test_the_gates_head_is_the_side_the_diff_makes(repo):
+    head = pipeline.head_side(opts(repo), pipeline.checked(opts(repo)), keep=False)
+    made, diags = diff._side(opts(repo), None)
+    assert diags == [] and fields(head) == fields(made)
+    assert len(head.built) == OVERLAYS and set(head.values) == {"dev", "staging", "prod"}
+
+
+def test_diff_of_identical_trees_is_empty_and_one_change_gives_exactly_its_objects(repo, tmp_path):
+    other = copy_repo(PROJECT, tmp_path / "head")
+    same = diff.diff_trees(opts(repo), opts(other))
+    assert (same.changes, same.dangerous, same.diagnostics) == ([], [], [])
+    less_a100(other)
+    changed = diff.diff_trees(opts(repo), opts(other))
+    assert (changed.changes, changed.diagnostics) == (QUOTA_CHANGES, [])
+    head = pipeline.head_side(opts(other), pipeline.checked(opts(other)), keep=False)  # the gate's head: the same
+    assert diff.diff_trees(opts(repo), opts(other), head=head).changes == QUOTA_CHANGES
+    backwards = diff.diff_trees(opts(other), opts(repo))
+    assert [c.text for c in backwards.changes] == [
+        "vision, prod: GPU quota a100 12 → 16 (prod capacity 32, allocated 24 → 28)", QUOTA_CHANGES[1].text]
+
+
+def test_gate_recalls_the_base_validate_remembered_and_diffs_the_same(committed, monkeypatch):
+    sides = []
+    real = diff._side
+    monkeypatch.setattr(diff, "_side", lambda *a, **k: sides.append(a[1]) or real(*a, **k))
+    less_a100(committed)
+    cold = pipeline.gate(opts(committed), "HEAD")
+    assert sides == ["HEAD"]  # without a cache the base is loaded, rendered and built; the head is validate's
+    git(committed, "stash", "-q")
+    assert pipeline.validate(opts(committed, use_cache=True)).diagnostics == []  # main, validated: its side kept
+    git(committed, "stash", "pop", "-q")
+    sides.clear()
+    warm = pipeline.gate(opts(committed, use_cache=True), "HEAD")
+    assert sides == []  # neither side made again: the head is the one validated, the base was recalled
+    assert warm == cold and warm[1].changes == QUOTA_CHANGES
+
+
+def test_a_failing_validate_keeps_no_side(repo, tmp_path):
+    plant_base_binding(repo, "cluster-admin", "system:authenticated")
+    assert pipeline.validate(opts(repo, use_cache=True)).errors
+    assert not (tmp_path / "cache/side").exists()
+    (repo / "bases/team/rolebinding.planted.yaml").unlink()
+    edit(repo, "bases/team/kustomization.yaml", "- rolebinding.planted.yaml\n", "")
+    assert pipeline.validate(opts(repo, use_cache=True)).diagnostics == []
+    assert len(list((tmp_path / "cache/side").rglob("*"))) == 2  # one folder, one entry
+
+
+# --- cache --------------------------------------------------------------------------------------------------------
+
+def outcome(done: pipeline.Checked) -> tuple:
+    return done.report, done.rendered.files, done.built.overlays
+
+
+def test_a_warm_cache_gives_the_cold_results(repo):
+    drift(repo)  # findings to repeat, not only a pass
+    cold = pipeline.checked(opts(repo), drift=True)
+    first, second = opts(repo, use_cache=True), opts(repo, use_cache=True)
+    warm1 = pipeline.checked(first, drift=True)
+    warm2 = pipeline.checked(second, drift=True)
+    assert (first.store.hits, second.store.misses) == (0, 0) and second.store.hits > 0  # the second run is all hits
+    assert outcome(cold) == outcome(warm1) == outcome(warm2)
+    assert [d.code for d in cold.report.sorted()] == ["KF502", "KF503", "KF501"]
+
+
+def test_an_edited_spec_is_not_answered_from_the_cache(repo):
+    clean = pipeline.validate(opts(repo, use_cache=True))
+    assert clean.diagnostics == [] and clean.summary[3] == SUMMARY[3]
+    less_a100(repo)
+    warm = pipeline.checked(opts(repo, use_cache=True))
+    assert outcome(warm) == outcome(pipeline.checked(opts(repo)))
+    assert warm.report.summary[3] == SUMMARY[3].replace("a100 28/32", "a100 24/32")
+    assert 'requests.nvidia.com/gpu: "12"' in warm.built.overlays["overlays/prod/teams/vision/platform"]
+    assert warm.rendered.files[QUOTA] != on_disk(repo)[QUOTA]
+    edit(repo, VISION, "    cpu: 64\n", "    cpu: -1\n")  # an error after a cached pass comes back as an error
+    assert [d.code for d in pipeline.validate(opts(repo, use_cache=True)).diagnostics] == ["KF204"]
+    edit(repo, VISION, "    cpu: -1\n", "    cpu: 64\n")
+    edit(repo, VISION, "gpu: {a100: 12}", "gpu: {a100: 16}")
+    assert pipeline.validate(opts(repo, use_cache=True)) == clean
+
+
+# --- jobs -----------------------------------------------------------------------------------------------------
+
+def test_one_job_and_two_jobs_give_the_same_results(committed, monkeypatch):
+    drift(committed)
+    (committed / EVIL).write_text(EVIL_TEXT)
+    one = (pipeline.gate(opts(committed, 1), "HEAD"), pipeline.render_to_disk(opts(committed, 1), True),
+           outcome(pipeline.checked(opts(committed, 1))))
+    pools = []
+    real = parallel.ProcessPoolExecutor
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)  # fork even for three teams
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", lambda *a, **k: pools.append(k) or real(*a, **k))
+    two = (pipeline.gate(opts(committed, 2), "HEAD"), pipeline.render_to_disk(opts(committed, 2), True),
+           outcome(pipeline.checked(opts(committed, 2))))
+    assert pools and all(k["max_workers"] == 2 for k in pools)  # two jobs did run on forked processes
+    assert one == two
+    assert [d.code for d in one[0][0].sorted()] == ["KF504", "KF502", "KF503", "KF501"]
+
+
+# --- build --------------------------------------------------------------------------------------------------------
+
+def test_build_environment_builds_from_the_specs_not_from_disk(repo):
+    want = pipeline.checked(opts(repo)).built.overlays
+    shutil.rmtree(repo / "overlays")
+    built, report = pipeline.build_environment(opts(repo), "prod", "vision")
+    assert report.diagnostics == [] and built == {o: want[o] for o in want if o.startswith("overlays/prod/teams/vision/")}
+    assert len(built) == 2 and not (repo / "overlays").exists()
+    built, report = pipeline.build_environment(opts(repo), "prod", "nobody")
+    assert built == {} and [(d.path, d.code) for d in report.errors] == [("specs", "KF303")]
