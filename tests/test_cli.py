@@ -123,7 +123,8 @@ def test_build_prints_one_team_as_argo_cd_sees_it(example_repo):
 
 def test_build_unknown_team(example_repo):
     code, out = run("build", "staging", "--team", "nlp", "-C", example_repo)
-    assert code == 1 and "[KF702] nothing to build for environment 'staging' and team 'nlp'" in out
+    assert code == 1 and ("specs/teams/nlp.yaml: error [KF702] nothing to build for team 'nlp' in staging: it has no "
+                          "quota there") in out
 
 
 def test_init_scaffolds_a_repository_that_validates(tmp_path):

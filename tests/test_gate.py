@@ -364,4 +364,8 @@ def test_build_environment_builds_from_the_specs_not_from_disk(repo):
     assert report.diagnostics == [] and built == {o: want[o] for o in want if o.startswith("overlays/prod/teams/vision/")}
     assert len(built) == 2 and not (repo / "overlays").exists()
     built, report = pipeline.build_environment(opts(repo), "prod", "nobody")
-    assert built == {} and [(d.path, d.code) for d in report.errors] == [("specs", "KF303")]
+    assert built == {} and [(d.location(), d.code, d.message, d.hint) for d in report.errors] == [
+        ("specs/teams", "KF702", "nothing to build for team 'nobody' in prod: no such team",
+         "teams in prod: nlp, recsys, vision")]
+    built, report = pipeline.build_environment(opts(repo), "qa", "vision")
+    assert built == {} and [(d.path, d.code) for d in report.errors] == [("specs/platform.yaml", "KF303")]

@@ -14,6 +14,7 @@ from kflowgen.flow import diff
 from kflowgen.flow.load import load
 from kflowgen.options import Options
 from kflowgen.report import summary
+from kflowgen.specs import layout
 from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
@@ -168,10 +169,15 @@ def build_environment(opts: Options, env: str, team: str | None = None) -> tuple
         return {}, report
     rendered = render_cached(model, opts)
     overlays = overlays_of(rendered.files, env, team)
+    if env not in model.platform.environments:
+        report.extend([_unknown_environment(model, env)])
+        return {}, report
     if not overlays:
-        report.extend([error("specs", (0, 0), "KF702", f"nothing to build for environment '{env}'"
-                             + (f" and team '{team}'" if team else ""),
-                             f"environments: {', '.join(model.platform.environments)}")])
+        there = sorted({t for o in overlays_of(rendered.files, env) if (t := layout.place(o).team)})
+        spec = next((t.source.path for t in model.teams if t.name == team), "specs/teams")
+        report.extend([error(spec, (0, 0), "KF702", f"nothing to build for team '{team}' in {env}: "
+                             + ("it has no quota there" if spec != "specs/teams" else "no such team"),
+                             f"teams in {env}: {', '.join(there) or 'none'}")])
         return {}, report
     built, diags = build(opts, rendered, overlays)
     report.extend(diags)
