@@ -4,7 +4,8 @@ Entries live under $KFLOWGEN_CACHE (default $XDG_CACHE_HOME/kflowgen, else ~/.ca
 <kind>/<key[:2]>/<key>; each starts with a line holding the sha256 of the rest, so a truncated or edited entry
 is ignored (and rebuilt), never trusted. The cache lives outside the repository on purpose: a pull request
 could commit files under the repository, and a planted "this passed" entry must never reach the gate.
-Keys are content hashes, so repositories may share it. Safe to delete at any time.
+Keys are content hashes, so repositories may share it. Safe to delete at any time. The converted schema folders
+under schemas/ (kflowgen.checks.schemas) carry a manifest of their files and are made again when they differ from it.
 """
 from __future__ import annotations
 

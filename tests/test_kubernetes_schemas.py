@@ -159,12 +159,35 @@ def test_schema_dir_errors(tmp_path: Path) -> None:
 def test_versions_normalise_and_cache_is_reused(tmp_path: Path) -> None:
     first = schema_dir("1.34", [], tmp_path)
     assert first.parent == tmp_path / "schemas" and len(first.name) == 16
-    (first / "marker").write_text("kept")
+    made = (first / "pod-v1.json").stat().st_mtime_ns
     assert schema_dir("1.34.0", [], tmp_path) == first
     assert schema_dir("v1.34.0", [], tmp_path) == first
-    assert (first / "marker").read_text() == "kept"
+    assert (first / "pod-v1.json").stat().st_mtime_ns == made, "reused, not made again"
     assert [p.name for p in (tmp_path / "schemas").iterdir()] == [first.name], "no temp dirs left"
     assert schema_dir("1.33", [], tmp_path) != first
+
+
+@pytest.mark.parametrize("tamper", ["edit", "truncate", "add", "remove", "manifest"])
+def test_a_schema_folder_changed_after_it_was_made_is_made_again(tmp_path: Path, tamper: str) -> None:
+    """The folder lives in the cache, outside the repository; a schema edited there would pass or fail objects it
+    should not, so a folder that is not exactly as made is never used."""
+    folder = schema_dir("1.34", [], tmp_path)
+    pod = folder / "pod-v1.json"
+    original = pod.read_bytes()
+    if tamper == "edit":
+        pod.write_bytes(original.replace(b"false", b"true ", 1))  # same size: the modification time tells
+    elif tamper == "truncate":
+        pod.write_bytes(b"{}")
+    elif tamper == "add":
+        (folder / "service-v1.json").rename(folder / "service-v1.json.bak")
+        (folder / "service-v1.json").write_text("{}")
+    elif tamper == "remove":
+        pod.unlink()
+    else:
+        (folder / "manifest.kflowgen.json").write_text("{}")
+    again = schema_dir("1.34", [], tmp_path)
+    assert again == folder and pod.read_bytes() == original
+    assert not (folder / "service-v1.json.bak").exists() and (folder / "service-v1.json").read_bytes() != b"{}"
 
 
 @needs_crds
@@ -351,7 +374,7 @@ def kubeconform_verdicts(folder: Path, docs: list[Any], tmp_path: Path, emitted:
 
 
 def assert_prechecker_agrees(folder: Path, docs: list[Any], tmp_path: Path, emitted: bool = False) -> tuple[int, int]:
-    from kflowgen.checks.schemas import Prechecker
+    from kflowgen.checks.prechecker import Prechecker
 
     checker = Prechecker(folder)
     verdicts = kubeconform_verdicts(folder, docs, tmp_path, emitted)
@@ -440,7 +463,7 @@ def odd_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_kubeconform
 def test_prechecker_leaves_odd_patterns_and_big_numbers_to_kubeconform(odd_folder: Path, tmp_path: Path) -> None:
-    from kflowgen.checks.schemas import Prechecker
+    from kflowgen.checks.prechecker import Prechecker
 
     def obj(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "odd.kflowgen.io/v1", "kind": kind, "metadata": {"name": "o"}, "spec": spec}

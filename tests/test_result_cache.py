@@ -11,7 +11,8 @@ import yaml
 
 from conftest import plant_base_binding
 from kflowgen import cache, parallel, tools
-from kflowgen.checks import kubeconform as kubeconform_adapter, schemas as kschemas, policy, verify
+from kflowgen.checks import kubeconform as kubeconform_adapter, policy, verify
+from kflowgen.checks.prechecker import Prechecker
 from kflowgen.flow import pipeline
 from kflowgen.targets import render
 from kflowgen import build as build_stage
@@ -371,7 +372,7 @@ def test_a_new_parsing_or_schema_library_is_a_new_code_digest(monkeypatch):
     """Spec results, renders and rule findings are keyed on the code digest: it names PyYAML's, jsonschema's and
     jsonschema-rs's versions as well as kflowgen's code."""
     real = cache.dist_version
-    assert real("jsonschema_rs") == kschemas.Prechecker.version() != "unknown" and real("yaml") != "unknown"
+    assert real("jsonschema_rs") == Prechecker.version() != "unknown" and real("yaml") != "unknown"
     before = cache.code_digest()
     for module in cache.LIBRARIES:
         cache.code_digest.cache_clear()

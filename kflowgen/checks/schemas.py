@@ -29,7 +29,7 @@ SCHEMA_LOCATIONS: tuple[str, ...] = (
     "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json",
     "{{.ResourceKind}}{{.KindSuffix}}.json",
 )
-_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _OBJECT_META = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _REF = re.compile(r"(?:/api/_definitions\.json)?#/\$defs/(.+)")
 # A top-level `kind: CustomResourceDefinition` line (YAML) or member (JSON): cheap, no parsing.
@@ -47,10 +47,6 @@ def kubeconform_args(folder: Path) -> list[str]:
     return [arg for tpl in SCHEMA_LOCATIONS for arg in ("-schema-location", str(folder / tpl))]
 
 
-_SIMPLE_KIND = re.compile(r"[A-Za-z0-9]+")
-_SIMPLE_API = re.compile(r"(?:[a-z0-9]([a-z0-9.-]*[a-z0-9])?/)?v[a-z0-9]+")
-
-
 def schema_paths(folder: Path, kind: str, api_version: str) -> list[Path]:
     """The files kubeconform tries for a kind, in order: SCHEMA_LOCATIONS filled as its registry fills them
     (group = apiVersion before the first "/", version = after the last, KindSuffix = "-<group's first label>"
@@ -60,148 +56,6 @@ def schema_paths(folder: Path, kind: str, api_version: str) -> list[Path]:
     fill = {"{{.Group}}": parts[0], "{{.ResourceKind}}": kind.lower(), "{{.ResourceAPIVersion}}": parts[-1],
             "{{.KindSuffix}}": suffix}
     return [folder / re.sub(r"\{\{\.\w+\}\}", lambda m: fill[m[0]], tpl) for tpl in SCHEMA_LOCATIONS]
-
-
-class Prechecker:
-    """Strict validation of built objects kflowgen already holds, with jsonschema-rs (compiled once per kind per
-    run), for objects kubeconform would check against the same file of this folder in the same way: the file it
-    would pick, draft 2020-12 (every file here declares it), formats not asserted (kubeconform asserts them only
-    below draft 2019). It only vouches: an object it does not pass goes to kubeconform, whose verdict and message are
-    the ones reported. It does not pass an object that is invalid, a list (kubeconform checks its items), one without
-    a plain kind and apiVersion, one holding an integer beyond 2^53 (kubeconform reads numbers as float64), or one
-    whose schema file is damaged (kubeconform would then try the next location) or has a regular expression outside
-    the part of the syntax in which Go's regexp and jsonschema-rs agree and which Go compiles (CRDs may hold any).
-    tests/test_kubernetes_schemas.py holds its verdicts to kubeconform's on valid and broken objects of every kind."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._validators: dict[tuple[str, str], Any] = {}
-
-    @staticmethod
-    def version() -> str:
-        from kflowgen.cache import dist_version
-
-        return dist_version("jsonschema_rs")
-
-    def passes(self, obj: Any) -> bool:
-        if not isinstance(obj, dict):
-            return False
-        kind, api = obj.get("kind"), obj.get("apiVersion")
-        if not (isinstance(kind, str) and isinstance(api, str) and _SIMPLE_KIND.fullmatch(kind)
-                and _SIMPLE_API.fullmatch(api)) or kind.lower() == "list":  # kubeconform checks a list's items
-            return False
-        validator = self._validators.get((api, kind), False)
-        if validator is False:
-            validator = self._validators[api, kind] = self._compile(kind, api)
-        return validator is not None and validator.is_valid(obj) and _float64_exact(obj)
-
-    def _compile(self, kind: str, api: str):
-        import jsonschema_rs
-
-        for path in schema_paths(self.folder, kind, api):
-            try:
-                schema = json.loads(path.read_bytes())
-            except FileNotFoundError:
-                continue  # as kubeconform: the next location
-            except (OSError, ValueError):  # kubeconform would go on to the next location: not vouched for here
-                return None
-            if not isinstance(schema, dict) or schema.get("$schema") != _DRAFT or not _portable_patterns(schema):
-                return None
-            try:
-                return jsonschema_rs.Draft202012Validator(schema, validate_formats=False)
-            except ValueError:  # jsonschema_rs.ValidationError is one
-                return None
-        return None
-
-
-_FLOAT64_EXACT = 2 ** 53
-# Regular expressions read alike by Go's RE2 (kubeconform) and jsonschema-rs: printable ASCII literals, classes of
-# them, groups without flags, alternation, anchors, `.` and counted repetition. Not \d, \s, \w or \b (Unicode in
-# one, ASCII in the other), (?...) (RE2 refuses lookaround), back-references, escapes of code points, nested or
-# [:posix:] classes, a class opening with "]", stacked quantifiers, or counts that Go refuses: above 1000, nested
-# ones whose product is above 1000 (Go's repeatIsValid), or any in a pattern over 1000 characters (Go also limits
-# the size of the compiled program).
-_ESCAPABLE = set(".^$|()[]{}*+?\\/-")
-_COUNT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
-
-
-def _portable_patterns(node: Any) -> bool:
-    if isinstance(node, list):
-        return all(map(_portable_patterns, node))
-    if not isinstance(node, dict):
-        return True
-    for key, value in node.items():
-        if key == "pattern" and isinstance(value, str) and not _portable(value):
-            return False
-        if key == "patternProperties" and isinstance(value, dict) and not all(map(_portable, value)):
-            return False
-        if not _portable_patterns(value):
-            return False
-    return True
-
-
-def _portable(pattern: str) -> bool:
-    i, in_class, quantified = 0, False, False
-    counted = [1]  # per open group: the largest product of counted repetitions inside it
-    last = 1  # that product for the atom just read (1 for a plain atom)
-    while i < len(pattern):
-        c, was_quantified, quantified = pattern[i], quantified, False
-        if c == "\\":
-            if pattern[i + 1:i + 2] not in _ESCAPABLE or i + 1 == len(pattern):
-                return False
-            i, last = i + 2, 1
-            continue
-        if not " " <= c <= "~":
-            return False
-        if in_class:
-            if c == "[":
-                return False
-            in_class = c != "]"
-        elif c == "[":
-            i += 2 if pattern[i + 1:i + 2] == "^" else 1
-            if pattern[i:i + 1] in ("]", ""):
-                return False
-            in_class, last = True, 1
-            continue
-        elif c == "(" and pattern[i + 1:i + 2] == "?" or c == "}":
-            return False
-        elif c == "(":
-            counted.append(1)
-        elif c == ")":
-            if len(counted) == 1:
-                return False
-            last = counted.pop()
-            counted[-1] = max(counted[-1], last)
-        elif c in "*+?{":
-            if was_quantified and not (c == "?" and pattern[i - 1] != "?"):
-                return False
-            if c == "{":
-                count = _COUNT.match(pattern, i)
-                if not count or any(int(n) > 1000 for n in count.groups() if n) or len(pattern) > 1000:
-                    return False
-                low, high = count.groups()
-                last *= int(high) if high else int(low)  # {n,}: Go counts the minimum
-                if last > 1000:
-                    return False
-                counted[-1] = max(counted[-1], last)
-                i = count.end()
-                quantified = True
-                continue
-            quantified = True
-        else:
-            last = 1
-        i += 1
-    return not in_class and len(counted) == 1
-
-
-def _float64_exact(value: Any) -> bool:
-    """No integer in value that a float64 (as kubeconform reads JSON numbers) would round."""
-    t = type(value)
-    if t is dict:
-        return all(map(_float64_exact, value.values()))
-    if t is list:
-        return all(map(_float64_exact, value))
-    return t is not int or -_FLOAT64_EXACT <= value <= _FLOAT64_EXACT
 
 
 def crd_files_in(paths: list[Path]) -> list[Path]:
@@ -246,7 +100,9 @@ def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path)
         digest.update(len(data).to_bytes(8, "big") + data)
     final = cache_root / "schemas" / digest.hexdigest()[:16]
     if final.is_dir():
-        return final
+        if _intact(final):
+            return final
+        shutil.rmtree(final, ignore_errors=True)  # edited, truncated or added to since it was made: made again
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
@@ -254,6 +110,7 @@ def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path)
         for path in crd_files:
             for crd in _crds(path):
                 _write_crd(crd, defs, tmp)
+        (tmp / MANIFEST).write_text(json.dumps(_stat(tmp), sort_keys=True))
         os.replace(tmp, final)
     except OSError:
         if not final.is_dir():  # otherwise a concurrent build won the rename race
@@ -261,6 +118,27 @@ def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+MANIFEST = "manifest.kflowgen.json"  # {file: [size, mtime_ns]} of every schema file, written when the folder is made
+
+
+def _stat(folder: Path) -> dict[str, list[int]]:
+    out = {}
+    for path in folder.rglob("*"):
+        if path.name != MANIFEST and not path.is_dir():
+            st = path.lstat()
+            out[path.relative_to(folder).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _intact(folder: Path) -> bool:
+    """The folder holds exactly the files it was made with, unchanged (size and modification time, as git's index
+    vouches for a file): a schema edited in the cache would otherwise pass or fail objects it should not."""
+    try:
+        return json.loads((folder / MANIFEST).read_text()) == _stat(folder)
+    except (OSError, ValueError):
+        return False
 
 
 def _k8s_source(version: str) -> tuple[str, Path]:
@@ -384,4 +262,4 @@ def _write_crd(crd: dict[str, Any], defs: Defs, out: Path) -> None:
         root = _strict({**schema, "properties": props})
         root["properties"] = {**_TYPE_META, **root["properties"], "metadata": {"allOf": [meta, {"$ref": _OBJECT_META}]}}
         path = out / spec["group"] / f"{spec['names']['kind'].lower()}_{version['name']}.json"
-        _dump(path, _standalone({**root, "$schema": _DRAFT}, defs))
+        _dump(path, _standalone({**root, "$schema": DRAFT}, defs))

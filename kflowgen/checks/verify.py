@@ -13,6 +13,7 @@ from kflowgen import cache as results_cache, tools, upstream
 from kflowgen.build import Built
 from kflowgen.checks import schemas as kschemas
 from kflowgen.checks import kubeconform as kubeconform_adapter
+from kflowgen.checks.prechecker import Prechecker
 from kflowgen.diagnostics import Diagnostic, error, warning
 from kflowgen.specs.model import Model
 
@@ -31,7 +32,7 @@ def manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
               store: results_cache.Cache | None = None) -> list[Diagnostic]:
     """kubeconform -strict on every overlay's output, against the pinned Kubernetes schemas and the CRD files.
     An overlay whose exact output already passed against the same schemas and validators is not checked again.
-    An overlay whose objects the builder gave (built.parsed) and all pass kschemas.Prechecker, the same schemas
+    An overlay whose objects the builder gave (built.parsed) and all pass the Prechecker, the same schemas
     compiled once in this process, does not need kubeconform; every other one goes to kubeconform."""
     return manifests_job(root, model, built, jobs, cache, store)[0]()
 
@@ -63,7 +64,7 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     store = store or results_cache.Cache(None)
     keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
                                  results_cache.text_digest(text)) for o, text in built.overlays.items()}
-    prechecker = kschemas.Prechecker(folder)
+    prechecker = Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
     # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
     # (code_digest names jsonschema-rs's).

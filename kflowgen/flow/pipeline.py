@@ -52,15 +52,20 @@ def validate(opts: Options, env: str | None = None, server: bool = False) -> Rep
 
 def checked(opts: Options, env: str | None = None, server: bool = False, drift: bool = False) -> Checked:
     """validate's work; with drift, also render --check's (the committed overlays are what the specs render)."""
+    started = listings.survey(opts.root, git=drift)  # overlays/ is listed while the specs load
+    try:
+        return _checked(opts, env, server, drift, started)
+    finally:
+        listings.finish(started)  # waited for already unless a stage stopped early or raised
+
+
+def _checked(opts: Options, env: str | None, server: bool, drift: bool, started: list) -> Checked:
     root, report = opts.root, Report()
-    started = listings.survey(root, git=drift)  # overlays/ is listed while the specs load
     model, diags = load(opts)
     report.extend(diags)
     if model is None:
-        listings.finish(started)
         return Checked(report)
     if env and env not in model.platform.environments:
-        listings.finish(started)
         report.extend([_unknown_environment(model, env)])
         return Checked(report, model)
     report.extend(codeowners.check(root, model))
