@@ -1,0 +1,50 @@
+"""fan_out, the one way kflowgen spreads work over processes: results in item order, state handed to the workers
+without pickling, progress counted per item or per unit of work, and no processes for small inputs."""
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from kflowgen import parallel
+
+
+def _where(state, batch):
+    return [(item, state["tag"], os.getpid()) for item in batch]
+
+
+@pytest.mark.parametrize("n, jobs", [(0, 2), (1, 2), (parallel.PARALLEL_FROM - 1, 2), (parallel.PARALLEL_FROM, 1),
+                                     (parallel.PARALLEL_FROM, 2), (1000, 2), (1001, 3)])
+def test_results_come_back_in_item_order_with_the_state(n, jobs):
+    lock = threading.Lock()  # a state no pickle could carry: the workers are forked with it
+    out = parallel.fan_out(_where, list(range(n)), jobs, state={"tag": "s", "lock": lock})
+    assert [item for item, _, _ in out] == list(range(n)) and {tag for _, tag, _ in out} <= {"s"}
+    pids = {pid for _, _, pid in out}
+    if jobs < 2 or n < parallel.PARALLEL_FROM:
+        assert pids <= {os.getpid()}, "small inputs run here"
+    else:
+        assert os.getpid() not in pids and 1 <= len(pids) <= jobs
+
+
+@pytest.mark.parametrize("n", [10, 500])
+def test_progress_counts_items_or_their_weight(n):
+    items = list(range(n))
+    counted, weighed = [], []
+    parallel.fan_out(_where, items, 2, step=counted.append, state={"tag": None})
+    parallel.fan_out(_where, items, 2, step=weighed.append, weigh=lambda i: 2, state={"tag": None})
+    assert sum(counted) == n and sum(weighed) == 2 * n
+    assert len(counted) == (1 if n < parallel.PARALLEL_FROM else len(counted)) and all(counted)
+
+
+def _boom(state, batch):
+    if 7 in batch:
+        raise ValueError("item 7")
+    return batch
+
+
+@pytest.mark.parametrize("n", [10, 500])
+def test_an_error_in_a_worker_reaches_the_caller_and_leaves_no_state(n):
+    with pytest.raises(ValueError, match="item 7"):
+        parallel.fan_out(_boom, list(range(n)), 2, state="kept only while the workers run")
+    assert parallel._STATE is None
