@@ -1,5 +1,5 @@
 """End-to-end tests on a real, local, throw-away control plane (etcd, kube-apiserver, kube-controller-manager built
-from source by kflowgen.server.install): server-side dry-run of the example repository, rejections reported per
+from source by `kflowgen tools install --server`): server-side dry-run of the example repository, rejections reported per
 object, GPU quota and Pod Security admission, and no process left behind. Nothing here mocks the API server."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import diagnostics, upstream
+from kflowgen import diagnostics, tools, upstream
 from kflowgen.flow import pipeline
 from kflowgen.checks import server, verify
 from kflowgen.diagnostics import Diagnostic
@@ -42,21 +42,21 @@ def test_server_codes_are_registered():
 
 @pytest.fixture(scope="session")
 def binaries() -> dict[str, Path]:
-    found = server.find()
+    found = tools.find_all(tools.SERVER)
     if isinstance(found, Diagnostic):
         # absent: `make tools-server` builds them (10-20 minutes the first time). The suite builds them itself only
         # when asked to (KFLOWGEN_BUILD_SERVER=1), so that `make test` stays quick where they were not built.
         if not os.environ.get("KFLOWGEN_BUILD_SERVER"):
             pytest.skip(f"control-plane binaries not built: run `make tools-server` ({found.message})")
-        if shutil.which("go") and (server.MODULE / "go.mod").is_file():
+        if shutil.which("go") and (tools.APISERVER_SOURCE / "go.mod").is_file():
             t0 = time.monotonic()
-            rc = server.install()
+            rc = tools.install(tools.SERVER)
             _timing("control-plane build (go install)", time.monotonic() - t0)
-            found = server.find()
+            found = tools.find_all(tools.SERVER)
             if isinstance(found, Diagnostic):
                 pytest.skip(f"control-plane binaries absent and the build failed (exit {rc}): {found.message}")
         else:
-            pytest.skip(f"control-plane binaries absent and cannot be built here (needs Go and {server.MODULE}): "
+            pytest.skip(f"control-plane binaries absent and cannot be built here (needs Go and {tools.APISERVER_SOURCE}): "
                         f"{found.message}")
     return found
 
@@ -109,13 +109,13 @@ def _assert_gone(pids: list[int], folder: Path, timeout: float = 15) -> None:
 
 def test_install_keeps_binaries_already_at_the_pinned_version(binaries):
     logged: list[str] = []
-    assert server.install(binaries["etcd"].parent, log=logged.append) == 0
-    assert logged == [f"kflowgen: {b.name} {b.version} already in {binaries['etcd'].parent}" for b in server.BINARIES]
-    for b in server.BINARIES:
-        assert server.built_version(binaries[b.name], b) == b.version
-    kustomize = server.tools.find("kustomize")
+    assert tools.install(tools.SERVER, binaries["etcd"].parent, log=logged.append) == 0
+    assert logged == [f"kflowgen: {b.name} {b.version} already in {binaries['etcd'].parent}" for b in tools.SERVER]
+    for b in tools.SERVER:
+        assert tools.built_version(binaries[b.name], b) == b.version
+    kustomize = tools.find("kustomize")
     if not isinstance(kustomize, Diagnostic) and Path(kustomize.argv[0]).is_file():
-        assert server.built_version(Path(kustomize.argv[0]), server.BINARIES[1]) == ""  # another program: rebuild
+        assert tools.built_version(Path(kustomize.argv[0]), tools.SERVER[1]) == ""  # another program: rebuild
 
 
 def test_documents_keep_each_objects_own_text():
@@ -139,7 +139,7 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
     t0 = time.monotonic()
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
-        assert cp.request("GET", "/version").body["gitVersion"] == server.KUBERNETES_VERSION
+        assert cp.request("GET", "/version").body["gitVersion"] == tools.KUBERNETES_VERSION
         t1 = time.monotonic()
         diags = cp.dry_run(built.overlays, crd_files)
         _timing(f"dry-run of the example repository ({sum(built.counts.values())} objects, 3 environments)",

@@ -38,7 +38,7 @@ def test_init_workflow_passes_actionlint_and_pins_the_tools(tmp_path):
     workflow = dest / ".github/workflows/kflowgen.yaml"
     assert actionlint(workflow) == (0, "")
     text = workflow.read_text()
-    assert f"kustomize {KUSTOMIZE[2]}" in text and f"kubeconform {KUBECONFORM[2]}" in text
+    assert f"kustomize {KUSTOMIZE.version}" in text and f"kubeconform {KUBECONFORM.version}" in text
     steps = yaml.safe_load(text)["jobs"]["gate"]["steps"]
     on_push = [s["run"] for s in steps if "run" in s and s.get("if") == "github.event_name == 'push'"]
     on_pr = [s["run"] for s in steps if "run" in s and s.get("if") == "github.event_name == 'pull_request'"]

@@ -5,8 +5,9 @@ ports in a temporary folder, installs the CRDs of the platform's `validation.crd
 built objects with server-side apply, `dryRun=All` and `fieldValidation=Strict`. Every rejection becomes a KF405
 error and every API server warning a KF406 warning, per object.
 
-The binaries are built from source at pinned versions by `install()` (`go install` inside the wrapper module
-`tools/apiserver`, whose replace directives make `k8s.io/kubernetes` buildable outside its own repository).
+The binaries are built from source at pinned versions by `kflowgen tools install --server` (kflowgen.tools: `go
+install` inside the wrapper module `tools/apiserver`, whose replace directives make `k8s.io/kubernetes` buildable
+outside its own repository).
 
 The control plane is always torn down: `stop()` runs from `__exit__` (on success, exceptions and Ctrl-C), from an
 `atexit` hook, and each child is started in its own session with the kernel's parent-death signal set, so that even
@@ -15,7 +16,6 @@ a SIGKILLed kflowgen leaves no etcd or API server running.
 from __future__ import annotations
 
 import atexit
-import functools
 import json
 import os
 import re
@@ -38,12 +38,9 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from kflowgen import parallel, tools
+from kflowgen import tools
 from kflowgen.diagnostics import Diagnostic, error, warning
 
-KUBERNETES_VERSION = "v1.34.4"
-ETCD_VERSION = "v3.6.4"
-MODULE = tools.PROJECT / "tools" / "apiserver"  # the Go wrapper module (only in a kflowgen checkout)
 FIELD_MANAGER = "kflowgen"
 ADMISSION_PLUGINS = "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,ResourceQuota"
 CONTROLLERS = "resourcequota-controller,serviceaccount-controller,namespace-controller"
@@ -56,103 +53,6 @@ CODE_TITLES = {
     "KF405": "built object rejected by the API server (server-side dry-run)",
     "KF406": "API server warning for a built object (server-side dry-run)",
 }
-
-
-@dataclass(frozen=True)
-class Binary:
-    name: str     # file name in the tools folder
-    package: str  # what `go install` builds inside the wrapper module
-    path: str     # the main package Go records in the binary (`go version -m`: path)
-    module: str   # the module whose version is pinned
-    version: str
-
-
-BINARIES = (
-    Binary("etcd", "./cmd/etcd", "kflowgen.dev/tools/apiserver/cmd/etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION),
-    Binary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver",
-           "k8s.io/kubernetes", KUBERNETES_VERSION),
-    Binary("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager",
-           "k8s.io/kubernetes/cmd/kube-controller-manager", "k8s.io/kubernetes", KUBERNETES_VERSION),
-)
-
-
-def _lines(argv: list[str]) -> list[str]:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.splitlines()
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-
-
-def _ldflags() -> str:
-    """What Kubernetes' own build stamps (hack/lib/version.sh), so /version and `--version` say v1.34.4."""
-    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
-    return " ".join(f"-X {pkg}.{k}={v}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
-                    for k, v in (("gitVersion", KUBERNETES_VERSION), ("gitMajor", major), ("gitMinor", minor),
-                                 ("gitTreeState", "clean")))
-
-
-def install_command() -> str:
-    return "kflowgen tools install --server"
-
-
-# --- building the binaries ----------------------------------------------------------------------------------------
-
-def built_version(path: Path, binary: Binary) -> str:
-    """The pinned module's version recorded in a binary built by install(), or '' (missing, other build, no Go)."""
-    if not path.is_file() or not shutil.which("go"):
-        return ""
-    lines = [line.strip().split("\t") for line in _lines(["go", "version", "-m", str(path)])]
-    if not any(len(p) >= 2 and p[0] == "path" and p[1] == binary.path for p in lines):
-        return ""
-    if binary.module.startswith("k8s.io/kubernetes") and not any(
-            p[0] == "build" and f"gitVersion={binary.version}" in "\t".join(p) for p in lines):
-        return ""  # built without the version stamp: rebuild
-    for p in lines:
-        if len(p) >= 3 and p[0] in ("mod", "dep") and p[1] == binary.module:
-            return p[2]
-    return ""
-
-
-def install(dest: Path | None = None, log: Callable[[str], Any] = print) -> int:
-    """Build etcd, kube-apiserver and kube-controller-manager into the tools folder; binaries already at the pinned
-    version are kept. The first build takes about 10 minutes on 2 cores and up to about 2.2 GB of memory."""
-    dest = dest or tools.tools_dir()
-    if not shutil.which("go"):
-        log("kflowgen: Go is needed to build the local control plane: install Go 1.24 or newer")
-        return 1
-    if not (MODULE / "go.mod").is_file():
-        log(f"kflowgen: the control plane's Go module is not in {MODULE}: run this from a kflowgen checkout")
-        return 1
-    dest.mkdir(parents=True, exist_ok=True)
-    missing = []
-    for b in BINARIES:
-        if built_version(dest / b.name, b) == b.version:
-            log(f"kflowgen: {b.name} {b.version} already in {dest}")
-        else:
-            missing.append(b)
-    if not missing:
-        return 0
-    log(f"kflowgen: building {', '.join(f'{b.name} {b.version}' for b in missing)} into {dest} "
-        "(go install, once per machine; the first build takes about 10 minutes)")
-    env = dict(os.environ, GOBIN=str(dest), GOFLAGS="-mod=mod -buildvcs=false", CGO_ENABLED="0", GOWORK="off")
-    result = subprocess.run(["go", "install", f"-ldflags={_ldflags()}", *[b.package for b in missing]],
-                            cwd=MODULE, env=env)
-    return result.returncode
-
-
-def find(dest: Path | None = None) -> dict[str, Path] | Diagnostic:
-    """The control-plane binaries: the tools folder first, then PATH. A missing one is a KF901 error."""
-    found = {}
-    for b in BINARIES:
-        candidates = [(dest or tools.tools_dir()) / b.name]
-        if on_path := shutil.which(b.name):
-            candidates.append(Path(on_path))
-        path = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
-        if path is None:
-            return error(b.name, (0, 0), "KF901", f"{b.name} is not installed (needed by validate --server)",
-                         f"build it with: {install_command()}")
-        found[b.name] = path
-    return found
 
 
 # --- the control plane --------------------------------------------------------------------------------------------
@@ -282,7 +182,7 @@ class ControlPlane:
 
     def start(self) -> None:
         t0 = time.monotonic()
-        binaries = self.binaries or find()
+        binaries = self.binaries or tools.find_all(tools.SERVER)
         if isinstance(binaries, Diagnostic):
             raise ControlPlaneError(f"{binaries.message}; {binaries.hint}")
         self.binaries = binaries
@@ -301,7 +201,7 @@ class ControlPlane:
                 self.stop()
                 raise
         self.started_seconds = time.monotonic() - t0
-        self.log(f"kflowgen: local control plane ({KUBERNETES_VERSION}) ready at {self.url} "
+        self.log(f"kflowgen: local control plane ({tools.KUBERNETES_VERSION}) ready at {self.url} "
                  f"in {self.started_seconds:.1f}s")
 
     def _start(self, binaries: dict[str, Path]) -> None:
@@ -359,7 +259,7 @@ class ControlPlane:
 
     @staticmethod
     def _etcd_supports_no_fsync(etcd: Path) -> bool:
-        out = _lines([str(etcd), "--version"])
+        out = tools.output_lines([str(etcd), "--version"])
         m = re.search(r"etcd Version: (\d+)\.(\d+)", "\n".join(out))
         return bool(m) and (int(m.group(1)), int(m.group(2))) >= (3, 5)
 
@@ -369,7 +269,7 @@ class ControlPlane:
         self._logs.append(logf)
         self.processes[name] = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, cwd=self.dir,
-            start_new_session=True, preexec_fn=functools.partial(parallel.die_with_parent, os.getpid()))
+            start_new_session=True, preexec_fn=tools.ends_with_us())
 
     def _tail(self, name: str, lines: int = 15) -> str:
         try:
@@ -656,7 +556,7 @@ def check(root: Path, crd_files: list[Path], built: dict[str, str], jobs: int = 
     """Start a control plane without the controller manager, install the CRDs (verify.crd_files: those kflowgen ships
     and the platform's own), dry-run every built overlay, tear it down. Returns the findings and a line for the
     command's summary (none when the control plane did not run)."""
-    binaries = find()
+    binaries = tools.find_all(tools.SERVER)
     if isinstance(binaries, Diagnostic):
         return [binaries], []
     try:
@@ -664,7 +564,8 @@ def check(root: Path, crd_files: list[Path], built: dict[str, str], jobs: int = 
             t0 = time.monotonic()
             diags = cp.dry_run(built, crd_files, jobs)
             n = cp.stats["objects"] + cp.stats["namespaces"]
-            return diags, [f"{n} objects sent to kube-apiserver {KUBERNETES_VERSION} (server-side dry-run, strict "
-                           f"field validation, {cp.stats['crds']} CRDs installed) in {time.monotonic() - t0:.1f}s"]
+            return diags, [f"{n} objects sent to kube-apiserver {tools.KUBERNETES_VERSION} (server-side dry-run, "
+                           f"strict field validation, {cp.stats['crds']} CRDs installed) in "
+                           f"{time.monotonic() - t0:.1f}s"]
     except (ControlPlaneError, OSError) as e:  # OSError: urllib's URLError, e.g. the API server died mid-run
         return [error("kube-apiserver", (0, 0), "KF902", f"the local control plane failed: {e}")], []
