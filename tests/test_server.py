@@ -1,6 +1,7 @@
 """End-to-end tests on a real, local, throw-away control plane (etcd, kube-apiserver, kube-controller-manager built
-from source by `kflowgen tools install --server`): server-side dry-run of the example repository, rejections reported per
-object, GPU quota and Pod Security admission, and no process left behind. Nothing here mocks the API server."""
+from source by `kflowgen tools install --server`): server-side dry-run of the example repository, rejections
+reported per object, GPU quota and Pod Security admission, and no process left behind. Nothing here mocks the API
+server."""
 from __future__ import annotations
 
 import copy
@@ -20,6 +21,7 @@ import yaml
 from kflowgen import diagnostics, tools, upstream
 from kflowgen.flow import pipeline
 from kflowgen.checks import server, verify
+from kflowgen.checks.objects import identity
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.checks.schemas import crd_files_in
 from kflowgen.targets import render
@@ -56,8 +58,8 @@ def binaries() -> dict[str, Path]:
             if isinstance(found, Diagnostic):
                 pytest.skip(f"control-plane binaries absent and the build failed (exit {rc}): {found.message}")
         else:
-            pytest.skip(f"control-plane binaries absent and cannot be built here (needs Go and {tools.APISERVER_SOURCE}): "
-                        f"{found.message}")
+            pytest.skip("control-plane binaries absent and cannot be built here "
+                        f"(needs Go and {tools.APISERVER_SOURCE}): {found.message}")
     return found
 
 
@@ -126,7 +128,7 @@ def test_documents_keep_each_objects_own_text():
 
 
 def test_warning_headers_are_unquoted():
-    assert server._warnings(['299 - "metadata.finalizers: \\"x\\": prefer a domain"', "odd"]) == [
+    assert server.client._warnings(['299 - "metadata.finalizers: \\"x\\": prefer a domain"', "odd"]) == [
         'metadata.finalizers: "x": prefer a domain', "odd"]
 
 
@@ -141,7 +143,7 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
         _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
         assert cp.request("GET", "/version").body["gitVersion"] == tools.KUBERNETES_VERSION
         t1 = time.monotonic()
-        diags = cp.dry_run(built.overlays, crd_files)
+        diags = server.dry_run(cp, built.overlays, crd_files)
         _timing(f"dry-run of the example repository ({sum(built.counts.values())} objects, 3 environments)",
                 time.monotonic() - t1)
         assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.counts.values()) == 194
@@ -174,7 +176,7 @@ def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
     shipped = sorted(upstream.FOLDER.glob("*/*/*-crd.json")) + sorted(upstream.FOLDER.glob("*/*/*_*.json"))
     assert len(shipped) == 4
     with server.ControlPlane(binaries, controller_manager=False) as cp:
-        diags = cp.dry_run({}, shipped, all_crds=True)
+        diags = server.dry_run(cp, {}, shipped, all_crds=True)
         assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
         served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
         assert sorted(c["metadata"]["name"] for c in served) == [
@@ -185,7 +187,7 @@ def test_every_upstream_crd_installs_and_is_established(binaries):
     crd_files = crd_files_in([UPSTREAM / "crds"])
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         t0 = time.monotonic()
-        diags = cp.dry_run({}, crd_files, all_crds=True)
+        diags = server.dry_run(cp, {}, crd_files, all_crds=True)
         _timing(f"installing all {cp.stats['crds']} upstream CRDs", time.monotonic() - t0)
         assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
         served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
@@ -237,7 +239,7 @@ def test_broken_objects_are_reported_with_their_identity(binaries, example):
     prod = yaml.safe_dump(bad_app, sort_keys=False)
     crd_files = crd_files_in([UPSTREAM / "crds" / "argoproj.io"])
     with server.ControlPlane(binaries, controller_manager=False) as cp:
-        diags = cp.dry_run({"overlays/dev/teams/vision/x": dev, "overlays/prod/argocd": prod}, crd_files)
+        diags = server.dry_run(cp, {"overlays/dev/teams/vision/x": dev, "overlays/prod/argocd": prod}, crd_files)
 
     def one(code: str, ident: str) -> Diagnostic:
         found = [d for d in diags if d.code == code and d.message.startswith(ident + ": ")]
@@ -277,7 +279,7 @@ def team(binaries, example):
     with server.ControlPlane(binaries, controller_manager=True) as cp:
         for obj in sorted(objects, key=lambda o: o["kind"] != "Namespace"):
             r = cp.apply(obj)
-            assert r.ok, (server.identity(obj), r.message)
+            assert r.ok, (identity(obj), r.message)
         quota = next(o for o in objects if o["kind"] == "ResourceQuota")
 
         def counted() -> bool:  # the resourcequota controller has computed the quota's status
@@ -366,14 +368,14 @@ def test_no_process_left_after_the_block_ends_or_raises(binaries):
         pids, folder = first.pids(), first.dir
         assert len(pids) == 3 and all(map(_alive, pids)) and folder.is_dir()
     _assert_gone(pids, folder)
-    assert not folder.exists() and first not in server._LIVE
+    assert not folder.exists() and first not in server.process._LIVE
 
     with pytest.raises(KeyboardInterrupt):  # what Ctrl-C raises
         with server.ControlPlane(binaries) as cp:
             pids, folder = cp.pids(), cp.dir
             raise KeyboardInterrupt
     _assert_gone(pids, folder)
-    assert not folder.exists() and cp not in server._LIVE  # the atexit hook has nothing left to stop
+    assert not folder.exists() and cp not in server.process._LIVE  # the atexit hook has nothing left to stop
 
 
 def test_no_process_left_when_start_fails(binaries):
