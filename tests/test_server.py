@@ -25,7 +25,7 @@ from kflowgen.checks.objects import identity
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.checks.schemas import crd_files_in
 from kflowgen.targets import render
-from kflowgen.build import build, overlays_of
+from kflowgen.build import Built, build, overlays_of
 from kflowgen.options import Options
 
 from conftest import PROJECT, UPSTREAM  # tests/ is on sys.path (pytest prepend mode)
@@ -127,6 +127,21 @@ def test_documents_keep_each_objects_own_text():
     assert docs[1][0].strip() == "kind: B\nb: [1, 2]"
 
 
+def test_documents_of_a_build_pair_its_texts_with_the_objects_it_parsed():
+    stream = "a: 1\n---\n# comment only\n--- # x\nkind: B\nb: [1, 2]\n---\n\n"
+    objects = [{"a": 1}, {"kind": "B", "b": [1, 2]}]
+    docs = server.dryrun.paired(stream, objects)
+    assert [t for t, _ in docs] == [t for t, _ in server.documents(stream)]
+    assert [obj for _, obj in docs] == objects and all(a is b for (_, a), b in zip(docs, objects))
+    # not lined up (a document that is not a mapping, or another build's objects): parsed as documents() does
+    for stream, objects in (("a: 1\n---\n- x\n", [{"a": 1}]), ("kind: A\n", [{"kind": "B"}])):
+        assert server.dryrun.paired(stream, objects) == server.documents(stream)
+    docs, diags = server.built_documents(Built({"overlays/dev/x": "a: [1\n", "overlays/dev/y": "kind: A\n"}))
+    assert list(docs) == ["overlays/dev/y"] and docs["overlays/dev/y"] == [("kind: A\n", {"kind": "A"})]
+    assert [(d.path, d.code) for d in diags] == [("overlays/dev/x", "KF405")]
+    assert diags[0].message.startswith("built output is not valid YAML: ")
+
+
 def test_warning_headers_are_unquoted():
     assert server.client._warnings(['299 - "metadata.finalizers: \\"x\\": prefer a domain"', "odd"]) == [
         'metadata.finalizers: "x": prefer a domain', "odd"]
@@ -143,7 +158,12 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
         _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
         assert cp.request("GET", "/version").body["gitVersion"] == tools.KUBERNETES_VERSION
         t1 = time.monotonic()
-        diags = server.dry_run(cp, built.overlays, crd_files)
+        docs, parse_errors = server.built_documents(built)
+        assert parse_errors == [] and docs.keys() == built.overlays.keys()
+        for overlay, text in built.overlays.items():  # each object's own text, with the object the build parsed
+            assert [t for t, _ in docs[overlay]] == [t for t, _ in server.documents(text)]
+            assert list(map(id, built.objects(overlay))) == [id(obj) for _, obj in docs[overlay]]
+        diags = server.dry_run(cp, docs, crd_files)
         _timing(f"dry-run of the example repository ({sum(built.counts.values())} objects, 3 environments)",
                 time.monotonic() - t1)
         assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.counts.values()) == 194
@@ -196,8 +216,8 @@ def test_every_upstream_crd_installs_and_is_established(binaries):
 
 def test_check_is_what_validate_server_runs(binaries, example):
     model, built = example
-    one = {o: t for o, t in built.overlays.items() if o.startswith("overlays/staging/")}
-    diags, summary = server.check(PROJECT, verify.crd_files(PROJECT, model.platform), one)
+    one = [o for o in built.overlays if o.startswith("overlays/staging/")]
+    diags, summary = server.check(PROJECT, verify.crd_files(PROJECT, model.platform), built, overlays=one)
     assert not [d for d in diags if d.severity == diagnostics.ERROR]
     assert summary and summary[0].startswith(f"{built.counts['staging']} objects sent to kube-apiserver v1.34.4")
 
@@ -239,7 +259,8 @@ def test_broken_objects_are_reported_with_their_identity(binaries, example):
     prod = yaml.safe_dump(bad_app, sort_keys=False)
     crd_files = crd_files_in([UPSTREAM / "crds" / "argoproj.io"])
     with server.ControlPlane(binaries, controller_manager=False) as cp:
-        diags = server.dry_run(cp, {"overlays/dev/teams/vision/x": dev, "overlays/prod/argocd": prod}, crd_files)
+        diags = server.dry_run(cp, {"overlays/dev/teams/vision/x": server.documents(dev),
+                                    "overlays/prod/argocd": server.documents(prod)}, crd_files)
 
     def one(code: str, ident: str) -> Diagnostic:
         found = [d for d in diags if d.code == code and d.message.startswith(ident + ": ")]

@@ -82,8 +82,7 @@ def checked(opts: Options, env: str | None = None, server: bool = False, drift: 
             from kflowgen.checks import server as apiserver
 
             crds = verify.crd_files(root, model.platform)  # an error here was reported by the schema check
-            found, server_lines = apiserver.check(root, [c for c in crds if isinstance(c, Path)], built.overlays,
-                                                  opts.jobs)
+            found, server_lines = apiserver.check(root, [c for c in crds if isinstance(c, Path)], built, opts.jobs)
             report.extend(found)
     if not report.errors:
         report.summary = summary.summary(model, built, envs, tools) + server_lines

@@ -17,32 +17,36 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kflowgen import tools
 from kflowgen.checks.server import certs, client, dryrun, process
 from kflowgen.checks.server.client import Client, Response
-from kflowgen.checks.server.dryrun import CODE_TITLES, documents, dry_run
+from kflowgen.checks.server.dryrun import CODE_TITLES, built_documents, documents, dry_run
 from kflowgen.checks.server.errors import ControlPlaneError
 from kflowgen.checks.server.process import ControlPlane
 from kflowgen.diagnostics import Diagnostic, error
 
-__all__ = ["CODE_TITLES", "Client", "ControlPlane", "ControlPlaneError", "Response", "certs",
+if TYPE_CHECKING:
+    from kflowgen.build import Built
+
+__all__ = ["CODE_TITLES", "Client", "ControlPlane", "ControlPlaneError", "Response", "built_documents", "certs",
            "check", "client", "documents", "dry_run", "dryrun", "process"]
 
 
-def check(root: Path, crd_files: list[Path], built: dict[str, str], jobs: int = 4,
-          log: Callable[[str], Any] | None = None) -> tuple[list[Diagnostic], list[str]]:
+def check(root: Path, crd_files: list[Path], built: "Built", jobs: int = 4, log: Callable[[str], Any] | None = None,
+          overlays: list[str] | None = None) -> tuple[list[Diagnostic], list[str]]:
     """Start a control plane without the controller manager, install the CRDs (verify.crd_files: those kflowgen ships
-    and the platform's own), dry-run every built overlay, tear it down. Returns the findings and a line for the
-    command's summary (none when the control plane did not run)."""
+    and the platform's own), dry-run every built overlay (or those given) from the objects the build parsed, tear it
+    down. Returns the findings and a line for the command's summary (none when the control plane did not run)."""
     binaries = tools.find_all(tools.SERVER)
     if isinstance(binaries, Diagnostic):
         return [binaries], []
     try:
         with ControlPlane(binaries, controller_manager=False, log=log) as cp:
             t0 = time.monotonic()
-            diags = dry_run(cp, built, crd_files, jobs)
+            docs, diags = built_documents(built, overlays)
+            diags += dry_run(cp, docs, crd_files, jobs)
             n = cp.stats["objects"] + cp.stats["namespaces"]
             return diags, [f"{n} objects sent to kube-apiserver {tools.KUBERNETES_VERSION} (server-side dry-run, "
                            f"strict field validation, {cp.stats['crds']} CRDs installed) in "

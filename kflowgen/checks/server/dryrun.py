@@ -2,12 +2,14 @@
 Namespaces and apply every other object with server-side apply, `dryRun=All` and `fieldValidation=Strict`. Every
 rejection becomes a KF405 error and every API server warning a KF406 warning, per object.
 
-Each object is sent as the YAML text it was built as, so that the API server also sees duplicate fields."""
+Each object is sent as the YAML text it was built as (so that the API server also sees duplicate fields); the
+objects, already parsed by the build, only say where to send it and name it in the findings."""
 from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -15,6 +17,9 @@ from kflowgen.checks.objects import identity
 from kflowgen.checks.server.client import Client, Response
 from kflowgen.checks.server.errors import ControlPlaneError
 from kflowgen.diagnostics import Diagnostic, error, warning
+
+if TYPE_CHECKING:
+    from kflowgen.build import Built
 
 # Codes this module reports (titles for diagnostics.CODES, which lives elsewhere):
 CODE_TITLES = {
@@ -24,6 +29,7 @@ CODE_TITLES = {
 
 Document = tuple[str, dict]  # an object's own YAML text, and the object
 _SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$", re.M)
+_CONTENT = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment
 
 
 def documents(stream: str) -> list[Document]:
@@ -38,7 +44,37 @@ def documents(stream: str) -> list[Document]:
     return out
 
 
-def dry_run(client: Client, objects_by_overlay: dict[str, str], crd_files: list[Path], jobs: int = 4,
+def paired(stream: str, objects: list[dict]) -> list[Document]:
+    """documents(stream) without parsing it again: its texts paired with its objects, already parsed in the same
+    order (Built.objects). When they do not line up (a document that is not a mapping, a separator the split does
+    not see), the stream is parsed as documents() does."""
+    chunks = [c for c in _SEPARATOR.split(stream) if _CONTENT.search(c)]
+    if len(chunks) == len(objects) and all(str(o.get("kind", "")) in c for c, o in zip(chunks, objects)):
+        return list(zip(chunks, objects))
+    return documents(stream)
+
+
+def built_documents(built: "Built", overlays: list[str] | None = None) -> tuple[dict[str, list[Document]],
+                                                                               list[Diagnostic]]:
+    """The documents of built overlays (all, or those given), from the objects the build parsed; an overlay whose
+    output is not YAML is a KF405 error."""
+    out: dict[str, list[Document]] = {}
+    diags: list[Diagnostic] = []
+    for overlay in sorted(built.overlays if overlays is None else overlays):
+        text = built.overlays[overlay]
+        try:
+            try:
+                objects = built.objects(overlay)
+            except yaml.YAMLError:
+                out[overlay] = documents(text)  # the error as documents() words it
+            else:
+                out[overlay] = paired(text, objects)
+        except yaml.YAMLError as e:
+            diags.append(error(overlay, (0, 0), "KF405", f"built output is not valid YAML: {e}"))
+    return out, diags
+
+
+def dry_run(client: Client, overlays: dict[str, list[Document]], crd_files: list[Path], jobs: int = 4,
             all_crds: bool = False) -> list[Diagnostic]:
     """Install the CRDs, then per environment: create its Namespaces for real, and apply every other object
     with server-side dry-run and strict field validation. Returns KF405 errors and KF406 warnings.
@@ -46,12 +82,6 @@ def dry_run(client: Client, objects_by_overlay: dict[str, str], crd_files: list[
     Only the CRDs defining a kind the built objects use are installed, unless `all_crds` (establishing a large
     CRD takes seconds: Argo CD's ApplicationSet alone is 1.4 MB)."""
     diags: list[Diagnostic] = []
-    overlays: dict[str, list[Document]] = {}
-    for overlay in sorted(objects_by_overlay):
-        try:
-            overlays[overlay] = documents(objects_by_overlay[overlay])
-        except yaml.YAMLError as e:
-            diags.append(error(overlay, (0, 0), "KF405", f"built output is not valid YAML: {e}"))
     used = {(str(obj.get("apiVersion", "")).rpartition("/")[0], obj.get("kind"))
             for docs in overlays.values() for _, obj in docs}
     crds = []
