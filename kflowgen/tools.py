@@ -105,8 +105,8 @@ def built_version(path: Path, tool: Pinned) -> str:
     """The version a binary was built at, to compare with tool.version; '' when missing or another build.
     "module": the tool's own version, or for `go install` builds that print 'development', the module version Go
     recorded. "kbuild": the kustomize it links, when its -version line also names this protocol and (in a checkout)
-    this source. "wrapper": the pinned module's version Go recorded, with Kubernetes' version stamp (never run:
-    kube-apiserver -v would start a server)."""
+    this source. "wrapper": the pinned module's version Go recorded, with Kubernetes' version stamp (the binary is
+    not run)."""
     if not path.is_file():
         return ""
     if tool.how == "kbuild":
@@ -217,19 +217,18 @@ def install(tools: Iterable[Pinned] = BASE, dest: Path | None = None, log: Log =
     return 0
 
 
-def _kept(tools: list[Pinned], dest: Path, log: Log) -> list[Pinned]:
-    """The tools not yet at their pinned version in dest (the others are said to be there)."""
-    missing = []
-    for t in tools:
-        if built_version(dest / t.name, t) == t.version:
-            log(f"kflowgen: {t.name} {t.version} already in {dest}")
-        else:
-            missing.append(t)
-    return missing
+def _present(tool: Pinned, dest: Path, log: Log) -> bool:
+    """Whether dest holds the tool at its pinned version (which is then said)."""
+    if built_version(dest / tool.name, tool) != tool.version:
+        return False
+    log(f"kflowgen: {tool.name} {tool.version} already in {dest}")
+    return True
 
 
 def _install_modules(tools: list[Pinned], dest: Path, log: Log) -> int:
-    for t in _kept(tools, dest, log):
+    for t in tools:
+        if _present(t, dest, log):
+            continue
         log(f"kflowgen: building {t.name} {t.version} into {dest} (go install, once per machine)")
         env = dict(os.environ, GOBIN=str(dest), GOFLAGS="-mod=mod", CGO_ENABLED="0")
         result = subprocess.run(["go", "install", f"{t.package}@{t.version}"], env=env)
@@ -242,7 +241,7 @@ def _install_kbuild(tools: list[Pinned], dest: Path, log: Log) -> int:
     digest = _kbuild_digest()
     for t in tools:
         if not digest or built_version(dest / t.name, t) == t.version:
-            continue  # the batch builder lives in the kflowgen checkout only
+            continue  # built already, or outside a kflowgen checkout (where its source is not)
         log(f"kflowgen: building {t.name} (kustomize {t.version}'s build code, many overlays a process)")
         env = dict(os.environ, GOBIN=str(dest), CGO_ENABLED="0")
         argv = ["go", "install", f"-ldflags=-X main.source={digest}", t.package]
@@ -258,7 +257,7 @@ def _install_wrapper(tools: list[Pinned], dest: Path, log: Log) -> int:
     if not (source / "go.mod").is_file():
         log(f"kflowgen: the control plane's Go module is not in {source}: run this from a kflowgen checkout")
         return 1
-    missing = _kept(tools, dest, log)
+    missing = [t for t in tools if not _present(t, dest, log)]
     if not missing:
         return 0
     log(f"kflowgen: building {', '.join(f'{t.name} {t.version}' for t in missing)} into {dest} "
