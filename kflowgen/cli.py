@@ -272,25 +272,20 @@ def tools_install(server: Annotated[bool, typer.Option("--server", help="Also bu
                   ) -> None:
     """Build the pinned kustomize and kubeconform with `go install` into the tools folder (skipped when present)."""
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    code = tools.install(log=log)
-    if server and not code:
-        from kflowgen.checks import server as apiserver
-
-        code = apiserver.install(log=log)
-    raise typer.Exit(code)
+    raise typer.Exit(tools.install(tools.BASE + (tools.SERVER if server else ()), log=log))
 
 
 @tools_app.command("status")
 def tools_status(repo: Repo = Path(".")) -> None:
     """Show which kustomize and kubeconform kflowgen would run."""
     code = 0
-    for name, _module, version in tools.PINNED:
-        found = tools.find(name, repo)
+    for pinned in tools.SHOWN:
+        found = tools.find(pinned.name, repo)
         if isinstance(found, Diagnostic):
-            print(f"{name}: not found (pinned {version}); {found.hint}")
+            print(f"{pinned.name}: not found (pinned {pinned.version}); {found.hint}")
             code = 1
         else:
-            print(f"{name}: {' '.join(found.argv)}  version {found.version} (pinned {version})")
+            print(f"{pinned.name}: {' '.join(found.argv)}  version {found.version} (pinned {pinned.version})")
     raise typer.Exit(code)
 
 

@@ -7,7 +7,8 @@ from types import ModuleType
 
 from kflowgen import tools
 from kflowgen.build import handkept, kustomize
-from kflowgen.checks import codeowners, policy, server, verify
+from kflowgen.checks import codeowners, policy, verify
+from kflowgen.checks.server import dryrun
 from kflowgen.flow import pipeline, promote, scaffold
 from kflowgen.rules import (
     capacity,
@@ -31,7 +32,7 @@ from kflowgen.write import departures, writer
 # commands' own, tools
 OWNERS: tuple[ModuleType, ...] = (
     loader, schema, discover, teams, environments, gpus, profiles, capacity, images, storage, names, codeowners,
-    experiments, serving, promote, hub, network, secrets, kustomize, verify, server, handkept, writer, departures,
+    experiments, serving, promote, hub, network, secrets, kustomize, verify, dryrun, handkept, writer, departures,
     policy, scaffold, pipeline, tools,
 )
 

@@ -160,3 +160,12 @@ def test_titles_are_written_once():
     texts = {m: p.read_text() for m, p in modules().items()}
     copies = {code: [m for m, t in texts.items() if f'"{title}"' in t] for code, title in codes.CODES.items()}
     assert {c: ms for c, ms in copies.items() if len(ms) > 1} == {}
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject.toml lists the packages by hand: a new subpackage missing there is missing from a user's install."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {m for m, path in modules().items() if path.name == "__init__.py"}
+    assert sorted(packages - listed) == []

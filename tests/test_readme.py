@@ -6,7 +6,7 @@ import re
 from conftest import PROJECT
 from kflowgen.cli import app
 from kflowgen.codes import CODES
-from kflowgen.tools import PINNED
+from kflowgen.tools import SHOWN
 
 README = (PROJECT / "README.md").read_text()
 
@@ -23,8 +23,8 @@ def test_every_command_is_documented():
 
 
 def test_pinned_tool_versions_are_the_documented_ones():
-    for name, _module, version in PINNED:
-        assert f"{name} {version}" in README
+    for tool in SHOWN:
+        assert f"{tool.name} {tool.version}" in README
 
 
 def test_the_two_commands_exist_in_the_makefile_and_ci_runs_the_test_one():

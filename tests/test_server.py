@@ -1,6 +1,7 @@
 """End-to-end tests on a real, local, throw-away control plane (etcd, kube-apiserver, kube-controller-manager built
-from source by kflowgen.server.install): server-side dry-run of the example repository, rejections reported per
-object, GPU quota and Pod Security admission, and no process left behind. Nothing here mocks the API server."""
+from source by `kflowgen tools install --server`): server-side dry-run of the example repository, rejections
+reported per object, GPU quota and Pod Security admission, and no process left behind. Nothing here mocks the API
+server."""
 from __future__ import annotations
 
 import copy
@@ -17,13 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kflowgen import codes, diagnostics, upstream
+from kflowgen import codes, diagnostics, tools, upstream
 from kflowgen.flow import pipeline
 from kflowgen.checks import server, verify
+from kflowgen.checks.objects import identity
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.checks.schemas import crd_files_in
 from kflowgen.targets import render
-from kflowgen.build import build, overlays_of
+from kflowgen.build import Built, build, overlays_of
 from kflowgen.options import Options
 
 from conftest import PROJECT, UPSTREAM  # tests/ is on sys.path (pytest prepend mode)
@@ -42,22 +44,22 @@ def test_server_codes_are_registered():
 
 @pytest.fixture(scope="session")
 def binaries() -> dict[str, Path]:
-    found = server.find()
+    found = tools.find_all(tools.SERVER)
     if isinstance(found, Diagnostic):
         # absent: `make tools-server` builds them (10-20 minutes the first time). The suite builds them itself only
         # when asked to (KFLOWGEN_BUILD_SERVER=1), so that `make test` stays quick where they were not built.
         if not os.environ.get("KFLOWGEN_BUILD_SERVER"):
             pytest.skip(f"control-plane binaries not built: run `make tools-server` ({found.message})")
-        if shutil.which("go") and (server.MODULE / "go.mod").is_file():
+        if shutil.which("go") and (tools.APISERVER_SOURCE / "go.mod").is_file():
             t0 = time.monotonic()
-            rc = server.install()
+            rc = tools.install(tools.SERVER)
             _timing("control-plane build (go install)", time.monotonic() - t0)
-            found = server.find()
+            found = tools.find_all(tools.SERVER)
             if isinstance(found, Diagnostic):
                 pytest.skip(f"control-plane binaries absent and the build failed (exit {rc}): {found.message}")
         else:
-            pytest.skip(f"control-plane binaries absent and cannot be built here (needs Go and {server.MODULE}): "
-                        f"{found.message}")
+            pytest.skip("control-plane binaries absent and cannot be built here "
+                        f"(needs Go and {tools.APISERVER_SOURCE}): {found.message}")
     return found
 
 
@@ -109,13 +111,13 @@ def _assert_gone(pids: list[int], folder: Path, timeout: float = 15) -> None:
 
 def test_install_keeps_binaries_already_at_the_pinned_version(binaries):
     logged: list[str] = []
-    assert server.install(binaries["etcd"].parent, log=logged.append) == 0
-    assert logged == [f"kflowgen: {b.name} {b.version} already in {binaries['etcd'].parent}" for b in server.BINARIES]
-    for b in server.BINARIES:
-        assert server.built_version(binaries[b.name], b) == b.version
-    kustomize = server.tools.find("kustomize")
+    assert tools.install(tools.SERVER, binaries["etcd"].parent, log=logged.append) == 0
+    assert logged == [f"kflowgen: {b.name} {b.version} already in {binaries['etcd'].parent}" for b in tools.SERVER]
+    for b in tools.SERVER:
+        assert tools.built_version(binaries[b.name], b) == b.version
+    kustomize = tools.find("kustomize")
     if not isinstance(kustomize, Diagnostic) and Path(kustomize.argv[0]).is_file():
-        assert server.built_version(Path(kustomize.argv[0]), server.BINARIES[1]) == ""  # another program: rebuild
+        assert tools.built_version(Path(kustomize.argv[0]), tools.SERVER[1]) == ""  # another program: rebuild
 
 
 def test_documents_keep_each_objects_own_text():
@@ -125,8 +127,23 @@ def test_documents_keep_each_objects_own_text():
     assert docs[1][0].strip() == "kind: B\nb: [1, 2]"
 
 
+def test_documents_of_a_build_pair_its_texts_with_the_objects_it_parsed():
+    stream = "a: 1\n---\n# comment only\n--- # x\nkind: B\nb: [1, 2]\n---\n\n"
+    objects = [{"a": 1}, {"kind": "B", "b": [1, 2]}]
+    docs = server.dryrun.paired(stream, objects)
+    assert [t for t, _ in docs] == [t for t, _ in server.documents(stream)]
+    assert [obj for _, obj in docs] == objects and all(a is b for (_, a), b in zip(docs, objects))
+    # not lined up (a document that is not a mapping, or another build's objects): parsed as documents() does
+    for stream, objects in (("a: 1\n---\n- x\n", [{"a": 1}]), ("kind: A\n", [{"kind": "B"}])):
+        assert server.dryrun.paired(stream, objects) == server.documents(stream)
+    docs, diags = server.built_documents(Built({"overlays/dev/x": "a: [1\n", "overlays/dev/y": "kind: A\n"}))
+    assert list(docs) == ["overlays/dev/y"] and docs["overlays/dev/y"] == [("kind: A\n", {"kind": "A"})]
+    assert [(d.path, d.code) for d in diags] == [("overlays/dev/x", "KF405")]
+    assert diags[0].message.startswith("built output is not valid YAML: ")
+
+
 def test_warning_headers_are_unquoted():
-    assert server._warnings(['299 - "metadata.finalizers: \\"x\\": prefer a domain"', "odd"]) == [
+    assert server.client._warnings(['299 - "metadata.finalizers: \\"x\\": prefer a domain"', "odd"]) == [
         'metadata.finalizers: "x": prefer a domain', "odd"]
 
 
@@ -139,9 +156,14 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
     t0 = time.monotonic()
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
-        assert cp.request("GET", "/version").body["gitVersion"] == server.KUBERNETES_VERSION
+        assert cp.request("GET", "/version").body["gitVersion"] == tools.KUBERNETES_VERSION
         t1 = time.monotonic()
-        diags = cp.dry_run(built.overlays, crd_files)
+        docs, parse_errors = server.built_documents(built)
+        assert parse_errors == [] and docs.keys() == built.overlays.keys()
+        for overlay, text in built.overlays.items():  # each object's own text, with the object the build parsed
+            assert [t for t, _ in docs[overlay]] == [t for t, _ in server.documents(text)]
+            assert list(map(id, built.objects(overlay))) == [id(obj) for _, obj in docs[overlay]]
+        diags = server.dry_run(cp, docs, crd_files)
         _timing(f"dry-run of the example repository ({sum(built.counts.values())} objects, 3 environments)",
                 time.monotonic() - t1)
         assert cp.stats["objects"] + cp.stats["namespaces"] == sum(built.counts.values()) == 194
@@ -174,7 +196,7 @@ def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
     shipped = sorted(upstream.FOLDER.glob("*/*/*-crd.json")) + sorted(upstream.FOLDER.glob("*/*/*_*.json"))
     assert len(shipped) == 4
     with server.ControlPlane(binaries, controller_manager=False) as cp:
-        diags = cp.dry_run({}, shipped, all_crds=True)
+        diags = server.dry_run(cp, {}, shipped, all_crds=True)
         assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
         served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
         assert sorted(c["metadata"]["name"] for c in served) == [
@@ -185,7 +207,7 @@ def test_every_upstream_crd_installs_and_is_established(binaries):
     crd_files = crd_files_in([UPSTREAM / "crds"])
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         t0 = time.monotonic()
-        diags = cp.dry_run({}, crd_files, all_crds=True)
+        diags = server.dry_run(cp, {}, crd_files, all_crds=True)
         _timing(f"installing all {cp.stats['crds']} upstream CRDs", time.monotonic() - t0)
         assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
         served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
@@ -194,8 +216,8 @@ def test_every_upstream_crd_installs_and_is_established(binaries):
 
 def test_check_is_what_validate_server_runs(binaries, example):
     model, built = example
-    one = {o: t for o, t in built.overlays.items() if o.startswith("overlays/staging/")}
-    diags, summary = server.check(PROJECT, verify.crd_files(PROJECT, model.platform), one)
+    one = [o for o in built.overlays if o.startswith("overlays/staging/")]
+    diags, summary = server.check(PROJECT, verify.crd_files(PROJECT, model.platform), built, overlays=one)
     assert not [d for d in diags if d.severity == diagnostics.ERROR]
     assert summary and summary[0].startswith(f"{built.counts['staging']} objects sent to kube-apiserver v1.34.4")
 
@@ -237,7 +259,8 @@ def test_broken_objects_are_reported_with_their_identity(binaries, example):
     prod = yaml.safe_dump(bad_app, sort_keys=False)
     crd_files = crd_files_in([UPSTREAM / "crds" / "argoproj.io"])
     with server.ControlPlane(binaries, controller_manager=False) as cp:
-        diags = cp.dry_run({"overlays/dev/teams/vision/x": dev, "overlays/prod/argocd": prod}, crd_files)
+        diags = server.dry_run(cp, {"overlays/dev/teams/vision/x": server.documents(dev),
+                                    "overlays/prod/argocd": server.documents(prod)}, crd_files)
 
     def one(code: str, ident: str) -> Diagnostic:
         found = [d for d in diags if d.code == code and d.message.startswith(ident + ": ")]
@@ -277,7 +300,7 @@ def team(binaries, example):
     with server.ControlPlane(binaries, controller_manager=True) as cp:
         for obj in sorted(objects, key=lambda o: o["kind"] != "Namespace"):
             r = cp.apply(obj)
-            assert r.ok, (server.identity(obj), r.message)
+            assert r.ok, (identity(obj), r.message)
         quota = next(o for o in objects if o["kind"] == "ResourceQuota")
 
         def counted() -> bool:  # the resourcequota controller has computed the quota's status
@@ -366,14 +389,14 @@ def test_no_process_left_after_the_block_ends_or_raises(binaries):
         pids, folder = first.pids(), first.dir
         assert len(pids) == 3 and all(map(_alive, pids)) and folder.is_dir()
     _assert_gone(pids, folder)
-    assert not folder.exists() and first not in server._LIVE
+    assert not folder.exists() and first not in server.process._LIVE
 
     with pytest.raises(KeyboardInterrupt):  # what Ctrl-C raises
         with server.ControlPlane(binaries) as cp:
             pids, folder = cp.pids(), cp.dir
             raise KeyboardInterrupt
     _assert_gone(pids, folder)
-    assert not folder.exists() and cp not in server._LIVE  # the atexit hook has nothing left to stop
+    assert not folder.exists() and cp not in server.process._LIVE  # the atexit hook has nothing left to stop
 
 
 def test_no_process_left_when_start_fails(binaries):

@@ -23,9 +23,10 @@ def ptr(*parts) -> str:
 
 
 def identity(obj: dict) -> str:
+    """'Kind namespace/name', e.g. 'Job vision/train'; a missing, empty or null name is '?'."""
     meta = obj.get("metadata") or {}
-    ns = meta.get("namespace") or ""
-    return f"{obj.get('kind', '?')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
+    ns, name = meta.get("namespace") or "", meta.get("name") or "?"
+    return f"{obj.get('kind', '?')} {ns + '/' if ns else ''}{name}"
 
 
 def _dict(value) -> dict:

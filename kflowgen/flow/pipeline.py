@@ -95,8 +95,7 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
             from kflowgen.checks import server as apiserver
 
             crds = verify.crd_files(root, model.platform)  # an error here was reported by the schema check
-            found, server_lines = apiserver.check(root, [c for c in crds if isinstance(c, Path)], built.overlays,
-                                                  opts.jobs)
+            found, server_lines = apiserver.check(root, [c for c in crds if isinstance(c, Path)], built, opts.jobs)
             report.extend(found)
     if not report.errors:
         report.summary = summary.summary(model, built, envs, tools) + server_lines

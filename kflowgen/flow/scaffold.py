@@ -181,7 +181,7 @@ def init(dest: Path, crds: list[Path], jupyterhub_chart: Path | None) -> list[Di
         "specs/platform.yaml": PLATFORM.format(name=dest.resolve().name.lower().replace("_", "-")[:63] or "ml-platform",
                                                repo_url="https://git.example.com/ml-platform/gitops.git",
                                                validation="\n".join(lines) + ("\n" if lines else "")),
-        ".github/workflows/kflowgen.yaml": WORKFLOW.format(kustomize=KUSTOMIZE[2], kubeconform=KUBECONFORM[2],
+        ".github/workflows/kflowgen.yaml": WORKFLOW.format(kustomize=KUSTOMIZE.version, kubeconform=KUBECONFORM.version,
                                                                    version=__version__),
         ".gitignore": ".kflowgen-swap-*/\n",  # only a render interrupted mid-swap leaves one
         ".github/CODEOWNERS": CODEOWNERS,

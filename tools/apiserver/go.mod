@@ -1,8 +1,8 @@
 // kflowgen's throw-away control plane: kube-apiserver and kube-controller-manager from k8s.io/kubernetes v1.34.4
 // and etcd v3.6.4 (./cmd/etcd), built with `go install` in this module so the replace directives below apply
 // (`go install k8s.io/kubernetes/cmd/kube-apiserver@v1.34.4` is refused because kubernetes' own go.mod has
-// replaces). Built by `kflowgen.server.install` into .tools/bin; the first build takes about 8 minutes and
-// needs about 1 GB of downloads; see README.md here.
+// replaces). Built by `kflowgen tools install --server` into .tools/bin; the first build takes about 8 minutes
+// and needs about 1 GB of downloads; see README.md here.
 module kflowgen.dev/tools/apiserver
 
 go 1.24.0
