@@ -112,7 +112,7 @@ jobs:
           python-version: "3.11"
       - uses: actions/setup-go@v5
         with:
-          go-version: "1.24"
+          go-version: "1.26"
       - name: Install kflowgen and its pinned tools
         run: |
           pip install "kflowgen=={version}"   # the kflowgen that wrote this workflow
