@@ -213,7 +213,7 @@ def install(tools: Iterable[Pinned] = BASE, dest: Path | None = None, log: Log =
     tools = list(tools)
     dest = dest or tools_dir()
     if not shutil.which("go"):
-        log(f"kflowgen: Go is needed to build {', '.join(t.name for t in tools)}: install Go 1.24 or newer")
+        log(f"kflowgen: Go is needed to build {', '.join(t.name for t in tools)}: install Go 1.26 or newer")
         return 1
     dest.mkdir(parents=True, exist_ok=True)
     for how, group in itertools.groupby(tools, key=lambda t: t.how):
