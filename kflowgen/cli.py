@@ -13,7 +13,6 @@ from typing import Annotated, Optional
 import typer
 
 from kflowgen import __version__, tools
-from kflowgen.codes import CODES
 from kflowgen.flow import pipeline, promote as promotion, scaffold
 from kflowgen.options import Options
 from kflowgen.report import changes, formats as report
@@ -48,8 +47,18 @@ NoCache = Annotated[bool, typer.Option("--no-cache", help="Do all the work again
                                        "($KFLOWGEN_CACHE, default ~/.cache/kflowgen).")]
 
 
+def _titles(fmt: str) -> dict[str, str] | None:
+    """Every code's title, for the formats that describe their rules (SARIF); imported only then, since the table
+    imports every module that reports a code."""
+    if fmt != "sarif":
+        return None
+    from kflowgen.codes import CODES
+
+    return CODES
+
+
 def _finish(rep: Report, fmt: Format, stream=None) -> None:
-    (stream or sys.stdout).write(report.render(rep, fmt.value, CODES))
+    (stream or sys.stdout).write(report.render(rep, fmt.value, _titles(fmt.value)))
     raise typer.Exit(rep.exit_code)
 
 
@@ -115,7 +124,7 @@ def build(env: Annotated[str, typer.Argument(help="Environment, e.g. dev.")],
     for overlay, text in built.items():
         sys.stdout.write(f"---\n# Source: {overlay}\n{text}")
     if rep.diagnostics:
-        sys.stderr.write(report.render(rep, "text", CODES))
+        sys.stderr.write(report.render(rep, "text"))
     raise typer.Exit(rep.exit_code)
 
 
@@ -146,7 +155,7 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
         sys.stdout.write(own[fmt.value](result))
     else:  # CI formats: the diff's diagnostics through the one reporter registry, the changes as its summary
         lines = changes.change_lines(result)
-        sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value, CODES))
+        sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value, _titles(fmt.value)))
     raise typer.Exit(result.exit_code)
 
 

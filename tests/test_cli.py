@@ -268,7 +268,10 @@ def test_diff_in_ci_formats(example_repo, tmp_path):
     assert code == 0 and out.startswith("<?xml") and 'failures="0"' in out
     team.write_text("name: [\n")
     code, out = run("diff", "--base", "HEAD", "--format", "sarif", "-C", example_repo)
-    assert code == 1 and json.loads(out)["runs"][0]["results"][0]["ruleId"] == "KF101"
+    run_ = json.loads(out)["runs"][0]
+    assert code == 1 and run_["results"][0]["ruleId"] == "KF101"
+    rules = {r["id"]: r["shortDescription"]["text"] for r in run_["tool"]["driver"]["rules"]}
+    assert rules["KF101"] == "file cannot be read or is not valid YAML" and len(rules) > 90
 
 
 def _validate_with_terminal_stderr(repo, ci: bool, tmp_path) -> tuple[int, str, str]:
