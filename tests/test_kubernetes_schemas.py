@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import mutations
+from kflowgen.checks import schemas as kschemas
 from kflowgen.checks.schemas import SCHEMA_LOCATIONS, SchemaError, crd_files_in, kubeconform_args, schema_dir
 from kflowgen.build import build
 from kflowgen.build import overlays_of
@@ -89,7 +90,9 @@ def with_unknown_field(obj: dict[str, Any], path: tuple[str | int, ...]) -> dict
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """The schemas of a folder (not its manifest, which records this copy's file times)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != kschemas.MANIFEST}
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +187,7 @@ def test_a_schema_folder_changed_after_it_was_made_is_made_again(tmp_path: Path,
     elif tamper == "remove":
         pod.unlink()
     else:
-        (folder / "manifest.kflowgen.json").write_text("{}")
+        (folder / kschemas.MANIFEST).write_text("{}")
     again = schema_dir("1.34", [], tmp_path)
     assert again == folder and pod.read_bytes() == original
     assert not (folder / "service-v1.json.bak").exists() and (folder / "service-v1.json").read_bytes() != b"{}"

@@ -120,7 +120,7 @@ def schema_dir(kubernetes_version: str, crd_files: list[Path], cache_root: Path)
     return final
 
 
-MANIFEST = "manifest.kflowgen.json"  # {file: [size, mtime_ns]} of every schema file, written when the folder is made
+MANIFEST = ".kflowgen-manifest"  # {file: [size, mtime_ns]} of every schema file, written when the folder is made
 
 
 def _stat(folder: Path) -> dict[str, list[int]]:

@@ -179,7 +179,7 @@ def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str
     out = []
     for env in envs:
         rel = f"overlays/{env}/jupyterhub/values.yaml"
-        values = merge_values(chart.values, yaml.safe_load(files[rel]))
+        values = merge_values(chart.values, yaml.load(files[rel], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
         for err in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
             where = "/" + "/".join(map(str, err.absolute_path))
             out.append(error(rel, (0, 0), "KF404", f"{where}: {err.message} (against {chart.origin})",
