@@ -14,6 +14,7 @@ import typer
 
 from kflowgen import __version__, tools
 from kflowgen.flow import pipeline, promote as promotion, scaffold
+from kflowgen.specs.discover import PLATFORM
 from kflowgen.options import Options
 from kflowgen.report import changes, formats as report
 from kflowgen.diagnostics import Diagnostic, Report
@@ -37,8 +38,19 @@ class Format(str, Enum):
     sarif = "sarif"
 
 
-Repo = Annotated[Path, typer.Option("--repo", "-C", help="Repository root (the folder holding specs/).",
-                                    file_okay=False)]
+def _find_repo(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
+    """Without -C, the repository is the current folder or the nearest one above it holding specs/platform.yaml
+    (as git finds its work tree), so commands work from any folder inside it, a notebook's project folder too."""
+    source = ctx.get_parameter_source(param.name)
+    if source is None or source.name != "DEFAULT":
+        return value
+    here = Path.cwd()
+    return next((Path(os.path.relpath(d, here)) for d in (here, *here.parents) if (d / PLATFORM).is_file()), value)
+
+
+Repo = Annotated[Path, typer.Option("--repo", "-C", help="Repository root (the folder holding specs/; default: the "
+                                    "current folder or the nearest one above it that holds specs/platform.yaml).",
+                                    file_okay=False, callback=_find_repo)]
 Fmt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json, github annotations, junit "
                                      "or sarif (auto: github under GitHub Actions, else text).")]
 Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes and builds at once (default: "
@@ -248,10 +260,25 @@ def new_experiment(
         team, name = args
     else:
         raise typer.BadParameter("give TEAM NAME")
-    rel, diags = scaffold.new_experiment(repo, team, name, **({"workdir": workdir} if workdir else {}), image=image)
+    gpu = os.environ.get("KFLOWGEN_GPU") if from_notebook else None
+    rel, diags = scaffold.new_experiment(repo, team, name, **({"workdir": workdir} if workdir else {}), image=image,
+                                         gpu=gpu)
     rep = Report(diags)
     if not diags:
         rep.summary.append(f"wrote {rel}: edit it, then run `kflowgen explain {rel}` and `kflowgen validate`")
+    _finish(rep, Format.text)
+
+
+@new_app.command("model")
+def new_model(team: Annotated[str, typer.Argument(help="The team that serves it.")],
+              name: Annotated[str, typer.Argument(help="Model name: lower-case letters, digits and '-'.")],
+              repo: Repo = Path(".")) -> None:
+    """Write specs/models/TEAM/NAME.yaml, a commented model spec (TensorFlow Serving) that validates as it is."""
+    rel, diags = scaffold.new_model(repo, team, name)
+    rep = Report(diags)
+    if not diags:
+        rep.summary.append(f"wrote {rel}: put version 1 in its path on the NAS, then run `kflowgen validate` and "
+                           "`kflowgen render`")
     _finish(rep, Format.text)
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -238,6 +239,55 @@ def test_new_experiment_from_a_notebook(example_repo, tmp_path, monkeypatch):
     assert run("validate", "-C", example_repo, "--env", "dev", "--format", "text")[0] == 0
     code, out = run("new", "experiment", "--from-notebook", "other", "-C", example_repo, env={"KFLOWGEN_TEAM": ""})
     assert code == 1 and "[KF703] not in a kflowgen notebook" in out
+
+
+def test_new_from_a_notebook_inside_the_repository_takes_its_gpu(example_repo, monkeypatch):
+    """From a project folder inside the repository (no -C): the repository is found above it, the notebook's GPU
+    profile becomes the experiment's GPU in an environment where the team has that quota."""
+    project = example_repo / "projects" / "detector"
+    project.mkdir(parents=True)
+    monkeypatch.chdir(project)
+    env = {"KFLOWGEN_TEAM": "vision", "KFLOWGEN_WORKSPACE": str(example_repo), "KFLOWGEN_GPU": "a100:1",
+           "JUPYTER_IMAGE_SPEC": "registry.example.com/ml/vision-notebook:2025.11"}
+    code, out = run("new", "experiment", "--from-notebook", "detector", env=env)
+    assert code == 0, out
+    spec = yaml.safe_load((example_repo / "specs/experiments/vision/detector.yaml").read_text())
+    assert (spec["workdir"], spec["resources"]["gpu"]) == ("projects/detector", {"type": "a100", "count": 1})
+    assert spec["environments"] == ["dev"]
+    code, out = run("validate", "--env", "dev", "--format", "text")
+    assert code == 0 and out.endswith("kflowgen: ok\n"), out
+
+
+def test_validate_from_a_folder_inside_the_repository(example_repo, monkeypatch):
+    monkeypatch.chdir(example_repo / "specs" / "teams")
+    code, out = run("validate", "--env", "dev", "--format", "text")
+    assert code == 0 and "  dev  3 teams    72 objects" in out
+    code, out = run("validate", "-C", ".", "--format", "text")  # an explicit -C is taken as given
+    assert code == 1 and "[KF101]" in out
+
+
+@pytest.mark.parametrize("args, message, fix", [
+    (("team", "Speech_2"), "'Speech_2' is not a team name: lower-case letters, digits and '-', starting with a "
+     "letter, at most 40 characters", "try 'speech-2'"),
+    (("team", "a b"), "'a b' is not a team name", "try 'a-b'"),
+    (("team", "kube-public"), "'kube-public' is a system or platform namespace (kube-*)", "choose another team name"),
+    (("experiment", "vision", "Run 1"), "'Run 1' is not an experiment name", "try 'run-1'"),
+    (("model", "vision", "9lives"), "'9lives' is not a model name", "start with a lower-case letter"),
+])
+def test_new_refuses_a_name_validate_would_refuse(example_repo, args, message, fix):
+    before = tree_hash(example_repo)
+    code, out = run("new", *args, "-C", example_repo)
+    assert code == 1 and "[KF705] " + message in out and f"    fix: {fix}" in out, out
+    assert tree_hash(example_repo) == before
+
+
+def test_new_model_writes_a_spec_that_validates(example_repo):
+    code, out = run("new", "model", "nlp", "summarizer", "-C", example_repo)
+    assert (code, out.splitlines()[0]) == (0, "wrote specs/models/nlp/summarizer.yaml: put version 1 in its path on "
+                                              "the NAS, then run `kflowgen validate` and `kflowgen render`")
+    code, out = run("validate", "-C", example_repo, "--format", "text")
+    assert code == 0, out
+    assert run("new", "model", "nlp", "summarizer", "-C", example_repo)[0] == 1  # never overwritten
 
 
 def test_schema_writes_the_spec_schemas_for_editors(tmp_path):

@@ -1,7 +1,9 @@
 """Scaffolding: the files `kflowgen init` and `kflowgen new team` write for a person to edit."""
 from __future__ import annotations
 
+import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from kflowgen.tools import KUBECONFORM, KUSTOMIZE
 CODES = {
     "KF701": "`kflowgen init` into a folder that already holds specs",
     "KF703": "`new experiment --from-notebook` run outside a kflowgen notebook",
+    "KF705": "name given to `kflowgen new` that its spec would refuse",
 }
 
 PLATFORM = """\
@@ -204,11 +207,44 @@ def team_text(name: str, environments: list[str], registry: str, gpu: str, owner
     return TEAM.format(name=name, owner=owner, image=image, gpu=gpu, quota=quota)
 
 
+def bad_name(kind: str, name: str, where: str) -> list[Diagnostic]:
+    """An error when `name` is not what the spec of `kind` (team, experiment, model) allows as its name: refused
+    before a file is written that validate would then refuse."""
+    from kflowgen.specs.schema import schema_text
+
+    rule = json.loads(schema_text(kind))["properties"]["name"]
+    if re.fullmatch(rule["pattern"].strip("^$"), name) and len(name) <= rule["maxLength"]:
+        return []
+    fixed = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[: rule["maxLength"]].rstrip("-")
+    fixed = fixed if re.fullmatch(rule["pattern"].strip("^$"), fixed) else ""
+    rules = rule["description"].split(";")[0].rstrip(".")
+    return [error(where, (0, 0), "KF705", f"'{name}' is not {'an' if kind[0] in 'aeiou' else 'a'} {kind} name: {rules[0].lower()}{rules[1:]}",
+                  f"try '{fixed}'" if fixed else "start with a lower-case letter")]
+
+
+def _reserved(root: Path, name: str) -> str | None:
+    """The reserved namespace or prefix a new team's name falls under (what validate's KF302 would say)."""
+    from kflowgen.rules.teams import SYSTEM, reserved
+    from kflowgen.specs.loader import load_file
+
+    spec, _ = load_file(root, "specs/platform.yaml")
+    data = spec.data if spec is not None and isinstance(spec.data, dict) else {}
+    own = [(data.get(k) or {}).get("namespace", default) for k, default in (("argocd", "argocd"),
+                                                                           ("jupyterhub", "jupyterhub"))]
+    return reserved(name, (*SYSTEM, *own, "platform", "bootstrap", *(data.get("reservedNamespaces") or ())))
+
+
 def new_team(root: Path, name: str, owner: str = "you@example.com") -> list[Diagnostic]:
     """Write specs/teams/NAME.yaml from the platform's environments, registries and GPU types."""
     from kflowgen.specs.loader import load_file
 
+    if bad := bad_name("team", name, "specs/teams"):
+        return bad
     target = root / "specs" / "teams" / f"{name}.yaml"
+    reserved = _reserved(root, name)
+    if reserved:
+        return [error("specs/teams", (0, 0), "KF705", f"'{name}' is a system or platform namespace ({reserved})",
+                      "choose another team name")]
     if target.exists():
         return [error(target.relative_to(root).as_posix(), (0, 0), "KF301", f"team '{name}' already exists",
                       "edit the existing file, or pick another name")]
@@ -241,17 +277,20 @@ workdir: {workdir}
 {image}hyperparameters: {{epochs: 10}}
 # sweep:                   # one Job per combination; names are stable
 #   grid: {{lr: [0.01, 1e-3], dropout: [0.3, 0.5]}}
-resources: {{cpu: 4, memory: 16Gi}}   # add gpu: {{type: {gpu}, count: 1}} for a GPU
+{resources}
 environments: [{env}]
 """
 
 
 def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" + "{name}",
-                   image: str | None = None) -> tuple[str, list[Diagnostic]]:
-    """Write specs/experiments/TEAM/NAME.yaml; returns its path."""
+                   image: str | None = None, gpu: str | None = None) -> tuple[str, list[Diagnostic]]:
+    """Write specs/experiments/TEAM/NAME.yaml; returns its path. gpu "TYPE:COUNT" (the notebook's) asks for that
+    GPU in the first environment where the team has a quota of that type."""
     from kflowgen.specs.loader import load_file
 
     rel = f"specs/experiments/{team}/{name}.yaml"
+    if bad := bad_name("experiment", name, f"specs/experiments/{team}"):
+        return rel, bad
     if (root / rel).exists():
         return rel, [error(rel, (0, 0), "KF321", f"experiment '{name}' of team '{team}' already exists",
                            "edit the existing file, or pick another name")]
@@ -264,17 +303,63 @@ def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" 
     team_spec, diags = load_file(root, f"specs/teams/{team}.yaml")
     if team_spec is None:
         return rel, diags
-    env = next(iter(team_spec.data.get("quota", {})), "dev")
-    gpu = next(iter(spec.data.get("gpuTypes", {})), "a100")
+    quota = team_spec.data.get("quota") or {}
+    kind, _, count = (gpu or "").partition(":")
+    env = next((e for e, q in quota.items() if kind and kind in ((q or {}).get("gpu") or {})), None)
+    if env:
+        resources = f"resources: {{cpu: 4, memory: 16Gi, gpu: {{type: {kind}, count: {count or 1}}}}}"
+    else:
+        env = next(iter(quota), "dev")
+        example = next(iter(spec.data.get("gpuTypes", {})), "a100")
+        resources = f"resources: {{cpu: 4, memory: 16Gi}}   # add gpu: {{type: {example}, count: 1}} for a GPU"
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     (root / rel).write_text(EXPERIMENT.format(team=team, name=name, path=rel, workdir=workdir.format(name=name),
-                                              image=f"image: {image}\n" if image else "", gpu=gpu, env=env))
+                                              image=f"image: {image}\n" if image else "", resources=resources,
+                                              env=env))
+    return rel, []
+
+
+MODEL = """\
+# yaml-language-server: $schema=../../../schemas/model.schema.json
+# Model {name} of team {team}, served by TensorFlow Serving from the team NAS: each version is a SavedModel in
+# <path>/<version>/. Promote a version from one environment to the next with
+# `kflowgen promote {team}/{name} --from {env} --to <environment>`.
+team: {team}
+name: {name}
+description: What this model answers
+path: models/{name}
+environments:
+  {env}:
+    version: 1
+    cpu: 1
+    memory: 2Gi
+"""
+
+
+def new_model(root: Path, team: str, name: str) -> tuple[str, list[Diagnostic]]:
+    """Write specs/models/TEAM/NAME.yaml, served in the first environment where the team has a quota."""
+    from kflowgen.specs.loader import load_file
+
+    rel = f"specs/models/{team}/{name}.yaml"
+    if bad := bad_name("model", name, f"specs/models/{team}"):
+        return rel, bad
+    if (root / rel).exists():
+        return rel, [error(rel, (0, 0), "KF330", f"model '{name}' of team '{team}' already exists",
+                           "edit the existing file, or pick another name")]
+    team_spec, diags = load_file(root, f"specs/teams/{team}.yaml")
+    if team_spec is None:
+        return rel, [error(rel, (0, 0), "KF331", f"team '{team}' has no spec in specs/teams/",
+                           "create it with `kflowgen new team`")]
+    env = next(iter(team_spec.data.get("quota") or {}), "dev")
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text(MODEL.format(team=team, name=name, env=env))
     return rel, []
 
 
 def from_notebook(environ: dict[str, str], cwd: Path) -> tuple[str | None, str | None, str | None, list[Diagnostic]]:
     """(team, image, workdir) from a running JupyterHub notebook, and an error naming what could not be found.
-    KubeSpawner sets JUPYTER_IMAGE_SPEC; kflowgen's profiles set KFLOWGEN_TEAM and KFLOWGEN_WORKSPACE."""
+    KubeSpawner sets JUPYTER_IMAGE_SPEC; kflowgen's profiles set KFLOWGEN_TEAM, KFLOWGEN_WORKSPACE and, for a GPU
+    profile, KFLOWGEN_GPU (TYPE:COUNT, read by the caller)."""
     team = environ.get("KFLOWGEN_TEAM")
     image = environ.get("JUPYTER_IMAGE_SPEC") or environ.get("JUPYTER_IMAGE")
     workspace = environ.get("KFLOWGEN_WORKSPACE", "/workspace")

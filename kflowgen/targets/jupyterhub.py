@@ -233,6 +233,7 @@ def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
                 gpu = p.gpu_types[prof.gpu_type]
                 override["extra_resource_limits"] = {gpu.resource: str(prof.gpu_count)}
                 override["extra_resource_guarantees"] = {gpu.resource: str(prof.gpu_count)}
+                override["environment"]["KFLOWGEN_GPU"] = f"{prof.gpu_type}:{prof.gpu_count}"
                 override["node_selector"] = dict(gpu.node_selector)
                 if gpu.tolerations:
                     override["tolerations"] = pods.gpu_tolerations(p, prof.gpu_type)
