@@ -183,13 +183,16 @@ def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pul
     the working tree's loaded specs, rendered files and builds. Findings of all three, then the diff's changes."""
     with _progress() as progress:
         rep, result = pipeline.gate(Options.at(repo, jobs, not no_cache, progress), base)
+    if markdown is not None:  # the pull-request comment: pass or fail, every finding once, then the change
+        from kflowgen.flow.diff import changed_paths
+        from kflowgen.report.comment import comment
+
+        with open(markdown, "a", encoding="utf-8") as f:
+            f.write(comment(rep, result, base, changed_paths(repo, base)))
     if result is not None:
         rep.extend(result.diagnostics)
         rep.summary += [f"against {base}:", *(f"  {line}" for line in changes.change_lines(result)),
                         changes.tally(result)]
-        if markdown is not None:
-            with open(markdown, "a", encoding="utf-8") as f:
-                f.write(changes.render_markdown(result))
     _finish(rep, fmt)
 
 

@@ -406,7 +406,27 @@ def test_gate_is_validate_render_check_and_diff_in_one_run(example_repo, tmp_pat
     assert "165 generated files checked: 0 missing, 1 different, 0 extra" in lines
     assert "  vision, prod: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)" in lines
     assert lines[-1] == "kflowgen: 1 error, 0 warnings"
-    assert summary.read_text().startswith("# earlier step\n## kflowgen diff: 2 changes in 1 environment\n")
+    assert summary.read_text() == """\
+# earlier step
+<!-- kflowgen gate -->
+## ❌ kflowgen gate: 1 error
+
+### In files this pull request changes
+
+```
+overlays/: error [KF501] 1 generated file out of date (1 differ)
+    fix: run `kflowgen render` and commit the result
+```
+
+### What changes against HEAD
+
+2 changes in 1 environment
+
+**prod**
+
+- vision: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)
+- vision: ResourceQuota vision/team changed (spec.hard)
+"""
     assert run("render", "-C", example_repo)[0] == 0
     code, out = run("gate", "--base", "HEAD", "--format", "json", "-C", example_repo, env=env)
     report = json.loads(out)

@@ -44,7 +44,10 @@ def test_init_workflow_passes_actionlint_and_pins_the_tools(tmp_path):
     on_push = [s["run"] for s in steps if "run" in s and s.get("if") == "github.event_name == 'push'"]
     on_pr = [s["run"] for s in steps if "run" in s and s.get("if") == "github.event_name == 'pull_request'"]
     assert any("kflowgen validate" in r for r in on_push) and any("render --check" in r for r in on_push)
-    assert on_pr == ['kflowgen gate --base "origin/$BASE_REF" --format github --markdown "$GITHUB_STEP_SUMMARY"']
+    assert on_pr == ['kflowgen gate --base "origin/$BASE_REF" --format github --markdown "$RUNNER_TEMP/kflowgen-gate.md"']
+    commenting = [s for s in steps if s.get("name") == "Comment on the pull request"]
+    assert len(commenting) == 1 and "<!-- kflowgen gate -->" in commenting[0]["run"]
+    assert yaml.safe_load(text)["permissions"] == {"contents": "read", "pull-requests": "write"}
 
 
 def test_the_init_workflow_runs_as_written_from_a_fresh_virtual_environment(tmp_path):
@@ -76,8 +79,8 @@ def test_the_init_workflow_runs_as_written_from_a_fresh_virtual_environment(tmp_
 
     def step(name: str, event: str, extra: dict | None = None) -> str:
         chosen = [s for s in steps if s.get("name") == name]
-        assert len(chosen) == 1 and chosen[0].get("if") == (None if event == "any" else
-                                                             f"github.event_name == '{event}'"), name
+        assert len(chosen) == 1 and chosen[0].get("if") in ((None,) if event == "any" else (
+            f"github.event_name == '{event}'", f"always() && github.event_name == '{event}'")), name
         out = subprocess.run(["bash", "-e", "-c", chosen[0]["run"]], cwd=repo, env={**env, **(extra or {})},
                              capture_output=True, text=True, timeout=1200)
         assert out.returncode == 0, (name, out.stdout[-3000:], out.stderr[-3000:])
@@ -97,5 +100,8 @@ def test_the_init_workflow_runs_as_written_from_a_fresh_virtual_environment(tmp_
     team = repo / "specs/teams/example.yaml"
     team.write_text(team.read_text().replace("memory: 32Gi", "memory: 48Gi", 1))
     subprocess.run([str(venv / "bin/kflowgen"), "render", "-C", str(repo)], check=True, env=env, capture_output=True)
-    out = step("Gate (validate, render --check, diff against the base branch)", "pull_request", {"BASE_REF": "main"})
-    assert "memory" in (tmp_path / "summary.md").read_text() and "::error" not in out
+    temp = {"BASE_REF": "main", "RUNNER_TEMP": str(tmp_path)}
+    out = step("Gate (validate, render --check, diff against the base branch)", "pull_request", temp)
+    step("Job summary", "pull_request", temp)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## ✅ kflowgen gate: passed" in summary and "memory" in summary and "::error" not in out

@@ -190,6 +190,20 @@ def diff_trees(base_opts: Options, head_opts: Options, base_label: str = "base",
     return compare(base, head)
 
 
+def changed_paths(root: Path, base: str) -> set[str] | None:
+    """The repository paths (from root) that differ between the git ref `base` and the working tree, untracked ones
+    too: what a pull request changes. None when git cannot say."""
+    try:
+        runs = [subprocess.run(["git", "-C", str(root), *args], capture_output=True) for args in
+                (["diff", "--name-only", "--relative", "-z", base, "--"], ["ls-files", "-z", "--others",
+                                                                          "--exclude-standard"])]
+    except OSError:
+        return None
+    if any(r.returncode for r in runs):
+        return None
+    return {p for r in runs for p in r.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
+
+
 def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
     """Compare the git ref `base` with the working tree at root. When the base's spec files, bases/ and schemas/
     (named by their git blob ids, listed without reading them) were diffed or validated before by this kflowgen

@@ -103,6 +103,7 @@ on:
     branches: [main]
 permissions:
   contents: read
+  pull-requests: write  # the gate's comment on the pull request, and nothing more
 jobs:
   gate:
     runs-on: ubuntu-latest
@@ -134,7 +135,26 @@ jobs:
         if: github.event_name == 'pull_request'
         env:
           BASE_REF: ${{{{ github.base_ref }}}}
-        run: kflowgen gate --base "origin/$BASE_REF" --format github --markdown "$GITHUB_STEP_SUMMARY"
+        run: kflowgen gate --base "origin/$BASE_REF" --format github --markdown "$RUNNER_TEMP/kflowgen-gate.md"
+      # the gate's verdict, findings and changes: into the job summary, and as one comment on the pull request,
+      # edited in place on every push (not for pull requests from forks, whose token cannot write comments)
+      - name: Job summary
+        if: always() && github.event_name == 'pull_request'
+        run: if [ -s "$RUNNER_TEMP/kflowgen-gate.md" ]; then cat "$RUNNER_TEMP/kflowgen-gate.md" >> "$GITHUB_STEP_SUMMARY"; fi
+      - name: Comment on the pull request
+        if: always() && github.event_name == 'pull_request' && github.event.pull_request.head.repo.full_name == github.repository
+        env:
+          GH_TOKEN: ${{{{ github.token }}}}
+          PR: ${{{{ github.event.pull_request.number }}}}
+        run: |
+          body="$RUNNER_TEMP/kflowgen-gate.md"
+          [ -s "$body" ] || exit 0
+          id=$(gh api "repos/$GITHUB_REPOSITORY/issues/$PR/comments" --paginate --jq '.[] | select(.user.login == "github-actions[bot]" and (.body | startswith("<!-- kflowgen gate -->"))) | .id' | head -n 1)
+          if [ -n "$id" ]; then
+            gh api -X PATCH "repos/$GITHUB_REPOSITORY/issues/comments/$id" -F "body=@$body" > /dev/null
+          else
+            gh api "repos/$GITHUB_REPOSITORY/issues/$PR/comments" -F "body=@$body" > /dev/null
+          fi
       - name: Validate specs and built manifests
         if: github.event_name == 'push'
         run: kflowgen validate --format github

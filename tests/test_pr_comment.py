@@ -1,0 +1,118 @@
+"""The gate's pull-request comment (kflowgen.report.comment): pass or fail first, every finding once, drift as one
+line, the pull request's own findings apart from the base branch's, the change in words, nothing from a spec read
+as markdown, and never over GitHub's size limit."""
+from __future__ import annotations
+
+import re
+
+from kflowgen.diagnostics import ERROR, WARNING, Diagnostic, Report
+from kflowgen.report.changes import Change, DiffReport
+from kflowgen.report.comment import LIMIT, MARKER, comment
+
+
+def d(path, code, message, severity=ERROR, hint="", line=3, col=5):
+    return Diagnostic(path, line, col, code, message, severity, hint)
+
+
+SPEC_ERROR = d("specs/teams/nlp.yaml", "KF304", "profile 'gpu' asks for GPU type 'h100', which the platform does not "
+               "define", hint="did you mean 'a100'?")
+DRIFT = [d(f"overlays/dev/teams/nlp/{n}.yaml", c, "generated file ...", line=1, col=1)
+         for n, c in (("a", "KF501"), ("b", "KF501"), ("c", "KF502"), ("d", "KF503"))]
+QUEUE = d("specs/experiments/vision/sweep.yaml", "KF325", "12 trials at once need 12 a100 GPUs, the quota is 4",
+          WARNING, "set parallelism: 4")
+PROMOTION = DiffReport(changes=[Change("prod", "recsys", "version", "recsys, prod: model ranker version 3 → 4"),
+                                Change("prod", "recsys", "changed", "recsys, prod: Deployment recsys/ranker changed "
+                                       "(spec.template)")])
+LEAVING = DiffReport(changes=[Change("prod", "old", "removed", "old, prod: Namespace old removed"),
+                              Change("prod", "old", "quota", "old, prod: quota removed (cpu 8, memory 32Gi, storage "
+                                     "1Ti)")])
+LEAVING.dangerous = [LEAVING.changes[0]]
+
+
+def test_a_spec_error_fails_first_and_says_there_is_no_diff():
+    body = comment(Report([SPEC_ERROR]), None, "origin/main", {"specs/teams/nlp.yaml"})
+    assert body == """\
+<!-- kflowgen gate -->
+## ❌ kflowgen gate: 1 error
+
+### In files this pull request changes
+
+```
+specs/teams/nlp.yaml:3:5: error [KF304] profile 'gpu' asks for GPU type 'h100', which the platform does not define
+    fix: did you mean 'a100'?
+```
+
+### What changes
+
+No diff: the pull request's specs do not build (see above).
+"""
+
+
+def test_a_forgotten_render_is_one_finding_not_one_per_file():
+    body = comment(Report(DRIFT), PROMOTION, "origin/main", {"specs/models/recsys/ranker.yaml"})
+    assert body.splitlines()[1] == "## ❌ kflowgen gate: 1 error"
+    assert "overlays/: error [KF501] 4 generated files out of date (2 differ, 1 missing, 1 no longer rendered)" in body
+    assert body.count("[KF50") == 1 and "    fix: run `kflowgen render` and commit the result" in body
+
+
+def test_warnings_only_pass_and_are_shown():
+    body = comment(Report([QUEUE]), PROMOTION, "origin/main", {"specs/experiments/vision/sweep.yaml"})
+    assert body.splitlines()[1] == "## ✅ kflowgen gate: passed with 1 warning"
+    assert "specs/experiments/vision/sweep.yaml:3:5: warning [KF325] 12 trials at once" in body
+
+
+def test_findings_on_files_the_pull_request_did_not_touch_are_apart():
+    body = comment(Report([SPEC_ERROR, QUEUE]), None, "origin/main", {"specs/teams/nlp.yaml"})
+    ours, theirs = body.split("### In files this pull request changes")[1].split("### Already on origin/main")
+    assert "[KF304]" in ours and "[KF325]" not in ours and "[KF325]" in theirs
+    assert "In files" not in comment(Report([QUEUE]), None, "origin/main", None)  # unknown: one list
+
+
+def test_a_promotion_reads_as_the_change():
+    body = comment(Report(), PROMOTION, "origin/main", set())
+    assert body == """\
+<!-- kflowgen gate -->
+## ✅ kflowgen gate: passed
+
+### What changes against origin/main
+
+2 changes in 1 environment
+
+**prod**
+
+- recsys: model ranker version 3 → 4
+- recsys: Deployment recsys/ranker changed (spec.template)
+"""
+
+
+def test_a_team_leaving_is_marked_dangerous_first():
+    body = comment(Report(), LEAVING, "origin/main", set())
+    lines = body.splitlines()
+    first = lines.index("**⚠ Removed from Git: namespaces, volumes, projects**")
+    assert lines[first + 2] == "- ⚠ old, prod: Namespace old removed"
+    assert "- ⚠ old: Namespace old removed" in lines and "- old: quota removed (cpu 8, memory 32Gi, storage 1Ti)" in lines
+
+
+def test_nothing_a_pull_request_wrote_is_read_as_markdown_or_html():
+    hostile = d("specs/teams/nlp.yaml", "KF204", "value '```\n<img src=x onerror=alert(1)> @org/admins [x](https://e)'"
+                " is not allowed")
+    change = DiffReport(changes=[Change("dev", "nlp", "image", "nlp, dev: image <b>x</b> @org/admins [x](y) → `z`")])
+    body = comment(Report([hostile]), change, "origin/main", {"specs/teams/nlp.yaml"})
+    fence = re.search(r"^(`{3,})$", body, re.M).group(1)
+    assert len(fence) == 4 and body.count("\n" + fence + "\n") == 2  # longer than the ``` inside: nothing escapes
+    assert r"- nlp: image \<b\>x\</b\> \@org/admins \[x\](y) → \`z\`" in body
+
+
+def test_the_comment_stays_under_githubs_limit_for_a_thousand_team_change():
+    changes = [Change(env, f"team-{i:04d}", "quota", f"team-{i:04d}, {env}: GPU quota a100 {i % 7} → {i % 7 + 1} "
+                      f"({env} capacity 4000, allocated 1000 → 1001)") for env in ("dev", "staging", "prod")
+               for i in range(1000)]
+    findings = [d(f"specs/teams/team-{i:04d}.yaml", "KF305", "profile 'gpu' does not fit the quota " + "x" * 40)
+                for i in range(1000)]
+    body = comment(Report(findings), DiffReport(changes=changes), "origin/main",
+                   {f"specs/teams/team-{i:04d}.yaml" for i in range(1000)})
+    assert len(body) <= LIMIT + 200 < 65536 and body.startswith(MARKER + "\n## ❌ kflowgen gate: 1000 errors\n")
+    assert re.search(r"\n… \d+ more lines not shown: run `kflowgen gate --base origin/main` for all of them\n$", body)
+    assert body.count("```") % 2 == 0  # a block the cut fell in is closed
+    small = comment(Report(findings[:3]), DiffReport(changes=changes[:3]), "origin/main", None)
+    assert "not shown" not in small
