@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools tools-server tools-hub tools-net tools-e2e demo test clean
+.PHONY: setup tools tools-server tools-hub tools-net tools-e2e e2e demo test clean
 
 setup: $(BIN)/kflowgen tools
 
@@ -73,6 +73,10 @@ GOBUILD_ENV   = GOBIN=$(CURDIR)/.tools/bin GOWORK=off CGO_ENABLED=0 GOFLAGS='-mo
 
 tools-e2e: tools-server .tools/bin/argocd .tools/bin/kube-scheduler .tools/bin/kwok .tools/share/kwok/stages.yaml
 	@command -v redis-server >/dev/null || { echo "tools-e2e: redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
+
+# the end-to-end tests alone (`make test` runs them too, when the binaries are there)
+e2e: tools-e2e .tools/bin/helm
+	$(BIN)/python -m pytest -m e2e tests/test_e2e.py
 
 # the `argocd` multi-call binary (run as argocd-repo-server / argocd-application-controller by ARGOCD_BINARY_NAME)
 .tools/bin/argocd:
