@@ -4,6 +4,7 @@ repository. `Stack.start()` brings it up and bootstraps each environment as the 
 `Stack.stop()` tears everything down (also from atexit and on SIGTERM/SIGHUP; see e2e.procs)."""
 from __future__ import annotations
 
+import atexit
 import json
 import secrets
 import shutil
@@ -75,6 +76,7 @@ class Stack:
         procs.install_signal_handlers()
         t0 = time.monotonic()
         self.folder = Path(tempfile.mkdtemp(prefix="kflowgen-e2e-"))
+        atexit.register(self.stop)  # a Ctrl-C or SIGTERM outside the caller's try/finally still removes the folder
         try:
             self._start(t0)
         except BaseException:
@@ -177,5 +179,7 @@ class Stack:
             e.cluster.stop()
         if self.helm:
             self.helm.stop()
+            self.helm = None
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
+            atexit.unregister(self.stop)
