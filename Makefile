@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools tools-server tools-hub tools-net demo test clean
+.PHONY: setup tools tools-server tools-hub tools-net tools-e2e e2e demo test clean
 
 setup: $(BIN)/kflowgen tools
 
@@ -50,6 +50,55 @@ tools-net: .tools/bin/cyclonus
 
 .tools/bin/cyclonus:
 	GOBIN=$(CURDIR)/.tools/bin go install $(CYCLONUS)
+
+# The end-to-end stack (tests/test_e2e.py): real Argo CD v3.6.2 (repo-server and application-controller, run out of
+# cluster), kube-scheduler and kwok's fake nodes beside the control plane of `tools-server`, and Redis for Argo CD's
+# cache. Argo CD's go.mod needs Go 1.27, which the go command fetches from the module proxy (GOTOOLCHAIN). The first
+# Argo CD build takes 10+ minutes and about 3 GB of memory (E2E_GOFLAGS=-p=1 when memory is short); each binary is
+# a file target, built once. To change a pinned version, change it here (and tools/argocd/go.mod), then delete the
+# binary from .tools/bin.
+GO127        := GOTOOLCHAIN=go1.27.3
+ARGOCD_VERSION := v3.6.2
+ARGOCD_PKG   := github.com/argoproj/argo-cd/v3/common
+ARGOCD_LDFLAGS := -X $(ARGOCD_PKG).version=$(ARGOCD_VERSION:v%=%) -X $(ARGOCD_PKG).gitTreeState=clean \
+                  -X $(ARGOCD_PKG).kubectlVersion=v0.37.0 -X $(ARGOCD_PKG).buildDate=2026-11-18T18:55:45Z
+K8S_VERSION  := $(shell sed -n 's|^\tk8s.io/kubernetes \(v[0-9.]*\)$$|\1|p' tools/apiserver/go.mod)
+K8S_LDFLAGS  := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,-X $(p).gitVersion=$(K8S_VERSION) \
+                  -X $(p).gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
+                  -X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) -X $(p).gitTreeState=clean)
+KWOK_VERSION := v0.8.0
+KWOK         := sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+E2E_GOFLAGS  ?=
+GOBUILD_ENV   = GOBIN=$(CURDIR)/.tools/bin GOWORK=off CGO_ENABLED=0 GOFLAGS='-mod=mod -buildvcs=false $(E2E_GOFLAGS)'
+
+tools-e2e: tools-server .tools/bin/argocd .tools/bin/kube-scheduler .tools/bin/kwok .tools/share/kwok/stages.yaml
+	@command -v redis-server >/dev/null || { echo "tools-e2e: redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
+
+# the end-to-end tests alone (`make test` runs them too, when the binaries are there)
+e2e: tools-e2e .tools/bin/helm
+	$(BIN)/python -m pytest -m e2e tests/test_e2e.py
+
+# the `argocd` multi-call binary (run as argocd-repo-server / argocd-application-controller by ARGOCD_BINARY_NAME)
+.tools/bin/argocd:
+	cd tools/argocd && $(GO127) $(GOBUILD_ENV) go build -o $(CURDIR)/$@.tmp -ldflags='$(ARGOCD_LDFLAGS)' \
+	  github.com/argoproj/argo-cd/v3/cmd
+	mv $@.tmp $@
+
+# kube-scheduler from the module of tools-server's kube-apiserver (same k8s.io/kubernetes version and replaces)
+.tools/bin/kube-scheduler:
+	cd tools/apiserver && $(GOBUILD_ENV) go install -ldflags='$(K8S_LDFLAGS)' k8s.io/kubernetes/cmd/kube-scheduler
+
+.tools/bin/kwok:
+	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 go install $(KWOK)
+
+# kwok's own Stage files (from its module, as `go install` downloaded it): fake nodes become Ready and keep their
+# lease, pods on them become Running and Ready, and a Job's pods complete
+KWOK_STAGES := node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+               pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml
+.tools/share/kwok/stages.yaml:
+	dir="$$(go mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && test -d "$$dir" && \
+	  mkdir -p $(@D) && for f in $(KWOK_STAGES); do echo '---'; cat "$$dir/kustomize/stage/$$f"; done > $@.tmp
+	mv $@.tmp $@
 
 demo: setup
 	$(BIN)/kflowgen render
