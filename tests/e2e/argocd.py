@@ -5,7 +5,8 @@ own cluster as `https://kubernetes.default.svc` through ARGOCD_FAKE_IN_CLUSTER a
 `prepare()` creates what Argo CD's install manifests would (the namespace, the CRDs applied server-side, argocd-cm,
 argocd-secret, the `default` AppProject) and registers the environment's cluster under the URL the platform spec
 gives it; `bootstrap()` is then the README's step for a platform team: apply `overlays/<env>/argocd` once, and the
-root Application syncs the rest."""
+root Application syncs the rest (projects first: Argo CD looks again at an Application whose project did not
+exist only at its next periodic refresh)."""
 from __future__ import annotations
 
 import base64
@@ -137,10 +138,11 @@ class ArgoCD:
                      "stringData": {"name": cluster_name, "server": cluster_url, "config": json.dumps(config)}})
 
     def bootstrap(self, argocd_folder: Path) -> list[str]:
-        """The README's bootstrap: apply every manifest of overlays/<env>/argocd (here with server-side apply, as
-        `kubectl apply --server-side -f overlays/<env>/argocd` does). Returns the Applications' names."""
+        """The README's bootstrap: apply the AppProjects of overlays/<env>/argocd, then every manifest there (here with
+        server-side apply, as `kubectl apply --server-side -f` does). Returns the Applications' names."""
         apps = []
-        for f in sorted(argocd_folder.glob("*.yaml")):
+        files = sorted(argocd_folder.glob("*.yaml"))
+        for f in [f for f in files if f.name.startswith("appproject.")] + files:
             for obj in yaml.safe_load_all(f.read_text()):
                 if isinstance(obj, dict):
                     self._apply(obj)
