@@ -207,7 +207,9 @@ def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/
     team, _, model = target.partition("/")
     change, diags = promotion.promote(repo, team, model, src, dst)
     rep = Report(diags)
-    if change is not None:
+    if change is not None and change.data is None:
+        sys.stdout.write(change.message)
+    elif change is not None:
         rep = pipeline.render_to_disk(Options.at(repo), False, edits={change.path: change.data})
         if not rep.errors:
             sys.stdout.write(change.message)

@@ -639,10 +639,12 @@ def refused(root: Path, *args) -> tuple[str, int, int, str]:
     return d.code, d.line, d.col, d.message
 
 
-def test_promote_already_equal(tmp_path):
+def test_promote_already_equal_changes_nothing_and_is_no_error(tmp_path):
     root = repo(tmp_path, SPEC.replace("version: 9", "version: 12"))
-    assert refused(root, "recsys", "ranker", "staging", "prod") == (
-        "KF339", 9, 19, "prod already serves version 12 of recsys/ranker, as staging does")
+    before = spec_bytes(root)
+    change, diags = promote(root, "recsys", "ranker", "staging", "prod")
+    assert diags == [] and change.data is None and spec_bytes(root) == before
+    assert change.message == "recsys/ranker prod: already serves version 12, as staging does: nothing to change\n"
 
 
 @pytest.mark.parametrize("src, dst, missing", [("staging", "qa", "qa"), ("stagin", "prod", "stagin")])

@@ -15,7 +15,7 @@ from kflowgen.specs.served import MODELS
 CODES = {
     "KF337": "model to promote not found",
     "KF338": "environment to promote from or to not in the model spec",
-    "KF339": "promotion changes nothing or cannot be written",
+    "KF339": "promotion cannot be written in place",
 }
 
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -24,10 +24,11 @@ _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line
 
 @dataclass(frozen=True)
 class Promotion:
-    """One promotion, not yet written: the model spec's path, its new bytes, and what to tell the person."""
+    """One promotion, not yet written: the model spec's path, its new bytes (None: it already serves that version,
+    nothing to write), and what to tell the person."""
 
     path: str
-    data: bytes
+    data: bytes | None
     message: str  # unified diff of the spec, then `team/model env: version a -> b`
 
 
@@ -55,9 +56,9 @@ def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Prom
     new, old = envs[src]["version"], envs[dst]["version"]
     pointer = f"/environments/{dst}/version"
     pos = spec.at(pointer)
-    if new == old:
-        return None, [error(rel, pos, "KF339", f"{dst} already serves version {old} of {team}/{model}, as {src} does",
-                          "nothing to promote")]
+    if new == old:  # done already: not a mistake, nothing to change (as `kubectl apply` says "unchanged")
+        return Promotion(rel, None, f"{team}/{model} {dst}: already serves version {old}, as {src} does: nothing to "
+                         "change\n"), []
     text = (root / rel).read_bytes().decode("utf-8")
     written = spec.raw.get(pointer)
     start = _offset(text, *pos)
