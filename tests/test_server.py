@@ -424,8 +424,8 @@ finally:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
 def test_no_process_left_when_kflowgen_is_interrupted_or_killed(binaries, sig):
     env = dict(os.environ, KFLOWGEN_TOOLS=str(binaries["kube-apiserver"].parent))
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=PROJECT)
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT)
     try:
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
@@ -433,7 +433,11 @@ def test_no_process_left_when_kflowgen_is_interrupted_or_killed(binaries, sig):
         pids, folder = started["pids"], Path(started["dir"])
         assert all(map(_alive, pids))
         proc.send_signal(sig)
-        proc.wait(timeout=120)  # a graceful stop of etcd and kube-apiserver; slow only on a loaded machine
+        try:
+            proc.wait(timeout=300)  # a hang guard, not a time limit: the stop itself takes a second
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread of it was
+            pytest.fail(f"still running 300 s after {sig.name}:\n{proc.communicate(timeout=60)[1][-6000:]}")
         _assert_gone(pids, folder)
         if sig == signal.SIGINT:
             assert not folder.exists()  # KeyboardInterrupt ran the cleanup
