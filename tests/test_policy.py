@@ -296,10 +296,9 @@ CASES = [
     ("exposed-routes", patched(INGRESS, ("/spec/defaultBackend", {"service": {"name": "ranker", "port": {"number": 1}}})),
      WORKLOADS, ["/spec/defaultBackend"]),
     ("exposed-routes", INGRESS, "overlays/prod/teams/vision/workloads", ["/spec/rules/0/host"]),  # prod: no domain
-    ("kueue-queues", LOCALQUEUE, PLATFORM, []),
     ("kueue-queues", CLUSTERQUEUE, QUEUEING, []),
+    ("kueue-queues", LOCALQUEUE, PLATFORM, ["/kind"]),  # CTX's dev queues nothing
     ("kueue-queues", JOB, WORKLOADS, ["/metadata/labels/" + QUEUE_LABEL]),  # CTX's dev queues nothing
-    ("kueue-queues", patched(LOCALQUEUE, ("/spec/clusterQueue", "nlp")), PLATFORM, ["/spec/clusterQueue"]),
     ("kueue-queues", patched(CLUSTERQUEUE, ("/spec/namespaceSelector", {})), QUEUEING, ["/spec/namespaceSelector"]),
     ("team-namespace", LOCALQUEUE, PLATFORM, []),
     ("team-namespace", LOCALQUEUE, WORKLOADS, ["/kind"]),  # teams make no queues
@@ -350,6 +349,8 @@ def test_policy(name, obj, overlay, expected):
 QUEUED = Context(CTX.registries, CTX.teams, queueing=frozenset({"dev"}))
 QUEUED_CASES = [
     ("kueue-queues", JOB, WORKLOADS, []),
+    ("kueue-queues", LOCALQUEUE, PLATFORM, []),
+    ("kueue-queues", patched(LOCALQUEUE, ("/spec/clusterQueue", "nlp")), PLATFORM, ["/spec/clusterQueue"]),
     ("kueue-queues", patched(JOB, ("/metadata/labels/kueue.x-k8s.io~1queue-name", "nlp")), WORKLOADS,
      ["/metadata/labels/" + QUEUE_LABEL]),  # another team's queue: no such LocalQueue in vision
     ("kueue-queues", patched(JOB, ("/metadata/annotations", {"kueue.x-k8s.io/queue-name": "x"})), WORKLOADS,

@@ -8,7 +8,8 @@ from kflowgen.specs import layout
 from kflowgen.checks.objects import CLUSTER_SCOPED
 
 CODE = "KF608"
-TITLE = "object outside the team overlays that is not an Argo CD Application or AppProject, or is cluster-scoped"
+TITLE = ("object outside the team overlays that is not an Argo CD Application or AppProject or a Kueue flavor, Cohort "
+         "or ClusterQueue of the queueing folder, or is cluster-scoped")
 
 
 def check(obj, ctx):

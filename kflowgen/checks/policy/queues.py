@@ -55,7 +55,10 @@ def _template(obj: dict, pointer: str) -> dict:
 
 def _local_queue(obj, ctx):
     name = _dict(obj.get("metadata")).get("name")
-    if name != layout.LOCAL_QUEUE:
+    if not ctx.queues:
+        yield "/kind", f"LocalQueue '{name}', but Kueue queues nothing in {ctx.env}", \
+            "the platform turns queueing on per environment (environments.<env>.queueing)"
+    elif name != layout.LOCAL_QUEUE:
         yield "/metadata/name", f"LocalQueue '{name}': a team namespace has one, '{layout.LOCAL_QUEUE}'", \
             f"name it {layout.LOCAL_QUEUE}"
     target = _dict(obj.get("spec")).get("clusterQueue")
