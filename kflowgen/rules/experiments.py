@@ -99,8 +99,9 @@ def check(model, experiments: list[Experiment]):
                             f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
             else:
                 yield from _quota(exp, team.quota[env], env, len(runs), p.queueing_in(env) is not None)
+        queued = bool(exp.environments) and p.queueing_in(exp.environments[0]) is not None  # as rendered there first
         for t in runs:
-            name = trial_name(exp, team, p, t)
+            name = trial_name(exp, team, p, t, queued)
             if (exp.team, name) in jobs:
                 yield error(path, src.at("/sweep"), "KF328", f"two trials get the same Job name {name} "
                             f"(the other is in {jobs[exp.team, name]})",

@@ -13,6 +13,9 @@ Argo CD neither deletes it nor marks the team's Application out of sync, so the 
 stay until a team member deletes them (`kubectl delete jobs -l kflowgen.dev/experiment=<name>`; members have
 `edit` in their namespace). Prune=confirm was considered and rejected: it holds the team's whole Application
 (serving included) until an Argo CD admin confirms.
+
+Where the platform queues training with Kueue (README, "Queueing"), each Job also names its namespace's LocalQueue
+and is created suspended: Kueue resumes it when the team's queue admits it.
 """
 from __future__ import annotations
 
