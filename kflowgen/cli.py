@@ -301,7 +301,8 @@ def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
         if isinstance(found, Diagnostic):
             rep.extend([found])
         else:
-            sys.stdout.write(describe(found, next(t for t in model.teams if t.name == found.team), model.platform))
+            sys.stdout.write(describe(found, next(t for t in model.teams if t.name == found.team), model.platform,
+                                      [m for m in model.served if m.team == found.team]))
     if rep.diagnostics:
         _finish(rep, Format.text)
 

@@ -20,6 +20,7 @@ from kflowgen.rules import (
     names,
     network,
     profiles,
+    queueing,
     secrets,
     serving,
     storage,
@@ -32,8 +33,8 @@ from kflowgen.write import departures, writer
 # commands' own, tools
 OWNERS: tuple[ModuleType, ...] = (
     loader, schema, discover, teams, environments, gpus, profiles, capacity, images, storage, names, codeowners,
-    experiments, serving, promote, hub, network, secrets, kustomize, verify, dryrun, handkept, writer, departures,
-    policy, scaffold, pipeline, tools,
+    experiments, serving, promote, hub, network, secrets, queueing, kustomize, verify, dryrun, handkept, writer,
+    departures, policy, scaffold, pipeline, tools,
 )
 
 

@@ -49,8 +49,9 @@ def test_what_a_path_says(path, expected):
 @pytest.mark.parametrize("folder, plain", [
     ("overlays/dev/argocd", True), ("overlays/dev/argocd/x", False), ("overlays/dev/teams/a/platform", False),
     ("overlays/dev/jupyterhub", False), ("specs/argocd", False), ("x/dev/argocd", False),
+    ("overlays/dev/queueing", True), ("overlays/dev/queueing/x", False), ("overlays/dev/teams/queueing", False),
 ])
-def test_only_an_environments_argocd_folder_is_a_plain_directory(folder, plain):
+def test_only_an_environments_argocd_and_queueing_folders_are_plain_directories(folder, plain):
     assert layout.is_directory_source(folder) is plain
 
 
@@ -60,6 +61,8 @@ def test_the_folder_makers_and_place_agree():
     assert place(layout.argocd_folder("qa")) == Place("qa", None, "argocd")
     assert place(layout.hub_values("qa")) == Place("qa", None, "jupyterhub")
     assert layout.is_directory_source(layout.argocd_folder("qa"))
+    assert place(layout.queueing_folder("qa")) == Place("qa", None, "queueing")
+    assert layout.is_directory_source(layout.queueing_folder("qa"))
     assert place(layout.environment_folder("qa")) == Place("qa")
 
 
@@ -72,7 +75,8 @@ def test_every_rendered_file_is_in_a_place_of_a_known_environment_and_team(repo)
         if where.team is not None:
             assert where.team in teams and where.part in (layout.PLATFORM_PART, layout.WORKLOADS_PART), path
         else:
-            assert where.part in ("argocd", "jupyterhub"), path
+            assert where.part in ("argocd", "jupyterhub", layout.QUEUEING_PART), path
+            assert where.part != layout.QUEUEING_PART or model.platform.queueing_in(where.env), path
 
 
 def _objects(files, path):
@@ -120,6 +124,28 @@ def test_argocd_objects_are_named_by_the_layout_and_point_at_its_folders(repo):
                 source = apps[name]["spec"]["source"]["path"]
                 assert place(source) == Place(env, team.name, part) and any(p.startswith(source + "/") for p in files)
                 assert apps[name]["spec"]["destination"]["namespace"] == team.name
+
+
+def test_queues_are_named_by_the_layout_and_the_queueing_application_syncs_their_folder(repo):
+    model, files = repo
+    for env in model.platform.environments:
+        folder = layout.queueing_folder(env)
+        objs = {o["kind"] + " " + o["metadata"]["name"]: o for p in files if p.startswith(folder + "/")
+                for o in _objects(files, p)}
+        apps = [o for p in files if p.startswith(layout.argocd_folder(env) + "/") for o in _objects(files, p)
+                if o["kind"] == "Application" and o["metadata"]["name"] == layout.queueing_application(env)]
+        if not model.platform.queueing_in(env):
+            assert objs == {} and apps == []
+            continue
+        assert [a["spec"]["source"]["path"] for a in apps] == [folder]
+        assert f"Cohort {layout.COHORT}" in objs
+        for team in model.teams_in(env):
+            queue = objs[f"ClusterQueue {layout.cluster_queue(team.name)}"]
+            assert queue["spec"]["cohortName"] == layout.COHORT
+            local = _objects(files, f"{layout.team_overlay(env, team.name, layout.PLATFORM_PART)}/"
+                                    f"localqueue.{layout.LOCAL_QUEUE}.yaml")
+            assert [(q["metadata"]["name"], q["spec"]["clusterQueue"]) for q in local] == \
+                [(layout.LOCAL_QUEUE, layout.cluster_queue(team.name))]
 
 
 def test_profile_slugs_in_the_hub_values_are_the_layouts(repo):

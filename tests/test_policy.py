@@ -102,6 +102,19 @@ BINDING = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                         {"kind": "ServiceAccount", "name": "hub", "namespace": "jupyterhub"},
                         {"kind": "ServiceAccount", "name": "runner"}]}
 
+QUEUE_LABEL = "kueue.x-k8s.io~1queue-name"
+JOB = {"apiVersion": "batch/v1", "kind": "Job",
+       "metadata": {"name": "t", "namespace": "vision", "labels": {"kueue.x-k8s.io/queue-name": "default"}},
+       "spec": {"suspend": True, "template": {"spec": POD}}}
+LOCALQUEUE = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+              "metadata": {"name": "default", "namespace": "vision"}, "spec": {"clusterQueue": "vision"}}
+CLUSTERQUEUE = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": "vision"},
+                "spec": {"cohortName": "platform",
+                         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vision"}}}}
+FLAVOR = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "gpu-a100"},
+          "spec": {"nodeLabels": {"gpu": "a100"}}}
+QUEUEING = "overlays/dev/queueing"
+
 C = "/spec/template/spec/containers/0"
 SC = C + "/securityContext"
 P = "/spec/template/spec"
@@ -283,6 +296,29 @@ CASES = [
     ("exposed-routes", patched(INGRESS, ("/spec/defaultBackend", {"service": {"name": "ranker", "port": {"number": 1}}})),
      WORKLOADS, ["/spec/defaultBackend"]),
     ("exposed-routes", INGRESS, "overlays/prod/teams/vision/workloads", ["/spec/rules/0/host"]),  # prod: no domain
+    ("kueue-queues", CLUSTERQUEUE, QUEUEING, []),
+    ("kueue-queues", LOCALQUEUE, PLATFORM, ["/kind"]),  # CTX's dev queues nothing
+    ("kueue-queues", JOB, WORKLOADS, ["/metadata/labels/" + QUEUE_LABEL]),  # CTX's dev queues nothing
+    ("kueue-queues", patched(CLUSTERQUEUE, ("/spec/namespaceSelector", {})), QUEUEING, ["/spec/namespaceSelector"]),
+    ("team-namespace", LOCALQUEUE, PLATFORM, []),
+    ("team-namespace", LOCALQUEUE, WORKLOADS, ["/kind"]),  # teams make no queues
+    ("team-namespace", CLUSTERQUEUE, WORKLOADS, ["/kind"]),
+    ("team-namespace", FLAVOR, PLATFORM, ["/kind"]),
+    ("cluster-scoped-platform-only", CLUSTERQUEUE, QUEUEING, []),
+    ("cluster-scoped-platform-only", FLAVOR, QUEUEING, []),
+    ("cluster-scoped-platform-only", patched(FLAVOR, ("/metadata/namespace", "vision")), QUEUEING,
+     ["/metadata/namespace"]),
+    ("cluster-scoped-platform-only", CLUSTERROLE, QUEUEING, ["/kind"]),
+    ("cluster-scoped-platform-only", LOCALQUEUE, QUEUEING, ["/kind"]),
+    ("cluster-scoped-platform-only", CLUSTERQUEUE, ARGOCD, ["/kind"]),
+    ("cluster-scoped-platform-only", CLUSTERQUEUE, "overlays/dev/extras", ["/kind"]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (W + "/1", {"group": "kueue.x-k8s.io", "kind": "LocalQueue"})),
+     ARGOCD, [W + "/1/kind"]),
+    ("appproject-tenancy", patched(PROJECT_PLATFORM, ("/spec/clusterResourceWhitelist",
+                                                      [{"group": "", "kind": "Namespace"},
+                                                       {"group": "kueue.x-k8s.io", "kind": "ClusterQueue"}])),
+     ARGOCD, ["/spec/clusterResourceWhitelist/1"]),  # CTX's dev queues nothing
+    ("appproject-tenancy", patched(PROJECT_PLATFORM, ("/spec/destinations/0/namespace", "")), ARGOCD, [A]),
     ("rbac-bindings", BINDING, PLATFORM, []),
     ("rbac-bindings", patched(BINDING, ("/roleRef/name", "cluster-admin")), PLATFORM, ["/roleRef/name"]),
     ("rbac-bindings", patched(BINDING, ("/kind", "ClusterRoleBinding"), ("/roleRef/name", "cluster-admin")), ARGOCD,
@@ -308,6 +344,43 @@ CASES = [
                          ids=[f"{c[0]}-{i}-{'pass' if not c[3] else 'fail'}" for i, c in enumerate(CASES)])
 def test_policy(name, obj, overlay, expected):
     assert found(name, obj, overlay) == expected
+
+
+QUEUED = Context(CTX.registries, CTX.teams, queueing=frozenset({"dev"}))
+QUEUED_CASES = [
+    ("kueue-queues", JOB, WORKLOADS, []),
+    ("kueue-queues", LOCALQUEUE, PLATFORM, []),
+    ("kueue-queues", patched(LOCALQUEUE, ("/spec/clusterQueue", "nlp")), PLATFORM, ["/spec/clusterQueue"]),
+    ("kueue-queues", patched(JOB, ("/metadata/labels/kueue.x-k8s.io~1queue-name", "nlp")), WORKLOADS,
+     ["/metadata/labels/" + QUEUE_LABEL]),  # another team's queue: no such LocalQueue in vision
+    ("kueue-queues", patched(JOB, ("/metadata/annotations", {"kueue.x-k8s.io/queue-name": "x"})), WORKLOADS,
+     ["/metadata/annotations/" + QUEUE_LABEL]),
+    ("kueue-queues", patched(DEPLOYMENT, ("/spec/template/metadata", {"labels": {"kueue.x-k8s.io/queue-name": "q"}})),
+     WORKLOADS, ["/spec/template/metadata/labels/" + QUEUE_LABEL]),
+    ("kueue-queues", patched(LOCALQUEUE, ("/metadata/name", "nlp")), PLATFORM, ["/metadata/name"]),
+    ("kueue-queues", patched(CLUSTERQUEUE, ("/spec/namespaceSelector", {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["vision", "nlp"]}]})), QUEUEING,
+     ["/spec/namespaceSelector"]),
+    ("kueue-queues", patched(CLUSTERQUEUE, ("/spec/namespaceSelector/matchLabels/kubernetes.io~1metadata.name", "nlp")),
+     QUEUEING, ["/spec/namespaceSelector"]),
+    ("kueue-queues", patched(CLUSTERQUEUE, ("/metadata/name", "ops")), QUEUEING, ["/metadata/name"]),
+    ("kueue-queues", patched(CLUSTERQUEUE, ("/spec/cohortName", "elsewhere")), QUEUEING, ["/spec/cohortName"]),
+    ("appproject-tenancy", patched(PROJECT_PLATFORM, ("/spec/clusterResourceWhitelist",
+                                                      [{"group": "", "kind": "Namespace"},
+                                                       {"group": "kueue.x-k8s.io", "kind": "ClusterQueue"}]),
+                                   ("/spec/destinations", [*PROJECT_PLATFORM["spec"]["destinations"],
+                                                           {"server": "https://dev", "namespace": ""}])), ARGOCD, []),
+    ("appproject-tenancy", patched(PROJECT_PLATFORM, ("/spec/clusterResourceWhitelist",
+                                                      [{"group": "", "kind": "Namespace"},
+                                                       {"group": "kueue.x-k8s.io", "kind": "LocalQueue"}])), ARGOCD,
+     ["/spec/clusterResourceWhitelist/1"]),
+    ("appproject-tenancy", patched(PROJECT_VISION, ("/spec/destinations/0/namespace", "")), ARGOCD, [A, A]),
+]
+
+
+@pytest.mark.parametrize("name, obj, overlay, expected", QUEUED_CASES)
+def test_policy_where_kueue_queues(name, obj, overlay, expected):
+    assert found(name, obj, overlay, QUEUED) == expected
 
 
 def test_every_policy_has_a_pass_and_a_fail_case():

@@ -13,7 +13,8 @@ from kflowgen import rules
 from kflowgen.rules import capacity as capacity_rule, environments as environments_rule, experiments as experiments_rule
 from kflowgen.rules import gpus as gpus_rule, hub as hub_rule, images as images_rule, names as names_rule
 from kflowgen.rules import network as network_rule, paths as paths_rule, profiles as profiles_rule
-from kflowgen.rules import quantities as quantities_rule, secrets, serving as serving_rule, storage as storage_rule
+from kflowgen.rules import quantities as quantities_rule, queueing as queueing_rule, secrets, serving as serving_rule
+from kflowgen.rules import storage as storage_rule
 from kflowgen.rules import teams as teams_rule
 from kflowgen.specs import schema
 from kflowgen.specs.experiment import experiment_from
@@ -427,6 +428,37 @@ def test_served_model_rules(rule, platform_text, served, expected):
     assert found(rule, model(platform_text, vision=team(), nlp=team("nlp"), served=specs)) == expected
 
 
+# --- queueing ---------------------------------------------------------------------------------------------------------
+
+QUEUED = SERVING.replace("{a100: 4, t4: 4}}}", "{a100: 4, t4: 4}}, queueing: {enabled: true, borrowing: 50%}}")
+VISION = "specs/teams/vision.yaml"
+ONE_A100 = srv("gpu: {type: a100, count: 1}")  # one server and one more in a rollout: vision's 2 dev A100s
+TWO_A100 = exp(("cpu: 1", "gpu: {type: a100, count: 2}, cpu: 1"))
+
+
+def borrows(percent, name="vision"):
+    return team(name, x=("gpu: {a100: 2}", f"gpu: {{a100: 2}}, borrowing: {percent}"))
+
+
+QUEUEING_CASES = [
+    ("queueing", QUEUED, {"vision": borrows("25%")}, {"vision/x.yaml": TWO_A100}, {}, []),
+    ("queueing", SERVING, {"vision": borrows("25%")}, {}, {}, [("KF348", VISION, 10, 58)]),  # queueing off
+    ("queueing", QUEUED.replace("enabled: true", "enabled: false"), {"vision": borrows("0%")}, {}, {},
+     [("KF348", VISION, 10, 58)]),  # turned off: the team's setting would do nothing
+    ("queueing", QUEUED, {"vision": borrows("60%")}, {}, {}, [("KF348", VISION, 10, 58)]),
+    ("queueing", QUEUED.replace(", borrowing: 50%", ""), {"vision": borrows("10%")}, {}, {}, [("KF348", VISION, 10, 58)]),
+    ("queueing", QUEUED, {"vision": team()}, {"vision/x.yaml": TWO_A100}, {"vision/m.yaml": ONE_A100},
+     [("KF349", X, 5, 16)]),  # the servers keep both A100s; borrowing gives 1
+    ("queueing", QUEUED, {"vision": team()}, {"vision/x.yaml": exp(A100)}, {"vision/m.yaml": ONE_A100}, []),
+    ("queueing", SERVING, {"vision": team()}, {"vision/x.yaml": TWO_A100}, {"vision/m.yaml": ONE_A100}, []),  # not queued
+]
+
+
+@pytest.mark.parametrize("rule, platform_text, teams, experiments, served, expected", QUEUEING_CASES)
+def test_queueing_rules(rule, platform_text, teams, experiments, served, expected):
+    assert found(rule, model(platform_text, **teams, experiments=experiments, served=served)) == expected
+
+
 # --- a team whose spec did not load -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rule, kind, path, text, expected", [
@@ -462,19 +494,20 @@ RULE_CODES = {
     "served-models": {"KF204", "KF313", *(f"KF33{i}" for i in range(7)), "KF344"},
     "hub-sign-in": {"KF340", "KF341"},
     "network": {"KF342", "KF346"},
+    "queueing": {"KF348", "KF349"},
 }
 MODULES = {"quantities": quantities_rule, "team-names": teams_rule, "unique-generated-names": names_rule,
            "clean-paths": paths_rule, "environments-exist": environments_rule, "gpu-types-exist": gpus_rule,
            "profiles-fit-quota": profiles_rule, "gpu-capacity": capacity_rule, "allowed-registries": images_rule,
            "storage-quota": storage_rule, "experiments": experiments_rule, "served-models": serving_rule,
-           "hub-sign-in": hub_rule, "network": network_rule}
+           "hub-sign-in": hub_rule, "network": network_rule, "queueing": queueing_rule}
 
 
 def _rows():
     """(rule, expected) of every table row above that is expected to pass."""
     tables = [(CASES, lambda r: (r[0], r[-1])), (HUB_CASES, lambda r: ("hub-sign-in", r[-1])),
               (PLATFORM_CASES, lambda r: (r[0], r[-1])), (EXPERIMENT_CASES, lambda r: (r[0], r[-1])),
-              (MODEL_CASES, lambda r: (r[0], r[-1]))]
+              (MODEL_CASES, lambda r: (r[0], r[-1])), (QUEUEING_CASES, lambda r: (r[0], r[-1]))]
     for table, pick in tables:
         for row in table:
             if not getattr(row, "marks", ()):

@@ -194,13 +194,44 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
 def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
     """The CRDs in kflowgen/upstream are the upstream ones without description texts: still CRDs the API server takes."""
     shipped = sorted(upstream.FOLDER.glob("*/*/*-crd.json")) + sorted(upstream.FOLDER.glob("*/*/*_*.json"))
-    assert len(shipped) == 4
+    assert len(shipped) == 8
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         diags = server.dry_run(cp, {}, shipped, all_crds=True)
         assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
         served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
         assert sorted(c["metadata"]["name"] for c in served) == [
-            "applications.argoproj.io", "appprojects.argoproj.io", "pytorchjobs.kubeflow.org", "tfjobs.kubeflow.org"]
+            "applications.argoproj.io", "appprojects.argoproj.io", "clusterqueues.kueue.x-k8s.io",
+            "cohorts.kueue.x-k8s.io", "localqueues.kueue.x-k8s.io", "pytorchjobs.kubeflow.org",
+            "resourceflavors.kueue.x-k8s.io", "tfjobs.kubeflow.org"]
+
+
+def test_queueing_golden_case_passes_server_side_dry_run_with_the_kueue_crds(binaries, tmp_path):
+    """tests/golden/queueing built as validate builds it (with the project's bases/), dry-run against the Kueue CRDs
+    kflowgen ships: the API server takes every flavor, Cohort, ClusterQueue and LocalQueue, with their CEL rules; and
+    refuses a ClusterQueue that borrows without a Cohort, which no JSON schema can say."""
+    root = tmp_path / "repo"
+    shutil.copytree(PROJECT / "tests/golden/queueing/specs", root / "specs")
+    shutil.copytree(PROJECT / "bases", root / "bases")
+    model, diags = pipeline.load(Options(root))
+    assert model is not None, diags
+    files = render(model)
+    built, diags = build(Options(root, os.cpu_count() or 1), files, overlays_of(files))
+    assert not diags, diags
+    crd_files = verify.crd_files(root, model.platform)
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        docs, parse_errors = server.built_documents(built)
+        assert parse_errors == []
+        diags = server.dry_run(cp, docs, crd_files)
+        assert diags == [], "\n".join(f"{d.path}: {d.message}" for d in diags)
+        crds = {c["metadata"]["name"] for c in cp.request(
+            "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]}
+        assert {f"{k}.kueue.x-k8s.io" for k in ("resourceflavors", "cohorts", "clusterqueues", "localqueues")} <= crds
+        queue = next(o for _, o in docs["overlays/lab/queueing"] if o["kind"] == "ClusterQueue")
+        alone = copy.deepcopy(queue)
+        del alone["spec"]["cohortName"]
+        found = server.dry_run(cp, {"overlays/lab/queueing": [(yaml.safe_dump(alone), alone)]}, crd_files)
+        assert [(d.code, d.path) for d in found] == [("KF405", "overlays/lab/queueing")], found
+        assert "borrowingLimit must be nil when cohort is empty" in found[0].message
 
 
 def test_every_upstream_crd_installs_and_is_established(binaries):

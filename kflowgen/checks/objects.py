@@ -14,6 +14,9 @@ CLUSTER_SCOPED = frozenset({
     "FlowSchema", "PriorityLevelConfiguration", "IPAddress", "ServiceCIDR", "DeviceClass", "ResourceSlice",
     "StorageVersion", "StorageVersionMigration", "TokenReview", "SelfSubjectReview", "SelfSubjectAccessReview",
     "SelfSubjectRulesReview", "SubjectAccessReview",
+    # Kueue's (kueue.x-k8s.io): only ResourceFlavor, Cohort and ClusterQueue are kflowgen's, in overlays/<env>/queueing
+    "ResourceFlavor", "Cohort", "ClusterQueue", "WorkloadPriorityClass", "AdmissionCheck", "Topology",
+    "MultiKueueCluster", "MultiKueueConfig", "ProvisioningRequestConfig",
 })
 
 

@@ -57,6 +57,7 @@ environments:              # each environment is one cluster that Argo CD syncs
     cluster: https://dev.k8s.example.com
     capacity:
       gpu: {{a100: 4}}
+    # queueing: {{enabled: true, borrowing: 50%}}   # queue training with Kueue (installed on the cluster): README, "Queueing"
   staging:
     cluster: https://staging.k8s.example.com
     capacity:

@@ -21,6 +21,7 @@ from kflowgen.rules import (
     paths,
     profiles,
     quantities,
+    queueing,
     serving,
     storage,
     teams,
@@ -44,6 +45,7 @@ RULES: dict[str, Rule] = {
     "served-models": lambda m: serving.check(m, m.served),
     "hub-sign-in": hub.check,
     "network": network.check,
+    "queueing": queueing.check,
 }
 
 

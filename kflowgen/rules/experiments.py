@@ -98,9 +98,10 @@ def check(model, experiments: list[Experiment]):
                 yield error(path, at, "KF322", f"team {team.name} has no quota in {env}",
                             f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
             else:
-                yield from _quota(exp, team.quota[env], env, len(runs))
+                yield from _quota(exp, team.quota[env], env, len(runs), p.queueing_in(env) is not None)
+        queued = bool(exp.environments) and p.queueing_in(exp.environments[0]) is not None  # as rendered there first
         for t in runs:
-            name = trial_name(exp, team, p, t)
+            name = trial_name(exp, team, p, t, queued)
             if (exp.team, name) in jobs:
                 yield error(path, src.at("/sweep"), "KF328", f"two trials get the same Job name {name} "
                             f"(the other is in {jobs[exp.team, name]})",
@@ -134,8 +135,9 @@ def _range_problem(r: Range) -> tuple[str, str] | None:
     return None
 
 
-def _quota(exp: Experiment, q, env: str, n: int):
-    """KF324 when one trial does not fit the quota; KF325 when the trials expected at once do not."""
+def _quota(exp: Experiment, q, env: str, n: int, queued: bool = False):
+    """KF324 when one trial does not fit the quota; KF325 when the trials expected at once do not (where Kueue queues
+    them, the waiting ones are suspended and their deadline has not started)."""
     src, path, w = exp.source, exp.source.path, exp.workers
     at_once = min(exp.parallelism or n, n)
     need = [("cpu", exp.cpu, quantity.parse(q.cpu), q.cpu, "/resources/cpu"),
@@ -159,8 +161,9 @@ def _quota(exp: Experiment, q, env: str, n: int):
     if over:
         yield warning(path, src.at("/parallelism" if exp.parallelism else "/sweep"), "KF325",
                       "; ".join(over) + ": trials will queue",
-                      "trials wait for running ones to finish (a deadline counts while they wait); "
-                      "set parallelism to what fits to say you expect this, or ask for more quota")
+                      ("Kueue admits the others as running ones finish (a trial's deadline starts when it runs)"
+                       if queued else "trials wait for running ones to finish (a deadline counts while they wait)")
+                      + "; set parallelism to what fits to say you expect this, or ask for more quota")
 
 
 def _total(what: str, amount: Fraction) -> str:

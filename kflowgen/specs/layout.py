@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 OVERLAYS = "overlays"  # the folder kflowgen owns: every generated file lives here
 PLATFORM_PART, WORKLOADS_PART = "platform", "workloads"
+QUEUEING_PART = "queueing"
+DIRECTORY_PARTS = ("argocd", QUEUEING_PART)  # overlays/<env>/<part> synced as plain directories of manifests
 BASES = "bases/team"  # the platform's own manifests for every team namespace, built into each team's platform overlay
 
 
@@ -21,6 +23,12 @@ def environment_folder(env: str) -> str:
 def argocd_folder(env: str) -> str:
     """An environment's Argo CD objects: a plain directory of manifests, synced as is by its root Application."""
     return f"{OVERLAYS}/{env}/argocd"
+
+
+def queueing_folder(env: str) -> str:
+    """An environment's cluster-scoped Kueue objects (flavors, cohort, a ClusterQueue per team): a plain directory of
+    manifests, synced as is by its queueing Application in the platform's project."""
+    return f"{OVERLAYS}/{env}/{QUEUEING_PART}"
 
 
 def hub_values(env: str) -> str:
@@ -39,7 +47,7 @@ class Place:
 
     env: str
     team: str | None = None
-    part: str | None = None  # "platform", "workloads" (a team's), "argocd", "jupyterhub", or another folder's name
+    part: str | None = None  # "platform", "workloads" (a team's), "argocd", "queueing", "jupyterhub", or another
 
 
 def place(path: str) -> Place | None:
@@ -54,9 +62,10 @@ def place(path: str) -> Place | None:
 
 
 def is_directory_source(folder: str) -> bool:
-    """overlays/<env>/argocd is synced by Argo CD as a plain directory of manifests (no kustomization)."""
+    """overlays/<env>/argocd and overlays/<env>/queueing are synced by Argo CD as plain directories of manifests (no
+    kustomization)."""
     parts = folder.split("/")
-    return len(parts) == 3 and parts[0] == OVERLAYS and parts[2] == "argocd"
+    return len(parts) == 3 and parts[0] == OVERLAYS and parts[2] in DIRECTORY_PARTS
 
 
 # --- labels and annotations ------------------------------------------------------------------------------------------
@@ -76,6 +85,9 @@ COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
 KEEP = "Prune=false,Delete=false"  # Argo CD never prunes or cascades these away; a person removes them on purpose
 # a training Job: kept when it leaves Git, and not reported out of sync (README, "Life cycle of a training Job")
 JOB_KEEP = {SYNC_OPTIONS: KEEP, COMPARE_OPTIONS: "IgnoreExtraneous"}
+LABEL_QUEUE = "kueue.x-k8s.io/queue-name"  # the LocalQueue (of its own namespace) a Job waits in
+LOCAL_QUEUE = "default"  # every team namespace's one LocalQueue: Kueue's default name, used also for Jobs without a label
+COHORT = "platform"  # the Kueue Cohort of an environment's ClusterQueues (a name no team can take: KF302)
 
 
 def labels(env: str, team: str | None = None) -> dict[str, str]:
@@ -109,6 +121,16 @@ def shared_applications(env: str) -> tuple[str, str]:
     return f"{env}-root", f"{env}-jupyterhub"
 
 
+def queueing_application(env: str) -> str:
+    """The Application syncing an environment's queueing folder (where queueing is on)."""
+    return f"{env}-{QUEUEING_PART}"
+
+
+def cluster_queue(team: str) -> str:
+    """A team's ClusterQueue (cluster-scoped; one cluster per environment): the team's name."""
+    return team
+
+
 SHARED_PROJECTS = ("bootstrap", "platform")
 
 
@@ -129,7 +151,11 @@ def team_kinds(platform) -> tuple[tuple[str, str], ...]:
 # namespace.
 PLATFORM_KINDS = (("", "Namespace"), ("", "ResourceQuota"), ("", "LimitRange"), ("", "PersistentVolumeClaim"),
                   ("", "ServiceAccount"), ("", "ConfigMap"), ("networking.k8s.io", "NetworkPolicy"),
-                  ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "RoleBinding"))
+                  ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "RoleBinding"),
+                  ("kueue.x-k8s.io", "LocalQueue"))
+# All an environment's queueing folder may hold: Kueue's cluster-scoped kinds kflowgen renders, owned by the platform's
+# AppProject (and whitelisted there only where queueing is on).
+QUEUEING_KINDS = (("kueue.x-k8s.io", "ResourceFlavor"), ("kueue.x-k8s.io", "Cohort"), ("kueue.x-k8s.io", "ClusterQueue"))
 # All an environment's Argo CD folder may hold.
 ARGOCD_KINDS = (("argoproj.io", "Application"), ("argoproj.io", "AppProject"))
 

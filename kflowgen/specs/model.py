@@ -20,11 +20,22 @@ class GpuType:
 
 
 @dataclass(frozen=True)
+class Queueing:
+    """Kueue in an environment: on or off; how much more than its quota a team's trials may use of other teams' idle
+    quota (a whole percentage of its quota); and how lent quota comes back ("preempt" or "wait")."""
+
+    enabled: bool
+    borrowing: int = 0
+    reclaim: str = "preempt"
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     cluster: str
     gpu_capacity: dict[str, int]
     domain: str | None = None  # exposed models' hosts end in it
+    queueing: Queueing | None = None  # as written, on or off (Platform.queueing_in: only when on)
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,11 @@ class Platform:
     default_deadline: int = 86400  # seconds, for trials whose experiment gives none
     shm: str = "1Gi"
 
+    def queueing_in(self, env: str) -> Queueing | None:
+        """The environment's queueing settings when Kueue queues training there, else None."""
+        e = self.environments.get(env)
+        return e.queueing if e and e.queueing and e.queueing.enabled else None
+
     def egress_in(self, env: str) -> tuple[EgressRule, ...]:
         return tuple(r for r in self.egress if r.environments is None or env in r.environments)
 
@@ -134,6 +150,7 @@ class Quota:
     memory: str
     storage: str
     gpu: dict[str, int]
+    borrowing: int | None = None  # percent of the quota; None: the platform's queueing.borrowing
 
 
 @dataclass(frozen=True)
@@ -209,7 +226,7 @@ def platform_from(spec: SpecFile) -> Platform:
                           g.get("displayName", name.upper()), tuple(g.get("tolerations", ())))
             for name, g in d["gpuTypes"].items()}
     envs = {name: Environment(name, e["cluster"], {g: int(n) for g, n in e["capacity"]["gpu"].items()},
-                              e.get("domain"))
+                              e.get("domain"), _queueing(e.get("queueing")))
             for name, e in d["environments"].items()}
     network, training = d.get("network", {}), d.get("training", {})
     ingress = network.get("ingress")
@@ -246,6 +263,17 @@ def _hub(d: dict) -> Hub:
         max_age=seconds(cull.get("maxAge")), pre_pull=bool(d.get("prePull", False)))
 
 
+def _queueing(d: dict | None) -> Queueing | None:
+    if d is None:
+        return None
+    return Queueing(bool(d["enabled"]), percent(d.get("borrowing", "0%")), d.get("reclaim", "preempt"))
+
+
+def percent(text: str) -> int:
+    """'50%' -> 50 (the schemas' percent pattern)."""
+    return int(text.rstrip("%"))
+
+
 def _version(v: str) -> str:
     parts = v.lstrip("v").split(".")
     return ".".join(parts + ["0"] * (3 - len(parts)))
@@ -263,7 +291,9 @@ def team_from(spec: SpecFile, env_order: list[str]) -> Team:
             cpu_guarantee=g.get("cpu", p["cpu"]), memory_guarantee=g.get("memory", p["memory"]),
             gpu_type=gpu["type"] if gpu else None, gpu_count=int(gpu["count"]) if gpu else 0))
     rank = {e: i for i, e in enumerate(env_order)}
-    quota = {env: Quota(q["cpu"], q["memory"], q.get("storage", d["storage"]["size"]), {g: int(n) for g, n in q.get("gpu", {}).items()})
+    quota = {env: Quota(q["cpu"], q["memory"], q.get("storage", d["storage"]["size"]),
+                        {g: int(n) for g, n in q.get("gpu", {}).items()},
+                        percent(q["borrowing"]) if "borrowing" in q else None)
              for env, q in sorted(d["quota"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))}
     return Team(
         source=spec, name=d["name"], description=d.get("description", ""), owners=tuple(d["owners"]),

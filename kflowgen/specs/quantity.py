@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from fractions import Fraction
 
@@ -39,6 +40,21 @@ def cpu(value) -> str:
     if milli.denominator != 1:
         raise ValueError(f"cpu {value!r} is finer than 1m")
     return f"{milli.numerator}m"
+
+
+def show_cpu(value: Fraction) -> str:
+    """An exact amount of cores as a manifest writes it: '4', or '1500m' (rounded up to a whole millicore)."""
+    milli = math.ceil(value * 1000)
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+def show_bytes(value: Fraction) -> str:
+    """An exact amount of bytes as a manifest writes it (rounded up to a whole byte): '384Gi', '1536Mi', '1000'."""
+    n = math.ceil(value)
+    for unit in ("Pi", "Ti", "Gi", "Mi", "Ki"):
+        if n and n % _SUFFIX[unit] == 0:
+            return f"{n // _SUFFIX[unit]}{unit}"
+    return str(n)
 
 
 def text(value) -> str:

@@ -1,6 +1,6 @@
 """The targets: pure functions from the model to the generated files, {repo-relative path: bytes}. One module per
-thing rendered (argocd, jupyterhub, team, training, serving); render() is the union of units, one per environment and
-team, each a function of the spec files unit_sources names (what the result cache keys them on)."""
+thing rendered (argocd, jupyterhub, team, training, serving, queueing); render() is the union of units, one per
+environment and team, each a function of the spec files unit_sources names (what the result cache keys them on)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,15 +8,15 @@ from dataclasses import dataclass
 
 from kflowgen.specs import layout
 from kflowgen.specs.model import Deferred, Model, Platform, Team
-from kflowgen.targets import argocd, jupyterhub, team
+from kflowgen.targets import argocd, jupyterhub, queueing, team
 from kflowgen.targets.common import sources
 from kflowgen.targets.emit import document
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit's files, and the object of each file of a plain directory of manifests (overlays/<env>/argocd), by
-    path: what the file reads as, so that nothing has to parse it again."""
+    """One unit's files, and the object of each file of a plain directory of manifests (overlays/<env>/argocd and
+    overlays/<env>/queueing), by path: what the file reads as, so that nothing has to parse it again."""
 
     files: dict[str, bytes]
     objects: dict[str, dict]
@@ -65,9 +65,9 @@ def _source(seq, i: int):
 
 
 def shared_unit(p: Platform, teams: list[Team], env: str) -> Unit:
-    """What all teams of an environment share, from exactly these inputs: the JupyterHub values and the Argo CD
-    bootstrap."""
-    docs = argocd.shared(p, teams, env)
+    """What all teams of an environment share, from exactly these inputs: the JupyterHub values, the Argo CD
+    bootstrap and, where Kueue queues training, the flavors and the Cohort."""
+    docs = {**argocd.shared(p, teams, env), **queueing.shared(p, env)}
     files = {layout.hub_values(env): document(jupyterhub.values(p, teams), sources(p, teams))}
     files.update((path, document(obj, src)) for path, (obj, src) in docs.items())
     return Unit(files, {path: obj for path, (obj, _) in docs.items()})
@@ -75,8 +75,9 @@ def shared_unit(p: Platform, teams: list[Team], env: str) -> Unit:
 
 def team_unit(p: Platform, t: Team, served: list, experiments: list, env: str) -> Unit:
     """Everything one team adds to an environment, from exactly these inputs (the result cache keys on their spec
-    files): its platform overlay, its workloads overlay, and its Argo CD project and Applications."""
-    docs = argocd.team(p, t, env)
+    files): its platform overlay, its workloads overlay, its Argo CD project and Applications, and its ClusterQueue
+    where Kueue queues training."""
+    docs = {**argocd.team(p, t, env), **queueing.team(p, t, env, served)}
     files = team.platform_overlay(p, t, env, served)
     files.update(team.workloads_overlay(p, t, served, experiments, env))
     files.update((path, document(obj, src)) for path, (obj, src) in docs.items())

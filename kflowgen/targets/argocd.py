@@ -1,5 +1,6 @@
 """An environment's Argo CD objects (overlays/<env>/argocd): the AppProjects that fence each team and the platform in,
-and the Applications that sync the overlays, the JupyterHub chart and, as the app of apps, this folder itself."""
+and the Applications that sync the overlays, the JupyterHub chart, the Kueue queues where queueing is on and, as the
+app of apps, this folder itself."""
 from __future__ import annotations
 
 from kflowgen.specs import layout
@@ -60,11 +61,13 @@ def shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[dict, li
     docs["appproject.bootstrap.yaml"] = (_project(
         p, env, layout.project(env, "bootstrap"), f"{env}: the root Application, which creates the projects and Applications below",
         [p.repo_url], [(IN_CLUSTER, ns)], [], [("argoproj.io", "Application"), ("argoproj.io", "AppProject")]), psrc)
+    queues = p.queueing_in(env) is not None
     docs["appproject.platform.yaml"] = (_project(
         p, env, layout.project(env, "platform"),
-        f"{env}: platform-owned objects (namespaces, quotas, RBAC, network policy, storage, JupyterHub)",
-        [p.repo_url, p.hub_chart_repo], [(cluster, p.hub_namespace)] + [(cluster, t.namespace) for t in teams],
-        [("", "Namespace")], [("*", "*")]), sources(p, teams))
+        f"{env}: platform-owned objects (namespaces, quotas, RBAC, network policy, storage, JupyterHub"
+        + (", Kueue queues)" if queues else ")"), [p.repo_url, p.hub_chart_repo],
+        [(cluster, p.hub_namespace)] + [(cluster, t.namespace) for t in teams] + ([(cluster, "")] if queues else []),
+        [("", "Namespace"), *(layout.QUEUEING_KINDS if queues else ())], [("*", "*")]), sources(p, teams))
     root_source = {**_git(p, base), "directory": {"recurse": False, "include": "*.yaml"}}
     root, hub = layout.shared_applications(env)
     docs["application.root.yaml"] = (_app(p, env, root, layout.project(env, "bootstrap"), IN_CLUSTER, ns,
@@ -77,7 +80,19 @@ def shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[dict, li
                  {"repoURL": p.repo_url, "targetRevision": p.revision, "ref": "values"}],
         options=("CreateNamespace=true", "ServerSideApply=true", "RespectIgnoreDifferences=true"),
         ignore=[{**item, "namespace": p.hub_namespace} for item in jupyterhub.RANDOM]), psrc)
+    if queues:  # cluster-scoped objects only: no destination namespace (the project's "" destination)
+        docs["application.queueing.yaml"] = (_app(
+            p, env, layout.queueing_application(env), layout.project(env, "platform"), cluster, "",
+            source={**_git(p, layout.queueing_folder(env)), "directory": {"recurse": False, "include": "*.yaml"}}),
+            psrc)
     return {f"{base}/{name}": doc for name, doc in docs.items()}
+
+
+# Fields of a queued training Job that Kueue changes (it resumes the Job when it admits it, and suspends it again when
+# it preempts it): the team's Application neither reports nor undoes that.
+SUSPEND = ({"group": "batch", "kind": "Job", "jsonPointers": ["/spec/suspend"]},
+           {"group": "kubeflow.org", "kind": "PyTorchJob", "jsonPointers": ["/spec/runPolicy/suspend"]},
+           {"group": "kubeflow.org", "kind": "TFJob", "jsonPointers": ["/spec/runPolicy/suspend"]})
 
 
 def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
@@ -101,5 +116,7 @@ def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
             source=_git(p, layout.team_overlay(env, t.name, layout.PLATFORM_PART)), team=t.name), src),
         f"{base}/application.{t.name}-workloads.yaml": (_app(
             p, env, workloads_app, layout.project(env, t.name), cluster, t.namespace,
-            source=_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), team=t.name, allow_empty=True), src),
+            source=_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), team=t.name, allow_empty=True,
+            **({"options": ("RespectIgnoreDifferences=true",), "ignore": [dict(i) for i in SUSPEND]}
+               if p.queueing_in(env) else {})), src),
     }

@@ -1,10 +1,12 @@
-"""A team's two overlays in an environment: the platform-owned one (namespace, quota, NAS, RBAC, network policy), built
-on the platform's bases/team, and the team's own (its served models and training Jobs)."""
+"""A team's two overlays in an environment: the platform-owned one (namespace, quota, NAS, RBAC, network policy, and
+where Kueue queues training its LocalQueue), built on the platform's bases/team, and the team's own (its served models
+and training Jobs)."""
 from __future__ import annotations
 
 from kflowgen.specs import layout, quantity
-from kflowgen.specs.layout import BASES, KEEP, LABEL_MODEL, LABEL_TEAM, SYNC_OPTIONS
+from kflowgen.specs.layout import BASES, KEEP, LABEL_MODEL, LABEL_TEAM, LOCAL_QUEUE, SYNC_OPTIONS
 from kflowgen.specs.model import Platform, Team
+from kflowgen.targets import queueing
 from kflowgen.targets.common import kustomization, meta, placed
 from kflowgen.targets.emit import document
 from kflowgen.targets.serving import GRPC_PORT, HTTP_PORT, callers_policy, render_model
@@ -24,11 +26,11 @@ def platform_overlay(p: Platform, t: Team, env: str, served: list = ()) -> dict[
                 "pod-security.kubernetes.io/audit": "restricted", "pod-security.kubernetes.io/warn": "restricted",
                 "hub.jupyter.org/network-access-hub": "true"},
         annotations={SYNC_OPTIONS: KEEP})}
-    hard = {"requests.cpu": quantity.cpu(q.cpu), "requests.memory": str(q.memory), "requests.storage": str(q.storage)}
-    for resource, n in gpu_requests(p, q.gpu).items():
-        hard[f"requests.{resource}"] = str(n)
+    sized = queueing.sizing(p, t, env, served)
     objs["resourcequota.team.yaml"] = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("team"),
-                                       "spec": {"hard": hard}}
+                                       "spec": {"hard": quota_hard(p, q, sized)}}
+    if sized:
+        objs[f"localqueue.{LOCAL_QUEUE}.yaml"] = queueing.local_queue(t)
     objs["persistentvolumeclaim.nas.yaml"] = {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": meta("nas", annotations={SYNC_OPTIONS: KEEP}),
@@ -65,6 +67,21 @@ def platform_overlay(p: Platform, t: Team, env: str, served: list = ()) -> dict[
     out[f"{base}/kustomization.yaml"] = document(
         kustomization(["../../../../../" + BASES] + list(objs), layout.labels(env, t.name), t.namespace), src)
     return out
+
+
+def quota_hard(p: Platform, q, sized: queueing.Sizing | None = None) -> dict[str, str]:
+    """The ResourceQuota's hard limits: the team's quota, and where Kueue queues training, the quota plus what the
+    team may borrow (queueing.Sizing: then nothing Kueue admits for the team is refused by the ResourceQuota)."""
+    gpus = dict(q.gpu)
+    hard = {"requests.cpu": quantity.cpu(q.cpu), "requests.memory": str(q.memory), "requests.storage": str(q.storage)}
+    if sized:
+        for what in ("cpu", "memory"):
+            if sized.borrowing[what]:
+                hard[f"requests.{what}"] = queueing.show(what, sized.ceiling[what])
+        gpus = {g: int(sized.ceiling[f"gpu/{g}"]) for g in p.gpu_types}
+    for resource, n in gpu_requests(p, gpus).items():
+        hard[f"requests.{resource}"] = str(n)
+    return hard
 
 
 def network_policies(p: Platform, env: str) -> dict[str, dict]:

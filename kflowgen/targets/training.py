@@ -13,6 +13,9 @@ Argo CD neither deletes it nor marks the team's Application out of sync, so the 
 stay until a team member deletes them (`kubectl delete jobs -l kflowgen.dev/experiment=<name>`; members have
 `edit` in their namespace). Prune=confirm was considered and rejected: it holds the team's whole Application
 (serving included) until an Argo CD admin confirms.
+
+Where the platform queues training with Kueue (README, "Queueing"), each Job also names its namespace's LocalQueue
+and is created suspended: Kueue resumes it when the team's queue admits it.
 """
 from __future__ import annotations
 
@@ -25,9 +28,9 @@ from pathlib import PurePosixPath
 from kflowgen.specs import quantity
 from kflowgen.specs.experiment import Experiment, passes_arguments, trials
 from kflowgen.specs.quantity import DURATION_UNITS
-from kflowgen.specs.layout import JOB_KEEP, LABEL_EXPERIMENT, LABEL_TRIAL, PARAMETERS
+from kflowgen.specs.layout import JOB_KEEP, LABEL_EXPERIMENT, LABEL_QUEUE, LABEL_TRIAL, LOCAL_QUEUE, PARAMETERS
 from kflowgen.specs.model import Platform, Team
-from kflowgen.targets import pods
+from kflowgen.targets import pods, queueing
 
 SERVICE_ACCOUNT = "runner"  # in every team namespace (bases/team)
 NAS = "nas"  # the team's PersistentVolumeClaim
@@ -137,8 +140,10 @@ def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: s
     return {"metadata": {"labels": labels, "annotations": {PARAMETERS: json.dumps(trial, sort_keys=True)}}, "spec": spec}
 
 
-def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: str | None) -> dict:
+def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: str | None, queued: bool) -> dict:
     deadline = {"activeDeadlineSeconds": exp.deadline or p.default_deadline}  # no trial holds a GPU forever
+    if queued:  # created suspended: Kueue resumes it when the team's queue admits it (the deadline starts then)
+        deadline["suspend"] = True
     if exp.kind == "Job":  # no ttlSecondsAfterFinished: see the module docstring
         return {"backoffLimit": exp.retries, **deadline, "template": _pod(exp, team, p, trial, tag)}
 
@@ -158,44 +163,50 @@ def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: 
 _DIGESTS: dict[tuple, str] = {}
 
 
-def trial_digest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) -> str:
-    """The hash of a trial's object rendered without its name and trial label, which carry it."""
+def trial_digest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], queued: bool = False) -> str:
+    """The hash of a trial's object rendered without its name and trial label, which carry it. A queued trial's
+    differs (it is created suspended): turning queueing on gives every trial a new Job, since Kueue refuses a queue
+    label added to a Job that already ran."""
     sources = (exp.source, team.source, p.source)
-    key = (*(f"{s.path}:{s.digest}" for s in sources), *trial.items()) if all(s.digest for s in sources) else None
+    key = (*(f"{s.path}:{s.digest}" for s in sources), queued, *trial.items()) if all(s.digest for s in sources) \
+        else None
     digest = _DIGESTS.get(key) if key else None
     if digest is None:
-        digest = content_hash(API[exp.kind], exp.kind, _spec(exp, team, p, trial, None), trial)
+        digest = content_hash(API[exp.kind], exp.kind, _spec(exp, team, p, trial, None, queued), trial)
         if key:
             _DIGESTS[key] = digest
     return digest
 
 
-def trial_name(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) -> str:
+def trial_name(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], queued: bool = False) -> str:
     """The Job (or PyTorchJob, TFJob) name of a trial: manifest(...)["metadata"]["name"], without the object."""
-    return job_name(exp.name, trial, trial_digest(exp, team, p, trial), name_budget(exp))
+    return job_name(exp.name, trial, trial_digest(exp, team, p, trial, queued), name_budget(exp))
 
 
-def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]) -> dict:
-    """One trial's object. Its name and trial label carry the hash of the object rendered without them."""
+def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], queued: bool = False) -> dict:
+    """One trial's object. Its name and trial label carry the hash of the object rendered without them. Queued, it
+    waits in its namespace's LocalQueue (Kueue's queue-name label), created suspended."""
     api = API[exp.kind]
-    digest = trial_digest(exp, team, p, trial)
+    digest = trial_digest(exp, team, p, trial, queued)
     tag = digest[:HASH_LEN]
     meta = {"name": job_name(exp.name, trial, digest, name_budget(exp)),
-            "labels": {LABEL_EXPERIMENT: exp.name, LABEL_TRIAL: tag},
+            "labels": {LABEL_EXPERIMENT: exp.name, LABEL_TRIAL: tag, **({LABEL_QUEUE: LOCAL_QUEUE} if queued else {})},
             "annotations": {**JOB_KEEP, PARAMETERS: json.dumps(trial, sort_keys=True)}}
-    return {"apiVersion": api, "kind": exp.kind, "metadata": meta, "spec": _spec(exp, team, p, trial, tag)}
+    return {"apiVersion": api, "kind": exp.kind, "metadata": meta, "spec": _spec(exp, team, p, trial, tag, queued)}
 
 
 def render_experiment(exp: Experiment, team: Team, platform: Platform, env: str) -> dict[str, dict]:
     """{file name: object} for overlays/<env>/teams/<team>/workloads/; empty when the experiment does not run in env."""
     if env not in exp.environments:
         return {}
-    objs = (manifest(exp, team, platform, t) for t in trials(exp))
+    queued = platform.queueing_in(env) is not None
+    objs = (manifest(exp, team, platform, t, queued) for t in trials(exp))
     return dict(sorted((f"{o['kind'].lower()}.{o['metadata']['name']}.yaml", o) for o in objs))
 
 
-def explain(exp: Experiment, team: Team, platform: Platform) -> str:
-    """What the experiment runs, where and on what, in plain words."""
+def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
+    """What the experiment runs, where and on what, in plain words (served: the team's model specs, which keep part
+    of its quota where trials are queued)."""
     runs = trials(exp)
     kind = {"Job": "Kubernetes Job", "PyTorchJob": f"PyTorchJob of {exp.workers} pods",
             "TFJob": f"TFJob of {exp.workers} pods (deprecated)"}[exp.kind]
@@ -204,17 +215,25 @@ def explain(exp: Experiment, team: Team, platform: Platform) -> str:
     deadline = exp.deadline or platform.default_deadline
     unit = next(u for u in "dhms" if deadline % DURATION_UNITS[u] == 0)
     stop = f"stopped after {deadline // DURATION_UNITS[unit]}{unit}" + ("" if exp.deadline else " (the platform's default)")
+    queued = [env for env in exp.environments if platform.queueing_in(env)]
     lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
              f"  {len(runs)} trial(s), each a {kind}; each pod gets {gpu}, {exp.cpu} CPU and {exp.memory} memory.",
              f"  Image {exp.image or team.image}, run in {PurePosixPath(platform.mount_path, exp.workdir)} on the team NAS.",
-             f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}. All trials are created at once"
-             + (f" (you expect {exp.parallelism} to run at a time);" if exp.parallelism else ";"),
-             "  the team quota holds back those that do not fit until running ones finish."]
+             f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}."]
+    if len(queued) < len(exp.environments):
+        lines[-1] += (" All trials are created at once" + (" where they are not queued" if queued else "")
+                      + (f" (you expect {exp.parallelism} to run at a time);" if exp.parallelism else ";"))
+        lines.append("  the team quota holds back those that do not fit until running ones finish.")
     for env in exp.environments:
         cluster = platform.environments[env].cluster if env in platform.environments else "an undefined cluster"
         lines.append(f"  {env}: namespace {team.namespace} on cluster {cluster}")
-    lines.append("  Trials (Job name: command line):")
-    for t in runs:
-        name = trial_name(exp, team, platform, t)
-        lines.append(f"    {name}: {shlex.join([*command(exp), *arguments(exp, t)])}")
+        if env in queued and (sized := queueing.sizing(platform, team, env, served)):
+            lines += queueing.explain(exp, sized, len(runs))
+    for state in sorted({env in queued for env in exp.environments}):
+        where = "" if len(queued) in (0, len(exp.environments)) else \
+            f" in {', '.join(e for e in exp.environments if (e in queued) == state)}"
+        lines.append(f"  Trials{where} (Job name: command line):")
+        for t in runs:
+            name = trial_name(exp, team, platform, t, state)
+            lines.append(f"    {name}: {shlex.join([*command(exp), *arguments(exp, t)])}")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 FOLDER = Path(__file__).resolve().parent
 ARGOCD = {"3.6.2": "argo-cd/v3.6.2"}  # the Argo CD versions whose Application and AppProject CRDs are here
 TRAINING_OPERATOR = "training-operator/v1.9.4"  # PyTorchJob and TFJob (kubeflow.org/v1)
+KUEUE = "kueue/v0.19.2"  # ResourceFlavor, Cohort, ClusterQueue and LocalQueue (kueue.x-k8s.io/v1beta2, and v1beta1)
 JUPYTERHUB = {"4.4.0": "jupyterhub/4.4.0"}  # Zero to JupyterHub chart versions whose values schema is here
 
 
@@ -19,11 +20,13 @@ def crd_files(argocd_version: str) -> list[Path] | None:
     """The shipped CRD files for a platform on this Argo CD version; None when Argo CD's are not shipped for it."""
     if argocd_version not in ARGOCD:
         return None
-    return sorted((FOLDER / ARGOCD[argocd_version]).glob("*.json")) + sorted((FOLDER / TRAINING_OPERATOR).glob("*.json"))
+    return sorted((FOLDER / ARGOCD[argocd_version]).glob("*.json")) + training_crd_files()
 
 
 def training_crd_files() -> list[Path]:
-    return sorted((FOLDER / TRAINING_OPERATOR).glob("*.json"))
+    """The shipped CRDs of the kinds training uses, whatever the Argo CD version: Kubeflow's PyTorchJob and TFJob,
+    and Kueue's queues."""
+    return sorted((FOLDER / TRAINING_OPERATOR).glob("*.json")) + sorted((FOLDER / KUEUE).glob("*.json"))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ go command checks each module's hash against the checksum database and prints it
 the JupyterHub chart's values and values schema from the chart of the pinned release (`helm pull
 jupyterhub/jupyterhub --version 4.4.0 --untar`, or the chart source at that tag). CRDs are kept as JSON without their
 `description` texts (a third of their size; validation never reads them); nothing else changes. Run by kflowgen's
-maintainers when a pinned version changes; tests/test_upstream_schemas.py checks the files against SOURCES.json.
+maintainers when a pinned version changes; tests/test_shipped_schemas.py checks the files against SOURCES.json. The go
+command runs with the toolchain a module's go.mod asks for (pinned below), or the one GOTOOLCHAIN names when set.
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ MODULES = [
      ["manifests/crds/application-crd.yaml", "manifests/crds/appproject-crd.yaml"]),
     ("training-operator/v1.9.4", "Kubeflow Training Operator", "github.com/kubeflow/training-operator", "v1.9.4", None,
      ["manifests/base/crds/kubeflow.org_pytorchjobs.yaml", "manifests/base/crds/kubeflow.org_tfjobs.yaml"]),
+    ("kueue/v0.19.2", "Kueue", "sigs.k8s.io/kueue", "v0.19.2", None,
+     [f"config/components/crd/bases/kueue.x-k8s.io_{kind}.yaml"
+      for kind in ("resourceflavors", "cohorts", "clusterqueues", "localqueues")]),
 ]
 CHART = ("jupyterhub/4.4.0", "Zero to JupyterHub", "4.4.0", ["values.yaml", "values.schema.json"])
 
@@ -55,7 +59,8 @@ def dump(path: Path, doc) -> bytes:
 
 
 def download(module: str, version: str, toolchain: str | None) -> dict:
-    env = dict(os.environ, GOFLAGS="-modcacherw", GOTOOLCHAIN=toolchain or "local")
+    # a GOTOOLCHAIN of your own (one you already have, at least the module's) wins over the pinned one
+    env = dict(os.environ, GOFLAGS="-modcacherw", GOTOOLCHAIN=os.environ.get("GOTOOLCHAIN") or toolchain or "local")
     out = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], env=env, capture_output=True,
                          text=True, cwd="/")
     info = json.loads(out.stdout or "{}")

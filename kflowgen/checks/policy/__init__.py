@@ -17,6 +17,7 @@ from kflowgen.checks.policy import (
     image_tags,
     network,
     pod_security,
+    queues,
     rbac,
     registries,
     resources,
@@ -57,6 +58,7 @@ POLICIES: dict[str, Policy] = {
     "rbac-bindings": rbac,
     "network-isolation": network,
     "exposed-routes": routes,
+    "kueue-queues": queues,
 }
 
 # Each policy declares its one code and title

@@ -7,16 +7,23 @@ project's sole destination (a project that can write there is admin-level). A te
 - has `clusterResourceWhitelist: []` written out. Argo CD denies cluster-scoped kinds when this list is empty or
   omitted alike; we require it explicitly so the intent survives a serializer or a reader who assumes otherwise;
 - has a non-empty `namespaceResourceWhitelist`: here an OMITTED list allows every namespaced kind (and `[]` denies
-  all), so it must list kinds, with no wildcard and none of the platform-owned kinds a team must not change."""
+  all), so it must list kinds, with no wildcard and none of the platform-owned kinds a team must not change (Kueue's
+  queues among them: a team cannot make or edit a queue).
+The platform project `<env>-platform` may create only Namespaces and, where Kueue queues training, Kueue's
+ResourceFlavors, Cohorts and ClusterQueues as cluster-scoped kinds; its one destination without a namespace (`""`,
+for the queueing Application's cluster-scoped objects) exists only there."""
 from __future__ import annotations
 
 import re
+
+from kflowgen.specs import layout
 
 CODE = "KF609"
 TITLE = "AppProject wider than the team or platform it is for"
 
 GLOB = set("*?[]{}\\!")
-PLATFORM_KINDS = ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "Role", "Namespace")
+PLATFORM_KINDS = ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "Role", "Namespace", "LocalQueue",
+                  "ClusterQueue", "ResourceFlavor", "Cohort", "Workload")
 
 
 def check(obj, ctx):
@@ -28,7 +35,12 @@ def check(obj, ctx):
     dests = [(f"/spec/destinations/{i}/namespace", str((d or {}).get("namespace", ""))) for i, d in
              enumerate(spec.get("destinations") or [])]
     known = ctx.known_namespaces
+    platform = name == layout.project(ctx.env, "platform")
+    if platform:
+        yield from _platform_cluster_kinds(spec, ctx)
     for at, ns in dests:
+        if ns == "" and platform and ctx.queues:
+            continue  # the queueing Application's: cluster-scoped objects only (KF608 holds its folder to that)
         if GLOB & set(ns):
             yield at, f"'{ns}' is a pattern, not one namespace", "list each namespace exactly"
         elif ns not in known:
@@ -62,6 +74,15 @@ def check(obj, ctx):
         elif kind in PLATFORM_KINDS:
             yield f"/spec/namespaceResourceWhitelist/{i}/kind", f"{kind} is platform-owned", \
                 "quota, limits, RBAC, network policy and namespaces belong to the platform project"
+
+
+def _platform_cluster_kinds(spec: dict, ctx):
+    allowed = {("", "Namespace"), *(layout.QUEUEING_KINDS if ctx.queues else ())}
+    for i, entry in enumerate(spec.get("clusterResourceWhitelist") or []):
+        group, kind = str((entry or {}).get("group", "")), str((entry or {}).get("kind", ""))
+        if (group, kind) not in allowed:
+            yield f"/spec/clusterResourceWhitelist/{i}", f"'{group}/{kind}' is not a cluster-scoped kind the platform " \
+                "creates", "the platform project creates only Namespaces (and Kueue's queues where queueing is on)"
 
 
 # --- Argo CD's glob matching ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ class Context:
     team_kinds: tuple[tuple[str, str], ...] = ()  # what a workloads overlay may hold (default layout.TEAM_KINDS)
     ingress_class: str | None = None  # the platform's IngressClass for exposed models
     domains: dict[str, str] = field(default_factory=dict)  # environment -> domain of exposed models
+    queueing: frozenset[str] = frozenset()  # environments where Kueue queues training
 
     @classmethod
     def from_model(cls, model, env: str | None = None) -> Context:
@@ -42,7 +43,13 @@ class Context:
                    p.argocd_namespace, p.hub_namespace, people=people,
                    egress={e: tuple(json.dumps(r, sort_keys=True) for r in egress_rules(p, e)) for e in envs},
                    team_kinds=layout.team_kinds(p), ingress_class=p.ingress.class_name if p.ingress else None,
-                   domains={e: p.environments[e].domain for e in envs if p.environments[e].domain})
+                   domains={e: p.environments[e].domain for e in envs if p.environments[e].domain},
+                   queueing=frozenset(e for e in envs if p.queueing_in(e)))
+
+    @property
+    def queues(self) -> bool:
+        """Kueue queues training in the overlay's environment."""
+        return self.env in self.queueing
 
     def teams_of(self, kind: str, name: str) -> frozenset[str]:
         """The teams of the overlay's environment that name this user (as an owner) or group (as a member group)."""
