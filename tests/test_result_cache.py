@@ -389,3 +389,23 @@ def test_packed_files_come_back_byte_for_byte():
     files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50}
     assert cached.unpack(cached.pack(files)) == files and list(cached.unpack(cached.pack(files))) == list(files)
     assert cached.unpack(b"") == {}
+
+
+def test_a_hub_values_pass_is_cached_and_changed_values_are_checked_again(example_repo, tmp_path, monkeypatch):
+    store = cache.Cache(tmp_path / "cache")
+    model, _ = pipeline.load(Options(example_repo, 1, store))
+    files = render(model)
+    merged = []
+    real = verify.merge_values
+    monkeypatch.setattr(verify, "merge_values",  # counts the merges of a whole values file (not its recursion)
+                        lambda d, o: (merged.append(1) if isinstance(o, dict) and "singleuser" in o else None)
+                        or real(d, o))
+    assert verify.hub_values(example_repo, model, files, ["dev", "staging"], store) == [] and len(merged) == 2
+    assert verify.hub_values(example_repo, model, files, ["dev", "staging"], store) == [] and len(merged) == 2  # cached
+    rel = "overlays/dev/jupyterhub/values.yaml"
+    broken = {**files, rel: files[rel] + b"proxy: {service: {type: Banana}}\n"}
+    found = verify.hub_values(example_repo, model, broken, ["dev", "staging"], store)
+    assert [(d.path, d.code) for d in found] == [(rel, "KF404")] and len(merged) == 3
+    again = verify.hub_values(example_repo, model, broken, ["dev"], store)  # a failure is never cached
+    assert [(d.path, d.code) for d in again] == [(rel, "KF404")] and len(merged) == 4
+    assert verify.hub_values(example_repo, model, files, ["dev"], cache.Cache(None)) == [] and len(merged) == 5

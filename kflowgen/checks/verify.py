@@ -165,25 +165,35 @@ def merge_values(defaults, override):
     return out
 
 
-def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
+def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str],
+               store: results_cache.Cache | None = None) -> list[Diagnostic]:
     """The generated values, merged over the chart's defaults, must pass the chart's values schema (as helm checks):
     the chart folder of validation.jupyterhubChart, else the chart kflowgen ships for the pinned version; without
-    either, one warning says the values were not checked."""
+    either, one warning says the values were not checked. A pass is cached under the values' exact bytes, the
+    chart's values and schema, and kflowgen's code (with 1,000 teams an environment's values take a second)."""
     p = model.platform
     chart = _chart(root, p)
     if isinstance(chart, Diagnostic):
         return [chart]
-    import jsonschema  # only when the values are checked (not cached)
-
-    validator = jsonschema.validators.validator_for(chart.schema)(chart.schema)
-    out = []
+    store = store or results_cache.Cache(None)
+    chart_id = json.dumps([chart.values, chart.schema], sort_keys=True)
+    validator, out = None, []
     for env in envs:
         rel = f"overlays/{env}/jupyterhub/values.yaml"
+        k = results_cache.key("hub-values", results_cache.code_digest(), chart_id, files[rel])
+        if store.get("hub-values", k) == b"pass":
+            continue
+        if validator is None:
+            import jsonschema  # only when some values are checked
+
+            validator = jsonschema.validators.validator_for(chart.schema)(chart.schema)
         values = merge_values(chart.values, yaml.load(files[rel], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
-        for err in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
-            where = "/" + "/".join(map(str, err.absolute_path))
-            out.append(error(rel, (0, 0), "KF404", f"{where}: {err.message} (against {chart.origin})",
-                             "the generated values do not fit the pinned chart; report a kflowgen bug"))
+        found = [error(rel, (0, 0), "KF404", f"/{'/'.join(map(str, e.absolute_path))}: {e.message} (against "
+                       f"{chart.origin})", "the generated values do not fit the pinned chart; report a kflowgen bug")
+                 for e in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))]
+        if not found:
+            store.put("hub-values", k, b"pass")
+        out += found
     return out
 
 

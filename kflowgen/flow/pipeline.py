@@ -87,7 +87,7 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
         tools.update(used)
         with ThreadPoolExecutor(max_workers=1) as pool:
             schemas = pool.submit(job)
-            others = verify.hub_values(root, model, rendered.files, envs)
+            others = verify.hub_values(root, model, rendered.files, envs, opts.store)
             others += policy.checked(model, env, built, opts.store)
             report.extend(schemas.result())
         report.extend(others)
