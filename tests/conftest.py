@@ -48,7 +48,7 @@ def copy_repo(src: Path, dest: Path) -> Path:
         (dest / ".github").mkdir(exist_ok=True)
         shutil.copy(src / ".github/CODEOWNERS", dest / ".github/CODEOWNERS")
     shared = dest.parent / "shared"
-    if not shared.exists():
+    if SHARED.is_dir() and not shared.exists() and not shared.is_symlink():  # a user's clone has none: no link
         shared.symlink_to(SHARED, target_is_directory=True)
     return dest
 
