@@ -164,7 +164,10 @@ def test_stop_leaves_no_process_and_no_folder(dev):
 
 
 SCRIPT = """
-import json, sys, time
+import json, signal, sys, time
+# Ctrl-C in a terminal raises KeyboardInterrupt; a shell that started the tests in the background (`cmd &`) makes
+# SIGINT ignored for all it starts, so the default is set back here
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[1])
 from e2e.stack import Stack
 stack = Stack(("dev",), hub=False)

@@ -440,7 +440,10 @@ def test_no_process_left_when_start_fails(binaries):
 
 
 SCRIPT = """
-import json, sys, time
+import json, signal, sys, time
+# Ctrl-C in a terminal raises KeyboardInterrupt; a shell that started the tests in the background (`cmd &`) makes
+# SIGINT ignored for all it starts, so the default is set back here
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from kflowgen.checks import server
 cp = server.ControlPlane(controller_manager=True)
 cp.start()
