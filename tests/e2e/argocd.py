@@ -20,7 +20,8 @@ import yaml
 
 from kflowgen.checks.server import ControlPlane
 
-from e2e.procs import Processes, StackError, free_ports, http_ok, port_open, wait_until
+from e2e.procs import Processes, StackError, http_ok, port_open, wait_until
+from kflowgen.checks.server.process import free_ports
 
 PROJECT = Path(__file__).resolve().parents[2]
 CRDS = PROJECT / "kflowgen" / "upstream" / "argo-cd" / "v3.6.2"

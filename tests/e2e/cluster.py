@@ -15,7 +15,8 @@ import yaml
 
 from kflowgen.checks.server import ControlPlane
 
-from e2e.procs import Processes, StackError, free_ports, http_ok, wait_until
+from e2e.procs import Processes, StackError, http_ok, wait_until
+from kflowgen.checks.server.process import free_ports
 
 # What kube-controller-manager runs here: enough for Jobs and their pods (job, pod GC, garbage collector for Argo CD's
 # cascading deletes), nodes (node-lifecycle removes the not-ready taint the API server puts on new nodes), quota,

@@ -48,19 +48,6 @@ def install_signal_handlers() -> None:
             signal.signal(sig, _on_signal)
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)

@@ -46,7 +46,7 @@ def _stop_all() -> None:
         cp.stop()
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     socks = []
     try:
         for _ in range(n):
@@ -130,7 +130,7 @@ class ControlPlane(Client):
         self.token = secrets.token_hex(24)
         (d / "tokens.csv").write_text(f"{self.token},{ADMIN},{ADMIN},system:masters\n")
         os.chmod(d / "tokens.csv", 0o600)
-        client, peer, secure = _free_ports(3)
+        client, peer, secure = free_ports(3)
         etcd_url = self._start_etcd(binaries["etcd"], client, peer)
         self.connect(f"https://127.0.0.1:{secure}", str(self.ca_file))
         self._spawn("kube-apiserver", [
