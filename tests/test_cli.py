@@ -274,6 +274,8 @@ def test_validate_from_a_folder_inside_the_repository(example_repo, monkeypatch)
     (("team", "kube-public"), "'kube-public' is a system or platform namespace (kube-*)", "choose another team name"),
     (("experiment", "vision", "Run 1"), "'Run 1' is not an experiment name", "try 'run-1'"),
     (("model", "vision", "9lives"), "'9lives' is not a model name", "start with a lower-case letter"),
+    (("model", "../../x", "ok"), "'../../x' is not a team name", "try 'x'"),
+    (("experiment", "../vision", "ok"), "'../vision' is not a team name", "try 'vision'"),
 ])
 def test_new_refuses_a_name_validate_would_refuse(example_repo, args, message, fix):
     before = tree_hash(example_repo)

@@ -310,8 +310,8 @@ def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" 
     from kflowgen.specs.loader import load_file
 
     rel = f"specs/experiments/{team}/{name}.yaml"
-    if bad := bad_name("experiment", name, f"specs/experiments/{team}"):
-        return rel, bad
+    if bad := bad_name("team", team, "specs/teams") or bad_name("experiment", name, f"specs/experiments/{team}"):
+        return rel, bad  # a team such as ../x would write outside specs/experiments
     if (root / rel).exists():
         return rel, [error(rel, (0, 0), "KF321", f"experiment '{name}' of team '{team}' already exists",
                            "edit the existing file, or pick another name")]
@@ -362,7 +362,7 @@ def new_model(root: Path, team: str, name: str) -> tuple[str, list[Diagnostic]]:
     from kflowgen.specs.loader import load_file
 
     rel = f"specs/models/{team}/{name}.yaml"
-    if bad := bad_name("model", name, f"specs/models/{team}"):
+    if bad := bad_name("team", team, "specs/teams") or bad_name("model", name, f"specs/models/{team}"):
         return rel, bad
     if (root / rel).exists():
         return rel, [error(rel, (0, 0), "KF330", f"model '{name}' of team '{team}' already exists",
