@@ -95,6 +95,27 @@ def test_team_projects_are_confined_to_their_namespace():
             assert not kinds & {"ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "Role", "Namespace"}, rel
 
 
+def test_sync_waves_create_projects_first_and_prune_a_leaving_teams_workloads_first():
+    """Argo CD creates in ascending sync waves and prunes in descending ones: every AppProject comes before every
+    Application, and a team's workloads Application after its platform Application (so, when the team leaves, its
+    Jobs go while its quota and network policy still hold, and its project goes last)."""
+    waves: dict[str, dict[str, int]] = {}
+    for rel, data in rendered(PROJECT).items():
+        doc = yaml.safe_load(data)
+        if doc.get("apiVersion", "").startswith("argoproj.io/"):
+            env = rel.split("/")[1]
+            wave = int(doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+            waves.setdefault(env, {})[f"{doc['kind']}/{doc['metadata']['name']}"] = wave
+    assert sorted(waves) == ["dev", "prod", "staging"]
+    for env, w in waves.items():
+        projects = [v for k, v in w.items() if k.startswith("AppProject/")]
+        apps = {k.split("/")[1]: v for k, v in w.items() if k.startswith("Application/")}
+        assert max(projects) < min(apps.values()), env
+        workloads = [a for a in apps if a.endswith("-workloads")]
+        assert workloads, env
+        for a in workloads:
+            assert apps[a] > apps[a.removesuffix("-workloads") + "-platform"], (env, a)
+
 def test_every_team_namespace_has_a_gpu_quota_line_for_every_gpu_resource():
     files = rendered(PROJECT)
     for rel, data in files.items():

@@ -10,8 +10,20 @@ from kflowgen.targets.common import meta, sources
 
 IN_CLUSTER = "https://kubernetes.default.svc"
 
+# The order in which the root Application creates, and prunes, what it syncs: Argo CD applies sync waves in
+# ascending order and prunes in descending order. So a new team's project exists before its Applications (an
+# Application whose project is missing waits for Argo CD's next periodic refresh), and a team that leaves goes in
+# this order: its workloads Application first (its Jobs and servers, while quota and network policy still hold),
+# then its platform Application (quota, RBAC, network policy; Namespace and NAS are kept), and its AppProject last
+# (an Application whose project is gone cannot finish its own deletion).
+WAVE = {"project": "-1", "platform": "0", "workloads": "1"}
+
 
 # --- Argo CD ----------------------------------------------------------------------------------------------------
+
+def _wave(part: str) -> dict:
+    return {"annotations": {"argocd.argoproj.io/sync-wave": WAVE[part]}}
+
 
 def _project(p: Platform, env: str, name, description, sources, destinations, cluster_kinds, namespace_kinds,
              roles=None, team=None) -> dict:
@@ -23,11 +35,12 @@ def _project(p: Platform, env: str, name, description, sources, destinations, cl
     if roles:
         spec["roles"] = roles
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-            "metadata": meta(name, p.argocd_namespace, labels=layout.labels(env, team)), "spec": spec}
+            "metadata": meta(name, p.argocd_namespace, labels=layout.labels(env, team), **_wave("project")),
+            "spec": spec}
 
 
 def _app(p: Platform, env: str, name, project_name, server, destination_ns, source=None, sources=None, team=None,
-         allow_empty=False, options=(), ignore=None) -> dict:
+         allow_empty=False, options=(), ignore=None, wave="platform") -> dict:
     spec: dict = {"project": project_name}
     if source:
         spec["source"] = source
@@ -41,7 +54,7 @@ def _app(p: Platform, env: str, name, project_name, server, destination_ns, sour
         automated["allowEmpty"] = True
     spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": meta(name, p.argocd_namespace, labels=layout.labels(env, team),
+            "metadata": meta(name, p.argocd_namespace, labels=layout.labels(env, team), **_wave(wave),
                               finalizers=["resources-finalizer.argocd.argoproj.io/foreground"]), "spec": spec}
 
 
@@ -117,6 +130,7 @@ def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
         f"{base}/application.{t.name}-workloads.yaml": (_app(
             p, env, workloads_app, layout.project(env, t.name), cluster, t.namespace,
             source=_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), team=t.name, allow_empty=True,
+            wave="workloads",
             **({"options": ("RespectIgnoreDifferences=true",), "ignore": [dict(i) for i in SUSPEND]}
                if p.queueing_in(env) else {})), src),
     }
