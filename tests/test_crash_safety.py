@@ -81,7 +81,8 @@ def test_removing_a_team_keeps_its_namespace_and_says_how_to_delete_it(example_r
     lines = result.output.splitlines()
     assert lines[:2] == [
         "overlays/dev/teams/recsys/platform/namespace.yaml:1:1: warning [KF505] team recsys leaves dev: Argo CD "
-        "keeps its Namespace recsys and PersistentVolumeClaim nas (Prune=false, Delete=false)",
+        "keeps its Namespace recsys and PersistentVolumeClaim nas (Prune=false, Delete=false), and its quota, "
+        "network policy, access and training Jobs (Delete=false)",
         "    fix: to delete them on purpose, back up the team NAS, then run: kubectl --server "
         "https://dev.k8s.example.com delete namespace recsys"]
     assert sum("[KF505]" in line for line in lines) == 3  # dev, staging, prod

@@ -116,6 +116,17 @@ def test_sync_waves_create_projects_first_and_prune_a_leaving_teams_workloads_fi
         for a in workloads:
             assert apps[a] > apps[a.removesuffix("-workloads") + "-platform"], (env, a)
 
+
+def test_a_failed_sync_retries_at_the_latest_revision():
+    """Argo CD retries a failed automated sync at the failed revision unless `retry.refresh`: every Application
+    kflowgen writes has it, so reverting a bad commit heals at the next retry."""
+    apps = [yaml.safe_load(d) for rel, d in rendered(PROJECT).items() if "/argocd/application." in rel]
+    assert apps
+    for app in apps:
+        retry = app["spec"]["syncPolicy"]["retry"]
+        assert retry["refresh"] is True and retry["limit"] > 0, app["metadata"]["name"]
+
+
 def test_every_team_namespace_has_a_gpu_quota_line_for_every_gpu_resource():
     files = rendered(PROJECT)
     for rel, data in files.items():

@@ -18,6 +18,18 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 # (an Application whose project is gone cannot finish its own deletion).
 WAVE = {"project": "-1", "platform": "0", "workloads": "1"}
 
+# Argo CD retries a failed automated sync (5 times by default), each time at the revision that failed, and starts no
+# other sync meanwhile: a broken commit reverted at once would still hold the Application for minutes. `refresh`
+# makes each retry take the latest revision, so the fix is applied at the next retry. Limit and backoff are Argo
+# CD's defaults, written out.
+# A team's platform objects (quota, limits, network policy, access) stay when the team leaves and its Application is
+# deleted: its training Jobs stay too (layout.JOB_KEEP), and may still run, so the namespace stays fenced, and the
+# team can still reach its NAS to back it up, until a person deletes the namespace on purpose (KF505 says how).
+# Application-wide `Delete=false` does not stop pruning: an object removed from Git while the team stays still goes.
+LEAVE_FENCED = "Delete=false"
+
+RETRY = {"limit": 5, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}, "refresh": True}
+
 
 # --- Argo CD ----------------------------------------------------------------------------------------------------
 
@@ -52,7 +64,8 @@ def _app(p: Platform, env: str, name, project_name, server, destination_ns, sour
     automated = {"prune": True, "selfHeal": True}
     if allow_empty:
         automated["allowEmpty"] = True
-    spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options]}
+    spec["syncPolicy"] = {"automated": automated, "syncOptions": ["FailOnSharedResource=true", *options],
+                          "retry": RETRY}
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
             "metadata": meta(name, p.argocd_namespace, labels=layout.labels(env, team), **_wave(wave),
                               finalizers=["resources-finalizer.argocd.argoproj.io/foreground"]), "spec": spec}
@@ -126,7 +139,8 @@ def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
             [p.repo_url], [(cluster, t.namespace)], [], layout.team_kinds(p), roles, t.name), src),
         f"{base}/application.{t.name}-platform.yaml": (_app(
             p, env, platform_app, layout.project(env, "platform"), cluster, t.namespace,
-            source=_git(p, layout.team_overlay(env, t.name, layout.PLATFORM_PART)), team=t.name), src),
+            source=_git(p, layout.team_overlay(env, t.name, layout.PLATFORM_PART)), team=t.name,
+            options=(LEAVE_FENCED,)), src),
         f"{base}/application.{t.name}-workloads.yaml": (_app(
             p, env, workloads_app, layout.project(env, t.name), cluster, t.namespace,
             source=_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), team=t.name, allow_empty=True,

@@ -1,6 +1,7 @@
 """Teams that leave an environment: their committed namespace is no longer rendered. Argo CD keeps the Namespace and
-the NAS volume (Prune=false, Delete=false), so nothing is lost; a warning says what a person must do to remove
-them on purpose."""
+the NAS volume (Prune=false, Delete=false), so nothing is lost, and the namespace's quota, network policy, access
+and training Jobs (Delete=false: fenced, and the team can back its NAS up); a warning says what a person must do to
+remove them on purpose."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,8 @@ def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str
             if rel not in files:
                 team = ns_file.parts[-3]
                 out.append(warning(rel, (1, 1), "KF505", f"team {team} leaves {env}: Argo CD keeps its Namespace "
-                                   f"{team} and PersistentVolumeClaim nas (Prune=false, Delete=false)",
+                                   f"{team} and PersistentVolumeClaim nas (Prune=false, Delete=false), and its "
+                                   "quota, network policy, access and training Jobs (Delete=false)",
                                    "to delete them on purpose, back up the team NAS, then run: "
                                    f"kubectl --server {cluster} delete namespace {team}"))
     return out

@@ -43,6 +43,14 @@ LOAD_BALANCER = {
                  {"key": ".spec.type", "operator": "In", "values": ["LoadBalancer"]},
                  {"key": ".status.loadBalancer.ingress", "operator": "DoesNotExist"}]},
              "next": {"statusTemplate": "loadBalancer:\n  ingress:\n  - ip: 127.0.0.1\n    ipMode: VIP\n"}}}
+# ... and the ingress controller's: an Ingress gets an address, as the platform's ingress controller gives it; Argo CD
+# holds an Ingress without one Progressing (a model served under `host:` has one).
+INGRESS = {
+    "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage", "metadata": {"name": "ingress-address"},
+    "spec": {"resourceRef": {"apiGroup": "networking.k8s.io/v1", "kind": "Ingress"},
+             "selector": {"matchExpressions": [
+                 {"key": ".status.loadBalancer.ingress", "operator": "DoesNotExist"}]},
+             "next": {"statusTemplate": "loadBalancer:\n  ingress:\n  - ip: 127.0.0.1\n"}}}
 
 
 @dataclass
@@ -155,8 +163,8 @@ class Cluster:
         self.timings["cluster"] = time.monotonic() - t0
 
     def _stages(self) -> str:
-        """kwok's own Stages (nodes, pods), a Job pod's run time, and the cloud's load balancer."""
-        docs = [d for d in yaml.safe_load_all(self.kwok_stages.read_text()) if d] + [LOAD_BALANCER]
+        """kwok's own Stages (nodes, pods), a Job pod's run time, the cloud's load balancer, the ingress controller."""
+        docs = [d for d in yaml.safe_load_all(self.kwok_stages.read_text()) if d] + [LOAD_BALANCER, INGRESS]
         for d in docs:
             if d.get("kind") == "Stage" and d["metadata"]["name"] == "pod-complete" and self.job_seconds > 0:
                 d["spec"]["delay"] = {"durationMilliseconds": int(self.job_seconds * 1000)}
