@@ -74,9 +74,10 @@ GOBUILD_ENV   = GOBIN=$(CURDIR)/.tools/bin GOWORK=off CGO_ENABLED=0 GOFLAGS='-mo
 tools-e2e: tools-server .tools/bin/argocd .tools/bin/kube-scheduler .tools/bin/kwok .tools/share/kwok/stages.yaml
 	@command -v redis-server >/dev/null || { echo "tools-e2e: redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
 
-# the end-to-end tests alone (`make test` runs them too, when the binaries are there)
+# the end-to-end tests alone (`make test` runs them too, when the binaries are there), with their report per
+# environment; `KFLOWGEN_E2E_REPO=/path/to/your/repo make e2e` bootstraps your own repository instead of the example
 e2e: tools-e2e .tools/bin/helm
-	$(BIN)/python -m pytest -m e2e tests/test_e2e.py
+	$(BIN)/python -m pytest -m e2e -s -p no:cacheprovider tests/test_e2e.py
 
 # the `argocd` multi-call binary (run as argocd-repo-server / argocd-application-controller by ARGOCD_BINARY_NAME)
 .tools/bin/argocd:

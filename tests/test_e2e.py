@@ -1,5 +1,5 @@
-"""End to end, with real Argo CD: the example repository's environments bootstrapped the way the README tells a
-platform team to, on a local stack per environment (tests/e2e: etcd, kube-apiserver, kube-controller-manager,
+"""End to end, with real Argo CD: the example repository's environments (or, with KFLOWGEN_E2E_REPO, a platform
+team's own) bootstrapped the way the README tells a platform team to, on a local stack per environment (tests/e2e: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, kwok's fake GPU nodes from specs/platform.yaml, Argo CD's repo-server and application-controller,
 Redis), synced from a local git copy of the repository. Nothing is mocked: kwok only plays the kubelet.
 
@@ -48,12 +48,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-ENVS = ("dev", "staging", "prod")
+# The repository under test: the example, or a platform team's own (`KFLOWGEN_E2E_REPO=/path/to/repo make e2e`),
+# before its first real rollout. The scenarios after the bootstrap edit the example's teams; on another repository
+# they skip.
+SOURCE = Path(os.environ.get("KFLOWGEN_E2E_REPO") or PROJECT).resolve()
+ENVS = tuple(yaml.safe_load((SOURCE / "specs" / "platform.yaml").read_text())["environments"])
+example_only = pytest.mark.skipif(SOURCE != PROJECT, reason=f"a scenario on the example's teams; {SOURCE} is another "
+                                                            "repository")
 
 
 @pytest.fixture(scope="module")
 def stack():
-    s = Stack(ENVS, hub=not HUB_MISSING)
+    s = Stack(ENVS, source=SOURCE, hub=not HUB_MISSING)
     try:
         s.start()
         for k, v in s.timings.items():
@@ -119,11 +125,11 @@ def test_the_local_repository_differs_from_the_example_only_in_where_it_points(s
         text = f.read_text()
         for old, new in stack.repo.changes.items():
             text = text.replace(new, old)
-        original = PROJECT / f.relative_to(stack.repo.path)
+        original = SOURCE / f.relative_to(stack.repo.path)
         if not original.is_file() or original.read_text() != text:
             changed.append(str(f.relative_to(stack.repo.path)))
     assert not changed, changed
-    assert sorted(p.relative_to(PROJECT) for p in (PROJECT / "overlays").rglob("*") if p.is_file()) == \
+    assert sorted(p.relative_to(SOURCE) for p in (SOURCE / "overlays").rglob("*") if p.is_file()) == \
         sorted(p.relative_to(stack.repo.path) for p in (stack.repo.path / "overlays").rglob("*") if p.is_file())
 
 
@@ -138,7 +144,7 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
             print(f"  {name}: {'/'.join(summary(app)[:2])}"
                   + (f" (only autoscaler(s) {', '.join(waiting)} waiting for metrics: no metrics server here)"
                      if waiting else ""))
-        assert f"{env}-root" in synced[env] and len(synced[env]) >= 5, synced[env]
+        assert f"{env}-root" in synced[env], synced[env]
 
         # every Application and AppProject the root created is one kflowgen rendered, and nothing else
         rendered = {}
@@ -167,9 +173,11 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
                 node = nodes[pod["spec"]["nodeName"]]
                 assert node["metadata"]["labels"][GPU_TYPE_LABEL] == want, (env, ns, name, node["metadata"]["name"])
                 placed[want] = placed.get(want, 0) + 1
+        held = [ev for ev in _items(cp, "/api/v1/events?fieldSelector=reason=FailedCreate")
+                if "exceeded quota" in ev.get("message", "")]
         print(f"\n[result] {env}: {len(apps)} Applications synced; {len(jobs)} training Jobs completed; "
-              f"pods per GPU type: {placed}")
-        if env == "dev":
+              f"pods per GPU type: {placed}; pod creations held back by quota: {len(held)}")
+        if env == "dev" and SOURCE == PROJECT:
             assert jobs and {"a100", "t4"} <= set(placed), placed
 
         # the team namespaces, quotas and NAS claims are there, as the platform Applications made them
@@ -188,6 +196,7 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
           + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(rss.items(), key=lambda kv: -kv[1])[:8]))
 
 
+@example_only
 def test_drift_a_hand_edit_in_the_cluster_is_reverted_by_self_heal(stack, synced):
     """Someone with kubectl raises vision's GPU quota in dev by hand: Argo CD puts back what Git says."""
     t0 = time.monotonic()
@@ -235,6 +244,7 @@ REFUSALS = [
 ]
 
 
+@example_only
 def test_tenancy_argo_cd_refuses_what_a_team_folder_must_not_hold(stack, synced):
     """The second line of defence: files committed around kflowgen's gate into nlp's workloads folder are refused by
     nlp's AppProject, by Argo CD itself; nothing of them reaches the cluster; reverting the commit heals the team."""
@@ -280,6 +290,7 @@ environments: [dev]
 """
 
 
+@example_only
 def test_quota_a_sweep_wider_than_the_gpu_quota_waits_and_completes(stack, synced):
     """6 one-A100 trials against vision's dev quota of 4: the quota holds the excess pods back ("exceeded quota"),
     they start as earlier trials finish, and every trial completes; none fails."""
@@ -320,6 +331,7 @@ def _deployment(cp, name: str, namespace: str) -> dict | None:
     return r.body if r.ok else None
 
 
+@example_only
 def test_promotion_changes_the_served_version_in_prod_only(stack, synced):
     """`kflowgen promote recsys/ranker --from staging --to prod` and a commit: after the sync, prod's ranker
     Deployment serves staging's version and is available; staging's is the same object as before; dev has none."""
@@ -357,6 +369,7 @@ def test_promotion_changes_the_served_version_in_prod_only(stack, synced):
     _timing("promotion to prod", time.monotonic() - t0)
 
 
+@example_only
 def test_offboarding_removes_a_team_in_order_and_leaves_its_namespace_fenced(stack, synced):
     """recsys leaves: its specs are deleted, the overlays re-rendered and committed. The root Application prunes
     in the reverse of the sync waves kflowgen writes: the workloads Application (and the team's model servers)
