@@ -109,7 +109,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                                             for o, rels in plain.items()}
     for folder, rels in plain.items():  # their objects, when the renderer gave them all
         if rendered.objects and all(rel in rendered.objects for rel in rels):
-            parsed[folder] = [rendered.objects[rel] for rel in rels]
+            parsed[folder] = [o for o in (rendered.objects[rel] for rel in rels) if o is not None]
     keys = overlay_keys(root, rendered, [o for o in overlays if o not in results], kustomize)
     for overlay, hit in zip(keys, store.read_many("build", keys.values(), text=True)):
         if store.folder is not None:

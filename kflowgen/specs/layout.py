@@ -62,10 +62,14 @@ def place(path: str) -> Place | None:
 
 
 def is_directory_source(folder: str) -> bool:
-    """overlays/<env>/argocd and overlays/<env>/queueing are synced by Argo CD as plain directories of manifests (no
-    kustomization)."""
+    """overlays/<env>/argocd, overlays/<env>/queueing and every team's workloads folder are synced by Argo CD as
+    plain directories of manifests (no kustomization)."""
     parts = folder.split("/")
-    return len(parts) == 3 and parts[0] == OVERLAYS and parts[2] in DIRECTORY_PARTS
+    return parts[0] == OVERLAYS and (len(parts) == 3 and parts[2] in DIRECTORY_PARTS
+                                     or len(parts) == 5 and parts[2] == "teams" and parts[4] == WORKLOADS_PART)
+
+
+NOTHING = "nothing.yaml"  # the one file of a team's workloads folder when nothing of the team runs there
 
 
 # --- labels and annotations ------------------------------------------------------------------------------------------

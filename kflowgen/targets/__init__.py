@@ -10,7 +10,7 @@ from kflowgen.specs import layout
 from kflowgen.specs.model import Deferred, Model, Platform, Team
 from kflowgen.targets import argocd, jupyterhub, queueing, team
 from kflowgen.targets.common import sources
-from kflowgen.targets.emit import document
+from kflowgen.targets.emit import document, nothing
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,9 @@ def team_unit(p: Platform, t: Team, served: list, experiments: list, env: str) -
     """Everything one team adds to an environment, from exactly these inputs (the result cache keys on their spec
     files): its platform overlay, its workloads overlay, its Argo CD project and Applications, and its ClusterQueue
     where Kueue queues training."""
-    docs = {**argocd.team(p, t, env), **queueing.team(p, t, env, served)}
+    docs = {**argocd.team(p, t, env), **queueing.team(p, t, env, served),
+            **team.workloads_overlay(p, t, served, experiments, env)}
     files = team.platform_overlay(p, t, env, served)
-    files.update(team.workloads_overlay(p, t, served, experiments, env))
-    files.update((path, document(obj, src)) for path, (obj, src) in docs.items())
+    files.update((path, document(obj, src) if obj is not None else nothing(src, t.name, env))
+                 for path, (obj, src) in docs.items())
     return Unit(files, {path: obj for path, (obj, _) in docs.items()})

@@ -28,6 +28,9 @@ WAVE = {"project": "-1", "platform": "0", "workloads": "1"}
 # Application-wide `Delete=false` does not stop pruning: an object removed from Git while the team stays still goes.
 LEAVE_FENCED = "Delete=false"
 
+# A plain directory of manifests (layout.is_directory_source): its .yaml files, not below it, applied as they are
+DIRECTORY = {"directory": {"recurse": False, "include": "*.yaml"}}
+
 RETRY = {"limit": 5, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}, "refresh": True}
 
 
@@ -94,7 +97,7 @@ def shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[dict, li
         + (", Kueue queues)" if queues else ")"), [p.repo_url, p.hub_chart_repo],
         [(cluster, p.hub_namespace)] + [(cluster, t.namespace) for t in teams] + ([(cluster, "")] if queues else []),
         [("", "Namespace"), *(layout.QUEUEING_KINDS if queues else ())], [("*", "*")]), sources(p, teams))
-    root_source = {**_git(p, base), "directory": {"recurse": False, "include": "*.yaml"}}
+    root_source = {**_git(p, base), **DIRECTORY}
     root, hub = layout.shared_applications(env)
     docs["application.root.yaml"] = (_app(p, env, root, layout.project(env, "bootstrap"), IN_CLUSTER, ns,
                                           source=root_source), psrc)
@@ -109,7 +112,7 @@ def shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[dict, li
     if queues:  # cluster-scoped objects only: no destination namespace (the project's "" destination)
         docs["application.queueing.yaml"] = (_app(
             p, env, layout.queueing_application(env), layout.project(env, "platform"), cluster, "",
-            source={**_git(p, layout.queueing_folder(env)), "directory": {"recurse": False, "include": "*.yaml"}}),
+            source={**_git(p, layout.queueing_folder(env)), **DIRECTORY}),
             psrc)
     return {f"{base}/{name}": doc for name, doc in docs.items()}
 
@@ -143,7 +146,8 @@ def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
             options=(LEAVE_FENCED,)), src),
         f"{base}/application.{t.name}-workloads.yaml": (_app(
             p, env, workloads_app, layout.project(env, t.name), cluster, t.namespace,
-            source=_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), team=t.name, allow_empty=True,
+            source={**_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), **DIRECTORY},
+            team=t.name, allow_empty=True,
             wave="workloads",
             **({"options": ("RespectIgnoreDifferences=true",), "ignore": [dict(i) for i in SUSPEND]}
                if p.queueing_in(env) else {})), src),

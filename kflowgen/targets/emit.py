@@ -158,5 +158,11 @@ def document(obj, sources) -> bytes:
     return (header(sources) + dump(obj)).encode("utf-8")
 
 
+def nothing(sources, team: str, env: str) -> bytes:
+    """The one file of a team's workloads folder when nothing of the team runs in the environment: a YAML stream of
+    no document (Argo CD and kubectl read none from it), there so that the folder exists in Git."""
+    return (header(sources) + f"# Nothing of team {team} runs in {env}: no training Job, no model server.\n").encode()
+
+
 def is_generated(first_bytes: bytes) -> bool:
     return first_bytes.startswith(MARK.encode())

@@ -135,23 +135,23 @@ def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -
 
 # --- per team, workloads ----------------------------------------------------------------------------------------
 
-def workloads_overlay(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, bytes]:
+def workloads_overlay(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, tuple]:
     """The team's own Application: served models and training Jobs, each in the team's namespace with the standard
-    labels (see _placed)."""
+    labels (see _placed), {path: (object, its spec files)}. A plain directory of manifests, synced as is (like
+    overlays/<env>/argocd): no kustomization, whose resource list costs kustomize time quadratic in its length, and
+    a team accumulates Jobs. A team with nothing here in the environment gets one file that holds no object (object
+    None), so that the folder its Application syncs exists in Git."""
     base = layout.team_overlay(env, t.name, layout.WORKLOADS_PART)
-    out: dict[str, bytes] = {}
-    sources = [t.source.path]
+    out: dict[str, tuple] = {}
     labels = layout.labels(env, t.name)
     for m in served:
         if env in m.environments:
-            sources.append(m.source.path)
             for name, obj in render_model(m, t, p, env).items():
-                out[f"{base}/{name}"] = document(placed(obj, t.namespace, labels), [m.source.path, p.source.path])
+                out[f"{base}/{name}"] = (placed(obj, t.namespace, labels), [m.source.path, p.source.path])
     for e in experiments:
         if env in e.environments:
-            sources.append(e.source.path)
             for name, obj in render_experiment(e, t, p, env).items():
-                out[f"{base}/{name}"] = document(placed(obj, t.namespace, labels), [e.source.path, t.source.path])
-    resources = sorted(path.rsplit("/", 1)[1] for path in out)
-    out[f"{base}/kustomization.yaml"] = document(kustomization(resources), sources)
+                out[f"{base}/{name}"] = (placed(obj, t.namespace, labels), [e.source.path, t.source.path])
+    if not out:
+        out[f"{base}/{layout.NOTHING}"] = (None, [t.source.path])
     return out
