@@ -115,6 +115,15 @@ def _synced_at(argocd, name: str, revision: str, timeout: float = 300) -> dict:
     return seen["app"]
 
 
+def _compared_at(argocd, name: str, revision: str, timeout: float = 120) -> None:
+    """Ask Argo CD to look at Git now and wait until it has compared the Application with `revision` and found it
+    Synced (nothing to apply: no sync operation runs then)."""
+    argocd.refresh(name)
+    wait_until(f"{name} compared at {revision[:8]}", lambda: (
+        (st := argocd.applications()[name]["status"]["sync"])["revision"] == revision and st["status"] == "Synced"),
+        timeout, interval=0.5, describe=argocd.describe)
+
+
 def test_the_local_repository_differs_from_the_example_only_in_where_it_points(stack):
     """What Argo CD syncs is the example's rendered overlays, with only the repository URL, the cluster URLs (and the
     chart repository) of the platform spec pointing at the local stack."""
@@ -251,12 +260,9 @@ def test_tenancy_argo_cd_refuses_what_a_team_folder_must_not_hold(stack, synced)
     t0 = time.monotonic()
     e, repo = stack.environments["dev"], stack.repo
     cp, argocd = e.cluster.cp, e.argocd
-    folder = repo.path / "overlays" / "dev" / "teams" / "nlp" / "workloads"
-    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    folder = repo.path / "overlays" / "dev" / "teams" / "nlp" / "workloads"  # a plain directory: Argo CD applies all
     for name, obj in HOSTILE.items():
         (folder / name).write_text(yaml.safe_dump(obj))
-    kustomization["resources"] += sorted(HOSTILE)
-    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     bad = repo.commit("nlp: more quota, admin for all, open network, a ClusterRole, a ConfigMap in vision",
                       render=False)
     app = _synced_at(argocd, "dev-nlp-workloads", bad)
@@ -351,11 +357,7 @@ def test_promotion_changes_the_served_version_in_prod_only(stack, synced):
     prod = stack.environments["prod"]
     _synced_at(prod.argocd, "prod-recsys-workloads", revision)
     for env in ("dev", "staging"):  # Argo CD compares them at the new commit and finds nothing to do
-        argocd = stack.environments[env].argocd
-        argocd.refresh(f"{env}-recsys-workloads")
-        wait_until(f"{env}-recsys-workloads compared at {revision[:8]}", lambda: (
-            (st := argocd.applications()[f"{env}-recsys-workloads"]["status"]["sync"])["revision"] == revision
-            and st["status"] == "Synced"), 120, interval=0.5, describe=argocd.describe)
+        _compared_at(stack.environments[env].argocd, f"{env}-recsys-workloads", revision)
     wait_until("prod's ranker Deployment serves staging's version", lambda: (
         (d := _deployment(prod.cluster.cp, "ranker", "recsys"))["spec"]["template"]["metadata"]["labels"][label]
         == staging_version and (d.get("status") or {}).get("updatedReplicas") == d["status"].get("replicas")
@@ -370,6 +372,24 @@ def test_promotion_changes_the_served_version_in_prod_only(stack, synced):
 
 
 @example_only
+def test_an_experiment_removed_keeps_its_jobs_and_an_empty_workloads_folder_syncs(stack, synced):
+    """recsys's only dev experiment is deleted: its workloads folder is left with `nothing.yaml` (no object), which
+    Argo CD syncs as an empty directory, Synced and Healthy; the finished Job stays (Prune=false: its results are
+    kept) without making the Application OutOfSync (IgnoreExtraneous)."""
+    t0 = time.monotonic()
+    e, repo = stack.environments["dev"], stack.repo
+    job = _one(repo.built("dev"), "Job", namespace="recsys")
+    (repo.path / "specs/experiments/recsys/feature-stats.yaml").unlink()
+    revision = repo.commit("recsys: feature-stats done")
+    folder = repo.path / "overlays/dev/teams/recsys/workloads"
+    assert [f.name for f in folder.iterdir()] == ["nothing.yaml"]
+    _compared_at(e.argocd, "dev-recsys-workloads", revision)  # nothing to apply, nothing to prune
+    e.argocd.wait_synced_healthy(["dev-recsys-workloads"], timeout=120)
+    assert (e.cluster.cp.get(job).body.get("status") or {}).get("succeeded") == 1
+    _timing("dev: experiment removed, empty workloads folder synced", time.monotonic() - t0)
+
+
+@example_only
 def test_offboarding_removes_a_team_in_order_and_leaves_its_namespace_fenced(stack, synced):
     """recsys leaves: its specs are deleted, the overlays re-rendered and committed. The root Application prunes
     in the reverse of the sync waves kflowgen writes: the workloads Application (and the team's model servers)
@@ -381,6 +401,9 @@ def test_offboarding_removes_a_team_in_order_and_leaves_its_namespace_fenced(sta
     repo = stack.repo
     before = {env: {o["kind"] for o in stack.repo.built(env) if o["metadata"].get("namespace") == "recsys"}
               for env in ENVS}
+    for env in ENVS:  # a Job whose experiment went earlier is still there (kept), as are the others
+        if _items(stack.environments[env].cluster.cp, "/apis/batch/v1/namespaces/recsys/jobs"):
+            before[env].add("Job")
     for rel in ("specs/teams/recsys.yaml", "specs/experiments/recsys", "specs/models/recsys"):
         target = repo.path / rel
         shutil.rmtree(target) if target.is_dir() else target.unlink()
