@@ -1,5 +1,5 @@
 """Benchmark kflowgen against the baseline pipeline a user would otherwise run, in the same run, on the same
-generated repositories: python bench/run.py --teams 10 100 1000 [--repeat 3].
+generated repositories: python bench/run.py --teams 10 100 1000 [--big-team 50 5000] [--repeat 3].
 
 Rows per size: the baseline (`kustomize build` of every overlay, as many in parallel as kflowgen uses, then one
 `kubeconform -strict` over all output), kflowgen validate cold (--no-cache), kflowgen validate warm (cache
@@ -65,7 +65,9 @@ def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, floa
         results = list(pool.map(one, enumerate(overlays)))
     peak = max(r[0] for r in results)
     failed = sum(1 for r in results if r[1])
-    plain = sorted(str(d) for d in (root / "overlays").glob("*/argocd"))  # directory sources: their files as they are
+    # directory sources (Argo CD's objects, Kueue's queues, every team's workloads): their files as they are
+    plain = sorted(str(d) for pattern in ("*/argocd", "*/queueing", "*/teams/*/workloads")
+                   for d in (root / "overlays").glob(pattern))
     seconds, kc_peak, code = measure([*kubeconform.argv, "-strict", "-summary", "-n", str(jobs), *schema_args,
                                       str(out), *plain])
     shutil.rmtree(out)
@@ -91,9 +93,18 @@ def row(name, teams, objects, runs, base_median=None):
     peak = max(r[1] for r in runs)
     ratio = f"{secs / base_median:.2f}" if base_median else "1.00"
     ok = "ok" if all(r[2] == 0 for r in runs) else "FAILED"
-    print(f"| {teams:>5} | {name:<28} | {objects:>7} | {secs:>8.2f} | {objects / secs:>9.0f} | {peak:>8.0f} | "
+    print(f"| {teams!s:>5} | {name:<28} | {objects:>7} | {secs:>8.2f} | {objects / secs:>9.0f} | {peak:>8.0f} | "
           f"{ratio:>6} | {ok} |", flush=True)
     return secs
+
+
+def _committed(root: Path, env: dict) -> Path:
+    """root rendered and committed on branch main, as a repository's main is."""
+    subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
+    for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
+                                                "commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", "-C", str(root), *git], check=True, capture_output=True)
+    return root
 
 
 def main() -> None:
@@ -102,6 +113,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--experiments", type=int, default=10)
+    parser.add_argument("--big-team", type=int, nargs="*", default=[],
+                        help="also one team of N one-trial experiments each (N Jobs in one workloads folder): cold "
+                             "validate and a one-experiment PR gate; ratios against the first size given")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kflowgen-bench-"))
     cache_dir = work / "cache"
@@ -113,11 +127,7 @@ def main() -> None:
     print("| teams | pipeline                     | objects |  seconds | objects/s | peak MiB |  ratio | result |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for teams in args.teams:
-        root = generate(work / f"repo-{teams}", teams, args.experiments, 1)
-        subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
-        for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=bench", "-c", "user.email=bench@example.com",
-                                                    "commit", "-q", "-m", "bench"]):
-            subprocess.run(["git", "-C", str(root), *git], check=True, capture_output=True)
+        root = _committed(generate(work / f"repo-{teams}", teams, args.experiments, 1), env)
         objects = count_objects(root, cache.Cache(cache_dir))
         base = row("baseline kustomize+kubeconform", teams, objects,
                    [baseline(root, args.jobs, schema_args) for _ in range(args.repeat)])
@@ -145,6 +155,30 @@ def main() -> None:
             three.append((sum(s[0] for s in steps), max(s[1] for s in steps), next((s[2] for s in steps if s[2]), 0)))
         row("PR gate: kflowgen gate", teams, objects, gate, base)
         row("PR gate: 3 commands", teams, objects, three, base)
+    first: dict[str, float] = {}
+    for n in args.big_team:
+        root = _committed(generate(work / f"big-{n}", 1, n, 0), env)
+        objects = count_objects(root, cache.Cache(cache_dir))
+        validate = [*KFLOWGEN, "validate", "-C", str(root), "--jobs", str(args.jobs)]
+        cold = []
+        for _ in range(args.repeat):
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            cold.append(measure([*validate, "--no-cache"], env))
+        label = f"1x{n}"
+        first.setdefault("cold", statistics.median(r[0] for r in cold))
+        row("one big team: validate, cold", label, objects, cold, first["cold"])
+        measure(validate, env)  # fill the cache, as main's CI run leaves it
+        git_run = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+        subprocess.run([*git_run, "checkout", "-q", "-b", "pr"], check=True, capture_output=True)
+        spec = root / "specs" / "experiments" / "team-0000" / "exp-0.yaml"
+        gate = []
+        for i in range(args.repeat):  # the pull request: one experiment's hyperparameter changed
+            spec.write_text(spec.read_text().replace(f"epochs: {i}", f"epochs: {i + 1}"))
+            subprocess.run([*KFLOWGEN, "render", "-C", str(root)], check=True, capture_output=True, env=env)
+            subprocess.run([*git_run, "commit", "-qam", f"pr {i}"], check=True, capture_output=True)
+            gate.append(measure([*KFLOWGEN, "gate", "--base", "main", "-C", str(root)], env))
+        first.setdefault("gate", statistics.median(r[0] for r in gate))
+        row("one big team: PR gate, 1 exp", label, objects, gate, first["gate"])
     shutil.rmtree(work, ignore_errors=True)
     if FAILED:
         sys.exit("bench: failed runs: " + "; ".join(FAILED))

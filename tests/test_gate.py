@@ -163,12 +163,12 @@ def test_render_writes_exactly_the_generated_tree(repo):
     drift(repo)
     report = pipeline.render_to_disk(opts(repo), check_only=False)
     assert report.diagnostics == []
-    assert report.summary == ["165 generated files: 1 added, 1 changed, 1 removed, 163 unchanged"]
+    assert report.summary == ["157 generated files: 1 added, 1 changed, 1 removed, 155 unchanged"]
     want = pipeline.checked(opts(repo)).rendered.files
-    assert on_disk(repo) == want and len(want) == 165
+    assert on_disk(repo) == want and len(want) == 157
     assert sorted(os.listdir(repo)) == [".github", "bases", "overlays", "specs"]  # no scratch tree left beside it
     again = pipeline.render_to_disk(opts(repo), check_only=True)
-    assert (again.diagnostics, again.summary) == ([], ["165 generated files checked: up to date"])
+    assert (again.diagnostics, again.summary) == ([], ["157 generated files checked: up to date"])
 
 
 def test_render_check_reports_drift_and_writes_nothing(repo):
@@ -177,7 +177,7 @@ def test_render_check_reports_drift_and_writes_nothing(repo):
     report = pipeline.render_to_disk(opts(repo), check_only=True)
     assert found(report) == [(JOB, 1, 1, "KF502", "error"), (STALE, 1, 1, "KF503", "error"),
                              (QUOTA, 1, 1, "KF501", "error")]
-    assert report.summary == ["165 generated files checked: 1 missing, 1 different, 1 extra"]
+    assert report.summary == ["157 generated files checked: 1 missing, 1 different, 1 extra"]
     assert snapshot(repo) == before
     # validate leaves drift to render --check and the gate: right after a spec change it is expected
     assert pipeline.validate(opts(repo)).diagnostics == []
@@ -193,7 +193,7 @@ def test_render_writes_nothing_while_a_hand_written_file_is_in_overlays(repo):
     assert snapshot(repo) == before
     checked = pipeline.render_to_disk(opts(repo), check_only=True)
     assert found(checked) == [(EVIL, 1, 1, "KF504", "error"), (QUOTA, 1, 1, "KF501", "error")]
-    assert checked.summary == ["165 generated files checked: 0 missing, 1 different, 0 extra"]
+    assert checked.summary == ["157 generated files checked: 0 missing, 1 different, 0 extra"]
     assert snapshot(repo) == before
 
 
@@ -209,19 +209,19 @@ def test_render_refuses_bad_specs_and_writes_nothing(repo):
 
 def test_gate_reports_the_spec_change_and_its_drift(committed):
     report, changes = pipeline.gate(opts(committed), "HEAD")
-    assert (report.diagnostics, report.summary[-1]) == ([], "165 generated files checked: up to date")
+    assert (report.diagnostics, report.summary[-1]) == ([], "157 generated files checked: up to date")
     assert (changes.changes, changes.diagnostics) == ([], [])
     less_a100(committed)
     before = snapshot(committed)
     report, changes = pipeline.gate(opts(committed), "HEAD")
     assert found(report) == [(QUOTA, 1, 1, "KF501", "error")]
-    assert report.summary == ["165 generated files checked: 0 missing, 1 different, 0 extra"]
+    assert report.summary == ["157 generated files checked: 0 missing, 1 different, 0 extra"]
     assert (changes.changes, changes.dangerous, changes.diagnostics) == (QUOTA_CHANGES, [], [])
     assert snapshot(committed) == before
     assert pipeline.render_to_disk(opts(committed), check_only=False).diagnostics == []
     report, changes = pipeline.gate(opts(committed), "HEAD")  # rendered: the change is what remains
     assert (report.diagnostics, changes.changes) == ([], QUOTA_CHANGES)
-    assert report.summary[-1] == "165 generated files checked: up to date"
+    assert report.summary[-1] == "157 generated files checked: up to date"
 
 
 def test_gate_never_passes_a_file_kflowgen_did_not_write(committed):
@@ -230,7 +230,7 @@ def test_gate_never_passes_a_file_kflowgen_did_not_write(committed):
     before = snapshot(committed)
     report, changes = pipeline.gate(opts(committed), "HEAD")
     assert found(report) == [(EVIL, 1, 1, "KF504", "error"), (STALE, 1, 1, "KF503", "error")]
-    assert report.summary == ["165 generated files checked: 0 missing, 0 different, 1 extra"]
+    assert report.summary == ["157 generated files checked: 0 missing, 0 different, 1 extra"]
     assert changes.changes == []  # the specs did not change: what is wrong is on disk only
     assert found(pipeline.validate(opts(committed))) == [(EVIL, 1, 1, "KF504", "error")]  # the stale file is drift
     assert snapshot(committed) == before

@@ -203,13 +203,13 @@ def test_selfcheck_agrees_on_the_generated_repository(generated):
 
 @pytest.mark.parametrize("jobs", ["1", "2", "8"])
 def test_example_repository_is_byte_identical(example, example_built, jobs):
-    assert len(example) >= 10
+    assert len(example) >= 8  # the teams' platform overlays (workloads folders are plain directories)
     assert all(s == "ok" for s, _ in example_built.values())
     assert_identical(batch(example, "-j", jobs), example_built)
 
 
 def test_generated_20_teams_is_byte_identical(generated):
-    assert len(generated) >= 120  # 20 teams x 3 environments x (platform, workloads) + Argo CD
+    assert len(generated) >= 60  # 20 teams x 3 environments: their platform overlays
     want = kustomize_all(generated)
     assert all(s == "ok" for s, _ in want.values())
     assert_identical(batch(generated, "-j", "2"), want)
@@ -220,9 +220,9 @@ def test_broken_overlay_reports_kustomize_error_and_others_still_build(tmp_path,
     pristine = Path(example[0].split("/overlays/")[0])  # <scratch>/overlays/<env>/... -> <scratch>
     shutil.copytree(pristine, repo)
     dirs = [str(repo / Path(d).relative_to(pristine)) for d in example]
-    broken = next(d for d in dirs if d.endswith("/workloads"))
+    broken = next(d for d in dirs if d.endswith("/platform"))
     kust = Path(broken, "kustomization.yaml").read_text()
-    victim = re.findall(r"^- (\S+\.yaml)$", kust, re.M)[0]
+    victim = next(v for v in re.findall(r"^- (\S+\.yaml)$", kust, re.M) if not v.startswith("../"))
     Path(broken, victim).unlink()
     missing = str(tmp_path / "no-such-overlay")
     dirs.insert(1, missing)

@@ -43,7 +43,8 @@ def test_second_build_comes_from_the_cache_and_is_identical(example_repo, store)
     first = built(example_repo, store)
     second = built(example_repo, store)
     kustomized = [o for o in first.overlays if not layout.is_directory_source(o)]
-    assert len(kustomized) == len(first.overlays) - 3  # overlays/<env>/argocd are plain directories
+    plain = [o for o in first.overlays if o.endswith("/argocd") or o.endswith("/workloads")]
+    assert len(kustomized) == len(first.overlays) - len(plain) and len(plain) == 3 + 8  # plain directories
     assert first.rebuilt == len(kustomized) and second.rebuilt == 0
     assert cold.overlays == first.overlays == second.overlays
 
@@ -219,8 +220,9 @@ def test_objects_the_builder_gives_are_the_parsed_yaml(example_repo):
 
 @pytest.mark.parametrize("forked", [False, True])
 def test_objects_the_renderer_gives_for_plain_directories_are_the_parsed_yaml(example_repo, store, monkeypatch, forked):
-    """The Argo CD folders are not parsed when their files were rendered in this run: the renderer's objects are
-    what the files read as. Folders with files from the cache are parsed as before."""
+    """Plain directories (Argo CD's folders, the teams' workloads folders) are not parsed when their files were
+    rendered in this run: the renderer's objects are what the files read as. Folders with files from the cache are
+    parsed as before."""
     if forked:  # render workers hand the objects back
         monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
     model, _ = pipeline.load(Options(example_repo))
@@ -236,7 +238,10 @@ def test_objects_the_renderer_gives_for_plain_directories_are_the_parsed_yaml(ex
     every = [rel for folder in plain for rel in directory_files(rendered.files, folder)]
     assert 0 < len(rendered.objects) < len(every) and any(".nlp" in rel for rel in rendered.objects)
     again, _ = build(Options(example_repo, 2), rendered, overlays_of(rendered.files))
-    assert set(again.parsed) == set(again.overlays) - plain and again.overlays == result.overlays
+    # nlp's workloads folders were rendered whole in this run; the Argo CD folders hold files from the cache too
+    rendered_whole = {o for o in plain if o.endswith("/teams/nlp/workloads")}
+    assert len(rendered_whole) == 2
+    assert set(again.parsed) == set(again.overlays) - (plain - rendered_whole) and again.overlays == result.overlays
 
 
 @pytest.mark.parametrize("forked", [False, True])
@@ -259,7 +264,8 @@ def test_overlays_on_disk_are_built_in_place_only_when_they_hold_exactly_the_ren
     assert built(example_repo, cache.Cache(None)).overlays == want.overlays  # from the specs, not the edits
     drifted = {"overlays/prod/teams/recsys/platform", "overlays/dev/teams/nlp/platform"}
     assert {o for o, at in roots.items() if at != example_repo} == drifted
-    assert len(roots) == len(want.overlays) - 3  # every other kustomize overlay was built where it is
+    plain = [o for o in want.overlays if layout.is_directory_source(o)]
+    assert len(roots) == len(want.overlays) - len(plain)  # every other kustomize overlay was built where it is
 
 
 def test_rule_findings_come_from_the_cache_only_for_the_same_specs(example_repo, store):

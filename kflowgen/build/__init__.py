@@ -173,11 +173,12 @@ def directory_files(files: dict[str, bytes], folder: str) -> list[str]:
                   if rel.startswith(prefix) and "/" not in rel[len(prefix):] and rel.endswith(".yaml"))
 
 
-_VISIBLE = re.compile(r"\S")
+_VISIBLE = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment
 
 
 def count_objects(text: str) -> int:
-    """Documents of a YAML stream that hold something (without splitting the text into a copy per document)."""
+    """Documents of a YAML stream that hold something, not only comments (without splitting the text into a copy per
+    document)."""
     text, n, at = "\n" + text, 0, 0
     while True:
         end = text.find("\n---\n", at)
