@@ -27,6 +27,17 @@ class Timings:
         return [f"timings: {stage} {s * 1000:.0f} ms" for stage, s in self.seconds.items()]
 
 
+def since_start() -> dict[str, float]:
+    """{"start": seconds from this process's start until now} (Python's start and the imports before the command
+    ran; to 10 ms, from /proc on Linux), or {} where the process's start cannot be read."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()  # the fields after the command name, from the 3rd
+        return {"start": time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")}
+    except (OSError, ValueError, IndexError, AttributeError):  # no /proc, no CLOCK_BOOTTIME: not Linux
+        return {}
+
+
 @dataclass(frozen=True)
 class Options:
     root: Path
@@ -39,9 +50,9 @@ class Options:
     def at(cls, root: Path, jobs: int | None = None, use_cache: bool = False, progress: Progress | None = None,
            timed: bool = False) -> Options:
         """Options for a run in root: jobs None means every core; with use_cache, the cache in $KFLOWGEN_CACHE;
-        with timed, each stage's time noted in timings."""
-        return cls(Path(root), jobs or os.cpu_count() or 1,
-                   cache.Cache(cache.default_folder() if use_cache else None), progress, Timings() if timed else None)
+        with timed, each stage's time noted in timings, after the time the process took to start."""
+        return cls(Path(root), jobs or os.cpu_count() or 1, cache.Cache(cache.default_folder() if use_cache else None),
+                   progress, Timings(since_start()) if timed else None)
 
     def stage(self, total: int, what: str) -> Callable[[int], None] | None:
         """The step callback of a stage of `total` units, or None without progress reporting."""

@@ -9,10 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from kflowgen.cli import app
-from kflowgen.options import Options
+from kflowgen.options import Options, since_start
 
 LINE = re.compile(r"timings: ([a-z/]+) (\d+) ms")
-HEAD = ["load", "validate", "render"]  # every command loads, checks across specs and renders first
+START = list(since_start())  # ["start"] where the process's start can be read (Linux)
+HEAD = [*START, "load", "validate", "render"]  # then every command loads, checks across specs and renders
 BASE = ["base", "base/load", "base/validate", "base/render", "base/build", "base/cache"]  # the diff's base side
 
 COMMANDS = {  # arguments -> the stages the command runs, in the order they start
@@ -21,7 +22,8 @@ COMMANDS = {  # arguments -> the stages the command runs, in the order they star
     "render --check": (["render", "--check", "--format", "text"], [*HEAD, "check", "report"]),
     "gate": (["gate", "--base", "HEAD", "--format", "text"],
              [*HEAD, "check", "build", "verify", "report", "compare", *BASE]),
-    "diff": (["diff", "--base", "HEAD", "--format", "text"], [*BASE, *HEAD, "build", "cache", "compare", "report"]),
+    "diff": (["diff", "--base", "HEAD", "--format", "text"],
+             [*START, *BASE, *HEAD[len(START):], "build", "cache", "compare", "report"]),
     "build": (["build", "dev"], [*HEAD, "build", "report"]),
 }
 
@@ -57,6 +59,7 @@ def test_timings_name_each_stage_on_stderr_and_leave_stdout_alone(command, commi
 
 def test_a_stage_inside_another_is_named_after_both_and_a_stage_run_twice_adds_up(tmp_path):
     opts = Options.at(tmp_path, timed=True)
+    opts.timings.seconds.clear()  # the process's start
     with opts.timed("base"):
         with opts.timed("load"):
             pass
@@ -79,4 +82,11 @@ def test_a_stage_that_raises_is_still_noted(tmp_path):
     opts = Options.at(tmp_path, timed=True)
     with pytest.raises(ValueError), opts.timed("load"):
         raise ValueError
-    assert list(opts.timings.seconds) == ["load"] and opts.timings.within == []
+    assert list(opts.timings.seconds) == [*START, "load"] and opts.timings.within == []
+
+
+def test_the_start_is_the_first_line_where_it_can_be_read():
+    """On Linux, the time from the process's start (Python and the imports) comes first, as a stage."""
+    if not START:
+        pytest.skip("the process's start time is read from /proc")
+    assert 0 < since_start()["start"] < 24 * 3600
