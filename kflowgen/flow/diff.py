@@ -216,7 +216,7 @@ def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
     memory (`git cat-file --batch`: writing thousands of small files costs far more); bases/ and schemas/, which
     kustomize and the CRD list read from disk, are extracted with `git archive`, and so is specs/ when it holds
     links."""
-    root, store = opts.root, opts.store
+    root = opts.root
 
     def git(*args: str, at: Path = root, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
