@@ -1,4 +1,5 @@
-"""The command line: options in, one library call, a report out. Exit 0 clean, 1 findings, 2 usage, 3 bug, 130 ^C."""
+"""The command line: options in, one library call, a report out. Exit 0 clean, 1 findings, 2 usage, 3 bug, 130 ^C.
+Each command imports the stages it runs, so that `--help` loads none (tests/test_architecture.py checks it)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,16 +9,16 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from kflowgen import __version__, tools
-from kflowgen.flow import pipeline, promote as promotion, scaffold
-from kflowgen.specs.discover import PLATFORM
-from kflowgen.options import Options
-from kflowgen.report import changes, formats as report
+from kflowgen import __version__
 from kflowgen.diagnostics import Diagnostic, Report
+from kflowgen.report.progress import progress_bars
+
+if TYPE_CHECKING:
+    from kflowgen.options import Options
 
 app = typer.Typer(
     help="kflowgen turns short team specs into validated kustomize overlays that Argo CD syncs to your clusters.\n\n"
@@ -44,6 +45,8 @@ def _find_repo(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> P
     source = ctx.get_parameter_source(param.name)
     if source is None or source.name != "DEFAULT":
         return value
+    from kflowgen.specs.discover import PLATFORM
+
     here = Path.cwd()
     return next((Path(os.path.relpath(d, here)) for d in (here, *here.parents) if (d / PLATFORM).is_file()), value)
 
@@ -57,6 +60,14 @@ Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Proces
                                                                        "number of cores).")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do all the work again, ignoring the result cache "
                                        "($KFLOWGEN_CACHE, default ~/.cache/kflowgen).")]
+Timings = Annotated[bool, typer.Option("--timings", help="Also print how long each stage took, as `timings: STAGE N "
+                                       "ms` lines on stderr after the output (which stays as it is).")]
+
+
+def _options(repo: Path, jobs: int | None = None, use_cache=False, progress=None, timings=False) -> Options:
+    from kflowgen.options import Options
+
+    return Options.at(repo, jobs, use_cache, progress, timings)
 
 
 def _titles(fmt: str) -> dict[str, str] | None:
@@ -69,9 +80,20 @@ def _titles(fmt: str) -> dict[str, str] | None:
     return CODES
 
 
-def _finish(rep: Report, fmt: Format, stream=None) -> None:
-    (stream or sys.stdout).write(report.render(rep, fmt.value, _titles(fmt.value)))
-    raise typer.Exit(rep.exit_code)
+def _finish(rep: Report, fmt: Format, opts: Options | None = None) -> None:
+    from kflowgen.report import formats
+
+    with opts.timed("report") if opts else contextlib.nullcontext():
+        text = formats.render(rep, fmt.value, _titles(fmt.value))
+    _done(text, rep.exit_code, opts)
+
+
+def _done(text: str, code: int, opts: Options | None = None) -> None:
+    """Print the output and exit; with --timings, each stage's time on stderr after it (stdout stays as it is)."""
+    sys.stdout.write(text)
+    if opts is not None and opts.timings is not None:
+        print("".join(f"{line}\n" for line in opts.timings.lines()), end="", file=sys.stderr)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -80,64 +102,46 @@ def validate(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Onl
              server: Annotated[bool, typer.Option("--server", help="Also apply every built object with server-side "
                                                   "dry-run to a local, throw-away kube-apiserver (built by "
                                                   "`kflowgen tools install --server`).")] = False,
-             repo: Repo = Path(".")) -> None:
+             timings: Timings = False, repo: Repo = Path(".")) -> None:
     """Check everything a pull request must pass: spec schemas, checks across specs, a kustomize build of every
     overlay, strict schema validation and policy on every built object. Writes nothing in the repository."""
-    with _progress() as progress:
-        rep = pipeline.validate(Options.at(repo, jobs, not no_cache, progress), env, server)
-    _finish(rep, fmt)
+    from kflowgen.flow import pipeline
 
-
-@contextlib.contextmanager
-def _progress():
-    """Progress bars for the long stages (reading specs, rendering, kustomize builds) on a terminal; nothing in
-    CI logs or when output is redirected. Drawn from this thread on each step, never from a refresh thread: spec
-    files are read and teams rendered on forked processes, and a process must not fork while threads run."""
-    if not sys.stderr.isatty() or os.environ.get("CI"):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description:<15}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   transient=True, auto_refresh=False, console=Console(stderr=True))
-
-    def start(total: int, what: str = "kustomize build"):
-        task = bar.add_task(what, total=total)
-        bar.start()  # without auto_refresh, starting draws once and starts no thread
-        bar.refresh()
-
-        def step(n: int = 1):
-            bar.advance(task, n)
-            bar.refresh()
-        return step
-    try:
-        yield start
-    finally:
-        bar.stop()
+    with progress_bars() as progress:
+        opts = _options(repo, jobs, not no_cache, progress, timings)
+        rep = pipeline.validate(opts, env, server)
+    _finish(rep, fmt, opts)
 
 
 @app.command(name="render")
 def render_cmd(check: Annotated[bool, typer.Option("--check", help="Write nothing; fail if overlays/ differs "
                                                    "from what the specs render (the drift gate).")] = False,
-               fmt: Fmt = Format.auto, jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
+               fmt: Fmt = Format.auto, jobs: Jobs = None, no_cache: NoCache = False, timings: Timings = False,
+               repo: Repo = Path(".")) -> None:
     """Write the generated overlays (overlays/<env>/...) from the specs. Only changed files are touched."""
-    with _progress() as progress:
-        rep = pipeline.render_to_disk(Options.at(repo, jobs, not no_cache, progress), check)
-    _finish(rep, fmt)
+    from kflowgen.flow import pipeline
+
+    with progress_bars() as progress:
+        opts = _options(repo, jobs, not no_cache, progress, timings)
+        rep = pipeline.render_to_disk(opts, check)
+    _finish(rep, fmt, opts)
 
 
 @app.command()
 def build(env: Annotated[str, typer.Argument(help="Environment, e.g. dev.")],
           team: Annotated[Optional[str], typer.Option("--team", "-t", help="Only this team's overlays.")] = None,
-          repo: Repo = Path(".")) -> None:
+          timings: Timings = False, repo: Repo = Path(".")) -> None:
     """Print the fully built manifests of an environment, as Argo CD sees them (from the specs, not from disk)."""
-    built, rep = pipeline.build_environment(Options.at(repo), env, team)
-    for overlay, text in built.items():
-        sys.stdout.write(f"---\n# Source: {overlay}\n{text}")
-    if rep.diagnostics:
-        sys.stderr.write(report.render(rep, "text"))
-    raise typer.Exit(rep.exit_code)
+    from kflowgen.flow import pipeline
+    from kflowgen.report import formats
+
+    opts = _options(repo, timings=timings)
+    built, rep = pipeline.build_environment(opts, env, team)
+    with opts.timed("report"):
+        text = "".join(f"---\n# Source: {overlay}\n{text}" for overlay, text in built.items())
+        if rep.diagnostics:
+            sys.stderr.write(formats.render(rep, "text"))
+    _done(text, rep.exit_code, opts)
 
 
 class DiffFormat(str, Enum):
@@ -155,20 +159,23 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
          fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a pull-request comment "
                                                  "or $GITHUB_STEP_SUMMARY), json, or github, junit, sarif for the "
                                                  "diff's diagnostics.")] = DiffFormat.text,
-         jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
+         jobs: Jobs = None, no_cache: NoCache = False, timings: Timings = False, repo: Repo = Path(".")) -> None:
     """Say what a change does to each cluster, without reading generated YAML: quota against capacity, objects
     added, changed and removed, image and model version changes; deletions of namespaces, volumes and projects
     first. Renders and builds the specs at --base and in the working tree."""
     from kflowgen.flow import diff as differ
+    from kflowgen.report import changes, formats
 
-    result = differ.diff_git(Options.at(repo, jobs, not no_cache), base)
+    opts = _options(repo, jobs, not no_cache, timings=timings)
+    result = differ.diff_git(opts, base)
     own = {"text": changes.render_text, "markdown": changes.render_markdown, "json": changes.render_json}
-    if fmt.value in own:
-        sys.stdout.write(own[fmt.value](result))
-    else:  # CI formats: the diff's diagnostics through the one reporter registry, the changes as its summary
-        lines = changes.change_lines(result)
-        sys.stdout.write(report.render(Report(list(result.diagnostics), lines), fmt.value, _titles(fmt.value)))
-    raise typer.Exit(result.exit_code)
+    with opts.timed("report"):
+        if fmt.value in own:
+            text = own[fmt.value](result)
+        else:  # CI formats: the diff's diagnostics through the one reporter registry, the changes as its summary
+            text = formats.render(Report(list(result.diagnostics), changes.change_lines(result)), fmt.value,
+                                  _titles(fmt.value))
+    _done(text, result.exit_code, opts)
 
 
 @app.command()
@@ -178,22 +185,27 @@ def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pul
          markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also append the diff as markdown to "
                                                           "this file, e.g. \"$GITHUB_STEP_SUMMARY\".",
                                                           dir_okay=False)] = None,
-         jobs: Jobs = None, no_cache: NoCache = False, repo: Repo = Path(".")) -> None:
+         jobs: Jobs = None, no_cache: NoCache = False, timings: Timings = False, repo: Repo = Path(".")) -> None:
     """The whole pull-request gate in one process: `validate`, `render --check` and `diff --base`, which share
     the working tree's loaded specs, rendered files and builds. Findings of all three, then the diff's changes."""
-    with _progress() as progress:
-        rep, result = pipeline.gate(Options.at(repo, jobs, not no_cache, progress), base)
-    if markdown is not None:  # the pull-request comment: pass or fail, every finding once, then the change
-        from kflowgen.flow.diff import changed_paths
-        from kflowgen.report.comment import comment
+    from kflowgen.flow import pipeline
+    from kflowgen.report import changes
 
-        with open(markdown, "a", encoding="utf-8") as f:
-            f.write(comment(rep, result, base, changed_paths(repo, base)))
-    if result is not None:
-        rep.extend(result.diagnostics)
-        rep.summary += [f"against {base}:", *(f"  {line}" for line in changes.change_lines(result)),
-                        changes.tally(result)]
-    _finish(rep, fmt)
+    with progress_bars() as progress:
+        opts = _options(repo, jobs, not no_cache, progress, timings)
+        rep, result = pipeline.gate(opts, base)
+    with opts.timed("report"):
+        if markdown is not None:  # the pull-request comment: pass or fail, every finding once, then the change
+            from kflowgen.flow.diff import changed_paths
+            from kflowgen.report.comment import comment
+
+            with open(markdown, "a", encoding="utf-8") as f:
+                f.write(comment(rep, result, base, changed_paths(repo, base)))
+        if result is not None:
+            rep.extend(result.diagnostics)
+            rep.summary += [f"against {base}:", *(f"  {line}" for line in changes.change_lines(result)),
+                            changes.tally(result)]
+    _finish(rep, fmt, opts)
 
 
 @app.command()
@@ -204,13 +216,15 @@ def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/
     """Serve in --to the model version --from serves: edits one line of specs/models/TEAM/MODEL.yaml, re-renders
     the overlays, and prints the change. Commit both in one pull request. All or nothing: when the promoted specs
     do not validate (another spec broken, the new version over quota), neither the spec nor the overlays change."""
+    from kflowgen.flow import pipeline, promote as promotion
+
     team, _, model = target.partition("/")
     change, diags = promotion.promote(repo, team, model, src, dst)
     rep = Report(diags)
     if change is not None and change.data is None:
         sys.stdout.write(change.message)
     elif change is not None:
-        rep = pipeline.render_to_disk(Options.at(repo), False, edits={change.path: change.data})
+        rep = pipeline.render_to_disk(_options(repo), False, edits={change.path: change.data})
         if not rep.errors:
             sys.stdout.write(change.message)
     _finish(rep, Format.text)
@@ -226,9 +240,11 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder for the new repo
                                                                   "does not ship the schema of.")] = None) -> None:
     """Scaffold a GitOps repository that validates at once, with nothing else installed: platform file, one example
     team, bases, schemas, CODEOWNERS, CI workflow, overlays."""
+    from kflowgen.flow import pipeline, scaffold
+
     directory.mkdir(parents=True, exist_ok=True)
     diags = scaffold.init(directory, list(crds or []), jupyterhub_chart)
-    rep = Report(diags) if diags else pipeline.render_to_disk(Options.at(directory), False)
+    rep = Report(diags) if diags else pipeline.render_to_disk(_options(directory), False)
     if not rep.errors:
         rep.summary.append(f"created {directory}: edit specs/, then run `kflowgen validate -C {directory}`")
     _finish(rep, Format.text)
@@ -238,6 +254,8 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder for the new repo
 def new_team(name: Annotated[str, typer.Argument(help="Team name: lower-case letters, digits and '-'.")],
              repo: Repo = Path(".")) -> None:
     """Write specs/teams/NAME.yaml, a commented team spec that validates as it is."""
+    from kflowgen.flow import scaffold
+
     diags = scaffold.new_team(repo, name)
     rep = Report(diags)
     if not diags:
@@ -253,6 +271,8 @@ def new_experiment(
         = False,
         repo: Repo = Path(".")) -> None:
     """Write specs/experiments/TEAM/NAME.yaml, a commented experiment spec that validates as it is."""
+    from kflowgen.flow import scaffold
+
     image = workdir = None
     if from_notebook:
         if len(args) != 1:
@@ -279,6 +299,8 @@ def new_model(team: Annotated[str, typer.Argument(help="The team that serves it.
               name: Annotated[str, typer.Argument(help="Model name: lower-case letters, digits and '-'.")],
               repo: Repo = Path(".")) -> None:
     """Write specs/models/TEAM/NAME.yaml, a commented model spec (TensorFlow Serving) that validates as it is."""
+    from kflowgen.flow import scaffold
+
     rel, diags = scaffold.new_model(repo, team, name)
     rep = Report(diags)
     if not diags:
@@ -292,9 +314,10 @@ def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
             repo: Repo = Path(".")) -> None:
     """Say in plain words what an experiment becomes: which Jobs, in which namespace and cluster, on which GPUs,
     with which command lines."""
+    from kflowgen.flow import pipeline
     from kflowgen.targets.training import explain as describe
 
-    model, diags = pipeline.load(Options.at(repo))
+    model, diags = pipeline.load(_options(repo))
     rep = Report(diags)
     if model is not None:
         found = pipeline.experiment_at(model, repo, spec)
@@ -313,21 +336,19 @@ def tools_install(server: Annotated[bool, typer.Option("--server", help="Also bu
                                                        "minutes and 2.2 GB of memory the first time).")] = False
                   ) -> None:
     """Build the pinned kustomize and kubeconform with `go install` into the tools folder (skipped when present)."""
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    raise typer.Exit(tools.install(tools.BASE + (tools.SERVER if server else ()), log=log))
+    from kflowgen import tools
+
+    raise typer.Exit(tools.install(tools.BASE + (tools.SERVER if server else ()),
+                                   log=lambda m: print(m, file=sys.stderr)))
 
 
 @tools_app.command("status")
 def tools_status(repo: Repo = Path(".")) -> None:
     """Show which kustomize and kubeconform kflowgen would run."""
-    code = 0
-    for pinned in tools.SHOWN:
-        found = tools.find(pinned.name, repo)
-        if isinstance(found, Diagnostic):
-            print(f"{pinned.name}: not found (pinned {pinned.version}); {found.hint}")
-            code = 1
-        else:
-            print(f"{pinned.name}: {' '.join(found.argv)}  version {found.version} (pinned {pinned.version})")
+    from kflowgen import tools
+
+    lines, code = tools.status(repo)
+    print("\n".join(lines))
     raise typer.Exit(code)
 
 

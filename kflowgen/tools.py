@@ -190,6 +190,20 @@ def find(name: str, repo: Path | None = None) -> Tool | Diagnostic:
     return not_installed(name)
 
 
+def status(repo: Path | None = None) -> tuple[list[str], int]:
+    """`kflowgen tools status`: a line for each tool validate runs (where it is and its version, or how to install
+    it), and 1 when one is missing."""
+    lines, code = [], 0
+    for tool in SHOWN:
+        found = find(tool.name, repo)
+        if isinstance(found, Diagnostic):
+            lines.append(f"{tool.name}: not found (pinned {tool.version}); {found.hint}")
+            code = 1
+        else:
+            lines.append(f"{tool.name}: {' '.join(found.argv)}  version {found.version} (pinned {tool.version})")
+    return lines, code
+
+
 def find_all(tools: Iterable[Pinned], folder: Path | None = None) -> dict[str, Path] | Diagnostic:
     """The binaries of several tools (the tools folder first, then PATH); the first missing one is a KF901 error."""
     found = {}

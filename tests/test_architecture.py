@@ -1,9 +1,12 @@
 """The shape of the codebase, checked: stages import only stages below them (no cycle), no module is too long to
-read, and every error code has one owner and one title."""
+read, every error code has one owner and one title, and the command line starts without loading the stages."""
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -169,3 +172,39 @@ def test_every_package_is_in_the_wheel():
     listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {m for m, path in modules().items() if path.name == "__init__.py"}
     assert sorted(packages - listed) == []
+
+
+# --- start-up ---------------------------------------------------------------------------------------------------
+
+# What a command imports inside it, never the command line itself: the stages, YAML, JSON Schema, the kustomize
+# and kubeconform runners, progress bars, process pools.
+STAGES = ("kflowgen.specs", "kflowgen.targets", "kflowgen.rules", "kflowgen.write", "kflowgen.build",
+          "kflowgen.checks", "kflowgen.flow", "kflowgen.codes", "kflowgen.tools", "kflowgen.cache", "yaml",
+          "jsonschema", "jsonschema_rs", "multiprocessing", "concurrent.futures")
+HEAVY = STAGES + ("rich",)
+
+
+def loaded_after(statement: str) -> list[str]:
+    """The modules a fresh interpreter holds after running statement, from this checkout."""
+    code = f"import json, sys\ntry:\n    {statement}\nexcept SystemExit:\n    pass\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def of(names: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    return [m for m in names if any(m == p or m.startswith(p + ".") for p in prefixes)]
+
+
+def test_importing_the_command_line_loads_no_stage():
+    assert of(loaded_after("import kflowgen.cli"), HEAVY) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"], ["gate", "--help"], ["version"]])
+def test_help_loads_no_stage(argv):
+    """`kflowgen --help` and a command's help load none of them (typer draws its help with rich, so rich may)."""
+    assert of(loaded_after(f"from kflowgen.cli import app; app({argv!r})"), STAGES) == []
+
+
+def test_the_start_up_check_sees_a_stage_when_one_is_loaded():
+    assert of(loaded_after("import kflowgen.cli, kflowgen.flow.pipeline"), HEAVY) != []

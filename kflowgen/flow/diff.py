@@ -64,11 +64,14 @@ def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = 
     errors = [d for d in diags if d.severity == "error"]
     if model is None:
         return Side(), _tag(errors, label)
-    rendered = render_cached(model, opts)
-    built, errors = build(opts, rendered, overlays_of(rendered.files))
-    out = side(model, rendered.files, built)
-    if not errors:
-        remember(opts, model, out, built.keys)
+    with opts.timed("render"):
+        rendered = render_cached(model, opts)
+    with opts.timed("build"):
+        built, errors = build(opts, rendered, overlays_of(rendered.files))
+    with opts.timed("cache"):
+        out = side(model, rendered.files, built)
+        if not errors:
+            remember(opts, model, out, built.keys)
     return out, _tag(errors, label)
 
 
@@ -181,13 +184,15 @@ def diff_trees(base_opts: Options, head_opts: Options, base_label: str = "base",
     cache, the side that has been loaded, rendered and built before (usually the base branch) comes from it."""
     diags: list[Diagnostic] = []
     if base is None:
-        base, diags = _side(base_opts, base_label, base_specs)
+        with base_opts.timed("base"):
+            base, diags = _side(base_opts, base_label, base_specs)
     head, found = (head, []) if head is not None else _side(head_opts, None)
     if diags or found:
         return DiffReport(diagnostics=sorted(set(diags + found)))
-    _parse(base, head)
-    _parse(head, base)
-    return compare(base, head)
+    with head_opts.timed("compare"):
+        _parse(base, head)
+        _parse(head, base)
+        return compare(base, head)
 
 
 def changed_paths(root: Path, base: str) -> set[str] | None:
@@ -211,11 +216,43 @@ def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
     memory (`git cat-file --batch`: writing thousands of small files costs far more); bases/ and schemas/, which
     kustomize and the CRD list read from disk, are extracted with `git archive`, and so is specs/ when it holds
     links."""
-    root, store = opts.root, opts.store
+    root = opts.root
 
     def git(*args: str, at: Path = root, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
 
+    with opts.timed("base"):
+        listed = _base_listed(opts, git, base)
+    if isinstance(listed, DiffReport):
+        return listed
+    top, tree, names, entries, recalled = listed
+    if recalled is not None:
+        if head is None:  # made once, also for the case the recalled side turns out stale
+            head, found = _side(opts, None)
+            if found:  # a recalled side is free of errors: the head's are all there is to say
+                return DiffReport(diagnostics=sorted(set(found)))
+        try:
+            return diff_trees(opts, opts, base_label=base, head=head, base=recalled)
+        except _Gone:
+            pass
+    with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
+        with opts.timed("base"):
+            specs = _spec_blobs(git, top, entries) if "specs" in names else None
+            paths = [p for p in ("specs", "bases", "schemas")
+                     if p in names and not (p == "specs" and specs is not None)]
+            if paths:
+                archive = git("archive", "--format=tar", tree, "--", *paths, at=top)
+                untar = subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, capture_output=True)
+                if archive.returncode or untar.returncode:
+                    msg = (archive.stderr or untar.stderr).decode(errors="replace").strip()
+                    return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"cannot read {base}: {msg}")])
+        return diff_trees(replace(opts, root=Path(tmp)), opts, base_label=base, base_specs=specs, head=head)
+
+
+def _base_listed(opts: Options, git, base: str) -> DiffReport | tuple[Path, str, list[str], list | None, Side | None]:
+    """The git ref's files (the folder above root, the tree, its top-level names and the listing of specs/, bases/
+    and schemas/) and its side when the cache holds it; or the report of why git cannot say."""
+    root, store = opts.root, opts.store
     try:
         found = git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
         top = Path(git("rev-parse", "--show-toplevel", text=True).stdout.strip() or root)
@@ -232,31 +269,14 @@ def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
     entries = _listing(git, top, tree, "specs", "bases", "schemas")
     ids = _blob_ids(entries)
     builder = _builder(root)
+    recalled = None
     if ids is not None and builder is not None and "specs" in names:
         wanted = {rel for rel, _ in spec_files(root, {p: b"" for p in ids if p.startswith("specs/")})}
         k = side_key({p: i for p, i in ids.items() if p in wanted},
                      {p.removeprefix("bases/"): i for p, i in ids.items() if p.startswith("bases/")},
                      {p.removeprefix("schemas/"): i for p, i in ids.items() if p.startswith("schemas/")}, builder)
         recalled = recall(store, k)
-        if recalled is not None:
-            if head is None:  # made once, also for the case the recalled side turns out stale
-                head, found = _side(opts, None)
-                if found:  # a recalled side is free of errors: the head's are all there is to say
-                    return DiffReport(diagnostics=sorted(set(found)))
-            try:
-                return diff_trees(opts, opts, base_label=base, head=head, base=recalled)
-            except _Gone:
-                pass
-    specs = _spec_blobs(git, top, entries) if "specs" in names else None
-    paths = [p for p in ("specs", "bases", "schemas") if p in names and not (p == "specs" and specs is not None)]
-    with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
-        if paths:
-            archive = git("archive", "--format=tar", tree, "--", *paths, at=top)
-            untar = subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, capture_output=True)
-            if archive.returncode or untar.returncode:
-                msg = (archive.stderr or untar.stderr).decode(errors="replace").strip()
-                return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"cannot read {base}: {msg}")])
-        return diff_trees(replace(opts, root=Path(tmp)), opts, base_label=base, base_specs=specs, head=head)
+    return top, tree, names, entries, recalled
 
 
 def _listing(git, top: Path, tree: str, *folders: str) -> list[tuple[str, bytes, bytes, bytes]] | None:

@@ -13,8 +13,10 @@ def load(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
          ) -> tuple[Model | None, list[Diagnostic]]:
     """Read and check every spec (from the repository; from a snapshot: {path: bytes} of a git commit's spec files;
     edits: {path: bytes} of spec files to read as these bytes instead, as a change about to be written)."""
-    specs = read.read(opts, snapshot, edits)
+    with opts.timed("load"):
+        specs = read.read(opts, snapshot, edits)
     if specs.model is None:
         return None, specs.diagnostics
-    diags = specs.diagnostics + rules.checked(specs.model, specs.sources, opts.store)
+    with opts.timed("validate"):
+        diags = specs.diagnostics + rules.checked(specs.model, specs.sources, opts.store)
     return (None if any(d.severity == "error" for d in diags) else specs.model), diags

@@ -46,7 +46,8 @@ def validate(opts: Options, env: str | None = None, server: bool = False) -> Rep
     policy. With the cache, only overlays whose inputs changed are built and checked again."""
     done = checked(opts, env, server)
     if env is None:
-        head_side(opts, done)
+        with opts.timed("cache"):
+            head_side(opts, done)
     return done.report
 
 
@@ -68,40 +69,54 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
     if env and env not in model.platform.environments:
         report.extend([_unknown_environment(model, env)])
         return Checked(report, model)
-    report.extend(codeowners.check(root, model))
-    rendered = render_cached(model, opts)
-    # render --check's drift check; validate too refuses any file under overlays/ that the specs do not render
-    plan, found = writer.check(root, rendered.files, opts.jobs, started, compare=drift)
-    report.extend(found)
+    with opts.timed("validate"):
+        report.extend(codeowners.check(root, model))
+    with opts.timed("render"):
+        rendered = render_cached(model, opts)
     envs = [env] if env else list(model.platform.environments)
-    report.extend(departures(root, model, rendered.files, envs))
+    with opts.timed("check"):
+        # render --check's drift check; validate too refuses any file under overlays/ that the specs do not render
+        plan, found = writer.check(root, rendered.files, opts.jobs, started, compare=drift)
+        report.extend(found)
+        report.extend(departures(root, model, rendered.files, envs))
     overlays = [o for e in envs for o in overlays_of(rendered.files, e)]
-    built, diags = build(opts, rendered, overlays)
+    with opts.timed("build"):
+        built, diags = build(opts, rendered, overlays)
     report.extend(diags)
     server_lines: list[str] = []
     tools = dict(built.tools)
     if not diags:
-        # kubeconform (its own process, `jobs` threads) runs, on what the cache does not hold, while this process
-        # checks the hub values and policy
-        job, used = verify.manifests_job(root, model, built, opts.jobs, cache.default_folder(), opts.store)
-        tools.update(used)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            schemas = pool.submit(job)
-            others = verify.hub_values(root, model, rendered.files, envs, opts.store)
-            others += policy.checked(model, env, built, opts.store)
-            report.extend(schemas.result())
-        report.extend(others)
+        with opts.timed("verify"):
+            report.extend(_verified(opts, model, env, envs, rendered, built, tools))
         if server and not report.errors:  # a real kube-apiserver: admission, defaulting, names, CEL, strict fields
             from kflowgen.checks import server as apiserver
 
-            crds = verify.crd_files(root, model.platform)  # an error here was reported by the schema check
-            found, server_lines = apiserver.check(root, [c for c in crds if isinstance(c, Path)], built, opts.jobs)
+            with opts.timed("server"):
+                crds = verify.crd_files(root, model.platform)  # an error here was reported by the schema check
+                found, server_lines = apiserver.check(root, [c for c in crds if isinstance(c, Path)], built,
+                                                      opts.jobs)
             report.extend(found)
-    if not report.errors:
-        report.summary = summary.summary(model, built, envs, tools) + server_lines
-    if drift:
-        report.summary += [summary.drift(rendered.files, plan)]
+    with opts.timed("report"):
+        if not report.errors:
+            report.summary = summary.summary(model, built, envs, tools) + server_lines
+        if drift:
+            report.summary += [summary.drift(rendered.files, plan)]
     return Checked(report, model, rendered, None if diags else built)
+
+
+def _verified(opts: Options, model: Model, env: str | None, envs: list[str], rendered: Rendered, built: Built,
+              tools: dict[str, str]) -> list[Diagnostic]:
+    """Strict schema validation of every built object, the hub values and policy (adds the tools used to tools)."""
+    # kubeconform (its own process, `jobs` threads) runs, on what the cache does not hold, while this process
+    # checks the hub values and policy
+    job, used = verify.manifests_job(opts.root, model, built, opts.jobs, cache.default_folder(), opts.store)
+    tools.update(used)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        schemas = pool.submit(job)
+        others = verify.hub_values(opts.root, model, rendered.files, envs, opts.store)
+        others += policy.checked(model, env, built, opts.store)
+        found = schemas.result()
+    return found + others
 
 
 def _unknown_environment(model: Model, env: str) -> Diagnostic:
@@ -125,7 +140,8 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     loaded specs, rendered files and builds (three commands would each load, render and build the head again).
     Returns (the validate and drift report, the diff against base, or None when the head does not build)."""
     done = checked(opts, drift=True)
-    head = head_side(opts, done, keep=False)
+    with opts.timed("compare"):
+        head = head_side(opts, done, keep=False)
     if head is None:
         return done.report, None
     return done.report, diff.diff_git(opts, base, head=head)
@@ -151,15 +167,16 @@ def render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | No
     report.extend(diags)
     if model is None:
         return report
-    files = render_cached(model, opts).files
-    if check_only:
-        plan, found = writer.check(opts.root, files, opts.jobs)
-        report.extend(found)
-        report.summary = [summary.drift(files, plan)]
-    else:
-        plan, found = writer.write(opts.root, files, opts.jobs, edits)
-        report.extend(found)
-        if not found:
+    with opts.timed("render"):
+        files = render_cached(model, opts).files
+    with opts.timed("check" if check_only else "write"):
+        plan, found = (writer.check(opts.root, files, opts.jobs) if check_only
+                       else writer.write(opts.root, files, opts.jobs, edits))
+    report.extend(found)
+    with opts.timed("report"):
+        if check_only:
+            report.summary = [summary.drift(files, plan)]
+        elif not found:
             report.summary = [summary.written(files, plan)]
     return report
 
@@ -171,7 +188,8 @@ def build_environment(opts: Options, env: str, team: str | None = None) -> tuple
     report = Report(diags)
     if model is None:
         return {}, report
-    rendered = render_cached(model, opts)
+    with opts.timed("render"):
+        rendered = render_cached(model, opts)
     overlays = overlays_of(rendered.files, env, team)
     if env not in model.platform.environments:
         report.extend([_unknown_environment(model, env)])
@@ -183,6 +201,7 @@ def build_environment(opts: Options, env: str, team: str | None = None) -> tuple
                              + ("it has no quota there" if spec != "specs/teams" else "no such team"),
                              f"teams in {env}: {', '.join(there) or 'none'}")])
         return {}, report
-    built, diags = build(opts, rendered, overlays)
+    with opts.timed("build"):
+        built, diags = build(opts, rendered, overlays)
     report.extend(diags)
     return built.overlays, report
