@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from kflowgen.specs import quantity
-from kflowgen.rules.hints import close
+from kflowgen.specs.hints import close
 from kflowgen.diagnostics import error, warning
 from kflowgen.specs.experiment import MAX_TRIALS, Experiment, Range, shell_syntax, split_arguments, sweep_size, trials
 from kflowgen.targets.training import trial_name

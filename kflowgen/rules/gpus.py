@@ -1,9 +1,8 @@
 """KF304, KF311: every GPU type named in a profile, a quota or a capacity is defined in the platform file."""
 from __future__ import annotations
 
-import difflib
-
 from kflowgen.diagnostics import error
+from kflowgen.specs.hints import did_you_mean
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -13,8 +12,7 @@ CODES = {
 
 
 def _unknown(name, known):
-    close = difflib.get_close_matches(name, known, n=1)
-    return (f"did you mean '{close[0]}'? " if close else "") + f"GPU types in the platform: {', '.join(known)}"
+    return " ".join(filter(None, (did_you_mean(name, known), f"GPU types in the platform: {', '.join(known)}")))
 
 
 def check(model):

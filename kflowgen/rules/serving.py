@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from kflowgen.specs import quantity
-from kflowgen.rules.hints import close
+from kflowgen.specs.hints import close
 from kflowgen.diagnostics import error, warning
 from kflowgen.specs.served import MODELS, ServedModel, demand
 from kflowgen.rules.images import IMAGE_CODES, problems

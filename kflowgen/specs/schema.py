@@ -1,13 +1,13 @@
 """Spec schemas: loads the JSON Schemas in schemas/ and turns their errors into located diagnostics."""
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from functools import cache
 from importlib import resources
 
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs import hints
 from kflowgen.specs.loader import SpecFile, pointer
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
@@ -170,15 +170,19 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
     hint = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
     v = err.validator
     if "propertyNames" in err.relative_schema_path:
+        meant = _respelt(err.instance, err.validator_value) if v == "pattern" else None
         return [error(spec.path, spec.at(pointer(parts + [err.instance]), key=True), "KF204",
-                      f"key {_show(err.instance)} under '{where}' is not allowed", hint)]
+                      f"key {_show(err.instance)} under '{where}' is not allowed" + (f"; did you mean '{meant}'?"
+                                                                                   if meant else ""),
+                      f"rename it to '{meant}'" if meant else hint or
+                      "rename it: lower-case letters, digits and '-', as the other names in specs")]
     if v == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(err.schema.get("properties", {}))
         free = [a for a in allowed if a not in err.instance]
         out = []
         for extra in [k for k in err.instance if k not in allowed]:  # file order
             at = spec.at(pointer(parts + [extra]), key=True)
-            close = difflib.get_close_matches(extra, free, n=1)
+            close = [c for c in (hints.closest(extra, free),) if c]
             if _field(parts + [extra]) in MOVED:
                 out.append(error(spec.path, at, "KF201", f"'{_field(parts + [extra])}' is no longer a field of the "
                                  f"{kind} spec", MOVED[_field(parts + [extra])]))
@@ -217,19 +221,23 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
                       f"{_typename(err.instance)} {_show(err.instance, raw)}".rstrip(), hint)]
     if v in ("enum", "const"):
         choices = ", ".join(str(c) for c in (err.validator_value if v == "enum" else [err.validator_value]))
-        close = difflib.get_close_matches(str(err.instance), [str(c) for c in err.validator_value], n=1) if v == "enum" else []
-        extra = f"; did you mean '{close[0]}'?" if close else ""
+        meant = hints.closest(err.instance, err.validator_value) if v == "enum" else None
+        extra = f"; did you mean '{meant}'?" if meant else ""
         return [error(spec.path, spec.at(pointer(parts)), "KF204",
-                      f"'{where}' is {_show(err.instance)}, which is not one of: {choices}{extra}", hint)]
+                      f"'{where}' is {_show(err.instance)}, which is not one of: {choices}{extra}",
+                      _write(meant, hint or f"write one of: {choices}"))]
     if v == "pattern":
+        meant = _respelt(err.instance, err.validator_value)
+        extra = f"; did you mean '{meant}'?" if meant else ""
         return [error(spec.path, spec.at(pointer(parts)), "KF204",
-                      f"'{where}' is {_show(err.instance)}, which is not in the expected form", hint)]
+                      f"'{where}' is {_show(err.instance)}, which is not in the expected form{extra}",
+                      _write(meant, hint))]
     if v in ("exclusiveMinimum", "minimum", "maximum", "exclusiveMaximum"):
         word = {"exclusiveMinimum": "more than", "minimum": "at least", "maximum": "at most",
                 "exclusiveMaximum": "less than"}[v]
         return [error(spec.path, spec.at(pointer(parts)), "KF204",
                       f"'{where}' is {_show(err.instance, spec.raw.get(pointer(parts)))}; it must be {word} "
-                      f"{err.validator_value}", hint)]
+                      f"{err.validator_value}", hint or f"write a number {word} {err.validator_value}")]
     if v == "uniqueItems" and isinstance(err.instance, list):
         seen: list = []
         for i, item in enumerate(err.instance):
@@ -238,9 +246,20 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
                               f"'{_field(parts + [i])}' repeats {_show(item)}", "remove the repeated entry")]
             seen.append(item)
     if v in ("minItems", "minProperties"):
-        return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}' is empty; it needs at least "
-                      f"{err.validator_value} {'entry' if err.validator_value == 1 else 'entries'}", hint)]
+        entries = f"{err.validator_value} {'entry' if err.validator_value == 1 else 'entries'}"
+        return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}' is empty; it needs at least {entries}",
+                      hint or f"add at least {entries} under {where}")]
     return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}", hint)]
+
+
+def _respelt(value, pattern: str) -> str | None:
+    """What a value that does not match pattern was most likely meant to be (hints.respellings), if that matches."""
+    return next((c for c in hints.respellings(value) if _end_anchored(pattern).search(c)), None)
+
+
+def _write(meant: str | None, hint: str) -> str:
+    """The fix: what to type, when kflowgen knows it, then what the field takes."""
+    return f"write {meant}" + (f". {hint}" if hint else "") if meant else hint
 
 
 def _numeric(text: str) -> bool:
