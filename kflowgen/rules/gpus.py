@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from kflowgen.diagnostics import error
-from kflowgen.specs.hints import did_you_mean
+from kflowgen.specs.hints import closest
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -11,8 +11,16 @@ CODES = {
 }
 
 
+def misspelt(model, named, gpu: str) -> bool:
+    """gpu is missing from named (a quota's or a capacity's GPU types), which names a type the platform does not
+    define: KF304 or KF311 reports that one, and gpu is most likely it, misspelt. A check that finds gpu missing there
+    would only report a consequence of the root cause, so it says nothing."""
+    return gpu not in named and any(g not in model.platform.gpu_types for g in named)
+
+
 def _unknown(name, known):
-    return " ".join(filter(None, (did_you_mean(name, known), f"GPU types in the platform: {', '.join(known)}")))
+    best = closest(name, known)
+    return (f"write {best}; " if best else "") + f"GPU types in the platform: {', '.join(known)}"
 
 
 def check(model):
