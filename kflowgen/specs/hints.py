@@ -9,6 +9,10 @@ import re
 _UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp])(?:i?b|i)?\s*$", re.I)
 
 
+# numbers written as words, as people say them ("two GPUs")
+NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+
+
 def closest(name, known) -> str | None:
     """The known name closest to name, matched without regard to case; None when none is close."""
     known = [str(k) for k in known]
@@ -43,5 +47,7 @@ def respellings(text) -> list[str]:
     lower-case spelling (names in specs are lower-case: Dev, Vision, Admin)."""
     if not isinstance(text, str):
         return []
-    out = [q for q in (quantity(text),) if q] + [text.lower(), text.strip()]
+    word = NUMBERS.get(text.strip().lower())
+    out = [str(word) for _ in (1,) if word is not None] + [q for q in (quantity(text),) if q] + [text.lower(),
+                                                                                               text.strip()]
     return [c for i, c in enumerate(out) if c != text and c not in out[:i]]

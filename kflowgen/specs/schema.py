@@ -213,6 +213,16 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
         raw = spec.raw.get(pointer(parts))
         if want in ("integer", "number") and isinstance(err.instance, str) and _numeric(err.instance):
             hint = "remove the quotes: it is a number"
+        elif want in ("integer", "number") and isinstance(err.instance, str):
+            meant = hints.NUMBERS.get(err.instance.strip().lower())
+            hint = f"write {meant}" if meant is not None else f"write {_article(want)} in digits, e.g. 2"
+        elif want == "integer" and isinstance(err.instance, float):
+            low = int(err.instance // 1)
+            whole = " (GPUs come whole: a pod cannot have part of one)" if "gpu" in map(str, parts) else ""
+            hint = f"write {low} or {low + 1}{whole}" if low >= 0 else "write a whole number"
+        elif want == "object" and not isinstance(err.instance, (dict, list)):
+            hint = (f"write its fields on the lines below '{parts[-1] if parts else where}:', indented two spaces "
+                    "more" + (f". {hint}" if hint else ""))
         elif "string" in want and isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool):
             written = raw if raw is not None else err.instance
             unit = "Gi" in str(err.schema.get("pattern", ""))
