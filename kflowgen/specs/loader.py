@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs import syntax
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -150,7 +151,7 @@ def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
     except _Refused as r:
         return None, [r.diag]
     except yaml.MarkedYAMLError as e:
-        return None, [_syntax_error(e, text, path)]
+        return None, [syntax.error_of(e, text, path)]
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, DEL, other controls)
         line = text.count("\n", 0, e.position) + 1
         col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
@@ -159,30 +160,6 @@ def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
     except yaml.YAMLError as e:
         return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}")]
     return (None if diags else spec), diags
-
-
-def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
-    mark = e.problem_mark or e.context_mark
-    pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    what = (e.problem or e.context or "invalid YAML").strip()
-    if e.context and e.context_mark and e.problem and (e.context_mark.line, e.context_mark.column) != (
-            mark.line, mark.column):
-        what += f" ({e.context.strip()} at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
-    lines = text.splitlines()
-    before = lines[pos[0] - 2] if 2 <= pos[0] <= len(lines) + 1 else ""
-    if mark is not None and text[mark.index: mark.index + 1] == "\t":
-        hint = "indent with spaces; YAML does not allow tabs"
-    elif re.search(r"^\s*[-\w.]+:[^\s/:]", before):
-        hint = f"put a space after the ':' on line {pos[0] - 1}"
-    elif "mapping values are not allowed" in what:
-        hint = "quote a value that contains ': ', or put the nested mapping on its own indented lines"
-    elif "expected <block end>" in what or "did not find expected key" in what:
-        hint = "keys of one mapping must start in the same column; list items under a key start with '- '"
-    elif "flow" in what:
-        hint = "close every '[' and '{' you open"
-    else:
-        hint = "check the indentation and quoting around this line"
-    return error(path, pos, "KF101", f"invalid YAML: {what}", hint)
 
 
 def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
