@@ -34,6 +34,7 @@ try:  # the C parser is ~7x faster; the pure one gives the same events
 except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _Parser
 
+_UNREADABLE = "make it a file you can read (check its permissions), or remove it"
 MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 MAX_DEPTH = 32
 MAX_NODES = 50_000
@@ -158,7 +159,7 @@ def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
         return None, [error(path, (line, col), "KF101", f"character U+{e.character:04X} is not allowed in YAML",
                             "remove it, or write it as an escape inside a double-quoted string")]
     except yaml.YAMLError as e:
-        return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}")]
+        return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}", "check the indentation and quoting")]
     return (None if diags else spec), diags
 
 
@@ -168,11 +169,12 @@ def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
     try:
         fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}", _UNREADABLE)]
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            return None, [error(rel, (1, 1), "KF101", "cannot read file: Is a directory")]
+            return None, [error(rel, (1, 1), "KF101", "cannot read file: Is a directory",
+                                "a folder's name must not end in .yaml or .yml under specs/: rename it")]
         if not stat.S_ISREG(mode):
             return None, [error(rel, (1, 1), "KF101", f"not a regular file but {special_kind(mode)}",
                                 "a spec is a plain YAML file; remove this one")]
@@ -180,7 +182,7 @@ def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read(MAX_BYTES + 1), []  # never more: a 256 MiB "spec" costs nothing to refuse
     except OSError as e:
-        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}", _UNREADABLE)]
     finally:
         os.close(fd)
 
