@@ -209,7 +209,8 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
         at = spec.at(pointer(parts))
         if err.instance is None:
-            return [error(spec.path, at, "KF203", f"'{where}' has no value; it must be {_article(want)}", hint)]
+            return [error(spec.path, at, "KF203", f"'{where}' has no value; it must be {_article(want)}",
+                          hint or f"write {_article(want)} after the ':', or remove the line")]
         raw = spec.raw.get(pointer(parts))
         if want in ("integer", "number") and isinstance(err.instance, str) and _numeric(err.instance):
             hint = "remove the quotes: it is a number"
@@ -228,7 +229,8 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
             unit = "Gi" in str(err.schema.get("pattern", ""))
             hint = f'write it with a unit, e.g. "{written}Gi"' if unit else f'quote it: "{written}"'
         return [error(spec.path, at, "KF203", f"'{where}' must be {_article(want)}, not "
-                      f"{_typename(err.instance)} {_show(err.instance, raw)}".rstrip(), hint)]
+                      f"{_typename(err.instance)} {_show(err.instance, raw)}".rstrip(),
+                      hint or f"write {_article(want)}")]
     if v in ("enum", "const"):
         choices = ", ".join(str(c) for c in (err.validator_value if v == "enum" else [err.validator_value]))
         meant = hints.closest(err.instance, err.validator_value) if v == "enum" else None
@@ -259,7 +261,8 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
         entries = f"{err.validator_value} {'entry' if err.validator_value == 1 else 'entries'}"
         return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}' is empty; it needs at least {entries}",
                       hint or f"add at least {entries} under {where}")]
-    return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}", hint)]
+    return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}",
+                  hint or f"schemas/{kind}.schema.json says what '{where}' takes")]
 
 
 def _respelt(value, pattern: str) -> str | None:
