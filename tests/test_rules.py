@@ -566,3 +566,13 @@ def full_model():
 @pytest.mark.parametrize("rule", sorted(rules.RULES))
 def test_every_rule_passes_a_model_with_every_kind_of_spec(rule):
     assert found(rule, full_model()) == []
+
+
+@pytest.mark.parametrize("quota, codes", [
+    ("gpu: {a10: 2}", ["KF304"]),  # a misspelt a100: the root cause alone
+    ("gpu: {t4: 2}", ["KF305", "KF324", "KF334"]),  # a real type: a100 is missing, and every rule needing it says so
+])
+def test_a_misspelt_gpu_type_is_reported_as_itself_not_as_what_follows(quota, codes):
+    m = model(SERVING, vision=team(x=("gpu: {a100: 2}", quota)), experiments={"vision/x.yaml": exp(A100)},
+              served={"vision/m.yaml": srv("gpu: {type: a100, count: 1}")})
+    assert sorted(d.code for d in rules.run(m)) == codes
