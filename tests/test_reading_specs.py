@@ -82,6 +82,7 @@ def test_refusals(text, code, pos):
     ("a:\n    b: 1\n   c: 2\n", (3, 4), "'c' starts in column 4; start it in column 5, like 'b' on line 2"),
     ("a:\n  b:\n    c: 1\n d: 2\n", (4, 2), "'d' starts in column 2; start it in column 3, like 'b' on line 2"),
     ("a:\n  - x\n - y\n", (3, 2), "'- y' starts in column 2; start it in column 3, like '- x' on line 2"),
+    ("a:\nb: 1\n  c: 2\n", (2, 1), "'b' is not indented under 'a' (line 1), which has no value: start 'b' in column 3"),
     ("a: b: c\n", (1, 5), "quote a value that contains ': '"),  # not indentation: a colon in the value
     ("a:b\nc: 1\n", (2, 2), "put a space after the ':' on line 1"),
 ])

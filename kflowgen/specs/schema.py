@@ -183,7 +183,14 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
         for extra in [k for k in err.instance if k not in allowed]:  # file order
             at = spec.at(pointer(parts + [extra]), key=True)
             close = [c for c in (hints.closest(extra, free),) if c]
-            if _field(parts + [extra]) in MOVED:
+            owner = _dedented(err.instance, err.schema, extra)
+            if owner:  # `storage:` with nothing after it, then `size:` in its column: one mistake, said once
+                suggested.add(pointer(parts + [owner]))
+                col = spec.at(pointer(parts + [owner]), key=True)[1] + 2
+                out.append(error(spec.path, at, "KF201", f"unknown field '{_field(parts + [extra])}' in {kind} spec; "
+                                 f"it belongs under '{owner}' above it, which has no value", f"indent '{extra}' "
+                                 f"under '{owner}': start it in column {col}"))
+            elif _field(parts + [extra]) in MOVED:
                 out.append(error(spec.path, at, "KF201", f"'{_field(parts + [extra])}' is no longer a field of the "
                                  f"{kind} spec", MOVED[_field(parts + [extra])]))
             elif _SECRET.search(extra):  # a secret written into Git: say where it belongs instead
@@ -208,6 +215,8 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
     if v == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
         at = spec.at(pointer(parts))
+        if err.instance is None and pointer(parts) in suggested:
+            return []  # the field indented too little below it says so
         if err.instance is None:
             return [error(spec.path, at, "KF203", f"'{where}' has no value; it must be {_article(want)}",
                           hint or f"write {_article(want)} after the ':', or remove the line")]
@@ -263,6 +272,16 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
                       hint or f"add at least {entries} under {where}")]
     return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}",
                   hint or f"schemas/{kind}.schema.json says what '{where}' takes")]
+
+
+def _dedented(mapping: dict, schema: dict, extra: str) -> str | None:
+    """The key just above extra in mapping, if it has no value and takes extra as a field: extra was meant to be
+    indented under it."""
+    keys = list(mapping)
+    above = keys[keys.index(extra) - 1] if keys.index(extra) else None
+    sub = schema.get("properties", {}).get(above, {}) if above is not None and mapping[above] is None else {}
+    fields = {k for s in [sub, *sub.get("allOf", [])] if isinstance(s, dict) for k in s.get("properties", {})}
+    return above if extra in fields else None
 
 
 def _respelt(value, pattern: str) -> str | None:

@@ -54,6 +54,10 @@ def _indentation(lines: list[str], pos: tuple[int, int], what: str) -> tuple[tup
     key = _KEY.match(prev)
     if "mapping values are not allowed" in what and col < indent and key and key[2] \
             and not key[2].startswith(("|", ">")) and _KEY.match(here) and pos[1] - 1 <= indent + len(here.split(":")[0]):
+        parent = _KEY.match(above[1][2]) if len(above) > 1 and above[1][1] == col else None
+        if parent and not parent[2]:  # `notebook:`, then `image: x` in its column, then `profiles:` indented
+            return (line, col + 1), (f"'{key[1]}' is not indented under '{parent[1]}' (line {above[1][0]}), which "
+                                     f"has no value: start '{key[1]}' in column {indent + 1}, like '{word}' below it")
         return start, (f"'{word}' is indented under '{key[1]}' (line {line}), which already has a value: start "
                        f"'{word}' in column {col + 1}, like '{key[1]}'")
     if "expected <block end>" in what or "did not find expected key" in what:
