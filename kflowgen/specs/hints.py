@@ -7,8 +7,6 @@ import re
 
 # decimal or lower-case units people write for memory, and the Kubernetes binary unit they mean
 _UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp])(?:i?b|i)?\s*$", re.I)
-
-
 # numbers written as words, as people say them ("two GPUs")
 NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
 
@@ -37,17 +35,17 @@ def close(name, known, what: str = "known") -> str:
 
 
 def quantity(text) -> str | None:
-    """The Kubernetes memory quantity a near miss means: 512GB, 512gb, 512G B and 512gi are 512Gi."""
+    """The Kubernetes memory quantity a near miss means: 512GB, 512gb, 512 GB and 512gi are 512Gi."""
     m = _UNIT.match(str(text)) if isinstance(text, str) else None
     return f"{m[1]}{m[2].upper()}i" if m else None
 
 
 def respellings(text) -> list[str]:
-    """What a value that failed its pattern may have been meant as, most likely first: the quantity, then the
-    lower-case spelling (names in specs are lower-case: Dev, Vision, Admin)."""
+    """What a value that failed its pattern may have been meant as, most likely first: the number a word names, the
+    quantity, then the lower-case spelling (names in specs are lower-case: Dev, Vision, Admin) and the trimmed one."""
     if not isinstance(text, str):
         return []
     word = NUMBERS.get(text.strip().lower())
-    out = [str(word) for _ in (1,) if word is not None] + [q for q in (quantity(text),) if q] + [text.lower(),
-                                                                                               text.strip()]
+    meant = quantity(text)
+    out = ([str(word)] if word is not None else []) + ([meant] if meant else []) + [text.lower(), text.strip()]
     return [c for i, c in enumerate(out) if c != text and c not in out[:i]]
