@@ -1,5 +1,5 @@
-"""Example folders: every invalid/<CODE>-<slug>/ fails `kflowgen validate` with exactly its expected.txt; every
-valid/<slug>/ loads cleanly.
+"""Example folders: every invalid/<CODE>-<slug>/ fails `kflowgen validate` with exactly its expected.txt, at least one
+error, and a `fix:` line under every finding (the README promises one); every valid/<slug>/ loads cleanly.
 
 Each example is a set of files laid over a copy of examples/base/ (a small valid repository), in the style of
 check-jsonschema's positive/negative folders. Control files at the top of an example folder:
@@ -93,12 +93,15 @@ def test_invalid_example(example: Path, tmp_path: Path, update_golden: bool):
     expected = expected_file.read_bytes().decode("utf-8") if expected_file.is_file() else "(no expected.txt)\n"
     lines = result.stdout.splitlines()
     located = [ln for ln in lines[:-1] if not ln.startswith("    fix: ")]
+    fixed = [ln for ln, after in zip(lines, lines[1:] + [""]) if DIAGNOSTIC.match(ln) and after.startswith("    fix: ")]
     actual = {
         "exit code": result.exit_code,
         "crashed": result.exception is not None and not isinstance(result.exception, SystemExit),
         "stdout": result.stdout,
         "traceback": "Traceback" in result.output,
         "lines without file:line:col": [ln for ln in located if not DIAGNOSTIC.match(ln)],
+        "findings without a fix": [ln for ln in located if DIAGNOSTIC.match(ln) and ln not in fixed],
+        "errors": sum(" error [KF" in ln for ln in located) > 0,
         "ends with the tally": bool(lines) and bool(TALLY.match(lines[-1])),
         "tree hash": tree_hash(root),
     }
@@ -108,6 +111,8 @@ def test_invalid_example(example: Path, tmp_path: Path, update_golden: bool):
         "stdout": expected,
         "traceback": False,
         "lines without file:line:col": [],
+        "findings without a fix": [],
+        "errors": True,
         "ends with the tally": True,
         "tree hash": before,
     }, result.output

@@ -124,7 +124,7 @@ def test_validate_a_clean_example_finds_nothing_and_summarises(repo):
 
 @pytest.mark.parametrize("old, new, where", [
     ("    cpu: 64\n", "    cpu: -1\n", (VISION, "cpu: -1", 10, "KF204")),  # one file against its schema
-    ("gpu: {a100: 16}", "gpu: {a100: 30}", ("specs/platform.yaml", "gpu: {a100: 32", 19, "KF306")),  # across files
+    ("gpu: {a100: 16}", "gpu: {a100: 30}", (VISION, "gpu: {a100: 30}", 17, "KF306")),  # across files
 ])
 def test_a_spec_error_is_a_located_diagnostic_and_nothing_is_built(repo, monkeypatch, old, new, where):
     edit(repo, VISION, old, new)

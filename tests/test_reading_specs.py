@@ -75,6 +75,22 @@ def test_refusals(text, code, pos):
     assert problem(text) == (code, pos)
 
 
+@pytest.mark.parametrize("text, pos, fix", [
+    ("a: 1\n  b: 2\n", (2, 3), "'b' is indented under 'a' (line 1), which already has a value: start 'b' in column 1"),
+    ("a:\n  b: 1\n   c: 2\n", (3, 4), "'c' is indented under 'b' (line 2), which already has a value: start 'c' in "
+     "column 3"),
+    ("a:\n    b: 1\n   c: 2\n", (3, 4), "'c' starts in column 4; start it in column 5, like 'b' on line 2"),
+    ("a:\n  b:\n    c: 1\n d: 2\n", (4, 2), "'d' starts in column 2; start it in column 3, like 'b' on line 2"),
+    ("a:\n  - x\n - y\n", (3, 2), "'- y' starts in column 2; start it in column 3, like '- x' on line 2"),
+    ("a:\nb: 1\n  c: 2\n", (2, 1), "'b' is not indented under 'a' (line 1), which has no value: start 'b' in column 3"),
+    ("a: b: c\n", (1, 5), "quote a value that contains ': '"),  # not indentation: a colon in the value
+    ("a:b\nc: 1\n", (2, 2), "put a space after the ':' on line 1"),
+])
+def test_an_indentation_mistake_gets_a_fix_about_indentation(text, pos, fix):
+    _, (d,) = load_text(text, "f.yaml")
+    assert ((d.code, d.line, d.col), d.hint[:len(fix)]) == (("KF101",) + pos, fix)
+
+
 def test_duplicate_key_names_both_lines():
     _, diags = load_text("team: a\nname: x\nteam: b\n", "f.yaml")
     assert "first at line 1" in diags[0].message and diags[0].line == 3

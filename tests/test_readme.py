@@ -39,3 +39,13 @@ def test_every_path_the_readme_names_in_the_code_exists():
     named = set(re.findall(r"`((?:kflowgen|tools|bench|tests|bases|schemas)/[\w./<>-]*)`", README))
     missing = [p for p in sorted(named) if "<" not in p and not (PROJECT / p).exists()]
     assert named and missing == []
+
+
+def test_every_finding_the_readme_shows_is_one_an_example_prints():
+    """The findings the README shows a data scientist, with their fix lines, are printed by an example folder under
+    tests/examples/invalid/ (whose test runs them): a message changed without the README fails here."""
+    lines = README.splitlines()
+    shown = [f"{ln}\n{after}" for ln, after in zip(lines, lines[1:])
+             if re.match(r"^specs/\S+:\d+:\d+: (error|warning) \[KF\d{3}\] ", ln)]
+    printed = "\n".join(p.read_text() for p in (PROJECT / "tests/examples/invalid").glob("*/expected.txt"))
+    assert shown and [s for s in shown if not s.split("\n")[1].startswith("    fix: ") or s not in printed] == []

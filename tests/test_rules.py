@@ -108,7 +108,7 @@ CASES = [
     ("profiles-fit-quota", {"v": team("v", x=("gpu, cpu", "gpu, default: true, cpu"))}, [("KF308", "specs/teams/v.yaml", 7, 28)]),
     ("profiles-fit-quota", {"v": team("v", x=("cpu: 2,", "cpu: 2, guarantee: {cpu: 3},"))}, [("KF309", "specs/teams/v.yaml", 6, 44)]),
     ("gpu-capacity", {"a": team("a", x=("a100: 2", "a100: 3")), "b": team("b")},
-     [("KF306", "specs/platform.yaml", 11, 54)]),
+     [("KF306", "specs/teams/b.yaml", 10, 43)]),  # at the quota that takes the sum over, in file-name order
     ("allowed-registries", {"v": team("v", image="docker.io/library/python:3.11")}, [("KF307", "specs/teams/v.yaml", 4, 10)]),
     ("storage-quota", {"v": team("v", x=("memory: 32Gi,", "memory: 32Gi, storage: 10Gi,"))}, [("KF310", "specs/teams/v.yaml", 10, 40)]),
 ]
@@ -124,10 +124,13 @@ def test_capacity_for_unknown_gpu_type():
     assert found("gpu-types-exist", m) == [("KF311", "specs/platform.yaml", 12, 59)]
 
 
-def test_capacity_message_names_the_teams():
+def test_capacity_message_says_what_is_free_and_what_to_type():
     m = model(a=team("a", x=("a100: 2", "a100: 3")), b=team("b"))
     (d,) = rules.RULES["gpu-capacity"](m)
-    assert d.message == "dev: teams are promised 5 a100 GPUs but the cluster has 4 (a 3, b 2)"
+    assert (d.path, d.message, d.hint) == (
+        "specs/teams/b.yaml", "quota of 2 a100 GPUs in dev does not fit: dev has 4 a100; other teams already take 3 "
+        "(a 3); 1 free", "lower quota.dev.gpu.a100 to 1, or ask the platform team to raise "
+        "environments.dev.capacity.gpu.a100 in specs/platform.yaml")
 
 
 @pytest.mark.parametrize("name", ["kubeflow", "kubeflow-system", "gpu-operator", "nvidia-gpu-operator", "kueue-system",
@@ -248,7 +251,10 @@ PLATFORM_CASES = [
     ("profiles-fit-quota", PLATFORM, v(x=("quota:\n", "quota:\n  qa: {cpu: 1, memory: 1Gi}\n")), []),  # KF303's
     # gpu-capacity: a GPU type the environment has no capacity line for
     ("gpu-capacity", PLATFORM, v(x=("quota:\n", "quota:\n  prod: {cpu: 8, memory: 32Gi, gpu: {t4: 1}}\n")),
-     [("KF306", P, 12, 49)]),
+     [("KF306", T, 10, 42)]),
+    # a misspelt GPU type is reported once, as itself (KF304, KF311): not as the type it meant missing from a quota
+    ("profiles-fit-quota", PLATFORM, v(x=("gpu: {a100: 2}", "gpu: {a10: 2}")), []),
+    ("gpu-capacity", platform(("{a100: 4, t4: 4}", "{a10: 4, t4: 4}")), v(), []),
     ("gpu-capacity", PLATFORM, {"a": team("a"), "b": team("b")}, []),  # 2 + 2 of the 4 A100s
     # allowed-registries: registry entries and notebook images
     ("allowed-registries", platform(("ml/]", "ml/, registry.example.com/../]")), v(), [("KF204", P, 5, 40)]),
@@ -560,3 +566,13 @@ def full_model():
 @pytest.mark.parametrize("rule", sorted(rules.RULES))
 def test_every_rule_passes_a_model_with_every_kind_of_spec(rule):
     assert found(rule, full_model()) == []
+
+
+@pytest.mark.parametrize("quota, codes", [
+    ("gpu: {a10: 2}", ["KF304"]),  # a misspelt a100: the root cause alone
+    ("gpu: {t4: 2}", ["KF305", "KF324", "KF334"]),  # a real type: a100 is missing, and every rule needing it says so
+])
+def test_a_misspelt_gpu_type_is_reported_as_itself_not_as_what_follows(quota, codes):
+    m = model(SERVING, vision=team(x=("gpu: {a100: 2}", quota)), experiments={"vision/x.yaml": exp(A100)},
+              served={"vision/m.yaml": srv("gpu: {type: a100, count: 1}")})
+    assert sorted(d.code for d in rules.run(m)) == codes

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kflowgen.specs import schema as specschema
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs.hints import did_you_mean
 from kflowgen.specs.loader import load_file, load_text
 from kflowgen.specs.served import MODELS
 
@@ -48,10 +49,8 @@ def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Prom
     envs = spec.data["environments"]
     for env in (src, dst):
         if env not in envs:
-            close = difflib.get_close_matches(env, list(envs), n=1)
             return None, [error(rel, spec.at("/environments", key=True), "KF338",
-                              f"model {team}/{model} is not served in '{env}'",
-                              f"did you mean '{close[0]}'?" if close else
+                              f"model {team}/{model} is not served in '{env}'", did_you_mean(env, envs) or
                               f"it is served in: {', '.join(envs)}; add environments.{env} to serve it there")]
     new, old = envs[src]["version"], envs[dst]["version"]
     pointer = f"/environments/{dst}/version"
@@ -89,9 +88,8 @@ def _find(root: Path, team: str, model: str) -> str | Diagnostic:
                              "replace the link with the file itself")
             return rel
     known = sorted(p.stem for p in (root / where).glob("*.y*ml")) if (root / where).is_dir() else []
-    close = difflib.get_close_matches(model, known, n=1)
     return error(f"{where}/{model}.yaml", (0, 0), "KF337", f"model {team}/{model} not found",
-                 f"did you mean '{close[0]}'?" if close else
+                 did_you_mean(model, known) or
                  f"models of {team}: {', '.join(known)}" if known else f"no models in {where}/")
 
 

@@ -271,7 +271,8 @@ def new_team(root: Path, name: str, owner: str = "you@example.com") -> list[Diag
                       "edit the existing file, or pick another name")]
     spec, diags = load_file(root, "specs/platform.yaml")
     if spec is None:
-        return diags or [error("specs/platform.yaml", (0, 0), "KF101", "cannot read the platform file")]
+        return diags or [error("specs/platform.yaml", (0, 0), "KF101", "cannot read the platform file",
+                               "run kflowgen validate to see why")]
     data = spec.data
     envs = list(data.get("environments", {})) or ["dev"]
     registry = (data.get("registries") or ["registry.example.com/ml/"])[0]

@@ -1,9 +1,8 @@
 """KF303: every environment a team names in its quota is defined in the platform file."""
 from __future__ import annotations
 
-import difflib
-
 from kflowgen.diagnostics import error
+from kflowgen.specs.hints import close
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -16,7 +15,6 @@ def check(model):
     for t in model.teams:
         for env in t.quota:
             if env not in envs:
-                close = difflib.get_close_matches(env, envs, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"environments: {', '.join(envs)}"
                 yield error(t.source.path, t.source.at(f"/quota/{env}", key=True), "KF303",
-                            f"environment '{env}' is not defined in {model.platform.source.path}", hint)
+                            f"environment '{env}' is not defined in {model.platform.source.path}",
+                            close(env, envs, "environments"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fractions import Fraction
 
 from kflowgen.specs import quantity
-from kflowgen.rules.hints import close
+from kflowgen.specs.hints import close
 from kflowgen.diagnostics import error, warning
 from kflowgen.specs.experiment import MAX_TRIALS, Experiment, Range, shell_syntax, split_arguments, sweep_size, trials
 from kflowgen.targets.training import trial_name
+from kflowgen.rules.gpus import misspelt
 from kflowgen.rules.secrets import secret_looking
 from kflowgen.rules.images import IMAGE_CODES, problems as image_problems
 
@@ -98,7 +99,8 @@ def check(model, experiments: list[Experiment]):
                 yield error(path, at, "KF322", f"team {team.name} has no quota in {env}",
                             f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
             else:
-                yield from _quota(exp, team.quota[env], env, len(runs), p.queueing_in(env) is not None)
+                yield from _quota(exp, team.quota[env], env, len(runs), p.queueing_in(env) is not None,
+                                  misspelt(model, team.quota[env].gpu, exp.gpu_type))
         queued = bool(exp.environments) and p.queueing_in(exp.environments[0]) is not None  # as rendered there first
         for t in runs:
             name = trial_name(exp, team, p, t, queued)
@@ -135,14 +137,15 @@ def _range_problem(r: Range) -> tuple[str, str] | None:
     return None
 
 
-def _quota(exp: Experiment, q, env: str, n: int, queued: bool = False):
+def _quota(exp: Experiment, q, env: str, n: int, queued: bool = False, misspelt_gpu: bool = False):
     """KF324 when one trial does not fit the quota; KF325 when the trials expected at once do not (where Kueue queues
-    them, the waiting ones are suspended and their deadline has not started)."""
+    them, the waiting ones are suspended and their deadline has not started). misspelt_gpu: the quota lacks the GPU
+    type because it misspells it (KF304 says so), so the GPUs are not checked."""
     src, path, w = exp.source, exp.source.path, exp.workers
     at_once = min(exp.parallelism or n, n)
     need = [("cpu", exp.cpu, quantity.parse(q.cpu), q.cpu, "/resources/cpu"),
             ("memory", exp.memory, quantity.parse(q.memory), q.memory, "/resources/memory")]
-    if exp.gpu_type:
+    if exp.gpu_type and not misspelt_gpu:
         have = q.gpu.get(exp.gpu_type, 0)
         need.append((exp.gpu_type, exp.gpu_count, Fraction(have), have, "/resources/gpu/count"))
     over = []

@@ -1,9 +1,8 @@
 """KF304, KF311: every GPU type named in a profile, a quota or a capacity is defined in the platform file."""
 from __future__ import annotations
 
-import difflib
-
 from kflowgen.diagnostics import error
+from kflowgen.specs.hints import closest
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -12,9 +11,16 @@ CODES = {
 }
 
 
+def misspelt(model, named, gpu: str) -> bool:
+    """gpu is missing from named (a quota's or a capacity's GPU types), which names a type the platform does not
+    define: KF304 or KF311 reports that one, and gpu is most likely it, misspelt. A check that finds gpu missing there
+    would only report a consequence of the root cause, so it says nothing."""
+    return gpu not in named and any(g not in model.platform.gpu_types for g in named)
+
+
 def _unknown(name, known):
-    close = difflib.get_close_matches(name, known, n=1)
-    return (f"did you mean '{close[0]}'? " if close else "") + f"GPU types in the platform: {', '.join(known)}"
+    best = closest(name, known)
+    return (f"write {best}; " if best else "") + f"GPU types in the platform: {', '.join(known)}"
 
 
 def check(model):

@@ -8,7 +8,7 @@ import ipaddress
 
 from kflowgen.diagnostics import error
 from kflowgen.specs.loader import pointer
-from kflowgen.rules.hints import close
+from kflowgen.specs.hints import close
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {

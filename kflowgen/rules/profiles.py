@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from kflowgen.specs import quantity
 from kflowgen.diagnostics import error
+from kflowgen.rules.gpus import misspelt
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -29,7 +30,8 @@ def check(model):
             for env, q in t.quota.items():
                 if env not in model.platform.environments:
                     continue  # KF303 says so
-                if p.gpu_type in model.platform.gpu_types and q.gpu.get(p.gpu_type, 0) < p.gpu_count:
+                if p.gpu_type in model.platform.gpu_types and q.gpu.get(p.gpu_type, 0) < p.gpu_count \
+                        and not misspelt(model, q.gpu, p.gpu_type):
                     yield error(t.source.path, t.source.at(f"{at}/gpu/count"), "KF305",
                                 f"profile '{p.name}' needs {p.gpu_count} {p.gpu_type} GPU(s) but the team's {env} "
                                 f"quota allows {q.gpu.get(p.gpu_type, 0)}",

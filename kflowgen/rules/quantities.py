@@ -3,7 +3,7 @@
 accounting (and a zero limit is no limit); a zero quota or volume holds nothing."""
 from __future__ import annotations
 
-from kflowgen.specs import quantity
+from kflowgen.specs import hints, quantity
 from kflowgen.diagnostics import error
 
 
@@ -43,6 +43,9 @@ def check(model):
             if what == "cpu" and quantity.valid(value):
                 yield error(spec.path, spec.at(pointer), "KF204", f"cpu {value} is finer than a thousandth of a core",
                             "use whole millicores, e.g. 100m or 0.1")
+            elif what != "cpu" and (meant := hints.quantity(value)) and quantity.valid(meant):
+                yield error(spec.path, spec.at(pointer), "KF204", f"{what} {value!r} is not a quantity; did you mean "
+                            f"'{meant}'?", f"write {meant}")
             else:
                 yield error(spec.path, spec.at(pointer), "KF204", f"{what} {value!r} is not a quantity",
                             "write e.g. 500m or 2 for cpu, 16Gi for memory and storage")

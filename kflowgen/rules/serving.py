@@ -5,9 +5,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 from kflowgen.specs import quantity
-from kflowgen.rules.hints import close
+from kflowgen.specs.hints import close
 from kflowgen.diagnostics import error, warning
 from kflowgen.specs.served import MODELS, ServedModel, demand
+from kflowgen.rules.gpus import misspelt
 from kflowgen.rules.images import IMAGE_CODES, problems
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
@@ -75,7 +76,8 @@ def check(model, served: list[ServedModel]):
                 yield error(src, at(f"{here}/gpu/type"), "KF333", f"{env}: GPU type '{s.gpu_type}' is not defined "
                             f"in {p.source.path}", close(s.gpu_type, p.gpu_types))
                 continue
-            if s.gpu_type and p.environments[env].gpu_capacity.get(s.gpu_type, 0) < s.gpu_count:
+            capacity = p.environments[env].gpu_capacity
+            if s.gpu_type and capacity.get(s.gpu_type, 0) < s.gpu_count and not misspelt(model, capacity, s.gpu_type):
                 yield error(src, at(f"{here}/gpu/type"), "KF333",
                             f"{env}: the cluster has {p.environments[env].gpu_capacity.get(s.gpu_type, 0)} "
                             f"{s.gpu_type} GPUs, fewer than one server needs ({s.gpu_count})",
@@ -89,7 +91,7 @@ def check(model, served: list[ServedModel]):
                 continue
             usage.setdefault((team.name, env), []).append((m, demand(m, env)))
     for (name, env), uses in usage.items():
-        yield from _fit(teams[name], env, uses)
+        yield from _fit(model, teams[name], env, uses)
     yield from _reach(model, served, teams)
 
 
@@ -124,13 +126,14 @@ def _reach(model, served, teams):
                             "give each exposed model its own host")
 
 
-def _fit(team, env: str, uses):
+def _fit(model, team, env: str, uses):
     """Report each quota resource the team's servers in env exceed, once, at the model that crosses the limit."""
     q = team.quota[env]
     limits = {"cpu": quantity.parse(q.cpu), "memory": quantity.parse(q.memory),
               **{f"gpu/{g}": Fraction(n) for g, n in q.gpu.items()}}
     spelled = {"cpu": str(q.cpu), "memory": str(q.memory), **{f"gpu/{g}": str(n) for g, n in q.gpu.items()}}
-    for res in sorted({r for _, d in uses for r in d}):
+    for res in sorted({r for _, d in uses for r in d} - {f"gpu/{g}" for g in model.platform.gpu_types
+                                                          if misspelt(model, q.gpu, g)}):
         total, parts = Fraction(0), []
         for m, d in uses:
             if res not in d:

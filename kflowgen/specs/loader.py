@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs import syntax
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -33,6 +34,7 @@ try:  # the C parser is ~7x faster; the pure one gives the same events
 except ImportError:  # pragma: no cover
     from yaml import SafeLoader as _Parser
 
+_UNREADABLE = "make it a file you can read (check its permissions), or remove it"
 MAX_BYTES = 1 << 20  # a spec is a few hundred bytes; 1 MiB is generous
 MAX_DEPTH = 32
 MAX_NODES = 50_000
@@ -150,39 +152,15 @@ def load_text(text: str, path: str) -> tuple[SpecFile | None, list[Diagnostic]]:
     except _Refused as r:
         return None, [r.diag]
     except yaml.MarkedYAMLError as e:
-        return None, [_syntax_error(e, text, path)]
+        return None, [syntax.error_of(e, text, path)]
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, DEL, other controls)
         line = text.count("\n", 0, e.position) + 1
         col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
         return None, [error(path, (line, col), "KF101", f"character U+{e.character:04X} is not allowed in YAML",
                             "remove it, or write it as an escape inside a double-quoted string")]
     except yaml.YAMLError as e:
-        return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}")]
+        return None, [error(path, (1, 1), "KF101", f"invalid YAML: {e}", "check the indentation and quoting")]
     return (None if diags else spec), diags
-
-
-def _syntax_error(e: yaml.MarkedYAMLError, text: str, path: str) -> Diagnostic:
-    mark = e.problem_mark or e.context_mark
-    pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    what = (e.problem or e.context or "invalid YAML").strip()
-    if e.context and e.context_mark and e.problem and (e.context_mark.line, e.context_mark.column) != (
-            mark.line, mark.column):
-        what += f" ({e.context.strip()} at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
-    lines = text.splitlines()
-    before = lines[pos[0] - 2] if 2 <= pos[0] <= len(lines) + 1 else ""
-    if mark is not None and text[mark.index: mark.index + 1] == "\t":
-        hint = "indent with spaces; YAML does not allow tabs"
-    elif re.search(r"^\s*[-\w.]+:[^\s/:]", before):
-        hint = f"put a space after the ':' on line {pos[0] - 1}"
-    elif "mapping values are not allowed" in what:
-        hint = "quote a value that contains ': ', or put the nested mapping on its own indented lines"
-    elif "expected <block end>" in what or "did not find expected key" in what:
-        hint = "keys of one mapping must start in the same column; list items under a key start with '- '"
-    elif "flow" in what:
-        hint = "close every '[' and '{' you open"
-    else:
-        hint = "check the indentation and quoting around this line"
-    return error(path, pos, "KF101", f"invalid YAML: {what}", hint)
 
 
 def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
@@ -191,11 +169,12 @@ def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
     try:
         fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}", _UNREADABLE)]
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            return None, [error(rel, (1, 1), "KF101", "cannot read file: Is a directory")]
+            return None, [error(rel, (1, 1), "KF101", "cannot read file: Is a directory",
+                                "a folder's name must not end in .yaml or .yml under specs/: rename it")]
         if not stat.S_ISREG(mode):
             return None, [error(rel, (1, 1), "KF101", f"not a regular file but {special_kind(mode)}",
                                 "a spec is a plain YAML file; remove this one")]
@@ -203,7 +182,7 @@ def read_file(root: Path, rel: str) -> tuple[bytes | None, list[Diagnostic]]:
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read(MAX_BYTES + 1), []  # never more: a 256 MiB "spec" costs nothing to refuse
     except OSError as e:
-        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}")]
+        return None, [error(rel, (1, 1), "KF101", f"cannot read file: {e.strerror}", _UNREADABLE)]
     finally:
         os.close(fd)
 

@@ -1,13 +1,13 @@
 """Spec schemas: loads the JSON Schemas in schemas/ and turns their errors into located diagnostics."""
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from functools import cache
 from importlib import resources
 
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.specs import hints
 from kflowgen.specs.loader import SpecFile, pointer
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
@@ -170,16 +170,27 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
     hint = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
     v = err.validator
     if "propertyNames" in err.relative_schema_path:
+        meant = _respelt(err.instance, err.validator_value) if v == "pattern" else None
         return [error(spec.path, spec.at(pointer(parts + [err.instance]), key=True), "KF204",
-                      f"key {_show(err.instance)} under '{where}' is not allowed", hint)]
+                      f"key {_show(err.instance)} under '{where}' is not allowed" + (f"; did you mean '{meant}'?"
+                                                                                   if meant else ""),
+                      f"rename it to '{meant}'" if meant else hint or
+                      "rename it: lower-case letters, digits and '-', as the other names in specs")]
     if v == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(err.schema.get("properties", {}))
         free = [a for a in allowed if a not in err.instance]
         out = []
         for extra in [k for k in err.instance if k not in allowed]:  # file order
             at = spec.at(pointer(parts + [extra]), key=True)
-            close = difflib.get_close_matches(extra, free, n=1)
-            if _field(parts + [extra]) in MOVED:
+            close = [c for c in (hints.closest(extra, free),) if c]
+            owner = _dedented(err.instance, err.schema, extra)
+            if owner:  # `storage:` with nothing after it, then `size:` in its column: one mistake, said once
+                suggested.add(pointer(parts + [owner]))
+                col = spec.at(pointer(parts + [owner]), key=True)[1] + 2
+                out.append(error(spec.path, at, "KF201", f"unknown field '{_field(parts + [extra])}' in {kind} spec; "
+                                 f"it belongs under '{owner}' above it, which has no value", f"indent '{extra}' "
+                                 f"under '{owner}': start it in column {col}"))
+            elif _field(parts + [extra]) in MOVED:
                 out.append(error(spec.path, at, "KF201", f"'{_field(parts + [extra])}' is no longer a field of the "
                                  f"{kind} spec", MOVED[_field(parts + [extra])]))
             elif _SECRET.search(extra):  # a secret written into Git: say where it belongs instead
@@ -204,32 +215,50 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
     if v == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
         at = spec.at(pointer(parts))
+        if err.instance is None and pointer(parts) in suggested:
+            return []  # the field indented too little below it says so
         if err.instance is None:
-            return [error(spec.path, at, "KF203", f"'{where}' has no value; it must be {_article(want)}", hint)]
+            return [error(spec.path, at, "KF203", f"'{where}' has no value; it must be {_article(want)}",
+                          hint or f"write {_article(want)} after the ':', or remove the line")]
         raw = spec.raw.get(pointer(parts))
         if want in ("integer", "number") and isinstance(err.instance, str) and _numeric(err.instance):
             hint = "remove the quotes: it is a number"
+        elif want in ("integer", "number") and isinstance(err.instance, str):
+            meant = hints.NUMBERS.get(err.instance.strip().lower())
+            hint = f"write {meant}" if meant is not None else f"write {_article(want)} in digits, e.g. 2"
+        elif want == "integer" and isinstance(err.instance, float):
+            low = int(err.instance // 1)
+            whole = " (GPUs come whole: a pod cannot have part of one)" if "gpu" in map(str, parts) else ""
+            hint = f"write {low} or {low + 1}{whole}" if low >= 0 else "write a whole number"
+        elif want == "object" and not isinstance(err.instance, (dict, list)):
+            hint = (f"write its fields on the lines below '{parts[-1] if parts else where}:', indented two spaces "
+                    "more" + (f". {hint}" if hint else ""))
         elif "string" in want and isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool):
             written = raw if raw is not None else err.instance
             unit = "Gi" in str(err.schema.get("pattern", ""))
             hint = f'write it with a unit, e.g. "{written}Gi"' if unit else f'quote it: "{written}"'
         return [error(spec.path, at, "KF203", f"'{where}' must be {_article(want)}, not "
-                      f"{_typename(err.instance)} {_show(err.instance, raw)}".rstrip(), hint)]
+                      f"{_typename(err.instance)} {_show(err.instance, raw)}".rstrip(),
+                      hint or f"write {_article(want)}")]
     if v in ("enum", "const"):
         choices = ", ".join(str(c) for c in (err.validator_value if v == "enum" else [err.validator_value]))
-        close = difflib.get_close_matches(str(err.instance), [str(c) for c in err.validator_value], n=1) if v == "enum" else []
-        extra = f"; did you mean '{close[0]}'?" if close else ""
+        meant = hints.closest(err.instance, err.validator_value) if v == "enum" else None
+        extra = f"; did you mean '{meant}'?" if meant else ""
         return [error(spec.path, spec.at(pointer(parts)), "KF204",
-                      f"'{where}' is {_show(err.instance)}, which is not one of: {choices}{extra}", hint)]
+                      f"'{where}' is {_show(err.instance)}, which is not one of: {choices}{extra}",
+                      _write(meant, hint or f"write one of: {choices}"))]
     if v == "pattern":
+        meant = _respelt(err.instance, err.validator_value)
+        extra = f"; did you mean '{meant}'?" if meant else ""
         return [error(spec.path, spec.at(pointer(parts)), "KF204",
-                      f"'{where}' is {_show(err.instance)}, which is not in the expected form", hint)]
+                      f"'{where}' is {_show(err.instance)}, which is not in the expected form{extra}",
+                      _write(meant, hint))]
     if v in ("exclusiveMinimum", "minimum", "maximum", "exclusiveMaximum"):
         word = {"exclusiveMinimum": "more than", "minimum": "at least", "maximum": "at most",
                 "exclusiveMaximum": "less than"}[v]
         return [error(spec.path, spec.at(pointer(parts)), "KF204",
                       f"'{where}' is {_show(err.instance, spec.raw.get(pointer(parts)))}; it must be {word} "
-                      f"{err.validator_value}", hint)]
+                      f"{err.validator_value}", hint or f"write a number {word} {err.validator_value}")]
     if v == "uniqueItems" and isinstance(err.instance, list):
         seen: list = []
         for i, item in enumerate(err.instance):
@@ -238,9 +267,31 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
                               f"'{_field(parts + [i])}' repeats {_show(item)}", "remove the repeated entry")]
             seen.append(item)
     if v in ("minItems", "minProperties"):
-        return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}' is empty; it needs at least "
-                      f"{err.validator_value} {'entry' if err.validator_value == 1 else 'entries'}", hint)]
-    return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}", hint)]
+        entries = f"{err.validator_value} {'entry' if err.validator_value == 1 else 'entries'}"
+        return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}' is empty; it needs at least {entries}",
+                      hint or f"add at least {entries} under {where}")]
+    return [error(spec.path, spec.at(pointer(parts)), "KF204", f"'{where}': {err.message}",
+                  hint or f"schemas/{kind}.schema.json says what '{where}' takes")]
+
+
+def _dedented(mapping: dict, schema: dict, extra: str) -> str | None:
+    """The key just above extra in mapping, if it has no value and takes extra as a field: extra was meant to be
+    indented under it."""
+    keys = list(mapping)
+    above = keys[keys.index(extra) - 1] if keys.index(extra) else None
+    sub = schema.get("properties", {}).get(above, {}) if above is not None and mapping[above] is None else {}
+    fields = {k for s in [sub, *sub.get("allOf", [])] if isinstance(s, dict) for k in s.get("properties", {})}
+    return above if extra in fields else None
+
+
+def _respelt(value, pattern: str) -> str | None:
+    """What a value that does not match pattern was most likely meant to be (hints.respellings), if that matches."""
+    return next((c for c in hints.respellings(value) if _end_anchored(pattern).search(c)), None)
+
+
+def _write(meant: str | None, hint: str) -> str:
+    """The fix: what to type, when kflowgen knows it, then what the field takes."""
+    return f"write {meant}" + (f". {hint}" if hint else "") if meant else hint
 
 
 def _numeric(text: str) -> bool:
