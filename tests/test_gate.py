@@ -370,3 +370,24 @@ def test_build_environment_builds_from_the_specs_not_from_disk(repo):
          "teams in prod: nlp, recsys, vision")]
     built, report = pipeline.build_environment(opts(repo), "qa", "vision")
     assert built == {} and [(d.path, d.code) for d in report.errors] == [("specs/platform.yaml", "KF303")]
+
+
+def test_gate_warns_of_a_team_the_pull_request_renders_away_with_the_command_to_delete_it(committed):
+    """The normal flow: the pull request deletes a team's specs and commits the render, so no namespace file of the
+    team is on disk any more; the gate still says, per environment the team leaves, what Argo CD keeps and the
+    command a person runs after backing up the NAS (KF505, read from the base's committed overlays)."""
+    for rel in ("specs/teams/recsys.yaml", "specs/experiments/recsys", "specs/models/recsys"):
+        target = committed / rel
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    assert not pipeline.render_to_disk(opts(committed), check_only=False).errors
+    git(committed, "add", "-A")
+    git(committed, "commit", "-qm", "recsys leaves")
+    report, _ = pipeline.gate(opts(committed), "HEAD~1")
+    leaving = [d for d in report.diagnostics if d.code == "KF505"]
+    assert [(d.path, d.severity) for d in leaving] == [
+        (f"overlays/{env}/teams/recsys/platform/namespace.yaml", "warning") for env in ("dev", "staging", "prod")]
+    assert "kubectl --server https://prod.k8s.example.com delete namespace recsys" in leaving[-1].hint
+    assert not report.errors
+    # and none for a pull request that keeps every team
+    report, _ = pipeline.gate(opts(committed), "HEAD")
+    assert not [d for d in report.diagnostics if d.code == "KF505"]

@@ -2,6 +2,8 @@
 calls the stages, in that order, for each command: validate, render (and render --check), gate and build."""
 from __future__ import annotations
 
+import subprocess
+
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,11 +142,23 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     loaded specs, rendered files and builds (three commands would each load, render and build the head again).
     Returns (the validate and drift report, the diff against base, or None when the head does not build)."""
     done = checked(opts, drift=True)
+    if done.model is not None and done.rendered is not None:  # teams the pull request takes out of an environment
+        seen = set(done.report.diagnostics)
+        done.report.extend(d for d in departures(opts.root, done.model, done.rendered.files,
+                                                 list(done.model.platform.environments), _namespaces_at(opts, base))
+                           if d not in seen)
     with opts.timed("compare"):
         head = head_side(opts, done, keep=False)
     if head is None:
         return done.report, None
     return done.report, diff.diff_git(opts, base, head=head)
+
+
+def _namespaces_at(opts: Options, base: str) -> list[str]:
+    """The team namespace files committed at `base` (none when git cannot list them: the diff reports why)."""
+    out = subprocess.run(["git", "-C", str(opts.root), "ls-tree", "-r", "--name-only", base, "--", "overlays"],
+                         capture_output=True, text=True)
+    return [p for p in out.stdout.splitlines() if p.endswith("/platform/namespace.yaml")] if not out.returncode else []
 
 
 def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | None:

@@ -15,16 +15,22 @@ CODES = {
 }
 
 
-def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str]) -> list[Diagnostic]:
+def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str],
+               committed: list[str] | None = None) -> list[Diagnostic]:
     """Teams whose committed namespace no spec renders any more: Argo CD keeps the Namespace and the NAS volume
-    (Prune=false, Delete=false), so nothing is lost; say what a person must do to remove them on purpose."""
+    (Prune=false, Delete=false), so nothing is lost; say what a person must do to remove them on purpose.
+    `committed`: the namespace files of another tree (the gate's base, where the pull request has already
+    rendered the team away); by default those on disk."""
     out = []
+    if committed is None:
+        committed = [p.relative_to(root).as_posix() for env in envs
+                     for p in (root / "overlays" / env / "teams").glob("*/platform/namespace.yaml")]
     for env in envs:
         cluster = model.platform.environments[env].cluster
-        for ns_file in sorted((root / "overlays" / env / "teams").glob("*/platform/namespace.yaml")):
-            rel = ns_file.relative_to(root).as_posix()
+        for rel in sorted(r for r in committed if r.startswith(f"overlays/{env}/teams/")
+                          and r.endswith("/platform/namespace.yaml") and r.count("/") == 5):
             if rel not in files:
-                team = ns_file.parts[-3]
+                team = rel.split("/")[3]
                 out.append(warning(rel, (1, 1), "KF505", f"team {team} leaves {env}: Argo CD keeps its Namespace "
                                    f"{team} and PersistentVolumeClaim nas (Prune=false, Delete=false), and its "
                                    "quota, network policy, access and training Jobs (Delete=false)",
