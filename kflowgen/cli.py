@@ -303,16 +303,8 @@ def import_determined(
     slots_per_trial, image, max_restarts), validated; says on stderr every field that did not carry over, and why."""
     from kflowgen.flow.determined import import_determined as importer
 
-    rel, notes, diags = importer(repo, config, team or os.environ.get("KFLOWGEN_TEAM") or None, name, gpu_type)
-    for note in notes:
-        print(note, file=sys.stderr)
-    rep = Report(diags)
-    if rel and rep.errors:
-        rep.summary.append(f"wrote {rel}, which does not validate yet: fix what is listed above")
-    elif rel:
-        rep.summary.append(f"wrote {rel}: copy your code to its workdir on the team NAS (hyperparameters reach your "
-                           f"command as key=value arguments), check cpu and memory, then run `kflowgen explain {rel}` "
-                           "and `kflowgen validate`")
+    notes, rep = importer(repo, config, team or os.environ.get("KFLOWGEN_TEAM") or None, name, gpu_type)
+    sys.stderr.write("".join(f"{note}\n" for note in notes))
     _finish(rep, Format.text)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.diagnostics import Diagnostic, Report, error
 from kflowgen.flow.load import load
 from kflowgen.flow.scaffold import experiment_home
 from kflowgen.options import Options
@@ -168,18 +168,18 @@ def _choose(value, gpu: bool):
 
 
 def import_determined(root: Path, config: Path, team: str | None = None, name: str | None = None,
-                      gpu_type: str | None = None) -> tuple[str | None, list[str], list[Diagnostic]]:
-    """Write specs/experiments/TEAM/NAME.yaml from a Determined experiment config; (its path or None, notes in
-    words about what did not carry over, errors). The written spec is validated with the rest of the repository."""
+                      gpu_type: str | None = None) -> tuple[list[str], Report]:
+    """Write specs/experiments/TEAM/NAME.yaml from a Determined experiment config: (notes in words on what did not
+    carry over, the report). The written spec is validated with the rest of the repository; kept when it fails."""
     where = str(config)
     try:
         text = config.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        return None, [], [error(where, (0, 0), "KF101", f"cannot read the Determined config: "
-                                f"{getattr(e, 'strerror', None) or e}", "give the path of its .yaml file")]
+        return [], Report([error(where, (0, 0), "KF101", f"cannot read the Determined config: "
+                                f"{getattr(e, 'strerror', None) or e}", "give the path of its .yaml file")])
     spec, diags = load_text(text, where)
     if spec is None:
-        return None, [], diags
+        return [], Report(diags)
     notes: list[tuple[tuple[int, int], str]] = []
     errors: list[Diagnostic] = []
 
@@ -192,15 +192,15 @@ def import_determined(root: Path, config: Path, team: str | None = None, name: s
     data = spec.data
     teams = sorted(p.stem for p in (root / "specs" / "teams").glob("*.yaml"))
     if team is None and len(teams) != 1:
-        return None, [], [error(where, (0, 0), "KF707", "which team runs it? the repository has "
-                                + (f"{len(teams)} teams" if teams else "no team"), f"give --team: {', '.join(teams)}")]
+        return [], Report([error(where, (0, 0), "KF707", "which team runs it? the repository has "
+                                + (f"{len(teams)} teams" if teams else "no team"), f"give --team: {', '.join(teams)}")])
     team = team or teams[0]
     name = name or _slug(data.get("name") or config.stem)
     if data.get("name") and name != data["name"]:
         say("/name", f"name '{data['name']}' is '{name}' here: kflowgen names are lower-case letters, digits and '-'")
     rel, platform, quota, diags = experiment_home(root, team, name)
     if diags:
-        return None, [], diags
+        return [], Report(diags)
     searcher = data.get("searcher") if isinstance(data.get("searcher"), dict) else {}
     method = searcher.get("name", "single")
     if method not in SEARCHERS:
@@ -210,7 +210,7 @@ def import_determined(root: Path, config: Path, team: str | None = None, name: s
     run = _run(spec, say, bad)
     kind, slots = _gpu(spec, platform, gpu_type, bad)
     if errors:
-        return None, [], errors
+        return [], Report(errors)
 
     out: dict = {"team": team, "name": name}
     if isinstance(data.get("description"), str):
@@ -237,8 +237,8 @@ def import_determined(root: Path, config: Path, team: str | None = None, name: s
     elif swept:
         trials = 1 if method == "single" else searcher.get("max_trials")
         if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-            return None, [], [error(where, spec.at("/searcher"), "KF706", f"searcher {method} without max_trials",
-                                    "add max_trials: how many trials to draw")]
+            return [], Report([error(where, spec.at("/searcher"), "KF706", f"searcher {method} without max_trials",
+                                    "add max_trials: how many trials to draw")])
         if trials > MAX_TRIALS:
             say("/searcher/max_trials", f"searcher.max_trials {trials} is {MAX_TRIALS} here, kflowgen's most trials "
                 "in one experiment")
@@ -287,5 +287,9 @@ def import_determined(root: Path, config: Path, team: str | None = None, name: s
         f"imported from the Determined config {config.name}.\n# `kflowgen explain {rel}` says what it becomes.\n"
         + yaml.safe_dump(out, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True))
     _, found = load(Options.at(root))
-    return rel, [f"{where}:{line}:{col}: {text}" for (line, col), text in sorted(notes)], [
-        d for d in found if d.path == rel]
+    rep = Report([d for d in found if d.path == rel])
+    rep.summary.append(f"wrote {rel}, which does not validate yet: fix what is listed above" if rep.errors else
+                       f"wrote {rel}: copy your code to its workdir on the team NAS (hyperparameters reach your "
+                       f"command as key=value arguments), check cpu and memory, then run `kflowgen explain {rel}` "
+                       "and `kflowgen validate`")
+    return [f"{where}:{line}:{col}: {text}" for (line, col), text in sorted(notes)], rep
