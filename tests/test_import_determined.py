@@ -244,7 +244,7 @@ def test_a_config_that_cannot_be_imported_is_a_located_error_and_writes_nothing(
     cfg = config(text) if text is not None else tmp_path / "missing.yaml"
     before = tree_hash(example_repo)
     code, out, err = run(example_repo, cfg, "--team", "vision", *args)
-    assert (code, out, err) == (1, expected.format(cfg=cfg) + f"kflowgen: 1 error, 0 warnings\n", "")
+    assert (code, out, err) == (1, expected.format(cfg=cfg) + "kflowgen: 1 error, 0 warnings\n", "")
     assert tree_hash(example_repo) == before
 
 
