@@ -232,6 +232,9 @@ BAD = [
     ("name: x\nentrypoint: python3 train.py\nresources: {slots_per_trial: 2}\n", ("--gpu-type", "h100"),
      "{cfg}:3:30: error [KF707] --gpu-type h100 is not a GPU type of the platform\n"
      "    fix: choose one with --gpu-type: a100, t4\n"),
+    ("name: x\nentrypoint: python3 train.py\nsearcher: grid\nresources: {slots_per_trial: 0}\n", (),
+     "{cfg}:3:11: error [KF706] searcher is not a mapping\n"
+     "    fix: write searcher as field: value lines, as Determined does\n"),
     ("name: x\nsearcher: {name: single}\nresources: {slots_per_trial: 0}\n", (),
      "{cfg}:1:1: error [KF706] no entrypoint: kflowgen needs the command that trains\n"
      "    fix: entrypoint: python3 train.py\n"),

@@ -45,10 +45,9 @@ SEEN = {"name", "description", "entrypoint", "hyperparameters", "searcher", "res
         "/environment/environment_variables"}
 
 
-def value_at(data, parts):
-    for part in parts:
-        data = data[part]
-    return data
+def _value_at(data: dict, parts: list[str]):
+    value = data.get(parts[0])
+    return value if len(parts) == 1 else value.get(parts[1]) if isinstance(value, dict) else None
 
 
 def _slug(text: str) -> str:
@@ -57,7 +56,9 @@ def _slug(text: str) -> str:
 
 
 def _number(x: float):
-    return int(x) if float(x).is_integer() and abs(x) < 1e15 else float(f"{x:.4g}")
+    if not -1e15 <= x <= 1e15:  # the experiment schema's limit
+        raise OverflowError(x)
+    return int(x) if float(x).is_integer() else float(f"{x:.4g}")
 
 
 def _params(hps, prefix: str = "", path: tuple = ("hyperparameters",)):
@@ -77,12 +78,12 @@ def _grid(hp: dict) -> list:
     steps = [lo + (hi - lo) * i / (count - 1) for i in range(count)] if count > 1 else [lo]
     if hp["type"] == "int":
         return sorted({round(s) for s in steps})
-    return [_number(hp.get("base", 10) ** s if hp["type"] == "log" else s) for s in steps]
+    return [_number(float(hp.get("base", 10)) ** s if hp["type"] == "log" else s) for s in steps]
 
 
 def _range(hp: dict) -> dict:
     if hp["type"] == "log":
-        base = hp.get("base", 10)
+        base = float(hp.get("base", 10))
         return {"min": _number(base ** hp["minval"]), "max": _number(base ** hp["maxval"]), "log": True}
     return {"min": _number(hp["minval"]), "max": _number(hp["maxval"]), **({"integer": True} if hp["type"] == "int"
                                                                          else {})}
@@ -103,16 +104,20 @@ def _hyperparameters(spec: SpecFile, searcher: str, say, bad) -> tuple[dict, dic
                 say(where, f"hyperparameter {name}: only its text, number and true/false values carried over")
             swept[name] = list(dict.fromkeys(vals))
         elif kind in RANGES:
-            missing = [k for k in ("minval", "maxval", *(["count"] if searcher == "grid" else []))
-                       if not isinstance(hp.get(k), int if k == "count" else (int, float)) or hp.get(k) is True
-                       or hp.get(k) is False]
-            if missing or not hp["minval"] <= hp["maxval"] or searcher == "grid" and hp["count"] < 1:
+            wanted = ("minval", "maxval", *(["count"] if searcher == "grid" else []), *(["base"] if "base" in hp else []))
+            missing = [k for k in wanted if not isinstance(hp.get(k), int if k == "count" else (int, float))
+                       or isinstance(hp.get(k), bool)]
+            try:
+                if missing or not hp["minval"] <= hp["maxval"] or not 0 < hp.get("base", 10) or searcher == "grid" \
+                        and not 0 < hp["count"] <= MAX_TRIALS:
+                    raise ValueError
+                swept[name] = _grid(hp) if searcher == "grid" else _range(hp)
+            except (ValueError, OverflowError):
                 bad(where, f"hyperparameter {name} of type {kind} needs a number for {', '.join(missing)}" if missing
-                    else f"hyperparameter {name}: minval must not be above maxval, and count at least 1",
+                    else f"hyperparameter {name}: minval above maxval, base not above 0, a count not from 1 to "
+                    f"{MAX_TRIALS}, or values too large",
                     "for the grid searcher: minval, maxval and count (how many evenly spaced values to try)"
                     if searcher == "grid" else "give minval and maxval")
-            else:
-                swept[name] = _grid(hp) if searcher == "grid" else _range(hp)
         elif kind is not None and kind not in ("const", "categorical"):
             bad(f"{where}/type", f"hyperparameter {name} has type '{kind}', which Determined does not have",
                 "use const, int, double, log or categorical")
@@ -201,6 +206,9 @@ def import_determined(root: Path, config: Path, team: str | None = None, name: s
     rel, platform, quota, diags = experiment_home(root, team, name)
     if diags:
         return [], Report(diags)
+    for key in ("hyperparameters", "searcher", "resources", "environment", "reproducibility"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            bad(f"/{key}", f"{key} is not a mapping", f"write {key} as field: value lines, as Determined does")
     searcher = data.get("searcher") if isinstance(data.get("searcher"), dict) else {}
     method = searcher.get("name", "single")
     if method not in SEARCHERS:
@@ -278,7 +286,7 @@ def import_determined(root: Path, config: Path, team: str | None = None, name: s
                 "searcher", "resources", "environment") and ptr not in SEEN:
             why = DROPPED.get(parts[-1], "no kflowgen equivalent").format(
                 mount=(platform.get("storage") or {}).get("mountPath", "/workspace"))
-            shown = yaml.safe_dump(value_at(data, parts), default_flow_style=True, width=1000).strip()
+            shown = yaml.safe_dump(_value_at(data, parts), default_flow_style=True, width=1000).strip()
             shown = f" {shown.removesuffix(chr(10) + '...')}" if len(shown) < 60 else ""
             say(ptr, f"{'.'.join(parts)}{shown}: not carried over: {why}")
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
