@@ -26,7 +26,9 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 new_app = typer.Typer(help="Write a new, commented spec to edit.", no_args_is_help=True)
 tools_app = typer.Typer(help="The pinned kustomize and kubeconform kflowgen runs.", no_args_is_help=True)
+import_app = typer.Typer(help="Turn another tool's experiment config into a kflowgen spec.", no_args_is_help=True)
 app.add_typer(new_app, name="new")
+app.add_typer(import_app, name="import")
 app.add_typer(tools_app, name="tools")
 
 
@@ -306,6 +308,25 @@ def new_model(team: Annotated[str, typer.Argument(help="The team that serves it.
     if not diags:
         rep.summary.append(f"wrote {rel}: put version 1 in its path on the NAS, then run `kflowgen validate` and "
                            "`kflowgen render`")
+    _finish(rep, Format.text)
+
+
+@import_app.command("determined")
+def import_determined(
+        config: Annotated[Path, typer.Argument(help="A Determined AI experiment config, e.g. const.yaml.")],
+        team: Annotated[Optional[str], typer.Option("--team", "-t", help="The team that runs it (default: the "
+                                                    "notebook's team, or the repository's only team).")] = None,
+        name: Annotated[Optional[str], typer.Option("--name", help="Experiment name (default: the config's name, "
+                                                    "in lower case with '-').")] = None,
+        gpu_type: Annotated[Optional[str], typer.Option("--gpu-type", help="GPU type for slots_per_trial, when the "
+                                                        "platform has several.")] = None,
+        repo: Repo = Path(".")) -> None:
+    """Write specs/experiments/TEAM/NAME.yaml from a Determined experiment config (searcher, hyperparameters,
+    slots_per_trial, image, max_restarts), validated; says on stderr every field that did not carry over, and why."""
+    from kflowgen.flow.determined import import_determined as importer
+
+    notes, rep = importer(repo, config, team or os.environ.get("KFLOWGEN_TEAM") or None, name, gpu_type)
+    sys.stderr.write("".join(f"{note}\n" for note in notes))
     _finish(rep, Format.text)
 
 

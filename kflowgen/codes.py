@@ -9,7 +9,7 @@ from kflowgen import tools
 from kflowgen.build import handkept, kustomize
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.checks.server import dryrun
-from kflowgen.flow import pipeline, promote, scaffold
+from kflowgen.flow import determined, pipeline, promote, scaffold
 from kflowgen.rules import (
     capacity,
     environments,
@@ -34,7 +34,7 @@ from kflowgen.write import departures, writer
 OWNERS: tuple[ModuleType, ...] = (
     loader, schema, discover, teams, environments, gpus, profiles, capacity, images, storage, names, codeowners,
     experiments, serving, promote, hub, network, secrets, queueing, kustomize, verify, dryrun, handkept, writer,
-    departures, policy, scaffold, pipeline, tools,
+    departures, policy, scaffold, determined, pipeline, tools,
 )
 
 

@@ -304,35 +304,39 @@ environments: [{env}]
 """
 
 
+def experiment_home(root: Path, team: str, name: str) -> tuple[str, dict, dict, list[Diagnostic]]:
+    """Where experiment NAME of TEAM goes (refused if it exists), the platform's data and the team's quota."""
+    from kflowgen.specs.loader import load_file
+
+    rel = f"specs/experiments/{team}/{name}.yaml"  # a team such as ../x would write outside specs/experiments:
+    diags = bad_name("team", team, "specs/teams") or bad_name("experiment", name, f"specs/experiments/{team}")
+    if not diags and (root / rel).exists():
+        diags = [error(rel, (0, 0), "KF321", f"experiment '{name}' of team '{team}' already exists",
+                       "edit the existing file, or pick another name")]
+    if not diags and not (root / "specs" / "teams" / f"{team}.yaml").is_file():
+        diags = [error(rel, (0, 0), "KF320", f"team '{team}' has no spec in specs/teams/",
+                       "create it with `kflowgen new team`")]
+    spec, more = load_file(root, "specs/platform.yaml") if not diags else (None, [])
+    team_spec, most = load_file(root, f"specs/teams/{team}.yaml") if spec else (None, [])
+    if team_spec is None:
+        return rel, {}, {}, diags + more + most
+    return rel, spec.data, team_spec.data.get("quota") or {}, []
+
+
 def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" + "{name}",
                    image: str | None = None, gpu: str | None = None) -> tuple[str, list[Diagnostic]]:
     """Write specs/experiments/TEAM/NAME.yaml; returns its path. gpu "TYPE:COUNT" (the notebook's) asks for that
     GPU in the first environment where the team has a quota of that type."""
-    from kflowgen.specs.loader import load_file
-
-    rel = f"specs/experiments/{team}/{name}.yaml"
-    if bad := bad_name("team", team, "specs/teams") or bad_name("experiment", name, f"specs/experiments/{team}"):
-        return rel, bad  # a team such as ../x would write outside specs/experiments
-    if (root / rel).exists():
-        return rel, [error(rel, (0, 0), "KF321", f"experiment '{name}' of team '{team}' already exists",
-                           "edit the existing file, or pick another name")]
-    if not (root / "specs" / "teams" / f"{team}.yaml").is_file():
-        return rel, [error(rel, (0, 0), "KF320", f"team '{team}' has no spec in specs/teams/",
-                           "create it with `kflowgen new team`")]
-    spec, diags = load_file(root, "specs/platform.yaml")
-    if spec is None:
+    rel, platform, quota, diags = experiment_home(root, team, name)
+    if diags:
         return rel, diags
-    team_spec, diags = load_file(root, f"specs/teams/{team}.yaml")
-    if team_spec is None:
-        return rel, diags
-    quota = team_spec.data.get("quota") or {}
     kind, _, count = (gpu or "").partition(":")
     env = next((e for e, q in quota.items() if kind and kind in ((q or {}).get("gpu") or {})), None)
     if env:
         resources = f"resources: {{cpu: 4, memory: 16Gi, gpu: {{type: {kind}, count: {count or 1}}}}}"
     else:
         env = next(iter(quota), "dev")
-        example = next(iter(spec.data.get("gpuTypes", {})), "a100")
+        example = next(iter(platform.get("gpuTypes", {})), "a100")
         resources = f"resources: {{cpu: 4, memory: 16Gi}}   # add gpu: {{type: {example}, count: 1}} for a GPU"
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     (root / rel).write_text(EXPERIMENT.format(team=team, name=name, path=rel, workdir=workdir.format(name=name),
