@@ -318,9 +318,8 @@ def experiment_home(root: Path, team: str, name: str) -> tuple[str, dict, dict, 
                        "create it with `kflowgen new team`")]
     spec, more = load_file(root, "specs/platform.yaml") if not diags else (None, [])
     team_spec, most = load_file(root, f"specs/teams/{team}.yaml") if spec else (None, [])
-    if team_spec is None:
-        return rel, {}, {}, diags + more + most
-    return rel, spec.data, team_spec.data.get("quota") or {}, []
+    return (rel, {}, {}, diags + more + most) if team_spec is None else \
+        (rel, spec.data, team_spec.data.get("quota") or {}, [])
 
 
 def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" + "{name}",

@@ -2,100 +2,21 @@
 Each command imports the stages it runs, so that `--help` loads none (tests/test_architecture.py checks it)."""
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from kflowgen import __version__
+from kflowgen.cli.base import (Fmt, Format, Jobs, NoCache, Repo, Timings, _done, _finish, _options, _titles, app,
+                               tools_app)
 from kflowgen.diagnostics import Diagnostic, Report
 from kflowgen.report.progress import progress_bars
-
-if TYPE_CHECKING:
-    from kflowgen.options import Options
-
-app = typer.Typer(
-    help="kflowgen turns short team specs into validated kustomize overlays that Argo CD syncs to your clusters.\n\n"
-         "Specs live in specs/ (platform.yaml, teams/*.yaml); kflowgen writes overlays/. Start with `kflowgen validate`.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-new_app = typer.Typer(help="Write a new, commented spec to edit.", no_args_is_help=True)
-tools_app = typer.Typer(help="The pinned kustomize and kubeconform kflowgen runs.", no_args_is_help=True)
-import_app = typer.Typer(help="Turn another tool's experiment config into a kflowgen spec.", no_args_is_help=True)
-app.add_typer(new_app, name="new")
-app.add_typer(import_app, name="import")
-app.add_typer(tools_app, name="tools")
-
-
-class Format(str, Enum):
-    auto = "auto"
-    text = "text"
-    json = "json"
-    github = "github"
-    junit = "junit"
-    sarif = "sarif"
-
-
-def _find_repo(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
-    """Without -C, the repository is the current folder or the nearest one above it holding specs/platform.yaml
-    (as git finds its work tree), so commands work from any folder inside it, a notebook's project folder too."""
-    source = ctx.get_parameter_source(param.name)
-    if source is None or source.name != "DEFAULT":
-        return value
-    from kflowgen.specs.discover import PLATFORM
-
-    here = Path.cwd()
-    return next((Path(os.path.relpath(d, here)) for d in (here, *here.parents) if (d / PLATFORM).is_file()), value)
-
-
-Repo = Annotated[Path, typer.Option("--repo", "-C", help="Repository root (the folder holding specs/; default: the "
-                                    "current folder or the nearest one above it that holds specs/platform.yaml).",
-                                    file_okay=False, callback=_find_repo)]
-Fmt = Annotated[Format, typer.Option("--format", "-f", help="Output: text, json, github annotations, junit "
-                                     "or sarif (auto: github under GitHub Actions, else text).")]
-Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes and builds at once (default: "
-                                                                       "number of cores).")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Do all the work again, ignoring the result cache "
-                                       "($KFLOWGEN_CACHE, default ~/.cache/kflowgen).")]
-Timings = Annotated[bool, typer.Option("--timings", help="Also print how long each stage took, as `timings: STAGE N "
-                                       "ms` lines on stderr after the output (which stays as it is).")]
-
-
-def _options(repo: Path, jobs: int | None = None, use_cache=False, progress=None, timings=False) -> Options:
-    from kflowgen.options import Options
-
-    return Options.at(repo, jobs, use_cache, progress, timings)
-
-
-def _titles(fmt: str) -> dict[str, str] | None:
-    """Every code's title, for the formats that describe their rules (SARIF); imported only then, since the table
-    imports every module that reports a code."""
-    if fmt != "sarif":
-        return None
-    from kflowgen.codes import CODES
-
-    return CODES
-
-
-def _finish(rep: Report, fmt: Format, opts: Options | None = None) -> None:
-    from kflowgen.report import formats
-
-    with opts.timed("report") if opts else contextlib.nullcontext():
-        text = formats.render(rep, fmt.value, _titles(fmt.value))
-    _done(text, rep.exit_code, opts)
-
-
-def _done(text: str, code: int, opts: Options | None = None) -> None:
-    """Print the output and exit; with --timings, each stage's time on stderr after it (stdout stays as it is)."""
-    sys.stdout.write(text)
-    if opts is not None and opts.timings is not None:
-        print("".join(f"{line}\n" for line in opts.timings.lines()), end="", file=sys.stderr)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -233,104 +154,6 @@ def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/
 
 
 @app.command()
-def init(directory: Annotated[Path, typer.Argument(help="Folder for the new repository (created if missing).")],
-         crds: Annotated[Optional[list[Path]], typer.Option("--crds", help="Your own CRD file or folder (repeatable), "
-                                                            "for custom kinds in bases/; kflowgen ships the CRDs of "
-                                                            "the kinds it writes.")] = None,
-         jupyterhub_chart: Annotated[Optional[Path], typer.Option(help="Folder with the JupyterHub chart's values.yaml "
-                                                                  "and values schema, for a chart version kflowgen "
-                                                                  "does not ship the schema of.")] = None) -> None:
-    """Scaffold a GitOps repository that validates at once, with nothing else installed: platform file, one example
-    team, bases, schemas, CODEOWNERS, CI workflow, overlays."""
-    from kflowgen.flow import pipeline, scaffold
-
-    directory.mkdir(parents=True, exist_ok=True)
-    diags = scaffold.init(directory, list(crds or []), jupyterhub_chart)
-    rep = Report(diags) if diags else pipeline.render_to_disk(_options(directory), False)
-    if not rep.errors:
-        rep.summary.append(f"created {directory}: edit specs/, then run `kflowgen validate -C {directory}`")
-    _finish(rep, Format.text)
-
-
-@new_app.command("team")
-def new_team(name: Annotated[str, typer.Argument(help="Team name: lower-case letters, digits and '-'.")],
-             repo: Repo = Path(".")) -> None:
-    """Write specs/teams/NAME.yaml, a commented team spec that validates as it is."""
-    from kflowgen.flow import scaffold
-
-    diags = scaffold.new_team(repo, name)
-    rep = Report(diags)
-    if not diags:
-        rep.summary.append(f"wrote specs/teams/{name}.yaml: edit it, then run `kflowgen validate` and `kflowgen render`")
-    _finish(rep, Format.text)
-
-
-@new_app.command("experiment")
-def new_experiment(
-        args: Annotated[list[str], typer.Argument(help="TEAM NAME, or only NAME with --from-notebook.")],
-        from_notebook: Annotated[bool, typer.Option("--from-notebook", help="Inside a JupyterHub notebook: take the "
-                                                    "team, image and working directory from the running notebook.")]
-        = False,
-        repo: Repo = Path(".")) -> None:
-    """Write specs/experiments/TEAM/NAME.yaml, a commented experiment spec that validates as it is."""
-    from kflowgen.flow import scaffold
-
-    image = workdir = None
-    if from_notebook:
-        if len(args) != 1:
-            raise typer.BadParameter("give only NAME with --from-notebook")
-        team, image, workdir, diags = scaffold.from_notebook(dict(os.environ), Path.cwd())
-        if diags:
-            _finish(Report(diags), Format.text)
-        name = args[0]
-    elif len(args) == 2:
-        team, name = args
-    else:
-        raise typer.BadParameter("give TEAM NAME")
-    gpu = os.environ.get("KFLOWGEN_GPU") if from_notebook else None
-    rel, diags = scaffold.new_experiment(repo, team, name, **({"workdir": workdir} if workdir else {}), image=image,
-                                         gpu=gpu)
-    rep = Report(diags)
-    if not diags:
-        rep.summary.append(f"wrote {rel}: edit it, then run `kflowgen explain {rel}` and `kflowgen validate`")
-    _finish(rep, Format.text)
-
-
-@new_app.command("model")
-def new_model(team: Annotated[str, typer.Argument(help="The team that serves it.")],
-              name: Annotated[str, typer.Argument(help="Model name: lower-case letters, digits and '-'.")],
-              repo: Repo = Path(".")) -> None:
-    """Write specs/models/TEAM/NAME.yaml, a commented model spec (TensorFlow Serving) that validates as it is."""
-    from kflowgen.flow import scaffold
-
-    rel, diags = scaffold.new_model(repo, team, name)
-    rep = Report(diags)
-    if not diags:
-        rep.summary.append(f"wrote {rel}: put version 1 in its path on the NAS, then run `kflowgen validate` and "
-                           "`kflowgen render`")
-    _finish(rep, Format.text)
-
-
-@import_app.command("determined")
-def import_determined(
-        config: Annotated[Path, typer.Argument(help="A Determined AI experiment config, e.g. const.yaml.")],
-        team: Annotated[Optional[str], typer.Option("--team", "-t", help="The team that runs it (default: the "
-                                                    "notebook's team, or the repository's only team).")] = None,
-        name: Annotated[Optional[str], typer.Option("--name", help="Experiment name (default: the config's name, "
-                                                    "in lower case with '-').")] = None,
-        gpu_type: Annotated[Optional[str], typer.Option("--gpu-type", help="GPU type for slots_per_trial, when the "
-                                                        "platform has several.")] = None,
-        repo: Repo = Path(".")) -> None:
-    """Write specs/experiments/TEAM/NAME.yaml from a Determined experiment config (searcher, hyperparameters,
-    slots_per_trial, image, max_restarts), validated; says on stderr every field that did not carry over, and why."""
-    from kflowgen.flow.determined import import_determined as importer
-
-    notes, rep = importer(repo, config, team or os.environ.get("KFLOWGEN_TEAM") or None, name, gpu_type)
-    sys.stderr.write("".join(f"{note}\n" for note in notes))
-    _finish(rep, Format.text)
-
-
-@app.command()
 def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/experiments/vision/x.yaml.")],
             repo: Repo = Path(".")) -> None:
     """Say in plain words what an experiment becomes: which Jobs, in which namespace and cluster, on which GPUs,
@@ -418,3 +241,8 @@ def main() -> None:
         print("kflowgen: internal error (exit 3). Please report it with the output below.", file=sys.stderr)
         traceback.print_exc()
         sys.exit(3)
+
+
+from kflowgen.cli import new  # noqa: E402  (registers init, new and import on the apps above)
+
+__all__ = ["app", "main", "new"]
