@@ -340,23 +340,25 @@ def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(exam
     result = built(example_repo, cache.Cache(None))
     assert result.parsed, "kflowgen-kbuild hands over the built objects"
 
-    plain = {o for o in result.overlays if layout.is_directory_source(o)}  # Argo CD folders: no JSON from kbuild
+    plain = {u for u, (o, _) in result.units().items() if layout.is_directory_source(o)}  # no JSON from kbuild
 
-    def kubeconform(tool, files, *args):  # all clean, and only ever asked about the Argo CD folders
-        assert set(files) == plain, f"kubeconform ran on objects the prechecker passes: {sorted(set(files) - plain)}"
+    def kubeconform(tool, files, *args):  # all clean, and only ever asked about files of plain directories
+        assert set(files) <= plain, f"kubeconform ran on objects the prechecker passes: {sorted(set(files) - plain)}"
         return []
 
     monkeypatch.setattr(kubeconform_adapter, "run", kubeconform)
     check = lambda: verify.manifests(example_repo, model, result, 2, cache.default_folder(), store)
     assert check() == []
     hits = store.hits
-    assert check() == [] and store.hits == hits + len(result.overlays)  # every overlay from the pass list
+    units = result.units()  # kustomize overlays whole, plain directories file by file
+    assert len(units) > len(result.overlays)
+    assert check() == [] and store.hits == hits + len(units)  # every unit from the pass list
     real = cache.dist_version  # another jsonschema-rs installed: its version, wherever kflowgen reads it
     monkeypatch.setattr(cache, "dist_version", lambda m: "0.0.1" if m == "jsonschema_rs" else real(m))
     cache.code_digest.cache_clear()
     misses = store.misses
     try:
-        assert check() == [] and store.misses == misses + len(result.overlays)  # another validator: all checked again
+        assert check() == [] and store.misses == misses + len(units)  # another validator: all checked again
     finally:
         cache.code_digest.cache_clear()
 

@@ -34,12 +34,39 @@ class Built:
     # overlay -> its objects: given by the builder (built now by kflowgen-kbuild) or the renderer (plain directories
     # rendered now), else parsed from the YAML when first asked for (objects())
     parsed: dict[str, list] = field(default_factory=dict)
+    # a plain directory -> its files, [(path, text)], and each file's object where the renderer gave it (None: none)
+    parts: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    part_objects: dict[str, dict | None] = field(default_factory=dict)
 
     def objects(self, overlay: str) -> list[dict]:
         """An overlay's objects, parsed at most once."""
         if overlay not in self.parsed:
             self.parsed[overlay] = parse(self.overlays[overlay])
         return self.parsed[overlay]
+
+    def units(self) -> dict[str, tuple[str, str]]:
+        """What the schema and policy checks cache and check one at a time, {unit: (overlay, text)}: a kustomize
+        overlay whole, each file of a plain directory alone (one Job changed among a team's thousands: one file)."""
+        out: dict[str, tuple[str, str]] = {}
+        for overlay, text in self.overlays.items():
+            if overlay in self.parts:
+                out.update((rel, (overlay, t)) for rel, t in self.parts[overlay])
+            else:
+                out[overlay] = (overlay, text)
+        return out
+
+    def given(self, unit: str) -> list[dict] | None:
+        """A unit's objects when the builder or the renderer gave them (not parsed here), else None."""
+        if unit in self.overlays:
+            return self.parsed.get(unit)
+        if unit in self.part_objects:
+            obj = self.part_objects[unit]
+            return [] if obj is None else [obj]
+        return None
+
+    def unit_objects(self, unit: str, text: str) -> list[dict]:
+        found = self.given(unit)
+        return found if found is not None else (self.objects(unit) if unit in self.overlays else parse(text))
 
 
 def parse(text: str) -> list[dict]:
@@ -107,6 +134,8 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     # what Argo CD reads from a plain directory: its files' texts, one document each
     results: dict[str, str | Diagnostic] = {o: "---\n".join(files[rel].decode("utf-8") for rel in rels)
                                             for o, rels in plain.items()}
+    parts = {o: [(rel, files[rel].decode("utf-8")) for rel in rels] for o, rels in plain.items()}
+    part_objects = {rel: rendered.objects[rel] for rels in plain.values() for rel in rels if rel in rendered.objects}
     for folder, rels in plain.items():  # their objects, when the renderer gave them all
         if rendered.objects and all(rel in rendered.objects for rel in rels):
             parsed[folder] = [o for o in (rendered.objects[rel] for rel in rels) if o is not None]
@@ -163,7 +192,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
             texts[overlay] = result
             env = layout.place(overlay).env
             counts[env] = counts.get(env, 0) + count_objects(result)
-    return Built(texts, counts, {"kustomize": kustomize.version}, len(todo), keys, parsed), diags
+    return Built(texts, counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts, part_objects), diags
 
 
 def directory_files(files: dict[str, bytes], folder: str) -> list[str]:

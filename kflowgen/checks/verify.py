@@ -62,8 +62,9 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     except kschemas.SchemaError as e:
         return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
     store = store or results_cache.Cache(None)
-    keys = {o: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
-                                 results_cache.text_digest(text)) for o, text in built.overlays.items()}
+    units = built.units()  # a plain directory's files one by one: a one-file change re-checks that file only
+    keys = {u: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
+                                 results_cache.text_digest(text)) for u, (_, text) in units.items()}
     prechecker = Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
     # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
@@ -71,15 +72,17 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     batch = tools.find_batch()
     passed = results_cache.Passes(store, "valid", kubeconform.version, folder.name, results_cache.code_digest(),
                                   tools.batch_version(batch) if batch else "no kflowgen-kbuild")
-    todo = {o: text for o, text in built.overlays.items() if not passed.has(keys[o])}
-    given = dict(built.parsed)  # as the builder gave them (not parsed here: kubeconform reads the rest)
-    for overlay in [o for o in todo if o in given and all(map(prechecker.passes, given[o]))]:
-        passed.add(keys[overlay])
-        del todo[overlay]
+    todo = {u: text for u, (_, text) in units.items() if not passed.has(keys[u])}
+    for unit in list(todo):  # objects the builder or renderer gave (not parsed here: kubeconform reads the rest)
+        given = built.given(unit)
+        if given is not None and all(map(prechecker.passes, given)):
+            passed.add(keys[unit])
+            del todo[unit]
     if not todo:
         passed.save()
         return []
-    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed)
+    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed,
+                                {u: units[u][0] for u in todo})
 
 
 def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
@@ -107,40 +110,45 @@ def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
 
 
 def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str], keys: dict[str, str],
-                 jobs: int, passed: results_cache.Passes) -> list[Diagnostic]:
+                 jobs: int, passed: results_cache.Passes, overlay_of: dict[str, str]) -> list[Diagnostic]:
+    """kubeconform on the units todo ({unit: text}); findings are named by the unit's overlay."""
     with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
         files = {}
-        for i, (overlay, text) in enumerate(sorted(todo.items())):
-            files[overlay] = Path(tmp) / f"{i:05d}.yaml"
-            files[overlay].write_text(text)
+        for i, (unit, text) in enumerate(sorted(todo.items())):
+            files[unit] = Path(tmp) / f"{i:05d}.yaml"
+            files[unit].write_text(text)
         results = kubeconform_adapter.run(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
     if isinstance(results, Diagnostic):
         return [results]
-    found = [d for r in results if (d := _diagnostic(r, built))]
-    failed = {d.path for d in found}
-    for overlay in todo:
-        if overlay not in failed:
-            passed.add(keys[overlay])
+    found, failed = [], set()
+    for r in results:
+        if d := _diagnostic(r, built, todo, overlay_of):
+            found.append(d)
+            failed.add(r["overlay"])
+    for unit in todo:
+        if unit not in failed:
+            passed.add(keys[unit])
     passed.save()
     return found
 
 
-def _namespace(built: Built, overlay: str, kind: str, name: str) -> str:
+def _namespace(built: Built, unit: str, text: str, kind: str, name: str) -> str:
     """The namespace of a failing object, which kubeconform does not report (objects read only when something
     failed)."""
-    for doc in built.objects(overlay) if overlay in built.overlays else []:
+    for doc in built.unit_objects(unit, text):
         meta = doc.get("metadata") or {}
         if doc.get("kind") == kind and meta.get("name") == name:
             return meta.get("namespace", "")
     return ""
 
 
-def _diagnostic(r: dict, built: Built) -> Diagnostic | None:
+def _diagnostic(r: dict, built: Built, todo: dict[str, str], overlay_of: dict[str, str]) -> Diagnostic | None:
     status = r.get("status")
     if status in ("statusValid", "statusSkipped", "statusEmpty"):
         return None
-    overlay, kind, name = r["overlay"], r.get("kind", "?"), r.get("name", "?")
-    ns = _namespace(built, overlay, kind, name)
+    unit, kind, name = r["overlay"], r.get("kind", "?"), r.get("name", "?")
+    overlay = overlay_of.get(unit, unit)
+    ns = _namespace(built, unit, todo.get(unit, ""), kind, name)
     ident = f"{kind} {ns + '/' if ns else ''}{name}"
     msg = r.get("msg", "")
     if status == "statusError" and "could not find schema" in msg:

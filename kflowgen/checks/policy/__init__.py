@@ -65,18 +65,21 @@ POLICIES: dict[str, Policy] = {
 CODES = {p.CODE: p.TITLE for p in POLICIES.values()}
 
 
-def run(built: dict[str, list[dict]], ctx: Context) -> list[Diagnostic]:
+def run(built: dict[str, list[dict]], ctx: Context, overlay_of: dict[str, str] | None = None) -> list[Diagnostic]:
     """Every policy over every object of every overlay; one error per finding, named by overlay and object. A policy
-    with a check_overlay(objects, ctx) also judges each overlay as a whole (what must be there)."""
+    with a check_overlay(objects, ctx) also judges each overlay as a whole (what must be there). With overlay_of,
+    a key of `built` may be a part of an overlay (a file of a plain directory): judged in its overlay's context,
+    named by its overlay, and not as a whole."""
     out: list[Diagnostic] = []
     whole = [p for p in POLICIES.values() if hasattr(p, "check_overlay")]
-    for overlay, objects in sorted(built.items()):
+    for unit, objects in sorted(built.items()):
+        overlay = (overlay_of or {}).get(unit, unit)
         octx = ctx.at(overlay)
         for obj in objects:
             for policy in POLICIES.values():
                 for pointer, message, hint in policy.check(obj, octx):
                     out.append(error(overlay, (0, 0), policy.CODE, f"{identity(obj)}: {pointer}: {message}", hint))
-        for policy in whole:
+        for policy in whole if unit == overlay else ():
             for _, message, hint in policy.check_overlay(objects, octx):
                 out.append(error(overlay, (0, 0), policy.CODE, message, hint))
     return out
@@ -88,14 +91,17 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     fingerprint = cache.key(repr(ctx))  # hashed once: it names every team's namespaces
     # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
-    keys = {o: cache.key("policy", cache.code_digest(), fingerprint, o, cache.text_digest(text))
-            for o, text in built.overlays.items()}
+    units = built.units()  # a plain directory's files one by one: a one-file change re-judges that file only
+    keys = {u: cache.key("policy", cache.code_digest(), fingerprint, overlay, u, cache.text_digest(text))
+            for u, (overlay, text) in units.items()}
     passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
-    todo = [o for o in built.overlays if not passed.has(keys[o])]
-    found = run({o: built.objects(o) for o in todo}, ctx)
-    failed = {d.path for d in found}
-    for overlay in todo:
-        if overlay not in failed:
-            passed.add(keys[overlay])
+    todo = [u for u in units if not passed.has(keys[u])]
+    overlay_of = {u: units[u][0] for u in todo}
+    found = []
+    for unit in sorted(todo):
+        mine = run({unit: built.unit_objects(unit, units[unit][1])}, ctx, overlay_of)
+        found += mine
+        if not mine:
+            passed.add(keys[unit])
     passed.save()
     return found
