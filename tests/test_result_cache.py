@@ -350,15 +350,16 @@ def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(exam
     check = lambda: verify.manifests(example_repo, model, result, 2, cache.default_folder(), store)
     assert check() == []
     hits = store.hits
-    units = result.units()  # kustomize overlays whole, plain directories file by file
-    assert len(units) > len(result.overlays)
-    assert check() == [] and store.hits == hits + len(units)  # every unit from the pass list
+    files = sum(len(parts) for parts in result.parts.values())  # plain directories are checked file by file
+    assert files > len(result.parts) > 0
+    assert check() == [] and store.hits == hits + len(result.overlays)  # every overlay passed whole
     real = cache.dist_version  # another jsonschema-rs installed: its version, wherever kflowgen reads it
     monkeypatch.setattr(cache, "dist_version", lambda m: "0.0.1" if m == "jsonschema_rs" else real(m))
     cache.code_digest.cache_clear()
     misses = store.misses
     try:
-        assert check() == [] and store.misses == misses + len(units)  # another validator: all checked again
+        # another validator: every overlay checked again, a plain directory's files each looked up
+        assert check() == [] and store.misses == misses + len(result.overlays) + files
     finally:
         cache.code_digest.cache_clear()
 
@@ -417,3 +418,32 @@ def test_a_hub_values_pass_is_cached_and_changed_values_are_checked_again(exampl
     again = verify.hub_values(example_repo, model, broken, ["dev"], store)  # a failure is never cached
     assert [(d.path, d.code) for d in again] == [(rel, "KF404")] and len(merged) == 4
     assert verify.hub_values(example_repo, model, files, ["dev"], cache.Cache(None)) == [] and len(merged) == 5
+
+
+def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_repo, store, monkeypatch):
+    """A team's workloads folder is checked file by file: after one file changes (here only by a comment), the
+    schema check and the policies look at that file only, and the rest of the folder comes from the pass list."""
+    import dataclasses
+
+    model, _ = pipeline.load(Options(example_repo))
+    result = built(example_repo, cache.Cache(None))
+    check = lambda b: (verify.manifests(example_repo, model, b, 2, cache.default_folder(), store),
+                       policy.checked(model, None, b, store))
+    assert check(result) == ([], [])
+    overlay = "overlays/dev/teams/vision/workloads"
+    parts = list(result.parts[overlay])
+    assert len(parts) >= 4
+    rel, text = parts[1]
+    parts[1] = (rel, text + "# edited by hand\n")
+    edited = dataclasses.replace(result, overlays={**result.overlays, overlay: "---\n".join(t for _, t in parts)},
+                                 parts={**result.parts, overlay: parts}, parsed={})
+    validated, judged = [], []  # (the objects come from the texts here: the schema check is kubeconform's)
+    real_kubeconform, real_run = kubeconform_adapter.run, policy.run
+    monkeypatch.setattr(kubeconform_adapter, "run", lambda tool, files, *a: validated.extend(files) or
+                        real_kubeconform(tool, files, *a))
+    monkeypatch.setattr(policy, "run", lambda units, *a, **k: judged.extend(units) or real_run(units, *a, **k))
+    assert check(edited) == ([], [])
+    assert judged == [rel] and validated == [rel]
+    judged.clear()
+    validated.clear()
+    assert check(edited) == ([], []) and judged == validated == []  # and now the folder passed whole

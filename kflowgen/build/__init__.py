@@ -44,15 +44,16 @@ class Built:
             self.parsed[overlay] = parse(self.overlays[overlay])
         return self.parsed[overlay]
 
-    def units(self) -> dict[str, tuple[str, str]]:
-        """What the schema and policy checks cache and check one at a time, {unit: (overlay, text)}: a kustomize
-        overlay whole, each file of a plain directory alone (one Job changed among a team's thousands: one file)."""
+    def units(self, overlays=None) -> dict[str, tuple[str, str]]:
+        """What the schema and policy checks and the diff take one at a time, {unit: (overlay, text)}, of every
+        overlay or of those given: a kustomize overlay whole, each file of a plain directory alone (one Job changed
+        among a team's thousands: one file)."""
         out: dict[str, tuple[str, str]] = {}
-        for overlay, text in self.overlays.items():
+        for overlay in self.overlays if overlays is None else overlays:
             if overlay in self.parts:
                 out.update((rel, (overlay, t)) for rel, t in self.parts[overlay])
             else:
-                out[overlay] = (overlay, text)
+                out[overlay] = (overlay, self.overlays[overlay])
         return out
 
     def given(self, unit: str) -> list[dict] | None:

@@ -62,9 +62,10 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     except kschemas.SchemaError as e:
         return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
     store = store or results_cache.Cache(None)
-    units = built.units()  # a plain directory's files one by one: a one-file change re-checks that file only
-    keys = {u: results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
-                                 results_cache.text_digest(text)) for u, (_, text) in units.items()}
+
+    def key(text: str) -> str:
+        return results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
+                                 results_cache.text_digest(text))
     prechecker = Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
     # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
@@ -72,17 +73,24 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     batch = tools.find_batch()
     passed = results_cache.Passes(store, "valid", kubeconform.version, folder.name, results_cache.code_digest(),
                                   tools.batch_version(batch) if batch else "no kflowgen-kbuild")
-    todo = {u: text for u, (_, text) in units.items() if not passed.has(keys[u])}
+    # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
+    # one-file change re-checks that file only); an overlay passes whole once all its parts have passed
+    whole = {o: key(text) for o, text in built.overlays.items()}
+    units = built.units([o for o in built.overlays if not passed.has(whole[o])])
+    keys = {u: whole[u] if u in whole else key(text) for u, (_, text) in units.items()}
+    todo = {u: text for u, (_, text) in units.items() if u in whole or not passed.has(keys[u])}
     for unit in list(todo):  # objects the builder or renderer gave (not parsed here: kubeconform reads the rest)
         given = built.given(unit)
         if given is not None and all(map(prechecker.passes, given)):
             passed.add(keys[unit])
             del todo[unit]
+    overlay_of = {u: o for u, (o, _) in units.items()}
+    for overlay in set(overlay_of.values()) - {overlay_of[u] for u in todo}:
+        passed.add(whole[overlay])
     if not todo:
         passed.save()
         return []
-    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed,
-                                {u: units[u][0] for u in todo})
+    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed, overlay_of, whole)
 
 
 def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
@@ -110,7 +118,8 @@ def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
 
 
 def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str], keys: dict[str, str],
-                 jobs: int, passed: results_cache.Passes, overlay_of: dict[str, str]) -> list[Diagnostic]:
+                 jobs: int, passed: results_cache.Passes, overlay_of: dict[str, str], whole: dict[str, str]
+                 ) -> list[Diagnostic]:
     """kubeconform on the units todo ({unit: text}); findings are named by the unit's overlay."""
     with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
         files = {}
@@ -128,6 +137,8 @@ def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str
     for unit in todo:
         if unit not in failed:
             passed.add(keys[unit])
+    for overlay in {overlay_of[u] for u in todo} - {overlay_of[u] for u in failed}:
+        passed.add(whole[overlay])
     passed.save()
     return found
 

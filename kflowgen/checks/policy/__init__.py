@@ -91,17 +91,24 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     fingerprint = cache.key(repr(ctx))  # hashed once: it names every team's namespaces
     # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
-    units = built.units()  # a plain directory's files one by one: a one-file change re-judges that file only
-    keys = {u: cache.key("policy", cache.code_digest(), fingerprint, overlay, u, cache.text_digest(text))
-            for u, (overlay, text) in units.items()}
+    def key(overlay: str, unit: str, text: str) -> str:
+        return cache.key("policy", cache.code_digest(), fingerprint, overlay, unit, cache.text_digest(text))
+
     passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
-    todo = [u for u in units if not passed.has(keys[u])]
-    overlay_of = {u: units[u][0] for u in todo}
+    # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
+    # one-file change re-judges that file only); an overlay passes whole once all its parts have passed
+    whole = {o: key(o, o, text) for o, text in built.overlays.items()}
+    units = built.units([o for o in built.overlays if not passed.has(whole[o])])
+    todo = [u for u, (o, text) in units.items() if u in whole or not passed.has(key(o, u, text))]
+    overlay_of = {u: o for u, (o, _) in units.items()}
     found = []
     for unit in sorted(todo):
         mine = run({unit: built.unit_objects(unit, units[unit][1])}, ctx, overlay_of)
         found += mine
         if not mine:
-            passed.add(keys[unit])
+            passed.add(whole[unit] if unit in whole else key(overlay_of[unit], unit, units[unit][1]))
+    failed = {overlay_of[u] for u in todo} & {d.path for d in found}
+    for overlay in set(overlay_of.values()) - failed:
+        passed.add(whole[overlay])
     passed.save()
     return found
