@@ -18,7 +18,6 @@ from kflowgen.diagnostics import Diagnostic
 from kflowgen.flow import diff, pipeline
 from kflowgen.options import Options
 from kflowgen.report.changes import Change
-from kflowgen.specs import layout
 
 pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
 
@@ -262,11 +261,7 @@ def test_the_gates_head_is_the_side_the_diff_makes(repo):
     head = pipeline.head_side(opts(repo), pipeline.checked(opts(repo)), keep=False)
     made, diags = diff._side(opts(repo), None)
     assert diags == [] and fields(head) == fields(made)
-    # kustomize overlays whole; plain directories (Argo CD's folders, workloads) file by file
-    plain = sum(1 for p in head.built if layout.is_directory_source(p.rsplit("/", 1)[0]))
-    assert plain > 0 and len({p.rsplit("/", 1)[0] for p in head.built if layout.is_directory_source(
-        p.rsplit("/", 1)[0])}) + len(head.built) - plain == OVERLAYS
-    assert set(head.values) == {"dev", "staging", "prod"}
+    assert len(head.built) == OVERLAYS and set(head.values) == {"dev", "staging", "prod"}
 
 
 def test_diff_of_identical_trees_is_empty_and_one_change_gives_exactly_its_objects(repo, tmp_path):

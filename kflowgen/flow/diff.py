@@ -34,7 +34,7 @@ class Side:
     envs: list[str] = field(default_factory=list)  # the platform's environments, in order
     quotas: dict[str, tuple[dict, dict, dict]] = field(default_factory=dict)  # env -> capacity, allocation, quotas
     sweeps: set[tuple[str, str]] = field(default_factory=set)  # (team, experiment) of sweeps
-    built: dict[str, str] = field(default_factory=dict)  # overlay (a plain directory's file) -> sha256 of its YAML
+    built: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
     values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
     texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
     where: dict[str, tuple[str, str]] = field(default_factory=dict)  # sha256 -> cache entry, for a recalled side
@@ -84,12 +84,11 @@ def side(model: Model, files: dict[str, bytes], built: Built) -> Side:
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
                            {t.name: t.quota[env] for t in model.teams_in(env)})
-    for unit, (_, text) in built.units().items():  # a plain directory file by file: a diff parses what changed
-        out.built[unit] = digest = cache.text_digest(text)
+    for overlay, text in built.overlays.items():
+        out.built[overlay] = digest = cache.text_digest(text)
         out.texts[digest] = text
-        given = built.given(unit)
-        if given is not None:
-            out.parsed[digest] = given
+        if overlay in built.parsed:
+            out.parsed[digest] = built.parsed[overlay]
     for path, data in files.items():
         if path.endswith("/jupyterhub/values.yaml"):
             text = data.decode("utf-8")
