@@ -45,9 +45,9 @@ class Built:
         return self.parsed[overlay]
 
     def units(self, overlays=None) -> dict[str, tuple[str, str]]:
-        """What the schema and policy checks and the diff take one at a time, {unit: (overlay, text)}, of every
-        overlay or of those given: a kustomize overlay whole, each file of a plain directory alone (one Job changed
-        among a team's thousands: one file)."""
+        """What the schema and policy checks take one at a time, {unit: (overlay, text)}, of every overlay or of
+        those given: a kustomize overlay whole, each file of a plain directory alone (one Job changed among a
+        team's thousands: one file)."""
         out: dict[str, tuple[str, str]] = {}
         for overlay in self.overlays if overlays is None else overlays:
             if overlay in self.parts:
@@ -132,10 +132,9 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     diags: list[Diagnostic] = []
     parsed: dict[str, list] = {}
     plain = directory_listing(files, [o for o in overlays if is_directory_source(o)])
-    # what Argo CD reads from a plain directory: its files' texts, one document each
-    results: dict[str, str | Diagnostic] = {o: "---\n".join(files[rel].decode("utf-8") for rel in rels)
-                                            for o, rels in plain.items()}
+    # what Argo CD reads from a plain directory: its files' texts, one document each (decoded once)
     parts = {o: [(rel, files[rel].decode("utf-8")) for rel in rels] for o, rels in plain.items()}
+    results: dict[str, str | Diagnostic] = {o: "---\n".join(t for _, t in texts) for o, texts in parts.items()}
     part_objects = {rel: rendered.objects[rel] for rels in plain.values() for rel in rels if rel in rendered.objects}
     for folder, rels in plain.items():  # their objects, when the renderer gave them all
         if rendered.objects and all(rel in rendered.objects for rel in rels):

@@ -144,8 +144,9 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     done = checked(opts, drift=True)
     if done.model is not None and done.rendered is not None:  # teams the pull request takes out of an environment
         seen = set(done.report.diagnostics)
-        done.report.extend(d for d in departures(opts.root, done.model, done.rendered.files,
-                                                 list(done.model.platform.environments), _namespaces_at(opts, base))
+        envs = list(done.model.platform.environments)
+        done.report.extend(d for d in departures(opts.root, done.model, done.rendered.files, envs,
+                                                 _namespaces_at(opts, base, envs, done.rendered.files))
                            if d not in seen)
     with opts.timed("compare"):
         head = head_side(opts, done, keep=False)
@@ -154,11 +155,20 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     return done.report, diff.diff_git(opts, base, head=head)
 
 
-def _namespaces_at(opts: Options, base: str) -> list[str]:
-    """The team namespace files committed at `base` (none when git cannot list them: the diff reports why)."""
-    out = subprocess.run(["git", "-C", str(opts.root), "ls-tree", "-r", "--name-only", base, "--", "overlays"],
+def _namespaces_at(opts: Options, base: str, envs: list[str], files: dict[str, bytes]) -> list[str]:
+    """The namespace files committed at `base` of the teams whose namespace the head no longer renders (none when
+    git cannot list them: the diff reports why). One level of each environment's teams/ folder is listed, not
+    every generated file, and only the teams that left are looked into."""
+    folders = [f"{layout.OVERLAYS}/{env}/teams/" for env in envs]
+    out = subprocess.run(["git", "-C", str(opts.root), "ls-tree", "--name-only", base, "--", *folders],
                          capture_output=True, text=True)
-    return [p for p in out.stdout.splitlines() if p.endswith("/platform/namespace.yaml")] if not out.returncode else []
+    if out.returncode:
+        return []
+    teams = [p for p in out.stdout.splitlines()
+             if any(p.startswith(f) for f in folders) and f"{p}/platform/namespace.yaml" not in files]
+    found = subprocess.run(["git", "-C", str(opts.root), "ls-tree", "--name-only", base, "--",
+                            *(f"{t}/platform/namespace.yaml" for t in teams)], capture_output=True, text=True)
+    return found.stdout.splitlines() if teams and not found.returncode else []
 
 
 def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | None:
