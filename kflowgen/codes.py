@@ -12,6 +12,7 @@ from kflowgen.checks.server import dryrun
 from kflowgen.flow import determined, pipeline, promote, scaffold
 from kflowgen.rules import (
     capacity,
+    distributed,
     environments,
     experiments,
     gpus,
@@ -33,7 +34,8 @@ from kflowgen.write import departures, writer
 # commands' own, tools
 OWNERS: tuple[ModuleType, ...] = (
     loader, schema, discover, teams, environments, gpus, profiles, capacity, images, storage, names, codeowners,
-    experiments, serving, promote, hub, network, secrets, queueing, kustomize, verify, dryrun, handkept, writer,
+    experiments, serving, promote, hub, network, secrets, queueing, distributed,
+    kustomize, verify, dryrun, handkept, writer,
     departures, policy, scaffold, determined, pipeline, tools,
 )
 

@@ -17,6 +17,8 @@ CLUSTER_SCOPED = frozenset({
     # Kueue's (kueue.x-k8s.io): only ResourceFlavor, Cohort and ClusterQueue are kflowgen's, in overlays/<env>/queueing
     "ResourceFlavor", "Cohort", "ClusterQueue", "WorkloadPriorityClass", "AdmissionCheck", "Topology",
     "MultiKueueCluster", "MultiKueueConfig", "ProvisioningRequestConfig",
+    # Kubeflow Trainer's (trainer.kubeflow.org): the platform's runtimes, never kflowgen's nor a team's
+    "ClusterTrainingRuntime",
 })
 
 
@@ -40,9 +42,11 @@ WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "
 
 
 def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
-    """(pointer, pod spec) of every pod template: Pod, PodTemplate, the WORKLOADS, CronJob, and the replica
-    templates of Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...)."""
+    """(pointer, pod spec) of every pod template: Pod, PodTemplate, the WORKLOADS, CronJob, the replica
+    templates of Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...), and what a TrainJob says of its pods (train_pods)."""
     spec = _dict(obj.get("spec"))
+    if obj.get("kind") == "TrainJob" and str(obj.get("apiVersion", "")).startswith("trainer.kubeflow.org/"):
+        yield from train_pods(spec)
     if obj.get("kind") == "Pod":
         yield "/spec", spec
     elif obj.get("kind") == "PodTemplate":
@@ -68,3 +72,33 @@ def containers(pod: dict, at: str, fields=("initContainers", "containers", "ephe
 def all_containers(obj: dict, fields=("initContainers", "containers", "ephemeralContainers")):
     for at, pod in pod_specs(obj):
         yield from containers(pod, at, fields)
+
+
+TRAINER_STEP = "node"  # the replicated Job and container of a Trainer runtime that spec.trainer sets
+
+
+def train_pods(spec: dict) -> Iterator[tuple[str, dict]]:
+    """A TrainJob has no pod template: its trainer step's pods are the runtime's template (the platform's), patched by
+    `spec.runtimePatches` (pod spec of each replicated Job: service account, volumes, security contexts, node
+    selection, pull secrets) and with `spec.trainer`'s image, command, environment and resourcesPerNode in the `node`
+    container. Each patched pod spec is given at its pointer, its `node` container holding the trainer's fields too
+    (findings on those point at that container); without a patch of the `node` step, the trainer's container alone,
+    at /spec/trainer: a TrainJob that does not patch its own security context in is judged as one that has none."""
+    trainer = _dict(spec.get("trainer"))
+    node = {k: v for k, v in (("image", trainer.get("image")), ("command", trainer.get("command")),
+                              ("args", trainer.get("args")), ("env", trainer.get("env")),
+                              ("resources", trainer.get("resourcesPerNode"))) if v is not None}
+    patched = False
+    for i, patch in enumerate(spec.get("runtimePatches") or []):
+        jobs = _dict(_dict(_dict(_dict(patch).get("trainingRuntimeSpec")).get("template")).get("spec"))
+        for j, job in enumerate(jobs.get("replicatedJobs") or []):
+            pod = dict(_dict(_dict(_dict(_dict(_dict(job).get("template")).get("spec")).get("template")).get("spec")))
+            if _dict(job).get("name") == TRAINER_STEP:
+                patched = True
+                named = [_dict(c) for c in pod.get("containers") or [] if _dict(c).get("name") == TRAINER_STEP]
+                others = [c for c in pod.get("containers") or [] if _dict(c).get("name") != TRAINER_STEP]
+                pod["containers"] = [{**c, **node} for c in named or [{"name": TRAINER_STEP}]] + others
+            yield ptr("spec", "runtimePatches", i, "trainingRuntimeSpec", "template", "spec", "replicatedJobs", j,
+                      "template", "spec", "template", "spec"), pod
+    if not patched:
+        yield "/spec/trainer", {"containers": [{"name": TRAINER_STEP, **node}]}

@@ -11,6 +11,7 @@ from kflowgen.specs.loader import SpecFile
 from kflowgen.specs.model import Model
 from kflowgen.rules import (
     capacity,
+    distributed,
     environments,
     experiments,
     gpus,
@@ -46,6 +47,7 @@ RULES: dict[str, Rule] = {
     "hub-sign-in": hub.check,
     "network": network.check,
     "queueing": queueing.check,
+    "distributed-training": distributed.check,
 }
 
 

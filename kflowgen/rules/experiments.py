@@ -70,7 +70,7 @@ def check(model, experiments: list[Experiment]):
         for what, message, hint in image_problems(exp.image, p.registries) if exp.image else ():
             yield error(path, src.at("/image"), IMAGE_CODES[what], message,
                         hint + (", or leave image out for the team's notebook image" if what == "registry" else ""))
-        if exp.kind == "TFJob":
+        if exp.workers > 1 and exp.framework == "tensorflow" and not p.trainer:  # on Trainer: KF350
             yield warning(path, src.at("/framework"), "KF329", "TFJob is deprecated upstream (Kubeflow Trainer v2 has "
                           "no TensorFlow runtime; Kueue no longer queues TFJobs by default)",
                           "use workers: 1 (a plain Job) or a PyTorchJob where you can")

@@ -64,12 +64,6 @@ class Experiment:
     shm: str | None = None  # /dev/shm size; None: the platform's
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # variable -> (Secret, key), sorted
 
-    @property
-    def kind(self) -> str:
-        if self.workers == 1:
-            return "Job"
-        return "TFJob" if self.framework == "tensorflow" else "PyTorchJob"
-
 
 def _text(value) -> str:
     if isinstance(value, bool):

@@ -146,9 +146,16 @@ TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org",
 INGRESS = ("networking.k8s.io", "Ingress")
 
 
+TRAINJOB = ("trainer.kubeflow.org", "TrainJob")  # where the platform runs Kubeflow Trainer; never its runtimes
+# Kubeflow Trainer's runtimes: platform-owned, never a team's (a runtime is the pod template every TrainJob naming it
+# runs with). TrainingRuntime is namespaced, ClusterTrainingRuntime cluster-scoped.
+TRAINER_RUNTIMES = (("trainer.kubeflow.org", "TrainingRuntime"), ("trainer.kubeflow.org", "ClusterTrainingRuntime"))
+
+
 def team_kinds(platform) -> tuple[tuple[str, str], ...]:
-    """TEAM_KINDS, and Ingress where the platform has an ingress controller for exposed models."""
-    return TEAM_KINDS + ((INGRESS,) if platform.ingress else ())
+    """TEAM_KINDS, TrainJob where the platform runs Kubeflow Trainer, and Ingress where the platform has an ingress
+    controller for exposed models."""
+    return TEAM_KINDS + ((TRAINJOB,) if platform.trainer else ()) + ((INGRESS,) if platform.ingress else ())
 
 
 # All a team's platform overlay may hold: what kflowgen renders there and what bases/team may add to every team

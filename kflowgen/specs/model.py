@@ -30,6 +30,19 @@ class Queueing:
 
 
 @dataclass(frozen=True)
+class Distributed:
+    """How experiments with more than one worker run: api "trainer" (Kubeflow Trainer v2: a TrainJob on the
+    ClusterTrainingRuntime named for the experiment's framework in runtimes) or "training-operator" (the legacy
+    Kubeflow Training Operator v1: PyTorchJob, TFJob)."""
+
+    api: str
+    runtimes: dict[str, str] = field(default_factory=dict)  # framework -> ClusterTrainingRuntime name
+
+
+TRAINER, TRAINING_OPERATOR = "trainer", "training-operator"
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     cluster: str
@@ -108,11 +121,17 @@ class Platform:
     ingress: IngressController | None = None
     default_deadline: int = 86400  # seconds, for trials whose experiment gives none
     shm: str = "1Gi"
+    distributed: Distributed | None = None  # None: not written (the legacy Training Operator, with a warning)
 
     def queueing_in(self, env: str) -> Queueing | None:
         """The environment's queueing settings when Kueue queues training there, else None."""
         e = self.environments.get(env)
         return e.queueing if e and e.queueing and e.queueing.enabled else None
+
+    @property
+    def trainer(self) -> bool:
+        """Distributed experiments are TrainJobs (Kubeflow Trainer v2), not the legacy PyTorchJob and TFJob."""
+        return self.distributed is not None and self.distributed.api == TRAINER
 
     def egress_in(self, env: str) -> tuple[EgressRule, ...]:
         return tuple(r for r in self.egress if r.environments is None or env in r.environments)
@@ -248,7 +267,14 @@ def platform_from(spec: SpecFile) -> Platform:
         ingress=IngressController(ingress["className"], ingress["namespace"], dict(ingress.get("podLabels", {})))
         if ingress else None,
         default_deadline=seconds(training.get("deadline", "24h")), shm=training.get("shm", "1Gi"),
+        distributed=_distributed(training.get("distributed")),
     )
+
+
+def _distributed(d: dict | None) -> Distributed | None:
+    if d is None:
+        return None
+    return Distributed(d["api"], dict(sorted(d.get("runtimes", {}).items())))
 
 
 def _hub(d: dict) -> Hub:

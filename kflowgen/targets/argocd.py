@@ -122,6 +122,20 @@ def shared(p: Platform, teams: list[Team], env: str) -> dict[str, tuple[dict, li
 SUSPEND = ({"group": "batch", "kind": "Job", "jsonPointers": ["/spec/suspend"]},
            {"group": "kubeflow.org", "kind": "PyTorchJob", "jsonPointers": ["/spec/runPolicy/suspend"]},
            {"group": "kubeflow.org", "kind": "TFJob", "jsonPointers": ["/spec/runPolicy/suspend"]})
+# Fields of a TrainJob that others write: Trainer's webhook stamps each runtimePatches entry with a time, Kueue adds
+# an entry of its own (the nodes of the flavor it admits the trial to), and Kueue resumes and suspends a queued one.
+# kflowgen never changes a TrainJob in place (any change of what runs gives it a new name), so the team's Application
+# takes the list as it is on the cluster; suspend only where Kueue queues it.
+TRAINJOB = {"group": "trainer.kubeflow.org", "kind": "TrainJob", "jsonPointers": ["/spec/runtimePatches"]}
+
+
+def ignored(p: Platform, env: str) -> list[dict]:
+    """What a team's workloads Application leaves to the cluster: what Kueue and Trainer change on training objects."""
+    queued = p.queueing_in(env) is not None
+    out = [dict(i) for i in SUSPEND] if queued else []
+    if p.trainer:
+        out.append({**TRAINJOB, "jsonPointers": [*TRAINJOB["jsonPointers"], *(["/spec/suspend"] if queued else [])]})
+    return out
 
 
 def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
@@ -149,6 +163,6 @@ def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
             source={**_git(p, layout.team_overlay(env, t.name, layout.WORKLOADS_PART)), **DIRECTORY},
             team=t.name, allow_empty=True,
             wave="workloads",
-            **({"options": ("RespectIgnoreDifferences=true",), "ignore": [dict(i) for i in SUSPEND]}
-               if p.queueing_in(env) else {})), src),
+            **({"options": ("RespectIgnoreDifferences=true",), "ignore": ignored(p, env)}
+               if ignored(p, env) else {})), src),
     }

@@ -1,4 +1,7 @@
-"""Training: the Jobs, PyTorchJobs and TFJobs an experiment's trials render to, and their names.
+"""Training: the Jobs, TrainJobs (or the legacy PyTorchJobs and TFJobs) an experiment's trials render to, and their
+names. A trial of one worker is a batch/v1 Job; of more, a TrainJob where the platform runs Kubeflow Trainer v2
+(`training.distributed.api: trainer`, kflowgen.targets.trainjob), else a PyTorchJob or a TFJob of the Training
+Operator v1.
 
 Life cycle of a training Job under Argo CD (README):
 Kubernetes never lets a Job's pod template change, so kflowgen never changes a Job: each trial's Job name
@@ -30,14 +33,14 @@ from kflowgen.specs.experiment import Experiment, passes_arguments, trials
 from kflowgen.specs.quantity import DURATION_UNITS
 from kflowgen.specs.layout import JOB_KEEP, LABEL_EXPERIMENT, LABEL_QUEUE, LABEL_TRIAL, LOCAL_QUEUE, PARAMETERS
 from kflowgen.specs.model import Platform, Team
-from kflowgen.targets import pods, queueing
+from kflowgen.targets import pods, queueing, trainjob
 
 SERVICE_ACCOUNT = "runner"  # in every team namespace (bases/team)
 NAS = "nas"  # the team's PersistentVolumeClaim
 UID = 1000  # the notebooks' uid (Zero to JupyterHub's default), so files on the NAS have one owner
 HASH_LEN = 8
 NAME_MAX = 63  # a Job's name is copied into its pods' job-name label, which holds at most 63 characters
-API = {"Job": "batch/v1", "PyTorchJob": "kubeflow.org/v1", "TFJob": "kubeflow.org/v1"}
+API = {"Job": "batch/v1", "PyTorchJob": "kubeflow.org/v1", "TFJob": "kubeflow.org/v1", trainjob.KIND: trainjob.API}
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -74,9 +77,33 @@ def job_name(experiment: str, trial: dict[str, str], digest: str, budget: int = 
     return f"{slug[:room].rstrip('-')}-{digest[:HASH_LEN]}"
 
 
-def name_budget(exp: Experiment) -> int:
-    """63 for a Job; less for PyTorchJob/TFJob, whose pods and Services are `<name>-worker-<i>`."""
-    return NAME_MAX if exp.workers == 1 else NAME_MAX - len(f"-worker-{exp.workers - 1}")
+def kind(exp: Experiment, p: Platform | None) -> str:
+    """What a trial is: a Job for one worker; for more, a TrainJob where the platform runs Kubeflow Trainer, else (and
+    for TensorFlow, which Trainer has no runtime for: the rules refuse it there) the Training Operator's kinds."""
+    if exp.workers == 1:
+        return "Job"
+    if exp.framework == "tensorflow":
+        return "TFJob"
+    return trainjob.KIND if p is not None and p.trainer else "PyTorchJob"
+
+
+def runtime(exp: Experiment, p: Platform) -> str:
+    """The ClusterTrainingRuntime of a distributed experiment's framework ("" when the platform names none: KF350)."""
+    return p.distributed.runtimes.get(exp.framework, "") if p.distributed else ""
+
+
+def processes(exp: Experiment) -> int:
+    """Processes per node of a TrainJob: one per GPU, else one."""
+    return max(exp.gpu_count, 1)
+
+
+def name_budget(exp: Experiment, p: Platform | None = None) -> int:
+    """63 for a Job; less for PyTorchJob/TFJob, whose pods and Services are `<name>-worker-<i>`, and for a TrainJob,
+    whose pods are `<name>-node-0-<i>-xxxxx`."""
+    k = kind(exp, p)
+    if k == "Job":
+        return NAME_MAX
+    return trainjob.name_budget(exp.workers) if k == trainjob.KIND else NAME_MAX - len(f"-worker-{exp.workers - 1}")
 
 
 def content_hash(api_version: str, kind: str, spec: dict, trial: dict[str, str]) -> str:
@@ -104,7 +131,7 @@ def arguments(exp: Experiment, trial: dict[str, str]) -> list[str]:
     return [f"{prefix}{k}={v}" for k, v in sorted({**exp.hyperparameters, **trial}.items())]
 
 
-def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: str | None) -> dict:
+def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: str | None, k: str) -> dict:
     labels = {LABEL_EXPERIMENT: exp.name, **({LABEL_TRIAL: tag} if tag else {})}
     amounts = {"cpu": quantity.cpu(exp.cpu), "memory": str(exp.memory)}
     if exp.gpu_type:
@@ -114,7 +141,7 @@ def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: s
     shm, shm_mount = pods.shm_volume(exp.shm or p.shm)
     image = exp.image or team.image
     container = {
-        "name": {"Job": "train", "PyTorchJob": "pytorch", "TFJob": "tensorflow"}[exp.kind],
+        "name": {"Job": "train", "PyTorchJob": "pytorch", "TFJob": "tensorflow", trainjob.KIND: trainjob.NODE}[k],
         "image": image, "command": command(exp), "args": arguments(exp, trial),
         "workingDir": str(PurePosixPath(p.mount_path, exp.workdir)),
         "env": env + [{"name": k, "value": v} for k, v in sorted(exp.env.items())] + [
@@ -126,8 +153,8 @@ def _pod(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: s
         "volumeMounts": [{"name": NAS, "mountPath": p.mount_path}, shm_mount],
     }
     spec: dict = {"serviceAccountName": SERVICE_ACCOUNT, "automountServiceAccountToken": False}
-    if exp.kind == "Job":
-        spec["restartPolicy"] = "Never"  # the Kubeflow kinds set it from their replica specs
+    if k == "Job":
+        spec["restartPolicy"] = "Never"  # the Kubeflow kinds set it from their replica specs, a TrainJob's runtime
     spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": UID, "seccompProfile": {"type": "RuntimeDefault"}}
     if exp.gpu_type:
         spec["nodeSelector"] = dict(p.gpu_types[exp.gpu_type].node_selector)
@@ -144,15 +171,18 @@ def _spec(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], tag: 
     deadline = {"activeDeadlineSeconds": exp.deadline or p.default_deadline}  # no trial holds a GPU forever
     if queued:  # created suspended: Kueue resumes it when the team's queue admits it (the deadline starts then)
         deadline["suspend"] = True
-    if exp.kind == "Job":  # no ttlSecondsAfterFinished: see the module docstring
-        return {"backoffLimit": exp.retries, **deadline, "template": _pod(exp, team, p, trial, tag)}
+    k = kind(exp, p)
+    if k == "Job":  # no ttlSecondsAfterFinished: see the module docstring
+        return {"backoffLimit": exp.retries, **deadline, "template": _pod(exp, team, p, trial, tag, k)}
+    if k == trainjob.KIND:  # no retries: the runtime's JobSet failure policy decides (KF352 says so)
+        return trainjob.spec(_pod(exp, team, p, trial, tag, k), exp.workers, processes(exp), runtime(exp, p), deadline)
 
     def replicas(n: int) -> dict:
-        return {"replicas": n, "restartPolicy": "OnFailure", "template": _pod(exp, team, p, trial, tag)}
+        return {"replicas": n, "restartPolicy": "OnFailure", "template": _pod(exp, team, p, trial, tag, k)}
 
     # when the job ends, pods still running (holding GPUs) are deleted; finished pods stay, with their logs
     policy = {"cleanPodPolicy": "Running", "backoffLimit": exp.retries, **deadline}
-    if exp.kind == "TFJob":
+    if k == "TFJob":
         return {"runPolicy": policy, "tfReplicaSpecs": {"Worker": replicas(exp.workers)}}
     return {"runPolicy": policy, "pytorchReplicaSpecs": {"Master": replicas(1), "Worker": replicas(exp.workers - 1)}}
 
@@ -172,27 +202,29 @@ def trial_digest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str]
         else None
     digest = _DIGESTS.get(key) if key else None
     if digest is None:
-        digest = content_hash(API[exp.kind], exp.kind, _spec(exp, team, p, trial, None, queued), trial)
+        k = kind(exp, p)
+        digest = content_hash(API[k], k, _spec(exp, team, p, trial, None, queued), trial)
         if key:
             _DIGESTS[key] = digest
     return digest
 
 
 def trial_name(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], queued: bool = False) -> str:
-    """The Job (or PyTorchJob, TFJob) name of a trial: manifest(...)["metadata"]["name"], without the object."""
-    return job_name(exp.name, trial, trial_digest(exp, team, p, trial, queued), name_budget(exp))
+    """The Job (or TrainJob, PyTorchJob, TFJob) name of a trial: manifest(...)["metadata"]["name"], without the
+    object."""
+    return job_name(exp.name, trial, trial_digest(exp, team, p, trial, queued), name_budget(exp, p))
 
 
 def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], queued: bool = False) -> dict:
     """One trial's object. Its name and trial label carry the hash of the object rendered without them. Queued, it
     waits in its namespace's LocalQueue (Kueue's queue-name label), created suspended."""
-    api = API[exp.kind]
+    k = kind(exp, p)
     digest = trial_digest(exp, team, p, trial, queued)
     tag = digest[:HASH_LEN]
-    meta = {"name": job_name(exp.name, trial, digest, name_budget(exp)),
+    meta = {"name": job_name(exp.name, trial, digest, name_budget(exp, p)),
             "labels": {LABEL_EXPERIMENT: exp.name, LABEL_TRIAL: tag, **({LABEL_QUEUE: LOCAL_QUEUE} if queued else {})},
             "annotations": {**JOB_KEEP, PARAMETERS: json.dumps(trial, sort_keys=True)}}
-    return {"apiVersion": api, "kind": exp.kind, "metadata": meta, "spec": _spec(exp, team, p, trial, tag, queued)}
+    return {"apiVersion": API[k], "kind": k, "metadata": meta, "spec": _spec(exp, team, p, trial, tag, queued)}
 
 
 def render_experiment(exp: Experiment, team: Team, platform: Platform, env: str) -> dict[str, dict]:
@@ -208,8 +240,11 @@ def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
     """What the experiment runs, where and on what, in plain words (served: the team's model specs, which keep part
     of its quota where trials are queued)."""
     runs = trials(exp)
-    kind = {"Job": "Kubernetes Job", "PyTorchJob": f"PyTorchJob of {exp.workers} pods",
-            "TFJob": f"TFJob of {exp.workers} pods (deprecated)"}[exp.kind]
+    k = kind(exp, platform)
+    what = {"Job": "Kubernetes Job", "PyTorchJob": f"PyTorchJob of {exp.workers} pods (legacy Training Operator)",
+            "TFJob": f"TFJob of {exp.workers} pods (deprecated)",
+            trainjob.KIND: f"TrainJob of {exp.workers} nodes on runtime {runtime(exp, platform)} "
+                           f"({processes(exp)} process(es) per node)"}[k]
     gpu_type = platform.gpu_types.get(exp.gpu_type or "")
     gpu = f"{exp.gpu_count} x {gpu_type.display_name if gpu_type else exp.gpu_type}" if exp.gpu_type else "no GPU"
     deadline = exp.deadline or platform.default_deadline
@@ -217,9 +252,14 @@ def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
     stop = f"stopped after {deadline // DURATION_UNITS[unit]}{unit}" + ("" if exp.deadline else " (the platform's default)")
     queued = [env for env in exp.environments if platform.queueing_in(env)]
     lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
-             f"  {len(runs)} trial(s), each a {kind}; each pod gets {gpu}, {exp.cpu} CPU and {exp.memory} memory.",
+             f"  {len(runs)} trial(s), each a {what}; each {'node' if k == trainjob.KIND else 'pod'} gets {gpu}, "
+             f"{exp.cpu} CPU and {exp.memory} memory.",
              f"  Image {exp.image or team.image}, run in {PurePosixPath(platform.mount_path, exp.workdir)} on the team NAS.",
-             f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}."]
+             f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}." if k != trainjob.KIND else
+             f"  The runtime's failure policy decides retries; a trial is {stop}."]
+    if k == trainjob.KIND:
+        lines.insert(3, f"  Each node runs the command below in its working directory, with PET_NNODES, PET_NODE_RANK, "
+                        "PET_MASTER_ADDR and PET_MASTER_PORT set for torchrun.")
     if len(queued) < len(exp.environments):
         lines[-1] += (" All trials are created at once" + (" where they are not queued" if queued else "")
                       + (f" (you expect {exp.parallelism} to run at a time);" if exp.parallelism else ";"))

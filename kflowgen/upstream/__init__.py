@@ -11,7 +11,8 @@ from pathlib import Path
 
 FOLDER = Path(__file__).resolve().parent
 ARGOCD = {"3.6.2": "argo-cd/v3.6.2"}  # the Argo CD versions whose Application and AppProject CRDs are here
-TRAINING_OPERATOR = "training-operator/v1.9.4"  # PyTorchJob and TFJob (kubeflow.org/v1)
+TRAINING_OPERATOR = "training-operator/v1.9.4"  # PyTorchJob and TFJob (kubeflow.org/v1): legacy
+TRAINER = "trainer/v2.3.0"  # TrainJob, TrainingRuntime and ClusterTrainingRuntime (trainer.kubeflow.org/v1alpha1)
 KUEUE = "kueue/v0.19.2"  # ResourceFlavor, Cohort, ClusterQueue and LocalQueue (kueue.x-k8s.io/v1beta2, and v1beta1)
 JUPYTERHUB = {"4.4.0": "jupyterhub/4.4.0"}  # Zero to JupyterHub chart versions whose values schema is here
 
@@ -24,9 +25,11 @@ def crd_files(argocd_version: str) -> list[Path] | None:
 
 
 def training_crd_files() -> list[Path]:
-    """The shipped CRDs of the kinds training uses, whatever the Argo CD version: Kubeflow's PyTorchJob and TFJob,
-    and Kueue's queues."""
-    return sorted((FOLDER / TRAINING_OPERATOR).glob("*.json")) + sorted((FOLDER / KUEUE).glob("*.json"))
+    """The shipped CRDs of the kinds training uses, whatever the Argo CD version: Kubeflow Trainer's TrainJob (and its
+    runtimes, which policy keeps out of team overlays), the Training Operator's PyTorchJob and TFJob, and Kueue's
+    queues."""
+    return sorted((FOLDER / TRAINER).glob("*.json")) + sorted((FOLDER / TRAINING_OPERATOR).glob("*.json")) \
+        + sorted((FOLDER / KUEUE).glob("*.json"))
 
 
 @dataclass(frozen=True)

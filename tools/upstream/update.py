@@ -31,6 +31,9 @@ MODULES = [
      ["manifests/crds/application-crd.yaml", "manifests/crds/appproject-crd.yaml"]),
     ("training-operator/v1.9.4", "Kubeflow Training Operator", "github.com/kubeflow/training-operator", "v1.9.4", None,
      ["manifests/base/crds/kubeflow.org_pytorchjobs.yaml", "manifests/base/crds/kubeflow.org_tfjobs.yaml"]),
+    ("trainer/v2.3.0", "Kubeflow Trainer", "github.com/kubeflow/trainer/v2", "v2.3.0", None,
+     [f"manifests/base/crds/trainer.kubeflow.org_{kind}.yaml"
+      for kind in ("trainjobs", "trainingruntimes", "clustertrainingruntimes")]),
     ("kueue/v0.19.2", "Kueue", "sigs.k8s.io/kueue", "v0.19.2", None,
      [f"config/components/crd/bases/kueue.x-k8s.io_{kind}.yaml"
       for kind in ("resourceflavors", "cohorts", "clusterqueues", "localqueues")]),

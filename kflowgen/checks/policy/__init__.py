@@ -22,6 +22,7 @@ from kflowgen.checks.policy import (
     registries,
     resources,
     routes,
+    runtimes,
     sync_options,
     team_namespace,
 )
@@ -59,6 +60,7 @@ POLICIES: dict[str, Policy] = {
     "network-isolation": network,
     "exposed-routes": routes,
     "kueue-queues": queues,
+    "trainjob-runtimes": runtimes,
 }
 
 # Each policy declares its one code and title

@@ -27,6 +27,7 @@ class Context:
     ingress_class: str | None = None  # the platform's IngressClass for exposed models
     domains: dict[str, str] = field(default_factory=dict)  # environment -> domain of exposed models
     queueing: frozenset[str] = frozenset()  # environments where Kueue queues training
+    runtimes: frozenset[str] = frozenset()  # the platform's Kubeflow Trainer runtimes (ClusterTrainingRuntime names)
 
     @classmethod
     def from_model(cls, model, env: str | None = None) -> Context:
@@ -44,7 +45,8 @@ class Context:
                    egress={e: tuple(json.dumps(r, sort_keys=True) for r in egress_rules(p, e)) for e in envs},
                    team_kinds=layout.team_kinds(p), ingress_class=p.ingress.class_name if p.ingress else None,
                    domains={e: p.environments[e].domain for e in envs if p.environments[e].domain},
-                   queueing=frozenset(e for e in envs if p.queueing_in(e)))
+                   queueing=frozenset(e for e in envs if p.queueing_in(e)),
+                   runtimes=frozenset(p.distributed.runtimes.values()) if p.trainer else frozenset())
 
     @property
     def queues(self) -> bool:
