@@ -194,15 +194,16 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
 def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
     """The CRDs in kflowgen/upstream are the upstream ones without description texts: still CRDs the API server takes."""
     shipped = sorted(upstream.FOLDER.glob("*/*/*-crd.json")) + sorted(upstream.FOLDER.glob("*/*/*_*.json"))
-    assert len(shipped) == 8
+    assert len(shipped) == 11
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         diags = server.dry_run(cp, {}, shipped, all_crds=True)
         assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
         served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
         assert sorted(c["metadata"]["name"] for c in served) == [
             "applications.argoproj.io", "appprojects.argoproj.io", "clusterqueues.kueue.x-k8s.io",
-            "cohorts.kueue.x-k8s.io", "localqueues.kueue.x-k8s.io", "pytorchjobs.kubeflow.org",
-            "resourceflavors.kueue.x-k8s.io", "tfjobs.kubeflow.org"]
+            "clustertrainingruntimes.trainer.kubeflow.org", "cohorts.kueue.x-k8s.io", "localqueues.kueue.x-k8s.io",
+            "pytorchjobs.kubeflow.org", "resourceflavors.kueue.x-k8s.io", "tfjobs.kubeflow.org",
+            "trainingruntimes.trainer.kubeflow.org", "trainjobs.trainer.kubeflow.org"]
 
 
 def test_queueing_golden_case_passes_server_side_dry_run_with_the_kueue_crds(binaries, tmp_path):
@@ -232,6 +233,42 @@ def test_queueing_golden_case_passes_server_side_dry_run_with_the_kueue_crds(bin
         found = server.dry_run(cp, {"overlays/lab/queueing": [(yaml.safe_dump(alone), alone)]}, crd_files)
         assert [(d.code, d.path) for d in found] == [("KF405", "overlays/lab/queueing")], found
         assert "borrowingLimit must be nil when cohort is empty" in found[0].message
+
+
+def test_trainer_golden_case_passes_server_side_dry_run_with_the_trainer_crds(binaries, tmp_path):
+    """tests/golden/trainer built as validate builds it, dry-run against the Kubeflow Trainer v2.3.0 CRDs kflowgen
+    ships: the API server takes every TrainJob (queued and not) with the CRD's own rules (name a DNS-1035 label of at
+    most 63 characters, runtimeRef, runtimePatches keyed by manager); and refuses a TrainJob whose name breaks them,
+    and one with two patches of one manager, which no JSON schema can say."""
+    root = tmp_path / "repo"
+    shutil.copytree(PROJECT / "tests/golden/trainer/specs", root / "specs")
+    shutil.copytree(PROJECT / "bases", root / "bases")
+    model, diags = pipeline.load(Options(root))
+    assert model is not None, diags
+    files = render(model)
+    built, diags = build(Options(root, os.cpu_count() or 1), files, overlays_of(files))
+    assert not diags, diags
+    crd_files = verify.crd_files(root, model.platform)
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        docs, parse_errors = server.built_documents(built)
+        assert parse_errors == []
+        jobs = [o for overlay in docs.values() for _, o in overlay if o["kind"] == "TrainJob"]
+        assert len(jobs) == 4 and {o["spec"].get("suspend", False) for o in jobs} == {True, False}
+        diags = server.dry_run(cp, docs, crd_files)
+        assert diags == [], "\n".join(f"{d.path}: {d.message}" for d in diags)
+        crds = {c["metadata"]["name"] for c in cp.request(
+            "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]}
+        assert "trainjobs.trainer.kubeflow.org" in crds
+        overlay = "overlays/prod/teams/alpha/workloads"
+        job = next(o for _, o in docs[overlay] if o["kind"] == "TrainJob")
+        long_name = copy.deepcopy(job)
+        long_name["metadata"]["name"] = "x" * 64
+        twice = copy.deepcopy(job)
+        twice["spec"]["runtimePatches"].append(copy.deepcopy(twice["spec"]["runtimePatches"][0]))
+        for broken, words in ((long_name, "no more than 63 characters"), (twice, "Duplicate value")):
+            found = server.dry_run(cp, {overlay: [(yaml.safe_dump(broken), broken)]}, crd_files)
+            assert [(d.code, d.path) for d in found] == [("KF405", overlay)], found
+            assert words in found[0].message, found[0].message
 
 
 @pytest.mark.skipif(not (UPSTREAM / "crds").is_dir(), reason="needs ../shared/upstream beside the project")
