@@ -43,7 +43,7 @@ def test_validate_one_environment_as_json(example_repo):
 def test_validate_unknown_environment(example_repo):
     code, out = run("validate", "-C", example_repo, "--env", "qa", "--format", "text")
     assert (code, out) == (1, """\
-specs/platform.yaml:64:1: error [KF303] environment 'qa' is not defined
+specs/platform.yaml:67:1: error [KF303] environment 'qa' is not defined
     fix: environments: dev, staging, prod
 kflowgen: 1 error, 0 warnings
 """)

@@ -82,7 +82,7 @@ dev: AppProject argocd/dev-platform changed (spec.destinations)
 nlp, dev: GPU quota a100 2 → 0 (dev capacity 8, allocated 6 → 4)
 nlp, dev: GPU quota t4 4 → 0 (dev capacity 16, allocated 6 → 2)
 nlp, dev: quota removed (cpu 48, memory 384Gi, storage 1Ti)
-nlp, dev: 1 PyTorchJob removed (experiment llm-finetune)
+nlp, dev: 1 TrainJob removed (experiment llm-finetune)
 nlp, dev: 6 Jobs removed (sweep bert-random)
 nlp, dev: notebook profiles removed: a100x2, t4
 nlp, dev: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
@@ -92,7 +92,7 @@ prod: AppProject argocd/prod-platform changed (spec.destinations)
 nlp, prod: GPU quota a100 12 → 0 (prod capacity 32 → 40, allocated 28 → 24)
 nlp, prod: GPU quota t4 8 → 0 (prod capacity 16, allocated 12 → 4)
 nlp, prod: quota removed (cpu 192, memory 1536Gi, storage 1Ti)
-nlp, prod: 1 PyTorchJob removed (experiment llm-finetune)
+nlp, prod: 1 TrainJob removed (experiment llm-finetune)
 nlp, prod: notebook profiles removed: a100x2, t4
 nlp, prod: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
 recsys, prod: model ranker version 3 → 4

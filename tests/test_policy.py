@@ -18,7 +18,7 @@ from kflowgen.build import overlays_of
 from kflowgen.options import Options
 
 CTX = Context(("registry.example.com/ml/",), {"dev": {"vision": "vision", "nlp": "nlp"}}, "argocd", "jupyterhub",
-              ingress_class="nginx", domains={"dev": "dev.ml.example.com"})
+              ingress_class="nginx", domains={"dev": "dev.ml.example.com"}, runtimes=frozenset({"torch-distributed"}))
 WORKLOADS, PLATFORM, ARGOCD = ("overlays/dev/teams/vision/workloads", "overlays/dev/teams/vision/platform",
                                "overlays/dev/argocd")
 DELETE = object()
@@ -114,6 +114,17 @@ CLUSTERQUEUE = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", 
 FLAVOR = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor", "metadata": {"name": "gpu-a100"},
           "spec": {"nodeLabels": {"gpu": "a100"}}}
 QUEUEING = "overlays/dev/queueing"
+# A TrainJob has no pod template: its pods are its runtime's, patched (kflowgen's runtimePatches entry) and with the
+# trainer's image and resources in the `node` container (checks.objects.train_pods)
+TRAINJOB = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+            "metadata": {"name": "t", "namespace": "vision"},
+            "spec": {"runtimeRef": {"name": "torch-distributed"},
+                     "trainer": {"image": CONTAINER["image"], "resourcesPerNode": CONTAINER["resources"], "numNodes": 2},
+                     "runtimePatches": [{"manager": "kflowgen.dev/trial", "trainingRuntimeSpec": {"template": {"spec": {
+                         "replicatedJobs": [{"name": "node", "template": {"spec": {"template": {"spec": {
+                             **POD, "containers": [{"name": "node",
+                                                    "securityContext": CONTAINER["securityContext"]}]}}}}}]}}}}]}}
+TJ = "/spec/runtimePatches/0/trainingRuntimeSpec/template/spec/replicatedJobs/0/template/spec/template/spec"
 
 C = "/spec/template/spec/containers/0"
 SC = C + "/securityContext"
@@ -319,6 +330,22 @@ CASES = [
                                                        {"group": "kueue.x-k8s.io", "kind": "ClusterQueue"}])),
      ARGOCD, ["/spec/clusterResourceWhitelist/1"]),  # CTX's dev queues nothing
     ("appproject-tenancy", patched(PROJECT_PLATFORM, ("/spec/destinations/0/namespace", "")), ARGOCD, [A]),
+    ("trainjob-runtimes", TRAINJOB, WORKLOADS, []),
+    ("trainjob-runtimes", patched(TRAINJOB, ("/spec/runtimeRef/name", "gpu-miner")), WORKLOADS,
+     ["/spec/runtimeRef/name"]),
+    ("trainjob-runtimes", patched(TRAINJOB, ("/spec/runtimeRef/kind", "TrainingRuntime")), WORKLOADS,
+     ["/spec/runtimeRef"]),
+    ("pod-security-restricted", TRAINJOB, WORKLOADS, []),
+    ("pod-security-restricted", patched(TRAINJOB, (TJ + "/securityContext/runAsUser", 0)), WORKLOADS,
+     [TJ + "/securityContext/runAsUser"]),
+    ("requests-and-limits", TRAINJOB, WORKLOADS, []),
+    ("requests-and-limits", patched(TRAINJOB, ("/spec/trainer/resourcesPerNode", DELETE)), WORKLOADS,
+     [TJ + f"/containers/0/resources/{k}/{r}" for k in ("requests", "limits") for r in ("cpu", "memory")]),
+    ("allowed-registries", patched(TRAINJOB, ("/spec/trainer/image", "docker.io/x/y:1")), WORKLOADS,
+     [TJ + "/containers/0/image"]),
+    ("no-host-access", patched(TRAINJOB, (TJ + "/volumes/0", {"name": "h", "hostPath": {"path": "/"}})), WORKLOADS,
+     [TJ + "/volumes/0/hostPath"]),
+    ("team-namespace", TRAINJOB, WORKLOADS, ["/kind"]),  # CTX's platform runs no Trainer: no TrainJob
     ("rbac-bindings", BINDING, PLATFORM, []),
     ("rbac-bindings", patched(BINDING, ("/roleRef/name", "cluster-admin")), PLATFORM, ["/roleRef/name"]),
     ("rbac-bindings", patched(BINDING, ("/kind", "ClusterRoleBinding"), ("/roleRef/name", "cluster-admin")), ARGOCD,

@@ -10,7 +10,8 @@ import re
 import pytest
 
 from kflowgen import rules
-from kflowgen.rules import capacity as capacity_rule, environments as environments_rule, experiments as experiments_rule
+from kflowgen.rules import capacity as capacity_rule, distributed as distributed_rule, environments as environments_rule
+from kflowgen.rules import experiments as experiments_rule
 from kflowgen.rules import gpus as gpus_rule, hub as hub_rule, images as images_rule, names as names_rule
 from kflowgen.rules import network as network_rule, paths as paths_rule, profiles as profiles_rule
 from kflowgen.rules import quantities as quantities_rule, queueing as queueing_rule, secrets, serving as serving_rule
@@ -465,6 +466,30 @@ def test_queueing_rules(rule, platform_text, teams, experiments, served, expecte
     assert found(rule, model(platform_text, **teams, experiments=experiments, served=served)) == expected
 
 
+# --- distributed experiments: Kubeflow Trainer or the legacy Training Operator ----------------------------------------
+
+TRAINER = PLATFORM + "training: {distributed: {api: trainer, runtimes: {pytorch: torch-distributed}}}\n"
+TWO = exp(extra="workers: 2\n")
+
+DISTRIBUTED_CASES = [
+    ("distributed-training", TRAINER, {"vision/x.yaml": TWO}, []),
+    ("distributed-training", PLATFORM, {"vision/x.yaml": exp()}, []),  # nothing distributed: no warning
+    ("distributed-training", TRAINER.replace(", runtimes: {pytorch: torch-distributed}", ""), {"vision/x.yaml": TWO},
+     [("KF350", X, 6, 10)]),
+    ("distributed-training", TRAINER, {"vision/x.yaml": exp(extra="workers: 2\nframework: tensorflow\n")},
+     [("KF350", X, 7, 12)]),
+    ("distributed-training", PLATFORM, {"vision/x.yaml": TWO}, [("KF351", "specs/platform.yaml", 1, 1)]),
+    ("distributed-training", PLATFORM + "training: {distributed: {api: training-operator}}\n", {"vision/x.yaml": TWO},
+     [("KF351", "specs/platform.yaml", 13, 31)]),
+    ("distributed-training", TRAINER, {"vision/x.yaml": TWO + "retries: 1\n"}, [("KF352", X, 7, 10)]),
+]
+
+
+@pytest.mark.parametrize("rule, platform_text, experiments, expected", DISTRIBUTED_CASES)
+def test_distributed_training_rules(rule, platform_text, experiments, expected):
+    assert found(rule, model(platform_text, vision=team(), experiments=experiments)) == expected
+
+
 # --- a team whose spec did not load -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rule, kind, path, text, expected", [
@@ -501,19 +526,22 @@ RULE_CODES = {
     "hub-sign-in": {"KF340", "KF341"},
     "network": {"KF342", "KF346"},
     "queueing": {"KF348", "KF349"},
+    "distributed-training": {"KF350", "KF351", "KF352"},
 }
 MODULES = {"quantities": quantities_rule, "team-names": teams_rule, "unique-generated-names": names_rule,
            "clean-paths": paths_rule, "environments-exist": environments_rule, "gpu-types-exist": gpus_rule,
            "profiles-fit-quota": profiles_rule, "gpu-capacity": capacity_rule, "allowed-registries": images_rule,
            "storage-quota": storage_rule, "experiments": experiments_rule, "served-models": serving_rule,
-           "hub-sign-in": hub_rule, "network": network_rule, "queueing": queueing_rule}
+           "hub-sign-in": hub_rule, "network": network_rule, "queueing": queueing_rule,
+           "distributed-training": distributed_rule}
 
 
 def _rows():
     """(rule, expected) of every table row above that is expected to pass."""
     tables = [(CASES, lambda r: (r[0], r[-1])), (HUB_CASES, lambda r: ("hub-sign-in", r[-1])),
               (PLATFORM_CASES, lambda r: (r[0], r[-1])), (EXPERIMENT_CASES, lambda r: (r[0], r[-1])),
-              (MODEL_CASES, lambda r: (r[0], r[-1])), (QUEUEING_CASES, lambda r: (r[0], r[-1]))]
+              (MODEL_CASES, lambda r: (r[0], r[-1])), (QUEUEING_CASES, lambda r: (r[0], r[-1])),
+              (DISTRIBUTED_CASES, lambda r: (r[0], r[-1]))]
     for table, pick in tables:
         for row in table:
             if not getattr(row, "marks", ()):

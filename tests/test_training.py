@@ -1,6 +1,8 @@
 """Training experiments: spec parsing, trials, Job names, rendered Jobs (run for real, validated by kubeconform), rules."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -39,6 +41,7 @@ def _model() -> Model:
 
 MODEL = _model()
 TEAMS = {t.name: t for t in MODEL.teams}
+LEGACY = dataclasses.replace(MODEL, platform=dataclasses.replace(MODEL.platform, distributed=None))  # says nothing
 
 
 def example(rel: str) -> E.Experiment:
@@ -136,13 +139,16 @@ def test_deadline_in_seconds(field, value, expected):
     assert parse(BASE + f"{field}: {value}\n").deadline == expected
 
 
-@pytest.mark.parametrize("extra, kind, budget", [
-    ("", "Job", 63), ("workers: 2\n", "PyTorchJob", 54), ("workers: 11\n", "PyTorchJob", 53),
-    ("workers: 3\nframework: tensorflow\n", "TFJob", 54),
+@pytest.mark.parametrize("extra, kind, budget, trainer_kind, trainer_budget", [
+    ("", "Job", 63, "Job", 63), ("workers: 2\n", "PyTorchJob", 54, "TrainJob", 63 - len("-node-0-1-xxxxx")),
+    ("workers: 11\n", "PyTorchJob", 53, "TrainJob", 63 - len("-node-0-10-xxxxx")),
+    ("workers: 3\nframework: tensorflow\n", "TFJob", 54, "TFJob", 54),  # no TensorFlow on Trainer: KF350
 ])
-def test_kind_and_name_budget(extra, kind, budget):
+def test_kind_and_name_budget(extra, kind, budget, trainer_kind, trainer_budget):
+    """On the legacy Training Operator (a platform without training.distributed), and on Kubeflow Trainer (MODEL's)."""
     exp = parse(BASE + extra)
-    assert (exp.kind, X.name_budget(exp)) == (kind, budget)
+    assert (X.kind(exp, LEGACY.platform), X.name_budget(exp, LEGACY.platform)) == (kind, budget)
+    assert (X.kind(exp, MODEL.platform), X.name_budget(exp, MODEL.platform)) == (trainer_kind, trainer_budget)
 
 
 def test_run_that_does_not_split_gives_no_command():
@@ -303,8 +309,8 @@ def test_example_experiments_render():
     counts = {k: sorted({o["kind"] for o in v.values()}) + [len(v)] for k, v in files.items() if v}
     assert counts == {
         ("specs/experiments/nlp/bert-random.yaml", "dev"): ["Job", 6],
-        ("specs/experiments/nlp/llm-finetune.yaml", "dev"): ["PyTorchJob", 1],
-        ("specs/experiments/nlp/llm-finetune.yaml", "prod"): ["PyTorchJob", 1],
+        ("specs/experiments/nlp/llm-finetune.yaml", "dev"): ["TrainJob", 1],
+        ("specs/experiments/nlp/llm-finetune.yaml", "prod"): ["TrainJob", 1],
         ("specs/experiments/recsys/feature-stats.yaml", "dev"): ["Job", 1],
         ("specs/experiments/recsys/feature-stats.yaml", "staging"): ["Job", 1],
         ("specs/experiments/vision/resnet-sweep.yaml", "dev"): ["Job", 4],
@@ -325,8 +331,11 @@ def pods(obj: dict) -> list[dict]:
 TF = BASE.replace("vision", "nlp") + "workers: 3\nframework: tensorflow\n"
 
 
-@pytest.mark.parametrize("exp", [example(r) for r in EXAMPLES] + [parse(TF, "specs/experiments/nlp/x.yaml")],
-                         ids=[*EXAMPLES, "tfjob"])
+ONE_POD = [r for r in EXAMPLES if X.kind(example(r), MODEL.platform) != "TrainJob"]  # TrainJob: tests/test_trainjob.py
+
+
+@pytest.mark.parametrize("exp", [example(r) for r in ONE_POD] + [parse(TF, "specs/experiments/nlp/x.yaml")],
+                         ids=[*ONE_POD, "tfjob"])
 def test_every_pod_is_restricted_sized_and_on_the_nas(exp):
     team, p = TEAMS[exp.team], MODEL.platform
     for obj in render_all(exp, exp.environments[0]):
@@ -600,11 +609,16 @@ def test_example_experiments_pass_every_rule():
     (BASE + "env: {HF_TOKEN: hf_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3f}\n", None, ("KF343", 6, 17, "warning")),
     (BASE + "env: {X: 1}\nsecrets: {X: {secret: s, key: k}}\n", None, ("KF347", 7, 11, "error")),
     (BASE + "sweep: {grid: {a: [1, '1']}}\n", None, ("KF328", 6, 8, "error")),
-    (BASE.replace("vision", "nlp") + "workers: 2\nframework: tensorflow\n", "specs/experiments/nlp/x.yaml",
-     ("KF329", 7, 12, "warning")),
 ])
 def test_rule_finds(text, path, problem):
     assert problem in problems(text, paths=(path or "specs/experiments/vision/x.yaml",))
+
+
+def test_a_tfjob_is_deprecated_on_the_legacy_training_operator_and_refused_on_trainer():
+    exp = parse(BASE.replace("vision", "nlp") + "workers: 2\nframework: tensorflow\n", "specs/experiments/nlp/x.yaml")
+    legacy = sorted((d.code, d.line, d.col, d.severity) for d in rule.check(LEGACY, [exp]))
+    assert ("KF329", 7, 12, "warning") in legacy
+    assert "KF329" not in [d.code for d in rule.check(MODEL, [exp])]  # KF350 instead: tests/test_trainjob.py
 
 
 @pytest.mark.parametrize("text, path", [
