@@ -48,6 +48,9 @@ def _template(obj: dict) -> dict:
     spec = obj["spec"]
     if "template" in spec:
         return spec["template"]
+    if obj["kind"] == "TrainJob":  # its trainer pods: the runtime's template as kflowgen's runtimePatches entry patches it
+        (step,) = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+        return step["template"]["spec"]["template"]
     return next(iter(spec.get("pytorchReplicaSpecs", spec.get("tfReplicaSpecs", {})).values()))["template"]
 
 
@@ -70,7 +73,7 @@ def _world(env: str, tmp: Path) -> World:
     namespaces = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in objs if o["kind"] == "Namespace"}
     pods: dict[str, Pod] = {}
     for o in objs:
-        if o["kind"] in ("Job", "PyTorchJob", "TFJob"):  # a training pod of each kind and team
+        if o["kind"] in ("Job", "PyTorchJob", "TFJob", "TrainJob"):  # a training pod of each kind and team
             pods.setdefault(f"{o['kind'].lower()}/{o['metadata']['namespace']}", _pod(o["metadata"]["namespace"],
                                                                                      _template(o)))
         elif o["kind"] == "Deployment":  # a model server
@@ -151,10 +154,10 @@ def test_notebooks_and_the_hub_reach_each_other_and_nothing_else_does(prod, tmp_
         ("hub", "notebook/recsys", 8888, True),          # the hub checks on the server
         ("proxy", "notebook/recsys", 8888, True),        # the proxy routes the user's browser to it
         ("notebook/vision", "notebook/recsys", 8888, False),   # another team's notebook
-        ("pytorchjob/nlp", "notebook/nlp", 8888, True),  # the team's own namespace
-        ("pytorchjob/nlp", "notebook/recsys", 8888, False),
+        ("trainjob/nlp", "notebook/nlp", 8888, True),  # the team's own namespace
+        ("trainjob/nlp", "notebook/recsys", 8888, False),
         ("stranger", "notebook/recsys", 8888, False),
-        ("pytorchjob/nlp", "hub", 8081, False),          # only notebook servers talk to the hub
+        ("trainjob/nlp", "hub", 8081, False),          # only notebook servers talk to the hub
         ("notebook/recsys", "proxy", 8001, False),       # the proxy's API is the hub's alone
         ("notebook/recsys", "dns", 53, True),
     ], tmp_path)
@@ -168,7 +171,7 @@ def test_a_model_admits_its_team_its_callers_and_the_ingress_controller_only(pro
         ("notebook/vision", "model/ranker", 8501, True),
         ("model/resnet", "model/ranker", 8501, True),        # any pod of a caller team
         ("ingress-controller", "model/ranker", 8501, True),
-        ("pytorchjob/nlp", "model/ranker", 8501, False),     # nlp is not a caller
+        ("trainjob/nlp", "model/ranker", 8501, False),     # nlp is not a caller
         ("notebook/nlp", "model/ranker", 8500, False),
         ("stranger", "model/ranker", 8501, False),
         ("notebook/vision", "model/ranker", 9090, False),    # callers reach the serving ports only
@@ -192,8 +195,8 @@ def test_pods_reach_exactly_the_platforms_egress_destinations_of_the_environment
             ("notebook/nlp", "stranger", 8080, False),
             ("notebook/nlp", "ingress-controller", 443, False),
         ], tmp_path)
-    if "pytorchjob/nlp" in dev.pods:
-        job = "pytorchjob/nlp"
+    if "trainjob/nlp" in dev.pods:
+        job = "trainjob/nlp"
     else:
         job = next(name for name, pod in dev.pods.items() if name.startswith("job/"))
     check(dev, [
@@ -202,7 +205,7 @@ def test_pods_reach_exactly_the_platforms_egress_destinations_of_the_environment
         (job, "10.1.2.3", 443, False),        # its except: private addresses
         (job, "169.254.169.254", 443, False),  # the cloud metadata service
     ], tmp_path)
-    check(prod, [("pytorchjob/nlp", "1.1.1.1", 443, False)], tmp_path)
+    check(prod, [("trainjob/nlp", "1.1.1.1", 443, False)], tmp_path)
 
 
 @pytest.mark.parametrize("ports", [[22, 80, 443, 5000, 8080, 8081, 8500, 8501, 8888]])
