@@ -265,7 +265,8 @@ def test_trainer_golden_case_passes_server_side_dry_run_with_the_trainer_crds(bi
         long_name["metadata"]["name"] = "x" * 64
         twice = copy.deepcopy(job)
         twice["spec"]["runtimePatches"].append(copy.deepcopy(twice["spec"]["runtimePatches"][0]))
-        for broken, words in ((long_name, "no more than 63 characters"), (twice, "Duplicate value")):
+        for broken, words in ((long_name, "no more than 63 characters"),
+                              (twice, 'duplicate entries for key [manager="kflowgen.dev/trial"]')):
             found = server.dry_run(cp, {overlay: [(yaml.safe_dump(broken), broken)]}, crd_files)
             assert [(d.code, d.path) for d in found] == [("KF405", overlay)], found
             assert words in found[0].message, found[0].message
