@@ -163,7 +163,7 @@ def test_adaptive_asha_is_a_random_sweep_that_runs_every_trial_to_the_end(exampl
         "parallelism": 1, "resources": {"cpu": 4, "memory": "16Gi", "gpu": {"type": "a100", "count": 2}}, "environments": ["dev"]}
     assert err.splitlines() == [f"{path}:{line}" for line in (
         "2:1: entrypoint: Determined's launcher 'python3 -m determined.launch.torch_distributed' was dropped; "
-        "kflowgen starts the command itself (workers > 1: a PyTorchJob, start it with torchrun)",
+        "kflowgen starts the command itself (workers > 1: a distributed run, start it with torchrun)",
         "6:3: searcher adaptive_asha: kflowgen runs every trial to the end, with no early stopping: written as a "
         "random sweep of 256 trials (max_trials); budget that many full runs",
         "7:3: searcher.metric loss: not carried over: kflowgen reads no metrics and runs every trial: compare trials "

@@ -137,7 +137,7 @@ def _run(spec: SpecFile, say, bad) -> str:
     launcher = re.match(r"python3? -m determined\.launch\.\S+(\s+--?\S+)*\s+", entry)
     if launcher:
         say("/entrypoint", f"entrypoint: Determined's launcher '{launcher.group(0).strip()}' was dropped; kflowgen "
-            "starts the command itself (workers > 1: a PyTorchJob, start it with torchrun)")
+            "starts the command itself (workers > 1: a distributed run, start it with torchrun)")
         entry = entry[launcher.end():]
     trial = re.fullmatch(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)", entry.strip())
     if trial:
@@ -269,7 +269,7 @@ def import_determined(root: Path, config: Path, team: str | None = None, name: s
     if slots > per_pod:
         out["workers"] = slots // per_pod
         say("/resources/slots_per_trial", f"slots_per_trial {slots}: {slots // per_pod} workers of {per_pod} GPUs "
-            "(a PyTorchJob; kflowgen puts at most 8 GPUs in one pod)")
+            "(a distributed run of that many machines; kflowgen puts at most 8 GPUs in one pod)")
     env = next((e for e, q in quota.items() if kind and kind in ((q or {}).get("gpu") or {})), None)
     out["environments"] = [env or next(iter(quota), "dev")]
     restarts = data.get("max_restarts")
