@@ -258,7 +258,7 @@ def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
              f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}." if k != trainjob.KIND else
              f"  The runtime's failure policy decides retries; a trial is {stop}."]
     if k == trainjob.KIND:
-        lines.insert(3, f"  Each node runs the command below in its working directory, with PET_NNODES, PET_NODE_RANK, "
+        lines.insert(3, "  Each node runs the command below in its working directory, with PET_NNODES, PET_NODE_RANK, "
                         "PET_MASTER_ADDR and PET_MASTER_PORT set for torchrun.")
     if len(queued) < len(exp.environments):
         lines[-1] += (" All trials are created at once" + (" where they are not queued" if queued else "")
