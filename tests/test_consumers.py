@@ -39,7 +39,7 @@ def test_every_built_object_is_valid_none_skipped(built_example, tmp_path):
     kinds = sorted({r["kind"] for r in report["resources"]})
     assert kinds == ["AppProject", "Application", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "Job",
                      "LimitRange", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget",
-                     "PyTorchJob", "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount"]
+                     "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount", "TrainJob"]
     assert {r["status"] for r in report["resources"]} == {"statusValid"}
     assert report["summary"]["valid"] == sum(built.counts.values()) and report["summary"]["skipped"] == 0
 

@@ -27,6 +27,7 @@ from kflowgen.rules import experiments as rule
 
 PROJECT = Path(__file__).resolve().parents[1]
 UPSTREAM_CRDS = PROJECT.parent / "shared" / "upstream" / "crds" / "kubeflow.org"
+UPSTREAM_TRAINER_CRDS = PROJECT.parent / "shared" / "upstream" / "crds" / "trainer.kubeflow.org"
 KUBECONFORM = PROJECT / ".tools" / "bin" / "kubeconform"
 KUSTOMIZE = PROJECT / ".tools" / "bin" / "kustomize"
 EXAMPLES = sorted(p.relative_to(PROJECT).as_posix() for p in (PROJECT / "specs" / "experiments").rglob("*.yaml"))
@@ -463,14 +464,18 @@ def test_argparse_style_reaches_an_argparse_script(tmp_path):
 @pytest.mark.skipif(not (KUBECONFORM.is_file() and KUSTOMIZE.is_file() and UPSTREAM_CRDS.is_dir()),
                     reason="kustomize, kubeconform or the Kubeflow CRDs are missing")
 def test_workloads_overlays_build_and_pass_strict_kubeconform(tmp_path):
-    """Each team's dev workloads folder, as the renderer will write it, through the real kustomize and kubeconform."""
+    """Each team's dev workloads folder, as the renderer will write it, through the real kustomize and kubeconform:
+    on Kubeflow Trainer (the example's platform), and llm-finetune also as the legacy PyTorchJob."""
     exps = [example(r) for r in EXAMPLES] + [parse(TF, "specs/experiments/nlp/tf.yaml")]
+    legacy = dataclasses.replace(example("specs/experiments/nlp/llm-finetune.yaml"), name="llm-legacy")
     built, count = [], 0
     for team in TEAMS.values():
         folder = tmp_path / "overlays" / "dev" / "teams" / team.name / "workloads"
         folder.mkdir(parents=True)
         files = {n: o for e in exps if e.team == team.name for n, o in X.render_experiment(e, team, MODEL.platform,
                                                                                            "dev").items()}
+        if team.name == legacy.team:
+            files.update(X.render_experiment(legacy, team, LEGACY.platform, "dev"))
         for name, obj in files.items():
             (folder / name).write_bytes(emit.document(obj, ["specs/experiments/..."]))
         (folder / "kustomization.yaml").write_text(yaml.safe_dump({
@@ -481,14 +486,14 @@ def test_workloads_overlays_build_and_pass_strict_kubeconform(tmp_path):
         built.append(out.stdout)
         count += len(files)
     (tmp_path / "built.yaml").write_text("---\n".join(built))
-    schemas = kschemas.schema_dir("1.34.0", kschemas.crd_files_in([UPSTREAM_CRDS]), tmp_path)
+    schemas = kschemas.schema_dir("1.34.0", kschemas.crd_files_in([UPSTREAM_CRDS, UPSTREAM_TRAINER_CRDS]), tmp_path)
     out = subprocess.run([str(KUBECONFORM), "-strict", "-summary", "-output", "json",
                           *kschemas.kubeconform_args(schemas), str(tmp_path / "built.yaml")], capture_output=True, text=True)
     report = json.loads(out.stdout)
     assert out.returncode == 0, report
     assert report["summary"] == {"valid": count, "invalid": 0, "errors": 0, "skipped": 0}
     docs = [d for d in yaml.safe_load_all("---\n".join(built)) if d]
-    assert {d["kind"] for d in docs} == {"Job", "PyTorchJob", "TFJob"} and len(docs) == count
+    assert {d["kind"] for d in docs} == {"Job", "TrainJob", "PyTorchJob", "TFJob"} and len(docs) == count
     assert all(d["metadata"]["namespace"] == d["metadata"]["labels"]["kflowgen.dev/team"] for d in docs)
 
 
