@@ -52,10 +52,6 @@ gpuTypes:
     displayName: NVIDIA A100 80GB
     nodeSelector:
       nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB
-training:
-  distributed:             # workers > 1: a Kubeflow Trainer TrainJob (install Trainer v2.3.0 and its runtimes yourself)
-    api: trainer
-    runtimes: {{pytorch: torch-distributed}}
 environments:              # each environment is one cluster that Argo CD syncs
   dev:
     cluster: https://dev.k8s.example.com
