@@ -15,6 +15,7 @@ from kflowgen.checks.policy import (
     gpu_limits,
     host_access,
     image_tags,
+    inference_services,
     network,
     pod_security,
     queues,
@@ -59,6 +60,7 @@ POLICIES: dict[str, Policy] = {
     "network-isolation": network,
     "exposed-routes": routes,
     "kueue-queues": queues,
+    "inference-services": inference_services,
 }
 
 # Each policy declares its one code and title

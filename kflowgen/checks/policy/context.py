@@ -27,6 +27,7 @@ class Context:
     ingress_class: str | None = None  # the platform's IngressClass for exposed models
     domains: dict[str, str] = field(default_factory=dict)  # environment -> domain of exposed models
     queueing: frozenset[str] = frozenset()  # environments where Kueue queues training
+    kserve: frozenset[str] = frozenset()  # environments where KServe serves models
 
     @classmethod
     def from_model(cls, model, env: str | None = None) -> Context:
@@ -44,7 +45,13 @@ class Context:
                    egress={e: tuple(json.dumps(r, sort_keys=True) for r in egress_rules(p, e)) for e in envs},
                    team_kinds=layout.team_kinds(p), ingress_class=p.ingress.class_name if p.ingress else None,
                    domains={e: p.environments[e].domain for e in envs if p.environments[e].domain},
-                   queueing=frozenset(e for e in envs if p.queueing_in(e)))
+                   queueing=frozenset(e for e in envs if p.queueing_in(e)),
+                   kserve=frozenset(e for e in envs if p.kserve_in(e)))
+
+    @property
+    def workload_kinds(self) -> tuple[tuple[str, str], ...]:
+        """What the overlay's team workloads may hold: the team kinds, and InferenceService where KServe serves."""
+        return (self.team_kinds or layout.TEAM_KINDS) + ((layout.INFERENCE_SERVICE,) if self.env in self.kserve else ())
 
     @property
     def queues(self) -> bool:
