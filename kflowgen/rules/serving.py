@@ -111,8 +111,8 @@ def _canary(m: ServedModel, env: str, s, p):
         where = at(f"{here}/backend") if "backend" in written else at("/backend")
         enabled = p.environments[env].kserve is not None
         yield error(src, where, "KF360", f"{env}: the platform serves no model with KServe there",
-                    f"serve it with backend: deployment in {env}, or ask the platform team to "
-                    f"{'turn on' if enabled else 'set'} environments.{env}.kserve{'.enabled: true' if enabled else ': {enabled: true}'} "
+                    f"serve it with backend: deployment in {env}, or ask the platform team to set "
+                    f"environments.{env}.kserve{'.enabled: true' if enabled else ': {enabled: true}'} "
                     f"in {p.source.path} (with KServe installed on that cluster)")
     if "previous" in written and "canary" not in written:
         yield error(src, at(f"{here}/previous", key=True), "KF362", f"{env}: previous without canary: version "
@@ -123,7 +123,8 @@ def _canary(m: ServedModel, env: str, s, p):
     if not 0 < s.canary < 100:
         ok = False
         yield error(src, at(f"{here}/canary"), "KF361", f"{env}: canary {s.canary}% is outside 1-99%",
-                    "serve version alone: remove canary and previous (`kflowgen promote --finish`)" if s.canary >= 100
+                    f"to serve version {s.version} alone, remove canary and previous: kflowgen promote "
+                    f"{m.team}/{m.name} --finish {env}" if s.canary >= 100
                     else "give the share of requests version should serve beside previous, e.g. canary: 10%; or "
                     "remove canary and previous")
     if s.backend != "kserve":
@@ -210,7 +211,8 @@ def _fit(model, team, env: str, uses):
                 key = res.replace("/", ".")
                 yield error(m.source.path, m.source.at(f"/environments/{env}", key=True), "KF334",
                             f"{env}: servers of team {team.name} request {_show(res, total)} {what} "
-                            f"({', '.join(parts)}; replicas or maxReplicas plus one pod during a rollout) "
+                            f"({', '.join(parts)}; replicas or maxReplicas plus one pod during a rollout"
+                            f"{', and a canary its own pods' if any(m.environments[env].canary for m, _ in uses) else ''}) "
                             f"but the team's {env} quota is {spelled.get(res, '0')}",
                             f"lower replicas or the size per server, or raise quota.{env}.{key} in {team.source.path}")
                 break
