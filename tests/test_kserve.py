@@ -286,6 +286,23 @@ def test_promote_finish_on_the_command_line(tmp_path):
     assert tree_hash(root) == before
 
 
+def test_a_finished_canary_reads_as_the_version_change_in_the_diff(tmp_path):
+    import subprocess
+
+    root = copy_repo(GOLDEN, tmp_path / "repo")
+    shutil.copytree(PROJECT / "bases", root / "bases")
+    assert run("render", "-C", root, "--format", "text")[0] == 0
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run([*git, *args], cwd=root, check=True, capture_output=True)
+    assert run("promote", "shop/recommender", "--finish", "prod", "-C", root)[0] == 0
+    code, out = run("diff", "--base", "HEAD", "-C", root, "--format", "text")
+    assert (code, out) == (0, "shop, prod: model recommender version 6, canary 7 at 10% → 7\n"
+                              "shop, prod: InferenceService shop/recommender changed (spec.canary, spec.predictor)\n"
+                              "shop, prod: ConfigMap shop/recommender-v6 removed\n"
+                              "kflowgen diff: 3 changes in 1 environment\n")
+
+
 # --- the whole case -------------------------------------------------------------------------------------------------
 
 def test_the_golden_case_validates_with_kserve_s_crd_and_every_policy(tmp_path):
