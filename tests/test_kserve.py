@@ -186,6 +186,53 @@ def test_callers_service_and_disruption_budget_select_stable_and_canary_pods(mod
         assert [p["port"] for p in egress["spec"]["egress"][0]["ports"]] == expected
 
 
+def test_cyclonus_lets_callers_and_the_ingress_controller_reach_stable_and_canary_pods_only(model, tmp_path):
+    """The prod NetworkPolicies Argo CD would apply (built with bases/), judged by cyclonus, for predictor pods
+    labelled as KServe labels them: shop/recommender (callers [search], exposed) and shop/vision (no callers)."""
+    from test_network import CYCLONUS, Pod, World, allowed
+    from kflowgen.build import build, overlays_of
+
+    if not CYCLONUS.exists():
+        pytest.skip("needs cyclonus (make tools-net)")
+    root = copy_repo(GOLDEN, tmp_path / "repo")
+    shutil.copytree(PROJECT / "bases", root / "bases")
+    rendered = render(model)
+    built, diags = build(Options(root, 1), rendered, overlays_of(rendered, "prod"))
+    assert not diags, diags
+    objs = [d for text in built.overlays.values() for d in yaml.safe_load_all(text) if d]
+    namespaces = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in objs if o["kind"] == "Namespace"}
+    pods = {}
+    for o in objs:
+        if o["kind"] == "InferenceService":
+            name, spec = o["metadata"]["name"], o["spec"]
+            predictors = [("stable", spec["predictor"], f"{name}-predictor")] + [
+                ("canary", c["predictor"], f"{name}-{c['predictor']['name']}-predictor") for c in spec.get("canary", [])]
+            for what, predictor, deployment in predictors:
+                pods[f"{name}/{what}"] = Pod(o["metadata"]["namespace"], _pod_labels(o, predictor, deployment),
+                                             {8080: "http", 9000: "grpc"})
+    pods["search"] = Pod("search", {"app": "batch-scorer"})
+    pods["shop"] = Pod("shop", {"app": "notebook"})
+    pods["ingress-controller"] = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, {443: "https"})
+    pods["stranger"] = Pod("default", {"app": "stranger"})
+    for i, pod in enumerate(pods.values()):
+        pod.ip = f"10.244.0.{i + 10}"
+        namespaces.setdefault(pod.namespace, {})
+    namespaces = {n: {**labels, "kubernetes.io/metadata.name": n} for n, labels in namespaces.items()}
+    world = World([o for o in objs if o["kind"] == "NetworkPolicy"], namespaces, pods)
+    table = [
+        ("search", "recommender/stable", 8080, True), ("search", "recommender/stable", 9000, True),
+        ("search", "recommender/canary", 8080, True), ("search", "recommender/canary", 9000, True),
+        ("search", "recommender/stable", 22, False),            # the serving ports only
+        ("ingress-controller", "recommender/canary", 8080, True),  # exposed: the canary is behind the host too
+        ("stranger", "recommender/stable", 8080, False), ("stranger", "recommender/canary", 9000, False),
+        ("shop", "vision/stable", 8080, True),                  # its own team
+        ("search", "vision/stable", 8080, False),               # no callers
+        ("ingress-controller", "vision/stable", 8080, False),   # not exposed
+    ]
+    answers = allowed(world, [(a, b, port) for a, b, port, _ in table], tmp_path)
+    assert [row for row, got in zip(table, answers) if got != row[3]] == []
+
+
 def test_a_team_project_may_create_inference_services_only_where_kserve_serves(model):
     rendered = render(model)
     for env, expected in (("prod", True), ("staging", False)):
