@@ -148,7 +148,8 @@ def render_kserve(m: ServedModel, team: Team, platform: Platform, env: str) -> d
     canary gets its share of requests by its share of pods (v0.20 routes no weights in Standard mode), a
     PodDisruptionBudget, and the Ingress of an exposed model."""
     s = m.environments[env]
-    runtime = platform.kserve_in(env).runtime
+    on = platform.kserve_in(env)  # always on where this renders (KF360 otherwise): KServe's own runtime by default
+    runtime = on.runtime if on else "kserve-tensorflow-serving"
     image = m.image_for(env)
     selector = {KSERVE_ISVC_LABEL: m.name, KSERVE_COMPONENT_LABEL: "predictor"}
     labels = {"app.kubernetes.io/name": m.name, "app.kubernetes.io/component": "model-server", LABEL_MODEL: m.name}
