@@ -147,7 +147,7 @@ def _canary(m: ServedModel, env: str, s, p):
             c, (fewest, many) = s.canary_pods, s.stable_pods
             got = f"{_pct(least)}" if least == most else f"{_pct(least)} to {_pct(most)}"
             pods_of = (f"{c} of {c + fewest} pods" if fewest == many
-                       else f"{c} pods beside {fewest}-{many} of version {s.previous}")
+                       else f"{c} {'pod' if c == 1 else 'pods'} beside {fewest}-{many} of version {s.previous}")
             exact = 100 // gcd(s.canary, 100)
             yield warning(src, at(f"{here}/canary"), "KF363", f"{env}: a {s.canary}% canary on {s.replicas} "
                           f"{'server' if s.replicas == 1 else 'servers'} is {pods_of}: about {got} of requests reach "
