@@ -264,6 +264,16 @@ def test_kserve_pods_counted_against_quota(env, replicas, expected_pods, share):
         assert s.canary_share == share
 
 
+def test_an_autoscaled_canary_says_the_range_of_its_share(tmp_path):
+    root = copy_repo(GOLDEN, tmp_path / "repo")
+    spec = root / "specs/models/search/ranker.yaml"
+    spec.write_text(spec.read_text().replace("replicas: 2", "autoscale: {minReplicas: 4, maxReplicas: 8}"))
+    code, out = run("validate", "-C", root, "--format", "text", "--env", "staging")  # prod's rules run all the same
+    assert "prod: a 25% canary on 4 servers is 1 pod beside 3-8 of version 1: about 11% to 25% of requests reach " \
+           "version 2 (KServe v0.20 splits requests by pods, not by weight)\n    fix: fixed replicas: 4 (or a " \
+           "multiple) give exactly 25%; or accept about 11% to 25%" in out, out
+
+
 # --- finishing a canary -------------------------------------------------------------------------------------------
 
 SPEC = """\
