@@ -346,7 +346,7 @@ def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" 
 
 MODEL = """\
 # yaml-language-server: $schema=../../../schemas/model.schema.json
-# Model {name} of team {team}, served by TensorFlow Serving from the team NAS (each version a SavedModel in <path>/<N>/).
+# Model {name} of team {team}, served by TensorFlow Serving from the team NAS (a SavedModel per <path>/<N>/).
 # Promote: `kflowgen promote {team}/{name} --from {env} --to <environment>`. Where the platform runs KServe,
 # `backend: kserve` and `canary: 10%` beside `previous: <N>` roll out first (README, "Serving with KServe").
 team: {team}
