@@ -137,8 +137,58 @@ INGRESS = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": 
                {"path": "/v1/models/ranker", "pathType": "Prefix", "backend": {"service": {"name": "ranker", "port": {
                    "name": "http"}}}}]}}]}}
 
+# A KServe InferenceService as kflowgen renders it (tests/golden/kserve), cut down: a stable predictor and a canary
+MODEL = {"modelFormat": {"name": "tensorflow"}, "runtime": "kserve-tensorflow-serving",
+         "storageUri": "pvc://nas/models/ranker", **{k: v for k, v in CONTAINER.items() if k != "name"}}
+ISVC_POD = {k: v for k, v in POD.items() if k != "containers"}
+ISVC = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": "ranker", "namespace": "vision",
+                     "labels": {"networking.kserve.io/visibility": "cluster-local"},
+                     "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+        "spec": {"predictor": copy.deepcopy({"minReplicas": 2, **ISVC_POD, "model": MODEL}),
+                 "canary": [{"trafficPercent": 10, "predictor": copy.deepcopy(
+                     {"name": "v2", **ISVC_POD, "model": {"name": "kserve-container", **MODEL}})}]}}
+SERVINGRUNTIME = {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
+                  "metadata": {"name": "mine", "namespace": "vision"},
+                  "spec": {"containers": [CONTAINER], "supportedModelFormats": [{"name": "tensorflow"}]}}
+CLUSTERSERVINGRUNTIME = {**SERVINGRUNTIME, "kind": "ClusterServingRuntime", "metadata": {"name": "mine"}}
+M, CM = "/spec/predictor/model", "/spec/canary/0/predictor/model"
+
 CASES = [
     # (policy, object, overlay, expected pointers)
+    ("inference-services", ISVC, WORKLOADS, []),
+    ("inference-services", ISVC, ARGOCD, []),  # not a team overlay: KF608 refuses the kind there
+    ("inference-services", patched(ISVC, (M + "/storageUri", "s3://bucket/models/ranker")), WORKLOADS,
+     [M + "/storageUri"]),
+    ("inference-services", patched(ISVC, (CM + "/storageUri", "pvc://other-claim/models")), WORKLOADS,
+     [CM + "/storageUri"]),
+    ("inference-services", patched(ISVC, (M + "/storageUri", "pvc://nas/models/../../etc")), WORKLOADS,
+     [M + "/storageUri"]),
+    ("inference-services", patched(ISVC, (M + "/storageUri", "pvc://nas")), WORKLOADS, [M + "/storageUri"]),
+    ("inference-services", patched(ISVC, (M + "/storage", {"key": "platform-s3", "path": "x"})), WORKLOADS,
+     [M + "/storage"]),
+    ("inference-services", patched(ISVC, ("/spec/predictor/storageUris", [{"uri": "pvc://nas/m", "mountPath": "/m"}])),
+     WORKLOADS, ["/spec/predictor/storageUris"]),
+    ("inference-services", patched(ISVC, ("/spec/predictor/model", DELETE),
+                                   ("/spec/predictor/tensorflow", {"storageUri": "gs://elsewhere/m"})), WORKLOADS,
+     ["/spec/predictor/tensorflow/storageUri"]),
+    ("inference-services", patched(ISVC, ("/metadata/annotations/serving.kserve.io~1deploymentMode", "Knative")),
+     WORKLOADS, ["/metadata/annotations/serving.kserve.io~1deploymentMode"]),
+    ("inference-services", patched(ISVC, ("/metadata/labels", {})), WORKLOADS,
+     ["/metadata/labels/networking.kserve.io~1visibility"]),
+    ("pod-security-restricted", ISVC, WORKLOADS, []),
+    ("pod-security-restricted", patched(ISVC, (CM + "/securityContext/allowPrivilegeEscalation", True)), WORKLOADS,
+     [CM + "/securityContext/allowPrivilegeEscalation"]),
+    ("no-host-access", patched(ISVC, ("/spec/predictor/hostNetwork", True)), WORKLOADS,
+     ["/spec/predictor/hostNetwork"]),
+    ("allowed-registries", patched(ISVC, (M + "/image", "docker.io/evil/server:1")), WORKLOADS, [M + "/image"]),
+    ("requests-and-limits", patched(ISVC, (CM + "/resources", {})), WORKLOADS,
+     [CM + f"/resources/{f}/{r}" for f in ("requests", "limits") for r in ("cpu", "memory")]),
+    ("team-namespace", ISVC, WORKLOADS, ["/kind"]),  # CTX's dev has no KServe
+    ("team-namespace", SERVINGRUNTIME, WORKLOADS, ["/kind"]),
+    ("cluster-scoped-platform-only", CLUSTERSERVINGRUNTIME, "overlays/dev/extras", ["/kind"]),
+    ("appproject-tenancy", patched(PROJECT_VISION, (W + "/1", {"group": "serving.kserve.io", "kind": "ServingRuntime"})),
+     ARGOCD, [W + "/1/kind"]),
     ("pod-security-restricted", DEPLOYMENT, WORKLOADS, []),
     ("pod-security-restricted", patched(DEPLOYMENT, (SC + "/allowPrivilegeEscalation", DELETE)), WORKLOADS,
      [SC + "/allowPrivilegeEscalation"]),
@@ -408,6 +458,20 @@ QUEUED_CASES = [
 @pytest.mark.parametrize("name, obj, overlay, expected", QUEUED_CASES)
 def test_policy_where_kueue_queues(name, obj, overlay, expected):
     assert found(name, obj, overlay, QUEUED) == expected
+
+
+KSERVED = Context(CTX.registries, CTX.teams, kserve=frozenset({"dev"}))
+KSERVE_CASES = [
+    ("team-namespace", ISVC, WORKLOADS, []),
+    ("team-namespace", patched(ISVC, ("/metadata/namespace", "nlp")), WORKLOADS, ["/metadata/namespace"]),
+    ("team-namespace", SERVINGRUNTIME, WORKLOADS, ["/kind"]),  # never a team's, KServe or not
+    ("team-namespace", ISVC, PLATFORM, ["/kind"]),
+]
+
+
+@pytest.mark.parametrize("name, obj, overlay, expected", KSERVE_CASES)
+def test_policy_where_kserve_serves(name, obj, overlay, expected):
+    assert found(name, obj, overlay, KSERVED) == expected
 
 
 def test_every_policy_has_a_pass_and_a_fail_case():

@@ -377,6 +377,7 @@ SERVING = platform(("ml/]", "ml/, docker.io/tensorflow/]"))  # the default servi
 INGRESS = "network: {ingress: {className: nginx, namespace: ingress-nginx}}\n"
 INGRESS_ONLY = SERVING + INGRESS  # no domain for dev
 EXPOSED = SERVING.replace("https://dev,", "https://dev, domain: dev.example.com,") + INGRESS
+KSERVED = SERVING.replace("{a100: 4, t4: 4}}}", "{a100: 4, t4: 4}}, kserve: {enabled: true}}")
 
 
 def srv(dev="", extra="", head="", x=("", "")):
@@ -426,6 +427,19 @@ MODEL_CASES = [
     ("quantities", SERVING, srv("memory: 0Gi"), [("KF204", M, 5, 29)]),
     ("quantities", SERVING, srv("cpu: 0.0001"), [("KF204", M, 5, 26)]),
     ("clean-paths", SERVING, srv(x=("models/m", "models/m.v1/_cache")), []),
+    # KServe: where the platform has it, canaries counted by their pods (vision's dev quota: 8 cpu)
+    ("served-models", KSERVED, srv("backend: kserve"), []),
+    ("served-models", SERVING, srv("backend: kserve"), [("KF360", M, 5, 30)]),
+    ("served-models", SERVING, srv(head="backend: kserve\n"), [("KF360", M, 1, 10)]),
+    ("served-models", KSERVED, srv("backend: kserve, previous: 2, canary: 50%, replicas: 2"), []),  # 1 pod each
+    ("served-models", KSERVED, srv("backend: kserve, previous: 2, canary: 50%, replicas: 3, cpu: 2"),
+     [("KF363", M, 5, 59), ("KF334", M, 5, 3)]),  # 1 + 2 pods (2 of 3 requests) and a surge each: 10 cpu
+    ("served-models", SERVING, srv("replicas: 3, cpu: 2"), []),  # the same servers without a canary: 8 cpu
+    ("served-models", KSERVED, srv("backend: kserve, previous: 2, canary: 100%"), [("KF361", M, 5, 59)]),
+    ("served-models", KSERVED, srv("backend: kserve, canary: 10%, replicas: 10"), [("KF362", M, 5, 46)]),
+    ("served-models", KSERVED, srv("previous: 2, canary: 50%, replicas: 2"), [("KF362", M, 5, 42)]),
+    ("served-models", KSERVED, srv("backend: kserve, previous: 1, canary: 50%, replicas: 2"), [("KF362", M, 5, 48)]),
+    ("served-models", KSERVED, srv("backend: kserve, previous: 2"), [("KF362", M, 5, 38)]),
 ]
 
 
@@ -522,7 +536,7 @@ RULE_CODES = {
     "allowed-registries": {"KF204", "KF307", "KF313"},
     "storage-quota": {"KF310"},
     "experiments": {"KF204", "KF307", "KF313", *(f"KF32{i}" for i in range(10)), "KF343", "KF345", "KF347"},
-    "served-models": {"KF204", "KF313", *(f"KF33{i}" for i in range(7)), "KF344"},
+    "served-models": {"KF204", "KF313", *(f"KF33{i}" for i in range(7)), "KF344", *(f"KF36{i}" for i in range(4))},
     "hub-sign-in": {"KF340", "KF341"},
     "network": {"KF342", "KF346"},
     "queueing": {"KF348", "KF349"},

@@ -194,16 +194,17 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
 def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
     """The CRDs in kflowgen/upstream are the upstream ones without description texts: still CRDs the API server takes."""
     shipped = sorted(upstream.FOLDER.glob("*/*/*-crd.json")) + sorted(upstream.FOLDER.glob("*/*/*_*.json"))
-    assert len(shipped) == 11
+    assert len(shipped) == 12
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         diags = server.dry_run(cp, {}, shipped, all_crds=True)
         assert not [d for d in diags if d.severity == diagnostics.ERROR], diags
         served = cp.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").body["items"]
         assert sorted(c["metadata"]["name"] for c in served) == [
             "applications.argoproj.io", "appprojects.argoproj.io", "clusterqueues.kueue.x-k8s.io",
-            "clustertrainingruntimes.trainer.kubeflow.org", "cohorts.kueue.x-k8s.io", "localqueues.kueue.x-k8s.io",
-            "pytorchjobs.kubeflow.org", "resourceflavors.kueue.x-k8s.io", "tfjobs.kubeflow.org",
-            "trainingruntimes.trainer.kubeflow.org", "trainjobs.trainer.kubeflow.org"]
+            "clustertrainingruntimes.trainer.kubeflow.org", "cohorts.kueue.x-k8s.io",
+            "inferenceservices.serving.kserve.io", "localqueues.kueue.x-k8s.io", "pytorchjobs.kubeflow.org",
+            "resourceflavors.kueue.x-k8s.io", "tfjobs.kubeflow.org", "trainingruntimes.trainer.kubeflow.org",
+            "trainjobs.trainer.kubeflow.org"]
 
 
 def test_queueing_golden_case_passes_server_side_dry_run_with_the_kueue_crds(binaries, tmp_path):
@@ -270,6 +271,36 @@ def test_trainer_golden_case_passes_server_side_dry_run_with_the_trainer_crds(bi
             found = server.dry_run(cp, {overlay: [(yaml.safe_dump(broken), broken)]}, crd_files)
             assert [(d.code, d.path) for d in found] == [("KF405", overlay)], found
             assert words in found[0].message, found[0].message
+
+
+def test_kserve_golden_case_passes_server_side_dry_run_with_the_inference_service_crd(binaries, tmp_path):
+    """tests/golden/kserve built as validate builds it, dry-run against KServe v0.20.0's InferenceService CRD (which
+    kflowgen installs only for a platform that serves with KServe): the API server takes every InferenceService, the
+    canaries among them, and refuses a canary share over 100%. KServe's controller and webhook do not run here (its
+    module pins 12 replacements and needs Knative and cert-manager): what they would refuse beyond the CRD is read
+    from its code (tests/test_kserve.py)."""
+    root = tmp_path / "repo"
+    shutil.copytree(PROJECT / "tests/golden/kserve/specs", root / "specs")
+    shutil.copytree(PROJECT / "bases", root / "bases")
+    model, diags = pipeline.load(Options(root))
+    assert model is not None, diags
+    files = render(model)
+    built, diags = build(Options(root, os.cpu_count() or 1), files, overlays_of(files))
+    assert not diags, diags
+    crd_files = verify.crd_files(root, model.platform)
+    assert crd_files[-1].name == "serving.kserve.io_inferenceservices.json"
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        docs, parse_errors = server.built_documents(built)
+        assert parse_errors == []
+        diags = server.dry_run(cp, docs, crd_files)
+        assert diags == [], "\n".join(f"{d.path}: {d.message}" for d in diags)
+        workloads = "overlays/prod/teams/shop/workloads"
+        isvc = next(o for _, o in docs[workloads] if o["kind"] == "InferenceService" and "canary" in o["spec"])
+        over = copy.deepcopy(isvc)
+        over["spec"]["canary"][0]["trafficPercent"] = 150
+        found = server.dry_run(cp, {workloads: [(yaml.safe_dump(over), over)]}, crd_files)
+        assert [(d.code, d.path) for d in found] == [("KF405", workloads)], found
+        assert "spec.canary[0].trafficPercent" in found[0].message and "100" in found[0].message
 
 
 @pytest.mark.skipif(not (UPSTREAM / "crds").is_dir(), reason="needs ../shared/upstream beside the project")

@@ -19,6 +19,8 @@ CLUSTER_SCOPED = frozenset({
     "MultiKueueCluster", "MultiKueueConfig", "ProvisioningRequestConfig",
     # Kubeflow Trainer's (trainer.kubeflow.org): the platform's runtimes, never kflowgen's nor a team's
     "ClusterTrainingRuntime",
+    # KServe's (serving.kserve.io): the platform installs them with KServe; kflowgen renders none
+    "ClusterServingRuntime", "ClusterStorageContainer", "LocalModelCache", "LocalModelNode", "LocalModelNodeGroup",
 })
 
 
@@ -41,12 +43,32 @@ def _dict(value) -> dict:
 WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"})
 
 
+# The components of a KServe InferenceService (serving.kserve.io) whose specs are pod specs, and the fields of a
+# component that are one container each (the model, or a framework's predictor)
+KSERVE_COMPONENTS = ("predictor", "transformer", "explainer")
+KSERVE_CONTAINERS = ("model", "tensorflow", "sklearn", "xgboost", "pytorch", "triton", "onnx", "huggingface", "pmml",
+                     "lightgbm", "paddle", "art", "alibi")
+
+
+def inference_service(obj: dict) -> bool:
+    return obj.get("kind") == "InferenceService" and str(obj.get("apiVersion", "")).startswith("serving.kserve.io/")
+
+
 def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
-    """(pointer, pod spec) of every pod template: Pod, PodTemplate, the WORKLOADS, CronJob, the replica
-    templates of Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...), and what a TrainJob says of its pods (train_pods)."""
+    """(pointer, pod spec) of every pod template: Pod, PodTemplate, the WORKLOADS, CronJob, the replica templates of
+    Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...), what a TrainJob says of its pods (train_pods), and the components of
+    a KServe InferenceService, its canaries' predictors and a predictor's workerSpec included (each a pod spec, its
+    one-container fields read by containers())."""
     spec = _dict(obj.get("spec"))
     if obj.get("kind") == "TrainJob" and str(obj.get("apiVersion", "")).startswith("trainer.kubeflow.org/"):
         yield from train_pods(spec)
+    if inference_service(obj):
+        for key in KSERVE_COMPONENTS:
+            if key in spec:
+                yield from _component(ptr("spec", key), _dict(spec[key]))
+        for i, canary in enumerate(spec.get("canary") or []):
+            yield from _component(ptr("spec", "canary", i, "predictor"), _dict(_dict(canary).get("predictor")))
+        return
     if obj.get("kind") == "Pod":
         yield "/spec", spec
     elif obj.get("kind") == "PodTemplate":
@@ -62,11 +84,23 @@ def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
                 yield ptr("spec", key, role, "template", "spec"), _dict(_dict(_dict(r).get("template")).get("spec"))
 
 
+def _component(at: str, component: dict) -> Iterator[tuple[str, dict]]:
+    yield at, component
+    if "workerSpec" in component:
+        yield f"{at}/workerSpec", _dict(component["workerSpec"])
+
+
 def containers(pod: dict, at: str, fields=("initContainers", "containers", "ephemeralContainers")):
-    """(pointer, container) of a pod spec's containers; ephemeral containers cannot set resources or ports."""
+    """(pointer, container) of a pod spec's containers; ephemeral containers cannot set resources or ports. A KServe
+    component's one-container fields (KSERVE_CONTAINERS) count as containers; they are in no pod spec of another
+    kind."""
     for f in fields:
         for i, c in enumerate(pod.get(f) or []):
             yield f"{at}/{f}/{i}", _dict(c)
+    if "containers" in fields:
+        for f in KSERVE_CONTAINERS:
+            if isinstance(pod.get(f), dict):
+                yield f"{at}/{f}", pod[f]
 
 
 def all_containers(obj: dict, fields=("initContainers", "containers", "ephemeralContainers")):

@@ -105,7 +105,7 @@ def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
                       f"CRD path '{m}' does not exist", "fix validation.crds in the platform file") for m in missing]
     try:
         own = kschemas.crd_files_in(paths)
-        shipped = upstream.crd_files(p.argocd_version)
+        shipped = upstream.crd_files(p.argocd_version, bool(p.kserve_environments))
         if shipped is None and not {"Application", "AppProject"} <= kschemas.crd_kinds(own, "argoproj.io"):
             where = p.source.at("/argocd/version") if p.source.has("/argocd/version") else p.source.at("/argocd", key=True)
             return [error(p.source.path, where, "KF408", f"kflowgen ships the Argo CD CRDs of version "
@@ -114,7 +114,7 @@ def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
                           "manifests/crds/application-crd.yaml and appproject-crd.yaml to validation.crds")]
     except kschemas.SchemaError as e:
         return [error(p.source.path, p.source.at("/validation/crds"), "KF903", str(e))]
-    return (shipped or upstream.training_crd_files()) + own
+    return (shipped or upstream.training_crd_files() + upstream.serving_crd_files(bool(p.kserve_environments))) + own
 
 
 def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str], keys: dict[str, str],

@@ -133,16 +133,23 @@ def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pul
 
 @app.command()
 def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/ranker.")],
-            src: Annotated[str, typer.Option("--from", help="Environment whose version to copy, e.g. staging.")],
-            dst: Annotated[str, typer.Option("--to", help="Environment to change, e.g. prod.")],
+            src: Annotated[Optional[str], typer.Option("--from", help="Environment whose version to copy, e.g. staging.")] = None,
+            dst: Annotated[Optional[str], typer.Option("--to", help="Environment to change, e.g. prod.")] = None,
+            finish: Annotated[Optional[str], typer.Option(
+                "--finish", help="Environment whose canary to finish: its version then serves every request.")] = None,
             repo: Repo = Path(".")) -> None:
     """Serve in --to the model version --from serves: edits one line of specs/models/TEAM/MODEL.yaml, re-renders
     the overlays, and prints the change. Commit both in one pull request. All or nothing: when the promoted specs
-    do not validate (another spec broken, the new version over quota), neither the spec nor the overlays change."""
+    do not validate (another spec broken, the new version over quota), neither the spec nor the overlays change.
+    With --finish ENV instead (a KServe canary): removes the canary and previous lines of ENV, so that the canary's
+    version serves every request."""
     from kflowgen.flow import pipeline, promote as promotion
 
+    if (finish is None) == (src is None or dst is None) or finish is not None and (src or dst):
+        raise typer.BadParameter("give --from and --to, or --finish alone")
     team, _, model = target.partition("/")
-    change, diags = promotion.promote(repo, team, model, src, dst)
+    change, diags = (promotion.finish(repo, team, model, finish) if finish is not None
+                     else promotion.promote(repo, team, model, src, dst))
     rep = Report(diags)
     if change is not None and change.data is None:
         sys.stdout.write(change.message)

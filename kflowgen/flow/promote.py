@@ -1,4 +1,5 @@
-"""Promotion: serve in one environment the model version another serves, by rewriting one scalar of the model spec."""
+"""Promotion: serve in one environment the model version another serves, by rewriting one scalar of the model spec;
+and finishing a canary (KServe): serving its version alone, by removing the canary and previous lines."""
 from __future__ import annotations
 
 import difflib
@@ -33,10 +34,8 @@ class Promotion:
     message: str  # unified diff of the spec, then `team/model env: version a -> b`
 
 
-def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Promotion | None, list[Diagnostic]]:
-    """Set environments.<dst>.version to environments.<src>.version in specs/models/<team>/<model>.yaml, in memory:
-    (the promotion, []) or (None, diagnostics). The caller validates and renders the promoted specs and writes the
-    spec with the overlays, or nothing (pipeline.render_to_disk with edits)."""
+def _load(root: Path, team: str, model: str, wanted: tuple[str, ...]):
+    """The model spec, schema-valid and served in every wanted environment: (path, spec) or (None, diagnostics)."""
     rel = _find(root, team, model)
     if isinstance(rel, Diagnostic):
         return None, [rel]
@@ -47,11 +46,22 @@ def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Prom
     if diags:
         return None, diags
     envs = spec.data["environments"]
-    for env in (src, dst):
+    for env in wanted:
         if env not in envs:
             return None, [error(rel, spec.at("/environments", key=True), "KF338",
                               f"model {team}/{model} is not served in '{env}'", did_you_mean(env, envs) or
                               f"it is served in: {', '.join(envs)}; add environments.{env} to serve it there")]
+    return rel, spec
+
+
+def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Promotion | None, list[Diagnostic]]:
+    """Set environments.<dst>.version to environments.<src>.version in specs/models/<team>/<model>.yaml, in memory:
+    (the promotion, []) or (None, diagnostics). The caller validates and renders the promoted specs and writes the
+    spec with the overlays, or nothing (pipeline.render_to_disk with edits)."""
+    rel, spec = _load(root, team, model, (src, dst))
+    if rel is None:
+        return None, spec
+    envs = spec.data["environments"]
     new, old = envs[src]["version"], envs[dst]["version"]
     pointer = f"/environments/{dst}/version"
     pos = spec.at(pointer)
@@ -73,6 +83,45 @@ def promote(root: Path, team: str, model: str, src: str, dst: str) -> tuple[Prom
                    difflib.unified_diff(text.splitlines(keepends=True), edited.splitlines(keepends=True),
                                         f"a/{rel}", f"b/{rel}"))
     return Promotion(rel, edited.encode("utf-8"), f"{diff}{team}/{model} {dst}: version {old} -> {new}\n"), []
+
+
+def finish(root: Path, team: str, model: str, env: str) -> tuple[Promotion | None, list[Diagnostic]]:
+    """Finish a canary: remove environments.<env>.canary and .previous, so that the environment's version serves
+    every request (KServe drops the canary's Deployment and rolls the stable one to that version). In memory, as
+    promote(); nothing to change (data None) when the environment runs no canary."""
+    rel, spec = _load(root, team, model, (env,))
+    if rel is None:
+        return None, spec
+    served = spec.data["environments"][env]
+    if "canary" not in served:
+        return Promotion(rel, None, f"{team}/{model} {env}: serves version {served['version']} alone, no canary to "
+                         "finish: nothing to change\n"), []
+    text = (root / rel).read_bytes().decode("utf-8")
+    lines = text.splitlines(keepends=True)
+    drop = []
+    for key in ("canary", "previous"):
+        if key not in served:
+            continue
+        pointer = f"/environments/{env}/{key}"
+        line, col = spec.at(pointer, key=True)
+        if not lines[line - 1][:col - 1].strip() == "" or spec.at(pointer)[0] != line:
+            return None, [error(rel, spec.at(pointer, key=True), "KF339",
+                                f"cannot remove environments.{env}.{key} in place",
+                                f"write {key} on a line of its own, e.g. `    {key}: "
+                                f"{'10%' if key == 'canary' else served['version'] - 1}`")]
+        drop.append(line - 1)
+    edited = "".join(line for i, line in enumerate(lines) if i not in drop)
+    check, _ = load_text(edited, rel)
+    kept = {k: v for k, v in served.items() if k not in ("canary", "previous")}
+    expected = {**spec.data, "environments": {**spec.data["environments"], env: kept}}
+    if check is None or check.data != expected:
+        return None, [error(rel, spec.at(f"/environments/{env}/canary", key=True), "KF339",
+                            f"removing environments.{env}.canary would change more than it",
+                            "write canary and previous on lines of their own, each a plain value")]
+    diff = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in
+                   difflib.unified_diff(lines, edited.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"))
+    return Promotion(rel, edited.encode("utf-8"), f"{diff}{team}/{model} {env}: version {served['version']} serves "
+                     f"every request (was {served['canary']}, beside version {served.get('previous', '?')})\n"), []
 
 
 def _find(root: Path, team: str, model: str) -> str | Diagnostic:

@@ -346,9 +346,9 @@ def new_experiment(root: Path, team: str, name: str, workdir: str = "projects/" 
 
 MODEL = """\
 # yaml-language-server: $schema=../../../schemas/model.schema.json
-# Model {name} of team {team}, served by TensorFlow Serving from the team NAS: each version is a SavedModel in
-# <path>/<version>/. Promote a version from one environment to the next with
-# `kflowgen promote {team}/{name} --from {env} --to <environment>`.
+# Model {name} of team {team}, served by TensorFlow Serving from the team NAS (a SavedModel per <path>/<N>/).
+# Promote: `kflowgen promote {team}/{name} --from {env} --to <environment>`. Where the platform runs KServe,
+# `backend: kserve` and `canary: 10%` beside `previous: <N>` roll out first (README, "Serving with KServe").
 team: {team}
 name: {name}
 description: What this model answers

@@ -145,8 +145,19 @@ def _changed(key, team: str | None, old: dict, new: dict):
                          f"{_image_arrow(images[0][name], images[1][name])}")
     model = new.get("metadata", {}).get("labels", {}).get(LABEL_MODEL)
     versions = [t.get("metadata", {}).get("labels", {}).get(LABEL_VERSION) for t in templates]
-    if model and key[1] == "Deployment" and None not in versions and versions[0] != versions[1]:
+    if key[1] == "InferenceService":
+        versions = [_served_versions(o) for o in (old, new)]
+    if model and key[1] in ("Deployment", "InferenceService") and None not in versions and versions[0] != versions[1]:
         yield Change(env, team, "version", f"{where}model {model} version {versions[0]} → {versions[1]}")
+
+
+def _served_versions(isvc: dict) -> str | None:
+    """What a KServe InferenceService serves, from its predictors' version labels: '6', or '6, canary 7 at 10%'."""
+    spec = isvc.get("spec", {})
+    stable = spec.get("predictor", {}).get("labels", {}).get(LABEL_VERSION)
+    canaries = [f"canary {c.get('predictor', {}).get('labels', {}).get(LABEL_VERSION)} at {c.get('trafficPercent')}%"
+                for c in spec.get("canary") or []]
+    return ", ".join([stable, *canaries]) if stable else None
 
 
 def _image_arrow(old: str, new: str) -> str:

@@ -1,8 +1,10 @@
-"""KF330-KF336, KF344, and the image and secret codes KF204, KF313, KF343: served models belong to a known team,
-run where the team has quota, fit it, and use allowed images."""
+"""KF330-KF336, KF344, KF360-KF363, and the image and secret codes KF204, KF313, KF343: served models belong to a
+known team, run where the team has quota (and KServe, for backend: kserve), fit it, use allowed images, and roll out
+canaries that KServe can run."""
 from __future__ import annotations
 
 from fractions import Fraction
+from math import gcd
 
 from kflowgen.specs import quantity
 from kflowgen.specs.hints import close
@@ -21,6 +23,10 @@ CODES = {
     "KF335": "model server image not from an allowed registry",
     "KF336": "serving settings that contradict each other, or a path that ends in a version folder",
     "KF344": "model callers or exposure that cannot work: an unknown team, or a host outside the domain or taken",
+    "KF360": "model served by KServe in an environment where the platform has no KServe",
+    "KF361": "canary share outside 1-99%",
+    "KF362": "canary that cannot roll out: no previous version, the same version, or not on KServe",
+    "KF363": "canary share that KServe's pods cannot give: the share of requests it gets instead",
 }
 
 def check(model, served: list[ServedModel]):
@@ -72,6 +78,7 @@ def check(model, served: list[ServedModel]):
                 yield error(src, at(here, key=True), "KF332",
                             f"environment '{env}' is not defined in {p.source.path}", close(env, p.environments))
                 continue
+            canary_ok = yield from _canary(m, env, s, p)
             if s.gpu_type and s.gpu_type not in p.gpu_types:
                 yield error(src, at(f"{here}/gpu/type"), "KF333", f"{env}: GPU type '{s.gpu_type}' is not defined "
                             f"in {p.source.path}", close(s.gpu_type, p.gpu_types))
@@ -89,10 +96,69 @@ def check(model, served: list[ServedModel]):
                 yield error(src, at(here, key=True), "KF332", f"team {team.name} has no quota in {env}",
                             f"add quota.{env} to {team.source.path}, or serve the model in: {', '.join(team.quota)}")
                 continue
-            usage.setdefault((team.name, env), []).append((m, demand(m, env)))
+            if canary_ok:  # a canary's pods are counted from its share: none to count when the share is wrong
+                usage.setdefault((team.name, env), []).append((m, demand(m, env)))
     for (name, env), uses in usage.items():
         yield from _fit(model, teams[name], env, uses)
     yield from _reach(model, served, teams)
+
+
+def _canary(m: ServedModel, env: str, s, p):
+    """KF360-KF363 for one environment of a model; returns whether its canary (if any) can be counted."""
+    src, at, here = m.source.path, m.source.at, f"/environments/{env}"
+    written = m.source.data["environments"][env]
+    if s.backend == "kserve" and not p.kserve_in(env):
+        where = at(f"{here}/backend") if "backend" in written else at("/backend")
+        enabled = p.environments[env].kserve is not None
+        yield error(src, where, "KF360", f"{env}: the platform serves no model with KServe there",
+                    f"serve it with backend: deployment in {env}, or ask the platform team to set "
+                    f"environments.{env}.kserve{'.enabled: true' if enabled else ': {enabled: true}'} "
+                    f"in {p.source.path} (with KServe installed on that cluster)")
+    if "previous" in written and "canary" not in written:
+        yield error(src, at(f"{here}/previous", key=True), "KF362", f"{env}: previous without canary: version "
+                    f"{s.version} serves every request", "remove previous, or give a canary share, e.g. canary: 10%")
+    if s.canary is None:
+        return True
+    ok = True
+    if not 0 < s.canary < 100:
+        ok = False
+        yield error(src, at(f"{here}/canary"), "KF361", f"{env}: canary {s.canary}% is outside 1-99%",
+                    f"to serve version {s.version} alone, remove canary and previous: kflowgen promote "
+                    f"{m.team}/{m.name} --finish {env}" if s.canary >= 100
+                    else "give the share of requests version should serve beside previous, e.g. canary: 10%; or "
+                    "remove canary and previous")
+    if s.backend != "kserve":
+        ok = False
+        yield error(src, at(f"{here}/canary"), "KF362", f"{env}: a canary needs backend: kserve (the Deployment "
+                    "backend serves one version)", f"set backend: kserve in {env}, or remove canary and previous")
+    if s.previous is None:
+        ok = False
+        yield error(src, at(f"{here}/canary"), "KF362", f"{env}: canary without a previous version: nothing serves "
+                    f"the other {100 - s.canary}% of requests" if 0 < s.canary < 100 else
+                    f"{env}: canary without a previous version",
+                    f"add previous: <the version {env} serves now>, or remove canary to serve version {s.version} alone")
+    elif s.previous == s.version:
+        ok = False
+        yield error(src, at(f"{here}/previous"), "KF362", f"{env}: previous is version {s.version} too: the canary "
+                    "would test nothing", "set version to the new version, previous to the one served now")
+    if ok:
+        least, most = s.canary_share
+        if least != most or least != Fraction(s.canary, 100):
+            c, (fewest, many) = s.canary_pods, s.stable_pods
+            got = f"{_pct(least)}" if least == most else f"{_pct(least)} to {_pct(most)}"
+            pods_of = (f"{c} of {c + fewest} pods" if fewest == many
+                       else f"{c} {'pod' if c == 1 else 'pods'} beside {fewest}-{many} of version {s.previous}")
+            exact = 100 // gcd(s.canary, 100)
+            yield warning(src, at(f"{here}/canary"), "KF363", f"{env}: a {s.canary}% canary on {s.replicas} "
+                          f"{'server' if s.replicas == 1 else 'servers'} is {pods_of}: about {got} of requests reach "
+                          f"version {s.version} (KServe v0.20 splits requests by pods, not by weight)",
+                          f"{'fixed ' if s.autoscale else ''}replicas: {exact} (or a multiple) give exactly "
+                          f"{s.canary}%; or accept about {got}")
+    return ok
+
+
+def _pct(share: Fraction) -> str:
+    return f"{round(share * 100)}%"
 
 
 def _reach(model, served, teams):
@@ -145,7 +211,8 @@ def _fit(model, team, env: str, uses):
                 key = res.replace("/", ".")
                 yield error(m.source.path, m.source.at(f"/environments/{env}", key=True), "KF334",
                             f"{env}: servers of team {team.name} request {_show(res, total)} {what} "
-                            f"({', '.join(parts)}; replicas or maxReplicas plus one pod during a rollout) "
+                            f"({', '.join(parts)}; replicas or maxReplicas plus one pod during a rollout"
+                            f"{', and a canary its own pods' if any(m.environments[env].canary for m, _ in uses) else ''}) "
                             f"but the team's {env} quota is {spelled.get(res, '0')}",
                             f"lower replicas or the size per server, or raise quota.{env}.{key} in {team.source.path}")
                 break

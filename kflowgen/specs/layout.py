@@ -144,6 +144,10 @@ TEAM_KINDS = (("batch", "Job"), ("kubeflow.org", "PyTorchJob"), ("kubeflow.org",
               ("", "Service"), ("", "ConfigMap"), ("policy", "PodDisruptionBudget"),
               ("autoscaling", "HorizontalPodAutoscaler"))
 INGRESS = ("networking.k8s.io", "Ingress")
+# A team may create InferenceServices where the platform serves with KServe, never a ServingRuntime (namespaced: it
+# would pick any image and command for its servers, which the platform installs with KServe) nor a
+# ClusterServingRuntime (cluster-scoped: no team project may create one).
+INFERENCE_SERVICE = ("serving.kserve.io", "InferenceService")
 
 
 TRAINJOB = ("trainer.kubeflow.org", "TrainJob")  # where the platform runs Kubeflow Trainer; never its runtimes
@@ -152,10 +156,11 @@ TRAINJOB = ("trainer.kubeflow.org", "TrainJob")  # where the platform runs Kubef
 TRAINER_RUNTIMES = (("trainer.kubeflow.org", "TrainingRuntime"), ("trainer.kubeflow.org", "ClusterTrainingRuntime"))
 
 
-def team_kinds(platform) -> tuple[tuple[str, str], ...]:
-    """TEAM_KINDS, TrainJob where the platform runs Kubeflow Trainer, and Ingress where the platform has an ingress
-    controller for exposed models."""
-    return TEAM_KINDS + ((TRAINJOB,) if platform.trainer else ()) + ((INGRESS,) if platform.ingress else ())
+def team_kinds(platform, env: str | None = None) -> tuple[tuple[str, str], ...]:
+    """TEAM_KINDS, TrainJob where the platform runs Kubeflow Trainer, Ingress where the platform has an ingress
+    controller for exposed models, and InferenceService where KServe serves models in env."""
+    return (TEAM_KINDS + ((TRAINJOB,) if platform.trainer else ()) + ((INGRESS,) if platform.ingress else ())
+            + ((INFERENCE_SERVICE,) if env and platform.kserve_in(env) else ()))
 
 
 # All a team's platform overlay may hold: what kflowgen renders there and what bases/team may add to every team

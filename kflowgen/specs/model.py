@@ -43,12 +43,21 @@ TRAINER, TRAINING_OPERATOR = "trainer", "training-operator"
 
 
 @dataclass(frozen=True)
+class KServe:
+    """KServe in an environment: on or off, and the ClusterServingRuntime TensorFlow models run on."""
+
+    enabled: bool
+    runtime: str = "kserve-tensorflow-serving"
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     cluster: str
     gpu_capacity: dict[str, int]
     domain: str | None = None  # exposed models' hosts end in it
     queueing: Queueing | None = None  # as written, on or off (Platform.queueing_in: only when on)
+    kserve: KServe | None = None  # as written, on or off (Platform.kserve_in: only when on)
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,15 @@ class Platform:
     def trainer(self) -> bool:
         """Distributed experiments are TrainJobs (Kubeflow Trainer v2), not the legacy PyTorchJob and TFJob."""
         return self.distributed is not None and self.distributed.api == TRAINER
+
+    def kserve_in(self, env: str) -> KServe | None:
+        """The environment's KServe settings when models may be served by KServe there, else None."""
+        e = self.environments.get(env)
+        return e.kserve if e and e.kserve and e.kserve.enabled else None
+
+    @property
+    def kserve_environments(self) -> tuple[str, ...]:
+        return tuple(e for e in self.environments if self.kserve_in(e))
 
     def egress_in(self, env: str) -> tuple[EgressRule, ...]:
         return tuple(r for r in self.egress if r.environments is None or env in r.environments)
@@ -245,7 +263,9 @@ def platform_from(spec: SpecFile) -> Platform:
                           g.get("displayName", name.upper()), tuple(g.get("tolerations", ())))
             for name, g in d["gpuTypes"].items()}
     envs = {name: Environment(name, e["cluster"], {g: int(n) for g, n in e["capacity"]["gpu"].items()},
-                              e.get("domain"), _queueing(e.get("queueing")))
+                              e.get("domain"), _queueing(e.get("queueing")),
+                              KServe(bool(e["kserve"]["enabled"]), e["kserve"].get("runtime", "kserve-tensorflow-serving"))
+                              if "kserve" in e else None)
             for name, e in d["environments"].items()}
     network, training = d.get("network", {}), d.get("training", {})
     ingress = network.get("ingress")

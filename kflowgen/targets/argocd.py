@@ -153,7 +153,7 @@ def team(p: Platform, t: Team, env: str) -> dict[str, tuple[dict, list[str]]]:
     return {
         f"{base}/appproject.{t.name}.yaml": (_project(
             p, env, layout.project(env, t.name), f"{env}: workloads of team {t.name}, confined to namespace {t.namespace}",
-            [p.repo_url], [(cluster, t.namespace)], [], layout.team_kinds(p), roles, t.name), src),
+            [p.repo_url], [(cluster, t.namespace)], [], layout.team_kinds(p, env), roles, t.name), src),
         f"{base}/application.{t.name}-platform.yaml": (_app(
             p, env, platform_app, layout.project(env, "platform"), cluster, t.namespace,
             source=_git(p, layout.team_overlay(env, t.name, layout.PLATFORM_PART)), team=t.name,

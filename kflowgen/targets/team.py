@@ -9,7 +9,7 @@ from kflowgen.specs.model import Platform, Team
 from kflowgen.targets import queueing
 from kflowgen.targets.common import kustomization, meta, placed
 from kflowgen.targets.emit import document
-from kflowgen.targets.serving import GRPC_PORT, HTTP_PORT, callers_policy, render_model
+from kflowgen.targets.serving import callers_policy, render_model, server_ports
 from kflowgen.targets.training import render_experiment
 
 
@@ -86,8 +86,8 @@ def quota_hard(p: Platform, q, sized: queueing.Sizing | None = None) -> dict[str
 
 def network_policies(p: Platform, env: str) -> dict[str, dict]:
     """What every team's pods may reach besides DNS, their namespace and the hub: the platform's egress allow-list of
-    this environment, and the model servers of team namespaces (gRPC and REST; each model's own policy says which
-    callers it admits)."""
+    this environment, and the model servers of team namespaces (gRPC and REST, and where KServe serves models its
+    servers' ports; each model's own policy says which callers it admits)."""
     out: dict[str, dict] = {}
     rules = egress_rules(p, env)
     if rules:
@@ -99,7 +99,8 @@ def network_policies(p: Platform, env: str) -> dict[str, dict]:
         "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{
             "namespaceSelector": {"matchExpressions": [{"key": LABEL_TEAM, "operator": "Exists"}]},
             "podSelector": {"matchExpressions": [{"key": LABEL_MODEL, "operator": "Exists"}]}}],
-            "ports": [{"port": GRPC_PORT, "protocol": "TCP"}, {"port": HTTP_PORT, "protocol": "TCP"}]}]}}
+            "ports": [{"port": port, "protocol": "TCP"} for backend in ("deployment", "kserve")
+                      if backend == "deployment" or p.kserve_in(env) for port in server_ports(backend)]}]}}
     return out
 
 

@@ -14,14 +14,22 @@ ARGOCD = {"3.6.2": "argo-cd/v3.6.2"}  # the Argo CD versions whose Application a
 TRAINING_OPERATOR = "training-operator/v1.9.4"  # PyTorchJob and TFJob (kubeflow.org/v1): legacy
 TRAINER = "trainer/v2.3.0"  # TrainJob, TrainingRuntime and ClusterTrainingRuntime (trainer.kubeflow.org/v1alpha1)
 KUEUE = "kueue/v0.19.2"  # ResourceFlavor, Cohort, ClusterQueue and LocalQueue (kueue.x-k8s.io/v1beta2, and v1beta1)
+KSERVE = "kserve/v0.20.0"  # InferenceService (serving.kserve.io/v1beta1), for platforms that serve with KServe
 JUPYTERHUB = {"4.4.0": "jupyterhub/4.4.0"}  # Zero to JupyterHub chart versions whose values schema is here
 
 
-def crd_files(argocd_version: str) -> list[Path] | None:
-    """The shipped CRD files for a platform on this Argo CD version; None when Argo CD's are not shipped for it."""
+def crd_files(argocd_version: str, kserve: bool = False) -> list[Path] | None:
+    """The shipped CRD files for a platform on this Argo CD version (and KServe's InferenceService when it serves with
+    KServe somewhere); None when Argo CD's are not shipped for it."""
     if argocd_version not in ARGOCD:
         return None
-    return sorted((FOLDER / ARGOCD[argocd_version]).glob("*.json")) + training_crd_files()
+    return sorted((FOLDER / ARGOCD[argocd_version]).glob("*.json")) + training_crd_files() + serving_crd_files(kserve)
+
+
+def serving_crd_files(kserve: bool) -> list[Path]:
+    """KServe's InferenceService CRD when the platform serves with KServe (a large schema: not installed or converted
+    for platforms that do not)."""
+    return sorted((FOLDER / KSERVE).glob("*.json")) if kserve else []
 
 
 def training_crd_files() -> list[Path]:

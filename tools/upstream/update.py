@@ -37,6 +37,10 @@ MODULES = [
     ("kueue/v0.19.2", "Kueue", "sigs.k8s.io/kueue", "v0.19.2", None,
      [f"config/components/crd/bases/kueue.x-k8s.io_{kind}.yaml"
       for kind in ("resourceflavors", "cohorts", "clusterqueues", "localqueues")]),
+    # the InferenceService only: kflowgen renders no ServingRuntime (a team may not make one; the platform installs
+    # KServe's ClusterServingRuntimes with KServe itself)
+    ("kserve/v0.20.0", "KServe", "github.com/kserve/kserve", "v0.20.0", None,
+     ["config/crd/full/serving.kserve.io_inferenceservices.yaml"]),
 ]
 CHART = ("jupyterhub/4.4.0", "Zero to JupyterHub", "4.4.0", ["values.yaml", "values.schema.json"])
 

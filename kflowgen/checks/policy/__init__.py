@@ -15,6 +15,7 @@ from kflowgen.checks.policy import (
     gpu_limits,
     host_access,
     image_tags,
+    inference_services,
     network,
     pod_security,
     queues,
@@ -61,6 +62,7 @@ POLICIES: dict[str, Policy] = {
     "exposed-routes": routes,
     "kueue-queues": queues,
     "trainjob-runtimes": runtimes,
+    "inference-services": inference_services,
 }
 
 # Each policy declares its one code and title

@@ -8,8 +8,9 @@ project's sole destination (a project that can write there is admin-level). A te
   omitted alike; we require it explicitly so the intent survives a serializer or a reader who assumes otherwise;
 - has a non-empty `namespaceResourceWhitelist`: here an OMITTED list allows every namespaced kind (and `[]` denies
   all), so it must list kinds, with no wildcard and none of the platform-owned kinds a team must not change (Kueue's
-  queues among them: a team cannot make or edit a queue; nor Kubeflow Trainer's runtimes: a runtime is the pod
-  template of every TrainJob that names it).
+  queues among them: a team cannot make or edit a queue; nor KServe's serving runtimes, which choose the image and
+  command of model servers; nor Kubeflow Trainer's runtimes: a runtime is the pod template of every TrainJob that
+  names it).
 The platform project `<env>-platform` may create only Namespaces and, where Kueue queues training, Kueue's
 ResourceFlavors, Cohorts and ClusterQueues as cluster-scoped kinds; its one destination without a namespace (`""`,
 for the queueing Application's cluster-scoped objects) exists only there."""
@@ -24,7 +25,8 @@ TITLE = "AppProject wider than the team or platform it is for"
 
 GLOB = set("*?[]{}\\!")
 PLATFORM_KINDS = ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "Role", "Namespace", "LocalQueue",
-                  "ClusterQueue", "ResourceFlavor", "Cohort", "Workload", "TrainingRuntime", "ClusterTrainingRuntime")
+                  "ClusterQueue", "ResourceFlavor", "Cohort", "Workload", "ServingRuntime", "ClusterServingRuntime",
+                  "TrainingRuntime", "ClusterTrainingRuntime")
 
 
 def check(obj, ctx):
@@ -74,7 +76,8 @@ def check(obj, ctx):
             yield f"/spec/namespaceResourceWhitelist/{i}", f"'{group}/{kind}' is a pattern", "list exact kinds"
         elif kind in PLATFORM_KINDS:
             yield f"/spec/namespaceResourceWhitelist/{i}/kind", f"{kind} is platform-owned", \
-                "quota, limits, RBAC, network policy, namespaces, queues and training runtimes belong to the platform"
+                "quota, limits, RBAC, network policy, namespaces, serving and training runtimes belong to the platform " \
+                "project"
 
 
 def _platform_cluster_kinds(spec: dict, ctx):

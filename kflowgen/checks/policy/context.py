@@ -28,6 +28,7 @@ class Context:
     domains: dict[str, str] = field(default_factory=dict)  # environment -> domain of exposed models
     queueing: frozenset[str] = frozenset()  # environments where Kueue queues training
     runtimes: frozenset[str] = frozenset()  # the platform's Kubeflow Trainer runtimes (ClusterTrainingRuntime names)
+    kserve: frozenset[str] = frozenset()  # environments where KServe serves models
 
     @classmethod
     def from_model(cls, model, env: str | None = None) -> Context:
@@ -46,7 +47,13 @@ class Context:
                    team_kinds=layout.team_kinds(p), ingress_class=p.ingress.class_name if p.ingress else None,
                    domains={e: p.environments[e].domain for e in envs if p.environments[e].domain},
                    queueing=frozenset(e for e in envs if p.queueing_in(e)),
-                   runtimes=frozenset(p.distributed.runtimes.values()) if p.trainer else frozenset())
+                   runtimes=frozenset(p.distributed.runtimes.values()) if p.trainer else frozenset(),
+                   kserve=frozenset(e for e in envs if p.kserve_in(e)))
+
+    @property
+    def workload_kinds(self) -> tuple[tuple[str, str], ...]:
+        """What the overlay's team workloads may hold: the team kinds, and InferenceService where KServe serves."""
+        return (self.team_kinds or layout.TEAM_KINDS) + ((layout.INFERENCE_SERVICE,) if self.env in self.kserve else ())
 
     @property
     def queues(self) -> bool:

@@ -1,5 +1,6 @@
 """KF607: what a team overlay (`overlays/<env>/teams/<team>/...`) builds stays in the team's namespace and is of a
-kind the overlay may hold: a workloads overlay only the kinds the team's AppProject allows (layout.TEAM_KINDS), a
+kind the overlay may hold: a workloads overlay only the kinds the team's AppProject allows (layout.TEAM_KINDS, and
+InferenceService where KServe serves models), a
 platform overlay only what kflowgen renders there and bases/team may add (layout.PLATFORM_KINDS: the team's own
 Namespace, quota, limits, storage, service accounts, config, network policy and RBAC). A list of allowed kinds, not of
 forbidden ones, so a kind kflowgen has never heard of (a new cluster-scoped kind, say) is refused too."""
@@ -16,7 +17,7 @@ def check(obj, ctx):
         return
     namespace = ctx.team_namespaces.get(ctx.team, ctx.team)
     meta = obj.get("metadata") or {}
-    kinds = layout.PLATFORM_KINDS if ctx.platform_owned else (ctx.team_kinds or layout.TEAM_KINDS)
+    kinds = layout.PLATFORM_KINDS if ctx.platform_owned else ctx.workload_kinds
     group, kind = layout.group_kind(obj)
     if (group, kind) not in kinds:
         yield "/kind", f"{group + '/' if group else ''}{kind} may not be in team {ctx.team}'s " \
