@@ -177,7 +177,7 @@ def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | No
     base instead of rebuilding it; a pull request's own gate does not keep its head (nothing branches from it)."""
     if done.built is None or done.model is None or done.rendered is None:
         return None
-    side = diff.side(done.model, done.rendered.files, done.built)
+    side = diff.side(done.model, done.rendered.files, done.built, opts.root)
     if keep and not done.report.errors:
         diff.remember(opts, done.model, side, done.built.keys)
     return side

@@ -1,5 +1,7 @@
 """What a change to the specs does, in words a reviewer reads without YAML: the changes between the objects of two
-built sides (quotas, served versions, images, Jobs, objects added, changed and removed), and the diff's formats."""
+built sides (quotas, served versions, images, Jobs, objects added, changed and removed), said by their cause where
+the spec files that differ give one (a model promoted, added or no longer served; a sweep re-run because a field
+changed; an experiment archived; a team leaving an environment), and the diff's formats."""
 from __future__ import annotations
 
 import json
@@ -8,9 +10,12 @@ from dataclasses import asdict, dataclass, field
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.specs import quantity
 from kflowgen.specs.layout import LABEL_EXPERIMENT, LABEL_MODEL, LABEL_VERSION, SYNC_OPTIONS
+from kflowgen.specs.loader import SpecFile, pointer
+from kflowgen.specs.served import served_model_from
 
 KINDS = ("quota", "version", "image", "jobs", "added", "changed", "removed")
 DANGEROUS = ("Namespace", "PersistentVolumeClaim", "AppProject")
+DANGER_TITLE = "⚠ Read first: teams leaving, models no longer served, namespaces, volumes and projects removed"
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,7 @@ class Change:
     team: str | None
     kind: str  # one of KINDS
     text: str  # one line, starting with "team, env: " (or "env: " for the environment as a whole)
+    danger: bool = False  # read first: a team leaving an environment, a model that stops serving there
 
     @property
     def body(self) -> str:
@@ -28,7 +34,8 @@ class Change:
 @dataclass
 class DiffReport:
     changes: list[Change] = field(default_factory=list)
-    dangerous: list[Change] = field(default_factory=list)  # removals of Namespaces, PVCs and AppProjects
+    dangerous: list[Change] = field(default_factory=list)  # teams leaving, models no longer served, removals of
+    # Namespaces, PVCs and AppProjects
     diagnostics: list[Diagnostic] = field(default_factory=list)  # spec errors at either side, tool failures
 
     @property
@@ -36,14 +43,19 @@ class DiffReport:
         return 1 if self.diagnostics else 0
 
 
-def compare(base, head) -> DiffReport:
+def compare(base, head, specs: dict[str, tuple[SpecFile | None, SpecFile | None]] | None = None) -> DiffReport:
     """The changes from one built side to the other (each side with the objects and profiles where the two differ,
-    its environments, quotas and sweeps): the dangerous removals apart, in environment, team and kind order."""
+    its environments, quotas, sweeps and clusters): the dangerous ones apart, in environment, team and kind order.
+    specs: {path: (base spec, head spec)} of the spec files that differ (experiments and models parsed, the others
+    None), which say why objects changed."""
     envs = list(dict.fromkeys(head.envs + base.envs))  # in the head's order, then those only the base has
-    changes = [*_quotas(base, head, envs), *_objects(base, head), *_profiles(base, head)]
+    models = dict(_models(specs or {}))
+    changes = [*_quotas(base, head, envs), *_objects(base, head, specs or {}, models), *models.values(),
+               *_profiles(base, head)]
     report = DiffReport(changes=sorted(changes, key=lambda c: (envs.index(c.env), c.team is not None, c.team or "",
                                                                KINDS.index(c.kind), c.text)))
-    report.dangerous = [c for c in report.changes if c.kind == "removed" and c.body.split(" ", 1)[0] in DANGEROUS]
+    report.dangerous = [c for c in report.changes if c.danger or c.kind == "removed"
+                        and c.body.split(" ", 1)[0] in DANGEROUS]
     return report
 
 
@@ -89,26 +101,38 @@ def _plural(kind: str, n: int) -> str:
     return kind if n == 1 else kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
 
 
-def _objects(base, head):
-    """Objects added and removed (an experiment's Jobs counted, a whole team in one line), then changed ones."""
+def _objects(base, head, specs: dict, models: dict):
+    """Objects added and removed (an experiment's Jobs by their cause, a model's objects left to its line in models,
+    a whole team in one line), then changed ones."""
     groups: dict[tuple, list] = {}
+    jobs: dict[tuple, dict[str, list]] = {}
     sides = {"added": (head, base), "removed": (base, head)}
     for status, (here, there) in sides.items():
         for key in here.objects.keys() - there.objects.keys():
             team, obj = here.objects[key]
-            exp = obj.get("metadata", {}).get("labels", {}).get(LABEL_EXPERIMENT)
-            groups.setdefault((key[0], team, status, exp), []).append(key)
-    for (env, team, status, exp), keys in groups.items():  # (sorted at the end, with every other change)
-        n, where, here = len(keys), _at(env, team), sides[status][0]
-        if exp:  # an experiment's Jobs, counted
-            sweep = (team, exp) in here.sweeps
-            what = f"{n} new {_plural(keys[0][1], n)}" if status == "added" else f"{n} {_plural(keys[0][1], n)} removed"
-            yield Change(env, team, "jobs", f"{where}{what} ({'sweep' if sweep else 'experiment'} {exp})")
-            continue
-        for key in sorted(k for k in keys if status == "removed" and k[1] in DANGEROUS):  # one line each
-            opts = here.objects[key][1].get("metadata", {}).get("annotations", {}).get(SYNC_OPTIONS, "")
-            keep = f" (Argo CD keeps it in the cluster: {opts})" if "Delete=false" in opts else ""
-            yield Change(env, team, status, f"{where}{key[1]} {_ident(key)} removed{keep}")
+            labels = obj.get("metadata", {}).get("labels", {})
+            exp = labels.get(LABEL_EXPERIMENT)
+            if exp:
+                jobs.setdefault((key[0], team, exp), {"added": [], "removed": []})[status].append(key)
+            elif (key[0], team, labels.get(LABEL_MODEL)) not in models:
+                groups.setdefault((key[0], team, status), []).append(key)
+    experiments = {(old or new).data["team"] + "/" + (old or new).data["name"]: (old, new)
+                   for p, (old, new) in specs.items() if p.startswith("specs/experiments/") and (old or new)}
+    for (env, team, exp), found in jobs.items():
+        yield _experiment(env, team, exp, found, experiments.get(f"{team}/{exp}"), base, head, specs)
+    for (env, team, status), keys in groups.items():  # (sorted at the end, with every other change)
+        where, here = _at(env, team), sides[status][0]
+        if status == "removed" and (env, "Namespace", "", team) in keys:  # the team leaves: one line, read first
+            cluster = base.clusters.get(env)
+            yield Change(env, team, status, f"{where}{team} leaves {env}: Namespace {team} and its NAS "
+                         "(PersistentVolumeClaim nas) stay in the cluster, and so do its quota, network policy, "
+                         "access and Jobs (Argo CD: Prune=false, Delete=false); to delete them after backing up the "
+                         f"NAS: kubectl{f' --server {cluster}' if cluster else ''} delete namespace {team}", True)
+        else:
+            for key in sorted(k for k in keys if status == "removed" and k[1] in DANGEROUS):  # one line each
+                opts = here.objects[key][1].get("metadata", {}).get("annotations", {}).get(SYNC_OPTIONS, "")
+                keep = f" (Argo CD keeps it in the cluster: {opts})" if "Delete=false" in opts else ""
+                yield Change(env, team, status, f"{where}{key[1]} {_ident(key)} removed{keep}")
         rest = sorted(k for k in keys if status == "added" or k[1] not in DANGEROUS)
         by_kind = {kind: [k for k in rest if k[1] == kind] for kind in sorted({k[1] for k in rest})}
         if (env, "Namespace", "", team) in keys:  # the whole team came or went: one line
@@ -123,19 +147,169 @@ def _objects(base, head):
     for key in sorted(base.objects.keys() & head.objects.keys()):
         (team, old), (_, new) = base.objects[key], head.objects[key]
         if old != new:
-            yield from _changed(key, team, old, new)
+            yield from _changed(key, team, old, new, models)
 
 
-def _changed(key, team: str | None, old: dict, new: dict):
-    """Which fields changed (two levels deep), and the container images and served model version among them."""
+def _experiment(env: str, team: str, exp: str, found: dict[str, list], pair, base, head, specs: dict) -> Change:
+    """One line for an experiment's Jobs added and removed in an environment, said by its cause: the experiment
+    added, removed, archived or restored (its spec's `archived`), or re-run because fields of its spec changed (pair:
+    its (base, head) specs when the spec differs), or because its team's or the platform's spec did."""
+    added, removed = found["added"], found["removed"]
+    kind, namespace = (added or removed)[0][1:3]
+    word = "sweep" if (team, exp) in head.sweeps | base.sweeps else "experiment"
+    cluster = head.clusters.get(env) or base.clusters.get(env)
+    delete = (f"kubectl{f' --server {cluster}' if cluster else ''} -n {namespace} delete {kind.lower()}s "
+              f"-l {LABEL_EXPERIMENT}={exp}")
+    one = len(removed) == 1
+    kept = f"{'stays' if one else 'stay'} in the cluster (Argo CD: Prune=false); to delete {'it' if one else 'them'}: {delete}"
+    jobs = f"{len(removed)} {_plural(kind, len(removed))} {'leaves' if one else 'leave'} Git and"
+    old, new = pair or (None, None)
+
+    def runs(spec) -> bool:
+        return spec is not None and env in spec.data.get("environments", ()) and not spec.data.get("archived")
+
+    if pair and runs(new) and not runs(old):
+        how = ("added" if old is None else "restored from the archive" if old.data.get("archived")
+               else f"now runs in {env}")
+        text = f"{word} {exp} {how} ({_count(len(added), 'trial')})"
+    elif pair and runs(old) and not runs(new):
+        how = ("removed" if new is None else "archived" if new.data.get("archived") else f"no longer runs in {env}")
+        text = f"{word} {exp} {how}: its {jobs} {kept}"
+    else:
+        why = _fields(old, new, _experiment_field) if pair else _because(team, specs)
+        because = f" because {why}" if why else ""
+        if added and removed:
+            text = (f"{word} {exp} re-run{because} ({_count(len(added), 'trial')}; the previous {len(removed)} kept "
+                    "until the experiment is archived)")
+        elif added:
+            text = f"{word} {exp}: {_count(len(added), 'trial')} added{because}"
+        else:
+            text = f"{word} {exp}: {_count(len(removed), 'trial')} removed{because}; their {jobs} {kept}"
+    return Change(env, team, "jobs", f"{_at(env, team)}{text}")
+
+
+def _experiment_field(parts: list) -> str | None:
+    if parts[0] in ("team", "name", "description", "environments", "archived"):
+        return None  # said otherwise, or nothing that runs
+    if parts[0] == "hyperparameters":  # epochs 10 → 20
+        return ".".join(map(str, parts[1:]))
+    if parts[:2] in (["sweep", "grid"], ["sweep", "random"]) and len(parts) > 2:  # grid dropout [0.3] → [0.3, 0.5]
+        rest = parts[3:] if parts[2] == "params" and len(parts) > 3 else parts[2:]
+        return f"{parts[1]} " + ".".join(map(str, rest))
+    return ".".join(map(str, parts))
+
+
+def _because(team: str, specs: dict) -> str:
+    """The team's or platform's spec files that differ, when the experiment's own does not."""
+    found = [p for p in specs if p in (f"specs/teams/{team}.yaml", f"specs/teams/{team}.yml", "specs/platform.yaml")]
+    return f"{' and '.join(sorted(found))} changed" if found else ""
+
+
+def _models(specs: dict):
+    """((env, team, model), its line) for every environment where a model spec that differs serves differently:
+    promoted (with its replicas and resources), added, changed otherwise, or no longer served (read first)."""
+    for path, (old, new) in sorted(specs.items()):
+        if not path.startswith("specs/models/") or not (old or new):
+            continue
+        a, b = (served_model_from(spec) if spec else None for spec in (old, new))
+        m = b or a
+        for env in dict.fromkeys([*(a.environments if a else {}), *(b.environments if b else {})]):
+            sa, sb = (x.environments.get(env) if x else None for x in (a, b))
+            text, danger = None, False
+            if sa and sb:
+                if sa.version != sb.version:
+                    shape = _shape(sb) if _shape(sa) == _shape(sb) else f"{_shape(sa)} → {_shape(sb)}"
+                    text = f"model {m.name} v{sa.version} → v{sb.version} ({shape})"
+                    more = _fields(old, new, _model_field(env, skip=SHAPE))
+                    text += f"; {more}" if more else ""
+                elif fields := _fields(old, new, _model_field(env)):
+                    text = f"model {m.name} v{sb.version}: {fields}"
+            elif sb:
+                text = f"model {m.name} v{sb.version} {'added' if a is None else 'starts serving'} ({_shape(sb)})"
+            elif sa:
+                text = (f"model {m.name} stops serving in {env} (was v{sa.version}, {_shape(sa)})"
+                        + ("" if b else ": its spec is removed"))
+                danger = True
+            if text:
+                yield (env, m.team, m.name), Change(env, m.team, "version", f"{_at(env, m.team)}{text}", danger)
+
+
+SHAPE = ("version", "replicas", "cpu", "memory", "gpu", "autoscale")  # said by _shape (and the version arrow)
+
+
+def _shape(s) -> str:
+    """'2 replicas × 4 CPU, 16Gi, 1 a100' (or '2–6 replicas' when autoscaled)."""
+    replicas = (f"{s.autoscale.min_replicas}–{s.autoscale.max_replicas} replicas" if s.autoscale
+                else _count(s.replicas, "replica"))
+    return f"{replicas} × {s.cpu} CPU, {s.memory}" + (f", {s.gpu_count} {s.gpu_type}" if s.gpu_type else "")
+
+
+def _model_field(env: str, skip: tuple[str, ...] = ()):
+    def name(parts: list) -> str | None:
+        if parts[0] in ("team", "name", "description"):
+            return None
+        if parts[0] == "environments":
+            if len(parts) < 3 or parts[1] != env or parts[2] in skip:
+                return None
+            parts = parts[2:]
+        return ".".join(map(str, parts))
+    return name
+
+
+def _fields(old: SpecFile | None, new: SpecFile | None, name, most: int = 3) -> str:
+    """'epochs 10 → 20, lr 0.01 → 0.001': the values that differ between two specs, as written, by the name
+    name(json path parts) gives them (None: not said); at most `most`, then how many more."""
+    sides = [{}, {}]
+    for spec, out in zip((old, new), sides):
+        if spec is not None:
+            _flat(spec, spec.data, [], out)
+    said = []
+    for parts in dict.fromkeys([*sides[0], *sides[1]]):
+        shown = name(list(parts))
+        a, b = (side.get(parts, "unset") for side in sides)
+        if shown is not None and a != b:
+            said.append(f"{shown} {a} → {b}")
+    return ", ".join(said[:most]) + (f" and {len(said) - most} more" if len(said) > most else "")
+
+
+def _flat(spec: SpecFile, node, parts: list, out: dict) -> None:
+    if isinstance(node, dict) and node:
+        for k, v in node.items():
+            _flat(spec, v, [*parts, k], out)
+    else:
+        out[tuple(parts)] = _shown(spec, parts, node)
+
+
+def _shown(spec: SpecFile, parts: list, value) -> str:
+    """A value as the spec writes it (a plain scalar's spelling kept: 1e-3 stays 1e-3)."""
+    written = spec.raw.get(pointer(parts))
+    if written is not None:
+        return written
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(spec, [*parts, i], v) for i, v in enumerate(value)) + "]"
+    return "{}" if isinstance(value, dict) else str(value)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
+
+
+def _changed(key, team: str | None, old: dict, new: dict, models: dict):
+    """Which fields changed (two levels deep), and the container images and served model version among them; of a
+    model whose line (models) says why, only the images."""
     env, where = key[0], _at(key[0], team)
+    model = new.get("metadata", {}).get("labels", {}).get(LABEL_MODEL)
+    explained = (env, team, model) in models
     fields = []
     for k in sorted(old.keys() | new.keys()):
         a, b = old.get(k), new.get(k)
         if a != b:
             fields += ([f"{k}.{s}" for s in sorted(a.keys() | b.keys()) if a.get(s) != b.get(s)]
                        if isinstance(a, dict) and isinstance(b, dict) else [k])
-    yield Change(env, team, "changed", f"{where}{key[1]} {_ident(key)} changed ({', '.join(fields)})")
+    if not explained:
+        yield Change(env, team, "changed", f"{where}{key[1]} {_ident(key)} changed ({', '.join(fields)})")
     templates = [o.get("spec", {}).get("template", {}) for o in (old, new)]
     pods = [t.get("spec", {}) for t in templates]
     images = [{c["name"]: c.get("image") for c in p.get("containers", []) + p.get("initContainers", [])} for p in pods]
@@ -143,9 +317,8 @@ def _changed(key, team: str | None, old: dict, new: dict):
         if images[0][name] != images[1][name]:
             yield Change(env, team, "image", f"{where}{key[1]} {_ident(key)} container {name} image "
                          f"{_image_arrow(images[0][name], images[1][name])}")
-    model = new.get("metadata", {}).get("labels", {}).get(LABEL_MODEL)
     versions = [t.get("metadata", {}).get("labels", {}).get(LABEL_VERSION) for t in templates]
-    if model and key[1] == "Deployment" and None not in versions and versions[0] != versions[1]:
+    if model and not explained and key[1] == "Deployment" and None not in versions and versions[0] != versions[1]:
         yield Change(env, team, "version", f"{where}model {model} version {versions[0]} → {versions[1]}")
 
 
@@ -214,7 +387,7 @@ def render_markdown(r: DiffReport) -> str:
     if r.diagnostics:
         out += ["```", *_diagnostic_lines(r), "```", ""]
     if r.dangerous:
-        out += ["### ⚠ Removed from Git: namespaces, volumes, projects", ""]
+        out += [f"### {DANGER_TITLE}", ""]
         out += [f"- ⚠ {c.text}" for c in r.dangerous] + [""]
     for env in dict.fromkeys(c.env for c in r.changes):
         out += [f"### {env}", ""]
@@ -228,5 +401,8 @@ def render_markdown(r: DiffReport) -> str:
 def render_json(r: DiffReport) -> str:
     diags = [{"path": d.path, "line": d.line, "column": d.col, "severity": d.severity, "code": d.code,
               "message": d.message, "hint": d.hint} for d in r.diagnostics]
-    return json.dumps({"changes": [asdict(c) for c in r.changes], "dangerous": [asdict(c) for c in r.dangerous],
+    def change(c: Change) -> dict:
+        return {k: v for k, v in asdict(c).items() if k != "danger"}  # the dangerous list says which
+
+    return json.dumps({"changes": [change(c) for c in r.changes], "dangerous": [change(c) for c in r.dangerous],
                        "diagnostics": diags}, indent=2, ensure_ascii=False) + "\n"
