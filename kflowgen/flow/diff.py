@@ -225,11 +225,11 @@ def diff_trees(base_opts: Options, head_opts: Options, base_label: str = "base",
 
 
 def _spec_changes(base: Side, head: Side) -> dict[str, tuple[SpecFile | None, SpecFile | None]]:
-    """{path: (the base's spec, the head's)} of every spec file that differs between the two sides, experiments and
-    models parsed (None where a side has none), the platform and team files by path only (both None): what the
-    diff says a change happened because of."""
+    """{path: (the base's spec, the head's)} of every spec file that differs between the two sides, experiments,
+    models and teams parsed (None where a side has none), the platform file by path only (both None): what the diff
+    says a change happened because of."""
     paths = sorted(p for p in base.specs.keys() | head.specs.keys() if base.specs.get(p) != head.specs.get(p))
-    typed = [p for p in paths if p.startswith(("specs/experiments/", "specs/models/"))]
+    typed = [p for p in paths if p.startswith(("specs/experiments/", "specs/models/", "specs/teams/"))]
     old, new = base.spec_files(typed), head.spec_files(typed)
     return {p: (old.get(p), new.get(p)) for p in paths}
 

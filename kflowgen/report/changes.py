@@ -49,8 +49,9 @@ def compare(base, head, specs: dict[str, tuple[SpecFile | None, SpecFile | None]
     specs: {path: (base spec, head spec)} of the spec files that differ (experiments and models parsed, the others
     None), which say why objects changed."""
     envs = list(dict.fromkeys(head.envs + base.envs))  # in the head's order, then those only the base has
-    models = dict(_models(specs or {}))
-    changes = [*_quotas(base, head, envs), *_objects(base, head, specs or {}, models), *models.values(),
+    models, teams = dict(_models(specs or {})), dict(_offboarding(specs or {}))
+    changes = [*_quotas(base, head, envs), *_objects(base, head, specs or {}, models, teams), *models.values(),
+               *teams.values(),
                *_profiles(base, head)]
     report = DiffReport(changes=sorted(changes, key=lambda c: (envs.index(c.env), c.team is not None, c.team or "",
                                                                KINDS.index(c.kind), c.text)))
@@ -101,9 +102,10 @@ def _plural(kind: str, n: int) -> str:
     return kind if n == 1 else kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
 
 
-def _objects(base, head, specs: dict, models: dict):
+def _objects(base, head, specs: dict, models: dict, teams: dict):
     """Objects added and removed (an experiment's Jobs by their cause, a model's objects left to its line in models,
-    a whole team in one line), then changed ones."""
+    the RoleBindings of a team starting or ending its offboarding to its line in teams, a whole team in one line),
+    then changed ones."""
     groups: dict[tuple, list] = {}
     jobs: dict[tuple, dict[str, list]] = {}
     sides = {"added": (head, base), "removed": (base, head)}
@@ -114,7 +116,8 @@ def _objects(base, head, specs: dict, models: dict):
             exp = labels.get(LABEL_EXPERIMENT)
             if exp:
                 jobs.setdefault((key[0], team, exp), {"added": [], "removed": []})[status].append(key)
-            elif (key[0], team, labels.get(LABEL_MODEL)) not in models:
+            elif (key[0], team, labels.get(LABEL_MODEL)) not in models and not (
+                    key[1] == "RoleBinding" and (key[0], team) in teams):
                 groups.setdefault((key[0], team, status), []).append(key)
     experiments = {(old or new).data["team"] + "/" + (old or new).data["name"]: (old, new)
                    for p, (old, new) in specs.items() if p.startswith("specs/experiments/") and (old or new)}
@@ -232,6 +235,22 @@ def _models(specs: dict):
                 danger = True
             if text:
                 yield (env, m.team, m.name), Change(env, m.team, "version", f"{_at(env, m.team)}{text}", danger)
+
+
+def _offboarding(specs: dict):
+    """((env, team), its line) for every environment of a team whose offboarding (step 1 of leaving) starts or
+    ends: read first."""
+    for path, (old, new) in sorted(specs.items()):
+        if not path.startswith("specs/teams/") or old is None or new is None:
+            continue
+        was, now = (bool(s.data.get("offboarding")) for s in (old, new))
+        team = new.data["name"]
+        for env in (new.data.get("quota", {}) if was != now else ()):
+            text = (f"{team} is being offboarded (step 1 of 2): its owners and members only read (ClusterRole view), "
+                    "its notebooks mount the NAS read-only" if now else
+                    f"{team} is no longer being offboarded: its owners and members have their roles again, its "
+                    "notebooks write the NAS")
+            yield (env, team), Change(env, team, "changed", f"{_at(env, team)}{text}", now)
 
 
 SHAPE = ("version", "replicas", "cpu", "memory", "gpu", "autoscale")  # said by _shape (and the version arrow)
