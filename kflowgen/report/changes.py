@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.specs import quantity
 from kflowgen.specs.layout import LABEL_EXPERIMENT, LABEL_MODEL, LABEL_VERSION, SYNC_OPTIONS
-from kflowgen.specs.loader import SpecFile, pointer
-from kflowgen.specs.served import served_model_from
+from kflowgen.report.causes import experiment, model_lines, offboarding_lines, plural as _plural
+from kflowgen.specs.loader import SpecFile
 
 KINDS = ("quota", "version", "image", "jobs", "added", "changed", "removed")
 DANGEROUS = ("Namespace", "PersistentVolumeClaim", "AppProject")
@@ -49,7 +49,10 @@ def compare(base, head, specs: dict[str, tuple[SpecFile | None, SpecFile | None]
     specs: {path: (base spec, head spec)} of the spec files that differ (experiments and models parsed, the others
     None), which say why objects changed."""
     envs = list(dict.fromkeys(head.envs + base.envs))  # in the head's order, then those only the base has
-    models, teams = dict(_models(specs or {})), dict(_offboarding(specs or {}))
+    models = {k: Change(k[0], k[1], "version", _at(*k[:2]) + text, danger)
+              for k, text, danger in model_lines(specs or {})}
+    teams = {k: Change(k[0], k[1], "changed", _at(*k) + text, danger)
+             for k, text, danger in offboarding_lines(specs or {})}
     changes = [*_quotas(base, head, envs), *_objects(base, head, specs or {}, models, teams), *models.values(),
                *teams.values(),
                *_profiles(base, head)]
@@ -98,10 +101,6 @@ def _ident(key: tuple[str, str, str, str]) -> str:
     return f"{key[2]}/{key[3]}" if key[2] else key[3]
 
 
-def _plural(kind: str, n: int) -> str:
-    return kind if n == 1 else kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
-
-
 def _objects(base, head, specs: dict, models: dict, teams: dict):
     """Objects added and removed (an experiment's Jobs by their cause, a model's objects left to its line in models,
     the RoleBindings of a team starting or ending its offboarding to its line in teams, a whole team in one line),
@@ -122,7 +121,8 @@ def _objects(base, head, specs: dict, models: dict, teams: dict):
     experiments = {(old or new).data["team"] + "/" + (old or new).data["name"]: (old, new)
                    for p, (old, new) in specs.items() if p.startswith("specs/experiments/") and (old or new)}
     for (env, team, exp), found in jobs.items():
-        yield _experiment(env, team, exp, found, experiments.get(f"{team}/{exp}"), base, head, specs)
+        yield Change(env, team, "jobs", _at(env, team) + experiment(env, team, exp, found, experiments.get(
+            f"{team}/{exp}"), base, head, specs))
     for (env, team, status), keys in groups.items():  # (sorted at the end, with every other change)
         where, here = _at(env, team), sides[status][0]
         if status == "removed" and (env, "Namespace", "", team) in keys:  # the team leaves: one line, read first
@@ -151,168 +151,6 @@ def _objects(base, head, specs: dict, models: dict, teams: dict):
         (team, old), (_, new) = base.objects[key], head.objects[key]
         if old != new:
             yield from _changed(key, team, old, new, models)
-
-
-def _experiment(env: str, team: str, exp: str, found: dict[str, list], pair, base, head, specs: dict) -> Change:
-    """One line for an experiment's Jobs added and removed in an environment, said by its cause: the experiment
-    added, removed, archived or restored (its spec's `archived`), or re-run because fields of its spec changed (pair:
-    its (base, head) specs when the spec differs), or because its team's or the platform's spec did."""
-    added, removed = found["added"], found["removed"]
-    kind, namespace = (added or removed)[0][1:3]
-    word = "sweep" if (team, exp) in head.sweeps | base.sweeps else "experiment"
-    cluster = head.clusters.get(env) or base.clusters.get(env)
-    delete = (f"kubectl{f' --server {cluster}' if cluster else ''} -n {namespace} delete {kind.lower()}s "
-              f"-l {LABEL_EXPERIMENT}={exp}")
-    one = len(removed) == 1
-    kept = f"{'stays' if one else 'stay'} in the cluster (Argo CD: Prune=false); to delete {'it' if one else 'them'}: {delete}"
-    jobs = f"{len(removed)} {_plural(kind, len(removed))} {'leaves' if one else 'leave'} Git and"
-    old, new = pair or (None, None)
-
-    def runs(spec) -> bool:
-        return spec is not None and env in spec.data.get("environments", ()) and not spec.data.get("archived")
-
-    if pair and runs(new) and not runs(old):
-        how = ("added" if old is None else "restored from the archive" if old.data.get("archived")
-               else f"now runs in {env}")
-        text = f"{word} {exp} {how} ({_count(len(added), 'trial')})"
-    elif pair and runs(old) and not runs(new):
-        how = ("removed" if new is None else "archived" if new.data.get("archived") else f"no longer runs in {env}")
-        text = f"{word} {exp} {how}: its {jobs} {kept}"
-    else:
-        why = _fields(old, new, _experiment_field) if pair else _because(team, specs)
-        because = f" because {why}" if why else ""
-        if added and removed:
-            text = (f"{word} {exp} re-run{because} ({_count(len(added), 'trial')}; the previous {len(removed)} kept "
-                    "until the experiment is archived)")
-        elif added:
-            text = f"{word} {exp}: {_count(len(added), 'trial')} added{because}"
-        else:
-            text = f"{word} {exp}: {_count(len(removed), 'trial')} removed{because}; their {jobs} {kept}"
-    return Change(env, team, "jobs", f"{_at(env, team)}{text}")
-
-
-def _experiment_field(parts: list) -> str | None:
-    if parts[0] in ("team", "name", "description", "environments", "archived"):
-        return None  # said otherwise, or nothing that runs
-    if parts[0] == "hyperparameters":  # epochs 10 → 20
-        return ".".join(map(str, parts[1:]))
-    if parts[:2] in (["sweep", "grid"], ["sweep", "random"]) and len(parts) > 2:  # grid dropout [0.3] → [0.3, 0.5]
-        rest = parts[3:] if parts[2] == "params" and len(parts) > 3 else parts[2:]
-        return f"{parts[1]} " + ".".join(map(str, rest))
-    return ".".join(map(str, parts))
-
-
-def _because(team: str, specs: dict) -> str:
-    """The team's or platform's spec files that differ, when the experiment's own does not."""
-    found = [p for p in specs if p in (f"specs/teams/{team}.yaml", f"specs/teams/{team}.yml", "specs/platform.yaml")]
-    return f"{' and '.join(sorted(found))} changed" if found else ""
-
-
-def _models(specs: dict):
-    """((env, team, model), its line) for every environment where a model spec that differs serves differently:
-    promoted (with its replicas and resources), added, changed otherwise, or no longer served (read first)."""
-    for path, (old, new) in sorted(specs.items()):
-        if not path.startswith("specs/models/") or not (old or new):
-            continue
-        a, b = (served_model_from(spec) if spec else None for spec in (old, new))
-        m = b or a
-        for env in dict.fromkeys([*(a.environments if a else {}), *(b.environments if b else {})]):
-            sa, sb = (x.environments.get(env) if x else None for x in (a, b))
-            text, danger = None, False
-            if sa and sb:
-                if sa.version != sb.version:
-                    shape = _shape(sb) if _shape(sa) == _shape(sb) else f"{_shape(sa)} → {_shape(sb)}"
-                    text = f"model {m.name} v{sa.version} → v{sb.version} ({shape})"
-                    more = _fields(old, new, _model_field(env, skip=SHAPE))
-                    text += f"; {more}" if more else ""
-                elif fields := _fields(old, new, _model_field(env)):
-                    text = f"model {m.name} v{sb.version}: {fields}"
-            elif sb:
-                text = f"model {m.name} v{sb.version} {'added' if a is None else 'starts serving'} ({_shape(sb)})"
-            elif sa:
-                text = (f"model {m.name} stops serving in {env} (was v{sa.version}, {_shape(sa)})"
-                        + ("" if b else ": its spec is removed"))
-                danger = True
-            if text:
-                yield (env, m.team, m.name), Change(env, m.team, "version", f"{_at(env, m.team)}{text}", danger)
-
-
-def _offboarding(specs: dict):
-    """((env, team), its line) for every environment of a team whose offboarding (step 1 of leaving) starts or
-    ends: read first."""
-    for path, (old, new) in sorted(specs.items()):
-        if not path.startswith("specs/teams/") or old is None or new is None:
-            continue
-        was, now = (bool(s.data.get("offboarding")) for s in (old, new))
-        team = new.data["name"]
-        for env in (new.data.get("quota", {}) if was != now else ()):
-            text = (f"{team} is being offboarded (step 1 of 2): its owners and members only read (ClusterRole view), "
-                    "its notebooks mount the NAS read-only" if now else
-                    f"{team} is no longer being offboarded: its owners and members have their roles again, its "
-                    "notebooks write the NAS")
-            yield (env, team), Change(env, team, "changed", f"{_at(env, team)}{text}", now)
-
-
-SHAPE = ("version", "replicas", "cpu", "memory", "gpu", "autoscale")  # said by _shape (and the version arrow)
-
-
-def _shape(s) -> str:
-    """'2 replicas × 4 CPU, 16Gi, 1 a100' (or '2–6 replicas' when autoscaled)."""
-    replicas = (f"{s.autoscale.min_replicas}–{s.autoscale.max_replicas} replicas" if s.autoscale
-                else _count(s.replicas, "replica"))
-    return f"{replicas} × {s.cpu} CPU, {s.memory}" + (f", {s.gpu_count} {s.gpu_type}" if s.gpu_type else "")
-
-
-def _model_field(env: str, skip: tuple[str, ...] = ()):
-    def name(parts: list) -> str | None:
-        if parts[0] in ("team", "name", "description"):
-            return None
-        if parts[0] == "environments":
-            if len(parts) < 3 or parts[1] != env or parts[2] in skip:
-                return None
-            parts = parts[2:]
-        return ".".join(map(str, parts))
-    return name
-
-
-def _fields(old: SpecFile | None, new: SpecFile | None, name, most: int = 3) -> str:
-    """'epochs 10 → 20, lr 0.01 → 0.001': the values that differ between two specs, as written, by the name
-    name(json path parts) gives them (None: not said); at most `most`, then how many more."""
-    sides = [{}, {}]
-    for spec, out in zip((old, new), sides):
-        if spec is not None:
-            _flat(spec, spec.data, [], out)
-    said = []
-    for parts in dict.fromkeys([*sides[0], *sides[1]]):
-        shown = name(list(parts))
-        a, b = (side.get(parts, "unset") for side in sides)
-        if shown is not None and a != b:
-            said.append(f"{shown} {a} → {b}")
-    return ", ".join(said[:most]) + (f" and {len(said) - most} more" if len(said) > most else "")
-
-
-def _flat(spec: SpecFile, node, parts: list, out: dict) -> None:
-    if isinstance(node, dict) and node:
-        for k, v in node.items():
-            _flat(spec, v, [*parts, k], out)
-    else:
-        out[tuple(parts)] = _shown(spec, parts, node)
-
-
-def _shown(spec: SpecFile, parts: list, value) -> str:
-    """A value as the spec writes it (a plain scalar's spelling kept: 1e-3 stays 1e-3)."""
-    written = spec.raw.get(pointer(parts))
-    if written is not None:
-        return written
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_shown(spec, [*parts, i], v) for i, v in enumerate(value)) + "]"
-    return "{}" if isinstance(value, dict) else str(value)
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'s' * (n != 1)}"
 
 
 def _changed(key, team: str | None, old: dict, new: dict, models: dict):
