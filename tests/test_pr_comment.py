@@ -239,3 +239,14 @@ def test_a_team_leaving_is_one_line_read_first_with_the_command_to_run_after_the
         "cluster, and so do its quota, network policy, access and Jobs (Argo CD: Prune=false, Delete=false); to "
         "delete them after backing up the NAS: kubectl --server https://prod.k8s.example.com delete namespace recsys")
     assert "- recsys: team removed: ResourceQuota" in lines
+
+
+def test_a_renamed_experiment_is_one_removed_and_one_added():
+    old, new = spec("specs/experiments/nlp/bert.yaml", SWEEP), spec(
+        "specs/experiments/nlp/bert.yaml", SWEEP.replace("name: bert", "name: bert2"))
+    base = side([job("dev", "nlp", "bert", "bert-a")], sweeps=[("nlp", "bert")])
+    head = side([job("dev", "nlp", "bert2", "bert2-a")], sweeps=[("nlp", "bert2")])
+    assert [c.text for c in changes_of(base, head, {old.path: (old, new)}).changes] == [
+        "nlp, dev: sweep bert removed: its 1 Job leaves Git and stays in the cluster (Argo CD: Prune=false); to delete "
+        "it: kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert",
+        "nlp, dev: sweep bert2 added (1 trial)"]

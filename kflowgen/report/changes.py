@@ -46,16 +46,15 @@ class DiffReport:
 def compare(base, head, specs: dict[str, tuple[SpecFile | None, SpecFile | None]] | None = None) -> DiffReport:
     """The changes from one built side to the other (each side with the objects and profiles where the two differ,
     its environments, quotas, sweeps and clusters): the dangerous ones apart, in environment, team and kind order.
-    specs: {path: (base spec, head spec)} of the spec files that differ (experiments and models parsed, the others
-    None), which say why objects changed."""
+    specs: {path: (base spec, head spec)} of the spec files that differ (experiments, models and teams parsed, the
+    platform's None), which say why objects changed."""
     envs = list(dict.fromkeys(head.envs + base.envs))  # in the head's order, then those only the base has
     models = {k: Change(k[0], k[1], "version", _at(*k[:2]) + text, danger)
               for k, text, danger in model_lines(specs or {})}
     teams = {k: Change(k[0], k[1], "changed", _at(*k) + text, danger)
              for k, text, danger in offboarding_lines(specs or {})}
     changes = [*_quotas(base, head, envs), *_objects(base, head, specs or {}, models, teams), *models.values(),
-               *teams.values(),
-               *_profiles(base, head)]
+               *teams.values(), *_profiles(base, head)]
     report = DiffReport(changes=sorted(changes, key=lambda c: (envs.index(c.env), c.team is not None, c.team or "",
                                                                KINDS.index(c.kind), c.text)))
     report.dangerous = [c for c in report.changes if c.danger or c.kind == "removed"
@@ -118,8 +117,14 @@ def _objects(base, head, specs: dict, models: dict, teams: dict):
             elif (key[0], team, labels.get(LABEL_MODEL)) not in models and not (
                     key[1] == "RoleBinding" and (key[0], team) in teams):
                 groups.setdefault((key[0], team, status), []).append(key)
-    experiments = {(old or new).data["team"] + "/" + (old or new).data["name"]: (old, new)
-                   for p, (old, new) in specs.items() if p.startswith("specs/experiments/") and (old or new)}
+    experiments: dict[str, tuple] = {}  # team/name -> (base spec, head spec); a renamed one is two experiments
+    for p, (old, new) in specs.items():
+        if p.startswith("specs/experiments/") and (old or new):
+            names = [s.data["team"] + "/" + s.data["name"] if s else None for s in (old, new)]
+            if names[0] == names[1]:
+                experiments[names[0]] = (old, new)
+            else:
+                experiments.update({n: pair for n, pair in zip(names, ((old, None), (None, new))) if n})
     for (env, team, exp), found in jobs.items():
         yield Change(env, team, "jobs", _at(env, team) + experiment(env, team, exp, found, experiments.get(
             f"{team}/{exp}"), base, head, specs))
