@@ -208,6 +208,77 @@ def test_promote_edits_one_line_and_rerenders(example_repo):
                               "kflowgen: ok\n")
 
 
+def test_archive_sets_one_field_rerenders_and_the_gate_says_it_in_the_reviewers_words(example_repo):
+    """A data scientist archives a finished sweep: one line in the spec, its Jobs leave overlays/, the command that
+    deletes them from the cluster is printed; the gate's comment says the same with the other changes of the pull
+    request by their cause (a sweep re-run because a hyperparameter changed, a model promoted, a model that stops
+    serving in prod, read first)."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false",
+                        *args], cwd=example_repo, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "example")
+    spec = example_repo / "specs/experiments/nlp/bert-random.yaml"
+    before = spec.read_text()
+    code, out = run("archive", spec, "-C", example_repo)
+    assert code == 0, out
+    assert spec.read_text() == before + "archived: true\n"
+    assert out.endswith("""\
++archived: true
+nlp/bert-random: archived: its Jobs leave Git at the next sync; Argo CD keeps them in the cluster (Prune=false) until \
+you delete them:
+  kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert-random
+151 generated files: 0 added, 0 changed, 6 removed, 151 unchanged
+kflowgen: ok
+""")
+    assert not list((example_repo / "overlays/dev/teams/nlp/workloads").glob("job.bert-random-*"))
+    assert run("archive", spec, "-C", example_repo) == (
+        0, "nlp/bert-random: archived already: nothing to change\nkflowgen: ok\n")
+    code, out = run("explain", spec, "-C", example_repo)
+    assert (code, out) == (0, """\
+Experiment bert-random of team nlp (specs/experiments/nlp/bert-random.yaml) is archived: none of its 6 trial(s) is \
+rendered any more, and its spec stays as the record of what ran.
+  Argo CD keeps its Jobs, with their pods and logs, in the cluster (Prune=false); to delete them:
+    kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert-random
+""")
+    code, out = run("archive", "specs/experiments/nlp/nope.yaml", "-C", example_repo)
+    assert code == 1 and "error [KF704] not an experiment spec of this repository" in out
+    sweep = example_repo / "specs/experiments/vision/resnet-sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("epochs: 10,", "epochs: 20,"))
+    model = example_repo / "specs/models/vision/resnet.yaml"
+    text = model.read_text()
+    model.write_text(text[:text.index("  prod:")].replace("version: 2", "version: 3"))
+    assert run("render", "-C", example_repo)[0] == 0
+    comment = example_repo.parent / "comment.md"
+    code, out = run("gate", "-C", example_repo, "--base", "HEAD", "--markdown", comment, "--format", "text")
+    assert code == 0, out
+    body = comment.read_text()
+    assert body.split("### What changes against HEAD\n\n")[1] == """\
+4 changes in 3 environments, 1 dangerous
+
+**⚠ Read first: teams leaving, models no longer served, namespaces, volumes and projects removed**
+
+- ⚠ vision, prod: model resnet stops serving in prod (was v1, 3 replicas × 8 CPU, 32Gi, 1 a100)
+
+**dev**
+
+- nlp: sweep bert-random archived: its 6 Jobs leave Git and stay in the cluster (Argo CD: Prune=false); to delete \
+them: kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert-random
+- vision: sweep resnet-sweep re-run because epochs 10 → 20 (4 trials; the previous 4 kept until the experiment is \
+archived)
+
+**staging**
+
+- vision: model resnet v2 → v3 (1 replica × 4 CPU, 16Gi, 1 a100)
+
+**prod**
+
+- ⚠ vision: model resnet stops serving in prod (was v1, 3 replicas × 8 CPU, 32Gi, 1 a100)
+"""
+
+
 def test_new_experiment_and_explain(example_repo):
     code, out = run("new", "experiment", "recsys", "churn", "-C", example_repo)
     assert (code, out) == (0, "wrote specs/experiments/recsys/churn.yaml: edit it, then run `kflowgen explain "

@@ -70,37 +70,40 @@ def pull_request(tmp_path_factory) -> Path:
     return repo
 
 
-KEEP = "(Argo CD keeps it in the cluster: Prune=false,Delete=false)"
+DEV, PROD = "https://dev.k8s.example.com", "https://prod.k8s.example.com"
 EXPECTED_TEXT = f"""\
-⚠ nlp, dev: AppProject argocd/dev-nlp removed
-⚠ nlp, dev: Namespace nlp removed {KEEP}
-⚠ nlp, dev: PersistentVolumeClaim nlp/nas removed {KEEP}
-⚠ nlp, prod: AppProject argocd/prod-nlp removed
-⚠ nlp, prod: Namespace nlp removed {KEEP}
-⚠ nlp, prod: PersistentVolumeClaim nlp/nas removed {KEEP}
+⚠ nlp, dev: nlp leaves dev: Namespace nlp and its NAS (PersistentVolumeClaim nas) stay in the cluster, and so do its \
+quota, network policy, access and Jobs (Argo CD: Prune=false, Delete=false); to delete them after backing up the \
+NAS: kubectl --server {DEV} delete namespace nlp
+⚠ nlp, prod: nlp leaves prod: Namespace nlp and its NAS (PersistentVolumeClaim nas) stay in the cluster, and so do \
+its quota, network policy, access and Jobs (Argo CD: Prune=false, Delete=false); to delete them after backing up the \
+NAS: kubectl --server {PROD} delete namespace nlp
 dev: AppProject argocd/dev-platform changed (spec.destinations)
 nlp, dev: GPU quota a100 2 → 0 (dev capacity 8, allocated 6 → 4)
 nlp, dev: GPU quota t4 4 → 0 (dev capacity 16, allocated 6 → 2)
 nlp, dev: quota removed (cpu 48, memory 384Gi, storage 1Ti)
-nlp, dev: 1 TrainJob removed (experiment llm-finetune)
-nlp, dev: 6 Jobs removed (sweep bert-random)
+nlp, dev: experiment llm-finetune removed: its 1 TrainJob leaves Git and stays in the cluster (Argo CD: \
+Prune=false); to delete it: kubectl --server {DEV} -n nlp delete trainjobs -l kflowgen.dev/experiment=llm-finetune
+nlp, dev: sweep bert-random removed: its 6 Jobs leave Git and stay in the cluster (Argo CD: Prune=false); to delete \
+them: kubectl --server {DEV} -n nlp delete jobs -l kflowgen.dev/experiment=bert-random
 nlp, dev: notebook profiles removed: a100x2, t4
-nlp, dev: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
-vision, dev: 2 new Jobs (sweep resnet-sweep)
+nlp, dev: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, \
+ServiceAccount
+vision, dev: sweep resnet-sweep: 2 trials added because grid dropout [0.3, 0.5] → [0.3, 0.5, 0.7]
 prod: GPU capacity a100 32 → 40
 prod: AppProject argocd/prod-platform changed (spec.destinations)
 nlp, prod: GPU quota a100 12 → 0 (prod capacity 32 → 40, allocated 28 → 24)
 nlp, prod: GPU quota t4 8 → 0 (prod capacity 16, allocated 12 → 4)
 nlp, prod: quota removed (cpu 192, memory 1536Gi, storage 1Ti)
-nlp, prod: 1 TrainJob removed (experiment llm-finetune)
+nlp, prod: experiment llm-finetune removed: its 1 TrainJob leaves Git and stays in the cluster (Argo CD: \
+Prune=false); to delete it: kubectl --server {PROD} -n nlp delete trainjobs -l kflowgen.dev/experiment=llm-finetune
 nlp, prod: notebook profiles removed: a100x2, t4
-nlp, prod: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
-recsys, prod: model ranker version 3 → 4
-recsys, prod: ConfigMap recsys/ranker-config changed (data.models.config)
-recsys, prod: Deployment recsys/ranker changed (spec.template)
+nlp, prod: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, \
+ServiceAccount
+recsys, prod: model ranker v3 → v4 (2–6 replicas × 4 CPU, 8Gi)
 vision, prod: GPU quota a100 16 → 24 (prod capacity 32 → 40, allocated 28 → 24)
 vision, prod: ResourceQuota vision/team changed (spec.hard)
-kflowgen diff: 28 changes in 2 environments, 6 dangerous
+kflowgen diff: 22 changes in 2 environments, 2 dangerous
 """
 
 
@@ -113,16 +116,18 @@ def test_text_says_what_the_pull_request_does(pull_request):
 def test_markdown_has_heading_dangerous_list_and_a_section_per_environment(pull_request):
     md = render_markdown(diff_git(pull_request, "HEAD~1", 2))
     lines = md.splitlines()
-    assert lines[0] == "## kflowgen diff: 28 changes in 2 environments, 6 dangerous"
-    assert [line for line in lines if line.startswith("### ")] == [
-        "### ⚠ Removed from Git: namespaces, volumes, projects", "### dev", "### prod"]
-    dangerous = lines[lines.index("### ⚠ Removed from Git: namespaces, volumes, projects") + 2:lines.index("### dev") - 1]
-    assert dangerous == [f"- {line}" for line in EXPECTED_TEXT.splitlines()[:6]]
+    assert lines[0] == "## kflowgen diff: 22 changes in 2 environments, 2 dangerous"
+    first = "### ⚠ Read first: teams leaving, models no longer served, namespaces, volumes and projects removed"
+    assert [line for line in lines if line.startswith("### ")] == [first, "### dev", "### prod"]
+    dangerous = lines[lines.index(first) + 2:lines.index("### dev") - 1]
+    assert dangerous == [f"- {line}" for line in EXPECTED_TEXT.splitlines()[:2]]
     prod = lines[lines.index("### prod") + 2:]
     assert prod[0] == "- GPU capacity a100 32 → 40"
-    assert "- **recsys**: model ranker version 3 → 4" in prod
+    assert "- **recsys**: model ranker v3 → v4 (2–6 replicas × 4 CPU, 8Gi)" in prod
     assert "- **vision**: GPU quota a100 16 → 24 (prod capacity 32 → 40, allocated 28 → 24)" in prod
-    assert f"- ⚠ **nlp**: Namespace nlp removed {KEEP}" in prod
+    assert f"- ⚠ **nlp**: nlp leaves prod: Namespace nlp and its NAS (PersistentVolumeClaim nas) stay in the " \
+           f"cluster, and so do its quota, network policy, access and Jobs (Argo CD: Prune=false, Delete=false); to " \
+           f"delete them after backing up the NAS: kubectl --server {PROD} delete namespace nlp" in prod
     assert md.endswith("\n")
 
 
@@ -133,11 +138,11 @@ def test_json_is_a_stable_machine_form(pull_request):
     assert data["diagnostics"] == []
     assert [c["text"] for c in data["changes"]] == [c.text for c in report.changes]
     assert {"env": "prod", "team": "recsys", "kind": "version",
-            "text": "recsys, prod: model ranker version 3 → 4"} in data["changes"]
-    assert {"env": "dev", "team": "vision", "kind": "jobs",
-            "text": "vision, dev: 2 new Jobs (sweep resnet-sweep)"} in data["changes"]
-    assert [(c["env"], c["team"], c["text"].split(": ")[1].split(" ")[0]) for c in data["dangerous"]] == [
-        (env, "nlp", kind) for env in ("dev", "prod") for kind in ("AppProject", "Namespace", "PersistentVolumeClaim")]
+            "text": "recsys, prod: model ranker v3 → v4 (2–6 replicas × 4 CPU, 8Gi)"} in data["changes"]
+    assert {"env": "dev", "team": "vision", "kind": "jobs", "text": "vision, dev: sweep resnet-sweep: 2 trials added "
+            "because grid dropout [0.3, 0.5] → [0.3, 0.5, 0.7]"} in data["changes"]
+    assert [(c["env"], c["team"], c["text"].split(": ")[1]) for c in data["dangerous"]] == [
+        (env, "nlp", f"nlp leaves {env}") for env in ("dev", "prod")]
     assert render_json(report) == render_json(diff_git(pull_request, "HEAD~1", 1))  # deterministic
 
 
@@ -165,9 +170,9 @@ def test_images_of_notebooks_and_model_servers(tmp_path):
     for env in ("staging", "prod"):
         assert (f"recsys, {env}: Deployment recsys/ranker container tfserving image "
                 f"docker.io/tensorflow/serving 2.19.1 → 2.20.0") in texts
-    # a Job never changes: the new image gives each trial a new Job
-    assert "vision, dev: 4 new Jobs (sweep resnet-sweep)" in texts
-    assert "vision, dev: 4 Jobs removed (sweep resnet-sweep)" in texts
+    # a Job never changes: the new image gives each trial a new Job, because of the team spec
+    assert ("vision, dev: sweep resnet-sweep re-run because specs/teams/vision.yaml changed (4 trials; the previous 4 "
+            "kept until the experiment is archived)") in texts
     assert report.dangerous == []
 
 
@@ -185,7 +190,9 @@ def test_base_without_specs_is_empty(tmp_path):
     assert "vision, prod: GPU quota a100 0 → 16 (prod capacity 0 → 32, allocated 0 → 28)" in texts
     assert "vision, dev: quota added (cpu 64, memory 512Gi, storage 500Gi)" in texts
     assert "recsys, staging: notebook profiles added: small, t4" in texts
-    assert all(c.kind in ("quota", "jobs", "added") for c in report.changes)
+    assert "recsys, prod: model ranker v3 added (2–6 replicas × 4 CPU, 8Gi)" in texts
+    assert "nlp, dev: sweep bert-random added (6 trials)" in texts
+    assert all(c.kind in ("quota", "jobs", "added", "version") for c in report.changes)
 
 
 def test_spec_errors_in_the_base_are_reported_not_raised(tmp_path):

@@ -38,7 +38,8 @@ TALLY = re.compile(r"^kflowgen: [1-9]\d* errors?, \d+ warnings?$")
 UNREACHABLE: dict[str, str] = {
     "KF337": "only `kflowgen promote` reports it (model to promote not found): tests/test_serving.py",
     "KF338": "only `kflowgen promote` reports it (environment not in the model spec): tests/test_serving.py",
-    "KF339": "only `kflowgen promote` reports it (cannot write the version in place): tests/test_serving.py, test_cli.py",
+    "KF339": "only `kflowgen promote` and `kflowgen archive` report it (cannot write the spec in place): "
+             "tests/test_serving.py, test_cli.py",
     "KF317": "a warning, reported once every spec loads (an example needs an error to fail, and a spec error stops "
              "the check): tests/test_codeowners.py",
 }

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import PROJECT, copy_repo, plant_base_binding
 from kflowgen import parallel, tools
@@ -391,3 +392,34 @@ def test_gate_warns_of_a_team_the_pull_request_renders_away_with_the_command_to_
     # and none for a pull request that keeps every team
     report, _ = pipeline.gate(opts(committed), "HEAD")
     assert not [d for d in report.diagnostics if d.code == "KF505"]
+
+
+def test_offboarding_a_team_makes_its_people_readers_and_its_nas_read_only_then_says_step_two(committed):
+    """Step 1 of the two a platform engineer takes: `offboarding: true` in the team file. Every owner and member
+    group is bound to `view` (a RoleBinding of its own name: a roleRef never changes, Argo CD prunes the old ones),
+    the team's notebooks mount the NAS read-only, validate warns with step 2 (KF506), and the gate's diff says it
+    first, once per environment."""
+    team = committed / "specs/teams/recsys.yaml"
+    team.write_text(team.read_text().replace("storage:\n", "offboarding: true\nstorage:\n", 1))
+    assert not pipeline.render_to_disk(opts(committed), check_only=False).errors
+    platform = committed / "overlays/prod/teams/recsys/platform"
+    assert sorted(p.name for p in platform.glob("rolebinding.*")) == [
+        "rolebinding.jupyterhub-spawner.yaml", "rolebinding.offboarding-view.yaml"]
+    binding = yaml.safe_load((platform / "rolebinding.offboarding-view.yaml").read_text())
+    assert binding["roleRef"]["name"] == "view" and [(s["kind"], s["name"]) for s in binding["subjects"]] == [
+        ("User", "carol@example.com"), ("User", "dave@example.com"), ("Group", "recsys-ds")]
+    values = yaml.safe_load((committed / "overlays/prod/jupyterhub/values.yaml").read_text())
+    mounts = {p["slug"]: p["kubespawner_override"]["volume_mounts"][0] for p in values["singleuser"]["profileList"]}
+    assert mounts["recsys-small"] == {"name": "nas", "mountPath": "/workspace", "readOnly": True}
+    assert mounts["vision-a100"] == {"name": "nas", "mountPath": "/workspace"}  # the other teams write as before
+    report, changes = pipeline.gate(opts(committed), "HEAD")
+    assert [(d.code, d.path, d.severity) for d in report.diagnostics if d.code != "KF501"] == [
+        ("KF506", "specs/teams/recsys.yaml", "warning")]  # KF501: the overlays are not committed yet
+    step2 = [d for d in report.diagnostics if d.code == "KF506"][0]
+    assert step2.hint.startswith("step 2, once the NAS is backed up: remove specs/teams/recsys.yaml with the team's "
+                                 "experiments and models, then run: kubectl --server https://dev.k8s.example.com "
+                                 "delete namespace recsys; ")
+    assert [c.text for c in changes.dangerous] == [
+        f"recsys, {env}: recsys is being offboarded (step 1 of 2): its owners and members only read (ClusterRole "
+        "view), its notebooks mount the NAS read-only" for env in ("dev", "staging", "prod")]
+    assert not [c for c in changes.changes if "RoleBinding" in c.text]  # said by the line above

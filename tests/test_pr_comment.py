@@ -88,7 +88,8 @@ def test_a_promotion_reads_as_the_change():
 def test_a_team_leaving_is_marked_dangerous_first():
     body = comment(Report(), LEAVING, "origin/main", set())
     lines = body.splitlines()
-    first = lines.index("**⚠ Removed from Git: namespaces, volumes, projects**")
+    first = lines.index("**⚠ Read first: teams leaving, models no longer served, namespaces, volumes and projects "
+                        "removed**")
     assert lines[first + 2] == "- ⚠ old, prod: Namespace old removed"
     assert "- ⚠ old: Namespace old removed" in lines and "- old: quota removed (cpu 8, memory 32Gi, storage 1Ti)" in lines
 
@@ -116,3 +117,136 @@ def test_the_comment_stays_under_githubs_limit_for_a_thousand_team_change():
     assert body.count("```") % 2 == 0  # a block the cut fell in is closed
     small = comment(Report(findings[:3]), DiffReport(changes=changes[:3]), "origin/main", None)
     assert "not shown" not in small
+
+
+# --- the change by its cause: compare() of two sides and the spec files that differ ----------------------------
+
+def spec(path, text):
+    from kflowgen.specs.loader import load_text
+
+    found, diags = load_text(text, path)
+    assert found is not None, diags
+    return found
+
+
+def side(objects=(), sweeps=()):
+    from kflowgen.flow.diff import Side
+
+    return Side(envs=["dev", "prod"], sweeps=set(sweeps), objects={key: (team, obj) for key, team, obj in objects},
+                clusters={"dev": "https://dev.k8s.example.com", "prod": "https://prod.k8s.example.com"})
+
+
+def job(env, team, exp, name):
+    return (env, "Job", team, name), team, {"kind": "Job", "metadata": {"name": name, "labels": {
+        "kflowgen.dev/experiment": exp}}}
+
+
+def served(env, team, model, kind, name, version="1"):
+    return (env, kind, team, name), team, {"kind": kind, "metadata": {"name": name, "labels": {
+        "kflowgen.dev/model": model}}, "spec": {"template": {"metadata": {"labels": {
+            "kflowgen.dev/model-version": version}}}}}
+
+
+SWEEP = """team: nlp
+name: bert
+run: python train.py
+hyperparameters: {epochs: 10, lr: 1e-3}
+sweep: {grid: {dropout: [0.1, 0.2, 0.3]}}
+resources: {cpu: 4, memory: 16Gi}
+environments: [dev]
+"""
+DETECTOR = """team: vision
+name: detector
+path: models/detector
+environments:
+  dev: {version: 4, cpu: 2, memory: 4Gi}
+  prod: {version: 3, replicas: 2, cpu: 4, memory: 8Gi}
+"""
+
+
+def changes_of(base, head, specs):
+    from kflowgen.report.changes import compare
+
+    return compare(base, head, specs)
+
+
+def test_a_promotion_is_the_model_its_version_and_its_size_not_its_objects():
+    old, new = spec("specs/models/vision/detector.yaml", DETECTOR), spec(
+        "specs/models/vision/detector.yaml", DETECTOR.replace("version: 3", "version: 4"))
+    base = side([served("prod", "vision", "detector", "Deployment", "detector", "3")])
+    head = side([served("prod", "vision", "detector", "Deployment", "detector", "4")])
+    body = comment(Report(), changes_of(base, head, {old.path: (old, new)}), "origin/main", {old.path})
+    assert body.split("### What changes against origin/main\n\n")[1] == """\
+1 change in 1 environment
+
+**prod**
+
+- vision: model detector v3 → v4 (2 replicas × 4 CPU, 8Gi)
+"""
+
+
+def test_a_sweep_rerun_says_which_field_and_how_many_trials():
+    old, new = spec("specs/experiments/nlp/bert.yaml", SWEEP), spec(
+        "specs/experiments/nlp/bert.yaml", SWEEP.replace("epochs: 10", "epochs: 20"))
+    base = side([job("dev", "nlp", "bert", f"bert-{i}-old") for i in range(3)], sweeps=[("nlp", "bert")])
+    head = side([job("dev", "nlp", "bert", f"bert-{i}-new") for i in range(3)], sweeps=[("nlp", "bert")])
+    body = comment(Report(), changes_of(base, head, {old.path: (old, new)}), "origin/main", {old.path})
+    assert "- nlp: sweep bert re-run because epochs 10 → 20 (3 trials; the previous 3 kept until the experiment is " \
+           "archived)\n" in body
+    # a value more in the grid only adds trials; the values are shown as written (1e-3 stays 1e-3)
+    grown = spec(old.path, SWEEP.replace("[0.1, 0.2, 0.3]", "[0.1, 0.2, 0.3, 0.4]").replace("1e-3", "3e-4"))
+    head = side([*(job("dev", "nlp", "bert", f"bert-{i}-old") for i in range(3)), job("dev", "nlp", "bert", "bert-4")],
+                sweeps=[("nlp", "bert")])
+    texts = [c.text for c in changes_of(base, head, {old.path: (old, grown)}).changes]
+    assert texts == ["nlp, dev: sweep bert: 1 trial added because lr 1e-3 → 3e-4, grid dropout [0.1, 0.2, 0.3] → "
+                     "[0.1, 0.2, 0.3, 0.4]"]
+
+
+def test_jobs_changed_by_the_team_spec_say_so():
+    base = side([job("dev", "nlp", "bert", "bert-old")])
+    head = side([job("dev", "nlp", "bert", "bert-new")])
+    texts = [c.text for c in changes_of(base, head, {"specs/teams/nlp.yaml": (None, None)}).changes]
+    assert texts == ["nlp, dev: experiment bert re-run because specs/teams/nlp.yaml changed (1 trial; the previous 1 "
+                     "kept until the experiment is archived)"]
+
+
+def test_a_model_added_and_one_that_stops_serving_in_prod():
+    new = spec("specs/models/vision/detector.yaml", DETECTOR)
+    head = side([served(env, "vision", "detector", kind, "detector") for env in ("dev", "prod")
+                 for kind in ("Deployment", "Service", "ConfigMap")])
+    report = changes_of(side(), head, {new.path: (None, new)})
+    assert [c.text for c in report.changes] == ["vision, dev: model detector v4 added (1 replica × 2 CPU, 4Gi)",
+                                                "vision, prod: model detector v3 added (2 replicas × 4 CPU, 8Gi)"]
+    dev_only = spec(new.path, DETECTOR[:DETECTOR.index("  prod:")])
+    report = changes_of(head, side([o for o in head.objects.items() if False]), {new.path: (new, dev_only)})
+    body = comment(Report(), report, "origin/main", {new.path})
+    assert "- ⚠ vision, prod: model detector stops serving in prod (was v3, 2 replicas × 4 CPU, 8Gi)\n" in body
+    assert body.index("⚠ Read first") < body.index("**dev**")
+
+
+def test_a_team_leaving_is_one_line_read_first_with_the_command_to_run_after_the_backup():
+    objects = [(("prod", "Namespace", "", "recsys"), "recsys", {"kind": "Namespace", "metadata": {"name": "recsys"}}),
+               (("prod", "PersistentVolumeClaim", "recsys", "nas"), "recsys", {"kind": "PersistentVolumeClaim",
+                                                                                "metadata": {"name": "nas"}}),
+               (("prod", "ResourceQuota", "recsys", "team"), "recsys", {"kind": "ResourceQuota",
+                                                                        "metadata": {"name": "team"}})]
+    body = comment(Report(), changes_of(side(objects), side(), {}), "origin/main", set())
+    lines = body.splitlines()
+    first = lines.index("**⚠ Read first: teams leaving, models no longer served, namespaces, volumes and projects "
+                        "removed**")
+    assert lines[first + 2] == (
+        "- ⚠ recsys, prod: recsys leaves prod: Namespace recsys and its NAS (PersistentVolumeClaim nas) stay in the "
+        "cluster, and so do its quota, network policy, access and Jobs (Argo CD: Prune=false, Delete=false); to "
+        "delete them after backing up the NAS: kubectl --server https://prod.k8s.example.com delete namespace recsys")
+    assert "- recsys: team removed: ResourceQuota" in lines
+
+
+def test_a_renamed_experiment_is_one_removed_and_one_added():
+    old, new = spec("specs/experiments/nlp/bert.yaml", SWEEP), spec(
+        "specs/experiments/nlp/bert.yaml", SWEEP.replace("name: bert", "name: bert2"))
+    base = side([job("dev", "nlp", "bert", "bert-a")], sweeps=[("nlp", "bert")])
+    head = side([job("dev", "nlp", "bert2", "bert2-a")], sweeps=[("nlp", "bert2")])
+    assert [c.text for c in changes_of(base, head, {old.path: (old, new)}).changes] == [
+        "nlp, dev: sweep bert removed: its 1 Job leaves Git and stays in the cluster (Argo CD: Prune=false); to delete "
+        "it: kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert",
+        "nlp, dev: sweep bert2 added (1 trial)"]

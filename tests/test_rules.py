@@ -329,6 +329,8 @@ EXPERIMENT_CASES = [
     ("experiments", exp(("[dev]", "[prod]")), [("KF322", X, 5, 16)]),
     ("experiments", exp(("cpu: 1", "gpu: {type: v100, count: 1}, cpu: 1")), [("KF323", X, 4, 25)]),
     ("experiments", exp(("memory: 1Gi", "memory: 40Gi")), [("KF324", X, 4, 29)]),
+    ("experiments", exp(("memory: 1Gi", "memory: 40Gi"), "archived: true\n"), []),  # archived: nothing runs
+    ("experiments", exp(("memory: 1Gi", "memory: 20Gi"), "sweep: {grid: {lr: [1, 2]}}\narchived: true\n"), []),
     ("experiments", exp(("cpu: 1", "gpu: {type: t4, count: 1}, cpu: 1")), [("KF324", X, 4, 36)]),
     ("experiments", exp(("cpu: 1", "cpu: 3"), "workers: 3\n"), [("KF324", X, 4, 18)]),
     ("experiments", exp(("memory: 1Gi", "memory: 20Gi"), "sweep: {grid: {lr: [1, 2]}}\n"), [("KF325", X, 6, 8)]),

@@ -161,6 +161,34 @@ def promote(target: Annotated[str, typer.Argument(help="TEAM/MODEL, e.g. recsys/
 
 
 @app.command()
+def archive(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/experiments/nlp/x.yaml.")],
+            repo: Repo = Path(".")) -> None:
+    """Archive a finished experiment: sets `archived: true` in its spec and re-renders, so its Jobs leave Git (the
+    spec stays, as the record of what ran); prints the change and the command that deletes the Jobs from each
+    cluster. Commit both in one pull request. All or nothing, as promote."""
+    from kflowgen.flow import pipeline, promote as edit
+    from kflowgen.targets.training import delete_command
+
+    opts = _options(repo)
+    model, diags = pipeline.load(opts)
+    rep = Report(diags)
+    if model is not None and not rep.errors:
+        found = pipeline.experiment_at(model, opts.root, spec)
+        change, diags = (None, [found]) if isinstance(found, Diagnostic) else edit.archive(opts.root, found)
+        rep.extend(diags)
+        if change is not None and change.data is None:
+            sys.stdout.write(change.message)
+        elif change is not None:
+            rep = pipeline.render_to_disk(opts, False, edits={change.path: change.data})
+            if not rep.errors:
+                team = next(t for t in model.teams if t.name == found.team)
+                sys.stdout.write(change.message + "".join(
+                    f"  {delete_command(found, team, model.platform, env)}\n" for env in found.environments
+                    if env in model.platform.environments))
+    _finish(rep, Format.text)
+
+
+@app.command()
 def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/experiments/vision/x.yaml.")],
             repo: Repo = Path(".")) -> None:
     """Say in plain words what an experiment becomes: which Jobs, in which namespace and cluster, on which GPUs,

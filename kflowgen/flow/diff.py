@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -22,6 +23,7 @@ from kflowgen.rules.capacity import allocation
 from kflowgen.specs import layout
 from kflowgen.specs.discover import spec_files
 from kflowgen.specs.layout import LABEL_TEAM
+from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Model, Quota, specs_of
 from kflowgen.targets.cached import render_cached
 
@@ -42,6 +44,16 @@ class Side:
     parsed: dict[str, list] = field(default_factory=dict)  # sha256 -> objects, where the build gave them
     objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
     profiles: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (env, team, profile) -> profile
+    specs: dict[str, str | None] = field(default_factory=dict)  # spec path -> git blob id of its bytes
+    clusters: dict[str, str] = field(default_factory=dict)  # env -> its cluster (for the commands a change needs)
+    read: Callable[[dict[str, str]], dict[str, bytes]] | None = None  # {path: blob id} -> {path: bytes}
+
+    def spec_files(self, paths: list[str]) -> dict[str, SpecFile]:
+        """These spec files of this side, parsed (those it has and that parse): the diff says why a change happened
+        from the spec files that differ, and reads only those."""
+        ids = {p: self.specs[p] for p in paths if self.specs.get(p)}
+        found = self.read(ids) if ids and self.read else {}
+        return {p: spec for p, raw in found.items() if (spec := load_bytes(raw, p)[0]) is not None}
 
     def text(self, digest: str) -> str:
         """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
@@ -69,16 +81,18 @@ def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = 
     with opts.timed("build"):
         built, errors = build(opts, rendered, overlays_of(rendered.files))
     with opts.timed("cache"):
-        out = side(model, rendered.files, built)
+        out = side(model, rendered.files, built, opts.root, snapshot)
         if not errors:
             remember(opts, model, out, built.keys)
     return out, _tag(errors, label)
 
 
-def side(model: Model, files: dict[str, bytes], built: Built) -> Side:
+def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None = None,
+         snapshot: dict[str, bytes] | None = None) -> Side:
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
-    validated)."""
-    out = Side(envs=list(model.platform.environments), sweeps={
+    validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
+    out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
+               clusters={env: e.cluster for env, e in model.platform.environments.items()}, sweeps={
         (s.data["team"], s.data["name"]) for s in specs_of(model.experiments)
         if s.data.get("sweep", {}).get("grid") or "random" in s.data.get("sweep", {})})  # as Experiment.grid/random
     for env in model.platform.environments:
@@ -95,6 +109,20 @@ def side(model: Model, files: dict[str, bytes], built: Built) -> Side:
             out.values[layout.place(path).env] = digest = cache.text_digest(text)
             out.texts[digest] = text
     return out
+
+
+def _reader(root: Path | None, snapshot: dict[str, bytes] | None):
+    def read(ids: dict[str, str]) -> dict[str, bytes]:
+        if snapshot is not None:
+            return {p: snapshot[p] for p in ids if p in snapshot}
+        out = {}
+        for p in ids:
+            try:
+                out[p] = (root / p).read_bytes()
+            except OSError:  # gone since it was read: the diff says less, not something else
+                pass
+        return out
+    return read if (root is not None or snapshot is not None) else None
 
 
 def side_key(specs: dict[str, str], bases: dict[str, str], schemas: dict[str, str], builder: str) -> str:
@@ -129,7 +157,7 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str]) -> None
             store.put("text", digest, s.texts[digest].encode("utf-8"))
     for digest in s.values.values():
         store.put("text", digest, s.texts[digest].encode("utf-8"))
-    doc = {"envs": s.envs, "sweeps": sorted(s.sweeps),
+    doc = {"envs": s.envs, "sweeps": sorted(s.sweeps), "specs": s.specs, "clusters": s.clusters,
            "quotas": {env: [cap, alloc, {t: asdict(q) for t, q in quotas.items()}]
                       for env, (cap, alloc, quotas) in s.quotas.items()},
            "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values}
@@ -141,7 +169,8 @@ def recall(store: cache.Cache, k: str) -> Side | None:
     if body is None:
         return None
     doc = json.loads(body)
-    out = Side(envs=doc["envs"], sweeps={tuple(x) for x in doc["sweeps"]}, store=store, values=doc["values"])
+    out = Side(envs=doc["envs"], sweeps={tuple(x) for x in doc["sweeps"]}, store=store, values=doc["values"],
+               specs=doc["specs"], clusters=doc["clusters"])
     for env, (cap, alloc, quotas) in doc["quotas"].items():
         out.quotas[env] = (cap, alloc, {t: Quota(**q) for t, q in quotas.items()})
     for overlay, (digest, kind, k) in doc["built"].items():
@@ -192,7 +221,17 @@ def diff_trees(base_opts: Options, head_opts: Options, base_label: str = "base",
     with head_opts.timed("compare"):
         _parse(base, head)
         _parse(head, base)
-        return compare(base, head)
+        return compare(base, head, _spec_changes(base, head))
+
+
+def _spec_changes(base: Side, head: Side) -> dict[str, tuple[SpecFile | None, SpecFile | None]]:
+    """{path: (the base's spec, the head's)} of every spec file that differs between the two sides, experiments,
+    models and teams parsed (None where a side has none), the platform file by path only (both None): what the diff
+    says a change happened because of."""
+    paths = sorted(p for p in base.specs.keys() | head.specs.keys() if base.specs.get(p) != head.specs.get(p))
+    typed = [p for p in paths if p.startswith(("specs/experiments/", "specs/models/", "specs/teams/"))]
+    old, new = base.spec_files(typed), head.spec_files(typed)
+    return {p: (old.get(p), new.get(p)) for p in paths}
 
 
 def changed_paths(root: Path, base: str) -> set[str] | None:
@@ -227,6 +266,7 @@ def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
         return listed
     top, tree, names, entries, recalled = listed
     if recalled is not None:
+        recalled.read = lambda ids: _blobs(git, top, ids)
         if head is None:  # made once, also for the case the recalled side turns out stale
             head, found = _side(opts, None)
             if found:  # a recalled side is free of errors: the head's are all there is to say
@@ -312,9 +352,19 @@ def _spec_blobs(git, top: Path, entries) -> dict[str, bytes] | None:
     entries = [e for e in entries if e[0].startswith("specs/")] if entries is not None else None
     if entries is None or not _plain(entries):
         return None
-    batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for *_, oid in entries))
+    return _cat(git, top, [(path, oid) for path, _, _, oid in entries])
+
+
+def _blobs(git, top: Path, ids: dict[str, str]) -> dict[str, bytes]:
+    """{path: bytes} of these files by their git blob ids ({} when git cannot give them all)."""
+    return _cat(git, top, [(p, i.encode()) for p, i in ids.items()]) or {}
+
+
+def _cat(git, top: Path, wanted: list[tuple[str, bytes]]) -> dict[str, bytes] | None:
+    """{path: bytes} of (path, blob id) pairs, read in one `git cat-file --batch`; None when one is not a blob."""
+    batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for _, oid in wanted))
     out, pos, data = {}, 0, batch.stdout
-    for path, _, _, oid in entries:
+    for path, oid in wanted:
         end = data.find(b"\n", pos)
         header = data[pos:end].split()
         if batch.returncode or end < 0 or len(header) != 3 or header[0] != oid or header[1] != b"blob":

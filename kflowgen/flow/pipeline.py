@@ -22,12 +22,12 @@ from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
 from kflowgen.targets.cached import Rendered, render_cached
 from kflowgen.write import survey as listings, writer
-from kflowgen.write.departures import departures
+from kflowgen.write.departures import departures, offboarding
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
     "KF702": "nothing to build for the environment or team given",
-    "KF704": "file given to `explain` is not an experiment spec of this repository",
+    "KF704": "file given to `explain` or `archive` is not an experiment spec of this repository",
 }
 
 __all__ = ["Checked", "build_environment", "checked", "experiment_at", "gate", "load", "render_to_disk", "validate"]
@@ -81,6 +81,7 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
         plan, found = writer.check(root, rendered.files, opts.jobs, started, compare=drift)
         report.extend(found)
         report.extend(departures(root, model, rendered.files, envs))
+        report.extend(offboarding(model, envs))
     overlays = [o for e in envs for o in overlays_of(rendered.files, e)]
     with opts.timed("build"):
         built, diags = build(opts, rendered, overlays)
@@ -177,7 +178,7 @@ def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | No
     base instead of rebuilding it; a pull request's own gate does not keep its head (nothing branches from it)."""
     if done.built is None or done.model is None or done.rendered is None:
         return None
-    side = diff.side(done.model, done.rendered.files, done.built)
+    side = diff.side(done.model, done.rendered.files, done.built, opts.root)
     if keep and not done.report.errors:
         diff.remember(opts, done.model, side, done.built.keys)
     return side

@@ -1,5 +1,6 @@
-"""Promotion: serve in one environment the model version another serves, by rewriting one scalar of the model spec;
-and finishing a canary (KServe): serving its version alone, by removing the canary and previous lines."""
+"""Edits of one spec value in place: promotion (serve in one environment the model version another serves, by
+rewriting one scalar of the model spec), finishing a canary (KServe: serving its version alone, by removing the canary
+and previous lines) and archiving (`archived: true` in an experiment spec)."""
 from __future__ import annotations
 
 import difflib
@@ -17,7 +18,7 @@ from kflowgen.specs.served import MODELS
 CODES = {
     "KF337": "model to promote not found",
     "KF338": "environment to promote from or to not in the model spec",
-    "KF339": "promotion cannot be written in place",
+    "KF339": "promotion or archiving cannot be written in place",
 }
 
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -26,8 +27,8 @@ _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line
 
 @dataclass(frozen=True)
 class Promotion:
-    """One promotion, not yet written: the model spec's path, its new bytes (None: it already serves that version,
-    nothing to write), and what to tell the person."""
+    """One promotion (or archiving), not yet written: the spec's path, its new bytes (None: it already serves that
+    version, or is archived already: nothing to write), and what to tell the person."""
 
     path: str
     data: bytes | None
@@ -151,3 +152,27 @@ def _offset(text: str, line: int, col: int) -> int:
             return -1
         start = m.end()
     return start + col - 1
+
+
+_ARCHIVED = re.compile(r"^archived:[^\n]*$", re.M)
+
+
+def archive(root: Path, exp) -> tuple[Promotion | None, list[Diagnostic]]:
+    """Set `archived: true` in an experiment's spec (exp: the loaded Experiment), in memory: the line is rewritten
+    where the spec has one, added at the end otherwise. The caller renders the edited specs and writes the spec with
+    the overlays, or nothing (pipeline.render_to_disk with edits)."""
+    rel = exp.source.path
+    if exp.archived:
+        return Promotion(rel, None, f"{exp.team}/{exp.name}: archived already: nothing to change\n"), []
+    text = (root / rel).read_bytes().decode("utf-8")
+    edited = (_ARCHIVED.sub("archived: true", text, count=1) if _ARCHIVED.search(text)
+              else text + ("" if text.endswith("\n") or not text else "\n") + "archived: true\n")
+    check, _ = load_text(edited, rel)
+    if check is None or check.data != {**exp.source.data, "archived": True}:
+        return None, [error(rel, exp.source.at("/archived", key=True) if "archived" in exp.source.data else (1, 1),
+                            "KF339", "cannot set archived: true in place",
+                            "add the line `archived: true` at the top level of the spec yourself")]
+    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), edited.splitlines(keepends=True),
+                                        f"a/{rel}", f"b/{rel}"))
+    return Promotion(rel, edited.encode("utf-8"), f"{diff}{exp.team}/{exp.name}: archived: its Jobs leave Git at "
+                     "the next sync; Argo CD keeps them in the cluster (Prune=false) until you delete them:\n"), []

@@ -1,5 +1,7 @@
 """What a change to the specs does, in words a reviewer reads without YAML: the changes between the objects of two
-built sides (quotas, served versions, images, Jobs, objects added, changed and removed), and the diff's formats."""
+built sides (quotas, served versions, images, Jobs, objects added, changed and removed), said by their cause where
+the spec files that differ give one (a model promoted, added or no longer served; a sweep re-run because a field
+changed; an experiment archived; a team leaving an environment), and the diff's formats."""
 from __future__ import annotations
 
 import json
@@ -8,9 +10,12 @@ from dataclasses import asdict, dataclass, field
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.specs import quantity
 from kflowgen.specs.layout import LABEL_EXPERIMENT, LABEL_MODEL, LABEL_VERSION, SYNC_OPTIONS
+from kflowgen.report.causes import experiment, model_lines, offboarding_lines, plural as _plural
+from kflowgen.specs.loader import SpecFile
 
 KINDS = ("quota", "version", "image", "jobs", "added", "changed", "removed")
 DANGEROUS = ("Namespace", "PersistentVolumeClaim", "AppProject")
+DANGER_TITLE = "⚠ Read first: teams leaving, models no longer served, namespaces, volumes and projects removed"
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,7 @@ class Change:
     team: str | None
     kind: str  # one of KINDS
     text: str  # one line, starting with "team, env: " (or "env: " for the environment as a whole)
+    danger: bool = False  # read first: a team leaving an environment, a model that stops serving there
 
     @property
     def body(self) -> str:
@@ -28,7 +34,8 @@ class Change:
 @dataclass
 class DiffReport:
     changes: list[Change] = field(default_factory=list)
-    dangerous: list[Change] = field(default_factory=list)  # removals of Namespaces, PVCs and AppProjects
+    dangerous: list[Change] = field(default_factory=list)  # teams leaving, models no longer served, removals of
+    # Namespaces, PVCs and AppProjects
     diagnostics: list[Diagnostic] = field(default_factory=list)  # spec errors at either side, tool failures
 
     @property
@@ -36,14 +43,22 @@ class DiffReport:
         return 1 if self.diagnostics else 0
 
 
-def compare(base, head) -> DiffReport:
+def compare(base, head, specs: dict[str, tuple[SpecFile | None, SpecFile | None]] | None = None) -> DiffReport:
     """The changes from one built side to the other (each side with the objects and profiles where the two differ,
-    its environments, quotas and sweeps): the dangerous removals apart, in environment, team and kind order."""
+    its environments, quotas, sweeps and clusters): the dangerous ones apart, in environment, team and kind order.
+    specs: {path: (base spec, head spec)} of the spec files that differ (experiments, models and teams parsed, the
+    platform's None), which say why objects changed."""
     envs = list(dict.fromkeys(head.envs + base.envs))  # in the head's order, then those only the base has
-    changes = [*_quotas(base, head, envs), *_objects(base, head), *_profiles(base, head)]
+    models = {k: Change(k[0], k[1], "version", _at(*k[:2]) + text, danger)
+              for k, text, danger in model_lines(specs or {})}
+    teams = {k: Change(k[0], k[1], "changed", _at(*k) + text, danger)
+             for k, text, danger in offboarding_lines(specs or {})}
+    changes = [*_quotas(base, head, envs), *_objects(base, head, specs or {}, models, teams), *models.values(),
+               *teams.values(), *_profiles(base, head)]
     report = DiffReport(changes=sorted(changes, key=lambda c: (envs.index(c.env), c.team is not None, c.team or "",
                                                                KINDS.index(c.kind), c.text)))
-    report.dangerous = [c for c in report.changes if c.kind == "removed" and c.body.split(" ", 1)[0] in DANGEROUS]
+    report.dangerous = [c for c in report.changes if c.danger or c.kind == "removed"
+                        and c.body.split(" ", 1)[0] in DANGEROUS]
     return report
 
 
@@ -85,30 +100,47 @@ def _ident(key: tuple[str, str, str, str]) -> str:
     return f"{key[2]}/{key[3]}" if key[2] else key[3]
 
 
-def _plural(kind: str, n: int) -> str:
-    return kind if n == 1 else kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
-
-
-def _objects(base, head):
-    """Objects added and removed (an experiment's Jobs counted, a whole team in one line), then changed ones."""
+def _objects(base, head, specs: dict, models: dict, teams: dict):
+    """Objects added and removed (an experiment's Jobs by their cause, a model's objects left to its line in models,
+    the RoleBindings of a team starting or ending its offboarding to its line in teams, a whole team in one line),
+    then changed ones."""
     groups: dict[tuple, list] = {}
+    jobs: dict[tuple, dict[str, list]] = {}
     sides = {"added": (head, base), "removed": (base, head)}
     for status, (here, there) in sides.items():
         for key in here.objects.keys() - there.objects.keys():
             team, obj = here.objects[key]
-            exp = obj.get("metadata", {}).get("labels", {}).get(LABEL_EXPERIMENT)
-            groups.setdefault((key[0], team, status, exp), []).append(key)
-    for (env, team, status, exp), keys in groups.items():  # (sorted at the end, with every other change)
-        n, where, here = len(keys), _at(env, team), sides[status][0]
-        if exp:  # an experiment's Jobs, counted
-            sweep = (team, exp) in here.sweeps
-            what = f"{n} new {_plural(keys[0][1], n)}" if status == "added" else f"{n} {_plural(keys[0][1], n)} removed"
-            yield Change(env, team, "jobs", f"{where}{what} ({'sweep' if sweep else 'experiment'} {exp})")
-            continue
-        for key in sorted(k for k in keys if status == "removed" and k[1] in DANGEROUS):  # one line each
-            opts = here.objects[key][1].get("metadata", {}).get("annotations", {}).get(SYNC_OPTIONS, "")
-            keep = f" (Argo CD keeps it in the cluster: {opts})" if "Delete=false" in opts else ""
-            yield Change(env, team, status, f"{where}{key[1]} {_ident(key)} removed{keep}")
+            labels = obj.get("metadata", {}).get("labels", {})
+            exp = labels.get(LABEL_EXPERIMENT)
+            if exp:
+                jobs.setdefault((key[0], team, exp), {"added": [], "removed": []})[status].append(key)
+            elif (key[0], team, labels.get(LABEL_MODEL)) not in models and not (
+                    key[1] == "RoleBinding" and (key[0], team) in teams):
+                groups.setdefault((key[0], team, status), []).append(key)
+    experiments: dict[str, tuple] = {}  # team/name -> (base spec, head spec); a renamed one is two experiments
+    for p, (old, new) in specs.items():
+        if p.startswith("specs/experiments/") and (old or new):
+            names = [s.data["team"] + "/" + s.data["name"] if s else None for s in (old, new)]
+            if names[0] == names[1]:
+                experiments[names[0]] = (old, new)
+            else:
+                experiments.update({n: pair for n, pair in zip(names, ((old, None), (None, new))) if n})
+    for (env, team, exp), found in jobs.items():
+        yield Change(env, team, "jobs", _at(env, team) + experiment(env, team, exp, found, experiments.get(
+            f"{team}/{exp}"), base, head, specs))
+    for (env, team, status), keys in groups.items():  # (sorted at the end, with every other change)
+        where, here = _at(env, team), sides[status][0]
+        if status == "removed" and (env, "Namespace", "", team) in keys:  # the team leaves: one line, read first
+            cluster = base.clusters.get(env)
+            yield Change(env, team, status, f"{where}{team} leaves {env}: Namespace {team} and its NAS "
+                         "(PersistentVolumeClaim nas) stay in the cluster, and so do its quota, network policy, "
+                         "access and Jobs (Argo CD: Prune=false, Delete=false); to delete them after backing up the "
+                         f"NAS: kubectl{f' --server {cluster}' if cluster else ''} delete namespace {team}", True)
+        else:
+            for key in sorted(k for k in keys if status == "removed" and k[1] in DANGEROUS):  # one line each
+                opts = here.objects[key][1].get("metadata", {}).get("annotations", {}).get(SYNC_OPTIONS, "")
+                keep = f" (Argo CD keeps it in the cluster: {opts})" if "Delete=false" in opts else ""
+                yield Change(env, team, status, f"{where}{key[1]} {_ident(key)} removed{keep}")
         rest = sorted(k for k in keys if status == "added" or k[1] not in DANGEROUS)
         by_kind = {kind: [k for k in rest if k[1] == kind] for kind in sorted({k[1] for k in rest})}
         if (env, "Namespace", "", team) in keys:  # the whole team came or went: one line
@@ -123,19 +155,23 @@ def _objects(base, head):
     for key in sorted(base.objects.keys() & head.objects.keys()):
         (team, old), (_, new) = base.objects[key], head.objects[key]
         if old != new:
-            yield from _changed(key, team, old, new)
+            yield from _changed(key, team, old, new, models)
 
 
-def _changed(key, team: str | None, old: dict, new: dict):
-    """Which fields changed (two levels deep), and the container images and served model version among them."""
+def _changed(key, team: str | None, old: dict, new: dict, models: dict):
+    """Which fields changed (two levels deep), and the container images and served model version among them; of a
+    model whose line (models) says why, only the images."""
     env, where = key[0], _at(key[0], team)
+    model = new.get("metadata", {}).get("labels", {}).get(LABEL_MODEL)
+    explained = (env, team, model) in models
     fields = []
     for k in sorted(old.keys() | new.keys()):
         a, b = old.get(k), new.get(k)
         if a != b:
             fields += ([f"{k}.{s}" for s in sorted(a.keys() | b.keys()) if a.get(s) != b.get(s)]
                        if isinstance(a, dict) and isinstance(b, dict) else [k])
-    yield Change(env, team, "changed", f"{where}{key[1]} {_ident(key)} changed ({', '.join(fields)})")
+    if not explained:
+        yield Change(env, team, "changed", f"{where}{key[1]} {_ident(key)} changed ({', '.join(fields)})")
     templates = [o.get("spec", {}).get("template", {}) for o in (old, new)]
     pods = [t.get("spec", {}) for t in templates]
     images = [{c["name"]: c.get("image") for c in p.get("containers", []) + p.get("initContainers", [])} for p in pods]
@@ -143,11 +179,11 @@ def _changed(key, team: str | None, old: dict, new: dict):
         if images[0][name] != images[1][name]:
             yield Change(env, team, "image", f"{where}{key[1]} {_ident(key)} container {name} image "
                          f"{_image_arrow(images[0][name], images[1][name])}")
-    model = new.get("metadata", {}).get("labels", {}).get(LABEL_MODEL)
     versions = [t.get("metadata", {}).get("labels", {}).get(LABEL_VERSION) for t in templates]
     if key[1] == "InferenceService":
         versions = [_served_versions(o) for o in (old, new)]
-    if model and key[1] in ("Deployment", "InferenceService") and None not in versions and versions[0] != versions[1]:
+    if model and not explained and key[1] in ("Deployment", "InferenceService") and None not in versions \
+            and versions[0] != versions[1]:
         yield Change(env, team, "version", f"{where}model {model} version {versions[0]} → {versions[1]}")
 
 
@@ -225,7 +261,7 @@ def render_markdown(r: DiffReport) -> str:
     if r.diagnostics:
         out += ["```", *_diagnostic_lines(r), "```", ""]
     if r.dangerous:
-        out += ["### ⚠ Removed from Git: namespaces, volumes, projects", ""]
+        out += [f"### {DANGER_TITLE}", ""]
         out += [f"- ⚠ {c.text}" for c in r.dangerous] + [""]
     for env in dict.fromkeys(c.env for c in r.changes):
         out += [f"### {env}", ""]
@@ -239,5 +275,8 @@ def render_markdown(r: DiffReport) -> str:
 def render_json(r: DiffReport) -> str:
     diags = [{"path": d.path, "line": d.line, "column": d.col, "severity": d.severity, "code": d.code,
               "message": d.message, "hint": d.hint} for d in r.diagnostics]
-    return json.dumps({"changes": [asdict(c) for c in r.changes], "dangerous": [asdict(c) for c in r.dangerous],
+    def change(c: Change) -> dict:
+        return {k: v for k, v in asdict(c).items() if k != "danger"}  # the dangerous list says which
+
+    return json.dumps({"changes": [change(c) for c in r.changes], "dangerous": [change(c) for c in r.dangerous],
                        "diagnostics": diags}, indent=2, ensure_ascii=False) + "\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from kflowgen.diagnostics import ERROR, Diagnostic, Report
-from kflowgen.report.changes import DiffReport, tally
+from kflowgen.report.changes import DANGER_TITLE, DiffReport, tally
 
 MARKER = "<!-- kflowgen gate -->"  # the workflow finds its earlier comment by this line and edits it
 LIMIT = 60_000  # GitHub refuses comment bodies over 65,536 characters; room is left for the marker and the cut line
@@ -74,7 +74,7 @@ def _changes(result: DiffReport | None, base: str) -> list[str]:
         return ["### What changes", "", "No diff: the pull request's specs do not build (see above).", ""]
     out = [f"### What changes against {_plain(base)}", "", _plain(tally(result).removeprefix("kflowgen diff: ")), ""]
     if result.dangerous:
-        out += ["**⚠ Removed from Git: namespaces, volumes, projects**", ""]
+        out += [f"**{DANGER_TITLE}**", ""]
         out += [f"- ⚠ {_plain(c.text)}" for c in result.dangerous] + [""]
     dangerous = set(result.dangerous)
     for env in dict.fromkeys(c.env for c in result.changes):

@@ -90,6 +90,8 @@ def check(model, experiments: list[Experiment]):
                             f"{p.source.path}", close(env, p.environments))
         if team is None or not gpu_known:
             continue  # quota and Job names need the team and the GPU type
+        if exp.archived:
+            continue  # nothing of it runs any more: no quota to fit, no Job to name
         runs = [] if sweep or not quantity.valid(exp.cpu, millicores=True) else trials(exp)  # KF204 says why not
         for i, env in enumerate(exp.environments):
             at = src.at(f"/environments/{i}")

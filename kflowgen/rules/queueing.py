@@ -21,9 +21,9 @@ def check(model):
     teams = {t.name: t for t in model.teams}
     for exp in model.experiments:
         team = teams.get(exp.team)
-        if team is None or (exp.gpu_type and exp.gpu_type not in p.gpu_types) \
+        if exp.archived or team is None or (exp.gpu_type and exp.gpu_type not in p.gpu_types) \
                 or not quantity.valid(exp.cpu, millicores=True) or not quantity.valid(exp.memory):
-            continue  # KF320, KF323, KF204 say why
+            continue  # archived: nothing runs; otherwise KF320, KF323, KF204 say why
         for i, env in enumerate(exp.environments):
             if env in team.quota and p.queueing_in(env):
                 yield from _fits(model, exp, team, env, i)

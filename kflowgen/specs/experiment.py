@@ -63,6 +63,7 @@ class Experiment:
     shell: bool = False
     shm: str | None = None  # /dev/shm size; None: the platform's
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # variable -> (Secret, key), sorted
+    archived: bool = False  # done: no Job is rendered any more; the spec stays as the record of what ran
 
 
 def _text(value) -> str:
@@ -111,7 +112,8 @@ def experiment_from(spec: SpecFile) -> Experiment:
         deadline=seconds(d.get("deadline")), image=d.get("image"),
         env=scalars(["env"], d.get("env", {})), workers=d.get("workers", 1), framework=d.get("framework", "pytorch"),
         shell=bool(d.get("shell", False)), shm=d.get("shm"),
-        secrets={k: (v["secret"], v["key"]) for k, v in sorted(d.get("secrets", {}).items())})
+        secrets={k: (v["secret"], v["key"]) for k, v in sorted(d.get("secrets", {}).items())},
+        archived=bool(d.get("archived", False)))
 
 
 # --- trials -------------------------------------------------------------------------------------------------------

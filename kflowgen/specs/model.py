@@ -201,6 +201,7 @@ class Team:
     profiles: tuple[Profile, ...]
     storage_size: str
     quota: dict[str, Quota]  # by environment, in the platform's environment order
+    offboarding: bool = False  # step 1 of leaving: its people only read, its notebooks mount the NAS read-only
 
     @property
     def namespace(self) -> str:
@@ -344,7 +345,8 @@ def team_from(spec: SpecFile, env_order: list[str]) -> Team:
     return Team(
         source=spec, name=d["name"], description=d.get("description", ""), owners=tuple(d["owners"]),
         members=tuple((m["group"], m.get("role", "edit")) for m in d.get("members", [])),
-        image=d["notebook"]["image"], profiles=tuple(profiles), storage_size=d["storage"]["size"], quota=quota)
+        image=d["notebook"]["image"], profiles=tuple(profiles), storage_size=d["storage"]["size"], quota=quota,
+        offboarding=bool(d.get("offboarding", False)))
 
 
 class Deferred(Sequence):

@@ -211,6 +211,7 @@ def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
     profiles, access = [], {}
     shm, shm_mount = pods.shm_volume(p.shm)
     for t in teams:
+        readonly = {"readOnly": True} if t.offboarding else {}  # step 1 of leaving: the NAS is read to back it up
         for prof in t.profiles:
             slug = layout.profile_slug(t.name, prof.name)
             override: dict = {
@@ -223,8 +224,8 @@ def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
                 "extra_labels": {"hub.jupyter.org/network-access-hub": "true", layout.LABEL_TEAM: t.name},
                 # read by `kflowgen new experiment --from-notebook`
                 "environment": {"KFLOWGEN_TEAM": t.name, "KFLOWGEN_WORKSPACE": p.mount_path},
-                "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas"}}, shm],
-                "volume_mounts": [{"name": "nas", "mountPath": p.mount_path}, shm_mount],
+                "volumes": [{"name": "nas", "persistentVolumeClaim": {"claimName": "nas", **readonly}}, shm],
+                "volume_mounts": [{"name": "nas", "mountPath": p.mount_path, **readonly}, shm_mount],
             }
             secrets = pods.pull_secrets(p, [t.image])
             if secrets:
@@ -245,7 +246,8 @@ def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
                                     "--TerminalManager.cull_inactive_timeout=" + str(idle)]
             # KubeSpawner's spawn page prints these without escaping them: they are HTML here
             entry = {"display_name": html.escape(f"{t.name}: {prof.display_name}"), "slug": slug,
-                     "description": html.escape(prof.description or _describe(p, prof))}
+                     "description": html.escape((prof.description or _describe(p, prof))
+                                                + (" (read-only NAS: the team is leaving)" if t.offboarding else ""))}
             if prof.default:
                 entry["default"] = True
             entry["kubespawner_override"] = override

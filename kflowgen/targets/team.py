@@ -36,11 +36,17 @@ def platform_overlay(p: Platform, t: Team, env: str, served: list = ()) -> dict[
         "metadata": meta("nas", annotations={SYNC_OPTIONS: KEEP}),
         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": p.storage_class,
                  "resources": {"requests": {"storage": str(t.storage_size)}}}}
-    objs["rolebinding.owners.yaml"] = _rolebinding("owners", "admin", [("User", o) for o in t.owners])
-    for role in ("admin", "edit", "view"):
-        groups = [g for g, r in t.members if r == role]
-        if groups:
-            objs[f"rolebinding.members-{role}.yaml"] = _rolebinding(f"members-{role}", role, [("Group", g) for g in groups])
+    if t.offboarding:  # step 1 of leaving: everyone reads, no one writes (a RoleBinding's roleRef never changes, so
+        # this is a binding of its own name and Argo CD prunes the others)
+        objs["rolebinding.offboarding-view.yaml"] = _rolebinding(
+            "offboarding-view", "view", [("User", o) for o in t.owners] + [("Group", g) for g, _ in t.members])
+    else:
+        objs["rolebinding.owners.yaml"] = _rolebinding("owners", "admin", [("User", o) for o in t.owners])
+        for role in ("admin", "edit", "view"):
+            groups = [g for g, r in t.members if r == role]
+            if groups:
+                objs[f"rolebinding.members-{role}.yaml"] = _rolebinding(f"members-{role}", role,
+                                                                        [("Group", g) for g in groups])
     objs["rolebinding.jupyterhub-spawner.yaml"] = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("jupyterhub-spawner"),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jupyterhub-spawner"},

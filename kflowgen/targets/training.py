@@ -16,6 +16,10 @@ Argo CD neither deletes it nor marks the team's Application out of sync, so the 
 stay until a team member deletes them (`kubectl delete jobs -l kflowgen.dev/experiment=<name>`; members have
 `edit` in their namespace). Prune=confirm was considered and rejected: it holds the team's whole Application
 (serving included) until an Argo CD admin confirms.
+An archived experiment (`archived: true`) renders no Job: its Jobs leave Git, and the gate's comment and `explain`
+give that command. A cleanup that Argo CD runs (a PostSync hook Job deleting them) was considered and not made: its
+pod would need the API server, which the team's default-deny NetworkPolicy does not reach and whose address kflowgen
+does not know, an image with kubectl, and a token with delete rights in every team namespace.
 
 Where the platform queues training with Kueue (README, "Queueing"), each Job also names its namespace's LocalQueue
 and is created suspended: Kueue resumes it when the team's queue admits it.
@@ -228,12 +232,19 @@ def manifest(exp: Experiment, team: Team, p: Platform, trial: dict[str, str], qu
 
 
 def render_experiment(exp: Experiment, team: Team, platform: Platform, env: str) -> dict[str, dict]:
-    """{file name: object} for overlays/<env>/teams/<team>/workloads/; empty when the experiment does not run in env."""
-    if env not in exp.environments:
+    """{file name: object} for overlays/<env>/teams/<team>/workloads/; empty when the experiment does not run in env
+    or is archived."""
+    if env not in exp.environments or exp.archived:
         return {}
     queued = platform.queueing_in(env) is not None
     objs = (manifest(exp, team, platform, t, queued) for t in trials(exp))
     return dict(sorted((f"{o['kind'].lower()}.{o['metadata']['name']}.yaml", o) for o in objs))
+
+
+def delete_command(exp: Experiment, team: Team, platform: Platform, env: str) -> str:
+    """The command that deletes an experiment's Jobs, earlier trials included, from an environment's cluster."""
+    return (f"kubectl --server {platform.environments[env].cluster} -n {team.namespace} delete "
+            f"{exp.kind.lower()}s -l {LABEL_EXPERIMENT}={exp.name}")
 
 
 def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
@@ -251,6 +262,12 @@ def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
     unit = next(u for u in "dhms" if deadline % DURATION_UNITS[u] == 0)
     stop = f"stopped after {deadline // DURATION_UNITS[unit]}{unit}" + ("" if exp.deadline else " (the platform's default)")
     queued = [env for env in exp.environments if platform.queueing_in(env)]
+    if exp.archived:
+        return (f"Experiment {exp.name} of team {team.name} ({exp.source.path}) is archived: none of its {len(runs)} "
+                "trial(s) is rendered any more, and its spec stays as the record of what ran.\n"
+                "  Argo CD keeps its Jobs, with their pods and logs, in the cluster (Prune=false); to delete them:\n"
+                + "".join(f"    {delete_command(exp, team, platform, env)}\n" for env in exp.environments
+                          if env in platform.environments))
     lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
              f"  {len(runs)} trial(s), each a {what}; each {'node' if k == trainjob.KIND else 'pod'} gets {gpu}, "
              f"{exp.cpu} CPU and {exp.memory} memory.",

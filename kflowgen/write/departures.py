@@ -1,7 +1,8 @@
 """Teams that leave an environment: their committed namespace is no longer rendered. Argo CD keeps the Namespace and
 the NAS volume (Prune=false, Delete=false), so nothing is lost, and the namespace's quota, network policy, access
 and training Jobs (Delete=false: fenced, and the team can back its NAS up); a warning says what a person must do to
-remove them on purpose."""
+remove them on purpose. Before that, a team being offboarded (`offboarding: true`, step 1) only reads: a warning says
+so, and what step 2 is."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from kflowgen.specs.model import Model
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
     "KF505": "a removed team's namespace and data stay on the cluster until a person deletes them",
+    "KF506": "a team is being offboarded: read-only until its NAS is backed up, then removed on purpose",
 }
 
 
@@ -36,4 +38,21 @@ def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str
                                    "quota, network policy, access and training Jobs (Delete=false)",
                                    "to delete them on purpose, back up the team NAS, then run: "
                                    f"kubectl --server {cluster} delete namespace {team}"))
+    return out
+
+
+def offboarding(model: Model, envs: list[str]) -> list[Diagnostic]:
+    """Teams in step 1 of leaving (`offboarding: true`): say what they can still do and what step 2 is."""
+    out = []
+    for t in model.teams:
+        where = [env for env in envs if env in t.quota and env in model.platform.environments]
+        if t.offboarding and where:
+            delete = "; ".join(f"kubectl --server {model.platform.environments[env].cluster} delete namespace "
+                               f"{t.namespace}" for env in where)
+            out.append(warning(t.source.path, t.source.at("/offboarding", key=True), "KF506",
+                               f"team {t.name} is being offboarded (step 1 of 2): in {', '.join(where)} its owners "
+                               "and members only read (ClusterRole view) and its notebooks mount the NAS read-only, "
+                               "so the NAS can be backed up",
+                               f"step 2, once the NAS is backed up: remove {t.source.path} with the team's "
+                               f"experiments and models, then run: {delete}"))
     return out
