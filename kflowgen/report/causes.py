@@ -83,17 +83,17 @@ def model_lines(specs: dict):
             sa, sb = (x.environments.get(env) if x else None for x in (a, b))
             text, danger = None, False
             if sa and sb:
-                if sa.version != sb.version:
+                if _serves(sa) != _serves(sb):
                     shape = _shape(sb) if _shape(sa) == _shape(sb) else f"{_shape(sa)} → {_shape(sb)}"
-                    text = f"model {m.name} v{sa.version} → v{sb.version} ({shape})"
+                    text = f"model {m.name} {_serves(sa)} → {_serves(sb)} ({shape})"
                     more = _fields(old, new, _model_field(env, skip=SHAPE))
                     text += f"; {more}" if more else ""
                 elif fields := _fields(old, new, _model_field(env)):
                     text = f"model {m.name} v{sb.version}: {fields}"
             elif sb:
-                text = f"model {m.name} v{sb.version} {'added' if a is None else 'starts serving'} ({_shape(sb)})"
+                text = f"model {m.name} {_serves(sb)} {'added' if a is None else 'starts serving'} ({_shape(sb)})"
             elif sa:
-                text = (f"model {m.name} stops serving in {env} (was v{sa.version}, {_shape(sa)})"
+                text = (f"model {m.name} stops serving in {env} (was {_serves(sa)}, {_shape(sa)})"
                         + ("" if b else ": its spec is removed"))
                 danger = True
             if text:
@@ -116,7 +116,12 @@ def offboarding_lines(specs: dict):
             yield (env, team), text, now
 
 
-SHAPE = ("version", "replicas", "cpu", "memory", "gpu", "autoscale")  # said by _shape (and the version arrow)
+SHAPE = ("version", "canary", "previous", "replicas", "cpu", "memory", "gpu", "autoscale")  # said by _shape and _serves
+
+
+def _serves(s) -> str:
+    """'v4', or with a KServe canary 'v3, canary v4 at 10%'."""
+    return f"v{s.previous}, canary v{s.version} at {s.canary}%" if s.canary else f"v{s.version}"
 
 
 def _shape(s) -> str:

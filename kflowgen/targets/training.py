@@ -244,7 +244,7 @@ def render_experiment(exp: Experiment, team: Team, platform: Platform, env: str)
 def delete_command(exp: Experiment, team: Team, platform: Platform, env: str) -> str:
     """The command that deletes an experiment's Jobs, earlier trials included, from an environment's cluster."""
     return (f"kubectl --server {platform.environments[env].cluster} -n {team.namespace} delete "
-            f"{exp.kind.lower()}s -l {LABEL_EXPERIMENT}={exp.name}")
+            f"{kind(exp, platform).lower()}s -l {LABEL_EXPERIMENT}={exp.name}")
 
 
 def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
