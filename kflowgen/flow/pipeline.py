@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kflowgen import cache
+from kflowgen import cache, survey as listings
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
@@ -21,7 +21,7 @@ from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
 from kflowgen.targets.cached import Rendered, render_cached
-from kflowgen.write import survey as listings, writer
+from kflowgen.write import writer
 from kflowgen.write.departures import departures
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)

@@ -1,6 +1,6 @@
-"""What is under overlays/, listed without reading it: a find listing of every entry (files, links, FIFOs, sockets,
-devices), and what git says of the tracked files (which hold exactly their committed blob, so need not be read).
-The commands start early (survey) and run while kflowgen loads and renders."""
+"""What is under a folder of the repository (overlays/, specs/), listed without reading it: a find listing of every
+entry (files, links, FIFOs, sockets, devices), and what git says of the tracked files (which hold exactly their
+committed blob, so need not be read). The commands start early (survey) and run while kflowgen loads and renders."""
 from __future__ import annotations
 
 import os
@@ -37,21 +37,29 @@ def existing(root: Path) -> tuple[list[str], list[str], list[str]]:
     return sorted(out), sorted(links), sorted(special)
 
 
-GIT = (("ls-files", "-z", "-s", "-t", "-v", "--", OWNED),
-        ("diff-files", "-z", "--relative", "--name-only", "--", OWNED),
-        ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor)$"),
-        ("rev-parse", "--git-path", "info/attributes", "--show-toplevel"))
-# every entry under overlays/ but folders, with its type: what git does not track (untracked and ignored files) is
-# what find lists and git does not; git lists no FIFO, socket or device; and a run that only lists (validate) needs
-# nothing else
-_FIND = ("find", OWNED, "!", "-type", "d", "-printf", "%y %p\\0")
+def _git(folder: str) -> tuple[tuple[str, ...], ...]:
+    return (("ls-files", "-z", "-s", "-t", "-v", "--", folder),
+            ("diff-files", "-z", "--relative", "--name-only", "--", folder),
+            ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor)$"),
+            ("rev-parse", "--git-path", "info/attributes", "--show-toplevel"))
 
 
-def survey(root: Path, git: bool = True) -> list:
-    """Start the commands plan() reads, so they run while kflowgen loads and renders: git's (with git) and a find
-    listing of overlays/; output goes to temporary files, so a command never waits for a reader."""
+GIT = len(_git(OWNED))  # how many git commands a survey starts (the find listing comes after them)
+
+
+def _find(folder: str, folders: bool) -> list[str]:
+    """Every entry under the folder with its type (folders too, with folders): what git does not track (untracked
+    and ignored files) is what find lists and git does not; git lists no FIFO, socket or device; and a run that
+    only lists (validate) needs nothing else."""
+    return ["find", folder, *(() if folders else ("!", "-type", "d")), "-printf", "%y %p\\0"]
+
+
+def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = False) -> list:
+    """Start the commands plan() (for overlays/) or the spec reader (for specs/, with folders listed) reads, so they
+    run while kflowgen loads and renders: git's (with git) and a find listing of the folder; output goes to
+    temporary files, so a command never waits for a reader."""
     runs = []
-    for argv in [*(["git", "-C", str(root), *args] for args in (GIT if git else ())), list(_FIND)]:
+    for argv in [*(["git", "-C", str(root), *args] for args in (_git(folder) if git else ())), _find(folder, folders)]:
         out = tempfile.TemporaryFile()
         try:
             runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
@@ -84,38 +92,51 @@ def results(started: list) -> list[tuple[bytes, int]]:
     return outs
 
 
-def find_listing(found: tuple[bytes, int]) -> tuple[list[str], list[str], list[str]] | None:
-    """find's listing as existing gives it ([files], [links], [FIFOs, sockets, devices]); None when find failed (no
-    overlays/, or a find without -printf): then existing walks the folder."""
+def find_paths(found: tuple[bytes, int]) -> list[tuple[str, str]] | None:
+    """find's listing as (type, path) pairs, the type as find gives it (f file, d folder, l link; p, s, b, c the
+    special files); None when find failed (no such folder, an unreadable one, or a find without -printf)."""
     out, code = found
     if code:
         return None
-    kinds: dict[str, list[str]] = {"f": [], "l": [], "": []}
-    for item in out.decode("utf-8", "surrogateescape").split("\0"):
-        if item:
-            kind, _, rel = item.partition(" ")
-            kinds.get(kind, kinds[""]).append(rel)
+    return [(kind, rel) for kind, _, rel in (item.partition(" ") for item in
+                                             out.decode("utf-8", "surrogateescape").split("\0") if item)]
+
+
+def find_listing(found: tuple[bytes, int]) -> tuple[list[str], list[str], list[str]] | None:
+    """find's listing as existing gives it ([files], [links], [FIFOs, sockets, devices]; folders left out); None
+    when find failed (no overlays/, or a find without -printf): then existing walks the folder."""
+    paths = find_paths(found)
+    if paths is None:
+        return None
+    kinds: dict[str, list[str]] = {"f": [], "l": [], "d": [], "": []}
+    for kind, rel in paths:
+        kinds.get(kind, kinds[""]).append(rel)
     return sorted(kinds["f"]), sorted(kinds["l"]), sorted(kinds[""])
 
 
-def vouched(root: Path, outs: list | None = None, listing: tuple | None = None
+def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, folder: str = OWNED
              ) -> tuple[dict[str, str], list[str], list[str]] | None:
-    """What git says of overlays/ without reading its files: ({path: blob id} of tracked files whose bytes on disk
-    are exactly that blob, [every other path git lists there: changed, deleted, untracked, ignored, links], [FIFOs,
-    sockets and devices, which git does not list (find's), and submodules, which it lists as one entry]).
+    """What git says of a folder (overlays/, specs/) without reading its files: ({path: blob id} of tracked files
+    whose bytes on disk are exactly that blob, [every other path git lists there: changed, deleted, untracked,
+    ignored, links], [FIFOs, sockets and devices, which git does not list (find's), and submodules, which it lists
+    as one entry]).
 
     git compares each tracked file's size, times and inode with those its index recorded when it last read the
-    file, and reads the file when that cannot decide (a file changed within the index's own timestamp). Files
+    file, and reads the file when that cannot decide (a file changed within the index's own timestamp, the "racy
+    git" case: its mtime is not older than the index file, so a change in the same tick would not show). A file
+    behind a link (a tracked folder replaced by a link) is reported deleted, so not vouched for. Files
     marked assume-unchanged or skip-worktree are not vouched for. None, and every file is read, when git cannot
     say: not a work tree, line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting
     makes the bytes on disk differ from the blob), or settings under which git compares less than its index records
     (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor; and when find
     could not list the special files."""
     if outs is None:
-        outs = results(survey(root))
+        outs = results(survey(root, folder=folder))
         listing = find_listing(outs.pop())
     if listing is None:
         return None
+    if len(outs) != GIT:
+        return None  # git was not asked
     (listed, ok1), (changed, ok2), (settings, _), (paths, ok5) = outs
     if ok1 or ok2 or ok5:
         return None
@@ -149,7 +170,7 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None
             others.append(rel)
     others += [rel for rel in (*listing[0], *listing[1]) if rel not in tracked]  # untracked and ignored
     others += dirty - set(others) - set(vouched)
-    if any(rel.endswith("/") or not rel.startswith(OWNED + "/") or rel.endswith("/.gitattributes")
+    if any(rel.endswith("/") or not rel.startswith(folder + "/") or rel.endswith("/.gitattributes")
            for rel in [*vouched, *others, *gitlinks]):
-        return None  # a nested repository, overlays/ itself a link, or attributes inside overlays/
+        return None  # a nested repository, the folder itself a link, or attributes inside it
     return vouched, sorted(set(others) - gitlinks), sorted({*listing[2], *gitlinks})
