@@ -81,7 +81,8 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
         plan, found = writer.check(root, rendered.files, opts.jobs, started, compare=drift)
         report.extend(found)
         report.extend(departures(root, model, rendered.files, envs))
-    overlays = [o for e in envs for o in overlays_of(rendered.files, e)]
+    every = overlays_of(rendered.files)
+    overlays = [o for e in envs for o in every if o.startswith(f"overlays/{e}/")]
     with opts.timed("build"):
         built, diags = build(opts, rendered, overlays)
     report.extend(diags)
