@@ -236,3 +236,29 @@ def test_edits_about_to_be_written_are_read_as_edited(repo, store):
     cold = pipeline.load(Options(repo, 1), edits=edited)
     assert pipeline.load(Options(repo, 1, store), edits=edited) == cold
     assert str(cold[0].team("prod", "nlp").quota["prod"].cpu) == "196"
+
+
+def test_finds_listing_of_specs_is_the_walk(repo, tmp_path):
+    from kflowgen.specs.discover import spec_files
+
+    def listed(root: Path):
+        return survey.find_paths(survey.results(survey.survey(root, git=False, folder="specs", folders=True))[0])
+
+    (repo / "specs/.yaml").write_text("name: x\n")  # no name, only an extension: not a spec file
+    (repo / "specs/teams/odd.yml").mkdir()  # a folder named like a spec: reported, and walked into
+    (repo / "specs/teams/odd.yml/inner.yaml").write_text("name: x\n")
+    os.mkfifo(repo / "specs/experiments/nlp/pipe.yaml")
+    (repo / "specs/experiments/nlp/notes.txt").write_text("not a spec\n")
+    (repo / "specs/experiments/nlp/deep/er").mkdir(parents=True)
+    (repo / "specs/experiments/nlp/deep/er/x.yaml").write_text("team: nlp\n")
+    (repo / "specs/experiments/nlp/with space & ünïcode.yaml").write_text("team: nlp\n")
+    assert listed(repo) and spec_files(repo, None, listed(repo)) == spec_files(repo)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.yaml").write_text("team: nlp\n")
+    (repo / "specs/experiments/away").symlink_to(outside, target_is_directory=True)
+    (repo / "specs/experiments/vision/alias.yaml").symlink_to(repo / SWEEP)
+    walked = spec_files(repo)
+    assert ("specs/experiments/away/", "outside") in walked and ("specs/experiments/vision/alias.yaml",
+                                                                 "experiment") in walked
+    assert spec_files(repo, None, listed(repo)) == walked  # links: walked, not taken from find
