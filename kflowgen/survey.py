@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 OWNED = "overlays"  # the folder kflowgen owns: every generated file lives here
+SPECS = "specs"  # the folder people write specs in
 
 
 def listed(path: str) -> bool:
@@ -68,6 +69,22 @@ def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = Fa
             out.close()
             runs.append((None, None))
     return runs
+
+
+def specs(root: Path, git: bool) -> list:
+    """The listing of specs/ every command that reads the specs starts (with git's, when git may vouch for them)."""
+    return survey(root, git=git, folder=SPECS, folders=True)
+
+
+def early(root: Path, git: bool) -> dict:
+    """specs() started now, for Options.early: the command line starts it before it imports the stages, which takes
+    longer than the listing; taken by the stage that reads the specs of this root (taken_or_started)."""
+    return {(str(root), SPECS, git): specs(root, git)}
+
+
+def taken_or_started(given: dict, root: Path, git: bool) -> list:
+    """The listing of specs/ started early for this root (taken: a second reader starts its own), else started now."""
+    return given.pop((str(root), SPECS, git), None) or specs(root, git)
 
 
 def finish(started: list | None) -> None:

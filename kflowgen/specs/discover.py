@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.survey import SPECS
 from kflowgen.specs.experiment import EXPERIMENTS
 from kflowgen.specs.served import MODELS
 
@@ -17,7 +18,6 @@ CODES = {
 }
 
 PLATFORM = "specs/platform.yaml"
-SPECS = "specs"
 
 
 def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None,

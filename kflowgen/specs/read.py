@@ -14,7 +14,8 @@ from kflowgen import cache, parallel, survey
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.options import Options
 from kflowgen.specs import loader, schema as specschema
-from kflowgen.specs.discover import PLATFORM, SPECS, misplaced, spec_files
+from kflowgen.specs.discover import PLATFORM, misplaced, spec_files
+from kflowgen.survey import SPECS
 from kflowgen.specs.experiment import experiment_from
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Deferred, Model, platform_from, team_from
@@ -167,10 +168,13 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
     """Read and check every spec (from the repository; from a snapshot: {path: bytes} of a git commit's spec files;
     edits: {path: bytes} of spec files to read as these bytes instead, as a change about to be written), and make the
     model of those that loaded."""
+    git = opts.store.folder is not None  # git vouches for files whose results come from the cache
+    started = survey.taken_or_started(opts.early, opts.root, git) if snapshot is None else None
     if not (PLATFORM in snapshot if snapshot is not None else (opts.root / PLATFORM).is_file()):
+        survey.finish(started)
         return Specs(None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                                   "run kflowgen in the repository root, or create one with `kflowgen init`")])
-    listed, known = _listed(opts) if snapshot is None else (None, {})
+    listed, known = _listed(opts, started) if started is not None else (None, {})
     wanted = spec_files(opts.root, snapshot, listed)
     diags = misplaced(wanted)
     wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
@@ -193,11 +197,11 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
     return Specs(model, diags, [s for group in specs.values() for s in group])
 
 
-def _listed(opts: Options) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
+def _listed(opts: Options, started: list) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
     """find's listing of specs/ (None when find failed: the folder is walked instead), and {path: blob id} of the
     spec files git vouches for (kflowgen.survey.vouched; none without the cache, whose entries are what an unread
     file's results come from, or when git cannot say)."""
-    outs = survey.results(survey.survey(opts.root, git=opts.store.folder is not None, folder=SPECS, folders=True))
+    outs = survey.results(started)
     found = outs.pop()
     known = survey.vouched(opts.root, outs, survey.find_listing(found), SPECS) if outs else None
     return survey.find_paths(found), known[0] if known else {}
