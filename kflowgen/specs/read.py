@@ -79,10 +79,18 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
         groups.setdefault((folder, zlib.crc32(name.encode()) % GROUPS if sizes[folder] > GROUPS else 0),
                           []).append((rel, kind))
     known = {rel: oid for rel, oid in (known or {}).items() if not (edits and rel in edits)}
-    results = parallel.fan_out(_read_groups, list(groups.values()), opts.jobs, opts.stage(len(wanted), "reading specs"),
-                               weigh=len, state=(opts.root, opts.store, snapshot, edits, known))
+    step = opts.stage(len(wanted), "reading specs")
+    # groups of files git vouches for, recalled here (one cache entry each, no file read: forking readers and
+    # sending their results back costs more); the rest are read, on `jobs` processes when many
+    recalled = [_recalled(group, opts.store, known) if known else None for group in groups.values()]
+    todo = [group for group, found in zip(groups.values(), recalled) if found is None]
+    if step:
+        step(len(wanted) - sum(map(len, todo)))
+    read_now = iter(parallel.fan_out(_read_groups, todo, opts.jobs, step, weigh=len,
+                                     state=(opts.root, opts.store, snapshot, edits, known)))
     out = {}
-    for group, group_results in zip(groups.values(), results):
+    for group, found in zip(groups.values(), recalled):
+        group_results = found if found is not None else next(read_now)
         for (rel, _), (spec, found, hit, oid) in zip(group, group_results):
             out[rel] = spec, found, oid
             if hit is not None:
@@ -128,6 +136,19 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
         spec, found = loader.from_json(line)
         out.append((spec, found, hit, ids[rel] if rel in ids else cache.blob_id(raw)))
     return out
+
+
+def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str, str]) -> list[tuple] | None:
+    """_read_group's results for a group whose every file git vouches for, from the group's cache entry, without
+    reading a file; None when a file is not vouched for or the entry is missing."""
+    if not all(rel in known for rel, _ in group):
+        return None
+    ids = {rel: known[rel] for rel, _ in group}
+    packed = store.lookup("specs", _group_key(group, ids, {}))
+    lines = packed.split(b"\n") if packed is not None else []
+    if len(lines) != len(group):  # missing (or not one result per file: never trusted)
+        return None
+    return [(*loader.from_json(line), True, ids[rel]) for line, (rel, _) in zip(lines, group)]
 
 
 def _group_key(group: list[tuple[str, str]], ids: dict[str, str],
