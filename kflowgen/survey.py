@@ -4,6 +4,7 @@ committed blob, so need not be read). The commands start early (survey) and run 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,8 +39,8 @@ def existing(root: Path) -> tuple[list[str], list[str], list[str]]:
     return sorted(out), sorted(links), sorted(special)
 
 
-def _git(folder: str) -> tuple[tuple[str, ...], ...]:
-    return (("ls-files", "-z", "-s", "-t", "-v", "--", folder),
+def _git(folder: str, exact: bool = False) -> tuple[tuple[str, ...], ...]:
+    return (("ls-files", "-z", "-s", "-t", "-v", *(("--debug",) if exact else ()), "--", folder),
             ("diff-files", "-z", "--relative", "--name-only", "--", folder),
             ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor)$"),
             ("rev-parse", "--git-path", "info/attributes", "--show-toplevel"))
@@ -55,12 +56,13 @@ def _find(folder: str, folders: bool) -> list[str]:
     return ["find", folder, *(() if folders else ("!", "-type", "d")), "-printf", "%y %p\\0"]
 
 
-def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = False) -> list:
-    """Start the commands plan() (for overlays/) or the spec reader (for specs/, with folders listed) reads, so they
-    run while kflowgen loads and renders: git's (with git) and a find listing of the folder; output goes to
-    temporary files, so a command never waits for a reader."""
+def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = False, exact: bool = False) -> list:
+    """Start the commands plan() (for overlays/) or the spec reader (for specs/, with folders listed, and exact:
+    with the times git recorded, see vouched) reads, so they run while kflowgen loads and renders: git's (with git)
+    and a find listing of the folder; output goes to temporary files, so a command never waits for a reader."""
     runs = []
-    for argv in [*(["git", "-C", str(root), *args] for args in (_git(folder) if git else ())), _find(folder, folders)]:
+    for argv in [*(["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ())),
+                 _find(folder, folders)]:
         out = tempfile.TemporaryFile()
         try:
             runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
@@ -73,7 +75,7 @@ def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = Fa
 
 def specs(root: Path, git: bool) -> list:
     """The listing of specs/ every command that reads the specs starts (with git's, when git may vouch for them)."""
-    return survey(root, git=git, folder=SPECS, folders=True)
+    return survey(root, git=git, folder=SPECS, folders=True, exact=True)
 
 
 def early(root: Path, git: bool) -> dict:
@@ -131,8 +133,8 @@ def find_listing(found: tuple[bytes, int]) -> tuple[list[str], list[str], list[s
     return sorted(kinds["f"]), sorted(kinds["l"]), sorted(kinds[""])
 
 
-def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, folder: str = OWNED
-             ) -> tuple[dict[str, str], list[str], list[str]] | None:
+def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, folder: str = OWNED,
+            exact: bool = False) -> tuple[dict[str, str], list[str], list[str]] | None:
     """What git says of a folder (overlays/, specs/) without reading its files: ({path: blob id} of tracked files
     whose bytes on disk are exactly that blob, [every other path git lists there: changed, deleted, untracked,
     ignored, links], [FIFOs, sockets and devices, which git does not list (find's), and submodules, which it lists
@@ -146,9 +148,14 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
     say: not a work tree, line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting
     makes the bytes on disk differ from the blob), or settings under which git compares less than its index records
     (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor; and when find
-    could not list the special files."""
+    could not list the special files.
+
+    exact (the survey's too): git compares times to the second, so a file rewritten within the second git last
+    recorded it, whose mtime a tool then set back (so that git does not see it as racy), looks unchanged to git
+    (`git status` says so too). With exact, a file is vouched for only when its change and modification times, to
+    the nanosecond, its size and inode are also those git recorded (`git ls-files --debug`)."""
     if outs is None:
-        outs = results(survey(root, folder=folder))
+        outs = results(survey(root, folder=folder, exact=exact))
         listing = find_listing(outs.pop())
     if listing is None:
         return None
@@ -174,14 +181,22 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
     others: list[str] = []
     tracked: set[str] = set()
     gitlinks: set[str] = set()  # submodules: their files are the other repository's, and Argo CD checks them out
-    for item in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
+    items = listed.decode("utf-8", "surrogateescape").split("\0")
+    recorded = _recorded(items) if exact else {}
+    if recorded is None:
+        return None  # not the listing --debug gives: nothing is vouched for
+    for item in filter(None, items):
+        item = _DEBUG.sub("", item, count=1) if exact else item
+        if not item:
+            continue
         meta, _, rel = item.partition("\t")
         tag, mode, oid, stage = meta.split(" ")
         tracked.add(rel)
         if mode == "160000":
             gitlinks.add(rel)
             continue
-        if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty:
+        if (tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty
+                and (not exact or _same_stat(os.path.join(root, rel), recorded.get(rel)))):
             vouched[rel] = oid
         else:
             others.append(rel)
@@ -191,3 +206,34 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
            for rel in [*vouched, *others, *gitlinks]):
         return None  # a nested repository, the folder itself a link, or attributes inside it
     return vouched, sorted(set(others) - gitlinks), sorted({*listing[2], *gitlinks})
+
+
+# what `git ls-files --debug` prints after each entry (and before the next one, with -z): the stat data it recorded
+_DEBUG = re.compile(r"\A  ctime: (\d+):(\d+)\n  mtime: (\d+):(\d+)\n  dev: (\d+)\tino: (\d+)\n  uid: (\d+)\tgid: (\d+)\n"
+                    r"  size: (\d+)\tflags: ([0-9a-f]+)\n")
+
+
+def _recorded(items: list[str]) -> dict[str, tuple[int, int, int, int]] | None:
+    """{path: (ctime ns, mtime ns, size, inode)} as git's index recorded them, from `ls-files -z --debug`'s items
+    (each entry's stat lines open the item after it); None when an item is not in that shape."""
+    out = {}
+    for before, item in zip(items, items[1:]):
+        found = _DEBUG.match(item)
+        if found is None:
+            return None
+        c, cn, m, mn, _, ino, _, _, size, _ = found.groups()
+        rel = _DEBUG.sub("", before, count=1).partition("\t")[2]
+        out[rel] = (int(c) * 10**9 + int(cn), int(m) * 10**9 + int(mn), int(size), int(ino))
+    return out
+
+
+def _same_stat(path: str, recorded: tuple[int, int, int, int] | None) -> bool:
+    """The file's change and modification times (to the nanosecond), size and inode are those git recorded (sizes
+    and inodes as git keeps them: 32 bits)."""
+    if recorded is None:
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (st.st_ctime_ns, st.st_mtime_ns, st.st_size & 0xFFFFFFFF, st.st_ino & 0xFFFFFFFF) == recorded

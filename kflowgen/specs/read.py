@@ -224,5 +224,5 @@ def _listed(opts: Options, started: list) -> tuple[list[tuple[str, str]] | None,
     file's results come from, or when git cannot say)."""
     outs = survey.results(started)
     found = outs.pop()
-    known = survey.vouched(opts.root, outs, survey.find_listing(found), SPECS) if outs else None
+    known = survey.vouched(opts.root, outs, survey.find_listing(found), SPECS, exact=True) if outs else None
     return survey.find_paths(found), known[0] if known else {}
