@@ -181,14 +181,10 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
     others: list[str] = []
     tracked: set[str] = set()
     gitlinks: set[str] = set()  # submodules: their files are the other repository's, and Argo CD checks them out
-    items = listed.decode("utf-8", "surrogateescape").split("\0")
-    recorded = _recorded(items) if exact else {}
-    if recorded is None:
+    entries = _entries(listed.decode("utf-8", "surrogateescape").split("\0"), exact)
+    if entries is None:
         return None  # not the listing --debug gives: nothing is vouched for
-    for item in filter(None, items):
-        item = _DEBUG.sub("", item, count=1) if exact else item
-        if not item:
-            continue
+    for item, recorded in entries:
         meta, _, rel = item.partition("\t")
         tag, mode, oid, stage = meta.split(" ")
         tracked.add(rel)
@@ -196,7 +192,7 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
             gitlinks.add(rel)
             continue
         if (tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty
-                and (not exact or _same_stat(os.path.join(root, rel), recorded.get(rel)))):
+                and (not exact or _same_stat(os.path.join(root, rel), recorded))):
             vouched[rel] = oid
         else:
             others.append(rel)
@@ -213,18 +209,20 @@ _DEBUG = re.compile(r"\A  ctime: (\d+):(\d+)\n  mtime: (\d+):(\d+)\n  dev: (\d+)
                     r"  size: (\d+)\tflags: ([0-9a-f]+)\n")
 
 
-def _recorded(items: list[str]) -> dict[str, tuple[int, int, int, int]] | None:
-    """{path: (ctime ns, mtime ns, size, inode)} as git's index recorded them, from `ls-files -z --debug`'s items
-    (each entry's stat lines open the item after it); None when an item is not in that shape."""
-    out = {}
-    for before, item in zip(items, items[1:]):
+def _entries(items: list[str], exact: bool) -> list[tuple[str, tuple[int, int, int, int] | None]] | None:
+    """Each entry `ls-files -z` lists, and with exact (--debug) its stat data as git's index recorded it: (ctime
+    ns, mtime ns, size, inode), from the lines that open the item after it; None when an item is not in that shape."""
+    if not exact:
+        return [(item, None) for item in items if item]
+    out, entry = [], items[0]
+    for item in items[1:]:
         found = _DEBUG.match(item)
         if found is None:
             return None
         c, cn, m, mn, _, ino, _, _, size, _ = found.groups()
-        rel = _DEBUG.sub("", before, count=1).partition("\t")[2]
-        out[rel] = (int(c) * 10**9 + int(cn), int(m) * 10**9 + int(mn), int(size), int(ino))
-    return out
+        out.append((entry, (int(c) * 10**9 + int(cn), int(m) * 10**9 + int(mn), int(size), int(ino))))
+        entry = item[found.end():]
+    return None if entry else out
 
 
 def _same_stat(path: str, recorded: tuple[int, int, int, int] | None) -> bool:
