@@ -45,14 +45,17 @@ class Options:
     store: cache.Cache = field(default_factory=lambda: cache.Cache(None))
     progress: Progress | None = None
     timings: Timings | None = None  # None: stages are not timed
+    # listings started before the stages were imported (kflowgen.survey.early), each taken by the first stage
+    # that asks for the same one
+    early: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def at(cls, root: Path, jobs: int | None = None, use_cache: bool = False, progress: Progress | None = None,
-           timed: bool = False) -> Options:
+           timed: bool = False, early: dict | None = None) -> Options:
         """Options for a run in root: jobs None means every core; with use_cache, the cache in $KFLOWGEN_CACHE;
         with timed, each stage's time noted in timings, after the time the process took to start."""
         return cls(Path(root), jobs or os.cpu_count() or 1, cache.Cache(cache.default_folder() if use_cache else None),
-                   progress, Timings(since_start()) if timed else None)
+                   progress, Timings(since_start()) if timed else None, early if early is not None else {})
 
     def stage(self, total: int, what: str) -> Callable[[int], None] | None:
         """The step callback of a stage of `total` units, or None without progress reporting."""

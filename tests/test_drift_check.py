@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_repo, PROJECT
-from kflowgen.write import survey, writer
+from kflowgen import survey
+from kflowgen.write import writer
 from kflowgen.targets import render
 from kflowgen.flow import pipeline
 from kflowgen.options import Options

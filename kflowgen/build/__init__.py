@@ -77,8 +77,8 @@ def parse(text: str) -> list[dict]:
 
 def overlays_of(files: dict[str, bytes], env: str | None = None, team: str | None = None) -> list[str]:
     """The folders Argo CD syncs: kustomize overlays (a kustomization.yaml) and plain directories of manifests."""
-    out = sorted({p.rsplit("/", 1)[0] for p in files
-                  if p.endswith("/kustomization.yaml") or is_directory_source(p.rsplit("/", 1)[0])})
+    folders = {p.rsplit("/", 1)[0] for p in files}  # each folder looked at once, not once per file
+    out = sorted(f for f in folders if f"{f}/kustomization.yaml" in files or is_directory_source(f))
     if env:
         out = [o for o in out if o.startswith(f"overlays/{env}/")]
     if team:

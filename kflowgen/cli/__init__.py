@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from kflowgen import __version__
-from kflowgen.cli.base import (Fmt, Format, Jobs, NoCache, Repo, Timings, _done, _finish, _options, _titles, app,
-                               tools_app)
+from kflowgen.cli.base import (Fmt, Format, Jobs, NoCache, Repo, Timings, _done, _early, _finish, _options, _titles,
+                               app, tools_app)
 from kflowgen.diagnostics import Diagnostic, Report
 from kflowgen.report.progress import progress_bars
 
@@ -28,10 +28,11 @@ def validate(env: Annotated[Optional[str], typer.Option("--env", "-e", help="Onl
              timings: Timings = False, repo: Repo = Path(".")) -> None:
     """Check everything a pull request must pass: spec schemas, checks across specs, a kustomize build of every
     overlay, strict schema validation and policy on every built object. Writes nothing in the repository."""
+    early = _early(repo, not no_cache)
     from kflowgen.flow import pipeline
 
     with progress_bars() as progress:
-        opts = _options(repo, jobs, not no_cache, progress, timings)
+        opts = _options(repo, jobs, not no_cache, progress, timings, early)
         rep = pipeline.validate(opts, env, server)
     _finish(rep, fmt, opts)
 
@@ -42,10 +43,11 @@ def render_cmd(check: Annotated[bool, typer.Option("--check", help="Write nothin
                fmt: Fmt = Format.auto, jobs: Jobs = None, no_cache: NoCache = False, timings: Timings = False,
                repo: Repo = Path(".")) -> None:
     """Write the generated overlays (overlays/<env>/...) from the specs. Only changed files are touched."""
+    early = _early(repo, not no_cache)
     from kflowgen.flow import pipeline
 
     with progress_bars() as progress:
-        opts = _options(repo, jobs, not no_cache, progress, timings)
+        opts = _options(repo, jobs, not no_cache, progress, timings, early)
         rep = pipeline.render_to_disk(opts, check)
     _finish(rep, fmt, opts)
 
@@ -86,10 +88,11 @@ def diff(base: Annotated[str, typer.Option("--base", "-b", help="Git ref to comp
     """Say what a change does to each cluster, without reading generated YAML: quota against capacity, objects
     added, changed and removed, image and model version changes; deletions of namespaces, volumes and projects
     first. Renders and builds the specs at --base and in the working tree."""
+    early = _early(repo, not no_cache)
     from kflowgen.flow import diff as differ
     from kflowgen.report import changes, formats
 
-    opts = _options(repo, jobs, not no_cache, timings=timings)
+    opts = _options(repo, jobs, not no_cache, timings=timings, early=early)
     result = differ.diff_git(opts, base)
     own = {"text": changes.render_text, "markdown": changes.render_markdown, "json": changes.render_json}
     with opts.timed("report"):
@@ -111,11 +114,12 @@ def gate(base: Annotated[str, typer.Option("--base", "-b", help="Git ref the pul
          jobs: Jobs = None, no_cache: NoCache = False, timings: Timings = False, repo: Repo = Path(".")) -> None:
     """The whole pull-request gate in one process: `validate`, `render --check` and `diff --base`, which share
     the working tree's loaded specs, rendered files and builds. Findings of all three, then the diff's changes."""
+    early = _early(repo, not no_cache)
     from kflowgen.flow import pipeline
     from kflowgen.report import changes
 
     with progress_bars() as progress:
-        opts = _options(repo, jobs, not no_cache, progress, timings)
+        opts = _options(repo, jobs, not no_cache, progress, timings, early)
         rep, result = pipeline.gate(opts, base)
     with opts.timed("report"):
         if markdown is not None:  # the pull-request comment: pass or fail, every finding once, then the change

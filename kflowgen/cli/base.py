@@ -62,10 +62,18 @@ Timings = Annotated[bool, typer.Option("--timings", help="Also print how long ea
                                        "ms` lines on stderr after the output (which stays as it is).")]
 
 
-def _options(repo: Path, jobs: int | None = None, use_cache=False, progress=None, timings=False) -> Options:
+def _options(repo: Path, jobs: int | None = None, use_cache=False, progress=None, timings=False,
+             early: dict | None = None) -> Options:
     from kflowgen.options import Options
 
-    return Options.at(repo, jobs, use_cache, progress, timings)
+    return Options.at(repo, jobs, use_cache, progress, timings, early)
+
+
+def _early(repo: Path, use_cache: bool) -> dict:
+    """The listing of specs/ (find's, and git's with the cache), started before a command imports its stages."""
+    from kflowgen import survey
+
+    return survey.early(repo, use_cache)
 
 
 def _titles(fmt: str) -> dict[str, str] | None:

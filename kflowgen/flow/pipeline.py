@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kflowgen import cache
+from kflowgen import cache, survey as listings
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
@@ -21,7 +21,7 @@ from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
 from kflowgen.targets.cached import Rendered, render_cached
-from kflowgen.write import survey as listings, writer
+from kflowgen.write import writer
 from kflowgen.write.departures import departures, offboarding
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
@@ -82,7 +82,8 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
         report.extend(found)
         report.extend(departures(root, model, rendered.files, envs))
         report.extend(offboarding(model, envs))
-    overlays = [o for e in envs for o in overlays_of(rendered.files, e)]
+    every = overlays_of(rendered.files)
+    overlays = [o for e in envs for o in every if o.startswith(f"overlays/{e}/")]
     with opts.timed("build"):
         built, diags = build(opts, rendered, overlays)
     report.extend(diags)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.survey import SPECS
 from kflowgen.specs.experiment import EXPERIMENTS
 from kflowgen.specs.served import MODELS
 
@@ -17,14 +18,18 @@ CODES = {
 }
 
 PLATFORM = "specs/platform.yaml"
-SPECS = "specs"
 
 
-def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None) -> list[str]:
+def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None,
+                listed: list[tuple[str, str]] | None = None) -> list[str]:
     """Every file (or folder) named like a spec (.yaml, .yml) anywhere under specs/: where it is decides what it is
-    (spec_files), and one where kflowgen does not look is reported, not ignored."""
+    (spec_files), and one where kflowgen does not look is reported, not ignored. listed: find's listing of specs/
+    ((type, path) pairs, kflowgen.survey), which gives the same paths as walking the folder when it holds no link
+    (a link is followed, or refused when it leaves the repository: then the folder is walked)."""
     if snapshot is not None:
         return sorted(rel for rel in snapshot if rel.startswith(SPECS + "/") and os.path.splitext(rel)[1] in (".yaml", ".yml"))
+    if listed and listed[0] == ("d", SPECS) and all(kind != "l" for kind, _ in listed):
+        return sorted(rel for _, rel in listed[1:] if os.path.splitext(rel)[1] in (".yaml", ".yml"))
     out, seen = [], set()
     top = os.path.realpath(root)
     for dirpath, dirs, names in os.walk(os.path.join(root, SPECS), followlinks=True):
@@ -60,12 +65,13 @@ def _kind(rel: str) -> str:
     return "stray"
 
 
-def spec_files(root: Path, snapshot: dict[str, bytes] | None = None) -> list[tuple[str, str]]:
-    """(path, kind) of every spec file load reads (from root, or among a snapshot's paths), and of every file named
-    like a spec where kflowgen does not look (kind "stray"): the platform file first, then teams, models and
-    experiments."""
+def spec_files(root: Path, snapshot: dict[str, bytes] | None = None,
+               listed: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """(path, kind) of every spec file load reads (from root, or among a snapshot's paths; listed: find's listing of
+    specs/, see _spec_paths), and of every file named like a spec where kflowgen does not look (kind "stray"): the
+    platform file first, then teams, models and experiments."""
     order = {"platform": 0, "team": 1, "model": 2, "experiment": 3, "stray": 4, "outside": 5}
-    found = [(rel, _kind(rel)) for rel in _spec_paths(root, snapshot) if rel != PLATFORM]
+    found = [(rel, _kind(rel)) for rel in _spec_paths(root, snapshot, listed) if rel != PLATFORM]
     return [(PLATFORM, "platform")] + sorted(found, key=lambda item: (order[item[1]], item[0]))
 
 

@@ -228,7 +228,7 @@ def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
 
 
 def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
-    doc = json.loads(data)
+    doc = json.loads(data.decode("utf-8"))  # as text: json would first guess the bytes' encoding
     diags = [Diagnostic(*d) for d in doc["diagnostics"]]
     s = doc["spec"]
     if s is None:

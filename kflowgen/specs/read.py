@@ -1,6 +1,7 @@
 """Reading the specs: each file's bytes (from the repository, a git commit's snapshot, or edits about to be written),
 parsed strictly and checked against its schema, with results cached by path and content and many files read on
-forked processes; then the typed model of those that passed."""
+forked processes; then the typed model of those that passed. In a git work tree, a file git vouches for (tracked and
+unchanged, kflowgen.survey) is named by its blob id and not read at all when its results are in the cache."""
 from __future__ import annotations
 
 import hashlib
@@ -9,11 +10,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kflowgen import cache, parallel
+from kflowgen import cache, parallel, survey
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.options import Options
 from kflowgen.specs import loader, schema as specschema
 from kflowgen.specs.discover import PLATFORM, misplaced, spec_files
+from kflowgen.survey import SPECS
 from kflowgen.specs.experiment import experiment_from
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Deferred, Model, platform_from, team_from
@@ -58,12 +60,14 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
 
 
 def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str, bytes] | None = None,
-               edits: dict[str, bytes] | None = None) -> dict[str, tuple[SpecFile | None, list[Diagnostic], str | None]]:
+               edits: dict[str, bytes] | None = None, known: dict[str, str] | None = None
+               ) -> dict[str, tuple[SpecFile | None, list[Diagnostic], str | None]]:
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
     commit's): {path: (spec or None, findings, git blob id of the bytes or None when they could not be read)}.
     A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked
     here. The files of a folder (a team's experiments; a big folder is split in GROUPS groups by name) are read together,
-    and their results cached together as well as one by one; many groups are read on `jobs` processes."""
+    and their results cached together as well as one by one; many groups are read on `jobs` processes. known:
+    {path: blob id} of the files git vouches for: a group of such files is looked up by their ids, unread."""
     cache.code_digest()  # once here, not in every forked reader
     groups: dict[tuple[str, int], list[tuple[str, str]]] = {}
     sizes: dict[str, int] = {}
@@ -74,10 +78,19 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
         # a big folder (every team's file) in GROUPS groups by name, so that changing one file re-reads few
         groups.setdefault((folder, zlib.crc32(name.encode()) % GROUPS if sizes[folder] > GROUPS else 0),
                           []).append((rel, kind))
-    results = parallel.fan_out(_read_groups, list(groups.values()), opts.jobs, opts.stage(len(wanted), "reading specs"),
-                               weigh=len, state=(opts.root, opts.store, snapshot, edits))
+    known = {rel: oid for rel, oid in (known or {}).items() if not (edits and rel in edits)}
+    step = opts.stage(len(wanted), "reading specs")
+    # groups of files git vouches for, recalled here (one cache entry each, no file read: forking readers and
+    # sending their results back costs more); the rest are read, on `jobs` processes when many
+    recalled = [_recalled(group, opts.store, known) if known else None for group in groups.values()]
+    todo = [group for group, found in zip(groups.values(), recalled) if found is None]
+    if step:
+        step(len(wanted) - sum(map(len, todo)))
+    read_now = iter(parallel.fan_out(_read_groups, todo, opts.jobs, step, weigh=len,
+                                     state=(opts.root, opts.store, snapshot, edits, known)))
     out = {}
-    for group, group_results in zip(groups.values(), results):
+    for group, found in zip(groups.values(), recalled):
+        group_results = found if found is not None else next(read_now)
         for (rel, _), (spec, found, hit, oid) in zip(group, group_results):
             out[rel] = spec, found, oid
             if hit is not None:
@@ -86,37 +99,65 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
 
 
 def _read_groups(state: tuple, batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
-    root, store, snapshot, edits = state
+    root, store, snapshot, edits, known = state
     folders: dict[str, bool] = {}
-    return [_read_group(root, group, store, snapshot, folders, edits) for group in batch]
+    return [_read_group(root, group, store, snapshot, folders, edits, known) for group in batch]
 
 
 def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, snapshot: dict[str, bytes] | None,
-                folders: dict[str, bool], edits: dict[str, bytes] | None = None) -> list[tuple]:
+                folders: dict[str, bool], edits: dict[str, bytes] | None = None,
+                known: dict[str, str] | None = None) -> list[tuple]:
     """(spec or None, findings, whether the cache had it: None when not looked up, git blob id) of each file of a
-    group. The group's results are one cache entry, keyed on every readable file's path, kind and
-    bytes; when it is missing, each file's own entry is looked up, or the file checked."""
-    raws = [(edits[rel], []) if edits and rel in edits else _raw(root, rel, snapshot, folders) for rel, _ in group]
-    readable = [(rel, kind, raw) for (rel, kind), (raw, _) in zip(group, raws) if raw is not None]
-    k = cache.key("specs", cache.code_digest(), *(f"{rel}\0{kind}\0{hashlib.sha256(raw).hexdigest()}"
-                                                 for rel, kind, raw in readable))
-    packed = store.lookup("specs", k) if readable else None
+    group. The group's results are one cache entry, keyed on every readable file's path, kind and bytes (the sha256
+    of the bytes read; for a file git vouches for, in known, its blob id as git gives it, and the file is read only
+    when the entry is missing); when it is missing, each file's own entry is looked up, or the file checked."""
+    ids = {rel: known[rel] for rel, _ in group if known and rel in known}
+    raws = {rel: (edits[rel], []) if edits and rel in edits else _raw(root, rel, snapshot, folders)
+            for rel, _ in group if rel not in ids}
+    packed = store.lookup("specs", _group_key(group, ids, raws)) if ids or raws else None
+    if packed is None and ids:  # to be checked: every file is read, and one that is no longer git's blob is as read
+        raws.update((rel, _raw(root, rel, snapshot, folders)) for rel in ids)
+        ids = {rel: oid for rel, oid in ids.items() if raws[rel][0] is not None and cache.blob_id(raws[rel][0]) == oid}
+    readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
     lines = packed.split(b"\n") if packed is not None else []
     if len(lines) == len(readable):
         results = [(line, True) for line in lines]
     else:  # not cached (or not one result per file: never trusted)
-        results = [_checked(store, rel, kind, raw) for rel, kind, raw in readable]
+        results = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
         if readable:
-            store.put("specs", k, b"\n".join(line for line, _ in results))
+            store.put("specs", _group_key(group, ids, raws), b"\n".join(line for line, _ in results))
     out, at = [], iter(results)
-    for (rel, kind), (raw, found) in zip(group, raws):
-        if raw is None:
+    for rel, _ in group:
+        raw, found = raws.get(rel, (None, []))
+        if raw is None and rel not in ids:
             out.append((None, found, None, None))
             continue
         line, hit = next(at)
         spec, found = loader.from_json(line)
-        out.append((spec, found, hit, cache.blob_id(raw)))
+        out.append((spec, found, hit, ids[rel] if rel in ids else cache.blob_id(raw)))
     return out
+
+
+def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str, str]) -> list[tuple] | None:
+    """_read_group's results for a group whose every file git vouches for, from the group's cache entry, without
+    reading a file; None when a file is not vouched for or the entry is missing."""
+    if not all(rel in known for rel, _ in group):
+        return None
+    ids = {rel: known[rel] for rel, _ in group}
+    packed = store.lookup("specs", _group_key(group, ids, {}))
+    lines = packed.split(b"\n") if packed is not None else []
+    if len(lines) != len(group):  # missing (or not one result per file: never trusted)
+        return None
+    return [(*loader.from_json(line), True, ids[rel]) for line, (rel, _) in zip(lines, group)]
+
+
+def _group_key(group: list[tuple[str, str]], ids: dict[str, str],
+               raws: dict[str, tuple[bytes | None, list[Diagnostic]]]) -> str:
+    """A group's cache key: each readable file's path, kind, and either its blob id as git gives it ("git <id>": git
+    hashed those bytes itself, and refuses the known SHA-1 collision attacks) or the sha256 of the bytes read."""
+    return cache.key("specs", cache.code_digest(), *(
+        f"{rel}\0{kind}\0git {ids[rel]}" if rel in ids else f"{rel}\0{kind}\0{hashlib.sha256(raws[rel][0]).hexdigest()}"
+        for rel, kind in group if rel in ids or raws[rel][0] is not None))
 
 
 def _raw(root: Path, rel: str, snapshot: dict[str, bytes] | None,
@@ -148,13 +189,17 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
     """Read and check every spec (from the repository; from a snapshot: {path: bytes} of a git commit's spec files;
     edits: {path: bytes} of spec files to read as these bytes instead, as a change about to be written), and make the
     model of those that loaded."""
+    git = opts.store.folder is not None  # git vouches for files whose results come from the cache
+    started = survey.taken_or_started(opts.early, opts.root, git) if snapshot is None else None
     if not (PLATFORM in snapshot if snapshot is not None else (opts.root / PLATFORM).is_file()):
+        survey.finish(started)
         return Specs(None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                                   "run kflowgen in the repository root, or create one with `kflowgen init`")])
-    wanted = spec_files(opts.root, snapshot)
+    listed, known = _listed(opts, started) if started is not None else (None, {})
+    wanted = spec_files(opts.root, snapshot, listed)
     diags = misplaced(wanted)
     wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
-    loaded = read_specs(opts, wanted, snapshot, edits)
+    loaded = read_specs(opts, wanted, snapshot, edits, known)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
     for rel, kind in wanted:
         spec, found, _ = loaded[rel]
@@ -171,3 +216,13 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
                   unreadable={Path(rel).stem for rel, kind in wanted if kind == "team" and rel not in read_teams},
                   inputs={rel: loaded[rel][2] for rel, _ in wanted})
     return Specs(model, diags, [s for group in specs.values() for s in group])
+
+
+def _listed(opts: Options, started: list) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
+    """find's listing of specs/ (None when find failed: the folder is walked instead), and {path: blob id} of the
+    spec files git vouches for (kflowgen.survey.vouched; none without the cache, whose entries are what an unread
+    file's results come from, or when git cannot say)."""
+    outs = survey.results(started)
+    found = outs.pop()
+    known = survey.vouched(opts.root, outs, survey.find_listing(found), SPECS, exact=True) if outs else None
+    return survey.find_paths(found), known[0] if known else {}

@@ -21,12 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kflowgen import cache, parallel
+from kflowgen import cache, parallel, survey as listings
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.targets.emit import is_generated
 from kflowgen.specs.loader import special_kind
-from kflowgen.write import survey as listings
-from kflowgen.write.survey import OWNED, survey
+from kflowgen.survey import OWNED, survey
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
 CODES = {
@@ -110,7 +109,7 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
     p = Plan()
     outs = listings.results(started) if started is not None else listings.results(survey(root)) if ask_git else []
     listing = listings.find_listing(outs.pop()) if outs else None
-    known = listings.vouched(root, outs, listing) if ask_git and len(outs) == len(listings.GIT) else None
+    known = listings.vouched(root, outs, listing) if ask_git else None
     if known is None:
         regular, found_links, p.special = listing or listings.existing(root)
         existing, vouched, links = sorted([*regular, *found_links]), {}, set(found_links)
