@@ -85,7 +85,7 @@ nlp, dev: quota removed (cpu 48, memory 384Gi, storage 1Ti)
 nlp, dev: 1 PyTorchJob removed (experiment llm-finetune)
 nlp, dev: 6 Jobs removed (sweep bert-random)
 nlp, dev: notebook profiles removed: a100x2, t4
-nlp, dev: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
+nlp, dev: team removed: 2 Applications, ClusterQueue, LimitRange, LocalQueue, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, ServiceAccount
 vision, dev: 2 new Jobs (sweep resnet-sweep)
 prod: GPU capacity a100 32 → 40
 prod: AppProject argocd/prod-platform changed (spec.destinations)

@@ -125,7 +125,7 @@ def clone(tmp_path: Path) -> Path:
 
 def test_a_clone_with_nothing_beside_it_validates(tmp_path):
     code, out = run("validate", "--no-cache", "-C", clone(tmp_path), "--format", "text")
-    assert code == 0 and out.endswith("kflowgen: ok\n") and "194 objects built and validated" in out, out
+    assert code == 0 and out.endswith("kflowgen: ok\n") and "205 objects built and validated" in out, out
 
 
 def test_init_writes_a_repository_that_validates_with_no_flags(tmp_path):
@@ -167,7 +167,7 @@ def test_a_chart_version_without_a_shipped_schema_is_one_warning_and_the_rest_ru
     warnings = [line for line in out.splitlines() if "warning [" in line]
     assert code == 0 and len(warnings) == 1 and "[KF407] the generated JupyterHub values were not checked" in warnings[0]
     assert "kflowgen ships the schema of chart 4.4.0, not 4.3.1" in warnings[0]
-    assert "194 objects built and validated" in out
+    assert "205 objects built and validated" in out
 
 
 def test_a_platforms_own_crd_wins_over_the_shipped_one(tmp_path):
