@@ -9,6 +9,7 @@ A Job's pod on a fake node runs `job_seconds`, then succeeds; a pod whose contai
 test annotates it `e2e.kflowgen.dev/released` (see `release()`), then `job_seconds` more."""
 from __future__ import annotations
 
+import copy
 import math
 import ssl
 import time
@@ -39,10 +40,11 @@ KWOK_LABEL = ("type", "kwok")
 GPU_TYPE_LABEL = "e2e.kflowgen.dev/gpu-type"  # which platform GPU type a fake node stands for ("none": CPU only)
 HOLD_ENV = ("E2E_RUN", "until-released")  # a container environment variable: the pod runs until released
 RELEASED = "e2e.kflowgen.dev/released"    # the pod annotation that releases it
-# kwok's pod-complete Stage applies to a pod that is not held, or is released
-NOT_HELD = (f"!self.spec.containers.exists(c, has(c.env) && c.env.exists(e, e.name == '{HOLD_ENV[0]}' && "
-            f"has(e.value) && e.value == '{HOLD_ENV[1]}')) || "
-            f"(has(self.metadata.annotations) && '{RELEASED}' in self.metadata.annotations)")
+# which pods kwok's pod-complete Stage completes: those not held; a copy of it, those held and released
+HELD_VALUE = f'.spec.containers[].env[]? | select(.name == "{HOLD_ENV[0]}") | .value'
+NOT_HELD = [{"key": HELD_VALUE, "operator": "DoesNotExist"}]
+RELEASED_HELD = [{"key": HELD_VALUE, "operator": "In", "values": [HOLD_ENV[1]]},
+                 {"key": f'.metadata.annotations["{RELEASED}"]', "operator": "Exists"}]
 
 
 # kwok plays the cloud's load-balancer controller as it plays the kubelet: a Service of type LoadBalancer gets an
@@ -181,13 +183,18 @@ class Cluster:
         self.timings["cluster"] = time.monotonic() - t0
 
     def _stages(self) -> str:
-        """kwok's own Stages (nodes, pods), a Job pod's run time, the cloud's load balancer, the ingress controller."""
+        """kwok's own Stages (nodes, pods), a Job pod's run time, held pods completed only once released (a copy of
+        pod-complete), the cloud's load balancer, the ingress controller."""
         docs = [d for d in yaml.safe_load_all(self.kwok_stages.read_text()) if d] + [LOAD_BALANCER, INGRESS]
-        for d in docs:
+        for d in list(docs):
             if d.get("kind") == "Stage" and d["metadata"]["name"] == "pod-complete":
-                d["spec"]["selector"]["matchExpressions"].append({"cel": {"expression": NOT_HELD}})
                 if self.job_seconds > 0:
                     d["spec"]["delay"] = {"durationMilliseconds": int(self.job_seconds * 1000)}
+                released = copy.deepcopy(d)
+                released["metadata"]["name"] = "pod-complete-released"
+                released["spec"]["selector"]["matchExpressions"] += RELEASED_HELD
+                d["spec"]["selector"]["matchExpressions"] += NOT_HELD
+                docs.append(released)
         return yaml.safe_dump_all(docs, sort_keys=False)
 
     def release(self, namespace: str, selector: str) -> int:
