@@ -226,6 +226,9 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
         # the training Jobs: all rendered ones exist, completed, each pod on a node of its Job's GPU type
         built = stack.repo.built(env)
         jobs = [o for o in built if o["kind"] == "Job"]
+        if env in QUEUED:  # a queued trial may still be waiting for, or running on, quota another one gave back
+            wait_until(f"{env}: every queued training Job finished", lambda: all(
+                (cp.get(j).body.get("status") or {}).get("succeeded") == 1 for j in jobs), 300, interval=0.5)
         nodes = {n["metadata"]["name"]: n for n in _items(cp, "/api/v1/nodes")}
         placed: dict[str, int] = {}
         for job in jobs:

@@ -80,10 +80,13 @@ def test_shipped_crds_give_the_upstream_crds_verdicts(built_example, tmp_path):
               and d["apiVersion"].split("/")[0] not in ("networking.k8s.io", "rbac.authorization.k8s.io")]
     kinds = {(d["apiVersion"], d["kind"]) for d in custom}
     assert kinds == {("argoproj.io/v1alpha1", "Application"), ("argoproj.io/v1alpha1", "AppProject"),
-                     ("kubeflow.org/v1", "PyTorchJob")}
+                     ("kubeflow.org/v1", "PyTorchJob"), ("kueue.x-k8s.io/v1beta2", "ClusterQueue"),
+                     ("kueue.x-k8s.io/v1beta2", "Cohort"), ("kueue.x-k8s.io/v1beta2", "LocalQueue"),
+                     ("kueue.x-k8s.io/v1beta2", "ResourceFlavor")}
     shipped = kschemas.schema_dir("1.34.0", upstream.crd_files("3.6.2"), tmp_path / "shipped")
     theirs = kschemas.schema_dir("1.34.0", kschemas.crd_files_in([UPSTREAM / "crds/argoproj.io",
-                                                                  UPSTREAM / "crds/kubeflow.org"]), tmp_path / "theirs")
+                                                                  UPSTREAM / "crds/kubeflow.org",
+                                                                  UPSTREAM / "crds/kueue.x-k8s.io"]), tmp_path / "theirs")
     samples = {k: [d for d in custom if (d["apiVersion"], d["kind"]) == k][:2] for k in kinds}
     cases = [m for docs in samples.values() for d in docs for m in [d, *mutations(d)]
              if isinstance(m, dict) and m.get("kind") and m.get("apiVersion") in {k[0] for k in kinds}]
