@@ -71,7 +71,8 @@ KWOK         := sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
 E2E_GOFLAGS  ?=
 GOBUILD_ENV   = GOBIN=$(CURDIR)/.tools/bin GOWORK=off CGO_ENABLED=0 GOFLAGS='-mod=mod -buildvcs=false $(E2E_GOFLAGS)'
 
-tools-e2e: tools-server .tools/bin/argocd .tools/bin/kube-scheduler .tools/bin/kwok .tools/share/kwok/stages.yaml
+tools-e2e: tools-server .tools/bin/argocd .tools/bin/kube-scheduler .tools/bin/kwok .tools/share/kwok/stages.yaml \
+           .tools/bin/kueue .tools/share/kueue/$(KUEUE_VERSION)
 	@command -v redis-server >/dev/null || { echo "tools-e2e: redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
 
 # the end-to-end tests alone (`make test` runs them too, when the binaries are there), with their report per
@@ -99,6 +100,23 @@ KWOK_STAGES := node/fast/node-initialize.yaml node/heartbeat-with-lease/node-hea
 .tools/share/kwok/stages.yaml:
 	dir="$$(go mod download -json sigs.k8s.io/kwok@$(KWOK_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && test -d "$$dir" && \
 	  mkdir -p $(@D) && for f in $(KWOK_STAGES); do echo '---'; cat "$$dir/kustomize/stage/$$f"; done > $@.tmp
+	mv $@.tmp $@
+
+# Kueue's controller (queueing in the environments where the platform turns it on): `go install` of its pinned module
+# (no replace lines), with its version stamped as its own release build does; its CRDs and its webhook configuration
+# (the kustomizations config/components/crd and config/components/webhook) copied from the module the go command
+# downloaded, built and read by the e2e stack at setup (never committed). The first build: 14 minutes and 2.3 GB of
+# memory on two cores shared with other builds (`/usr/bin/time -v`)
+KUEUE_VERSION := v0.19.2
+KUEUE         := sigs.k8s.io/kueue/cmd/kueue@$(KUEUE_VERSION)
+.tools/bin/kueue:
+	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 GOFLAGS='-buildvcs=false $(E2E_GOFLAGS)' go install \
+	  -ldflags='-X sigs.k8s.io/kueue/pkg/version.GitVersion=$(KUEUE_VERSION)' $(KUEUE)
+
+.tools/share/kueue/$(KUEUE_VERSION):
+	dir="$$(go mod download -json sigs.k8s.io/kueue@$(KUEUE_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && test -d "$$dir" && \
+	  rm -rf $@.tmp && mkdir -p $@.tmp && cp -R "$$dir"/config/components/crd "$$dir"/config/components/webhook $@.tmp/ && \
+	  chmod -R u+w $@.tmp
 	mv $@.tmp $@
 
 demo: setup

@@ -25,8 +25,8 @@ def run(*args, env=None):
 def test_validate_example_repository(example_repo):
     code, out = run("validate", "-C", example_repo, "--format", "text")
     assert (code, out) == (0, """\
-3 teams, 3 environments, 194 objects built and validated (jsonschema-rs 0.60.3, kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
-  dev      3 teams    72 objects  GPU quota/capacity: a100 6/8  t4 6/16
+3 teams, 3 environments, 205 objects built and validated (jsonschema-rs 0.60.3, kubeconform v0.8.0, kustomize v5.8.1; Kubernetes 1.34.0)
+  dev      3 teams    83 objects  GPU quota/capacity: a100 6/8  t4 6/16
   staging  2 teams    50 objects  GPU quota/capacity: a100 2/8  t4 2/8
   prod     3 teams    72 objects  GPU quota/capacity: a100 28/32  t4 12/16
 kflowgen: ok
@@ -66,7 +66,7 @@ def test_auto_format_is_github_under_actions(example_repo):
 
 def test_render_check_passes_on_the_committed_overlays(example_repo):
     assert run("render", "--check", "-C", example_repo, "--format", "text") == (
-        0, "157 generated files checked: up to date\nkflowgen: ok\n")
+        0, "168 generated files checked: up to date\nkflowgen: ok\n")
 
 
 def test_render_check_lists_every_drifted_file_and_writes_nothing(example_repo):
@@ -87,7 +87,7 @@ overlays/dev/teams/nlp/platform/resourcequota.team.yaml:1:1: error [KF501] gener
     fix: run `kflowgen render` and commit the result
 overlays/prod/argocd/application.root.yaml:1:1: error [KF502] generated file is missing
     fix: run `kflowgen render` and commit the result
-157 generated files checked: 1 missing, 1 different, 1 extra
+168 generated files checked: 1 missing, 1 different, 1 extra
 kflowgen: 4 errors, 0 warnings
 """)
     assert tree_hash(example_repo) == before
@@ -100,7 +100,7 @@ kflowgen: 4 errors, 0 warnings
     assert out.endswith("kflowgen: 1 error, 0 warnings\n") and tree_hash(example_repo) == before
     (ov / "dev/notes.md").unlink()
     code, out = run("render", "-C", example_repo, "--format", "text")
-    assert code == 0 and "157 generated files: 1 added, 1 changed, 1 removed, 155 unchanged" in out
+    assert code == 0 and "168 generated files: 1 added, 1 changed, 1 removed, 166 unchanged" in out
     assert not (ov / "dev/teams/gone").exists()
     assert run("render", "--check", "-C", example_repo, "--format", "text")[0] == 0
 
@@ -333,7 +333,7 @@ def test_new_from_a_notebook_inside_the_repository_takes_its_gpu(example_repo, m
 def test_validate_from_a_folder_inside_the_repository(example_repo, monkeypatch):
     monkeypatch.chdir(example_repo / "specs" / "teams")
     code, out = run("validate", "--env", "dev", "--format", "text")
-    assert code == 0 and "  dev  3 teams    72 objects" in out
+    assert code == 0 and "  dev  3 teams    83 objects" in out
     code, out = run("validate", "-C", ".", "--format", "text")  # an explicit -C is taken as given
     assert code == 1 and "[KF101]" in out
 
@@ -465,9 +465,9 @@ def test_gate_is_validate_render_check_and_diff_in_one_run(example_repo, tmp_pat
     subprocess.run([*git, "-C", str(example_repo), "commit", "-qm", "base"], check=True)
     env = {"KFLOWGEN_CACHE": str(tmp_path / "cache")}
     code, out = run("gate", "--base", "HEAD", "--format", "text", "-C", example_repo, env=env)
-    assert (code, out.splitlines()[4:]) == (0, ["157 generated files checked: up to date", "against HEAD:",
+    assert (code, out.splitlines()[4:]) == (0, ["168 generated files checked: up to date", "against HEAD:",
                                                 "kflowgen diff: no changes", "kflowgen: ok"])
-    assert out.splitlines()[0].startswith("3 teams, 3 environments, 194 objects built and validated")
+    assert out.splitlines()[0].startswith("3 teams, 3 environments, 205 objects built and validated")
     team = example_repo / "specs/teams/vision.yaml"
     team.write_text(team.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
     summary = tmp_path / "summary.md"
@@ -477,7 +477,7 @@ def test_gate_is_validate_render_check_and_diff_in_one_run(example_repo, tmp_pat
     assert code == 1  # the committed overlays are not re-rendered: drift
     assert "overlays/prod/teams/vision/platform/resourcequota.team.yaml:1:1: error [KF501] generated file differs " \
            "from what the specs render" in lines
-    assert "157 generated files checked: 0 missing, 1 different, 0 extra" in lines
+    assert "168 generated files checked: 0 missing, 1 different, 0 extra" in lines
     assert "  vision, prod: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)" in lines
     assert lines[-1] == "kflowgen: 1 error, 0 warnings"
     assert summary.read_text() == """\

@@ -37,8 +37,9 @@ def test_every_built_object_is_valid_none_skipped(built_example, tmp_path):
     text = "".join("---\n" + t for t in built.overlays.values())
     report = _kubeconform(text, tmp_path)
     kinds = sorted({r["kind"] for r in report["resources"]})
-    assert kinds == ["AppProject", "Application", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "Job",
-                     "LimitRange", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget",
+    assert kinds == ["AppProject", "Application", "ClusterQueue", "Cohort", "ConfigMap", "Deployment",
+                     "HorizontalPodAutoscaler", "Ingress", "Job", "LimitRange", "LocalQueue", "Namespace",
+                     "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "ResourceFlavor",
                      "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount", "TrainJob"]
     assert {r["status"] for r in report["resources"]} == {"statusValid"}
     assert report["summary"]["valid"] == sum(built.counts.values()) and report["summary"]["skipped"] == 0

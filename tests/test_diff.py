@@ -87,8 +87,8 @@ Prune=false); to delete it: kubectl --server {DEV} -n nlp delete trainjobs -l kf
 nlp, dev: sweep bert-random removed: its 6 Jobs leave Git and stay in the cluster (Argo CD: Prune=false); to delete \
 them: kubectl --server {DEV} -n nlp delete jobs -l kflowgen.dev/experiment=bert-random
 nlp, dev: notebook profiles removed: a100x2, t4
-nlp, dev: team removed: 2 Applications, LimitRange, 6 NetworkPolicies, ResourceQuota, Role, 3 RoleBindings, \
-ServiceAccount
+nlp, dev: team removed: 2 Applications, ClusterQueue, LimitRange, LocalQueue, 6 NetworkPolicies, ResourceQuota, Role, \
+3 RoleBindings, ServiceAccount
 vision, dev: sweep resnet-sweep: 2 trials added because grid dropout [0.3, 0.5] → [0.3, 0.5, 0.7]
 prod: GPU capacity a100 32 → 40
 prod: AppProject argocd/prod-platform changed (spec.destinations)

@@ -20,17 +20,12 @@ import pytest
 import yaml
 
 from e2e.argocd import summary, waiting_autoscalers
-from e2e.cluster import GPU_TYPE_LABEL
+from e2e.cluster import GPU_TYPE_LABEL, HOLD_ENV
 from e2e.procs import wait_until
 from e2e.repo import kflowgen
-from e2e.stack import PROJECT, Stack, missing_tools
+from e2e.stack import PROJECT, Stack, missing_tools, queueing
 
 pytestmark = pytest.mark.e2e
-
-MISSING = missing_tools()
-if MISSING:
-    pytest.skip(f"e2e tools not built: run `make tools-e2e` (missing: {', '.join(MISSING)})", allow_module_level=True)
-HUB_MISSING = missing_tools(hub=True)
 
 
 def _timing(name: str, seconds: float) -> None:
@@ -52,7 +47,14 @@ def _alive(pid: int) -> bool:
 # before its first real rollout. The scenarios after the bootstrap edit the example's teams; on another repository
 # they skip.
 SOURCE = Path(os.environ.get("KFLOWGEN_E2E_REPO") or PROJECT).resolve()
-ENVS = tuple(yaml.safe_load((SOURCE / "specs" / "platform.yaml").read_text())["environments"])
+PLATFORM = yaml.safe_load((SOURCE / "specs" / "platform.yaml").read_text())
+ENVS = tuple(PLATFORM["environments"])
+QUEUED = tuple(env for env in ENVS if queueing(PLATFORM, env))  # where the stack runs Kueue's controller
+
+MISSING = missing_tools(queues=bool(QUEUED))
+if MISSING:
+    pytest.skip(f"e2e tools not built: run `make tools-e2e` (missing: {', '.join(MISSING)})", allow_module_level=True)
+HUB_MISSING = missing_tools(hub=True)
 example_only = pytest.mark.skipif(SOURCE != PROJECT, reason=f"a scenario on the example's teams; {SOURCE} is another "
                                                             "repository")
 
@@ -97,6 +99,63 @@ def _one(objects: list[dict], kind: str, name: str | None = None, namespace: str
              and namespace in (None, o["metadata"].get("namespace"))]
     assert len(found) == 1, (kind, name, namespace, len(found))
     return found[0]
+
+
+KUEUE = "/apis/kueue.x-k8s.io/v1beta2"
+GPU = "nvidia.com/gpu"
+
+
+def _workloads(cp, jobs: list[dict]) -> dict[str, dict]:
+    """Kueue's Workload of each Job (by Job name), found by the Workloads' owner references."""
+    out = {}
+    for ns in sorted({j["metadata"]["namespace"] for j in jobs}):
+        names = {j["metadata"]["name"] for j in jobs if j["metadata"]["namespace"] == ns}
+        for w in _items(cp, f"{KUEUE}/namespaces/{ns}/workloads"):
+            for ref in w["metadata"].get("ownerReferences") or []:
+                if ref["kind"] == "Job" and ref["name"] in names:
+                    out[ref["name"]] = w
+    return out
+
+
+def _condition(w: dict, kind: str) -> dict:
+    return next((c for c in (w.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
+
+
+def _admitted(w: dict) -> bool:
+    """Admitted by Kueue and not finished: it holds quota now."""
+    return _condition(w, "Admitted").get("status") == "True" and _condition(w, "Finished").get("status") != "True"
+
+
+def _gpus(w: dict) -> int:
+    """The GPUs a Workload was admitted with (Kueue's own accounting: status.admission)."""
+    sets = ((w.get("status") or {}).get("admission") or {}).get("podSetAssignments") or []
+    return sum(int((a.get("resourceUsage") or {}).get(GPU, 0)) for a in sets)
+
+
+def _cluster_queue(cp, name: str) -> dict:
+    r = cp.request("GET", f"{KUEUE}/clusterqueues/{name}")
+    assert r.ok, r.message
+    return r.body
+
+
+def _reserved(cq: dict, flavor: str) -> tuple[int, int]:
+    """(total, borrowed) GPUs of a flavor reserved in a ClusterQueue, as its status says."""
+    for f in (cq.get("status") or {}).get("flavorsReservation") or []:
+        if f["name"] == flavor:
+            for r in f.get("resources") or []:
+                if r["name"] == GPU:
+                    return int(r.get("total", 0)), int(r.get("borrowed", 0))
+    return 0, 0
+
+
+def _gpu_quota(cq: dict, flavor: str) -> tuple[int, int]:
+    """(nominalQuota, borrowingLimit) of a flavor's GPUs in a ClusterQueue's spec."""
+    for group in cq["spec"]["resourceGroups"]:
+        for f in group["flavors"]:
+            for r in f["resources"] if f["name"] == flavor else []:
+                if r["name"] == GPU:
+                    return int(r["nominalQuota"]), int(r.get("borrowingLimit", 0))
+    raise AssertionError((cq["metadata"]["name"], flavor))
 
 
 def _synced_at(argocd, name: str, revision: str, timeout: float = 300) -> dict:
@@ -167,6 +226,9 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
         # the training Jobs: all rendered ones exist, completed, each pod on a node of its Job's GPU type
         built = stack.repo.built(env)
         jobs = [o for o in built if o["kind"] == "Job"]
+        if env in QUEUED:  # a queued trial may still be waiting for, or running on, quota another one gave back
+            wait_until(f"{env}: every queued training Job finished", lambda: all(
+                (cp.get(j).body.get("status") or {}).get("succeeded") == 1 for j in jobs), 300, interval=0.5)
         nodes = {n["metadata"]["name"]: n for n in _items(cp, "/api/v1/nodes")}
         placed: dict[str, int] = {}
         for job in jobs:
@@ -182,6 +244,11 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
                 node = nodes[pod["spec"]["nodeName"]]
                 assert node["metadata"]["labels"][GPU_TYPE_LABEL] == want, (env, ns, name, node["metadata"]["name"])
                 placed[want] = placed.get(want, 0) + 1
+        if env in QUEUED:  # Kueue admitted every trial (the Jobs were created suspended): each one's Workload finished
+            workloads = _workloads(cp, jobs)
+            assert sorted(workloads) == sorted(j["metadata"]["name"] for j in jobs), (env, sorted(workloads))
+            assert all(_condition(w, "Finished").get("status") == "True" for w in workloads.values()), env
+            print(f"\n[kueue] {env}: {len(workloads)} Workloads admitted and finished, one per training Job")
         held = [ev for ev in _items(cp, "/api/v1/events?fieldSelector=reason=FailedCreate")
                 if "exceeded quota" in ev.get("message", "")]
         print(f"\n[result] {env}: {len(apps)} Applications synced; {len(jobs)} training Jobs completed; "
@@ -203,6 +270,8 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
     rss = stack.rss_kib()
     print(f"\n[memory] stack RSS {sum(rss.values()) / 1024:.0f} MiB: "
           + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(rss.items(), key=lambda kv: -kv[1])[:8]))
+    if QUEUED:
+        print("[memory] Kueue's controller: " + ", ".join(f"{env} {rss[f'{env}/kueue'] / 1024:.0f} MiB" for env in QUEUED))
 
 
 @example_only
@@ -286,31 +355,34 @@ def test_tenancy_argo_cd_refuses_what_a_team_folder_must_not_hold(stack, synced)
 SWEEP = """\
 team: vision
 name: resnet-wide
-description: A grid wider than vision's dev quota (4 A100) runs at once
+description: A grid wider than vision's staging quota (2 A100) runs at once
 run: python train.py
 workdir: projects/resnet
 sweep:
   grid: {dropout: [0.1, 0.3, 0.5], lr: [0.01, 0.001]}
 resources: {gpu: {type: a100, count: 1}, cpu: 8, memory: 32Gi}
-environments: [dev]
+environments: [staging]
 """
 
 
 @example_only
 def test_quota_a_sweep_wider_than_the_gpu_quota_waits_and_completes(stack, synced):
-    """6 one-A100 trials against vision's dev quota of 4: the quota holds the excess pods back ("exceeded quota"),
-    they start as earlier trials finish, and every trial completes; none fails."""
+    """Where the platform queues nothing (staging): 6 one-A100 trials against vision's staging quota of 2: the
+    ResourceQuota holds the excess pods back ("exceeded quota"), they start as earlier trials finish, and every trial
+    completes; none fails."""
     t0 = time.monotonic()
-    e, repo = stack.environments["dev"], stack.repo
+    env = "staging"
+    assert env not in QUEUED
+    e, repo = stack.environments[env], stack.repo
     cp, argocd = e.cluster.cp, e.argocd
     (repo.path / "specs" / "experiments" / "vision" / "resnet-wide.yaml").write_text(SWEEP)
     revision = repo.commit("vision: resnet-wide, 6 trials")
-    jobs = [j for j in repo.built("dev") if j["kind"] == "Job" and j["metadata"]["name"].startswith("resnet-wide-")]
-    assert len(jobs) == 6
-    quota = _one(repo.built("dev"), "ResourceQuota", namespace="vision")
+    jobs = [j for j in repo.built(env) if j["kind"] == "Job" and j["metadata"]["name"].startswith("resnet-wide-")]
+    assert len(jobs) == 6 and not any(j["spec"].get("suspend") for j in jobs)
+    quota = _one(repo.built(env), "ResourceQuota", namespace="vision")
     hard = int(quota["spec"]["hard"]["requests.nvidia.com/gpu"])
     assert hard < len(jobs)
-    app = _synced_at(argocd, "dev-vision-workloads", revision)
+    app = _synced_at(argocd, f"{env}-vision-workloads", revision)
     assert app["status"]["operationState"]["phase"] == "Succeeded", summary(app)
     most = {"gpus": 0}
 
@@ -324,12 +396,235 @@ def test_quota_a_sweep_wider_than_the_gpu_quota_waits_and_completes(stack, synce
     wait_until("the 6 trials of resnet-wide complete", all_done, 600, interval=0.5, describe=argocd.describe)
     refused = [ev["message"] for ev in _items(cp, "/api/v1/namespaces/vision/events?fieldSelector=reason=FailedCreate")
                if "exceeded quota" in ev.get("message", "")]
-    print(f"\n[result] dev: 6 trials completed under a quota of {hard} A100; at most {most['gpus']} A100 in use at "
+    print(f"\n[result] {env}: 6 trials completed under a quota of {hard} A100; at most {most['gpus']} A100 in use at "
           f"once (sampled); {len(refused)} pod creations held back by the quota, e.g.: {refused[:1]}")
     assert refused
     assert most["gpus"] <= hard
-    argocd.wait_synced_healthy(["dev-vision-workloads"], timeout=120)
-    _timing("dev: quota scenario", time.monotonic() - t0)
+    argocd.wait_synced_healthy([f"{env}-vision-workloads"], timeout=120)
+    _timing(f"{env}: quota scenario", time.monotonic() - t0)
+
+
+def _held_sweep(team: str, name: str, grid: str, held: bool = True) -> str:
+    """A dev experiment of one-A100 trials; `held`: each trial's pod runs until the test releases it (e2e.cluster)."""
+    return (f"team: {team}\nname: {name}\nrun: python train.py\nworkdir: projects/{name}\nsweep:\n  grid: {grid}\n"
+            "resources: {gpu: {type: a100, count: 1}, cpu: 8, memory: 32Gi}\nenvironments: [dev]\n"
+            + (f"env: {{{HOLD_ENV[0]}: {HOLD_ENV[1]}}}\n" if held else ""))
+
+
+def _submit(stack, env: str, team: str, name: str, text: str) -> list[dict]:
+    """Commit an experiment spec (rendered), wait for the team's Application to sync it; its Jobs as rendered."""
+    repo = stack.repo
+    (repo.path / "specs" / "experiments" / team / f"{name}.yaml").write_text(text)
+    revision = repo.commit(f"{team}: {name}")
+    jobs = [j for j in repo.built(env) if j["kind"] == "Job" and j["metadata"]["name"].startswith(f"{name}-")]
+    assert jobs and all(j["spec"].get("suspend") is True for j in jobs), name  # queued: created suspended
+    app = _synced_at(stack.environments[env].argocd, f"{env}-{team}-workloads", revision)
+    assert app["status"]["operationState"]["phase"] == "Succeeded", summary(app)
+    return jobs
+
+
+def _finish(e, jobs: list[dict], watch=None, timeout: float = 600) -> None:
+    """Release the held pods of these Jobs (again and again: a Job readmitted after preemption makes new ones) until
+    every Job succeeded; none may fail. `watch()` runs at every poll."""
+    cp = e.cluster.cp
+
+    def done() -> bool:
+        if watch:
+            watch()
+        for ns, exp in {(j["metadata"]["namespace"], j["metadata"]["labels"]["kflowgen.dev/experiment"])
+                        for j in jobs}:
+            e.cluster.release(ns, f"kflowgen.dev/experiment={exp}")
+        statuses = [cp.get(j).body.get("status") or {} for j in jobs]
+        assert not any(s.get("failed") for s in statuses), statuses
+        return all(s.get("succeeded") == 1 for s in statuses)
+
+    wait_until(f"{len(jobs)} trials complete", done, timeout, interval=0.5, describe=e.argocd.describe)
+
+
+@example_only
+def test_kueue_admits_a_sweep_within_the_queue_and_the_rest_wait_suspended(stack, synced):
+    """dev queues training: 9 one-A100 trials of vision, each holding its GPU until released, against vision's
+    ClusterQueue (nominal 4 A100, borrowing up to 2 of the cohort's idle quota; nlp's 2 A100 are idle). Kueue admits
+    exactly nominal + borrowing (its Workloads and the ClusterQueue's status say so, 2 of them borrowed), the other 3
+    Jobs stay suspended with no pod; once released, trials finish, the waiting ones are admitted in turn, never more
+    at once, and all 9 complete; none fails."""
+    t0 = time.monotonic()
+    env = "dev"
+    assert env in QUEUED
+    e = stack.environments[env]
+    cp = e.cluster.cp
+    cq = _one(stack.repo.built(env), "ClusterQueue", "vision")
+    nominal, borrowing = _gpu_quota(cq, "gpu-a100")
+    lender = _one(stack.repo.built(env), "ClusterQueue", "nlp")
+    assert _gpu_quota(lender, "gpu-a100")[0] >= borrowing  # nlp's idle A100s cover vision's borrowing limit
+    jobs = _submit(stack, env, "vision", "wide", _held_sweep("vision", "wide",
+                                                              "{dropout: [0.1, 0.3, 0.5], lr: [0.1, 0.01, 0.001]}"))
+    assert len(jobs) == 9 > nominal + borrowing
+    seen: dict = {}
+
+    def settled() -> bool:
+        workloads = _workloads(cp, jobs)
+        admitted = [n for n, w in workloads.items() if _admitted(w)]
+        seen.update(workloads=workloads, admitted=admitted, status=_cluster_queue(cp, "vision").get("status") or {})
+        return (len(workloads) == 9 and len(admitted) == nominal + borrowing
+                and seen["status"].get("pendingWorkloads") == 9 - len(admitted)
+                and _reserved({"status": seen["status"]}, "gpu-a100") == (nominal + borrowing, borrowing))
+
+    wait_until("Kueue admits vision's trials up to its queue's limit", settled, 180, interval=0.5,
+               describe=lambda: f"{seen.get('admitted')} {json.dumps(seen.get('status'))[:1500]}")
+    assert sum(_gpus(seen["workloads"][n]) for n in seen["admitted"]) == nominal + borrowing
+    running: dict = {}
+
+    def admitted_run() -> bool:
+        pods = _items(cp, "/api/v1/namespaces/vision/pods?labelSelector=kflowgen.dev/experiment=wide")
+        running.update({p["metadata"]["labels"]["batch.kubernetes.io/job-name"]: p["spec"]["nodeName"] for p in pods
+                        if p["status"].get("phase") == "Running"})
+        return set(running) == set(seen["admitted"])
+
+    wait_until("the admitted trials' pods running", admitted_run, 180, interval=0.5)
+    nodes = {n["metadata"]["name"]: n["metadata"]["labels"][GPU_TYPE_LABEL] for n in _items(cp, "/api/v1/nodes")}
+    assert {nodes[n] for n in running.values()} == {"a100"}, running
+    for j in jobs:  # the admitted run on A100 nodes; the others wait suspended, without pods
+        name = j["metadata"]["name"]
+        live = cp.get(j).body
+        pods = _items(cp, f"/api/v1/namespaces/vision/pods?labelSelector=batch.kubernetes.io/job-name={name}")
+        if name in seen["admitted"]:
+            assert live["spec"]["suspend"] is False, name
+        else:
+            assert live["spec"]["suspend"] is True and not pods, (name, pods)
+            assert not (seen["workloads"][name].get("status") or {}).get("admission"), name  # no quota reserved
+    print(f"\n[kueue] dev: vision's 9 trials: {len(seen['admitted'])} admitted ({nominal} nominal + {borrowing} "
+          f"borrowed A100), {9 - len(seen['admitted'])} pending, suspended; ClusterQueue vision: "
+          f"{json.dumps(seen['status'].get('flavorsReservation'))}")
+    most = {"gpus": 0}
+
+    def watch() -> None:
+        gpus = sum(_gpus(w) for w in _workloads(cp, jobs).values() if _admitted(w))
+        most["gpus"] = max(most["gpus"], gpus)
+        assert gpus <= nominal + borrowing, gpus
+
+    _finish(e, jobs, watch)
+    workloads = _workloads(cp, jobs)
+    assert all(_condition(w, "Finished").get("reason") == "Succeeded" for w in workloads.values()), workloads
+    print(f"[kueue] dev: all 9 completed, at most {most['gpus']} A100 admitted at once (sampled)")
+    e.argocd.wait_synced_healthy(["dev-vision-workloads"], timeout=120)
+    _timing("dev: Kueue admission scenario", time.monotonic() - t0)
+
+
+@example_only
+def test_kueue_lends_idle_gpus_and_reclaims_them_by_preemption(stack, synced):
+    """vision runs 6 held one-A100 trials while nlp is idle: 4 on its own quota, 2 borrowed from nlp's idle A100s.
+    Then nlp submits 2 held one-A100 trials: Kueue preempts 2 of vision's trials (reclaimWithinCohort: the platform's
+    `reclaim: preempt`; Workload condition Preempted, reason InCohortReclamation), their Jobs are suspended again and
+    their pods go, nlp's trials are admitted within nlp's nominal quota (both ClusterQueues' status: nothing
+    borrowed); once nlp's trials are released and complete, vision's preempted trials are admitted again and all 6
+    complete; no trial fails."""
+    t0 = time.monotonic()
+    env = "dev"
+    e = stack.environments[env]
+    cp = e.cluster.cp
+    built = stack.repo.built(env)
+    nominal, borrowing = _gpu_quota(_one(built, "ClusterQueue", "vision"), "gpu-a100")
+    nlp_nominal, _ = _gpu_quota(_one(built, "ClusterQueue", "nlp"), "gpu-a100")
+    assert _one(built, "ClusterQueue", "vision")["spec"]["preemption"]["reclaimWithinCohort"] == "Any"
+    vision = _submit(stack, env, "vision", "lend", _held_sweep("vision", "lend", "{dropout: [0.1, 0.3, 0.5], "
+                                                                                 "lr: [0.01, 0.001]}"))
+    assert len(vision) == nominal + borrowing == 6
+    state: dict = {}
+
+    def borrowing_all() -> bool:
+        state["vision"] = _workloads(cp, vision)
+        state["status"] = _cluster_queue(cp, "vision").get("status") or {}
+        return (sum(map(_admitted, state["vision"].values())) == len(vision)
+                and _reserved({"status": state["status"]}, "gpu-a100") == (nominal + borrowing, borrowing))
+
+    wait_until("vision's 6 trials admitted, 2 on borrowed A100s", borrowing_all, 180, interval=0.5,
+               describe=lambda: json.dumps(state.get("status"))[:1500])
+    print(f"\n[kueue] dev: vision borrows: {json.dumps(state['status'].get('flavorsReservation'))}")
+    nlp = _submit(stack, env, "nlp", "reclaim", _held_sweep("nlp", "reclaim", "{lr: [0.01, 0.001]}"))
+    assert len(nlp) == nlp_nominal == 2
+
+    def reclaimed() -> bool:
+        state["vision"], state["nlp"] = _workloads(cp, vision), _workloads(cp, nlp)
+        state["status"] = {t: _cluster_queue(cp, t).get("status") or {} for t in ("vision", "nlp")}
+        used = {t: sum(_gpus(w) for w in state[t].values() if _admitted(w)) for t in ("vision", "nlp")}
+        assert used["vision"] <= nominal + borrowing and used["nlp"] <= nlp_nominal, used
+        return (used == {"vision": nominal, "nlp": nlp_nominal}
+                and _reserved({"status": state["status"]["vision"]}, "gpu-a100") == (nominal, 0)
+                and _reserved({"status": state["status"]["nlp"]}, "gpu-a100") == (nlp_nominal, 0))
+
+    wait_until("nlp's trials admitted on the A100s vision gives back", reclaimed, 300, interval=0.5,
+               describe=lambda: json.dumps(state.get("status"))[:2000])
+    preempted = {n: _condition(w, "Preempted") for n, w in state["vision"].items()
+                 if _condition(w, "Preempted").get("status") == "True"}
+    print(f"[kueue] dev: preempted for nlp: {sorted(preempted)}: "
+          f"{sorted({(c['reason'], c.get('message', '')[:120]) for c in preempted.values()})}")
+    assert len(preempted) == borrowing, preempted
+    assert {c["reason"] for c in preempted.values()} == {"InCohortReclamation"}, preempted
+    for j in vision:  # the preempted trials are stopped (suspended again, no pod), not failed
+        name = j["metadata"]["name"]
+        if name in preempted:
+            assert cp.get(j).body["spec"]["suspend"] is True, name
+            wait_until(f"{name}'s pods gone", lambda: not _items(
+                cp, f"/api/v1/namespaces/vision/pods?labelSelector=batch.kubernetes.io/job-name={name}"), 120)
+    _finish(e, nlp)  # nlp's trials end; vision's preempted ones are admitted again, on the A100s nlp leaves idle
+
+    def watch() -> None:
+        used = sum(_gpus(w) for w in _workloads(cp, vision).values() if _admitted(w))
+        assert used <= nominal + borrowing, used
+
+    _finish(e, vision, watch)
+    workloads = _workloads(cp, vision)
+    assert all(_condition(w, "Finished").get("reason") == "Succeeded" for w in workloads.values()), workloads
+    print(f"[memory] dev: Kueue's controller after the scenarios: {stack.rss_kib()['dev/kueue'] / 1024:.0f} MiB")
+    e.argocd.wait_synced_healthy(["dev-vision-workloads", "dev-nlp-workloads"], timeout=120)
+    _timing("dev: Kueue borrowing and reclaim scenario", time.monotonic() - t0)
+
+
+OTHER_QUEUE = {
+    "apiVersion": "batch/v1", "kind": "Job",
+    "metadata": {"name": "other-queue", "namespace": "vision", "labels": {"kueue.x-k8s.io/queue-name": "nlp"}},
+    "spec": {"backoffLimit": 0, "template": {"spec": {
+        "restartPolicy": "Never",
+        "containers": [{"name": "train", "image": "registry.example.com/ml/vision-notebook:2026.11",
+                        "command": ["python", "train.py"],
+                        "resources": {"requests": {"cpu": "1", "memory": "1Gi", GPU: "1"},
+                                      "limits": {"cpu": "1", "memory": "1Gi", GPU: "1"}}}]}}}}
+
+
+@example_only
+def test_kueue_admits_nothing_for_a_queue_the_namespace_does_not_have(stack, synced):
+    """A Job in vision's workloads folder naming the queue `nlp` (another team's name; vision has only `default`):
+    kflowgen's gate refuses the file; committed around the gate, Argo CD creates it, Kueue's webhook suspends it and
+    Kueue never admits it (its Workload says the LocalQueue does not exist): no pod runs. A revert prunes it."""
+    t0 = time.monotonic()
+    e, repo = stack.environments["dev"], stack.repo
+    cp, argocd = e.cluster.cp, e.argocd
+    path = repo.path / "overlays" / "dev" / "teams" / "vision" / "workloads" / "job.other-queue.yaml"
+    path.write_text(yaml.safe_dump(OTHER_QUEUE, sort_keys=False))
+    gate = kflowgen("validate", "-C", str(repo.path), cwd=repo.path, check=False)
+    assert gate.returncode == 1 and "job.other-queue.yaml" in gate.stdout + gate.stderr, gate.stdout
+    bad = repo.commit("vision: a Job on another queue, around the gate", render=False)
+    app = _synced_at(argocd, "dev-vision-workloads", bad)
+    assert app["status"]["operationState"]["phase"] == "Succeeded", summary(app)  # a Job is a kind teams may sync
+    seen: dict = {}
+
+    def refused() -> bool:
+        seen["workloads"] = _workloads(cp, [OTHER_QUEUE])
+        w = seen["workloads"].get("other-queue")
+        return bool(w) and "LocalQueue nlp doesn't exist" in _condition(w, "QuotaReserved").get("message", "")
+
+    wait_until("Kueue says the LocalQueue does not exist", refused, 120, interval=0.5,
+               describe=lambda: json.dumps(seen.get("workloads"))[:1500])
+    w = seen["workloads"]["other-queue"]
+    print(f"\n[kueue] dev: vision/other-queue: {_condition(w, 'QuotaReserved')}")
+    assert not _admitted(w) and cp.get(OTHER_QUEUE).body["spec"]["suspend"] is True
+    assert not _items(cp, "/api/v1/namespaces/vision/pods?labelSelector=batch.kubernetes.io/job-name=other-queue")
+    repo.git("revert", "--no-edit", "HEAD")
+    app = _synced_at(argocd, "dev-vision-workloads", repo.head())
+    assert app["status"]["operationState"]["phase"] == "Succeeded", summary(app)
+    wait_until("the Job pruned", lambda: cp.get(OTHER_QUEUE).status == 404, 120, interval=0.5)
+    _timing("dev: Kueue refuses a queue the namespace does not have", time.monotonic() - t0)
 
 
 def _deployment(cp, name: str, namespace: str) -> dict | None:
@@ -515,7 +810,8 @@ def test_no_process_left_when_the_tests_are_interrupted_or_killed(sig):
         assert line, proc.stderr.read()
         started = json.loads(line)
         pids, folder = started["pids"], Path(started["dir"])
-        assert len(pids) == 8 and all(map(_alive, pids))  # etcd, apiserver, kcm, scheduler, kwok, redis, 2 argocd
+        # etcd, apiserver, kcm, scheduler, kwok, redis, 2 argocd, and Kueue where dev queues training
+        assert len(pids) == 8 + ("dev" in QUEUED) and all(map(_alive, pids))
         proc.send_signal(sig)
         proc.wait(timeout=120)
         deadline = time.monotonic() + 30  # the kernel's parent-death signal is asynchronous

@@ -24,16 +24,17 @@ pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Dia
 
 VISION = "specs/teams/vision.yaml"
 QUOTA = "overlays/prod/teams/vision/platform/resourcequota.team.yaml"  # the one file a100 16 -> 12 changes
-JOB = "overlays/dev/teams/vision/workloads/job.resnet-sweep-dropout0p3-lr0p01-c6876cd8.yaml"
+JOB = "overlays/dev/teams/vision/workloads/job.resnet-sweep-dropout0p3-lr0p01-6753564d.yaml"
 STALE = "overlays/dev/teams/vision/workloads/job.retired.yaml"  # carries kflowgen's header, no spec renders it
 EVIL = "overlays/dev/argocd/appproject.evil.yaml"  # hand-written: no header
 EVIL_TEXT = ("apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: evil, namespace: argocd}\n"
              "spec: {destinations: [{server: '*', namespace: '*'}], clusterResourceWhitelist: [{group: '*', kind: '*'}]}\n")
-SUMMARY = ["3 teams, 3 environments, 194 objects built and validated",
-           "  dev      3 teams    72 objects  GPU quota/capacity: a100 6/8  t4 6/16",
+SUMMARY = ["3 teams, 3 environments, 205 objects built and validated",
+           "  dev      3 teams    83 objects  GPU quota/capacity: a100 6/8  t4 6/16",
            "  staging  2 teams    50 objects  GPU quota/capacity: a100 2/8  t4 2/8",
            "  prod     3 teams    72 objects  GPU quota/capacity: a100 28/32  t4 12/16"]
-OVERLAYS = 19  # per environment its argocd folder, and a platform and a workloads overlay per team (3 + 2 + 3 teams)
+OVERLAYS = 20  # per environment its argocd folder, a platform and a workloads overlay per team (3 + 2 + 3 teams);
+#               and dev's queueing folder
 QUOTA_CHANGES = [
     Change("prod", "vision", "quota", "vision, prod: GPU quota a100 16 → 12 (prod capacity 32, allocated 28 → 24)"),
     Change("prod", "vision", "changed", "vision, prod: ResourceQuota vision/team changed (spec.hard)")]
@@ -164,12 +165,12 @@ def test_render_writes_exactly_the_generated_tree(repo):
     drift(repo)
     report = pipeline.render_to_disk(opts(repo), check_only=False)
     assert report.diagnostics == []
-    assert report.summary == ["157 generated files: 1 added, 1 changed, 1 removed, 155 unchanged"]
+    assert report.summary == ["168 generated files: 1 added, 1 changed, 1 removed, 166 unchanged"]
     want = pipeline.checked(opts(repo)).rendered.files
-    assert on_disk(repo) == want and len(want) == 157
+    assert on_disk(repo) == want and len(want) == 168
     assert sorted(os.listdir(repo)) == [".github", "bases", "overlays", "specs"]  # no scratch tree left beside it
     again = pipeline.render_to_disk(opts(repo), check_only=True)
-    assert (again.diagnostics, again.summary) == ([], ["157 generated files checked: up to date"])
+    assert (again.diagnostics, again.summary) == ([], ["168 generated files checked: up to date"])
 
 
 def test_render_check_reports_drift_and_writes_nothing(repo):
@@ -178,7 +179,7 @@ def test_render_check_reports_drift_and_writes_nothing(repo):
     report = pipeline.render_to_disk(opts(repo), check_only=True)
     assert found(report) == [(JOB, 1, 1, "KF502", "error"), (STALE, 1, 1, "KF503", "error"),
                              (QUOTA, 1, 1, "KF501", "error")]
-    assert report.summary == ["157 generated files checked: 1 missing, 1 different, 1 extra"]
+    assert report.summary == ["168 generated files checked: 1 missing, 1 different, 1 extra"]
     assert snapshot(repo) == before
     # validate leaves drift to render --check and the gate: right after a spec change it is expected
     assert pipeline.validate(opts(repo)).diagnostics == []
@@ -194,7 +195,7 @@ def test_render_writes_nothing_while_a_hand_written_file_is_in_overlays(repo):
     assert snapshot(repo) == before
     checked = pipeline.render_to_disk(opts(repo), check_only=True)
     assert found(checked) == [(EVIL, 1, 1, "KF504", "error"), (QUOTA, 1, 1, "KF501", "error")]
-    assert checked.summary == ["157 generated files checked: 0 missing, 1 different, 0 extra"]
+    assert checked.summary == ["168 generated files checked: 0 missing, 1 different, 0 extra"]
     assert snapshot(repo) == before
 
 
@@ -210,19 +211,19 @@ def test_render_refuses_bad_specs_and_writes_nothing(repo):
 
 def test_gate_reports_the_spec_change_and_its_drift(committed):
     report, changes = pipeline.gate(opts(committed), "HEAD")
-    assert (report.diagnostics, report.summary[-1]) == ([], "157 generated files checked: up to date")
+    assert (report.diagnostics, report.summary[-1]) == ([], "168 generated files checked: up to date")
     assert (changes.changes, changes.diagnostics) == ([], [])
     less_a100(committed)
     before = snapshot(committed)
     report, changes = pipeline.gate(opts(committed), "HEAD")
     assert found(report) == [(QUOTA, 1, 1, "KF501", "error")]
-    assert report.summary == ["157 generated files checked: 0 missing, 1 different, 0 extra"]
+    assert report.summary == ["168 generated files checked: 0 missing, 1 different, 0 extra"]
     assert (changes.changes, changes.dangerous, changes.diagnostics) == (QUOTA_CHANGES, [], [])
     assert snapshot(committed) == before
     assert pipeline.render_to_disk(opts(committed), check_only=False).diagnostics == []
     report, changes = pipeline.gate(opts(committed), "HEAD")  # rendered: the change is what remains
     assert (report.diagnostics, changes.changes) == ([], QUOTA_CHANGES)
-    assert report.summary[-1] == "157 generated files checked: up to date"
+    assert report.summary[-1] == "168 generated files checked: up to date"
 
 
 def test_gate_never_passes_a_file_kflowgen_did_not_write(committed):
@@ -231,7 +232,7 @@ def test_gate_never_passes_a_file_kflowgen_did_not_write(committed):
     before = snapshot(committed)
     report, changes = pipeline.gate(opts(committed), "HEAD")
     assert found(report) == [(EVIL, 1, 1, "KF504", "error"), (STALE, 1, 1, "KF503", "error")]
-    assert report.summary == ["157 generated files checked: 0 missing, 0 different, 1 extra"]
+    assert report.summary == ["168 generated files checked: 0 missing, 0 different, 1 extra"]
     assert changes.changes == []  # the specs did not change: what is wrong is on disk only
     assert found(pipeline.validate(opts(committed))) == [(EVIL, 1, 1, "KF504", "error")]  # the stale file is drift
     assert snapshot(committed) == before

@@ -165,16 +165,14 @@ def test_queued_jobs_carry_the_queue_label_and_are_created_suspended_and_argocd_
 
 # --- a repository that queues: hostile pull requests ----------------------------------------------------------------
 
-QUEUEING_ON = ("      gpu: {a100: 8, t4: 16}\n", "      gpu: {a100: 8, t4: 16}\n    queueing: {enabled: true, borrowing: 50%}\n")
-
-
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    """A git copy of the example repository with queueing on in dev, rendered and committed: a pull request's base."""
+    """A git copy of the example repository, which queues training in dev (borrowing 50%), rendered and committed:
+    a pull request's base."""
     root = copy_repo(PROJECT, tmp_path / "repo")
-    platform = root / "specs/platform.yaml"
-    assert QUEUEING_ON[0] in platform.read_text()
-    platform.write_text(platform.read_text().replace(*QUEUEING_ON))
+    platform = yaml.safe_load((root / "specs/platform.yaml").read_text())
+    assert platform["environments"]["dev"]["queueing"] == {"enabled": True, "borrowing": "50%", "reclaim": "preempt"}
+    assert not any(e.get("queueing") for env, e in platform["environments"].items() if env != "dev")
     code, out = run("render", "-C", root, "--format", "text")
     assert code == 0, out
     git(root, "init", "-q")

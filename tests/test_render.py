@@ -163,7 +163,7 @@ def test_workloads_files_hold_what_the_namespace_and_labels_transformers_would_g
             files.append(json.dumps(obj, sort_keys=True))
             meta = obj["metadata"]
             assert meta.pop("namespace") == namespace and {k: meta["labels"].pop(k) for k in standard} == labels
-            (old / name).write_text(yaml.safe_dump(obj))
+            (old / name).write_text(json.dumps(obj))  # JSON is YAML that no parser reads another way (231664e8)
         (old / "kustomization.yaml").write_text(yaml.safe_dump({
             "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": names,
             "namespace": namespace, "labels": [{"pairs": labels, "includeSelectors": False}]}))

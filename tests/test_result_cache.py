@@ -43,8 +43,8 @@ def test_second_build_comes_from_the_cache_and_is_identical(example_repo, store)
     first = built(example_repo, store)
     second = built(example_repo, store)
     kustomized = [o for o in first.overlays if not layout.is_directory_source(o)]
-    plain = [o for o in first.overlays if o.endswith("/argocd") or o.endswith("/workloads")]
-    assert len(kustomized) == len(first.overlays) - len(plain) and len(plain) == 3 + 8  # plain directories
+    plain = [o for o in first.overlays if o.endswith(("/argocd", "/workloads", "/queueing"))]
+    assert len(kustomized) == len(first.overlays) - len(plain) and len(plain) == 3 + 8 + 1  # plain directories
     assert first.rebuilt == len(kustomized) and second.rebuilt == 0
     assert cold.overlays == first.overlays == second.overlays
 

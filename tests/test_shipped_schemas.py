@@ -80,12 +80,14 @@ def test_shipped_crds_give_the_upstream_crds_verdicts(built_example, tmp_path):
               and d["apiVersion"].split("/")[0] not in ("networking.k8s.io", "rbac.authorization.k8s.io")]
     kinds = {(d["apiVersion"], d["kind"]) for d in custom}
     assert kinds == {("argoproj.io/v1alpha1", "Application"), ("argoproj.io/v1alpha1", "AppProject"),
-                     ("trainer.kubeflow.org/v1alpha1", "TrainJob")}
+                     ("trainer.kubeflow.org/v1alpha1", "TrainJob"), ("kueue.x-k8s.io/v1beta2", "ClusterQueue"),
+                     ("kueue.x-k8s.io/v1beta2", "Cohort"), ("kueue.x-k8s.io/v1beta2", "LocalQueue"),
+                     ("kueue.x-k8s.io/v1beta2", "ResourceFlavor")}
     shipped = kschemas.schema_dir("1.34.0", upstream.crd_files("3.6.2"), tmp_path / "shipped")
     theirs = kschemas.schema_dir("1.34.0", kschemas.crd_files_in([UPSTREAM / "crds/argoproj.io",
                                                                   UPSTREAM / "crds/kubeflow.org",
-                                                                  UPSTREAM / "crds/trainer.kubeflow.org"]),
-                                 tmp_path / "theirs")
+                                                                  UPSTREAM / "crds/trainer.kubeflow.org",
+                                                                  UPSTREAM / "crds/kueue.x-k8s.io"]), tmp_path / "theirs")
     samples = {k: [d for d in custom if (d["apiVersion"], d["kind"]) == k][:2] for k in kinds}
     cases = [m for docs in samples.values() for d in docs for m in [d, *mutations(d)]
              if isinstance(m, dict) and m.get("kind") and m.get("apiVersion") in {k[0] for k in kinds}]
@@ -127,7 +129,7 @@ def clone(tmp_path: Path) -> Path:
 
 def test_a_clone_with_nothing_beside_it_validates(tmp_path):
     code, out = run("validate", "--no-cache", "-C", clone(tmp_path), "--format", "text")
-    assert code == 0 and out.endswith("kflowgen: ok\n") and "194 objects built and validated" in out, out
+    assert code == 0 and out.endswith("kflowgen: ok\n") and "205 objects built and validated" in out, out
 
 
 def test_init_writes_a_repository_that_validates_with_no_flags(tmp_path):
@@ -169,7 +171,7 @@ def test_a_chart_version_without_a_shipped_schema_is_one_warning_and_the_rest_ru
     warnings = [line for line in out.splitlines() if "warning [" in line]
     assert code == 0 and len(warnings) == 1 and "[KF407] the generated JupyterHub values were not checked" in warnings[0]
     assert "kflowgen ships the schema of chart 4.4.0, not 4.3.1" in warnings[0]
-    assert "194 objects built and validated" in out
+    assert "205 objects built and validated" in out
 
 
 def test_a_platforms_own_crd_wins_over_the_shipped_one(tmp_path):

@@ -233,10 +233,11 @@ def test_job_names(experiment, trial, budget, expected):
 
 def test_example_names_are_pinned():
     # A name is a contract: changing the naming scheme, or what every pod gets (as the /dev/shm volume and the
-    # default deadline did in 0.x: README, "Upgrading"), makes Argo CD create every Job again.
+    # default deadline did in 0.x: README, "Upgrading"), makes Argo CD create every Job again. So does turning
+    # queueing on (README, "Queueing"), as the example did for dev: these are the queued Jobs' names.
     assert [o["metadata"]["name"] for o in render_all(example("specs/experiments/vision/resnet-sweep.yaml"))] == [
-        "resnet-sweep-dropout0p3-lr0p01-c6876cd8", "resnet-sweep-dropout0p3-lr1e-3-8fb67d4b",
-        "resnet-sweep-dropout0p5-lr0p01-85639554", "resnet-sweep-dropout0p5-lr1e-3-cd05f14d"]
+        "resnet-sweep-dropout0p3-lr0p01-6753564d", "resnet-sweep-dropout0p3-lr1e-3-1680e926",
+        "resnet-sweep-dropout0p5-lr0p01-12a01367", "resnet-sweep-dropout0p5-lr1e-3-3d2e67d2"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -502,7 +503,7 @@ def test_explain_says_what_runs_where():
     text = X.explain(exp, TEAMS["vision"], MODEL.platform)
     assert "4 trial(s), each a Kubernetes Job; each pod gets 1 x NVIDIA A100 80GB, 8 CPU and 32Gi memory." in text
     assert "dev: namespace vision on cluster https://dev.k8s.example.com" in text
-    assert ("resnet-sweep-dropout0p3-lr1e-3-8fb67d4b: sh -c 'python train.py \"$@\" && python evaluate.py --report "
+    assert ("resnet-sweep-dropout0p3-lr1e-3-1680e926: sh -c 'python train.py \"$@\" && python evaluate.py --report "
             '"out/$KFLOWGEN_TRIAL"\' resnet-sweep dropout=0.3 epochs=10 lr=1e-3 model=resnet50') in text
     assert "/workspace/projects/resnet" in text and "retried 1 time(s); a trial is stopped after 12h" in text
 

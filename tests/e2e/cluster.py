@@ -1,9 +1,15 @@
 """One environment's local cluster: kflowgen's ControlPlane (etcd + kube-apiserver, started without its own
 controller manager), and beside it, from its kubeconfig: a kube-controller-manager with the controllers Jobs, nodes,
-volumes and Deployments need, kube-scheduler, and kwok playing the kubelet of fake nodes made from the platform
-spec's `gpuTypes` (labels from `nodeSelector`, taints matching `tolerations`) and the environment's GPU capacity."""
+volumes and Deployments need, kube-scheduler, kwok playing the kubelet of fake nodes made from the platform
+spec's `gpuTypes` (labels from `nodeSelector`, taints matching `tolerations`) and the environment's GPU capacity, and,
+where the platform queues training, Kueue's controller (e2e.kueue).
+
+A Job's pod on a fake node runs `job_seconds`, then succeeds; a pod whose container has the environment variable
+`E2E_RUN=until-released` (an experiment's `env`, for scenarios that need trials to hold their GPUs) runs until the
+test annotates it `e2e.kflowgen.dev/released` (see `release()`), then `job_seconds` more."""
 from __future__ import annotations
 
+import copy
 import math
 import ssl
 import time
@@ -15,6 +21,7 @@ import yaml
 
 from kflowgen.checks.server import ControlPlane
 
+from e2e.kueue import Kueue
 from e2e.procs import Processes, StackError, http_ok, wait_until
 from kflowgen.checks.server.process import free_ports
 
@@ -31,6 +38,13 @@ CONTROLLERS = ",".join([
 ])
 KWOK_LABEL = ("type", "kwok")
 GPU_TYPE_LABEL = "e2e.kflowgen.dev/gpu-type"  # which platform GPU type a fake node stands for ("none": CPU only)
+HOLD_ENV = ("E2E_RUN", "until-released")  # a container environment variable: the pod runs until released
+RELEASED = "e2e.kflowgen.dev/released"    # the pod annotation that releases it
+# which pods kwok's pod-complete Stage completes: those not held; a copy of it, those held and released
+HELD_VALUE = f'.spec.containers[].env[]? | select(.name == "{HOLD_ENV[0]}") | .value'
+NOT_HELD = [{"key": HELD_VALUE, "operator": "DoesNotExist"}]
+RELEASED_HELD = [{"key": HELD_VALUE, "operator": "In", "values": [HOLD_ENV[1]]},
+                 {"key": f'.metadata.annotations["{RELEASED}"]', "operator": "Exists"}]
 
 
 # kwok plays the cloud's load-balancer controller as it plays the kubelet: a Service of type LoadBalancer gets an
@@ -110,8 +124,10 @@ class Cluster:
     kwok_stages: Path            # the Stage files (.tools/share/kwok/stages.yaml)
     nodes: list[NodeSpec]
     job_seconds: float = 2.0     # how long a Job's pod runs before kwok completes it
+    kueue_share: Path | None = None  # Kueue's CRD and webhook kustomizations (.tools/share/kueue/<v>): run Kueue
     cp: ControlPlane | None = None
     procs: Processes | None = None
+    kueue: Kueue | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -160,15 +176,41 @@ class Cluster:
                 raise StackError(f"node {node.name}: {r.message}")
         wait_until(f"{len(self.nodes)} kwok nodes Ready and untainted", self._nodes_ready, 120,
                    describe=lambda: self.procs.log("kwok") + "\n" + self.procs.log("kube-controller-manager"))
+        if self.kueue_share:
+            self.kueue = Kueue(self.cp, self.procs, self.folder / "kueue", self.tools, self.kueue_share)
+            self.kueue.start()
+            self.timings.update(self.kueue.timings)
         self.timings["cluster"] = time.monotonic() - t0
 
     def _stages(self) -> str:
-        """kwok's own Stages (nodes, pods), a Job pod's run time, the cloud's load balancer, the ingress controller."""
+        """kwok's own Stages (nodes, pods), a Job pod's run time, held pods completed only once released (a copy of
+        pod-complete), the cloud's load balancer, the ingress controller."""
         docs = [d for d in yaml.safe_load_all(self.kwok_stages.read_text()) if d] + [LOAD_BALANCER, INGRESS]
-        for d in docs:
-            if d.get("kind") == "Stage" and d["metadata"]["name"] == "pod-complete" and self.job_seconds > 0:
-                d["spec"]["delay"] = {"durationMilliseconds": int(self.job_seconds * 1000)}
+        for d in list(docs):
+            if d.get("kind") == "Stage" and d["metadata"]["name"] == "pod-complete":
+                if self.job_seconds > 0:
+                    d["spec"]["delay"] = {"durationMilliseconds": int(self.job_seconds * 1000)}
+                released = copy.deepcopy(d)
+                released["metadata"]["name"] = "pod-complete-released"
+                released["spec"]["selector"]["matchExpressions"] += RELEASED_HELD
+                d["spec"]["selector"]["matchExpressions"] += NOT_HELD
+                docs.append(released)
         return yaml.safe_dump_all(docs, sort_keys=False)
+
+    def release(self, namespace: str, selector: str) -> int:
+        """Annotate the running pods of `selector` that are held (E2E_RUN=until-released) as released: kwok completes
+        them. The number annotated now (pods a Job makes later, e.g. after Kueue preempted and readmitted it, are
+        held again until released)."""
+        r = self.cp.request("GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": selector})
+        n = 0
+        for pod in r.body.get("items", []) if r.ok else []:
+            if pod["status"].get("phase") != "Running" or RELEASED in (pod["metadata"].get("annotations") or {}):
+                continue
+            patched = self.cp.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}",
+                                      {"metadata": {"annotations": {RELEASED: "true"}}},
+                                      content_type="application/merge-patch+json")
+            n += patched.ok
+        return n
 
     def _nodes_ready(self) -> bool:
         r = self.cp.request("GET", "/api/v1/nodes", query={"labelSelector": "=".join(KWOK_LABEL)})

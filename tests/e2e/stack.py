@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from e2e import procs
+from e2e import kueue, procs
 from e2e.argocd import ArgoCD
 from e2e.cluster import Cluster, nodes_for
 from e2e.repo import HelmRepo, LocalRepo, make
@@ -23,16 +23,26 @@ from e2e.repo import HelmRepo, LocalRepo, make
 PROJECT = Path(__file__).resolve().parents[2]
 TOOLS = PROJECT / ".tools" / "bin"
 KWOK_STAGES = PROJECT / ".tools" / "share" / "kwok" / "stages.yaml"
+KUEUE_SHARE = PROJECT / ".tools" / "share" / "kueue" / kueue.VERSION
 SHARED_CHART = PROJECT.parent / "shared" / "upstream" / "jupyterhub-chart" / "jupyterhub"
-TRAINING_CRDS = PROJECT / "kflowgen" / "upstream" / "training-operator"
-NEEDED = ("argocd", "kube-scheduler", "kwok", "etcd", "kube-apiserver", "kube-controller-manager", "kustomize")
+TRAINING_CRDS = [PROJECT / "kflowgen" / "upstream" / name for name in ("training-operator", "trainer")]  # no controller
+NEEDED = ("argocd", "kube-scheduler", "kwok", "kueue", "etcd", "kube-apiserver", "kube-controller-manager", "kustomize")
 
 
-def missing_tools(hub: bool = False) -> list[str]:
-    """What `make tools-e2e` (and, for the hub, `make tools-hub`) has not provided; empty when all is there."""
+def queueing(platform: dict, env: str) -> bool:
+    """Whether the platform spec queues training with Kueue in env (then the stack runs Kueue's controller there)."""
+    return bool((((platform.get("environments") or {}).get(env) or {}).get("queueing") or {}).get("enabled"))
+
+
+def missing_tools(hub: bool = False, queues: bool = False) -> list[str]:
+    """What `make tools-e2e` (and, for the hub, `make tools-hub`) has not provided; empty when all is there. `queues`:
+    some environment runs Kueue, which also needs a private mount namespace (e2e.kueue)."""
     out = [name for name in NEEDED if not (TOOLS / name).is_file()]
-    if not KWOK_STAGES.is_file():
-        out.append(str(KWOK_STAGES.relative_to(PROJECT)))
+    for shared in (KWOK_STAGES, KUEUE_SHARE / "crd" / "kustomization.yaml", KUEUE_SHARE / "webhook" / "kustomization.yaml"):
+        if not shared.is_file():
+            out.append(str(shared.relative_to(PROJECT)))
+    if queues and (problem := kueue.mount_namespace_problem()):
+        out.append(problem)
     if not shutil.which("redis-server"):
         out.append("redis-server (apt-get install -y redis-server)")
     if not shutil.which("git"):
@@ -87,7 +97,8 @@ class Stack:
         self.platform = yaml.safe_load((self.source / "specs" / "platform.yaml").read_text())
         for env in self.envs:
             cluster = Cluster(env, self.folder / env, TOOLS, KWOK_STAGES,
-                              nodes_for(self.platform, env, self.gpus_per_node), self.job_seconds)
+                              nodes_for(self.platform, env, self.gpus_per_node), self.job_seconds,
+                              KUEUE_SHARE if queueing(self.platform, env) else None)
             argocd = ArgoCD(env, None, self.folder / env / "argocd", TOOLS,  # type: ignore[arg-type]
                             namespace=(self.platform.get("argocd") or {}).get("namespace", "argocd"))
             self.environments[env] = Environment(env, cluster, argocd)
@@ -112,7 +123,7 @@ class Stack:
         advance, as a static NFS export would be), and the hub's Secret."""
         cp = e.cluster.cp
         names = []
-        for f in sorted(TRAINING_CRDS.glob("*/*.json")):
+        for f in sorted(f for folder in TRAINING_CRDS for f in folder.glob("*/*.json")):
             crd = json.loads(f.read_text())
             assert cp.apply(crd).ok, f
             names.append(crd["metadata"]["name"])
