@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools tools-server tools-hub tools-net tools-e2e e2e demo test clean
+.PHONY: setup tools tools-server tools-hub tools-net tools-e2e e2e demo test docs clean
 
 setup: $(BIN)/kflowgen tools
 
@@ -126,5 +126,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or a page not in the navigation fails
+docs: $(BIN)/mkdocs
+	$(BIN)/mkdocs build --strict --quiet
+
+$(BIN)/mkdocs: $(BIN)/kflowgen
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
 clean:
-	rm -rf $(VENV) .tools .kflowgen-swap-*
+	rm -rf $(VENV) .tools .kflowgen-swap-* site

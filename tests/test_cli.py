@@ -80,7 +80,7 @@ def test_render_check_lists_every_drifted_file_and_writes_nothing(example_repo):
     code, out = run("render", "--check", "-C", example_repo, "--format", "text")
     assert (code, out) == (1, """\
 overlays/dev/notes.md:1:1: error [KF504] hand-written file inside overlays/, which kflowgen owns: Argo CD would apply it without kflowgen's checks
-    fix: delete it: everything under overlays/ is rendered from specs/, and a platform's own manifests belong in bases/ (README, "Hand-kept manifests")
+    fix: delete it: everything under overlays/ is rendered from specs/, and a platform's own manifests belong in bases/ (docs/reviewer.md, "Hand-kept manifests")
 overlays/dev/teams/gone/platform/namespace.yaml:1:1: error [KF503] generated file is no longer produced by any spec
     fix: run `kflowgen render` and commit the result
 overlays/dev/teams/nlp/platform/resourcequota.team.yaml:1:1: error [KF501] generated file differs from what the specs render
@@ -230,7 +230,7 @@ def test_archive_sets_one_field_rerenders_and_the_gate_says_it_in_the_reviewers_
 nlp/bert-random: archived: its Jobs leave Git at the next sync; Argo CD keeps them in the cluster (Prune=false) until \
 you delete them:
   kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert-random
-151 generated files: 0 added, 0 changed, 6 removed, 151 unchanged
+162 generated files: 0 added, 0 changed, 6 removed, 162 unchanged
 kflowgen: ok
 """)
     assert not list((example_repo / "overlays/dev/teams/nlp/workloads").glob("job.bert-random-*"))

@@ -108,7 +108,7 @@ def hub_etc(docs: list[dict], tmp_path: Path, secret: dict[str, str]) -> Path:
 
 
 def platform_secret(**extra: str) -> dict[str, str]:
-    """What the platform puts in the Secret jupyterhub.secret names (README, "Sign-in")."""
+    """What the platform puts in the Secret jupyterhub.secret names (docs/notebooks-and-network.md, "Sign-in")."""
     return {"hub.config.JupyterHub.cookie_secret": secrets.token_hex(32),
             "hub.config.CryptKeeper.keys": secrets.token_hex(32),
             "oauth-client-id": "kflowgen-hub", "oauth-client-secret": "not-in-git", **extra}

@@ -1,14 +1,20 @@
-"""The README stays true to the code: every error code, every command, the two commands of a fresh machine."""
+"""The README and the documentation site (docs/, mkdocs.yml) stay true to the code: every error code, every command,
+the two commands of a fresh machine; and every page of the site is in its navigation and linked from the README."""
 from __future__ import annotations
 
 import re
+
+import yaml
 
 from conftest import PROJECT
 from kflowgen.cli import app
 from kflowgen.codes import CODES
 from kflowgen.tools import SHOWN
 
-README = (PROJECT / "README.md").read_text()
+
+PAGES = sorted((PROJECT / "docs").glob("*.md"))
+# what a user reads: the README, then the site's pages
+README = "\n".join(p.read_text() for p in [PROJECT / "README.md", *PAGES])
 
 
 def test_every_code_is_listed_with_its_title():
@@ -49,3 +55,19 @@ def test_every_finding_the_readme_shows_is_one_an_example_prints():
              if re.match(r"^specs/\S+:\d+:\d+: (error|warning) \[KF\d{3}\] ", ln)]
     printed = "\n".join(p.read_text() for p in (PROJECT / "tests/examples/invalid").glob("*/expected.txt"))
     assert shown and [s for s in shown if not s.split("\n")[1].startswith("    fix: ") or s not in printed] == []
+
+
+def _nav_pages(node) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, list):
+        return [p for item in node for p in _nav_pages(item)]
+    return [p for value in node.values() for p in _nav_pages(value)]
+
+
+def test_every_page_of_the_site_is_in_its_navigation_and_the_readme_links_the_guides():
+    nav = _nav_pages(yaml.safe_load((PROJECT / "mkdocs.yml").read_text())["nav"])
+    assert sorted(nav) == [p.name for p in PAGES]
+    readme = (PROJECT / "README.md").read_text()
+    assert [p.name for p in PAGES if p.name != "index.md" and f"(docs/{p.name})" not in readme] == []
+    assert len(readme.splitlines()) < 100  # the README keeps the two commands and the links; the guides are the site

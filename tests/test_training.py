@@ -234,7 +234,7 @@ def test_job_names(experiment, trial, budget, expected):
 def test_example_names_are_pinned():
     # A name is a contract: changing the naming scheme, or what every pod gets (as the /dev/shm volume and the
     # default deadline did in 0.x: README, "Upgrading"), makes Argo CD create every Job again. So does turning
-    # queueing on (README, "Queueing"), as the example did for dev: these are the queued Jobs' names.
+    # queueing on (docs/queueing.md, "Queueing"), as the example did for dev: these are the queued Jobs' names.
     assert [o["metadata"]["name"] for o in render_all(example("specs/experiments/vision/resnet-sweep.yaml"))] == [
         "resnet-sweep-dropout0p3-lr0p01-6753564d", "resnet-sweep-dropout0p3-lr1e-3-1680e926",
         "resnet-sweep-dropout0p5-lr0p01-12a01367", "resnet-sweep-dropout0p5-lr1e-3-3d2e67d2"]

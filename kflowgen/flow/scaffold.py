@@ -33,7 +33,7 @@ argocd:
 jupyterhub:
   chartVersion: 4.4.0
   namespace: jupyterhub
-  secret: jupyterhub-secrets # made by you outside Git, with the hub's secrets: see kflowgen's README, "Sign-in"
+  secret: jupyterhub-secrets # made by you outside Git, with the hub's secrets: see kflowgen's docs/notebooks-and-network.md, "Sign-in"
   auth:                    # who signs in; team owners and member groups are this provider's names
     type: oidc
     oidc:
@@ -57,7 +57,7 @@ environments:              # each environment is one cluster that Argo CD syncs
     cluster: https://dev.k8s.example.com
     capacity:
       gpu: {{a100: 4}}
-    # queueing: {{enabled: true, borrowing: 50%}}   # queue training with Kueue (installed on the cluster): README, "Queueing"
+    # queueing: {{enabled: true, borrowing: 50%}}   # queue training with Kueue (installed on the cluster): docs/queueing.md, "Queueing"
   staging:
     cluster: https://staging.k8s.example.com
     capacity:
@@ -70,7 +70,7 @@ environments:              # each environment is one cluster that Argo CD syncs
 
 TEAM = """\
 # yaml-language-server: $schema=../../schemas/team.schema.json
-# Team {name}. Field reference: README.md, "Spec reference", or hover in an editor with the YAML extension.
+# Team {name}. Field reference: docs/specs.md, "Spec reference", or hover in an editor with the YAML extension.
 name: {name}
 description: What the team works on
 owners:                    # users who administer the team namespace
@@ -348,7 +348,7 @@ MODEL = """\
 # yaml-language-server: $schema=../../../schemas/model.schema.json
 # Model {name} of team {team}, served by TensorFlow Serving from the team NAS (a SavedModel per <path>/<N>/).
 # Promote: `kflowgen promote {team}/{name} --from {env} --to <environment>`. Where the platform runs KServe,
-# `backend: kserve` and `canary: 10%` beside `previous: <N>` roll out first (README, "Serving with KServe").
+# `backend: kserve` and `canary: 10%` beside `previous: <N>` roll out first (docs/serving.md, "Serving with KServe").
 team: {team}
 name: {name}
 description: What this model answers

@@ -20,7 +20,7 @@ def check(model):
     if auth is None:
         yield error(src.path, src.at("/jupyterhub", key=True) if src.has("/jupyterhub") else (1, 1), "KF340",
                     "the hub has no sign-in (jupyterhub.auth): the chart's default lets anyone sign in as anyone",
-                    "set jupyterhub.auth.type to github, oidc or ldap with its settings (README, \"Sign-in\")")
+                    "set jupyterhub.auth.type to github, oidc or ldap with its settings (docs/notebooks-and-network.md, \"Sign-in\")")
         return
     if auth.type == "dummy":
         yield warning(src.path, src.at("/jupyterhub/auth/type"), "KF341", "the dummy authenticator lets anyone sign in "

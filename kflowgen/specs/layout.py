@@ -87,7 +87,7 @@ ANNOTATION_VALUES = "kflowgen.dev/values-sha256"  # the hub's values, rolled on 
 SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
 KEEP = "Prune=false,Delete=false"  # Argo CD never prunes or cascades these away; a person removes them on purpose
-# a training Job: kept when it leaves Git, and not reported out of sync (README, "Life cycle of a training Job")
+# a training Job: kept when it leaves Git, and not reported out of sync (docs/training.md, "Life cycle of a training Job")
 JOB_KEEP = {SYNC_OPTIONS: KEEP, COMPARE_OPTIONS: "IgnoreExtraneous"}
 LABEL_QUEUE = "kueue.x-k8s.io/queue-name"  # the LocalQueue (of its own namespace) a Job waits in
 LOCAL_QUEUE = "default"  # every team namespace's one LocalQueue: Kueue's default name, used also for Jobs without a label

@@ -197,7 +197,7 @@ def _diagnostics(kind: str, spec: SpecFile, err, suggested: set[str]) -> list[Di
                 out.append(error(spec.path, at, "KF201", f"'{_field(parts + [extra])}' looks like a secret: secrets "
                                  "are never written in specs, which everyone with the repository can read",
                                  "put it in the Kubernetes Secret the platform creates outside Git (for the hub: the "
-                                 "one jupyterhub.secret names, see README \"Sign-in\") and delete this line"))
+                                 "one jupyterhub.secret names, see docs/notebooks-and-network.md, \"Sign-in\") and delete this line"))
             elif close:
                 suggested.add(pointer(parts + [close[0]]))
                 out.append(error(spec.path, at, "KF201", f"unknown field '{_field(parts + [extra])}' in {kind} spec; "

@@ -21,7 +21,7 @@ give that command. A cleanup that Argo CD runs (a PostSync hook Job deleting the
 pod would need the API server, which the team's default-deny NetworkPolicy does not reach and whose address kflowgen
 does not know, an image with kubectl, and a token with delete rights in every team namespace.
 
-Where the platform queues training with Kueue (README, "Queueing"), each Job also names its namespace's LocalQueue
+Where the platform queues training with Kueue (docs/queueing.md, "Queueing"), each Job also names its namespace's LocalQueue
 and is created suspended: Kueue resumes it when the team's queue admits it.
 """
 from __future__ import annotations

@@ -161,7 +161,7 @@ def strays(root: Path, p: Plan) -> list[Diagnostic]:
     hand-written file there (an AppProject in overlays/<env>/argocd, a ClusterRoleBinding in a team folder, a second
     kustomization file) would reach a cluster without passing kflowgen's checks."""
     fix = ("delete it: everything under overlays/ is rendered from specs/, and a platform's own manifests belong in "
-           "bases/ (README, \"Hand-kept manifests\")")
+           "bases/ (docs/reviewer.md, \"Hand-kept manifests\")")
     out = [error(r, (1, 1), "KF504", "link inside overlays/, which kflowgen owns: kflowgen writes no links", fix)
            for r in p.foreign if os.path.islink(root / r)]
     out += [error(r, (1, 1), "KF504", "hand-written file inside overlays/, which kflowgen owns: Argo CD would apply "
