@@ -240,7 +240,7 @@ kflowgen: ok
     assert (code, out) == (0, """\
 Experiment bert-random of team nlp (specs/experiments/nlp/bert-random.yaml) is archived: none of its 6 trial(s) is \
 rendered any more, and its spec stays as the record of what ran.
-  Argo CD keeps its Jobs, with their pods and logs, in the cluster (Prune=false); to delete them:
+  Its earlier runs stay, with their logs, until someone deletes them; to delete them:
     kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert-random
 """)
     code, out = run("archive", "specs/experiments/nlp/nope.yaml", "-C", example_repo)
@@ -285,8 +285,8 @@ def test_new_experiment_and_explain(example_repo):
                               "specs/experiments/recsys/churn.yaml` and `kflowgen validate`\nkflowgen: ok\n")
     assert run("validate", "-C", example_repo, "--env", "dev", "--format", "text")[0] == 0
     code, out = run("explain", example_repo / "specs/experiments/recsys/churn.yaml", "-C", example_repo)
-    assert code == 0 and "1 trial(s), each a Kubernetes Job; each pod gets no GPU, 4 CPU and 16Gi memory." in out
-    assert "python train.py epochs=10" in out and "dev: namespace recsys on cluster https://dev.k8s.example.com" in out
+    assert code == 0 and "1 trial(s), each on one machine; each machine gets no GPU, 4 CPU and 16Gi memory." in out
+    assert "python train.py epochs=10" in out and "dev: runs in team recsys's space\n" in out and "namespace" not in out and "cluster" not in out
     code, out = run("explain", "specs/teams/recsys.yaml", "-C", example_repo)
     assert (code, out.splitlines()[0]) == (1, "specs/teams/recsys.yaml: error [KF704] not an experiment spec of this "
                                               "repository")

@@ -143,8 +143,8 @@ def test_the_resource_quota_holds_everything_kueue_admits_and_every_model_server
 def test_explain_says_how_many_trials_run_at_once_and_that_parallelism_is_no_limit():
     code, out = run("explain", GOLDEN / "specs/experiments/alpha/sweep.yaml", "-C", GOLDEN)
     assert code == 0, out
-    assert ("    queued (LocalQueue default): at most 4 of the 6 trials run at once within the team's quota (a100 "
-            "GPUs: 4); the others wait, suspended, and each trial's deadline starts when it runs.\n") in out
+    assert ("    queued: at most 4 of the 6 trials run at once within the team's quota (a100 "
+            "GPUs: 4); the others wait their turn, and each trial's deadline starts when it runs.\n") in out
     assert "    Up to 6 while other teams leave their quota idle (borrowing 50%)" in out
     assert "    parallelism 3 is what you expect, not a limit" in out
     assert "All trials are created at once" not in out  # lab queues them

@@ -501,8 +501,8 @@ def test_workloads_overlays_build_and_pass_strict_kubeconform(tmp_path):
 def test_explain_says_what_runs_where():
     exp = example("specs/experiments/vision/resnet-sweep.yaml")
     text = X.explain(exp, TEAMS["vision"], MODEL.platform)
-    assert "4 trial(s), each a Kubernetes Job; each pod gets 1 x NVIDIA A100 80GB, 8 CPU and 32Gi memory." in text
-    assert "dev: namespace vision on cluster https://dev.k8s.example.com" in text
+    assert "4 trial(s), each on one machine; each machine gets 1 x NVIDIA A100 80GB, 8 CPU and 32Gi memory." in text
+    assert "dev: runs in team vision's space\n" in text
     assert ("resnet-sweep-dropout0p3-lr1e-3-1680e926: sh -c 'python train.py \"$@\" && python evaluate.py --report "
             '"out/$KFLOWGEN_TRIAL"\' resnet-sweep dropout=0.3 epochs=10 lr=1e-3 model=resnet50') in text
     assert "/workspace/projects/resnet" in text and "retried 1 time(s); a trial is stopped after 12h" in text

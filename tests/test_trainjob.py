@@ -165,8 +165,8 @@ def test_a_new_runtime_or_command_gives_new_trainjobs_and_a_description_does_not
 def test_explain_says_what_a_distributed_experiment_becomes(golden):
     exp = next(e for e in golden.experiments if e.name == "pretrain")
     text = training.explain(exp, golden.teams[0], golden.platform)
-    assert ("2 trial(s), each a TrainJob of 4 nodes on runtime torch-distributed (2 process(es) per node); each node "
-            "gets 2 x A100, 8 CPU and 64Gi memory.") in text
+    assert ("2 trial(s), each on 4 machines together (a Kubeflow Trainer TrainJob on runtime torch-distributed, 2 "
+            "process(es) per machine); each machine gets 2 x A100, 8 CPU and 64Gi memory.") in text
     assert "PET_NNODES" in text and "The runtime's failure policy decides retries" in text
     name = training.trial_name(exp, golden.teams[0], golden.platform, {"lr": "0.1"}, True)
     assert f"    {name}: torchrun train.py epochs=3 lr=0.1" in text

@@ -185,17 +185,17 @@ def explain(exp, s: Sizing, trials: int) -> list[str]:
     n, limit = at_once(wants, s.nominal)
     kept = f", after the {show(limit, s.reserved[limit])} its model servers keep" if s.reserved[limit] else ""
     room = f"the team's quota ({what(limit)}: {show(limit, s.nominal[limit])}{kept})"
-    lines = [f"    queued (LocalQueue {layout.LOCAL_QUEUE}): " + (
-        f"all {trials} trial(s) fit {room} at once; each waits, suspended, while the team's other trials hold it."
-        if n >= trials else f"at most {n} of the {trials} trials run at once within {room}; the others wait, "
-        "suspended, and each trial's deadline starts when it runs." if n else
-        f"no trial fits {room}: trials wait, suspended, for other teams' idle quota.")]
+    lines = ["    queued: " + (
+        f"all {trials} trial(s) fit {room} at once; each waits its turn while the team's other trials hold it."
+        if n >= trials else f"at most {n} of the {trials} trials run at once within {room}; the others wait "
+        "their turn, and each trial's deadline starts when it runs." if n else
+        f"no trial fits {room}: trials wait for other teams' idle quota.")]
     if s.percent and n < trials:
         more, _ = at_once(wants, {r: a + s.borrowing[r] for r, a in s.nominal.items()})
         if more > n:
             lines.append(f"    Up to {min(more, trials)} while other teams leave their quota idle (borrowing "
                          f"{s.percent}%); a borrowed trial may be stopped and queued again when they need it back.")
     if exp.parallelism:
-        lines.append(f"    parallelism {exp.parallelism} is what you expect, not a limit: Kueue limits the team's "
-                     "queue, which the team's other trials share.")
+        lines.append(f"    parallelism {exp.parallelism} is what you expect, not a limit: the queue limits the team's "
+                     "trials together, not one experiment's.")
     return lines

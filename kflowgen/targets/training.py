@@ -252,10 +252,12 @@ def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
     of its quota where trials are queued)."""
     runs = trials(exp)
     k = kind(exp, platform)
-    what = {"Job": "Kubernetes Job", "PyTorchJob": f"PyTorchJob of {exp.workers} pods (legacy Training Operator)",
-            "TFJob": f"TFJob of {exp.workers} pods (deprecated)",
-            trainjob.KIND: f"TrainJob of {exp.workers} nodes on runtime {runtime(exp, platform)} "
-                           f"({processes(exp)} process(es) per node)"}[k]
+    # in the data scientist's words: machines, not pods, Jobs or nodes (the kind is said once, in brackets)
+    what = {"Job": "one machine",
+            "PyTorchJob": f"{exp.workers} machines together (a PyTorchJob of the legacy Training Operator)",
+            "TFJob": f"{exp.workers} machines together (a TFJob, deprecated)",
+            trainjob.KIND: f"{exp.workers} machines together (a Kubeflow Trainer TrainJob on runtime "
+                           f"{runtime(exp, platform)}, {processes(exp)} process(es) per machine)"}[k]
     gpu_type = platform.gpu_types.get(exp.gpu_type or "")
     gpu = f"{exp.gpu_count} x {gpu_type.display_name if gpu_type else exp.gpu_type}" if exp.gpu_type else "no GPU"
     deadline = exp.deadline or platform.default_deadline
@@ -265,31 +267,30 @@ def explain(exp: Experiment, team: Team, platform: Platform, served=()) -> str:
     if exp.archived:
         return (f"Experiment {exp.name} of team {team.name} ({exp.source.path}) is archived: none of its {len(runs)} "
                 "trial(s) is rendered any more, and its spec stays as the record of what ran.\n"
-                "  Argo CD keeps its Jobs, with their pods and logs, in the cluster (Prune=false); to delete them:\n"
+                "  Its earlier runs stay, with their logs, until someone deletes them; to delete them:\n"
                 + "".join(f"    {delete_command(exp, team, platform, env)}\n" for env in exp.environments
                           if env in platform.environments))
     lines = [f"Experiment {exp.name} of team {team.name} ({exp.source.path}):",
-             f"  {len(runs)} trial(s), each a {what}; each {'node' if k == trainjob.KIND else 'pod'} gets {gpu}, "
-             f"{exp.cpu} CPU and {exp.memory} memory.",
+             f"  {len(runs)} trial(s), each on {what}; each machine gets {gpu}, {exp.cpu} CPU and {exp.memory} memory.",
              f"  Image {exp.image or team.image}, run in {PurePosixPath(platform.mount_path, exp.workdir)} on the team NAS.",
              f"  A failed trial is retried {exp.retries} time(s); a trial is {stop}." if k != trainjob.KIND else
              f"  The runtime's failure policy decides retries; a trial is {stop}."]
     if k == trainjob.KIND:
-        lines.insert(3, "  Each node runs the command below in its working directory, with PET_NNODES, PET_NODE_RANK, "
+        lines.insert(3, "  Each machine runs the command below in its working directory, with PET_NNODES, PET_NODE_RANK, "
                         "PET_MASTER_ADDR and PET_MASTER_PORT set for torchrun.")
     if len(queued) < len(exp.environments):
         lines[-1] += (" All trials are created at once" + (" where they are not queued" if queued else "")
                       + (f" (you expect {exp.parallelism} to run at a time);" if exp.parallelism else ";"))
         lines.append("  the team quota holds back those that do not fit until running ones finish.")
     for env in exp.environments:
-        cluster = platform.environments[env].cluster if env in platform.environments else "an undefined cluster"
-        lines.append(f"  {env}: namespace {team.namespace} on cluster {cluster}")
+        lines.append(f"  {env}: runs in team {team.name}'s space" +
+                     ("" if team.namespace == team.name else f" ({team.namespace})"))
         if env in queued and (sized := queueing.sizing(platform, team, env, served)):
             lines += queueing.explain(exp, sized, len(runs))
     for state in sorted({env in queued for env in exp.environments}):
         where = "" if len(queued) in (0, len(exp.environments)) else \
             f" in {', '.join(e for e in exp.environments if (e in queued) == state)}"
-        lines.append(f"  Trials{where} (Job name: command line):")
+        lines.append(f"  Trials{where} (name: command line):")
         for t in runs:
             name = trial_name(exp, team, platform, t, state)
             lines.append(f"    {name}: {shlex.join([*command(exp), *arguments(exp, t)])}")
