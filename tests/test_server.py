@@ -556,3 +556,58 @@ def test_no_process_left_when_kflowgen_is_interrupted_or_killed(binaries, sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _can(cp, user: str, groups: list[str], verb: str, resource: str, namespace: str, group: str = "") -> bool:
+    """The API server's own answer (a SubjectAccessReview, decided by its RBAC authorizer)."""
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": {"user": user, "groups": groups,
+                       "resourceAttributes": {"namespace": namespace, "verb": verb, "group": group,
+                                              "resource": resource}}}
+    r = cp.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
+    assert r.ok, r.message
+    return bool(r.body["status"].get("allowed"))
+
+
+def test_offboarding_step_one_leaves_the_team_reading_and_writing_nothing(binaries, tmp_path):
+    """docs/repository.md, "Offboarding a team": with `offboarding: true` the team's owners and members read their
+    namespace and write nothing in it; before it, they write. Asked of the API server with the rendered RoleBindings
+    applied (the ClusterRoles view, edit and admin are the API server's own)."""
+    repo = tmp_path / "repo"
+    for part in ("specs", "bases"):
+        shutil.copytree(PROJECT / part, repo / part)
+    spec = repo / "specs/teams/recsys.yaml"
+    owner, group = "carol@example.com", "recsys-ds"
+
+    def built_platform() -> list[dict]:
+        out = subprocess.run([sys.executable, "-m", "kflowgen", "build", ENV, "--team", "recsys", "-C", str(repo)],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return [d for d in yaml.safe_load_all(out.stdout) if d and d.get("metadata", {}).get("namespace") in
+                ("recsys", None) and d["kind"] in ("Namespace", "RoleBinding", "Role", "ServiceAccount")]
+
+    writes = [("create", "pods", ""), ("create", "jobs", "batch"), ("delete", "persistentvolumeclaims", ""),
+              ("update", "configmaps", ""), ("create", "pods/exec", ""), ("create", "deployments", "apps")]
+    reads = [("get", "pods", ""), ("list", "jobs", "batch"), ("get", "persistentvolumeclaims", ""),
+             ("get", "pods/log", "")]
+    # the controller manager aggregates the API server's view, edit and admin ClusterRoles
+    with server.ControlPlane(binaries, controller_manager=True) as cp:
+        before = built_platform()
+        for obj in sorted(before, key=lambda o: o["kind"] != "Namespace"):
+            assert cp.apply(obj).ok, identity(obj)
+        for who in ((owner, []), ("someone@example.com", [group])):  # the aggregated roles may take a moment
+            cp.wait_for(f"{who[0]} to write in recsys",
+                        lambda: all(_can(cp, *who, v, r, "recsys", g) for v, r, g in reads + writes[:2]), timeout=30)
+        spec.write_text(spec.read_text().replace("storage:\n", "offboarding: true\nstorage:\n", 1))
+        after = built_platform()
+        names = {o["metadata"]["name"] for o in after if o["kind"] == "RoleBinding"}
+        for obj in before:  # what Argo CD prunes: the RoleBindings the head no longer renders
+            if obj["kind"] == "RoleBinding" and obj["metadata"]["name"] not in names:
+                assert cp.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/namespaces/recsys/rolebindings/"
+                                            f"{obj['metadata']['name']}").ok
+        for obj in after:
+            assert cp.apply(obj).ok, identity(obj)
+        for who in ((owner, []), ("someone@example.com", [group])):
+            assert [x for x in reads if not _can(cp, *who, x[0], x[1], "recsys", x[2])] == [], who
+            assert [x for x in writes if _can(cp, *who, x[0], x[1], "recsys", x[2])] == [], who
+        assert not _can(cp, "someone@example.com", ["other-team"], "get", "pods", "recsys")  # never anyone else

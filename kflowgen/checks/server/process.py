@@ -30,7 +30,8 @@ from kflowgen.checks.server.errors import ControlPlaneError
 from kflowgen.diagnostics import Diagnostic
 
 ADMISSION_PLUGINS = "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,ResourceQuota"
-CONTROLLERS = "resourcequota-controller,serviceaccount-controller,namespace-controller"
+# clusterrole-aggregation fills the view, edit and admin ClusterRoles a team's RoleBindings name, as on a real cluster
+CONTROLLERS = "resourcequota-controller,serviceaccount-controller,namespace-controller,clusterrole-aggregation-controller"
 SERVICE_CIDR = "10.0.0.0/24"
 ADMIN = "kflowgen-admin"
 
