@@ -286,7 +286,8 @@ def test_new_experiment_and_explain(example_repo):
     assert run("validate", "-C", example_repo, "--env", "dev", "--format", "text")[0] == 0
     code, out = run("explain", example_repo / "specs/experiments/recsys/churn.yaml", "-C", example_repo)
     assert code == 0 and "1 trial(s), each on one machine; each machine gets no GPU, 4 CPU and 16Gi memory." in out
-    assert "python train.py epochs=10" in out and "dev: runs in team recsys's space\n" in out and "namespace" not in out and "cluster" not in out
+    assert "python train.py epochs=10" in out and "dev: runs in team recsys's space\n" in out
+    assert "namespace" not in out and "cluster" not in out and "Kubernetes" not in out and " pod" not in out
     code, out = run("explain", "specs/teams/recsys.yaml", "-C", example_repo)
     assert (code, out.splitlines()[0]) == (1, "specs/teams/recsys.yaml: error [KF704] not an experiment spec of this "
                                               "repository")
@@ -508,3 +509,15 @@ overlays/: error [KF501] 1 generated file out of date (1 differ)
     team.write_text("name: [\n")  # a head that does not load: its findings, and no diff
     code, out = run("gate", "--base", "HEAD", "--format", "text", "-C", example_repo, env=env)
     assert code == 1 and "[KF101]" in out and "against HEAD" not in out
+
+
+def test_explain_shows_the_findings_of_its_own_spec_and_counts_the_others(example_repo):
+    """A data scientist asking about her experiment sees its warnings, not another team's."""
+    other = example_repo / "specs/experiments/nlp/llm-finetune.yaml"
+    other.write_text(other.read_text() + "retries: 2\n")  # KF352: a TrainJob has no retries
+    code, out = run("explain", example_repo / "specs/experiments/vision/resnet-sweep.yaml", "-C", example_repo)
+    assert code == 0 and "KF352" not in out and out.startswith("Experiment resnet-sweep of team vision")
+    assert out.endswith("kflowgen: 1 finding(s) in other files of the repository; `kflowgen validate` lists them\n")
+    code, out = run("explain", other, "-C", example_repo)
+    assert code == 0 and "specs/experiments/nlp/llm-finetune.yaml:" in out and "warning [KF352]" in out
+    assert "other files" not in out

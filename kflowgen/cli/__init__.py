@@ -195,8 +195,8 @@ def archive(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
 @app.command()
 def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. specs/experiments/vision/x.yaml.")],
             repo: Repo = Path(".")) -> None:
-    """Say in plain words what an experiment becomes: which Jobs, in which namespace and cluster, on which GPUs,
-    with which command lines."""
+    """Say in plain words what an experiment becomes: its trials, on how many machines with which GPUs, where, how
+    many at once, with which command lines. Findings about other files are counted, not shown: `validate` lists them."""
     from kflowgen.flow import pipeline
     from kflowgen.targets.training import explain as describe
 
@@ -209,6 +209,10 @@ def explain(spec: Annotated[Path, typer.Argument(help="An experiment spec, e.g. 
         else:
             sys.stdout.write(describe(found, next(t for t in model.teams if t.name == found.team), model.platform,
                                       [m for m in model.served if m.team == found.team]))
+            rep = Report([d for d in diags if d.path == found.source.path])
+            if elsewhere := len(diags) - len(rep.diagnostics):
+                sys.stderr.write(f"kflowgen: {elsewhere} finding(s) in other files of the repository; "
+                                 "`kflowgen validate` lists them\n")
     if rep.diagnostics:
         _finish(rep, Format.text)
 
