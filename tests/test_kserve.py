@@ -373,3 +373,24 @@ def test_the_golden_case_validates_with_kserve_s_crd_and_every_policy(tmp_path):
     warnings = [line for line in out.splitlines() if ": warning [" in line]
     assert code == 0 and [w.split(": warning ")[1][:7] for w in warnings if "KF317" not in w] == ["[KF363]"], out
     assert "prod     2 teams" in out
+
+
+# --- what a hand-written InferenceService may not say (KF618) ---------------------------------------------------
+
+@pytest.mark.parametrize("at", ["predictor", "transformer", "explainer"])
+def test_a_request_logger_writing_to_storage_of_its_choosing_is_refused(model, at):
+    """A component's `logger` makes KServe add its agent, which sends every request and response to `logger.url` or
+    writes them to `logger.storage` with the credentials of a storage key or service account: storage credentials
+    kflowgen does not check, like a model's `storage` (KF618)."""
+    from kflowgen.checks import policy
+    from kflowgen.checks.policy import Context
+    rel = "overlays/prod/teams/search/workloads"
+    (isvc,) = [obj for obj in files(model, "search", "ranker").values() if obj["kind"] == "InferenceService"]
+    isvc["metadata"]["namespace"] = "search"  # as kustomize sets it
+    ctx = Context.from_model(model)
+    assert policy.run({rel: [isvc]}, ctx) == []
+    isvc["spec"].setdefault(at, {})["logger"] = {
+        "mode": "all", "url": "http://collector.search:8080",
+        "storage": {"key": "other-bucket", "path": "/requests", "serviceAccountName": "s3-writer"}}
+    found = [(d.code, d.message.split(": ", 1)[1].split(": ")[0]) for d in policy.run({rel: [isvc]}, ctx)]
+    assert ("KF618", f"/spec/{at}/logger/storage") in found, found

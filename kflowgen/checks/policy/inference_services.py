@@ -2,8 +2,8 @@
 Standard mode (the pods, Services and network policy kflowgen reasons about; Knative's differ), cluster-local (KServe
 makes no Ingress of its own: exposure goes through kflowgen's, held to the environment's domain by KF614), and every
 model read from the team's own NAS claim (`pvc://nas/<path>`, no `..`): no storage URI of another claim, bucket or web
-address, no storage credentials (`storage`), no list of storage URIs (KServe mounts a whole claim for those) and no
-storage container of the team's choosing."""
+address, no storage credentials (`storage`, a request logger's too), no list of storage URIs (KServe mounts a whole
+claim for those) and no storage container of the team's choosing."""
 from __future__ import annotations
 
 from kflowgen.checks.objects import KSERVE_CONTAINERS, inference_service, pod_specs, ptr
@@ -43,6 +43,9 @@ def check(obj, ctx):
         for field in ("storageUris", "storageContainerName"):
             if field in component:
                 yield f"{at}/{field}", f"{field} is not allowed", HINT
+        if "storage" in _dict(component.get("logger")):
+            yield f"{at}/logger/storage", "storage credentials and paths are not allowed", \
+                "a request logger sends to its url; remove logger.storage"
         for name in KSERVE_CONTAINERS:
             impl = component.get(name)
             if not isinstance(impl, dict):
