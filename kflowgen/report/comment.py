@@ -28,7 +28,9 @@ def _code(lines: list[str]) -> list[str]:
 
 
 def _plain(text: str) -> str:
-    """One line of prose with markdown and HTML characters escaped (names and images come from specs)."""
+    """One line of prose with markdown and HTML characters escaped (names and images come from specs), its line
+    breaks shown as \\r and \\n: a value from a spec starts no line of its own (a forged ⚠ line, a heading)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
     return re.sub(r"([\\`*_{}\[\]<>#|@~])", r"\\\1", text)  # no link, image, HTML, mention or reference
 
 
