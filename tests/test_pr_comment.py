@@ -267,3 +267,18 @@ def test_a_value_shown_by_its_cause_stays_on_its_line_and_short():
     assert line.startswith(r"- nlp: sweep bert re-run because run python train.py → python train.py\\r\\n\\n- ⚠ vision:")
     assert "⚠" not in body.replace(line, "") and "All clear" not in body and "x" * 100 not in body
     assert len(line) < 300 and line.endswith("(3 trials; the previous 3 kept until the experiment is archived)")
+
+
+def test_diff_s_own_markdown_reads_nothing_a_pull_request_wrote_as_markdown():
+    """`kflowgen diff --format markdown` (for a comment or the job summary) escapes text from specs as the gate's
+    comment does, and its block of findings is fenced longer than any backticks inside."""
+    from kflowgen.report.changes import render_markdown
+
+    hostile = DiffReport(changes=[Change("dev", "nlp", "image", "nlp, dev: image <img src=x> @org/admins [x](y) → `z`\n"
+                                         "# forged")], diagnostics=[d("specs/teams/nlp.yaml", "KF204", "'```\n# x'")])
+    body = render_markdown(hostile)
+    assert r"- **nlp**: image \<img src=x\> \@org/admins \[x\](y) → \`z\`\\n\# forged" in body.splitlines(), body
+    fence = re.search(r"^(`{3,})$", body, re.M).group(1)
+    assert len(fence) == 4 and body.count("\n" + fence + "\n") == 2, body
+    ok = render_markdown(DiffReport(changes=[Change("dev", "nlp", "image", "nlp, dev: image <b>x</b> → `z`")]))
+    assert r"- **nlp**: image \<b\>x\</b\> → \`z\`" in ok, ok
