@@ -373,3 +373,49 @@ def test_the_golden_case_validates_with_kserve_s_crd_and_every_policy(tmp_path):
     warnings = [line for line in out.splitlines() if ": warning [" in line]
     assert code == 0 and [w.split(": warning ")[1][:7] for w in warnings if "KF317" not in w] == ["[KF363]"], out
     assert "prod     2 teams" in out
+
+
+# --- what a hand-written InferenceService may not say (KF618) ---------------------------------------------------
+
+@pytest.mark.parametrize("at", ["predictor", "transformer", "explainer"])
+def test_a_request_logger_writing_to_storage_of_its_choosing_is_refused(model, at):
+    """A component's `logger` makes KServe add its agent, which sends every request and response to `logger.url` or
+    writes them to `logger.storage` with the credentials of a storage key or service account: storage credentials
+    kflowgen does not check, like a model's `storage` (KF618)."""
+    from kflowgen.checks import policy
+    from kflowgen.checks.policy import Context
+    rel = "overlays/prod/teams/search/workloads"
+    (isvc,) = [obj for obj in files(model, "search", "ranker").values() if obj["kind"] == "InferenceService"]
+    isvc["metadata"]["namespace"] = "search"  # as kustomize sets it
+    ctx = Context.from_model(model)
+    assert policy.run({rel: [isvc]}, ctx) == []
+    isvc["spec"].setdefault(at, {})["logger"] = {
+        "mode": "all", "url": "http://collector.search:8080",
+        "storage": {"key": "other-bucket", "path": "/requests", "serviceAccountName": "s3-writer"}}
+    found = [(d.code, d.message.split(": ", 1)[1].split(": ")[0]) for d in policy.run({rel: [isvc]}, ctx)]
+    assert ("KF618", f"/spec/{at}/logger/storage") in found, found
+
+
+@pytest.mark.parametrize("change, at", [
+    (lambda p: p["model"].update(runtime="kserve-huggingfaceserver"), "/spec/predictor/model/runtime"),
+    (lambda p: p["model"].pop("runtime"), "/spec/predictor/model/runtime"),  # KServe would pick one by model format
+    (lambda p: p.update(huggingface=p.pop("model")), "/spec/predictor/huggingface"),
+    (lambda p: p.update(sklearn={"storageUri": "pvc://nas/models/ranker"}), "/spec/predictor/sklearn"),
+])
+def test_a_predictor_serves_on_the_platform_s_serving_runtime_only(model, change, at):
+    """The serving runtime is the model server's image, command and arguments: a predictor names the platform's
+    ClusterServingRuntime (`kserve.runtime`), not another one the cluster has (KServe installs a dozen, some of which
+    download models from the web), nor a framework field from which KServe picks a runtime itself (KF618)."""
+    from kflowgen.checks import policy
+    from kflowgen.checks.policy import Context
+    rel = "overlays/prod/teams/search/workloads"
+    (isvc,) = [obj for obj in files(model, "search", "ranker").values() if obj["kind"] == "InferenceService"]
+    isvc["metadata"]["namespace"] = "search"
+    ctx = Context.from_model(model)
+    assert policy.run({rel: [isvc]}, ctx) == []
+    for predictor in [isvc["spec"]["predictor"]] + [c["predictor"] for c in isvc["spec"].get("canary", [])]:
+        change(predictor)
+    found = [(d.code, d.message.split(": ", 1)[1].split(": ")[0]) for d in policy.run({rel: [isvc]}, ctx)]
+    assert ("KF618", at) in found, found
+    if isvc["spec"].get("canary"):
+        assert ("KF618", at.replace("/spec/predictor", "/spec/canary/0/predictor")) in found, found

@@ -3,6 +3,7 @@ line, the pull request's own findings apart from the base branch's, the change i
 as markdown, and never over GitHub's size limit."""
 from __future__ import annotations
 
+import json
 import re
 
 from kflowgen.diagnostics import ERROR, WARNING, Diagnostic, Report
@@ -250,3 +251,34 @@ def test_a_renamed_experiment_is_one_removed_and_one_added():
         "nlp, dev: sweep bert removed: its 1 Job leaves Git and stays in the cluster (Argo CD: Prune=false); to delete "
         "it: kubectl --server https://dev.k8s.example.com -n nlp delete jobs -l kflowgen.dev/experiment=bert",
         "nlp, dev: sweep bert2 added (1 trial)"]
+
+
+def test_a_value_shown_by_its_cause_stays_on_its_line_and_short():
+    """A field's value as the pull request writes it, in a quoted scalar with line breaks, cannot start lines of its
+    own in the comment (a forged ⚠ line, a heading), nor, thousands of characters long, push the other changes out
+    of the comment: a line break is shown as \\n, and a long value cut."""
+    forged = "python train.py\r\n\n- ⚠ vision: model detector stops serving in prod\n\n### All clear " + "x" * 5000
+    old, new = spec("specs/experiments/nlp/bert.yaml", SWEEP), spec(
+        "specs/experiments/nlp/bert.yaml", SWEEP.replace("run: python train.py", "run: " + json.dumps(forged)))
+    base = side([job("dev", "nlp", "bert", f"bert-{i}-old") for i in range(3)], sweeps=[("nlp", "bert")])
+    head = side([job("dev", "nlp", "bert", f"bert-{i}-new") for i in range(3)], sweeps=[("nlp", "bert")])
+    body = comment(Report(), changes_of(base, head, {old.path: (old, new)}), "origin/main", {old.path})
+    (line,) = [line for line in body.splitlines() if "sweep bert" in line]
+    assert line.startswith(r"- nlp: sweep bert re-run because run python train.py → python train.py\\r\\n\\n- ⚠ vision:")
+    assert "⚠" not in body.replace(line, "") and "All clear" not in body and "x" * 100 not in body
+    assert len(line) < 300 and line.endswith("(3 trials; the previous 3 kept until the experiment is archived)")
+
+
+def test_diff_s_own_markdown_reads_nothing_a_pull_request_wrote_as_markdown():
+    """`kflowgen diff --format markdown` (for a comment or the job summary) escapes text from specs as the gate's
+    comment does, and its block of findings is fenced longer than any backticks inside."""
+    from kflowgen.report.changes import render_markdown
+
+    hostile = DiffReport(changes=[Change("dev", "nlp", "image", "nlp, dev: image <img src=x> @org/admins [x](y) → `z`\n"
+                                         "# forged")], diagnostics=[d("specs/teams/nlp.yaml", "KF204", "'```\n# x'")])
+    body = render_markdown(hostile)
+    assert r"- **nlp**: image \<img src=x\> \@org/admins \[x\](y) → \`z\`\\n\# forged" in body.splitlines(), body
+    fence = re.search(r"^(`{3,})$", body, re.M).group(1)
+    assert len(fence) == 4 and body.count("\n" + fence + "\n") == 2, body
+    ok = render_markdown(DiffReport(changes=[Change("dev", "nlp", "image", "nlp, dev: image <b>x</b> → `z`")]))
+    assert r"- **nlp**: image \<b\>x\</b\> → \`z\`" in ok, ok

@@ -207,19 +207,25 @@ def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
             "trainjobs.trainer.kubeflow.org"]
 
 
-def test_queueing_golden_case_passes_server_side_dry_run_with_the_kueue_crds(binaries, tmp_path):
-    """tests/golden/queueing built as validate builds it (with the project's bases/), dry-run against the Kueue CRDs
-    kflowgen ships: the API server takes every flavor, Cohort, ClusterQueue and LocalQueue, with their CEL rules; and
-    refuses a ClusterQueue that borrows without a Cohort, which no JSON schema can say."""
+def _golden_built(name: str, tmp_path: Path):
+    """tests/golden/<name> built as validate builds it (with the project's bases/): the built overlays and the CRD files
+    its platform needs."""
     root = tmp_path / "repo"
-    shutil.copytree(PROJECT / "tests/golden/queueing/specs", root / "specs")
+    shutil.copytree(PROJECT / f"tests/golden/{name}/specs", root / "specs")
     shutil.copytree(PROJECT / "bases", root / "bases")
     model, diags = pipeline.load(Options(root))
     assert model is not None, diags
     files = render(model)
     built, diags = build(Options(root, os.cpu_count() or 1), files, overlays_of(files))
     assert not diags, diags
-    crd_files = verify.crd_files(root, model.platform)
+    return built, verify.crd_files(root, model.platform)
+
+
+def test_queueing_golden_case_passes_server_side_dry_run_with_the_kueue_crds(binaries, tmp_path):
+    """tests/golden/queueing built as validate builds it (with the project's bases/), dry-run against the Kueue CRDs
+    kflowgen ships: the API server takes every flavor, Cohort, ClusterQueue and LocalQueue, with their CEL rules; and
+    refuses a ClusterQueue that borrows without a Cohort, which no JSON schema can say."""
+    built, crd_files = _golden_built("queueing", tmp_path)
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         docs, parse_errors = server.built_documents(built)
         assert parse_errors == []
@@ -241,15 +247,7 @@ def test_trainer_golden_case_passes_server_side_dry_run_with_the_trainer_crds(bi
     ships: the API server takes every TrainJob (queued and not) with the CRD's own rules (name a DNS-1035 label of at
     most 63 characters, runtimeRef, runtimePatches keyed by manager); and refuses a TrainJob whose name breaks them,
     and one with two patches of one manager, which no JSON schema can say."""
-    root = tmp_path / "repo"
-    shutil.copytree(PROJECT / "tests/golden/trainer/specs", root / "specs")
-    shutil.copytree(PROJECT / "bases", root / "bases")
-    model, diags = pipeline.load(Options(root))
-    assert model is not None, diags
-    files = render(model)
-    built, diags = build(Options(root, os.cpu_count() or 1), files, overlays_of(files))
-    assert not diags, diags
-    crd_files = verify.crd_files(root, model.platform)
+    built, crd_files = _golden_built("trainer", tmp_path)
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         docs, parse_errors = server.built_documents(built)
         assert parse_errors == []
@@ -279,15 +277,7 @@ def test_kserve_golden_case_passes_server_side_dry_run_with_the_inference_servic
     canaries among them, and refuses a canary share over 100%. KServe's controller and webhook do not run here (its
     module pins 12 replacements and needs Knative and cert-manager): what they would refuse beyond the CRD is read
     from its code (tests/test_kserve.py)."""
-    root = tmp_path / "repo"
-    shutil.copytree(PROJECT / "tests/golden/kserve/specs", root / "specs")
-    shutil.copytree(PROJECT / "bases", root / "bases")
-    model, diags = pipeline.load(Options(root))
-    assert model is not None, diags
-    files = render(model)
-    built, diags = build(Options(root, os.cpu_count() or 1), files, overlays_of(files))
-    assert not diags, diags
-    crd_files = verify.crd_files(root, model.platform)
+    built, crd_files = _golden_built("kserve", tmp_path)
     assert crd_files[-1].name == "serving.kserve.io_inferenceservices.json"
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         docs, parse_errors = server.built_documents(built)

@@ -408,6 +408,29 @@ def test_a_trainjob_runtime_the_platform_does_not_declare_is_refused_by_policy(r
         ("KF616", "/spec/runtimeRef/name: 'gpu-miner' is not a runtime the platform declares")]
 
 
+@pytest.mark.parametrize("field, value, message", [
+    # MultiKueue would run it in another cluster, where none of this repository's quota, policy or network rules hold
+    ("managedBy", "kueue.x-k8s.io/multikueue", "/spec/managedBy: 'kueue.x-k8s.io/multikueue' is not Kubeflow "
+     "Trainer's own controller"),
+    # the runtime's initializer steps would download a dataset or model from anywhere, with a secret of the namespace
+    ("initializer", {"dataset": {"storageUri": "hf://someone/data", "secretRef": {"name": "runner-token"}}},
+     "/spec/initializer: initializers download datasets and models from outside the team NAS"),
+])
+def test_a_trainjob_run_elsewhere_or_downloading_from_elsewhere_is_refused_by_policy(repo, field, value, message):
+    from kflowgen.checks import policy
+    from kflowgen.checks.policy import Context
+    import yaml
+    model, _ = pipeline.load(Options(repo))
+    job = yaml.safe_load(next((repo / "overlays/dev/teams/nlp/workloads").glob("trainjob.*.yaml")).read_text())
+    job["metadata"]["namespace"] = "nlp"
+    ctx = Context.from_model(model)
+    job["spec"]["managedBy"] = "trainer.kubeflow.org/trainjob-controller"  # Trainer's default, said
+    assert policy.run({"overlays/dev/teams/nlp/workloads": [job]}, ctx) == []
+    job["spec"][field] = value
+    found = policy.run({"overlays/dev/teams/nlp/workloads": [job]}, ctx)
+    assert [(d.code, d.message.split(": ", 1)[1]) for d in found] == [("KF616", message)]
+
+
 @pytest.mark.parametrize("entry, why", [
     ("file:///tmp/elsewhere//base?ref=main", "is remote or absolute"),
     ("https://git.example.com/x//base?ref=v1", "is remote or absolute"),

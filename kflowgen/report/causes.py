@@ -155,8 +155,14 @@ def _fields(old: SpecFile | None, new: SpecFile | None, name, most: int = 3) -> 
         shown = name(list(parts))
         a, b = (side.get(parts, "unset") for side in sides)
         if shown is not None and a != b:
-            said.append(f"{shown} {a} → {b}")
+            said.append(f"{shown} {_cut(a)} → {_cut(b)}")
     return ", ".join(said[:most]) + (f" and {len(said) - most} more" if len(said) > most else "")
+
+
+def _cut(value: str, most: int = 60) -> str:
+    """A value as written, at most `most` characters of it: one long value does not push the other changes out of
+    the pull-request comment."""
+    return value if len(value) <= most else value[:most - 1] + "…"
 
 
 def _flat(spec: SpecFile, node, parts: list, out: dict) -> None:

@@ -5,6 +5,7 @@ changed; an experiment archived; a team leaving an environment), and the diff's 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from kflowgen.diagnostics import Diagnostic
@@ -224,6 +225,21 @@ def _profiles(base, head):
 
 # --- formats --------------------------------------------------------------------------------------------------
 
+def fenced(lines: list[str]) -> list[str]:
+    """Lines as one fenced block, its fence longer than any run of backticks inside (CommonMark), so no text from a
+    pull request can end it early and be read as markdown."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, *lines, fence]
+
+
+def plain(text: str) -> str:
+    """One line of prose with markdown and HTML characters escaped (names and images come from specs), its line
+    breaks shown as \\r and \\n: a value from a spec starts no line of its own (a forged ⚠ line, a heading)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return re.sub(r"([\\`*_{}\[\]<>#|@~])", r"\\\1", text)  # no link, image, HTML, mention or reference
+
+
 def _diagnostic_lines(r: DiffReport) -> list[str]:
     out = []
     for d in r.diagnostics:
@@ -255,19 +271,20 @@ def render_text(r: DiffReport) -> str:
 
 
 def render_markdown(r: DiffReport) -> str:
-    """For a pull request comment or $GITHUB_STEP_SUMMARY: a heading, the dangerous list, a section per environment."""
+    """For a pull request comment or $GITHUB_STEP_SUMMARY: a heading, the dangerous list, a section per environment;
+    text from specs escaped (plain) and findings fenced (fenced), as in the gate's comment."""
     dangerous = set(r.dangerous)
-    out = [f"## {tally(r)}", ""]
+    out = [f"## {plain(tally(r))}", ""]
     if r.diagnostics:
-        out += ["```", *_diagnostic_lines(r), "```", ""]
+        out += [*fenced(_diagnostic_lines(r)), ""]
     if r.dangerous:
         out += [f"### {DANGER_TITLE}", ""]
-        out += [f"- ⚠ {c.text}" for c in r.dangerous] + [""]
+        out += [f"- ⚠ {plain(c.text)}" for c in r.dangerous] + [""]
     for env in dict.fromkeys(c.env for c in r.changes):
-        out += [f"### {env}", ""]
+        out += [f"### {plain(env)}", ""]
         for c in (c for c in r.changes if c.env == env):
             mark = "⚠ " if c in dangerous else ""
-            out.append(f"- {mark}**{c.team}**: {c.body}" if c.team else f"- {mark}{c.body}")
+            out.append(f"- {mark}**{plain(c.team)}**: {plain(c.body)}" if c.team else f"- {mark}{plain(c.body)}")
         out.append("")
     return "\n".join(out)
 

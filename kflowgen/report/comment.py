@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from kflowgen.diagnostics import ERROR, Diagnostic, Report
-from kflowgen.report.changes import DANGER_TITLE, DiffReport, tally
+from kflowgen.report.changes import DANGER_TITLE, DiffReport, fenced as _code, plain as _plain, tally
 
 MARKER = "<!-- kflowgen gate -->"  # the workflow finds its earlier comment by this line and edits it
 LIMIT = 60_000  # GitHub refuses comment bodies over 65,536 characters; room is left for the marker and the cut line
@@ -17,19 +17,6 @@ DRIFT = ("KF501", "KF502", "KF503")  # overlays/ is not what the specs render: o
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'s' * (n != 1)}"
-
-
-def _code(lines: list[str]) -> list[str]:
-    """Lines as one fenced block, its fence longer than any run of backticks inside (CommonMark), so no text from a
-    pull request can end it early and be read as markdown."""
-    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return [fence, *lines, fence]
-
-
-def _plain(text: str) -> str:
-    """One line of prose with markdown and HTML characters escaped (names and images come from specs)."""
-    return re.sub(r"([\\`*_{}\[\]<>#|@~])", r"\\\1", text)  # no link, image, HTML, mention or reference
 
 
 def _finding(d: Diagnostic) -> list[str]:

@@ -85,14 +85,7 @@ def render_model(m: ServedModel, team: Team, platform: Platform, env: str) -> di
                      "spec": pod}})
     objs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": m.name, "labels": labels},
                  "spec": spec})
-    objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": m.name, "labels": labels},
-                 "spec": {"type": "ClusterIP", "selector": selector, "ports": [
-                     {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
-                     {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]}})
-    if s.replicas > 1:
-        objs.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                     "metadata": {"name": m.name, "labels": labels},
-                     "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}}})
+    objs += _service_and_budget(m, s, labels, selector)
     if s.autoscale:
         objs.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
                      "metadata": {"name": m.name, "labels": labels},
@@ -200,16 +193,23 @@ def render_kserve(m: ServedModel, team: Team, platform: Platform, env: str) -> d
         "name": m.name, "labels": {**labels, VISIBILITY: "cluster-local"},
         "annotations": {DEPLOYMENT_MODE: "Standard", AUTOSCALER_CLASS: "hpa" if s.autoscale else "none"}},
         "spec": spec})
-    objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": m.name, "labels": labels},
-                 "spec": {"type": "ClusterIP", "selector": selector, "ports": [
-                     {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
-                     {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]}})
+    objs += _service_and_budget(m, s, labels, selector)
+    objs += _ingress(m, platform, env, labels)
+    return {f"{o['kind'].lower()}.{o['metadata']['name']}.yaml": o for o in objs}
+
+
+def _service_and_budget(m, s, labels: dict, selector: dict) -> list[dict]:
+    """The model's Service (callers' gRPC and HTTP ports) and, with more than one replica, its PodDisruptionBudget: the
+    same for both backends, whose pods carry the same ports and selector labels."""
+    objs = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": m.name, "labels": labels},
+             "spec": {"type": "ClusterIP", "selector": selector, "ports": [
+                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+                 {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]}}]
     if s.replicas > 1:
         objs.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                      "metadata": {"name": m.name, "labels": labels},
                      "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}}})
-    objs += _ingress(m, platform, env, labels)
-    return {f"{o['kind'].lower()}.{o['metadata']['name']}.yaml": o for o in objs}
+    return objs
 
 
 def server_ports(backend: str) -> tuple[int, int]:

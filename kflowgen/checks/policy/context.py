@@ -28,7 +28,7 @@ class Context:
     domains: dict[str, str] = field(default_factory=dict)  # environment -> domain of exposed models
     queueing: frozenset[str] = frozenset()  # environments where Kueue queues training
     runtimes: frozenset[str] = frozenset()  # the platform's Kubeflow Trainer runtimes (ClusterTrainingRuntime names)
-    kserve: frozenset[str] = frozenset()  # environments where KServe serves models
+    kserve: dict[str, str] = field(default_factory=dict)  # environment where KServe serves models -> its runtime
 
     @classmethod
     def from_model(cls, model, env: str | None = None) -> Context:
@@ -48,7 +48,7 @@ class Context:
                    domains={e: p.environments[e].domain for e in envs if p.environments[e].domain},
                    queueing=frozenset(e for e in envs if p.queueing_in(e)),
                    runtimes=frozenset(p.distributed.runtimes.values()) if p.trainer else frozenset(),
-                   kserve=frozenset(e for e in envs if p.kserve_in(e)))
+                   kserve={e: p.kserve_in(e).runtime for e in envs if p.kserve_in(e)})
 
     @property
     def workload_kinds(self) -> tuple[tuple[str, str], ...]:
