@@ -124,7 +124,7 @@ KUEUE         := sigs.k8s.io/kueue/cmd/kueue@$(KUEUE_VERSION)
 # with Trainer's runtimes: `go install` of the pinned modules (no replace lines; JobSet's main package is its module's
 # root, at the version Trainer's go.mod requires). Copied from the modules at setup (never committed): JobSet's CRDs
 # and webhook configuration, Trainer's webhook configuration and its `torch-distributed` ClusterTrainingRuntime.
-# The first Trainer build: about 7 minutes and 870 MB of memory.
+# The first Trainer build took about 7 minutes on this machine (with its modules downloaded; later builds hit the cache).
 TRAINER_VERSION := v2.3.0
 TRAINER         := github.com/kubeflow/trainer/v2
 JOBSET_VERSION  := v0.12.0
