@@ -274,6 +274,9 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
           + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(rss.items(), key=lambda kv: -kv[1])[:8]))
     if QUEUED:
         print("[memory] Kueue's controller: " + ", ".join(f"{env} {rss[f'{env}/kueue'] / 1024:.0f} MiB" for env in QUEUED))
+    if TRAINER:
+        print("[memory] Trainer's and JobSet's controllers: " + ", ".join(
+            f"{env} {rss[f'{env}/trainer'] / 1024:.0f} + {rss[f'{env}/jobset'] / 1024:.0f} MiB" for env in ENVS))
 
 
 TRAINER_API = "/apis/trainer.kubeflow.org/v1alpha1"
