@@ -72,7 +72,8 @@ E2E_GOFLAGS  ?=
 GOBUILD_ENV   = GOBIN=$(CURDIR)/.tools/bin GOWORK=off CGO_ENABLED=0 GOFLAGS='-mod=mod -buildvcs=false $(E2E_GOFLAGS)'
 
 tools-e2e: tools-server .tools/bin/argocd .tools/bin/kube-scheduler .tools/bin/kwok .tools/share/kwok/stages.yaml \
-           .tools/bin/kueue .tools/share/kueue/$(KUEUE_VERSION)
+           .tools/bin/kueue .tools/share/kueue/$(KUEUE_VERSION) .tools/bin/trainer-controller-manager \
+           .tools/share/trainer/$(TRAINER_VERSION) .tools/bin/jobset .tools/share/jobset/$(JOBSET_VERSION)
 	@command -v redis-server >/dev/null || { echo "tools-e2e: redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
 
 # the end-to-end tests alone (`make test` runs them too, when the binaries are there), with their report per
@@ -115,6 +116,37 @@ KUEUE         := sigs.k8s.io/kueue/cmd/kueue@$(KUEUE_VERSION)
 
 .tools/share/kueue/$(KUEUE_VERSION):
 	dir="$$(go mod download -json sigs.k8s.io/kueue@$(KUEUE_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && test -d "$$dir" && \
+	  rm -rf $@.tmp && mkdir -p $@.tmp && cp -R "$$dir"/config/components/crd "$$dir"/config/components/webhook $@.tmp/ && \
+	  chmod -R u+w $@.tmp
+	mv $@.tmp $@
+
+# Kubeflow Trainer's controller (TrainJobs into JobSets) and JobSet's (JobSets into Jobs), which the platform installs
+# with Trainer's runtimes: `go install` of the pinned modules (no replace lines; JobSet's main package is its module's
+# root, at the version Trainer's go.mod requires). Copied from the modules at setup (never committed): JobSet's CRDs
+# and webhook configuration, Trainer's webhook configuration and its `torch-distributed` ClusterTrainingRuntime.
+# The first Trainer build took about 7 minutes on this machine (with its modules downloaded; later builds hit the cache).
+TRAINER_VERSION := v2.3.0
+TRAINER         := github.com/kubeflow/trainer/v2
+JOBSET_VERSION  := v0.12.0
+.tools/bin/trainer-controller-manager:
+	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 GOFLAGS='-buildvcs=false $(E2E_GOFLAGS)' nice -n 10 go install \
+	  $(TRAINER)/cmd/trainer-controller-manager@$(TRAINER_VERSION)
+
+# (`go build` in JobSet's downloaded module: `go install sigs.k8s.io/jobset@...` asks the proxy for the module's
+# version list, which it refuses)
+.tools/bin/jobset:
+	dir="$$(go mod download -json sigs.k8s.io/jobset@$(JOBSET_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && test -d "$$dir" && \
+	  cd "$$dir" && CGO_ENABLED=0 GOWORK=off GOFLAGS='-buildvcs=false $(E2E_GOFLAGS)' nice -n 10 go build -o $(CURDIR)/$@.tmp .
+	mv $@.tmp $@
+
+.tools/share/trainer/$(TRAINER_VERSION):
+	dir="$$(go mod download -json $(TRAINER)@$(TRAINER_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && test -d "$$dir" && \
+	  rm -rf $@.tmp && mkdir -p $@.tmp && cp -R "$$dir"/manifests/base/webhook "$$dir"/manifests/base/runtimes $@.tmp/ && \
+	  chmod -R u+w $@.tmp
+	mv $@.tmp $@
+
+.tools/share/jobset/$(JOBSET_VERSION):
+	dir="$$(go mod download -json sigs.k8s.io/jobset@$(JOBSET_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" && test -d "$$dir" && \
 	  rm -rf $@.tmp && mkdir -p $@.tmp && cp -R "$$dir"/config/components/crd "$$dir"/config/components/webhook $@.tmp/ && \
 	  chmod -R u+w $@.tmp
 	mv $@.tmp $@

@@ -24,6 +24,7 @@ from e2e.cluster import GPU_TYPE_LABEL, HOLD_ENV
 from e2e.procs import wait_until
 from e2e.repo import kflowgen
 from e2e.stack import PROJECT, Stack, missing_tools, queueing
+from e2e.trainer import runtimes_of
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +51,7 @@ SOURCE = Path(os.environ.get("KFLOWGEN_E2E_REPO") or PROJECT).resolve()
 PLATFORM = yaml.safe_load((SOURCE / "specs" / "platform.yaml").read_text())
 ENVS = tuple(PLATFORM["environments"])
 QUEUED = tuple(env for env in ENVS if queueing(PLATFORM, env))  # where the stack runs Kueue's controller
+TRAINER = bool(runtimes_of(PLATFORM))  # the stack runs Trainer's and JobSet's controllers on every cluster
 
 MISSING = missing_tools(queues=bool(QUEUED))
 if MISSING:
@@ -272,6 +274,89 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
           + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(rss.items(), key=lambda kv: -kv[1])[:8]))
     if QUEUED:
         print("[memory] Kueue's controller: " + ", ".join(f"{env} {rss[f'{env}/kueue'] / 1024:.0f} MiB" for env in QUEUED))
+    if TRAINER:
+        print("[memory] Trainer's and JobSet's controllers: " + ", ".join(
+            f"{env} {rss[f'{env}/trainer'] / 1024:.0f} + {rss[f'{env}/jobset'] / 1024:.0f} MiB" for env in ENVS))
+
+
+TRAINER_API = "/apis/trainer.kubeflow.org/v1alpha1"
+JOBSET_API = "/apis/jobset.x-k8s.io/v1alpha2"
+
+
+def _pod_spec_patch(trainjob: dict) -> dict:
+    """The pod spec kflowgen patches into the runtime's `node` replicated job (nodeSelector, tolerations...)."""
+    for patch in trainjob["spec"].get("runtimePatches") or []:
+        for rj in ((patch.get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec", {}).get(
+                "replicatedJobs") or []:
+            return rj["template"]["spec"]["template"]["spec"]
+    return {}
+
+
+@pytest.mark.skipif(not TRAINER, reason="the platform spec's distributed training is not Kubeflow Trainer's")
+def test_a_distributed_experiment_runs_as_a_trainjob_on_its_nodes(stack, synced):
+    """Each environment's TrainJobs (a distributed experiment, `workers: N`) run on Trainer's and JobSet's real
+    controllers: where training is queued, Kueue admits the TrainJob (created suspended) as one Workload of N pods;
+    Trainer makes its JobSet, JobSet the Jobs, kwok runs the N pods, each on a node of the experiment's GPU type;
+    the JobSet and then the TrainJob are Complete."""
+    gpu_types = stack.platform["gpuTypes"]
+    ran = {}
+    for env in ENVS:
+        cp = stack.environments[env].cluster.cp
+        trainjobs = [o for o in stack.repo.built(env) if o["kind"] == "TrainJob"]
+        nodes = {n["metadata"]["name"]: n for n in _items(cp, "/api/v1/nodes")}
+        for tj in trainjobs:
+            ns, name = tj["metadata"]["namespace"], tj["metadata"]["name"]
+            path = f"{TRAINER_API}/namespaces/{ns}/trainjobs/{name}"
+            seen: dict = {}
+
+            def complete() -> bool:
+                seen["trainjob"] = cp.request("GET", path).body
+                return _condition(seen["trainjob"], "Complete").get("status") == "True"
+
+            wait_until(f"{env}: TrainJob {ns}/{name} Complete", complete, 300, interval=0.5,
+                       describe=lambda: json.dumps((seen.get("trainjob") or {}).get("status"))[:1500] + "\n"
+                       + stack.environments[env].cluster.procs.log("trainer"))
+            live = seen["trainjob"]
+            assert _condition(live, "Failed").get("status") != "True", (env, name, live["status"])
+            workers = tj["spec"]["trainer"]["numNodes"]
+            # Trainer's JobSet, owned by the TrainJob, completed by JobSet's controller
+            r = cp.request("GET", f"{JOBSET_API}/namespaces/{ns}/jobsets/{name}")
+            assert r.ok, (env, name, r.message)
+            jobset = r.body
+            assert [o["kind"] for o in jobset["metadata"].get("ownerReferences") or []] == ["TrainJob"], env
+            assert _condition(jobset, "Completed").get("status") == "True", (env, name, jobset.get("status"))
+            jobs = _items(cp, f"/apis/batch/v1/namespaces/{ns}/jobs?labelSelector=jobset.sigs.k8s.io/jobset-name={name}")
+            assert jobs and all([o["kind"] for o in j["metadata"]["ownerReferences"]] == ["JobSet"] for j in jobs)
+            pods = _items(cp, f"/api/v1/namespaces/{ns}/pods?labelSelector=jobset.sigs.k8s.io/jobset-name={name}")
+            assert len(pods) == workers and all(p["status"]["phase"] == "Succeeded" for p in pods), \
+                (env, name, [(p["metadata"]["name"], p["status"]["phase"]) for p in pods])
+            selector = _pod_spec_patch(tj).get("nodeSelector") or {}
+            want = next(t for t, g in gpu_types.items() if g["nodeSelector"].items() <= selector.items())
+            on = sorted({nodes[p["spec"]["nodeName"]]["metadata"]["labels"][GPU_TYPE_LABEL] for p in pods})
+            assert on == [want], (env, name, on)
+            gpus = sum(int(c["resources"]["requests"].get(GPU, 0)) for p in pods for c in p["spec"]["containers"])
+            assert gpus == workers * int(tj["spec"]["trainer"]["resourcesPerNode"]["requests"][GPU]), (env, gpus)
+            if env in QUEUED:  # created suspended; Kueue admitted it whole: one Workload, all its pods, its GPUs
+                assert tj["spec"].get("suspend") is True
+                def owned() -> list[dict]:
+                    return [w for w in _items(cp, f"{KUEUE}/namespaces/{ns}/workloads")
+                            if any(ref["kind"] == "TrainJob" and ref["name"] == name
+                                   for ref in w["metadata"].get("ownerReferences") or [])]
+
+                wait_until(f"{env}: the Workload of {name} Finished", lambda: any(
+                    _condition(w, "Finished").get("status") == "True" for w in owned()), 120, interval=0.5)
+                workloads = owned()
+                assert len(workloads) == 1, (env, name, len(workloads))
+                w = workloads[0]
+                assert sum(a["count"] for a in w["status"]["admission"]["podSetAssignments"]) == workers, \
+                    (env, w["status"]["admission"])
+                assert _gpus(w) == gpus, (env, w["status"]["admission"])
+                print(f"\n[kueue] {env}: TrainJob {ns}/{name} admitted as one Workload of {workers} pods: "
+                      f"{_condition(w, 'Finished').get('message', '')}")
+            ran[f"{env}/{ns}/{name}"] = f"{workers} pods on {want}"
+    print(f"\n[trainer] TrainJobs Complete: {ran}")
+    if SOURCE == PROJECT:
+        assert ran, "the example has a distributed experiment"
 
 
 @example_only
@@ -810,8 +895,9 @@ def test_no_process_left_when_the_tests_are_interrupted_or_killed(sig):
         assert line, proc.stderr.read()
         started = json.loads(line)
         pids, folder = started["pids"], Path(started["dir"])
-        # etcd, apiserver, kcm, scheduler, kwok, redis, 2 argocd, and Kueue where dev queues training
-        assert len(pids) == 8 + ("dev" in QUEUED) and all(map(_alive, pids))
+        # etcd, apiserver, kcm, scheduler, kwok, redis, 2 argocd, JobSet and Trainer where the platform uses
+        # Trainer, and Kueue where dev queues training
+        assert len(pids) == 8 + 2 * TRAINER + ("dev" in QUEUED) and all(map(_alive, pids))
         proc.send_signal(sig)
         proc.wait(timeout=120)
         deadline = time.monotonic() + 30  # the kernel's parent-death signal is asynchronous

@@ -2,7 +2,8 @@
 controller manager), and beside it, from its kubeconfig: a kube-controller-manager with the controllers Jobs, nodes,
 volumes and Deployments need, kube-scheduler, kwok playing the kubelet of fake nodes made from the platform
 spec's `gpuTypes` (labels from `nodeSelector`, taints matching `tolerations`) and the environment's GPU capacity, and,
-where the platform queues training, Kueue's controller (e2e.kueue).
+where the platform queues training, Kueue's controller (e2e.kueue); where it trains with Kubeflow Trainer, Trainer's and
+JobSet's controllers and its runtimes (e2e.trainer). Their webhook servers share one certificate per cluster.
 
 A Job's pod on a fake node runs `job_seconds`, then succeeds; a pod whose container has the environment variable
 `E2E_RUN=until-released` (an experiment's `env`, for scenarios that need trials to hold their GPUs) runs until the
@@ -21,7 +22,8 @@ import yaml
 
 from kflowgen.checks.server import ControlPlane
 
-from e2e.kueue import Kueue
+from e2e.kueue import Kueue, make_certificate
+from e2e.trainer import KUEUE_FRAMEWORK, Trainer, TrainerSetup
 from e2e.procs import Processes, StackError, http_ok, wait_until
 from kflowgen.checks.server.process import free_ports
 
@@ -125,9 +127,11 @@ class Cluster:
     nodes: list[NodeSpec]
     job_seconds: float = 2.0     # how long a Job's pod runs before kwok completes it
     kueue_share: Path | None = None  # Kueue's CRD and webhook kustomizations (.tools/share/kueue/<v>): run Kueue
+    trainer_setup: TrainerSetup | None = None  # run Trainer and JobSet (e2e.trainer)
     cp: ControlPlane | None = None
     procs: Processes | None = None
     kueue: Kueue | None = None
+    trainer: Trainer | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -176,8 +180,18 @@ class Cluster:
                 raise StackError(f"node {node.name}: {r.message}")
         wait_until(f"{len(self.nodes)} kwok nodes Ready and untainted", self._nodes_ready, 120,
                    describe=lambda: self.procs.log("kwok") + "\n" + self.procs.log("kube-controller-manager"))
+        if self.kueue_share or self.trainer_setup:
+            certs = self.folder / "certs"
+            ca = make_certificate(certs)
+        if self.trainer_setup:  # before Kueue, whose TrainJob integration needs the CRDs
+            self.trainer = Trainer(self.cp, self.procs, self.folder / "trainer", self.tools, self.trainer_setup,
+                                   certs, ca)
+            self.trainer.start()
+            self.timings.update(self.trainer.timings)
         if self.kueue_share:
-            self.kueue = Kueue(self.cp, self.procs, self.folder / "kueue", self.tools, self.kueue_share)
+            frameworks = ("batch/job", *((KUEUE_FRAMEWORK,) if self.trainer_setup else ()))
+            self.kueue = Kueue(self.cp, self.procs, self.folder / "kueue", self.tools, self.kueue_share, certs, ca,
+                               frameworks)
             self.kueue.start()
             self.timings.update(self.kueue.timings)
         self.timings["cluster"] = time.monotonic() - t0

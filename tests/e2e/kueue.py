@@ -4,13 +4,14 @@
 What Kueue's install manifests would make, from the module's own kustomizations (.tools/share/kueue/<version>, copied
 from the Go module cache by `make tools-e2e`), built with the project's kustomize: its CRDs (with their conversion
 webhook) and its mutating and validating webhook configurations, each webhook's `clientConfig.service` rewritten to
-`url: https://127.0.0.1:<port><path>` with the CA of a certificate made here; namespace `kueue-system`. The CRDs are
+`url: https://127.0.0.1:<port><path>` with the CA of the cluster's certificate (made here, `make_certificate`); namespace `kueue-system`. The CRDs are
 installed before the controller starts; the webhook configurations once it is ready (its /readyz waits for its
 webhook server), so no request meets a webhook that is not listening yet.
 
 Its Configuration (config.kueue.x-k8s.io/v1beta2): leader election off, internal certificate management off (the
 webhook server serves the certificate made here, on 127.0.0.1), health, metrics and webhook on loopback ports,
-integration `batch/job` (kflowgen's trials), the visibility API server off (an extension API server nothing here
+integrations `batch/job` (kflowgen's trials) and, where the stack runs Trainer (e2e.trainer),
+`trainer.kubeflow.org/trainjob` (distributed experiments), the visibility API server off (an extension API server nothing here
 registers, which would read its certificate from `/visibility`).
 
 With internal certificate management off, Kueue reads its metrics server's certificate from a fixed path,
@@ -75,13 +76,14 @@ def _openssl(folder: Path, *args: str) -> None:
 
 
 def make_certificate(folder: Path) -> bytes:
-    """A throw-away CA and a serving certificate for 127.0.0.1 (tls.crt, tls.key in folder); the CA's PEM."""
+    """A throw-away CA and a serving certificate for 127.0.0.1 (tls.crt, tls.key in folder); the CA's PEM. One per
+    cluster: the webhook servers of Kueue, JobSet and Trainer (e2e.trainer) all serve it."""
     folder.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
     _openssl(folder, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-             "-subj", "/CN=kflowgen e2e Kueue webhook CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-subj", "/CN=kflowgen e2e webhook CA", "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    _openssl(folder, "req", "-new", *ec, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=kueue-webhook")
+    _openssl(folder, "req", "-new", *ec, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=e2e-webhooks")
     (folder / "tls.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
                                     "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
     _openssl(folder, "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial",
@@ -110,30 +112,57 @@ def to_url(objects: list[dict], port: int, ca: bytes) -> list[dict]:
     return objects
 
 
+def kustomize_built(tools: Path, folder: Path) -> list[dict]:
+    """The objects of a kustomization (an upstream module's component copied to .tools/share), built by kustomize."""
+    out = subprocess.run([str(tools / "kustomize"), "build", str(folder)], capture_output=True, text=True, timeout=120)
+    if out.returncode:
+        raise StackError(f"kustomize build {folder} failed:\n{out.stderr}")
+    return [d for d in yaml.safe_load_all(out.stdout) if isinstance(d, dict)]
+
+
+def apply(cp: ControlPlane, obj: dict, who: str) -> None:
+    """Apply one object (once more after refreshing discovery when its kind is new to the client)."""
+    r = cp.apply(obj)
+    if r.status == 404 and "no resource" in r.message:
+        cp.forget_discovery()
+        r = cp.apply(obj)
+    if not r.ok:
+        raise StackError(f"{who}: {obj['kind']} {obj['metadata']['name']}: {r.message}")
+
+
+def https_answers(port: int, ca: bytes) -> bool:
+    """A webhook server on 127.0.0.1:port answers over a connection verified with the cluster's CA."""
+    try:
+        urllib.request.urlopen(f"https://127.0.0.1:{port}/", context=ssl.create_default_context(cadata=ca.decode()),
+                               timeout=2).close()
+    except urllib.error.HTTPError:
+        pass  # an answer (404: no handler at /) over a verified connection
+    return True
+
+
 class Kueue:
     """One environment's Kueue controller; its process is one of the cluster's (`procs`), stopped with them."""
 
-    def __init__(self, cp: ControlPlane, procs: Processes, folder: Path, tools: Path, share: Path):
+    def __init__(self, cp: ControlPlane, procs: Processes, folder: Path, tools: Path, share: Path, certs: Path,
+                 ca: bytes, frameworks: tuple[str, ...] = ("batch/job",)):
         self.cp, self.procs, self.folder, self.tools, self.share = cp, procs, folder, tools, share
+        self.certs, self.ca, self.frameworks = certs, ca, frameworks
         self.webhook_configurations: list[dict] = []
         self.timings: dict[str, float] = {}
 
     def _built(self, component: str) -> list[dict]:
-        out = subprocess.run([str(self.tools / "kustomize"), "build", str(self.share / component)],
-                             capture_output=True, text=True, timeout=120)
-        if out.returncode:
-            raise StackError(f"kustomize build {self.share / component} failed:\n{out.stderr}")
-        return [d for d in yaml.safe_load_all(out.stdout) if isinstance(d, dict)]
+        return kustomize_built(self.tools, self.share / component)
 
     def start(self) -> None:
         t0 = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
-        certs = self.folder / "certs"
-        ca = make_certificate(certs)
+        certs, ca = self.certs, self.ca
         health, metrics, webhook = free_ports(3)
         crds = to_url(self._built("crd"), webhook, ca)
         self.webhook_configurations = [o for o in to_url(self._built("webhook"), webhook, ca)
                                        if o["kind"].endswith("WebhookConfiguration")]
+        for o in self.webhook_configurations:  # named as Kueue's release names them (beside JobSet's, e2e.trainer)
+            o["metadata"]["name"] = "kueue-" + o["metadata"]["name"]
         self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         for crd in crds:
             self._apply(crd)
@@ -146,7 +175,7 @@ class Kueue:
             "leaderElection": {"leaderElect": False},
             "internalCertManagement": {"enable": False},
             "clientConnection": {"qps": 300, "burst": 500},
-            "integrations": {"frameworks": ["batch/job"]},
+            "integrations": {"frameworks": list(self.frameworks)},
             "featureGates": {"VisibilityOnDemand": False},
         }
         config_file = self.folder / "config.yaml"
@@ -165,17 +194,10 @@ class Kueue:
             *unshare_argv(), "sh", "-c", MOUNT_SCRIPT, "kueue-mounts", str(host_etc), str(view),
             str(self.tools / "kueue"), f"--config={config_file}", f"--kubeconfig={self.cp.kubeconfig}",
             "--zap-log-level=info"])
-        verify = ssl.create_default_context(cadata=ca.decode())
 
-        def ready() -> bool:
+        def ready() -> bool:  # ready, and its webhook server answers with the certificate, as the API server calls it
             with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=2) as r:
-                if r.status != 200:
-                    return False
-            try:  # its webhook server answers with the certificate made here, as the API server will call it
-                urllib.request.urlopen(f"https://127.0.0.1:{webhook}/", context=verify, timeout=2).close()
-            except urllib.error.HTTPError:
-                pass  # an answer (404: no handler at /) over a verified connection
-            return True
+                return r.status == 200 and https_answers(webhook, ca)
 
         self.procs.wait_ready("kueue", ready, 180)
         for obj in self.webhook_configurations:
@@ -183,10 +205,5 @@ class Kueue:
         self.timings["kueue"] = time.monotonic() - t0
 
     def _apply(self, obj: dict) -> None:
-        r = self.cp.apply(obj)
-        if r.status == 404 and "no resource" in r.message:
-            self.cp.forget_discovery()
-            r = self.cp.apply(obj)
-        if not r.ok:
-            raise StackError(f"Kueue: {obj['kind']} {obj['metadata']['name']}: {r.message}")
+        apply(self.cp, obj, "Kueue")
 

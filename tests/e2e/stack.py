@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from e2e import kueue, procs
+from e2e import kueue, procs, trainer
 from e2e.argocd import ArgoCD
 from e2e.cluster import Cluster, nodes_for
 from e2e.repo import HelmRepo, LocalRepo, make
@@ -24,9 +24,14 @@ PROJECT = Path(__file__).resolve().parents[2]
 TOOLS = PROJECT / ".tools" / "bin"
 KWOK_STAGES = PROJECT / ".tools" / "share" / "kwok" / "stages.yaml"
 KUEUE_SHARE = PROJECT / ".tools" / "share" / "kueue" / kueue.VERSION
+JOBSET_SHARE = PROJECT / ".tools" / "share" / "jobset" / trainer.JOBSET_VERSION
+TRAINER_SHARE = PROJECT / ".tools" / "share" / "trainer" / trainer.TRAINER_VERSION
 SHARED_CHART = PROJECT.parent / "shared" / "upstream" / "jupyterhub-chart" / "jupyterhub"
-TRAINING_CRDS = [PROJECT / "kflowgen" / "upstream" / name for name in ("training-operator", "trainer")]  # no controller
-NEEDED = ("argocd", "kube-scheduler", "kwok", "kueue", "etcd", "kube-apiserver", "kube-controller-manager", "kustomize")
+# the training APIs' CRDs on every cluster (a cluster add-on); Trainer's controller runs where the platform uses it
+TRAINING_CRDS = [PROJECT / "kflowgen" / "upstream" / name for name in ("training-operator", "trainer")]
+TRAINER_CRDS = PROJECT / "kflowgen" / "upstream" / "trainer" / trainer.TRAINER_VERSION
+NEEDED = ("argocd", "kube-scheduler", "kwok", "kueue", "jobset", "trainer-controller-manager", "etcd", "kube-apiserver",
+          "kube-controller-manager", "kustomize")
 
 
 def queueing(platform: dict, env: str) -> bool:
@@ -38,7 +43,9 @@ def missing_tools(hub: bool = False, queues: bool = False) -> list[str]:
     """What `make tools-e2e` (and, for the hub, `make tools-hub`) has not provided; empty when all is there. `queues`:
     some environment runs Kueue, which also needs a private mount namespace (e2e.kueue)."""
     out = [name for name in NEEDED if not (TOOLS / name).is_file()]
-    for shared in (KWOK_STAGES, KUEUE_SHARE / "crd" / "kustomization.yaml", KUEUE_SHARE / "webhook" / "kustomization.yaml"):
+    for shared in (KWOK_STAGES, KUEUE_SHARE / "crd" / "kustomization.yaml", KUEUE_SHARE / "webhook" / "kustomization.yaml",
+                   JOBSET_SHARE / "crd" / "kustomization.yaml", JOBSET_SHARE / "webhook" / "kustomization.yaml",
+                   TRAINER_SHARE / "webhook" / "kustomization.yaml", TRAINER_SHARE / "runtimes" / "kustomization.yaml"):
         if not shared.is_file():
             out.append(str(shared.relative_to(PROJECT)))
     if queues and (problem := kueue.mount_namespace_problem()):
@@ -95,10 +102,12 @@ class Stack:
 
     def _start(self, t0: float) -> None:
         self.platform = yaml.safe_load((self.source / "specs" / "platform.yaml").read_text())
+        runtimes = trainer.runtimes_of(self.platform)
+        setup = trainer.TrainerSetup(JOBSET_SHARE, TRAINER_SHARE, TRAINER_CRDS, runtimes) if runtimes else None
         for env in self.envs:
             cluster = Cluster(env, self.folder / env, TOOLS, KWOK_STAGES,
                               nodes_for(self.platform, env, self.gpus_per_node), self.job_seconds,
-                              KUEUE_SHARE if queueing(self.platform, env) else None)
+                              KUEUE_SHARE if queueing(self.platform, env) else None, setup)
             argocd = ArgoCD(env, None, self.folder / env / "argocd", TOOLS,  # type: ignore[arg-type]
                             namespace=(self.platform.get("argocd") or {}).get("namespace", "argocd"))
             self.environments[env] = Environment(env, cluster, argocd)
@@ -118,8 +127,8 @@ class Stack:
         self.timings["bring-up"] = time.monotonic() - t0
 
     def _platform_prerequisites(self, env: str, e: Environment) -> None:
-        """What the README says the platform makes outside Git, before the first sync: the training operator's
-        CRDs (a cluster add-on), the team NAS (a StorageClass and one volume per team claim, bound to it in
+        """What the README says the platform makes outside Git, before the first sync: the training operators'
+        CRDs (a cluster add-on; Trainer itself and its runtimes are the cluster's, e2e.trainer), the team NAS (a StorageClass and one volume per team claim, bound to it in
         advance, as a static NFS export would be), and the hub's Secret."""
         cp = e.cluster.cp
         names = []
