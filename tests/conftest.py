@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -57,6 +58,23 @@ def copy_repo(src: Path, dest: Path) -> Path:
 def example_repo(tmp_path) -> Path:
     """A scratch copy of the project's example repository (specs, bases, committed overlays)."""
     return copy_repo(PROJECT, tmp_path / "repo")
+
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def committed_example(tmp_path) -> Path:
+    """A git copy of the example repository, committed: a pull request's base."""
+    root = copy_repo(PROJECT, tmp_path / "repo")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    return root
 
 
 def mutations(obj) -> list:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT, copy_repo
+from conftest import PROJECT, copy_repo, git
 from kflowgen import cache, survey
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
@@ -23,18 +22,9 @@ NLP = "specs/teams/nlp.yaml"
 SWEEP = "specs/experiments/vision/resnet-sweep.yaml"
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false",
-                           *args], cwd=repo, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
-def repo(tmp_path) -> Path:
-    root = copy_repo(PROJECT, tmp_path / "repo")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base")
-    return root
+def repo(committed_example) -> Path:
+    return committed_example
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
-from conftest import PROJECT, copy_repo, plant_base_binding, tree_hash
+from conftest import GIT, PROJECT, copy_repo, git, plant_base_binding, tree_hash
 from kflowgen.flow import pipeline
 from kflowgen.cli import app
 from kflowgen.options import Options
 
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
 
 
 def run(*args):
@@ -28,18 +27,9 @@ def run(*args):
     return result.exit_code, result.output
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run([*GIT, *args], cwd=root, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
-def repo(tmp_path) -> Path:
-    """A git copy of the example repository, committed: a pull request's base."""
-    root = copy_repo(PROJECT, tmp_path / "repo")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base")
-    return root
+def repo(committed_example) -> Path:
+    return committed_example
 
 
 def codes(out: str) -> list[tuple[str, str]]:
