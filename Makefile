@@ -67,6 +67,10 @@ K8S_LDFLAGS  := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/v
                   -X $(p).gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
                   -X $(p).gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) -X $(p).gitTreeState=clean)
 KWOK_VERSION := v0.8.0
+# (versions are defined before tools-e2e: make expands a rule's prerequisites where it reads the rule)
+KUEUE_VERSION   := v0.19.2
+TRAINER_VERSION := v2.3.0
+JOBSET_VERSION  := v0.12.0
 KWOK         := sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
 E2E_GOFLAGS  ?=
 GOBUILD_ENV   = GOBIN=$(CURDIR)/.tools/bin GOWORK=off CGO_ENABLED=0 GOFLAGS='-mod=mod -buildvcs=false $(E2E_GOFLAGS)'
@@ -108,7 +112,6 @@ KWOK_STAGES := node/fast/node-initialize.yaml node/heartbeat-with-lease/node-hea
 # (the kustomizations config/components/crd and config/components/webhook) copied from the module the go command
 # downloaded, built and read by the e2e stack at setup (never committed). The first build: 14 minutes and 2.3 GB of
 # memory on two cores shared with other builds (`/usr/bin/time -v`)
-KUEUE_VERSION := v0.19.2
 KUEUE         := sigs.k8s.io/kueue/cmd/kueue@$(KUEUE_VERSION)
 .tools/bin/kueue:
 	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 GOFLAGS='-buildvcs=false $(E2E_GOFLAGS)' go install \
@@ -125,9 +128,7 @@ KUEUE         := sigs.k8s.io/kueue/cmd/kueue@$(KUEUE_VERSION)
 # root, at the version Trainer's go.mod requires). Copied from the modules at setup (never committed): JobSet's CRDs
 # and webhook configuration, Trainer's webhook configuration and its `torch-distributed` ClusterTrainingRuntime.
 # The first Trainer build took about 7 minutes on this machine (with its modules downloaded; later builds hit the cache).
-TRAINER_VERSION := v2.3.0
 TRAINER         := github.com/kubeflow/trainer/v2
-JOBSET_VERSION  := v0.12.0
 .tools/bin/trainer-controller-manager:
 	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 GOFLAGS='-buildvcs=false $(E2E_GOFLAGS)' nice -n 10 go install \
 	  $(TRAINER)/cmd/trainer-controller-manager@$(TRAINER_VERSION)
