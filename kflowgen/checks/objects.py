@@ -36,7 +36,8 @@ def identity(obj: dict) -> str:
     return f"{obj.get('kind', '?')} {ns + '/' if ns else ''}{name}"
 
 
-def _dict(value) -> dict:
+def as_dict(value) -> dict:
+    """value where it is a mapping, else an empty one: a hand-written object may have anything anywhere."""
     return value if isinstance(value, dict) else {}
 
 
@@ -59,35 +60,35 @@ def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
     Kubeflow jobs (PyTorchJob, TFJob, MPIJob, ...), what a TrainJob says of its pods (train_pods), and the components of
     a KServe InferenceService, its canaries' predictors and a predictor's workerSpec included (each a pod spec, its
     one-container fields read by containers())."""
-    spec = _dict(obj.get("spec"))
+    spec = as_dict(obj.get("spec"))
     if obj.get("kind") == "TrainJob" and str(obj.get("apiVersion", "")).startswith("trainer.kubeflow.org/"):
         yield from train_pods(spec)
     if inference_service(obj):
         for key in KSERVE_COMPONENTS:
             if key in spec:
-                yield from _component(ptr("spec", key), _dict(spec[key]))
+                yield from _component(ptr("spec", key), as_dict(spec[key]))
         for i, canary in enumerate(spec.get("canary") or []):
-            yield from _component(ptr("spec", "canary", i, "predictor"), _dict(_dict(canary).get("predictor")))
+            yield from _component(ptr("spec", "canary", i, "predictor"), as_dict(as_dict(canary).get("predictor")))
         return
     if obj.get("kind") == "Pod":
         yield "/spec", spec
     elif obj.get("kind") == "PodTemplate":
-        yield "/template/spec", _dict(_dict(obj.get("template")).get("spec"))
+        yield "/template/spec", as_dict(as_dict(obj.get("template")).get("spec"))
     elif obj.get("kind") == "CronJob":
         yield "/spec/jobTemplate/spec/template/spec", \
-            _dict(_dict(_dict(_dict(spec.get("jobTemplate")).get("spec")).get("template")).get("spec"))
+            as_dict(as_dict(as_dict(as_dict(spec.get("jobTemplate")).get("spec")).get("template")).get("spec"))
     elif obj.get("kind") in WORKLOADS:
-        yield "/spec/template/spec", _dict(_dict(spec.get("template")).get("spec"))
+        yield "/spec/template/spec", as_dict(as_dict(spec.get("template")).get("spec"))
     for key, replicas in spec.items():
         if key.endswith("ReplicaSpecs") and str(obj.get("apiVersion", "")).startswith("kubeflow.org/"):
-            for role, r in sorted(_dict(replicas).items()):
-                yield ptr("spec", key, role, "template", "spec"), _dict(_dict(_dict(r).get("template")).get("spec"))
+            for role, r in sorted(as_dict(replicas).items()):
+                yield ptr("spec", key, role, "template", "spec"), as_dict(as_dict(as_dict(r).get("template")).get("spec"))
 
 
 def _component(at: str, component: dict) -> Iterator[tuple[str, dict]]:
     yield at, component
     if "workerSpec" in component:
-        yield f"{at}/workerSpec", _dict(component["workerSpec"])
+        yield f"{at}/workerSpec", as_dict(component["workerSpec"])
 
 
 def containers(pod: dict, at: str, fields=("initContainers", "containers", "ephemeralContainers")):
@@ -96,7 +97,7 @@ def containers(pod: dict, at: str, fields=("initContainers", "containers", "ephe
     kind."""
     for f in fields:
         for i, c in enumerate(pod.get(f) or []):
-            yield f"{at}/{f}/{i}", _dict(c)
+            yield f"{at}/{f}/{i}", as_dict(c)
     if "containers" in fields:
         for f in KSERVE_CONTAINERS:
             if isinstance(pod.get(f), dict):
@@ -118,19 +119,19 @@ def train_pods(spec: dict) -> Iterator[tuple[str, dict]]:
     container. Each patched pod spec is given at its pointer, its `node` container holding the trainer's fields too
     (findings on those point at that container); without a patch of the `node` step, the trainer's container alone,
     at /spec/trainer: a TrainJob that does not patch its own security context in is judged as one that has none."""
-    trainer = _dict(spec.get("trainer"))
+    trainer = as_dict(spec.get("trainer"))
     node = {k: v for k, v in (("image", trainer.get("image")), ("command", trainer.get("command")),
                               ("args", trainer.get("args")), ("env", trainer.get("env")),
                               ("resources", trainer.get("resourcesPerNode"))) if v is not None}
     patched = False
     for i, patch in enumerate(spec.get("runtimePatches") or []):
-        jobs = _dict(_dict(_dict(_dict(patch).get("trainingRuntimeSpec")).get("template")).get("spec"))
+        jobs = as_dict(as_dict(as_dict(as_dict(patch).get("trainingRuntimeSpec")).get("template")).get("spec"))
         for j, job in enumerate(jobs.get("replicatedJobs") or []):
-            pod = dict(_dict(_dict(_dict(_dict(_dict(job).get("template")).get("spec")).get("template")).get("spec")))
-            if _dict(job).get("name") == TRAINER_STEP:
+            pod = dict(as_dict(as_dict(as_dict(as_dict(as_dict(job).get("template")).get("spec")).get("template")).get("spec")))
+            if as_dict(job).get("name") == TRAINER_STEP:
                 patched = True
-                named = [_dict(c) for c in pod.get("containers") or [] if _dict(c).get("name") == TRAINER_STEP]
-                others = [c for c in pod.get("containers") or [] if _dict(c).get("name") != TRAINER_STEP]
+                named = [as_dict(c) for c in pod.get("containers") or [] if as_dict(c).get("name") == TRAINER_STEP]
+                others = [c for c in pod.get("containers") or [] if as_dict(c).get("name") != TRAINER_STEP]
                 pod["containers"] = [{**c, **node} for c in named or [{"name": TRAINER_STEP}]] + others
             yield ptr("spec", "runtimePatches", i, "trainingRuntimeSpec", "template", "spec", "replicatedJobs", j,
                       "template", "spec", "template", "spec"), pod

@@ -8,7 +8,7 @@ claim for those) and no storage container of the team's choosing. A predictor's 
 the cluster has, nor one KServe picks itself (no `runtime`, or a framework field such as `sklearn`)."""
 from __future__ import annotations
 
-from kflowgen.checks.objects import KSERVE_CONTAINERS, inference_service, pod_specs, ptr
+from kflowgen.checks.objects import KSERVE_CONTAINERS, as_dict, inference_service, pod_specs, ptr
 
 CODE = "KF618"
 TITLE = ("InferenceService not in Standard mode, not cluster-local, reading a model from outside the team NAS, or on "
@@ -17,10 +17,6 @@ TITLE = ("InferenceService not in Standard mode, not cluster-local, reading a mo
 NAS = "pvc://nas/"
 MODE, VISIBILITY = "serving.kserve.io/deploymentMode", "networking.kserve.io/visibility"
 HINT = "a team's models are read from its own NAS: write storageUri: pvc://nas/<folder on the NAS>"
-
-
-def _dict(value) -> dict:
-    return value if isinstance(value, dict) else {}
 
 
 def _uri_problem(uri) -> str | None:
@@ -35,11 +31,11 @@ def _uri_problem(uri) -> str | None:
 def check(obj, ctx):
     if ctx.team is None or not inference_service(obj):
         return
-    meta = _dict(obj.get("metadata"))
-    if _dict(meta.get("annotations")).get(MODE) != "Standard":
-        yield ptr("metadata", "annotations", MODE), f"is '{_dict(meta.get('annotations')).get(MODE, '')}', not " \
+    meta = as_dict(obj.get("metadata"))
+    if as_dict(meta.get("annotations")).get(MODE) != "Standard":
+        yield ptr("metadata", "annotations", MODE), f"is '{as_dict(meta.get('annotations')).get(MODE, '')}', not " \
             "Standard", "serve in KServe's Standard mode (annotation serving.kserve.io/deploymentMode: Standard)"
-    if _dict(meta.get("labels")).get(VISIBILITY) != "cluster-local":
+    if as_dict(meta.get("labels")).get(VISIBILITY) != "cluster-local":
         yield ptr("metadata", "labels", VISIBILITY), "is not cluster-local: KServe would expose the model itself", \
             "label it networking.kserve.io/visibility: cluster-local; expose a model with host in its spec"
     runtime = ctx.kserve.get(ctx.env)
@@ -49,7 +45,7 @@ def check(obj, ctx):
         for field in ("storageUris", "storageContainerName"):
             if field in component:
                 yield f"{at}/{field}", f"{field} is not allowed", HINT
-        if "storage" in _dict(component.get("logger")):
+        if "storage" in as_dict(component.get("logger")):
             yield f"{at}/logger/storage", "storage credentials and paths are not allowed", \
                 "a request logger sends to its url; remove logger.storage"
         for name in KSERVE_CONTAINERS:

@@ -7,6 +7,7 @@ has no `spec.initializer`: the runtime's initializer steps would download a data
 secret of the namespace, where a team's data is read from its NAS."""
 from __future__ import annotations
 
+from kflowgen.checks.objects import as_dict
 from kflowgen.specs import layout
 
 CODE = "KF616"
@@ -19,15 +20,14 @@ MANAGER = "trainer.kubeflow.org/trainjob-controller"  # spec.managedBy's default
 def check(obj, ctx):
     if layout.group_kind(obj) != layout.TRAINJOB:
         return
-    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    spec = as_dict(obj.get("spec"))
     if spec.get("managedBy", MANAGER) != MANAGER:
         yield "/spec/managedBy", f"'{spec['managedBy']}' is not Kubeflow Trainer's own controller", \
             "remove managedBy: Kubeflow Trainer runs the TrainJob in this cluster"
     if "initializer" in spec:
         yield "/spec/initializer", "initializers download datasets and models from outside the team NAS", \
             "remove initializer: training reads its data from the team NAS"
-    ref = spec.get("runtimeRef")
-    ref = ref if isinstance(ref, dict) else {}
+    ref = as_dict(spec.get("runtimeRef"))
     declared = ", ".join(sorted(ctx.runtimes)) or "none"
     hint = f"name one of the platform's runtimes (training.distributed.runtimes: {declared})"
     if ref.get("apiGroup", GROUP) != GROUP or ref.get("kind", KIND) != KIND:
