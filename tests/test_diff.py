@@ -247,6 +247,10 @@ def test_a_warm_cache_gives_the_same_diff_and_parses_only_what_changed(pull_requ
     assert store.hits > hits and store.misses == misses  # the second run read everything from the cache
     # overlays built to the same text on both sides are not parsed: e.g. the unchanged staging environment
     assert parsed and not any("kflowgen.dev/environment: staging" in text for text in parsed)
+    # of a plain directory that changed (vision's Jobs in dev), only the files that differ: the sweep's 2 new trials,
+    # not its 4 kept ones nor the team's other Jobs
+    jobs = [text for text in parsed if "\nkind: Job\n" in text and "namespace: vision\n" in text]
+    assert len(jobs) == 2 and all("kflowgen.dev/experiment: resnet-sweep" in text for text in jobs), jobs
 
 
 def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(pull_request, tmp_path):

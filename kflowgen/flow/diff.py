@@ -22,7 +22,7 @@ from kflowgen.report.changes import DiffReport, compare
 from kflowgen.rules.capacity import allocation
 from kflowgen.specs import layout
 from kflowgen.specs.discover import spec_files
-from kflowgen.specs.layout import LABEL_TEAM
+from kflowgen.specs.layout import LABEL_TEAM, is_directory_source
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Model, Quota, specs_of
 from kflowgen.targets.cached import render_cached
@@ -186,10 +186,16 @@ def _parse(side: Side, other: Side) -> None:
     built to the same text on both sides holds the same objects, so it adds nothing to the diff and is not parsed.
     The work is proportional to what changed."""
     for overlay, digest in side.built.items():
-        if other.built.get(overlay) == digest:
+        theirs = other.built.get(overlay)
+        if theirs == digest:
             continue
         place = layout.place(overlay)
-        for obj in side.parsed.get(digest) or parse(side.text(digest)):
+        if theirs is not None and is_directory_source(overlay):  # a file each: only the files that differ
+            same = set(documents(other.text(theirs)))
+            objects = [obj for doc in documents(side.text(digest)) if doc not in same for obj in parse(doc)]
+        else:
+            objects = side.parsed.get(digest) or parse(side.text(digest))
+        for obj in objects:
             meta = obj.get("metadata", {})
             team = place.team or meta.get("labels", {}).get(LABEL_TEAM)
             side.objects[(place.env, obj["kind"], meta.get("namespace", ""), meta["name"])] = (team, obj)
@@ -198,6 +204,13 @@ def _parse(side: Side, other: Side) -> None:
             for p in yaml.load(side.text(digest), Loader=yaml.CSafeLoader)["singleuser"]["profileList"]:
                 team = p["kubespawner_override"]["namespace"]
                 side.profiles[(env, team, p["slug"].removeprefix(f"{team}-"))] = p
+
+
+def documents(text: str) -> list[str]:
+    """The documents of a plain directory's text (its files' texts joined by "---" lines, as build() joins them).
+    A "---" line at the start of a line always starts a new YAML document (YAML forbids it inside a scalar), so a
+    document here parses to exactly the objects the same document gives in the whole stream."""
+    return ("\n" + text.removesuffix("\n")).split("\n---\n")  # the last one, too, without its line end
 
 
 def _tag(diags: list[Diagnostic], label: str | None) -> list[Diagnostic]:
