@@ -51,6 +51,23 @@ def key(*parts) -> str:
     return h.hexdigest()
 
 
+def keyed(*prefix):
+    """key with these first parts, for many keys that share them: keyed(a, b)(c) == key(a, b, c), the shared parts
+    hashed once (a run computes thousands of keys that differ only in their last parts)."""
+    h = hashlib.sha256(VERSION.encode())
+    for part in prefix:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        h.update(len(data).to_bytes(8, "big") + data)
+
+    def rest(*parts) -> str:
+        g = h.copy()
+        for part in parts:
+            data = part if isinstance(part, bytes) else str(part).encode()
+            g.update(len(data).to_bytes(8, "big") + data)
+        return g.hexdigest()
+    return rest
+
+
 class Cache:
     def __init__(self, folder: Path | None):
         self.folder = folder  # None: caching off

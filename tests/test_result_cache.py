@@ -447,3 +447,10 @@ def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_
     judged.clear()
     validated.clear()
     assert check(edited) == ([], []) and judged == validated == []  # and now the folder passed whole
+
+
+def test_keys_sharing_their_first_parts_are_the_keys_of_all_parts():
+    keyed = cache.keyed("policy", "a" * 64, b"bytes")
+    assert keyed("overlays/dev/x", "b" * 64) == cache.key("policy", "a" * 64, b"bytes", "overlays/dev/x", "b" * 64)
+    assert keyed("x", "y") != keyed("xy") != keyed("x", "y", "")  # parts keep their bounds
+    assert cache.keyed()("p") == cache.key("p")

@@ -98,16 +98,14 @@ def overlay_keys(root: Path, rendered: Rendered, overlays: list[str], tool: tool
             by_overlay[folder].append(rel)
     out = {}
     files, origin = rendered.files, rendered.origin
+    keyed = cache.keyed(builder)  # the shared part hashed once
     for overlay, rels in by_overlay.items():
-        parts: list = [builder]
-        if overlay in origin:  # the overlay's files are those of this folder among the unit's files of this digest
-            parts += ["unit", overlay, origin[overlay]]
-        else:
-            for rel in sorted(rels):
-                parts += [rel, files[rel]]
+        # the overlay's files are those of this folder among the unit's files of this digest, or named one by one
+        parts: list = (["unit", overlay, origin[overlay]] if overlay in origin
+                       else [x for rel in sorted(rels) for x in (rel, files[rel])])
         if any(b"bases/" in files[rel] for rel in rels):
             parts.append(bases)
-        out[overlay] = cache.key(*parts)
+        out[overlay] = keyed(*parts)
     return out
 
 

@@ -63,9 +63,10 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
         return [error(p.source.path, p.source.at("/kubernetesVersion"), "KF903", str(e))]
     store = store or results_cache.Cache(None)
 
+    keyed = results_cache.keyed("kubeconform", kubeconform.version, folder.name, results_cache.code_digest())
+
     def key(text: str) -> str:
-        return results_cache.key("kubeconform", kubeconform.version, folder.name, results_cache.code_digest(),
-                                 results_cache.text_digest(text))
+        return keyed(results_cache.text_digest(text))
     prechecker = Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
     # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either

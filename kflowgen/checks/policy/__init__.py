@@ -95,8 +95,10 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     fingerprint = cache.key(repr(ctx))  # hashed once: it names every team's namespaces
     # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
+    keyed = cache.keyed("policy", cache.code_digest(), fingerprint)
+
     def key(overlay: str, unit: str, text: str) -> str:
-        return cache.key("policy", cache.code_digest(), fingerprint, overlay, unit, cache.text_digest(text))
+        return keyed(overlay, unit, cache.text_digest(text))
 
     passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
