@@ -108,6 +108,17 @@ def output_lines(argv: list[str]) -> list[str]:
 
 
 def built_version(path: Path, tool: Pinned) -> str:
+    """_built_version, asked once per run for a binary as it is (a gate finds kustomize in three stages; each answer
+    starts the binary or `go version -m`)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return _built_version(path, tool, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _built_version(path: Path, tool: Pinned, stat: tuple[int, int, int, int]) -> str:
     """The version a binary was built at, to compare with tool.version; '' when missing or another build.
     "module": the tool's own version, or for `go install` builds that print 'development', the module version Go
     recorded. "kbuild": the kustomize it links, when its -version line also names this protocol and (in a checkout)

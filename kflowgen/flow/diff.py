@@ -47,6 +47,7 @@ class Side:
     specs: dict[str, str | None] = field(default_factory=dict)  # spec path -> git blob id of its bytes
     clusters: dict[str, str] = field(default_factory=dict)  # env -> its cluster (for the commands a change needs)
     read: Callable[[dict[str, str]], dict[str, bytes]] | None = None  # {path: blob id} -> {path: bytes}
+    docs: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> documents, of plain directories compared
 
     def spec_files(self, paths: list[str]) -> dict[str, SpecFile]:
         """These spec files of this side, parsed (those it has and that parse): the diff says why a change happened
@@ -54,6 +55,12 @@ class Side:
         ids = {p: self.specs[p] for p in paths if self.specs.get(p)}
         found = self.read(ids) if ids and self.read else {}
         return {p: spec for p, raw in found.items() if (spec := load_bytes(raw, p)[0]) is not None}
+
+    def documents(self, digest: str) -> list[str]:
+        """A plain directory's documents (see documents()) by its text's sha256, split once for both sides' turns."""
+        if digest not in self.docs:
+            self.docs[digest] = documents(self.text(digest))
+        return self.docs[digest]
 
     def text(self, digest: str) -> str:
         """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
@@ -191,8 +198,8 @@ def _parse(side: Side, other: Side) -> None:
             continue
         place = layout.place(overlay)
         if theirs is not None and is_directory_source(overlay):  # a file each: only the files that differ
-            same = set(documents(other.text(theirs)))
-            objects = [obj for doc in documents(side.text(digest)) if doc not in same for obj in parse(doc)]
+            same = set(other.documents(theirs))
+            objects = [obj for doc in side.documents(digest) if doc not in same for obj in parse(doc)]
         else:
             objects = side.parsed.get(digest) or parse(side.text(digest))
         for obj in objects:
