@@ -394,10 +394,16 @@ def test_a_new_parsing_or_schema_library_is_a_new_code_digest(monkeypatch):
     assert cache.code_digest() == before
 
 
-def test_packed_files_come_back_byte_for_byte():
+def test_packed_files_come_back_byte_for_byte_with_their_blob_ids():
     files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50}
-    assert cached.unpack(cached.pack(files)) == files and list(cached.unpack(cached.pack(files))) == list(files)
-    assert cached.unpack(b"") == {}
+    paths, data, ids = cached.unpack(cached.pack(files))
+    assert paths == sorted(files) and dict(zip(paths, data)) == files
+    assert ids == [cache.blob_id(files[p]) for p in paths]
+    assert ids[paths.index("overlays/dev/empty.yaml")] == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
+    assert cached.unpack(cached.pack({})) == ([], [], [])
+    body = cached.pack(files)
+    for broken in (b"", body[:-1], body + b"x", body.replace(b"3 ", b"4 ", 1), b"x" + body):  # not what pack wrote
+        assert cached.unpack(broken) is None, broken[:20]
 
 
 def test_a_hub_values_pass_is_cached_and_changed_values_are_checked_again(example_repo, tmp_path, monkeypatch):
