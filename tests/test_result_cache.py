@@ -182,10 +182,15 @@ def test_rendered_files_come_from_the_cache_byte_identical(example_repo, store, 
         monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
     model, _ = pipeline.load(Options(example_repo, store=store))
     want = render(model)
-    assert render_cached(model, Options(Path('.'), 1, cache.Cache(None))).files == want
+    ids = {path: cache.blob_id(data) for path, data in want.items()}  # each file's git blob id, kept with it
+    cold = render_cached(model, Options(Path('.'), 1, cache.Cache(None)))
+    assert cold.files == want and list(cold.files) == list(want) and cold.ids == ids
     hits = store.hits
-    assert render_cached(model, Options(Path('.'), 2, store)).files == want and store.hits == hits
-    assert render_cached(model, Options(Path('.'), 2, store)).files == want and store.hits == hits + 8 + 3  # teams, environments
+    first = render_cached(model, Options(Path('.'), 2, store))
+    assert first.files == want and first.ids == ids and store.hits == hits
+    again = render_cached(model, Options(Path('.'), 2, store))
+    assert again.files == want and list(again.files) == list(want) and again.ids == ids
+    assert store.hits == hits + 8 + 3  # teams, environments
 
 
 def test_a_team_change_renders_that_team_again_and_nothing_else(example_repo, store):
@@ -195,9 +200,10 @@ def test_a_team_change_renders_that_team_again_and_nothing_else(example_repo, st
     spec.write_text(spec.read_text().replace("python train.py", "python train2.py"))
     model, _ = pipeline.load(Options(example_repo, store=store))
     misses = store.misses
-    files = render_cached(model, Options(Path('.'), 1, store)).files
+    rendered = render_cached(model, Options(Path('.'), 1, store))
+    files = rendered.files
     assert store.misses - misses == 1  # vision in dev, where the experiment runs
-    assert files == render(model)
+    assert files == render(model) and rendered.ids == {p: cache.blob_id(d) for p, d in files.items()}
     assert all(b"train2.py" in data for path, data in files.items() if "/vision/workloads/job.resnet" in path)
 
 
