@@ -33,7 +33,7 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     keys = {u: _unit_key(*u, unit_sources(model, *u)) for u in units(model)}
     stage = opts.stage(len(keys), "rendering")
     # read here: no copy between processes; an entry whose index does not add up is rendered again, never trusted
-    cached = {u: found and _with(unpack(found[0]), found[1])
+    cached = {u: found and _with_digest(unpack(found[0]), found[1])
               for u, found in zip(keys, opts.store.read_many("render", keys.values()))}
     todo = [u for u, found in cached.items() if found is None]
     if stage:
@@ -117,5 +117,5 @@ def unpack(body: bytes) -> tuple[list[str], list[bytes], list[str]] | None:
     return fields[0::3], [body[a:b] for a, b in zip(bounds, bounds[1:])], fields[2::3]
 
 
-def _with(found: tuple | None, digest: str) -> tuple | None:
+def _with_digest(found: tuple | None, digest: str) -> tuple | None:
     return None if found is None else (*found, digest)
