@@ -114,14 +114,13 @@ class Cache:
         """(body, its sha256) of an intact entry."""
         if self.folder is None:
             return None
-        try:
-            with open(os.path.join(self._top, kind, k[:2], k), "rb") as f:
-                raw = f.read()
+        try:  # the checksum line apart from the body: the body is not copied out of the file's bytes
+            with open(os.path.join(self._top, kind, k[:2], k), "rb", buffering=0) as f:
+                check, body = f.read(65), f.readall()
         except OSError:
             return None
-        check, _, body = raw.partition(b"\n")
         digest = hashlib.sha256(body).hexdigest()
-        return (body, digest) if check == digest.encode() else None
+        return (body, digest) if check == digest.encode() + b"\n" else None
 
     def put(self, kind: str, k: str, body: bytes) -> None:
         if self.folder is None:

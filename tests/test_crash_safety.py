@@ -88,6 +88,38 @@ def test_removing_a_team_keeps_its_namespace_and_says_how_to_delete_it(example_r
     assert sum("[KF505]" in line for line in lines) == 3  # dev, staging, prod
 
 
+def test_the_namespaces_on_disk_of_teams_no_spec_renders_are_those_a_glob_finds(example_repo, tmp_path):
+    """departures lists overlays/<env>/teams/ instead of globbing it: the same namespace files, links followed (a
+    team folder that is a link, a link to a namespace file), hidden names included, dangling links and a platform
+    that is a file left out."""
+    from kflowgen.flow import pipeline
+    from kflowgen.options import Options
+    from kflowgen.targets import render
+    from kflowgen.write.departures import departures
+
+    model, _ = pipeline.load(Options(example_repo))
+    files = render(model)
+    teams = example_repo / "overlays/dev/teams"
+    elsewhere = tmp_path / "elsewhere/platform"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "namespace.yaml").write_text("kind: Namespace\n")
+    (teams / "linked").symlink_to(elsewhere.parent, target_is_directory=True)
+    for name in (".hidden", "filed", "dangling", "gone"):
+        (teams / name / "platform").mkdir(parents=True)
+    (teams / ".hidden/platform/namespace.yaml").write_text("kind: Namespace\n")
+    (teams / "filed/platform").rmdir()
+    (teams / "filed/platform").write_text("")
+    (teams / "dangling/platform/namespace.yaml").symlink_to(tmp_path / "nothing")
+    (teams / "gone/platform/namespace.yaml").symlink_to(elsewhere / "namespace.yaml")
+    (teams / "file.yaml").write_text("")
+    envs = list(model.platform.environments)
+    globbed = [p.relative_to(example_repo).as_posix() for env in envs
+               for p in (example_repo / "overlays" / env / "teams").glob("*/platform/namespace.yaml")]
+    found = departures(example_repo, model, files, envs)
+    assert found == departures(example_repo, model, files, envs, globbed)
+    assert [d.path.split("/")[3] for d in found] == [".hidden", "gone", "linked"]
+
+
 WORKERS = """
 import os, sys, time
 from kflowgen import parallel

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_repo, PROJECT
-from kflowgen import survey
+from kflowgen import cache, survey
 from kflowgen.write import writer
 from kflowgen.targets import render
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
+from kflowgen.targets.cached import render_cached
 
 
 def git(repo: Path, *args: str) -> str:
@@ -31,8 +32,11 @@ def repo(tmp_path) -> tuple[Path, dict[str, bytes]]:
 
 
 def both(root: Path, files: dict[str, bytes]) -> writer.Plan:
+    """The plan asking git, asking git with the rendered files' blob ids given (as a render from the cache gives
+    them), and reading every file: the same."""
     by_git, by_disk = writer.plan(root, files, 1, ask_git=True), writer.plan(root, files, 1)
-    assert by_git == by_disk
+    ids = {rel: cache.blob_id(data) for rel, data in files.items()}
+    assert by_git == by_disk == writer.plan(root, files, 1, ask_git=True, ids=ids)
     return by_git
 
 
@@ -222,3 +226,62 @@ def test_forked_workers_do_not_keep_the_repository_lock(repo, monkeypatch):
         assert parallel.NOT_INHERITED and _holding(None, [root]) == [True]  # this process holds it
         assert parallel.fan_out(_holding, [root] * 8, 2) == [False] * 8
     assert not parallel.NOT_INHERITED and _holding(None, [root]) == [False]
+
+
+# --- blob ids kept with rendered files in the result cache -------------------------------------------------------
+
+def gate_check(root: Path, use_cache: bool) -> list[tuple[str, str]]:
+    report = pipeline.render_to_disk(Options.at(root, 1, use_cache), check_only=True)
+    return sorted((d.path, d.code) for d in report.diagnostics)
+
+
+def test_a_drifted_file_git_vouches_for_is_caught_with_a_warm_cache(repo, tmp_path, monkeypatch):
+    """The rendered files' blob ids come from the render entries: a committed overlay file that differs from what
+    the specs render (git vouches for its bytes, with another blob id) is KF501, warm as cold; and so is one changed
+    behind git's back, which is read."""
+    root, files = repo
+    monkeypatch.setenv("KFLOWGEN_CACHE", str(tmp_path / "cache"))
+    assert gate_check(root, True) == []  # fills the cache
+    assert any((tmp_path / "cache/render").rglob("*"))
+    other = "overlays/dev/teams/nlp/platform/namespace.yaml"
+    for rel in (QUOTA, other):
+        (root / rel).write_text((root / rel).read_text().replace("team", "teem", 1))
+    git(root, "add", QUOTA)
+    git(root, "commit", "-qm", "drift, committed")
+    vouched, _, _ = survey.vouched(root)
+    assert QUOTA in vouched and other not in vouched
+    want = sorted([(QUOTA, "KF501"), (other, "KF501")])
+    assert gate_check(root, False) == want  # cold (--no-cache)
+    assert gate_check(root, True) == want  # warm: every unit from the cache
+    rendered = render_cached(pipeline.load(Options.at(root, 1, True))[0], Options.at(root, 1, True))
+    assert rendered.files == files and rendered.ids == {rel: cache.blob_id(data) for rel, data in files.items()}
+
+
+def test_a_damaged_render_entry_is_not_trusted(repo, tmp_path, monkeypatch):
+    """An entry whose recorded blob id was changed (to the id of the drifted bytes on disk, the one change that would
+    make the drift check pass) fails its checksum and is rendered again; one whose checksum was made again but whose
+    index no longer adds up to its files is rendered again too."""
+    import hashlib
+
+    root, files = repo
+    monkeypatch.setenv("KFLOWGEN_CACHE", str(tmp_path / "cache"))
+    assert gate_check(root, True) == []
+    drifted = files[QUOTA].replace(b"requests.cpu", b"requests.cpX")
+    (root / QUOTA).write_bytes(drifted)
+    git(root, "add", QUOTA)
+    git(root, "commit", "-qm", "drift, committed")
+    good, bad = cache.blob_id(files[QUOTA]).encode(), cache.blob_id(drifted).encode()
+    entries = [e for e in (tmp_path / "cache/render").rglob("*") if e.is_file() and good in e.read_bytes()]
+    assert len(entries) == 1
+    entry = entries[0]
+    check, _, body = entry.read_bytes().partition(b"\n")
+    entry.write_bytes(check + b"\n" + body.replace(good, bad))  # the old checksum
+    assert gate_check(root, True) == [(QUOTA, "KF501")]
+    assert good in entry.read_bytes() and bad not in entry.read_bytes()  # rendered again, and the entry with it
+    check, _, body = entry.read_bytes().partition(b"\n")
+    first, _, rest = body.partition(b"\n")
+    count, size = first.split(b" ")
+    shifted = b"%d %s\n" % (int(count), b"%d" % (int(size) + 1)) + rest
+    entry.write_bytes(hashlib.sha256(shifted).hexdigest().encode() + b"\n" + shifted)  # checksum made again
+    assert gate_check(root, True) == [(QUOTA, "KF501")]
+    assert entry.read_bytes() == check + b"\n" + body  # rendered again, and kept as it was

@@ -182,10 +182,15 @@ def test_rendered_files_come_from_the_cache_byte_identical(example_repo, store, 
         monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
     model, _ = pipeline.load(Options(example_repo, store=store))
     want = render(model)
-    assert render_cached(model, Options(Path('.'), 1, cache.Cache(None))).files == want
+    ids = {path: cache.blob_id(data) for path, data in want.items()}  # each file's git blob id, kept with it
+    cold = render_cached(model, Options(Path('.'), 1, cache.Cache(None)))
+    assert cold.files == want and list(cold.files) == list(want) and cold.ids == ids
     hits = store.hits
-    assert render_cached(model, Options(Path('.'), 2, store)).files == want and store.hits == hits
-    assert render_cached(model, Options(Path('.'), 2, store)).files == want and store.hits == hits + 8 + 3  # teams, environments
+    first = render_cached(model, Options(Path('.'), 2, store))
+    assert first.files == want and first.ids == ids and store.hits == hits
+    again = render_cached(model, Options(Path('.'), 2, store))
+    assert again.files == want and list(again.files) == list(want) and again.ids == ids
+    assert store.hits == hits + 8 + 3  # teams, environments
 
 
 def test_a_team_change_renders_that_team_again_and_nothing_else(example_repo, store):
@@ -195,9 +200,10 @@ def test_a_team_change_renders_that_team_again_and_nothing_else(example_repo, st
     spec.write_text(spec.read_text().replace("python train.py", "python train2.py"))
     model, _ = pipeline.load(Options(example_repo, store=store))
     misses = store.misses
-    files = render_cached(model, Options(Path('.'), 1, store)).files
+    rendered = render_cached(model, Options(Path('.'), 1, store))
+    files = rendered.files
     assert store.misses - misses == 1  # vision in dev, where the experiment runs
-    assert files == render(model)
+    assert files == render(model) and rendered.ids == {p: cache.blob_id(d) for p, d in files.items()}
     assert all(b"train2.py" in data for path, data in files.items() if "/vision/workloads/job.resnet" in path)
 
 
@@ -394,10 +400,16 @@ def test_a_new_parsing_or_schema_library_is_a_new_code_digest(monkeypatch):
     assert cache.code_digest() == before
 
 
-def test_packed_files_come_back_byte_for_byte():
+def test_packed_files_come_back_byte_for_byte_with_their_blob_ids():
     files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50}
-    assert cached.unpack(cached.pack(files)) == files and list(cached.unpack(cached.pack(files))) == list(files)
-    assert cached.unpack(b"") == {}
+    paths, data, ids = cached.unpack(cached.pack(files))
+    assert paths == sorted(files) and dict(zip(paths, data)) == files
+    assert ids == [cache.blob_id(files[p]) for p in paths]
+    assert ids[paths.index("overlays/dev/empty.yaml")] == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
+    assert cached.unpack(cached.pack({})) == ([], [], [])
+    body = cached.pack(files)
+    for broken in (b"", body[:-1], body + b"x", body.replace(b"3 ", b"4 ", 1), b"x" + body):  # not what pack wrote
+        assert cached.unpack(broken) is None, broken[:20]
 
 
 def test_a_hub_values_pass_is_cached_and_changed_values_are_checked_again(example_repo, tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
     envs = [env] if env else list(model.platform.environments)
     with opts.timed("check"):
         # render --check's drift check; validate too refuses any file under overlays/ that the specs do not render
-        plan, found = writer.check(root, rendered.files, opts.jobs, started, compare=drift)
+        plan, found = writer.check(root, rendered.files, opts.jobs, started, compare=drift, ids=rendered.ids)
         report.extend(found)
         # what is under overlays/ and not rendered (the plan listed it): among it, the namespaces of teams that left
         report.extend(departures(root, model, rendered.files, envs, plan.removed + plan.foreign))
@@ -195,9 +195,10 @@ def render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | No
     if model is None:
         return report
     with opts.timed("render"):
-        files = render_cached(model, opts).files
+        rendered = render_cached(model, opts)
+    files = rendered.files
     with opts.timed("check" if check_only else "write"):
-        plan, found = (writer.check(opts.root, files, opts.jobs) if check_only
+        plan, found = (writer.check(opts.root, files, opts.jobs, ids=rendered.ids) if check_only
                        else writer.write(opts.root, files, opts.jobs, edits))
     report.extend(found)
     with opts.timed("report"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from kflowgen import cache, parallel
 from kflowgen.options import Options
@@ -15,78 +16,106 @@ from kflowgen.targets import unit, unit_sources, units
 
 @dataclass(frozen=True)
 class Rendered:
-    """The generated files, {path: bytes}; for each folder whose files all come from one cached unit, the sha256 of
-    that unit's files (its cache entry, checked when read): an overlay's build is keyed on it without hashing the
-    overlay's files again; and, for files of plain directories of manifests rendered in this run (not read from the
-    cache), the object each file holds, so that they need not be parsed."""
+    """The generated files, {path: bytes}, in path order; for each folder whose files all come from one cached unit,
+    the sha256 of that unit's files (its cache entry, checked when read): an overlay's build is keyed on it without
+    hashing the overlay's files again; for files of plain directories of manifests rendered in this run (not read from
+    the cache), the object each file holds, so that they need not be parsed; and each file's git blob id, computed
+    from the bytes when the unit was rendered and kept in its cache entry with them (under the entry's checksum), so
+    that the drift check compares blob ids with git's without hashing every file again."""
 
     files: dict[str, bytes]
     origin: dict[str, str] = field(default_factory=dict)
     objects: dict[str, dict] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
 
 
 def render_cached(model: Model, opts: Options) -> Rendered:
     keys = {u: _unit_key(*u, unit_sources(model, *u)) for u in units(model)}
     stage = opts.stage(len(keys), "rendering")
-    cached = dict(zip(keys, opts.store.read_many("render", keys.values())))  # read here: no copy between processes
+    # read here: no copy between processes; an entry whose index does not add up is rendered again, never trusted
+    cached = {u: found and _with_digest(unpack(found[0]), found[1])
+              for u, found in zip(keys, opts.store.read_many("render", keys.values()))}
     todo = [u for u, found in cached.items() if found is None]
     if stage:
         stage(len(keys) - len(todo))
     made = dict(zip(todo, parallel.fan_out(_render_units, todo, opts.jobs, stage, state=(model, opts.store, keys))))
-    files: dict[str, bytes] = {}
+    paths: list[str] = []
+    data: list[bytes] = []
+    ids: list[str] = []
     origin: dict[str, str | None] = {}
     objects: dict = {}
     for u, k in keys.items():
         if cached[u] is not None:
-            unit_files, digest = unpack(cached[u][0]), cached[u][1]
+            unit_paths, unit_data, unit_ids, digest = cached[u]
         else:
-            unit_files, digest, unit_objects = made[u]
+            unit_paths, unit_data, unit_ids, digest, unit_objects = made[u]
             objects.update(unit_objects)
-        files.update(unit_files)
+        paths += unit_paths
+        data += unit_data
+        ids += unit_ids
         if k:
             opts.store.count(cached[u] is not None)
-        for path in unit_files:
-            folder = path.rsplit("/", 1)[0]
+        for folder in {path.rsplit("/", 1)[0] for path in unit_paths}:
             origin[folder] = digest if origin.get(folder, digest) == digest else None
-    return Rendered(dict(sorted(files.items())), {folder: k for folder, k in origin.items() if k}, objects)
+    order = sorted(range(len(paths)), key=paths.__getitem__)  # stable: of two units writing one path, the later wins
+    files = dict(zip(map(paths.__getitem__, order), map(data.__getitem__, order)))
+    return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)))
 
 
-def _render_units(state: tuple, batch: list[tuple[str, str]]) -> list[tuple[dict[str, bytes], str | None, dict]]:
-    """Files of render units not in the cache, rendered (and cached when the unit has a key), each with the sha256
-    of its cache entry and the objects of its files in plain directories of manifests."""
+def _render_units(state: tuple, batch: list[tuple[str, str]]
+                  ) -> list[tuple[list[str], list[bytes], list[str], str | None, dict]]:
+    """Render units not in the cache (cached when the unit has a key), each as its paths, their bytes and blob ids,
+    the sha256 of its cache entry, and the objects of its files in plain directories of manifests."""
     model, store, keys = state
     out = []
     for u in batch:
         made, digest = unit(model, *u), None
+        paths = sorted(made.files)
+        data = [made.files[p] for p in paths]
+        ids = [cache.blob_id(d) for d in data]  # once, from the bytes just rendered: kept in the entry with them
         if keys[u]:
-            body = pack(made.files)
+            body = _pack(paths, data, ids)
             store.put("render", keys[u], body)
             digest = hashlib.sha256(body).hexdigest()
-        out.append((made.files, digest, made.objects))
+        out.append((paths, data, ids, digest, made.objects))
     return out
 
 
 def _unit_key(env: str, team: str, sources: list[SpecFile]) -> str | None:
     if not all(s.digest for s in sources):  # a spec not read from a file (e.g. made in a test): not cached
         return None
-    return cache.key("render", "packed", cache.code_digest(), env, team, *(f"{s.path}:{s.digest}" for s in sources))
+    return cache.key("render", "packed-ids", cache.code_digest(), env, team,
+                     *(f"{s.path}:{s.digest}" for s in sources))
 
 
 def pack(files: dict[str, bytes]) -> bytes:
-    """Files as one cache entry: per file a line "<path length> <data length>", then the path and the data."""
-    out = []
-    for path, data in files.items():
-        name = path.encode("utf-8")
-        out += [b"%d %d\n" % (len(name), len(data)), name, data]
-    return b"".join(out)
+    """Files as one cache entry, in path order: a line "<files> <index length>", the index (each file's path, size
+    and git blob id, NUL-separated), then the files' bytes one after another."""
+    paths = sorted(files)
+    return _pack(paths, [files[p] for p in paths], [cache.blob_id(files[p]) for p in paths])
 
 
-def unpack(body: bytes) -> dict[str, bytes]:
-    """pack's files again (the entry's checksum was checked when it was read)."""
-    files, at = {}, 0
-    while at < len(body):
-        end = body.index(b"\n", at)
-        n, size = map(int, body[at:end].split())
-        files[body[end + 1:end + 1 + n].decode("utf-8")] = body[end + 1 + n:end + 1 + n + size]
-        at = end + 1 + n + size
-    return files
+def _pack(paths: list[str], data: list[bytes], ids: list[str]) -> bytes:
+    index = "\0".join(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)).encode("utf-8")
+    return b"".join([b"%d %d\n" % (len(paths), len(index)), index, *data])
+
+
+def unpack(body: bytes) -> tuple[list[str], list[bytes], list[str]] | None:
+    """pack's files again, as (paths, bytes, blob ids) in path order; None when the index does not add up to the body
+    (the count, the sizes): then the unit is rendered again. The entry's checksum was checked when it was read, so
+    the ids are those pack computed from these bytes."""
+    try:
+        end = body.index(b"\n")
+        count, size = map(int, body[:end].split(b" "))
+        start = end + 1 + size
+        fields = body[end + 1:start].decode("utf-8").split("\0") if count else []
+        bounds = list(accumulate(map(int, fields[1::3]), initial=start))
+    except ValueError:
+        return None
+    if len(fields) != 3 * count or bounds[-1] != len(body):
+        return None
+    return fields[0::3], [body[a:b] for a, b in zip(bounds, bounds[1:])], fields[2::3]
+
+
+def _with_digest(found: tuple | None, digest: str) -> tuple | None:
+    return None if found is None else (*found, digest)

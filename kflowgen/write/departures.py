@@ -5,6 +5,7 @@ remove them on purpose. Before that, a team being offboarded (`offboarding: true
 so, and what step 2 is."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from kflowgen.diagnostics import Diagnostic, warning
@@ -25,8 +26,7 @@ def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str
     rendered the team away); by default those on disk."""
     out = []
     if committed is None:
-        committed = [p.relative_to(root).as_posix() for env in envs
-                     for p in (root / "overlays" / env / "teams").glob("*/platform/namespace.yaml")]
+        committed = [rel for env in envs for rel in _unrendered_namespaces(root, env, files)]
     for env in envs:
         cluster = model.platform.environments[env].cluster
         for rel in sorted(r for r in committed if r.startswith(f"overlays/{env}/teams/")
@@ -39,6 +39,19 @@ def departures(root: Path, model: Model, files: dict[str, bytes], envs: list[str
                                    "to delete them on purpose, back up the team NAS, then run: "
                                    f"kubectl --server {cluster} delete namespace {team}"))
     return out
+
+
+def _unrendered_namespaces(root: Path, env: str, files: dict[str, bytes]) -> list[str]:
+    """The overlays/<env>/teams/*/platform/namespace.yaml on disk (links followed, as Path.glob finds them) that are
+    not among the rendered files: one listing of the teams folder, and a look only at the folders of teams that are
+    not rendered (a rendered namespace is not a departure, whatever is on disk)."""
+    teams = f"overlays/{env}/teams"
+    try:
+        names = os.listdir(os.path.join(root, teams))
+    except OSError:
+        return []
+    found = (f"{teams}/{name}/platform/namespace.yaml" for name in names)
+    return [rel for rel in found if rel not in files and os.path.exists(os.path.join(root, rel))]
 
 
 def offboarding(model: Model, envs: list[str]) -> list[Diagnostic]:

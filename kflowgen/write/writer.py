@@ -101,11 +101,12 @@ def same_folders(root: Path, folders: dict[str, list[str]], files: dict[str, byt
 
 
 def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = False, started: list | None = None,
-         compare: bool = True) -> Plan:
+         compare: bool = True, ids: dict[str, str] | None = None) -> Plan:
     """How disk differs from the rendered files; files on disk are compared on `jobs` processes when many. With
-    ask_git, a file git vouches for (see _vouched) is compared by its blob id instead of being read. Without compare,
-    only what is on disk and not rendered is looked at (removed, foreign and special files; nothing is read but the
-    first bytes of those). A link is always foreign, even where a generated file belongs: kflowgen writes none."""
+    ask_git, a file git vouches for (see _vouched) is compared by its blob id instead of being read: the id `ids`
+    gives (blob ids of rendered files, computed by kflowgen from exactly these bytes when it rendered them:
+    Rendered.ids), else the id of the rendered bytes, computed here. Without compare, only what is on disk and not
+    rendered is looked at (removed, foreign and special files; nothing is read but the first bytes of those). A link is always foreign, even where a generated file belongs: kflowgen writes none."""
     p = Plan()
     outs = listings.results(started) if started is not None else listings.results(survey(root)) if ask_git else []
     listing = listings.find_listing(outs.pop()) if outs else None
@@ -119,35 +120,47 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
         existing = sorted([*vouched, *(rel for rel in others
                                        if rel not in special and listings.listed(os.path.join(root, rel)))])
         links = {rel for rel in others if os.path.islink(os.path.join(root, rel))}
-    present = set(existing) - links
-    both = [rel for rel in files if rel in present and rel not in vouched] if compare else []
-    same = dict(zip(both, parallel.fan_out(_same_batch, both, jobs, state=(str(root), files))))
-    same.update((rel, cache.blob_id(files[rel]) == vouched[rel]) for rel in files if rel in vouched and compare)
-    for rel in files if compare else ():
-        if rel in links:
-            continue  # foreign, below
-        if rel not in present:
-            p.added.append(rel)
-        elif not same[rel]:
-            p.changed.append(rel)
-        else:
-            p.unchanged.append(rel)
-    for rel in existing:
-        if rel in links:
-            p.foreign.append(rel)
-        elif rel not in files:
-            (p.removed if is_generated(_head(root / rel)) else p.foreign).append(rel)
+    present = set(existing) - links  # every file git vouches for is in it
+    names = files.keys()
+    if compare:
+        unvouched = names - vouched.keys()  # rendered files that are read, if on disk (none in a clean work tree)
+        both = [rel for rel in files if rel in unvouched and rel in present] if unvouched else []
+        differ = {rel for rel, ok in zip(both, parallel.fan_out(_same_batch, both, jobs, state=(str(root), files)))
+                  if not ok}
+        ids = ids or {}
+        if ids != vouched:  # else every file git vouches for has the rendered file's blob id: none is hashed
+            differ.update(rel for rel, oid in vouched.items()
+                          if rel in files and (ids.get(rel) or cache.blob_id(files[rel])) != oid)
+        if differ or any(rel not in present for rel in unvouched):
+            for rel in files:
+                if rel in links:
+                    continue  # foreign, below
+                if rel not in present:
+                    p.added.append(rel)
+                elif rel in differ:
+                    p.changed.append(rel)
+                else:
+                    p.unchanged.append(rel)
+        else:  # the usual case (no rendered file differs, is missing or is a link), without a step per file
+            p.unchanged = list(files)
+    if links or not names >= present:
+        for rel in existing:
+            if rel in links:
+                p.foreign.append(rel)
+            elif rel not in files:
+                (p.removed if is_generated(_head(root / rel)) else p.foreign).append(rel)
     return p
 
 
-def check(root: Path, files: dict[str, bytes], jobs: int = 1, started: list | None = None, compare: bool = True
-          ) -> tuple[Plan, list[Diagnostic]]:
+def check(root: Path, files: dict[str, bytes], jobs: int = 1, started: list | None = None, compare: bool = True,
+          ids: dict[str, str] | None = None) -> tuple[Plan, list[Diagnostic]]:
     """The drift gate: one diagnostic per file that differs from what the specs render, and per file under overlays/
     that kflowgen did not write. In a git work tree, files git vouches for are not read (see _vouched; `started`:
-    what survey() started earlier). Without compare (validate), only files kflowgen did not write are reported: a
-    file with kflowgen's header that the specs no longer render is drift, render --check's (and the gate's) to refuse."""
+    what survey() started earlier), but compared by blob id (`ids`: see plan). Without compare (validate), only
+    files kflowgen did not write are reported: a file with kflowgen's header that the specs no longer render is
+    drift, render --check's (and the gate's) to refuse."""
     with locked(root, exclusive=False):
-        p = plan(root, files, jobs, ask_git=True, started=started, compare=compare)
+        p = plan(root, files, jobs, ask_git=True, started=started, compare=compare, ids=ids)
     fix = "run `kflowgen render` and commit the result"
     diags = [error(r, (1, 1), "KF502", "generated file is missing", fix) for r in p.added]
     diags += [error(r, (1, 1), "KF501", "generated file differs from what the specs render", fix) for r in p.changed]
