@@ -80,8 +80,7 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
         # render --check's drift check; validate too refuses any file under overlays/ that the specs do not render
         plan, found = writer.check(root, rendered.files, opts.jobs, started, compare=drift, ids=rendered.ids)
         report.extend(found)
-        # what is under overlays/ and not rendered (the plan listed it): among it, the namespaces of teams that left
-        report.extend(departures(root, model, rendered.files, envs, plan.removed + plan.foreign))
+        report.extend(departures(root, model, rendered.files, envs))
         report.extend(offboarding(model, envs))
     every = overlays_of(rendered.files)
     overlays = [o for e in envs for o in every if o.startswith(f"overlays/{e}/")]
