@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-VERSION = "kflowgen-cache-1"  # bump when what is cached, or how it is computed, changes
+VERSION = "kflowgen-cache-2"  # bump when what is cached, or how it is computed, changes
 
 
 def default_folder() -> Path:

@@ -115,25 +115,26 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
     raws = {rel: (edits[rel], []) if edits and rel in edits else _raw(root, rel, snapshot, folders)
             for rel, _ in group if rel not in ids}
     packed = store.lookup("specs", _group_key(group, ids, raws)) if ids or raws else None
-    if packed is None and ids:  # to be checked: every file is read, and one that is no longer git's blob is as read
+    readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
+    results = loader.unpack_results(packed, len(readable)) if packed is not None else None
+    if results is None and ids:  # to be checked: every file is read, and one that is no longer git's blob is as read
         raws.update((rel, _raw(root, rel, snapshot, folders)) for rel in ids)
         ids = {rel: oid for rel, oid in ids.items() if raws[rel][0] is not None and cache.blob_id(raws[rel][0]) == oid}
-    readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
-    lines = packed.split(b"\n") if packed is not None else []
-    if len(lines) == len(readable):
-        results = [(line, True) for line in lines]
+        readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
+    if results is not None:
+        hits = [True] * len(results)
     else:  # not cached (or not one result per file: never trusted)
-        results = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
+        checked = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
         if readable:
-            store.put("specs", _group_key(group, ids, raws), b"\n".join(line for line, _ in results))
-    out, at = [], iter(results)
+            store.put("specs", _group_key(group, ids, raws), loader.pack_results([line for line, _ in checked]))
+        results, hits = [loader.from_json(line) for line, _ in checked], [hit for _, hit in checked]
+    out, at = [], iter(zip(results, hits))
     for rel, _ in group:
         raw, found = raws.get(rel, (None, []))
         if raw is None and rel not in ids:
             out.append((None, found, None, None))
             continue
-        line, hit = next(at)
-        spec, found = loader.from_json(line)
+        (spec, found), hit = next(at)
         out.append((spec, found, hit, ids[rel] if rel in ids else cache.blob_id(raw)))
     return out
 
@@ -145,10 +146,10 @@ def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str,
         return None
     ids = {rel: known[rel] for rel, _ in group}
     packed = store.lookup("specs", _group_key(group, ids, {}))
-    lines = packed.split(b"\n") if packed is not None else []
-    if len(lines) != len(group):  # missing (or not one result per file: never trusted)
+    results = loader.unpack_results(packed, len(group)) if packed is not None else None
+    if results is None:  # missing (or not one result per file: never trusted)
         return None
-    return [(*loader.from_json(line), True, ids[rel]) for line, (rel, _) in zip(lines, group)]
+    return [(spec, found, True, ids[rel]) for (spec, found), (rel, _) in zip(results, group)]
 
 
 def _group_key(group: list[tuple[str, str]], ids: dict[str, str],
@@ -172,8 +173,8 @@ def _raw(root: Path, rel: str, snapshot: dict[str, bytes] | None,
 
 
 def _checked(store: cache.Cache, rel: str, kind: str, raw: bytes) -> tuple[bytes, bool]:
-    """A spec file's result (check_spec's JSON, one line) from its own cache entry or checked now; and whether
-    the cache had it."""
+    """A spec file's result (check_spec's, loader.to_json's two lines) from its own cache entry or checked now; and
+    whether the cache had it."""
     k = cache.key("spec", cache.code_digest(), kind, rel, raw)
     result = store.lookup("spec", k)
     if result is not None:
