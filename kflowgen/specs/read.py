@@ -224,6 +224,6 @@ def _listed(opts: Options, started: list) -> tuple[list[tuple[str, str]] | None,
     spec files git vouches for (kflowgen.survey.vouched; none without the cache, whose entries are what an unread
     file's results come from, or when git cannot say)."""
     outs = survey.results(started)
-    found = outs.pop()
-    known = survey.vouched(opts.root, outs, survey.find_listing(found), SPECS, exact=True) if outs else None
-    return survey.find_paths(found), known[0] if known else {}
+    found = survey.find_output(outs.pop())
+    known = survey.vouched(opts.root, outs, found, SPECS, exact=True) if outs else None
+    return survey.find_paths(found) if found is not None else None, known[0] if known else {}
