@@ -67,11 +67,11 @@ class Cache:
             self.count(body is not None)
         return body
 
-    def count(self, hit: bool) -> None:
+    def count(self, hit: bool, times: int = 1) -> None:
         if hit:
-            self.hits += 1
+            self.hits += times
         else:
-            self.misses += 1
+            self.misses += times
 
     def text(self, kind: str, k: str) -> str | None:
         """An entry's body as text; its sha256, checked on reading, is remembered for text_digest."""

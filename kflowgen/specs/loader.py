@@ -219,20 +219,22 @@ def load_bytes(raw: bytes, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]
 
 def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
     """A loaded spec and its findings for the result cache, in two lines: the JSON of [the spec as [path, data, plain
-    scalars as written, digest] or null, the findings], then the JSON of its positions (empty without a spec), which
+    scalars as written, digest] or null, the findings], then the JSON of its positions (null without a spec), which
     stays text until a position is asked for (SpecFile.packed). from_json gives them back unchanged; many of them
     are one cache entry with pack_results."""
     if spec is not None:
         spec._unpack()
     head = json.dumps([None if spec is None else [spec.path, spec.data, spec.raw, spec.digest],
                        [dataclasses.astuple(d) for d in diags]], ensure_ascii=False, separators=(",", ":"))
-    positions = "" if spec is None else json.dumps([spec.values, spec.keys], separators=(",", ":"))
+    positions = "null" if spec is None else json.dumps([spec.values, spec.keys], separators=(",", ":"))
     return f"{head}\n{positions}".encode("utf-8")  # JSON text holds no line break of its own
 
 
 def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
-    head, _, positions = data.decode("utf-8").partition("\n")  # as text: json would first guess the bytes' encoding
-    return _result(*json.loads(head), positions)
+    found = unpack_results(pack_results([data]), 1)
+    if found is None:
+        raise ValueError("not a spec's result as to_json writes it")
+    return found[0]
 
 
 def pack_results(results: list[bytes]) -> bytes:
@@ -245,24 +247,15 @@ def pack_results(results: list[bytes]) -> bytes:
 def unpack_results(body: bytes, n: int) -> list[tuple[SpecFile | None, list[Diagnostic]]] | None:
     """pack_results' n results again; None when the entry does not hold n results (never trusted)."""
     try:
-        head, _, rest = body.decode("utf-8").partition("\n")
+        head, _, rest = body.decode("utf-8").partition("\n")  # as text: json would first guess the bytes' encoding
         heads = json.loads(head)
         positions = rest.split("\n") if heads else []
-        if not isinstance(heads, list) or len(heads) != n or len(positions) != n:
+        if not isinstance(heads, list) or len(heads) != n or len(positions) != n or "" in positions:
             return None
-        return [_result(spec, found, at) for (spec, found), at in zip(heads, positions)]
-    except (ValueError, TypeError):  # not the shape pack_results writes
+        return [(None if spec is None else SpecFile(spec[0], spec[1], {}, {}, spec[2], spec[3], at),
+                 [Diagnostic(*d) for d in found] if found else []) for (spec, found), at in zip(heads, positions)]
+    except (ValueError, TypeError, LookupError):  # not the shape pack_results writes
         return None
-
-
-def _result(spec: list | None, found: list, positions: str) -> tuple[SpecFile | None, list[Diagnostic]]:
-    diags = [Diagnostic(*d) for d in found]
-    if spec is None:
-        return None, diags
-    if not positions:
-        raise ValueError("a spec without its positions")
-    path, data, raw, digest = spec
-    return SpecFile(path, data, {}, {}, raw, digest, positions), diags
 
 
 def _document(events, spec: SpecFile, diags: list[Diagnostic]):
