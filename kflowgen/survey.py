@@ -258,10 +258,9 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
 _ENTRY = r"([^ \0]+) ([0-7]+) ([0-9a-f]+) ([0-3])\t([^\0]*)\0"
 _STAT = (r"  ctime: (\d+):(\d+)\n  mtime: (\d+):(\d+)\n  dev: \d+\tino: (\d+)\n  uid: \d+\tgid: \d+\n"
          r"  size: (\d+)\tflags: [0-9a-f]+\n")
-_LISTED = re.compile(_ENTRY)
-_DEBUG = re.compile(_ENTRY + _STAT)
-_EVERY = {exact: re.compile("(?:%s)*" % re.sub(r"\((?!\?)", "(?:", _ENTRY + (_STAT if exact else "")))
-          for exact in (False, True)}  # the whole listing in that shape, entry after entry
+_ELSE = r"|([^\0]*\0|[^\0]+\Z)"  # anything else, up to the next NUL or the end: the matches are the whole listing
+_LISTED = re.compile(_ENTRY + _ELSE)
+_DEBUG = re.compile(_ENTRY + _STAT + _ELSE)
 
 
 def _entries(text: str, exact: bool) -> list[list[str] | tuple[str, ...]] | None:
@@ -271,7 +270,7 @@ def _entries(text: str, exact: bool) -> list[list[str] | tuple[str, ...]] | None
     n = text.count("\0")
     if not n:
         return None if text else [[]] * (11 if exact else 5)
-    if not exact and text.count("\t") == n:  # no path holds a tab: entries are split on NULs and tabs at once
+    if not exact and text.count("\t") == n and text[-1] == "\0":  # no path holds a tab: split on NULs and tabs
         parts = text.replace("\t", "\0").split("\0")
         fields = " ".join(parts[0:-1:2]).split(" ")
         columns = [fields[0::4], fields[1::4], fields[2::4], fields[3::4], parts[1::2]]
@@ -280,9 +279,8 @@ def _entries(text: str, exact: bool) -> list[list[str] | tuple[str, ...]] | None
                 and all(len(mode) == 6 and mode.isdigit() for mode in {*columns[1]})
                 and {*map(len, columns[2])} <= {40, 64}):
             return columns
-    if _EVERY[exact].fullmatch(text) is None:
-        return None
-    return list(zip(*(_DEBUG if exact else _LISTED).findall(text)))
+    columns = list(zip(*(_DEBUG if exact else _LISTED).findall(text)))
+    return None if any(columns[-1]) else columns[:-1]
 
 
 def _same_stat(found: str | None, recorded: str) -> bool:

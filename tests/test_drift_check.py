@@ -174,16 +174,50 @@ def test_unmerged_and_unusual_index_entries_are_not_vouched_for(repo):
     assert QUOTA in p.unchanged and link in p.foreign
 
 
+OID = "a" * 40
+DEBUG = "  ctime: 1:2\n  mtime: 3:4\n  dev: 5\tino: 6\n  uid: 7\tgid: 8\n  size: 9\tflags: 0\n"
+
+
+@pytest.mark.parametrize("listing, exact, entries", [
+    (f"H 100644 {OID} 0\toverlays/a.yaml\0S 100755 {OID} 0\toverlays/b c.yaml\0", False,
+     [("H", "S"), ("100644", "100755"), (OID, OID), ("0", "0"), ("overlays/a.yaml", "overlays/b c.yaml")]),
+    (f"h 100644 {OID} 2\toverlays/a\tb.yaml\0", False,  # a tab in a path
+     [("h",), ("100644",), (OID,), ("2",), ("overlays/a\tb.yaml",)]),
+    (f"H 100644 {OID} 0\toverlays/a.yaml\0{DEBUG}", True,
+     [("H",), ("100644",), (OID,), ("0",), ("overlays/a.yaml",), ("1",), ("2",), ("3",), ("4",), ("6",), ("9",)]),
+    ("", False, [()] * 5),
+    (f"H 100644 {OID} 0\toverlays/a.yaml\0junk", False, None),  # after the last entry
+    (f"H 100644 {OID}\toverlays/a.yaml\0", False, None),  # a field missing
+    (f"H 100644 {OID} 0 x\toverlays/a.yaml\0", False, None),  # a field too many
+    (f"X 10z6 {OID} 0\tH 100644 {OID} 0\toverlays/a.yaml\0", False, None),  # an entry in a path after one not in shape
+    (f"junk H 100644 {OID} 0\toverlays/a.yaml\0", False, None),
+    (f"H 100644 {OID} 0\toverlays/a.yaml\0{DEBUG.replace('  dev', '  device')}", True, None),
+    (f"H 100644 {OID} 0\toverlays/a.yaml\0{DEBUG}H 100644 {OID} 0\toverlays/b.yaml\0", True, None),  # no stat data
+    (f"H 100644 {OID} 0\toverlays/a.yaml\0", True, None),
+])
+def test_git_listing_is_read_entry_after_entry_or_not_at_all(listing, exact, entries):
+    """ls-files' listing, read as columns; anything not in its shape (anywhere in it) and nothing is vouched for."""
+    found = survey._entries(listing, exact)
+    assert (found if found is None else [tuple(column) for column in found]) == entries
+
+
+TIMES = "1796406259.6013919450:1796406259.0000000010"  # ctime and mtime as find gives them: ten digits of fraction
+
+
 @pytest.mark.parametrize("found, recorded, same", [
-    ("1796406259.6013919450:1796406259.0000000010:10002606:786", "1796406259.6013919450:1796406259.0000000010:10002606:786", True),
-    ("1796406259.6013919450:1796406259.0000000010:4305969902:786", "1796406259.6013919450:1796406259.0000000010:11002606:786", True),  # inode beyond 32 bits
-    ("1796406259.6013919450:1796406259.0000000010:10002606:4294968082", "1796406259.6013919450:1796406259.0000000010:10002606:786", True),  # size too
-    ("1796406259.6013919450:1796406259.0000000010:10002606:786", "1796406259.6013919450:1796406259.0000000020:10002606:786", False),
-    ("1796406259.6013919450:1796406259.0000000010:10002606:786", "1796406259.6013919450:1796406258.0000000010:10002606:786", False),
-    ("1796406259.601391:1796406259.000000:10002606:786", "1796406259.6013910000:1796406259.0000000000:10002606:786", False),  # a find that gives microseconds: not to the nanosecond
-    ("1796406259.6013919451:1796406259.0000000010:10002606:786", "1796406259.6013919450:1796406259.0000000010:10002606:786", False),
-    ("1796406259:1796406259.0000000010:10002606:786", "1796406259.0000000000:1796406259.0000000010:10002606:786", False),
-    (None, "1796406259.6013919450:1796406259.0000000010:10002606:786", False),  # not a regular file to find
+    (f"{TIMES}:10002606:786", f"{TIMES}:10002606:786", True),
+    (f"{TIMES}:4305969902:786", f"{TIMES}:11002606:786", True),  # an inode beyond 32 bits, as git keeps it
+    (f"{TIMES}:10002606:4294968082", f"{TIMES}:10002606:786", True),  # a size too
+    (f"{TIMES}:10002606:786", "1796406259.6013919450:1796406259.0000000020:10002606:786", False),  # 10 ns apart
+    (f"{TIMES}:10002606:786", "1796406258.6013919450:1796406259.0000000010:10002606:786", False),  # a second
+    (f"{TIMES}:10002607:786", f"{TIMES}:10002606:786", False),
+    (f"{TIMES}:10002606:785", f"{TIMES}:10002606:786", False),
+    ("1796406259.601391:1796406259.000000:10002606:786", "1796406259.6013910000:1796406259.0000000000:10002606:786",
+     False),  # a find that gives microseconds: not to the nanosecond
+    ("1796406259.6013919451:1796406259.0000000010:10002606:786", f"{TIMES}:10002606:786", False),
+    ("1796406259:1796406259.0000000010:10002606:786", "1796406259.0000000000:1796406259.0000000010:10002606:786",
+     False),
+    (None, f"{TIMES}:10002606:786", False),  # not a regular file to find
 ])
 def test_stat_data_as_find_gives_it_is_compared_with_gits_to_the_nanosecond(found, recorded, same):
     assert survey._same_stat(found, recorded) is same
