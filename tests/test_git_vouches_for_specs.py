@@ -290,3 +290,12 @@ def test_finds_listing_of_specs_is_the_walk(repo, tmp_path):
     assert ("specs/experiments/away/", "outside") in walked and ("specs/experiments/vision/alias.yaml",
                                                                  "experiment") in walked
     assert spec_files(repo, None, listed(repo)) == walked  # links: walked, not taken from find
+
+
+@pytest.mark.parametrize("name", [".yaml", "..yml", "a.yaml", ".a.yml", "a.yaml.txt", "a.YAML", "yaml", "a.yml",
+                                  "...yaml", "a..yaml", ".yaml.yml", "a"])
+def test_a_spec_file_is_named_as_splitext_reads_its_extension(name):
+    from kflowgen.specs.discover import _named_like_a_spec
+
+    for rel in (f"specs/{name}", f"specs/experiments/nlp/{name}"):
+        assert _named_like_a_spec(rel) == (os.path.splitext(rel)[1] in (".yaml", ".yml")), rel
