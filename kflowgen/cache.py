@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-VERSION = "kflowgen-cache-1"  # bump when what is cached, or how it is computed, changes
+VERSION = "kflowgen-cache-2"  # bump when what is cached, or how it is computed, changes
 
 
 def default_folder() -> Path:
@@ -84,11 +84,11 @@ class Cache:
             self.count(body is not None)
         return body
 
-    def count(self, hit: bool) -> None:
+    def count(self, hit: bool, times: int = 1) -> None:
         if hit:
-            self.hits += 1
+            self.hits += times
         else:
-            self.misses += 1
+            self.misses += times
 
     def text(self, kind: str, k: str) -> str | None:
         """An entry's body as text; its sha256, checked on reading, is remembered for text_digest."""

@@ -8,6 +8,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 OWNED = "overlays"  # the folder kflowgen owns: every generated file lives here
 SPECS = "specs"  # the folder people write specs in
@@ -49,11 +50,17 @@ def _git(folder: str, exact: bool = False) -> tuple[tuple[str, ...], ...]:
 GIT = len(_git(OWNED))  # how many git commands a survey starts (the find listing comes after them)
 
 
-def _find(folder: str, folders: bool) -> list[str]:
+def _find(folder: str, folders: bool, exact: bool = False) -> list[str]:
     """Every entry under the folder with its type (folders too, with folders): what git does not track (untracked
     and ignored files) is what find lists and git does not; git lists no FIFO, socket or device; and a run that
-    only lists (validate) needs nothing else."""
-    return ["find", folder, *(() if folders else ("!", "-type", "d")), "-printf", "%y %p\\0"]
+    only lists (validate) needs nothing else. A regular file is printed as its path alone (with exact: STAT, its
+    change and modification times, inode and size as one word, a space, the path), any other entry as OTHER, its
+    type, a space and the path: a folder of files only is one split of the output (find_output)."""
+    return ["find", folder, *(() if folders else ("!", "-type", "d")), "(", "-type", "f", "-printf",
+            "\\002%C@:%T@:%i:%s %p\\0" if exact else "%p\\0", "-o", "-printf", "\\001%y %p\\0", ")"]
+
+
+OTHER, STAT = "\1", "\2"  # what opens find's line for an entry that is not a regular file, and for a file's stat data
 
 
 def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = False, exact: bool = False) -> list:
@@ -62,7 +69,7 @@ def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = Fa
     and a find listing of the folder; output goes to temporary files, so a command never waits for a reader."""
     runs = []
     for argv in [*(["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ())),
-                 _find(folder, folders)]:
+                 _find(folder, folders, exact)]:
         out = tempfile.TemporaryFile()
         try:
             runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
@@ -111,26 +118,59 @@ def results(started: list) -> list[tuple[bytes, int]]:
     return outs
 
 
-def find_paths(found: tuple[bytes, int]) -> list[tuple[str, str]] | None:
-    """find's listing as (type, path) pairs, the type as find gives it (f file, d folder, l link; p, s, b, c the
-    special files); None when find failed (no such folder, an unreadable one, or a find without -printf)."""
+class Listing(NamedTuple):
+    """find's listing of a folder (see _find), in find's order: the regular files; every other entry as (type as find
+    gives it, path), the folder itself first when it is one (d folder, l link; p, s, b, c the special files); and,
+    when find was asked for them (exact), each regular file's stat data as one word (see vouched)."""
+
+    files: list[str]
+    others: list[tuple[str, str]]
+    stats: dict[str, str]
+
+
+def find_output(found: tuple[bytes, int]) -> Listing | None:
+    """find's listing, read once; None when find failed (no such folder, an unreadable one, or a find without
+    -printf). A folder of regular files only, without their stat data, is one split."""
     out, code = found
     if code:
         return None
-    return [(kind, rel) for kind, _, rel in (item.partition(" ") for item in
-                                             out.decode("utf-8", "surrogateescape").split("\0") if item)]
+    text = out.decode("utf-8", "surrogateescape")
+    items = text.split("\0")
+    items.pop()  # after the last entry's NUL (an empty listing: the one empty item)
+    if OTHER not in text and STAT not in text:  # each item is a path, which starts with the folder's name
+        return Listing(items, [], {})
+    files, others, stats = [], [], {}
+    for item in items:
+        mark = item[:1]
+        if mark == STAT:
+            key, _, rel = item.partition(" ")
+            files.append(rel)
+            stats[rel] = key[1:]
+        elif mark == OTHER:
+            others.append((item[1:2], item[3:]))
+        else:
+            files.append(item)
+    return Listing(files, others, stats)
 
 
-def find_listing(found: tuple[bytes, int]) -> tuple[list[str], list[str], list[str]] | None:
+def find_paths(found: tuple[bytes, int] | Listing) -> list[tuple[str, str]] | None:
+    """find's listing as (type, path) pairs, the type as find gives it (f file, d folder, l link; p, s, b, c the
+    special files), the folder itself first when it is one; None when find failed."""
+    listing = found if isinstance(found, Listing) else find_output(found)
+    if listing is None:
+        return None
+    return [*listing.others, *(("f", rel) for rel in listing.files)]
+
+
+def find_listing(found: tuple[bytes, int] | Listing) -> tuple[list[str], list[str], list[str]] | None:
     """find's listing as existing gives it ([files], [links], [FIFOs, sockets, devices]; folders left out); None
     when find failed (no overlays/, or a find without -printf): then existing walks the folder."""
-    paths = find_paths(found)
-    if paths is None:
+    listing = found if isinstance(found, Listing) else find_output(found)
+    if listing is None:
         return None
-    kinds: dict[str, list[str]] = {"f": [], "l": [], "d": [], "": []}
-    for kind, rel in paths:
-        kinds.get(kind, kinds[""]).append(rel)
-    return sorted(kinds["f"]), sorted(kinds["l"]), sorted(kinds[""])
+    links = [rel for kind, rel in listing.others if kind == "l"]
+    special = [rel for kind, rel in listing.others if kind not in ("l", "d")]
+    return sorted(listing.files), sorted(links), sorted(special)
 
 
 def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, folder: str = OWNED,
@@ -153,10 +193,14 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
     exact (the survey's too): git compares times to the second, so a file rewritten within the second git last
     recorded it, whose mtime a tool then set back (so that git does not see it as racy), looks unchanged to git
     (`git status` says so too). With exact, a file is vouched for only when its change and modification times, to
-    the nanosecond, its size and inode are also those git recorded (`git ls-files --debug`)."""
+    the nanosecond, its size and inode are also those git recorded (`git ls-files --debug`): as find gave them (the
+    survey's find, run with git's listing; listing: find's Listing, see find_output), so that no file is looked at
+    again here."""
     if outs is None:
         outs = results(survey(root, folder=folder, exact=exact))
-        listing = find_listing(outs.pop())
+        listing = find_output(outs.pop())
+    stats = listing.stats if isinstance(listing, Listing) else {}
+    listing = find_listing(listing) if isinstance(listing, Listing) else listing
     if listing is None:
         return None
     if len(outs) != GIT:
@@ -177,61 +221,86 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
             or any((f / ".gitattributes").exists() for f in folders)):
         return None
     dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
-    vouched: dict[str, str] = {}
-    others: list[str] = []
-    tracked: set[str] = set()
-    gitlinks: set[str] = set()  # submodules: their files are the other repository's, and Argo CD checks them out
-    entries = _entries(listed.decode("utf-8", "surrogateescape").split("\0"), exact)
-    if entries is None:
-        return None  # not the listing --debug gives: nothing is vouched for
-    for item, recorded in entries:
-        meta, _, rel = item.partition("\t")
-        tag, mode, oid, stage = meta.split(" ")
-        tracked.add(rel)
-        if mode == "160000":
-            gitlinks.add(rel)
-            continue
-        if (tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty
-                and (not exact or _same_stat(os.path.join(root, rel), recorded))):
-            vouched[rel] = oid
-        else:
-            others.append(rel)
-    others += [rel for rel in (*listing[0], *listing[1]) if rel not in tracked]  # untracked and ignored
-    others += dirty - set(others) - set(vouched)
-    if any(rel.endswith("/") or not rel.startswith(folder + "/") or rel.endswith("/.gitattributes")
-           for rel in [*vouched, *others, *gitlinks]):
+    columns = _entries(listed.decode("utf-8", "surrogateescape"), exact)
+    if columns is None:
+        return None  # not the listing git gives (--debug's, with exact): nothing is vouched for
+    tags, modes, oids, stages, rels = columns[:5]
+    gitlinks = {rel for rel, mode in zip(rels, modes) if mode == "160000"} if "160000" in modes else set()
+    # submodules: their files are the other repository's, and Argo CD checks them out
+    if {*tags} == {"H"} and {*stages} == {"0"} and {*modes} <= {"100644", "100755"}:
+        vouched = dict(zip(rels, oids))  # every entry a regular file git has as it is (most often: all of them)
+        for rel in dirty:
+            vouched.pop(rel, None)
+    else:
+        vouched = {rel: oid for tag, mode, oid, stage, rel in zip(*columns[:5])
+                   if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty}
+    if exact:  # and only those whose stat data, as find gave it, is what git recorded (in find's words)
+        recorded = {rel: f"{c}.{cn:0>9}0:{m}.{mn:0>9}0:{ino}:{size}"
+                    for rel, c, cn, m, mn, ino, size in zip(rels, *columns[5:])}
+        vouched = {rel: oid for rel, oid in vouched.items()
+                   if stats.get(rel) == recorded[rel] or _same_stat(stats.get(rel), recorded[rel])}
+    if len(vouched) + len(gitlinks) == len(rels) and listing[0] == rels and not listing[1]:
+        others = []  # every entry vouched for (or a submodule), and find lists exactly those files (most often)
+    else:
+        tracked = set(rels)
+        others = [rel for rel in tracked if rel not in vouched and rel not in gitlinks]
+        others += [rel for rel in listing[0] if rel not in tracked]  # untracked and ignored
+        others += [rel for rel in listing[1] if rel not in tracked]
+        others += [rel for rel in dirty if rel not in tracked]
+    every = "\0".join(["", *vouched, *others, *gitlinks, ""])
+    if "/\0" in every or "/.gitattributes\0" in every or every.count("\0" + folder + "/") != every.count("\0") - 1:
         return None  # a nested repository, the folder itself a link, or attributes inside it
-    return vouched, sorted(set(others) - gitlinks), sorted({*listing[2], *gitlinks})
+    return vouched, sorted(set(others)), sorted({*listing[2], *gitlinks})
 
 
-# what `git ls-files --debug` prints after each entry (and before the next one, with -z): the stat data it recorded
-_DEBUG = re.compile(r"\A  ctime: (\d+):(\d+)\n  mtime: (\d+):(\d+)\n  dev: (\d+)\tino: (\d+)\n  uid: (\d+)\tgid: (\d+)\n"
-                    r"  size: (\d+)\tflags: ([0-9a-f]+)\n")
+# what `git ls-files -z -s -t -v` prints of each entry: tag, mode, blob id, stage, path; with --debug, then the stat
+# data its index recorded (after the entry's NUL, before the next entry)
+_ENTRY = r"([^ \0]+) ([0-7]+) ([0-9a-f]+) ([0-3])\t([^\0]*)\0"
+_STAT = (r"  ctime: (\d+):(\d+)\n  mtime: (\d+):(\d+)\n  dev: \d+\tino: (\d+)\n  uid: \d+\tgid: \d+\n"
+         r"  size: (\d+)\tflags: [0-9a-f]+\n")
+_ELSE = r"|([^\0]*\0|[^\0]+\Z)"  # anything else, up to the next NUL or the end: the matches are the whole listing
+_LISTED = re.compile(_ENTRY + _ELSE)
+_DEBUG = re.compile(_ENTRY + _STAT + _ELSE)
 
 
-def _entries(items: list[str], exact: bool) -> list[tuple[str, tuple[int, int, int, int] | None]] | None:
-    """Each entry `ls-files -z` lists, and with exact (--debug) its stat data as git's index recorded it: (ctime
-    ns, mtime ns, size, inode), from the lines that open the item after it; None when an item is not in that shape."""
-    if not exact:
-        return [(item, None) for item in items if item]
-    out, entry = [], items[0]
-    for item in items[1:]:
-        found = _DEBUG.match(item)
-        if found is None:
-            return None
-        c, cn, m, mn, _, ino, _, _, size, _ = found.groups()
-        out.append((entry, (int(c) * 10**9 + int(cn), int(m) * 10**9 + int(mn), int(size), int(ino))))
-        entry = item[found.end():]
-    return None if entry else out
+def _entries(text: str, exact: bool) -> list[list[str] | tuple[str, ...]] | None:
+    """The entries `ls-files -z -s -t -v` lists, as columns: tags, modes, blob ids, stages, paths; with exact
+    (--debug), then the stat data git's index recorded: ctime seconds, its nanoseconds, mtime seconds, its
+    nanoseconds, inode, size. None when the listing is not in that shape."""
+    n = text.count("\0")
+    if not n:
+        return None if text else [[]] * (11 if exact else 5)
+    if not exact and text.count("\t") == n and text[-1] == "\0":  # no path holds a tab: split on NULs and tabs
+        parts = text.replace("\t", "\0").split("\0")
+        fields = " ".join(parts[0:-1:2]).split(" ")
+        columns = [fields[0::4], fields[1::4], fields[2::4], fields[3::4], parts[1::2]]
+        # each entry's four fields where they belong: one out of place would be of another kind or length
+        if (len(fields) == 4 * n and {*map(len, columns[0])} == {1} and {*columns[3]} <= {"0", "1", "2", "3"}
+                and all(len(mode) == 6 and mode.isdigit() for mode in {*columns[1]})
+                and {*map(len, columns[2])} <= {40, 64}):
+            return columns
+    columns = list(zip(*(_DEBUG if exact else _LISTED).findall(text)))
+    return None if any(columns[-1]) else columns[:-1]
 
 
-def _same_stat(path: str, recorded: tuple[int, int, int, int] | None) -> bool:
-    """The file's change and modification times (to the nanosecond), size and inode are those git recorded (sizes
-    and inodes as git keeps them: 32 bits)."""
-    if recorded is None:
-        return False
+def _same_stat(found: str | None, recorded: str) -> bool:
+    """The file's change and modification times, inode and size as find gave them (see _find) are those git
+    recorded (put in the same words): to the nanosecond, and inodes and sizes as git keeps them (32 bits). Most
+    often the two are the same text; this compares them as numbers."""
+    if found is None:
+        return False  # not a regular file (a link, a folder), or gone, when find listed the folder
     try:
-        st = os.lstat(path)
-    except OSError:
+        (c, m, ino, size), (git_c, git_m, git_ino, git_size) = found.split(":"), recorded.split(":")
+        return ((_ns(c), _ns(m), int(ino) & 0xFFFFFFFF, int(size) & 0xFFFFFFFF)
+                == (_ns(git_c), _ns(git_m), int(git_ino), int(git_size)))
+    except ValueError:
         return False
-    return (st.st_ctime_ns, st.st_mtime_ns, st.st_size & 0xFFFFFFFF, st.st_ino & 0xFFFFFFFF) == recorded
+
+
+def _ns(time: str) -> int:
+    """A time as find gives it (seconds, a dot, at least nine digits of fraction) in nanoseconds; ValueError when it
+    is not to the nanosecond."""
+    seconds, dot, fraction = time.partition(".")
+    if not dot or len(fraction) < 9 or fraction[9:].strip("0"):
+        raise ValueError(time)
+    return int(seconds) * 10**9 + int(fraction[:9])

@@ -129,6 +129,23 @@ def test_an_edit_git_itself_cannot_see_is_seen(repo, store, reads):
     assert str(pipeline.load(Options(repo, 1, store))[0].team("prod", "nlp").quota["prod"].cpu) == "197"
 
 
+def test_spec_files_with_odd_names_are_vouched_for_and_read_as_without_git(repo, store, reads):
+    """Names holding what git's and find's listings are split on (tabs, newlines, spaces, the bytes find's listing
+    marks entries with, a whole ls-files entry): vouched for when unchanged, read when changed."""
+    names = ["tab\there", "new\nline", "two  spaces", "\x01marked", "\x02marked", "H 100644 " + "0" * 40 + " 0\tx"]
+    odd = [f"specs/experiments/nlp/{name}.yaml" for name in names]
+    for i, rel in enumerate(odd):
+        (repo / rel).write_text((repo / SWEEP).read_text().replace("team: vision", "team: nlp")
+                                .replace("resnet-sweep", f"odd-{i}"))
+    read_now = same_as_cold(repo, store, reads)
+    assert set(odd) <= set(read_now)  # untracked: read
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "odd")
+    assert same_as_cold(repo, store, reads) == []
+    edit_keeping_size_and_mtime(repo / odd[0], "cpu: 8", "cpu: 7")
+    assert same_as_cold(repo, store, reads) == [odd[0]]
+
+
 def test_a_renamed_file(repo, store, reads):
     same_as_cold(repo, store, reads)
     git(repo, "mv", SWEEP, "specs/experiments/vision/resnet-sweep-2.yaml")
@@ -273,3 +290,12 @@ def test_finds_listing_of_specs_is_the_walk(repo, tmp_path):
     assert ("specs/experiments/away/", "outside") in walked and ("specs/experiments/vision/alias.yaml",
                                                                  "experiment") in walked
     assert spec_files(repo, None, listed(repo)) == walked  # links: walked, not taken from find
+
+
+@pytest.mark.parametrize("name", [".yaml", "..yml", "a.yaml", ".a.yml", "a.yaml.txt", "a.YAML", "yaml", "a.yml",
+                                  "...yaml", "a..yaml", ".yaml.yml", "a"])
+def test_a_spec_file_is_named_as_splitext_reads_its_extension(name):
+    from kflowgen.specs.discover import _named_like_a_spec
+
+    for rel in (f"specs/{name}", f"specs/experiments/nlp/{name}"):
+        assert _named_like_a_spec(rel) == (os.path.splitext(rel)[1] in (".yaml", ".yml")), rel

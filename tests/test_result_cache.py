@@ -2,6 +2,8 @@
 and output with the cache and parallelism is byte-identical to a cold single-process run."""
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -174,6 +176,64 @@ def test_a_damaged_spec_entry_is_checked_again_not_trusted(example_repo, store, 
         if entry.is_file():
             entry.write_bytes(entry.read_bytes().replace(b'"cpu"', b'"cpv"'))
     assert pipeline.load(Options(example_repo, store=store)) == want
+
+
+def _rewritten(entry: Path, change) -> None:
+    """An entry whose body is changed and whose checksum line is made again to match: intact, as far as the
+    checksum can tell."""
+    body = change(entry.read_bytes().partition(b"\n")[2])
+    entry.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
+def _one_result_fewer(body: bytes) -> bytes:
+    head, _, positions = body.partition(b"\n")
+    results = json.loads(head)
+    return json.dumps(results[:-1]).encode() + b"\n" + b"\n".join(positions.split(b"\n")[:-1])
+
+
+@pytest.mark.parametrize("git", [False, True])
+@pytest.mark.parametrize("damaged", [True, False])  # False: the control, an entry as written is trusted
+def test_a_damaged_group_entry_of_specs_is_read_again_not_trusted(request, store, tmp_path, git, damaged):
+    """The specs of a folder are cached together (one entry: a JSON list of their results, then their positions):
+    an entry whose checksum does not match is never trusted, whether its files are read (plain folder) or only named
+    by the blob ids git vouches for."""
+    repo = request.getfixturevalue("committed_example" if git else "example_repo")
+    want = pipeline.load(Options(repo))
+    pipeline.load(Options(repo, store=store))
+    groups = [e for e in (tmp_path / "cache" / "specs").rglob("*") if e.is_file()]
+    assert groups
+    for entry in groups if damaged else ():
+        entry.write_bytes(entry.read_bytes() + b" ")
+    for entry in (tmp_path / "cache" / "spec").rglob("*"):  # each file's own entry too: the files are checked again
+        if entry.is_file():
+            entry.unlink()
+    hits, misses = store.hits, store.misses
+    assert pipeline.load(Options(repo, store=store)) == want
+    assert store.misses - misses == (len(list((repo / "specs").rglob("*.yaml"))) if damaged else 0)
+    assert store.hits - hits == (1 if damaged else len(list((repo / "specs").rglob("*.yaml"))) + 1)  # and the rules
+
+
+@pytest.mark.parametrize("git", [False, True])
+@pytest.mark.parametrize("change", [
+    _one_result_fewer,
+    lambda body: body.partition(b"\n")[0],  # the positions left out
+    lambda body: body + b"\n{}",  # one line of positions too many
+    lambda body: b"not json\n" + body.partition(b"\n")[2],
+    lambda body: b"\xff" + body,  # not UTF-8
+])
+def test_a_group_entry_not_of_one_result_per_file_is_not_trusted(request, store, tmp_path, git, change):
+    """An entry that is intact (its checksum matches) but does not hold one result per file of its group, in the
+    shape loader.pack_results writes, is read again, never used."""
+    repo = request.getfixturevalue("committed_example" if git else "example_repo")
+    want = pipeline.load(Options(repo))
+    pipeline.load(Options(repo, store=store))
+    for entry in (tmp_path / "cache" / "specs").rglob("*"):
+        if entry.is_file():
+            _rewritten(entry, change)
+    hits, misses = store.hits, store.misses
+    assert pipeline.load(Options(repo, store=store)) == want
+    # every file's result comes from its own entry (and the rules' from theirs): no group entry was trusted
+    assert store.hits - hits == len(list((repo / "specs").rglob("*.yaml"))) + 1 and store.misses == misses
 
 
 @pytest.mark.parametrize("forked", [False, True])

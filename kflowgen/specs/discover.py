@@ -27,9 +27,9 @@ def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None,
     ((type, path) pairs, kflowgen.survey), which gives the same paths as walking the folder when it holds no link
     (a link is followed, or refused when it leaves the repository: then the folder is walked)."""
     if snapshot is not None:
-        return sorted(rel for rel in snapshot if rel.startswith(SPECS + "/") and os.path.splitext(rel)[1] in (".yaml", ".yml"))
+        return sorted(rel for rel in snapshot if rel.startswith(SPECS + "/") and _named_like_a_spec(rel))
     if listed and listed[0] == ("d", SPECS) and all(kind != "l" for kind, _ in listed):
-        return sorted(rel for _, rel in listed[1:] if os.path.splitext(rel)[1] in (".yaml", ".yml"))
+        return sorted(rel for _, rel in listed[1:] if _named_like_a_spec(rel))
     out, seen = [], set()
     top = os.path.realpath(root)
     for dirpath, dirs, names in os.walk(os.path.join(root, SPECS), followlinks=True):
@@ -44,6 +44,12 @@ def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None,
         out += [f"{rel}/{d}/" for d in leaving if not os.path.splitext(d)[1] in (".yaml", ".yml")]
         dirs[:] = [d for d in dirs if d not in leaving]  # never walked: a link to / would walk the whole machine
     return sorted(out)
+
+
+def _named_like_a_spec(rel: str) -> bool:
+    """The path's extension (os.path.splitext's: a name of dots and the extension alone, such as `.yaml`, has none)
+    is .yaml or .yml; without splitext's steps, as this is asked of every file under specs/."""
+    return rel.endswith((".yaml", ".yml")) and rel.rpartition("/")[2].lstrip(".") not in ("yaml", "yml")
 
 
 def _within(top: str, real: str) -> bool:

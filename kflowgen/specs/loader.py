@@ -218,22 +218,44 @@ def load_bytes(raw: bytes, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]
 
 
 def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
-    """A loaded spec and its findings as JSON (for the result cache); from_json gives them back unchanged."""
+    """A loaded spec and its findings for the result cache, in two lines: the JSON of [the spec as [path, data, plain
+    scalars as written, digest] or null, the findings], then the JSON of its positions (null without a spec), which
+    stays text until a position is asked for (SpecFile.packed). from_json gives them back unchanged; many of them
+    are one cache entry with pack_results."""
     if spec is not None:
         spec._unpack()
-    out = None if spec is None else {"path": spec.path, "data": spec.data, "raw": spec.raw, "digest": spec.digest,
-                                     "positions": json.dumps([spec.values, spec.keys], separators=(",", ":"))}
-    return json.dumps({"spec": out, "diagnostics": [dataclasses.astuple(d) for d in diags]},
-                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    head = json.dumps([None if spec is None else [spec.path, spec.data, spec.raw, spec.digest],
+                       [dataclasses.astuple(d) for d in diags]], ensure_ascii=False, separators=(",", ":"))
+    positions = "null" if spec is None else json.dumps([spec.values, spec.keys], separators=(",", ":"))
+    return f"{head}\n{positions}".encode("utf-8")  # JSON text holds no line break of its own
 
 
 def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
-    doc = json.loads(data.decode("utf-8"))  # as text: json would first guess the bytes' encoding
-    diags = [Diagnostic(*d) for d in doc["diagnostics"]]
-    s = doc["spec"]
-    if s is None:
-        return None, diags
-    return SpecFile(s["path"], s["data"], {}, {}, s["raw"], s["digest"], s["positions"]), diags
+    found = unpack_results(pack_results([data]), 1)
+    if found is None:
+        raise ValueError("not a spec's result as to_json writes it")
+    return found[0]
+
+
+def pack_results(results: list[bytes]) -> bytes:
+    """Many to_json results as one cache entry: one JSON list of their first lines, then their second lines, one a
+    line. Read back with one json.loads, and positions are never unescaped from inside a JSON string."""
+    heads, positions = zip(*(r.split(b"\n", 1) for r in results)) if results else ((), ())
+    return b"[" + b",".join(heads) + b"]\n" + b"\n".join(positions)
+
+
+def unpack_results(body: bytes, n: int) -> list[tuple[SpecFile | None, list[Diagnostic]]] | None:
+    """pack_results' n results again; None when the entry does not hold n results (never trusted)."""
+    try:
+        head, _, rest = body.decode("utf-8").partition("\n")  # as text: json would first guess the bytes' encoding
+        heads = json.loads(head)
+        positions = rest.split("\n") if heads else []
+        if not isinstance(heads, list) or len(heads) != n or len(positions) != n or "" in positions:
+            return None
+        return [(None if spec is None else SpecFile(spec[0], spec[1], {}, {}, spec[2], spec[3], at),
+                 [Diagnostic(*d) for d in found] if found else []) for (spec, found), at in zip(heads, positions)]
+    except (ValueError, TypeError, LookupError):  # not the shape pack_results writes
+        return None
 
 
 def _document(events, spec: SpecFile, diags: list[Diagnostic]):

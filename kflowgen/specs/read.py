@@ -21,7 +21,7 @@ from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Deferred, Model, platform_from, team_from
 from kflowgen.specs.served import served_model_from
 
-GROUPS = 64  # a folder of more spec files than this (specs/teams) is read and cached in this many groups
+GROUPS = 64  # a group of more spec files than this (specs/teams) is read and cached in this many groups
 
 
 @dataclass(frozen=True)
@@ -65,37 +65,54 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
     """Load and schema-check spec files ((path, kind) pairs), from root or from a snapshot of their bytes (a git
     commit's): {path: (spec or None, findings, git blob id of the bytes or None when they could not be read)}.
     A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked
-    here. The files of a folder (a team's experiments; a big folder is split in GROUPS groups by name) are read together,
-    and their results cached together as well as one by one; many groups are read on `jobs` processes. known:
+    here. The files of a group (a team's experiments and served models, see _groups) are read together, and their
+    results cached together as well as one by one; many groups are read on `jobs` processes. known:
     {path: blob id} of the files git vouches for: a group of such files is looked up by their ids, unread."""
     cache.code_digest()  # once here, not in every forked reader
-    groups: dict[tuple[str, int], list[tuple[str, str]]] = {}
-    sizes: dict[str, int] = {}
-    for rel, _ in wanted:
-        sizes[rel.rsplit("/", 1)[0]] = sizes.get(rel.rsplit("/", 1)[0], 0) + 1
-    for rel, kind in wanted:
-        folder, name = rel.rsplit("/", 1)
-        # a big folder (every team's file) in GROUPS groups by name, so that changing one file re-reads few
-        groups.setdefault((folder, zlib.crc32(name.encode()) % GROUPS if sizes[folder] > GROUPS else 0),
-                          []).append((rel, kind))
-    known = {rel: oid for rel, oid in (known or {}).items() if not (edits and rel in edits)}
+    groups = _groups(wanted)
+    if edits:
+        known = {rel: oid for rel, oid in (known or {}).items() if rel not in edits}
+    known = known or {}
     step = opts.stage(len(wanted), "reading specs")
     # groups of files git vouches for, recalled here (one cache entry each, no file read: forking readers and
     # sending their results back costs more); the rest are read, on `jobs` processes when many
-    recalled = [_recalled(group, opts.store, known) if known else None for group in groups.values()]
-    todo = [group for group, found in zip(groups.values(), recalled) if found is None]
+    recalled = [_recalled(group, opts.store, known) if known else None for group in groups]
+    todo = [group for group, found in zip(groups, recalled) if found is None]
     if step:
         step(len(wanted) - sum(map(len, todo)))
     read_now = iter(parallel.fan_out(_read_groups, todo, opts.jobs, step, weigh=len,
                                      state=(opts.root, opts.store, snapshot, edits, known)))
     out = {}
-    for group, found in zip(groups.values(), recalled):
-        group_results = found if found is not None else next(read_now)
-        for (rel, _), (spec, found, hit, oid) in zip(group, group_results):
+    for group, found in zip(groups, recalled):
+        if found is not None:
+            out.update(found)
+            opts.store.count(True, len(found))
+            continue
+        for (rel, _), (spec, found, hit, oid) in zip(group, next(read_now)):
             out[rel] = spec, found, oid
             if hit is not None:
                 opts.store.count(hit)
     return out
+
+
+def _groups(wanted: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The spec files read and cached together: a team's served models and experiments (specs/models/<team>/,
+    specs/experiments/<team>/), the team files, the platform file; a group of more than GROUPS files (every team's
+    file; a team's thousands of experiments) in GROUPS groups by file name, so that changing one file re-reads few."""
+    named: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for rel, kind in wanted:
+        named.setdefault(("team", rel.split("/", 3)[2]) if kind in ("model", "experiment") else ("kind", kind),
+                         []).append((rel, kind))
+    groups = []
+    for group in named.values():
+        if len(group) <= GROUPS:
+            groups.append(group)
+            continue
+        split: dict[int, list[tuple[str, str]]] = {}
+        for rel, kind in group:
+            split.setdefault(zlib.crc32(rel.rpartition("/")[2].encode()) % GROUPS, []).append((rel, kind))
+        groups += split.values()
+    return groups
 
 
 def _read_groups(state: tuple, batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
@@ -115,47 +132,49 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
     raws = {rel: (edits[rel], []) if edits and rel in edits else _raw(root, rel, snapshot, folders)
             for rel, _ in group if rel not in ids}
     packed = store.lookup("specs", _group_key(group, ids, raws)) if ids or raws else None
-    if packed is None and ids:  # to be checked: every file is read, and one that is no longer git's blob is as read
+    readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
+    results = loader.unpack_results(packed, len(readable)) if packed is not None else None
+    if results is None and ids:  # to be checked: every file is read, and one that is no longer git's blob is as read
         raws.update((rel, _raw(root, rel, snapshot, folders)) for rel in ids)
         ids = {rel: oid for rel, oid in ids.items() if raws[rel][0] is not None and cache.blob_id(raws[rel][0]) == oid}
-    readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
-    lines = packed.split(b"\n") if packed is not None else []
-    if len(lines) == len(readable):
-        results = [(line, True) for line in lines]
+        readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
+    if results is not None:
+        hits = [True] * len(results)
     else:  # not cached (or not one result per file: never trusted)
-        results = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
+        checked = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
         if readable:
-            store.put("specs", _group_key(group, ids, raws), b"\n".join(line for line, _ in results))
-    out, at = [], iter(results)
+            store.put("specs", _group_key(group, ids, raws), loader.pack_results([line for line, _ in checked]))
+        results, hits = [loader.from_json(line) for line, _ in checked], [hit for _, hit in checked]
+    out, at = [], iter(zip(results, hits))
     for rel, _ in group:
         raw, found = raws.get(rel, (None, []))
         if raw is None and rel not in ids:
             out.append((None, found, None, None))
             continue
-        line, hit = next(at)
-        spec, found = loader.from_json(line)
+        (spec, found), hit = next(at)
         out.append((spec, found, hit, ids[rel] if rel in ids else cache.blob_id(raw)))
     return out
 
 
-def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str, str]) -> list[tuple] | None:
-    """_read_group's results for a group whose every file git vouches for, from the group's cache entry, without
-    reading a file; None when a file is not vouched for or the entry is missing."""
+def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str, str]
+              ) -> list[tuple[str, tuple]] | None:
+    """(path, (spec or None, findings, git blob id)) of each file of a group whose every file git vouches for, from
+    the group's cache entry, without reading a file; None when a file is not vouched for or the entry is missing."""
     if not all(rel in known for rel, _ in group):
         return None
     ids = {rel: known[rel] for rel, _ in group}
     packed = store.lookup("specs", _group_key(group, ids, {}))
-    lines = packed.split(b"\n") if packed is not None else []
-    if len(lines) != len(group):  # missing (or not one result per file: never trusted)
+    results = loader.unpack_results(packed, len(group)) if packed is not None else None
+    if results is None:  # missing (or not one result per file: never trusted)
         return None
-    return [(*loader.from_json(line), True, ids[rel]) for line, (rel, _) in zip(lines, group)]
+    return [(rel, (spec, found, ids[rel])) for (spec, found), (rel, _) in zip(results, group)]
 
 
 def _group_key(group: list[tuple[str, str]], ids: dict[str, str],
                raws: dict[str, tuple[bytes | None, list[Diagnostic]]]) -> str:
     """A group's cache key: each readable file's path, kind, and either its blob id as git gives it ("git <id>": git
     hashed those bytes itself, and refuses the known SHA-1 collision attacks) or the sha256 of the bytes read."""
-    return cache.key("specs", cache.code_digest(), *(
+    return cache.key("specs", cache.code_digest(), "\0".join(  # one part: no path, kind or id holds a NUL
         f"{rel}\0{kind}\0git {ids[rel]}" if rel in ids else f"{rel}\0{kind}\0{hashlib.sha256(raws[rel][0]).hexdigest()}"
         for rel, kind in group if rel in ids or raws[rel][0] is not None))
 
@@ -172,8 +191,8 @@ def _raw(root: Path, rel: str, snapshot: dict[str, bytes] | None,
 
 
 def _checked(store: cache.Cache, rel: str, kind: str, raw: bytes) -> tuple[bytes, bool]:
-    """A spec file's result (check_spec's JSON, one line) from its own cache entry or checked now; and whether
-    the cache had it."""
+    """A spec file's result (check_spec's, loader.to_json's two lines) from its own cache entry or checked now; and
+    whether the cache had it."""
     k = cache.key("spec", cache.code_digest(), kind, rel, raw)
     result = store.lookup("spec", k)
     if result is not None:
@@ -223,6 +242,6 @@ def _listed(opts: Options, started: list) -> tuple[list[tuple[str, str]] | None,
     spec files git vouches for (kflowgen.survey.vouched; none without the cache, whose entries are what an unread
     file's results come from, or when git cannot say)."""
     outs = survey.results(started)
-    found = outs.pop()
-    known = survey.vouched(opts.root, outs, survey.find_listing(found), SPECS, exact=True) if outs else None
-    return survey.find_paths(found), known[0] if known else {}
+    found = survey.find_output(outs.pop())
+    known = survey.vouched(opts.root, outs, found, SPECS, exact=True) if outs else None
+    return survey.find_paths(found) if found is not None else None, known[0] if known else {}
