@@ -108,17 +108,6 @@ def output_lines(argv: list[str]) -> list[str]:
 
 
 def built_version(path: Path, tool: Pinned) -> str:
-    """_built_version, asked once per run for a binary as it is (a gate finds kustomize in three stages; each answer
-    starts the binary or `go version -m`)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return ""
-    return _built_version(path, tool, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-
-
-@functools.lru_cache(maxsize=64)
-def _built_version(path: Path, tool: Pinned, stat: tuple[int, int, int, int]) -> str:
     """The version a binary was built at, to compare with tool.version; '' when missing or another build.
     "module": the tool's own version, or for `go install` builds that print 'development', the module version Go
     recorded. "kbuild": the kustomize it links, when its -version line also names this protocol and (in a checkout)
@@ -130,20 +119,36 @@ def _built_version(path: Path, tool: Pinned, stat: tuple[int, int, int, int]) ->
         return tool.version if _kbuild_fits(batch_version(path)) else ""
     if tool.how == "wrapper":
         return _wrapper_version(path, tool)
-    own = command_version([str(path), "version" if tool.name == "kustomize" else "-v"])
+    own = _asked((str(path), "version" if tool.name == "kustomize" else "-v"), _stat(path))
     if own.startswith("v") or not shutil.which("go"):
         return own
-    for line in output_lines(["go", "version", "-m", str(path)]):
+    for line in _go_version(str(path), _stat(path)):
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "mod":
             return parts[2]
     return own
 
 
+def _stat(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+# A binary's answers, asked once per run for the binary as it is (a gate finds kustomize in three stages)
+@functools.lru_cache(maxsize=64)
+def _asked(argv: tuple[str, ...], stat: tuple[int, ...]) -> str:
+    return command_version(list(argv))
+
+
+@functools.lru_cache(maxsize=64)
+def _go_version(path: str, stat: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(output_lines(["go", "version", "-m", path]))
+
+
 def _wrapper_version(path: Path, tool: Pinned) -> str:
     if not shutil.which("go"):
         return ""
-    lines = [line.strip().split("\t") for line in output_lines(["go", "version", "-m", str(path)])]
+    lines = [line.strip().split("\t") for line in _go_version(str(path), _stat(path))]
     if not any(len(p) >= 2 and p[0] == "path" and p[1] == (tool.main or tool.package) for p in lines):
         return ""
     if tool.module.startswith("k8s.io/kubernetes") and not any(
