@@ -44,28 +44,22 @@ def _remember(text: str, digest: str) -> None:
 
 
 def key(*parts) -> str:
-    h = hashlib.sha256(VERSION.encode())
-    for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        h.update(len(data).to_bytes(8, "big") + data)
-    return h.hexdigest()
+    return _fed(hashlib.sha256(VERSION.encode()), parts).hexdigest()
 
 
 def keyed(*prefix):
     """key with these first parts, for many keys that share them: keyed(a, b)(c) == key(a, b, c), the shared parts
     hashed once (a run computes thousands of keys that differ only in their last parts)."""
-    h = hashlib.sha256(VERSION.encode())
-    for part in prefix:
+    h = _fed(hashlib.sha256(VERSION.encode()), prefix)
+    return lambda *parts: _fed(h.copy(), parts).hexdigest()
+
+
+def _fed(h, parts):
+    """h, updated with each part, length first (so that no two lists of parts give the same bytes)."""
+    for part in parts:
         data = part if isinstance(part, bytes) else str(part).encode()
         h.update(len(data).to_bytes(8, "big") + data)
-
-    def rest(*parts) -> str:
-        g = h.copy()
-        for part in parts:
-            data = part if isinstance(part, bytes) else str(part).encode()
-            g.update(len(data).to_bytes(8, "big") + data)
-        return g.hexdigest()
-    return rest
+    return h
 
 
 class Cache:

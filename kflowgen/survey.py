@@ -153,19 +153,17 @@ def find_output(found: tuple[bytes, int]) -> Listing | None:
     return Listing(files, others, stats)
 
 
-def find_paths(found: tuple[bytes, int] | Listing) -> list[tuple[str, str]] | None:
-    """find's listing as (type, path) pairs, the type as find gives it (f file, d folder, l link; p, s, b, c the
-    special files), the folder itself first when it is one; None when find failed."""
-    listing = found if isinstance(found, Listing) else find_output(found)
+def find_paths(listing: Listing | None) -> list[tuple[str, str]] | None:
+    """find's listing (find_output) as (type, path) pairs, the type as find gives it (f file, d folder, l link; p, s,
+    b, c the special files), the folder itself first when it is one; None when find failed."""
     if listing is None:
         return None
     return [*listing.others, *(("f", rel) for rel in listing.files)]
 
 
-def find_listing(found: tuple[bytes, int] | Listing) -> tuple[list[str], list[str], list[str]] | None:
-    """find's listing as existing gives it ([files], [links], [FIFOs, sockets, devices]; folders left out); None
-    when find failed (no overlays/, or a find without -printf): then existing walks the folder."""
-    listing = found if isinstance(found, Listing) else find_output(found)
+def find_listing(listing: Listing | None) -> tuple[list[str], list[str], list[str]] | None:
+    """find's listing (find_output) as existing gives it ([files], [links], [FIFOs, sockets, devices]; folders left
+    out); None when find failed (no overlays/, or a find without -printf): then existing walks the folder."""
     if listing is None:
         return None
     links = [rel for kind, rel in listing.others if kind == "l"]
@@ -173,7 +171,7 @@ def find_listing(found: tuple[bytes, int] | Listing) -> tuple[list[str], list[st
     return sorted(listing.files), sorted(links), sorted(special)
 
 
-def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, folder: str = OWNED,
+def vouched(root: Path, outs: list | None = None, listing: Listing | None = None, folder: str = OWNED,
             exact: bool = False) -> tuple[dict[str, str], list[str], list[str]] | None:
     """What git says of a folder (overlays/, specs/) without reading its files: ({path: blob id} of tracked files
     whose bytes on disk are exactly that blob, [every other path git lists there: changed, deleted, untracked,
@@ -194,15 +192,14 @@ def vouched(root: Path, outs: list | None = None, listing: tuple | None = None, 
     recorded it, whose mtime a tool then set back (so that git does not see it as racy), looks unchanged to git
     (`git status` says so too). With exact, a file is vouched for only when its change and modification times, to
     the nanosecond, its size and inode are also those git recorded (`git ls-files --debug`): as find gave them (the
-    survey's find, run with git's listing; listing: find's Listing, see find_output), so that no file is looked at
+    survey's find, run with git's listing; listing: find_output's), so that no file is looked at
     again here."""
     if outs is None:
         outs = results(survey(root, folder=folder, exact=exact))
         listing = find_output(outs.pop())
-    stats = listing.stats if isinstance(listing, Listing) else {}
-    listing = find_listing(listing) if isinstance(listing, Listing) else listing
     if listing is None:
         return None
+    stats, listing = listing.stats, find_listing(listing)
     if len(outs) != GIT:
         return None  # git was not asked
     (listed, ok1), (changed, ok2), (settings, _), (paths, ok5) = outs

@@ -270,7 +270,8 @@ def test_finds_listing_of_specs_is_the_walk(repo, tmp_path):
     from kflowgen.specs.discover import spec_files
 
     def listed(root: Path):
-        return survey.find_paths(survey.results(survey.survey(root, git=False, folder="specs", folders=True))[0])
+        return survey.find_paths(survey.find_output(
+            survey.results(survey.survey(root, git=False, folder="specs", folders=True))[0]))
 
     (repo / "specs/.yaml").write_text("name: x\n")  # no name, only an extension: not a spec file
     (repo / "specs/teams/odd.yml").mkdir()  # a folder named like a spec: reported, and walked into

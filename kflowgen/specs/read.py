@@ -244,4 +244,4 @@ def _listed(opts: Options, started: list) -> tuple[list[tuple[str, str]] | None,
     outs = survey.results(started)
     found = survey.find_output(outs.pop())
     known = survey.vouched(opts.root, outs, found, SPECS, exact=True) if outs else None
-    return survey.find_paths(found) if found is not None else None, known[0] if known else {}
+    return survey.find_paths(found), known[0] if known else {}

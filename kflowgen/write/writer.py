@@ -109,10 +109,10 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
     rendered is looked at (removed, foreign and special files; nothing is read but the first bytes of those). A link is always foreign, even where a generated file belongs: kflowgen writes none."""
     p = Plan()
     outs = listings.results(started) if started is not None else listings.results(survey(root)) if ask_git else []
-    listing = listings.find_listing(outs.pop()) if outs else None
-    known = listings.vouched(root, outs, listing) if ask_git else None
+    found = listings.find_output(outs.pop()) if outs else None
+    known = listings.vouched(root, outs, found) if ask_git else None
     if known is None:
-        regular, found_links, p.special = listing or listings.existing(root)
+        regular, found_links, p.special = listings.find_listing(found) or listings.existing(root)
         existing, vouched, links = sorted([*regular, *found_links]), {}, set(found_links)
     else:
         vouched, others, p.special = known
