@@ -1,6 +1,7 @@
 """Shared fixtures: the project root, the upstream data beside it, scratch copies of example repositories."""
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -16,8 +17,11 @@ SHARED = PROJECT.parent / "shared"
 UPSTREAM = SHARED / "upstream"
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 
-# The suite's own result cache: shared by its tests (keys are content hashes), never the developer's.
-os.environ.setdefault("KFLOWGEN_CACHE", tempfile.mkdtemp(prefix="kflowgen-test-cache-"))
+# The suite's own result cache: shared by its tests (keys are content hashes), never the developer's. The process
+# that makes it removes it when the run ends (test workers inherit it and leave it alone).
+if "KFLOWGEN_CACHE" not in os.environ:
+    os.environ["KFLOWGEN_CACHE"] = tempfile.mkdtemp(prefix="kflowgen-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["KFLOWGEN_CACHE"], ignore_errors=True)
 
 
 def pytest_addoption(parser):
