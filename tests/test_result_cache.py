@@ -526,3 +526,15 @@ def test_keys_sharing_their_first_parts_are_the_keys_of_all_parts():
     assert keyed("overlays/dev/x", "b" * 64) == cache.key("policy", "a" * 64, b"bytes", "overlays/dev/x", "b" * 64)
     assert keyed("x", "y") != keyed("xy") != keyed("x", "y", "")  # parts keep their bounds
     assert cache.keyed()("p") == cache.key("p")
+
+
+def test_a_key_is_the_sha256_of_its_parts_each_after_its_length():
+    """The format of a key, spelled out: a faster way of feeding the parts must give the same keys (a cache filled
+    by an earlier kflowgen of the same cache VERSION stays readable)."""
+    parts = ["policy", "a" * 64, b"bytes", 3, "\u00fc"]
+    h = hashlib.sha256(cache.VERSION.encode())
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    assert cache.key(*parts) == h.hexdigest() == cache.keyed(*parts[:2])(*parts[2:])
