@@ -130,37 +130,60 @@ class Cache:
             pass
 
 
-class Passes:
-    """Keys of checks that passed (kubeconform, policy) in one context, kept in one entry: a run reads one file
-    instead of one per overlay. A key is the same content key an entry of its own would have."""
+class Memo:
+    """Facts about content keys, {key: a word}, kept in one entry per context: a run reads one file instead of one
+    per overlay. A key is the same content key an entry of its own would have; the entry's checksum is checked on
+    reading, as every entry's."""
+
+    def __init__(self, store: Cache, kind: str, *context, tag: str = "memo"):
+        self.store, self.kind, self.k = store, kind, key(kind, tag, *context)
+        body = store.lookup(kind, self.k)
+        lines = body.decode("ascii").split("\n") if body else []
+        if body and b" " not in body:  # keys only (Passes)
+            self.known: dict[str, str] = dict.fromkeys(lines, "")
+        else:
+            self.known = {k: value for k, _, value in (line.partition(" ") for line in lines)}
+        self.used: set[str] = set()
+        self.new: dict[str, str] = {}
+
+    def get(self, k: str) -> str | None:
+        value = self.known.get(k)
+        if value is not None:
+            self.used.add(k)
+        return value
+
+    def put(self, k: str, value: str = "") -> None:
+        if self.known.get(k) != value:
+            self.new[k] = value
+        else:
+            self.used.add(k)
+
+    def save(self) -> None:
+        """Keep what was known and what was learned now; when that grows past four times what this run used, keep
+        only this run's (the entry stays the size of one repository's facts)."""
+        if not self.new:
+            return
+        keep = {**self.known, **self.new}
+        if len(keep) > 4 * len(self.used | self.new.keys()):
+            keep = {k: keep[k] for k in self.used | self.new.keys()}
+        self.store.put(self.kind, self.k, "\n".join(f"{k} {v}" if v else k for k, v in sorted(keep.items()))
+                       .encode("ascii"))
+
+
+class Passes(Memo):
+    """Keys of checks that passed (kubeconform, policy) in one context, kept in one entry (see Memo)."""
 
     def __init__(self, store: Cache, kind: str, *context):
-        self.store, self.kind, self.k = store, kind, key(kind, "passes", *context)
-        body = store.lookup(kind, self.k)
-        self.known = set(body.decode("ascii").split()) if body else set()
-        self.used: set[str] = set()
-        self.new: set[str] = set()
+        super().__init__(store, kind, *context, tag="passes")
 
     def has(self, k: str) -> bool:
-        hit = k in self.known
-        if hit:
-            self.used.add(k)
+        hit = self.get(k) is not None
         if self.store.folder is not None:
             self.store.count(hit)
         return hit
 
     def add(self, k: str) -> None:
-        self.new.add(k)
-
-    def save(self) -> None:
-        """Keep what was known and what passed now; when that grows past four times what this run used, keep only
-        this run's (the entry stays the size of one repository's checks)."""
-        if not self.new:
-            return
-        keep = self.known | self.new
-        if len(keep) > 4 * len(self.used | self.new):
-            keep = self.used | self.new
-        self.store.put(self.kind, self.k, "\n".join(sorted(keep)).encode("ascii"))
+        self.put(k)
 
 
 def blob_id(data: bytes) -> str:

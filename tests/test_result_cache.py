@@ -83,14 +83,63 @@ def test_a_new_kustomize_version_rebuilds_everything(example_repo, store, monkey
     assert built(example_repo, store).rebuilt == len([o for o in first.overlays if not layout.is_directory_source(o)])
 
 
+def _entry(store, kind: str, k: str) -> Path:
+    return store.folder / kind / k[:2] / k
+
+
 def test_a_damaged_entry_is_rebuilt_not_trusted(example_repo, store, tmp_path):
     first = built(example_repo, store)
-    entries = sorted((tmp_path / "cache" / "build").rglob("*"))
-    entries = [e for e in entries if e.is_file()]
-    victim = entries[0]
+    overlay, k = next(iter(first.keys.items()))
+    victim = _entry(store, "build", k)
     victim.write_bytes(victim.read_bytes().replace(b"kind:", b"kinx:", 1))
     again = built(example_repo, store)
-    assert again.rebuilt == 1 and again.overlays == first.overlays
+    # the build index gives its sha256 and object count; its text, when asked for, is built again, never the
+    # damaged entry's
+    assert again.rebuilt == 0 and again.digests == first.digests and again.counts == first.counts
+    assert again.overlays[overlay] == first.overlays[overlay] and "kinx:" not in again.overlays[overlay]
+    assert store.text("build", k) == first.overlays[overlay]  # and kept again
+    assert dict(again.overlays) == dict(first.overlays)
+
+
+def built_cached(root: Path, store) -> Built:
+    """built(), over files rendered through the cache (which names the unit each folder's files came from)."""
+    opts = Options(root, 2, store)
+    model, diags = pipeline.load(opts)
+    assert model is not None, diags
+    rendered = render_cached(model, opts)
+    result, diags = build(opts, rendered, overlays_of(rendered.files))
+    assert diags == []
+    return result
+
+
+def test_unchanged_builds_are_not_read_until_their_text_is_asked_for(example_repo, store, monkeypatch):
+    first = built_cached(example_repo, store)
+    reads, decoded = [], []
+    real, real_parts = cache.Cache.read, build_stage.Parts.__getitem__
+    monkeypatch.setattr(cache.Cache, "read", lambda self, kind, k: reads.append(kind) or real(self, kind, k))
+    monkeypatch.setattr(build_stage.Parts, "__getitem__", lambda self, f: decoded.append(f) or real_parts(self, f))
+    team = example_repo / "specs/teams/recsys.yaml"
+    team.write_text(team.read_text().replace("cpu: 64", "cpu: 60"))
+    again = built_cached(example_repo, store)
+    assert reads.count("build") == 2  # the index, and the one overlay whose inputs changed: not in the cache
+    # nor the files of another team's plain directory (the cache entry of its unit names them); recsys's units and
+    # the environments' shared folders (their unit names every team's spec) were rendered again, so theirs are read
+    assert decoded and not any("/teams/" in f and "/teams/recsys/" not in f for f in decoded)
+    assert again.rebuilt == 1 and again.counts == first.counts
+    changed = {o for o in first.digests if again.digests[o] != first.digests[o]}
+    assert changed == {"overlays/prod/teams/recsys/platform"}
+    assert all(again.digest(o) == cache.text_digest(again.overlays[o]) for o in again.overlays)
+
+
+def test_a_damaged_build_index_vouches_for_nothing(example_repo, store):
+    first = built(example_repo, store)
+    index = _entry(store, "build", cache.key("build", "memo", "index"))
+    body = index.read_bytes()
+    digest = first.digests[next(iter(first.keys))]
+    index.write_bytes(body.replace(digest.encode(), b"0" * 64, 1))  # the checksum line no longer matches
+    again = built(example_repo, store)
+    assert again.rebuilt == 0 and again.digests == first.digests and again.counts == first.counts
+    assert dict(again.overlays) == dict(first.overlays)
 
 
 def test_a_planted_validation_entry_cannot_pass_a_changed_output(example_repo, store):
@@ -128,7 +177,7 @@ def test_a_pass_list_keeps_what_runs_use(store):
     second.add("f" * 64)  # the only key this run used besides one old one: ten old ones are more than 4 x 2
     second.save()
     third = cache.Passes(store, "valid", "ctx")
-    assert third.known == {f"{3:064d}", "f" * 64}
+    assert set(third.known) == {f"{3:064d}", "f" * 64}
 
 
 def test_validate_reports_the_same_with_a_warm_cache(example_repo, store):
@@ -508,7 +557,8 @@ def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_
     rel, text = parts[1]
     parts[1] = (rel, text + "# edited by hand\n")
     edited = dataclasses.replace(result, overlays={**result.overlays, overlay: "---\n".join(t for _, t in parts)},
-                                 parts={**result.parts, overlay: parts}, parsed={})
+                                 parts={**result.parts, overlay: parts}, parsed={},
+                                 digests={o: d for o, d in result.digests.items() if o != overlay})
     validated, judged = [], []  # (the objects come from the texts here: the schema check is kubeconform's)
     real_kubeconform, real_run = kubeconform_adapter.run, policy.run
     monkeypatch.setattr(kubeconform_adapter, "run", lambda tool, files, *a: validated.extend(files) or

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -22,11 +24,66 @@ from kflowgen.targets.cached import Rendered
 from kflowgen.write import writer
 
 
+class Texts(Mapping):
+    """{overlay: its built YAML}, where an overlay the cache built before is read from the cache only when its text
+    is asked for: its sha256 and object count come from the build index (an unchanged team's overlays are never
+    read by a gate whose schema, policy and diff checks find them passed and unchanged by that sha256)."""
+
+    def __init__(self, order: list[str], texts: dict[str, str], load: Callable[[str], str]):
+        self._order, self._texts, self._load = order, texts, load
+        self._all = set(order)
+
+    def __getitem__(self, overlay: str) -> str:
+        if overlay not in self._texts:
+            if overlay not in self._all:
+                raise KeyError(overlay)
+            self._texts[overlay] = self._load(overlay)
+        return self._texts[overlay]
+
+    def __contains__(self, overlay) -> bool:
+        return overlay in self._all
+
+    def __iter__(self):
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+class Parts(Mapping):
+    """{plain directory: [(path, text)] of its files}, decoded from the rendered files when first asked for."""
+
+    def __init__(self, files: Mapping[str, bytes], listing: dict[str, list[str]]):
+        self._files, self._listing, self._decoded = files, listing, {}
+
+    def __getitem__(self, folder: str) -> list[tuple[str, str]]:
+        if folder not in self._decoded:
+            self._decoded[folder] = [(rel, self._files[rel].decode("utf-8")) for rel in self._listing[folder]]
+        return self._decoded[folder]
+
+    def __iter__(self):
+        return iter(self._listing)
+
+    def __len__(self) -> int:
+        return len(self._listing)
+
+    def __contains__(self, folder) -> bool:
+        return folder in self._listing
+
+    def text(self, folder: str) -> str:
+        """The folder's files as one YAML stream, as Argo CD reads them."""
+        return "---\n".join(t for _, t in self[folder])
+
+
+class BuildLost(Exception):
+    """A build the index vouched for is neither in the cache nor made again to the same text."""
+
+
 @dataclass(frozen=True)
 class Built:
     """Built manifests per overlay, and per-environment object counts."""
 
-    overlays: dict[str, str] = field(default_factory=dict)  # overlay -> its built YAML
+    overlays: Mapping[str, str] = field(default_factory=dict)  # overlay -> its built YAML
     counts: dict[str, int] = field(default_factory=dict)  # environment -> objects built
     tools: dict[str, str] = field(default_factory=dict)
     rebuilt: int = 0  # overlays built by kustomize in this run (the rest came from the cache)
@@ -35,8 +92,14 @@ class Built:
     # rendered now), else parsed from the YAML when first asked for (objects())
     parsed: dict[str, list] = field(default_factory=dict)
     # a plain directory -> its files, [(path, text)], and each file's object where the renderer gave it (None: none)
-    parts: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    parts: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
     part_objects: dict[str, dict | None] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
+
+    def digest(self, overlay: str) -> str:
+        """The sha256 of an overlay's built YAML (what schema and policy passes and the diff know it by)."""
+        found = self.digests.get(overlay)
+        return found if found is not None else cache.text_digest(self.overlays[overlay])
 
     def objects(self, overlay: str) -> list[dict]:
         """An overlay's objects, parsed at most once."""
@@ -130,41 +193,49 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     diags: list[Diagnostic] = []
     parsed: dict[str, list] = {}
     plain = directory_listing(files, [o for o in overlays if is_directory_source(o)])
-    # what Argo CD reads from a plain directory: its files' texts, one document each (decoded once)
-    parts = {o: [(rel, files[rel].decode("utf-8")) for rel in rels] for o, rels in plain.items()}
-    results: dict[str, str | Diagnostic] = {o: "---\n".join(t for _, t in texts) for o, texts in parts.items()}
+    # what Argo CD reads from a plain directory: its files' texts, one document each (decoded when first asked for)
+    parts = Parts(files, plain)
     part_objects = {rel: rendered.objects[rel] for rels in plain.values() for rel in rels if rel in rendered.objects}
     for folder, rels in plain.items():  # their objects, when the renderer gave them all
         if rendered.objects and all(rel in rendered.objects for rel in rels):
             parsed[folder] = [o for o in (rendered.objects[rel] for rel in rels) if o is not None]
-    keys = overlay_keys(root, rendered, [o for o in overlays if o not in results], kustomize)
-    for overlay, hit in zip(keys, store.read_many("build", keys.values(), text=True)):
-        if store.folder is not None:
-            store.count(hit is not None)
+    keys = overlay_keys(root, rendered, [o for o in overlays if o not in plain], kustomize)
+    # what earlier builds gave, "sha256 objects" of the output, by build key; a plain directory's by its folder and
+    # the cache entry of the unit that rendered all its files (rendered.origin), else by its text's sha256
+    index = cache.Memo(store, "build", "index")
+    plain_key = cache.keyed("plain", cache.code_digest())  # how a folder's files make its text is kflowgen's code
+    whole = {o: plain_key(o, rendered.origin[o]) for o in plain if o in rendered.origin}
+    indexed = {o: found.split(" ") for o, k in [*keys.items(), *whole.items()] if (found := index.get(k)) is not None}
+    results: dict[str, str | Diagnostic] = {o: parts.text(o) for o in plain if o not in indexed}
+    unread = [o for o in keys if o not in indexed]
+    for overlay, hit in zip(unread, store.read_many("build", [keys[o] for o in unread], text=True)):
         if hit is not None:
             results[overlay] = hit
-    todo = [o for o in overlays if o not in results]
-    if todo:
-        tick = opts.progress(len(todo), "kustomize build") if opts.progress else (lambda: None)
-        batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
+    if store.folder is not None:
+        hits = sum(o in results for o in unread) + sum(o in indexed for o in keys)
+        store.count(True, hits)
+        store.count(False, len(keys) - hits)
+    todo = [o for o in overlays if o not in results and o not in indexed]
+    batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
+    by_folder: dict[str, list[str]] = {}
+    for rel in files:
+        by_folder.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
 
-        def run(at: Path, group: list[str]) -> dict[str, str | Diagnostic]:
-            if not batch:
-                return kustomize_build(kustomize, at, group, jobs, tick)
-            texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True)
-            parsed.update(objects)
-            return texts
+    def run(at: Path, group: list[str], tick) -> dict[str, str | Diagnostic]:
+        if not batch:
+            return kustomize_build(kustomize, at, group, jobs, tick)
+        texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True)
+        parsed.update(objects)
+        return texts
 
-        by_folder: dict[str, list[str]] = {}
-        for rel in files:
-            by_folder.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
+    def make(todo: list[str], tick=lambda: None) -> dict[str, str | Diagnostic]:
         # An overlay whose folder already holds exactly the rendered files (the usual case: render --check passes)
         # is built where it is (writer.same_folders); the others from a scratch copy of the rendered files.
         # The repository is not written.
         with writer.locked(root, exclusive=False):  # no render swaps the tree between the comparison and the build
             same = writer.same_folders(root, {o: by_folder.get(o, []) for o in todo}, files, jobs)
             in_place = [o for o in todo if o in same]
-            results_now = run(root, in_place) if in_place else {}
+            results_now = run(root, in_place, tick) if in_place else {}
         elsewhere = sorted(set(todo) - set(in_place))
         if elsewhere:
             with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
@@ -175,22 +246,51 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                     (scratch / overlay).mkdir(parents=True)
                     for rel in by_folder.get(overlay, []):
                         (scratch / rel).write_bytes(files[rel])
-                results_now.update(run(scratch, elsewhere))
+                results_now.update(run(scratch, elsewhere, tick))
         for overlay, result in results_now.items():
-            results[overlay] = result
             if not isinstance(result, Diagnostic):
                 store.put("build", keys[overlay], result.encode("utf-8"))
+        return results_now
+
+    if todo:
+        results.update(make(todo, opts.progress(len(todo), "kustomize build") if opts.progress else lambda: None))
     texts: dict[str, str] = {}
+    digests: dict[str, str] = {}
     counts: dict[str, int] = {}
     for overlay in overlays:
+        env = layout.place(overlay).env
+        if overlay in indexed:
+            digests[overlay], n = indexed[overlay]
+            counts[env] = counts.get(env, 0) + int(n)
+            continue
         result = results[overlay]
         if isinstance(result, Diagnostic):
             diags.append(result)
-        else:
-            texts[overlay] = result
-            env = layout.place(overlay).env
-            counts[env] = counts.get(env, 0) + count_objects(result)
-    return Built(texts, counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts, part_objects), diags
+            continue
+        texts[overlay] = result
+        digests[overlay] = digest = cache.text_digest(result)
+        k = keys.get(overlay) or whole.get(overlay) or digest
+        found = index.get(k)
+        n = int(found.split(" ")[1]) if found is not None and found.startswith(digest) else count_objects(result)
+        index.put(k, f"{digest} {n}")
+        counts[env] = counts.get(env, 0) + n
+    index.save()
+
+    def load(overlay: str) -> str:
+        """A build the index vouched for: from the cache, else made again, and the same text either way (a plain
+        directory's from the rendered files)."""
+        text = parts.text(overlay) if overlay in plain else store.text("build", keys[overlay])
+        if text is None:
+            made = make([overlay]).get(overlay)
+            text = made if isinstance(made, str) else None
+        if text is None or cache.text_digest(text) != digests[overlay]:
+            raise BuildLost(f"the build of {overlay} is not in the cache any more and did not build to the same "
+                            f"text again: delete the result cache ({store.folder}) and run again")
+        return text
+
+    order = [o for o in overlays if o in texts or o in indexed]
+    return Built(Texts(order, texts, load), counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts,
+                 part_objects, digests), diags
 
 
 def directory_files(files: dict[str, bytes], folder: str) -> list[str]:

@@ -76,7 +76,7 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
                                   tools.batch_version(batch) if batch else "no kflowgen-kbuild")
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
     # one-file change re-checks that file only); an overlay passes whole once all its parts have passed
-    whole = {o: key(text) for o, text in built.overlays.items()}
+    whole = {o: keyed(built.digest(o)) for o in built.overlays}  # by sha256: an unchanged overlay is not read
     units = built.units([o for o in built.overlays if not passed.has(whole[o])])
     keys = {u: whole[u] if u in whole else key(text) for u, (_, text) in units.items()}
     todo = {u: text for u, (_, text) in units.items() if u in whole or not passed.has(keys[u])}

@@ -103,7 +103,7 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
     # one-file change re-judges that file only); an overlay passes whole once all its parts have passed
-    whole = {o: key(o, o, text) for o, text in built.overlays.items()}
+    whole = {o: keyed(o, o, built.digest(o)) for o in built.overlays}  # by sha256: an unchanged overlay is not read
     units = built.units([o for o in built.overlays if not passed.has(whole[o])])
     todo = [u for u, (o, text) in units.items() if u in whole or not passed.has(key(o, u, text))]
     overlay_of = {u: o for u, (o, _) in units.items()}
