@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PROJECT
 from kflowgen.specs.loader import MAX_DEPTH, load_text
 
 
@@ -199,3 +200,23 @@ def test_spec_schemas_use_no_pattern_properties():
     schemas = resources.files("kflowgen").joinpath("schemas")
     texts = {p.name: p.read_text("utf-8") for p in schemas.iterdir() if p.name.endswith(".json")}
     assert len(texts) >= 4 and not [name for name, text in texts.items() if '"patternProperties"' in text]
+
+
+def test_has_says_of_the_data_what_the_positions_say():
+    """has() on a spec whose positions are still packed looks into its data: for every pointer of every example spec
+    (and pointers next to them that are not there) it answers as the positions table does."""
+    from kflowgen.specs.loader import from_json, load_bytes, to_json
+
+    files = sorted(p for p in (PROJECT / "specs").rglob("*.yaml"))
+    raw = b'name: x\n"a/b": {"~c": [1, {d: null}]}\n"": 2\nlist: []\n'
+    checked = 0
+    for path, data in [(str(p.relative_to(PROJECT)), p.read_bytes()) for p in files] + [("specs/teams/x.yaml", raw)]:
+        spec, found = load_bytes(data, path)
+        assert spec is not None, found
+        pointers = set(spec.values) | set(spec.keys)
+        near = {q for p in pointers for q in (p + "/0", p + "/x", p + "/00", p + "/-1", p + "/1", p + "/01")}
+        for pointer in sorted(pointers | near | {"/nothing", "/~1", "/a~1b/~0c/1/d", "/a~1b/~0c/2", ""}):
+            packed, _ = from_json(to_json(spec, found))
+            assert packed.has(pointer) == spec.has(pointer) == (pointer in spec.values), (path, pointer)
+            checked += 1
+    assert checked > 1000

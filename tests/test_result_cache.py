@@ -588,3 +588,39 @@ def test_a_key_is_the_sha256_of_its_parts_each_after_its_length():
         h.update(len(data).to_bytes(8, "big"))
         h.update(data)
     assert cache.key(*parts) == h.hexdigest() == cache.keyed(*parts[:2])(*parts[2:])
+
+
+def test_experiments_are_checked_again_only_for_the_teams_whose_inputs_changed(example_repo, store, monkeypatch):
+    """The experiments rule runs team by team, each team's findings cached under its experiments, its team file and
+    the platform file: a change to one team checks that team's experiments again, and every finding is what a run
+    without a cache finds."""
+    from kflowgen import rules
+
+    checked, real = [], rules.BY_TEAM["experiments"]
+    monkeypatch.setitem(rules.BY_TEAM, "experiments",
+                        lambda m, exps: checked.append(sorted({e.team for e in exps})) or real(m, exps))
+
+    def load() -> set:
+        checked.clear()
+        found = set(pipeline.load(Options(example_repo, store=store))[1])
+        assert found == set(pipeline.load(Options(example_repo))[1])  # a run without the cache
+        return found
+
+    assert load() == set() and sorted(checked[:3]) == [["nlp"], ["recsys"], ["vision"]]
+    sweep = example_repo / "specs/experiments/vision/resnet-sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("cpu: 8, memory: 32Gi", "cpu: 80, memory: 32Gi"))
+    found = load()
+    assert {d.code for d in found} == {"KF324"} and checked[0] == ["vision"]
+    nlp = example_repo / "specs/teams/nlp.yaml"
+    nlp.write_text(nlp.read_text().replace("cpu: 16", "cpu: 12", 1))
+    assert load() == found and checked[0] == ["nlp"]  # vision's finding comes from its entry
+    vision = example_repo / "specs/teams/vision.yaml"
+    vision.write_text(vision.read_text().replace("cpu: 64", "cpu: 320", 1))  # dev's quota now holds the trials
+    assert load() == set() and checked[0] == ["vision"]
+    vision.write_text(vision.read_text().replace("cpu: 320", "cpu: 64", 1))
+    entries = [e for e in (store.folder / "rules").rglob("*") if e.is_file()]
+    for entry in entries:  # damaged: nothing in them is trusted, every team is checked again
+        entry.write_bytes(entry.read_bytes().replace(b"KF324", b"KF999").replace(b" 0", b" 7"))
+    assert load() == found and sorted(checked[:3]) == [["nlp"], ["recsys"], ["vision"]]
+    sweep.write_text(sweep.read_text().replace("team: vision", "team: visio"))  # a team that does not exist
+    assert {d.code for d in load()} == {"KF320", "KF321"} and checked[0] == ["visio"]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from kflowgen import cache
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.specs.loader import SpecFile
-from kflowgen.specs.model import Model
+from kflowgen.specs.model import Model, specs_of
 from kflowgen.rules import (
     capacity,
     distributed,
@@ -51,22 +51,74 @@ RULES: dict[str, Rule] = {
 }
 
 
-def run(model: Model) -> list[Diagnostic]:
-    """Every rule, in registry order."""
-    return [d for rule in RULES.values() for d in rule(model)]
+# Rules that check experiments one team at a time: what they find in a team's experiments is a function of those
+# experiments, the spec files of the team of that name (or, where there is none, whether its file did not load and
+# which teams there are), and the platform file. checked() runs them team by team.
+BY_TEAM = {"experiments": experiments.check}
+
+
+def run(model: Model, skip=()) -> list[Diagnostic]:
+    """Every rule (but those named in skip), in registry order."""
+    return [d for name, rule in RULES.items() if name not in skip for d in rule(model)]
 
 
 def checked(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[Diagnostic]:
     """run(model), cached. The rules read only the model, which is made from exactly these spec files (and the names
     of team files that did not load), so their findings are cached under all of those: the commands of one
-    pull-request gate (validate, render --check, diff) run them once."""
+    pull-request gate (validate, render --check, diff) run them once. When any spec changed, the rules of BY_TEAM
+    check again only the teams whose inputs changed (a pull request to one team: that team's experiments)."""
     if not all(s.digest for s in sources):
         return run(model)
     k = cache.key("rules", cache.code_digest(), len(sources), *sorted(f"{s.path}:{s.digest}" for s in sources),
                   *sorted(model.unreadable))
     hit = store.get("rules", k)
     if hit is not None:
-        return [Diagnostic(*d) for d in json.loads(hit)]
-    found = run(model)
-    store.put("rules", k, json.dumps([dataclasses.astuple(d) for d in found]).encode("utf-8"))
+        return _decoded(hit)
+    found = run(model, skip=BY_TEAM) + [d for name, rule in BY_TEAM.items() for d in _by_team(name, rule, model, store)]
+    store.put("rules", k, _encoded(found))
     return found
+
+
+def _by_team(name: str, rule, model: Model, store: cache.Cache) -> list[Diagnostic]:
+    """rule(model, experiments) on each team's experiments (those that name it, in model order), each team's findings
+    cached under exactly what they are a function of (see BY_TEAM). Where a team's experiments are not together in
+    model order, the rule runs on them all."""
+    specs = specs_of(model.experiments)
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(specs):
+        team = s.data["team"]
+        if team in groups and groups[team][-1] != i - 1:
+            return list(rule(model, model.experiments))
+        groups.setdefault(team, []).append(i)
+    p = model.platform
+    keyed = cache.keyed("rules", name, cache.code_digest(), f"{p.source.path}:{p.source.digest}")
+    named: dict[str, list[str]] = {}
+    for t in model.teams:
+        named.setdefault(t.name, []).append(f"{t.source.path}:{t.source.digest}")
+    every = sorted(named)
+    memo = cache.Memo(store, "rules", name, "by team")  # team's key -> how many findings (kept apart when any)
+    out: list[Diagnostic] = []
+    for team, members in groups.items():
+        own = named.get(team)
+        k = keyed(team, *(own or ["no team", team in model.unreadable, *every]),
+                  *(f"{specs[i].path}:{specs[i].digest}" for i in members))
+        known = memo.get(k)
+        hit = None if known in (None, "0") else store.get("rules", k)
+        if known == "0" or hit is not None:
+            out += _decoded(hit) if hit is not None else []
+            continue
+        found = list(rule(model, [model.experiments[i] for i in members]))
+        if found:
+            store.put("rules", k, _encoded(found))
+        memo.put(k, str(len(found)))
+        out += found
+    memo.save()
+    return out
+
+
+def _encoded(found: list[Diagnostic]) -> bytes:
+    return json.dumps([dataclasses.astuple(d) for d in found]).encode("utf-8")
+
+
+def _decoded(body: bytes) -> list[Diagnostic]:
+    return [Diagnostic(*d) for d in json.loads(body)]

@@ -74,9 +74,19 @@ class SpecFile:
             self.packed = None
 
     def has(self, pointer: str) -> bool:
-        """A value sits at this pointer."""
-        self._unpack()
-        return pointer in self.values
+        """A value sits at this pointer (asked of the data while the positions are packed: every value has one)."""
+        if self.packed is None:
+            return pointer in self.values
+        node = self.data
+        for part in pointer.split("/")[1:] if pointer else ():
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and str(int(part)) == part and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return False
+        return True
 
     def at(self, pointer: str, key: bool = False) -> tuple[int, int]:
         """Position of a pointer's value (or key); falls back to the closest parent that has one."""
