@@ -596,9 +596,9 @@ def test_experiments_are_checked_again_only_for_the_teams_whose_inputs_changed(e
     without a cache finds."""
     from kflowgen import rules
 
-    checked, real = [], rules.BY_TEAM["experiments"]
-    monkeypatch.setitem(rules.BY_TEAM, "experiments",
-                        lambda m, exps: checked.append(sorted({e.team for e in exps})) or real(m, exps))
+    checked, real = [], rules.RULES["experiments"]
+    monkeypatch.setitem(rules.RULES, "experiments", lambda m, exps=None, whole=True: (
+        exps is not None and not whole and checked.append(sorted({e.team for e in exps}))) or real(m, exps, whole))
 
     def load() -> set:
         checked.clear()

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kflowgen import rules
+from kflowgen import cache, rules
 from kflowgen.rules import capacity as capacity_rule, distributed as distributed_rule, environments as environments_rule
 from kflowgen.rules import experiments as experiments_rule
 from kflowgen.rules import gpus as gpus_rule, hub as hub_rule, images as images_rule, names as names_rule
@@ -90,6 +90,9 @@ def platform(x=("", ""), extra=""):
 
 
 def found(rule, m):
+    if rule in rules.BY_TEAM:  # checked team by team (as rules.checked does), the rules find exactly the same
+        whole = [d for name in rules.BY_TEAM for d in rules.RULES[name](m)]
+        assert sorted(rules._by_team(m, cache.Cache(None))) == sorted(whole)
     return [(d.code, d.path, d.line, d.col) for d in rules.RULES[rule](m)]
 
 

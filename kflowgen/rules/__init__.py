@@ -42,7 +42,7 @@ RULES: dict[str, Rule] = {
     "gpu-capacity": capacity.check,
     "allowed-registries": images.check,
     "storage-quota": storage.check,
-    "experiments": lambda m: experiments.check(m, m.experiments),
+    "experiments": experiments.check,
     "served-models": lambda m: serving.check(m, m.served),
     "hub-sign-in": hub.check,
     "network": network.check,
@@ -51,10 +51,12 @@ RULES: dict[str, Rule] = {
 }
 
 
-# Rules that check experiments one team at a time: what they find in a team's experiments is a function of those
-# experiments, the spec files of the team of that name (or, where there is none, whether its file did not load and
-# which teams there are), and the platform file. checked() runs them team by team.
-BY_TEAM = {"experiments": experiments.check}
+# Rules that check experiments team by team: rule(model, experiments, whole) finds what is wrong with those
+# experiments, and with whole with the rest of the model; rule(model) checks everything. What such a rule finds in a
+# team's experiments is a function of those experiments, the team's served models, the spec files of the team of
+# that name (or, where there is none, whether its file did not load and which teams there are) and the platform
+# file. checked() runs the rest of the model once and each team's experiments apart.
+BY_TEAM = ("quantities", "clean-paths", "experiments", "queueing")
 
 
 def run(model: Model, skip=()) -> list[Diagnostic]:
@@ -74,40 +76,45 @@ def checked(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[D
     hit = store.get("rules", k)
     if hit is not None:
         return _decoded(hit)
-    found = run(model, skip=BY_TEAM) + [d for name, rule in BY_TEAM.items() for d in _by_team(name, rule, model, store)]
+    found = run(model, skip=BY_TEAM) + _by_team(model, store)
     store.put("rules", k, _encoded(found))
     return found
 
 
-def _by_team(name: str, rule, model: Model, store: cache.Cache) -> list[Diagnostic]:
-    """rule(model, experiments) on each team's experiments (those that name it, in model order), each team's findings
-    cached under exactly what they are a function of (see BY_TEAM). Where a team's experiments are not together in
-    model order, the rule runs on them all."""
+def _by_team(model: Model, store: cache.Cache) -> list[Diagnostic]:
+    """The rules of BY_TEAM: on the rest of the model once, then on each team's experiments (those that name it, in
+    model order), a team's findings cached under exactly what they are a function of. Where a team's experiments
+    are not together in model order, the rules run on them all at once."""
+    rules = [RULES[name] for name in BY_TEAM]
+    out = [d for rule in rules for d in rule(model, [], True)]
     specs = specs_of(model.experiments)
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(specs):
         team = s.data["team"]
         if team in groups and groups[team][-1] != i - 1:
-            return list(rule(model, model.experiments))
+            return out + [d for rule in rules for d in rule(model, model.experiments, False)]
         groups.setdefault(team, []).append(i)
     p = model.platform
-    keyed = cache.keyed("rules", name, cache.code_digest(), f"{p.source.path}:{p.source.digest}")
+    keyed = cache.keyed("rules", *BY_TEAM, cache.code_digest(), f"{p.source.path}:{p.source.digest}")
     named: dict[str, list[str]] = {}
     for t in model.teams:
         named.setdefault(t.name, []).append(f"{t.source.path}:{t.source.digest}")
+    served: dict[str, list[str]] = {}
+    for s in specs_of(model.served):
+        served.setdefault(s.data["team"], []).append(f"{s.path}:{s.digest}")
     every = sorted(named)
-    memo = cache.Memo(store, "rules", name, "by team")  # team's key -> how many findings (kept apart when any)
-    out: list[Diagnostic] = []
+    memo = cache.Memo(store, "rules", *BY_TEAM, "by team")  # team's key -> how many findings (kept apart when any)
     for team, members in groups.items():
         own = named.get(team)
-        k = keyed(team, *(own or ["no team", team in model.unreadable, *every]),
-                  *(f"{specs[i].path}:{specs[i].digest}" for i in members))
+        k = keyed(team, *(own or ["no team", team in model.unreadable, *every]), "served", *served.get(team, []),
+                  "experiments", *(f"{specs[i].path}:{specs[i].digest}" for i in members))
         known = memo.get(k)
         hit = None if known in (None, "0") else store.get("rules", k)
         if known == "0" or hit is not None:
             out += _decoded(hit) if hit is not None else []
             continue
-        found = list(rule(model, [model.experiments[i] for i in members]))
+        group = [model.experiments[i] for i in members]
+        found = [d for rule in rules for d in rule(model, group, False)]
         if found:
             store.put("rules", k, _encoded(found))
         memo.put(k, str(len(found)))

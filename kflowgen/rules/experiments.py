@@ -30,7 +30,9 @@ CODES = {
 }
 
 
-def check(model, experiments: list[Experiment]):
+def check(model, experiments: list[Experiment] | None = None, whole: bool = True):
+    """Findings about these experiments (all by default); nothing else of the model is checked here (whole)."""
+    experiments = model.experiments if experiments is None else experiments
     p = model.platform
     teams = {t.name: t for t in model.teams}
     seen: dict[tuple[str, str], str] = {}

@@ -23,20 +23,21 @@ def problem(text: str, absolute: bool) -> str | None:
     return None
 
 
-def paths(model):
-    """(spec, pointer, text, absolute) of every path a spec gives."""
+def paths(model, experiments=None, whole: bool = True):
+    """(spec, pointer, text, absolute) of every path a spec gives (of these experiments, and with whole of every
+    other spec: see rules.BY_TEAM)."""
     p = model.platform
-    if p.source.has("/storage/mountPath"):
+    if whole and p.source.has("/storage/mountPath"):
         yield p.source, "/storage/mountPath", p.mount_path, True
-    for e in model.experiments:
+    for e in model.experiments if experiments is None else experiments:
         if e.source.has("/workdir"):
             yield e.source, "/workdir", e.workdir, False
-    for m in model.served:
+    for m in model.served if whole else ():
         yield m.source, "/path", m.source.data["path"], False
 
 
-def check(model):
-    for spec, pointer, text, absolute in paths(model):
+def check(model, experiments=None, whole: bool = True):
+    for spec, pointer, text, absolute in paths(model, experiments, whole):
         why = problem(text, absolute)
         if why:
             yield error(spec.path, spec.at(pointer), "KF204", f"path {text!r} {why}",

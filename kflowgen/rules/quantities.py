@@ -7,9 +7,10 @@ from kflowgen.specs import hints, quantity
 from kflowgen.diagnostics import error
 
 
-def amounts(model):
-    """(spec, pointer, 'cpu', 'memory' or 'storage', value) of every amount in the specs."""
-    for t in model.teams:
+def amounts(model, experiments=None, whole: bool = True):
+    """(spec, pointer, 'cpu', 'memory' or 'storage', value) of every amount in the specs (of these experiments, and
+    with whole of every other spec: see rules.BY_TEAM)."""
+    for t in model.teams if whole else ():
         for i, p in enumerate(t.profiles):
             at = f"/notebook/profiles/{i}"
             yield t.source, f"{at}/cpu", "cpu", p.cpu
@@ -24,17 +25,17 @@ def amounts(model):
             yield t.source, f"/quota/{env}/memory", "memory", q.memory
             if t.source.has(f"/quota/{env}/storage"):
                 yield t.source, f"/quota/{env}/storage", "storage", q.storage
-    for e in model.experiments:
+    for e in model.experiments if experiments is None else experiments:
         yield e.source, "/resources/cpu", "cpu", e.cpu
         yield e.source, "/resources/memory", "memory", e.memory
-    for m in model.served:
+    for m in model.served if whole else ():
         for env, s in m.environments.items():
             yield m.source, f"/environments/{env}/cpu", "cpu", s.cpu
             yield m.source, f"/environments/{env}/memory", "memory", s.memory
 
 
-def check(model):
-    for spec, pointer, what, value in amounts(model):
+def check(model, experiments=None, whole: bool = True):
+    for spec, pointer, what, value in amounts(model, experiments, whole):
         try:
             amount = quantity.parse(value)
             if what == "cpu":

@@ -13,13 +13,15 @@ CODES = {
 }
 
 
-def check(model):
+def check(model, experiments=None, whole: bool = True):
+    """Findings about these experiments (all by default), and with whole about the teams' borrowing (rules.BY_TEAM)."""
     p = model.platform
-    yield from _borrowing(model)
+    if whole:
+        yield from _borrowing(model)
     if not any(p.queueing_in(env) for env in p.environments):
         return  # nothing else to check, and no experiment object made
     teams = {t.name: t for t in model.teams}
-    for exp in model.experiments:
+    for exp in model.experiments if experiments is None else experiments:
         team = teams.get(exp.team)
         if exp.archived or team is None or (exp.gpu_type and exp.gpu_type not in p.gpu_types) \
                 or not quantity.valid(exp.cpu, millicores=True) or not quantity.valid(exp.memory):

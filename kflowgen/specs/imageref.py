@@ -2,6 +2,7 @@
 kubelet read), and matched against the platform's allowed registries component by component, never as text."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -56,6 +57,11 @@ def parse(text: str) -> Image | str:
     """The image, or why the text is not an image reference (a short phrase for an error message)."""
     if not isinstance(text, str) or not text:
         return "empty"
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)  # a platform's thousands of pods name few images; an Image is immutable
+def _parse(text: str) -> Image | str:
     if any(ord(c) < 0x21 or ord(c) > 0x7e for c in text):
         return "it holds spaces, control characters or characters beyond ASCII"
     m = _REFERENCE.fullmatch(text)
@@ -91,7 +97,14 @@ def _why(text: str) -> str:
 def prefix(text: str) -> tuple[str, tuple[str, ...]] | None:
     """An allowed-registry entry (`registry.example.com/ml/`, `quay.io/jupyter`, `docker.io/tensorflow/`) as (domain,
     path components), normalised as images are; None when it is not one."""
-    if not isinstance(text, str) or not _PREFIX.fullmatch(text):
+    if not isinstance(text, str):
+        return None
+    return _prefix(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefix(text: str) -> tuple[str, tuple[str, ...]] | None:
+    if not _PREFIX.fullmatch(text):
         return None
     name = text.rstrip("/")
     first, _, rest = name.partition("/")
