@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -40,8 +40,7 @@ class Side:
     built: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
     values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
     texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
-    overlays: Mapping[str, str] = field(default_factory=dict)  # overlay -> text (read when asked), made in this run
-    overlay_of: dict[str, str] = field(default_factory=dict)  # sha256 -> an overlay of that text, in overlays
+    made: dict[str, Callable[[], str]] = field(default_factory=dict)  # sha256 -> its built text, read when asked
     where: dict[str, tuple[str, str]] = field(default_factory=dict)  # sha256 -> cache entry, for a recalled side
     store: cache.Cache | None = None
     parsed: dict[str, list] = field(default_factory=dict)  # sha256 -> objects, where the build gave them
@@ -67,10 +66,8 @@ class Side:
 
     def text(self, digest: str) -> str:
         """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
-        if digest in self.texts:
-            return self.texts[digest]
-        if digest in self.overlay_of:
-            return self.overlays[self.overlay_of[digest]]
+        if digest in self.texts or digest in self.made:
+            return self.texts[digest] if digest in self.texts else self.made[digest]()
         found = self.store.read(*self.where[digest]) if self.store else None  # checksum checked on reading
         if found is None or found[1] != digest:
             raise _Gone(digest)
@@ -104,7 +101,6 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               overlays=built.overlays,
                clusters={env: e.cluster for env, e in model.platform.environments.items()}, sweeps={
         (s.data["team"], s.data["name"]) for s in specs_of(model.experiments)
         if s.data.get("sweep", {}).get("grid") or "random" in s.data.get("sweep", {})})  # as Experiment.grid/random
@@ -113,7 +109,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
                            {t.name: t.quota[env] for t in model.teams_in(env)})
     for overlay in built.overlays:  # by sha256: an overlay's text is read when the other side's differs
         out.built[overlay] = digest = built.digest(overlay)
-        out.overlay_of[digest] = overlay
+        out.made[digest] = partial(built.overlays.__getitem__, overlay)
         if overlay in built.parsed:
             out.parsed[digest] = built.parsed[overlay]
     for path, data in files.items():
