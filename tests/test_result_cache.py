@@ -320,9 +320,12 @@ def test_specs_not_read_from_files_are_rendered_not_cached(example_repo, store):
     model, _ = pipeline.load(Options(example_repo))
     model.teams[0].source.digest = ""  # e.g. a model built in a test: nothing to key its output on
     assert render_cached(model, Options(Path('.'), 1, store)).files == render(model)
-    entries = [e for e in (store.folder / "render").rglob("*") if e.is_file()]
+    parts = cached._parts_key(model)  # the teams' parts of the hub values, of the teams read from files only
+    entries = [e for e in (store.folder / "render").rglob("*") if e.is_file() and e.name != parts]
     envs = len(model.teams[0].quota)
     assert len(entries) == (8 - envs) + (3 - envs)  # its own files, and those its environments share
+    kept = json.loads(store.lookup("render", parts))
+    assert sorted(team for _, team, _, _ in kept) == sorted(f"{t.source.path}:{t.source.digest}" for t in model.teams[1:])
 
 
 @pytest.mark.skipif(tools.find_batch() is None, reason="kflowgen-kbuild is not built (kflowgen tools install)")
@@ -624,3 +627,38 @@ def test_experiments_are_checked_again_only_for_the_teams_whose_inputs_changed(e
     assert load() == found and sorted(checked[:3]) == [["nlp"], ["recsys"], ["vision"]]
     sweep.write_text(sweep.read_text().replace("team: vision", "team: visio"))  # a team that does not exist
     assert {d.code for d in load()} == {"KF320", "KF321"} and checked[0] == ["visio"]
+
+
+def test_hub_values_from_each_teams_cached_part_are_the_values_rendered_whole(example_repo, store, monkeypatch):
+    """An environment's hub values name every team's profiles: rendered again when one team changes, the other
+    teams' parts (their profile list entries, as YAML and as the values digest reads them) come from the cache, and
+    the file is byte for byte the one rendered whole, also when the parts entry is damaged."""
+    from kflowgen.targets import emit, jupyterhub
+
+    made = []
+    real = jupyterhub._profiles
+    monkeypatch.setattr(jupyterhub, "_profiles", lambda p, teams: made.extend(t.name for t in teams) or real(p, teams))
+
+    def values(cached: bool) -> dict[str, bytes]:
+        jupyterhub.PARTS.clear()  # as a new process starts
+        made.clear()
+        opts = Options(example_repo, 2, store if cached else cache.Cache(None))
+        model, _ = pipeline.load(opts)
+        files = render_cached(model, opts).files
+        rendered = set(made)  # the teams whose part was made, not recalled
+        whole = {p: d for p, d in render(model).items() if p.endswith("/jupyterhub/values.yaml")}
+        assert {p: files[p] for p in whole} == whole and len(whole) == 3
+        for env in model.platform.environments:
+            teams = model.teams_in(env)
+            assert jupyterhub.values_text(model.platform, teams) == emit.dump(jupyterhub.values(model.platform, teams))
+        return rendered
+
+    assert values(cached=False) == values(cached=True) == {"nlp", "recsys", "vision"}
+    team = example_repo / "specs/teams/nlp.yaml"
+    team.write_text(team.read_text().replace("cpu: 16", "cpu: 12", 1))
+    assert values(cached=True) == {"nlp"}
+    entry = next(e for e in (store.folder / "render").rglob("*")
+                 if e.is_file() and b"kubespawner_override" in e.read_bytes() and e.read_bytes()[65:66] == b"[")
+    entry.write_bytes(entry.read_bytes().replace(b"kubespawner_override", b"kubespawner_overrode", 1))
+    team.write_text(team.read_text().replace("cpu: 12", "cpu: 14", 1))
+    assert values(cached=True) == {"nlp", "recsys", "vision"}  # a damaged entry gives no part

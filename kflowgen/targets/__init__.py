@@ -10,7 +10,7 @@ from kflowgen.specs import layout
 from kflowgen.specs.model import Deferred, Model, Platform, Team
 from kflowgen.targets import argocd, jupyterhub, queueing, team
 from kflowgen.targets.common import sources
-from kflowgen.targets.emit import document, nothing
+from kflowgen.targets.emit import document, header, nothing
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def shared_unit(p: Platform, teams: list[Team], env: str) -> Unit:
     """What all teams of an environment share, from exactly these inputs: the JupyterHub values, the Argo CD
     bootstrap and, where Kueue queues training, the flavors and the Cohort."""
     docs = {**argocd.shared(p, teams, env), **queueing.shared(p, env)}
-    files = {layout.hub_values(env): document(jupyterhub.values(p, teams), sources(p, teams))}
+    files = {layout.hub_values(env): (header(sources(p, teams)) + jupyterhub.values_text(p, teams)).encode("utf-8")}
     files.update((path, document(obj, src)) for path, (obj, src) in docs.items())
     return Unit(files, {path: obj for path, (obj, _) in docs.items()})
 

@@ -4,6 +4,7 @@ rendered, many on forked processes."""
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -11,7 +12,7 @@ from kflowgen import cache, parallel
 from kflowgen.options import Options
 from kflowgen.specs.loader import SpecFile
 from kflowgen.specs.model import Model
-from kflowgen.targets import unit, unit_sources, units
+from kflowgen.targets import jupyterhub, unit, unit_sources, units
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,18 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     todo = [u for u, found in cached.items() if found is None]
     if stage:
         stage(len(keys) - len(todo))
-    made = dict(zip(todo, parallel.fan_out(_render_units, todo, opts.jobs, stage, state=(model, opts.store, keys))))
+    state = (model, opts.store, keys)
+    # an environment's shared unit names every team: rendered here, each team's part of the hub values from the
+    # cache where it is there (one changed team: one part made), and the parts made here kept for the next run
+    shared = [u for u in todo if not u[1]]
+    known = _recall_parts(model, opts.store) if shared else set()
+    made = dict(zip(shared, _render_units(state, shared)))
+    if shared:
+        _keep_parts(model, opts.store, known)
+        if stage:
+            stage(len(shared))
+    rest = [u for u in todo if u[1]]
+    made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state)))
     paths: list[str] = []
     data: list[bytes] = []
     ids: list[str] = []
@@ -79,6 +91,34 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
             digest = hashlib.sha256(body).hexdigest()
         out.append((paths, data, ids, digest, made.objects))
     return out
+
+
+def _parts_key(model: Model) -> str:
+    p = model.platform.source
+    return cache.key("hub-parts", cache.code_digest(), p.path, p.digest)
+
+
+def _recall_parts(model: Model, store: cache.Cache) -> set:
+    """jupyterhub.PARTS of this platform file from the cache (a list of [platform, team, yaml, json]); the keys
+    known, so that _keep_parts writes only when a part was made."""
+    body = store.lookup("render", _parts_key(model)) if model.platform.source.digest else None
+    try:
+        found = {(a, b): (y, j) for a, b, y, j in json.loads(body)} if body else {}
+        if not all(isinstance(x, str) for k, v in found.items() for x in (*k, *v)):
+            found = {}
+    except (ValueError, TypeError):  # an intact entry of another shape: not used
+        found = {}
+    jupyterhub.PARTS.update(found)
+    return set(found)
+
+
+def _keep_parts(model: Model, store: cache.Cache, known: set) -> None:
+    """The parts of this model's teams, when one was not in the cache."""
+    p = model.platform.source
+    keys = [(f"{p.path}:{p.digest}", f"{t.source.path}:{t.source.digest}") for t in model.teams]
+    keys = [k for k in dict.fromkeys(keys) if k in jupyterhub.PARTS]
+    if p.digest and not set(keys) <= known:
+        store.put("render", _parts_key(model), json.dumps([[*k, *jupyterhub.PARTS[k]] for k in keys]).encode("utf-8"))
 
 
 def _unit_key(env: str, team: str, sources: list[SpecFile]) -> str | None:

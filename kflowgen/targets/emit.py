@@ -150,6 +150,14 @@ def dump(obj) -> str:
     return "\n".join(out) + "\n"
 
 
+def items(values: list, indent: str) -> str:
+    """The lines of a sequence's items, as dump writes them at this indent (each item's own lines: a sequence's text is
+    its items' texts one after another)."""
+    out: list[str] = []
+    _emit(values, indent, out)
+    return "".join(line + "\n" for line in out)
+
+
 def header(sources) -> str:
     return HEADER.format(sources=", ".join(sources))
 

@@ -24,6 +24,7 @@ import json
 
 from kflowgen.specs import layout, quantity
 from kflowgen.targets import pods
+from kflowgen.targets.emit import dump, items
 from kflowgen.specs.model import Hub, Platform, Team
 
 NOTEBOOK_PORT = 8888
@@ -119,9 +120,47 @@ c.LDAPAuthenticator.post_auth_hook = _kflowgen_ldap_groups
 }
 
 
+# Each team's part of the profile list, as the values file writes it (YAML at the list's indent) and as its digest
+# reads it (JSON), by the spec files it is made from, (platform, team) -> (yaml, json): one team's change renders
+# every team's environment values again, and the other teams' parts come from here (render_cached keeps them
+# between runs, see remembered_parts). Only parts of spec files read from disk are kept (their digests name them).
+PARTS: dict[tuple[str, str], tuple[str, str]] = {}
+_MARK = "kflowgen-profile-list"  # where the teams' parts go, in the values written with it as the list's one item
+
+
 def values(p: Platform, teams: list[Team]) -> dict:
     """The chart's values for one environment's hub."""
     profiles, access = _profiles(p, teams)
+    return _values(p, teams, profiles, access)
+
+
+def values_text(p: Platform, teams: list[Team]) -> str:
+    """emit.dump(values(p, teams)), each team's part of the profile list from PARTS where it is there."""
+    parts = [_part(p, t) for t in teams]
+    if not any(y for y, _ in parts):
+        return dump(values(p, teams))
+    access = {layout.profile_slug(t.name, prof.name): _access(t) for t in teams for prof in t.profiles}
+    digest_of = lambda text: text.replace(json.dumps([_MARK]), "[" + ", ".join(j for _, j in parts if j) + "]")
+    out = _values(p, teams, [_MARK], access, digest_of)
+    text = dump(out)
+    mark = f"  profileList:\n{items([_MARK], '  ')}"
+    if text.count(mark) != 1 or json.dumps(out, sort_keys=True).count(json.dumps(_MARK)) != 1:
+        return dump(values(p, teams))  # the mark is not only where the list goes (a team named like it, say)
+    return text.replace(mark, "  profileList:\n" + "".join(y for y, _ in parts))
+
+
+def _part(p: Platform, t: Team) -> tuple[str, str]:
+    key = (f"{p.source.path}:{p.source.digest}", f"{t.source.path}:{t.source.digest}")
+    found = PARTS.get(key)
+    if found is None:
+        entries = _profiles(p, [t])[0]
+        found = (items(entries, "  "), ", ".join(json.dumps(e, sort_keys=True) for e in entries))
+        if p.source.digest and t.source.digest:
+            PARTS[key] = found
+    return found
+
+
+def _values(p: Platform, teams: list[Team], profiles: list, access: dict, digest_of=lambda text: text) -> dict:
     hub = p.hub
     to_notebooks = {"to": [{"namespaceSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}},
                             "podSelector": {"matchLabels": {"component": "singleuser-server"}}}],
@@ -159,7 +198,7 @@ def values(p: Platform, teams: list[Team]) -> dict:
         out["imagePullSecrets"] = sorted(set(p.pull_secrets.values()))
     # The hub reads these values when it starts: it rolls when they change (the chart's own checksum/secret is kept
     # as first created, see RANDOM).
-    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(digest_of(json.dumps(out, sort_keys=True)).encode()).hexdigest()
     out["hub"]["annotations"] = {layout.ANNOTATION_VALUES: digest}
     return out
 
@@ -252,8 +291,12 @@ def _profiles(p: Platform, teams: list[Team]) -> tuple[list[dict], dict]:
                 entry["default"] = True
             entry["kubespawner_override"] = override
             profiles.append(entry)
-            access[slug] = {"groups": sorted({g for g, _ in t.members}), "users": sorted({o.lower() for o in t.owners})}
+            access[slug] = _access(t)
     return profiles, access
+
+
+def _access(t: Team) -> dict:
+    return {"groups": sorted({g for g, _ in t.members}), "users": sorted({o.lower() for o in t.owners})}
 
 
 def _describe(p: Platform, prof) -> str:
