@@ -3,6 +3,7 @@ overlays a process) over the rendered files, with builds cached by their inputs.
 are parsed once, when first asked for, and travel with the build."""
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import tempfile
@@ -216,12 +217,16 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         store.count(True, hits)
         store.count(False, len(keys) - hits)
     todo = [o for o in overlays if o not in results and o not in indexed]
-    batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
-    by_folder: dict[str, list[str]] = {}
-    for rel in files:
-        by_folder.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
+
+    @functools.cache
+    def by_folder() -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for rel in files:
+            out.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
+        return out
 
     def run(at: Path, group: list[str], tick) -> dict[str, str | Diagnostic]:
+        batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
         if not batch:
             return kustomize_build(kustomize, at, group, jobs, tick)
         texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True)
@@ -233,7 +238,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         # is built where it is (writer.same_folders); the others from a scratch copy of the rendered files.
         # The repository is not written.
         with writer.locked(root, exclusive=False):  # no render swaps the tree between the comparison and the build
-            same = writer.same_folders(root, {o: by_folder.get(o, []) for o in todo}, files, jobs)
+            same = writer.same_folders(root, {o: by_folder().get(o, []) for o in todo}, files, jobs)
             in_place = [o for o in todo if o in same]
             results_now = run(root, in_place, tick) if in_place else {}
         elsewhere = sorted(set(todo) - set(in_place))
@@ -244,7 +249,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                     shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
                 for overlay in elsewhere:
                     (scratch / overlay).mkdir(parents=True)
-                    for rel in by_folder.get(overlay, []):
+                    for rel in by_folder().get(overlay, []):
                         (scratch / rel).write_bytes(files[rel])
                 results_now.update(run(scratch, elsewhere, tick))
         for overlay, result in results_now.items():
