@@ -218,6 +218,7 @@ class Model:
     inputs: dict[str, str] = field(default_factory=dict, compare=False)  # spec path -> git blob id of its bytes
     _by_team: dict | None = field(default=None, repr=False, compare=False)
     _in_env: dict = field(default_factory=dict, repr=False, compare=False)  # env -> {name: team}, as teams_in
+    _by_team_env: dict | None = field(default=None, repr=False, compare=False)  # (team, env) -> members there
 
     def team(self, env: str, name: str) -> Team:
         """The team of that name in an environment (looked up in an index built once per environment)."""
@@ -237,13 +238,22 @@ class Model:
 
     def members(self, team: str, env: str | None = None) -> tuple[list[int], list[int]]:
         """Positions in served and experiments of a team's served models and experiments (those in env, when
-        given: `environments` of the spec, as of the object)."""
-        served, experiments = self._members().get(team, ([], []))
+        given: `environments` of the spec, as of the object), indexed by team and environment in one pass."""
         if env is None:
-            return served, experiments
-        specs = (specs_of(self.served), specs_of(self.experiments))
-        return ([i for i in served if env in specs[0][i].data["environments"]],
-                [i for i in experiments if env in specs[1][i].data["environments"]])
+            return self._members().get(team, ([], []))
+        if self._by_team_env is None:
+            index: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+            for which, seq in enumerate((self.served, self.experiments)):
+                for i, spec in enumerate(specs_of(seq)):
+                    d = spec.data
+                    for e in d["environments"]:
+                        found = index.get((d["team"], e))
+                        if found is None:
+                            index[d["team"], e] = found = ([], [])
+                        if not found[which] or found[which][-1] != i:  # an environment named twice: once
+                            found[which].append(i)
+            self._by_team_env = index
+        return self._by_team_env.get((team, env), ([], []))
 
     def teams_in(self, env: str) -> list[Team]:
         """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, chain
+from operator import attrgetter
 
 from kflowgen import cache, parallel
 from kflowgen.options import Options
-from kflowgen.specs.loader import SpecFile
 from kflowgen.specs.model import Model
 from kflowgen.targets import jupyterhub, unit, unit_sources, units
 
@@ -31,11 +31,12 @@ class Rendered:
 
 
 def render_cached(model: Model, opts: Options) -> Rendered:
-    keys = {u: _unit_key(*u, unit_sources(model, *u)) for u in units(model)}
+    keys = _unit_keys(model, units(model))
     stage = opts.stage(len(keys), "rendering")
-    # read here: no copy between processes; an entry whose index does not add up is rendered again, never trusted
-    cached = {u: found and _with_digest(unpack(found[0]), found[1])
-              for u, found in zip(keys, opts.store.read_many("render", keys.values()))}
+    # read here (no copy between processes), one entry at a time, each unpacked before the next is read (the next is
+    # read into the memory this one's body leaves); an entry whose index does not add up is rendered again, never
+    # trusted
+    cached = {u: _unpacked(opts.store, k) for u, k in keys.items()}
     todo = [u for u, found in cached.items() if found is None]
     if stage:
         stage(len(keys) - len(todo))
@@ -56,28 +57,29 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     ids: list[str] = []
     origin: dict[str, str | None] = {}
     objects: dict = {}
-    for u, k in keys.items():
+    for u in keys:
         if cached[u] is not None:
-            unit_paths, unit_data, unit_ids, digest = cached[u]
+            unit_paths, unit_data, unit_ids, folders, digest = cached[u]
         else:
-            unit_paths, unit_data, unit_ids, digest, unit_objects = made[u]
+            unit_paths, unit_data, unit_ids, folders, digest, unit_objects = made[u]
             objects.update(unit_objects)
         paths += unit_paths
         data += unit_data
         ids += unit_ids
-        if k:
-            opts.store.count(cached[u] is not None)
-        for folder in {path.rsplit("/", 1)[0] for path in unit_paths}:
+        for folder in folders:
             origin[folder] = digest if origin.get(folder, digest) == digest else None
-    order = sorted(range(len(paths)), key=paths.__getitem__)  # stable: of two units writing one path, the later wins
-    files = dict(zip(map(paths.__getitem__, order), map(data.__getitem__, order)))
+    opts.store.count(True, len(keys) - len(todo))  # a unit found was keyed; of those rendered, the keyed ones
+    opts.store.count(False, sum(1 for u in todo if keys[u]))
+    # in path order; of two units writing one path, the later wins (its bytes, at the path's place in that order)
+    files = dict.fromkeys(sorted(paths))
+    files.update(zip(paths, data))
     return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)))
 
 
 def _render_units(state: tuple, batch: list[tuple[str, str]]
-                  ) -> list[tuple[list[str], list[bytes], list[str], str | None, dict]]:
+                  ) -> list[tuple[list[str], list[bytes], list[str], list[str], str | None, dict]]:
     """Render units not in the cache (cached when the unit has a key), each as its paths, their bytes and blob ids,
-    the sha256 of its cache entry, and the objects of its files in plain directories of manifests."""
+    its folders, the sha256 of its cache entry, and the objects of its files in plain directories of manifests."""
     model, store, keys = state
     out = []
     for u in batch:
@@ -85,11 +87,12 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
         paths = sorted(made.files)
         data = [made.files[p] for p in paths]
         ids = [cache.blob_id(d) for d in data]  # once, from the bytes just rendered: kept in the entry with them
+        folders = _folders(paths)
         if keys[u]:
-            body = _pack(paths, data, ids)
+            body = _pack(paths, data, ids, folders)
             store.put("render", keys[u], body)
             digest = hashlib.sha256(body).hexdigest()
-        out.append((paths, data, ids, digest, made.objects))
+        out.append((paths, data, ids, folders, digest, made.objects))
     return out
 
 
@@ -121,41 +124,62 @@ def _keep_parts(model: Model, store: cache.Cache, known: set) -> None:
         store.put("render", _parts_key(model), json.dumps([[*k, *jupyterhub.PARTS[k]] for k in keys]).encode("utf-8"))
 
 
-def _unit_key(env: str, team: str, sources: list[SpecFile]) -> str | None:
-    if not all(s.digest for s in sources):  # a spec not read from a file (e.g. made in a test): not cached
-        return None
-    return cache.key("render", "packed-ids", cache.code_digest(), env, team,
-                     *(f"{s.path}:{s.digest}" for s in sources))
+_NAMED, _DIGEST = attrgetter("path", "digest"), attrgetter("digest")
+
+
+def _unit_keys(model: Model, pieces: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """Each unit's key: kflowgen's code, the unit, and the path and sha256 of each spec file unit_sources names, in
+    one NUL-separated part (neither holds a NUL); None for a unit with a spec not read from a file (e.g. made in a
+    test): not cached."""
+    keyed = cache.keyed("render", "packed-folders", cache.code_digest())
+    out = {}
+    for u in pieces:
+        sources = unit_sources(model, *u)
+        out[u] = keyed(*u, "\0".join(chain.from_iterable(map(_NAMED, sources)))) if all(map(_DIGEST, sources)) else None
+    return out
 
 
 def pack(files: dict[str, bytes]) -> bytes:
     """Files as one cache entry, in path order: a line "<files> <index length>", the index (each file's path, size
-    and git blob id, NUL-separated), then the files' bytes one after another."""
+    and git blob id, then the folders of the files, NUL-separated), then the files' bytes one after another."""
     paths = sorted(files)
-    return _pack(paths, [files[p] for p in paths], [cache.blob_id(files[p]) for p in paths])
+    return _pack(paths, [files[p] for p in paths], [cache.blob_id(files[p]) for p in paths], _folders(paths))
 
 
-def _pack(paths: list[str], data: list[bytes], ids: list[str]) -> bytes:
-    index = "\0".join(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)).encode("utf-8")
+def _pack(paths: list[str], data: list[bytes], ids: list[str], folders: list[str]) -> bytes:
+    index = "\0".join([*(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)), *folders]).encode("utf-8")
     return b"".join([b"%d %d\n" % (len(paths), len(index)), index, *data])
 
 
-def unpack(body: bytes) -> tuple[list[str], list[bytes], list[str]] | None:
-    """pack's files again, as (paths, bytes, blob ids) in path order; None when the index does not add up to the body
-    (the count, the sizes): then the unit is rendered again. The entry's checksum was checked when it was read, so
-    the ids are those pack computed from these bytes."""
+def _folders(paths: list[str]) -> list[str]:
+    """The folders files of these paths are in (where Rendered.origin says which unit wrote a folder)."""
+    return sorted({p.rsplit("/", 1)[0] for p in paths})
+
+
+def unpack(body: bytes, folders: bool = False) -> tuple | None:
+    """pack's files again, as (paths, bytes, blob ids) in path order, and with folders their folders; None when the
+    index does not add up to the body (the count, the sizes, a folder for files): then the unit is rendered again.
+    The entry's checksum was checked when it was read, so the ids and folders are those pack computed from these
+    files."""
     try:
         end = body.index(b"\n")
         count, size = map(int, body[:end].split(b" "))
         start = end + 1 + size
-        fields = body[end + 1:start].decode("utf-8").split("\0") if count else []
-        bounds = list(accumulate(map(int, fields[1::3]), initial=start))
+        fields = body[end + 1:start].decode("utf-8").split("\0") if size else []
+        bounds = list(accumulate(map(int, fields[1:3 * count:3]), initial=start))
     except ValueError:
         return None
-    if len(fields) != 3 * count or bounds[-1] != len(body):
+    extra = len(fields) - 3 * count  # the folders: at least one when there are files, at most one per file
+    if count < 0 or not (0 < extra <= count or extra == count == 0) or bounds[-1] != len(body):
         return None
-    return fields[0::3], [body[a:b] for a, b in zip(bounds, bounds[1:])], fields[2::3]
+    data = list(map(body.__getitem__, map(slice, bounds, bounds[1:])))
+    found = fields[0:3 * count:3], data, fields[2:3 * count:3]
+    return (*found, fields[3 * count:]) if folders else found
 
 
-def _with_digest(found: tuple | None, digest: str) -> tuple | None:
-    return None if found is None else (*found, digest)
+def _unpacked(store: cache.Cache, k: str | None) -> tuple | None:
+    """A unit's entry as unpack(folders=True) gives it, and the sha256 of the entry; None when it is missing, damaged
+    or does not add up."""
+    found = store.read("render", k) if k else None
+    files = found and unpack(found[0], folders=True)
+    return files and (*files, found[1])
