@@ -16,6 +16,7 @@ from kflowgen import cache, parallel, tools
 from kflowgen.checks import kubeconform as kubeconform_adapter, policy, verify
 from kflowgen.checks.prechecker import Prechecker
 from kflowgen.flow import pipeline
+from kflowgen import targets
 from kflowgen.targets import render
 from kflowgen import build as build_stage
 from kflowgen.build import Built, build, directory_files, kustomize, overlays_of, parse
@@ -518,10 +519,100 @@ def test_packed_files_come_back_byte_for_byte_with_their_blob_ids():
     assert paths == sorted(files) and dict(zip(paths, data)) == files
     assert ids == [cache.blob_id(files[p]) for p in paths]
     assert ids[paths.index("overlays/dev/empty.yaml")] == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
-    assert cached.unpack(cached.pack({})) == ([], [], [])
+    assert cached.unpack(cached.pack(files), folders=True) == (paths, data, ids, ["c", "overlays/dev", "overlays/dev/a b"])
+    assert cached.unpack(cached.pack({})) == ([], [], []) and cached.unpack(cached.pack({}), folders=True)[3] == []
     body = cached.pack(files)
-    for broken in (b"", body[:-1], body + b"x", body.replace(b"3 ", b"4 ", 1), b"x" + body):  # not what pack wrote
-        assert cached.unpack(broken) is None, broken[:20]
+    no_folders = cached._pack(paths, data, ids, [])  # what an entry without the folders line would hold
+    too_many = cached._pack(paths, data, ids, ["a", "b", "c", "d"])  # more folders than files
+    for broken in (b"", body[:-1], body + b"x", body.replace(b"3 ", b"4 ", 1), b"x" + body, no_folders, too_many):
+        assert cached.unpack(broken) is None and cached.unpack(broken, folders=True) is None, broken[:20]
+
+
+def _units_written(model) -> dict[str, str]:
+    """{folder: sha256 of the entry of the one unit that writes it} for folders only one unit writes, from the units
+    rendered one by one and packed as a render entry is: what Rendered.origin must say."""
+    writers: dict[str, set[str]] = {}
+    for u in targets.units(model):
+        files = targets.unit(model, *u).files
+        digest = hashlib.sha256(cached.pack(files)).hexdigest()
+        for path in files:
+            writers.setdefault(path.rsplit("/", 1)[0], set()).add(digest)
+    return {folder: digests.pop() for folder, digests in writers.items() if len(digests) == 1}
+
+
+def test_each_folder_one_cached_unit_writes_names_that_units_entry_and_a_cut_folder_list_is_not_trusted(
+        example_repo, store):
+    """Rendered.origin (an overlay's build is keyed on it instead of on its files) names, for each folder whose files
+    all come from one unit, the sha256 of that unit's entry: as written (cold) and as read back (warm), from the
+    folders each entry lists. An entry whose folder list is gone (its checksum made again) does not add up: the unit
+    is rendered again and its entry written as it was."""
+    model, _ = pipeline.load(Options(example_repo, store=store))
+    want = _units_written(model)
+    assert "overlays/dev/teams/vision/workloads" in want and "overlays/dev/argocd" not in want  # shared with teams
+    cold = render_cached(model, Options(Path('.'), 1, cache.Cache(None)))
+    written = render_cached(model, Options(Path('.'), 1, store))
+    misses = store.misses
+    warm = render_cached(model, Options(Path('.'), 1, store))
+    assert store.misses == misses and cold.origin == written.origin == warm.origin == want
+    assert cold.files == written.files == warm.files and list(cold.files) == list(warm.files)
+    assert cold.ids == warm.ids
+    digest = want["overlays/dev/teams/vision/workloads"]
+    entry = next(e for e in (store.folder / "render").rglob("*")
+                 if e.is_file() and hashlib.sha256(e.read_bytes().partition(b"\n")[2]).hexdigest() == digest)
+    kept = entry.read_bytes()
+    paths, data, ids, folders = cached.unpack(kept.partition(b"\n")[2], folders=True)
+    assert "overlays/dev/teams/vision/workloads" in folders
+    cut = cached._pack(paths, data, ids, [])
+    entry.write_bytes(hashlib.sha256(cut).hexdigest().encode() + b"\n" + cut)
+    again = render_cached(model, Options(Path('.'), 1, store))
+    assert store.misses == misses + 1 and again.origin == want and again.files == cold.files
+    assert entry.read_bytes() == kept  # rendered again, and kept as it was
+
+
+def test_of_two_units_writing_one_path_the_later_wins_cached_as_uncached(example_repo, store, monkeypatch):
+    """Files are merged in path order and, of two units writing one path, the later unit's bytes win, as render()
+    gives them: cold, while entries are written and when every unit comes from the cache. (The renderer never writes
+    one path twice; here every unit also writes one path that all of an environment's units share.)"""
+    real = targets.unit
+
+    def overlapping(model, env, name):
+        made = real(model, env, name)
+        return targets.Unit({f"overlays/{env}/argocd/zz.yaml": f"{env} {name}\n".encode(), **made.files},
+                            made.objects)
+
+    monkeypatch.setattr(targets, "unit", overlapping)
+    monkeypatch.setattr(cached, "unit", overlapping)
+    model, _ = pipeline.load(Options(example_repo, store=store))
+    want = render(model)
+    last = [name for env, name in targets.units(model) if env == "dev"][-1]
+    assert want["overlays/dev/argocd/zz.yaml"] == f"dev {last}\n".encode()
+    ids = {path: cache.blob_id(data) for path, data in want.items()}
+    for store_now in (cache.Cache(None), store, store):  # cold, writing, reading
+        got = render_cached(model, Options(Path('.'), 1, store_now))
+        assert got.files == want and list(got.files) == list(want) and got.ids == ids
+
+
+def test_a_unit_is_keyed_on_exactly_the_spec_files_of_its_environment(example_repo):
+    """What a team's unit is keyed on: the platform, the team, and its models and experiments that run in that
+    environment (their specs' `environments`), in model order; an environment's shared unit: the platform and the
+    teams there."""
+    from kflowgen.specs.model import specs_of
+
+    model, _ = pipeline.load(Options(example_repo))
+    served, experiments = specs_of(model.served), specs_of(model.experiments)
+    left_out = 0
+    for env, name in targets.units(model):
+        got = targets.unit_sources(model, env, name)
+        if not name:
+            assert got == [model.platform.source] + [t.source for t in model.teams if env in t.quota]
+            continue
+        team = next(t for t in model.teams if t.name == name)
+        runs = lambda specs: [s for s in specs if s.data["team"] == name and env in s.data["environments"]]
+        assert got == [model.platform.source, team.source] + runs(served) + runs(experiments), (env, name)
+        left_out += sum(s.data["team"] == name and env not in s.data["environments"] for s in served + experiments)
+    assert left_out  # some model or experiment runs in some of its team's environments only
+    assert [t.name for t in model.teams_in("dev")] == [t.name for t in model.teams if "dev" in t.quota]
+    assert model.teams_in("dev") is not model.teams_in("dev")  # a list of one's own
 
 
 def test_a_hub_values_pass_is_cached_and_changed_values_are_checked_again(example_repo, tmp_path, monkeypatch):

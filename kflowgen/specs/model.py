@@ -222,9 +222,7 @@ class Model:
 
     def team(self, env: str, name: str) -> Team:
         """The team of that name in an environment (looked up in an index built once per environment)."""
-        if env not in self._in_env:
-            self._in_env[env] = {t.name: t for t in self.teams_in(env)}
-        return self._in_env[env][name]
+        return self._teams_in(env)[name]
 
     def _members(self) -> dict[str, tuple[list[int], list[int]]]:
         """team -> positions of its served models and experiments in model order, from their specs' `team` (the
@@ -257,13 +255,17 @@ class Model:
 
     def teams_in(self, env: str) -> list[Team]:
         """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""
-        seen: set[str] = set()
-        out = []
-        for t in self.teams:
-            if env in t.quota and t.name not in seen:
-                seen.add(t.name)
-                out.append(t)
-        return out
+        return list(self._teams_in(env).values())
+
+    def _teams_in(self, env: str) -> dict[str, Team]:
+        """{name: team} of teams_in, in its order, indexed once per environment."""
+        if env not in self._in_env:
+            index: dict[str, Team] = {}
+            for t in self.teams:
+                if env in t.quota and t.name not in index:
+                    index[t.name] = t
+            self._in_env[env] = index
+        return self._in_env[env]
 
 
 def platform_from(spec: SpecFile) -> Platform:
