@@ -9,6 +9,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
 from pathlib import Path
 
 import yaml
@@ -52,6 +53,12 @@ _YAML11_DATE = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-
 _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
+# Top-level values of a spec that the model's order and index, and the diff, ask of every experiment and served model
+# (SpecFile.top): a spec from the cache keeps them apart, so an unchanged one's other values are never decoded.
+TOP = ("team", "name", "environments", "sweep")
+_ANY = object()  # no default given
+
+
 @dataclass(eq=False)
 class SpecFile:
     """A parsed spec: its data, and where each JSON pointer's key and value sit in the file (1-based line, col)."""
@@ -62,13 +69,51 @@ class SpecFile:
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
     digest: str = ""  # sha256 of the file's bytes: what the result cache keys rendered output on
-    packed: str | None = None  # values and keys as JSON text, unpacked when first asked (specs from the cache:
-    # most are never asked where something is, and thousands of position tables cost time to decode and to pass
-    # between processes)
+    packed: str | bytes | tuple[bytes, int, int] | None = None  # values and keys as JSON text (or where that
+    # text is in a cache entry: (entry, start, end)), unpacked when first asked (specs from the cache: most are never
+    # asked where something is, and thousands of position tables cost time to decode and to pass between processes)
+
+    @classmethod
+    def cached(cls, path: str, digest: str, top: dict, entry: bytes, start: int, raw: int, positions: int,
+               end: int) -> SpecFile:
+        """A spec from a cache entry (unpack_results): its TOP values now; its data, raw and positions decoded from
+        the entry's bytes (the JSON of [path, data] from start, of raw, of [values, keys] up to end) when first asked
+        for, and data and raw then plain attributes."""
+        spec = cls.__new__(cls)
+        spec.__dict__.update(path=path, values={}, keys={}, digest=digest, packed=(entry, positions, end), _top=top,
+                             _data=(entry, start, raw), _raw=(entry, raw, positions))
+        return spec
+
+    def __getattr__(self, name: str):
+        """data or raw of a spec from the cache, decoded when first asked for (see cached)."""
+        lazy = self.__dict__.get("_" + name) if name in ("data", "raw") else None
+        if lazy is None:
+            raise AttributeError(name)
+        entry, start, end = lazy
+        try:
+            value = json.loads(entry[start:end])
+        except ValueError as e:
+            raise ValueError(f"{self.path}: its result in the cache is damaged ({e}); remove the cache") from None
+        if name == "data":
+            if type(value) is not list or len(value) != 2 or value[0] != self.path or type(value[1]) is not dict:
+                raise ValueError(f"{self.path}: its result in the cache is another file's; remove the cache folder")
+            value = value[1]
+        elif type(value) is not dict:
+            raise ValueError(f"{self.path}: its result in the cache is damaged; remove the cache folder")
+        self.__dict__[name] = value
+        del self.__dict__["_" + name]
+        return value
+
+    def top(self, key: str, default=_ANY):
+        """data[key] (or data.get(key, default)) of a top-level key: for a key in TOP, without decoding the rest of
+        a spec from the cache."""
+        found = self.__dict__["_top"] if key in TOP and "_data" in self.__dict__ else self.data
+        return found[key] if default is _ANY else found.get(key, default)
 
     def _unpack(self) -> None:
         if self.packed is not None:
-            values, keys = json.loads(self.packed)
+            packed = self.packed
+            values, keys = json.loads(packed[0][packed[1]:packed[2]] if type(packed) is tuple else packed)
             self.values.update((k, tuple(v)) for k, v in values.items())
             self.keys.update((k, tuple(v)) for k, v in keys.items())
             self.packed = None
@@ -241,29 +286,84 @@ def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
 
 
 def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
-    found = unpack_results(pack_results([data]), 1)
-    if found is None:
-        raise ValueError("not a spec's result as to_json writes it")
-    return found[0]
+    """to_json's result again (ValueError when it is not in that shape)."""
+    try:
+        head, _, positions = data.decode("utf-8").partition("\n")
+        spec, found = json.loads(head)
+        if (spec is None) != (positions == "null") or not positions:
+            raise ValueError("positions do not go with the spec")
+        return (None if spec is None else SpecFile(spec[0], spec[1], {}, {}, spec[2], spec[3], positions),
+                [Diagnostic(*d) for d in found])
+    except (ValueError, TypeError, LookupError) as e:
+        raise ValueError(f"not a spec's result as to_json writes it: {e}") from None
 
 
 def pack_results(results: list[bytes]) -> bytes:
-    """Many to_json results as one cache entry: one JSON list of their first lines, then their second lines, one a
-    line. Read back with one json.loads, and positions are never unescaped from inside a JSON string."""
-    heads, positions = zip(*(r.split(b"\n", 1) for r in results)) if results else ((), ())
-    return b"[" + b",".join(heads) + b"]\n" + b"\n".join(positions)
+    """Many to_json results as one cache entry, in ASCII: a line holding the JSON of four lists, one item per result
+    in each ([digests], [TOP values], [findings], [sizes]: a spec's digest and {key: value} of the keys in TOP it
+    has, or null and null without a spec; three sizes for each result, 0 0 0 without a spec), then, for each spec,
+    the JSON of [path, data], of raw and of its positions, one after another, each as long as its size says.
+    unpack_results reads the first line only: the rest stays bytes until a spec's values are asked for."""
+    digests, tops, found, sizes, texts = [], [], [], [], []
+    for result in results:
+        head, _, positions = result.partition(b"\n")
+        spec, diags = json.loads(head)
+        found.append(diags)
+        if spec is None:
+            digests.append(None)
+            tops.append(None)
+            sizes += (0, 0, 0)
+            continue
+        path, data, raw, digest = spec
+        parts = [json.dumps([path, data], separators=(",", ":")).encode("ascii"),
+                 json.dumps(raw, separators=(",", ":")).encode("ascii"), positions]
+        digests.append(digest)
+        tops.append({k: data[k] for k in TOP if k in data})
+        sizes += map(len, parts)
+        texts += parts
+    return b"\n".join([json.dumps([digests, tops, found, sizes], separators=(",", ":")).encode("ascii"),
+                       b"".join(texts)])
 
 
-def unpack_results(body: bytes, n: int) -> list[tuple[SpecFile | None, list[Diagnostic]]] | None:
-    """pack_results' n results again; None when the entry does not hold n results (never trusted)."""
+def join_results(bodies: list[bytes]) -> bytes:
+    """The entry pack_results writes of all these entries' results, one after another."""
+    heads = [[], [], [], []]
+    for body in bodies:
+        for whole, part in zip(heads, json.loads(body[:body.index(b"\n")])):
+            whole += part
+    return b"\n".join([json.dumps(heads, separators=(",", ":")).encode("ascii"),
+                       b"".join(body[body.index(b"\n") + 1:] for body in bodies)])
+
+
+def unpack_results(body: bytes, paths: list[str]) -> list[tuple[SpecFile | None, list[Diagnostic]]] | None:
+    """pack_results' results of the files at these paths again; None when the entry does not hold one result in
+    that shape for each (never trusted): lists of one item per file, digests and TOP values where there is a spec
+    (its texts then not empty) and only there, sizes that add up to the entry, all of it ASCII. A spec's texts are
+    decoded when first asked for (SpecFile.cached)."""
     try:
-        head, _, rest = body.decode("utf-8").partition("\n")  # as text: json would first guess the bytes' encoding
-        heads = json.loads(head)
-        positions = rest.split("\n") if heads else []
-        if not isinstance(heads, list) or len(heads) != n or len(positions) != n or "" in positions:
+        end = body.index(b"\n")
+        digests, tops, found, sizes = json.loads(body[:end])
+        n = len(paths)
+        if (not body.isascii() or type(digests) is not list or len(digests) != n or type(tops) is not list
+                or len(tops) != n or type(found) is not list or len(found) != n or type(sizes) is not list
+                or len(sizes) != 3 * n or {*map(type, sizes)} - {int} or {*map(type, found)} - {list}
+                or {*map(type, digests)} - {str, type(None)} or {*map(type, tops)} - {dict, type(None)}):
             return None
-        return [(None if spec is None else SpecFile(spec[0], spec[1], {}, {}, spec[2], spec[3], at),
-                 [Diagnostic(*d) for d in found] if found else []) for (spec, found), at in zip(heads, positions)]
+        bounds = list(accumulate(sizes, initial=end + 1))
+        if bounds[-1] != len(body) or (sizes and min(sizes) < 0):
+            return None
+        none = [i for i, digest in enumerate(digests) if digest is None] if None in digests else []
+        if none != ([i for i, top in enumerate(tops) if top is None] if None in tops else []):
+            return None
+        if any(sizes[3 * i:3 * i + 3] != [0, 0, 0] for i in none) or sizes.count(0) != 3 * len(none):
+            return None  # a spec's texts are never empty
+        found = [[Diagnostic(*d) for d in diags] if diags else [] for diags in found]
+        if not none:  # most often: every file is a spec
+            return list(zip(map(SpecFile.cached, paths, digests, tops, repeat(body), bounds[0:-1:3], bounds[1::3],
+                                bounds[2::3], bounds[3::3]), found))
+        return [(None if digests[i] is None else
+                 SpecFile.cached(paths[i], digests[i], tops[i], body, *bounds[3 * i:3 * i + 4]), found[i])
+                for i in range(n)]
     except (ValueError, TypeError, LookupError):  # not the shape pack_results writes
         return None
 

@@ -232,7 +232,7 @@ class Model:
             self._by_team = {}
             for which, seq in enumerate((self.served, self.experiments)):
                 for i, spec in enumerate(specs_of(seq)):
-                    self._by_team.setdefault(spec.data["team"], ([], []))[which].append(i)
+                    self._by_team.setdefault(spec.top("team"), ([], []))[which].append(i)
         return self._by_team
 
     def members(self, team: str, env: str | None = None) -> tuple[list[int], list[int]]:
@@ -242,8 +242,8 @@ class Model:
         if env is None:
             return served, experiments
         specs = (specs_of(self.served), specs_of(self.experiments))
-        return ([i for i in served if env in specs[0][i].data["environments"]],
-                [i for i in experiments if env in specs[1][i].data["environments"]])
+        return ([i for i in served if env in specs[0][i].top("environments")],
+                [i for i in experiments if env in specs[1][i].top("environments")])
 
     def teams_in(self, env: str) -> list[Team]:
         """Teams present in an environment (a name defined twice counts once: the rules report the copy)."""
@@ -354,7 +354,7 @@ class Deferred(Sequence):
     come from the cache never makes the thousands it loaded. In model order: (team, name, path)."""
 
     def __init__(self, specs: list[SpecFile], make: Callable[[SpecFile], object]):
-        self.specs = sorted(specs, key=lambda s: (s.data["team"], s.data["name"], s.path))
+        self.specs = sorted(specs, key=_order)
         self._make = make
         self._made: dict[int, object] = {}
 
@@ -379,6 +379,11 @@ class Deferred(Sequence):
 
     def __repr__(self) -> str:
         return repr(list(self))
+
+
+def _order(spec: SpecFile) -> tuple[str, str, str]:
+    top = spec.top
+    return top("team"), top("name"), spec.path
 
 
 def specs_of(seq) -> list[SpecFile]:
