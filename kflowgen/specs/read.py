@@ -13,7 +13,7 @@ from pathlib import Path
 from kflowgen import cache, parallel, survey
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.options import Options
-from kflowgen.specs import loader, schema as specschema
+from kflowgen.specs import entry, loader, schema as specschema
 from kflowgen.specs.discover import PLATFORM, misplaced, spec_files
 from kflowgen.survey import SPECS
 from kflowgen.specs.experiment import experiment_from
@@ -168,7 +168,7 @@ def _keep(bucket: list[int], groups: list[list[tuple[str, str]]], bodies: dict[i
     found = [bodies[i] if i in bodies else store.lookup("specs", _group_key(groups[i], known, {})) for i in bucket]
     if all(body is not None for body in found):
         files = [file for i in bucket for file in groups[i]]
-        store.put("specs", _group_key(files, known, {}), loader.join_results(found))
+        store.put("specs", _group_key(files, known, {}), entry.join_results(found))
 
 
 def _read_groups(state: tuple, batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
@@ -189,7 +189,7 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
             for rel, _ in group if rel not in ids}
     packed = store.lookup("specs", _group_key(group, ids, raws)) if ids or raws else None
     readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
-    results = loader.unpack_results(packed, [rel for rel, _ in readable]) if packed is not None else None
+    results = entry.unpack_results(packed, [rel for rel, _ in readable]) if packed is not None else None
     if results is None and ids:  # to be checked: every file is read, and one that is no longer git's blob is as read
         raws.update((rel, _raw(root, rel, snapshot, folders)) for rel in ids)
         ids = {rel: oid for rel, oid in ids.items() if raws[rel][0] is not None and cache.blob_id(raws[rel][0]) == oid}
@@ -199,7 +199,7 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
     else:  # not cached (or not one result per file: never trusted)
         checked = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
         if readable:
-            store.put("specs", _group_key(group, ids, raws), loader.pack_results([line for line, _ in checked]))
+            store.put("specs", _group_key(group, ids, raws), entry.pack_results([line for line, _ in checked]))
         results, hits = [loader.from_json(line) for line, _ in checked], [hit for _, hit in checked]
     out, at = [], iter(zip(results, hits))
     for rel, _ in group:
@@ -221,7 +221,7 @@ def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str,
         return None
     ids = {rel: known[rel] for rel, _ in group}
     packed = store.lookup("specs", _group_key(group, ids, {}))
-    results = loader.unpack_results(packed, [rel for rel, _ in group]) if packed is not None else None
+    results = entry.unpack_results(packed, [rel for rel, _ in group]) if packed is not None else None
     if results is None:  # missing (or not one result per file: never trusted)
         return None
     return [(rel, (spec, found, ids[rel])) for (spec, found), (rel, _) in zip(results, group)], packed
@@ -231,7 +231,7 @@ def _group_key(group: list[tuple[str, str]], ids: dict[str, str],
                raws: dict[str, tuple[bytes | None, list[Diagnostic]]]) -> str:
     """A group's cache key: each readable file's path, kind, and either its blob id as git gives it ("git <id>": git
     hashed those bytes itself, and refuses the known SHA-1 collision attacks) or the sha256 of the bytes read. Tagged
-    with the entry's shape (loader.pack_results'), so that an entry of another shape is never read as this one."""
+    with the entry's shape (entry.pack_results'), so that an entry of another shape is never read as this one."""
     return cache.key("specs", "top-apart", cache.code_digest(), "\0".join(  # one part: no path, kind or id holds a NUL
         f"{rel}\0{kind}\0git {ids[rel]}" if rel in ids else f"{rel}\0{kind}\0{hashlib.sha256(raws[rel][0]).hexdigest()}"
         for rel, kind in group if rel in ids or raws[rel][0] is not None))
