@@ -295,8 +295,10 @@ def _bucket(repo: Path, store: cache.Cache) -> Path:
     outs = survey.results(survey.specs(repo, True))
     listing = survey.find_output(outs.pop())
     known = survey.vouched(repo, outs, listing, "specs", exact=True)[0]
-    wanted = [item for item in spec_files(repo, None, survey.find_paths(listing)) if item[1] not in ("stray", "outside")]
-    return store._path("specs", read._group_key([item for _, group in read._groups(wanted) for item in group], known, {}))
+    wanted = [item for item in spec_files(repo, None, survey.find_paths(listing))
+              if item[1] not in ("stray", "outside")]
+    files = [item for _, group in read._groups(wanted) for item in group]
+    return store._path("specs", read._group_key(files, known, {}))
 
 
 def _spying(monkeypatch, store: cache.Cache) -> tuple[list[str], list[str]]:
