@@ -348,7 +348,7 @@ def _texts(body: bytes) -> tuple[list, bytes]:
     return json.loads(head), texts
 
 
-def _entry(head: list, texts: bytes) -> bytes:
+def _packed(head: list, texts: bytes) -> bytes:
     return json.dumps(head, separators=(",", ":")).encode() + b"\n" + texts
 
 
@@ -356,12 +356,12 @@ def _entry(head: list, texts: bytes) -> bytes:
     None,  # damaged: a byte more, the checksum left as it was
     _one_result_fewer,
     lambda body: body[:-1],  # the last text cut short
-    lambda body: _entry([[None, *_texts(body)[0][0][1:]], *_texts(body)[0][1:]], _texts(body)[1]),  # a digest gone
-    lambda body: _entry([*_texts(body)[0][:3], [-1, *_texts(body)[0][3][1:]]], _texts(body)[1]),  # a size < 0
-    lambda body: _entry([*_texts(body)[0][:3], [_texts(body)[0][3][0] + 1, *_texts(body)[0][3][1:]]],
+    lambda body: _packed([[None, *_texts(body)[0][0][1:]], *_texts(body)[0][1:]], _texts(body)[1]),  # a digest gone
+    lambda body: _packed([*_texts(body)[0][:3], [-1, *_texts(body)[0][3][1:]]], _texts(body)[1]),  # a size < 0
+    lambda body: _packed([*_texts(body)[0][:3], [_texts(body)[0][3][0] + 1, *_texts(body)[0][3][1:]]],
                         _texts(body)[1]),  # sizes that do not add up to the entry
     lambda body: body.replace(b"vision", b"visi\xc3\xb6", 1),  # not ASCII (its length kept)
-    lambda body: _entry([*_texts(body)[0][:2], [["x"], *_texts(body)[0][2][1:]], _texts(body)[0][3]],
+    lambda body: _packed([*_texts(body)[0][:2], [["x"], *_texts(body)[0][2][1:]], _texts(body)[0][3]],
                         _texts(body)[1]),  # findings that are not a list of findings
 ])
 def test_a_damaged_or_reshaped_bucket_entry_is_not_trusted(committed_example, store, monkeypatch, change):
