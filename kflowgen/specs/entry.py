@@ -47,10 +47,17 @@ def join_results(bodies: list[bytes]) -> bytes:
 
 
 def unpack_results(body: bytes, paths: list[str]) -> list[tuple[SpecFile | None, list[Diagnostic]]] | None:
-    """pack_results' results of the files at these paths again; None when the entry does not hold one result in
-    that shape for each (never trusted): lists of one item per file, digests and TOP values where there is a spec
-    (its texts then not empty) and only there, sizes that add up to the entry, all of it ASCII. A spec's texts are
-    decoded when first asked for (SpecFile.cached)."""
+    """pack_results' results of the files at these paths again, (spec or None, findings) for each; None when the
+    entry does not hold one result for each in that shape (see unpack)."""
+    found = unpack(body, paths)
+    return None if found is None else list(zip(*found))
+
+
+def unpack(body: bytes, paths: list[str]) -> tuple[list[SpecFile | None], list[list[Diagnostic]]] | None:
+    """pack_results' specs (or None) and findings of the files at these paths again; None when the entry does not
+    hold one result in that shape for each (never trusted): lists of one item per file, digests and TOP values where
+    there is a spec (its texts then not empty) and only there, sizes that add up to the entry, all of it ASCII. A
+    spec's texts are decoded when first asked for (SpecFile.cached)."""
     try:
         end = body.index(b"\n")
         digests, tops, found, sizes = json.loads(body[:end])
@@ -68,12 +75,12 @@ def unpack_results(body: bytes, paths: list[str]) -> list[tuple[SpecFile | None,
             return None
         if any(sizes[3 * i:3 * i + 3] != [0, 0, 0] for i in none) or sizes.count(0) != 3 * len(none):
             return None  # a spec's texts are never empty
-        found = [[Diagnostic(*d) for d in diags] if diags else [] for diags in found]
+        if any(found):  # (else each file's findings are the empty list decoded for it)
+            found = [[Diagnostic(*d) for d in diags] if diags else [] for diags in found]
         if not none:  # most often: every file is a spec
-            return list(zip(map(SpecFile.cached, paths, digests, tops, repeat(body), bounds[0:-1:3], bounds[1::3],
-                                bounds[2::3], bounds[3::3]), found))
-        return [(None if digests[i] is None else
-                 SpecFile.cached(paths[i], digests[i], tops[i], body, *bounds[3 * i:3 * i + 4]), found[i])
-                for i in range(n)]
+            return list(map(SpecFile.cached, paths, digests, tops, repeat(body), bounds[0:-1:3], bounds[1::3],
+                            bounds[2::3], bounds[3::3])), found
+        return [None if digests[i] is None else SpecFile.cached(paths[i], digests[i], tops[i], body,
+                                                                *bounds[3 * i:3 * i + 4]) for i in range(n)], found
     except (ValueError, TypeError, LookupError):  # not the shape pack_results writes
         return None

@@ -79,8 +79,8 @@ class SpecFile:
         from the entry's bytes (the JSON of [path, data] from start, of raw, of [values, keys] up to end) when first
         asked for, and data and raw then plain attributes."""
         spec = cls.__new__(cls)
-        spec.__dict__.update(path=path, values={}, keys={}, digest=digest, packed=(entry, positions, end), _top=top,
-                             _data=(entry, start, raw), _raw=(entry, raw, positions))
+        spec.__dict__ = {"path": path, "values": {}, "keys": {}, "digest": digest, "packed": (entry, positions, end),
+                         "_top": top, "_data": (entry, start, raw), "_raw": (entry, raw, positions)}
         return spec
 
     def __getattr__(self, name: str):

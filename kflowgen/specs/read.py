@@ -146,7 +146,7 @@ def _recall(labelled: list[tuple[str, list[tuple[str, str]]]], store: cache.Cach
         buckets.setdefault(zlib.crc32(name.encode()) % BUCKETS, []).append(i)
     for bucket in buckets.values():
         files = [file for i in bucket for file in labelled[i][1]]
-        if len(bucket) > 1 and all(rel in known for rel, _ in files):
+        if len(bucket) > 1 and all(map(known.__contains__, (rel for rel, _ in files))):
             found = _recalled(files, store, known)
             if found is not None:
                 at = 0
@@ -217,14 +217,14 @@ def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str,
     """(path, (spec or None, findings, git blob id)) of each file of a group whose every file git vouches for, from
     the group's cache entry, without reading a file, and the entry's body; None when a file is not vouched for or
     the entry is missing."""
-    if not all(rel in known for rel, _ in group):
+    rels = [rel for rel, _ in group]
+    if not all(map(known.__contains__, rels)):
         return None
-    ids = {rel: known[rel] for rel, _ in group}
-    packed = store.lookup("specs", _group_key(group, ids, {}))
-    results = entry.unpack_results(packed, [rel for rel, _ in group]) if packed is not None else None
+    packed = store.lookup("specs", _group_key(group, known, {}))
+    results = entry.unpack(packed, rels) if packed is not None else None
     if results is None:  # missing (or not one result per file: never trusted)
         return None
-    return [(rel, (spec, found, ids[rel])) for (spec, found), (rel, _) in zip(results, group)], packed
+    return list(zip(rels, zip(*results, map(known.__getitem__, rels)))), packed
 
 
 def _group_key(group: list[tuple[str, str]], ids: dict[str, str],
