@@ -1,7 +1,9 @@
-"""A group of spec files' results as one cache entry (kflowgen.specs.read caches a group's, and a bucket's of groups,
-together): their digests and TOP values read at once, their values and positions left as bytes until asked for."""
+"""Spec files' results as the result cache holds them: one file's (to_json), and a group's as one entry
+(kflowgen.specs.read caches a group's, and a bucket's of groups, together): their digests and TOP values read at
+once, their values and positions left as bytes until asked for."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from itertools import accumulate, repeat
 
@@ -9,11 +11,38 @@ from kflowgen.diagnostics import Diagnostic
 from kflowgen.specs.loader import TOP, SpecFile
 
 
+def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
+    """A loaded spec and its findings for the result cache, in two lines: the JSON of [the spec as [path, data, plain
+    scalars as written, digest] or null, the findings], then the JSON of its positions (null without a spec), which
+    stays text until a position is asked for (SpecFile.packed). from_json gives them back unchanged; many of them
+    are one cache entry with pack_results."""
+    if spec is not None:
+        spec._unpack()
+    head = json.dumps([None if spec is None else [spec.path, spec.data, spec.raw, spec.digest],
+                       [dataclasses.astuple(d) for d in diags]], ensure_ascii=False, separators=(",", ":"))
+    positions = "null" if spec is None else json.dumps([spec.values, spec.keys], separators=(",", ":"))
+    return f"{head}\n{positions}".encode("utf-8")  # JSON text holds no line break of its own
+
+
+def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
+    """to_json's result again (ValueError when it is not in that shape)."""
+    try:
+        head, _, positions = data.decode("utf-8").partition("\n")
+        spec, found = json.loads(head)
+        if (spec is None) != (positions == "null") or not positions:
+            raise ValueError("positions do not go with the spec")
+        return (None if spec is None else SpecFile(spec[0], spec[1], {}, {}, spec[2], spec[3], positions),
+                [Diagnostic(*d) for d in found])
+    except (ValueError, TypeError, LookupError) as e:
+        raise ValueError(f"not a spec's result as to_json writes it: {e}") from None
+
+
 def pack_results(results: list[bytes]) -> bytes:
     """Many to_json results as one cache entry, in ASCII: a line holding the JSON of four lists, one item per result
     in each ([digests], [TOP values], [findings], [sizes]: a spec's digest and {key: value} of the keys in TOP it
     has, or null and null without a spec; three sizes for each result, 0 0 0 without a spec), then, for each spec,
-    the JSON of [path, data], of raw and of its positions, one after another, each as long as its size says.
+    the JSON of [path, data], of raw and of its positions ([pointers], [line, column of the value, line, column of
+    the key: 0 0 where there is none, for each pointer]), one after another, each as long as its size says.
     unpack_results reads the first line only: the rest stays bytes until a spec's values are asked for."""
     digests, tops, found, sizes, texts = [], [], [], [], []
     for result in results:
@@ -26,8 +55,12 @@ def pack_results(results: list[bytes]) -> bytes:
             sizes += (0, 0, 0)
             continue
         path, data, raw, digest = spec
+        values, keys = json.loads(positions)
+        pointers = [*values, *(k for k in keys if k not in values)]
+        numbers = [n for p in pointers for n in (*values.get(p, (0, 0)), *keys.get(p, (0, 0)))]
         parts = [json.dumps([path, data], separators=(",", ":")).encode("ascii"),
-                 json.dumps(raw, separators=(",", ":")).encode("ascii"), positions]
+                 json.dumps(raw, separators=(",", ":")).encode("ascii"),
+                 json.dumps([pointers, numbers], separators=(",", ":")).encode("ascii")]
         digests.append(digest)
         tops.append({k: data[k] for k in TOP if k in data})
         sizes += map(len, parts)

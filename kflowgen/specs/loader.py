@@ -1,7 +1,6 @@
 """Reading spec files: strict YAML (1.2 core types, no aliases, no tags, no duplicate keys) with a line:col for every value."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -111,9 +110,23 @@ class SpecFile:
         return found[key] if default is _ANY else found.get(key, default)
 
     def _unpack(self) -> None:
-        if self.packed is not None:
-            packed = self.packed
-            values, keys = json.loads(packed[0][packed[1]:packed[2]] if type(packed) is tuple else packed)
+        packed = self.packed
+        if type(packed) is tuple:  # in a cache entry: [pointers], [value line, column, key line, column] each
+            entry, start, end = packed
+            try:
+                pointers, numbers = json.loads(entry[start:end])
+                at = iter(numbers)
+                found = list(zip(pointers, at, at, at, at))
+                if len(found) != len(pointers) or len(numbers) != 4 * len(pointers):
+                    raise ValueError("not four numbers for each pointer")
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{self.path}: its positions in the cache are damaged ({e}); remove the cache") \
+                    from None
+            self.values.update((p, (line, col)) for p, line, col, _, _ in found if line)
+            self.keys.update((p, (line, col)) for p, _, _, line, col in found if line)
+            self.packed = None
+        elif packed is not None:
+            values, keys = json.loads(packed)
             self.values.update((k, tuple(v)) for k, v in values.items())
             self.keys.update((k, tuple(v)) for k, v in keys.items())
             self.packed = None
@@ -270,32 +283,6 @@ def load_bytes(raw: bytes, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]
     if spec is not None:
         spec.digest = hashlib.sha256(raw).hexdigest()
     return spec, diags
-
-
-def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
-    """A loaded spec and its findings for the result cache, in two lines: the JSON of [the spec as [path, data, plain
-    scalars as written, digest] or null, the findings], then the JSON of its positions (null without a spec), which
-    stays text until a position is asked for (SpecFile.packed). from_json gives them back unchanged; many of them
-    are one cache entry with kflowgen.specs.entry.pack_results."""
-    if spec is not None:
-        spec._unpack()
-    head = json.dumps([None if spec is None else [spec.path, spec.data, spec.raw, spec.digest],
-                       [dataclasses.astuple(d) for d in diags]], ensure_ascii=False, separators=(",", ":"))
-    positions = "null" if spec is None else json.dumps([spec.values, spec.keys], separators=(",", ":"))
-    return f"{head}\n{positions}".encode("utf-8")  # JSON text holds no line break of its own
-
-
-def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
-    """to_json's result again (ValueError when it is not in that shape)."""
-    try:
-        head, _, positions = data.decode("utf-8").partition("\n")
-        spec, found = json.loads(head)
-        if (spec is None) != (positions == "null") or not positions:
-            raise ValueError("positions do not go with the spec")
-        return (None if spec is None else SpecFile(spec[0], spec[1], {}, {}, spec[2], spec[3], positions),
-                [Diagnostic(*d) for d in found])
-    except (ValueError, TypeError, LookupError) as e:
-        raise ValueError(f"not a spec's result as to_json writes it: {e}") from None
 
 
 def _document(events, spec: SpecFile, diags: list[Diagnostic]):

@@ -57,7 +57,7 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
     spec, found = load_bytes(raw, rel)
     if spec is not None:
         found = specschema.validate(kind, spec)
-    return loader.to_json(None if found else spec, found)
+    return entry.to_json(None if found else spec, found)
 
 
 def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str, bytes] | None = None,
@@ -200,7 +200,7 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
         checked = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
         if readable:
             store.put("specs", _group_key(group, ids, raws), entry.pack_results([line for line, _ in checked]))
-        results, hits = [loader.from_json(line) for line, _ in checked], [hit for _, hit in checked]
+        results, hits = [entry.from_json(line) for line, _ in checked], [hit for _, hit in checked]
     out, at = [], iter(zip(results, hits))
     for rel, _ in group:
         raw, found = raws.get(rel, (None, []))
@@ -249,7 +249,7 @@ def _raw(root: Path, rel: str, snapshot: dict[str, bytes] | None,
 
 
 def _checked(store: cache.Cache, rel: str, kind: str, raw: bytes) -> tuple[bytes, bool]:
-    """A spec file's result (check_spec's, loader.to_json's two lines) from its own cache entry or checked now; and
+    """A spec file's result (check_spec's, entry.to_json's two lines) from its own cache entry or checked now; and
     whether the cache had it."""
     k = cache.key("spec", cache.code_digest(), kind, rel, raw)
     result = store.lookup("spec", k)
