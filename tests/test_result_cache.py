@@ -760,3 +760,19 @@ def test_experiments_are_checked_again_only_for_the_teams_whose_inputs_changed(e
     assert load() == found and sorted(checked[:3]) == [["nlp"], ["recsys"], ["vision"]]
     sweep.write_text(sweep.read_text().replace("team: vision", "team: visio"))  # a team that does not exist
     assert {d.code for d in load()} == {"KF320", "KF321"} and checked[0] == ["visio"]
+
+
+@pytest.mark.parametrize("git_tree", [False, True])
+def test_specs_from_the_cache_read_on_forked_processes_are_the_cold_ones(request, store, monkeypatch, git_tree):
+    """Groups looked up by forked readers (a plain folder's, or git's when files changed) come back to the parent
+    with their values still undecoded, and decode there to what a run without the cache reads."""
+    repo = request.getfixturevalue("committed_example" if git_tree else "example_repo")
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    if git_tree:  # every file changed since its commit: each group is read, and its entry looked up, by a reader
+        for path in (repo / "specs").rglob("*.yaml"):
+            path.write_bytes(path.read_bytes() + b"\n")
+    cold = pipeline.load(Options(repo, 2))
+    pipeline.load(Options(repo, 2, store))
+    warm = pipeline.load(Options(repo, 2, store))
+    assert all("_data" in spec.__dict__ for spec in specs_of(warm[0].experiments))  # not decoded yet
+    assert warm == cold and render(warm[0]) == render(cold[0])
