@@ -67,16 +67,16 @@ class SpecFile:
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
     digest: str = ""  # sha256 of the file's bytes: what the result cache keys rendered output on
-    packed: str | bytes | tuple[bytes, int, int] | None = None  # values and keys as JSON text (or where that
-    # text is in a cache entry: (entry, start, end)), unpacked when first asked (specs from the cache: most are never
-    # asked where something is, and thousands of position tables cost time to decode and to pass between processes)
+    packed: str | tuple[bytes, int, int] | None = None  # values and keys as JSON text (or where a cache entry holds
+    # them: entry, start, end; see cached), unpacked when first asked (specs from the cache: most are never asked
+    # where something is, and thousands of position tables cost time to decode and to pass between processes)
 
     @classmethod
     def cached(cls, path: str, digest: str, top: dict, entry: bytes, start: int, raw: int, positions: int,
                end: int) -> SpecFile:
         """A spec from a cache entry (kflowgen.specs.entry): its TOP values now; its data, raw and positions decoded
-        from the entry's bytes (the JSON of [path, data] from start, of raw, of [values, keys] up to end) when first
-        asked for, and data and raw then plain attributes."""
+        from the entry's bytes (the JSON of [path, data] from start, of raw, then of [pointers], [value line, column,
+        key line, column of each] up to end) when first asked for, and data and raw then plain attributes."""
         spec = cls.__new__(cls)
         spec.__dict__ = {"path": path, "values": {}, "keys": {}, "digest": digest, "packed": (entry, positions, end),
                          "_top": top, "_data": (entry, start, raw), "_raw": (entry, raw, positions)}
@@ -91,7 +91,8 @@ class SpecFile:
         try:
             value = json.loads(entry[start:end])
         except ValueError as e:
-            raise ValueError(f"{self.path}: its result in the cache is damaged ({e}); remove the cache") from None
+            raise ValueError(f"{self.path}: its result in the cache is damaged ({e}); remove the cache folder") \
+                from None
         if name == "data":
             if (type(value) is not list or len(value) != 2 or value[0] != self.path or type(value[1]) is not dict
                     or {k: value[1][k] for k in TOP if k in value[1]} != self.__dict__["_top"]):
@@ -111,7 +112,7 @@ class SpecFile:
 
     def _unpack(self) -> None:
         packed = self.packed
-        if type(packed) is tuple:  # in a cache entry: [pointers], [value line, column, key line, column] each
+        if type(packed) is tuple:  # in a cache entry (see cached)
             entry, start, end = packed
             try:
                 pointers, numbers = json.loads(entry[start:end])
@@ -120,8 +121,8 @@ class SpecFile:
                 if len(found) != len(pointers) or len(numbers) != 4 * len(pointers):
                     raise ValueError("not four numbers for each pointer")
             except (ValueError, TypeError) as e:
-                raise ValueError(f"{self.path}: its positions in the cache are damaged ({e}); remove the cache") \
-                    from None
+                raise ValueError(f"{self.path}: its positions in the cache are damaged ({e}); remove the cache "
+                                 "folder") from None
             self.values.update((p, (line, col)) for p, line, col, _, _ in found if line)
             self.keys.update((p, (line, col)) for p, _, _, line, col in found if line)
             self.packed = None
