@@ -232,11 +232,13 @@ def vouched(root: Path, outs: list | None = None, listing: Listing | None = None
         vouched = {rel: oid for tag, mode, oid, stage, rel in zip(*columns[:5])
                    if tag == "H" and stage == "0" and mode in ("100644", "100755") and rel not in dirty}
     if exact:  # and only those whose stat data, as find gave it, is what git recorded (in find's words)
-        recorded = {rel: f"{c}.{cn:0>9}0:{m}.{mn:0>9}0:{ino}:{size}"
-                    for rel, c, cn, m, mn, ino, size in zip(rels, *columns[5:])}
-        vouched = {rel: oid for rel, oid in vouched.items()
-                   if stats.get(rel) == recorded[rel] or _same_stat(stats.get(rel), recorded[rel])}
-    if len(vouched) + len(gitlinks) == len(rels) and listing[0] == rels and not listing[1]:
+        recorded = list(map("{}.{:0>9}0:{}.{:0>9}0:{}:{}".format, *columns[5:11]))
+        found = list(map(stats.get, rels))
+        if found != recorded:  # most often the same text for every file; else compared as numbers, file by file
+            differ = {rel for rel, theirs, ours in zip(rels, found, recorded)
+                      if theirs != ours and not _same_stat(theirs, ours)}
+            vouched = {rel: oid for rel, oid in vouched.items() if rel not in differ}
+    if len(vouched) + len(gitlinks) == len(rels) and listing[0] == list(rels) and not listing[1]:
         others = []  # every entry vouched for (or a submodule), and find lists exactly those files (most often)
     else:
         tracked = set(rels)

@@ -16,6 +16,7 @@ from kflowgen import cache, survey
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
 from kflowgen.specs import loader, read
+from kflowgen.specs.discover import spec_files
 from kflowgen.targets import render
 
 NLP = "specs/teams/nlp.yaml"
@@ -300,3 +301,40 @@ def test_a_spec_file_is_named_as_splitext_reads_its_extension(name):
 
     for rel in (f"specs/{name}", f"specs/experiments/nlp/{name}"):
         assert _named_like_a_spec(rel) == (os.path.splitext(rel)[1] in (".yaml", ".yml")), rel
+
+
+def test_spec_files_gives_each_path_the_kind_its_place_makes_it(repo, tmp_path):
+    """spec_files takes the runs of paths under specs/models/ and specs/experiments/ whole: the same kinds, in the
+    same order, as asking what each path is (discover._kind), with names beside those folders', deeper folders,
+    strays, a folder named like a spec and a folder link that leaves the repository; walked, listed by find, or
+    from a snapshot."""
+    from kflowgen.specs import discover
+
+    def one_by_one(paths: list[str]) -> list[tuple[str, str]]:
+        order = {"platform": 0, "team": 1, "model": 2, "experiment": 3, "stray": 4, "outside": 5}
+        found = [(rel, discover._kind(rel)) for rel in paths if rel != discover.PLATFORM]
+        return [(discover.PLATFORM, "platform")] + sorted(found, key=lambda item: (order[item[1]], item[0]))
+
+    def listed(root: Path):
+        return survey.find_paths(survey.find_output(
+            survey.results(survey.survey(root, git=False, folder="specs", folders=True))[0]))
+
+    for rel in ("specs/models.yaml", "specs/models-x/a.yaml", "specs/modelsZ/a.yaml", "specs/models/loose.yaml",
+                "specs/models/nlp/deep/er.yaml", "specs/experiments.yml", "specs/experiments/loose.yaml",
+                "specs/experiments0/a.yaml", "specs/experiments/nlp/a/b/c.yaml", "specs/teams/sub/x.yaml",
+                "specs/teams.yaml", "specs/a.yaml", "specs/zz/teams/x.yaml", "specs/teams/.yaml"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("name: x\n")
+    (repo / "specs/experiments/odd.yaml").mkdir()
+    paths = discover._spec_paths(repo)
+    assert len(paths) > 20 and spec_files(repo) == one_by_one(paths) == spec_files(repo, None, listed(repo))
+    snapshot = {rel: b"" for rel in paths}
+    assert spec_files(repo, snapshot) == one_by_one(discover._spec_paths(repo, snapshot))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.yaml").write_text("team: nlp\n")
+    (repo / "specs/experiments/away").symlink_to(outside, target_is_directory=True)
+    (repo / "specs/models/gone").symlink_to(outside, target_is_directory=True)
+    paths = discover._spec_paths(repo)
+    assert {"specs/experiments/away/", "specs/models/gone/"} <= set(paths)
+    assert spec_files(repo) == one_by_one(paths) == spec_files(repo, None, listed(repo))

@@ -171,7 +171,8 @@ def test_jsonschema_rs_vouches_only_for_specs_python_jsonschema_passes():
 
 
 def test_a_spec_from_the_cache_tells_the_same_positions():
-    from kflowgen.specs.loader import from_json, load_bytes, to_json
+    from kflowgen.specs.entry import from_json, to_json
+    from kflowgen.specs.loader import load_bytes
 
     raw = b"name: vision\nquota:\n  dev: {cpu: 4, memory: 8Gi}\nowners:\n  - ana\n"
     spec, found = load_bytes(raw, "specs/teams/vision.yaml")
@@ -205,7 +206,8 @@ def test_spec_schemas_use_no_pattern_properties():
 def test_has_says_of_the_data_what_the_positions_say():
     """has() on a spec whose positions are still packed looks into its data: for every pointer of every example spec
     (and pointers next to them that are not there) it answers as the positions table does."""
-    from kflowgen.specs.loader import from_json, load_bytes, to_json
+    from kflowgen.specs.entry import from_json, to_json
+    from kflowgen.specs.loader import load_bytes
 
     files = sorted(p for p in (PROJECT / "specs").rglob("*.yaml"))
     raw = b'name: x\n"a/b": {"~c": [1, {d: null}]}\n"": 2\nlist: []\n'
@@ -220,3 +222,31 @@ def test_has_says_of_the_data_what_the_positions_say():
             assert packed.has(pointer) == spec.has(pointer) == (pointer in spec.values), (path, pointer)
             checked += 1
     assert checked > 1000
+
+
+def test_a_spec_from_a_group_entry_is_the_spec_read():
+    """A group's cache entry (entry.pack_results) gives back each spec as read: its data, raw texts, digest and
+    every value's and key's position, odd keys (an empty one, '~' and '/' in names, list items) included, and its
+    team, name, environments and sweep before the rest is decoded; a file without a spec, its findings."""
+    from kflowgen.specs import entry
+    from kflowgen.specs.loader import TOP, load_bytes
+
+    texts = [b'team: a\nname: "x"\nenvironments: [dev]\nsweep: {grid: {lr: [1e-3, 2]}}\n"": 1\n"a/b": {"~c": [1, '
+             b'{d: null}]}\nq: 0.5\n', b"name: vision\nquota:\n  dev: {cpu: 4, memory: 8Gi}\nowners:\n  - ana\n",
+             b"name: [unclosed\n"]
+    paths = ["specs/experiments/a/x.yaml", "specs/teams/vision.yaml", "specs/teams/broken.yaml"]
+    read = [load_bytes(raw, path) for raw, path in zip(texts, paths)]
+    assert read[2][0] is None and read[2][1]
+    body = entry.pack_results([entry.to_json(spec, found) for spec, found in read])
+    again = entry.unpack_results(body, paths)
+    assert again is not None and entry.unpack_results(body, paths[:2]) is None
+    for (spec, found), (cached, cached_found) in zip(read, again):
+        assert cached_found == found
+        if spec is None:
+            assert cached is None
+            continue
+        assert "data" not in cached.__dict__ and cached.packed is not None
+        assert [cached.top(k, None) for k in TOP] == [spec.data.get(k) for k in TOP]
+        for pointer in [*spec.values, *spec.keys, "/nothing"]:
+            assert cached.at(pointer) == spec.at(pointer) and cached.at(pointer, key=True) == spec.at(pointer, key=True)
+        assert cached == spec and cached.raw == spec.raw and cached.digest == spec.digest

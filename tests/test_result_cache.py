@@ -11,7 +11,7 @@ import pytest
 
 import yaml
 
-from conftest import plant_base_binding
+from conftest import git, plant_base_binding
 from kflowgen import cache, parallel, tools
 from kflowgen.checks import kubeconform as kubeconform_adapter, policy, verify
 from kflowgen.checks.prechecker import Prechecker
@@ -21,7 +21,10 @@ from kflowgen.targets import render
 from kflowgen import build as build_stage
 from kflowgen.build import Built, build, directory_files, kustomize, overlays_of, parse
 from kflowgen.options import Options
-from kflowgen.specs import layout
+from kflowgen import survey
+from kflowgen.specs import layout, loader, read
+from kflowgen.specs.discover import spec_files
+from kflowgen.specs.model import specs_of
 from kflowgen.targets import cached
 from kflowgen.targets.cached import render_cached
 
@@ -236,9 +239,11 @@ def _rewritten(entry: Path, change) -> None:
 
 
 def _one_result_fewer(body: bytes) -> bytes:
-    head, _, positions = body.partition(b"\n")
-    results = json.loads(head)
-    return json.dumps(results[:-1]).encode() + b"\n" + b"\n".join(positions.split(b"\n")[:-1])
+    """The entry of the group's files but the last, in the shape pack_results writes."""
+    head, _, texts = body.partition(b"\n")
+    digests, tops, found, sizes = json.loads(head)
+    cut = len(texts) - sum(sizes[-3:])
+    return json.dumps([digests[:-1], tops[:-1], found[:-1], sizes[:-3]]).encode() + b"\n" + texts[:cut]
 
 
 @pytest.mark.parametrize("git", [False, True])
@@ -266,14 +271,14 @@ def test_a_damaged_group_entry_of_specs_is_read_again_not_trusted(request, store
 @pytest.mark.parametrize("git", [False, True])
 @pytest.mark.parametrize("change", [
     _one_result_fewer,
-    lambda body: body.partition(b"\n")[0],  # the positions left out
-    lambda body: body + b"\n{}",  # one line of positions too many
+    lambda body: body.partition(b"\n")[0],  # the specs' texts left out
+    lambda body: body + b"{}",  # more text than the sizes say
     lambda body: b"not json\n" + body.partition(b"\n")[2],
     lambda body: b"\xff" + body,  # not UTF-8
 ])
 def test_a_group_entry_not_of_one_result_per_file_is_not_trusted(request, store, tmp_path, git, change):
     """An entry that is intact (its checksum matches) but does not hold one result per file of its group, in the
-    shape loader.pack_results writes, is read again, never used."""
+    shape entry.pack_results writes, is read again, never used."""
     repo = request.getfixturevalue("committed_example" if git else "example_repo")
     want = pipeline.load(Options(repo))
     pipeline.load(Options(repo, store=store))
@@ -284,6 +289,137 @@ def test_a_group_entry_not_of_one_result_per_file_is_not_trusted(request, store,
     assert pipeline.load(Options(repo, store=store)) == want
     # every file's result comes from its own entry (and the rules' from theirs): no group entry was trusted
     assert store.hits - hits == len(list((repo / "specs").rglob("*.yaml"))) + 1 and store.misses == misses
+
+
+def _bucket(repo: Path, store: cache.Cache) -> Path:
+    """The cache entry of the one bucket (read.BUCKETS set to 1) of every group of the repository's spec files."""
+    outs = survey.results(survey.specs(repo, True))
+    listing = survey.find_output(outs.pop())
+    known = survey.vouched(repo, outs, listing, "specs", exact=True)[0]
+    wanted = [item for item in spec_files(repo, None, survey.find_paths(listing))
+              if item[1] not in ("stray", "outside")]
+    files = [item for _, group in read._groups(wanted) for item in group]
+    return store._path("specs", read._group_key(files, known, {}))
+
+
+def _spying(monkeypatch, store: cache.Cache) -> tuple[list[str], list[str]]:
+    """The spec files this process reads, and the keys of the spec groups' entries it opens."""
+    files: list[str] = []
+    entries: list[str] = []
+    read_file, read_entry = loader.read_file, store.read
+
+    def opened(kind: str, k: str):
+        if kind == "specs":
+            entries.append(k)
+        return read_entry(kind, k)
+
+    monkeypatch.setattr(loader, "read_file", lambda root, rel: files.append(rel) or read_file(root, rel))
+    monkeypatch.setattr(store, "read", opened)
+    return files, entries
+
+
+def test_unchanged_groups_are_recalled_from_their_bucket_as_a_cold_run_loads_them(committed_example, store,
+                                                                                 monkeypatch):
+    """The groups of spec files git vouches for are cached together in buckets (read._recall): a run that changes
+    nothing opens one entry per bucket, reads no spec file, and loads what a run without the cache loads."""
+    repo = committed_example
+    monkeypatch.setattr(read, "BUCKETS", 1)  # every group in one bucket
+    cold = pipeline.load(Options(repo))
+    assert pipeline.load(Options(repo, store=store)) == cold  # every file read: its group, then the bucket, cached
+    bucket = _bucket(repo, store)
+    assert bucket.is_file()
+    files, entries = _spying(monkeypatch, store)
+    warm = pipeline.load(Options(repo, store=store))
+    assert warm == cold and render(warm[0]) == render(cold[0]) and warm[0].inputs == cold[0].inputs
+    assert files == [] and entries == [bucket.name]
+    team = repo / "specs/experiments/vision/resnet-sweep.yaml"  # one file changes: its group is read, the others
+    team.write_text(team.read_text().replace("python train.py", "python train2.py"))  # come from their entries
+    git(repo, "commit", "-qam", "train2")
+    files.clear()
+    entries.clear()
+    changed, read_now = pipeline.load(Options(repo, store=store)), sorted(files)
+    assert changed == pipeline.load(Options(repo)) and changed != cold
+    assert read_now == sorted(str(p.relative_to(repo)) for folder in ("models", "experiments")
+                              for p in (repo / "specs" / folder / "vision").glob("*.yaml"))
+    assert _bucket(repo, store).is_file() and _bucket(repo, store) != bucket  # kept for the new blobs
+
+
+def _texts(body: bytes) -> tuple[list, bytes]:
+    head, _, texts = body.partition(b"\n")
+    return json.loads(head), texts
+
+
+def _packed(head: list, texts: bytes) -> bytes:
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + texts
+
+
+@pytest.mark.parametrize("change", [
+    None,  # damaged: a byte more, the checksum left as it was
+    _one_result_fewer,
+    lambda body: body[:-1],  # the last text cut short
+    lambda body: _packed([[None, *_texts(body)[0][0][1:]], *_texts(body)[0][1:]], _texts(body)[1]),  # a digest gone
+    lambda body: _packed([*_texts(body)[0][:3], [-1, *_texts(body)[0][3][1:]]], _texts(body)[1]),  # a size < 0
+    lambda body: _packed([*_texts(body)[0][:3], [_texts(body)[0][3][0] + 1, *_texts(body)[0][3][1:]]],
+                        _texts(body)[1]),  # sizes that do not add up to the entry
+    lambda body: body.replace(b"vision", b"visi\xc3\xb6", 1),  # not ASCII (its length kept)
+    lambda body: _packed([*_texts(body)[0][:2], [["x"], *_texts(body)[0][2][1:]], _texts(body)[0][3]],
+                        _texts(body)[1]),  # findings that are not a list of findings
+])
+def test_a_damaged_or_reshaped_bucket_entry_is_not_trusted(committed_example, store, monkeypatch, change):
+    """A bucket's entry whose checksum does not match, or that is intact but not one result per file of its groups
+    in the shape pack_results writes, is never used: its groups' own entries are, and it is written again."""
+    repo = committed_example
+    monkeypatch.setattr(read, "BUCKETS", 1)
+    cold = pipeline.load(Options(repo))
+    pipeline.load(Options(repo, store=store))
+    bucket = _bucket(repo, store)
+    if change is None:
+        bucket.write_bytes(bucket.read_bytes() + b" ")
+    else:
+        _rewritten(bucket, change)
+    tampered = bucket.read_bytes()
+    files, entries = _spying(monkeypatch, store)
+    assert pipeline.load(Options(repo, store=store)) == cold
+    assert files == [] and len(entries) > 1  # from the groups' entries, not from the files
+    assert bucket.read_bytes() != tampered and pipeline.load(Options(repo, store=store)) == cold
+
+
+def test_a_cached_spec_decodes_its_values_when_asked_to_those_of_its_file(committed_example, store):
+    """A spec from the cache gives its team, name, environments and sweep without decoding its other values
+    (loader.TOP), and, once asked, the data, raw texts and positions the file gives."""
+    repo = committed_example
+    cold, _ = pipeline.load(Options(repo))
+    pipeline.load(Options(repo, store=store))
+    model, _ = pipeline.load(Options(repo, store=store))
+    pairs = list(zip(specs_of(model.experiments) + specs_of(model.served),
+                     specs_of(cold.experiments) + specs_of(cold.served)))
+    assert pairs and all("data" not in spec.__dict__ and "raw" not in spec.__dict__ for spec, _ in pairs)
+    for spec, want in pairs:
+        assert [spec.top(k, None) for k in loader.TOP] == [want.data.get(k) for k in loader.TOP]
+        assert "data" not in spec.__dict__
+        assert spec == want and spec.at("/name") == want.at("/name") and spec.raw == want.raw
+    assert model.teams == cold.teams and model.platform == cold.platform and model == cold
+
+
+@pytest.mark.parametrize("change", [
+    (b'["specs/experiments/vision/resnet-sweep.yaml",', b'!"specs/experiments/vision/resnet-sweep.yaml",'),
+    (b'["specs/experiments/vision/resnet-sweep.yaml",', b'["specs/experiments/vision/resnet-sweeq.yaml",'),
+    (b'resnet-sweep.yaml",{"team":"vision"', b'resnet-sweep.yaml",{"team":"visioN"'),  # not the team kept apart
+])
+def test_a_cached_spec_whose_values_were_altered_is_never_used(committed_example, store, monkeypatch, change):
+    """A spec's values in an intact entry are decoded when first asked for: text that is not JSON, that is another
+    file's, or whose team, name, environments or sweep are not those kept apart is refused there, never used."""
+    repo = committed_example
+    monkeypatch.setattr(read, "BUCKETS", 1)
+    pipeline.load(Options(repo, store=store))
+    pipeline.load(Options(repo, store=store))
+    old, new = change
+    assert _bucket(repo, store).read_bytes().count(old) == 1
+    _rewritten(_bucket(repo, store), lambda body: body.replace(*change))
+    model, _ = pipeline.load(Options(repo, store=store))  # the rules' results come from their own entry
+    spec = next(s for s in specs_of(model.experiments) if s.path.endswith("/resnet-sweep.yaml"))
+    with pytest.raises(ValueError, match="remove the cache"):
+        spec.data
 
 
 @pytest.mark.parametrize("forked", [False, True])
@@ -753,3 +889,17 @@ def test_hub_values_from_each_teams_cached_part_are_the_values_rendered_whole(ex
     entry.write_bytes(entry.read_bytes().replace(b"kubespawner_override", b"kubespawner_overrode", 1))
     team.write_text(team.read_text().replace("cpu: 12", "cpu: 14", 1))
     assert values(cached=True) == {"nlp", "recsys", "vision"}  # a damaged entry gives no part
+@pytest.mark.parametrize("git_tree", [False, True])
+def test_specs_from_the_cache_read_on_forked_processes_are_the_cold_ones(request, store, monkeypatch, git_tree):
+    """Groups looked up by forked readers (a plain folder's, or git's when files changed) come back to the parent
+    with their values still undecoded, and decode there to what a run without the cache reads."""
+    repo = request.getfixturevalue("committed_example" if git_tree else "example_repo")
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    if git_tree:  # every file changed since its commit: each group is read, and its entry looked up, by a reader
+        for path in (repo / "specs").rglob("*.yaml"):
+            path.write_bytes(path.read_bytes() + b"\n")
+    cold = pipeline.load(Options(repo, 2))
+    pipeline.load(Options(repo, 2, store))
+    warm = pipeline.load(Options(repo, 2, store))
+    assert all("_data" in spec.__dict__ for spec in specs_of(warm[0].experiments))  # not decoded yet
+    assert warm == cold and render(warm[0]) == render(cold[0])

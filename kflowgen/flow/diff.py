@@ -102,8 +102,8 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
                clusters={env: e.cluster for env, e in model.platform.environments.items()}, sweeps={
-        (s.data["team"], s.data["name"]) for s in specs_of(model.experiments)
-        if s.data.get("sweep", {}).get("grid") or "random" in s.data.get("sweep", {})})  # as Experiment.grid/random
+        (s.top("team"), s.top("name")) for s in specs_of(model.experiments)
+        if s.top("sweep", {}).get("grid") or "random" in s.top("sweep", {})})  # as Experiment.grid/random
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
                            {t.name: t.quota[env] for t in model.teams_in(env)})

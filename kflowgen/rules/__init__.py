@@ -90,7 +90,7 @@ def _by_team(model: Model, store: cache.Cache) -> list[Diagnostic]:
     specs = specs_of(model.experiments)
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(specs):
-        team = s.data["team"]
+        team = s.top("team")  # without decoding the rest of a spec from the cache
         if team in groups and groups[team][-1] != i - 1:
             return out + [d for rule in rules for d in rule(model, model.experiments, False)]
         groups.setdefault(team, []).append(i)
@@ -101,7 +101,7 @@ def _by_team(model: Model, store: cache.Cache) -> list[Diagnostic]:
         named.setdefault(t.name, []).append(f"{t.source.path}:{t.source.digest}")
     served: dict[str, list[str]] = {}
     for s in specs_of(model.served):
-        served.setdefault(s.data["team"], []).append(f"{s.path}:{s.digest}")
+        served.setdefault(s.top("team"), []).append(f"{s.path}:{s.digest}")
     every = sorted(named)
     memo = cache.Memo(store, "rules", *BY_TEAM, "by team")  # team's key -> how many findings (kept apart when any)
     for team, members in groups.items():

@@ -4,6 +4,8 @@ reported rather than ignored."""
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from itertools import repeat
 from pathlib import Path
 
 from kflowgen.diagnostics import Diagnostic, error
@@ -28,8 +30,11 @@ def _spec_paths(root: Path, snapshot: dict[str, bytes] | None = None,
     (a link is followed, or refused when it leaves the repository: then the folder is walked)."""
     if snapshot is not None:
         return sorted(rel for rel in snapshot if rel.startswith(SPECS + "/") and _named_like_a_spec(rel))
-    if listed and listed[0] == ("d", SPECS) and all(kind != "l" for kind, _ in listed):
-        return sorted(rel for _, rel in listed[1:] if _named_like_a_spec(rel))
+    if listed and listed[0] == ("d", SPECS):
+        kinds, rels = zip(*listed)
+        if "l" not in kinds:  # (a name of dots and the extension alone starts with a dot)
+            return sorted(rel for rel in rels[1:] if rel.endswith((".yaml", ".yml"))
+                          and ("/." not in rel or _named_like_a_spec(rel)))
     out, seen = [], set()
     top = os.path.realpath(root)
     for dirpath, dirs, names in os.walk(os.path.join(root, SPECS), followlinks=True):
@@ -75,10 +80,26 @@ def spec_files(root: Path, snapshot: dict[str, bytes] | None = None,
                listed: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
     """(path, kind) of every spec file load reads (from root, or among a snapshot's paths; listed: find's listing of
     specs/, see _spec_paths), and of every file named like a spec where kflowgen does not look (kind "stray"): the
-    platform file first, then teams, models and experiments."""
-    order = {"platform": 0, "team": 1, "model": 2, "experiment": 3, "stray": 4, "outside": 5}
-    found = [(rel, _kind(rel)) for rel in _spec_paths(root, snapshot, listed) if rel != PLATFORM]
-    return [(PLATFORM, "platform")] + sorted(found, key=lambda item: (order[item[1]], item[0]))
+    platform file first, then teams, models and experiments, each in path order."""
+    paths = _spec_paths(root, snapshot, listed)  # in order: the paths under a folder are one run of them
+    found: dict[str, list[str]] = {"platform": [], "team": [], "model": [], "experiment": [], "stray": [],
+                                   "outside": []}
+    at = 0
+    for folder, kind in sorted(((MODELS, "model"), (EXPERIMENTS, "experiment"))):
+        start, end = bisect_left(paths, folder + "/", at), bisect_left(paths, folder + "0", at)  # "0" follows "/"
+        for rel in paths[at:start]:
+            found[_kind(rel)].append(rel)
+        inside = paths[start:end]
+        if "/\0" in "\0".join([*inside, ""]):  # a folder link that leaves the repository: what each one is
+            for rel in inside:
+                found[_kind(rel)].append(rel)
+        else:  # every file under the folder is of its kind (_kind): most often, thousands of them
+            found[kind] += inside
+        at = end
+    for rel in paths[at:]:
+        found[_kind(rel)].append(rel)
+    return [(PLATFORM, "platform")] + [item for kind in ("team", "model", "experiment", "stray", "outside")
+                                       for item in zip(found[kind], repeat(kind))]
 
 
 def misplaced(wanted: list[tuple[str, str]]) -> list[Diagnostic]:

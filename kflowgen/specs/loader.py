@@ -1,7 +1,6 @@
 """Reading spec files: strict YAML (1.2 core types, no aliases, no tags, no duplicate keys) with a line:col for every value."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -52,6 +51,12 @@ _YAML11_DATE = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:(?:[Tt]|[ \t]+)[0-
 _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
+# Top-level values of a spec that the model's order and index, and the diff, ask of every experiment and served model
+# (SpecFile.top): a spec from the cache keeps them apart, so an unchanged one's other values are never decoded.
+TOP = ("team", "name", "environments", "sweep")
+_ANY = object()  # no default given
+
+
 @dataclass(eq=False)
 class SpecFile:
     """A parsed spec: its data, and where each JSON pointer's key and value sit in the file (1-based line, col)."""
@@ -62,13 +67,67 @@ class SpecFile:
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
     digest: str = ""  # sha256 of the file's bytes: what the result cache keys rendered output on
-    packed: str | None = None  # values and keys as JSON text, unpacked when first asked (specs from the cache:
-    # most are never asked where something is, and thousands of position tables cost time to decode and to pass
-    # between processes)
+    packed: str | tuple[bytes, int, int] | None = None  # values and keys as JSON text (or where a cache entry holds
+    # them: entry, start, end; see cached), unpacked when first asked (specs from the cache: most are never asked
+    # where something is, and thousands of position tables cost time to decode and to pass between processes)
+
+    @classmethod
+    def cached(cls, path: str, digest: str, top: dict, entry: bytes, start: int, raw: int, positions: int,
+               end: int) -> SpecFile:
+        """A spec from a cache entry (kflowgen.specs.entry): its TOP values now; its data, raw and positions decoded
+        from the entry's bytes (the JSON of [path, data] from start, of raw, then of [pointers], [value line, column,
+        key line, column of each] up to end) when first asked for, and data and raw then plain attributes."""
+        spec = cls.__new__(cls)
+        spec.__dict__ = {"path": path, "values": {}, "keys": {}, "digest": digest, "packed": (entry, positions, end),
+                         "_top": top, "_data": (entry, start, raw), "_raw": (entry, raw, positions)}
+        return spec
+
+    def __getattr__(self, name: str):
+        """data or raw of a spec from the cache, decoded when first asked for (see cached)."""
+        lazy = self.__dict__.get("_" + name) if name in ("data", "raw") else None
+        if lazy is None:
+            raise AttributeError(name)
+        entry, start, end = lazy
+        try:
+            value = json.loads(entry[start:end])
+        except ValueError as e:
+            raise ValueError(f"{self.path}: its result in the cache is damaged ({e}); remove the cache folder") \
+                from None
+        if name == "data":
+            if (type(value) is not list or len(value) != 2 or value[0] != self.path or type(value[1]) is not dict
+                    or {k: value[1][k] for k in TOP if k in value[1]} != self.__dict__["_top"]):
+                raise ValueError(f"{self.path}: its result in the cache is not this file's; remove the cache folder")
+            value = value[1]
+        elif type(value) is not dict:
+            raise ValueError(f"{self.path}: its result in the cache is damaged; remove the cache folder")
+        self.__dict__[name] = value
+        del self.__dict__["_" + name]
+        return value
+
+    def top(self, key: str, default=_ANY):
+        """data[key] (or data.get(key, default)) of a top-level key: for a key in TOP, without decoding the rest of
+        a spec from the cache."""
+        found = self.__dict__["_top"] if key in TOP and "_data" in self.__dict__ else self.data
+        return found[key] if default is _ANY else found.get(key, default)
 
     def _unpack(self) -> None:
-        if self.packed is not None:
-            values, keys = json.loads(self.packed)
+        packed = self.packed
+        if type(packed) is tuple:  # in a cache entry (see cached)
+            entry, start, end = packed
+            try:
+                pointers, numbers = json.loads(entry[start:end])
+                at = iter(numbers)
+                found = list(zip(pointers, at, at, at, at))
+                if len(found) != len(pointers) or len(numbers) != 4 * len(pointers):
+                    raise ValueError("not four numbers for each pointer")
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{self.path}: its positions in the cache are damaged ({e}); remove the cache "
+                                 "folder") from None
+            self.values.update((p, (line, col)) for p, line, col, _, _ in found if line)
+            self.keys.update((p, (line, col)) for p, _, _, line, col in found if line)
+            self.packed = None
+        elif packed is not None:
+            values, keys = json.loads(packed)
             self.values.update((k, tuple(v)) for k, v in values.items())
             self.keys.update((k, tuple(v)) for k, v in keys.items())
             self.packed = None
@@ -225,47 +284,6 @@ def load_bytes(raw: bytes, rel: str) -> tuple[SpecFile | None, list[Diagnostic]]
     if spec is not None:
         spec.digest = hashlib.sha256(raw).hexdigest()
     return spec, diags
-
-
-def to_json(spec: SpecFile | None, diags: list[Diagnostic]) -> bytes:
-    """A loaded spec and its findings for the result cache, in two lines: the JSON of [the spec as [path, data, plain
-    scalars as written, digest] or null, the findings], then the JSON of its positions (null without a spec), which
-    stays text until a position is asked for (SpecFile.packed). from_json gives them back unchanged; many of them
-    are one cache entry with pack_results."""
-    if spec is not None:
-        spec._unpack()
-    head = json.dumps([None if spec is None else [spec.path, spec.data, spec.raw, spec.digest],
-                       [dataclasses.astuple(d) for d in diags]], ensure_ascii=False, separators=(",", ":"))
-    positions = "null" if spec is None else json.dumps([spec.values, spec.keys], separators=(",", ":"))
-    return f"{head}\n{positions}".encode("utf-8")  # JSON text holds no line break of its own
-
-
-def from_json(data: bytes) -> tuple[SpecFile | None, list[Diagnostic]]:
-    found = unpack_results(pack_results([data]), 1)
-    if found is None:
-        raise ValueError("not a spec's result as to_json writes it")
-    return found[0]
-
-
-def pack_results(results: list[bytes]) -> bytes:
-    """Many to_json results as one cache entry: one JSON list of their first lines, then their second lines, one a
-    line. Read back with one json.loads, and positions are never unescaped from inside a JSON string."""
-    heads, positions = zip(*(r.split(b"\n", 1) for r in results)) if results else ((), ())
-    return b"[" + b",".join(heads) + b"]\n" + b"\n".join(positions)
-
-
-def unpack_results(body: bytes, n: int) -> list[tuple[SpecFile | None, list[Diagnostic]]] | None:
-    """pack_results' n results again; None when the entry does not hold n results (never trusted)."""
-    try:
-        head, _, rest = body.decode("utf-8").partition("\n")  # as text: json would first guess the bytes' encoding
-        heads = json.loads(head)
-        positions = rest.split("\n") if heads else []
-        if not isinstance(heads, list) or len(heads) != n or len(positions) != n or "" in positions:
-            return None
-        return [(None if spec is None else SpecFile(spec[0], spec[1], {}, {}, spec[2], spec[3], at),
-                 [Diagnostic(*d) for d in found] if found else []) for (spec, found), at in zip(heads, positions)]
-    except (ValueError, TypeError, LookupError):  # not the shape pack_results writes
-        return None
 
 
 def _document(events, spec: SpecFile, diags: list[Diagnostic]):

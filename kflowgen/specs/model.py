@@ -231,7 +231,7 @@ class Model:
             self._by_team = {}
             for which, seq in enumerate((self.served, self.experiments)):
                 for i, spec in enumerate(specs_of(seq)):
-                    self._by_team.setdefault(spec.data["team"], ([], []))[which].append(i)
+                    self._by_team.setdefault(spec.top("team"), ([], []))[which].append(i)
         return self._by_team
 
     def members(self, team: str, env: str | None = None) -> tuple[list[int], list[int]]:
@@ -243,11 +243,11 @@ class Model:
             index: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
             for which, seq in enumerate((self.served, self.experiments)):
                 for i, spec in enumerate(specs_of(seq)):
-                    d = spec.data
-                    for e in d["environments"]:
-                        found = index.get((d["team"], e))
+                    owner = spec.top("team")  # without decoding the rest of a spec from the cache
+                    for e in spec.top("environments"):
+                        found = index.get((owner, e))
                         if found is None:
-                            index[d["team"], e] = found = ([], [])
+                            index[owner, e] = found = ([], [])
                         if not found[which] or found[which][-1] != i:  # an environment named twice: once
                             found[which].append(i)
             self._by_team_env = index
@@ -366,7 +366,7 @@ class Deferred(Sequence):
     come from the cache never makes the thousands it loaded. In model order: (team, name, path)."""
 
     def __init__(self, specs: list[SpecFile], make: Callable[[SpecFile], object]):
-        self.specs = sorted(specs, key=lambda s: (s.data["team"], s.data["name"], s.path))
+        self.specs = sorted(specs, key=lambda s: (s.top("team"), s.top("name"), s.path))
         self._make = make
         self._made: dict[int, object] = {}
 

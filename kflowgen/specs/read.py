@@ -13,7 +13,7 @@ from pathlib import Path
 from kflowgen import cache, parallel, survey
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.options import Options
-from kflowgen.specs import loader, schema as specschema
+from kflowgen.specs import entry, loader, schema as specschema
 from kflowgen.specs.discover import PLATFORM, misplaced, spec_files
 from kflowgen.survey import SPECS
 from kflowgen.specs.experiment import experiment_from
@@ -22,6 +22,7 @@ from kflowgen.specs.model import Deferred, Model, platform_from, team_from
 from kflowgen.specs.served import served_model_from
 
 GROUPS = 64  # a group of more spec files than this (specs/teams) is read and cached in this many groups
+BUCKETS = 64  # the groups of files git vouches for are also cached together in this many buckets (see _recall)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def check_spec(kind: str, rel: str, raw: bytes) -> bytes:
     spec, found = load_bytes(raw, rel)
     if spec is not None:
         found = specschema.validate(kind, spec)
-    return loader.to_json(None if found else spec, found)
+    return entry.to_json(None if found else spec, found)
 
 
 def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str, bytes] | None = None,
@@ -67,16 +68,18 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
     A file whose path and bytes were checked before by this kflowgen comes from the cache; the rest are checked
     here. The files of a group (a team's experiments and served models, see _groups) are read together, and their
     results cached together as well as one by one; many groups are read on `jobs` processes. known:
-    {path: blob id} of the files git vouches for: a group of such files is looked up by their ids, unread."""
+    {path: blob id} of the files git vouches for: a group of such files is looked up by their ids, unread, and so is
+    a bucket of such groups (see _recall)."""
     cache.code_digest()  # once here, not in every forked reader
-    groups = _groups(wanted)
+    labelled = _groups(wanted)
+    groups = [group for _, group in labelled]
     if edits:
         known = {rel: oid for rel, oid in (known or {}).items() if rel not in edits}
     known = known or {}
     step = opts.stage(len(wanted), "reading specs")
-    # groups of files git vouches for, recalled here (one cache entry each, no file read: forking readers and
-    # sending their results back costs more); the rest are read, on `jobs` processes when many
-    recalled = [_recalled(group, opts.store, known) if known else None for group in groups]
+    # groups of files git vouches for, recalled here (no file read: forking readers and sending their results back
+    # costs more); the rest are read, on `jobs` processes when many
+    recalled, bodies, missed = _recall(labelled, opts.store, known)
     todo = [group for group, found in zip(groups, recalled) if found is None]
     if step:
         step(len(wanted) - sum(map(len, todo)))
@@ -92,27 +95,83 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
             out[rel] = spec, found, oid
             if hit is not None:
                 opts.store.count(hit)
+    for bucket in missed:
+        _keep(bucket, groups, bodies, opts.store, known)
     return out
 
 
-def _groups(wanted: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """The spec files read and cached together: a team's served models and experiments (specs/models/<team>/,
-    specs/experiments/<team>/), the team files, the platform file; a group of more than GROUPS files (every team's
-    file; a team's thousands of experiments) in GROUPS groups by file name, so that changing one file re-reads few."""
-    named: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for rel, kind in wanted:
-        named.setdefault(("team", rel.split("/", 3)[2]) if kind in ("model", "experiment") else ("kind", kind),
-                         []).append((rel, kind))
+def _groups(wanted: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The spec files read and cached together, each group with a name: a team's served models and experiments
+    (specs/models/<team>/, specs/experiments/<team>/), the team files, the platform file; a group of more than GROUPS
+    files (every team's file; a team's thousands of experiments) in GROUPS groups by file name, so that changing one
+    file re-reads few."""
+    kinds: dict[str, list[tuple[str, str]]] = {}
+    teams: dict[str, list[tuple[str, str]]] = {}
+    for item in wanted:  # (kinds first: wanted gives the platform and team files before the others)
+        rel, kind = item
+        if kind == "model" or kind == "experiment":
+            team = rel.split("/", 3)[2]
+            if team not in teams:
+                teams[team] = []
+            teams[team].append(item)
+        else:
+            kinds.setdefault(kind, []).append(item)
     groups = []
-    for group in named.values():
+    for name, group in [*((f"kind {kind}", group) for kind, group in kinds.items()),
+                        *((f"team {team}", group) for team, group in teams.items())]:
         if len(group) <= GROUPS:
-            groups.append(group)
+            groups.append((name, group))
             continue
         split: dict[int, list[tuple[str, str]]] = {}
         for rel, kind in group:
             split.setdefault(zlib.crc32(rel.rpartition("/")[2].encode()) % GROUPS, []).append((rel, kind))
-        groups += split.values()
+        groups += [(f"{name} {part}", files) for part, files in split.items()]
     return groups
+
+
+def _recall(labelled: list[tuple[str, list[tuple[str, str]]]], store: cache.Cache, known: dict[str, str]
+            ) -> tuple[list[list[tuple[str, tuple]] | None], dict[int, bytes], list[list[int]]]:
+    """_recalled of each group whose every file git vouches for (None for the others, and when its entry is
+    missing), with the entry's body by group index; and the buckets (lists of group indices) whose entry was missing.
+    Groups fall into BUCKETS buckets by name, and the groups of a bucket whose every file git vouches for are
+    cached together too, in the same shape as one group of all their files (kept by _keep): a run that changes
+    nothing reads BUCKETS entries, not one for each group; a bucket whose entry is missing recalls its groups."""
+    recalled: list[list[tuple[str, tuple]] | None] = [None] * len(labelled)
+    bodies: dict[int, bytes] = {}
+    missed = []
+    if not known:
+        return recalled, bodies, missed
+    buckets: dict[int, list[int]] = {}
+    for i, (name, _) in enumerate(labelled):
+        buckets.setdefault(zlib.crc32(name.encode()) % BUCKETS, []).append(i)
+    for bucket in buckets.values():
+        files = [file for i in bucket for file in labelled[i][1]]
+        if len(bucket) > 1 and all(map(known.__contains__, (rel for rel, _ in files))):
+            found = _recalled(files, store, known)
+            if found is not None:
+                at = 0
+                for i in bucket:
+                    recalled[i], at = found[0][at:at + len(labelled[i][1])], at + len(labelled[i][1])
+                continue
+            missed.append(bucket)
+        for i in bucket:
+            found = _recalled(labelled[i][1], store, known)
+            if found is not None:
+                recalled[i], bodies[i] = found
+    return recalled, bodies, missed
+
+
+def _keep(bucket: list[int], groups: list[list[tuple[str, str]]], bodies: dict[int, bytes], store: cache.Cache,
+          known: dict[str, str]) -> None:
+    """Cache a bucket's groups together (see _recall), from their entries: those recalled in this run, or written by
+    it (a group whose files are not all git's blobs as vouched for is cached under another key: then not yet)."""
+    found = [bodies[i] if i in bodies else store.lookup("specs", _group_key(groups[i], known, {})) for i in bucket]
+    files = [file for i in bucket for file in groups[i]]
+    try:
+        if all(body is not None for body in found):
+            store.put("specs", _group_key(files, known, {}), entry.join_results(found))
+    except ValueError:  # an entry not in pack_results' shape (never trusted when read): the bucket waits
+        pass
 
 
 def _read_groups(state: tuple, batch: list[list[tuple[str, str]]]) -> list[list[tuple]]:
@@ -133,7 +192,7 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
             for rel, _ in group if rel not in ids}
     packed = store.lookup("specs", _group_key(group, ids, raws)) if ids or raws else None
     readable = [(rel, kind) for rel, kind in group if rel in ids or raws[rel][0] is not None]
-    results = loader.unpack_results(packed, len(readable)) if packed is not None else None
+    results = entry.unpack_results(packed, [rel for rel, _ in readable]) if packed is not None else None
     if results is None and ids:  # to be checked: every file is read, and one that is no longer git's blob is as read
         raws.update((rel, _raw(root, rel, snapshot, folders)) for rel in ids)
         ids = {rel: oid for rel, oid in ids.items() if raws[rel][0] is not None and cache.blob_id(raws[rel][0]) == oid}
@@ -143,8 +202,8 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
     else:  # not cached (or not one result per file: never trusted)
         checked = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
         if readable:
-            store.put("specs", _group_key(group, ids, raws), loader.pack_results([line for line, _ in checked]))
-        results, hits = [loader.from_json(line) for line, _ in checked], [hit for _, hit in checked]
+            store.put("specs", _group_key(group, ids, raws), entry.pack_results([line for line, _ in checked]))
+        results, hits = [entry.from_json(line) for line, _ in checked], [hit for _, hit in checked]
     out, at = [], iter(zip(results, hits))
     for rel, _ in group:
         raw, found = raws.get(rel, (None, []))
@@ -157,24 +216,26 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
 
 
 def _recalled(group: list[tuple[str, str]], store: cache.Cache, known: dict[str, str]
-              ) -> list[tuple[str, tuple]] | None:
+              ) -> tuple[list[tuple[str, tuple]], bytes] | None:
     """(path, (spec or None, findings, git blob id)) of each file of a group whose every file git vouches for, from
-    the group's cache entry, without reading a file; None when a file is not vouched for or the entry is missing."""
-    if not all(rel in known for rel, _ in group):
+    the group's cache entry, without reading a file, and the entry's body; None when a file is not vouched for or
+    the entry is missing."""
+    rels = [rel for rel, _ in group]
+    if not all(map(known.__contains__, rels)):
         return None
-    ids = {rel: known[rel] for rel, _ in group}
-    packed = store.lookup("specs", _group_key(group, ids, {}))
-    results = loader.unpack_results(packed, len(group)) if packed is not None else None
+    packed = store.lookup("specs", _group_key(group, known, {}))
+    results = entry.unpack(packed, rels) if packed is not None else None
     if results is None:  # missing (or not one result per file: never trusted)
         return None
-    return [(rel, (spec, found, ids[rel])) for (spec, found), (rel, _) in zip(results, group)]
+    return list(zip(rels, zip(*results, map(known.__getitem__, rels)))), packed
 
 
 def _group_key(group: list[tuple[str, str]], ids: dict[str, str],
                raws: dict[str, tuple[bytes | None, list[Diagnostic]]]) -> str:
     """A group's cache key: each readable file's path, kind, and either its blob id as git gives it ("git <id>": git
-    hashed those bytes itself, and refuses the known SHA-1 collision attacks) or the sha256 of the bytes read."""
-    return cache.key("specs", cache.code_digest(), "\0".join(  # one part: no path, kind or id holds a NUL
+    hashed those bytes itself, and refuses the known SHA-1 collision attacks) or the sha256 of the bytes read. Tagged
+    with the entry's shape (entry.pack_results'), so that an entry of another shape is never read as this one."""
+    return cache.key("specs", "top-apart", cache.code_digest(), "\0".join(  # one part: no path, kind or id holds a NUL
         f"{rel}\0{kind}\0git {ids[rel]}" if rel in ids else f"{rel}\0{kind}\0{hashlib.sha256(raws[rel][0]).hexdigest()}"
         for rel, kind in group if rel in ids or raws[rel][0] is not None))
 
@@ -191,7 +252,7 @@ def _raw(root: Path, rel: str, snapshot: dict[str, bytes] | None,
 
 
 def _checked(store: cache.Cache, rel: str, kind: str, raw: bytes) -> tuple[bytes, bool]:
-    """A spec file's result (check_spec's, loader.to_json's two lines) from its own cache entry or checked now; and
+    """A spec file's result (check_spec's, entry.to_json's two lines) from its own cache entry or checked now; and
     whether the cache had it."""
     k = cache.key("spec", cache.code_digest(), kind, rel, raw)
     result = store.lookup("spec", k)
@@ -220,20 +281,23 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
     wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
     loaded = read_specs(opts, wanted, snapshot, edits, known)
     specs: dict[str, list[SpecFile]] = {"platform": [], "team": [], "model": [], "experiment": []}
+    unread: list[str] = []  # team files that did not load
+    inputs: dict[str, str | None] = {}
     for rel, kind in wanted:
-        spec, found, _ = loaded[rel]
-        diags.extend(found)
+        spec, found, inputs[rel] = loaded[rel]
+        if found:
+            diags.extend(found)
         if spec is not None:
             specs[kind].append(spec)
+        elif kind == "team":
+            unread.append(rel)
     if not specs["platform"]:
         return Specs(None, diags)
     platform = platform_from(specs["platform"][0])
-    read_teams = {s.path for s in specs["team"]}
     model = Model(platform, sorted((team_from(s, list(platform.environments)) for s in specs["team"]),
                                    key=lambda t: (t.name, t.source.path)),
                   Deferred(specs["model"], served_model_from), Deferred(specs["experiment"], experiment_from),
-                  unreadable={Path(rel).stem for rel, kind in wanted if kind == "team" and rel not in read_teams},
-                  inputs={rel: loaded[rel][2] for rel, _ in wanted})
+                  unreadable={Path(rel).stem for rel in unread}, inputs=inputs)
     return Specs(model, diags, [s for group in specs.values() for s in group])
 
 
