@@ -903,3 +903,21 @@ def test_specs_from_the_cache_read_on_forked_processes_are_the_cold_ones(request
     warm = pipeline.load(Options(repo, 2, store))
     assert all("_data" in spec.__dict__ for spec in specs_of(warm[0].experiments))  # not decoded yet
     assert warm == cold and render(warm[0]) == render(cold[0])
+
+
+def test_hub_values_where_the_parts_mark_is_also_a_name_are_rendered_whole(example_repo, monkeypatch):
+    """The teams' parts go where a mark stands in the values written without them; a person or group named like the
+    mark puts it elsewhere too, and then the values are rendered whole (the same bytes, never a part spliced twice)."""
+    from kflowgen.targets import emit, jupyterhub
+
+    team = example_repo / "specs/teams/nlp.yaml"
+    team.write_text(team.read_text().replace("  - bob@example.com", f"  - bob@example.com\n  - {jupyterhub._MARK}"))
+    model, diags = pipeline.load(Options(example_repo))
+    assert model is not None, diags
+    whole = []
+    real = jupyterhub.values
+    monkeypatch.setattr(jupyterhub, "values", lambda p, teams: whole.append(1) or real(p, teams))
+    for env in model.platform.environments:
+        teams = model.teams_in(env)
+        assert jupyterhub.values_text(model.platform, teams) == emit.dump(real(model.platform, teams))
+    assert whole  # (the nlp environments' values fell back to the whole render)

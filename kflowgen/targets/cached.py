@@ -117,10 +117,9 @@ def _recall_parts(model: Model, store: cache.Cache) -> set:
 
 def _keep_parts(model: Model, store: cache.Cache, known: set) -> None:
     """The parts of this model's teams, when one was not in the cache."""
-    p = model.platform.source
-    keys = [(f"{p.path}:{p.digest}", f"{t.source.path}:{t.source.digest}") for t in model.teams]
-    keys = [k for k in dict.fromkeys(keys) if k in jupyterhub.PARTS]
-    if p.digest and not set(keys) <= known:
+    keys = [k for k in dict.fromkeys(jupyterhub.part_key(model.platform, t) for t in model.teams)
+            if k in jupyterhub.PARTS]
+    if model.platform.source.digest and not set(keys) <= known:
         store.put("render", _parts_key(model), json.dumps([[*k, *jupyterhub.PARTS[k]] for k in keys]).encode("utf-8"))
 
 

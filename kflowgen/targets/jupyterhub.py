@@ -140,17 +140,26 @@ def values_text(p: Platform, teams: list[Team]) -> str:
     if not any(y for y, _ in parts):
         return dump(values(p, teams))
     access = {layout.profile_slug(t.name, prof.name): _access(t) for t in teams for prof in t.profiles}
-    digest_of = lambda text: text.replace(json.dumps([_MARK]), "[" + ", ".join(j for _, j in parts if j) + "]")
-    out = _values(p, teams, [_MARK], access, digest_of)
-    text = dump(out)
+    marks = []  # how often the mark is in the JSON the digest is made of
+
+    def digest_of(text: str) -> str:
+        marks.append(text.count(json.dumps(_MARK)))
+        return text.replace(json.dumps([_MARK]), "[" + ", ".join(j for _, j in parts if j) + "]")
+
+    text = dump(_values(p, teams, [_MARK], access, digest_of))
     mark = f"  profileList:\n{items([_MARK], '  ')}"
-    if text.count(mark) != 1 or json.dumps(out, sort_keys=True).count(json.dumps(_MARK)) != 1:
+    if marks != [1] or text.count(mark) != 1:
         return dump(values(p, teams))  # the mark is not only where the list goes (a team named like it, say)
     return text.replace(mark, "  profileList:\n" + "".join(y for y, _ in parts))
 
 
+def part_key(p: Platform, t: Team) -> tuple[str, str]:
+    """What a team's part in PARTS is made from: the platform's and the team's spec file, by path and sha256."""
+    return f"{p.source.path}:{p.source.digest}", f"{t.source.path}:{t.source.digest}"
+
+
 def _part(p: Platform, t: Team) -> tuple[str, str]:
-    key = (f"{p.source.path}:{p.source.digest}", f"{t.source.path}:{t.source.digest}")
+    key = part_key(p, t)
     found = PARTS.get(key)
     if found is None:
         entries = _profiles(p, [t])[0]
