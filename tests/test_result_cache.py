@@ -385,7 +385,7 @@ def test_a_damaged_or_reshaped_bucket_entry_is_not_trusted(committed_example, st
 
 
 def test_a_cached_spec_decodes_its_values_when_asked_to_those_of_its_file(committed_example, store):
-    """A spec from the cache gives its team, name, environments and sweep without decoding its other values
+    """A spec from the cache gives its team, name, environments, sweep and workers without decoding its other values
     (loader.TOP), and, once asked, the data, raw texts and positions the file gives."""
     repo = committed_example
     cold, _ = pipeline.load(Options(repo))
@@ -399,6 +399,37 @@ def test_a_cached_spec_decodes_its_values_when_asked_to_those_of_its_file(commit
         assert "data" not in spec.__dict__
         assert spec == want and spec.at("/name") == want.at("/name") and spec.raw == want.raw
     assert model.teams == cold.teams and model.platform == cold.platform and model == cold
+
+
+@pytest.mark.parametrize("example", ["KF350-trainjob-on-a-platform-without-a-runtime", "KF350-tensorflow-on-kubeflow-trainer",
+                                     "KF352-retries-on-a-trainjob-with-an-error"])
+def test_the_rules_on_cached_specs_find_what_they_find_on_the_files(example, store, tmp_path):
+    """The rules find on specs from the cache, whose values are decoded only where a rule asks, exactly what they
+    find on the spec files; the distributed-training rule finds the distributed experiments by their workers, kept
+    apart with the team and name (loader.TOP), and decodes only those."""
+    from test_examples import EXAMPLES, make_repo
+    from kflowgen import rules
+
+    repo = make_repo(EXAMPLES / "invalid" / example, tmp_path)
+    (distributed,) = (repo / "specs/experiments").rglob("*.yaml")
+    for n in range(3):  # experiments on one machine beside it
+        lines = distributed.read_text("utf-8").splitlines(True)
+        (distributed.parent / f"single-{n}.yaml").write_text("".join(
+            f"name: single-{n}\n" if line.startswith("name:") else line for line in lines
+            if not line.startswith(("workers:", "retries:", "framework:"))), "utf-8")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    cold = read.read(Options(repo)).model  # the model the rules run on (load gives none when they find an error)
+    read.read(Options(repo, store=store))
+    model = read.read(Options(repo, store=store)).model
+    specs = specs_of(model.experiments)
+    assert len(specs) == 4 and all("data" not in s.__dict__ for s in specs)
+    found = list(rules.RULES["distributed-training"](model))
+    assert found and found == list(rules.RULES["distributed-training"](cold))
+    assert {s.path for s in specs if "data" in s.__dict__} == {
+        s.path for s in specs_of(cold.experiments) if s.data.get("workers", 1) > 1}
+    assert rules.run(model) == rules.run(cold)
 
 
 @pytest.mark.parametrize("change", [

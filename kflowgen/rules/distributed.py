@@ -19,7 +19,7 @@ RECOMMENDED = f"distributed: {{api: {TRAINER}, runtimes: {{pytorch: {RUNTIME}}}}
 
 def check(model):
     p = model.platform
-    distributed = [s for s in specs_of(model.experiments) if s.data.get("workers", 1) > 1]
+    distributed = [s for s in specs_of(model.experiments) if s.top("workers", 1) > 1]  # without decoding the rest
     if not distributed:
         return
     if not p.trainer:

@@ -53,7 +53,7 @@ _FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]
 
 # Top-level values of a spec that the model's order and index, and the diff, ask of every experiment and served model
 # (SpecFile.top): a spec from the cache keeps them apart, so an unchanged one's other values are never decoded.
-TOP = ("team", "name", "environments", "sweep")
+TOP = ("team", "name", "environments", "sweep", "workers")
 _ANY = object()  # no default given
 
 
