@@ -742,8 +742,8 @@ def test_of_two_units_writing_one_path_the_later_wins_cached_as_uncached(example
     one path twice; here every unit also writes one path that all of an environment's units share.)"""
     real = targets.unit
 
-    def overlapping(model, env, name):
-        made = real(model, env, name)
+    def overlapping(model, env, name, known=None):
+        made = real(model, env, name, known)
         return targets.Unit({f"overlays/{env}/argocd/zz.yaml": f"{env} {name}\n".encode(), **made.files},
                             made.objects)
 

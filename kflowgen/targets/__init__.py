@@ -10,7 +10,7 @@ from kflowgen.specs import layout
 from kflowgen.specs.model import Deferred, Model, Platform, Team
 from kflowgen.targets import argocd, jupyterhub, queueing, team
 from kflowgen.targets.common import sources
-from kflowgen.targets.emit import document, header, nothing
+from kflowgen.targets.emit import document, header
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Unit:
 
     files: dict[str, bytes]
     objects: dict[str, dict]
+    parts: dict[tuple[str, str], dict[str, bytes]] | None = None  # a team unit's: each experiment's files, by the
+    # path and sha256 of its spec file (team.workloads_overlay)
 
 
 def render(model: Model) -> dict[str, bytes]:
@@ -34,10 +36,11 @@ def units(model: Model) -> list[tuple[str, str]]:
     return [(env, name) for env in model.platform.environments for name in ["", *(t.name for t in model.teams_in(env))]]
 
 
-def unit(model: Model, env: str, name: str) -> Unit:
-    """One unit, rendered from exactly the inputs unit_sources names."""
+def unit(model: Model, env: str, name: str, known: dict | None = None) -> Unit:
+    """One unit, rendered from exactly the inputs unit_sources names (known: experiments' files rendered before with
+    the same platform and team files, see team.workloads_overlay)."""
     kind, args, _ = _unit(model, env, name)
-    return shared_unit(*args()) if kind == "shared" else team_unit(*args())
+    return shared_unit(*args()) if kind == "shared" else team_unit(*args(), known)
 
 
 def unit_sources(model: Model, env: str, name: str) -> list:
@@ -55,13 +58,21 @@ def _unit(model: Model, env: str, name: str) -> tuple[str, Callable[[], tuple], 
         return "shared", lambda: (p, teams, env), [p.source] + [t.source for t in teams]
     t = model.team(env, name)
     served, experiments = model.members(name, env)
-    return ("team", lambda: (p, t, [model.served[i] for i in served], [model.experiments[i] for i in experiments], env),
+    return ("team", lambda: (p, t, [model.served[i] for i in served], _picked(model.experiments, experiments), env),
             [p.source, t.source] + [_source(model.served, i) for i in served]
             + [_source(model.experiments, i) for i in experiments])
 
 
 def _source(seq, i: int):
     return seq.specs[i] if isinstance(seq, Deferred) else seq[i].source
+
+
+def _picked(seq, positions: list[int]):
+    """The objects at these positions, in model order; of a Deferred, made when first asked for (once for both)."""
+    if not isinstance(seq, Deferred):
+        return [seq[i] for i in positions]
+    at = {id(seq.specs[i]): i for i in positions}
+    return Deferred([seq.specs[i] for i in positions], lambda spec: seq[at[id(spec)]])
 
 
 def shared_unit(p: Platform, teams: list[Team], env: str) -> Unit:
@@ -73,13 +84,15 @@ def shared_unit(p: Platform, teams: list[Team], env: str) -> Unit:
     return Unit(files, {path: obj for path, (obj, _) in docs.items()})
 
 
-def team_unit(p: Platform, t: Team, served: list, experiments: list, env: str) -> Unit:
+def team_unit(p: Platform, t: Team, served: list, experiments, env: str, known: dict | None = None) -> Unit:
     """Everything one team adds to an environment, from exactly these inputs (the result cache keys on their spec
     files): its platform overlay, its workloads overlay, its Argo CD project and Applications, and its ClusterQueue
-    where Kueue queues training."""
-    docs = {**argocd.team(p, t, env), **queueing.team(p, t, env, served),
-            **team.workloads_overlay(p, t, served, experiments, env)}
+    where Kueue queues training. known: see team.workloads_overlay."""
+    docs = {**argocd.team(p, t, env), **queueing.team(p, t, env, served)}
     files = team.platform_overlay(p, t, env, served)
-    files.update((path, document(obj, src) if obj is not None else nothing(src, t.name, env))
-                 for path, (obj, src) in docs.items())
-    return Unit(files, {path: obj for path, (obj, _) in docs.items()})
+    files.update((path, document(obj, src)) for path, (obj, src) in docs.items())
+    objects = {path: obj for path, (obj, _) in docs.items()}
+    work, work_objects, parts = team.workloads_overlay(p, t, served, experiments, env, known)
+    files.update(work)
+    objects.update(work_objects)
+    return Unit(files, objects, parts)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from kflowgen.specs import layout, quantity
 from kflowgen.specs.layout import BASES, KEEP, LABEL_MODEL, LABEL_TEAM, LOCAL_QUEUE, SYNC_OPTIONS
-from kflowgen.specs.model import Platform, Team
+from kflowgen.specs.model import Platform, Team, specs_of
 from kflowgen.targets import queueing
 from kflowgen.targets.common import kustomization, meta, placed
-from kflowgen.targets.emit import document
+from kflowgen.targets.emit import document, nothing
 from kflowgen.targets.serving import callers_policy, render_model, server_ports
 from kflowgen.targets.training import render_experiment
 
@@ -142,23 +142,48 @@ def _rolebinding(name: str, clusterrole: str, subjects: list[tuple[str, str]]) -
 
 # --- per team, workloads ----------------------------------------------------------------------------------------
 
-def workloads_overlay(p: Platform, t: Team, served: list, experiments: list, env: str) -> dict[str, tuple]:
+def workloads_overlay(p: Platform, t: Team, served: list, experiments, env: str, known: dict | None = None
+                      ) -> tuple[dict[str, bytes], dict[str, dict | None], dict[tuple[str, str], dict[str, bytes]]]:
     """The team's own Application: served models and training Jobs, each in the team's namespace with the standard
-    labels (see _placed), {path: (object, its spec files)}. A plain directory of manifests, synced as is (like
-    overlays/<env>/argocd): no kustomization, whose resource list costs kustomize time quadratic in its length, and
-    a team accumulates Jobs. A team with nothing here in the environment gets one file that holds no object (object
-    None), so that the folder its Application syncs exists in Git."""
+    labels (see _placed): its files, the object of each file rendered here, and each experiment's files by the path
+    and sha256 of its spec file. A plain directory of manifests, synced as is (like overlays/<env>/argocd): no
+    kustomization, whose resource list costs kustomize time quadratic in its length, and a team accumulates Jobs. A
+    team with nothing here in the environment gets one file that holds no object (None), so that the folder its
+    Application syncs exists in Git.
+
+    An experiment's files are a function of its spec file, the team's and the platform's, and the environment: known
+    gives, by its spec's path and sha256, those of experiments rendered before with the same team and platform files
+    in this environment (a team of thousands of experiments, one changed: one rendered). experiments: objects made
+    when asked for (model.Deferred), so that a known experiment's is not made."""
     base = layout.team_overlay(env, t.name, layout.WORKLOADS_PART)
-    out: dict[str, tuple] = {}
+    files: dict[str, bytes] = {}
+    objects: dict[str, dict | None] = {}
     labels = layout.labels(env, t.name)
     for m in served:
         if env in m.environments:
             for name, obj in render_model(m, t, p, env).items():
-                out[f"{base}/{name}"] = (placed(obj, t.namespace, labels), [m.source.path, p.source.path])
-    for e in experiments:
-        if env in e.environments:
-            for name, obj in render_experiment(e, t, p, env).items():
-                out[f"{base}/{name}"] = (placed(obj, t.namespace, labels), [e.source.path, t.source.path])
-    if not out:
-        out[f"{base}/{layout.NOTHING}"] = (None, [t.source.path])
-    return out
+                path = f"{base}/{name}"
+                objects[path] = placed(obj, t.namespace, labels)
+                files[path] = document(objects[path], [m.source.path, p.source.path])
+    parts: dict[tuple[str, str], dict[str, bytes]] = {}
+    for i, spec in enumerate(specs_of(experiments)):
+        k = (spec.path, spec.digest)
+        made = (known or {}).get(k) if spec.digest else None
+        if made is None:
+            made = {}
+            e = experiments[i]
+            if env in e.environments:
+                for name, obj in render_experiment(e, t, p, env).items():
+                    path = f"{base}/{name}"
+                    objects[path] = placed(obj, t.namespace, labels)
+                    made[path] = document(objects[path], [e.source.path, t.source.path])
+        else:  # no object: a later file of the same path is not this object's
+            for path in made:
+                objects.pop(path, None)
+        if spec.digest:
+            parts[k] = made
+        files.update(made)
+    if not files:
+        files[f"{base}/{layout.NOTHING}"] = nothing([t.source.path], t.name, env)
+        objects[f"{base}/{layout.NOTHING}"] = None
+    return files, objects, parts
