@@ -372,8 +372,8 @@ def test_a_damaged_render_entry_is_not_trusted(repo, tmp_path, monkeypatch):
     assert good in entry.read_bytes() and bad not in entry.read_bytes()  # rendered again, and the entry with it
     check, _, body = entry.read_bytes().partition(b"\n")
     first, _, rest = body.partition(b"\n")
-    count, size = first.split(b" ")
-    shifted = b"%d %s\n" % (int(count), b"%d" % (int(size) + 1)) + rest
+    count, folders, size, data = first.split(b" ")
+    shifted = b"%s %s %d %s\n" % (count, folders, int(size) + 1, data) + rest
     entry.write_bytes(hashlib.sha256(shifted).hexdigest().encode() + b"\n" + shifted)  # checksum made again
     assert gate_check(root, True) == [(QUOTA, "KF501")]
     assert entry.read_bytes() == check + b"\n" + body  # rendered again, and kept as it was

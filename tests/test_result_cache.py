@@ -491,7 +491,8 @@ def test_specs_not_read_from_files_are_rendered_not_cached(example_repo, store):
     parts = cached._parts_key(model)  # the teams' parts of the hub values, of the teams read from files only
     entries = [e for e in (store.folder / "render").rglob("*") if e.is_file() and e.name != parts]
     envs = len(model.teams[0].quota)
-    assert len(entries) == (8 - envs) + (3 - envs)  # its own files, and those its environments share
+    assert len(entries) == 2 * ((8 - envs) + (3 - envs))  # its own files, and those its environments share (index
+    # and data)
     kept = json.loads(store.lookup("render", parts))
     assert sorted(team for _, team, _, _ in kept) == sorted(f"{t.source.path}:{t.source.digest}" for t in model.teams[1:])
 
@@ -681,18 +682,23 @@ def test_a_new_parsing_or_schema_library_is_a_new_code_digest(monkeypatch):
 
 
 def test_packed_files_come_back_byte_for_byte_with_their_blob_ids():
-    files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50}
-    paths, data, ids = cached.unpack(cached.pack(files))
-    assert paths == sorted(files) and dict(zip(paths, data)) == files
+    """A unit's index entry gives each file's path, size and blob id, its folders, those naming bases/ and the sha256
+    of its data entry, which holds the bytes; an index that does not add up is not used."""
+    files = {"overlays/dev/a b/ü.yaml": "x: ü\n".encode(), "overlays/dev/empty.yaml": b"", "c": b"1 2\n3 4\n" * 50,
+             "overlays/dev/k/kustomization.yaml": b"resources: [../../../../bases/team]\n"}
+    index, data = cached.pack(files)
+    paths, sizes, ids, folders, based, digest = cached.unpack(index)
+    assert paths == sorted(files) and dict(zip(paths, cached._sliced(data, sizes))) == files
+    assert digest == hashlib.sha256(data).hexdigest() and cached._sliced(data + b"x", sizes) is None
     assert ids == [cache.blob_id(files[p]) for p in paths]
     assert ids[paths.index("overlays/dev/empty.yaml")] == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
-    assert cached.unpack(cached.pack(files), folders=True) == (paths, data, ids, ["c", "overlays/dev", "overlays/dev/a b"])
-    assert cached.unpack(cached.pack({})) == ([], [], []) and cached.unpack(cached.pack({}), folders=True)[3] == []
-    body = cached.pack(files)
-    no_folders = cached._pack(paths, data, ids, [])  # what an entry without the folders line would hold
-    too_many = cached._pack(paths, data, ids, ["a", "b", "c", "d"])  # more folders than files
-    for broken in (b"", body[:-1], body + b"x", body.replace(b"3 ", b"4 ", 1), b"x" + body, no_folders, too_many):
-        assert cached.unpack(broken) is None and cached.unpack(broken, folders=True) is None, broken[:20]
+    assert folders == ["c", "overlays/dev", "overlays/dev/a b", "overlays/dev/k"] and based == ["overlays/dev/k"]
+    assert cached.unpack(cached.pack({})[0]) == ([], [], [], [], [], hashlib.sha256(b"").hexdigest())
+    no_folders, _ = cached._pack(paths, cached._sliced(data, sizes), ids, [])  # an index without its folders
+    too_many, _ = cached._pack(paths, cached._sliced(data, sizes), ids, ["a", "b", "c", "d", "e"])  # more than files
+    for broken in (b"", index[:-1], index + b"x", index.replace(b"4 ", b"5 ", 1), b"x" + index, no_folders, too_many,
+                   index.replace(digest.encode(), digest[:-1].encode())):
+        assert cached.unpack(broken) is None, broken[:20]
 
 
 def _units_written(model) -> dict[str, str]:
@@ -701,7 +707,7 @@ def _units_written(model) -> dict[str, str]:
     writers: dict[str, set[str]] = {}
     for u in targets.units(model):
         files = targets.unit(model, *u).files
-        digest = hashlib.sha256(cached.pack(files)).hexdigest()
+        digest = hashlib.sha256(cached.pack(files)[0]).hexdigest()
         for path in files:
             writers.setdefault(path.rsplit("/", 1)[0], set()).add(digest)
     return {folder: digests.pop() for folder, digests in writers.items() if len(digests) == 1}
@@ -727,9 +733,9 @@ def test_each_folder_one_cached_unit_writes_names_that_units_entry_and_a_cut_fol
     entry = next(e for e in (store.folder / "render").rglob("*")
                  if e.is_file() and hashlib.sha256(e.read_bytes().partition(b"\n")[2]).hexdigest() == digest)
     kept = entry.read_bytes()
-    paths, data, ids, folders = cached.unpack(kept.partition(b"\n")[2], folders=True)
+    paths, sizes, ids, folders, _, data = cached.unpack(kept.partition(b"\n")[2])
     assert "overlays/dev/teams/vision/workloads" in folders
-    cut = cached._pack(paths, data, ids, [])
+    cut, _ = cached._pack(paths, cached._sliced(store.lookup("render", cached._data_key(data)), sizes), ids, [])
     entry.write_bytes(hashlib.sha256(cut).hexdigest().encode() + b"\n" + cut)
     again = render_cached(model, Options(Path('.'), 1, store))
     assert store.misses == misses + 1 and again.origin == want and again.files == cold.files
@@ -952,3 +958,53 @@ def test_hub_values_where_the_parts_mark_is_also_a_name_are_rendered_whole(examp
         teams = model.teams_in(env)
         assert jupyterhub.values_text(model.platform, teams) == emit.dump(real(model.platform, teams))
     assert whole  # (the nlp environments' values fell back to the whole render)
+
+
+def test_a_gate_reads_the_files_of_no_unchanged_unit(committed_example, store, monkeypatch):
+    """An unchanged unit's files come from the cache as their paths and blob ids: the drift check, the builds (an
+    overlay one unit wrote by its entry, overlays/<env>/argocd by its files' blob ids), the checks and the diff side
+    read none of their bytes; only the shared units' (the hub values the checks and the diff read). The report is the
+    one a run without the cache gives."""
+    repo = committed_example
+    for _ in range(2):
+        assert not pipeline.checked(Options(repo, store=store), drift=True).report.errors
+    spec = repo / "specs/experiments/vision/resnet-sweep.yaml"
+    spec.write_text(spec.read_text("utf-8").replace("epochs: 10", "epochs: 12"), "utf-8")
+    assert not pipeline.render_to_disk(Options(repo, store=cache.Cache(None)), False).errors
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "vision: two more epochs")  # the pull request, as CI checks it out
+    loads = []
+    real = cached._data_of
+    monkeypatch.setattr(cached, "_data_of", lambda *a: loads.append(a[2][a[-1]]) or real(*a))  # (env, team)
+    done = pipeline.checked(Options(repo, store=store), drift=True)
+    side = pipeline.head_side(Options(repo, store=store), done, keep=False)
+    assert sorted(loads) == [("dev", ""), ("prod", ""), ("staging", "")] and side is not None  # the hub values
+    cold = pipeline.checked(Options(repo, store=cache.Cache(None)), drift=True)
+    assert (done.report.diagnostics, done.report.summary) == (cold.report.diagnostics, cold.report.summary)
+    assert dict(done.rendered.files.items()) == dict(cold.rendered.files.items()) and loads  # now read
+
+
+def test_a_units_files_gone_from_the_cache_are_rendered_again_and_never_others(example_repo, store, monkeypatch):
+    """A unit whose index is cached but whose data entry is gone or damaged is rendered again when its bytes are
+    asked for: the same files, kept again. Rendered to other blob ids than its index gives, it stops the run
+    (RenderLost) rather than giving files the index does not vouch for."""
+    model, _ = pipeline.load(Options(example_repo))
+    want = render(model)
+    render_cached(model, Options(Path('.'), 1, store))
+    kept = {e: e.read_bytes() for e in (store.folder / "render").rglob("*") if e.is_file()}
+    indexes = [found for body in kept.values() if (found := cached.unpack(body.partition(b"\n")[2]))]
+    data = [e for e in kept if e.name in {cached._data_key(found[5]) for found in indexes}]
+    assert len(data) == len(indexes) > 2
+    for n, e in enumerate(data):
+        e.unlink() if n % 2 else e.write_bytes(kept[e][:-1])  # gone, or cut short
+    again = render_cached(model, Options(Path('.'), 1, store))
+    assert dict(again.files.items()) == want and all(e.read_bytes() == body for e, body in kept.items())
+    for e in data:
+        e.unlink()
+    real = cached.unit
+    monkeypatch.setattr(cached, "unit", lambda m, env, name, known=None: targets.Unit(
+        {p: d + b"#" for p, d in real(m, env, name, known).files.items()}, {}))
+    lost = render_cached(model, Options(Path('.'), 1, store))
+    assert list(lost.files) == list(want)  # the paths and ids from the index
+    with pytest.raises(cached.RenderLost, match="delete the result cache"):
+        lost.files[next(iter(want))]

@@ -167,7 +167,8 @@ def overlay_keys(root: Path, rendered: Rendered, overlays: list[str], tool: tool
         # the overlay's files are those of this folder among the unit's files of this digest, or named one by one
         parts: list = (["unit", overlay, origin[overlay]] if overlay in origin
                        else [x for rel in sorted(rels) for x in (rel, files[rel])])
-        if any(b"bases/" in files[rel] for rel in rels):
+        if (overlay in rendered.based if overlay in origin and rendered.based is not None
+                else any(b"bases/" in files[rel] for rel in rels)):  # the unit's entry says, else its files
             parts.append(bases)
         out[overlay] = keyed(*parts)
     return out
@@ -205,7 +206,11 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     # the cache entry of the unit that rendered all its files (rendered.origin), else by its text's sha256
     index = cache.Memo(store, "build", "index")
     plain_key = cache.keyed("plain", cache.code_digest())  # how a folder's files make its text is kflowgen's code
-    whole = {o: plain_key(o, rendered.origin[o]) for o in plain if o in rendered.origin}
+    # (a folder several units write, such as overlays/<env>/argocd: by its files' paths and blob ids, so that an
+    # unchanged one is not read)
+    whole = {o: plain_key(o, rendered.origin[o]) if o in rendered.origin
+             else plain_key(o, "ids", "\0".join(f"{rel}\0{rendered.ids[rel]}" for rel in rels))
+             for o, rels in plain.items() if o in rendered.origin or all(rel in rendered.ids for rel in rels)}
     indexed = {o: found.split(" ") for o, k in [*keys.items(), *whole.items()] if (found := index.get(k)) is not None}
     results: dict[str, str | Diagnostic] = {o: parts.text(o) for o in plain if o not in indexed}
     unread = [o for o in keys if o not in indexed]

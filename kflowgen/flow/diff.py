@@ -112,9 +112,9 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
         out.made[digest] = partial(built.overlays.__getitem__, overlay)
         if overlay in built.parsed:
             out.parsed[digest] = built.parsed[overlay]
-    for path, data in files.items():
+    for path in files:  # (the bytes of the values files only)
         if path.endswith("/jupyterhub/values.yaml"):
-            text = data.decode("utf-8")
+            text = files[path].decode("utf-8")
             out.values[layout.place(path).env] = digest = cache.text_digest(text)
             out.texts[digest] = text
     return out

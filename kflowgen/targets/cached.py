@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from itertools import accumulate, chain
+from functools import partial
+from itertools import accumulate, chain, repeat
 from operator import attrgetter
 
 from kflowgen import cache, parallel
@@ -15,19 +17,55 @@ from kflowgen.specs.model import Model
 from kflowgen.targets import jupyterhub, unit, unit_sources, units
 
 
+class Files(Mapping):
+    """{path: bytes} of the rendered files, in path order. A unit's files that come from the cache are read from its
+    data entry when one of them is first asked for: a gate compares them with git by blob id, and reads the bytes of
+    what it builds or checks again, not of every unchanged team."""
+
+    def __init__(self, at: dict[str, bytes | int], load: Callable[[int], dict[str, bytes]]):
+        self._at, self._load = at, load  # path -> its bytes, or the number of the unit (load) that holds them
+
+    def __getitem__(self, path: str) -> bytes:
+        found = self._at[path]
+        if type(found) is int:
+            for rel, data in self._load(found).items():
+                if self._at.get(rel) is found:  # not a later unit's
+                    self._at[rel] = data
+            found = self._at[path]
+        return found
+
+    def __iter__(self):
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def __contains__(self, path) -> bool:
+        return path in self._at
+
+    def keys(self):
+        return self._at.keys()
+
+
+class RenderLost(Exception):
+    """A unit's files are neither in the cache any more nor rendered again to the blob ids its entry gives."""
+
+
 @dataclass(frozen=True)
 class Rendered:
     """The generated files, {path: bytes}, in path order; for each folder whose files all come from one cached unit,
-    the sha256 of that unit's files (its cache entry, checked when read): an overlay's build is keyed on it without
-    hashing the overlay's files again; for files of plain directories of manifests rendered in this run (not read from
-    the cache), the object each file holds, so that they need not be parsed; and each file's git blob id, computed
-    from the bytes when the unit was rendered and kept in its cache entry with them (under the entry's checksum), so
-    that the drift check compares blob ids with git's without hashing every file again."""
+    the sha256 of that unit's index entry (checked when read; it names the sha256 of the unit's files): an overlay's
+    build is keyed on it without hashing the overlay's files again; for files of plain directories of manifests
+    rendered in this run (not read from the cache), the object each file holds, so that they need not be parsed;
+    each file's git blob id, computed from the bytes when the unit was rendered and kept in its cache entry with them
+    (under the entry's checksum), so that the drift check compares blob ids with git's without reading or hashing
+    every file; and the folders that hold a file naming bases/ (None: read the files to know)."""
 
-    files: dict[str, bytes]
+    files: Mapping[str, bytes]
     origin: dict[str, str] = field(default_factory=dict)
     objects: dict[str, dict] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
+    based: set[str] | None = None
 
 
 def render_cached(model: Model, opts: Options) -> Rendered:
@@ -53,33 +91,66 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     rest = [u for u in todo if u[1]]
     made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state)))
     paths: list[str] = []
-    data: list[bytes] = []
     ids: list[str] = []
     origin: dict[str, str | None] = {}
     objects: dict = {}
+    based: set[str] = set()
     for u in keys:
         if cached[u] is not None:
-            unit_paths, unit_data, unit_ids, folders, digest = cached[u]
+            unit_paths, _, unit_ids, folders, unit_based, _, digest = cached[u]
         else:
-            unit_paths, unit_data, unit_ids, folders, digest, unit_objects = made[u]
+            unit_paths, _, unit_ids, folders, unit_based, digest, unit_objects = made[u]
             objects.update(unit_objects)
         paths += unit_paths
-        data += unit_data
         ids += unit_ids
+        based.update(unit_based)
         for folder in folders:
             origin[folder] = digest if origin.get(folder, digest) == digest else None
     opts.store.count(True, len(keys) - len(todo))  # a unit found was keyed; of those rendered, the keyed ones
     opts.store.count(False, sum(1 for u in todo if keys[u]))
-    # in path order; of two units writing one path, the later wins (its bytes, at the path's place in that order)
-    files = dict.fromkeys(sorted(paths))
-    files.update(zip(paths, data))
-    return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)))
+    # in path order; of two units writing one path, the later wins (its bytes, at the path's place in that order);
+    # a cached unit's bytes are read when first asked for (Files)
+    at: dict[str, bytes | int] = dict.fromkeys(sorted(paths))
+    order = list(keys)
+    for n, u in enumerate(order):
+        at.update(zip(cached[u][0], repeat(n)) if cached[u] is not None else zip(made[u][0], made[u][1]))
+    unit_data = partial(_data_of, model, opts.store, order, cached)
+    return Rendered(Files(at, unit_data), {folder: k for folder, k in origin.items() if k}, objects,
+                    dict(zip(paths, ids)), based)
+
+
+def _data_of(model: Model, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
+    """The files of the n-th unit, whose index came from the cache: from its data entry, else rendered again; either
+    way the bytes its index names (their sizes and blob ids), or RenderLost."""
+    u = order[n]
+    paths, sizes, ids, _, _, data_digest, _ = cached[u]
+    found = store.read("render", _data_key(data_digest))
+    data = _sliced(found[0], sizes) if found is not None and found[1] == data_digest else None
+    if data is None:
+        made = unit(model, *u).files
+        data = [made.get(p, b"") for p in paths]
+        if len(made) != len(paths) or [cache.blob_id(d) for d in data] != ids:
+            raise RenderLost(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any "
+                             f"more and did not render to the same files again: delete the result cache "
+                             f"({store.folder}) and run again")
+        store.put("render", _data_key(data_digest), b"".join(data))
+    return dict(zip(paths, data))
+
+
+def _sliced(body: bytes, sizes: list[int]) -> list[bytes] | None:
+    bounds = list(accumulate(sizes, initial=0))
+    return list(map(body.__getitem__, map(slice, bounds, bounds[1:]))) if bounds[-1] == len(body) else None
+
+
+def _data_key(digest: str) -> str:
+    return cache.key("render-data", digest)
 
 
 def _render_units(state: tuple, batch: list[tuple[str, str]]
-                  ) -> list[tuple[list[str], list[bytes], list[str], list[str], str | None, dict]]:
+                  ) -> list[tuple[list[str], list[bytes], list[str], list[str], list[str], str | None, dict]]:
     """Render units not in the cache (cached when the unit has a key), each as its paths, their bytes and blob ids,
-    its folders, the sha256 of its cache entry, and the objects of its files in plain directories of manifests."""
+    its folders, those that hold a file naming bases/, the sha256 of its index entry, and the objects of its files in
+    plain directories of manifests."""
     model, store, keys = state
     out = []
     for u in batch:
@@ -90,13 +161,14 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
         data = [made.files[p] for p in paths]
         ids = [cache.blob_id(d) for d in data]  # once, from the bytes just rendered: kept in the entry with them
         folders = _folders(paths)
+        index, body = _pack(paths, data, ids, folders)
         if keys[u]:
-            body = _pack(paths, data, ids, folders)
-            store.put("render", keys[u], body)
-            digest = hashlib.sha256(body).hexdigest()
+            store.put("render", _data_key(hashlib.sha256(body).hexdigest()), body)
+            store.put("render", keys[u], index)
+            digest = hashlib.sha256(index).hexdigest()
             if kept and made.parts:
                 _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, zip(data, ids))))
-        out.append((paths, data, ids, folders, digest, made.objects))
+        out.append((paths, data, ids, folders, _based(paths, data), digest, made.objects))
     return out
 
 
@@ -151,10 +223,10 @@ def _recall_workloads(model: Model, store: cache.Cache, u: tuple[str, str]) -> d
     body = store.lookup("render", k) if k else None
     try:
         unit_key, kept = json.loads(body) if body else (None, None)
-        found = _unpacked(store, unit_key) if isinstance(unit_key, str) else None
+        found = unit_files(store, unit_key) if isinstance(unit_key, str) else None
         if found is None:
             return None
-        at = {rel: (d, i) for rel, d, i in zip(*found[:3])}
+        at = {rel: (d, i) for rel, d, i in zip(*found)}
         out = {}
         for path, digest, rels, ids in kept:
             files = {rel: at[rel][0] for rel, i in zip(rels, ids, strict=True) if at.get(rel, (0, None))[1] == i}
@@ -184,7 +256,7 @@ def _unit_keys(model: Model, pieces: list[tuple[str, str]]) -> dict[tuple[str, s
     """Each unit's key: kflowgen's code, the unit, and the path and sha256 of each spec file unit_sources names, in
     one NUL-separated part (neither holds a NUL); None for a unit with a spec not read from a file (e.g. made in a
     test): not cached."""
-    keyed = cache.keyed("render", "packed-folders", cache.code_digest())
+    keyed = cache.keyed("render", "index-and-data", cache.code_digest())
     out = {}
     for u in pieces:
         sources = unit_sources(model, *u)
@@ -192,16 +264,20 @@ def _unit_keys(model: Model, pieces: list[tuple[str, str]]) -> dict[tuple[str, s
     return out
 
 
-def pack(files: dict[str, bytes]) -> bytes:
-    """Files as one cache entry, in path order: a line "<files> <index length>", the index (each file's path, size
-    and git blob id, then the folders of the files, NUL-separated), then the files' bytes one after another."""
+def pack(files: dict[str, bytes]) -> tuple[bytes, bytes]:
+    """Files as a unit's two cache entries, in path order: its index, a line "<files> <folders> <index length>
+    <sha256 of the data>", then each file's path, size and git blob id, the folders of the files, and those of the
+    folders that hold a file naming bases/, NUL-separated; and its data, the files' bytes one after another."""
     paths = sorted(files)
     return _pack(paths, [files[p] for p in paths], [cache.blob_id(files[p]) for p in paths], _folders(paths))
 
 
-def _pack(paths: list[str], data: list[bytes], ids: list[str], folders: list[str]) -> bytes:
-    index = "\0".join([*(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)), *folders]).encode("utf-8")
-    return b"".join([b"%d %d\n" % (len(paths), len(index)), index, *data])
+def _pack(paths: list[str], data: list[bytes], ids: list[str], folders: list[str]) -> tuple[bytes, bytes]:
+    body = b"".join(data)
+    index = "\0".join([*(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)), *folders,
+                       *_based(paths, data)]).encode("utf-8")
+    head = b"%d %d %d %s\n" % (len(paths), len(folders), len(index), hashlib.sha256(body).hexdigest().encode())
+    return head + index, body
 
 
 def _folders(paths: list[str]) -> list[str]:
@@ -209,30 +285,43 @@ def _folders(paths: list[str]) -> list[str]:
     return sorted({p.rsplit("/", 1)[0] for p in paths})
 
 
-def unpack(body: bytes, folders: bool = False) -> tuple | None:
-    """pack's files again, as (paths, bytes, blob ids) in path order, and with folders their folders; None when the
-    index does not add up to the body (the count, the sizes, a folder for files): then the unit is rendered again.
-    The entry's checksum was checked when it was read, so the ids and folders are those pack computed from these
-    files."""
+def _based(paths: list[str], data: list[bytes]) -> list[str]:
+    """The folders of these files that hold one naming bases/ (an overlay's build is then keyed on bases/ too)."""
+    return sorted({p.rsplit("/", 1)[0] for p, d in zip(paths, data) if b"bases/" in d})
+
+
+def unpack(index: bytes) -> tuple | None:
+    """A unit's index entry (pack) again, as (paths, sizes, blob ids, folders, folders naming bases/, sha256 of the
+    data); None when it does not add up (the count, the lengths, a folder for files): then the unit is rendered
+    again. The entry's checksum was checked when it was read, so the ids and folders are those pack computed from
+    the files."""
     try:
-        end = body.index(b"\n")
-        count, size = map(int, body[:end].split(b" "))
-        start = end + 1 + size
-        fields = body[end + 1:start].decode("utf-8").split("\0") if size else []
-        bounds = list(accumulate(map(int, fields[1:3 * count:3]), initial=start))
+        end = index.index(b"\n")
+        count, nfolders, size, digest = index[:end].split(b" ")
+        count, nfolders, size = int(count), int(nfolders), int(size)
+        fields = index[end + 1:].decode("utf-8").split("\0") if size else []
+        sizes = list(map(int, fields[1:3 * count:3]))
     except ValueError:
         return None
-    extra = len(fields) - 3 * count  # the folders: at least one when there are files, at most one per file
-    if count < 0 or not (0 < extra <= count or extra == count == 0) or bounds[-1] != len(body):
+    if (count < 0 or not (0 < nfolders <= count or nfolders == count == 0) or len(fields) < 3 * count + nfolders
+            or len(index) != end + 1 + size or len(digest) != 64 or min(sizes, default=0) < 0):
         return None
-    data = list(map(body.__getitem__, map(slice, bounds, bounds[1:])))
-    found = fields[0:3 * count:3], data, fields[2:3 * count:3]
-    return (*found, fields[3 * count:]) if folders else found
+    return (fields[0:3 * count:3], sizes, fields[2:3 * count:3], fields[3 * count:3 * count + nfolders],
+            fields[3 * count + nfolders:], digest.decode())
+
+
+def unit_files(store: cache.Cache, k: str) -> tuple[list[str], list[bytes], list[str]] | None:
+    """A cached unit's (paths, bytes, blob ids), from its index and data entries; None when either is missing or
+    damaged, or they do not add up."""
+    found = _unpacked(store, k)
+    data = store.read("render", _data_key(found[5])) if found else None
+    files = _sliced(data[0], found[1]) if data and data[1] == found[5] else None
+    return files and (found[0], files, found[2])
 
 
 def _unpacked(store: cache.Cache, k: str | None) -> tuple | None:
-    """A unit's entry as unpack(folders=True) gives it, and the sha256 of the entry; None when it is missing, damaged
-    or does not add up."""
+    """A unit's index entry as unpack gives it, and the sha256 of the entry; None when it is missing, damaged or does
+    not add up."""
     found = store.read("render", k) if k else None
-    files = found and unpack(found[0], folders=True)
+    files = found and unpack(found[0])
     return files and (*files, found[1])
