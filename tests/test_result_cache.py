@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -1008,3 +1009,71 @@ def test_a_units_files_gone_from_the_cache_are_rendered_again_and_never_others(e
     assert list(lost.files) == list(want)  # the paths and ids from the index
     with pytest.raises(cached.RenderLost, match="delete the result cache"):
         lost.files[next(iter(want))]
+
+
+def _render_reads(monkeypatch, store) -> list[str]:
+    """The keys of the render entries this process reads."""
+    keys: list[str] = []
+    real = store.read
+    monkeypatch.setattr(store, "read", lambda kind, k: (keys.append(k) if kind == "render" else None) or real(kind, k))
+    return keys
+
+
+def test_the_units_of_a_bucket_are_recalled_from_one_entry(example_repo, store, monkeypatch):
+    """The indexes of a bucket's units are kept together too: a run that changes nothing reads one entry per bucket;
+    a change to one team reads its bucket's units one by one, and keeps the bucket again; the files are a cold
+    render's each time."""
+    monkeypatch.setattr(cached, "BUCKETS", 2)
+    model, _ = pipeline.load(Options(example_repo))
+    want = render(model)
+    units = targets.units(model)
+    assert dict(render_cached(model, Options(Path('.'), 1, store)).files.items()) == want  # buckets kept
+    reads = _render_reads(monkeypatch, store)
+    warm = render_cached(model, Options(Path('.'), 1, store))
+    assert len(reads) == 2 and dict(warm.files.items()) == want
+    spec = example_repo / "specs/experiments/vision/resnet-sweep.yaml"
+    spec.write_text(spec.read_text("utf-8").replace("epochs: 10", "epochs: 12"), "utf-8")
+    model, _ = pipeline.load(Options(example_repo))
+    reads.clear()
+    changed = render_cached(model, Options(Path('.'), 1, store))
+    missed = {zlib.crc32(f"{env}/{team}".encode()) % 2 for env, team in units if team == "vision" and env == "dev"}
+    members = sum(zlib.crc32(f"{env}/{team}".encode()) % 2 in missed for env, team in units)
+    assert len(reads) == 2 + 2 * members  # the buckets; the missed one's units, and again to keep the bucket
+    assert dict(changed.files.items()) == render(model) and changed.origin == warm.origin | {
+        f: changed.origin[f] for f in changed.origin if "/vision/" in f}
+    reads.clear()
+    again = render_cached(model, Options(Path('.'), 1, store))
+    assert len(reads) == 2 and again.origin == changed.origin and again.ids == changed.ids
+
+
+def _cut(entry: Path) -> None:
+    entry.write_bytes(entry.read_bytes()[:-1])  # its checksum line no longer matches
+
+
+SPOILT = {
+    "cut short": _cut,
+    "a line that is not a length and a sha256 for each unit": lambda entry: _rewritten(
+        entry, lambda body: body.replace(b" ", b"  ", 1)),
+    "one unit more than the bucket has": lambda entry: _rewritten(
+        entry, lambda body: body.replace(b"\n", b" 0 " + b"0" * 64 + b"\n", 1)),
+    "an index that does not add up": lambda entry: _rewritten(
+        entry, lambda body: body.replace(b"\n", b"\n2", 1)[:-1]),
+}
+
+
+@pytest.mark.parametrize("spoil", SPOILT)
+def test_a_bucket_that_does_not_add_up_is_not_used(example_repo, store, monkeypatch, spoil):
+    """A bucket's entry that is damaged, or intact but not the bucket's indexes in the shape _keep_bucket writes,
+    is not used: its units are recalled one by one (and the bucket kept again), the files a cold render's."""
+    monkeypatch.setattr(cached, "BUCKETS", 1)
+    model, _ = pipeline.load(Options(example_repo))
+    want = render(model)
+    render_cached(model, Options(Path('.'), 1, store))
+    keys = cached._unit_keys(model, targets.units(model))
+    entry = store._path("render", cached._bucket_key(list(keys), keys))
+    kept = entry.read_bytes()
+    SPOILT[spoil](entry)
+    reads = _render_reads(monkeypatch, store)
+    got = render_cached(model, Options(Path('.'), 1, store))
+    assert len(reads) == 1 + 2 * len(keys) and dict(got.files.items()) == want
+    assert entry.read_bytes() == kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -74,7 +75,8 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     # read here (no copy between processes), one entry at a time, each unpacked before the next is read (the next is
     # read into the memory this one's body leaves); an entry whose index does not add up is rendered again, never
     # trusted
-    cached = {u: _unpacked(opts.store, k) for u, k in keys.items()}
+    found, missed = _recalled(opts.store, keys)
+    cached = {u: found.get(u) for u in keys}
     todo = [u for u, found in cached.items() if found is None]
     if stage:
         stage(len(keys) - len(todo))
@@ -90,6 +92,8 @@ def render_cached(model: Model, opts: Options) -> Rendered:
             stage(len(shared))
     rest = [u for u in todo if u[1]]
     made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state)))
+    for bucket in missed:
+        _keep_bucket(opts.store, bucket, keys)
     paths: list[str] = []
     ids: list[str] = []
     origin: dict[str, str | None] = {}
@@ -317,6 +321,60 @@ def unit_files(store: cache.Cache, k: str) -> tuple[list[str], list[bytes], list
     data = store.read("render", _data_key(found[5])) if found else None
     files = _sliced(data[0], found[1]) if data and data[1] == found[5] else None
     return files and (found[0], files, found[2])
+
+
+BUCKETS = 64  # the units fall into this many buckets by name, each bucket's indexes kept together too
+
+
+def _recalled(store: cache.Cache, keys: dict) -> tuple[dict, list[list]]:
+    """Each cached unit's index (_unpacked), and the buckets whose entry was missing. The indexes of a bucket's units
+    are also kept in one entry (_keep_bucket), keyed by their keys: a run that changes one team reads BUCKETS entries
+    and that team's bucket's units one by one, not an entry for each of the thousands of units."""
+    buckets: dict[int, list] = {}
+    for u in keys:
+        buckets.setdefault(zlib.crc32(f"{u[0]}/{u[1]}".encode()) % BUCKETS, []).append(u)
+    out: dict = {}
+    missed = []
+    for bucket in buckets.values():
+        if len(bucket) > 1 and all(keys[u] for u in bucket):
+            found = _bucket(store, bucket, keys)
+            if found is not None:
+                out.update(zip(bucket, found))
+                continue
+            missed.append(bucket)
+        out.update((u, _unpacked(store, keys[u])) for u in bucket)
+    return out, missed
+
+
+def _bucket_key(bucket: list, keys: dict) -> str:
+    return cache.key("render-bucket", *(keys[u] for u in bucket))
+
+
+def _bucket(store: cache.Cache, bucket: list, keys: dict) -> list | None:
+    """The indexes of a bucket's units, as _unpacked gives them, from the bucket's entry (a line of each index's
+    length and sha256, then the indexes one after another); None when it is missing or does not add up."""
+    body = store.lookup("render", _bucket_key(bucket, keys))
+    if body is None:
+        return None
+    head, _, rest = body.partition(b"\n")
+    fields = head.split(b" ")
+    try:
+        bounds = list(accumulate(map(int, fields[0::2]), initial=0))
+    except ValueError:
+        return None
+    if len(fields) != 2 * len(bucket) or bounds[-1] != len(rest) or {len(d) for d in fields[1::2]} != {64}:
+        return None
+    found = [unpack(rest[a:b]) for a, b in zip(bounds, bounds[1:])]
+    return None if None in found else [(*index, d.decode()) for index, d in zip(found, fields[1::2])]
+
+
+def _keep_bucket(store: cache.Cache, bucket: list, keys: dict) -> None:
+    """A bucket's indexes in one entry (see _bucket), from its units' own entries, when they are all there."""
+    found = [store.read("render", keys[u]) for u in bucket]
+    if all(found):
+        store.put("render", _bucket_key(bucket, keys), b" ".join(b"%d %s" % (len(body), digest.encode())
+                                                                 for body, digest in found) + b"\n"
+                  + b"".join(body for body, _ in found))
 
 
 def _unpacked(store: cache.Cache, k: str | None) -> tuple | None:
