@@ -92,8 +92,8 @@ def render_cached(model: Model, opts: Options) -> Rendered:
             stage(len(shared))
     rest = [u for u in todo if u[1]]
     made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state)))
-    for bucket in missed:
-        _keep_bucket(opts.store, bucket, keys)
+    for bucket, read in missed:
+        _keep_bucket(opts.store, bucket, keys, read)
     paths: list[str] = []
     ids: list[str] = []
     origin: dict[str, str | None] = {}
@@ -336,13 +336,16 @@ def _recalled(store: cache.Cache, keys: dict) -> tuple[dict, list[list]]:
     out: dict = {}
     missed = []
     for bucket in buckets.values():
+        read = {}
         if len(bucket) > 1 and all(keys[u] for u in bucket):
             found = _bucket(store, bucket, keys)
             if found is not None:
                 out.update(zip(bucket, found))
                 continue
-            missed.append(bucket)
-        out.update((u, _unpacked(store, keys[u])) for u in bucket)
+            missed.append((bucket, read))
+        for u in bucket:
+            read[u] = store.read("render", keys[u]) if keys[u] else None
+            out[u] = _index(read[u])
     return out, missed
 
 
@@ -368,9 +371,10 @@ def _bucket(store: cache.Cache, bucket: list, keys: dict) -> list | None:
     return None if None in found else [(*index, d.decode()) for index, d in zip(found, fields[1::2])]
 
 
-def _keep_bucket(store: cache.Cache, bucket: list, keys: dict) -> None:
-    """A bucket's indexes in one entry (see _bucket), from its units' own entries, when they are all there."""
-    found = [store.read("render", keys[u]) for u in bucket]
+def _keep_bucket(store: cache.Cache, bucket: list, keys: dict, read: dict) -> None:
+    """A bucket's indexes in one entry (see _bucket), from its units' own entries (read: those read in this run),
+    when they are all there."""
+    found = [read.get(u) or store.read("render", keys[u]) for u in bucket]
     if all(found):
         store.put("render", _bucket_key(bucket, keys), b" ".join(b"%d %s" % (len(body), digest.encode())
                                                                  for body, digest in found) + b"\n"
@@ -380,6 +384,9 @@ def _keep_bucket(store: cache.Cache, bucket: list, keys: dict) -> None:
 def _unpacked(store: cache.Cache, k: str | None) -> tuple | None:
     """A unit's index entry as unpack gives it, and the sha256 of the entry; None when it is missing, damaged or does
     not add up."""
-    found = store.read("render", k) if k else None
+    return _index(store.read("render", k) if k else None)
+
+
+def _index(found: tuple[bytes, str] | None) -> tuple | None:
     files = found and unpack(found[0])
     return files and (*files, found[1])
