@@ -112,10 +112,11 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
         out.made[digest] = partial(built.overlays.__getitem__, overlay)
         if overlay in built.parsed:
             out.parsed[digest] = built.parsed[overlay]
-    for path in files:  # (the bytes of the values files only)
-        if path.endswith("/jupyterhub/values.yaml"):
+    for env in sorted(out.envs):  # (in path order; the bytes of the values files only)
+        path = layout.hub_values(env)
+        if path in files:
             text = files[path].decode("utf-8")
-            out.values[layout.place(path).env] = digest = cache.text_digest(text)
+            out.values[env] = digest = cache.text_digest(text)
             out.texts[digest] = text
     return out
 

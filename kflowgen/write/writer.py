@@ -117,8 +117,9 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
     else:
         vouched, others, p.special = known
         special = set(p.special)  # a FIFO where git has a file is listed by both: never opened
-        existing = sorted([*vouched, *(rel for rel in others
-                                       if rel not in special and listings.listed(os.path.join(root, rel)))])
+        existing = [*vouched, *(rel for rel in others
+                                if rel not in special and listings.listed(os.path.join(root, rel)))]  # sorted below,
+        # where it is walked (when something on disk is not rendered)
         links = {rel for rel in others if os.path.islink(os.path.join(root, rel))}
     present = set(existing) - links  # every file git vouches for is in it
     names = files.keys()
@@ -144,7 +145,7 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
         else:  # the usual case (no rendered file differs, is missing or is a link), without a step per file
             p.unchanged = list(files)
     if links or not names >= present:
-        for rel in existing:
+        for rel in sorted(existing):
             if rel in links:
                 p.foreign.append(rel)
             elif rel not in files:
