@@ -816,6 +816,9 @@ def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_
 
     model, _ = pipeline.load(Options(example_repo))
     result = built(example_repo, cache.Cache(None))
+    ids = {rel: cache.blob_id(t.encode()) for o in result.parts for rel, t in result.parts[o]}
+    assert result.part_ids in ({}, ids)  # (given by the render's blob ids: here the files were rendered apart)
+    result = dataclasses.replace(result, part_ids=ids)
     check = lambda b: (verify.manifests(example_repo, model, b, 2, cache.default_folder(), store),
                        policy.checked(model, None, b, store))
     assert check(result) == ([], [])
@@ -826,7 +829,11 @@ def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_
     parts[1] = (rel, text + "# edited by hand\n")
     edited = dataclasses.replace(result, overlays={**result.overlays, overlay: "---\n".join(t for _, t in parts)},
                                  parts={**result.parts, overlay: parts}, parsed={},
-                                 digests={o: d for o, d in result.digests.items() if o != overlay})
+                                 digests={o: d for o, d in result.digests.items() if o != overlay},
+                                 part_ids={**ids, rel: cache.blob_id(parts[1][1].encode())})
+    hashed = []  # a plain directory's files are known by their blob ids: no text of one is hashed
+    real_digest = cache.text_digest
+    monkeypatch.setattr(cache, "text_digest", lambda text: hashed.append(text) or real_digest(text))
     validated, judged = [], []  # (the objects come from the texts here: the schema check is kubeconform's)
     real_kubeconform, real_run = kubeconform_adapter.run, policy.run
     monkeypatch.setattr(kubeconform_adapter, "run", lambda tool, files, *a: validated.extend(files) or
@@ -834,6 +841,7 @@ def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_
     monkeypatch.setattr(policy, "run", lambda units, *a, **k: judged.extend(units) or real_run(units, *a, **k))
     assert check(edited) == ([], [])
     assert judged == [rel] and validated == [rel]
+    assert not {t for _, t in parts} & set(hashed)
     judged.clear()
     validated.clear()
     assert check(edited) == ([], []) and judged == validated == []  # and now the folder passed whole

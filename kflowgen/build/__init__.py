@@ -96,11 +96,18 @@ class Built:
     parts: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
     part_objects: dict[str, dict | None] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
+    part_ids: dict[str, str] = field(default_factory=dict)  # a plain directory's file -> its git blob id (rendered)
 
     def digest(self, overlay: str) -> str:
         """The sha256 of an overlay's built YAML (what schema and policy passes and the diff know it by)."""
         found = self.digests.get(overlay)
         return found if found is not None else cache.text_digest(self.overlays[overlay])
+
+    def unit_digest(self, unit: str, text: str) -> str:
+        """What a unit's text is known by (see units): a plain directory's file by the git blob id the renderer
+        computed from its bytes (not hashed again), anything else by its text's sha256."""
+        found = self.part_ids.get(unit)
+        return f"blob {found}" if found is not None else cache.text_digest(text)
 
     def objects(self, overlay: str) -> list[dict]:
         """An overlay's objects, parsed at most once."""
@@ -300,7 +307,8 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
 
     order = [o for o in overlays if o in texts or o in indexed]
     return Built(Texts(order, texts, load), counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts,
-                 part_objects, digests), diags
+                 part_objects, digests, {rel: rendered.ids[rel] for rels in plain.values() for rel in rels
+                                         if rel in rendered.ids}), diags
 
 
 def directory_files(files: dict[str, bytes], folder: str) -> list[str]:

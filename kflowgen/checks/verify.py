@@ -65,8 +65,8 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
 
     keyed = results_cache.keyed("kubeconform", kubeconform.version, folder.name, results_cache.code_digest())
 
-    def key(text: str) -> str:
-        return keyed(results_cache.text_digest(text))
+    def key(unit: str, text: str) -> str:
+        return keyed(built.unit_digest(unit, text))
     prechecker = Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
     # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
@@ -78,7 +78,7 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     # one-file change re-checks that file only); an overlay passes whole once all its parts have passed
     whole = {o: keyed(built.digest(o)) for o in built.overlays}  # by sha256: an unchanged overlay is not read
     units = built.units([o for o in built.overlays if not passed.has(whole[o])])
-    keys = {u: whole[u] if u in whole else key(text) for u, (_, text) in units.items()}
+    keys = {u: whole[u] if u in whole else key(u, text) for u, (_, text) in units.items()}
     todo = {u: text for u, (_, text) in units.items() if u in whole or not passed.has(keys[u])}
     for unit in list(todo):  # objects the builder or renderer gave (not parsed here: kubeconform reads the rest)
         given = built.given(unit)

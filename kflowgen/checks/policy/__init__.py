@@ -98,7 +98,7 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     keyed = cache.keyed("policy", cache.code_digest(), fingerprint)
 
     def key(overlay: str, unit: str, text: str) -> str:
-        return keyed(overlay, unit, cache.text_digest(text))
+        return keyed(overlay, unit, built.unit_digest(unit, text))
 
     passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
