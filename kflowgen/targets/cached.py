@@ -159,11 +159,13 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
     out = []
     for u in batch:
         kept = keys[u] and u[1] and len(model.members(u[1], u[0])[1]) >= PARTS_FROM
-        known = _recall_workloads(model, store, u) if kept else None
+        known, known_ids = _recall_workloads(model, store, u) if kept else (None, {})
         made, digest = unit(model, *u, known), None
         paths = sorted(made.files)
         data = [made.files[p] for p in paths]
-        ids = [cache.blob_id(d) for d in data]  # once, from the bytes just rendered: kept in the entry with them
+        # once, from the bytes just rendered (or from the entry that holds the very bytes taken from it): kept in the
+        # entry with them
+        ids = [known_ids.get(id(d)) or cache.blob_id(d) for d in data]
         folders = _folders(paths)
         index, body = _pack(paths, data, ids, folders)
         if keys[u]:
@@ -218,27 +220,28 @@ def _workloads_key(model: Model, env: str, name: str) -> str | None:
         if p.digest and t.digest else None
 
 
-def _recall_workloads(model: Model, store: cache.Cache, u: tuple[str, str]) -> dict | None:
+def _recall_workloads(model: Model, store: cache.Cache, u: tuple[str, str]) -> tuple[dict | None, dict[int, str]]:
     """{(spec path, sha256): {path: bytes}} of the team's experiments as last kept (_keep_workloads): each
     experiment's files from the render entry the list names, when every one of them is there with the blob id the
     list gives (a file a later experiment wrote over is not: that experiment is rendered again); None when there is
-    no list, it is of another shape, or its render entry is gone or damaged."""
+    no list, it is of another shape, or its render entry is gone or damaged. And the blob id of each bytes object
+    given, by its id() (for as long as the parts hold them)."""
     k = _workloads_key(model, *u)
     body = store.lookup("render", k) if k else None
     try:
         unit_key, kept = json.loads(body) if body else (None, None)
         found = unit_files(store, unit_key) if isinstance(unit_key, str) else None
         if found is None:
-            return None
+            return None, {}
         at = {rel: (d, i) for rel, d, i in zip(*found)}
         out = {}
         for path, digest, rels, ids in kept:
             files = {rel: at[rel][0] for rel, i in zip(rels, ids, strict=True) if at.get(rel, (0, None))[1] == i}
             if len(files) == len(rels) and isinstance(path, str) and isinstance(digest, str):
                 out[path, digest] = files
-        return out
+        return out, {id(d): at[rel][1] for files in out.values() for rel, d in files.items()}
     except (ValueError, TypeError):  # an intact entry of another shape: not used
-        return None
+        return None, {}
 
 
 def _keep_workloads(model: Model, store: cache.Cache, u: tuple[str, str], parts: dict, unit_key: str,
