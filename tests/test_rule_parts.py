@@ -35,7 +35,9 @@ def repo(example_repo) -> Path:
 
 @pytest.fixture
 def checked(monkeypatch) -> list[str]:
-    """The paths of the experiments whose part the experiments rule makes, in the order made."""
+    """The paths of the experiments whose part the experiments rule makes, in the order made; every team checked in
+    parts, however few its experiments."""
+    monkeypatch.setattr(rules, "PARTS_FROM", 1)
     seen: list[str] = []
     split = rules.PARTED[experiments.check]
 
@@ -68,9 +70,10 @@ def whole(model) -> list:
     return out
 
 
-def gate(root: Path, store, checked: list[str]) -> list:
+def gate(root: Path, store, checked: list[str], whole_too: tuple[str, ...] = ()) -> list:
     """_by_team on the specs read with the cache, checked against a cold run (no cache, every team whole); the
-    Experiment objects made are those of the experiments checked."""
+    Experiment objects made are those of the experiments checked (and those of the paths whole_too: of teams checked
+    whole)."""
     checked.clear()
     model = read.read(Options(root, store=store)).model
     found = rules._by_team(model, store)
@@ -79,7 +82,7 @@ def gate(root: Path, store, checked: list[str]) -> list:
     assert found == whole(cold) == rules._by_team(cold, cache.Cache(None))
     checked[:] = parted
     made = {model.experiments.specs[i].path for i in model.experiments._made}
-    assert made == set(checked) and len(checked) == len(made)
+    assert made == {*checked, *whole_too} and len(checked) == len(set(checked))
     return found
 
 
@@ -215,3 +218,16 @@ def test_an_entry_of_parts_holds_the_teams_experiments_now_and_is_written_only_w
     gate(repo, store, checked)
     rows = json.loads(entry.read_bytes()[65:])
     assert sorted(ref.split(":")[0] for ref in rows) == [f"{VISION}/{n}.yaml" for n in ("a", "c", "resnet-sweep")]
+
+
+def test_a_team_of_fewer_experiments_than_parts_are_kept_for_is_checked_whole(repo, store, checked, monkeypatch):
+    monkeypatch.setattr(rules, "PARTS_FROM", 4)  # vision has 4 experiments, nlp 2, recsys 1
+    small = ("specs/experiments/nlp/bert-random.yaml", "specs/experiments/nlp/llm-finetune.yaml",
+             "specs/experiments/recsys/feature-stats.yaml")
+    gate(repo, store, checked, whole_too=small)
+    assert sorted(checked) == [f"{VISION}/{n}.yaml" for n in ("a", "b", "c", "resnet-sweep")]
+    (entry,) = parts_entries(store)
+    assert [e for e in (store.folder / "rules").rglob("*") if e.is_file() and e.read_bytes()[65:66] == b"{"] == [entry]
+    nlp = small[0]
+    edit(repo, nlp, "team: nlp", "team: nlq")  # nlq and nlp checked whole, no part made
+    assert {d.code for d in gate(repo, store, checked, whole_too=small[:2]) if d.path == nlp} == {"KF320", "KF321"} and checked == []
