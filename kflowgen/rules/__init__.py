@@ -55,7 +55,9 @@ RULES: dict[str, Rule] = {
 # experiments, and with whole with the rest of the model; rule(model) checks everything. What such a rule finds in a
 # team's experiments is a function of those experiments, the team's served models, the spec files of the team of
 # that name (or, where there is none, whether its file did not load and which teams there are) and the platform
-# file. checked() runs the rest of the model once and each team's experiments apart.
+# file. checked() runs the rest of the model once and each team's experiments apart; a team of many experiments whose
+# findings are not cached is checked in parts, each experiment apart from the others (PARTED), an experiment's parts
+# cached under its file and what else they are a function of (_in_parts).
 BY_TEAM = ("quantities", "clean-paths", "experiments", "queueing")
 
 
@@ -157,7 +159,7 @@ def _in_parts(model: Model, store: cache.Cache, k: str, members: list[tuple[int,
     rule said to look at one experiment at a time reports on another file."""
     refs = [f"{s.path}:{s.digest}" for _, s in members]
     keep = store.folder is not None and all(s.digest for _, s in members)  # a spec made in a test has no digest
-    parts = _recall_parts(store, k) if keep else {}
+    rows, parts = _recall_parts(store, k) if keep else ({}, {})
     todo = [(i, ref) for (i, _), ref in zip(members, refs) if ref not in parts]
     made = _parts(model, [model.experiments[i] for i, _ in todo], teams)
     if made is None:
@@ -171,7 +173,8 @@ def _in_parts(model: Model, store: cache.Cache, k: str, members: list[tuple[int,
         else:
             found += split[1]((s, parts[ref][r]) for (_, s), ref in zip(members, refs))
     if keep and todo:
-        store.put("rules", k, json.dumps({ref: _part_row(parts[ref]) for ref in refs}).encode("utf-8"))
+        store.put("rules", k, json.dumps({ref: rows[ref] if ref in rows else _part_row(parts[ref]) for ref in refs})
+                  .encode("utf-8"))
     return found
 
 
@@ -205,22 +208,23 @@ def _rows(found: list[Diagnostic]) -> list:
     return [[d.path, d.line, d.col, d.code, d.message, d.severity, d.hint] for d in found]
 
 
-def _recall_parts(store: cache.Cache, k: str) -> dict[str, list]:
-    """{path:sha256 of an experiment: its parts} of a team's entry; an entry of another shape gives none (not used)."""
+def _recall_parts(store: cache.Cache, k: str) -> tuple[dict[str, list], dict[str, list]]:
+    """A team's entry as {path:sha256 of an experiment: its parts as _part_row wrote them} and {the same: its parts};
+    an entry of another shape gives none (not used)."""
     body = store.lookup("rules", k)
     try:
         rows = json.loads(body) if body else {}
     except ValueError:
-        return {}
+        return {}, {}
     if type(rows) is not dict:
-        return {}
+        return {}, {}
     out = {}
     for ref, row in rows.items():
         parts = _part_of(row)
         if parts is None:
-            return {}
+            return {}, {}
         out[ref] = parts
-    return out
+    return rows, out
 
 
 def _part_of(row) -> list | None:
