@@ -173,8 +173,8 @@ def _in_parts(model: Model, store: cache.Cache, k: str, members: list[tuple[int,
         else:
             found += split[1]((s, parts[ref][r]) for (_, s), ref in zip(members, refs))
     if keep and todo:
-        store.put("rules", k, json.dumps({ref: rows[ref] if ref in rows else _part_row(parts[ref]) for ref in refs})
-                  .encode("utf-8"))
+        store.put("rules", k, json.dumps({ref: rows[ref] if ref in rows else _part_row(parts[ref]) for ref in refs},
+                                         separators=(",", ":")).encode("utf-8"))
     return found
 
 
