@@ -3,6 +3,7 @@ team, environments, GPU type and image, fit the quota, and give unique Jobs."""
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import NamedTuple
 
 from kflowgen.specs import quantity
 from kflowgen.specs.hints import close
@@ -30,89 +31,122 @@ CODES = {
 }
 
 
+class Part(NamedTuple):
+    """What the rule finds in one experiment alone (part), apart from what it finds across experiments (across): a
+    function of the experiment, its team's spec, the team names (for a team that does not exist) and the platform."""
+
+    team: str
+    name: str
+    head: list  # KF321 of a path that does not match team and name: reported even when the name is taken
+    rest: list  # its other findings, reported only when no experiment before it has its team and name
+    jobs: list  # its trials' Job names, in trial order (none where the quota or the names cannot be checked)
+
+
 def check(model, experiments: list[Experiment] | None = None, whole: bool = True):
-    """Findings about these experiments (all by default); nothing else of the model is checked here (whole)."""
+    """Findings about these experiments (all by default); nothing else of the model is checked here (whole): each
+    experiment's part, then what is wrong across them."""
     experiments = model.experiments if experiments is None else experiments
-    p = model.platform
     teams = {t.name: t for t in model.teams}
+    return across((exp.source, part(model, exp, teams)) for exp in experiments)
+
+
+def across(parts):
+    """The findings of experiments from their parts ((spec, Part), in model order): each experiment's own, KF321 for a
+    team and name already taken (and nothing else of that experiment), KF328 for a Job name already taken."""
     seen: dict[tuple[str, str], str] = {}
     jobs: dict[tuple[str, str], str] = {}  # (team, Job name) -> spec path
-    for exp in experiments:
-        src, path = exp.source, exp.source.path
-        want = f"specs/experiments/{exp.team}/{exp.name}"
-        if path.rsplit(".", 1)[0] != want:
-            yield error(path, src.at("/name"), "KF321", f"experiment '{exp.name}' of team '{exp.team}' is in {path}",
-                        f"move the file to {want}.yaml, or fix team and name")
-        if (exp.team, exp.name) in seen:
-            yield error(path, src.at("/name"), "KF321", f"experiment '{exp.name}' of team '{exp.team}' is already "
-                        f"defined in {seen[exp.team, exp.name]}", "give each experiment its own name")
+    for src, found in parts:
+        path = src.path
+        yield from found.head
+        if (found.team, found.name) in seen:
+            yield error(path, src.at("/name"), "KF321", f"experiment '{found.name}' of team '{found.team}' is already "
+                        f"defined in {seen[found.team, found.name]}", "give each experiment its own name")
             continue
-        seen[exp.team, exp.name] = path
-        if not exp.command:
-            yield error(path, src.at("/run"), "KF327", f"run '{exp.run}' is not a command line",
-                        "close every quote; a command is a program and its arguments, e.g. python train.py")
-        elif not exp.shell and (syntax := shell_syntax(exp.run)):
-            yield error(path, src.at("/run"), "KF327", f"run contains '{syntax}', which only a shell reads: without "
-                        "one, the command would get it as a literal argument",
-                        "add shell: true to run it with sh -c (hyperparameters still reach the command as arguments), "
-                        "or write the command without it")
-        elif exp.shell and (args := split_arguments(exp.run)):
-            yield error(path, src.at("/run"), "KF327", f"run uses {args} where the hyperparameters must be \"$@\": "
-                        "the shell would split their values at spaces and expand * in them",
-                        'write "$@", with the double quotes')
-        yield from secret_looking(exp.source, "/env", exp.env)
-        for name in sorted(set(exp.env) & set(exp.secrets)):
-            yield error(path, src.at(f"/secrets/{name}", key=True), "KF347", f"{name} is set both in env and in "
-                        "secrets: the pod would get two values and Kubernetes keeps the last", f"remove {name} from "
-                        "env or from secrets")
-        if exp.shm and quantity.parse(exp.shm) >= quantity.parse(exp.memory):
-            yield error(path, src.at("/shm"), "KF345", f"shm {exp.shm} is not below the pod's memory {exp.memory}: "
-                        "/dev/shm is memory, and the training would have none left",
-                        "lower shm, or raise resources.memory")
-        for what, message, hint in image_problems(exp.image, p.registries) if exp.image else ():
-            yield error(path, src.at("/image"), IMAGE_CODES[what], message,
-                        hint + (", or leave image out for the team's notebook image" if what == "registry" else ""))
-        if exp.workers > 1 and exp.framework == "tensorflow" and not p.trainer:  # on Trainer: KF350
-            yield warning(path, src.at("/framework"), "KF329", "TFJob is deprecated upstream (Kubeflow Trainer v2 has "
-                          "no TensorFlow runtime; Kueue no longer queues TFJobs by default)",
-                          "use workers: 1 (a plain Job) or a PyTorchJob where you can")
-        team = teams.get(exp.team)
-        if team is None and exp.team not in model.unreadable:
-            yield error(path, src.at("/team"), "KF320", f"team '{exp.team}' is not defined in specs/teams/",
-                        f"{close(exp.team, teams)} (or add specs/teams/{exp.team}.yaml)")
-        gpu_known = not exp.gpu_type or exp.gpu_type in p.gpu_types
-        if not gpu_known:
-            yield error(path, src.at("/resources/gpu/type"), "KF323",
-                        f"GPU type '{exp.gpu_type}' is not defined in {p.source.path}", close(exp.gpu_type, p.gpu_types))
-        sweep = list(_sweep(exp))
-        yield from sweep
-        for i, env in enumerate(exp.environments):
-            if env not in p.environments:
-                yield error(path, src.at(f"/environments/{i}"), "KF322", f"environment '{env}' is not defined in "
-                            f"{p.source.path}", close(env, p.environments))
-        if team is None or not gpu_known:
-            continue  # quota and Job names need the team and the GPU type
-        if exp.archived:
-            continue  # nothing of it runs any more: no quota to fit, no Job to name
-        runs = [] if sweep or not quantity.valid(exp.cpu, millicores=True) else trials(exp)  # KF204 says why not
-        for i, env in enumerate(exp.environments):
-            at = src.at(f"/environments/{i}")
-            if env not in p.environments:
-                continue
-            elif env not in team.quota:
-                yield error(path, at, "KF322", f"team {team.name} has no quota in {env}",
-                            f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
-            else:
-                yield from _quota(exp, team.quota[env], env, len(runs), p.queueing_in(env) is not None,
-                                  misspelt(model, team.quota[env].gpu, exp.gpu_type))
-        queued = bool(exp.environments) and p.queueing_in(exp.environments[0]) is not None  # as rendered there first
-        for t in runs:
-            name = trial_name(exp, team, p, t, queued)
-            if (exp.team, name) in jobs:
+        seen[found.team, found.name] = path
+        yield from found.rest
+        for name in found.jobs:
+            if (found.team, name) in jobs:
                 yield error(path, src.at("/sweep"), "KF328", f"two trials get the same Job name {name} "
-                            f"(the other is in {jobs[exp.team, name]})",
+                            f"(the other is in {jobs[found.team, name]})",
                             "each trial needs different values; '1' and 1 or a value listed twice give the same trial")
-            jobs.setdefault((exp.team, name), path)
+            jobs.setdefault((found.team, name), path)
+
+
+def part(model, exp: Experiment, teams: dict) -> Part:
+    """exp's Part; teams: {name: team} of the model."""
+    src, path = exp.source, exp.source.path
+    want = f"specs/experiments/{exp.team}/{exp.name}"
+    head = []
+    if path.rsplit(".", 1)[0] != want:
+        head.append(error(path, src.at("/name"), "KF321", f"experiment '{exp.name}' of team '{exp.team}' is in "
+                          f"{path}", f"move the file to {want}.yaml, or fix team and name"))
+    jobs: list[str] = []
+    return Part(exp.team, exp.name, head, list(_alone(model, exp, teams, jobs)), jobs)
+
+
+def _alone(model, exp: Experiment, teams: dict, jobs: list[str]):
+    """exp's findings but KF321 and KF328; its trials' Job names appended to jobs."""
+    p = model.platform
+    src, path = exp.source, exp.source.path
+    if not exp.command:
+        yield error(path, src.at("/run"), "KF327", f"run '{exp.run}' is not a command line",
+                    "close every quote; a command is a program and its arguments, e.g. python train.py")
+    elif not exp.shell and (syntax := shell_syntax(exp.run)):
+        yield error(path, src.at("/run"), "KF327", f"run contains '{syntax}', which only a shell reads: without "
+                    "one, the command would get it as a literal argument",
+                    "add shell: true to run it with sh -c (hyperparameters still reach the command as arguments), "
+                    "or write the command without it")
+    elif exp.shell and (args := split_arguments(exp.run)):
+        yield error(path, src.at("/run"), "KF327", f"run uses {args} where the hyperparameters must be \"$@\": "
+                    "the shell would split their values at spaces and expand * in them",
+                    'write "$@", with the double quotes')
+    yield from secret_looking(exp.source, "/env", exp.env)
+    for name in sorted(set(exp.env) & set(exp.secrets)):
+        yield error(path, src.at(f"/secrets/{name}", key=True), "KF347", f"{name} is set both in env and in "
+                    "secrets: the pod would get two values and Kubernetes keeps the last", f"remove {name} from "
+                    "env or from secrets")
+    if exp.shm and quantity.parse(exp.shm) >= quantity.parse(exp.memory):
+        yield error(path, src.at("/shm"), "KF345", f"shm {exp.shm} is not below the pod's memory {exp.memory}: "
+                    "/dev/shm is memory, and the training would have none left",
+                    "lower shm, or raise resources.memory")
+    for what, message, hint in image_problems(exp.image, p.registries) if exp.image else ():
+        yield error(path, src.at("/image"), IMAGE_CODES[what], message,
+                    hint + (", or leave image out for the team's notebook image" if what == "registry" else ""))
+    if exp.workers > 1 and exp.framework == "tensorflow" and not p.trainer:  # on Trainer: KF350
+        yield warning(path, src.at("/framework"), "KF329", "TFJob is deprecated upstream (Kubeflow Trainer v2 has "
+                      "no TensorFlow runtime; Kueue no longer queues TFJobs by default)",
+                      "use workers: 1 (a plain Job) or a PyTorchJob where you can")
+    team = teams.get(exp.team)
+    if team is None and exp.team not in model.unreadable:
+        yield error(path, src.at("/team"), "KF320", f"team '{exp.team}' is not defined in specs/teams/",
+                    f"{close(exp.team, teams)} (or add specs/teams/{exp.team}.yaml)")
+    gpu_known = not exp.gpu_type or exp.gpu_type in p.gpu_types
+    if not gpu_known:
+        yield error(path, src.at("/resources/gpu/type"), "KF323",
+                    f"GPU type '{exp.gpu_type}' is not defined in {p.source.path}", close(exp.gpu_type, p.gpu_types))
+    sweep = list(_sweep(exp))
+    yield from sweep
+    for i, env in enumerate(exp.environments):
+        if env not in p.environments:
+            yield error(path, src.at(f"/environments/{i}"), "KF322", f"environment '{env}' is not defined in "
+                        f"{p.source.path}", close(env, p.environments))
+    if team is None or not gpu_known:
+        return  # quota and Job names need the team and the GPU type
+    if exp.archived:
+        return  # nothing of it runs any more: no quota to fit, no Job to name
+    runs = [] if sweep or not quantity.valid(exp.cpu, millicores=True) else trials(exp)  # KF204 says why not
+    for i, env in enumerate(exp.environments):
+        at = src.at(f"/environments/{i}")
+        if env not in p.environments:
+            continue
+        elif env not in team.quota:
+            yield error(path, at, "KF322", f"team {team.name} has no quota in {env}",
+                        f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
+        else:
+            yield from _quota(exp, team.quota[env], env, len(runs), p.queueing_in(env) is not None,
+                              misspelt(model, team.quota[env].gpu, exp.gpu_type))
+    queued = bool(exp.environments) and p.queueing_in(exp.environments[0]) is not None  # as rendered there first
+    jobs.extend(trial_name(exp, team, p, t, queued) for t in runs)
 
 
 def _sweep(exp: Experiment):

@@ -207,9 +207,9 @@ def _keep_parts(model: Model, store: cache.Cache, known: set) -> None:
 
 # A team unit of at least this many experiments keeps which of its files each experiment made (by path and blob id,
 # beside its render entry, which holds their bytes), so that a change to one experiment renders that one: below it,
-# rendering the team again costs less than keeping the list (a team of 5,000 one-trial experiments renders in about
-# 0.5 s, and 50 in 5 ms).
-PARTS_FROM = 100
+# rendering the team again costs about what writing the list does (a team of 5,000 one-trial experiments renders in
+# about 0.5 s, one of 50 in 5 ms). The rules keep their parts from the same size on (kflowgen.rules.PARTS_FROM).
+PARTS_FROM = 50
 
 
 def _workloads_key(model: Model, env: str, name: str) -> str | None:
