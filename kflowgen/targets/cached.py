@@ -1,6 +1,6 @@
 """render(model), byte for byte, from the result cache where it can: each unit is a function of the spec files
-unit_sources names and of kflowgen's code, so a unit comes from the cache when those are unchanged; the rest are
-rendered, many on forked processes."""
+unit_sources names and of kflowgen's code, so a unit comes from the cache when those are unchanged (its index at
+once, its files' bytes when asked for); the rest are rendered, many on forked processes."""
 from __future__ import annotations
 
 import hashlib
@@ -72,12 +72,12 @@ class Rendered:
 def render_cached(model: Model, opts: Options) -> Rendered:
     keys = _unit_keys(model, units(model))
     stage = opts.stage(len(keys), "rendering")
-    # read here (no copy between processes), one entry at a time, each unpacked before the next is read (the next is
-    # read into the memory this one's body leaves); an entry whose index does not add up is rendered again, never
-    # trusted
+    # the units' indexes, read here (no copy between processes), a bucket's or a unit's entry at a time, each
+    # unpacked before the next is read (the next is read into the memory this one's body leaves); an index that does
+    # not add up is rendered again, never trusted; the files' bytes are read when asked for (Files)
     found, missed = _recalled(opts.store, keys)
     cached = {u: found.get(u) for u in keys}
-    todo = [u for u, found in cached.items() if found is None]
+    todo = [u for u, index in cached.items() if index is None]
     if stage:
         stage(len(keys) - len(todo))
     state = (model, opts.store, keys)
