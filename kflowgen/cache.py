@@ -62,6 +62,11 @@ def _fed(h, parts):
     return h
 
 
+class Lost(Exception):
+    """The cache vouched for a result (an index named it) that it no longer holds, and making it again did not give
+    the same: the run stops rather than check something unvouched (build.BuildLost, targets.cached.RenderLost)."""
+
+
 class Cache:
     def __init__(self, folder: Path | None):
         self.folder = folder  # None: caching off

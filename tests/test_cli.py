@@ -521,3 +521,27 @@ def test_explain_shows_the_findings_of_its_own_spec_and_counts_the_others(exampl
     code, out = run("explain", other, "-C", example_repo)
     assert code == 0 and "specs/experiments/nlp/llm-finetune.yaml:" in out and "warning [KF352]" in out
     assert "other files" not in out
+
+
+def test_a_cache_that_lost_what_it_vouched_for_stops_the_run_with_what_to_do(example_repo, tmp_path):
+    """A unit whose index is cached but whose files are gone from the cache, and that renders to other files than
+    its index names, stops the run (exit 3) with one line that says what to do, not an internal error's traceback."""
+    import hashlib
+
+    from kflowgen.targets import cached
+
+    env = {**os.environ, "KFLOWGEN_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "kflowgen", "render", "--check", "-C", str(example_repo), "--format", "text"]
+    assert subprocess.run(command, env=env, capture_output=True, text=True).returncode == 0
+    entries = [e for e in (tmp_path / "cache/render").rglob("*") if e.is_file()]
+    index = next(e for e in entries if (found := cached.unpack(e.read_bytes().partition(b"\n")[2]))
+                 and any("/vision/" in p for p in found[0]))
+    paths, sizes, ids, folders, based, data = cached.unpack(index.read_bytes().partition(b"\n")[2])
+    (tmp_path / "cache/render" / cached._data_key(data)[:2] / cached._data_key(data)).unlink()  # its files gone
+    ids[0] = "0" * 40  # and its index names a file no render gives (its checksum made again: intact)
+    body = cached._index(paths, [b"x" * n for n in sizes], ids, folders, based, data)
+    index.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr.startswith("kflowgen: the rendered files of vision in ") and "Traceback" not in done.stderr
+    assert done.stderr.rstrip().endswith("delete the result cache (" + str(tmp_path / "cache") + ") and run again")

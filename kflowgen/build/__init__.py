@@ -76,7 +76,7 @@ class Parts(Mapping):
         return "---\n".join(t for _, t in self[folder])
 
 
-class BuildLost(Exception):
+class BuildLost(cache.Lost):
     """A build the index vouched for is neither in the cache nor made again to the same text."""
 
 

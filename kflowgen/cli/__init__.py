@@ -280,7 +280,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("kflowgen: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception:  # a bug in kflowgen, not in the specs
+    except Exception as e:  # a bug in kflowgen, not in the specs
+        from kflowgen.cache import Lost  # (loaded already by whatever raised it)
+
+        if isinstance(e, Lost):  # the result cache lost what it vouched for: what to do, not a traceback
+            print(f"kflowgen: {e}", file=sys.stderr)
+            sys.exit(3)
         print("kflowgen: internal error (exit 3). Please report it with the output below.", file=sys.stderr)
         traceback.print_exc()
         sys.exit(3)

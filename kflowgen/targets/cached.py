@@ -48,7 +48,7 @@ class Files(Mapping):
         return self._at.keys()
 
 
-class RenderLost(Exception):
+class RenderLost(cache.Lost):
     """A unit's files are neither in the cache any more nor rendered again to the blob ids its entry gives."""
 
 
@@ -166,15 +166,17 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
         # once, from the bytes just rendered (or from the entry that holds the very bytes taken from it): kept in the
         # entry with them
         ids = [known_ids.get(id(d)) or cache.blob_id(d) for d in data]
-        folders = _folders(paths)
-        index, body = _pack(paths, data, ids, folders)
+        folders, based = _folders(paths), _based(paths, data)
         if keys[u]:
-            store.put("render", _data_key(hashlib.sha256(body).hexdigest()), body)
+            body = b"".join(data)
+            data_digest = hashlib.sha256(body).hexdigest()
+            store.put("render", _data_key(data_digest), body)
+            index = _index(paths, data, ids, folders, based, data_digest)
             store.put("render", keys[u], index)
             digest = hashlib.sha256(index).hexdigest()
             if kept and made.parts:
                 _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, zip(data, ids))))
-        out.append((paths, data, ids, folders, _based(paths, data), digest, made.objects))
+        out.append((paths, data, ids, folders, based, digest, made.objects))
     return out
 
 
@@ -281,10 +283,14 @@ def pack(files: dict[str, bytes]) -> tuple[bytes, bytes]:
 
 def _pack(paths: list[str], data: list[bytes], ids: list[str], folders: list[str]) -> tuple[bytes, bytes]:
     body = b"".join(data)
-    index = "\0".join([*(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)), *folders,
-                       *_based(paths, data)]).encode("utf-8")
-    head = b"%d %d %d %s\n" % (len(paths), len(folders), len(index), hashlib.sha256(body).hexdigest().encode())
-    return head + index, body
+    return _index(paths, data, ids, folders, _based(paths, data), hashlib.sha256(body).hexdigest()), body
+
+
+def _index(paths: list[str], data: list[bytes], ids: list[str], folders: list[str], based: list[str],
+           data_digest: str) -> bytes:
+    """A unit's index entry (see pack), its data's sha256 given."""
+    index = "\0".join([*(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)), *folders, *based]).encode()
+    return b"%d %d %d %s\n" % (len(paths), len(folders), len(index), data_digest.encode()) + index
 
 
 def _folders(paths: list[str]) -> list[str]:
@@ -320,7 +326,7 @@ def unpack(index: bytes) -> tuple | None:
 def unit_files(store: cache.Cache, k: str) -> tuple[list[str], list[bytes], list[str]] | None:
     """A cached unit's (paths, bytes, blob ids), from its index and data entries; None when either is missing or
     damaged, or they do not add up."""
-    found = _unpacked(store, k)
+    found = _unpacked(store.read("render", k))
     data = store.read("render", _data_key(found[5])) if found else None
     files = _sliced(data[0], found[1]) if data and data[1] == found[5] else None
     return files and (found[0], files, found[2])
@@ -348,7 +354,7 @@ def _recalled(store: cache.Cache, keys: dict) -> tuple[dict, list[list]]:
             missed.append((bucket, read))
         for u in bucket:
             read[u] = store.read("render", keys[u]) if keys[u] else None
-            out[u] = _index(read[u])
+            out[u] = _unpacked(read[u])
     return out, missed
 
 
@@ -384,12 +390,8 @@ def _keep_bucket(store: cache.Cache, bucket: list, keys: dict, read: dict) -> No
                   + b"".join(body for body, _ in found))
 
 
-def _unpacked(store: cache.Cache, k: str | None) -> tuple | None:
-    """A unit's index entry as unpack gives it, and the sha256 of the entry; None when it is missing, damaged or does
-    not add up."""
-    return _index(store.read("render", k) if k else None)
-
-
-def _index(found: tuple[bytes, str] | None) -> tuple | None:
+def _unpacked(found: tuple[bytes, str] | None) -> tuple | None:
+    """A unit's index entry (found: as Cache.read gives it) as unpack gives it, and the sha256 of the entry; None when
+    it is missing, damaged or does not add up."""
     files = found and unpack(found[0])
     return files and (*files, found[1])
