@@ -90,9 +90,10 @@ def platform(x=("", ""), extra=""):
 
 
 def found(rule, m):
-    if rule in rules.BY_TEAM:  # checked team by team (as rules.checked does), the rules find exactly the same
-        whole = [d for name in rules.BY_TEAM for d in rules.RULES[name](m)]
-        assert sorted(rules._by_team(m, cache.Cache(None))) == sorted(whole)
+    if rule in rules.BY_TEAM or rule in rules.LOCAL:  # checked team by team (as rules.checked does), the rules find
+        # exactly the same, each finding once
+        whole = rules.run(m, skip=set(rules.RULES) - {*rules.BY_TEAM, *rules.LOCAL})
+        assert sorted(rules._by_team(m, cache.Cache(None)) + rules._local(m, cache.Cache(None))) == sorted(whole)
     return [(d.code, d.path, d.line, d.col) for d in rules.RULES[rule](m)]
 
 

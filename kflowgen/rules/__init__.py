@@ -43,7 +43,7 @@ RULES: dict[str, Rule] = {
     "allowed-registries": images.check,
     "storage-quota": storage.check,
     "experiments": experiments.check,
-    "served-models": lambda m: serving.check(m, m.served),
+    "served-models": lambda m: serving.check(m, m.served),  # (LOCAL knows it by this function)
     "hub-sign-in": hub.check,
     "network": network.check,
     "queueing": queueing.check,
@@ -59,6 +59,19 @@ RULES: dict[str, Rule] = {
 # findings are not cached is checked in parts, each experiment apart from the others (PARTED), an experiment's parts
 # cached under its file and what else they are a function of (_in_parts).
 BY_TEAM = ("quantities", "clean-paths", "experiments", "queueing")
+
+
+# Rules that look at each team's own specs apart from other teams': local(model, teams, served) finds what the rule
+# finds in the team specs and the served models of one team name, a function of those specs, the platform file and,
+# where no team spec has that name, whether one did not load and which teams there are; across(model) what it finds
+# across teams (None: nothing). For quantities and clean-paths, which BY_TEAM checks in experiments: the team specs
+# and served models (and the platform file).
+# checked() runs each team's part apart, cached under exactly those inputs: a pull request to one team checks that
+# team's specs again, not every team's.
+LOCAL = {"served-models": (RULES["served-models"], serving.local, serving.across),
+         "profiles-fit-quota": (profiles.check, profiles.local, None),
+         "quantities": (quantities.check, quantities.local, None),
+         "clean-paths": (paths.check, paths.local, paths.across)}
 
 
 def run(model: Model, skip=()) -> list[Diagnostic]:
@@ -78,9 +91,47 @@ def checked(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[D
     hit = store.get("rules", k)
     if hit is not None:
         return _decoded(hit)
-    found = run(model, skip=BY_TEAM) + _by_team(model, store)
+    found = run(model, skip=(*BY_TEAM, *LOCAL)) + _by_team(model, store) + _local(model, store)
     store.put("rules", k, _encoded(found))
     return found
+
+
+def _local(model: Model, store: cache.Cache) -> list[Diagnostic]:
+    """The rules of LOCAL: what they find across teams, then each team name's part, cached under its inputs (see
+    LOCAL) when every spec has a digest; quantities' part in the team specs and served models alone."""
+    if any(RULES[name] is not rule for name, (rule, _, _) in LOCAL.items()):  # a rule replaced (a test's spy)
+        return [d for name in LOCAL for d in (RULES[name](model, [], True) if name in BY_TEAM else RULES[name](model))]
+    out = [d for _, _, across in LOCAL.values() if across for d in across(model)]
+    named: dict[str, list] = {}
+    for t in model.teams:
+        named.setdefault(t.name, []).append(t)
+    specs = specs_of(model.served)
+    every = sorted(named)
+    p = model.platform
+    keep = bool(p.source.digest) and all(t.source.digest for t in model.teams) and all(s.digest for s in specs)
+    keyed = cache.keyed("rules", "local", *LOCAL, cache.code_digest(), f"{p.source.path}:{p.source.digest}")
+    memo = cache.Memo(store, "rules", *LOCAL, "local")  # team's key -> how many findings (kept apart when any)
+    for team in sorted({*named, *(s.top("team") for s in specs)}):
+        teams, at = named.get(team, []), model.members(team)[0]
+        k = None
+        if keep:
+            context = (team, *([f"{t.source.path}:{t.source.digest}" for t in teams] if teams
+                                else ["no team", team in model.unreadable, *every]))
+            k = keyed(*context, "served", *(f"{specs[i].path}:{specs[i].digest}" for i in at))
+            known = memo.get(k)
+            hit = None if known in (None, "0") else store.get("rules", k)
+            if known == "0" or hit is not None:
+                out += _decoded(hit) if hit is not None else []
+                continue
+        served = [model.served[i] for i in at]
+        found = [d for _, local, _ in LOCAL.values() for d in local(model, teams, served)]
+        if k is not None:
+            if found:
+                store.put("rules", k, _encoded(found))
+            memo.put(k, str(len(found)))
+        out += found
+    memo.save()
+    return out
 
 
 def _by_team(model: Model, store: cache.Cache) -> list[Diagnostic]:
@@ -89,7 +140,7 @@ def _by_team(model: Model, store: cache.Cache) -> list[Diagnostic]:
     are not together in model order, the rules run on them all at once. A team whose findings are not in the cache
     is checked in parts (_in_parts): only its experiments that changed."""
     rules = [RULES[name] for name in BY_TEAM]
-    out = [d for rule in rules for d in rule(model, [], True)]
+    out = [d for name in BY_TEAM if name not in LOCAL for d in RULES[name](model, [], True)]  # (see _local)
     specs = specs_of(model.experiments)
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(specs):

@@ -23,21 +23,35 @@ def problem(text: str, absolute: bool) -> str | None:
     return None
 
 
-def paths(model, experiments=None, whole: bool = True):
+def paths(model, experiments=None, whole: bool = True, served=None, platform: bool = True):
     """(spec, pointer, text, absolute) of every path a spec gives (of these experiments, and with whole of every
-    other spec: see rules.BY_TEAM)."""
+    other spec: see rules.BY_TEAM; or of these served models, and the platform's with platform: see local)."""
     p = model.platform
-    if whole and p.source.has("/storage/mountPath"):
+    if whole and platform and p.source.has("/storage/mountPath"):
         yield p.source, "/storage/mountPath", p.mount_path, True
     for e in model.experiments if experiments is None else experiments:
         if e.source.has("/workdir"):
             yield e.source, "/workdir", e.workdir, False
-    for m in model.served if whole else ():
+    for m in (model.served if served is None else served) if whole else ():
         yield m.source, "/path", m.source.data["path"], False
 
 
 def check(model, experiments=None, whole: bool = True):
-    for spec, pointer, text, absolute in paths(model, experiments, whole):
+    return _judged(paths(model, experiments, whole))
+
+
+def local(model, teams: list, served: list):
+    """What check finds in these served models."""
+    return _judged(paths(model, [], True, served, platform=False))
+
+
+def across(model):
+    """What check finds in the platform file."""
+    return _judged(paths(model, [], True, [], platform=True))
+
+
+def _judged(found):
+    for spec, pointer, text, absolute in found:
         why = problem(text, absolute)
         if why:
             yield error(spec.path, spec.at(pointer), "KF204", f"path {text!r} {why}",

@@ -7,10 +7,10 @@ from kflowgen.specs import hints, quantity
 from kflowgen.diagnostics import error
 
 
-def amounts(model, experiments=None, whole: bool = True):
+def amounts(model, experiments=None, whole: bool = True, teams=None, served=None):
     """(spec, pointer, 'cpu', 'memory' or 'storage', value) of every amount in the specs (of these experiments, and
-    with whole of every other spec: see rules.BY_TEAM)."""
-    for t in model.teams if whole else ():
+    with whole of every other spec: see rules.BY_TEAM; or of these team specs and served models: see local)."""
+    for t in (model.teams if teams is None else teams) if whole else ():
         for i, p in enumerate(t.profiles):
             at = f"/notebook/profiles/{i}"
             yield t.source, f"{at}/cpu", "cpu", p.cpu
@@ -28,14 +28,23 @@ def amounts(model, experiments=None, whole: bool = True):
     for e in model.experiments if experiments is None else experiments:
         yield e.source, "/resources/cpu", "cpu", e.cpu
         yield e.source, "/resources/memory", "memory", e.memory
-    for m in model.served if whole else ():
+    for m in (model.served if served is None else served) if whole else ():
         for env, s in m.environments.items():
             yield m.source, f"/environments/{env}/cpu", "cpu", s.cpu
             yield m.source, f"/environments/{env}/memory", "memory", s.memory
 
 
 def check(model, experiments=None, whole: bool = True):
-    for spec, pointer, what, value in amounts(model, experiments, whole):
+    return _judged(amounts(model, experiments, whole))
+
+
+def local(model, teams: list, served: list):
+    """What check finds in these team specs and served models (each amount is judged alone)."""
+    return _judged(amounts(model, [], True, teams, served))
+
+
+def _judged(found):
+    for spec, pointer, what, value in found:
         try:
             amount = quantity.parse(value)
             if what == "cpu":

@@ -30,8 +30,27 @@ CODES = {
 }
 
 def check(model, served: list[ServedModel]):
-    p = model.platform
+    """The rule on these served models (the model's own, as rules.RULES runs it)."""
     teams = {t.name: t for t in model.teams}
+    yield from _own(model, served, teams)
+    yield from _reach(model, served, teams)
+
+
+def local(model, teams: list, served: list[ServedModel]):
+    """What check finds in the served models of one team name (served), given the team specs of that name (teams):
+    all but what is found across teams (across)."""
+    yield from _own(model, served, {t.name: t for t in teams})
+
+
+def across(model):
+    """What check finds across teams: callers that are no team, a host taken twice."""
+    return _reach(model, model.served, {t.name: t for t in model.teams})
+
+
+def _own(model, served: list[ServedModel], teams: dict):
+    """Each model's own findings, and each team's servers against its quota (teams: the team specs by name, at
+    least those the models name)."""
+    p = model.platform
     seen: dict[tuple[str, str], str] = {}
     usage: dict[tuple[str, str], list[tuple[ServedModel, dict[str, Fraction]]]] = {}
     for m in served:
@@ -63,7 +82,7 @@ def check(model, served: list[ServedModel]):
             continue  # its team spec has errors of its own
         if team is None:
             yield error(src, at("/team"), "KF331", f"team '{m.team}' is not defined in specs/teams/",
-                        close(m.team, teams))
+                        close(m.team, dict.fromkeys(t.name for t in model.teams)))
         for env, s in m.environments.items():
             here = f"/environments/{env}"
             auto = s.autoscale
@@ -100,7 +119,6 @@ def check(model, served: list[ServedModel]):
                 usage.setdefault((team.name, env), []).append((m, demand(m, env)))
     for (name, env), uses in usage.items():
         yield from _fit(model, teams[name], env, uses)
-    yield from _reach(model, served, teams)
 
 
 def _canary(m: ServedModel, env: str, s, p):

@@ -4,6 +4,8 @@ of the platform's own Argo CD projects. A team named after one would get an admi
 there."""
 from __future__ import annotations
 
+import functools
+
 from kflowgen.diagnostics import error
 
 # The codes this module reports, with their titles (kflowgen.codes assembles every module's table)
@@ -40,10 +42,18 @@ def _stem(team) -> str:
 
 def reserved(name: str, patterns) -> str | None:
     """The reserved name or prefix (ending in '*') that name falls under, or None."""
+    names, prefixes = _prepared(tuple(patterns))
+    if name not in names and not name.startswith(prefixes):
+        return None  # most names: one lookup, and one test of every prefix at once
     for pattern in patterns:
         if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
             return pattern
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _prepared(patterns: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    return frozenset(patterns), tuple(pattern[:-1] for pattern in patterns if pattern.endswith("*"))
 
 
 def check(model):
