@@ -85,10 +85,14 @@ def specs(root: Path, git: bool) -> list:
     return survey(root, git=git, folder=SPECS, folders=True, exact=True)
 
 
-def early(root: Path, git: bool) -> dict:
-    """specs() started now, for Options.early: the command line starts it before it imports the stages, which takes
-    longer than the listing; taken by the stage that reads the specs of this root (taken_or_started)."""
-    return {(str(root), SPECS, git): specs(root, git)}
+def early(root: Path, git: bool, started: dict | None = None) -> dict:
+    """specs() started now (or taken from started, where an earlier early() for the same root and git left it), for
+    Options.early: the command line starts it before it imports the stages, which takes longer than the listing;
+    taken by the stage that reads the specs of this root (taken_or_started)."""
+    key = (str(root), SPECS, git)
+    if started and key in started:
+        return {key: started.pop(key)}
+    return {key: specs(root, git)}
 
 
 def taken_or_started(given: dict, root: Path, git: bool) -> list:

@@ -174,10 +174,43 @@ def test_usage_error_exits_2(example_repo):
     assert run("frobnicate")[0] == 2
 
 
-def _main(args, code="", **env):
+def _main(args, code="", cwd=None, **env):
     prog = f"import sys; from kflowgen import cli\nfrom kflowgen.flow import pipeline\n{code}\nsys.argv = ['kflowgen', *{args!r}]\ncli.main()"
     return subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+                          env={**os.environ, **env}, timeout=120, cwd=cwd)
+
+
+def test_the_listing_of_specs_starts_before_the_options_are_parsed_and_is_taken_once(example_repo, monkeypatch):
+    """validate, render and gate in the current folder start listing specs/ before typer parses their options (which
+    imports pydantic); the command takes that listing instead of starting another. Anything less plain (--repo, -C,
+    --help, another command) starts nothing early."""
+    from pathlib import Path
+
+    from kflowgen import survey
+    from kflowgen.cli import base
+
+    monkeypatch.chdir(example_repo)
+    started, real = [], survey.specs
+    monkeypatch.setattr(survey, "specs", lambda root, git: started.append((str(root), git)) or real(root, git))
+    for args, expect in [(["gate", "--base", "main"], [(".", True)]), (["render", "--check", "--no-cache"], [(".", False)]),
+                         (["validate", "-C", "."], []), (["validate", "--repo=."], []), (["validate", "--help"], []),
+                         (["diff", "--base", "main"], []), ([], [])]:
+        started.clear()
+        base._prestart(args)
+        assert started == expect, args
+        if expect:
+            git = expect[0][1]
+            listing = base._STARTED[(".", "specs", git)]
+            assert base._early(Path("."), git) == {(".", "specs", git): listing}  # taken, not started again
+            assert started == expect and base._STARTED == {}
+            survey.finish(listing)
+    spy = ("from kflowgen import survey\nreal = survey.specs\n"
+           "def specs(root, git):\n    print('listed', root, git, file=sys.stderr, flush=True)\n    return real(root, git)\n"
+           "survey.specs = specs")
+    plain = _main(["validate", "--format", "json"], spy, cwd=example_repo)
+    given = _main(["validate", "--format", "json", "-C", "."], spy, cwd=example_repo)
+    assert plain.returncode == given.returncode == 0 and plain.stdout == given.stdout
+    assert [line for line in plain.stderr.splitlines() if line.startswith("listed")] == ["listed . True"]
 
 
 def test_a_bug_exits_3_with_a_report():

@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from kflowgen import __version__
-from kflowgen.cli.base import (Fmt, Format, Jobs, NoCache, Repo, Timings, _done, _early, _finish, _options, _titles,
-                               app, tools_app)
+from kflowgen.cli.base import (Fmt, Format, Jobs, NoCache, Repo, Timings, _done, _early, _finish, _options, _prestart,
+                               _titles, app, tools_app)
 from kflowgen.diagnostics import Diagnostic, Report
 from kflowgen.report.progress import progress_bars
 
@@ -265,6 +265,7 @@ def main() -> None:
     in reference cycles), so Python's cycle collector, which would walk all of them again and again while they are
     made, is off; and the process ends without tearing that data down object by object."""
     gc.disable()
+    _prestart(sys.argv[1:])  # the listing of specs/, while typer parses the options
     try:
         app()
     except SystemExit as done:
