@@ -11,14 +11,13 @@ Benchmarks assert nothing."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -38,12 +37,37 @@ KFLOWGEN = [sys.executable, "-m", "kflowgen"]
 CRDS = upstream.crd_files("3.6.2")  # what kflowgen validates against: the baseline gets the same schemas
 
 
-def measure(argv: list[str], env: dict | None = None) -> tuple[float, float, int]:
-    """(seconds, peak MiB of that process, exit status)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    return time.monotonic() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+# A small launcher runs the measured commands (JSON on its stdin: [[argv, stdout path], ...], jobs at a time) and
+# reports the wall seconds of all, the largest peak resident set (KiB) and how many failed (or the one exit status):
+# a child forked from this process (large, once it has counted a repository's objects) would count this process's
+# pages in its own ru_maxrss until it execs, so every peak would read at least this process's size.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+commands = json.load(sys.stdin)
+def one(command):
+    with open(command[1], "wb") as out:
+        proc = subprocess.Popen(command[0], stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+start = time.monotonic()
+with ThreadPoolExecutor(max_workers=int(sys.argv[1])) as pool:
+    done = list(pool.map(one, commands))
+codes = [code for _, code in done if code]
+print(json.dumps([time.monotonic() - start, max(peak for peak, _ in done),
+                  codes[0] if len(done) == 1 and codes else len(codes)]))
+"""
+
+
+def measure(argv: list[str], env: dict | None = None, commands: list | None = None, jobs: int = 1
+            ) -> tuple[float, float, int]:
+    """(seconds, peak MiB of that process, exit status) of argv, its output dropped; or of all commands (argv, stdout
+    path), jobs at a time: (seconds, the largest peak, how many failed)."""
+    commands = commands or [(argv, os.devnull)]
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, str(jobs)], input=json.dumps(commands).encode(), env=env,
+                          stdout=subprocess.PIPE, check=True)
+    seconds, peak_kib, code = json.loads(done.stdout)
+    return seconds, peak_kib / 1024, code
 
 
 def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, float, int]:
@@ -52,27 +76,15 @@ def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, floa
     kustomize, kubeconform = tools.find("kustomize"), tools.find("kubeconform")
     overlays = sorted(p.parent for p in (root / "overlays").rglob("kustomization.yaml"))
     out = Path(tempfile.mkdtemp(prefix="bench-built-"))
-    peak = 0.0
-    start = time.monotonic()
-
-    def one(i_overlay):
-        i, overlay = i_overlay
-        with open(out / f"{i:06d}.yaml", "wb") as f:
-            proc = subprocess.Popen([*kustomize.argv, str(overlay)], stdout=f, stderr=subprocess.DEVNULL)
-            _, status, usage = os.wait4(proc.pid, 0)
-        return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(one, enumerate(overlays)))
-    peak = max(r[0] for r in results)
-    failed = sum(1 for r in results if r[1])
+    built_seconds, peak, failed = measure([], commands=[([*kustomize.argv, str(overlay)], str(out / f"{i:06d}.yaml"))
+                                                        for i, overlay in enumerate(overlays)], jobs=jobs)
     # directory sources (Argo CD's objects, Kueue's queues, every team's workloads): their files as they are
     plain = sorted(str(d) for pattern in ("*/argocd", "*/queueing", "*/teams/*/workloads")
                    for d in (root / "overlays").glob(pattern))
     seconds, kc_peak, code = measure([*kubeconform.argv, "-strict", "-summary", "-n", str(jobs), *schema_args,
                                       str(out), *plain])
     shutil.rmtree(out)
-    return time.monotonic() - start, max(peak, kc_peak), failed or code
+    return built_seconds + seconds, max(peak, kc_peak), failed or code
 
 
 def count_objects(root: Path, store: cache.Cache) -> int:
