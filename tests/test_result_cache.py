@@ -27,6 +27,7 @@ from kflowgen.specs import layout, loader, read
 from kflowgen.specs.discover import spec_files
 from kflowgen.specs.model import specs_of
 from kflowgen.targets import cached
+from kflowgen.targets import hub_parts
 from kflowgen.targets.cached import render_cached
 
 
@@ -170,6 +171,28 @@ def test_a_damaged_pass_list_passes_nothing(store):
     entry.write_bytes(entry.read_bytes().replace(b"a" * 64, b"c" * 64))
     damaged = cache.Passes(store, "policy", "code", "context")
     assert not damaged.has("a" * 64) and not damaged.has("b" * 64) and not damaged.has("c" * 64)
+
+
+@pytest.mark.parametrize("before", ["same", "damaged body", "damaged check", "other bytes", "longer", "missing"])
+def test_an_entry_is_written_unless_it_holds_exactly_those_bytes(store, before):
+    """put writes nothing over an entry that is byte for byte what it would write (content-keyed data a run makes
+    again); any other file at that key (damaged in its body or its checksum line, other bytes, another length,
+    none) is written anew, and reads back as the body put."""
+    body, k = b"apiVersion: v1\nkind: ConfigMap\n" * 1000, "ab" * 32
+    store.put("render", k, body)
+    path = store._path("render", k)
+    written = path.read_bytes()
+    changed = {"same": written, "damaged body": written[:-2] + b"X\n", "damaged check": b"0" + written[1:],
+               "other bytes": written.replace(b"ConfigMap", b"Configmap"), "longer": written + b"\n"}
+    if before == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(changed[before])
+    inode = path.stat().st_ino if path.exists() else None
+    store.put("render", k, body)
+    assert store.lookup("render", k) == body and path.read_bytes() == written
+    assert (path.stat().st_ino == inode) == (before == "same")  # rewritten: a new file renamed over the old one
+    assert [p.name for p in path.parent.iterdir()] == [k]  # no temporary file left behind
 
 
 def test_a_pass_list_keeps_what_runs_use(store):
@@ -489,12 +512,13 @@ def test_specs_not_read_from_files_are_rendered_not_cached(example_repo, store):
     model, _ = pipeline.load(Options(example_repo))
     model.teams[0].source.digest = ""  # e.g. a model built in a test: nothing to key its output on
     assert render_cached(model, Options(Path('.'), 1, store)).files == render(model)
-    parts = cached._parts_key(model)  # the teams' parts of the hub values, of the teams read from files only
-    entries = [e for e in (store.folder / "render").rglob("*") if e.is_file() and e.name != parts]
+    parts = {hub_parts.key(model, b) for b in range(hub_parts.PART_BUCKETS)}  # the teams' parts of the hub values,
+    # of the teams read from files only
+    entries = [e for e in (store.folder / "render").rglob("*") if e.is_file() and e.name not in parts]
     envs = len(model.teams[0].quota)
     assert len(entries) == 2 * ((8 - envs) + (3 - envs))  # its own files, and those its environments share (index
     # and data)
-    kept = json.loads(store.lookup("render", parts))
+    kept = [part for k in parts for part in json.loads(store.lookup("render", k) or b"[]")]
     assert sorted(team for _, team, _, _ in kept) == sorted(f"{t.source.path}:{t.source.digest}" for t in model.teams[1:])
 
 
@@ -930,11 +954,24 @@ def test_hub_values_from_each_teams_cached_part_are_the_values_rendered_whole(ex
     team = example_repo / "specs/teams/nlp.yaml"
     team.write_text(team.read_text().replace("cpu: 16", "cpu: 12", 1))
     assert values(cached=True) == {"nlp"}
+    model, _ = pipeline.load(Options(example_repo))
+    buckets = {hub_parts.bucket_of(jupyterhub.part_key(model.platform, t)) for t in model.teams}
+    assert len(buckets) == 3  # one team's part in each
     entry = next(e for e in (store.folder / "render").rglob("*")
-                 if e.is_file() and b"kubespawner_override" in e.read_bytes() and e.read_bytes()[65:66] == b"[")
+                 if e.is_file() and b"kubespawner_override" in e.read_bytes() and e.read_bytes()[65:66] == b"["
+                 and b"specs/teams/vision.yaml" in e.read_bytes())
     entry.write_bytes(entry.read_bytes().replace(b"kubespawner_override", b"kubespawner_overrode", 1))
-    team.write_text(team.read_text().replace("cpu: 12", "cpu: 14", 1))
-    assert values(cached=True) == {"nlp", "recsys", "vision"}  # a damaged entry gives no part
+    team.write_text(team.read_text().replace("cpu: 12", "cpu: 13", 1))
+    assert values(cached=True) == {"nlp", "vision"}  # a damaged bucket gives no part: its team's is made again
+    for entry in (e for e in (store.folder / "render").rglob("*") if e.is_file() and e.read_bytes()[65:66] == b"["):
+        entry.write_bytes(entry.read_bytes().replace(b"kubespawner_override", b"kubespawner_overrode", 1))
+    team.write_text(team.read_text().replace("cpu: 13", "cpu: 14", 1))
+    assert values(cached=True) == {"nlp", "recsys", "vision"}  # damaged entries give no part
+    inodes = {b: store._path("render", hub_parts.key(model, b)).stat().st_ino for b in buckets}
+    team.write_text(team.read_text().replace("cpu: 14", "cpu: 15", 1))
+    assert values(cached=True) == {"nlp"}  # each bucket was written again whole
+    nlp = hub_parts.bucket_of(jupyterhub.part_key(model.platform, model.team("dev", "nlp")))
+    assert {b for b in buckets if store._path("render", hub_parts.key(model, b)).stat().st_ino != inodes[b]} == {nlp}
 @pytest.mark.parametrize("git_tree", [False, True])
 def test_specs_from_the_cache_read_on_forked_processes_are_the_cold_ones(request, store, monkeypatch, git_tree):
     """Groups looked up by forked readers (a plain folder's, or git's when files changed) come back to the parent

@@ -15,7 +15,7 @@ from operator import attrgetter
 from kflowgen import cache, parallel
 from kflowgen.options import Options
 from kflowgen.specs.model import Model
-from kflowgen.targets import jupyterhub, unit, unit_sources, units
+from kflowgen.targets import hub_parts, unit, unit_sources, units
 
 
 class Files(Mapping):
@@ -84,10 +84,10 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     # an environment's shared unit names every team: rendered here, each team's part of the hub values from the
     # cache where it is there (one changed team: one part made), and the parts made here kept for the next run
     shared = [u for u in todo if not u[1]]
-    known = _recall_parts(model, opts.store) if shared else set()
+    known = hub_parts.recall(model, opts.store) if shared else set()
     made = dict(zip(shared, _render_units(state, shared)))
     if shared:
-        _keep_parts(model, opts.store, known)
+        hub_parts.keep(model, opts.store, known)
         if stage:
             stage(len(shared))
     rest = [u for u in todo if u[1]]
@@ -178,33 +178,6 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
                 _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, zip(data, ids))))
         out.append((paths, data, ids, folders, based, digest, made.objects))
     return out
-
-
-def _parts_key(model: Model) -> str:
-    p = model.platform.source
-    return cache.key("hub-parts", cache.code_digest(), p.path, p.digest)
-
-
-def _recall_parts(model: Model, store: cache.Cache) -> set:
-    """jupyterhub.PARTS of this platform file from the cache (a list of [platform, team, yaml, json]); the keys
-    known, so that _keep_parts writes only when a part was made."""
-    body = store.lookup("render", _parts_key(model)) if model.platform.source.digest else None
-    try:
-        found = {(a, b): (y, j) for a, b, y, j in json.loads(body)} if body else {}
-        if not all(isinstance(x, str) for k, v in found.items() for x in (*k, *v)):
-            found = {}
-    except (ValueError, TypeError):  # an intact entry of another shape: not used
-        found = {}
-    jupyterhub.PARTS.update(found)
-    return set(found)
-
-
-def _keep_parts(model: Model, store: cache.Cache, known: set) -> None:
-    """The parts of this model's teams, when one was not in the cache."""
-    keys = [k for k in dict.fromkeys(jupyterhub.part_key(model.platform, t) for t in model.teams)
-            if k in jupyterhub.PARTS]
-    if model.platform.source.digest and not set(keys) <= known:
-        store.put("render", _parts_key(model), json.dumps([[*k, *jupyterhub.PARTS[k]] for k in keys]).encode("utf-8"))
 
 
 # A team unit of at least this many experiments keeps which of its files each experiment made (by path and blob id,
