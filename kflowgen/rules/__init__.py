@@ -118,17 +118,14 @@ def _local(model: Model, store: cache.Cache) -> list[Diagnostic]:
             context = (team, *([f"{t.source.path}:{t.source.digest}" for t in teams] if teams
                                 else ["no team", team in model.unreadable, *every]))
             k = keyed(*context, "served", *(f"{specs[i].path}:{specs[i].digest}" for i in at))
-            known = memo.get(k)
-            hit = None if known in (None, "0") else store.get("rules", k)
-            if known == "0" or hit is not None:
-                out += _decoded(hit) if hit is not None else []
+            hit = _recalled(memo, store, k)
+            if hit is not None:
+                out += hit
                 continue
         served = [model.served[i] for i in at]
         found = [d for _, local, _ in LOCAL.values() for d in local(model, teams, served)]
         if k is not None:
-            if found:
-                store.put("rules", k, _encoded(found))
-            memo.put(k, str(len(found)))
+            _kept(memo, store, k, found)
         out += found
     memo.save()
     return out
@@ -167,10 +164,9 @@ def _by_team(model: Model, store: cache.Cache) -> list[Diagnostic]:
         # what a team's findings are a function of besides its experiments: the served models for queueing's KF349
         context = (team, *(own or ["no team", team in model.unreadable, *every]), "served", *served.get(team, []))
         k = keyed(*context, "experiments", *(f"{specs[i].path}:{specs[i].digest}" for i in members))
-        known = memo.get(k)
-        hit = None if known in (None, "0") else store.get("rules", k)
-        if known == "0" or hit is not None:
-            out += _decoded(hit) if hit is not None else []
+        hit = _recalled(memo, store, k)
+        if hit is not None:
+            out += hit
             continue
         found = None
         if parted and len(members) >= PARTS_FROM:
@@ -178,12 +174,26 @@ def _by_team(model: Model, store: cache.Cache) -> list[Diagnostic]:
         if found is None:
             group = [model.experiments[i] for i in members]
             found = [d for rule in rules for d in rule(model, group, False)]
-        if found:
-            store.put("rules", k, _encoded(found))
-        memo.put(k, str(len(found)))
+        _kept(memo, store, k, found)
         out += found
     memo.save()
     return out
+
+
+def _recalled(memo: cache.Memo, store: cache.Cache, k: str) -> list[Diagnostic] | None:
+    """The findings kept under k (none, when the memo says 0: no entry of their own), or None when not kept."""
+    known = memo.get(k)
+    if known == "0":
+        return []
+    hit = None if known is None else store.get("rules", k)
+    return None if hit is None else _decoded(hit)
+
+
+def _kept(memo: cache.Memo, store: cache.Cache, k: str, found: list[Diagnostic]) -> None:
+    """Keep found under k: how many in the memo, and the findings in an entry of their own when there are any."""
+    if found:
+        store.put("rules", k, _encoded(found))
+    memo.put(k, str(len(found)))
 
 
 # The rules of BY_TEAM by how they split into what each experiment alone gives (its part) and what is found across
