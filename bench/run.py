@@ -59,25 +59,28 @@ print(json.dumps([time.monotonic() - start, max(peak for peak, _ in done),
 """
 
 
-def measure(argv: list[str], env: dict | None = None, commands: list | None = None, jobs: int = 1
-            ) -> tuple[float, float, int]:
-    """(seconds, peak MiB of that process, exit status) of argv, its output dropped; or of all commands (argv, stdout
-    path), jobs at a time: (seconds, the largest peak, how many failed)."""
-    commands = commands or [(argv, os.devnull)]
+def run_all(commands: list[tuple[list[str], str]], jobs: int, env: dict | None = None) -> tuple[float, float, int]:
+    """Each (argv, stdout path), jobs at a time, under the launcher: (seconds, the largest peak MiB, how many failed;
+    for one command, its exit status)."""
     done = subprocess.run([sys.executable, "-c", LAUNCHER, str(jobs)], input=json.dumps(commands).encode(), env=env,
                           stdout=subprocess.PIPE, check=True)
     seconds, peak_kib, code = json.loads(done.stdout)
     return seconds, peak_kib / 1024, code
 
 
+def measure(argv: list[str], env: dict | None = None) -> tuple[float, float, int]:
+    """(seconds, peak MiB of that process, exit status), its output dropped."""
+    return run_all([(argv, os.devnull)], 1, env)
+
+
 def baseline(root: Path, jobs: int, schema_args: list[str]) -> tuple[float, float, int]:
     """kustomize build per overlay (jobs at a time) into files, then kubeconform -strict on all of them and on the
-    plain directories Argo CD syncs as they are (overlays/<env>/argocd)."""
+    plain directories Argo CD syncs as they are (overlays/<env>/argocd, queueing, each team's workloads)."""
     kustomize, kubeconform = tools.find("kustomize"), tools.find("kubeconform")
     overlays = sorted(p.parent for p in (root / "overlays").rglob("kustomization.yaml"))
     out = Path(tempfile.mkdtemp(prefix="bench-built-"))
-    built_seconds, peak, failed = measure([], commands=[([*kustomize.argv, str(overlay)], str(out / f"{i:06d}.yaml"))
-                                                        for i, overlay in enumerate(overlays)], jobs=jobs)
+    built_seconds, peak, failed = run_all([([*kustomize.argv, str(overlay)], str(out / f"{i:06d}.yaml"))
+                                           for i, overlay in enumerate(overlays)], jobs)
     # directory sources (Argo CD's objects, Kueue's queues, every team's workloads): their files as they are
     plain = sorted(str(d) for pattern in ("*/argocd", "*/queueing", "*/teams/*/workloads")
                    for d in (root / "overlays").glob(pattern))

@@ -141,8 +141,8 @@ class Cache:
 
 def _holds(path: Path, check: bytes, body: bytes) -> bool:
     """Whether the entry at path is exactly check + body: then put writes nothing, since writing a file costs more
-    than reading it (a first gate at 1,000 teams made again 14 MB it had: 0.13 s of writing on a CI runner's disk,
-    a few ms of reading). Anything else (missing, damaged, other bytes) is written anew."""
+    than reading it (a first gate at 1,000 teams made again about 10 MB it had: some 0.13 s of writing on this
+    machine's disk, a few ms of reading). Anything else (missing, damaged, other bytes) is written anew."""
     try:
         with open(path, "rb", buffering=0) as f:
             return (os.fstat(f.fileno()).st_size == len(check) + len(body) and f.read(len(check)) == check

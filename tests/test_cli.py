@@ -181,20 +181,25 @@ def _main(args, code="", cwd=None, **env):
 
 
 def test_the_listing_of_specs_starts_before_the_options_are_parsed_and_is_taken_once(example_repo, monkeypatch):
-    """validate, render and gate in the current folder start listing specs/ before typer parses their options (which
+    """validate, render, diff and gate in the current folder start listing specs/ before typer parses their options (which
     imports pydantic); the command takes that listing instead of starting another. Anything less plain (--repo, -C,
     --help, another command) starts nothing early."""
     from pathlib import Path
 
-    from kflowgen import survey
+    import inspect
+
+    from kflowgen import cli, survey
     from kflowgen.cli import base
 
+    calls_early = {c.name or c.callback.__name__ for c in cli.app.registered_commands
+                   if "_early(" in inspect.getsource(c.callback)}
+    assert calls_early == set(base.READS_SPECS)  # the commands that take a listing are those that start one early
     monkeypatch.chdir(example_repo)
     started, real = [], survey.specs
     monkeypatch.setattr(survey, "specs", lambda root, git: started.append((str(root), git)) or real(root, git))
     for args, expect in [(["gate", "--base", "main"], [(".", True)]), (["render", "--check", "--no-cache"], [(".", False)]),
                          (["validate", "-C", "."], []), (["validate", "--repo=."], []), (["validate", "--help"], []),
-                         (["diff", "--base", "main"], []), ([], [])]:
+                         (["diff", "--base", "main"], [(".", True)]), (["build", "dev"], []), ([], [])]:
         started.clear()
         base._prestart(args)
         assert started == expect, args

@@ -78,7 +78,7 @@ def _early(repo: Path, use_cache: bool) -> dict:
 
 
 _STARTED: dict = {}  # the listing _prestart started, until the command takes it
-READS_SPECS = ("validate", "render", "gate")  # the commands that list specs/ first (see _early)
+READS_SPECS = ("validate", "render", "diff", "gate")  # the commands that call _early
 
 
 def _prestart(args: list[str]) -> None:
