@@ -251,10 +251,11 @@ def dist_version(module: str) -> str:
     spec = importlib.util.find_spec(module)
     if spec and spec.origin:
         folder = Path(spec.origin).parent.parent if spec.submodule_search_locations else Path(spec.origin).parent
-        found = [e.name for e in os.scandir(folder) if e.name.endswith(".dist-info")
-                 and e.name.rsplit("-", 1)[0].lower().replace("-", "_") == dist]
+        named = [e.name.removesuffix(".dist-info").rsplit("-", 1) for e in os.scandir(folder)
+                 if e.name.endswith(".dist-info")]  # "name-version.dist-info"
+        found = [n[1] for n in named if len(n) == 2 and n[0].lower().replace("-", "_") == dist]
         if found:  # several records (a leftover of an upgrade): all of them, so that any change shows
-            return "+".join(sorted(name.removesuffix(".dist-info").rsplit("-", 1)[1] for name in found))
+            return "+".join(sorted(found))
     from importlib.metadata import PackageNotFoundError, version
 
     try:

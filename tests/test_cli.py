@@ -181,8 +181,8 @@ def _main(args, code="", cwd=None, **env):
 
 
 def test_the_listing_of_specs_starts_before_the_options_are_parsed_and_is_taken_once(example_repo, monkeypatch):
-    """validate, render, diff and gate in the current folder start listing specs/ before typer parses their options (which
-    imports pydantic); the command takes that listing instead of starting another. Anything less plain (--repo, -C,
+    """validate, render, diff and gate in the current folder start listing specs/ before typer parses their options;
+    the command takes that listing instead of starting another. Anything less plain (--repo, -C,
     --help, another command) starts nothing early."""
     from pathlib import Path
 

@@ -83,8 +83,8 @@ READS_SPECS = ("validate", "render", "diff", "gate")  # the commands that call _
 
 def _prestart(args: list[str]) -> None:
     """Start the listing of specs/ before the options are parsed, for a command that reads the specs of the current
-    folder: parsing them (typer's, through pydantic) and importing the stages take longer than the listing. Only
-    when the words say so plainly (no --repo or -C, no --help); else the command starts it as before."""
+    folder: parsing them and importing the stages take longer than the listing. Only when the words say so plainly
+    (no --repo or -C, no --help); else the command starts it as before."""
     if args and args[0] in READS_SPECS and not any(a.startswith(("-C", "--repo", "--help")) for a in args):
         from kflowgen import survey
 
