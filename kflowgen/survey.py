@@ -8,7 +8,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Collection, Mapping, NamedTuple
 
 OWNED = "overlays"  # the folder kflowgen owns: every generated file lives here
 SPECS = "specs"  # the folder people write specs in
@@ -204,23 +204,9 @@ def vouched(root: Path, outs: list | None = None, listing: Listing | None = None
     if listing is None:
         return None
     stats, listing = listing.stats, find_listing(listing)
-    if len(outs) != GIT:
-        return None  # git was not asked
-    (listed, ok1), (changed, ok2), (settings, _), (paths, ok5) = outs
-    if ok1 or ok2 or ok5:
+    if not _trusted(root, outs):
         return None
-    core = dict((line.split(" ", 1) + [""])[:2] for line in settings.decode("utf-8", "replace").lower().splitlines())
-    on = {k: v not in ("false", "no", "off", "0") for k, v in core.items()}  # git's booleans; a bare key is true
-    if (on.get("core.autocrlf") or core.get("core.checkstat") == "minimal"
-            or not on.get("core.trustctime", True) or on.get("core.ignorestat") or on.get("core.fsmonitor")):
-        return None  # git would compare fewer stat fields, or ask a monitor: read the files instead
-    info, top = paths.decode("utf-8", "surrogateescape").splitlines()[:2]
-    user = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "attributes")
-    here, top = Path(os.path.realpath(root)), os.path.realpath(top)
-    folders = [here, *here.parents][:len(here.relative_to(top).parts) + 1] if here.is_relative_to(top) else [here]
-    if (core.get("core.attributesfile") or any(os.path.exists(f) for f in (os.path.join(root, info), user))
-            or any((f / ".gitattributes").exists() for f in folders)):
-        return None
+    (listed, _), (changed, _), _, _ = outs
     dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
     columns = _entries(listed.decode("utf-8", "surrogateescape"), exact)
     if columns is None:
@@ -254,6 +240,49 @@ def vouched(root: Path, outs: list | None = None, listing: Listing | None = None
     if "/\0" in every or "/.gitattributes\0" in every or every.count("\0" + folder + "/") != every.count("\0") - 1:
         return None  # a nested repository, the folder itself a link, or attributes inside it
     return vouched, sorted(set(others)), sorted({*listing[2], *gitlinks})
+
+
+def _trusted(root: Path, outs: list) -> bool:
+    """Whether git's answers (the commands survey started, see _git) may stand for the bytes on disk: it answered,
+    and neither line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting makes the bytes
+    on disk differ from the blob), nor settings under which git compares less than its index records
+    (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor are in play."""
+    if len(outs) != GIT:
+        return False  # git was not asked
+    (_, ok1), (_, ok2), (settings, _), (paths, ok5) = outs
+    if ok1 or ok2 or ok5:
+        return False
+    core = dict((line.split(" ", 1) + [""])[:2] for line in settings.decode("utf-8", "replace").lower().splitlines())
+    on = {k: v not in ("false", "no", "off", "0") for k, v in core.items()}  # git's booleans; a bare key is true
+    if (on.get("core.autocrlf") or core.get("core.checkstat") == "minimal"
+            or not on.get("core.trustctime", True) or on.get("core.ignorestat") or on.get("core.fsmonitor")):
+        return False  # git would compare fewer stat fields, or ask a monitor: read the files instead
+    info, top = paths.decode("utf-8", "surrogateescape").splitlines()[:2]
+    user = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "git", "attributes")
+    here, top = Path(os.path.realpath(root)), os.path.realpath(top)
+    folders = [here, *here.parents][:len(here.relative_to(top).parts) + 1] if here.is_relative_to(top) else [here]
+    return not (core.get("core.attributesfile") or any(os.path.exists(f) for f in (os.path.join(root, info), user))
+                or any((f / ".gitattributes").exists() for f in folders))
+
+
+def holds_exactly(root: Path, outs: list, found: tuple[bytes, int], paths: Collection[str],
+                  ids: Mapping[str, str]) -> bool:
+    """Whether overlays/ holds exactly these files (paths in path order, ids: their blob ids) and git vouches for each, told
+    from the survey's output (outs: git's, found: find's) as a whole, without a step per file; False whenever
+    anything else may be so (then vouched tells file by file). It is so when git may be trusted (_trusted), changed
+    no file on disk (diff-files lists none), and lists exactly these paths, each a regular file (100644) as it is in
+    the index (H: neither assume-unchanged nor skip-worktree) at stage 0 with this blob id; and find lists regular
+    files only (no link, FIFO, socket or device), as many as git does. Each of git's files is then on disk as a
+    regular file, and find lists each entry once: so find's files are git's, and nothing else is there (untracked
+    and ignored files, a nested repository's, a .git file)."""
+    (listing, code) = found
+    if code or not _trusted(root, outs) or outs[1][0] or OTHER.encode() in listing or STAT.encode() in listing:
+        return False
+    oids = list(map(ids.get, paths))
+    if listing.count(b"\0") != len(oids) or None in oids:
+        return False
+    return outs[0][0] == "".join([f"H 100644 {oid} 0\t{rel}\0" for rel, oid in zip(paths, oids)]).encode(
+        "utf-8", "surrogateescape")
 
 
 # what `git ls-files -z -s -t -v` prints of each entry: tag, mode, blob id, stage, path; with --debug, then the stat

@@ -2,6 +2,7 @@
 the one reading every file gives."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -54,6 +55,101 @@ def test_a_clean_tree_is_not_read(repo, monkeypatch):
     read.clear()
     writer.plan(root, files, 1, ask_git=True)
     assert read == []
+
+
+def holds_exactly(root: Path, files: dict[str, bytes]) -> bool:
+    outs = survey.results(survey.survey(root))
+    return survey.holds_exactly(root, outs[:-1], outs[-1], files, {rel: cache.blob_id(d) for rel, d in files.items()})
+
+
+def test_a_tree_holding_exactly_the_rendered_files_is_told_from_the_listings_whole(repo, monkeypatch):
+    """With the rendered files' blob ids, a clean tree is known clean from git's and find's listings as a whole:
+    neither is split into entries."""
+    root, files = repo
+    assert holds_exactly(root, files)
+    for name in ("_entries", "find_output"):
+        monkeypatch.setattr(survey, name, lambda *a: pytest.fail("a listing was split"))
+    ids = {rel: cache.blob_id(data) for rel, data in files.items()}
+    p = writer.plan(root, files, 1, ask_git=True, ids=ids)
+    assert p.unchanged == list(files) and not p.drift
+
+
+def _untracked(root: Path) -> None:
+    (root / "overlays/dev/extra.yaml").write_text("kind: ConfigMap\n")
+
+
+def _ignored(root: Path) -> None:
+    (root / ".gitignore").write_text("ignored.yaml\n")
+    (root / "overlays/prod/ignored.yaml").write_text("kind: ConfigMap\n")
+
+
+def _link(root: Path) -> None:
+    (root / "overlays/staging/link.yaml").symlink_to("argocd/application.root.yaml")
+
+
+def _swap_for_untracked(root: Path) -> None:  # one file fewer that git tracks, one more it does not: as many files
+    (root / QUOTA).unlink()
+    (root / "overlays/dev/extra.yaml").write_text("kind: ConfigMap\n")
+
+
+def _renamed(root: Path) -> None:
+    (root / QUOTA).rename(root / f"{QUOTA}.bak")
+
+
+def _dot_git(root: Path) -> None:  # a file git never lists, wherever it is
+    (root / QUOTA).unlink()
+    (root / "overlays/dev/.git").write_text("gitdir: /elsewhere\n")
+
+
+def _fifo(root: Path) -> None:
+    (root / QUOTA).unlink()
+    os.mkfifo(root / QUOTA)
+
+
+def _hidden_by_skip_worktree(root: Path) -> None:
+    git(root, "update-index", "--skip-worktree", QUOTA)
+    _swap_for_untracked(root)
+
+
+def _changed_under_assume_unchanged(root: Path) -> None:
+    git(root, "update-index", "--assume-unchanged", QUOTA)
+    (root / QUOTA).write_text((root / QUOTA).read_text().replace("cpu", "cpX"))
+
+
+def _staged(root: Path) -> None:  # the index and the work tree agree, on other bytes than rendered
+    (root / QUOTA).write_text((root / QUOTA).read_text() + "# staged\n")
+    git(root, "add", QUOTA)
+
+
+def _tracked_extra(root: Path) -> None:
+    (root / "overlays/dev/extra.yaml").write_text("kind: ConfigMap\n")
+    git(root, "add", "overlays/dev/extra.yaml")
+
+
+def _nested_repository(root: Path) -> None:
+    nested = root / "overlays/dev/nested"
+    nested.mkdir()
+    git(nested, "init", "-q")
+    (root / QUOTA).unlink()
+    (nested / "x.yaml").write_text("kind: ConfigMap\n")
+
+
+def _executable(root: Path) -> None:  # the same bytes, committed as an executable: read file by file
+    (root / QUOTA).chmod(0o755)
+    git(root, "add", QUOTA)
+
+
+@pytest.mark.parametrize("change", [_untracked, _ignored, _link, _swap_for_untracked, _renamed, _dot_git, _fifo, _hidden_by_skip_worktree,
+                                    _changed_under_assume_unchanged, _staged, _tracked_extra, _nested_repository,
+                                    _executable])
+def test_a_tree_not_exactly_as_rendered_is_told_file_by_file(repo, change):
+    """Hostile to that whole-listing answer: as many files as rendered but not those (an untracked file for a deleted
+    one, a file git never lists, a FIFO, a file git is told not to look at), the index's bytes not the rendered ones,
+    a nested repository, a mode: each is told file by file, and the plan is the one reading every file gives."""
+    root, files = repo
+    change(root)
+    assert not holds_exactly(root, files)
+    assert (both(root, files) == writer.Plan(unchanged=list(files))) == (change is _executable)
 
 
 def test_every_kind_of_difference_is_seen_as_without_git(repo):

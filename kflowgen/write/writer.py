@@ -103,12 +103,19 @@ def same_folders(root: Path, folders: dict[str, list[str]], files: dict[str, byt
 def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = False, started: list | None = None,
          compare: bool = True, ids: dict[str, str] | None = None) -> Plan:
     """How disk differs from the rendered files; files on disk are compared on `jobs` processes when many. With
-    ask_git, a file git vouches for (see _vouched) is compared by its blob id instead of being read: the id `ids`
-    gives (blob ids of rendered files, computed by kflowgen from exactly these bytes when it rendered them:
-    Rendered.ids), else the id of the rendered bytes, computed here. Without compare, only what is on disk and not
-    rendered is looked at (removed, foreign and special files; nothing is read but the first bytes of those). A link is always foreign, even where a generated file belongs: kflowgen writes none."""
+    ask_git, a file git vouches for (see survey.vouched) is compared by its blob id instead of being read: the id
+    `ids` gives (blob ids of rendered files, computed by kflowgen from exactly these bytes when it rendered them:
+    Rendered.ids), else the id of the rendered bytes, computed here; and when git's and find's listings, each as a
+    whole, say that overlays/ holds exactly the rendered files (survey.holds_exactly), neither is split into
+    entries. Without compare, only what is on disk and not rendered is looked at (removed, foreign and special
+    files; nothing is read but the first bytes of those). A link is always foreign, even where a generated file
+    belongs: kflowgen writes none."""
     p = Plan()
     outs = listings.results(started) if started is not None else listings.results(survey(root)) if ask_git else []
+    if (ask_git and compare and ids and len(outs) == listings.GIT + 1
+            and listings.holds_exactly(root, outs[:-1], outs[-1], files, ids)):
+        p.unchanged = list(files)  # overlays/ holds exactly the rendered files, as git has them (the usual case)
+        return p
     found = listings.find_output(outs.pop()) if outs else None
     known = listings.vouched(root, outs, found) if ask_git else None
     if known is None:
