@@ -1020,6 +1020,28 @@ def test_hub_values_where_the_parts_mark_is_also_a_name_are_rendered_whole(examp
     assert whole  # (the nlp environments' values fell back to the whole render)
 
 
+def test_environments_holding_the_same_teams_share_one_hub_values_text(example_repo, monkeypatch):
+    """The hub values are made once for environments that hold the same team objects (in the same order); other
+    teams, fewer of them, another order or a changed team make them anew, and each text is the one rendered whole."""
+    import dataclasses
+
+    from kflowgen.targets import emit, jupyterhub
+
+    model, diags = pipeline.load(Options(example_repo))
+    assert model is not None, diags
+    p, teams = model.platform, model.teams_in("prod")
+    made = []
+    real = jupyterhub._values_text
+    monkeypatch.setattr(jupyterhub, "_values_text", lambda p, teams: made.append(len(teams)) or real(p, teams))
+    changed = dataclasses.replace(teams[0], owners=(*teams[0].owners, "someone-else"))
+    for given, new in ((teams, True), (list(teams), False), (teams[:-1], True), (teams[::-1], True),
+                       (teams, True), ([changed, *teams[1:]], True), ([changed, *teams[1:]], False)):
+        count = len(made)
+        assert jupyterhub.values_text(p, given) == emit.dump(jupyterhub.values(p, given))
+        assert len(made) == count + new
+    assert "someone-else" in jupyterhub.values_text(p, [changed, *teams[1:]])
+
+
 def test_a_gate_reads_the_files_of_no_unchanged_unit(committed_example, store, monkeypatch):
     """An unchanged unit's files come from the cache as their paths and blob ids: the drift check, the builds (an
     overlay one unit wrote by its entry, overlays/<env>/argocd by its files' blob ids), the checks and the diff side

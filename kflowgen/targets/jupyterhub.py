@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import operator
 
 from kflowgen.specs import layout, quantity
 from kflowgen.targets import pods
@@ -134,8 +135,22 @@ def values(p: Platform, teams: list[Team]) -> dict:
     return _values(p, teams, profiles, access)
 
 
+# The last values made, with the platform and teams they were made of: environments that hold the same teams have
+# the same values (the hub serves them all), made once (each is 2 MB of text at 1,000 teams).
+_LAST: list[tuple[Platform, list[Team], str]] = []
+
+
 def values_text(p: Platform, teams: list[Team]) -> str:
-    """emit.dump(values(p, teams)), each team's part of the profile list from PARTS where it is there."""
+    """emit.dump(values(p, teams)), each team's part of the profile list from PARTS where it is there; the same
+    platform and team objects as the last call's give its text again."""
+    if _LAST and _LAST[0][0] is p and len(_LAST[0][1]) == len(teams) and all(map(operator.is_, _LAST[0][1], teams)):
+        return _LAST[0][2]
+    text = _values_text(p, teams)
+    _LAST[:] = [(p, list(teams), text)]
+    return text
+
+
+def _values_text(p: Platform, teams: list[Team]) -> str:
     parts = [_part(p, t) for t in teams]
     if not any(y for y, _ in parts):
         return dump(values(p, teams))
