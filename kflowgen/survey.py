@@ -67,13 +67,18 @@ def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = Fa
     """Start the commands plan() (for overlays/) or the spec reader (for specs/, with folders listed, and exact:
     with the times git recorded, see vouched) reads, so they run while kflowgen loads and renders: git's (with git)
     and a find listing of the folder; output goes to temporary files, so a command never waits for a reader."""
+    return start([*(["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ()))],
+                 [_find(folder, folders, exact)], root)
+
+
+def start(argvs: list[list[str]], here: list[list[str]] = (), root: Path | None = None) -> list:
+    """Start these commands (and those of here in the folder root), each one's output to a temporary file, so that
+    a command never waits for a reader; results() reads them, finish() waits for them when they are not wanted."""
     runs = []
-    for argv in [*(["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ())),
-                 _find(folder, folders, exact)]:
+    for argv, cwd in [*((a, None) for a in argvs), *((a, root) for a in here)]:
         out = tempfile.TemporaryFile()
         try:
-            runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL,
-                                          cwd=root if argv[0] == "find" else None), out))
+            runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, cwd=cwd), out))
         except OSError:
             out.close()
             runs.append((None, None))

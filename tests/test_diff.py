@@ -11,7 +11,7 @@ import yaml
 
 from kflowgen import cache, tools
 from kflowgen.diagnostics import Diagnostic
-from kflowgen.flow import diff as differ
+from kflowgen.flow import diff as differ, gitref
 from kflowgen.options import Options
 from kflowgen.report.changes import render_json, render_markdown, render_text
 
@@ -257,7 +257,10 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
     def git(*args, at=pull_request, **kw):
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
 
-    blobs = differ._spec_blobs(git, pull_request, differ._listing(git, pull_request, "HEAD~1:", "specs"))
+    def listing(at, tree):
+        return gitref.entries(git("ls-tree", "-r", "-z", "--full-tree", tree, "--", "specs", at=at).stdout)
+
+    blobs = gitref.spec_blobs(git, pull_request, listing(pull_request, "HEAD~1:"))
     on_disk = {p.relative_to(pull_request).as_posix() for p in (pull_request / "specs").rglob("*") if p.is_file()}
     assert "specs/teams/nlp.yaml" in blobs and set(blobs) - {"specs/teams/nlp.yaml"} >= on_disk - {
         "specs/experiments/vision/resnet-sweep.yaml"}
@@ -268,7 +271,7 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
     (repo / "specs" / "README.yaml.md").symlink_to("platform.yaml")  # a link git keeps; not a spec file
     commit(repo, "a link under specs/")
     # ... so the base is extracted from an archive instead
-    assert differ._spec_blobs(git, repo, differ._listing(git, repo, "HEAD:", "specs")) is None
+    assert gitref.spec_blobs(git, repo, listing(repo, "HEAD:")) is None
     report = diff_git(repo, "HEAD", 2)
     assert (report.changes, report.diagnostics) == ([], [])
 

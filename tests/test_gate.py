@@ -251,6 +251,25 @@ def test_gate_against_a_ref_that_is_not_a_commit(committed):
     report, changes = pipeline.gate(opts(committed), "no-such-branch")
     assert report.diagnostics == [] and changes.changes == []
     assert [(d.path, d.code) for d in changes.diagnostics] == [("git", "KF902")]
+    assert changes.diagnostics == diff.diff_git(opts(committed), "no-such-branch").diagnostics
+
+
+def test_the_gate_lists_the_base_while_it_checks_the_head(committed, monkeypatch):
+    """The base's git listing starts before the head is checked, and the diff reads that one: the changes are the
+    ones `diff --base` gives, which starts its own, from the working tree's folder or one below the git top."""
+    from kflowgen.flow import gitref
+
+    less_a100(committed)
+    events = []
+    real_started, real_checked, real_diff = gitref.started, pipeline.checked, diff.diff_git
+    monkeypatch.setattr(gitref, "started", lambda *a: events.append("started") or real_started(*a))
+    monkeypatch.setattr(pipeline, "checked", lambda *a, **k: events.append("head") or real_checked(*a, **k))
+    monkeypatch.setattr(diff, "diff_git", lambda *a, started=None, **k: events.append(started is not None)
+                        or real_diff(*a, started=started, **k))
+    _, changes = pipeline.gate(opts(committed), "HEAD")
+    assert events == ["started", "head", True]
+    alone = real_diff(opts(committed), "HEAD")
+    assert changes.changes == alone.changes != [] and changes.diagnostics == alone.diagnostics == []
 
 
 # --- the diff's sides ---------------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from typing import Callable
 
 import yaml
 
-from kflowgen import cache, tools
+from kflowgen import cache, survey, tools
 from kflowgen.build import Built, build, builder_id, overlays_of, parse
 from kflowgen.diagnostics import Diagnostic, error
+from kflowgen.flow import gitref
 from kflowgen.flow.load import load
 from kflowgen.options import Options
 from kflowgen.report.changes import DiffReport, compare
@@ -271,7 +272,7 @@ def changed_paths(root: Path, base: str) -> set[str] | None:
     return {p for r in runs for p in r.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
 
 
-def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
+def diff_git(opts: Options, base: str, head: Side | None = None, started: list | None = None) -> DiffReport:
     """Compare the git ref `base` with the working tree at root. When the base's spec files, bases/ and schemas/
     (named by their git blob ids, listed without reading them) were diffed or validated before by this kflowgen
     with this kustomize, the base side is recalled from the cache. Otherwise its spec files are read from git into
@@ -284,12 +285,12 @@ def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
         return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
 
     with opts.timed("base"):
-        listed = _base_listed(opts, git, base)
+        listed = _base_listed(opts, git, base, started)
     if isinstance(listed, DiffReport):
         return listed
     top, tree, names, entries, recalled = listed
     if recalled is not None:
-        recalled.read = lambda ids: _blobs(git, top, ids)
+        recalled.read = lambda ids: gitref.blobs(git, top, ids)
         if head is None:  # made once, also for the case the recalled side turns out stale
             head, found = _side(opts, None)
             if found:  # a recalled side is free of errors: the head's are all there is to say
@@ -300,7 +301,7 @@ def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
             pass
     with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
         with opts.timed("base"):
-            specs = _spec_blobs(git, top, entries) if "specs" in names else None
+            specs = gitref.spec_blobs(git, top, entries) if "specs" in names else None
             paths = [p for p in ("specs", "bases", "schemas")
                      if p in names and not (p == "specs" and specs is not None)]
             if paths:
@@ -312,25 +313,28 @@ def diff_git(opts: Options, base: str, head: Side | None = None) -> DiffReport:
         return diff_trees(replace(opts, root=Path(tmp)), opts, base_label=base, base_specs=specs, head=head)
 
 
-def _base_listed(opts: Options, git, base: str) -> DiffReport | tuple[Path, str, list[str], list | None, Side | None]:
+def _base_listed(opts: Options, git, base: str, started: list | None = None
+                 ) -> DiffReport | tuple[Path, str, list[str], list | None, Side | None]:
     """The git ref's files (the folder above root, the tree, its top-level names and the listing of specs/, bases/
-    and schemas/) and its side when the cache holds it; or the report of why git cannot say."""
+    and schemas/) and its side when the cache holds it; or the report of why git cannot say. started: gitref.started's
+    commands, else they are started here."""
     root, store = opts.root, opts.store
-    try:
-        found = git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
-        top = Path(git("rev-parse", "--show-toplevel", text=True).stdout.strip() or root)
-        prefix = git("rev-parse", "--show-prefix", text=True).stdout.strip()  # root may be below the git top
-    except OSError as e:
-        return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"git could not run: {e}")])
-    if found.returncode:
+    (_, bad), (where, _), (top_names, _), (listing, unlisted) = survey.results(started or gitref.started(root, base))
+    if bad:  # (asked again, for git's words)
+        try:
+            found = git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+        except OSError as e:
+            return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"git could not run: {e}")])
         why = found.stderr.decode(errors="replace").strip()
         return DiffReport(diagnostics=[error("git", (0, 0), "KF902", f"'{base}' is not a commit in {root}"
                                              + (f" ({why})" if why else ""),
                                              "fetch the base branch first, e.g. git fetch origin main")])
+    lines = where.decode("utf-8", "surrogateescape").split("\n")
+    top, prefix = Path(lines[0].strip() or root), (lines[1:] or [""])[0].strip()  # root may be below the git top
     tree = f"{base}:{prefix}"
-    names = git("ls-tree", "--name-only", tree, at=top, text=True).stdout.splitlines()
-    entries = _listing(git, top, tree, "specs", "bases", "schemas")
-    ids = _blob_ids(entries)
+    names = top_names.decode("utf-8", "surrogateescape").splitlines()
+    entries = None if unlisted else gitref.entries(listing)
+    ids = gitref.blob_ids(entries)
     builder = _builder(root)
     recalled = None
     if ids is not None and builder is not None and "specs" in names:
@@ -340,61 +344,3 @@ def _base_listed(opts: Options, git, base: str) -> DiffReport | tuple[Path, str,
                      {p.removeprefix("schemas/"): i for p, i in ids.items() if p.startswith("schemas/")}, builder)
         recalled = recall(store, k)
     return top, tree, names, entries, recalled
-
-
-def _listing(git, top: Path, tree: str, *folders: str) -> list[tuple[str, bytes, bytes, bytes]] | None:
-    """(path, mode, kind, object id) of every entry below these folders of a git tree, listed without reading a
-    file; None when git cannot list it."""
-    listing = git("ls-tree", "-r", "-z", "--full-tree", tree, "--", *folders, at=top)
-    if listing.returncode:
-        return None
-    out = []
-    for item in filter(None, listing.stdout.split(b"\0")):
-        meta, _, path = item.partition(b"\t")
-        mode, kind, oid = meta.split()
-        out.append((path.decode("utf-8", "surrogateescape"), mode, kind, oid))
-    return out
-
-
-def _plain(entries) -> bool:
-    """Only files: no link (its target could be anything) and no submodule."""
-    return all(kind == b"blob" and mode != b"120000" for _, mode, kind, _ in entries)
-
-
-def _blob_ids(entries) -> dict[str, str] | None:
-    """{path: blob id} of the listed files; None when there is a link or a submodule among them (a side is then
-    never recalled)."""
-    if entries is None or not _plain(entries):
-        return None
-    return {path: oid.decode() for path, _, _, oid in entries}
-
-
-def _spec_blobs(git, top: Path, entries) -> dict[str, bytes] | None:
-    """{path: bytes} of every file under specs/ in a git tree's listing (_listing); None when there is a link or a
-    submodule there, or no listing."""
-    entries = [e for e in entries if e[0].startswith("specs/")] if entries is not None else None
-    if entries is None or not _plain(entries):
-        return None
-    return _cat(git, top, [(path, oid) for path, _, _, oid in entries])
-
-
-def _blobs(git, top: Path, ids: dict[str, str]) -> dict[str, bytes]:
-    """{path: bytes} of these files by their git blob ids ({} when git cannot give them all)."""
-    return _cat(git, top, [(p, i.encode()) for p, i in ids.items()]) or {}
-
-
-def _cat(git, top: Path, wanted: list[tuple[str, bytes]]) -> dict[str, bytes] | None:
-    """{path: bytes} of (path, blob id) pairs, read in one `git cat-file --batch`; None when one is not a blob."""
-    batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for _, oid in wanted))
-    out, pos, data = {}, 0, batch.stdout
-    for path, oid in wanted:
-        end = data.find(b"\n", pos)
-        header = data[pos:end].split()
-        if batch.returncode or end < 0 or len(header) != 3 or header[0] != oid or header[1] != b"blob":
-            return None
-        size = int(header[2])
-        out[path] = data[end + 1:end + 1 + size]
-        pos = end + 1 + size + 1  # the payload is followed by a newline
-    return out
-
-

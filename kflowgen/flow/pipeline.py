@@ -12,7 +12,7 @@ from kflowgen import cache, survey as listings
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
-from kflowgen.flow import diff
+from kflowgen.flow import diff, gitref
 from kflowgen.flow.load import load
 from kflowgen.options import Options
 from kflowgen.report import summary
@@ -143,6 +143,14 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     """The pull-request gate in one process: validate, render --check and diff --base, sharing the head's
     loaded specs, rendered files and builds (three commands would each load, render and build the head again).
     Returns (the validate and drift report, the diff against base, or None when the head does not build)."""
+    started = gitref.started(opts.root, base)  # the base's listing, while the head is checked
+    try:
+        return _gate(opts, base, started)
+    finally:
+        listings.finish(started)  # waited for already unless a stage stopped early or raised
+
+
+def _gate(opts: Options, base: str, started: list) -> tuple[Report, diff.DiffReport | None]:
     done = checked(opts, drift=True)
     if done.model is not None and done.rendered is not None:  # teams the pull request takes out of an environment
         seen = set(done.report.diagnostics)
@@ -154,7 +162,7 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
         head = head_side(opts, done, keep=False)
     if head is None:
         return done.report, None
-    return done.report, diff.diff_git(opts, base, head=head)
+    return done.report, diff.diff_git(opts, base, head=head, started=started)
 
 
 def _namespaces_at(opts: Options, base: str, envs: list[str], files: dict[str, bytes]) -> list[str]:

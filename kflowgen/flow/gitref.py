@@ -1,0 +1,71 @@
+"""A git ref's files, read without checking it out: the listing of its specs/, bases/ and schemas/ (`git ls-tree`,
+by blob id, no file read) and the bytes of its blobs (one `git cat-file --batch`), for the base side of a diff."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kflowgen import survey
+
+FOLDERS = ("specs", "bases", "schemas")  # what a diff side is made of, besides kflowgen's code
+
+
+def started(root: Path, base: str) -> list:
+    """The git commands diff._base_listed reads, started now: the gate starts them before it checks the head, so that
+    they run meanwhile. In root's folder of the ref (`<ref>:./`): the ref's check, the git top and root's place
+    below it, the names at root's folder, and the listing of its specs/, bases/ and schemas/."""
+    tree = f"{base}:./"
+    return survey.start([["git", "-C", str(root), *args] for args in (
+        ("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"), ("rev-parse", "--show-toplevel", "--show-prefix"),
+        ("ls-tree", "--full-tree", "--name-only", tree), ("ls-tree", "-r", "-z", "--full-tree", tree, "--", *FOLDERS))])
+
+
+def entries(listing: bytes) -> list[tuple[str, bytes, bytes, bytes]]:
+    """`git ls-tree -r -z` output as (path, mode, kind, object id) entries."""
+    out = []
+    for item in filter(None, listing.split(b"\0")):
+        meta, _, path = item.partition(b"\t")
+        mode, kind, oid = meta.split()
+        out.append((path.decode("utf-8", "surrogateescape"), mode, kind, oid))
+    return out
+
+
+def plain(entries) -> bool:
+    """Only files: no link (its target could be anything) and no submodule."""
+    return all(kind == b"blob" and mode != b"120000" for _, mode, kind, _ in entries)
+
+
+def blob_ids(entries) -> dict[str, str] | None:
+    """{path: blob id} of the listed files; None when there is a link or a submodule among them (a side is then
+    never recalled)."""
+    if entries is None or not plain(entries):
+        return None
+    return {path: oid.decode() for path, _, _, oid in entries}
+
+
+def spec_blobs(git, top: Path, entries) -> dict[str, bytes] | None:
+    """{path: bytes} of every file under specs/ in a git tree's listing (entries); None when there is a link or a
+    submodule there, or no listing."""
+    entries = [e for e in entries if e[0].startswith("specs/")] if entries is not None else None
+    if entries is None or not plain(entries):
+        return None
+    return cat(git, top, [(path, oid) for path, _, _, oid in entries])
+
+
+def blobs(git, top: Path, ids: dict[str, str]) -> dict[str, bytes]:
+    """{path: bytes} of these files by their git blob ids ({} when git cannot give them all)."""
+    return cat(git, top, [(p, i.encode()) for p, i in ids.items()]) or {}
+
+
+def cat(git, top: Path, wanted: list[tuple[str, bytes]]) -> dict[str, bytes] | None:
+    """{path: bytes} of (path, blob id) pairs, read in one `git cat-file --batch`; None when one is not a blob."""
+    batch = git("cat-file", "--batch", at=top, input=b"".join(oid + b"\n" for _, oid in wanted))
+    out, pos, data = {}, 0, batch.stdout
+    for path, oid in wanted:
+        end = data.find(b"\n", pos)
+        header = data[pos:end].split()
+        if batch.returncode or end < 0 or len(header) != 3 or header[0] != oid or header[1] != b"blob":
+            return None
+        size = int(header[2])
+        out[path] = data[end + 1:end + 1 + size]
+        pos = end + 1 + size + 1  # the payload is followed by a newline
+    return out
