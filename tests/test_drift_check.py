@@ -152,6 +152,22 @@ def test_a_tree_not_exactly_as_rendered_is_told_file_by_file(repo, change):
     assert (both(root, files) == writer.Plan(unchanged=list(files))) == (change is _executable)
 
 
+def test_a_sha256_repository_is_compared_byte_for_byte(tmp_path):
+    """A repository whose objects are named by SHA-256: git's blob ids are not the SHA-1 ids kflowgen computes, so
+    its generated files are read and compared (no file is drift because its id is of another kind)."""
+    root = copy_repo(PROJECT, tmp_path / "repo")
+    if subprocess.run(["git", "init", "-q", "--object-format=sha256"], cwd=root).returncode:
+        pytest.skip("this git has no SHA-256 repositories")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    model, _ = pipeline.load(Options(root))
+    files = render(model)
+    assert len(next(iter(survey.vouched(root)[0].values()))) == 64
+    assert both(root, files) == writer.Plan(unchanged=list(files))
+    (root / QUOTA).write_text((root / QUOTA).read_text().replace("requests.cpu", "requests.cpX"))
+    assert both(root, files).changed == [QUOTA]
+
+
 def test_every_kind_of_difference_is_seen_as_without_git(repo):
     root, files = repo
     quota = root / QUOTA

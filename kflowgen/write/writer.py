@@ -123,6 +123,8 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
         existing, vouched, links = sorted([*regular, *found_links]), {}, set(found_links)
     else:
         vouched, others, p.special = known
+        if vouched and len(next(iter(vouched.values()))) != 40:  # a SHA-256 repository: its blob ids are not
+            vouched, others = {}, [*vouched, *others]  # kflowgen's (SHA-1), so its files are read and compared
         special = set(p.special)  # a FIFO where git has a file is listed by both: never opened
         existing = [*vouched, *(rel for rel in others
                                 if rel not in special and listings.listed(os.path.join(root, rel)))]  # sorted below,
