@@ -272,8 +272,8 @@ def _trusted(root: Path, outs: list) -> bool:
 
 def holds_exactly(root: Path, outs: list, found: tuple[bytes, int], paths: Collection[str],
                   ids: Mapping[str, str]) -> bool:
-    """Whether overlays/ holds exactly these files (paths in path order, ids: their blob ids) and git vouches for each, told
-    from the survey's output (outs: git's, found: find's) as a whole, without a step per file; False whenever
+    """Whether overlays/ holds exactly these files (paths in path order, ids: their blob ids) and git vouches for
+    each, told from the survey's output (outs: git's, found: find's) as a whole, without a step per file; False whenever
     anything else may be so (then vouched tells file by file). It is so when git may be trusted (_trusted), changed
     no file on disk (diff-files lists none), and lists exactly these paths, each a regular file (100644) as it is in
     the index (H: neither assume-unchanged nor skip-worktree) at stage 0 with this blob id; and find lists regular

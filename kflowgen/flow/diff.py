@@ -260,7 +260,10 @@ def _spec_changes(base: Side, head: Side) -> dict[str, tuple[SpecFile | None, Sp
 
 def changed_paths(root: Path, base: str) -> set[str] | None:
     """The repository paths (from root) that differ between the git ref `base` and the working tree, untracked ones
-    too: what a pull request changes. None when git cannot say."""
+    too: what a pull request changes. None when git cannot say (and for a ref that reads as an option: git diff
+    would take it as one, --output among them)."""
+    if base.startswith("-"):
+        return None
     try:
         runs = [subprocess.run(["git", "-C", str(root), *args], capture_output=True) for args in
                 (["diff", "--name-only", "--relative", "-z", base, "--"], ["ls-files", "-z", "--others",

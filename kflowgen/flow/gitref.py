@@ -12,7 +12,10 @@ FOLDERS = ("specs", "bases", "schemas")  # what a diff side is made of, besides 
 def started(root: Path, base: str) -> list:
     """The git commands diff._base_listed reads, started now: the gate starts them before it checks the head, so that
     they run meanwhile. In root's folder of the ref (`<ref>:./`): the ref's check, the git top and root's place
-    below it, the names at root's folder, and the listing of its specs/, bases/ and schemas/."""
+    below it, the names at root's folder, and the listing of its specs/, bases/ and schemas/. A ref that reads as an
+    option is given to no command (ls-tree would not be guarded by the check): the check, run later, refuses it."""
+    if base.startswith("-"):
+        return [(None, None)] * 4
     tree = f"{base}:./"
     return survey.start([["git", "-C", str(root), *args] for args in (
         ("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"), ("rev-parse", "--show-toplevel", "--show-prefix"),
