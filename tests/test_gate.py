@@ -254,17 +254,18 @@ def test_gate_against_a_ref_that_is_not_a_commit(committed):
     assert changes.diagnostics == diff.diff_git(opts(committed), "no-such-branch").diagnostics
 
 
-def test_a_base_that_reads_as_an_option_reaches_no_git_command_but_the_check(committed, monkeypatch):
+def test_a_base_that_reads_as_an_option_reaches_no_git_command_but_the_check(committed, monkeypatch, tmp_path):
     """The gate starts the base's listing early, before the ref is checked: a ref that reads as an option is given to
     no command but the check (rev-parse --verify), which refuses it."""
     calls = []
     real = subprocess.Popen
     monkeypatch.setattr(subprocess, "Popen", lambda argv, *a, **k: calls.append(list(argv)) or real(argv, *a, **k))
-    _, changes = pipeline.gate(opts(committed), "--output=/tmp/x")
+    ref = f"--output={tmp_path / 'x'}"
+    _, changes = pipeline.gate(opts(committed), ref)
     assert [(d.path, d.code) for d in changes.diagnostics] == [("git", "KF902")]
-    given = [argv for argv in calls if any("--output=/tmp/x" in a for a in argv)]
+    given = [argv for argv in calls if any(ref in a for a in argv)]
     assert given and all(argv[3:5] == ["rev-parse", "--verify"] for argv in given), given
-    assert diff.changed_paths(committed, "--output=/tmp/x") is None and not Path("/tmp/x").exists()
+    assert diff.changed_paths(committed, ref) is None and not (tmp_path / "x").exists()
 
 
 def test_the_gate_lists_the_base_while_it_checks_the_head(committed, monkeypatch):

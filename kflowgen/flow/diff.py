@@ -260,9 +260,9 @@ def _spec_changes(base: Side, head: Side) -> dict[str, tuple[SpecFile | None, Sp
 
 def changed_paths(root: Path, base: str) -> set[str] | None:
     """The repository paths (from root) that differ between the git ref `base` and the working tree, untracked ones
-    too: what a pull request changes. None when git cannot say (and for a ref that reads as an option: git diff
-    would take it as one, --output among them)."""
-    if base.startswith("-"):
+    too: what a pull request changes. None when git cannot say, and for a ref that reads as an option
+    (gitref.option_like)."""
+    if gitref.option_like(base):
         return None
     try:
         runs = [subprocess.run(["git", "-C", str(root), *args], capture_output=True) for args in

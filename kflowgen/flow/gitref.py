@@ -9,12 +9,18 @@ from kflowgen import survey
 FOLDERS = ("specs", "bases", "schemas")  # what a diff side is made of, besides kflowgen's code
 
 
+def option_like(ref: str) -> bool:
+    """A ref that git would read as an option (`--output=<file>` makes git diff write a file): given to no git
+    command but the check that refuses it (diff._base_listed's rev-parse --verify). No ref git makes starts so."""
+    return ref.startswith("-")
+
+
 def started(root: Path, base: str) -> list:
     """The git commands diff._base_listed reads, started now: the gate starts them before it checks the head, so that
     they run meanwhile. In root's folder of the ref (`<ref>:./`): the ref's check, the git top and root's place
-    below it, the names at root's folder, and the listing of its specs/, bases/ and schemas/. A ref that reads as an
-    option is given to no command (ls-tree would not be guarded by the check): the check, run later, refuses it."""
-    if base.startswith("-"):
+    below it, the names at root's folder, and the listing of its specs/, bases/ and schemas/. For a ref that reads as
+    an option (see option_like) none is started: the check, run later, refuses it."""
+    if option_like(base):
         return [(None, None)] * 4
     tree = f"{base}:./"
     return survey.start([["git", "-C", str(root), *args] for args in (

@@ -169,8 +169,8 @@ def _namespaces_at(opts: Options, base: str, envs: list[str], files: dict[str, b
     """The namespace files committed at `base` of the teams whose namespace the head no longer renders (none when
     git cannot list them: the diff reports why). One level of each environment's teams/ folder is listed, not
     every generated file, and only the teams that left are looked into."""
-    if base.startswith("-"):
-        return []  # a ref that reads as an option: the diff refuses it
+    if gitref.option_like(base):
+        return []  # the diff refuses it
     folders = [f"{layout.OVERLAYS}/{env}/teams/" for env in envs]
     out = subprocess.run(["git", "-C", str(opts.root), "ls-tree", "--name-only", base, "--", *folders],
                          capture_output=True, text=True)
