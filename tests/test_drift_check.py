@@ -62,7 +62,13 @@ def holds_exactly(root: Path, files: dict[str, bytes]) -> bool:
     return survey.holds_exactly(root, outs[:-1], outs[-1], files, {rel: cache.blob_id(d) for rel, d in files.items()})
 
 
-def test_a_tree_holding_exactly_the_rendered_files_is_told_from_the_listings_whole(repo, monkeypatch):
+@pytest.fixture(params=[4096, 5, 1], ids=["one slice", "slices of 5", "slices of 1"])
+def sliced(request, monkeypatch):
+    """holds_exactly compares git's listing a slice of entries at a time: as one slice, and cut anywhere."""
+    monkeypatch.setattr(survey, "_SLICE", request.param)
+
+
+def test_a_tree_holding_exactly_the_rendered_files_is_told_from_the_listings_whole(repo, monkeypatch, sliced):
     """With the rendered files' blob ids, a clean tree is known clean from git's and find's listings as a whole:
     neither is split into entries."""
     root, files = repo
@@ -142,7 +148,7 @@ def _executable(root: Path) -> None:  # the same bytes, committed as an executab
 @pytest.mark.parametrize("change", [_untracked, _ignored, _link, _swap_for_untracked, _renamed, _dot_git, _fifo, _hidden_by_skip_worktree,
                                     _changed_under_assume_unchanged, _staged, _tracked_extra, _nested_repository,
                                     _executable])
-def test_a_tree_not_exactly_as_rendered_is_told_file_by_file(repo, change):
+def test_a_tree_not_exactly_as_rendered_is_told_file_by_file(repo, change, sliced):
     """Hostile to that whole-listing answer: as many files as rendered but not those (an untracked file for a deleted
     one, a file git never lists, a FIFO, a file git is told not to look at), the index's bytes not the rendered ones,
     a nested repository, a mode: each is told file by file, and the plan is the one reading every file gives."""
