@@ -1040,6 +1040,13 @@ def test_environments_holding_the_same_teams_share_one_hub_values_text(example_r
         assert jupyterhub.values_text(p, given) == emit.dump(jupyterhub.values(p, given))
         assert len(made) == count + new
     assert "someone-else" in jupyterhub.values_text(p, [changed, *teams[1:]])
+    # and the files: one bytes object for the same teams and header, made anew for another header or other teams
+    first = jupyterhub.values_file("# a\n", p, teams)
+    assert first == ("# a\n" + emit.dump(jupyterhub.values(p, teams))).encode()
+    assert jupyterhub.values_file("# a\n", p, list(teams)) is first
+    assert jupyterhub.values_file("# b\n", p, teams) == b"# b\n" + first[4:]
+    assert b"someone-else" in jupyterhub.values_file("# b\n", p, [changed, *teams[1:]])
+    assert b"someone-else" not in jupyterhub.values_file("# b\n", p, teams)
 
 
 def test_a_gate_reads_the_files_of_no_unchanged_unit(committed_example, store, monkeypatch):

@@ -20,7 +20,7 @@ from kflowgen.specs import layout
 from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
-from kflowgen.targets.cached import Rendered, render_cached
+from kflowgen.targets.cached import Files, Rendered, render_cached
 from kflowgen.write import writer
 from kflowgen.write.departures import departures, offboarding
 
@@ -151,6 +151,15 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
 
 
 def _gate(opts: Options, base: str, started: list) -> tuple[Report, diff.DiffReport | None]:
+    report, head = _head(opts, base)
+    if head is None:
+        return report, None
+    return report, diff.diff_git(opts, base, head=head, started=started)
+
+
+def _head(opts: Options, base: str) -> tuple[Report, diff.Side | None]:
+    """The gate's check of the head, and the head as a side of the diff, which holds on to no model: the model, the
+    specs and what renders them are let go before the base is read (Files.release)."""
     done = checked(opts, drift=True)
     if done.model is not None and done.rendered is not None:  # teams the pull request takes out of an environment
         seen = set(done.report.diagnostics)
@@ -160,9 +169,9 @@ def _gate(opts: Options, base: str, started: list) -> tuple[Report, diff.DiffRep
                            if d not in seen)
     with opts.timed("compare"):
         head = head_side(opts, done, keep=False)
-    if head is None:
-        return done.report, None
-    return done.report, diff.diff_git(opts, base, head=head, started=started)
+    if head is not None and isinstance(done.rendered.files, Files):
+        done.rendered.files.release()
+    return done.report, head
 
 
 def _namespaces_at(opts: Options, base: str, envs: list[str], files: dict[str, bytes]) -> list[str]:

@@ -79,7 +79,7 @@ def shared_unit(p: Platform, teams: list[Team], env: str) -> Unit:
     """What all teams of an environment share, from exactly these inputs: the JupyterHub values, the Argo CD
     bootstrap and, where Kueue queues training, the flavors and the Cohort."""
     docs = {**argocd.shared(p, teams, env), **queueing.shared(p, env)}
-    files = {layout.hub_values(env): (header(sources(p, teams)) + jupyterhub.values_text(p, teams)).encode("utf-8")}
+    files = {layout.hub_values(env): jupyterhub.values_file(header(sources(p, teams)), p, teams)}
     files.update((path, document(obj, src)) for path, (obj, src) in docs.items())
     return Unit(files, {path: obj for path, (obj, _) in docs.items()})
 

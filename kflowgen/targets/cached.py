@@ -15,7 +15,7 @@ from operator import attrgetter
 from kflowgen import cache, parallel
 from kflowgen.options import Options
 from kflowgen.specs.model import Model
-from kflowgen.targets import hub_parts, unit, unit_sources, units
+from kflowgen.targets import hub_parts, jupyterhub, unit, unit_sources, units
 
 
 class Files(Mapping):
@@ -23,8 +23,16 @@ class Files(Mapping):
     data entry when one of them is first asked for: a gate compares them with git by blob id, and reads the bytes of
     what it builds or checks again, not of every unchanged team."""
 
-    def __init__(self, at: dict[str, bytes | int], load: Callable[[int], dict[str, bytes]]):
+    def __init__(self, at: dict[str, bytes | int], load: Callable[[int], dict[str, bytes]],
+                 released: Callable[[int], dict[str, bytes]] | None = None):
         self._at, self._load = at, load  # path -> its bytes, or the number of the unit (load) that holds them
+        self._released = released or load
+
+    def release(self) -> None:
+        """Read a unit's files from its data entry only, from now on, and RenderLost when it is not there: what
+        renders a unit again (the model) is let go. The gate does so once it has checked the head, whose diff reads
+        few files (at 10,000 teams the model is 300 MB of the gate's peak), and makes the head again on RenderLost."""
+        self._load = self._released
 
     def __getitem__(self, path: str) -> bytes:
         found = self._at[path]
@@ -88,6 +96,7 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     made = dict(zip(shared, _render_units(state, shared)))
     if shared:
         hub_parts.keep(model, opts.store, known)
+        jupyterhub.forget()
         if stage:
             stage(len(shared))
     rest = [u for u in todo if u[1]]
@@ -118,18 +127,22 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     order = list(keys)
     for n, u in enumerate(order):
         at.update(zip(cached[u][0], repeat(n)) if cached[u] is not None else zip(made[u][0], made[u][1]))
-    unit_data = partial(_data_of, model, opts.store, order, cached)
-    return Rendered(Files(at, unit_data), {folder: k for folder, k in origin.items() if k}, objects,
-                    dict(zip(paths, ids)), based)
+    files = Files(at, partial(_data_of, model, opts.store, order, cached),
+                  partial(_data_of, None, opts.store, order, cached))
+    return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)), based)
 
 
-def _data_of(model: Model, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
-    """The files of the n-th unit, whose index came from the cache: from its data entry, else rendered again; either
-    way the bytes its index names (their sizes and blob ids), or RenderLost."""
+def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
+    """The files of the n-th unit, whose index came from the cache: from its data entry, else rendered again (not
+    without the model: see Files.release); either way the bytes its index names (their sizes and blob ids), or
+    RenderLost."""
     u = order[n]
     paths, sizes, ids, _, _, data_digest, _ = cached[u]
     found = store.read("render", _data_key(data_digest))
     data = _sliced(found[0], sizes) if found is not None and found[1] == data_digest else None
+    if data is None and model is None:
+        raise RenderLost(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any "
+                         f"more")
     if data is None:
         made = unit(model, *u).files
         data = [made.get(p, b"") for p in paths]

@@ -135,9 +135,10 @@ def values(p: Platform, teams: list[Team]) -> dict:
     return _values(p, teams, profiles, access)
 
 
-# The last values made, with the platform and teams they were made of: environments that hold the same teams have
-# the same values (the hub serves them all), made once (each is 2 MB of text at 1,000 teams).
-_LAST: list[tuple[Platform, list[Team], str]] = []
+# The last values made, with the platform and teams they were made of, and the files made of them (by their
+# header): environments that hold the same teams have the same values (the hub serves them all), made once (each is
+# 2 MB of text at 1,000 teams), and the same values file, one bytes object.
+_LAST: list[tuple[Platform, list[Team], str, dict[str, bytes]]] = []
 
 
 def values_text(p: Platform, teams: list[Team]) -> str:
@@ -146,8 +147,26 @@ def values_text(p: Platform, teams: list[Team]) -> str:
     if _LAST and _LAST[0][0] is p and len(_LAST[0][1]) == len(teams) and all(map(operator.is_, _LAST[0][1], teams)):
         return _LAST[0][2]
     text = _values_text(p, teams)
-    _LAST[:] = [(p, list(teams), text)]
+    _LAST[:] = [(p, list(teams), text, {})]
     return text
+
+
+def values_file(head: str, p: Platform, teams: list[Team]) -> bytes:
+    """head and values_text(p, teams), as the file's bytes: for the last call's platform and teams and the same head,
+    the same bytes object again."""
+    text = values_text(p, teams)
+    files = _LAST[0][3]
+    if head not in files:
+        files.clear()
+        files[head] = (head + text).encode("utf-8")
+    return files[head]
+
+
+def forget() -> None:
+    """Let go of the teams' parts and the last values made (at 10,000 teams, 60 MB and every team's spec): a render
+    calls it when its environments' values are made and the parts kept in the cache."""
+    PARTS.clear()
+    _LAST.clear()
 
 
 def _values_text(p: Platform, teams: list[Team]) -> str:
