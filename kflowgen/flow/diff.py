@@ -28,7 +28,7 @@ from kflowgen.specs.discover import spec_files
 from kflowgen.specs.layout import LABEL_TEAM, is_directory_source
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Model, Quota, specs_of
-from kflowgen.targets.cached import render_cached
+from kflowgen.targets.cached import Released, render_cached
 
 
 @dataclass
@@ -80,7 +80,8 @@ class _Gone(Exception):
     """A recalled side's text is no longer in the cache (or not what was recorded): the side is made again."""
 
 
-def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = None) -> tuple[Side, list[Diagnostic]]:
+def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = None, keep: bool = True
+          ) -> tuple[Side, list[Diagnostic]]:
     if not (snapshot if snapshot is not None else (opts.root / "specs").is_dir()):
         return Side(), []  # e.g. the first commit: everything is new
     model, diags = load(opts, snapshot)
@@ -93,7 +94,7 @@ def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = 
         built, errors = build(opts, rendered, overlays_of(rendered.files))
     with opts.timed("cache"):
         out = side(model, rendered.files, built, opts.root, snapshot)
-        if not errors:
+        if keep and not errors:
             remember(opts, model, out, built.keys)
     return out, _tag(errors, label)
 
@@ -283,13 +284,17 @@ def diff_git(opts: Options, base: str, head: Side | None = None, started: list |
     with this kustomize, the base side is recalled from the cache. Otherwise its spec files are read from git into
     memory (`git cat-file --batch`: writing thousands of small files costs far more); bases/ and schemas/, which
     kustomize and the CRD list read from disk, are extracted with `git archive`, and so is specs/ when it holds
-    links. A head handed over (the gate's) whose files are no longer in the cache is made again."""
+    links. A head handed over (the gate's, released: see Files.release) whose files are no longer in the cache is
+    made again, and not kept (the gate keeps no head)."""
     try:
         return _diff_git(opts, base, head, started)
-    except cache.Lost:
+    except Released:
         if head is None:
             raise
-    return _diff_git(opts, base, None, None)
+    head, found = _side(opts, None, keep=False)
+    if found:
+        return DiffReport(diagnostics=sorted(set(found)))
+    return _diff_git(opts, base, head, None)
 
 
 def _diff_git(opts: Options, base: str, head: Side | None, started: list | None) -> DiffReport:

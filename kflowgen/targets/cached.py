@@ -29,10 +29,13 @@ class Files(Mapping):
         self._released = released or load
 
     def release(self) -> None:
-        """Read a unit's files from its data entry only, from now on, and RenderLost when it is not there: what
-        renders a unit again (the model) is let go. The gate does so once it has checked the head, whose diff reads
-        few files (at 10,000 teams the model is 300 MB of the gate's peak), and makes the head again on RenderLost."""
+        """Read a unit's files from its data entry only, from now on, and Released when it is not there: what renders
+        a unit again (the model) is let go, and so is what the hub values' renderer keeps of the last teams it was
+        given (a unit rendered again when its files were not in the cache). The gate does so once it has checked the
+        head, whose diff reads few files (at 10,000 teams the model is 300 MB of the gate's peak), and makes the head
+        again on Released."""
         self._load = self._released
+        jupyterhub.forget()
 
     def __getitem__(self, path: str) -> bytes:
         found = self._at[path]
@@ -58,6 +61,10 @@ class Files(Mapping):
 
 class RenderLost(cache.Lost):
     """A unit's files are neither in the cache any more nor rendered again to the blob ids its entry gives."""
+
+
+class Released(RenderLost):
+    """A unit's files are not in the cache any more, and the files were released (Files.release): not rendered."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,7 @@ def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict,
     found = store.read("render", _data_key(data_digest))
     data = _sliced(found[0], sizes) if found is not None and found[1] == data_digest else None
     if data is None and model is None:
-        raise RenderLost(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any "
+        raise Released(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any "
                          f"more")
     if data is None:
         made = unit(model, *u).files

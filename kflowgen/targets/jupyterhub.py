@@ -155,7 +155,10 @@ def values_file(head: str, p: Platform, teams: list[Team]) -> bytes:
     """head and values_text(p, teams), as the file's bytes: for the last call's platform and teams and the same head,
     the same bytes object again."""
     text = values_text(p, teams)
-    files = _LAST[0][3]
+    last = _LAST[0] if _LAST else None
+    if last is None or last[2] is not text:  # (another thread's values since: made, not kept)
+        return (head + text).encode("utf-8")
+    files = last[3]
     if head not in files:
         files.clear()
         files[head] = (head + text).encode("utf-8")
