@@ -845,6 +845,15 @@ def test_a_hub_values_pass_is_cached_and_changed_values_are_checked_again(exampl
     again = verify.hub_values(example_repo, model, broken, ["dev"], store)  # a failure is never cached
     assert [(d.path, d.code) for d in again] == [(rel, "KF404")] and len(merged) == 4
     assert verify.hub_values(example_repo, model, files, ["dev"], cache.Cache(None)) == [] and len(merged) == 5
+    # one values file for two environments (as jupyterhub.values_file gives it when they hold the same teams): checked
+    # once, and found wrong in each environment's file; the same bytes in another object are the same file too
+    prod = "overlays/prod/jupyterhub/values.yaml"
+    for dev_bytes in (broken[rel], files[rel] + b"proxy: {service: {type: Banana}}\n"):
+        both = verify.hub_values(example_repo, model, {**files, rel: dev_bytes, prod: broken[rel]}, ["dev", "prod"],
+                                 cache.Cache(None))
+        assert [(d.path, d.code) for d in both] == [(rel, "KF404"), (prod, "KF404")]
+        assert both[0].message == both[1].message == found[0].message
+    assert len(merged) == 7
 
 
 def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_repo, store, monkeypatch):

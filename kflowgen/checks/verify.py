@@ -198,22 +198,30 @@ def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str
     store = store or results_cache.Cache(None)
     chart_id = json.dumps([chart.values, chart.schema], sort_keys=True)
     validator, out = None, []
+    # environments that hold the same teams hold one values file (one bytes object, see jupyterhub.values_file):
+    # hashed and checked once, its findings given for each environment's file
+    keys: dict[int, str] = {}
+    found: dict[str, list[str]] = {}  # key -> the messages of its findings
     for env in envs:
         rel = f"overlays/{env}/jupyterhub/values.yaml"
-        k = results_cache.key("hub-values", results_cache.code_digest(), chart_id, files[rel])
-        if store.get("hub-values", k) == b"pass":
-            continue
-        if validator is None:
-            import jsonschema  # only when some values are checked
+        data = files[rel]
+        k = keys.get(id(data)) or keys.setdefault(id(data), results_cache.key(
+            "hub-values", results_cache.code_digest(), chart_id, data))
+        if k not in found:
+            if store.get("hub-values", k) == b"pass":
+                found[k] = []
+                continue
+            if validator is None:
+                import jsonschema  # only when some values are checked
 
-            validator = jsonschema.validators.validator_for(chart.schema)(chart.schema)
-        values = merge_values(chart.values, yaml.load(files[rel], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
-        found = [error(rel, (0, 0), "KF404", f"/{'/'.join(map(str, e.absolute_path))}: {e.message} (against "
-                       f"{chart.origin})", "the generated values do not fit the pinned chart; report a kflowgen bug")
-                 for e in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))]
-        if not found:
-            store.put("hub-values", k, b"pass")
-        out += found
+                validator = jsonschema.validators.validator_for(chart.schema)(chart.schema)
+            values = merge_values(chart.values, yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+            found[k] = [f"/{'/'.join(map(str, e.absolute_path))}: {e.message} (against {chart.origin})" for e in
+                        sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))]
+            if not found[k]:
+                store.put("hub-values", k, b"pass")
+        out += [error(rel, (0, 0), "KF404", message, "the generated values do not fit the pinned chart; report a "
+                      "kflowgen bug") for message in found[k]]
     return out
 
 
