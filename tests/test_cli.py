@@ -195,8 +195,14 @@ def test_the_listing_of_specs_starts_before_the_options_are_parsed_and_is_taken_
                    if "_early(" in inspect.getsource(c.callback)}
     assert calls_early == set(base.READS_SPECS)  # the commands that take a listing are those that start one early
     monkeypatch.chdir(example_repo)
-    started, real = [], survey.specs
-    monkeypatch.setattr(survey, "specs", lambda root, git: started.append((str(root), git)) or real(root, git))
+    started, real = [], survey.Ahead
+
+    class Spied(real):
+        def __init__(self, root, git):
+            started.append((str(root), git))
+            super().__init__(root, git)
+
+    monkeypatch.setattr(survey, "Ahead", Spied)
     for args, expect in [(["gate", "--base", "main"], [(".", True)]), (["render", "--check", "--no-cache"], [(".", False)]),
                          (["validate", "-C", "."], []), (["validate", "--repo=."], []), (["validate", "--help"], []),
                          (["diff", "--base", "main"], [(".", True)]), (["build", "dev"], []), ([], [])]:

@@ -58,6 +58,8 @@ def same_as_cold(root: Path, store: cache.Cache, reads: list[str]) -> list[str]:
         assert specs.model.inputs == cold_ids.inputs
     if cold[0] is not None:
         assert render(warm[0]) == render(cold[0])
+    for git_asked in (True, False):  # the listing a command makes ahead, in a forked child, is the one made here
+        assert survey.Ahead(root, git_asked).get() == survey.spec_listing(root, survey.specs(root, git_asked))
     return read_now
 
 
@@ -339,3 +341,22 @@ def test_spec_files_gives_each_path_the_kind_its_place_makes_it(repo, tmp_path):
     paths = discover._spec_paths(repo)
     assert {"specs/experiments/away/", "specs/models/gone/"} <= set(paths)
     assert spec_files(repo) == one_by_one(paths) == spec_files(repo, None, listed(repo))
+
+
+def test_a_listing_made_ahead_whose_child_fails_is_made_here(repo, monkeypatch):
+    """The command line has specs/ listed by a forked child while it imports the stages (survey.Ahead); a child that
+    fails (or is killed) leaves no listing: get() makes it here, the same as a run without the child."""
+    parent, real = os.getpid(), survey.spec_listing
+
+    def failing_in_the_child(root, started):
+        if os.getpid() != parent:
+            raise RuntimeError("the child fails")
+        return real(root, started)
+
+    monkeypatch.setattr(survey, "spec_listing", failing_in_the_child)
+    ahead = survey.Ahead(repo, True)
+    assert ahead.pid > 0 and ahead.get() == real(repo, survey.specs(repo, True))
+    assert ahead.pipe == -1 and ahead.get() == real(repo, survey.specs(repo, True))  # taken once; then made here
+    killed = survey.Ahead(repo, True)
+    os.kill(killed.pid, 9)
+    assert killed.get() == real(repo, survey.specs(repo, True))

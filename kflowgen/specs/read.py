@@ -15,7 +15,6 @@ from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.options import Options
 from kflowgen.specs import entry, loader, schema as specschema
 from kflowgen.specs.discover import PLATFORM, misplaced, spec_files
-from kflowgen.survey import SPECS
 from kflowgen.specs.experiment import experiment_from
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Deferred, Model, platform_from, team_from
@@ -275,7 +274,8 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
         survey.finish(started)
         return Specs(None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                                   "run kflowgen in the repository root, or create one with `kflowgen init`")])
-    listed, known = _listed(opts, started) if started is not None else (None, {})
+    listed, known = (None, {}) if started is None else (
+        started.get() if isinstance(started, survey.Ahead) else survey.spec_listing(opts.root, started))
     wanted = spec_files(opts.root, snapshot, listed)
     diags = misplaced(wanted)
     wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
@@ -299,13 +299,3 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
                   Deferred(specs["model"], served_model_from), Deferred(specs["experiment"], experiment_from),
                   unreadable={Path(rel).stem for rel in unread}, inputs=inputs)
     return Specs(model, diags, [s for group in specs.values() for s in group])
-
-
-def _listed(opts: Options, started: list) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
-    """find's listing of specs/ (None when find failed: the folder is walked instead), and {path: blob id} of the
-    spec files git vouches for (kflowgen.survey.vouched; none without the cache, whose entries are what an unread
-    file's results come from, or when git cannot say)."""
-    outs = survey.results(started)
-    found = survey.find_output(outs.pop())
-    known = survey.vouched(opts.root, outs, found, SPECS, exact=True) if outs else None
-    return survey.find_paths(found), known[0] if known else {}
