@@ -92,19 +92,55 @@ def install_command(name: str) -> str:
 
 # --- versions -------------------------------------------------------------------------------------------------
 
-def command_version(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return (out.stdout or out.stderr).strip().splitlines()[0].strip() if (out.stdout or out.stderr).strip() else ""
+def command_version(argv: list[str], stat: tuple[int, ...] | None = None) -> str:
+    """The first line a command prints (its version), '' when it cannot run."""
+    stdout, stderr = _ran(argv, stat)
+    return (stdout or stderr).strip().splitlines()[0].strip() if (stdout or stderr).strip() else ""
 
 
-def output_lines(argv: list[str]) -> list[str]:
+def output_lines(argv: list[str], stat: tuple[int, ...] | None = None) -> list[str]:
+    return _ran(argv, stat)[0].splitlines()
+
+
+def _ran(argv: list[str], stat: tuple[int, ...] | None) -> tuple[str, str]:
+    """A command's output (stdout, stderr; empty when it cannot run), from the run ask_ahead started for this binary
+    as it is (stat: _stat of the binary asked about), else run now."""
+    started = _AHEAD.pop((tuple(argv), stat), None) if stat is not None else None
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.splitlines()
+        if started is None:
+            started = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return started.communicate(timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        return []
+        if started is not None:
+            started.kill()
+            started.wait()
+        return "", ""
+
+
+# version questions asked ahead, until asked: {(argv, _stat of the binary when it was started): its run}
+_AHEAD: dict[tuple[tuple[str, ...], tuple[int, ...]], subprocess.Popen] = {}
+
+
+def ask_ahead(names: Iterable[str], repo: Path | None = None) -> None:
+    """Start the version questions find() and find_batch() will ask of these tools' binaries in the tools folder, so
+    that the answers are there when asked (each is a process waited for, one after another, a few ms each). An
+    answer is taken only for the binary as it was when asked ahead (its inode, size and times): one replaced
+    meanwhile is asked again."""
+    folder = tools_dir()
+    for name in names:
+        path = folder / name
+        if not _executable(path) or locate(name, repo=repo) != path:
+            continue
+        flag = {KUSTOMIZE.name: "version", KFLOWGEN_KBUILD.name: "-version"}.get(name, "-v")
+        stat, tool = _stat(path), pinned(name)
+        go = tool is not None and tool.how == "module" and shutil.which("go")  # (built_version may ask go too)
+        for argv in [(str(path), flag), *((("go", "version", "-m", str(path)),) if go else ())]:
+            if (argv, stat) not in _AHEAD:
+                try:
+                    _AHEAD[argv, stat] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                          text=True)
+                except OSError:
+                    pass
 
 
 def built_version(path: Path, tool: Pinned) -> str:
@@ -137,12 +173,12 @@ def _stat(path: Path) -> tuple[int, ...]:
 # A binary's answers, asked once per run for the binary as it is (a gate finds kustomize in three stages)
 @functools.lru_cache(maxsize=64)
 def _asked(argv: tuple[str, ...], stat: tuple[int, ...]) -> str:
-    return command_version(list(argv))
+    return command_version(list(argv), stat)
 
 
 @functools.lru_cache(maxsize=64)
 def _go_version(path: str, stat: tuple[int, ...]) -> tuple[str, ...]:
-    return tuple(output_lines(["go", "version", "-m", path]))
+    return tuple(output_lines(["go", "version", "-m", path], stat))
 
 
 def _wrapper_version(path: Path, tool: Pinned) -> str:
@@ -341,13 +377,13 @@ def _kbuild_fits(version_line: str) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _batch_version(path: str, mtime_ns: int) -> str:
-    return command_version([path, "-version"])
+def _batch_version(path: str, stat: tuple[int, ...]) -> str:
+    return command_version([path, "-version"], stat)
 
 
 def batch_version(binary: Path) -> str:
-    """kflowgen-kbuild -version, asked once per run and binary."""
-    return _batch_version(str(binary), binary.stat().st_mtime_ns)
+    """kflowgen-kbuild -version, asked once per run and binary as it is."""
+    return _batch_version(str(binary), _stat(binary))
 
 
 def find_batch(folder: Path | None = None) -> Path | None:

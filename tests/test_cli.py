@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import PROJECT, tree_hash
+from kflowgen import tools
 from kflowgen.cli import app
 
 runner = CliRunner()
@@ -167,6 +168,32 @@ def test_missing_tool_is_one_clear_error(example_repo, tmp_path):
     assert out.splitlines()[:2] == ["kustomize: error [KF901] kustomize is not installed",
                                     f"    fix: install it with: kflowgen tools install  (or: GOBIN={tmp_path / 'none'} "
                                     "go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.1)"]
+
+
+def test_a_version_asked_ahead_is_that_of_the_binary_as_it_is_when_asked(tmp_path, monkeypatch):
+    """validate asks the tools their versions ahead (tools.ask_ahead), while the specs load; the answer is taken
+    only for the binary as it was then: one replaced meanwhile is asked again, and an unchanged one is not."""
+    monkeypatch.setenv("KFLOWGEN_TOOLS", str(tmp_path))
+    monkeypatch.setattr(tools, "_AHEAD", {})
+    binary = tmp_path / "kubeconform"
+
+    def install(version: str) -> None:  # a new file in its place, as `go install` does
+        (tmp_path / "new").write_text(f"#!/bin/sh\necho {version}\n")
+        (tmp_path / "new").chmod(0o755)
+        os.replace(tmp_path / "new", binary)
+
+    install("v0.1.0")
+    tools.ask_ahead(["kubeconform"])
+    install("v0.2.0")
+    assert tools.find("kubeconform").version == "v0.2.0"
+    install("v0.3.0")
+    tools.ask_ahead(["kubeconform"])
+    real = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail(f"asked again: {a}"))
+    assert tools.find("kubeconform").version == "v0.3.0"  # the answer asked ahead
+    monkeypatch.setattr(subprocess, "Popen", real)
+    for run in tools._AHEAD.values():  # (the stale answer, and go's, never asked for)
+        run.communicate()
 
 
 def test_usage_error_exits_2(example_repo):
