@@ -52,11 +52,10 @@ GIT = len(_git(OWNED))  # how many git commands a survey starts (the find listin
 
 
 def _find(folder: str, folders: bool, exact: bool = False) -> list[str]:
-    """Every entry under the folder with its type (folders too, with folders): what git does not track (untracked
-    and ignored files) is what find lists and git does not; git lists no FIFO, socket or device; and a run that
-    only lists (validate) needs nothing else. A regular file is printed as its path alone (with exact: STAT, its
-    change and modification times, inode and size as one word, a space, the path), any other entry as OTHER, its
-    type, a space and the path: a folder of files only is one split of the output (find_output)."""
+    """Every entry under the folder with its type (folders too, with folders): what find lists and git does not is
+    untracked or ignored; git lists no FIFO, socket or device. A regular file is printed as its path (with exact:
+    STAT, its change and modification times, inode and size as one word, a space, the path), any other entry as
+    OTHER, its type, a space and the path: a folder of files only is one split of the output (find_output)."""
     return ["find", folder, *(() if folders else ("!", "-type", "d")), "(", "-type", "f", "-printf",
             "\\002%C@:%T@:%i:%s %p\\0" if exact else "%p\\0", "-o", "-printf", "\\001%y %p\\0", ")"]
 
@@ -65,9 +64,8 @@ OTHER, STAT = "\1", "\2"  # what opens find's line for an entry that is not a re
 
 
 def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = False, exact: bool = False) -> list:
-    """Start the commands plan() (for overlays/) or the spec reader (for specs/, with folders listed, and exact:
-    with the times git recorded, see vouched) reads, so they run while kflowgen loads and renders: git's (with git)
-    and a find listing of the folder; output goes to temporary files, so a command never waits for a reader."""
+    """Start git's commands (with git) and a find listing of the folder, for plan() (overlays/) or the spec reader
+    (specs/: folders listed, and exact, see vouched), so they run while kflowgen loads and renders."""
     return start([*(["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ()))],
                  [_find(folder, folders, exact)], root)
 
@@ -92,9 +90,8 @@ def specs(root: Path, git: bool) -> list:
 
 
 def spec_listing(root: Path, started: list) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
-    """What specs() started, read: find's listing of specs/ as (type, path) pairs (None when find failed: the folder
-    is walked instead), and {path: blob id} of the spec files git vouches for (see vouched; none when git was not
-    asked or cannot say)."""
+    """What specs() started, read: find's listing of specs/ as find_paths gives it, and {path: blob id} of the spec
+    files git vouches for (see vouched; none when git was not asked or cannot say)."""
     outs = results(started)
     found = find_output(outs.pop())
     known = vouched(root, outs, found, SPECS, exact=True) if outs else None
@@ -126,30 +123,25 @@ class Ahead:
         self.pipe = read
 
     def get(self) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
-        answer = self._taken()
+        answer = self.finish()
         return answer if answer is not None else spec_listing(self.root, specs(self.root, self.git))
 
-    def _taken(self):
-        """The child's answer, once (None when there is none: no child, or it failed)."""
+    def finish(self):
+        """The child's answer, once (None when there is none: no child, it failed, or it was taken)."""
         if self.pipe < 0:
             return None
         with os.fdopen(self.pipe, "rb") as pipe:
-            self.pipe = -1
-            data = pipe.read()
-        _, status = os.waitpid(self.pid, 0)
+            self.pipe, data = -1, pipe.read()
+        status = os.waitpid(self.pid, 0)[1]
         try:
             return pickle.loads(data) if status == 0 else None
         except Exception:  # cut short: made here instead
             return None
 
-    def finish(self) -> None:
-        self._taken()
-
 
 def early(root: Path, git: bool, started: dict | None = None) -> dict:
-    """The listing of specs/ made Ahead, from now (or taken from started, where an earlier early() for the same root
-    and git left it), for Options.early: the command line starts it before it imports the stages, which takes longer
-    than the listing; taken by the stage that reads the specs of this root (taken_or_started)."""
+    """The listing of specs/ made Ahead from now, for Options.early (or taken from started, where an earlier early()
+    for the same root and git left it); taken by the stage that reads the specs of this root (taken_or_started)."""
     key = (str(root), SPECS, git)
     if started and key in started:
         return {key: started.pop(key)}
@@ -165,7 +157,8 @@ def taken_or_started(given: dict, root: Path, git: bool) -> Ahead | list:
 def finish(started: list | Ahead | None) -> None:
     """Wait for what survey() (or Ahead) started when its answer is not wanted any more."""
     if isinstance(started, Ahead):
-        return started.finish()
+        started.finish()
+        return
     for run, out in started or []:
         if run is not None:
             run.wait()
@@ -246,22 +239,18 @@ def vouched(root: Path, outs: list | None = None, listing: Listing | None = None
     ignored, links], [FIFOs, sockets and devices, which git does not list (find's), and submodules, which it lists
     as one entry]).
 
-    git compares each tracked file's size, times and inode with those its index recorded when it last read the
-    file, and reads the file when that cannot decide (a file changed within the index's own timestamp, the "racy
-    git" case: its mtime is not older than the index file, so a change in the same tick would not show). A file
-    behind a link (a tracked folder replaced by a link) is reported deleted, so not vouched for. Files
-    marked assume-unchanged or skip-worktree are not vouched for. None, and every file is read, when git cannot
-    say: not a work tree, line-ending conversion (core.autocrlf), any attributes file (a filter or an eol setting
-    makes the bytes on disk differ from the blob), or settings under which git compares less than its index records
-    (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor; and when find
-    could not list the special files.
+    git compares each tracked file's size, times and inode with those its index recorded, and reads the file when
+    that cannot decide (the "racy git" case: a file changed within the index's own timestamp). A file behind a link
+    (a tracked folder replaced by a link) is reported deleted; files marked assume-unchanged or skip-worktree are not
+    vouched for. None, and every file is read, when git cannot say: not a work tree, line-ending conversion
+    (core.autocrlf), any attributes file (a filter or an eol setting makes the bytes on disk differ from the blob),
+    settings under which git compares less than it records (core.checkStat=minimal, core.trustctime=false,
+    core.ignoreStat) or asks a file-system monitor; and when find could not list the special files.
 
-    exact (the survey's too): git compares times to the second, so a file rewritten within the second git last
-    recorded it, whose mtime a tool then set back (so that git does not see it as racy), looks unchanged to git
-    (`git status` says so too). With exact, a file is vouched for only when its change and modification times, to
-    the nanosecond, its size and inode are also those git recorded (`git ls-files --debug`): as find gave them (the
-    survey's find, run with git's listing; listing: find_output's), so that no file is looked at
-    again here."""
+    exact: git compares times to the second, so a file rewritten within the second git recorded, whose mtime a tool
+    then set back, looks unchanged to git (and to `git status`). With exact, a file is vouched for only when its
+    change and modification times to the nanosecond, size and inode are also those git recorded (`ls-files
+    --debug`), as the survey's find gave them (listing: find_output's): no file is looked at again here."""
     if outs is None:
         outs = results(survey(root, folder=folder, exact=exact))
         listing = find_output(outs.pop())
@@ -332,13 +321,10 @@ def _trusted(root: Path, outs: list) -> bool:
 def holds_exactly(root: Path, outs: list, found: tuple[bytes, int], paths: Collection[str],
                   ids: Mapping[str, str]) -> bool:
     """Whether overlays/ holds exactly these files (paths in path order, ids: their blob ids) and git vouches for
-    each, told from the survey's output (outs: git's, found: find's) as a whole, without a step per file; False whenever
-    anything else may be so (then vouched tells file by file). It is so when git may be trusted (_trusted), changed
-    no file on disk (diff-files lists none), and lists exactly these paths, each a regular file (100644) as it is in
-    the index (H: neither assume-unchanged nor skip-worktree) at stage 0 with this blob id; and find lists regular
-    files only (no link, FIFO, socket or device), as many as git does. Each of git's files is then on disk as a
-    regular file, and find lists each entry once: so find's files are git's, and nothing else is there (untracked
-    and ignored files, a nested repository's, a .git file)."""
+    each, told from the survey's output (outs: git's, found: find's) as a whole; False whenever anything else may be
+    so (then vouched tells file by file). It is so when git may be trusted (_trusted), changed no file on disk
+    (diff-files lists none), lists exactly these paths, each a regular file (100644) as it is in the index (H) at
+    stage 0 with this blob id, and find lists as many regular files and nothing else: then nothing else is there."""
     (listing, code) = found
     if code or not _trusted(root, outs) or outs[1][0] or OTHER.encode() in listing or STAT.encode() in listing:
         return False
