@@ -13,6 +13,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 VERSION = "kflowgen-cache-2"  # bump when what is cached, or how it is computed, changes
@@ -191,20 +192,67 @@ class Memo:
                        .encode("ascii"))
 
 
-class Passes(Memo):
-    """Keys of checks that passed (kubeconform, policy) in one context, kept in one entry (see Memo)."""
+class Passes:
+    """Keys of checks that passed (kubeconform, policy) in one context, kept by group of overlays. The overlays fall
+    into GROUPS groups by path; a group's keys (its overlays' whole passes and their files') are one Memo entry, and
+    one more holds the key of each group whose every overlay passed whole, over each one's path and the sha256 of its
+    built text. A run that changed one team's overlays reads that entry and the entries of the few groups they are
+    in, not a key for each of thousands of overlays (nor all the keys of every group)."""
 
     def __init__(self, store: Cache, kind: str, *context):
-        super().__init__(store, kind, *context, tag="passes")
+        self.store, self.kind, self.context = store, kind, context
+        self.groups = Memo(store, kind, *context, "groups", tag="passes")
+        self.memos: dict[int, Memo] = {}
+        self.open: dict[int, tuple[str, set[str]]] = {}  # group looked into -> (its key, overlays not passed whole)
 
-    def has(self, k: str) -> bool:
-        hit = self.get(k) is not None
+    def unpassed(self, digests: dict[str, str]) -> list[str]:
+        """The overlays ({overlay: sha256 of its built text}) of the groups that did not pass whole, in their order:
+        the others passed whole, each with exactly that text."""
+        members: dict[int, list[str]] = {}
+        for overlay in digests:
+            members.setdefault(_group(overlay), []).append(overlay)
+        for group, overlays in members.items():
+            k = key(self.kind, "group", *self.context, *sorted(f"{o}\0{digests[o]}" for o in overlays))
+            if self.groups.get(k) is not None:
+                if self.store.folder is not None:
+                    self.store.count(True, len(overlays))  # (as many hits as overlays, as looked up one by one)
+            else:
+                self.open[group] = (k, set(overlays))
+        return [o for o in digests if _group(o) in self.open]
+
+    def has(self, k: str, overlay: str, whole: bool = False) -> bool:
+        """Whether the check passed under k, for a file of this overlay or (whole) for the overlay."""
+        hit = self._memo(overlay).get(k) is not None
         if self.store.folder is not None:
             self.store.count(hit)
+        if hit and whole:
+            self.open.get(_group(overlay), ("", set()))[1].discard(overlay)
         return hit
 
-    def add(self, k: str) -> None:
-        self.put(k)
+    def add(self, k: str, overlay: str, whole: bool = False) -> None:
+        self._memo(overlay).put(k)
+        if whole:
+            self.open.get(_group(overlay), ("", set()))[1].discard(overlay)
+
+    def save(self) -> None:
+        for k, left in self.open.values():
+            if not left:  # every overlay of the group passed whole
+                self.groups.put(k)
+        for memo in [*self.memos.values(), self.groups]:
+            memo.save()
+
+    def _memo(self, overlay: str) -> Memo:
+        group = _group(overlay)
+        if group not in self.memos:
+            self.memos[group] = Memo(self.store, self.kind, *self.context, f"group {group}", tag="passes")
+        return self.memos[group]
+
+
+GROUPS = 64  # the groups of overlays Passes keeps apart
+
+
+def _group(overlay: str) -> int:
+    return zlib.crc32(overlay.encode()) % GROUPS
 
 
 def blob_id(data: bytes) -> str:

@@ -155,22 +155,22 @@ def test_a_planted_validation_entry_cannot_pass_a_changed_output(example_repo, s
     store.put("valid", k1, b"ok")
     assert store.get("valid", k1) == b"ok" and store.get("valid", k2) is None
     passed = cache.Passes(store, "valid", "v0.8.0", "schemas")
-    passed.add(k1)
+    passed.add(k1, OVERLAY)
     passed.save()
     again = cache.Passes(store, "valid", "v0.8.0", "schemas")
-    assert again.has(k1) and not again.has(k2)
-    assert not cache.Passes(store, "valid", "v0.8.1", "schemas").has(k1)  # another context knows nothing of it
+    assert again.has(k1, OVERLAY) and not again.has(k2, OVERLAY)
+    assert not cache.Passes(store, "valid", "v0.8.1", "schemas").has(k1, OVERLAY)  # another context knows nothing
 
 
 def test_a_damaged_pass_list_passes_nothing(store):
     passed = cache.Passes(store, "policy", "code", "context")
     for k in ("a" * 64, "b" * 64):
-        passed.add(k)
+        passed.add(k, OVERLAY)
     passed.save()
     entry = next(p for p in (store.folder / "policy").rglob("*") if p.is_file())
     entry.write_bytes(entry.read_bytes().replace(b"a" * 64, b"c" * 64))
     damaged = cache.Passes(store, "policy", "code", "context")
-    assert not damaged.has("a" * 64) and not damaged.has("b" * 64) and not damaged.has("c" * 64)
+    assert not any(damaged.has(k * 64, OVERLAY) for k in "abc")
 
 
 @pytest.mark.parametrize("before", ["same", "damaged body", "damaged check", "other bytes", "longer", "missing"])
@@ -198,14 +198,71 @@ def test_an_entry_is_written_unless_it_holds_exactly_those_bytes(store, before):
 def test_a_pass_list_keeps_what_runs_use(store):
     first = cache.Passes(store, "valid", "ctx")
     for i in range(10):
-        first.add(f"{i:064d}")
+        first.add(f"{i:064d}", OVERLAY)
     first.save()
     second = cache.Passes(store, "valid", "ctx")
-    assert second.has(f"{3:064d}")
-    second.add("f" * 64)  # the only key this run used besides one old one: ten old ones are more than 4 x 2
+    assert second.has(f"{3:064d}", OVERLAY)
+    second.add("f" * 64, OVERLAY)  # the only key this run used besides one old one: ten old ones are more than 4 x 2
     second.save()
     third = cache.Passes(store, "valid", "ctx")
-    assert set(third.known) == {f"{3:064d}", "f" * 64}
+    third.has("f" * 64, OVERLAY)
+    assert set(third.memos[cache._group(OVERLAY)].known) == {f"{3:064d}", "f" * 64}
+
+
+OVERLAY = "overlays/dev/teams/nlp/platform"
+
+
+def _passed_whole(store, digests: dict[str, str], failing=(), checked: list | None = None) -> list[str]:
+    """A run of a check over these overlays ({overlay: sha256 of its text}): the overlays it looked into, each
+    passing whole but those failing (checked: those not found passed, so checked now)."""
+    passed = cache.Passes(store, "valid", "ctx")
+    looked = passed.unpassed(digests)
+    for o in looked:
+        if not passed.has(cache.key("whole", o, digests[o]), o, whole=True):
+            (checked if checked is not None else []).append(o)
+            if o not in failing:
+                passed.add(cache.key("whole", o, digests[o]), o, whole=True)
+    passed.save()
+    return looked
+
+
+def test_a_group_of_overlays_passes_whole_only_with_exactly_its_overlays_and_texts(store):
+    """Overlays that all passed are not looked up one by one again: the run reads the groups' entry and the entries
+    of the groups that changed. A group passes with exactly the overlays and texts it passed with: one overlay's
+    other text, one more or one fewer overlay in it, or one that failed, and its overlays are looked into (and
+    found one by one, those that passed); the other groups are not."""
+    digests = {f"overlays/dev/teams/team-{i}/{kind}": f"{i}{kind}" * 8 for i in range(200)
+               for kind in ("platform", "workloads")}
+    assert _passed_whole(store, digests) == list(digests)
+    reads = []
+    real = store.read
+    store.read = lambda kind, k: reads.append(k) or real(kind, k)
+    assert _passed_whole(store, digests) == [] and len(reads) == 1  # the groups' entry
+    group = lambda o: [x for x in digests if cache._group(x) == cache._group(o)]
+    changed = "overlays/dev/teams/team-7/workloads"
+    for variant in ({**digests, changed: "x" * 64}, {**digests, "overlays/dev/teams/new/platform": "y" * 64},
+                    {o: d for o, d in digests.items() if o != changed}):
+        reads.clear()
+        checked = []
+        moved = sorted(variant.keys() ^ digests.keys()) or [changed]
+        assert _passed_whole(store, variant, checked=checked) == [o for o in variant if o in group(moved[0])
+                                                                  or o in moved]
+        assert len(reads) == 2  # the groups' entry and the changed group's
+        assert checked == [o for o in moved if o in variant]  # the rest of its group found passed one by one
+        assert _passed_whole(store, variant) == []  # and now it passed whole too
+    failing = {changed: "z" * 64}
+    assert _passed_whole(store, {**digests, **failing}, failing) == group(changed)
+    assert _passed_whole(store, {**digests, **failing}, failing) == group(changed)  # not kept as passed
+
+
+def test_a_damaged_groups_entry_passes_no_group_whole(store):
+    digests = {f"overlays/prod/teams/team-{i}/platform": f"{i}" * 64 for i in range(100)}
+    _passed_whole(store, digests)
+    entry = store._path("valid", cache.Passes(store, "valid", "ctx").groups.k)
+    entry.write_bytes(entry.read_bytes()[:-1] + b"0")
+    passed = cache.Passes(store, "valid", "ctx")
+    assert passed.unpassed(digests) == list(digests)  # each looked up in its group, where each one's pass is
+    assert all(passed.has(cache.key("whole", o, d), o, whole=True) for o, d in digests.items())
 
 
 def test_validate_reports_the_same_with_a_warm_cache(example_repo, store):

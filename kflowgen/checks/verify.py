@@ -76,18 +76,20 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
                                   tools.batch_version(batch) if batch else "no kflowgen-kbuild")
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
     # one-file change re-checks that file only); an overlay passes whole once all its parts have passed
-    whole = {o: keyed(built.digest(o)) for o in built.overlays}  # by sha256: an unchanged overlay is not read
-    units = built.units([o for o in built.overlays if not passed.has(whole[o])])
+    # (by sha256: an unchanged overlay is not read; nor, in a group of overlays that passed, looked up one by one)
+    digests = {o: built.digest(o) for o in built.overlays}
+    whole = {o: keyed(digests[o]) for o in passed.unpassed(digests)}
+    units = built.units([o for o in whole if not passed.has(whole[o], o, whole=True)])
+    overlay_of = {u: o for u, (o, _) in units.items()}
     keys = {u: whole[u] if u in whole else key(u, text) for u, (_, text) in units.items()}
-    todo = {u: text for u, (_, text) in units.items() if u in whole or not passed.has(keys[u])}
+    todo = {u: text for u, (o, text) in units.items() if u in whole or not passed.has(keys[u], o)}
     for unit in list(todo):  # objects the builder or renderer gave (not parsed here: kubeconform reads the rest)
         given = built.given(unit)
         if given is not None and all(map(prechecker.passes, given)):
-            passed.add(keys[unit])
+            passed.add(keys[unit], overlay_of[unit])
             del todo[unit]
-    overlay_of = {u: o for u, (o, _) in units.items()}
     for overlay in set(overlay_of.values()) - {overlay_of[u] for u in todo}:
-        passed.add(whole[overlay])
+        passed.add(whole[overlay], overlay, whole=True)
     if not todo:
         passed.save()
         return []
@@ -137,9 +139,9 @@ def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str
             failed.add(r["overlay"])
     for unit in todo:
         if unit not in failed:
-            passed.add(keys[unit])
+            passed.add(keys[unit], overlay_of[unit])
     for overlay in {overlay_of[u] for u in todo} - {overlay_of[u] for u in failed}:
-        passed.add(whole[overlay])
+        passed.add(whole[overlay], overlay, whole=True)
     passed.save()
     return found
 

@@ -103,18 +103,21 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
     # one-file change re-judges that file only); an overlay passes whole once all its parts have passed
-    whole = {o: keyed(o, o, built.digest(o)) for o in built.overlays}  # by sha256: an unchanged overlay is not read
-    units = built.units([o for o in built.overlays if not passed.has(whole[o])])
-    todo = [u for u, (o, text) in units.items() if u in whole or not passed.has(key(o, u, text))]
+    # (by sha256: an unchanged overlay is not read; nor, in a group of overlays that passed, looked up one by one)
+    digests = {o: built.digest(o) for o in built.overlays}
+    whole = {o: keyed(o, o, digests[o]) for o in passed.unpassed(digests)}
+    units = built.units([o for o in whole if not passed.has(whole[o], o, whole=True)])
+    todo = [u for u, (o, text) in units.items() if u in whole or not passed.has(key(o, u, text), o)]
     overlay_of = {u: o for u, (o, _) in units.items()}
     found = []
     for unit in sorted(todo):
         mine = run({unit: built.unit_objects(unit, units[unit][1])}, ctx, overlay_of)
         found += mine
         if not mine:
-            passed.add(whole[unit] if unit in whole else key(overlay_of[unit], unit, units[unit][1]))
+            passed.add(whole[unit] if unit in whole else key(overlay_of[unit], unit, units[unit][1]), overlay_of[unit],
+                       whole=unit in whole)
     failed = {overlay_of[u] for u in todo} & {d.path for d in found}
     for overlay in set(overlay_of.values()) - failed:
-        passed.add(whole[overlay])
+        passed.add(whole[overlay], overlay, whole=True)
     passed.save()
     return found
