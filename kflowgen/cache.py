@@ -211,6 +211,7 @@ class Passes:
         members: dict[int, list[str]] = {}
         for overlay in digests:
             members.setdefault(_group(overlay), []).append(overlay)
+        looked: set[str] = set()
         for group, overlays in members.items():
             k = key(self.kind, "group", *self.context, *sorted(f"{o}\0{digests[o]}" for o in overlays))
             if self.groups.get(k) is not None:
@@ -218,7 +219,8 @@ class Passes:
                     self.store.count(True, len(overlays))  # (as many hits as overlays, as looked up one by one)
             else:
                 self.open[group] = (k, set(overlays))
-        return [o for o in digests if _group(o) in self.open]
+                looked.update(overlays)
+        return [o for o in digests if o in looked]
 
     def has(self, k: str, overlay: str, whole: bool = False) -> bool:
         """Whether the check passed under k, for a file of this overlay or (whole) for the overlay."""
