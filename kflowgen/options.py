@@ -45,7 +45,7 @@ class Options:
     store: cache.Cache = field(default_factory=lambda: cache.Cache(None))
     progress: Progress | None = None
     timings: Timings | None = None  # None: stages are not timed
-    # listings started before the stages were imported (kflowgen.survey.early), each taken by the first stage
+    # listings started before the stages were imported (kflowgen.ahead.early), each taken by the first stage
     # that asks for the same one
     early: dict = field(default_factory=dict, compare=False, repr=False)
 

@@ -4,7 +4,6 @@ committed blob, so need not be read). The commands start early (survey) and run 
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import subprocess
 import tempfile
@@ -89,76 +88,8 @@ def specs(root: Path, git: bool) -> list:
     return survey(root, git=git, folder=SPECS, folders=True, exact=True)
 
 
-def spec_listing(root: Path, started: list) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
-    """What specs() started, read: find's listing of specs/ as find_paths gives it, and {path: blob id} of the spec
-    files git vouches for (see vouched; none when git was not asked or cannot say)."""
-    outs = results(started)
-    found = find_output(outs.pop())
-    known = vouched(root, outs, found, SPECS, exact=True) if outs else None
-    return find_paths(found), known[0] if known else {}
-
-
-class Ahead:
-    """spec_listing(root, specs(root, git)), made by a forked child while this process goes on: the child starts the
-    commands and reads their output (at 1,000 teams about 0.1 s of Python) on the other core, while this one
-    imports the stages and parses the options. get() gives it (made here, the same way, when the child could not)."""
-
-    def __init__(self, root: Path, git: bool):
-        self.root, self.git, self.pid, self.pipe = root, git, 0, -1
-        try:
-            read, write = os.pipe()
-            self.pid = os.fork()
-        except OSError:
-            return
-        if self.pid == 0:  # the child: its answer, pickled, down the pipe; never back into the caller's code
-            os.close(read)
-            code = 1
-            try:
-                with os.fdopen(write, "wb") as out:
-                    pickle.dump(spec_listing(root, specs(root, git)), out, protocol=pickle.HIGHEST_PROTOCOL)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        self.pipe = read
-
-    def get(self) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
-        answer = self.finish()
-        return answer if answer is not None else spec_listing(self.root, specs(self.root, self.git))
-
-    def finish(self):
-        """The child's answer, once (None when there is none: no child, it failed, or it was taken)."""
-        if self.pipe < 0:
-            return None
-        with os.fdopen(self.pipe, "rb") as pipe:
-            self.pipe, data = -1, pipe.read()
-        status = os.waitpid(self.pid, 0)[1]
-        try:
-            return pickle.loads(data) if status == 0 else None
-        except Exception:  # cut short: made here instead
-            return None
-
-
-def early(root: Path, git: bool, started: dict | None = None) -> dict:
-    """The listing of specs/ made Ahead from now, for Options.early (or taken from started, where an earlier early()
-    for the same root and git left it); taken by the stage that reads the specs of this root (taken_or_started)."""
-    key = (str(root), SPECS, git)
-    if started and key in started:
-        return {key: started.pop(key)}
-    return {key: Ahead(root, git)}
-
-
-def taken_or_started(given: dict, root: Path, git: bool) -> Ahead | list:
-    """The listing of specs/ made ahead for this root (taken: a second reader starts its own), else started now (read
-    with spec_listing)."""
-    return given.pop((str(root), SPECS, git), None) or specs(root, git)
-
-
-def finish(started: list | Ahead | None) -> None:
-    """Wait for what survey() (or Ahead) started when its answer is not wanted any more."""
-    if isinstance(started, Ahead):
-        started.finish()
-        return
+def finish(started: list | None) -> None:
+    """Wait for what survey() started when its answer is not wanted any more."""
     for run, out in started or []:
         if run is not None:
             run.wait()

@@ -20,7 +20,7 @@ PACKAGE = Path(kflowgen.__file__).parent
 # Lowest first: a module may import from its own layer or a lower one, never from a higher one.
 LAYERS = (
     ("kflowgen", "kflowgen.diagnostics", "kflowgen.options", "kflowgen.parallel", "kflowgen.cache",
-     "kflowgen.survey", "kflowgen.tools", "kflowgen.upstream"),
+     "kflowgen.survey", "kflowgen.ahead", "kflowgen.tools", "kflowgen.upstream"),
     ("kflowgen.specs",),
     ("kflowgen.targets",),
     ("kflowgen.rules",),

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import PROJECT, copy_repo, git
-from kflowgen import cache, survey
+from kflowgen import ahead, cache, survey
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
 from kflowgen.specs import loader, read
@@ -59,7 +60,7 @@ def same_as_cold(root: Path, store: cache.Cache, reads: list[str]) -> list[str]:
     if cold[0] is not None:
         assert render(warm[0]) == render(cold[0])
     for git_asked in (True, False):  # the listing a command makes ahead, in a forked child, is the one made here
-        assert survey.Ahead(root, git_asked).get() == survey.spec_listing(root, survey.specs(root, git_asked))
+        assert ahead.Ahead(root, git_asked).finish() == ahead.spec_listing(root, survey.specs(root, git_asked))
     return read_now
 
 
@@ -344,19 +345,30 @@ def test_spec_files_gives_each_path_the_kind_its_place_makes_it(repo, tmp_path):
 
 
 def test_a_listing_made_ahead_whose_child_fails_is_made_here(repo, monkeypatch):
-    """The command line has specs/ listed by a forked child while it imports the stages (survey.Ahead); a child that
+    """The command line has specs/ listed by a forked child while it imports the stages (ahead.Ahead); a child that
     fails (or is killed) leaves no listing: get() makes it here, the same as a run without the child."""
-    parent, real = os.getpid(), survey.spec_listing
+    parent, real = os.getpid(), ahead.spec_listing
 
     def failing_in_the_child(root, started):
         if os.getpid() != parent:
             raise RuntimeError("the child fails")
         return real(root, started)
 
-    monkeypatch.setattr(survey, "spec_listing", failing_in_the_child)
-    ahead = survey.Ahead(repo, True)
-    assert ahead.pid > 0 and ahead.get() == real(repo, survey.specs(repo, True))
-    assert ahead.pipe == -1 and ahead.get() == real(repo, survey.specs(repo, True))  # taken once; then made here
-    killed = survey.Ahead(repo, True)
+    monkeypatch.setattr(ahead, "spec_listing", failing_in_the_child)
+    made = ahead.Ahead(repo, True)
+    assert made.pid > 0 and made.get() == real(repo, survey.specs(repo, True))
+    assert made.pipe == -1 and made.get() == real(repo, survey.specs(repo, True))  # taken once; then made here
+    killed = ahead.Ahead(repo, True)
     os.kill(killed.pid, 9)
     assert killed.get() == real(repo, survey.specs(repo, True))
+
+
+def test_a_listing_made_ahead_when_sigchld_is_ignored(repo):
+    """Started by a process that ignores SIGCHLD (some supervisors and CI agents do, and kflowgen inherits it), the
+    child is reaped by the kernel: its answer is taken all the same, without waiting for it."""
+    before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        made = ahead.Ahead(repo, True)
+        assert made.finish() == ahead.spec_listing(repo, survey.specs(repo, True))
+    finally:
+        signal.signal(signal.SIGCHLD, before)

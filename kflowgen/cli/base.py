@@ -72,9 +72,9 @@ def _options(repo: Path, jobs: int | None = None, use_cache=False, progress=None
 def _early(repo: Path, use_cache: bool) -> dict:
     """The listing of specs/ (find's, and git's with the cache), started before a command imports its stages (or,
     the same one, before the options were parsed: _prestart)."""
-    from kflowgen import survey
+    from kflowgen import ahead
 
-    return survey.early(repo, use_cache, _STARTED)
+    return ahead.early(repo, use_cache, _STARTED)
 
 
 _STARTED: dict = {}  # the listing _prestart started, until the command takes it
@@ -86,9 +86,9 @@ def _prestart(args: list[str]) -> None:
     folder: parsing them and importing the stages take longer than the listing. Only when the words say so plainly
     (no --repo or -C, no --help); else the command starts it as before."""
     if args and args[0] in READS_SPECS and not any(a.startswith(("-C", "--repo", "--help")) for a in args):
-        from kflowgen import survey
+        from kflowgen import ahead
 
-        _STARTED.update(survey.early(Path("."), "--no-cache" not in args))
+        _STARTED.update(ahead.early(Path("."), "--no-cache" not in args))
 
 
 def _titles(fmt: str) -> dict[str, str] | None:
