@@ -103,44 +103,51 @@ def output_lines(argv: list[str], stat: tuple[int, ...] | None = None) -> list[s
 
 
 def _ran(argv: list[str], stat: tuple[int, ...] | None) -> tuple[str, str]:
-    """A command's output (stdout, stderr; empty when it cannot run), from the run ask_ahead started for this binary
-    as it is (stat: _stat of the binary asked about), else run now."""
-    started = _AHEAD.pop((tuple(argv), stat), None) if stat is not None else None
+    """A command's output (stdout, stderr; empty when it cannot run): for a binary as it is (stat: _stat of the
+    binary asked about), asked once per run, from the run ask_ahead started when it did; else run now."""
+    k = (tuple(argv), stat)
+    if stat is not None and k in _RAN:
+        return _RAN[k]
+    started = _AHEAD.pop(k, None) if stat is not None else None
+    out = "", ""
     try:
         if started is None:
             started = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        return started.communicate(timeout=30)
+        out = started.communicate(timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        if started is not None:
+        pass
+    finally:
+        if started is not None and started.returncode is None:  # (timed out, or interrupted)
             started.kill()
             started.wait()
-        return "", ""
+    if stat is not None:
+        _RAN[k] = out
+    return out
 
 
-# version questions asked ahead, until asked: {(argv, _stat of the binary when it was started): its run}
+# version questions asked ahead, until asked: {(argv, _stat of the binary when it was started): its run}; and the
+# answers, by the same key
 _AHEAD: dict[tuple[tuple[str, ...], tuple[int, ...]], subprocess.Popen] = {}
+_RAN: dict[tuple[tuple[str, ...], tuple[int, ...] | None], tuple[str, str]] = {}
 
 
 def ask_ahead(names: Iterable[str], repo: Path | None = None) -> None:
     """Start the version questions find() and find_batch() will ask of these tools' binaries in the tools folder, so
     that the answers are there when asked (each is a process waited for, one after another, a few ms each). An
     answer is taken only for the binary as it was when asked ahead (its inode, size and times): one replaced
-    meanwhile is asked again."""
+    meanwhile is asked again. A question answered already in this process is not asked again."""
     folder = tools_dir()
     for name in names:
         path = folder / name
         if not _executable(path) or locate(name, repo=repo) != path:
             continue
-        flag = {KUSTOMIZE.name: "version", KFLOWGEN_KBUILD.name: "-version"}.get(name, "-v")
-        stat, tool = _stat(path), pinned(name)
-        go = tool is not None and tool.how == "module" and shutil.which("go")  # (built_version may ask go too)
-        for argv in [(str(path), flag), *((("go", "version", "-m", str(path)),) if go else ())]:
-            if (argv, stat) not in _AHEAD:
-                try:
-                    _AHEAD[argv, stat] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                          text=True)
-                except OSError:
-                    pass
+        argv = (str(path), {KUSTOMIZE.name: "version", KFLOWGEN_KBUILD.name: "-version"}.get(name, "-v"))
+        k = (argv, _stat(path))
+        if k not in _AHEAD and k not in _RAN:
+            try:
+                _AHEAD[k] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            except OSError:
+                pass
 
 
 def built_version(path: Path, tool: Pinned) -> str:
@@ -155,10 +162,10 @@ def built_version(path: Path, tool: Pinned) -> str:
         return tool.version if _kbuild_fits(batch_version(path)) else ""
     if tool.how == "wrapper":
         return _wrapper_version(path, tool)
-    own = _asked((str(path), "version" if tool.name == "kustomize" else "-v"), _stat(path))
+    own = command_version([str(path), "version" if tool.name == "kustomize" else "-v"], _stat(path))
     if own.startswith("v") or not shutil.which("go"):
         return own
-    for line in _go_version(str(path), _stat(path)):
+    for line in _go_version(path):
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "mod":
             return parts[2]
@@ -170,21 +177,14 @@ def _stat(path: Path) -> tuple[int, ...]:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-# A binary's answers, asked once per run for the binary as it is (a gate finds kustomize in three stages)
-@functools.lru_cache(maxsize=64)
-def _asked(argv: tuple[str, ...], stat: tuple[int, ...]) -> str:
-    return command_version(list(argv), stat)
-
-
-@functools.lru_cache(maxsize=64)
-def _go_version(path: str, stat: tuple[int, ...]) -> tuple[str, ...]:
-    return tuple(output_lines(["go", "version", "-m", path], stat))
+def _go_version(path: Path) -> list[str]:
+    return output_lines(["go", "version", "-m", str(path)], _stat(path))
 
 
 def _wrapper_version(path: Path, tool: Pinned) -> str:
     if not shutil.which("go"):
         return ""
-    lines = [line.strip().split("\t") for line in _go_version(str(path), _stat(path))]
+    lines = [line.strip().split("\t") for line in _go_version(path)]
     if not any(len(p) >= 2 and p[0] == "path" and p[1] == (tool.main or tool.package) for p in lines):
         return ""
     if tool.module.startswith("k8s.io/kubernetes") and not any(
@@ -376,14 +376,9 @@ def _kbuild_fits(version_line: str) -> bool:
             and (digest is None or f"source {digest}" in version_line))
 
 
-@functools.lru_cache(maxsize=8)
-def _batch_version(path: str, stat: tuple[int, ...]) -> str:
-    return command_version([path, "-version"], stat)
-
-
 def batch_version(binary: Path) -> str:
     """kflowgen-kbuild -version, asked once per run and binary as it is."""
-    return _batch_version(str(binary), _stat(binary))
+    return command_version([str(binary), "-version"], _stat(binary))
 
 
 def find_batch(folder: Path | None = None) -> Path | None:

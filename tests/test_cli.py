@@ -175,6 +175,7 @@ def test_a_version_asked_ahead_is_that_of_the_binary_as_it_is_when_asked(tmp_pat
     only for the binary as it was then: one replaced meanwhile is asked again, and an unchanged one is not."""
     monkeypatch.setenv("KFLOWGEN_TOOLS", str(tmp_path))
     monkeypatch.setattr(tools, "_AHEAD", {})
+    monkeypatch.setattr(tools, "_RAN", {})
     binary = tmp_path / "kubeconform"
 
     def install(version: str) -> None:  # a new file in its place, as `go install` does
@@ -191,6 +192,7 @@ def test_a_version_asked_ahead_is_that_of_the_binary_as_it_is_when_asked(tmp_pat
     real = subprocess.Popen
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail(f"asked again: {a}"))
     assert tools.find("kubeconform").version == "v0.3.0"  # the answer asked ahead
+    tools.ask_ahead(["kubeconform"])  # answered already in this process: not asked again
     monkeypatch.setattr(subprocess, "Popen", real)
     for run in tools._AHEAD.values():  # (the stale answer, and go's, never asked for)
         run.communicate()
@@ -215,21 +217,21 @@ def test_the_listing_of_specs_starts_before_the_options_are_parsed_and_is_taken_
 
     import inspect
 
-    from kflowgen import cli, survey
+    from kflowgen import ahead, cli
     from kflowgen.cli import base
 
     calls_early = {c.name or c.callback.__name__ for c in cli.app.registered_commands
                    if "_early(" in inspect.getsource(c.callback)}
     assert calls_early == set(base.READS_SPECS)  # the commands that take a listing are those that start one early
     monkeypatch.chdir(example_repo)
-    started, real = [], survey.Ahead
+    started, real = [], ahead.Ahead
 
     class Spied(real):
         def __init__(self, root, git):
             started.append((str(root), git))
             super().__init__(root, git)
 
-    monkeypatch.setattr(survey, "Ahead", Spied)
+    monkeypatch.setattr(ahead, "Ahead", Spied)
     for args, expect in [(["gate", "--base", "main"], [(".", True)]), (["render", "--check", "--no-cache"], [(".", False)]),
                          (["validate", "-C", "."], []), (["validate", "--repo=."], []), (["validate", "--help"], []),
                          (["diff", "--base", "main"], [(".", True)]), (["build", "dev"], []), ([], [])]:
@@ -241,7 +243,7 @@ def test_the_listing_of_specs_starts_before_the_options_are_parsed_and_is_taken_
             listing = base._STARTED[(".", "specs", git)]
             assert base._early(Path("."), git) == {(".", "specs", git): listing}  # taken, not started again
             assert started == expect and base._STARTED == {}
-            survey.finish(listing)
+            listing.finish()
     spy = ("from kflowgen import survey\nreal = survey.specs\n"
            "def specs(root, git):\n    print('listed', root, git, file=sys.stderr, flush=True)\n    return real(root, git)\n"
            "survey.specs = specs")
