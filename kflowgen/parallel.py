@@ -1,12 +1,9 @@
 """Work spread over forked processes: the one helper the pipeline and the writer share."""
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
 PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
 
@@ -23,6 +20,10 @@ def fan_out(fn, items: list, jobs: int, step=None, weigh=None, state=None) -> li
         out = fn(state, items)
         step(items)
         return out
+    import multiprocessing  # (imported only here: a run whose work is in the cache forks no worker)
+    from concurrent.futures import ProcessPoolExecutor
+
+    prepare()
     size = -(-len(items) // min(len(items), jobs * 16))
     batches = [items[i:i + size] for i in range(0, len(items), size)]
     out = []
@@ -45,10 +46,19 @@ def _call(fn, batch: list) -> list:
     return fn(_STATE, batch)
 
 
-try:  # Linux: a process can ask for SIGKILL when the thread that forked it ends, even when that one is SIGKILLed
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):
-    _PRCTL = None
+_PRCTL: list = []  # Linux's prctl, once prepare() found it (None where there is none)
+
+
+def prepare() -> None:
+    """Find prctl (Linux: a process can ask for SIGKILL when the thread that forked it ends, even when that one is
+    SIGKILLed) for die_with_parent, here, before this process forks: a forked child must not import."""
+    if not _PRCTL:
+        try:
+            import ctypes
+
+            _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None)
+        except (OSError, AttributeError):
+            _PRCTL.append(None)
 
 # file descriptors a worker must not keep open: a lock held by the run (see writer.locked) must end with the run
 NOT_INHERITED: set[int] = set()
@@ -59,8 +69,8 @@ def die_with_parent(parent: int) -> None:
     forked it ends. Without this, a run killed with SIGKILL (a CI timeout, the OOM killer) leaves its workers waiting
     forever, each holding the write end of its own task pipe. (Linux sends the signal when the forking thread ends;
     fan_out's caller waits in it until the workers are done.) Elsewhere the child only checks once."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if _PRCTL and _PRCTL[0] is not None:  # (found by prepare(), before the fork)
+        _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # it ended before the line above
         os._exit(1)
 

@@ -71,6 +71,7 @@ def pinned(name: str) -> Pinned | None:
 def ends_with_us():
     """For a tool's process: killed when this one ends (parallel.die_with_parent), so a kflowgen killed by a CI
     timeout leaves no kustomize, kflowgen-kbuild, kubeconform, etcd or kube-apiserver behind."""
+    parallel.prepare()
     return functools.partial(parallel.die_with_parent, os.getpid())
 
 

@@ -11,7 +11,6 @@ and never swaps the tree under a build.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import stat
@@ -313,6 +312,8 @@ _AT_FDCWD = -100
 def _exchange(a: Path, b: Path) -> None:
     """Swap two folders in one step. Where the kernel or libc cannot, fall back to two renames (a crash between
     them leaves the old tree in the scratch folder, and overlays/ missing until the next render)."""
+    import ctypes  # (only render writes: the other commands do not load it)
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
