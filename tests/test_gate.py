@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from concurrent import futures
 from pathlib import Path
 
 import pytest
@@ -463,9 +464,9 @@ def test_one_job_and_two_jobs_give_the_same_results(committed, monkeypatch):
     one = (pipeline.gate(opts(committed, 1), "HEAD"), pipeline.render_to_disk(opts(committed, 1), True),
            outcome(pipeline.checked(opts(committed, 1))))
     pools = []
-    real = parallel.ProcessPoolExecutor
+    real = futures.ProcessPoolExecutor
     monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)  # fork even for three teams
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", lambda *a, **k: pools.append(k) or real(*a, **k))
+    monkeypatch.setattr(futures, "ProcessPoolExecutor", lambda *a, **k: pools.append(k) or real(*a, **k))
     two = (pipeline.gate(opts(committed, 2), "HEAD"), pipeline.render_to_disk(opts(committed, 2), True),
            outcome(pipeline.checked(opts(committed, 2))))
     assert pools and all(k["max_workers"] == 2 for k in pools)  # two jobs did run on forked processes
