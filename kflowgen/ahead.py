@@ -23,10 +23,14 @@ class Ahead:
     """spec_listing(root, survey.specs(root, git)), made by a forked child while this process goes on: the child
     starts the commands and reads their output (at 1,000 teams about 0.1 s of Python) on the other core, while this
     one imports the stages and parses the options. get() gives it (made here, the same way, when the child could
-    not). Forked before any thread starts (the command line's first step), so that no lock is held in the child."""
+    not). Forked before any thread starts (the command line's first step), so that no lock is held in the child.
+    Without fork, the commands are started here and get() reads them (a reader that needs the listing at once)."""
 
-    def __init__(self, root: Path, git: bool):
-        self.root, self.git, self.pid, self.pipe = root, git, 0, -1
+    def __init__(self, root: Path, git: bool, fork: bool = True):
+        self.root, self.git, self.pid, self.pipe, self.started = root, git, 0, -1, None
+        if not fork:
+            self.started = survey.specs(root, git)
+            return
         try:
             read, write = os.pipe()
         except OSError:
@@ -50,10 +54,19 @@ class Ahead:
         self.pipe = read
 
     def get(self) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
-        answer = self.finish()
+        started, self.started = self.started, None
+        if started is not None:
+            return spec_listing(self.root, started)
+        answer = self.answer()
         return answer if answer is not None else spec_listing(self.root, survey.specs(self.root, self.git))
 
-    def finish(self):
+    def finish(self) -> None:
+        """Wait for what it started, when the listing is not wanted any more."""
+        survey.finish(self.started)
+        self.started = None
+        self.answer()
+
+    def answer(self):
         """The child's answer, once (None when there is none: no child, it failed, or it was taken)."""
         fd, self.pipe, status = self.pipe, -1, 1
         if fd < 0:
@@ -81,7 +94,7 @@ def early(root: Path, git: bool, started: dict | None = None) -> dict:
     return {key: Ahead(root, git)}
 
 
-def taken_or_started(given: dict, root: Path, git: bool) -> Ahead | list:
-    """The listing of specs/ made ahead for this root (taken: a second reader starts its own), else started now (read
-    with spec_listing)."""
-    return given.pop((str(root), survey.SPECS, git), None) or survey.specs(root, git)
+def taken_or_started(given: dict, root: Path, git: bool) -> Ahead:
+    """The listing of specs/ made ahead for this root (taken: a second reader starts its own), else started now, here
+    (a child would only be waited for)."""
+    return given.pop((str(root), survey.SPECS, git), None) or Ahead(root, git, fork=False)

@@ -15,6 +15,7 @@ import os
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Callable
 
 VERSION = "kflowgen-cache-2"  # bump when what is cached, or how it is computed, changes
 
@@ -255,6 +256,21 @@ GROUPS = 64  # the groups of overlays Passes keeps apart
 
 def _group(overlay: str) -> int:
     return zlib.crc32(overlay.encode()) % GROUPS
+
+
+class PerObject:
+    """fn(data) once per bytes object (environments that hold the same teams hold one hub values file, one bytes
+    object: hashed once, not once per environment). Keyed by id() and holding the object, so that the id of an object
+    freed meanwhile, given to another one, is never taken for it."""
+
+    def __init__(self, fn: Callable[[bytes], str]):
+        self.fn, self.seen = fn, {}
+
+    def __call__(self, data: bytes) -> str:
+        found = self.seen.get(id(data))
+        if found is None or found[0] is not data:
+            found = self.seen[id(data)] = (data, self.fn(data))
+        return found[1]
 
 
 def blob_id(data: bytes) -> str:

@@ -132,11 +132,11 @@ _AHEAD: dict[tuple[tuple[str, ...], tuple[int, ...]], subprocess.Popen] = {}
 _RAN: dict[tuple[tuple[str, ...], tuple[int, ...] | None], tuple[str, str]] = {}
 
 
-def ask_ahead(names: Iterable[str], repo: Path | None = None) -> None:
-    """Start the version questions find() and find_batch() will ask of these tools' binaries in the tools folder, so
-    that the answers are there when asked (each is a process waited for, one after another, a few ms each). An
-    answer is taken only for the binary as it was when asked ahead (its inode, size and times): one replaced
-    meanwhile is asked again. A question answered already in this process is not asked again."""
+def ask_ahead(repo: Path | None = None, names: Iterable[str] = tuple(t.name for t in BASE)) -> None:
+    """Start the version questions find() and find_batch() will ask of these tools' binaries in the tools folder
+    (those validate runs), so that the answers are there when asked (each is a process waited for, one after another,
+    a few ms each). An answer is taken only for the binary as it was when asked ahead (its inode, size and times): one
+    replaced meanwhile is asked again. A question answered already in this process is not asked again."""
     folder = tools_dir()
     for name in names:
         path = folder / name

@@ -184,17 +184,17 @@ def test_a_version_asked_ahead_is_that_of_the_binary_as_it_is_when_asked(tmp_pat
         os.replace(tmp_path / "new", binary)
 
     install("v0.1.0")
-    tools.ask_ahead(["kubeconform"])
+    tools.ask_ahead(names=["kubeconform"])
     for run in tools._AHEAD.values():  # answered (sh reads the script by its path: before the next one is there)
         run.wait()
     install("v0.2.0")
     assert tools.find("kubeconform").version == "v0.2.0"
     install("v0.3.0")
-    tools.ask_ahead(["kubeconform"])
+    tools.ask_ahead(names=["kubeconform"])
     real = subprocess.Popen
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail(f"asked again: {a}"))
     assert tools.find("kubeconform").version == "v0.3.0"  # the answer asked ahead
-    tools.ask_ahead(["kubeconform"])  # answered already in this process: not asked again
+    tools.ask_ahead(names=["kubeconform"])  # answered already in this process: not asked again
     monkeypatch.setattr(subprocess, "Popen", real)
     for run in tools._AHEAD.values():  # (the stale answer, and go's, never asked for)
         run.communicate()

@@ -60,7 +60,7 @@ def same_as_cold(root: Path, store: cache.Cache, reads: list[str]) -> list[str]:
     if cold[0] is not None:
         assert render(warm[0]) == render(cold[0])
     for git_asked in (True, False):  # the listing a command makes ahead, in a forked child, is the one made here
-        assert ahead.Ahead(root, git_asked).finish() == ahead.spec_listing(root, survey.specs(root, git_asked))
+        assert ahead.Ahead(root, git_asked).answer() == ahead.spec_listing(root, survey.specs(root, git_asked))
     return read_now
 
 
@@ -369,6 +369,6 @@ def test_a_listing_made_ahead_when_sigchld_is_ignored(repo):
     before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
         made = ahead.Ahead(repo, True)
-        assert made.finish() == ahead.spec_listing(repo, survey.specs(repo, True))
+        assert made.answer() == ahead.spec_listing(repo, survey.specs(repo, True))
     finally:
         signal.signal(signal.SIGCHLD, before)

@@ -1231,3 +1231,17 @@ def test_a_bucket_that_does_not_add_up_is_not_used(example_repo, store, monkeypa
     got = render_cached(model, Options(Path('.'), 1, store))
     assert len(reads) == 1 + len(keys) and dict(got.files.items()) == want  # (kept from the entries read)
     assert entry.read_bytes() == kept
+
+
+def test_a_value_per_bytes_object_is_never_taken_for_another_object_at_the_same_address():
+    """The hub values file that environments share is hashed once per bytes object (cache.PerObject, used by the
+    render, the diff's side and the chart-schema check): an object freed meanwhile leaves its address to the next
+    one, which must get its own value, not the freed one's (keyed by id() alone, 198 of these 200 are wrong)."""
+    made = []
+    digest_of = cache.PerObject(lambda data: made.append(data) or hashlib.sha256(data).hexdigest())
+    for i in range(200):
+        data = bytes([i % 256]) * 1000  # freed when the next one is made, at the same address most often
+        assert digest_of(data) == hashlib.sha256(data).hexdigest()
+    shared = b"values" * 100
+    assert [digest_of(shared) for _ in range(3)] == [hashlib.sha256(shared).hexdigest()] * 3
+    assert len(made) == 201  # once per object, and once for the object given three times

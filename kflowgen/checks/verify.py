@@ -202,13 +202,13 @@ def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str
     validator, out = None, []
     # environments that hold the same teams hold one values file (one bytes object, see jupyterhub.values_file):
     # hashed and checked once, its findings given for each environment's file
-    keys: dict[int, str] = {}
+    key_of = results_cache.PerObject(lambda data: results_cache.key("hub-values", results_cache.code_digest(),
+                                                                    chart_id, data))
     found: dict[str, list[str]] = {}  # key -> the messages of its findings
     for env in envs:
         rel = f"overlays/{env}/jupyterhub/values.yaml"
         data = files[rel]
-        k = keys.get(id(data)) or keys.setdefault(id(data), results_cache.key(
-            "hub-values", results_cache.code_digest(), chart_id, data))
+        k = key_of(data)
         if k not in found:
             if store.get("hub-values", k) == b"pass":
                 found[k] = []

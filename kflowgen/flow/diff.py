@@ -115,13 +115,13 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
         out.made[digest] = partial(built.overlays.__getitem__, overlay)
         if overlay in built.parsed:
             out.parsed[digest] = built.parsed[overlay]
-    digests: dict[int, str] = {}  # environments that hold the same teams hold one values file (one bytes object)
+    digest_of = cache.PerObject(lambda data: hashlib.sha256(data).hexdigest())  # (one values file, many environments)
     for env in sorted(out.envs):  # (in path order; the bytes of the values files only, decoded when the other
         # side's differ: at 10,000 teams each is 22 MB)
         path = layout.hub_values(env)
         if path in files:
             data = files[path]
-            digest = digests.get(id(data)) or digests.setdefault(id(data), hashlib.sha256(data).hexdigest())
+            digest = digest_of(data)
             out.values[env] = digest  # the sha256 of the text (UTF-8)
             out.made.setdefault(digest, partial(bytes.decode, data, "utf-8"))
     return out

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kflowgen import cache, survey as listings, tools
+from kflowgen import cache, survey as listings
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
@@ -20,7 +20,7 @@ from kflowgen.specs import layout
 from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
-from kflowgen.tools import KFLOWGEN_KBUILD, KUBECONFORM, KUSTOMIZE
+from kflowgen.tools import ask_ahead
 from kflowgen.targets.cached import Files, Rendered, render_cached
 from kflowgen.write import writer
 from kflowgen.write.departures import departures, offboarding
@@ -57,7 +57,7 @@ def validate(opts: Options, env: str | None = None, server: bool = False) -> Rep
 def checked(opts: Options, env: str | None = None, server: bool = False, drift: bool = False) -> Checked:
     """validate's work; with drift, also render --check's (the committed overlays are what the specs render)."""
     started = listings.survey(opts.root, git=drift)  # overlays/ is listed while the specs load
-    tools.ask_ahead([KUSTOMIZE.name, KFLOWGEN_KBUILD.name, KUBECONFORM.name], opts.root)  # asked by build, verify
+    ask_ahead(opts.root)  # the tools' versions, which build and verify ask, while the specs load
     try:
         return _checked(opts, env, server, drift, started)
     finally:

@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kflowgen import ahead, cache, parallel, survey
+from kflowgen import ahead, cache, parallel
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.options import Options
 from kflowgen.specs import entry, loader, schema as specschema
@@ -271,14 +271,11 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
     git = opts.store.folder is not None  # git vouches for files whose results come from the cache
     started = ahead.taken_or_started(opts.early, opts.root, git) if snapshot is None else None
     if not (PLATFORM in snapshot if snapshot is not None else (opts.root / PLATFORM).is_file()):
-        if isinstance(started, ahead.Ahead):
+        if started is not None:
             started.finish()
-        else:
-            survey.finish(started)
         return Specs(None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                                   "run kflowgen in the repository root, or create one with `kflowgen init`")])
-    listed, known = (None, {}) if started is None else (
-        started.get() if isinstance(started, ahead.Ahead) else ahead.spec_listing(opts.root, started))
+    listed, known = started.get() if started is not None else (None, {})
     wanted = spec_files(opts.root, snapshot, listed)
     diags = misplaced(wanted)
     wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]

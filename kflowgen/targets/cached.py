@@ -177,8 +177,7 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
     plain directories of manifests."""
     model, store, keys = state
     out = []
-    shared: dict[int, str] = {}  # blob ids by bytes object, each computed once (environments that hold the same teams
-    # hold one hub values file, see jupyterhub.values_file); every object stays alive in `out`
+    blob_of = cache.PerObject(cache.blob_id)  # (environments that hold the same teams hold one hub values file)
     for u in batch:
         kept = keys[u] and u[1] and len(model.members(u[1], u[0])[1]) >= PARTS_FROM
         known, known_ids = _recall_workloads(model, store, u) if kept else (None, {})
@@ -187,7 +186,7 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
         data = [made.files[p] for p in paths]
         # once, from the bytes just rendered (or from the entry that holds the very bytes taken from it): kept in the
         # entry with them
-        ids = [known_ids.get(id(d)) or shared.get(id(d)) or shared.setdefault(id(d), cache.blob_id(d)) for d in data]
+        ids = [known_ids.get(id(d)) or blob_of(d) for d in data]
         folders, based = _folders(paths), _based(paths, data)
         if keys[u]:
             body = b"".join(data)
