@@ -3,7 +3,6 @@ overlays a process) over the rendered files, with builds cached by their inputs.
 are parsed once, when first asked for, and travel with the build."""
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import tempfile
@@ -146,9 +145,12 @@ def parse(text: str) -> list[dict]:
     return [d for d in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if isinstance(d, dict)]
 
 
-def overlays_of(files: dict[str, bytes], env: str | None = None, team: str | None = None) -> list[str]:
+def overlays_of(files: Mapping[str, bytes] | Rendered, env: str | None = None, team: str | None = None) -> list[str]:
     """The folders Argo CD syncs: kustomize overlays (a kustomization.yaml) and plain directories of manifests."""
-    folders = {p.rsplit("/", 1)[0] for p in files}  # each folder looked at once, not once per file
+    if isinstance(files, Rendered):
+        files, folders = files.files, files.folders.keys()
+    else:
+        folders = {p.rsplit("/", 1)[0] for p in files}  # each folder looked at once, not once per file
     out = sorted(f for f in folders if f"{f}/kustomization.yaml" in files or is_directory_source(f))
     if env:
         out = [o for o in out if o.startswith(f"overlays/{env}/")]
@@ -162,11 +164,7 @@ def overlay_keys(root: Path, rendered: Rendered, overlays: list[str], tool: tool
     A change to any base changes the key of every overlay that uses bases/ (all are rebuilt)."""
     bases = cache.tree_digest(root / "bases")
     builder = builder_id(tool)
-    by_overlay: dict[str, list[str]] = {o: [] for o in overlays}
-    for rel in rendered.files:
-        folder = rel.rsplit("/", 1)[0]
-        if folder in by_overlay:
-            by_overlay[folder].append(rel)
+    by_overlay = {o: rendered.folders.get(o, []) for o in overlays}
     out = {}
     files, origin = rendered.files, rendered.origin
     keyed = cache.keyed(builder)  # the shared part hashed once
@@ -201,7 +199,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         return Built(), refused
     diags: list[Diagnostic] = []
     parsed: dict[str, list] = {}
-    plain = directory_listing(files, [o for o in overlays if is_directory_source(o)])
+    plain = directory_listing(files, [o for o in overlays if is_directory_source(o)], rendered.folders)
     # what Argo CD reads from a plain directory: its files' texts, one document each (decoded when first asked for)
     parts = Parts(files, plain)
     part_objects = {rel: rendered.objects[rel] for rels in plain.values() for rel in rels if rel in rendered.objects}
@@ -230,13 +228,6 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         store.count(False, len(keys) - hits)
     todo = [o for o in overlays if o not in results and o not in indexed]
 
-    @functools.cache
-    def by_folder() -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for rel in files:
-            out.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
-        return out
-
     def run(at: Path, group: list[str], tick) -> dict[str, str | Diagnostic]:
         batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
         if not batch:
@@ -250,7 +241,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         # is built where it is (writer.same_folders); the others from a scratch copy of the rendered files.
         # The repository is not written.
         with writer.locked(root, exclusive=False):  # no render swaps the tree between the comparison and the build
-            same = writer.same_folders(root, {o: by_folder().get(o, []) for o in todo}, files, jobs)
+            same = writer.same_folders(root, {o: rendered.folders.get(o, []) for o in todo}, files, jobs)
             in_place = [o for o in todo if o in same]
             results_now = run(root, in_place, tick) if in_place else {}
         elsewhere = sorted(set(todo) - set(in_place))
@@ -261,7 +252,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                     shutil.copytree(root / "bases", scratch / "bases", symlinks=False)
                 for overlay in elsewhere:
                     (scratch / overlay).mkdir(parents=True)
-                    for rel in by_folder().get(overlay, []):
+                    for rel in rendered.folders.get(overlay, []):
                         (scratch / rel).write_bytes(files[rel])
                 results_now.update(run(scratch, elsewhere, tick))
         for overlay, result in results_now.items():
@@ -316,16 +307,16 @@ def directory_files(files: dict[str, bytes], folder: str) -> list[str]:
     return directory_listing(files, [folder])[folder]
 
 
-def directory_listing(files: dict[str, bytes], folders: list[str]) -> dict[str, list[str]]:
-    """directory_files of each folder, in one pass over the files (a team's workloads folder is one of thousands)."""
-    out: dict[str, list[str]] = {f: [] for f in folders}
-    for rel in files:
-        folder, _, name = rel.rpartition("/")
-        if folder in out and name.endswith(".yaml"):
-            out[folder].append(rel)
-    for rels in out.values():
-        rels.sort()
-    return out
+def directory_listing(files: Mapping[str, bytes], folders: list[str], by_folder: dict[str, list[str]] | None = None
+                      ) -> dict[str, list[str]]:
+    """directory_files of each folder, in one pass over the files (a team's workloads folder is one of thousands),
+    or from the files of each folder (by_folder: Rendered.folders)."""
+    if by_folder is None:
+        by_folder = {f: [] for f in folders}
+        for rel in files:
+            if (folder := rel.rpartition("/")[0]) in by_folder:
+                by_folder[folder].append(rel)
+    return {f: sorted(rel for rel in by_folder.get(f, ()) if rel.endswith(".yaml")) for f in folders}
 
 
 _VISIBLE = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment

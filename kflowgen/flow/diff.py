@@ -91,7 +91,7 @@ def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = 
     with opts.timed("render"):
         rendered = render_cached(model, opts)
     with opts.timed("build"):
-        built, errors = build(opts, rendered, overlays_of(rendered.files))
+        built, errors = build(opts, rendered, overlays_of(rendered))
     with opts.timed("cache"):
         out = side(model, rendered.files, built, opts.root, snapshot)
         if keep and not errors:

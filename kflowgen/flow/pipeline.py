@@ -84,7 +84,7 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
         report.extend(found)
         report.extend(departures(root, model, rendered.files, envs))
         report.extend(offboarding(model, envs))
-    every = overlays_of(rendered.files)
+    every = overlays_of(rendered)
     overlays = [o for e in envs for o in every if o.startswith(f"overlays/{e}/")]
     with opts.timed("build"):
         built, diags = build(opts, rendered, overlays)
@@ -238,12 +238,12 @@ def build_environment(opts: Options, env: str, team: str | None = None) -> tuple
         return {}, report
     with opts.timed("render"):
         rendered = render_cached(model, opts)
-    overlays = overlays_of(rendered.files, env, team)
+    overlays = overlays_of(rendered, env, team)
     if env not in model.platform.environments:
         report.extend([_unknown_environment(model, env)])
         return {}, report
     if not overlays:
-        there = sorted({t for o in overlays_of(rendered.files, env) if (t := layout.place(o).team)})
+        there = sorted({t for o in overlays_of(rendered, env) if (t := layout.place(o).team)})
         spec = next((t.source.path for t in model.teams if t.name == team), "specs/teams")
         report.extend([error(spec, (0, 0), "KF702", f"nothing to build for team '{team}' in {env}: "
                              + ("it has no quota there" if spec != "specs/teams" else "no such team"),

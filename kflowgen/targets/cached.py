@@ -8,7 +8,7 @@ import json
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
 
@@ -82,6 +82,15 @@ class Rendered:
     objects: dict[str, dict] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
     based: set[str] | None = None
+
+    @cached_property
+    def folders(self) -> dict[str, list[str]]:
+        """{folder: the paths of its files, in the files' order}, made once (the build and the overlays listing each
+        used to go over the tens of thousands of paths)."""
+        out: dict[str, list[str]] = {}
+        for rel in self.files:
+            out.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
+        return out
 
 
 def render_cached(model: Model, opts: Options) -> Rendered:
