@@ -131,11 +131,12 @@ class Cache:
         digest = hashlib.sha256(body).hexdigest()
         return (body, digest) if check == digest.encode() + b"\n" else None
 
-    def put(self, kind: str, k: str, body: bytes) -> None:
+    def put(self, kind: str, k: str, body: bytes, digest: str | None = None) -> None:
+        """Keep body under k (digest: its sha256, when the caller has just computed it from these very bytes)."""
         if self.folder is None:
             return
         path = self._path(kind, k)
-        check = hashlib.sha256(body).hexdigest().encode() + b"\n"
+        check = (digest or hashlib.sha256(body).hexdigest()).encode() + b"\n"
         if _holds(path, check, body):  # this very entry, byte for byte (content-keyed data a run makes again, say)
             return
         try:

@@ -195,6 +195,19 @@ def test_an_entry_is_written_unless_it_holds_exactly_those_bytes(store, before):
     assert [p.name for p in path.parent.iterdir()] == [k]  # no temporary file left behind
 
 
+def test_an_entry_put_with_the_sha256_its_caller_computed_reads_back_only_when_that_is_the_bodys(store):
+    """put may take the body's sha256 from its caller (the render has just computed it for the entry's key), and
+    writes it as the entry's checksum line: a digest that is not the body's gives an entry that never reads back
+    (damaged, made again), never one taken for another body."""
+    body = b"kind: ConfigMap\n" * 100
+    store.put("render", "ab" * 32, body, hashlib.sha256(body).hexdigest())
+    assert store.lookup("render", "ab" * 32) == body
+    store.put("render", "cd" * 32, body, hashlib.sha256(body + b"x").hexdigest())
+    assert store.lookup("render", "cd" * 32) is None
+    store.put("render", "cd" * 32, body)  # then written anew (it does not hold these bytes under their checksum)
+    assert store.lookup("render", "cd" * 32) == body
+
+
 def test_a_pass_list_keeps_what_runs_use(store):
     first = cache.Passes(store, "valid", "ctx")
     for i in range(10):

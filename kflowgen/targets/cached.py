@@ -200,7 +200,7 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
         if keys[u]:
             body = b"".join(data)
             data_digest = hashlib.sha256(body).hexdigest()
-            store.put("render", _data_key(data_digest), body)
+            store.put("render", _data_key(data_digest), body, data_digest)
             index = _index(paths, data, ids, folders, based, data_digest)
             store.put("render", keys[u], index)
             digest = hashlib.sha256(index).hexdigest()
