@@ -79,6 +79,8 @@ def _quotas(base, head, envs: list[str]):
                 yield Change(env, None, "quota", f"{_at(env, None)}GPU capacity {g} {cap0.get(g, 0)} → {cap1.get(g, 0)}")
         for team in sorted(set(teams0) | set(teams1)):
             q0, q1 = teams0.get(team), teams1.get(team)
+            if q0 == q1:  # the same quota says nothing (most teams: the work is proportional to what changed)
+                continue
             gpu0, gpu1 = q0.gpu if q0 else {}, q1.gpu if q1 else {}
             for g in sorted(set(gpu0) | set(gpu1)):
                 n0, n1 = gpu0.get(g, 0), gpu1.get(g, 0)
