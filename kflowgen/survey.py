@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -62,25 +63,35 @@ def _find(folder: str, folders: bool, exact: bool = False) -> list[str]:
 OTHER, STAT = "\1", "\2"  # what opens find's line for an entry that is not a regular file, and for a file's stat data
 
 
-def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = False, exact: bool = False) -> list:
+def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = False, exact: bool = False,
+           behind: bool = False) -> list:
     """Start git's commands (with git) and a find listing of the folder, for plan() (overlays/) or the spec reader
-    (specs/: folders listed, and exact, see vouched), so they run while kflowgen loads and renders."""
+    (specs/: folders listed, and exact, see vouched), so they run while kflowgen loads and renders (behind: see
+    start)."""
     return start([*(["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ()))],
-                 [_find(folder, folders, exact)], root)
+                 [_find(folder, folders, exact)], root, behind)
 
 
-def start(argvs: list[list[str]], here: list[list[str]] = (), root: Path | None = None) -> list:
+def start(argvs: list[list[str]], here: list[list[str]] = (), root: Path | None = None, behind: bool = False
+          ) -> list:
     """Start these commands (and those of here in the folder root), each one's output to a temporary file, so that
-    a command never waits for a reader; results() reads them, finish() waits for them when they are not wanted."""
+    a command never waits for a reader; results() reads them, finish() waits for them when they are not wanted.
+    behind: at a lower priority (nice 10, where there is a nice), for answers wanted later: they run on a core this
+    run leaves idle, instead of taking turns with it (five commands at once, on two cores, slowed the stages they
+    run beside)."""
     runs = []
+    nice = _NICE if behind else []
     for argv, cwd in [*((a, None) for a in argvs), *((a, root) for a in here)]:
         out = tempfile.TemporaryFile()
         try:
-            runs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, cwd=cwd), out))
+            runs.append((subprocess.Popen([*nice, *argv], stdout=out, stderr=subprocess.DEVNULL, cwd=cwd), out))
         except OSError:
             out.close()
             runs.append((None, None))
     return runs
+
+
+_NICE = [found, "-n", "10"] if (found := shutil.which("nice")) else []
 
 
 def specs(root: Path, git: bool) -> list:

@@ -495,3 +495,27 @@ def test_a_damaged_render_entry_is_not_trusted(repo, tmp_path, monkeypatch):
     entry.write_bytes(hashlib.sha256(shifted).hexdigest().encode() + b"\n" + shifted)  # checksum made again
     assert gate_check(root, True) == [(QUOTA, "KF501")]
     assert entry.read_bytes() == check + b"\n" + body  # rendered again, and kept as it was
+
+
+def test_listings_started_behind_run_at_a_lower_priority_and_give_the_same_answers(repo, monkeypatch):
+    """The overlays listing and the base branch's, wanted only later, run behind this process (nice 10): on a core
+    it leaves idle instead of taking turns with it. Their answers are the same, and without a nice they still run."""
+    root, files = repo
+    niceness = [int(out) for out, _ in survey.results(survey.start([["nice"], ["nice"]][:1])
+                                                      + survey.start([["nice"]], behind=True))]
+    assert niceness[1] == min(niceness[0] + 10, 19)
+    assert survey.results(survey.survey(root, behind=True)) == survey.results(survey.survey(root))
+    monkeypatch.setattr(survey, "_NICE", [])
+    assert [int(out) for out, _ in survey.results(survey.start([["nice"]], behind=True))] == niceness[:1]
+    seen = []
+    real = survey.start
+
+    def start(argvs, here=(), root=None, behind=False):
+        seen.append((behind, " ".join(" ".join(a) for a in [*argvs, *here])))
+        return real(argvs, here, root, behind)
+
+    monkeypatch.setattr(survey, "start", start)
+    pipeline.gate(Options(root), "HEAD")
+    # the specs' listing, which the load waits for at once, is not behind; the overlays' and the base's are
+    assert sorted(behind for behind, _ in seen) == [False, True, True]
+    assert all(behind == ("find specs" not in what) for behind, what in seen)

@@ -25,7 +25,8 @@ def started(root: Path, base: str) -> list:
     tree = f"{base}:./"
     return survey.start([["git", "-C", str(root), *args] for args in (
         ("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"), ("rev-parse", "--show-toplevel", "--show-prefix"),
-        ("ls-tree", "--full-tree", "--name-only", tree), ("ls-tree", "-r", "-z", "--full-tree", tree, "--", *FOLDERS))])
+        ("ls-tree", "--full-tree", "--name-only", tree), ("ls-tree", "-r", "-z", "--full-tree", tree, "--", *FOLDERS))],
+        behind=True)
 
 
 def entries(listing: bytes) -> list[tuple[str, bytes, bytes, bytes]]:

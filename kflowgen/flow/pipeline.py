@@ -56,7 +56,7 @@ def validate(opts: Options, env: str | None = None, server: bool = False) -> Rep
 
 def checked(opts: Options, env: str | None = None, server: bool = False, drift: bool = False) -> Checked:
     """validate's work; with drift, also render --check's (the committed overlays are what the specs render)."""
-    started = listings.survey(opts.root, git=drift)  # overlays/ is listed while the specs load
+    started = listings.survey(opts.root, git=drift, behind=True)  # overlays/ is listed while the specs load
     ask_ahead(opts.root)  # the tools' versions, which build and verify ask, while the specs load
     try:
         return _checked(opts, env, server, drift, started)
