@@ -49,14 +49,17 @@ def seconds(folder: Path, args: list[str], env: dict) -> tuple[float, float]:
 def instructions(folder: Path, args: list[str], env: dict) -> tuple[float, float]:
     """(instructions of kflowgen's processes, those of its first process) of one run, under cachegrind."""
     with tempfile.TemporaryDirectory(prefix="kflowgen-cachegrind-") as out:
-        run = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                              f"--cachegrind-out-file={out}/%p", sys.executable, "-m", "kflowgen", *args],
-                             cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                                f"--cachegrind-out-file={out}/%p", sys.executable, "-m", "kflowgen", *args],
+                               cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, stderr = run.communicate()
         if run.returncode:
-            raise SystemExit(f"{' '.join(args)} in {folder} exited {run.returncode}: {run.stderr[-2000:]}")
+            raise SystemExit(f"{' '.join(args)} in {folder} exited {run.returncode}: {stderr[-2000:]}")
         counts = {int(f.name): int(line.split()[1]) for f in Path(out).iterdir()
                   for line in f.read_text().splitlines() if line.startswith("summary:")}
-    return sum(counts.values()), counts[min(counts)]  # (the first process has the lowest pid here)
+    if run.pid not in counts:
+        raise SystemExit(f"valgrind left no count for {' '.join(args)}")
+    return sum(counts.values()), counts[run.pid]  # (valgrind runs kflowgen in its own process: the same pid)
 
 
 def gate_repository(folder: Path, teams: int, runner: Path, env: dict) -> Path:
@@ -107,6 +110,8 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true", help="count instructions (valgrind) of one run of "
                         "each command instead of timing them")
     args = parser.parse_args()
+    if args.gate is not None and args.gate < 2:
+        raise SystemExit("--gate needs at least 2 teams (the pull request changes team-0001)")
     if args.instructions and not shutil.which("valgrind"):
         raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
     measure, runs = (instructions, 1) if args.instructions else (seconds, args.runs)
@@ -120,9 +125,9 @@ def main() -> None:
         cases = dict(CASES)
         if args.gate:
             root = gate_repository(Path(tmp) / "repo", args.gate, versions["this checkout"], env)
-            main_cache = Path(tmp) / "main-cache"
-            for folder in versions.values():  # main's cache, as each version's CI run on main leaves it
-                seconds(folder, ["validate", "-C", str(root)], {**env, "KFLOWGEN_CACHE": str(main_cache)})
+            main_cache = {v: Path(tmp) / f"main-cache-{n}" for n, v in enumerate(versions)}
+            for v, folder in versions.items():  # main's cache, as each version's CI run on main leaves it
+                seconds(folder, ["validate", "-C", str(root)], {**env, "KFLOWGEN_CACHE": str(main_cache[v])})
             subprocess.run(["git", "-C", str(root), "checkout", "-q", "pr"], check=True)
             cases[f"kflowgen gate, {args.gate} teams (first)"] = ["gate", "--base", "main", "-C", str(root)]
         times = {(case, v): [] for case in cases for v in versions}
@@ -132,7 +137,7 @@ def main() -> None:
                     run_env = env
                     if argv[0] == "gate":  # from main's cache as CI restores it: a copy, each run
                         shutil.rmtree(Path(tmp) / "gate-cache", ignore_errors=True)
-                        shutil.copytree(main_cache, Path(tmp) / "gate-cache", symlinks=True)
+                        shutil.copytree(main_cache[v], Path(tmp) / "gate-cache", symlinks=True)
                         run_env = {**env, "KFLOWGEN_CACHE": str(Path(tmp) / "gate-cache")}
                     times[case, v].append(measure(folder, argv, run_env))
     if args.instructions:

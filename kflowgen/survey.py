@@ -78,20 +78,22 @@ def start(argvs: list[list[str]], here: list[list[str]] = (), root: Path | None 
     a command never waits for a reader; results() reads them, finish() waits for them when they are not wanted.
     behind: at a lower priority (nice 10, where there is a nice), for answers wanted later: they run on a core this
     run leaves idle, instead of taking turns with it (five commands at once, on two cores, slowed the stages they
-    run beside)."""
-    runs = []
+    run beside); one that fails is run again as it is when read (results), so that a nice that cannot run (a
+    container that refuses setpriority, say) never changes an answer."""
+    runs: list[tuple] = []
     nice = _NICE if behind else []
     for argv, cwd in [*((a, None) for a in argvs), *((a, root) for a in here)]:
         out = tempfile.TemporaryFile()
         try:
-            runs.append((subprocess.Popen([*nice, *argv], stdout=out, stderr=subprocess.DEVNULL, cwd=cwd), out))
+            run = subprocess.Popen([*nice, *argv], stdout=out, stderr=subprocess.DEVNULL, cwd=cwd)
+            runs.append((run, out, argv, cwd) if nice else (run, out))
         except OSError:
             out.close()
             runs.append((None, None))
     return runs
 
 
-_NICE = [found, "-n", "10"] if (found := shutil.which("nice")) else []
+_NICE = [found, "-n", "10"] if (found := shutil.which("nice")) and os.path.isabs(found) else []
 
 
 def specs(root: Path, git: bool) -> list:
@@ -101,7 +103,7 @@ def specs(root: Path, git: bool) -> list:
 
 def finish(started: list | None) -> None:
     """Wait for what survey() started when its answer is not wanted any more."""
-    for run, out in started or []:
+    for run, out, *_ in started or []:
         if run is not None:
             run.wait()
             out.close()
@@ -110,7 +112,7 @@ def finish(started: list | None) -> None:
 def results(started: list) -> list[tuple[bytes, int]]:
     """(output, exit status) of each command survey() started, once they are done."""
     outs = []
-    for run, out in started:
+    for run, out, *again in started:
         if run is None:
             outs.append((b"", 1))
             continue
@@ -118,6 +120,9 @@ def results(started: list) -> list[tuple[bytes, int]]:
         out.seek(0)
         outs.append((out.read(), code))
         out.close()
+        if code and again:  # started behind, and it failed: git's (or find's) own answer, not nice's
+            argv, cwd = again
+            outs[-1] = results(start([argv]) if cwd is None else start([], [argv], cwd))[0]
     return outs
 
 

@@ -507,6 +507,13 @@ def test_listings_started_behind_run_at_a_lower_priority_and_give_the_same_answe
     assert survey.results(survey.survey(root, behind=True)) == survey.results(survey.survey(root))
     monkeypatch.setattr(survey, "_NICE", [])
     assert [int(out) for out, _ in survey.results(survey.start([["nice"]], behind=True))] == niceness[:1]
+    # a nice that cannot run (it fails, as a container that refuses setpriority makes it): git's own answers
+    for broken in (["sh", "-c", "exit 125", "nice"], ["sh", "-c", "exit 1", "nice"]):
+        monkeypatch.setattr(survey, "_NICE", broken)
+        assert survey.results(survey.survey(root, behind=True)) == survey.results(survey.survey(root))
+        report, changes = pipeline.gate(Options(root), "HEAD")
+        assert not report.errors and changes is not None and not changes.diagnostics
+    monkeypatch.setattr(survey, "_NICE", [])
     seen = []
     real = survey.start
 
