@@ -68,8 +68,11 @@ def survey(root: Path, git: bool = True, folder: str = OWNED, folders: bool = Fa
     """Start git's commands (with git) and a find listing of the folder, for plan() (overlays/) or the spec reader
     (specs/: folders listed, and exact, see vouched), so they run while kflowgen loads and renders (behind: see
     start)."""
-    return start([*(["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ()))],
-                 [_find(folder, folders, exact)], root, behind)
+    commands = [["git", "-C", str(root), *args] for args in (_git(folder, exact) if git else ())]
+    # behind: the listings (git's two, find's), not the two small questions, of which one, the settings, answers
+    # "none set" with a failure (and a command behind that fails is run again: see start)
+    return (start(commands[:2], behind=behind) + start(commands[2:])
+            + start([], [_find(folder, folders, exact)], root, behind))
 
 
 def start(argvs: list[list[str]], here: list[list[str]] = (), root: Path | None = None, behind: bool = False

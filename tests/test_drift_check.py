@@ -523,6 +523,23 @@ def test_listings_started_behind_run_at_a_lower_priority_and_give_the_same_answe
 
     monkeypatch.setattr(survey, "start", start)
     pipeline.gate(Options(root), "HEAD")
-    # the specs' listing, which the load waits for at once, is not behind; the overlays' and the base's are
-    assert sorted(behind for behind, _ in seen) == [False, True, True]
-    assert all(behind == ("find specs" not in what) for behind, what in seen)
+    # the specs' listing, which the load waits for at once, is not behind; the overlays' (git's and find's) and the
+    # base's are, and git's small questions (its settings, the attributes file's path) are not
+    assert sorted(behind for behind, _ in seen).count(True) == 3
+    assert all(behind == ("overlays" in what or "ls-tree" in what) for behind, what in seen)
+    assert any("find overlays" in what and behind for behind, what in seen)
+
+
+def test_listings_started_behind_are_each_run_once_when_they_answer(repo, monkeypatch):
+    """A command started behind is run again only when it fails; the listings a gate starts behind all answer in a
+    clean repository, so reading them starts nothing more (git's settings question, which answers "none set" with a
+    failure, is not started behind)."""
+    from kflowgen.flow import gitref
+
+    root, _ = repo
+    started = survey.survey(root, behind=True) + gitref.started(root, "HEAD")
+    again = []
+    real = survey.start
+    monkeypatch.setattr(survey, "start", lambda *a, **kw: again.append(a) or real(*a, **kw))
+    outs = survey.results(started)
+    assert again == [] and outs[2][1] == 1  # (the settings question: none of those kflowgen asks about is set)
