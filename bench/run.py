@@ -125,6 +125,17 @@ def _committed(root: Path, env: dict) -> Path:
     return root
 
 
+def team_change(root: Path, env: dict, i: int) -> None:
+    """The pull request's i-th commit: team-0001's CPU quota changed, rendered as its author does, on their machine
+    (nothing of it reaches the cache CI restores), and committed on the branch checked out."""
+    team = root / "specs" / "teams" / "team-0001.yaml"
+    team.write_text(team.read_text().replace("cpu: 128,", f"cpu: {129 + i},").replace(
+        f"cpu: {128 + i},", f"cpu: {129 + i},"))
+    subprocess.run([*KFLOWGEN, "render", "--no-cache", "-C", str(root)], check=True, capture_output=True, env=env)
+    subprocess.run(["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit",
+                    "-qam", f"pr {i}"], check=True, capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--teams", type=int, nargs="+", default=[10, 100])
@@ -164,15 +175,9 @@ def main() -> None:
         # the pull request: a one-team change, rendered and committed on a branch, checked out as CI checks it out
         git_run = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
         subprocess.run([*git_run, "checkout", "-q", "-b", "pr"], check=True, capture_output=True)
-        team = root / "specs" / "teams" / "team-0001.yaml"
         gate, three = [], []
         for i in range(args.repeat):
-            team.write_text(team.read_text().replace("cpu: 128,", f"cpu: {129 + i},").replace(
-                f"cpu: {128 + i},", f"cpu: {129 + i},"))
-            # rendered as its author does, on their machine: nothing of it reaches the cache CI restores
-            subprocess.run([*KFLOWGEN, "render", "--no-cache", "-C", str(root)], check=True, capture_output=True,
-                           env=env)
-            subprocess.run([*git_run, "commit", "-qam", f"pr {i}"], check=True, capture_output=True)
+            team_change(root, env, i)
             gate.append(measure([*KFLOWGEN, "gate", "--base", "main", "-C", str(root)], env))
             steps = [measure(validate, env), measure([*KFLOWGEN, "render", "--check", "-C", str(root)], env),
                      measure([*KFLOWGEN, "diff", "--base", "main", "-C", str(root)], env)]

@@ -62,26 +62,17 @@ def instructions(folder: Path, args: list[str], env: dict) -> tuple[float, float
     return sum(counts.values()), counts[run.pid]  # (valgrind runs kflowgen in its own process: the same pid)
 
 
-def gate_repository(folder: Path, teams: int, runner: Path, env: dict) -> Path:
-    """A generated repository of this many teams: main rendered and committed, and branch pr, where one team's CPU
-    quota changed, rendered without the cache (as on its author's machine) and committed; main checked out."""
+def gate_repository(folder: Path, teams: int, env: dict) -> Path:
+    """A generated repository of this many teams as bench/run.py makes it: main rendered and committed, and branch
+    pr, where one team's CPU quota changed, rendered without the cache and committed; main checked out."""
     sys.path.insert(0, str(PROJECT / "bench"))
     from generate import generate
+    from run import _committed, team_change
 
-    root = generate(folder, teams)
-    git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
-    kflowgen = [sys.executable, "-m", "kflowgen"]
-    subprocess.run([*kflowgen, "render", "--no-cache", "-C", str(root)], cwd=runner, env=env, check=True,
-                   capture_output=True)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "main"], ["checkout", "-q", "-b",
-                                                                                            "pr"]):
-        subprocess.run([*git, *args], check=True, capture_output=True)
-    team = root / "specs" / "teams" / "team-0001.yaml"
-    team.write_text(team.read_text().replace("cpu: 128,", "cpu: 129,"))
-    subprocess.run([*kflowgen, "render", "--no-cache", "-C", str(root)], cwd=runner, env=env, check=True,
-                   capture_output=True)
-    for args in (["commit", "-q", "-am", "pr"], ["checkout", "-q", "main"]):
-        subprocess.run([*git, *args], check=True, capture_output=True)
+    root = _committed(generate(folder, teams), env)
+    subprocess.run(["git", "-C", str(root), "checkout", "-q", "-b", "pr"], check=True, capture_output=True)
+    team_change(root, env, 0)
+    subprocess.run(["git", "-C", str(root), "checkout", "-q", "main"], check=True, capture_output=True)
     return root
 
 
@@ -124,7 +115,7 @@ def main() -> None:
             seconds(folder, CASES["kflowgen validate (warm)"], env)
         cases = dict(CASES)
         if args.gate:
-            root = gate_repository(Path(tmp) / "repo", args.gate, versions["this checkout"], env)
+            root = gate_repository(Path(tmp) / "repo", args.gate, env)
             main_cache = {v: Path(tmp) / f"main-cache-{n}" for n, v in enumerate(versions)}
             for v, folder in versions.items():  # main's cache, as each version's CI run on main leaves it
                 seconds(folder, ["validate", "-C", str(root)], {**env, "KFLOWGEN_CACHE": str(main_cache[v])})
