@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
 
@@ -37,6 +38,68 @@ def fan_out(fn, items: list, jobs: int, step=None, weigh=None, state=None) -> li
     finally:
         _STATE = None
     return out
+
+
+class Beside:
+    """fn(*args) made by a forked child while this process goes on, on the other core: result() gives it, made here
+    instead when the child could not (no fork, it failed or was killed, its answer was cut short). fn's result is
+    pickled down a pipe, and must not be None. Forked only where no other thread runs (a forked child would hold any
+    lock another thread held), and never back into the caller's code: the child ends when fn returns or raises."""
+
+    def __init__(self, fn, *args, fork: bool = True):
+        self.fn, self.args, self.pid, self.pipe = fn, args, 0, -1
+        if not fork or not alone():
+            return
+        try:
+            read, write = os.pipe()
+        except OSError:
+            return
+        try:
+            self.pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            return
+        if self.pid == 0:  # the child: its answer, pickled, down the pipe
+            code = 1
+            try:
+                os.close(read)
+                with os.fdopen(write, "wb") as out:
+                    pickle.dump(fn(*args), out, protocol=pickle.HIGHEST_PROTOCOL)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.pipe = read
+
+    def result(self):
+        """The child's answer, else fn(*args) made here."""
+        answer = self.answer()
+        return answer if answer is not None else self.fn(*self.args)
+
+    def answer(self):
+        """The child's answer, once (None when there is none: no child, it failed, or it was taken)."""
+        fd, self.pipe, status = self.pipe, -1, 1
+        if fd < 0:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as pipe:
+                data = pipe.read()
+        finally:
+            try:
+                status = os.waitpid(self.pid, 0)[1]
+            except ChildProcessError:  # reaped already (SIGCHLD ignored by whatever started kflowgen): a whole
+                status = 0  # answer is one that unpickles (a cut-short pickle does not)
+        try:
+            return pickle.loads(data) if status == 0 else None
+        except Exception:  # cut short: made here instead
+            return None
+
+
+def alone() -> bool:
+    """No other thread runs in this process (threading never imported, or only the main thread)."""
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
 
 
 _STATE = None  # fan_out's state while its workers run: they are forked with it, and _call hands it to fn

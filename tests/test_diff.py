@@ -280,14 +280,14 @@ def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path,
     store = cache.Cache(tmp_path / "cache")
     cold = render_text(diff_git(pull_request, "HEAD~1", 2))
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides
-    real = differ.load
+    real = differ.load_then
     loaded = []
 
-    def load(opts, snapshot=None):
+    def load_then(opts, then, snapshot=None):
         loaded.append("base" if snapshot is not None else "head")
-        return real(opts, snapshot)
+        return real(opts, then, snapshot)
 
-    monkeypatch.setattr(differ, "load", load)
+    monkeypatch.setattr(differ, "load_then", load_then)
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
     assert loaded == ["head"]  # the base side came from the cache, without reading a spec file of it
     # the recalled side reads the texts it needs from the cache; an altered one is not trusted: the base is made again

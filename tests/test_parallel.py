@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -48,3 +49,38 @@ def test_an_error_in_a_worker_reaches_the_caller_and_leaves_no_state(n):
     with pytest.raises(ValueError, match="item 7"):
         parallel.fan_out(_boom, list(range(n)), 2, state="kept only while the workers run")
     assert parallel._STATE is None
+
+
+def _pid_of(tag):
+    return tag, os.getpid()
+
+
+def _fails_in_a_child(parent):
+    if os.getpid() != parent:
+        raise RuntimeError("the child fails")
+    return "made here", os.getpid()
+
+
+def test_beside_gives_what_a_forked_child_made_or_makes_it_here():
+    made = parallel.Beside(_pid_of, "t")
+    assert made.pid > 0 and made.result() == ("t", made.pid) and made.answer() is None  # taken once
+    here = parallel.Beside(_pid_of, "t", fork=False)
+    assert here.pid == 0 and here.result() == ("t", os.getpid())
+    failed = parallel.Beside(_fails_in_a_child, os.getpid())
+    assert failed.pid > 0 and failed.result() == ("made here", os.getpid())
+    killed = parallel.Beside(time.sleep, 30)  # (None when it ends: it is killed first)
+    os.kill(killed.pid, 9)
+    assert killed.answer() is None
+
+
+def test_beside_forks_no_child_while_another_thread_runs():
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait)
+    waiting.start()
+    try:
+        assert not parallel.alone()
+        made = parallel.Beside(_pid_of, "t")
+    finally:
+        stop.set()
+        waiting.join()
+    assert parallel.alone() and made.pid == 0 and made.result() == ("t", os.getpid())

@@ -19,7 +19,7 @@ from kflowgen import cache, survey, tools
 from kflowgen.build import Built, build, builder_id, overlays_of, parse
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.flow import gitref
-from kflowgen.flow.load import load
+from kflowgen.flow.load import load_then, render_stage
 from kflowgen.options import Options
 from kflowgen.report.changes import DiffReport, compare
 from kflowgen.rules.capacity import allocation
@@ -28,7 +28,7 @@ from kflowgen.specs.discover import spec_files
 from kflowgen.specs.layout import LABEL_TEAM, is_directory_source
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Model, Quota, specs_of
-from kflowgen.targets.cached import Released, render_cached
+from kflowgen.targets.cached import Released
 
 
 @dataclass
@@ -84,12 +84,10 @@ def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = 
           ) -> tuple[Side, list[Diagnostic]]:
     if not (snapshot if snapshot is not None else (opts.root / "specs").is_dir()):
         return Side(), []  # e.g. the first commit: everything is new
-    model, diags = load(opts, snapshot)
+    model, diags, rendered = load_then(opts, partial(render_stage, opts), snapshot)
     errors = [d for d in diags if d.severity == "error"]
-    if model is None:
+    if model is None or rendered is None:
         return Side(), _tag(errors, label)
-    with opts.timed("render"):
-        rendered = render_cached(model, opts)
     with opts.timed("build"):
         built, errors = build(opts, rendered, overlays_of(rendered))
     with opts.timed("cache"):

@@ -6,6 +6,7 @@ import subprocess
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from kflowgen import cache, survey as listings
@@ -13,7 +14,7 @@ from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
 from kflowgen.flow import diff, gitref
-from kflowgen.flow.load import load
+from kflowgen.flow.load import load, load_then, render_stage
 from kflowgen.options import Options
 from kflowgen.report import summary
 from kflowgen.specs import layout
@@ -21,7 +22,7 @@ from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
 from kflowgen.tools import ask_ahead
-from kflowgen.targets.cached import Files, Rendered, render_cached
+from kflowgen.targets.cached import Files, Rendered
 from kflowgen.write import writer
 from kflowgen.write.departures import departures, offboarding
 
@@ -66,17 +67,15 @@ def checked(opts: Options, env: str | None = None, server: bool = False, drift: 
 
 def _checked(opts: Options, env: str | None, server: bool, drift: bool, started: list) -> Checked:
     root, report = opts.root, Report()
-    model, diags = load(opts)
+    model, diags, rendered = load_then(opts, partial(render_stage, opts))
     report.extend(diags)
-    if model is None:
+    if model is None or rendered is None:
         return Checked(report)
     if env and env not in model.platform.environments:
         report.extend([_unknown_environment(model, env)])
         return Checked(report, model)
     with opts.timed("validate"):
         report.extend(codeowners.check(root, model))
-    with opts.timed("render"):
-        rendered = render_cached(model, opts)
     envs = [env] if env else list(model.platform.environments)
     with opts.timed("check"):
         # render --check's drift check; validate too refuses any file under overlays/ that the specs do not render
@@ -210,12 +209,10 @@ def render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | No
     """render and render --check. With edits ({spec path: bytes}, a change such as a promotion), the specs are read
     as edited, and the edited spec files are written with the overlays, or, on any finding, nothing is."""
     report = Report()
-    model, diags = load(opts, edits=edits)
+    model, diags, rendered = load_then(opts, partial(render_stage, opts), edits=edits)
     report.extend(diags)
-    if model is None:
+    if model is None or rendered is None:
         return report
-    with opts.timed("render"):
-        rendered = render_cached(model, opts)
     files = rendered.files
     with opts.timed("check" if check_only else "write"):
         plan, found = (writer.check(opts.root, files, opts.jobs, ids=rendered.ids) if check_only
@@ -232,12 +229,10 @@ def render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | No
 def build_environment(opts: Options, env: str, team: str | None = None) -> tuple[dict[str, str], Report]:
     """kflowgen build: the fully built manifests of an environment (or of one team in it), from the specs, not from
     disk: {overlay: built YAML}."""
-    model, diags = load(opts)
+    model, diags, rendered = load_then(opts, partial(render_stage, opts))
     report = Report(diags)
-    if model is None:
+    if model is None or rendered is None:
         return {}, report
-    with opts.timed("render"):
-        rendered = render_cached(model, opts)
     overlays = overlays_of(rendered, env, team)
     if env not in model.platform.environments:
         report.extend([_unknown_environment(model, env)])
