@@ -33,15 +33,16 @@ def many(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def where(tmp_path, monkeypatch) -> Path:
-    """The pids the rules ran in, one line each (written to a file: a forked process's list would stay its own)."""
-    out, real = tmp_path / "pids", rules.checked
+    """The pids the rules ran in (rules.made: the cache did not hold their findings), one line each (written to a
+    file: a forked process's list would stay its own)."""
+    out, real = tmp_path / "pids", rules.made
 
-    def spy(model, sources, store):
+    def spy(model, store, k):
         with out.open("a") as f:
             f.write(f"{os.getpid()}\n")
-        return real(model, sources, store)
+        return real(model, store, k)
 
-    monkeypatch.setattr(rules, "checked", spy)
+    monkeypatch.setattr(rules, "made", spy)
     return out
 
 
@@ -100,21 +101,21 @@ def test_findings_and_cache_counts_are_those_of_the_rules_run_first_and_nothing_
     assert model is None and made is None and any(d.severity == "error" for d in diags)
     assert diags == first(bad, here)  # the same findings, in the same order
     assert (beside.hits, beside.misses) == (here.hits, here.misses) and beside.misses > 0
-    again = cache.Cache(tmp_path / "beside")  # what the forked rules kept is found by the next run's
-    assert loading.load_then(Options(bad, jobs=2, store=again), rendered_here)[1] == diags
-    assert again.misses == 0 and again.hits == beside.misses and pids(where)[2] != os.getpid()
+    again = cache.Cache(tmp_path / "beside")  # what the forked rules kept is found by the next run, which then
+    assert loading.load_then(Options(bad, jobs=2, store=again), rendered_here)[1] == diags  # forks nothing
+    assert again.misses == 0 and again.hits == beside.misses and len(pids(where)) == 2
     team = bad / "specs/teams/team-0007.yaml"  # one team changed: the forked rules find the others' in the cache
     team.write_text(team.read_text().replace("synthetic team 7", "synthetic team seven", 1))
     beside, here = cache.Cache(tmp_path / "beside"), cache.Cache(tmp_path / "here")
     assert loading.load_then(Options(bad, jobs=2, store=beside), rendered_here)[1] == diags == first(bad, here)
-    assert pids(where)[3] != os.getpid() and "KF323" in {d.code for d in diags}
+    assert pids(where)[2] != os.getpid() and "KF323" in {d.code for d in diags}
     assert (beside.hits, beside.misses) == (here.hits, here.misses)
     for entry in [*(tmp_path / "beside/rules").rglob("*"), *(tmp_path / "here/rules").rglob("*")]:
         if entry.is_file() and b"KF323" in entry.read_bytes():  # damaged: missed, and the findings made again
             entry.write_bytes(entry.read_bytes().replace(b"KF323", b"KF999"))
     beside, here = cache.Cache(tmp_path / "beside"), cache.Cache(tmp_path / "here")
     assert loading.load_then(Options(bad, jobs=2, store=beside), rendered_here)[1] == diags == first(bad, here)
-    assert pids(where)[5] != os.getpid() and (beside.hits, beside.misses) == (here.hits, here.misses)
+    assert pids(where)[4] != os.getpid() and (beside.hits, beside.misses) == (here.hits, here.misses)
 
 
 def test_a_render_that_fails_is_not_reported_when_the_rules_refuse_the_model(many, where, tmp_path):
@@ -131,22 +132,22 @@ def test_a_render_that_fails_is_not_reported_when_the_rules_refuse_the_model(man
 
 @pytest.mark.parametrize("how", ["raises", "exits"])
 def test_a_rules_process_that_fails_leaves_the_rules_to_this_process(many, tmp_path, monkeypatch, how):
-    parent, real, ran = os.getpid(), rules.checked, []
+    parent, real, ran = os.getpid(), rules.made, []
 
-    def failing_in_the_child(model, sources, store):
+    def failing_in_the_child(model, store, k):
         if os.getpid() != parent:
             if how == "exits":
                 os._exit(3)
             raise RuntimeError("the rules' process fails")
         ran.append(os.getpid())
-        return real(model, sources, store)
+        return real(model, store, k)
 
-    monkeypatch.setattr(rules, "checked", failing_in_the_child)
+    monkeypatch.setattr(rules, "made", failing_in_the_child)
     bad = collide(many, tmp_path)
     store = cache.Cache(tmp_path / "c")
     model, diags, made = loading.load_then(Options(bad, jobs=2, store=store), rendered_here)
     assert ran == [parent] and model is None and made is None
-    monkeypatch.setattr(rules, "checked", real)
+    monkeypatch.setattr(rules, "made", real)
     here = cache.Cache(tmp_path / "d")
     assert first(bad, here) == diags and (store.hits, store.misses) == (here.hits, here.misses)
 

@@ -8,7 +8,6 @@ from kflowgen import cache, parallel, rules
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
 from kflowgen.specs import read
-from kflowgen.specs.loader import SpecFile
 from kflowgen.specs.model import Model
 from kflowgen.targets.cached import Rendered, render_cached
 
@@ -35,25 +34,29 @@ def load_then(opts: Options, then: Callable[[Model], T] | None, snapshot: dict[s
         specs = read.read(opts, snapshot, edits)
     if specs.model is None:
         return None, specs.diagnostics, None
-    model, made, failed = specs.model, None, None
-    beside = then is not None and opts.jobs > 1 and len(specs.sources) >= parallel.PARALLEL_FROM
+    model, made, failed, forked = specs.model, None, None, False
     with opts.timed("validate"):
-        ruling = parallel.Beside(_ruled, model, specs.sources, opts.store, fork=beside)
-    if ruling.pid:
+        k, found = rules.recalled(model, specs.sources, opts.store)  # (found: a run that changed no spec file)
+        if found is None:
+            beside = then is not None and opts.jobs > 1 and len(specs.sources) >= parallel.PARALLEL_FROM
+            ruling = parallel.Beside(_ruled, model, opts.store, k, fork=beside)
+            forked = bool(ruling.pid)
+    if forked:
         try:
             made = then(model)
         except Exception as e:  # (raised below unless the rules refuse the model)
             failed = e
-    with opts.timed("validate"):
-        found, (hits, misses) = ruling.result()
-    opts.store.count(True, hits)
-    opts.store.count(False, misses)
+    if found is None:
+        with opts.timed("validate"):
+            found, (hits, misses) = ruling.result()
+        opts.store.count(True, hits)
+        opts.store.count(False, misses)
     diags = specs.diagnostics + found
     if any(d.severity == "error" for d in diags):
         return None, diags, None
     if failed is not None:
         raise failed
-    if then is not None and not ruling.pid:
+    if then is not None and not forked:
         made = then(model)
     return model, diags, made
 
@@ -64,11 +67,11 @@ def render_stage(opts: Options, model: Model) -> Rendered:
         return render_cached(model, opts)
 
 
-def _ruled(model: Model, sources: list[SpecFile], store: cache.Cache) -> tuple[list[Diagnostic], tuple[int, int]]:
-    """rules.checked, and the cache hits and misses it counted, given back instead of kept (the caller counts them,
+def _ruled(model: Model, store: cache.Cache, k: str | None) -> tuple[list[Diagnostic], tuple[int, int]]:
+    """rules.made, and the cache hits and misses it counted, given back instead of kept (the caller counts them,
     from a forked process or here)."""
     hits, misses = store.hits, store.misses
-    found = rules.checked(model, sources, store)
+    found = rules.made(model, store, k)
     counted = store.hits - hits, store.misses - misses
     store.hits, store.misses = hits, misses
     return found, counted

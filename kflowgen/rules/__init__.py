@@ -84,13 +84,25 @@ def checked(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[D
     of team files that did not load), so their findings are cached under all of those: the commands of one
     pull-request gate (validate, render --check, diff) run them once. When any spec changed, the rules of BY_TEAM
     check again only the teams whose inputs changed (a pull request to one team: that team's experiments)."""
+    k, found = recalled(model, sources, store)
+    return found if found is not None else made(model, store, k)
+
+
+def recalled(model: Model, sources: list[SpecFile], store: cache.Cache) -> tuple[str | None, list[Diagnostic] | None]:
+    """checked's cache key for exactly these spec files (None when a spec has no sha256: not cached), and its
+    findings when the cache holds them (counted as a hit or a miss); made(model, store, key) when it does not."""
     if not all(s.digest for s in sources):
-        return run(model)
+        return None, None
     k = cache.key("rules", cache.code_digest(), len(sources), *sorted(f"{s.path}:{s.digest}" for s in sources),
                   *sorted(model.unreadable))
     hit = store.get("rules", k)
-    if hit is not None:
-        return _decoded(hit)
+    return k, (_decoded(hit) if hit is not None else None)
+
+
+def made(model: Model, store: cache.Cache, k: str | None) -> list[Diagnostic]:
+    """What checked finds when the cache does not hold it under k (recalled's key), kept there."""
+    if k is None:
+        return run(model)
     found = run(model, skip=(*BY_TEAM, *LOCAL)) + _by_team(model, store) + _local(model, store)
     store.put("rules", k, _encoded(found))
     return found
