@@ -44,7 +44,8 @@ class Beside:
     """fn(*args) made by a forked child while this process goes on, on the other core: result() gives it, made here
     instead when the child could not (no fork, it failed or was killed, its answer was cut short). fn's result is
     pickled down a pipe, and must not be None. Forked only where no other thread runs (a forked child would hold any
-    lock another thread held), and never back into the caller's code: the child ends when fn returns or raises."""
+    lock another thread held), and never back into the caller's code: the child ends when fn returns or raises, and
+    with this process where Linux can say so (as fan_out's workers: die_with_parent)."""
 
     def __init__(self, fn, *args, fork: bool = True):
         self.fn, self.args, self.pid, self.pipe = fn, args, 0, -1
@@ -54,6 +55,7 @@ class Beside:
             read, write = os.pipe()
         except OSError:
             return
+        parent = os.getpid()
         try:
             self.pid = os.fork()
         except OSError:
@@ -63,6 +65,7 @@ class Beside:
         if self.pid == 0:  # the child: its answer, pickled, down the pipe
             code = 1
             try:
+                _worker_start(parent)
                 os.close(read)
                 with os.fdopen(write, "wb") as out:
                     pickle.dump(fn(*args), out, protocol=pickle.HIGHEST_PROTOCOL)
@@ -76,6 +79,15 @@ class Beside:
         """The child's answer, else fn(*args) made here."""
         answer = self.answer()
         return answer if answer is not None else self.fn(*self.args)
+
+    def cancel(self) -> None:
+        """The answer is not wanted (this process is being interrupted): the child, if any, is killed and reaped."""
+        if self.pipe >= 0:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.answer()
 
     def answer(self):
         """The child's answer, once (None when there is none: no child, it failed, or it was taken)."""

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -128,10 +129,40 @@ def test_a_render_that_fails_is_not_reported_when_the_rules_refuse_the_model(man
     assert [d.code for d in diags if d.severity == "error"]  # the rules' findings, not the renderer's exception
     with pytest.raises(KeyError, match="cannot render"):  # on a model the rules pass, it is raised
         loading.load_then(Options(many, jobs=2), fails)
+    store = cache.Cache(tmp_path / "c")  # and so it is when their findings come from the cache (nothing forked)
+    loading.load_then(Options(many, jobs=2, store=store), rendered_here)
+    with pytest.raises(KeyError, match="cannot render"):
+        loading.load_then(Options(many, jobs=2, store=store), fails)
 
 
-@pytest.mark.parametrize("how", ["raises", "exits"])
-def test_a_rules_process_that_fails_leaves_the_rules_to_this_process(many, tmp_path, monkeypatch, how):
+def test_an_interrupted_render_leaves_no_rules_process_behind(many, where):
+    """Ctrl-C (or any BaseException) during the render: the rules' process is killed and reaped, not left running
+    or as a zombie."""
+    def interrupted(model):
+        for _ in range(500):  # until the rules' process has started its work
+            if pids(where):
+                break
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loading.load_then(Options(many, jobs=2), interrupted)
+    child = pids(where)[0]
+    assert child != os.getpid()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)  # reaped already
+
+
+def test_an_unknown_environment_is_reported_without_a_render(many, where, monkeypatch):
+    rendered = []
+    monkeypatch.setattr(pipeline, "render_stage", lambda opts, model: rendered.append(model))
+    for jobs in (2, 1):
+        report = pipeline.validate(Options(many, jobs=jobs), env="nope")
+        assert [d.code for d in report.errors] == ["KF303"] and rendered == []
+
+
+@pytest.mark.parametrize("how, refused", [("raises", True), ("exits", True), ("raises", False)])
+def test_a_rules_process_that_fails_leaves_the_rules_to_this_process(many, tmp_path, monkeypatch, how, refused):
     parent, real, ran = os.getpid(), rules.made, []
 
     def failing_in_the_child(model, store, k):
@@ -143,10 +174,10 @@ def test_a_rules_process_that_fails_leaves_the_rules_to_this_process(many, tmp_p
         return real(model, store, k)
 
     monkeypatch.setattr(rules, "made", failing_in_the_child)
-    bad = collide(many, tmp_path)
+    bad = collide(many, tmp_path) if refused else many
     store = cache.Cache(tmp_path / "c")
     model, diags, made = loading.load_then(Options(bad, jobs=2, store=store), rendered_here)
-    assert ran == [parent] and model is None and made is None
+    assert ran == [parent] and (model is None and made is None if refused else made == (parent, 50))
     monkeypatch.setattr(rules, "made", real)
     here = cache.Cache(tmp_path / "d")
     assert first(bad, here) == diags and (store.hits, store.misses) == (here.hits, here.misses)
@@ -173,3 +204,18 @@ def test_validate_with_the_rules_beside_reports_what_one_job_reports(many, where
         assert two.diagnostics == one.diagnostics and two.summary == one.summary
     ran = pids(where)  # (without a cache, each validate makes the rules: beside with two jobs, here with one)
     assert len(ran) == 4 and os.getpid() not in ran[0::2] and ran[1::2] == [os.getpid()] * 2
+
+
+def test_render_and_build_with_the_rules_beside_give_what_one_job_gives(many, tmp_path):
+    """render (writing overlays/), render --check and build of an environment, forked and not: the same bytes."""
+    trees = {}
+    for jobs in (2, 1):
+        root = tmp_path / f"jobs{jobs}"
+        shutil.copytree(many, root)
+        assert not pipeline.render_to_disk(Options(root, jobs=jobs), check_only=False).errors
+        check = pipeline.render_to_disk(Options(root, jobs=jobs), check_only=True)
+        built, report = pipeline.build_environment(Options(root, jobs=jobs), "dev", "team-0002")
+        assert not check.errors and not report.errors and built
+        trees[jobs] = ({p.relative_to(root): p.read_bytes() for p in (root / "overlays").rglob("*") if p.is_file()},
+                       check.summary, built)
+    assert trees[2] == trees[1]

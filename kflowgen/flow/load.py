@@ -46,6 +46,9 @@ def load_then(opts: Options, then: Callable[[Model], T] | None, snapshot: dict[s
             made = then(model)
         except Exception as e:  # (raised below unless the rules refuse the model)
             failed = e
+        except BaseException:  # interrupted: the rules are not wanted
+            ruling.cancel()
+            raise
     if found is None:
         with opts.timed("validate"):
             found, (hits, misses) = ruling.result()

@@ -67,11 +67,11 @@ def checked(opts: Options, env: str | None = None, server: bool = False, drift: 
 
 def _checked(opts: Options, env: str | None, server: bool, drift: bool, started: list) -> Checked:
     root, report = opts.root, Report()
-    model, diags, rendered = load_then(opts, partial(render_stage, opts))
+    model, diags, rendered = load_then(opts, partial(_render_known, opts, env))
     report.extend(diags)
-    if model is None or rendered is None:
+    if model is None:
         return Checked(report)
-    if env and env not in model.platform.environments:
+    if rendered is None:  # (env is not the model's)
         report.extend([_unknown_environment(model, env)])
         return Checked(report, model)
     with opts.timed("validate"):
@@ -107,6 +107,11 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
         if drift:
             report.summary += [summary.drift(rendered.files, plan)]
     return Checked(report, model, rendered, None if diags else built)
+
+
+def _render_known(opts: Options, env: str | None, model: Model) -> Rendered | None:
+    """The render, unless env is not one of the model's environments (then that is all the run says)."""
+    return render_stage(opts, model) if not env or env in model.platform.environments else None
 
 
 def _verified(opts: Options, model: Model, env: str | None, envs: list[str], rendered: Rendered, built: Built,
