@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from conftest import PROJECT
 from kflowgen import cache, parallel, rules
 from kflowgen.flow import load as loading, pipeline
 from kflowgen.options import Options
+from kflowgen.report.changes import render_json
 from kflowgen.specs import read
 
 sys.path.insert(0, str(PROJECT / "bench"))
@@ -219,3 +221,26 @@ def test_render_and_build_with_the_rules_beside_give_what_one_job_gives(many, tm
         trees[jobs] = ({p.relative_to(root): p.read_bytes() for p in (root / "overlays").rglob("*") if p.is_file()},
                        check.summary, built)
     assert trees[2] == trees[1]
+
+
+def test_the_gate_with_the_rules_beside_reports_what_one_job_reports(many, where, tmp_path):
+    """The gate of a one-team change (the head checked, the base side made from git, both loaded with the rules
+    beside): the same findings, summary and diff as with one job."""
+    root = tmp_path / "repo"
+    shutil.copytree(many, root)
+    assert not pipeline.render_to_disk(Options(root, jobs=1), check_only=False).errors
+    for git in (["init", "-q", "-b", "main"], ["add", "-A"],
+                ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "main"]):
+        subprocess.run(["git", "-C", str(root), *git], check=True, capture_output=True)
+    team = root / "specs/teams/team-0001.yaml"
+    team.write_text(team.read_text().replace("cpu: 128,", "cpu: 130,", 1))
+    assert not pipeline.render_to_disk(Options(root, jobs=1), check_only=False).errors
+    before = len(pids(where))
+    gated = {}
+    for jobs in (2, 1):
+        report, changes = pipeline.gate(Options(root, jobs=jobs), "HEAD")
+        assert changes is not None and not report.errors
+        gated[jobs] = report.diagnostics, report.summary, render_json(changes)
+    assert gated[2] == gated[1] and "cpu" in gated[2][2]
+    forked = [pid for pid in pids(where)[before:] if pid != os.getpid()]
+    assert len(forked) == 2  # with two jobs, the head's rules and the base's ran beside their renders
