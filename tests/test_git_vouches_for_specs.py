@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from conftest import PROJECT, copy_repo, git
 from kflowgen import ahead, cache, survey
-from kflowgen.flow import pipeline
+from kflowgen.flow import gitref, pipeline
 from kflowgen.options import Options
 from kflowgen.specs import loader, read
 from kflowgen.specs.discover import spec_files
@@ -372,3 +373,36 @@ def test_a_listing_made_ahead_when_sigchld_is_ignored(repo):
         assert made.answer() == ahead.spec_listing(repo, survey.specs(repo, True))
     finally:
         signal.signal(signal.SIGCHLD, before)
+
+
+def test_a_commits_spec_files_are_looked_up_by_their_blob_ids(repo, store, monkeypatch):
+    """A diff's base side that the cache does not hold reads its spec files from git (gitref.spec_blobs) with the
+    blob id of each, and looks a group up by those ids, as the work tree's files git vouches for are: the base of a
+    pull request to one team reads that team's files only, the rest coming from the entries the work tree's read
+    made. It gives exactly what reading every file gives, and what a read without the cache gives."""
+    (repo / SWEEP).write_text((repo / SWEEP).read_text().replace("dropout: [0.3, 0.5]", "dropout: [0.3, 0.6]"))
+    git(repo, "commit", "-qam", "the pull request")
+    read.read(Options(repo, 1, store))  # the work tree (the head): its entries keyed by blob ids
+
+    def run(*args, at=repo, **kw):
+        return subprocess.run(["git", "-C", str(at), *args], capture_output=True, **kw)
+
+    listing = run("ls-tree", "-r", "-z", "--full-tree", "HEAD~1:", "--", "specs").stdout
+    snapshot = gitref.spec_blobs(run, repo, gitref.entries(listing))
+    assert isinstance(snapshot, read.Snapshot) and set(snapshot.ids) == set(snapshot)
+    assert all(cache.blob_id(data) == snapshot.ids[rel] for rel, data in snapshot.items())
+    seen: list[str] = []
+    real = read._raw
+    monkeypatch.setattr(read, "_raw", lambda root, rel, *a: seen.append(rel) or real(root, rel, *a))
+    by_ids = read.read(Options(repo, 1, store), snapshot)
+    read_by_ids = sorted(set(seen))
+    seen.clear()
+    every = read.read(Options(repo, 1, cache.Cache(store.folder.parent / "other")), dict(snapshot))
+    assert sorted(set(seen)) == sorted(snapshot)  # (without the ids, every file is read)
+    cold = read.read(Options(repo, 1), dict(snapshot))
+    for specs in (by_ids, every):
+        assert (specs.model, specs.diagnostics, specs.sources) == (cold.model, cold.diagnostics, cold.sources)
+        assert specs.model.inputs == cold.model.inputs == snapshot.ids
+    vision = sorted(rel for rel in snapshot if rel.startswith(("specs/experiments/vision/", "specs/models/vision/")))
+    assert read_by_ids == vision  # the group of the file that differs, and nothing else
+    assert b"[0.3, 0.5]" in snapshot[SWEEP] and b"[0.3, 0.5]" not in (repo / SWEEP).read_bytes()  # (the base's)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kflowgen import survey
+from kflowgen.specs.read import Snapshot
 
 FOLDERS = ("specs", "bases", "schemas")  # what a diff side is made of, besides kflowgen's code
 
@@ -52,13 +53,14 @@ def blob_ids(entries) -> dict[str, str] | None:
     return {path: oid.decode() for path, _, _, oid in entries}
 
 
-def spec_blobs(git, top: Path, entries) -> dict[str, bytes] | None:
-    """{path: bytes} of every file under specs/ in a git tree's listing (entries); None when there is a link or a
-    submodule there, or no listing."""
+def spec_blobs(git, top: Path, entries) -> Snapshot | None:
+    """{path: bytes} of every file under specs/ in a git tree's listing (entries), with their blob ids; None when
+    there is a link or a submodule there, or no listing."""
     entries = [e for e in entries if e[0].startswith("specs/")] if entries is not None else None
     if entries is None or not plain(entries):
         return None
-    return cat(git, top, [(path, oid) for path, _, _, oid in entries])
+    found = cat(git, top, [(path, oid) for path, _, _, oid in entries])
+    return Snapshot(found, {path: oid.decode() for path, _, _, oid in entries}) if found is not None else None
 
 
 def blobs(git, top: Path, ids: dict[str, str]) -> dict[str, bytes]:

@@ -34,6 +34,17 @@ class Specs:
     sources: list[SpecFile] = field(default_factory=list)
 
 
+class Snapshot(dict):
+    """{path: bytes} of a git tree's spec files, with the blob id of each (ids: the ids `git cat-file` gave these
+    bytes by). Such files are looked up by their ids, as files git vouches for in the work tree are, so that a tree
+    read from git shares the entries the work tree made: a diff's base side the cache does not hold reads the few
+    files that differ, not every spec file again."""
+
+    def __init__(self, files: dict[str, bytes], ids: dict[str, str]):
+        super().__init__(files)
+        self.ids = ids
+
+
 def _inside(root: Path, rel: str, folders: dict[str, bool]) -> bool:
     """The file is reached without a link that leaves the repository or loops. Folders are resolved once each: a
     file that is not itself a link is inside exactly when its folder is."""
@@ -275,7 +286,8 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
             started.finish()
         return Specs(None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                                   "run kflowgen in the repository root, or create one with `kflowgen init`")])
-    listed, known = started.get() if started is not None else (None, {})
+    listed, known = (started.get() if started is not None
+                     else (None, snapshot.ids if isinstance(snapshot, Snapshot) else {}))
     wanted = spec_files(opts.root, snapshot, listed)
     diags = misplaced(wanted)
     wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
