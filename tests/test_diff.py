@@ -1,6 +1,7 @@
 """kflowgen diff: two commits of a copy of the example repository, compared as a reviewer reads them."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from kflowgen.diagnostics import Diagnostic
 from kflowgen.flow import diff as differ, gitref
 from kflowgen.options import Options
 from kflowgen.report.changes import render_json, render_markdown, render_text
+from kflowgen.targets import cached
 
 
 def diff_git(root, base, jobs, store=None):
@@ -297,6 +299,60 @@ def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path,
     loaded.clear()
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold
     assert loaded == ["head", "base"]  # the head once, then the base from git
+
+
+def test_a_recalled_sides_plain_directories_come_from_the_render_entries_and_are_checked(pull_request, tmp_path,
+                                                                                        monkeypatch):
+    """A kept side does not copy each plain directory's text (a team's workloads folder; 30,000 files at 10,000
+    teams): it names the render entry of the unit that wrote all its files, and the text made from that entry again
+    must have the sha256 the side recorded. Render entries altered, with their checksums made to match or not, are
+    not trusted: the base side is made again, and the diff is the same."""
+    store = cache.Cache(tmp_path / "cache")
+    cold = render_text(diff_git(pull_request, "HEAD~1", 2))
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides
+    sides = [json.loads(store.lookup("side", p.name)) for p in (tmp_path / "cache" / "side").rglob("*") if p.is_file()]
+    kinds = [kind for doc in sides for overlay, (_, kind, _) in doc["built"].items() if overlay.endswith("/workloads")]
+    assert kinds and set(kinds) == {"unit"}  # every team's workloads folder, by its unit
+    real = differ.load_then
+    loaded = []
+
+    def load_then(opts, then, snapshot=None):
+        loaded.append("base" if snapshot is not None else "head")
+        return real(opts, then, snapshot)
+
+    monkeypatch.setattr(differ, "load_then", load_then)
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
+    assert loaded == ["head"]  # recalled: vision's dev Jobs (the sweep changed) made from the base's render entry
+    def put(entry: Path, body: bytes) -> None:
+        entry.parent.mkdir(exist_ok=True)
+        entry.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+    def at(k: str) -> Path:
+        return tmp_path / "cache" / "render" / k[:2] / k
+
+    # the render entries of the base's vision workloads in dev (the head's are another unit's: its sweep changed)
+    base = next(doc for doc in sides if "specs/teams/nlp.yaml" in doc["specs"])
+    unit = base["built"]["overlays/dev/teams/vision/workloads"][2]
+    for how in ("the data only", "its checksum too", "and the unit's index that names it"):
+        index = at(unit).read_bytes()[65:]
+        old = index.split(b"\n", 1)[0].rsplit(b" ", 1)[1].decode()  # (first line: ... <sha256 of the data>)
+        body = at(cached._data_key(old)).read_bytes()[65:]
+        altered = body.replace(b"resnet", b"resnex")  # (sizes kept: the entry still adds up)
+        assert altered != body
+        if how == "the data only":
+            at(cached._data_key(old)).write_bytes(at(cached._data_key(old)).read_bytes()[:65] + altered)
+        elif how == "its checksum too":
+            put(at(cached._data_key(old)), altered)
+        else:  # every check of the render entries passes: only the side's recorded sha256 tells
+            new = hashlib.sha256(altered).hexdigest()
+            put(at(cached._data_key(new)), altered)
+            put(at(unit), index.replace(old.encode(), new.encode(), 1))
+        loaded.clear()
+        text = render_text(diff_git(pull_request, "HEAD~1", 2, store))
+        assert loaded == ["head", "base"], how  # the recalled text refused: the head once, then the base from git
+        # (the base made again reads the render cache as every run does: it trusts entries whose checksums and
+        # index agree, so only the first two alterations leave it the base's real files)
+        assert text == cold or how == "and the unit's index that names it"
 
 
 def test_a_side_is_keyed_by_every_input():

@@ -20,7 +20,7 @@ from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
 from kflowgen.specs import layout
 from kflowgen.specs.layout import is_directory_source
-from kflowgen.targets.cached import Rendered
+from kflowgen.targets.cached import Rendered, unit_files
 from kflowgen.write import writer
 
 
@@ -317,6 +317,16 @@ def directory_listing(files: Mapping[str, bytes], folders: list[str], by_folder:
             if (folder := rel.rpartition("/")[0]) in by_folder:
                 by_folder[folder].append(rel)
     return {f: sorted(rel for rel in by_folder.get(f, ()) if rel.endswith(".yaml")) for f in folders}
+
+
+def folder_text(store: cache.Cache, unit: str, folder: str) -> str | None:
+    """A plain directory's text as the build makes it (Parts.text), from the cached render unit (by its key) that
+    wrote all its files; None when the unit is not in the cache."""
+    found = unit_files(store, unit)
+    if found is None:
+        return None
+    files = dict(zip(found[0], found[1]))
+    return Parts(files, directory_listing(files, [folder])).text(folder)
 
 
 _VISIBLE = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment

@@ -8,7 +8,7 @@ import hashlib
 import json
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -16,7 +16,7 @@ from typing import Callable
 import yaml
 
 from kflowgen import cache, survey, tools
-from kflowgen.build import Built, build, builder_id, overlays_of, parse
+from kflowgen.build import Built, build, builder_id, folder_text, overlays_of, parse
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.flow import gitref
 from kflowgen.flow.load import load_then, render_stage
@@ -43,7 +43,8 @@ class Side:
     values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
     texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
     made: dict[str, Callable[[], str]] = field(default_factory=dict)  # sha256 -> its built text, read when asked
-    where: dict[str, tuple[str, str]] = field(default_factory=dict)  # sha256 -> cache entry, for a recalled side
+    # sha256 -> its cache entry (kind, key), or ("unit", key, folder) for a plain directory, for a recalled side
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     store: cache.Cache | None = None
     parsed: dict[str, list] = field(default_factory=dict)  # sha256 -> objects, where the build gave them
     objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
@@ -70,7 +71,13 @@ class Side:
         """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
         if digest in self.texts or digest in self.made:
             return self.texts[digest] if digest in self.texts else self.made[digest]()
-        found = self.store.read(*self.where[digest]) if self.store else None  # checksum checked on reading
+        where = self.where[digest]
+        if where[0] == "unit":  # a plain directory's files, from the render entry that holds them
+            text = folder_text(self.store, *where[1:]) if self.store else None
+            if text is None or cache.text_digest(text) != digest:
+                raise _Gone(digest)
+            return text
+        found = self.store.read(*where) if self.store else None  # checksum checked on reading
         if found is None or found[1] != digest:
             raise _Gone(digest)
         return found[0].decode("utf-8")
@@ -93,7 +100,7 @@ def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = 
     with opts.timed("cache"):
         out = side(model, rendered.files, built, opts.root, snapshot)
         if keep and not errors:
-            remember(opts, model, out, built.keys)
+            remember(opts, model, out, built.keys, rendered.units)
     return out, _tag(errors, label)
 
 
@@ -152,9 +159,11 @@ def _builder(root: Path) -> str | None:
     return None if isinstance(kustomize, Diagnostic) else builder_id(kustomize)
 
 
-def remember(opts: Options, model: Model, s: Side, keys: dict[str, str]) -> None:
+def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: dict[str, str]) -> None:
     """Keep a side that built without errors, for the diffs that take it as their base. Built overlays are found
-    again through their build entries; the texts that have none (plain directories, values files) are kept too."""
+    again through their build entries, and plain directories through the render entry of the unit that wrote all
+    their files (units: Rendered.units); the texts that have neither (values files, a folder several units write)
+    are kept too (at 10,000 teams, keeping each team's workloads folder's text took 5 s: 30,000 files)."""
     store, root = opts.store, opts.root
     builder = _builder(root)
     if store.folder is None or builder is None or None in model.inputs.values():
@@ -166,13 +175,15 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str]) -> None
     for overlay, digest in s.built.items():
         if overlay in keys:
             where[overlay] = ("build", keys[overlay])
+        elif overlay in units:
+            where[overlay] = ("unit", units[overlay])
         else:
             where[overlay] = ("text", digest)
+    for digest in {*(d for o, (kind, d) in where.items() if kind == "text"), *s.values.values()}:
+        if store.read("text", digest) is None:  # (kept by an earlier side: not made again, e.g. from every unit)
             store.put("text", digest, s.text(digest).encode("utf-8"))
-    for digest in s.values.values():
-        store.put("text", digest, s.text(digest).encode("utf-8"))
     doc = {"envs": s.envs, "sweeps": sorted(s.sweeps), "specs": s.specs, "clusters": s.clusters,
-           "quotas": {env: [cap, alloc, {t: asdict(q) for t, q in quotas.items()}]
+           "quotas": {env: [cap, alloc, {t: dict(vars(q)) for t, q in quotas.items()}]  # (as asdict: flat)
                       for env, (cap, alloc, quotas) in s.quotas.items()},
            "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values}
     store.put("side", k, json.dumps(doc, sort_keys=True).encode("utf-8"))
@@ -189,7 +200,7 @@ def recall(store: cache.Cache, k: str) -> Side | None:
         out.quotas[env] = (cap, alloc, {t: Quota(**q) for t, q in quotas.items()})
     for overlay, (digest, kind, k) in doc["built"].items():
         out.built[overlay] = digest
-        out.where[digest] = (kind, k)
+        out.where[digest] = (kind, k, overlay) if kind == "unit" else (kind, k)
     for digest in out.values.values():
         out.where[digest] = ("text", digest)
     return out

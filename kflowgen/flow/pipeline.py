@@ -206,7 +206,7 @@ def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | No
         return None
     side = diff.side(done.model, done.rendered.files, done.built, opts.root)
     if keep and not done.report.errors:
-        diff.remember(opts, done.model, side, done.built.keys)
+        diff.remember(opts, done.model, side, done.built.keys, done.rendered.units)
     return side
 
 

@@ -29,11 +29,10 @@ class Files(Mapping):
         self._released = released or load
 
     def release(self) -> None:
-        """Read a unit's files from its data entry only, from now on, and Released when it is not there: what renders
-        a unit again (the model) is let go, and so is what the hub values' renderer keeps of the last teams it was
-        given (a unit rendered again when its files were not in the cache). The gate does so once it has checked the
-        head, whose diff reads few files (at 10,000 teams the model is 300 MB of the gate's peak), and makes the head
-        again on Released."""
+        """Read a unit's files from its data entry only, from now on, and Released when it is not there: what renders a
+        unit again (the model) is let go, and so is what the hub values' renderer keeps of the last teams it was given
+        (a unit rendered again when its files were not in the cache). The gate does so once it has checked the head,
+        whose diff reads few files (at 10,000 teams the model is 300 MB of the gate's peak); Released: made again."""
         self._load = self._released
         jupyterhub.forget()
 
@@ -82,6 +81,7 @@ class Rendered:
     objects: dict[str, dict] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
     based: set[str] | None = None
+    units: dict[str, str] = field(default_factory=dict)  # folder -> the key of the one cached unit that wrote it all
 
     @cached_property
     def folders(self) -> dict[str, list[str]]:
@@ -96,9 +96,9 @@ class Rendered:
 def render_cached(model: Model, opts: Options) -> Rendered:
     keys = _unit_keys(model, units(model))
     stage = opts.stage(len(keys), "rendering")
-    # the units' indexes, read here (no copy between processes), a bucket's or a unit's entry at a time, each
-    # unpacked before the next is read (the next is read into the memory this one's body leaves); an index that does
-    # not add up is rendered again, never trusted; the files' bytes are read when asked for (Files)
+    # the units' indexes, read here (no copy between processes), a bucket's or a unit's entry at a time, each unpacked
+    # before the next is read (into the memory this one's body leaves); an index that does not add up is rendered
+    # again, never trusted; the files' bytes are read when asked for (Files)
     found, missed = _recalled(opts.store, keys)
     cached = {u: found.get(u) for u in keys}
     todo = [u for u, index in cached.items() if index is None]
@@ -113,8 +113,7 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     if shared:
         hub_parts.keep(model, opts.store, known)
         jupyterhub.forget()
-        if stage:
-            stage(len(shared))
+        stage(len(shared)) if stage else None
     rest = [u for u in todo if u[1]]
     made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state)))
     for bucket, read in missed:
@@ -122,6 +121,7 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     paths: list[str] = []
     ids: list[str] = []
     origin: dict[str, str | None] = {}
+    wrote: dict[str, str | None] = {}  # (Rendered.units)
     objects: dict = {}
     based: set[str] = set()
     for u in keys:
@@ -135,6 +135,7 @@ def render_cached(model: Model, opts: Options) -> Rendered:
         based.update(unit_based)
         for folder in folders:
             origin[folder] = digest if origin.get(folder, digest) == digest else None
+            wrote[folder] = keys[u] if wrote.get(folder, keys[u]) == keys[u] else None
     opts.store.count(True, len(keys) - len(todo))  # a unit found was keyed; of those rendered, the keyed ones
     opts.store.count(False, sum(1 for u in todo if keys[u]))
     # in path order; of two units writing one path, the later wins (its bytes, at the path's place in that order);
@@ -145,20 +146,19 @@ def render_cached(model: Model, opts: Options) -> Rendered:
         at.update(zip(cached[u][0], repeat(n)) if cached[u] is not None else zip(made[u][0], made[u][1]))
     files = Files(at, partial(_data_of, model, opts.store, order, cached),
                   partial(_data_of, None, opts.store, order, cached))
-    return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)), based)
+    return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)), based,
+                    {folder: k for folder, k in wrote.items() if k})
 
 
 def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
     """The files of the n-th unit, whose index came from the cache: from its data entry, else rendered again (not
-    without the model: see Files.release); either way the bytes its index names (their sizes and blob ids), or
-    RenderLost."""
+    without the model: Files.release); either way the bytes its index names (sizes and blob ids), or RenderLost."""
     u = order[n]
     paths, sizes, ids, _, _, data_digest, _ = cached[u]
     found = store.read("render", _data_key(data_digest))
     data = _sliced(found[0], sizes) if found is not None and found[1] == data_digest else None
     if data is None and model is None:
-        raise Released(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any "
-                         f"more")
+        raise Released(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any more")
     if data is None:
         made = unit(model, *u).files
         data = [made.get(p, b"") for p in paths]
