@@ -125,10 +125,10 @@ def _committed(root: Path, env: dict) -> Path:
     return root
 
 
-def team_change(root: Path, env: dict, i: int) -> None:
-    """The pull request's i-th commit: team-0001's CPU quota changed, rendered as its author does, on their machine
+def team_change(root: Path, env: dict, i: int, team: str = "team-0001") -> None:
+    """The pull request's i-th commit: the team's CPU quota changed, rendered as its author does, on their machine
     (nothing of it reaches the cache CI restores), and committed on the branch checked out."""
-    team = root / "specs" / "teams" / "team-0001.yaml"
+    team = root / "specs" / "teams" / f"{team}.yaml"
     team.write_text(team.read_text().replace("cpu: 128,", f"cpu: {129 + i},").replace(
         f"cpu: {128 + i},", f"cpu: {129 + i},"))
     subprocess.run([*KFLOWGEN, "render", "--no-cache", "-C", str(root)], check=True, capture_output=True, env=env)
@@ -184,6 +184,14 @@ def main() -> None:
             three.append((sum(s[0] for s in steps), max(s[1] for s in steps), next((s[2] for s in steps if s[2]), 0)))
         row("PR gate: kflowgen gate", teams, objects, gate, base)
         row("PR gate: 3 commands", teams, objects, three, base)
+        moved = []
+        for i in range(args.repeat):  # main moved on since the cache was made: its new commit was never validated
+            subprocess.run([*git_run, "checkout", "-q", "main"], check=True, capture_output=True)
+            team_change(root, env, i, team=f"team-{2 + i:04d}")
+            subprocess.run([*git_run, "checkout", "-q", "pr"], check=True, capture_output=True)
+            subprocess.run([*git_run, "merge", "-q", "--no-edit", "main"], check=True, capture_output=True)
+            moved.append(measure([*KFLOWGEN, "gate", "--base", "main", "-C", str(root)], env))
+        row("PR gate, main moved on", teams, objects, moved, base)
     first: dict[str, float] = {}
     for n in args.big_team:
         root = _committed(generate(work / f"big-{n}", 1, n, 0), env)
