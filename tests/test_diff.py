@@ -278,18 +278,23 @@ def test_base_spec_files_are_read_from_git_or_extracted_when_specs_hold_a_link(p
     assert (report.changes, report.diagnostics) == ([], [])
 
 
-def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path, monkeypatch):
-    store = cache.Cache(tmp_path / "cache")
-    cold = render_text(diff_git(pull_request, "HEAD~1", 2))
-    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides
-    real = differ.load_then
-    loaded = []
+def sides_loaded(monkeypatch) -> list[str]:
+    """The sides a diff loads from their spec files from now on ("head", "base"), in order (a recalled one is not)."""
+    real, loaded = differ.load_then, []
 
     def load_then(opts, then, snapshot=None):
         loaded.append("base" if snapshot is not None else "head")
         return real(opts, then, snapshot)
 
     monkeypatch.setattr(differ, "load_then", load_then)
+    return loaded
+
+
+def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path, monkeypatch):
+    store = cache.Cache(tmp_path / "cache")
+    cold = render_text(diff_git(pull_request, "HEAD~1", 2))
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides
+    loaded = sides_loaded(monkeypatch)
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
     assert loaded == ["head"]  # the base side came from the cache, without reading a spec file of it
     # the recalled side reads the texts it needs from the cache; an altered one is not trusted: the base is made again
@@ -313,14 +318,7 @@ def test_a_recalled_sides_plain_directories_come_from_the_render_entries_and_are
     sides = [json.loads(store.lookup("side", p.name)) for p in (tmp_path / "cache" / "side").rglob("*") if p.is_file()]
     kinds = [kind for doc in sides for overlay, (_, kind, _) in doc["built"].items() if overlay.endswith("/workloads")]
     assert kinds and set(kinds) == {"unit"}  # every team's workloads folder, by its unit
-    real = differ.load_then
-    loaded = []
-
-    def load_then(opts, then, snapshot=None):
-        loaded.append("base" if snapshot is not None else "head")
-        return real(opts, then, snapshot)
-
-    monkeypatch.setattr(differ, "load_then", load_then)
+    loaded = sides_loaded(monkeypatch)
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
     assert loaded == ["head"]  # recalled: vision's dev Jobs (the sweep changed) made from the base's render entry
     def put(entry: Path, body: bytes) -> None:
