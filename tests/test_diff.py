@@ -353,6 +353,22 @@ def test_a_recalled_sides_plain_directories_come_from_the_render_entries_and_are
         assert text == cold or how == "and the unit's index that names it"
 
 
+def test_keeping_a_side_mends_a_text_entry_that_holds_other_bytes(pull_request, tmp_path):
+    """A text an earlier side kept is not made again, unless its entry holds bytes other than the text it is named by
+    (even with a checksum made to match): then it is written again, so that a later recall finds the text."""
+    store = cache.Cache(tmp_path / "cache")
+    cold = render_text(diff_git(pull_request, "HEAD~1", 2, store))  # keeps both sides and their texts
+    texts = [p for p in (tmp_path / "cache" / "text").rglob("*") if p.is_file()]
+    assert texts
+    for entry in texts:
+        altered = entry.read_bytes()[65:] + b"# altered\n"
+        entry.write_bytes(hashlib.sha256(altered).hexdigest().encode() + b"\n" + altered)
+    shutil.rmtree(tmp_path / "cache" / "side")  # the sides are kept again
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold
+    for entry in texts:
+        assert store.read("text", entry.name)[1] == entry.name  # the text itself again
+
+
 def test_a_side_is_keyed_by_every_input():
     from kflowgen.flow.diff import side_key
 

@@ -180,7 +180,8 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: 
         else:
             where[overlay] = ("text", digest)
     for digest in {*(d for o, (kind, d) in where.items() if kind == "text"), *s.values.values()}:
-        if store.read("text", digest) is None:  # (kept by an earlier side: not made again, e.g. from every unit)
+        kept = store.read("text", digest)  # (kept by an earlier side, intact: not made again, e.g. from every unit)
+        if kept is None or kept[1] != digest:
             store.put("text", digest, s.text(digest).encode("utf-8"))
     doc = {"envs": s.envs, "sweeps": sorted(s.sweeps), "specs": s.specs, "clusters": s.clusters,
            "quotas": {env: [cap, alloc, {t: dict(vars(q)) for t, q in quotas.items()}]  # (as asdict: flat)

@@ -60,7 +60,7 @@ def spec_blobs(git, top: Path, entries) -> Snapshot | None:
     if entries is None or not plain(entries):
         return None
     found = cat(git, top, [(path, oid) for path, _, _, oid in entries])
-    return Snapshot(found, {path: oid.decode() for path, _, _, oid in entries}) if found is not None else None
+    return Snapshot(found, blob_ids(entries)) if found is not None else None
 
 
 def blobs(git, top: Path, ids: dict[str, str]) -> dict[str, bytes]:

@@ -102,19 +102,17 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     found, missed = _recalled(opts.store, keys)
     cached = {u: found.get(u) for u in keys}
     todo = [u for u, index in cached.items() if index is None]
-    if stage:
-        stage(len(keys) - len(todo))
     state = (model, opts.store, keys)
     # an environment's shared unit names every team: rendered here, each team's part of the hub values from the
     # cache where it is there (one changed team: one part made), and the parts made here kept for the next run
-    shared = [u for u in todo if not u[1]]
+    shared, rest = [u for u in todo if not u[1]], [u for u in todo if u[1]]
     known = hub_parts.recall(model, opts.store) if shared else set()
     made = dict(zip(shared, _render_units(state, shared)))
     if shared:
         hub_parts.keep(model, opts.store, known)
         jupyterhub.forget()
-        stage(len(shared)) if stage else None
-    rest = [u for u in todo if u[1]]
+    if stage:  # the units recalled, and the shared ones rendered
+        stage(len(keys) - len(rest))
     made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state)))
     for bucket, read in missed:
         _keep_bucket(opts.store, bucket, keys, read)
