@@ -131,6 +131,22 @@ class Cache:
         digest = hashlib.sha256(body).hexdigest()
         return (body, digest) if check == digest.encode() + b"\n" else None
 
+    def pieces(self, kind: str, k: str, spans: list[tuple[int, int]]) -> list[bytes] | None:
+        """Byte ranges (start, length) of an entry's body, NOT checked against its checksum (which would read all of
+        it): only for a caller that checks each piece itself, as the bytes of a file against the blob id an intact
+        entry gave. None when the entry is missing or a range is past its end."""
+        if self.folder is None:
+            return None
+        out = []
+        try:
+            with open(os.path.join(self._top, kind, k[:2], k), "rb") as f:
+                for start, length in spans:
+                    f.seek(65 + start)
+                    out.append(f.read(length))
+        except OSError:
+            return None
+        return out if all(len(piece) == length for piece, (_, length) in zip(out, spans)) else None
+
     def put(self, kind: str, k: str, body: bytes, digest: str | None = None) -> None:
         """Keep body under k (digest: its sha256, when the caller has just computed it from these very bytes)."""
         if self.folder is None:

@@ -309,14 +309,15 @@ def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path,
 def test_a_recalled_sides_plain_directories_come_from_the_render_entries_and_are_checked(pull_request, tmp_path,
                                                                                         monkeypatch):
     """A kept side does not copy each plain directory's text (a team's workloads folder; 30,000 files at 10,000
-    teams): it names the render entry of the unit that wrote all its files, and the text made from that entry again
-    must have the sha256 the side recorded. Render entries altered, with their checksums made to match or not, are
-    not trusted: the base side is made again, and the diff is the same."""
+    teams): it names the render entry of the unit that wrote all its files, and the sha256 of the folder's listing
+    (paths and blob ids); a diff reads the files that differ from that entry, and the listing must have that sha256
+    and each file read its blob id. Render entries altered, with their checksums made to match or not, are not
+    trusted: the base side is made again, and the diff is the same."""
     store = cache.Cache(tmp_path / "cache")
     cold = render_text(diff_git(pull_request, "HEAD~1", 2))
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides
     sides = [json.loads(store.lookup("side", p.name)) for p in (tmp_path / "cache" / "side").rglob("*") if p.is_file()]
-    kinds = [kind for doc in sides for overlay, (_, kind, _) in doc["built"].items() if overlay.endswith("/workloads")]
+    kinds = [kind for doc in sides for overlay, (_, kind, *_) in doc["built"].items() if overlay.endswith("/workloads")]
     assert kinds and set(kinds) == {"unit"}  # every team's workloads folder, by its unit
     loaded = sides_loaded(monkeypatch)
     assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold == EXPECTED_TEXT
@@ -328,29 +329,70 @@ def test_a_recalled_sides_plain_directories_come_from_the_render_entries_and_are
     def at(k: str) -> Path:
         return tmp_path / "cache" / "render" / k[:2] / k
 
-    # the render entries of the base's vision workloads in dev (the head's are another unit's: its sweep changed)
+    # the render entries of the base's nlp workloads in dev (nlp leaves: the whole text is read, and checked against
+    # its sha256) and of recsys's in prod (two files differ: those are read, and checked against their blob ids)
     base = next(doc for doc in sides if "specs/teams/nlp.yaml" in doc["specs"])
-    unit = base["built"]["overlays/dev/teams/vision/workloads"][2]
-    for how in ("the data only", "its checksum too", "and the unit's index that names it"):
+    for folder, team in (("overlays/dev/teams/nlp/workloads", b"nlp"), ("overlays/prod/teams/recsys/workloads",
+                                                                        b"recsys")):
+        unit = base["built"][folder][2]
         index = at(unit).read_bytes()[65:]
         old = index.split(b"\n", 1)[0].rsplit(b" ", 1)[1].decode()  # (first line: ... <sha256 of the data>)
-        body = at(cached._data_key(old)).read_bytes()[65:]
-        altered = body.replace(b"resnet", b"resnex")  # (sizes kept: the entry still adds up)
-        assert altered != body
-        if how == "the data only":
-            at(cached._data_key(old)).write_bytes(at(cached._data_key(old)).read_bytes()[:65] + altered)
-        elif how == "its checksum too":
-            put(at(cached._data_key(old)), altered)
-        else:  # every check of the render entries passes: only the side's recorded sha256 tells
-            new = hashlib.sha256(altered).hexdigest()
-            put(at(cached._data_key(new)), altered)
-            put(at(unit), index.replace(old.encode(), new.encode(), 1))
-        loaded.clear()
-        text = render_text(diff_git(pull_request, "HEAD~1", 2, store))
-        assert loaded == ["head", "base"], how  # the recalled text refused: the head once, then the base from git
-        # (the base made again reads the render cache as every run does: it trusts entries whose checksums and
-        # index agree, so only the first two alterations leave it the base's real files)
-        assert text == cold or how == "and the unit's index that names it"
+        body = at(cached.data_key(old)).read_bytes()[65:]
+        for how in ("the data only", "its checksum too", "the data's sha256 in the unit's index too",
+                    "the blob ids in the unit's index too"):
+            put(at(unit), index)  # (as the base's render left them: the base made again trusts altered entries)
+            put(at(cached.data_key(old)), body)
+            altered = body.replace(b"namespace: " + team, b"namespace: " + team[:-1] + b"x")  # (sizes kept)
+            assert altered != body
+            if how == "the data only":
+                at(cached.data_key(old)).write_bytes(at(cached.data_key(old)).read_bytes()[:65] + altered)
+            elif how == "its checksum too":
+                put(at(cached.data_key(old)), altered)
+            else:  # every check of the render entries passes: only the blob ids, or the side's listing sha256, tell
+                new = hashlib.sha256(altered).hexdigest()
+                paths, sizes, ids, folders, based, _ = cached.unpack(index)
+                data = cached._sliced(altered, sizes)
+                if how == "the blob ids in the unit's index too":
+                    ids = [cache.blob_id(d) for d in data]
+                put(at(cached.data_key(new)), altered)
+                put(at(unit), cached._index(paths, data, ids, folders, based, new))
+            loaded.clear()
+            text = render_text(diff_git(pull_request, "HEAD~1", 2, store))
+            assert loaded == ["head", "base"], (folder, how)  # refused: the head once, then the base from git
+            # (the base made again reads the render cache as every run does: it trusts entries whose checksums and
+            # index agree, so only the first two alterations leave it the base's real files)
+            assert text == cold or how.endswith("index too"), (folder, how)
+        put(at(unit), index)
+        put(at(cached.data_key(old)), body)
+
+
+def test_a_plain_directory_that_differs_is_compared_file_by_file(pull_request, tmp_path, monkeypatch):
+    """Two sides' workloads folders that differ are compared by their files' blob ids, and only the files that
+    differ are read and parsed (one experiment changed in a team of thousands: its Jobs), whether the base is made
+    now or recalled; their texts are not split into documents."""
+    store = cache.Cache(tmp_path / "cache")
+    cold = render_text(diff_git(pull_request, "HEAD~1", 2))
+    asked: list = []
+    split: list = []
+    sides: list = []
+    parts, documents, parse = differ.Side.parts, differ.Side.documents, differ._parse
+    monkeypatch.setattr(differ.Side, "parts", lambda self, o, paths: asked.append((self, o, paths)) or parts(self, o, paths))
+    monkeypatch.setattr(differ.Side, "documents", lambda self, d: split.append(d) or documents(self, d))
+    monkeypatch.setattr(differ, "_parse", lambda side, other: sides.append((side, other)) or parse(side, other))
+    for run in ("made", "kept", "recalled"):
+        asked.clear(), split.clear(), sides.clear()
+        assert render_text(diff_git(pull_request, "HEAD~1", 2, store if run != "made" else None)) == cold, run
+        both = {id(side): other for side, other in sides}
+        fewer = 0
+        for side, overlay, paths in asked:
+            if "/workloads" not in overlay or overlay not in both[id(side)].built:
+                continue  # (a folder only this side has: all its files)
+            mine, theirs = side.listing(overlay), both[id(side)].listing(overlay)
+            assert paths == [rel for rel, i in mine.items() if theirs.get(rel) != i], (run, overlay)
+            fewer += len(paths) < len(mine)
+        workloads = {d for side, _ in sides for o, d in side.built.items() if o.endswith("/workloads")}
+        assert fewer and not workloads & set(split), run  # (recsys's prod Jobs: 2 of its files; a recalled side's
+        # argocd folders, which several units write, are kept as text and split into documents)
 
 
 def test_keeping_a_side_mends_a_text_entry_that_holds_other_bytes(pull_request, tmp_path):

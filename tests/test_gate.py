@@ -371,7 +371,7 @@ def test_the_gate_lets_the_heads_model_go_before_it_reads_the_base(committed, mo
 
 
 def _data_entries(cache_folder: Path) -> list[Path]:
-    """The result cache's entries of rendered units' files (targets.cached._data_key's)."""
+    """The result cache's entries of rendered units' files (targets.cached.data_key's)."""
     from kflowgen import cache
 
     return [p for p in (cache_folder / "render").rglob("*") if p.is_file()

@@ -844,7 +844,7 @@ def test_each_folder_one_cached_unit_writes_names_that_units_entry_and_a_cut_fol
     kept = entry.read_bytes()
     paths, sizes, ids, folders, _, data = cached.unpack(kept.partition(b"\n")[2])
     assert "overlays/dev/teams/vision/workloads" in folders
-    cut, _ = cached._pack(paths, cached._sliced(store.lookup("render", cached._data_key(data)), sizes), ids, [])
+    cut, _ = cached._pack(paths, cached._sliced(store.lookup("render", cached.data_key(data)), sizes), ids, [])
     entry.write_bytes(hashlib.sha256(cut).hexdigest().encode() + b"\n" + cut)
     again = render_cached(model, Options(Path('.'), 1, store))
     assert store.misses == misses + 1 and again.origin == want and again.files == cold.files
@@ -1161,7 +1161,7 @@ def test_a_units_files_gone_from_the_cache_are_rendered_again_and_never_others(e
     render_cached(model, Options(Path('.'), 1, store))
     kept = {e: e.read_bytes() for e in (store.folder / "render").rglob("*") if e.is_file()}
     indexes = [found for body in kept.values() if (found := cached.unpack(body.partition(b"\n")[2]))]
-    data = [e for e in kept if e.name in {cached._data_key(found[5]) for found in indexes}]
+    data = [e for e in kept if e.name in {cached.data_key(found[5]) for found in indexes}]
     assert len(data) == len(indexes) > 2
     for n, e in enumerate(data):
         e.unlink() if n % 2 else e.write_bytes(kept[e][:-1])  # gone, or cut short

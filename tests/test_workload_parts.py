@@ -122,13 +122,13 @@ def _other_bytes(entry: Path, store: cache.Cache, name: str) -> None:
     as if a later experiment had written over them."""
     unit = store._path("render", json.loads(entry.read_bytes().partition(b"\n")[2])[0])
     paths, sizes, ids, folders, _, digest = cached.unpack(unit.read_bytes().partition(b"\n")[2])
-    data = cached._sliced(store.lookup("render", cached._data_key(digest)), sizes)
+    data = cached._sliced(store.lookup("render", cached.data_key(digest)), sizes)
     for i, (path, d) in enumerate(zip(paths, data)):
         if f"/{name}.yaml" in d.decode("utf-8").splitlines()[0]:  # the header names the experiment's spec file
             data[i] = d + b"# another experiment's\n"
             ids[i] = cache.blob_id(data[i])
     index, body = cached._pack(paths, data, ids, folders)
-    store.put("render", cached._data_key(hashlib.sha256(body).hexdigest()), body)
+    store.put("render", cached.data_key(hashlib.sha256(body).hexdigest()), body)
     _rewritten(unit, index)
 
 

@@ -3,11 +3,13 @@ overlays a process) over the rendered files, with builds cached by their inputs.
 are parsed once, when first asked for, and travel with the build."""
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +22,7 @@ from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
 from kflowgen.specs import layout
 from kflowgen.specs.layout import is_directory_source
-from kflowgen.targets.cached import Rendered, unit_files
+from kflowgen.targets.cached import Rendered, data_key, unpack
 from kflowgen.write import writer
 
 
@@ -73,6 +75,10 @@ class Parts(Mapping):
     def text(self, folder: str) -> str:
         """The folder's files as one YAML stream, as Argo CD reads them."""
         return "---\n".join(t for _, t in self[folder])
+
+    def paths(self, folder: str) -> list[str]:
+        """The folder's files' paths, in order, none of them read."""
+        return self._listing[folder]
 
 
 class BuildLost(cache.Lost):
@@ -319,14 +325,37 @@ def directory_listing(files: Mapping[str, bytes], folders: list[str], by_folder:
     return {f: sorted(rel for rel in by_folder.get(f, ()) if rel.endswith(".yaml")) for f in folders}
 
 
-def folder_text(store: cache.Cache, unit: str, folder: str) -> str | None:
-    """A plain directory's text as the build makes it (Parts.text), from the cached render unit (by its key) that
-    wrote all its files; None when the unit is not in the cache."""
-    found = unit_files(store, unit)
+def folder_ids(store: cache.Cache, unit: str, folder: str) -> dict[str, str] | None:
+    """A plain directory's files as directory_files lists them, {path: git blob id}, from the index of the cached
+    render unit (by its key) that wrote all its files, none of them read; None when the index is not in the cache."""
+    found = unpack(body) if (body := store.lookup("render", unit)) is not None else None
     if found is None:
         return None
-    files = dict(zip(found[0], found[1]))
-    return Parts(files, directory_listing(files, [folder])).text(folder)
+    ids = dict(zip(found[0], found[2]))
+    return {rel: ids[rel] for rel in directory_files(ids, folder)}
+
+
+def unit_pieces(store: cache.Cache, unit: str, ids: dict[str, str]) -> dict[str, bytes] | None:
+    """The bytes of these files ({path: git blob id}) of the cached render unit (by its key) that wrote them, each
+    sliced from the unit's data entry and checked against its blob id (the entry itself is not read whole: one Job
+    changed among a team's thousands); None when the unit does not hold exactly those bytes."""
+    found = unpack(body) if (body := store.lookup("render", unit)) is not None else None
+    if found is None or not ids:
+        return None if found is None else {}
+    paths, sizes, starts = found[0], found[1], list(accumulate(found[1], initial=0))
+    at = {rel: n for n, rel in enumerate(paths) if rel in ids}
+    if len(at) != len(ids):
+        return None
+    data = store.pieces("render", data_key(found[5]), [(starts[at[rel]], sizes[at[rel]]) for rel in ids])
+    if data is None or any(cache.blob_id(d) != i for d, i in zip(data, ids.values())):
+        return None
+    return dict(zip(ids, data))
+
+
+def listing_digest(ids: dict[str, str]) -> str:
+    """What a plain directory's files are known by, file by file: the sha256 of their paths and blob ids, in order
+    (git's blob ids name the bytes, so this names the folder's text as surely as the text's own sha256)."""
+    return hashlib.sha256("\0".join(f"{rel}\0{i}" for rel, i in ids.items()).encode()).hexdigest()
 
 
 _VISIBLE = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment

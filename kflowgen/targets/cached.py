@@ -153,7 +153,7 @@ def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict,
     without the model: Files.release); either way the bytes its index names (sizes and blob ids), or RenderLost."""
     u = order[n]
     paths, sizes, ids, _, _, data_digest, _ = cached[u]
-    found = store.read("render", _data_key(data_digest))
+    found = store.read("render", data_key(data_digest))
     data = _sliced(found[0], sizes) if found is not None and found[1] == data_digest else None
     if data is None and model is None:
         raise Released(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any more")
@@ -164,7 +164,7 @@ def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict,
             raise RenderLost(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any "
                              f"more and did not render to the same files again: delete the result cache "
                              f"({store.folder}) and run again")
-        store.put("render", _data_key(data_digest), b"".join(data))
+        store.put("render", data_key(data_digest), b"".join(data))
     return dict(zip(paths, data))
 
 
@@ -173,7 +173,7 @@ def _sliced(body: bytes, sizes: list[int]) -> list[bytes] | None:
     return list(map(body.__getitem__, map(slice, bounds, bounds[1:]))) if bounds[-1] == len(body) else None
 
 
-def _data_key(digest: str) -> str:
+def data_key(digest: str) -> str:
     return cache.key("render-data", digest)
 
 
@@ -198,7 +198,7 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
         if keys[u]:
             body = b"".join(data)
             data_digest = hashlib.sha256(body).hexdigest()
-            store.put("render", _data_key(data_digest), body, data_digest)
+            store.put("render", data_key(data_digest), body, data_digest)
             index = _index(paths, data, ids, folders, based, data_digest)
             store.put("render", keys[u], index)
             digest = hashlib.sha256(index).hexdigest()
@@ -328,7 +328,7 @@ def unit_files(store: cache.Cache, k: str) -> tuple[list[str], list[bytes], list
     """A cached unit's (paths, bytes, blob ids), from its index and data entries; None when either is missing or
     damaged, or they do not add up."""
     found = _unpacked(store.read("render", k))
-    data = store.read("render", _data_key(found[5])) if found else None
+    data = store.read("render", data_key(found[5])) if found else None
     files = _sliced(data[0], found[1]) if data and data[1] == found[5] else None
     return files and (found[0], files, found[2])
 

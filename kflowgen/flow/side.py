@@ -1,0 +1,235 @@
+"""One side of a diff, without its model: what a diff compares of a git ref's or the working tree's specs and
+their built output (quotas, sweeps, built overlays by sha256, plain directories file by file), made from a loaded
+side or recalled from the cache, where `kflowgen validate` on main keeps one for every pull request that branches
+from it (remember, recall)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Mapping
+
+from kflowgen import cache, tools
+from kflowgen.build import Built, builder_id, folder_ids, listing_digest, unit_pieces
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.options import Options
+from kflowgen.rules.capacity import allocation
+from kflowgen.specs import layout
+from kflowgen.specs.loader import SpecFile, load_bytes
+from kflowgen.specs.model import Model, Quota, specs_of
+
+
+@dataclass
+class Side:
+    """What a diff needs of one side: no model, so that a side computed before can be recalled from the cache
+    (`kflowgen validate` on main leaves one for every pull request that branches from it)."""
+
+    envs: list[str] = field(default_factory=list)  # the platform's environments, in order
+    quotas: dict[str, tuple[dict, dict, dict]] = field(default_factory=dict)  # env -> capacity, allocation, quotas
+    sweeps: set[tuple[str, str]] = field(default_factory=set)  # (team, experiment) of sweeps
+    built: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
+    values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
+    texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
+    made: dict[str, Callable[[], str]] = field(default_factory=dict)  # sha256 -> its built text, read when asked
+    # sha256 -> its cache entry (kind, key), or ("unit", key, folder) for a plain directory, for a recalled side
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # a recalled side's plain directories: folder -> (the key of the render unit that wrote its files, listing_digest)
+    units: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # a side made now: its rendered files, and a plain directory's {path: git blob id} (None: not known file by file)
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    plain: Callable[[str], dict[str, str] | None] | None = None
+    listed: dict[str, dict[str, str] | None] = field(default_factory=dict)  # (listing's, made once)
+    store: cache.Cache | None = None
+    parsed: dict[str, list] = field(default_factory=dict)  # sha256 -> objects, where the build gave them
+    objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
+    profiles: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (env, team, profile) -> profile
+    specs: dict[str, str | None] = field(default_factory=dict)  # spec path -> git blob id of its bytes
+    clusters: dict[str, str] = field(default_factory=dict)  # env -> its cluster (for the commands a change needs)
+    read: Callable[[dict[str, str]], dict[str, bytes]] | None = None  # {path: blob id} -> {path: bytes}
+    docs: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> documents, of plain directories compared
+
+    def spec_files(self, paths: list[str]) -> dict[str, SpecFile]:
+        """These spec files of this side, parsed (those it has and that parse): the diff says why a change happened
+        from the spec files that differ, and reads only those."""
+        ids = {p: self.specs[p] for p in paths if self.specs.get(p)}
+        found = self.read(ids) if ids and self.read else {}
+        return {p: spec for p, raw in found.items() if (spec := load_bytes(raw, p)[0]) is not None}
+
+    def listing(self, overlay: str) -> dict[str, str] | None:
+        """A plain directory's files, {path: git blob id}: a side made in this run has them from the render; a
+        recalled one from the index of the render entry that wrote them, checked against the sha256 of the listing
+        it recorded (_Gone when it differs). None when the side does not know them file by file."""
+        if overlay not in self.listed:
+            if overlay in self.units:
+                key, digest = self.units[overlay]
+                found = folder_ids(self.store, key, overlay) if self.store else None
+                if found is None or listing_digest(found) != digest:
+                    raise Gone(overlay)
+            else:
+                found = self.plain(overlay) if self.plain else None
+            self.listed[overlay] = found
+        return self.listed[overlay]
+
+    def parts(self, overlay: str, paths: list[str]) -> list[str]:
+        """The texts of these files of a plain directory whose listing names them (a recalled side's: by the blob
+        ids of its checked listing, _Gone when the unit does not hold those bytes)."""
+        if overlay not in self.units:
+            return [self.files[rel].decode("utf-8") for rel in paths]
+        listed = self.listing(overlay) or {}
+        found = unit_pieces(self.store, self.units[overlay][0], {rel: listed.get(rel, "") for rel in paths})
+        if found is None:
+            raise Gone(overlay)
+        return [found[rel].decode("utf-8") for rel in paths]
+
+    def documents(self, digest: str) -> list[str]:
+        """A plain directory's documents (see documents()) by its text's sha256, split once for both sides' turns."""
+        if digest not in self.docs:
+            self.docs[digest] = documents(self.text(digest))
+        return self.docs[digest]
+
+    def text(self, digest: str) -> str:
+        """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
+        if digest in self.texts or digest in self.made:
+            return self.texts[digest] if digest in self.texts else self.made[digest]()
+        where = self.where[digest]
+        if where[0] == "unit":  # a plain directory's files, from the render entry that holds them, checked
+            text = "---\n".join(self.parts(where[2], list(self.listing(where[2]) or ())))
+            if cache.text_digest(text) != digest:
+                raise Gone(digest)
+            return text
+        found = self.store.read(*where) if self.store else None  # checksum checked on reading
+        if found is None or found[1] != digest:
+            raise Gone(digest)
+        return found[0].decode("utf-8")
+
+
+class Gone(Exception):
+    """A recalled side's text is no longer in the cache (or not what was recorded): the side is made again."""
+
+
+def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None = None,
+         snapshot: dict[str, bytes] | None = None) -> Side:
+    """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
+    validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
+    out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
+               files=files, plain=partial(_plain_ids, built), clusters={env: e.cluster for env, e in model.platform.environments.items()}, sweeps=_sweeps(model.experiments))
+    for env in model.platform.environments:
+        out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
+                           {t.name: t.quota[env] for t in model.teams_in(env)})
+    for overlay in built.overlays:  # by sha256: an overlay's text is read when the other side's differs
+        out.built[overlay] = digest = built.digest(overlay)
+        out.made[digest] = partial(built.overlays.__getitem__, overlay)
+        if overlay in built.parsed:
+            out.parsed[digest] = built.parsed[overlay]
+    digest_of = cache.PerObject(lambda data: hashlib.sha256(data).hexdigest())  # (one values file, many environments)
+    for env in sorted(out.envs):  # (in path order; the bytes of the values files only, decoded when the other
+        # side's differ: at 10,000 teams each is 22 MB)
+        path = layout.hub_values(env)
+        if path in files:
+            data = files[path]
+            digest = digest_of(data)
+            out.values[env] = digest  # the sha256 of the text (UTF-8)
+            out.made.setdefault(digest, partial(bytes.decode, data, "utf-8"))
+    return out
+
+
+def _sweeps(experiments) -> set[tuple[str, str]]:
+    """(team, name) of the experiments that are sweeps (as Experiment.grid and .random say), each spec's team and name
+    looked up only for those (at 10,000 teams, 100,000 experiments)."""
+    return {(s.top("team"), s.top("name")) for s in specs_of(experiments)
+            if (sweep := s.top("sweep", None)) and (sweep.get("grid") or "random" in sweep)}
+
+
+def _plain_ids(built: Built, overlay: str) -> dict[str, str] | None:
+    """A plain directory's files as the build read them, {path: git blob id} (the render computed the ids)."""
+    if overlay not in built.parts:
+        return None
+    paths = built.parts.paths(overlay)
+    ids = [built.part_ids.get(rel) for rel in paths]
+    return None if None in ids else dict(zip(paths, ids))
+
+
+def _reader(root: Path | None, snapshot: dict[str, bytes] | None):
+    def read(ids: dict[str, str]) -> dict[str, bytes]:
+        if snapshot is not None:
+            return {p: snapshot[p] for p in ids if p in snapshot}
+        out = {}
+        for p in ids:
+            try:
+                out[p] = (root / p).read_bytes()
+            except OSError:  # gone since it was read: the diff says less, not something else
+                pass
+        return out
+    return read if (root is not None or snapshot is not None) else None
+
+
+def side_key(specs: dict[str, str], bases: dict[str, str], schemas: dict[str, str], builder: str) -> str:
+    """A side is a function of its spec files, bases/ and schemas/ (by git blob id), kflowgen's code and the
+    kustomize that built it."""
+    return cache.key("side", cache.code_digest(), builder, *sorted(f"{p}:{i}" for p, i in specs.items()),
+                     "bases", *sorted(f"{p}:{i}" for p, i in bases.items()),
+                     "schemas", *sorted(f"{p}:{i}" for p, i in schemas.items()))
+
+
+def kustomize_id(root: Path) -> str | None:
+    kustomize = tools.find("kustomize", root)
+    return None if isinstance(kustomize, Diagnostic) else builder_id(kustomize)
+
+
+def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: dict[str, str]) -> None:
+    """Keep a side that built without errors, for the diffs that take it as their base. Built overlays are found
+    again through their build entries, and plain directories through the render entry of the unit that wrote all
+    their files (units: Rendered.units); the texts that have neither (values files, a folder several units write)
+    are kept too (at 10,000 teams, keeping each team's workloads folder's text took 5 s: 30,000 files)."""
+    store, root = opts.store, opts.root
+    builder = kustomize_id(root)
+    if store.folder is None or builder is None or None in model.inputs.values():
+        return
+    k = side_key(model.inputs, cache.tree_ids(root / "bases"), cache.tree_ids(root / "schemas"), builder)
+    if store.lookup("side", k) is not None:
+        return
+    where = {}
+    for overlay, digest in s.built.items():
+        if overlay in keys:
+            where[overlay] = ("build", keys[overlay])
+        elif overlay in units and (ids := s.listing(overlay)) is not None:
+            where[overlay] = ("unit", units[overlay], listing_digest(ids))
+        else:
+            where[overlay] = ("text", digest)
+    for digest in {*(w[1] for w in where.values() if w[0] == "text"), *s.values.values()}:
+        kept = store.read("text", digest)  # (kept by an earlier side, intact: not made again, e.g. from every unit)
+        if kept is None or kept[1] != digest:
+            store.put("text", digest, s.text(digest).encode("utf-8"))
+    doc = {"envs": s.envs, "sweeps": sorted(s.sweeps), "specs": s.specs, "clusters": s.clusters,
+           "quotas": {env: [cap, alloc, {t: dict(vars(q)) for t, q in quotas.items()}]  # (as asdict: flat)
+                      for env, (cap, alloc, quotas) in s.quotas.items()},
+           "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values}
+    store.put("side", k, json.dumps(doc, sort_keys=True).encode("utf-8"))
+
+
+def recall(store: cache.Cache, k: str) -> Side | None:
+    body = store.lookup("side", k)
+    if body is None:
+        return None
+    doc = json.loads(body)
+    out = Side(envs=doc["envs"], sweeps={tuple(x) for x in doc["sweeps"]}, store=store, values=doc["values"],
+               specs=doc["specs"], clusters=doc["clusters"])
+    for env, (cap, alloc, quotas) in doc["quotas"].items():
+        out.quotas[env] = (cap, alloc, {t: Quota(**q) for t, q in quotas.items()})
+    for overlay, (digest, kind, k, *listed) in doc["built"].items():
+        out.built[overlay] = digest
+        out.where[digest] = (kind, k, overlay) if kind == "unit" else (kind, k)
+        if kind == "unit":
+            out.units[overlay] = (k, *listed)
+    for digest in out.values.values():
+        out.where[digest] = ("text", digest)
+    return out
+
+
+def documents(text: str) -> list[str]:
+    """The documents of a plain directory's text (its files' texts joined by "---" lines, as build() joins them).
+    A "---" line at the start of a line always starts a new YAML document (YAML forbids it inside a scalar), so a
+    document here parses to exactly the objects the same document gives in the whole stream."""
+    return ("\n" + text.removesuffix("\n")).split("\n---\n")  # the last one, too, without its line end
