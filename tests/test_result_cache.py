@@ -128,13 +128,38 @@ def test_unchanged_builds_are_not_read_until_their_text_is_asked_for(example_rep
     team.write_text(team.read_text().replace("cpu: 64", "cpu: 60"))
     again = built_cached(example_repo, store)
     assert reads.count("build") == 2  # the index, and the one overlay whose inputs changed: not in the cache
-    # nor the files of another team's plain directory (the cache entry of its unit names them); recsys's units and
-    # the environments' shared folders (their unit names every team's spec) were rendered again, so theirs are read
-    assert decoded and not any("/teams/" in f and "/teams/recsys/" not in f for f in decoded)
+    # nor the files of a team's plain directory: another team's (the cache entry of its unit names them), nor
+    # recsys's, rendered again (one render unit wrote each: it is known by its files' blob ids, not its text)
+    assert not any("/teams/" in f for f in decoded)
     assert again.rebuilt == 1 and again.counts == first.counts
     changed = {o for o in first.digests if again.digests[o] != first.digests[o]}
     assert changed == {"overlays/prod/teams/recsys/platform"}
-    assert all(again.digest(o) == cache.text_digest(again.overlays[o]) for o in again.overlays)
+    for o in again.overlays:
+        text = again.overlays[o]
+        if o.endswith("/workloads"):  # its files' paths and blob ids, which name its text
+            files = [(rel, (example_repo / rel).read_bytes()) for rel in again.parts.paths(o)]
+            assert text == "---\n".join(data.decode() for _, data in files)
+            assert again.digest(o) == build_stage.listing_digest({rel: cache.blob_id(data) for rel, data in files})
+        else:
+            assert again.digest(o) == cache.text_digest(text)
+
+
+def test_a_plain_directorys_objects_are_counted_file_by_file_as_in_its_text():
+    """The build counts a plain directory's objects file by file, from the files' bytes; the count is the one of the
+    text the files make (Parts.text), whatever the files hold: comments only, several documents, "---" lines of
+    their own, no line end at the end, nothing."""
+    import itertools
+    import random
+
+    pieces = [b"# Generated\napiVersion: v1\nkind: Job\n", b"# only a comment\n", b"", b"\n", b"---\n",
+              b"a: 1\n---\nb: 2\n", b"a: 1", b"---\na: 1\n", b"  # indented comment\n\n", b"x: '---'\n",
+              "name: caf\u00e9\n".encode()]
+    rng = random.Random(7)
+    cases = [list(c) for c in itertools.product(pieces, repeat=2)]
+    cases += [rng.choices(pieces, k=rng.randint(1, 6)) for _ in range(500)]
+    for data in cases:
+        text = "---\n".join(d.decode("utf-8") for d in data)
+        assert build_stage._count_files(data) == build_stage.count_objects(text), data
 
 
 def test_a_damaged_build_index_vouches_for_nothing(example_repo, store):

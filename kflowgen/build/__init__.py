@@ -104,7 +104,8 @@ class Built:
     part_ids: dict[str, str] = field(default_factory=dict)  # a plain directory's file -> its git blob id (rendered)
 
     def digest(self, overlay: str) -> str:
-        """The sha256 of an overlay's built YAML (what schema and policy passes and the diff know it by)."""
+        """The sha256 of an overlay's built YAML (what schema and policy passes and the diff know it by); of a plain
+        directory one render unit wrote all of, the sha256 of its files' paths and blob ids (listing_digest)."""
         found = self.digests.get(overlay)
         return found if found is not None else cache.text_digest(self.overlays[overlay])
 
@@ -223,7 +224,10 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
              else plain_key(o, "ids", "\0".join(f"{rel}\0{rendered.ids[rel]}" for rel in rels))
              for o, rels in plain.items() if o in rendered.origin or all(rel in rendered.ids for rel in rels)}
     indexed = {o: found.split(" ") for o, k in [*keys.items(), *whole.items()] if (found := index.get(k)) is not None}
-    results: dict[str, str | Diagnostic] = {o: parts.text(o) for o in plain if o not in indexed}
+    # a plain directory one unit wrote all of is known by its files' paths and blob ids (listing_digest), not by its
+    # text's sha256: one Job changed among a team's thousands is not joined into one text, hashed and counted
+    listed = {o for o in plain if o in rendered.origin}
+    results: dict[str, str | Diagnostic] = {o: parts.text(o) for o in plain if o not in indexed and o not in listed}
     unread = [o for o in keys if o not in indexed]
     for overlay, hit in zip(unread, store.read_many("build", [keys[o] for o in unread], text=True)):
         if hit is not None:
@@ -232,7 +236,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         hits = sum(o in results for o in unread) + sum(o in indexed for o in keys)
         store.count(True, hits)
         store.count(False, len(keys) - hits)
-    todo = [o for o in overlays if o not in results and o not in indexed]
+    todo = [o for o in overlays if o not in results and o not in indexed and o not in listed]
 
     def run(at: Path, group: list[str], tick) -> dict[str, str | Diagnostic]:
         batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
@@ -277,15 +281,21 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
             digests[overlay], n = indexed[overlay]
             counts[env] = counts.get(env, 0) + int(n)
             continue
-        result = results[overlay]
+        result = results[overlay] if overlay not in listed else ""
         if isinstance(result, Diagnostic):
             diags.append(result)
             continue
-        texts[overlay] = result
-        digests[overlay] = digest = cache.text_digest(result)
+        if overlay in listed:
+            digests[overlay] = digest = listing_digest({rel: rendered.ids[rel] for rel in plain[overlay]})
+        else:
+            texts[overlay] = result
+            digests[overlay] = digest = cache.text_digest(result)
         k = keys.get(overlay) or whole.get(overlay) or digest
         found = index.get(k)
-        n = int(found.split(" ")[1]) if found is not None and found.startswith(digest) else count_objects(result)
+        n = (int(found.split(" ")[1]) if found is not None and found.startswith(digest)
+             else len(parsed[overlay]) if overlay in listed and overlay in parsed  # (the renderer's: one a file)
+             else _count_files([files[rel] for rel in plain[overlay]]) if overlay in listed
+             else count_objects(result))
         index.put(k, f"{digest} {n}")
         counts[env] = counts.get(env, 0) + n
     index.save()
@@ -294,6 +304,8 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         """A build the index vouched for: from the cache, else made again, and the same text either way (a plain
         directory's from the rendered files)."""
         text = parts.text(overlay) if overlay in plain else store.text("build", keys[overlay])
+        if overlay in listed:  # (its digest names its files' blob ids, which the render checks its files' bytes by)
+            return text
         if text is None:
             made = make([overlay]).get(overlay)
             text = made if isinstance(made, str) else None
@@ -302,7 +314,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                             f"text again: delete the result cache ({store.folder}) and run again")
         return text
 
-    order = [o for o in overlays if o in texts or o in indexed]
+    order = [o for o in overlays if o in digests]
     return Built(Texts(order, texts, load), counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts,
                  part_objects, digests, {rel: rendered.ids[rel] for rels in plain.values() for rel in rels
                                          if rel in rendered.ids}), diags
@@ -352,6 +364,15 @@ def unit_pieces(store: cache.Cache, unit: str, ids: dict[str, str]) -> dict[str,
     return dict(zip(ids, data))
 
 
+def _count_files(data: list[bytes]) -> int:
+    """count_objects of the files' texts joined as Parts.text joins them, file by file, without joining or decoding
+    them: the same count when every file ends with a line end (a "---" line then parts them) and none starts with a
+    "---" line (count_objects takes a second one in a row for a document's content)."""
+    if all(d.endswith(b"\n") and not d.startswith(b"---\n") for d in data):
+        return sum(map(count_objects, data))
+    return count_objects("---\n".join(d.decode("utf-8") for d in data))
+
+
 def listing_digest(ids: dict[str, str]) -> str:
     """What a plain directory's files are known by, file by file: the sha256 of their paths and blob ids, in order
     (git's blob ids name the bytes, so this names the folder's text as surely as the text's own sha256)."""
@@ -359,15 +380,17 @@ def listing_digest(ids: dict[str, str]) -> str:
 
 
 _VISIBLE = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment
+_VISIBLE_BYTES = re.compile(rb"^[ \t]*[^\s#]", re.M)
 
 
-def count_objects(text: str) -> int:
-    """Documents of a YAML stream that hold something, not only comments (without splitting the text into a copy per
-    document)."""
-    text, n, at = "\n" + text, 0, 0
+def count_objects(text: str | bytes) -> int:
+    """Documents of a YAML stream (as text, or as UTF-8 bytes) that hold something, not only comments (without
+    splitting the text into a copy per document)."""
+    bytes_ = isinstance(text, bytes)
+    visible, text, n, at = (_VISIBLE_BYTES, b"\n" + text, 0, 0) if bytes_ else (_VISIBLE, "\n" + text, 0, 0)
     while True:
-        end = text.find("\n---\n", at)
-        if _VISIBLE.search(text, at, len(text) if end < 0 else end):
+        end = text.find(b"\n---\n" if bytes_ else "\n---\n", at)
+        if visible.search(text, at, len(text) if end < 0 else end):
             n += 1
         if end < 0:
             return n

@@ -29,13 +29,14 @@ class Side:
     envs: list[str] = field(default_factory=list)  # the platform's environments, in order
     quotas: dict[str, tuple[dict, dict, dict]] = field(default_factory=dict)  # env -> capacity, allocation, quotas
     sweeps: set[tuple[str, str]] = field(default_factory=set)  # (team, experiment) of sweeps
-    built: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
+    # overlay -> sha256 of its built YAML (of a plain directory one render unit wrote: of its listing, see Built.digest)
+    built: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
     texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
     made: dict[str, Callable[[], str]] = field(default_factory=dict)  # sha256 -> its built text, read when asked
     # sha256 -> its cache entry (kind, key), or ("unit", key, folder) for a plain directory, for a recalled side
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # a recalled side's plain directories: folder -> (the key of the render unit that wrote its files, listing_digest)
+    # a recalled side's plain directories: folder -> (the key of the render unit that wrote its files, its sha256)
     units: dict[str, tuple[str, str]] = field(default_factory=dict)
     # a side made now: its rendered files, and a plain directory's {path: git blob id} (None: not known file by file)
     files: Mapping[str, bytes] = field(default_factory=dict)
@@ -95,10 +96,7 @@ class Side:
             return self.texts[digest] if digest in self.texts else self.made[digest]()
         where = self.where[digest]
         if where[0] == "unit":  # a plain directory's files, from the render entry that holds them, checked
-            text = "---\n".join(self.parts(where[2], list(self.listing(where[2]) or ())))
-            if cache.text_digest(text) != digest:
-                raise Gone(digest)
-            return text
+            return "---\n".join(self.parts(where[2], list(self.listing(where[2]) or ())))
         found = self.store.read(*where) if self.store else None  # checksum checked on reading
         if found is None or found[1] != digest:
             raise Gone(digest)
@@ -194,8 +192,8 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: 
     for overlay, digest in s.built.items():
         if overlay in keys:
             where[overlay] = ("build", keys[overlay])
-        elif overlay in units and (ids := s.listing(overlay)) is not None:
-            where[overlay] = ("unit", units[overlay], listing_digest(ids))
+        elif overlay in units:  # (its sha256 is its listing's: build.listing_digest)
+            where[overlay] = ("unit", units[overlay])
         else:
             where[overlay] = ("text", digest)
     for digest in {*(w[1] for w in where.values() if w[0] == "text"), *s.values.values()}:
@@ -218,11 +216,11 @@ def recall(store: cache.Cache, k: str) -> Side | None:
                specs=doc["specs"], clusters=doc["clusters"])
     for env, (cap, alloc, quotas) in doc["quotas"].items():
         out.quotas[env] = (cap, alloc, {t: Quota(**q) for t, q in quotas.items()})
-    for overlay, (digest, kind, k, *listed) in doc["built"].items():
+    for overlay, (digest, kind, k) in doc["built"].items():
         out.built[overlay] = digest
         out.where[digest] = (kind, k, overlay) if kind == "unit" else (kind, k)
         if kind == "unit":
-            out.units[overlay] = (k, *listed)
+            out.units[overlay] = (k, digest)
     for digest in out.values.values():
         out.where[digest] = ("text", digest)
     return out
