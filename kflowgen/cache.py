@@ -221,8 +221,8 @@ class Memo:
 class Passes:
     """Keys of checks that passed (kubeconform, policy) in one context, kept by group of overlays. The overlays fall
     into GROUPS groups by path; a group's keys (its overlays' whole passes and their files') are one Memo entry, and
-    one more holds the key of each group whose every overlay passed whole, over each one's path and the sha256 of its
-    built text. A run that changed one team's overlays reads that entry and the entries of the few groups they are
+    one more holds the key of each group whose every overlay passed whole, over each one's path and digest (the sha256
+    of its built text; of a plain directory one render unit wrote, of its files' paths and blob ids). A run that changed one team's overlays reads that entry and the entries of the few groups they are
     in, not a key for each of thousands of overlays (nor all the keys of every group)."""
 
     def __init__(self, store: Cache, kind: str, *context):
@@ -232,8 +232,8 @@ class Passes:
         self.open: dict[int, tuple[str, set[str]]] = {}  # group looked into -> (its key, overlays not passed whole)
 
     def unpassed(self, digests: dict[str, str]) -> list[str]:
-        """The overlays ({overlay: sha256 of its built text}) of the groups that did not pass whole, in their order:
-        the others passed whole, each with exactly that text."""
+        """The overlays ({overlay: its digest, Built.digest}) of the groups that did not pass whole, in their order:
+        the others passed whole, each with exactly that output."""
         members: dict[int, list[str]] = {}
         for overlay in digests:
             members.setdefault(_group(overlay), []).append(overlay)

@@ -383,6 +383,7 @@ def test_a_plain_directory_that_differs_is_compared_file_by_file(pull_request, t
         asked.clear(), split.clear(), sides.clear()
         assert render_text(diff_git(pull_request, "HEAD~1", 2, store if run != "made" else None)) == cold, run
         both = {id(side): other for side, other in sides}
+        assert any(side.units for side, _ in sides) == (run == "recalled"), run  # (the base kept, then recalled)
         fewer = 0
         for side, overlay, paths in asked:
             if "/workloads" not in overlay or overlay not in both[id(side)].built:

@@ -147,13 +147,14 @@ def test_unchanged_builds_are_not_read_until_their_text_is_asked_for(example_rep
 def test_a_plain_directorys_objects_are_counted_file_by_file_as_in_its_text():
     """The build counts a plain directory's objects file by file, from the files' bytes; the count is the one of the
     text the files make (Parts.text), whatever the files hold: comments only, several documents, "---" lines of
-    their own, no line end at the end, nothing."""
+    their own (first or last), no line end at the end, nothing, whitespace that is not ASCII or not a space."""
     import itertools
     import random
 
     pieces = [b"# Generated\napiVersion: v1\nkind: Job\n", b"# only a comment\n", b"", b"\n", b"---\n",
               b"a: 1\n---\nb: 2\n", b"a: 1", b"---\na: 1\n", b"  # indented comment\n\n", b"x: '---'\n",
-              "name: caf\u00e9\n".encode()]
+              "name: caf\u00e9\n".encode(), b"a: 1\n---\n", "\u00a0\n".encode(), b"\x1c\n", b"\x1f x\n",
+              "# c\n  \u3000x\n".encode(), b"a: 1\r\n---\r\nb: 2\r\n", b"--- a: 1\n", b"\t\x0b\n"]
     rng = random.Random(7)
     cases = [list(c) for c in itertools.product(pieces, repeat=2)]
     cases += [rng.choices(pieces, k=rng.randint(1, 6)) for _ in range(500)]
@@ -171,6 +172,25 @@ def test_a_damaged_build_index_vouches_for_nothing(example_repo, store):
     again = built(example_repo, store)
     assert again.rebuilt == 0 and again.digests == first.digests and again.counts == first.counts
     assert dict(again.overlays) == dict(first.overlays)
+
+
+def test_a_build_index_that_names_other_files_for_a_workloads_folder_is_refused(example_repo, store):
+    """A team's workloads folder is known by its files' blob ids: when the build index (its checksum made to match)
+    vouches for another digest than the rendered files give, asking for the folder's text stops the run (BuildLost)
+    instead of handing over files other than those vouched for."""
+    first = built_cached(example_repo, store)
+    folder = next(o for o in first.overlays if o.endswith("/workloads"))
+    index = _entry(store, "build", cache.key("build", "memo", "index"))
+    body = index.read_bytes()[65:]
+    assert body.count(first.digests[folder].encode()) == 1
+    body = body.replace(first.digests[folder].encode(), b"0" * 64)
+    index.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    again = built_cached(example_repo, store)
+    assert again.digests[folder] == "0" * 64  # (vouched for: not read)
+    with pytest.raises(build_stage.BuildLost):
+        again.overlays[folder]
+    index.unlink()  # (as the message says: without the entry, the folder is known by its files again)
+    assert dict(built_cached(example_repo, store).overlays)[folder] == first.overlays[folder]
 
 
 def test_a_planted_validation_entry_cannot_pass_a_changed_output(example_repo, store):

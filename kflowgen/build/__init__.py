@@ -100,7 +100,7 @@ class Built:
     # a plain directory -> its files, [(path, text)], and each file's object where the renderer gave it (None: none)
     parts: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
     part_objects: dict[str, dict | None] = field(default_factory=dict)
-    digests: dict[str, str] = field(default_factory=dict)  # overlay -> sha256 of its built YAML
+    digests: dict[str, str] = field(default_factory=dict)  # overlay -> what it is known by (digest)
     part_ids: dict[str, str] = field(default_factory=dict)  # a plain directory's file -> its git blob id (rendered)
 
     def digest(self, overlay: str) -> str:
@@ -226,7 +226,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     indexed = {o: found.split(" ") for o, k in [*keys.items(), *whole.items()] if (found := index.get(k)) is not None}
     # a plain directory one unit wrote all of is known by its files' paths and blob ids (listing_digest), not by its
     # text's sha256: one Job changed among a team's thousands is not joined into one text, hashed and counted
-    listed = {o for o in plain if o in rendered.origin}
+    listed = {o for o in plain if o in rendered.units}  # (as a kept diff side names it: by that unit)
     results: dict[str, str | Diagnostic] = {o: parts.text(o) for o in plain if o not in indexed and o not in listed}
     unread = [o for o in keys if o not in indexed]
     for overlay, hit in zip(unread, store.read_many("build", [keys[o] for o in unread], text=True)):
@@ -304,7 +304,10 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         """A build the index vouched for: from the cache, else made again, and the same text either way (a plain
         directory's from the rendered files)."""
         text = parts.text(overlay) if overlay in plain else store.text("build", keys[overlay])
-        if overlay in listed:  # (its digest names its files' blob ids, which the render checks its files' bytes by)
+        if overlay in listed:  # its files, which the render checks against their blob ids, by the digest vouched for
+            if listing_digest({rel: rendered.ids[rel] for rel in plain[overlay]}) != digests[overlay]:
+                raise BuildLost(f"the build index names other files for {overlay} than were rendered: delete the "
+                                f"result cache ({store.folder}) and run again")
             return text
         if text is None:
             made = make([overlay]).get(overlay)
@@ -365,11 +368,11 @@ def unit_pieces(store: cache.Cache, unit: str, ids: dict[str, str]) -> dict[str,
 
 
 def _count_files(data: list[bytes]) -> int:
-    """count_objects of the files' texts joined as Parts.text joins them, file by file, without joining or decoding
-    them: the same count when every file ends with a line end (a "---" line then parts them) and none starts with a
-    "---" line (count_objects takes a second one in a row for a document's content)."""
-    if all(d.endswith(b"\n") and not d.startswith(b"---\n") for d in data):
-        return sum(map(count_objects, data))
+    """count_objects of the files' texts joined as Parts.text joins them, file by file, without joining them (nor
+    decoding the ASCII ones): the same count when every file ends with a line end (a "---" line then parts them) and
+    none starts or ends with a "---" line (count_objects takes a second one in a row for a document's content)."""
+    if all(d.endswith(b"\n") and not d.startswith(b"---\n") and not d.endswith(b"\n---\n") for d in data):
+        return sum(count_objects(d if d.isascii() else d.decode("utf-8")) for d in data)
     return count_objects("---\n".join(d.decode("utf-8") for d in data))
 
 
@@ -380,14 +383,14 @@ def listing_digest(ids: dict[str, str]) -> str:
 
 
 _VISIBLE = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment
-_VISIBLE_BYTES = re.compile(rb"^[ \t]*[^\s#]", re.M)
+_VISIBLE_ASCII = re.compile(rb"^[ \t]*[^ \t\n\r\f\v\x1c-\x1f#]", re.M)  # the same, of ASCII bytes
 
 
 def count_objects(text: str | bytes) -> int:
-    """Documents of a YAML stream (as text, or as UTF-8 bytes) that hold something, not only comments (without
+    """Documents of a YAML stream (as text, or as ASCII bytes) that hold something, not only comments (without
     splitting the text into a copy per document)."""
     bytes_ = isinstance(text, bytes)
-    visible, text, n, at = (_VISIBLE_BYTES, b"\n" + text, 0, 0) if bytes_ else (_VISIBLE, "\n" + text, 0, 0)
+    visible, text, n, at = (_VISIBLE_ASCII, b"\n" + text, 0, 0) if bytes_ else (_VISIBLE, "\n" + text, 0, 0)
     while True:
         end = text.find(b"\n---\n" if bytes_ else "\n---\n", at)
         if visible.search(text, at, len(text) if end < 0 else end):

@@ -61,7 +61,7 @@ class Side:
     def listing(self, overlay: str) -> dict[str, str] | None:
         """A plain directory's files, {path: git blob id}: a side made in this run has them from the render; a
         recalled one from the index of the render entry that wrote them, checked against the sha256 of the listing
-        it recorded (_Gone when it differs). None when the side does not know them file by file."""
+        it recorded (Gone when it differs). None when the side does not know them file by file."""
         if overlay not in self.listed:
             if overlay in self.units:
                 key, digest = self.units[overlay]
@@ -75,7 +75,7 @@ class Side:
 
     def parts(self, overlay: str, paths: list[str]) -> list[str]:
         """The texts of these files of a plain directory whose listing names them (a recalled side's: by the blob
-        ids of its checked listing, _Gone when the unit does not hold those bytes)."""
+        ids of its checked listing, Gone when the unit does not hold those bytes)."""
         if overlay not in self.units:
             return [self.files[rel].decode("utf-8") for rel in paths]
         listed = self.listing(overlay) or {}
@@ -85,13 +85,15 @@ class Side:
         return [found[rel].decode("utf-8") for rel in paths]
 
     def documents(self, digest: str) -> list[str]:
-        """A plain directory's documents (see documents()) by its text's sha256, split once for both sides' turns."""
+        """A plain directory's documents (see documents()) by its digest (Built.digest), split once for both sides'
+        turns."""
         if digest not in self.docs:
             self.docs[digest] = documents(self.text(digest))
         return self.docs[digest]
 
     def text(self, digest: str) -> str:
-        """A built overlay or values file by its sha256; a recalled side reads it from the cache, checked."""
+        """A built overlay or values file by its digest (Built.digest); a recalled side reads it from the cache,
+        checked."""
         if digest in self.texts or digest in self.made:
             return self.texts[digest] if digest in self.texts else self.made[digest]()
         where = self.where[digest]
