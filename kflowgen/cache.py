@@ -222,8 +222,9 @@ class Passes:
     """Keys of checks that passed (kubeconform, policy) in one context, kept by group of overlays. The overlays fall
     into GROUPS groups by path; a group's keys (its overlays' whole passes and their files') are one Memo entry, and
     one more holds the key of each group whose every overlay passed whole, over each one's path and digest (the sha256
-    of its built text; of a plain directory one render unit wrote, of its files' paths and blob ids). A run that changed one team's overlays reads that entry and the entries of the few groups they are
-    in, not a key for each of thousands of overlays (nor all the keys of every group)."""
+    of its built text; of a plain directory one render unit wrote, of its files' paths and blob ids). A run that
+    changed one team's overlays reads that entry and the entries of the few groups they are in, not a key for each of
+    thousands of overlays (nor all the keys of every group)."""
 
     def __init__(self, store: Cache, kind: str, *context):
         self.store, self.kind, self.context = store, kind, context

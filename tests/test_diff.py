@@ -12,7 +12,7 @@ import yaml
 
 from kflowgen import cache, tools
 from kflowgen.diagnostics import Diagnostic
-from kflowgen.flow import diff as differ, gitref
+from kflowgen.flow import diff as differ, gitref, side as sides_of
 from kflowgen.options import Options
 from kflowgen.report.changes import render_json, render_markdown, render_text
 from kflowgen.targets import cached
@@ -376,14 +376,20 @@ def test_a_plain_directory_that_differs_is_compared_file_by_file(pull_request, t
     split: list = []
     sides: list = []
     parts, documents, parse = differ.Side.parts, differ.Side.documents, differ._parse
-    monkeypatch.setattr(differ.Side, "parts", lambda self, o, paths: asked.append((self, o, paths)) or parts(self, o, paths))
+    monkeypatch.setattr(differ.Side, "parts",
+                        lambda self, o, paths: asked.append((self, o, paths)) or parts(self, o, paths))
     monkeypatch.setattr(differ.Side, "documents", lambda self, d: split.append(d) or documents(self, d))
     monkeypatch.setattr(differ, "_parse", lambda side, other: sides.append((side, other)) or parse(side, other))
+    indexes: list = []
+    index = sides_of.unit_index
+    monkeypatch.setattr(sides_of, "unit_index", lambda store, k: indexes.append(k) or index(store, k))
     for run in ("made", "kept", "recalled"):
-        asked.clear(), split.clear(), sides.clear()
+        asked.clear(), split.clear(), sides.clear(), indexes.clear()
         assert render_text(diff_git(pull_request, "HEAD~1", 2, store if run != "made" else None)) == cold, run
         both = {id(side): other for side, other in sides}
         assert any(side.units for side, _ in sides) == (run == "recalled"), run  # (the base kept, then recalled)
+        recalled = [o for side, o, _ in asked if o in side.units]
+        assert len(indexes) == len(set(indexes)) == len(recalled) == len(set(recalled)), run  # (read once a folder)
         fewer = 0
         for side, overlay, paths in asked:
             if "/workloads" not in overlay or overlay not in both[id(side)].built:

@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import accumulate
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +21,7 @@ from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
 from kflowgen.specs import layout
 from kflowgen.specs.layout import is_directory_source
-from kflowgen.targets.cached import Rendered, data_key, unpack
+from kflowgen.targets.cached import Rendered
 from kflowgen.write import writer
 
 
@@ -338,33 +337,6 @@ def directory_listing(files: Mapping[str, bytes], folders: list[str], by_folder:
             if (folder := rel.rpartition("/")[0]) in by_folder:
                 by_folder[folder].append(rel)
     return {f: sorted(rel for rel in by_folder.get(f, ()) if rel.endswith(".yaml")) for f in folders}
-
-
-def folder_ids(store: cache.Cache, unit: str, folder: str) -> dict[str, str] | None:
-    """A plain directory's files as directory_files lists them, {path: git blob id}, from the index of the cached
-    render unit (by its key) that wrote all its files, none of them read; None when the index is not in the cache."""
-    found = unpack(body) if (body := store.lookup("render", unit)) is not None else None
-    if found is None:
-        return None
-    ids = dict(zip(found[0], found[2]))
-    return {rel: ids[rel] for rel in directory_files(ids, folder)}
-
-
-def unit_pieces(store: cache.Cache, unit: str, ids: dict[str, str]) -> dict[str, bytes] | None:
-    """The bytes of these files ({path: git blob id}) of the cached render unit (by its key) that wrote them, each
-    sliced from the unit's data entry and checked against its blob id (the entry itself is not read whole: one Job
-    changed among a team's thousands); None when the unit does not hold exactly those bytes."""
-    found = unpack(body) if (body := store.lookup("render", unit)) is not None else None
-    if found is None or not ids:
-        return None if found is None else {}
-    paths, sizes, starts = found[0], found[1], list(accumulate(found[1], initial=0))
-    at = {rel: n for n, rel in enumerate(paths) if rel in ids}
-    if len(at) != len(ids):
-        return None
-    data = store.pieces("render", data_key(found[5]), [(starts[at[rel]], sizes[at[rel]]) for rel in ids])
-    if data is None or any(cache.blob_id(d) != i for d, i in zip(data, ids.values())):
-        return None
-    return dict(zip(ids, data))
 
 
 def _count_files(data: list[bytes]) -> int:

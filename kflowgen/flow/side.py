@@ -8,17 +8,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable, Mapping
 
 from kflowgen import cache, tools
-from kflowgen.build import Built, builder_id, folder_ids, listing_digest, unit_pieces
+from kflowgen.build import Built, builder_id, directory_files, listing_digest
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
 from kflowgen.rules.capacity import allocation
 from kflowgen.specs import layout
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Model, Quota, specs_of
+from kflowgen.targets.cached import data_key, unpack
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Side:
     files: Mapping[str, bytes] = field(default_factory=dict)
     plain: Callable[[str], dict[str, str] | None] | None = None
     listed: dict[str, dict[str, str] | None] = field(default_factory=dict)  # (listing's, made once)
+    indexes: dict[str, tuple] = field(default_factory=dict)  # folder -> its unit's index, read once (listing's)
     store: cache.Cache | None = None
     parsed: dict[str, list] = field(default_factory=dict)  # sha256 -> objects, where the build gave them
     objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
@@ -65,9 +68,11 @@ class Side:
         if overlay not in self.listed:
             if overlay in self.units:
                 key, digest = self.units[overlay]
-                found = folder_ids(self.store, key, overlay) if self.store else None
+                index = unit_index(self.store, key) if self.store else None
+                found = folder_ids(index, overlay) if index is not None else None
                 if found is None or listing_digest(found) != digest:
                     raise Gone(overlay)
+                self.indexes[overlay] = index
             else:
                 found = self.plain(overlay) if self.plain else None
             self.listed[overlay] = found
@@ -79,7 +84,8 @@ class Side:
         if overlay not in self.units:
             return [self.files[rel].decode("utf-8") for rel in paths]
         listed = self.listing(overlay) or {}
-        found = unit_pieces(self.store, self.units[overlay][0], {rel: listed.get(rel, "") for rel in paths})
+        found = unit_pieces(self.store, self.indexes[overlay], {rel: listed.get(rel, "") for rel in paths}) \
+            if self.store else None
         if found is None:
             raise Gone(overlay)
         return [found[rel].decode("utf-8") for rel in paths]
@@ -114,7 +120,8 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               files=files, plain=partial(_plain_ids, built), clusters={env: e.cluster for env, e in model.platform.environments.items()}, sweeps=_sweeps(model.experiments))
+               files=files, plain=partial(_plain_ids, built), sweeps=_sweeps(model.experiments),
+               clusters={env: e.cluster for env, e in model.platform.environments.items()})
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
                            {t.name: t.quota[env] for t in model.teams_in(env)})
@@ -133,6 +140,36 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
             out.values[env] = digest  # the sha256 of the text (UTF-8)
             out.made.setdefault(digest, partial(bytes.decode, data, "utf-8"))
     return out
+
+
+def unit_index(store: cache.Cache, unit: str) -> tuple | None:
+    """A cached render unit's index entry (by the unit's key) as targets.cached.unpack gives it; None when it is
+    missing, damaged or does not add up."""
+    body = store.lookup("render", unit)
+    return unpack(body) if body is not None else None
+
+
+def folder_ids(index: tuple, folder: str) -> dict[str, str]:
+    """A plain directory's files as directory_files lists them, {path: git blob id}, from the index (unit_index) of
+    the render unit that wrote all its files, none of them read."""
+    ids = dict(zip(index[0], index[2]))
+    return {rel: ids[rel] for rel in directory_files(ids, folder)}
+
+
+def unit_pieces(store: cache.Cache, index: tuple, ids: dict[str, str]) -> dict[str, bytes] | None:
+    """The bytes of these files ({path: git blob id}) of the render unit whose index (unit_index) names them, each
+    sliced from the unit's data entry and checked against its blob id (the entry itself is not read whole: one Job
+    changed among a team's thousands); None when the unit does not hold exactly those bytes."""
+    if not ids:
+        return {}
+    paths, sizes, starts = index[0], index[1], list(accumulate(index[1], initial=0))
+    at = {rel: n for n, rel in enumerate(paths) if rel in ids}
+    if len(at) != len(ids):
+        return None
+    data = store.pieces("render", data_key(index[5]), [(starts[at[rel]], sizes[at[rel]]) for rel in ids])
+    if data is None or any(cache.blob_id(d) != i for d, i in zip(data, ids.values())):
+        return None
+    return dict(zip(ids, data))
 
 
 def _sweeps(experiments) -> set[tuple[str, str]]:
