@@ -231,6 +231,28 @@ class Passes:
         self.groups = Memo(store, kind, *context, "groups", tag="passes")
         self.memos: dict[int, Memo] = {}
         self.open: dict[int, tuple[str, set[str]]] = {}  # group looked into -> (its key, overlays not passed whole)
+        self.listings: dict[str, dict[str, str]] = {}  # plain directory passed whole now -> its listing (to keep)
+
+    def unchanged(self, overlay: str, listing: dict[str, str] | None) -> set[str]:
+        """The files of a plain directory (listing: {path: blob id}) that passed already, as the directory's whole
+        listing was kept when it last passed whole (for LISTED_FROM files or more): those still here with the same
+        blob id. Each file passes or not by its own blob id alone, so one Job changed among a team's thousands is
+        the one file looked up, not every file's key."""
+        if not listing or len(listing) < LISTED_FROM:
+            return set()
+        body = self.store.lookup(self.kind, self._listing_key(overlay))
+        try:
+            items = body.decode("utf-8").split("\0") if body else []
+            before = dict(zip(items[1::2], items[0::2])) if len(items) % 2 == 0 else {}
+        except UnicodeDecodeError:  # an intact entry of another shape: not used
+            before = {}
+        out = {rel for rel, oid in listing.items() if before.get(rel) == oid}
+        if self.store.folder is not None:
+            self.store.count(True, len(out))  # (as many hits as files, as looked up one by one)
+        return out
+
+    def _listing_key(self, overlay: str) -> str:
+        return key(self.kind, "listing", *self.context, overlay)
 
     def unpassed(self, digests: dict[str, str]) -> list[str]:
         """The overlays ({overlay: its digest, Built.digest}) of the groups that did not pass whole, in their order:
@@ -258,10 +280,14 @@ class Passes:
             self.open.get(_group(overlay), ("", set()))[1].discard(overlay)
         return hit
 
-    def add(self, k: str, overlay: str, whole: bool = False) -> None:
+    def add(self, k: str, overlay: str, whole: bool = False, listing: dict[str, str] | None = None) -> None:
+        """The check passed under k, for a file of this overlay or (whole) for the overlay (listing: a plain
+        directory's {path: blob id}, kept for unchanged() when it has LISTED_FROM files or more)."""
         self._memo(overlay).put(k)
         if whole:
             self.open.get(_group(overlay), ("", set()))[1].discard(overlay)
+            if listing and len(listing) >= LISTED_FROM:
+                self.listings[overlay] = listing
 
     def save(self) -> None:
         for k, left in self.open.values():
@@ -269,6 +295,9 @@ class Passes:
                 self.groups.put(k)
         for memo in [*self.memos.values(), self.groups]:
             memo.save()
+        for overlay, listing in self.listings.items():
+            self.store.put(self.kind, self._listing_key(overlay),
+                           "\0".join(f"{oid}\0{rel}" for rel, oid in listing.items()).encode("utf-8"))
 
     def _memo(self, overlay: str) -> Memo:
         group = _group(overlay)
@@ -278,6 +307,7 @@ class Passes:
 
 
 GROUPS = 64  # the groups of overlays Passes keeps apart
+LISTED_FROM = 50  # a plain directory of at least this many files passed whole keeps its listing (Passes.unchanged)
 
 
 def _group(overlay: str) -> int:

@@ -1009,6 +1009,71 @@ def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_
     assert check(edited) == ([], []) and judged == validated == []  # and now the folder passed whole
 
 
+@pytest.mark.parametrize("damage", [None, "body", "shape"])
+def test_a_plain_directory_that_passed_whole_is_looked_up_by_the_files_its_listing_does_not_hold(
+        example_repo, store, monkeypatch, damage):
+    """A plain directory of LISTED_FROM files or more keeps the listing ({path: blob id}) it passed whole with. After
+    some of its files change, the schema check and the policies look up no key of the files the listing holds with
+    the same blob id, and check the rest: a file edited, one at a new path (its blob id unchanged), one now wrong,
+    which is found as a run without the cache finds it. A damaged listing, or one of another shape, vouches for
+    nothing: every file is looked up by its key."""
+    import dataclasses
+
+    monkeypatch.setattr(cache, "LISTED_FROM", 2)  # (the example's workloads folders hold 2 to 8 Jobs)
+    model, _ = pipeline.load(Options(example_repo))
+    result = built(example_repo, cache.Cache(None))
+    ids = {rel: cache.blob_id(t.encode()) for o in result.parts for rel, t in result.parts[o]}
+    result = dataclasses.replace(result, part_ids=ids)
+    check = lambda b, s=store: (verify.manifests(example_repo, model, b, 2, cache.default_folder(), s),
+                                policy.checked(model, None, b, s))
+    listed = []
+    real_put = cache.Cache.put
+    monkeypatch.setattr(cache.Cache, "put", lambda self, kind, k, body, *a: (
+        listed.append((kind, k)) if b"\0" in body else None) or real_put(self, kind, k, body, *a))
+    assert check(result) == ([], [])
+    overlay = "overlays/dev/teams/vision/workloads"
+    parts = list(result.parts[overlay])
+    assert len(parts) >= 4
+    # every plain directory of 2 files or more kept its listing, once for the schema check and once for policy
+    assert sorted(kind for kind, _ in listed) == sorted(
+        ["policy", "valid"] * sum(len(result.parts[o]) >= 2 for o in result.parts))
+    for kind, k in listed:
+        if damage == "body":
+            path = store._path(kind, k)
+            path.write_bytes(path.read_bytes()[:-1] + b"x")
+        elif damage == "shape":
+            real_put(store, kind, k, b"odd\0" + store.lookup(kind, k))
+    (edited_rel, edited), (moved_rel, moved), (wrong_rel, wrong) = parts[1], parts[2], parts[3]
+    parts[1] = (edited_rel, edited + "# edited by hand\n")
+    parts[2] = (moved_rel.replace("/job.", "/job.moved-"), moved)
+    parts[3] = (wrong_rel, wrong.replace("  namespace: vision\n", "  namespace: kube-system\n", 1)
+                .replace("  backoffLimit: 1\n", "  backoffLimit: 1\n  bogusField: 1\n", 1))
+    assert parts[3][1].count("kube-system") == 1 and "bogusField" in parts[3][1]
+    changed = {rel for rel, _ in parts[1:4]}
+    edited_built = dataclasses.replace(
+        result, overlays={**result.overlays, overlay: "---\n".join(t for _, t in parts)},
+        parts={**result.parts, overlay: parts}, parsed={},
+        digests={o: d for o, d in result.digests.items() if o != overlay},
+        part_ids={**ids, **{rel: cache.blob_id(t.encode()) for rel, t in parts}})
+    looked, validated, judged = [], [], []
+    real_has, real_kubeconform, real_run = cache.Passes.has, kubeconform_adapter.run, policy.run
+    monkeypatch.setattr(cache.Passes, "has", lambda self, k, o, whole=False: (
+        looked.append((self.kind, o, whole)) or real_has(self, k, o, whole)))
+    monkeypatch.setattr(kubeconform_adapter, "run", lambda tool, files, *a: validated.extend(files) or
+                        real_kubeconform(tool, files, *a))
+    monkeypatch.setattr(policy, "run", lambda units, *a, **k: judged.extend(units) or real_run(units, *a, **k))
+    found = check(edited_built)
+    mine, judged_now, validated_now = list(looked), list(judged), list(validated)  # (not the cold run's)
+    cold = check(edited_built, cache.Cache(None))
+    assert found == cold and {d.code for d in found[0]} == {"KF402"} and found[1]
+    assert {d.path for d in found[0] + found[1]} == {overlay}
+    # the files looked up one by one: the three that changed, or (damaged) every file of the folder
+    per_file = [(kind, whole) for kind, o, whole in mine if o == overlay and not whole]
+    assert sorted(per_file) == sorted([("policy", False), ("valid", False)] * (3 if damage is None else len(parts)))
+    # and checked: those three (the others passed: by the listing, or by their keys)
+    assert sorted(judged_now) == sorted(changed) and set(validated_now) <= changed and wrong_rel in validated_now
+
+
 def test_keys_sharing_their_first_parts_are_the_keys_of_all_parts():
     keyed = cache.keyed("policy", "a" * 64, b"bytes")
     assert keyed("overlays/dev/x", "b" * 64) == cache.key("policy", "a" * 64, b"bytes", "overlays/dev/x", "b" * 64)

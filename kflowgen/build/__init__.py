@@ -71,6 +71,13 @@ class Parts(Mapping):
     def __contains__(self, folder) -> bool:
         return folder in self._listing
 
+    def some(self, folder: str, rels: list[str]) -> list[tuple[str, str]]:
+        """(path, text) of these of the folder's files (rels: in the folder's order), the others not decoded."""
+        if folder in self._decoded:
+            wanted = set(rels)
+            return [item for item in self._decoded[folder] if item[0] in wanted]
+        return [(rel, self._files[rel].decode("utf-8")) for rel in rels]
+
     def text(self, folder: str) -> str:
         """The folder's files as one YAML stream, as Argo CD reads them."""
         return "---\n".join(t for _, t in self[folder])
@@ -120,17 +127,34 @@ class Built:
             self.parsed[overlay] = parse(self.overlays[overlay])
         return self.parsed[overlay]
 
-    def units(self, overlays=None) -> dict[str, tuple[str, str]]:
+    def units(self, overlays=None, passed: Callable[[str, dict[str, str] | None], set[str]] | None = None
+              ) -> dict[str, tuple[str, str]]:
         """What the schema and policy checks take one at a time, {unit: (overlay, text)}, of every overlay or of
         those given: a kustomize overlay whole, each file of a plain directory alone (one Job changed among a
-        team's thousands: one file)."""
+        team's thousands: one file). passed(overlay, listing): the files of a plain directory (listing: {path: blob
+        id}) that passed already (cache.Passes.unchanged): left out, unread."""
         out: dict[str, tuple[str, str]] = {}
         for overlay in self.overlays if overlays is None else overlays:
-            if overlay in self.parts:
-                out.update((rel, (overlay, t)) for rel, t in self.parts[overlay])
-            else:
+            if overlay not in self.parts:
                 out[overlay] = (overlay, self.overlays[overlay])
+                continue
+            skip = passed(overlay, self.listing(overlay)) if passed else None
+            if not skip:
+                out.update((rel, (overlay, t)) for rel, t in self.parts[overlay])
+                continue
+            parts = self.parts
+            out.update((rel, (overlay, t)) for rel, t in (
+                parts.some(overlay, [rel for rel in parts.paths(overlay) if rel not in skip])
+                if isinstance(parts, Parts) else [(rel, t) for rel, t in parts[overlay] if rel not in skip]))
         return out
+
+    def listing(self, overlay: str) -> dict[str, str] | None:
+        """{path: blob id} of a plain directory's files (None for a kustomize overlay, or a file without an id)."""
+        if overlay not in self.parts:
+            return None
+        rels = self.parts.paths(overlay) if isinstance(self.parts, Parts) else [r for r, _ in self.parts[overlay]]
+        out = {rel: self.part_ids.get(rel) for rel in rels}
+        return None if None in out.values() else out
 
     def given(self, unit: str) -> list[dict] | None:
         """A unit's objects when the builder or the renderer gave them (not parsed here), else None."""

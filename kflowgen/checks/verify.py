@@ -79,7 +79,8 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     # (by sha256: an unchanged overlay is not read; nor, in a group of overlays that passed, looked up one by one)
     digests = {o: built.digest(o) for o in built.overlays}
     whole = {o: keyed(digests[o]) for o in passed.unpassed(digests)}
-    units = built.units([o for o in whole if not passed.has(whole[o], o, whole=True)])
+    looked = [o for o in whole if not passed.has(whole[o], o, whole=True)]
+    units = built.units(looked, passed.unchanged)
     overlay_of = {u: o for u, (o, _) in units.items()}
     keys = {u: whole[u] if u in whole else key(u, text) for u, (_, text) in units.items()}
     todo = {u: text for u, (o, text) in units.items() if u in whole or not passed.has(keys[u], o)}
@@ -88,8 +89,8 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
         if given is not None and all(map(prechecker.passes, given)):
             passed.add(keys[unit], overlay_of[unit])
             del todo[unit]
-    for overlay in set(overlay_of.values()) - {overlay_of[u] for u in todo}:
-        passed.add(whole[overlay], overlay, whole=True)
+    for overlay in set(looked) - {overlay_of[u] for u in todo}:
+        passed.add(whole[overlay], overlay, whole=True, listing=built.listing(overlay))
     if not todo:
         passed.save()
         return []
@@ -141,7 +142,7 @@ def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str
         if unit not in failed:
             passed.add(keys[unit], overlay_of[unit])
     for overlay in {overlay_of[u] for u in todo} - {overlay_of[u] for u in failed}:
-        passed.add(whole[overlay], overlay, whole=True)
+        passed.add(whole[overlay], overlay, whole=True, listing=built.listing(overlay))
     passed.save()
     return found
 

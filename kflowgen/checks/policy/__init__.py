@@ -106,7 +106,8 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     # (by sha256: an unchanged overlay is not read; nor, in a group of overlays that passed, looked up one by one)
     digests = {o: built.digest(o) for o in built.overlays}
     whole = {o: keyed(o, o, digests[o]) for o in passed.unpassed(digests)}
-    units = built.units([o for o in whole if not passed.has(whole[o], o, whole=True)])
+    looked = [o for o in whole if not passed.has(whole[o], o, whole=True)]
+    units = built.units(looked, passed.unchanged)
     todo = [u for u, (o, text) in units.items() if u in whole or not passed.has(key(o, u, text), o)]
     overlay_of = {u: o for u, (o, _) in units.items()}
     found = []
@@ -117,7 +118,7 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
             passed.add(whole[unit] if unit in whole else key(overlay_of[unit], unit, units[unit][1]), overlay_of[unit],
                        whole=unit in whole)
     failed = {overlay_of[u] for u in todo} & {d.path for d in found}
-    for overlay in set(overlay_of.values()) - failed:
-        passed.add(whole[overlay], overlay, whole=True)
+    for overlay in set(looked) - failed:
+        passed.add(whole[overlay], overlay, whole=True, listing=built.listing(overlay))
     passed.save()
     return found
