@@ -1050,11 +1050,17 @@ def test_a_plain_directory_that_passed_whole_is_looked_up_by_the_files_its_listi
                 .replace("  backoffLimit: 1\n", "  backoffLimit: 1\n  bogusField: 1\n", 1))
     assert parts[3][1].count("kube-system") == 1 and "bogusField" in parts[3][1]
     changed = {rel for rel, _ in parts[1:4]}
-    edited_built = dataclasses.replace(
-        result, overlays={**result.overlays, overlay: "---\n".join(t for _, t in parts)},
-        parts={**result.parts, overlay: parts}, parsed={},
-        digests={o: d for o, d in result.digests.items() if o != overlay},
-        part_ids={**ids, **{rel: cache.blob_id(t.encode()) for rel, t in parts}})
+
+    def with_folder(folder: str, files: list[tuple[str, str]]) -> Built:
+        """result with the folder's files these (its parts read from bytes, as a build gives them: build.Parts)."""
+        every = {o: files if o == folder else list(result.parts[o]) for o in result.parts}
+        return dataclasses.replace(
+            result, overlays={**result.overlays, folder: "---\n".join(t for _, t in files)},
+            parts=build_stage.Parts({rel: t.encode() for o in every for rel, t in every[o]},
+                                    {o: [rel for rel, _ in every[o]] for o in every}), parsed={},
+            digests={o: d for o, d in result.digests.items() if o != folder},
+            part_ids={**ids, **{rel: cache.blob_id(t.encode()) for rel, t in files}})
+    edited_built = with_folder(overlay, parts)
     looked, validated, judged = [], [], []
     real_has, real_kubeconform, real_run = cache.Passes.has, kubeconform_adapter.run, policy.run
     monkeypatch.setattr(cache.Passes, "has", lambda self, k, o, whole=False: (
@@ -1072,6 +1078,40 @@ def test_a_plain_directory_that_passed_whole_is_looked_up_by_the_files_its_listi
     assert sorted(per_file) == sorted([("policy", False), ("valid", False)] * (3 if damage is None else len(parts)))
     # and checked: those three (the others passed: by the listing, or by their keys)
     assert sorted(judged_now) == sorted(changed) and set(validated_now) <= changed and wrong_rel in validated_now
+    # the folder did not pass: its listing is not the one it holds now, and the wrong file is found again
+    judged.clear()
+    assert check(edited_built) == cold and judged == [wrong_rel]
+    # a folder one file shorter, the others unchanged: every file it holds passed, so it passes whole (the next run
+    # does not look into it)
+    other = next(o for o in result.parts if o != overlay and len(result.parts[o]) >= 3)
+    shorter = with_folder(other, list(result.parts[other])[:-1])
+    asked = []
+    real_unchanged = cache.Passes.unchanged
+    monkeypatch.setattr(cache.Passes, "unchanged", lambda self, o, listing: asked.append(o) or real_unchanged(
+        self, o, listing))
+    assert check(shorter) == ([], []) and asked.count(other) == 2
+    asked.clear()
+    assert check(shorter) == ([], []) and other not in asked
+
+
+def test_a_kept_listing_vouches_only_in_its_own_check_context_and_folder(store):
+    """A plain directory's listing, kept when it passed whole (Passes.add), vouches for its files in that check and
+    context and for that folder only, each file only with the blob id it passed with; none is kept below LISTED_FROM
+    files."""
+    folder = "overlays/dev/teams/nlp/workloads"
+    listing = {f"{folder}/job.exp-{i}.yaml": f"{i:040x}" for i in range(cache.LISTED_FROM)}
+    passed = cache.Passes(store, "policy", "code", "context")
+    passed.add("a" * 64, folder, whole=True, listing=listing)
+    passed.add("b" * 64, folder + "-small", whole=True, listing=dict(list(listing.items())[1:]))
+    passed.save()
+    assert cache.Passes(store, "policy", "code", "context").unchanged(folder, listing) == set(listing)
+    first = next(iter(listing))
+    assert cache.Passes(store, "policy", "code", "context").unchanged(folder, {**listing, first: "f" * 40}) == \
+        set(listing) - {first}
+    for kind, context, at in [("policy", ("code", "other"), folder), ("policy", ("other", "context"), folder),
+                              ("valid", ("code", "context"), folder), ("policy", ("code", "context"), "overlays/x"),
+                              ("policy", ("code", "context"), folder + "-small")]:
+        assert cache.Passes(store, kind, *context).unchanged(at, listing) == set(), (kind, context, at)
 
 
 def test_keys_sharing_their_first_parts_are_the_keys_of_all_parts():
