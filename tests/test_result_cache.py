@@ -989,8 +989,10 @@ def test_one_changed_file_of_a_plain_directory_is_the_one_checked_again(example_
     assert len(parts) >= 4
     rel, text = parts[1]
     parts[1] = (rel, text + "# edited by hand\n")
+    every = {o: parts if o == overlay else list(result.parts[o]) for o in result.parts}
     edited = dataclasses.replace(result, overlays={**result.overlays, overlay: "---\n".join(t for _, t in parts)},
-                                 parts={**result.parts, overlay: parts}, parsed={},
+                                 parts=build_stage.Parts({r: t.encode() for o in every for r, t in every[o]},
+                                                         {o: [r for r, _ in every[o]] for o in every}), parsed={},
                                  digests={o: d for o, d in result.digests.items() if o != overlay},
                                  part_ids={**ids, rel: cache.blob_id(parts[1][1].encode())})
     hashed = []  # a plain directory's files are known by their blob ids: no text of one is hashed

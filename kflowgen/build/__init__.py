@@ -104,10 +104,11 @@ class Built:
     # rendered now), else parsed from the YAML when first asked for (objects())
     parsed: dict[str, list] = field(default_factory=dict)
     # a plain directory -> its files, [(path, text)], and each file's object where the renderer gave it (None: none)
-    parts: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
+    parts: Parts = field(default_factory=lambda: Parts({}, {}))
     part_objects: dict[str, dict | None] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)  # overlay -> what it is known by (digest)
     part_ids: dict[str, str] = field(default_factory=dict)  # a plain directory's file -> its git blob id (rendered)
+    listings: dict[str, dict[str, str] | None] = field(default_factory=dict, init=False, repr=False)  # (listing())
 
     def digest(self, overlay: str) -> str:
         """The sha256 of an overlay's built YAML (what schema and policy passes and the diff know it by); of a plain
@@ -142,19 +143,18 @@ class Built:
             if not skip:
                 out.update((rel, (overlay, t)) for rel, t in self.parts[overlay])
                 continue
-            parts = self.parts
-            out.update((rel, (overlay, t)) for rel, t in (
-                parts.some(overlay, [rel for rel in parts.paths(overlay) if rel not in skip])
-                if isinstance(parts, Parts) else [(rel, t) for rel, t in parts[overlay] if rel not in skip]))
+            rels = [rel for rel in self.parts.paths(overlay) if rel not in skip]
+            out.update((rel, (overlay, t)) for rel, t in self.parts.some(overlay, rels))
         return out
 
     def listing(self, overlay: str) -> dict[str, str] | None:
-        """{path: blob id} of a plain directory's files (None for a kustomize overlay, or a file without an id)."""
-        if overlay not in self.parts:
-            return None
-        rels = self.parts.paths(overlay) if isinstance(self.parts, Parts) else [r for r, _ in self.parts[overlay]]
-        out = {rel: self.part_ids.get(rel) for rel in rels}
-        return None if None in out.values() else out
+        """{path: git blob id} of a plain directory's files as the build read them (the render computed the ids);
+        None for a kustomize overlay, or when a file has no id. Made once (the checks and the diff each ask)."""
+        if overlay not in self.listings:
+            rels = self.parts.paths(overlay) if overlay in self.parts else None
+            ids = [self.part_ids.get(rel) for rel in rels] if rels is not None else [None]
+            self.listings[overlay] = None if None in ids else dict(zip(rels, ids))
+        return self.listings[overlay]
 
     def given(self, unit: str) -> list[dict] | None:
         """A unit's objects when the builder or the renderer gave them (not parsed here), else None."""

@@ -120,7 +120,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               files=files, plain=partial(_plain_ids, built), sweeps=_sweeps(model.experiments),
+               files=files, plain=built.listing, sweeps=_sweeps(model.experiments),
                clusters={env: e.cluster for env, e in model.platform.environments.items()})
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
@@ -177,15 +177,6 @@ def _sweeps(experiments) -> set[tuple[str, str]]:
     looked up only for those (at 10,000 teams, 100,000 experiments)."""
     return {(s.top("team"), s.top("name")) for s in specs_of(experiments)
             if (sweep := s.top("sweep", None)) and (sweep.get("grid") or "random" in sweep)}
-
-
-def _plain_ids(built: Built, overlay: str) -> dict[str, str] | None:
-    """A plain directory's files as the build read them, {path: git blob id} (the render computed the ids)."""
-    if overlay not in built.parts:
-        return None
-    paths = built.parts.paths(overlay)
-    ids = [built.part_ids.get(rel) for rel in paths]
-    return None if None in ids else dict(zip(paths, ids))
 
 
 def _reader(root: Path | None, snapshot: dict[str, bytes] | None):
