@@ -19,6 +19,7 @@ from kflowgen.build import handkept
 from kflowgen.build.kustomize import kustomize_batch, kustomize_build
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
+from kflowgen.packed import Packed, pack, unpacked
 from kflowgen.specs import layout
 from kflowgen.specs.layout import is_directory_source
 from kflowgen.targets.cached import Rendered
@@ -101,11 +102,12 @@ class Built:
     rebuilt: int = 0  # overlays built by kustomize in this run (the rest came from the cache)
     keys: dict[str, str] = field(default_factory=dict)  # overlay -> its entry in the build cache
     # overlay -> its objects: given by the builder (built now by kflowgen-kbuild) or the renderer (plain directories
-    # rendered now), else parsed from the YAML when first asked for (objects())
-    parsed: dict[str, list] = field(default_factory=dict)
-    # a plain directory -> its files, [(path, text)], and each file's object where the renderer gave it (None: none)
+    # rendered now), kept packed (kflowgen.packed), else parsed from the YAML when first asked for (objects())
+    parsed: dict[str, list] | Packed = field(default_factory=dict)
+    # a plain directory -> its files, [(path, text)], and each file's object where the renderer gave it, packed
+    # (None: none)
     parts: Parts = field(default_factory=lambda: Parts({}, {}))
-    part_objects: dict[str, dict | None] = field(default_factory=dict)
+    part_objects: dict[str, bytes | None] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)  # overlay -> what it is known by (digest)
     part_ids: dict[str, str] = field(default_factory=dict)  # a plain directory's file -> its git blob id (rendered)
     listings: dict[str, dict[str, str] | None] = field(default_factory=dict, init=False, repr=False)  # (listing())
@@ -161,8 +163,7 @@ class Built:
         if unit in self.overlays:
             return self.parsed.get(unit)
         if unit in self.part_objects:
-            obj = self.part_objects[unit]
-            return [] if obj is None else [obj]
+            return unpacked(self.part_objects[unit])
         return None
 
     def unit_objects(self, unit: str, text: str) -> list[dict]:
@@ -228,14 +229,14 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     if refused:
         return Built(), refused
     diags: list[Diagnostic] = []
-    parsed: dict[str, list] = {}
+    parsed = Packed()
     plain = directory_listing(files, [o for o in overlays if is_directory_source(o)], rendered.folders)
     # what Argo CD reads from a plain directory: its files' texts, one document each (decoded when first asked for)
     parts = Parts(files, plain)
     part_objects = {rel: rendered.objects[rel] for rels in plain.values() for rel in rels if rel in rendered.objects}
     for folder, rels in plain.items():  # their objects, when the renderer gave them all
         if rendered.objects and all(rel in rendered.objects for rel in rels):
-            parsed[folder] = [o for o in (rendered.objects[rel] for rel in rels) if o is not None]
+            parsed.of_files(folder, [rendered.objects[rel] for rel in rels])
     keys = overlay_keys(root, rendered, [o for o in overlays if o not in plain], kustomize)
     # what earlier builds gave, "sha256 objects" of the output, by build key; a plain directory's by its folder and
     # the cache entry of the unit that rendered all its files (rendered.origin), else by its text's sha256
@@ -265,8 +266,9 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
         if not batch:
             return kustomize_build(kustomize, at, group, jobs, tick)
-        texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True)
-        parsed.update(objects)
+        texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True, keep=pack)
+        for overlay, data in objects.items():
+            parsed.put(overlay, data)
         return texts
 
     def make(todo: list[str], tick=lambda: None) -> dict[str, str | Diagnostic]:
@@ -316,7 +318,8 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         k = keys.get(overlay) or whole.get(overlay) or digest
         found = index.get(k)
         n = (int(found.split(" ")[1]) if found is not None and found.startswith(digest)
-             else len(parsed[overlay]) if overlay in listed and overlay in parsed  # (the renderer's: one a file)
+             else sum(part_objects[rel] is not None for rel in plain[overlay])  # (the renderer's: one a file)
+             if overlay in listed and overlay in parsed
              else _count_files([files[rel] for rel in plain[overlay]]) if overlay in listed
              else count_objects(result))
         index.put(k, f"{digest} {n}")

@@ -40,13 +40,15 @@ def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
 
 
 def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, done=lambda: None,
-                    with_objects: bool = False) -> tuple[dict[str, str | Diagnostic], dict[str, list]]:
+                    with_objects: bool = False, keep=lambda objects: objects
+                    ) -> tuple[dict[str, str | Diagnostic], dict]:
     """Like kustomize_build, in one kflowgen-kbuild process; output is byte-identical to `kustomize build DIR`.
-    With with_objects, also each built overlay's objects, as kubectl reads them (no YAML parsing here).
+    With with_objects, also each built overlay's objects, as kubectl reads them (no YAML parsing here), as keep
+    gives them (packed, say, as each arrives: not every overlay's objects at once).
     A stream that ends early or breaks its own framing (a header, exactly LEN bytes, a json record after each ok)
     fails that overlay and every later one with KF902: a cut-off build is never taken for a good one."""
     argv = [str(binary), "-j", str(max(1, jobs))] + (["-json"] if with_objects else [])
-    objects: dict[str, list] | None = {} if with_objects else None
+    objects: dict | None = {} if with_objects else None
     broken = error("kflowgen-kbuild", (0, 0), "KF902", "kflowgen-kbuild stopped early or wrote a damaged stream",
                    "rebuild it with `kflowgen tools install`, or delete it to use kustomize")
     out: dict[str, str | Diagnostic] = {}
@@ -60,7 +62,7 @@ def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, do
             pass
         ok = True
         for overlay in overlays:
-            result = _batch_result(proc.stdout, root, overlay, objects) if ok else None
+            result = _batch_result(proc.stdout, root, overlay, objects, keep) if ok else None
             ok = result is not None
             out[overlay] = result if result is not None else replace(broken, path=overlay)
             done()
@@ -78,7 +80,7 @@ def _batch_record(stream) -> tuple[str, bytes] | None:
     return (parts[2], payload) if len(payload) == int(parts[1]) else None
 
 
-def _batch_result(stream, root: Path, overlay: str, objects: dict[str, list] | None) -> str | Diagnostic | None:
+def _batch_result(stream, root: Path, overlay: str, objects: dict | None, keep) -> str | Diagnostic | None:
     record = _batch_record(stream)
     if record is None or record[0] not in ("ok", "error"):
         return None
@@ -92,7 +94,7 @@ def _batch_result(stream, root: Path, overlay: str, objects: dict[str, list] | N
             parsed = _batch_record(stream)
             if parsed is None or parsed[0] != "json":
                 return None
-            objects[overlay] = json.loads(parsed[1])
+            objects[overlay] = keep(json.loads(parsed[1]))
     except ValueError:  # not UTF-8, or not JSON
         return None
     return text

@@ -46,7 +46,8 @@ class Side:
     listed: dict[str, dict[str, str] | None] = field(default_factory=dict)  # (listing's, made once)
     indexes: dict[str, tuple] = field(default_factory=dict)  # folder -> its unit's index, read once (listing's)
     store: cache.Cache | None = None
-    parsed: dict[str, list] = field(default_factory=dict)  # sha256 -> objects, where the build gave them
+    parsed: dict[str, Callable[[], list]] = field(default_factory=dict)  # sha256 -> its objects, where the build
+    # gave them (made when asked: the build keeps them packed)
     objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
     profiles: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (env, team, profile) -> profile
     specs: dict[str, str | None] = field(default_factory=dict)  # spec path -> git blob id of its bytes
@@ -129,7 +130,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
         out.built[overlay] = digest = built.digest(overlay)
         out.made[digest] = partial(built.overlays.__getitem__, overlay)
         if overlay in built.parsed:
-            out.parsed[digest] = built.parsed[overlay]
+            out.parsed[digest] = partial(built.parsed.__getitem__, overlay)
     digest_of = cache.PerObject(lambda data: hashlib.sha256(data).hexdigest())  # (one values file, many environments)
     for env in sorted(out.envs):  # (in path order; the bytes of the values files only, decoded when the other
         # side's differ: at 10,000 teams each is 22 MB)

@@ -12,7 +12,7 @@ from functools import cached_property, partial
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
 
-from kflowgen import cache, parallel
+from kflowgen import cache, parallel, packed
 from kflowgen.options import Options
 from kflowgen.specs.model import Model
 from kflowgen.targets import hub_parts, jupyterhub, unit, unit_sources, units
@@ -71,14 +71,15 @@ class Rendered:
     """The generated files, {path: bytes}, in path order; for each folder whose files all come from one cached unit,
     the sha256 of that unit's index entry (checked when read; it names the sha256 of the unit's files): an overlay's
     build is keyed on it without hashing the overlay's files again; for files of plain directories of manifests
-    rendered in this run (not read from the cache), the object each file holds, so that they need not be parsed;
+    rendered in this run (not read from the cache), the object each file holds, packed (kflowgen.packed: None when it
+    holds none), so that they need not be parsed;
     each file's git blob id, computed from the bytes when the unit was rendered and kept in its cache entry with them
     (under the entry's checksum), so that the drift check compares blob ids with git's without reading or hashing
     every file; and the folders that hold a file naming bases/ (None: read the files to know)."""
 
     files: Mapping[str, bytes]
     origin: dict[str, str] = field(default_factory=dict)
-    objects: dict[str, dict] = field(default_factory=dict)
+    objects: dict[str, bytes | None] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
     based: set[str] | None = None
     units: dict[str, str] = field(default_factory=dict)  # folder -> the key of the one cached unit that wrote it all
@@ -181,7 +182,7 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
                   ) -> list[tuple[list[str], list[bytes], list[str], list[str], list[str], str | None, dict]]:
     """Render units not in the cache (cached when the unit has a key), each as its paths, their bytes and blob ids,
     its folders, those that hold a file naming bases/, the sha256 of its index entry, and the objects of its files in
-    plain directories of manifests."""
+    plain directories of manifests, packed."""
     model, store, keys = state
     out = []
     blob_of = cache.PerObject(cache.blob_id)  # (environments that hold the same teams hold one hub values file)
@@ -204,7 +205,8 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
             digest = hashlib.sha256(index).hexdigest()
             if kept and made.parts:
                 _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, zip(data, ids))))
-        out.append((paths, data, ids, folders, based, digest, made.objects))
+        out.append((paths, data, ids, folders, based, digest, {p: o if o is None else packed.pack(o)
+                                                               for p, o in made.objects.items()}))
     return out
 
 
