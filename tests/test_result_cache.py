@@ -694,6 +694,9 @@ def test_objects_handed_to_the_checks_are_held_packed_and_made_anew_for_each_rea
     files = [rel for rel in result.part_objects if result.part_objects[rel] is not None]
     assert files and all(result.given(rel) == parse(rendered.files[rel].decode()) for rel in files)
     assert all(result.given(rel) == [] for rel in result.part_objects if result.part_objects[rel] is None)
+    # and a plain directory's texts are decoded from the rendered files for each reader, not held either
+    assert result.parts and all(result.parts[f] == result.parts[f] and result.parts[f] is not result.parts[f]
+                                and result.parts[f][0][1] is not result.parts[f][0][1] for f in result.parts)
 
 
 def test_a_packed_mapping_holds_what_is_set_and_makes_what_is_given_packed_anew():
