@@ -136,11 +136,10 @@ def _alone(model, exp: Experiment, teams: dict, jobs: list[str]):
         return  # nothing of it runs any more: no quota to fit, no Job to name
     runs = [] if sweep or not quantity.valid(exp.cpu, millicores=True) else trials(exp)  # KF204 says why not
     for i, env in enumerate(exp.environments):
-        at = src.at(f"/environments/{i}")
         if env not in p.environments:
             continue
-        elif env not in team.quota:
-            yield error(path, at, "KF322", f"team {team.name} has no quota in {env}",
+        elif env not in team.quota:  # (a position is looked up for a finding only: SpecFile.packed)
+            yield error(path, src.at(f"/environments/{i}"), "KF322", f"team {team.name} has no quota in {env}",
                         f"add quota.{env} to {team.source.path}, or run in: {', '.join(team.quota)}")
         else:
             yield from _quota(exp, team.quota[env], env, len(runs), p.queueing_in(env) is not None,

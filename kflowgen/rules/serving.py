@@ -4,6 +4,7 @@ canaries that KServe can run."""
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import partial
 from math import gcd
 
 from kflowgen.specs import quantity
@@ -69,8 +70,8 @@ def _own(model, served: list[ServedModel], teams: dict):
                           f"give the folder that holds the numbered versions, e.g. {m.path.rsplit('/', 1)[0]}")
         for image in sorted({m.image_for(env) for env in m.environments}):
             first = next(env for env in m.environments if m.image_for(env) == image)
-            where = at("/image") if m.image else at(f"/environments/{first}", key=True)
             for what, message, hint in problems(image, p.registries):
+                where = at("/image") if m.image else at(f"/environments/{first}", key=True)
                 if what == "registry":
                     message = f"image '{image}'{'' if m.image else ' (the default)'} is not from an allowed registry"
                     if not m.image:
@@ -193,20 +194,20 @@ def _reach(model, served, teams):
         for env, s in m.environments.items():
             if not s.host or env not in p.environments:
                 continue
-            where = at(f"/environments/{env}/host")
+            where = partial(at, f"/environments/{env}/host")  # looked up for a finding only
             domain = p.environments[env].domain
             if p.ingress is None:
-                yield error(src, where, "KF344", f"{env}: the platform has no ingress controller to expose models "
+                yield error(src, where(), "KF344", f"{env}: the platform has no ingress controller to expose models "
                             "through", f"remove host, or ask the platform team to set network.ingress in {p.source.path}")
             elif not domain:
-                yield error(src, where, "KF344", f"{env}: the platform gives no domain for exposed models",
+                yield error(src, where(), "KF344", f"{env}: the platform gives no domain for exposed models",
                             f"remove host, or ask the platform team to set environments.{env}.domain")
             elif not (s.host == domain or s.host.endswith("." + domain)):
-                yield error(src, where, "KF344", f"{env}: host '{s.host}' is not in the environment's domain {domain}",
+                yield error(src, where(), "KF344", f"{env}: host '{s.host}' is not in the environment's domain {domain}",
                             f"use a host ending in .{domain}, e.g. {m.name}.{m.team}.{domain}")
             other = hosts.setdefault((env, s.host), f"{m.team}/{m.name}")
             if other != f"{m.team}/{m.name}":
-                yield error(src, where, "KF344", f"{env}: host '{s.host}' is already model {other}'s",
+                yield error(src, where(), "KF344", f"{env}: host '{s.host}' is already model {other}'s",
                             "give each exposed model its own host")
 
 
