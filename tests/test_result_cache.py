@@ -2,6 +2,7 @@
 and output with the cache and parallelism is byte-identical to a cold single-process run."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -694,9 +695,16 @@ def test_objects_handed_to_the_checks_are_held_packed_and_made_anew_for_each_rea
     files = [rel for rel in result.part_objects if result.part_objects[rel] is not None]
     assert files and all(result.given(rel) == parse(rendered.files[rel].decode()) for rel in files)
     assert all(result.given(rel) == [] for rel in result.part_objects if result.part_objects[rel] is None)
-    # and a plain directory's texts are decoded from the rendered files for each reader, not held either
+    # and a plain directory's texts are decoded from the rendered files for each reader, not held either; the checks
+    # take its files as the rendered bytes (decoded by none of them while the renderer's objects and blob ids do)
     assert result.parts and all(result.parts[f] == result.parts[f] and result.parts[f] is not result.parts[f]
                                 and result.parts[f][0][1] is not result.parts[f][0][1] for f in result.parts)
+    units = result.units()
+    plain = {u: data for u, (o, data) in units.items() if o in result.parts}
+    assert plain and all(data is rendered.files[u] for u, data in plain.items())
+    assert all(isinstance(text, str) for u, (o, text) in units.items() if o not in result.parts)
+    unit, data = next(iter(plain.items()))
+    assert dataclasses.replace(result, part_ids={}).unit_digest(unit, data) == cache.text_digest(data.decode())
 
 
 def test_a_packed_mapping_holds_what_is_set_and_makes_what_is_given_packed_anew():

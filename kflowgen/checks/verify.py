@@ -120,7 +120,7 @@ def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
     return (shipped or upstream.training_crd_files() + upstream.serving_crd_files(bool(p.kserve_environments))) + own
 
 
-def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str], keys: dict[str, str],
+def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str | bytes], keys: dict[str, str],
                  jobs: int, passed: results_cache.Passes, overlay_of: dict[str, str], whole: dict[str, str]
                  ) -> list[Diagnostic]:
     """kubeconform on the units todo ({unit: text}); findings are named by the unit's overlay."""
@@ -128,7 +128,7 @@ def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str
         files = {}
         for i, (unit, text) in enumerate(sorted(todo.items())):
             files[unit] = Path(tmp) / f"{i:05d}.yaml"
-            files[unit].write_text(text)
+            files[unit].write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
         results = kubeconform_adapter.run(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
     if isinstance(results, Diagnostic):
         return [results]
@@ -146,7 +146,7 @@ def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str
     return found
 
 
-def _namespace(built: Built, unit: str, text: str, kind: str, name: str) -> str:
+def _namespace(built: Built, unit: str, text: str | bytes, kind: str, name: str) -> str:
     """The namespace of a failing object, which kubeconform does not report (objects read only when something
     failed)."""
     for doc in built.unit_objects(unit, text):
