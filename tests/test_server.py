@@ -149,7 +149,7 @@ def test_warning_headers_are_unquoted():
 
 # --- (a) the example repository -----------------------------------------------------------------------------------
 
-def test_example_repository_passes_server_side_dry_run(binaries, example):
+def test_example_repository_passes_server_side_dry_run(binaries, example, monkeypatch):
     model, built = example
     crd_files = verify.crd_files(PROJECT, model.platform)  # the CRDs kflowgen ships: nothing from ../shared
     assert crd_files and all(upstream.FOLDER in f.parents for f in crd_files)
@@ -158,11 +158,15 @@ def test_example_repository_passes_server_side_dry_run(binaries, example):
         _timing("control plane start (etcd + kube-apiserver)", time.monotonic() - t0)
         assert cp.request("GET", "/version").body["gitVersion"] == tools.KUBERNETES_VERSION
         t1 = time.monotonic()
+        parsed = []  # the build's objects are paired with their texts, no stream parsed again (dryrun.documents)
+        real = server.dryrun.documents
+        monkeypatch.setattr(server.dryrun, "documents", lambda stream: parsed.append(stream) or real(stream))
         docs, parse_errors = server.built_documents(built)
-        assert parse_errors == [] and docs.keys() == built.overlays.keys()
+        monkeypatch.undo()
+        assert parse_errors == [] and docs.keys() == built.overlays.keys() and parsed == []
         for overlay, text in built.overlays.items():  # each object's own text, with the object the build parsed
             assert [t for t, _ in docs[overlay]] == [t for t, _ in server.documents(text)]
-            assert list(map(id, built.objects(overlay))) == [id(obj) for _, obj in docs[overlay]]
+            assert [obj for _, obj in docs[overlay]] == built.objects(overlay)
         diags = server.dry_run(cp, docs, crd_files)
         _timing(f"dry-run of the example repository ({sum(built.counts.values())} objects, 3 environments)",
                 time.monotonic() - t1)
