@@ -122,7 +122,8 @@ class Built:
             text if isinstance(text, str) else text.decode("utf-8"))
 
     def objects(self, overlay: str) -> list[dict]:
-        """An overlay's objects, parsed at most once."""
+        """An overlay's objects: parsed from its YAML at most once; given by the builder or the renderer, unpacked
+        anew for each caller (kflowgen.packed)."""
         if overlay not in self.parsed:
             self.parsed[overlay] = parse(self.overlays[overlay])
         return self.parsed[overlay]
