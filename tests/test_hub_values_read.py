@@ -38,6 +38,10 @@ OTHER = [
     "a: !custom 1\n",
     "a: !!python/name:os.system\n",
     "= : value key\n",
+    "a: !!map x\n",  # a collection's tag on a scalar: yaml.load refuses it
+    "a: !!seq x\n",
+    "a: !!omap x\n",
+    "a: !!set x\n",
 ]
 
 

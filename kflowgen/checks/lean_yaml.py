@@ -12,6 +12,8 @@ from yaml.events import (DocumentEndEvent, MappingEndEvent, MappingStartEvent, S
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KIND = {MappingStartEvent: "tag:yaml.org,2002:map", SequenceStartEvent: "tag:yaml.org,2002:seq"}
+# the tags a scalar is made under here (a collection's tag on a scalar, or any other, is yaml.load's to refuse)
+_SCALAR = {f"tag:yaml.org,2002:{kind}" for kind in ("null", "bool", "int", "float", "binary", "timestamp", "str")}
 
 
 class _Other(Exception):
@@ -41,10 +43,9 @@ def _from_events(data: bytes | str):
             if kind is ScalarEvent:
                 tag = (event.tag if event.tag not in (None, "!")
                        else loader.resolve(yaml.ScalarNode, event.value, event.implicit))
-                make = made.get(tag)
-                if event.anchor is not None or make is None:  # (merge keys and value keys have no constructor)
+                if event.anchor is not None or tag not in _SCALAR:  # (merge keys and value keys too)
                     raise _Other
-                value = make(loader, yaml.ScalarNode(tag, event.value, style=event.style))
+                value = made[tag](loader, yaml.ScalarNode(tag, event.value, style=event.style))
             elif kind in _KIND:
                 if event.anchor is not None or not event.implicit and event.tag != _KIND[kind]:
                     raise _Other
