@@ -147,14 +147,15 @@ class Cache:
             return None
         return out if all(len(piece) == length for piece, (_, length) in zip(out, spans)) else None
 
-    def put(self, kind: str, k: str, body: bytes, digest: str | None = None) -> None:
-        """Keep body under k (digest: its sha256, when the caller has just computed it from these very bytes)."""
+    def put(self, kind: str, k: str, body: bytes, digest: str | None = None) -> bool:
+        """Keep body under k (digest: its sha256, when the caller has just computed it from these very bytes); whether
+        the entry now holds it."""
         if self.folder is None:
-            return
+            return False
         path = self._path(kind, k)
         check = (digest or hashlib.sha256(body).hexdigest()).encode() + b"\n"
         if _holds(path, check, body):  # this very entry, byte for byte (content-keyed data a run makes again, say)
-            return
+            return True
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -163,7 +164,8 @@ class Cache:
                 f.write(body)
             os.replace(tmp, path)
         except OSError:  # a read-only or full disk only costs speed
-            pass
+            return False
+        return True
 
 
 def _holds(path: Path, check: bytes, body: bytes) -> bool:

@@ -24,7 +24,7 @@ from kflowgen.specs import layout
 from kflowgen.specs.discover import spec_files
 from kflowgen.specs.layout import LABEL_TEAM, is_directory_source
 from kflowgen.specs.loader import SpecFile
-from kflowgen.targets.cached import Released
+from kflowgen.targets.files import Released
 
 __all__ = ["DiffReport", "Side", "changed_paths", "diff_git", "diff_trees", "remember", "side", "side_key"]
 

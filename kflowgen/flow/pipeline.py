@@ -22,7 +22,8 @@ from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
 from kflowgen.specs.model import Model
 from kflowgen.tools import ask_ahead
-from kflowgen.targets.cached import Files, Rendered
+from kflowgen.targets.cached import Rendered
+from kflowgen.targets.files import Files
 from kflowgen.write import writer
 from kflowgen.write.departures import departures, offboarding
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from itertools import accumulate, chain, repeat
@@ -16,54 +16,7 @@ from kflowgen import cache, parallel, packed
 from kflowgen.options import Options
 from kflowgen.specs.model import Model
 from kflowgen.targets import hub_parts, jupyterhub, unit, unit_sources, units
-
-
-class Files(Mapping):
-    """{path: bytes} of the rendered files, in path order. A unit's files that come from the cache are read from its
-    data entry when one of them is first asked for: a gate compares them with git by blob id, and reads the bytes of
-    what it builds or checks again, not of every unchanged team."""
-
-    def __init__(self, at: dict[str, bytes | int], load: Callable[[int], dict[str, bytes]],
-                 released: Callable[[int], dict[str, bytes]] | None = None):
-        self._at, self._load = at, load  # path -> its bytes, or the number of the unit (load) that holds them
-        self._released = released or load
-
-    def release(self) -> None:
-        """Read a unit's files from its data entry only, from now on, and Released when it is not there: what renders a
-        unit again (the model) is let go, and so is what the hub values' renderer keeps of the last teams it was given
-        (a unit rendered again when its files were not in the cache). The gate does so once it has checked the head,
-        whose diff reads few files (at 10,000 teams the model is 300 MB of the gate's peak); Released: made again."""
-        self._load = self._released
-        jupyterhub.forget()
-
-    def __getitem__(self, path: str) -> bytes:
-        found = self._at[path]
-        if type(found) is int:
-            for rel, data in self._load(found).items():
-                if self._at.get(rel) is found:  # not a later unit's
-                    self._at[rel] = data
-            found = self._at[path]
-        return found
-
-    def __iter__(self):
-        return iter(self._at)
-
-    def __len__(self) -> int:
-        return len(self._at)
-
-    def __contains__(self, path) -> bool:
-        return path in self._at
-
-    def keys(self):
-        return self._at.keys()
-
-
-class RenderLost(cache.Lost):
-    """A unit's files are neither in the cache any more nor rendered again to the blob ids its entry gives."""
-
-
-class Released(RenderLost):
-    """A unit's files are not in the cache any more, and the files were released (Files.release): not rendered."""
+from kflowgen.targets.files import Files, Released, RenderLost
 
 
 @dataclass(frozen=True)
@@ -103,7 +56,9 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     found, missed = _recalled(opts.store, keys)
     cached = {u: found.get(u) for u in keys}
     todo = [u for u, index in cached.items() if index is None]
-    state = (model, opts.store, keys)
+    # a render of many units (the first run, or the first after upgrading kflowgen) leaves each unit's bytes in the
+    # cache once they are there, to be read back when asked for (Files), instead of holding every file's to the end
+    state = (model, opts.store, keys, opts.store.folder is not None and len(todo) >= parallel.PARALLEL_FROM)
     # an environment's shared unit names every team: rendered here, each team's part of the hub values from the
     # cache where it is there (one changed team: one part made), and the parts made here kept for the next run
     shared, rest = [u for u in todo if not u[1]], [u for u in todo if u[1]]
@@ -127,8 +82,10 @@ def render_cached(model: Model, opts: Options) -> Rendered:
         if cached[u] is not None:
             unit_paths, _, unit_ids, folders, unit_based, _, digest = cached[u]
         else:
-            unit_paths, _, unit_ids, folders, unit_based, digest, unit_objects = made[u]
+            unit_paths, _, unit_ids, folders, unit_based, digest, unit_objects, left = made[u]
             objects.update(unit_objects)
+            if left is not None:  # its bytes left in the cache: read as a cached unit's
+                cached[u] = left
         paths += unit_paths
         ids += unit_ids
         based.update(unit_based)
@@ -150,8 +107,9 @@ def render_cached(model: Model, opts: Options) -> Rendered:
 
 
 def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
-    """The files of the n-th unit, whose index came from the cache: from its data entry, else rendered again (not
-    without the model: Files.release); either way the bytes its index names (sizes and blob ids), or RenderLost."""
+    """The files of the n-th unit, whose index came from the cache (or whose bytes the render left there): from its
+    data entry, else rendered again (not without the model: Files.release); either way the bytes its index names
+    (sizes and blob ids), or RenderLost."""
     u = order[n]
     paths, sizes, ids, _, _, data_digest, _ = cached[u]
     found = store.read("render", data_key(data_digest))
@@ -178,18 +136,19 @@ def data_key(digest: str) -> str:
     return cache.key("render-data", digest)
 
 
-def _render_units(state: tuple, batch: list[tuple[str, str]]
-                  ) -> list[tuple[list[str], list[bytes], list[str], list[str], list[str], str | None, dict]]:
+def _render_units(state: tuple, batch: list[tuple[str, str]]) -> list[tuple]:
     """Render units not in the cache (cached when the unit has a key), each as its paths, their bytes and blob ids,
-    its folders, those that hold a file naming bases/, the sha256 of its index entry, and the objects of its files in
-    plain directories of manifests, packed."""
-    model, store, keys = state
+    its folders, those that hold a file naming bases/, the sha256 of its index entry, the objects of its files in
+    plain directories of manifests, packed, and None; or, when state says to leave the bytes in the cache and they
+    are there, None for the bytes and, last, the unit's index as _recalled gives a cached unit's (not sent back from
+    a worker process, nor held)."""
+    model, store, keys, leave = state
     out = []
     blob_of = cache.PerObject(cache.blob_id)  # (environments that hold the same teams hold one hub values file)
     for u in batch:
         kept = keys[u] and u[1] and len(model.members(u[1], u[0])[1]) >= PARTS_FROM
         known, known_ids = _recall_workloads(model, store, u) if kept else (None, {})
-        made, digest = unit(model, *u, known), None
+        made, digest, left = unit(model, *u, known), None, None
         paths = sorted(made.files)
         data = [made.files[p] for p in paths]
         # once, from the bytes just rendered (or from the entry that holds the very bytes taken from it): kept in the
@@ -199,14 +158,16 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]
         if keys[u]:
             body = b"".join(data)
             data_digest = hashlib.sha256(body).hexdigest()
-            store.put("render", data_key(data_digest), body, data_digest)
+            stored = store.put("render", data_key(data_digest), body, data_digest)
             index = _index(paths, data, ids, folders, based, data_digest)
             store.put("render", keys[u], index)
             digest = hashlib.sha256(index).hexdigest()
+            if leave and stored:
+                left = (paths, list(map(len, data)), ids, folders, based, data_digest, digest)
             if kept and made.parts:
                 _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, zip(data, ids))))
-        out.append((paths, data, ids, folders, based, digest, {p: o if o is None else packed.pack(o)
-                                                               for p, o in made.objects.items()}))
+        out.append((paths, None if left else data, ids, folders, based, digest,
+                    {p: o if o is None else packed.pack(o) for p, o in made.objects.items()}, left))
     return out
 
 

@@ -1,0 +1,78 @@
+"""What a run holds of the rendered files' bytes: a render of many units leaves each unit's bytes in the result cache
+once they are there, and the stages after it read a unit's back when they ask for one of its files and hold only the
+units read last."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kflowgen import cache, parallel
+from kflowgen.flow import pipeline
+from kflowgen.options import Options
+from kflowgen.packed import unpacked
+from kflowgen.targets import files as files_module
+from kflowgen.targets.cached import render_cached
+from kflowgen.targets.files import Files
+
+
+def test_files_hold_the_units_read_last_and_read_a_unit_let_go_again(monkeypatch):
+    monkeypatch.setattr(files_module, "HOLD", 8)  # bytes
+    units = {0: {"a/1": b"xx", "a/2": b"yy"}, 1: {"b/1": b"zzzz"}, 2: {"c/1": b"wwww"}}
+    loads: list[int] = []
+
+    def load(n: int) -> dict[str, bytes]:
+        loads.append(n)
+        return dict(units[n])
+
+    at = {"a/1": 0, "a/2": 0, "b/1": 1, "c/1": 2, "d/1": b"rendered here"}
+    files = Files(at, load)
+    assert files["a/1"] == b"xx" and files["a/2"] == b"yy" and loads == [0]  # one read for the unit's files
+    assert files["b/1"] == b"zzzz" and loads == [0, 1]  # 4 + 4 bytes: both held
+    assert files["a/1"] == b"xx" and loads == [0, 1]  # held, and now the unit read last
+    assert files["c/1"] == b"wwww" and loads == [0, 1, 2]  # 12 bytes: the unit read longest ago (1) let go
+    assert files["a/2"] == b"yy" and loads == [0, 1, 2]
+    assert files["b/1"] == b"zzzz" and loads == [0, 1, 2, 1]  # read again; 2 let go
+    assert files["c/1"] == b"wwww" and loads == [0, 1, 2, 1, 2]
+    assert files["d/1"] == b"rendered here" and loads == [0, 1, 2, 1, 2]  # bytes given are never let go
+    assert list(files) == list(at) and len(files) == 5 and "a/1" in files and "e/1" not in files
+
+
+def test_a_unit_larger_than_the_hold_is_still_read_once_for_its_files(monkeypatch):
+    monkeypatch.setattr(files_module, "HOLD", 1)
+    loads: list[int] = []
+    files = Files({"a/1": 0, "a/2": 0, "b/1": 1}, lambda n: loads.append(n) or {0: {"a/1": b"aa", "a/2": b"bb"},
+                                                                                 1: {"b/1": b"cc"}}[n])
+    assert [files[p] for p in ("a/1", "a/2", "a/1", "b/1", "a/2")] == [b"aa", b"bb", b"aa", b"cc", b"bb"]
+    assert loads == [0, 1, 0]
+
+
+def _held(rendered) -> dict[str, bytes]:
+    """The rendered files whose bytes the render holds (white-box: Files keeps a cached unit's as its number)."""
+    return {p: v for p, v in rendered.files._at.items() if isinstance(v, bytes)}
+
+
+def test_a_render_of_many_units_leaves_their_bytes_in_the_cache(example_repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)  # the example's units count as many (and are rendered forked)
+    model, _ = pipeline.load(Options(example_repo))
+    without = render_cached(model, Options(Path("."), 2, cache.Cache(None)))
+    assert len(_held(without)) == len(without.files)  # no cache to leave them in: held
+    rendered = render_cached(model, Options(Path("."), 2, cache.Cache(tmp_path / "cache")))
+    assert _held(rendered) == {}
+    assert dict(rendered.files.items()) == dict(without.files.items())
+    assert rendered.ids == without.ids and rendered.objects.keys() == without.objects.keys()
+    assert all(unpacked(rendered.objects[p]) == unpacked(o) for p, o in without.objects.items())
+
+
+def test_a_unit_whose_bytes_the_cache_did_not_take_is_held(example_repo, tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    model, _ = pipeline.load(Options(example_repo))
+    want = dict(render_cached(model, Options(Path("."), 2, cache.Cache(None))).files.items())
+    real = cache.Cache.put
+
+    def put(self, kind, k, body, digest=None):  # a full disk, for any entry that names one team
+        return False if b"recsys" in body else real(self, kind, k, body, digest)
+
+    monkeypatch.setattr(cache.Cache, "put", put)
+    rendered = render_cached(model, Options(Path("."), 2, cache.Cache(tmp_path / "cache")))
+    held = _held(rendered)
+    assert {p for p in want if "/teams/recsys/" in p} <= set(held) and len(held) < len(want)
+    assert dict(rendered.files.items()) == want
