@@ -1,14 +1,18 @@
 """What a run holds of the rendered files' bytes: a render of many units leaves each unit's bytes in the result cache
-once they are there, and the stages after it read a unit's back when they ask for one of its files and hold only the
-units read last."""
+once they are there, the stages after it read a unit's back when they ask for one of its files and hold only the units
+read last, and the schema and policy checks read a file's bytes only when they judge it by its text."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from kflowgen import cache, parallel
+from kflowgen import build as build_stage
+from kflowgen.build import build, overlays_of
+from kflowgen.checks import kubeconform as kubeconform_adapter, policy, verify
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
-from kflowgen.packed import unpacked
+from kflowgen.packed import Packed, unpacked
 from kflowgen.targets import files as files_module
 from kflowgen.targets.cached import render_cached
 from kflowgen.targets.files import Files
@@ -76,3 +80,32 @@ def test_a_unit_whose_bytes_the_cache_did_not_take_is_held(example_repo, tmp_pat
     held = _held(rendered)
     assert {p for p in want if "/teams/recsys/" in p} <= set(held) and len(held) < len(want)
     assert dict(rendered.files.items()) == want
+
+
+def test_the_checks_read_no_file_they_judge_by_the_renderers_objects(example_repo, tmp_path, monkeypatch):
+    """A first run: every plain directory's file is known by its blob id and judged by the object the renderer gave
+    (the schema prechecker passes them all), so neither check reads its bytes; a changed file is read by the one
+    that must (kubeconform, when its object is not given)."""
+    opts = Options(example_repo, 2, cache.Cache(tmp_path / "cache"))
+    model, _ = pipeline.load(opts)
+    rendered = render_cached(model, opts)
+    result, diags = build(opts, rendered, overlays_of(rendered))
+    assert not diags and result.parts
+    plain = {u for u, o in result.units().items() if o in result.parts}
+    assert plain and all(result.given(u) is not None for u in plain)
+    read: list[str] = []
+    real = build_stage.Parts.file
+    monkeypatch.setattr(build_stage.Parts, "file", lambda self, rel: read.append(rel) or real(self, rel))
+    ran: list[str] = []
+    monkeypatch.setattr(kubeconform_adapter, "run", lambda tool, files, *a: ran.extend(files) or [])
+    assert verify.manifests(example_repo, model, result, 2, cache.default_folder(), opts.store) == []
+    assert policy.checked(model, None, result, opts.store) == []
+    assert read == [] and not set(ran) & plain
+    # a file whose object was not given: read once, by the one check that reads text (kubeconform)
+    rel = sorted(plain)[0]
+    result = dataclasses.replace(result, part_objects={k: v for k, v in result.part_objects.items() if k != rel},
+                                 parsed=Packed())
+    fresh = cache.Cache(tmp_path / "other")
+    assert verify.manifests(example_repo, model, result, 2, cache.default_folder(), fresh) == []
+    assert rel in ran and read.count(rel) == 1
+

@@ -700,11 +700,11 @@ def test_objects_handed_to_the_checks_are_held_packed_and_made_anew_for_each_rea
     assert result.parts and all(result.parts[f] == result.parts[f] and result.parts[f] is not result.parts[f]
                                 and result.parts[f][0][1] is not result.parts[f][0][1] for f in result.parts)
     units = result.units()
-    plain = {u: data for u, (o, data) in units.items() if o in result.parts}
+    plain = {u: result.text(u) for u, o in units.items() if o in result.parts}
     assert plain and all(data is rendered.files[u] for u, data in plain.items())
-    assert all(isinstance(text, str) for u, (o, text) in units.items() if o not in result.parts)
+    assert all(isinstance(result.text(u), str) for u, o in units.items() if o not in result.parts)
     unit, data = next(iter(plain.items()))
-    assert dataclasses.replace(result, part_ids={}).unit_digest(unit, data) == cache.text_digest(data.decode())
+    assert dataclasses.replace(result, part_ids={}).unit_digest(unit) == cache.text_digest(data.decode())
 
 
 def test_a_packed_mapping_holds_what_is_set_and_makes_what_is_given_packed_anew():
@@ -817,7 +817,7 @@ def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(exam
     result = built(example_repo, cache.Cache(None))
     assert result.parsed, "kflowgen-kbuild hands over the built objects"
 
-    plain = {u for u, (o, _) in result.units().items() if layout.is_directory_source(o)}  # no JSON from kbuild
+    plain = {u for u, o in result.units().items() if layout.is_directory_source(o)}  # no JSON from kbuild
 
     def kubeconform(tool, files, *args):  # all clean, and only ever asked about files of plain directories
         assert set(files) <= plain, f"kubeconform ran on objects the prechecker passes: {sorted(set(files) - plain)}"

@@ -16,6 +16,7 @@ import yaml
 
 from kflowgen import cache, tools
 from kflowgen.build import handkept
+from kflowgen.build.views import Parts, Texts
 from kflowgen.build.kustomize import kustomize_batch, kustomize_build
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
@@ -24,64 +25,6 @@ from kflowgen.specs import layout
 from kflowgen.specs.layout import is_directory_source
 from kflowgen.targets.cached import Rendered
 from kflowgen.write import writer
-
-
-class Texts(Mapping):
-    """{overlay: its built YAML}, where an overlay the cache built before is read from the cache only when its text
-    is asked for: its sha256 and object count come from the build index (an unchanged team's overlays are never
-    read by a gate whose schema, policy and diff checks find them passed and unchanged by that sha256)."""
-
-    def __init__(self, order: list[str], texts: dict[str, str], load: Callable[[str], str]):
-        self._order, self._texts, self._load = order, texts, load
-        self._all = set(order)
-
-    def __getitem__(self, overlay: str) -> str:
-        if overlay not in self._texts:
-            if overlay not in self._all:
-                raise KeyError(overlay)
-            self._texts[overlay] = self._load(overlay)
-        return self._texts[overlay]
-
-    def __contains__(self, overlay) -> bool:
-        return overlay in self._all
-
-    def __iter__(self):
-        return iter(self._order)
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-
-class Parts(Mapping):
-    """{plain directory: [(path, text)] of its files}, decoded from the rendered files each time asked for (not held:
-    at 1,000 teams the texts of every plain directory's files are 33 MiB, held to the end of a validate before)."""
-
-    def __init__(self, files: Mapping[str, bytes], listing: dict[str, list[str]]):
-        self._files, self._listing = files, listing
-
-    def __getitem__(self, folder: str) -> list[tuple[str, str]]:
-        return [(rel, self._files[rel].decode("utf-8")) for rel in self._listing[folder]]
-
-    def __iter__(self):
-        return iter(self._listing)
-
-    def __len__(self) -> int:
-        return len(self._listing)
-
-    def __contains__(self, folder) -> bool:
-        return folder in self._listing
-
-    def data(self, folder: str, rels: list[str] | None = None) -> list[tuple[str, bytes]]:
-        """(path, bytes) of the folder's files, or of these of them (rels: in the folder's order), none decoded."""
-        return [(rel, self._files[rel]) for rel in (self._listing[folder] if rels is None else rels)]
-
-    def text(self, folder: str) -> str:
-        """The folder's files as one YAML stream, as Argo CD reads them."""
-        return "---\n".join(t for _, t in self[folder])
-
-    def paths(self, folder: str) -> list[str]:
-        """The folder's files' paths, in order, none of them read."""
-        return self._listing[folder]
 
 
 class BuildLost(cache.Lost):
@@ -114,12 +57,15 @@ class Built:
         found = self.digests.get(overlay)
         return found if found is not None else cache.text_digest(self.overlays[overlay])
 
-    def unit_digest(self, unit: str, text: str | bytes) -> str:
+    def unit_digest(self, unit: str, text: str | bytes | None = None) -> str:
         """What a unit's text is known by (see units): a plain directory's file by the git blob id the renderer
-        computed from its bytes (not hashed again), anything else by its text's sha256."""
+        computed from its bytes (not read, nor hashed again), anything else by its text's sha256 (text: the unit's,
+        when the caller has it)."""
         found = self.part_ids.get(unit)
-        return f"blob {found}" if found is not None else cache.text_digest(
-            text if isinstance(text, str) else text.decode("utf-8"))
+        if found is not None:
+            return f"blob {found}"
+        text = self.text(unit) if text is None else text
+        return cache.text_digest(text if isinstance(text, str) else text.decode("utf-8"))
 
     def objects(self, overlay: str) -> list[dict]:
         """An overlay's objects: parsed from its YAML at most once; given by the builder or the renderer, unpacked
@@ -129,22 +75,27 @@ class Built:
         return self.parsed[overlay]
 
     def units(self, overlays=None, passed: Callable[[str, dict[str, str] | None], set[str]] | None = None
-              ) -> dict[str, tuple[str, str | bytes]]:
-        """What the schema and policy checks take one at a time, {unit: (overlay, text)}, of every overlay or of
-        those given: a kustomize overlay whole, each file of a plain directory alone (one Job changed among a
-        team's thousands: one file), as its rendered bytes (decoded only by a check that reads them: most are known
-        by their blob ids and judged by the objects the renderer gave; every file decoded at once was 42 MiB more at
-        each check's peak at 1,000 teams). passed(overlay, listing): the files of a plain directory (listing: {path:
-        blob id}) that passed already (cache.Passes.unchanged): left out, unread."""
-        out: dict[str, tuple[str, str | bytes]] = {}
+              ) -> dict[str, str]:
+        """What the schema and policy checks take one at a time, {unit: its overlay}, of every overlay or of those
+        given: a kustomize overlay whole, each file of a plain directory alone (one Job changed among a team's
+        thousands: one file). A unit's text is read when a check asks for it (text()), and not held: most are known
+        by their blob ids and judged by the objects the renderer gave (every file's bytes held at once were what
+        a validate with an empty cache held most of at its peak). passed(overlay, listing): the files of a plain
+        directory (listing: {path: blob id}) that passed already (cache.Passes.unchanged): left out, unread."""
+        out: dict[str, str] = {}
         for overlay in self.overlays if overlays is None else overlays:
             if overlay not in self.parts:
-                out[overlay] = (overlay, self.overlays[overlay])
+                out[overlay] = overlay
                 continue
             skip = passed(overlay, self.listing(overlay)) if passed else None
-            rels = [rel for rel in self.parts.paths(overlay) if rel not in skip] if skip else None
-            out.update((rel, (overlay, data)) for rel, data in self.parts.data(overlay, rels))
+            out.update(dict.fromkeys([rel for rel in self.parts.paths(overlay) if not skip or rel not in skip],
+                                     overlay))
         return out
+
+    def text(self, unit: str) -> str | bytes:
+        """A unit's text (see units): a kustomize overlay's built YAML, a plain directory's file as its rendered bytes
+        (decoded only by a check that reads them)."""
+        return self.overlays[unit] if unit in self.overlays else self.parts.file(unit)
 
     def listing(self, overlay: str) -> dict[str, str] | None:
         """{path: git blob id} of a plain directory's files as the build read them (the render computed the ids);
@@ -163,9 +114,9 @@ class Built:
             return unpacked(self.part_objects[unit])
         return None
 
-    def unit_objects(self, unit: str, text: str | bytes) -> list[dict]:
+    def unit_objects(self, unit: str) -> list[dict]:
         found = self.given(unit)
-        return found if found is not None else (self.objects(unit) if unit in self.overlays else parse(text))
+        return found if found is not None else (self.objects(unit) if unit in self.overlays else parse(self.text(unit)))
 
 
 def parse(text: str | bytes) -> list[dict]:

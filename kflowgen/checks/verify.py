@@ -64,8 +64,6 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
 
     keyed = results_cache.keyed("kubeconform", kubeconform.version, folder.name, results_cache.code_digest())
 
-    def key(unit: str, text: str) -> str:
-        return keyed(built.unit_digest(unit, text))
     prechecker = Prechecker(folder)
     used["jsonschema-rs"] = prechecker.version()
     # A pass may be the prechecker's, on objects kflowgen-kbuild handed over: not trusted across versions of either
@@ -79,10 +77,9 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     digests = {o: built.digest(o) for o in built.overlays}
     whole = {o: keyed(digests[o]) for o in passed.unpassed(digests)}
     looked = [o for o in whole if not passed.has(whole[o], o, whole=True)]
-    units = built.units(looked, passed.unchanged)
-    overlay_of = {u: o for u, (o, _) in units.items()}
-    keys = {u: whole[u] if u in whole else key(u, text) for u, (_, text) in units.items()}
-    todo = {u: text for u, (o, text) in units.items() if u in whole or not passed.has(keys[u], o)}
+    overlay_of = built.units(looked, passed.unchanged)  # {unit: overlay}, no text read
+    keys = {u: whole[u] if u in whole else keyed(built.unit_digest(u)) for u in overlay_of}
+    todo = dict.fromkeys(u for u, o in overlay_of.items() if u in whole or not passed.has(keys[u], o))
     for unit in list(todo):  # objects the builder or renderer gave (not parsed here: kubeconform reads the rest)
         given = built.given(unit)
         if given is not None and all(map(prechecker.passes, given)):
@@ -93,7 +90,7 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
     if not todo:
         passed.save()
         return []
-    return lambda: _kubeconform(kubeconform, folder, p, built, todo, keys, jobs, passed, overlay_of, whole)
+    return lambda: _kubeconform(kubeconform, folder, p, built, list(todo), keys, jobs, passed, overlay_of, whole)
 
 
 def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
@@ -120,21 +117,23 @@ def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
     return (shipped or upstream.training_crd_files() + upstream.serving_crd_files(bool(p.kserve_environments))) + own
 
 
-def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str | bytes], keys: dict[str, str],
+def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: list[str], keys: dict[str, str],
                  jobs: int, passed: results_cache.Passes, overlay_of: dict[str, str], whole: dict[str, str]
                  ) -> list[Diagnostic]:
-    """kubeconform on the units todo ({unit: text}); findings are named by the unit's overlay."""
+    """kubeconform on the units todo (each unit's text read to be written, and let go); findings are named by the
+    unit's overlay."""
     with tempfile.TemporaryDirectory(prefix="kflowgen-verify-") as tmp:
         files = {}
-        for i, (unit, text) in enumerate(sorted(todo.items())):
+        for i, unit in enumerate(sorted(todo)):
             files[unit] = Path(tmp) / f"{i:05d}.yaml"
+            text = built.text(unit)
             files[unit].write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
         results = kubeconform_adapter.run(kubeconform, files, kschemas.kubeconform_args(folder), p.kubernetes_version, jobs)
     if isinstance(results, Diagnostic):
         return [results]
     found, failed = [], set()
     for r in results:
-        if d := _diagnostic(r, built, todo, overlay_of):
+        if d := _diagnostic(r, built, overlay_of):
             found.append(d)
             failed.add(r["overlay"])
     for unit in todo:
@@ -146,23 +145,23 @@ def _kubeconform(kubeconform, folder: Path, p, built: Built, todo: dict[str, str
     return found
 
 
-def _namespace(built: Built, unit: str, text: str | bytes, kind: str, name: str) -> str:
+def _namespace(built: Built, unit: str, kind: str, name: str) -> str:
     """The namespace of a failing object, which kubeconform does not report (objects read only when something
     failed)."""
-    for doc in built.unit_objects(unit, text):
+    for doc in built.unit_objects(unit):
         meta = doc.get("metadata") or {}
         if doc.get("kind") == kind and meta.get("name") == name:
             return meta.get("namespace", "")
     return ""
 
 
-def _diagnostic(r: dict, built: Built, todo: dict[str, str], overlay_of: dict[str, str]) -> Diagnostic | None:
+def _diagnostic(r: dict, built: Built, overlay_of: dict[str, str]) -> Diagnostic | None:
     status = r.get("status")
     if status in ("statusValid", "statusSkipped", "statusEmpty"):
         return None
     unit, kind, name = r["overlay"], r.get("kind", "?"), r.get("name", "?")
     overlay = overlay_of.get(unit, unit)
-    ns = _namespace(built, unit, todo.get(unit, ""), kind, name)
+    ns = _namespace(built, unit, kind, name) if unit in overlay_of else ""
     ident = f"{kind} {ns + '/' if ns else ''}{name}"
     msg = r.get("msg", "")
     if status == "statusError" and "could not find schema" in msg:

@@ -97,8 +97,8 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
     keyed = cache.keyed("policy", cache.code_digest(), fingerprint)
 
-    def key(overlay: str, unit: str, text: str) -> str:
-        return keyed(overlay, unit, built.unit_digest(unit, text))
+    def key(overlay: str, unit: str) -> str:
+        return keyed(overlay, unit, built.unit_digest(unit))
 
     passed = cache.Passes(store, "policy", cache.code_digest(), fingerprint)
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
@@ -107,15 +107,14 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     digests = {o: built.digest(o) for o in built.overlays}
     whole = {o: keyed(o, o, digests[o]) for o in passed.unpassed(digests)}
     looked = [o for o in whole if not passed.has(whole[o], o, whole=True)]
-    units = built.units(looked, passed.unchanged)
-    todo = [u for u, (o, text) in units.items() if u in whole or not passed.has(key(o, u, text), o)]
-    overlay_of = {u: o for u, (o, _) in units.items()}
+    overlay_of = built.units(looked, passed.unchanged)  # {unit: overlay}, no text read
+    todo = [u for u, o in overlay_of.items() if u in whole or not passed.has(key(o, u), o)]
     found = []
     for unit in sorted(todo):
-        mine = run({unit: built.unit_objects(unit, units[unit][1])}, ctx, overlay_of)
+        mine = run({unit: built.unit_objects(unit)}, ctx, overlay_of)
         found += mine
         if not mine:
-            passed.add(whole[unit] if unit in whole else key(overlay_of[unit], unit, units[unit][1]), overlay_of[unit],
+            passed.add(whole[unit] if unit in whole else key(overlay_of[unit], unit), overlay_of[unit],
                        whole=unit in whole)
     failed = {overlay_of[u] for u in todo} & {d.path for d in found}
     for overlay in set(looked) - failed:
