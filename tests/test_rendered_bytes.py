@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from kflowgen import cache, parallel
+from kflowgen import cache, parallel, tools
 from kflowgen import build as build_stage
 from kflowgen.build import build, overlays_of
+from kflowgen.build.views import Texts
 from kflowgen.checks import kubeconform as kubeconform_adapter, policy, verify
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
@@ -109,3 +110,27 @@ def test_the_checks_read_no_file_they_judge_by_the_renderers_objects(example_rep
     assert verify.manifests(example_repo, model, result, 2, cache.default_folder(), fresh) == []
     assert rel in ran and read.count(rel) == 1
 
+
+def test_a_build_of_many_overlays_holds_no_text_it_can_read_again(example_repo, tmp_path, monkeypatch):
+    """The texts of overlays built now are read again from the build cache (a plain directory's: joined again from
+    the rendered files) when asked for, not held; the checks ask for none of them when the builder gave the objects
+    (they know an overlay by the digest the build gave)."""
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)  # the example's overlays count as many
+    opts = Options(example_repo, 2, cache.Cache(tmp_path / "cache"))
+    model, _ = pipeline.load(opts)
+    rendered = render_cached(model, opts)
+    result, diags = build(opts, rendered, overlays_of(rendered))
+    assert not diags and result.overlays._texts == {}  # (white-box: Texts holds what was not read again)
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 10**6)
+    held, _ = build(Options(example_repo, 2, cache.Cache(None)), rendered, overlays_of(rendered))
+    assert set(held.overlays._texts) >= {o for o in held.overlays if o not in held.parts}  # a few: held
+    assert result.digests == held.digests and result.counts == held.counts
+    loads: list[str] = []
+    real = Texts.__getitem__
+    monkeypatch.setattr(Texts, "__getitem__", lambda self, o: loads.append(o) or real(self, o))
+    monkeypatch.setattr(kubeconform_adapter, "run", lambda tool, files, *a: [])
+    assert verify.manifests(example_repo, model, result, 2, cache.default_folder(), opts.store) == []
+    assert policy.checked(model, None, result, opts.store) == []
+    if tools.find_batch():  # kflowgen-kbuild hands over every overlay's objects
+        assert loads == []
+    assert all(result.overlays[o] == held.overlays[o] for o in held.overlays)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import yaml
 
-from kflowgen import cache, tools
+from kflowgen import cache, parallel, tools
 from kflowgen.build import handkept
 from kflowgen.build.views import Parts, Texts
 from kflowgen.build.kustomize import kustomize_batch, kustomize_build
@@ -239,12 +239,16 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                         (scratch / rel).write_bytes(files[rel])
                 results_now.update(run(scratch, elsewhere, tick))
         for overlay, result in results_now.items():
-            if not isinstance(result, Diagnostic):
-                store.put("build", keys[overlay], result.encode("utf-8"))
+            if not isinstance(result, Diagnostic) and store.put("build", keys[overlay], result.encode("utf-8")):
+                stored.add(overlay)
         return results_now
 
+    stored: set[str] = set()  # the overlays built now whose text the cache took
     if todo:
         results.update(make(todo, opts.progress(len(todo), "kustomize build") if opts.progress else lambda: None))
+    # a build of many overlays (the first run, or the first after upgrading kustomize or kflowgen) holds no text the
+    # cache or the rendered files give again: the checks know overlays by their digests and the builder's objects
+    many = len(todo) >= parallel.PARALLEL_FROM
     texts: dict[str, str] = {}
     digests: dict[str, str] = {}
     counts: dict[str, int] = {}
@@ -260,6 +264,8 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
             continue
         if overlay in listed:
             digests[overlay] = digest = listing_digest({rel: rendered.ids[rel] for rel in plain[overlay]})
+        elif many and (overlay in stored or overlay in plain):  # read again (load) when asked for: not held
+            digests[overlay] = digest = hashlib.sha256(result.encode("utf-8")).hexdigest()
         else:
             texts[overlay] = result
             digests[overlay] = digest = cache.text_digest(result)
