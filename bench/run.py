@@ -216,7 +216,9 @@ def main() -> None:
             spec.write_text(spec.read_text().replace(f"epochs: {i}", f"epochs: {i + 1}"))
             subprocess.run([*KFLOWGEN, "render", "--no-cache", "-C", str(root)], check=True, capture_output=True,
                            env=env)
-            subprocess.run([*git_run, "commit", "-qam", f"pr {i}"], check=True, capture_output=True)
+            # (-A: the experiment's Job is renamed, a new file, as a pull request commits it)
+            subprocess.run([*git_run, "add", "-A"], check=True, capture_output=True)
+            subprocess.run([*git_run, "commit", "-qm", f"pr {i}"], check=True, capture_output=True)
             gate.append(measure([*KFLOWGEN, "gate", "--base", "main", "-C", str(root)], env))
         first.setdefault("gate", statistics.median(r[0] for r in gate))
         row("one big team: PR gate, 1 exp", label, objects, gate, first["gate"])
