@@ -4,6 +4,9 @@ read last, and the schema and policy checks read a file's bytes only when they j
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kflowgen import cache, parallel, tools
@@ -48,6 +51,29 @@ def test_a_unit_larger_than_the_hold_is_still_read_once_for_its_files(monkeypatc
                                                                                  1: {"b/1": b"cc"}}[n])
     assert [files[p] for p in ("a/1", "a/2", "a/1", "b/1", "a/2")] == [b"aa", b"bb", b"aa", b"cc", b"bb"]
     assert loads == [0, 1, 0]
+
+
+def test_files_read_from_two_threads_read_a_unit_once_and_keep_count(monkeypatch):
+    """The schema check's thread and the hub values' check read files at once: a unit both ask for is read once, and
+    what is held adds up (a miscount would let every unit go at every read)."""
+    monkeypatch.setattr(files_module, "HOLD", 100)
+    loads: list[int] = []
+
+    def load(n: int) -> dict[str, bytes]:
+        loads.append(n)
+        time.sleep(0.05)  # long enough for the other thread to ask meanwhile
+        return {f"{n}/a": b"x" * 10, f"{n}/b": b"y" * 10}
+
+    files = Files({f"{n}/{f}": n for n in range(3) for f in "ab"}, load)
+    start = threading.Barrier(2)
+
+    def read(name: str) -> bytes:
+        start.wait()
+        return files[name]
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(read, ["0/a", "0/b"])) == [b"x" * 10, b"y" * 10]
+    assert loads == [0] and files._held == sum(size for _, size in files._recent.values()) == 20
 
 
 def _held(rendered) -> dict[str, bytes]:

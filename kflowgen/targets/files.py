@@ -2,6 +2,7 @@
 cache holds are read from its data entry when one of its files is asked for, and only the units read last are held."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 
 from kflowgen import cache
@@ -33,6 +34,7 @@ class Files(Mapping):
         self._released = released or load
         self._recent: dict[int, tuple[dict[str, bytes], int]] = {}  # unit -> (its files, their size), oldest first
         self._held = 0
+        self._lock = threading.Lock()  # (the schema check's thread and the hub values' check read files at once)
 
     def release(self) -> None:
         """Read a unit's files from its data entry only, from now on, and Released when it is not there: what renders a
@@ -46,14 +48,15 @@ class Files(Mapping):
         found = self._at[path]
         if type(found) is not int:
             return found
-        held = self._recent.pop(found, None)
-        if held is None:
-            files = self._load(found)
-            held = (files, sum(map(len, files.values())))
-            self._held += held[1]
-            while self._recent and self._held > HOLD:  # the oldest let go (never the one asked for)
-                self._held -= self._recent.pop(next(iter(self._recent)))[1]
-        self._recent[found] = held  # (the unit that wrote the path last: its files hold it)
+        with self._lock:
+            held = self._recent.pop(found, None)
+            if held is None:
+                files = self._load(found)
+                held = (files, sum(map(len, files.values())))
+                self._held += held[1]
+                while self._recent and self._held > HOLD:  # the oldest let go (never the one asked for)
+                    self._held -= self._recent.pop(next(iter(self._recent)))[1]
+            self._recent[found] = held  # (the unit that wrote the path last: its files hold it)
         return held[0][path]
 
     def __iter__(self):
