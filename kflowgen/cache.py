@@ -30,12 +30,14 @@ def default_folder() -> Path:
 _DIGESTS: dict[str, str] = {}  # text -> sha256 of its UTF-8 bytes, for texts read from the cache or hashed once
 
 
-def text_digest(text: str) -> str:
+def text_digest(text: str, remember: bool = True) -> str:
     """sha256 of a (large) text, computed once per run however many keys include it (and not at all for a text
-    read from the cache, whose checksum line is that sha256)."""
+    read from the cache, whose checksum line is that sha256); remember=False: not kept (nor the text with it)."""
     digest = _DIGESTS.get(text)
     if digest is None:
-        _remember(text, digest := hashlib.sha256(text.encode("utf-8")).hexdigest())
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if remember:
+            _remember(text, digest)
     return digest
 
 

@@ -57,14 +57,13 @@ class Built:
         found = self.digests.get(overlay)
         return found if found is not None else cache.text_digest(self.overlays[overlay])
 
-    def unit_digest(self, unit: str, text: str | bytes | None = None) -> str:
+    def unit_digest(self, unit: str) -> str:
         """What a unit's text is known by (see units): a plain directory's file by the git blob id the renderer
-        computed from its bytes (not read, nor hashed again), anything else by its text's sha256 (text: the unit's,
-        when the caller has it)."""
+        computed from its bytes (not read, nor hashed again), anything else by its text's sha256."""
         found = self.part_ids.get(unit)
         if found is not None:
             return f"blob {found}"
-        text = self.text(unit) if text is None else text
+        text = self.text(unit)
         return cache.text_digest(text if isinstance(text, str) else text.decode("utf-8"))
 
     def objects(self, overlay: str) -> list[dict]:
@@ -265,7 +264,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         if overlay in listed:
             digests[overlay] = digest = listing_digest({rel: rendered.ids[rel] for rel in plain[overlay]})
         elif many and (overlay in stored or overlay in plain):  # read again (load) when asked for: not held
-            digests[overlay] = digest = hashlib.sha256(result.encode("utf-8")).hexdigest()
+            digests[overlay] = digest = cache.text_digest(result, remember=False)
         else:
             texts[overlay] = result
             digests[overlay] = digest = cache.text_digest(result)

@@ -51,10 +51,6 @@ class Parts(Mapping):
     def __contains__(self, folder) -> bool:
         return folder in self._listing
 
-    def data(self, folder: str, rels: list[str] | None = None) -> list[tuple[str, bytes]]:
-        """(path, bytes) of the folder's files, or of these of them (rels: in the folder's order), none decoded."""
-        return [(rel, self._files[rel]) for rel in (self._listing[folder] if rels is None else rels)]
-
     def text(self, folder: str) -> str:
         """The folder's files as one YAML stream, as Argo CD reads them."""
         return "---\n".join(t for _, t in self[folder])
