@@ -9,6 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from kflowgen import cache, parallel, tools
 from kflowgen import build as build_stage
 from kflowgen.build import build, overlays_of
@@ -162,3 +164,60 @@ def test_a_build_of_many_overlays_holds_no_text_it_can_read_again(example_repo, 
     if tools.find_batch():  # kflowgen-kbuild hands over every overlay's objects
         assert loads == []
     assert all(result.overlays[o] == held.overlays[o] for o in held.overlays)
+
+
+def _built_now(monkeypatch) -> list:
+    """What kustomize_batch and kustomize_build return to the build, each call's {overlay: what is kept}."""
+    returned: list = []
+    for name in ("kustomize_batch", "kustomize_build"):
+        real = getattr(build_stage, name)
+
+        def kept(*args, real=real, **kwargs):
+            out = real(*args, **kwargs)
+            returned.append(out[0] if isinstance(out, tuple) else out)
+            return out
+        monkeypatch.setattr(build_stage, name, kept)
+    return returned
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["kflowgen-kbuild", "a kustomize process each"])
+def test_a_build_of_many_overlays_keeps_each_text_in_the_cache_as_it_arrives(example_repo, tmp_path, monkeypatch,
+                                                                             batch):
+    """Each overlay's text goes to the build cache as kustomize gives it; what a build of many keeps of it is its
+    digest and object count, so that every overlay's text is never held at once; the same digests and counts, and
+    the same texts read back, as a build that holds them."""
+    if batch and not tools.find_batch():
+        pytest.skip("kflowgen-kbuild is not installed (kflowgen tools install)")
+    if not batch:
+        monkeypatch.setattr(tools, "find_batch", lambda: None)
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    opts = Options(example_repo, 2, cache.Cache(tmp_path / "cache"))
+    model, _ = pipeline.load(opts)
+    rendered = render_cached(model, opts)
+    returned = _built_now(monkeypatch)
+    result, diags = build(opts, rendered, overlays_of(rendered))
+    kept = [value for out in returned for value in out.values()]
+    assert not diags and kept and all(isinstance(value, build_stage.Made) for value in kept)
+    assert result.overlays._texts == {}
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 10**6)
+    returned.clear()
+    held, _ = build(Options(example_repo, 2, cache.Cache(tmp_path / "other")), rendered, overlays_of(rendered))
+    assert [value for out in returned for value in out.values()] and all(
+        isinstance(value, str) for out in returned for value in out.values())
+    assert result.digests == held.digests and result.counts == held.counts
+    assert all(result.overlays[o] == held.overlays[o] for o in held.overlays)
+
+
+def test_a_built_text_the_cache_did_not_take_is_held(example_repo, tmp_path, monkeypatch):
+    """In a build of many, an overlay whose text the cache did not take (a full or read-only disk) keeps it: there
+    is nowhere to read it again from."""
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    opts = Options(example_repo, 2, cache.Cache(tmp_path / "cache"))
+    model, _ = pipeline.load(opts)
+    rendered = render_cached(model, opts)
+    real = cache.Cache.put
+    monkeypatch.setattr(cache.Cache, "put", lambda self, kind, k, body: kind != "build" and real(self, kind, k, body))
+    result, diags = build(opts, rendered, overlays_of(rendered))
+    built = {o for o in result.overlays if o not in result.parts}
+    assert not diags and built and set(result.overlays._texts) >= built
+    assert all(cache.text_digest(result.overlays._texts[o]) == result.digests[o] for o in built)

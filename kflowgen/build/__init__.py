@@ -9,8 +9,9 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import yaml
 
@@ -29,6 +30,13 @@ from kflowgen.write import writer
 
 class BuildLost(cache.Lost):
     """A build the index vouched for is neither in the cache nor made again to the same text."""
+
+
+class Made(NamedTuple):
+    """An overlay built now whose text the cache took, known by its text's sha256 and its object count."""
+
+    digest: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -209,23 +217,30 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         store.count(False, len(keys) - hits)
     todo = [o for o in overlays if o not in results and o not in indexed and o not in listed]
 
-    def run(at: Path, group: list[str], tick) -> dict[str, str | Diagnostic]:
+    def run(at: Path, group: list[str], tick, hold) -> dict[str, str | Made | Diagnostic]:
         batch = tools.find_batch() if kustomize.argv[0] != "kubectl" else None
         if not batch:
-            return kustomize_build(kustomize, at, group, jobs, tick)
-        texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True, keep=pack)
+            return kustomize_build(kustomize, at, group, jobs, tick, hold)
+        texts, objects = kustomize_batch(batch, at, group, jobs, tick, with_objects=True, keep=pack, hold=hold)
         for overlay, data in objects.items():
             parsed.put(overlay, data)
         return texts
 
-    def make(todo: list[str], tick=lambda: None) -> dict[str, str | Diagnostic]:
+    def cached(overlay: str, text: str, held: bool) -> str | Made:
+        """A text built now, put in the cache as it arrives; unless held, only its digest and object count once the
+        cache took it (read again when asked for: load)."""
+        took = store.put("build", keys[overlay], text.encode("utf-8"))
+        return text if held or not took else Made(cache.text_digest(text, remember=False), count_objects(text))
+
+    def make(todo: list[str], tick=lambda: None, held: bool = True) -> dict[str, str | Made | Diagnostic]:
+        hold = partial(cached, held=held)
         # An overlay whose folder already holds exactly the rendered files (the usual case: render --check passes)
         # is built where it is (writer.same_folders); the others from a scratch copy of the rendered files.
         # The repository is not written.
         with writer.locked(root, exclusive=False):  # no render swaps the tree between the comparison and the build
             same = writer.same_folders(root, {o: rendered.folders.get(o, []) for o in todo}, files, jobs)
             in_place = [o for o in todo if o in same]
-            results_now = run(root, in_place, tick) if in_place else {}
+            results_now = run(root, in_place, tick, hold) if in_place else {}
         elsewhere = sorted(set(todo) - set(in_place))
         if elsewhere:
             with tempfile.TemporaryDirectory(prefix="kflowgen-build-") as tmp:
@@ -236,18 +251,16 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                     (scratch / overlay).mkdir(parents=True)
                     for rel in rendered.folders.get(overlay, []):
                         (scratch / rel).write_bytes(files[rel])
-                results_now.update(run(scratch, elsewhere, tick))
-        for overlay, result in results_now.items():
-            if not isinstance(result, Diagnostic) and store.put("build", keys[overlay], result.encode("utf-8")):
-                stored.add(overlay)
+                results_now.update(run(scratch, elsewhere, tick, hold))
         return results_now
 
-    stored: set[str] = set()  # the overlays built now whose text the cache took
-    if todo:
-        results.update(make(todo, opts.progress(len(todo), "kustomize build") if opts.progress else lambda: None))
     # a build of many overlays (the first run, or the first after upgrading kustomize or kflowgen) holds no text the
     # cache or the rendered files give again: the checks know overlays by their digests and the builder's objects
     many = len(todo) >= parallel.PARALLEL_FROM
+    if todo:
+        # (so that, in a build of many, every overlay's text is not held at once, as they arrive)
+        results.update(make(todo, opts.progress(len(todo), "kustomize build") if opts.progress else lambda: None,
+                            held=not many))
     texts: dict[str, str] = {}
     digests: dict[str, str] = {}
     counts: dict[str, int] = {}
@@ -261,9 +274,14 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         if isinstance(result, Diagnostic):
             diags.append(result)
             continue
+        if isinstance(result, Made):  # read again (load) when asked for: not held
+            digests[overlay] = result.digest
+            index.put(keys[overlay], f"{result.digest} {result.count}")
+            counts[env] = counts.get(env, 0) + result.count
+            continue
         if overlay in listed:
             digests[overlay] = digest = listing_digest({rel: rendered.ids[rel] for rel in plain[overlay]})
-        elif many and (overlay in stored or overlay in plain):  # read again (load) when asked for: not held
+        elif many and overlay in plain:  # read again (load) when asked for: not held
             digests[overlay] = digest = cache.text_digest(result, remember=False)
         else:
             texts[overlay] = result

@@ -17,10 +17,10 @@ CODES = {
 }
 
 
-def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
-                    done=lambda: None) -> dict[str, str | Diagnostic]:
-    """Build each overlay (a folder relative to root). Returns its YAML, or a KF401 diagnostic; calls done()
-    after each overlay (for a progress bar)."""
+def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int, done=lambda: None,
+                    hold=lambda overlay, text: text) -> dict[str, str | Diagnostic]:
+    """Build each overlay (a folder relative to root). Returns its YAML as hold(overlay, YAML) gives it (what to
+    keep of it, as it arrives), or a KF401 diagnostic; calls done() after each overlay (for a progress bar)."""
 
     def one(overlay: str) -> str | Diagnostic:
         try:
@@ -33,18 +33,18 @@ def kustomize_build(tool: Tool, root: Path, overlays: list[str], jobs: int,
             msg = out.stderr.strip().replace(str(root) + "/", "") or f"exit status {out.returncode}"
             return error(overlay, (0, 0), "KF401", f"kustomize build failed: {msg}",
                          "check the hand-kept bases the overlay uses")
-        return out.stdout
+        return hold(overlay, out.stdout)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return dict(zip(overlays, pool.map(one, overlays)))
 
 
 def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, done=lambda: None,
-                    with_objects: bool = False, keep=lambda objects: objects
+                    with_objects: bool = False, keep=lambda objects: objects, hold=lambda overlay, text: text
                     ) -> tuple[dict[str, str | Diagnostic], dict]:
     """Like kustomize_build, in one kflowgen-kbuild process; output is byte-identical to `kustomize build DIR`.
     With with_objects, also each built overlay's objects, as kubectl reads them (no YAML parsing here), as keep
-    gives them (packed, say, as each arrives: not every overlay's objects at once).
+    gives them (packed, say, as each arrives: not every overlay's objects at once); each YAML as hold gives it.
     A stream that ends early or breaks its own framing (a header, exactly LEN bytes, a json record after each ok)
     fails that overlay and every later one with KF902: a cut-off build is never taken for a good one."""
     argv = [str(binary), "-j", str(max(1, jobs))] + (["-json"] if with_objects else [])
@@ -64,7 +64,8 @@ def kustomize_batch(binary: Path, root: Path, overlays: list[str], jobs: int, do
         for overlay in overlays:
             result = _batch_result(proc.stdout, root, overlay, objects, keep) if ok else None
             ok = result is not None
-            out[overlay] = result if result is not None else replace(broken, path=overlay)
+            out[overlay] = (replace(broken, path=overlay) if result is None else result
+                            if isinstance(result, Diagnostic) else hold(overlay, result))
             done()
         if ok:
             proc.stdout.read()  # nothing should be left; read it so the process can exit
