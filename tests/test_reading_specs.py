@@ -268,3 +268,29 @@ def test_a_spec_from_a_group_entry_is_the_spec_read():
         for pointer in [*spec.values, *spec.keys, "/nothing"]:
             assert cached.at(pointer) == spec.at(pointer) and cached.at(pointer, key=True) == spec.at(pointer, key=True)
         assert cached == spec and cached.raw == spec.raw and cached.digest == spec.digest
+
+
+@pytest.mark.parametrize("forked", [False, True], ids=["read here", "read on forked processes"])
+@pytest.mark.parametrize("cached", [False, True], ids=["--no-cache", "an empty cache"])
+def test_specs_read_now_keep_their_values_as_the_group_entry_bytes(example_repo, tmp_path, monkeypatch, forked,
+                                                                    cached):
+    """Specs read now (a first run, --no-cache, a changed file) come back as a recalled group's do: each spec's
+    values stay the group entry's bytes until asked for (a first run's model at 1,000 teams took 41 MiB instead of
+    65, and a reader process sends that back, not the decoded values), and are those of the file as parsed."""
+    from kflowgen import cache, parallel
+    from kflowgen.options import Options
+    from kflowgen.specs import read
+    from kflowgen.specs.loader import load_bytes
+
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1 if forked else 10**6)
+    store = cache.Cache(tmp_path / "cache" if cached else None)
+    specs = read.read(Options(example_repo, 2, store))
+    assert specs.model is not None and not specs.diagnostics and store.hits == 0
+    deferred = [s for s in specs.sources if s.path.startswith(("specs/experiments/", "specs/models/"))]
+    assert len(deferred) > 5 and all("data" not in s.__dict__ and s.packed is not None for s in deferred)
+    assert len(specs.model.experiments) + len(specs.model.served) == len(deferred)  # (made from them when asked)
+    for spec in specs.sources:
+        parsed, found = load_bytes((example_repo / spec.path).read_bytes(), spec.path)
+        assert not found and spec == parsed and spec.raw == parsed.raw and spec.digest == parsed.digest
+        assert all(spec.at(p) == parsed.at(p) and spec.at(p, key=True) == parsed.at(p, key=True)
+                   for p in [*parsed.values, *parsed.keys])

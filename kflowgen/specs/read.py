@@ -211,9 +211,14 @@ def _read_group(root: Path, group: list[tuple[str, str]], store: cache.Cache, sn
         hits = [True] * len(results)
     else:  # not cached (or not one result per file: never trusted)
         checked = [_checked(store, rel, kind, raws[rel][0]) for rel, kind in readable]
+        body, hits = entry.pack_results([line for line, _ in checked]), [hit for _, hit in checked]
         if readable:
-            store.put("specs", _group_key(group, ids, raws), entry.pack_results([line for line, _ in checked]))
-        results, hits = [entry.from_json(line) for line, _ in checked], [hit for _, hit in checked]
+            store.put("specs", _group_key(group, ids, raws), body)
+        # as a recalled group's: each spec's values stay the entry's bytes until asked for (a first run's model is
+        # about half the size, and a reader process sends it back at that size)
+        results = entry.unpack_results(body, [rel for rel, _ in readable])
+        if results is None:  # (never: pack_results writes what unpack reads)
+            results = [entry.from_json(line) for line, _ in checked]
     out, at = [], iter(zip(results, hits))
     for rel, _ in group:
         raw, found = raws.get(rel, (None, []))
