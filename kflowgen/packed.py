@@ -6,20 +6,71 @@ more time at 1,000 teams (the objects are unpacked twice, where they were receiv
 from __future__ import annotations
 
 import marshal
+import os
+import tempfile
+import threading
 from collections.abc import Callable, MutableMapping
 from functools import partial
+from typing import NamedTuple
 
 pack = marshal.dumps  # a JSON-like value (dicts, lists, strings, numbers, booleans, None) as bytes
 
 
-def unpacked(data: bytes | None) -> list:
+class Spill:
+    """Packed bytes set aside in a temporary file of this process, read back each time they are asked for: a run of
+    many units (the first, or the first after upgrading) does not hold every object the render and the build hand
+    to the checks. The file is deleted as it is made (no other process opens it, and nothing is left behind when the
+    run ends, however it ends), and it holds only what this process wrote: its bytes are marshal's of this very
+    interpreter, as a render worker's are."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="kflowgen-spill-")
+        self._end = 0
+        self._lock = threading.Lock()  # (the checks read from threads; pread and pwrite take no shared offset)
+
+    def put(self, data: bytes | None) -> At | None:
+        """Where these bytes now are (None stays None: a file that holds no object)."""
+        if data is None:
+            return None
+        with self._lock:
+            start = at = self._end
+            while at < start + len(data):
+                at += os.pwrite(self._file.fileno(), memoryview(data)[at - start:], at)
+            self._end = at
+        return At(self, start, len(data))
+
+    def read(self, start: int, size: int) -> bytes:
+        data = os.pread(self._file.fileno(), size, start)
+        if len(data) != size:
+            raise OSError(f"kflowgen's temporary file lost {size - len(data)} bytes")
+        return data
+
+
+class At(NamedTuple):
+    """Packed bytes set aside in a Spill."""
+
+    spill: Spill
+    start: int
+    size: int
+
+
+def _bytes(data: bytes | At) -> bytes:
+    return data if type(data) is bytes else data.spill.read(data.start, data.size)
+
+
+def loads(data: bytes | At) -> list | dict:
+    """What pack() gave these bytes (or the bytes set aside in a Spill)."""
+    return marshal.loads(_bytes(data))
+
+
+def unpacked(data: bytes | At | None) -> list:
     """The one object a packed file holds, as a list (none when the file holds none: None)."""
-    return [] if data is None else [marshal.loads(data)]
+    return [] if data is None else [loads(data)]
 
 
-def unpacked_all(packed: list[bytes | None]) -> list:
+def unpacked_all(packed: list[bytes | At | None]) -> list:
     """The objects of these packed files, in order (a file that holds none adds none)."""
-    return [marshal.loads(data) for data in packed if data is not None]
+    return [loads(data) for data in packed if data is not None]
 
 
 class Packed(MutableMapping):
@@ -30,11 +81,11 @@ class Packed(MutableMapping):
     def __init__(self, items: dict | None = None):
         self._items: dict[str, list | Callable[[], list]] = dict(items or {})
 
-    def put(self, key: str, data: bytes) -> None:
-        """The key's objects, as pack() gave them (one list)."""
-        self._items[key] = partial(marshal.loads, data)
+    def put(self, key: str, data: bytes | At) -> None:
+        """The key's objects, as pack() gave them (one list; or set aside in a Spill)."""
+        self._items[key] = partial(loads, data)
 
-    def of_files(self, key: str, files: list[bytes | None]) -> None:
+    def of_files(self, key: str, files: list[bytes | At | None]) -> None:
         """The key's objects: those of these packed files (unpacked_all)."""
         self._items[key] = partial(unpacked_all, files)
 

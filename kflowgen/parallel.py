@@ -9,16 +9,17 @@ import sys
 PARALLEL_FROM = 200  # below this many items, starting processes costs more than it saves
 
 
-def fan_out(fn, items: list, jobs: int, step=None, weigh=None, state=None) -> list:
+def fan_out(fn, items: list, jobs: int, step=None, weigh=None, state=None, keep=None) -> list:
     """fn(state, batch) -> results for a batch, over all items, in order: on `jobs` forked processes when there are
     many items, else here. The workers see `state` (any object, never pickled: they are forked while it is set) and
     this process's memory as it is now. step(n) after each n items done (or n units of work: the sum of weigh(item)
-    over the batch)."""
+    over the batch). keep(results) -> what is kept of a batch's results, as each batch's arrive."""
     global _STATE
     done = step or (lambda n: None)
     step = (lambda batch: done(sum(map(weigh, batch)))) if weigh else (lambda batch: done(len(batch)))
+    keep = keep or (lambda results: results)
     if jobs < 2 or len(items) < PARALLEL_FROM:
-        out = fn(state, items)
+        out = keep(fn(state, items))
         step(items)
         return out
     import multiprocessing  # (imported only here: a run whose work is in the cache forks no worker)
@@ -33,7 +34,7 @@ def fan_out(fn, items: list, jobs: int, step=None, weigh=None, state=None) -> li
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
                                  initializer=_worker_start, initargs=(os.getpid(),)) as pool:
             for batch, results in zip(batches, pool.map(_call, [fn] * len(batches), batches)):
-                out.extend(results)
+                out.extend(keep(results))
                 step(batch)
     finally:
         _STATE = None

@@ -4,6 +4,7 @@ read last, and the schema and policy checks read a file's bytes only when they j
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from kflowgen.build.views import Texts
 from kflowgen.checks import kubeconform as kubeconform_adapter, policy, verify
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
-from kflowgen.packed import Packed, unpacked
+from kflowgen.packed import At, Packed, Spill, loads, pack, unpacked, unpacked_all
 from kflowgen.targets import files as files_module
 from kflowgen.targets.cached import render_cached
 from kflowgen.targets.files import Files
@@ -221,3 +222,45 @@ def test_a_built_text_the_cache_did_not_take_is_held(example_repo, tmp_path, mon
     built = {o for o in result.overlays if o not in result.parts}
     assert not diags and built and set(result.overlays._texts) >= built
     assert all(cache.text_digest(result.overlays._texts[o]) == result.digests[o] for o in built)
+
+
+def test_a_spill_gives_back_what_was_set_aside_and_leaves_no_file(tmp_path, monkeypatch):
+    """Bytes set aside in a Spill come back as they were, from threads at once too; a file that holds no object
+    stays None; the temporary file has no name in the folder it was made in, so nothing is left behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spill = Spill()
+    datas = [pack({"kind": "Job", "n": n, "pad": "x" * (n * 37 % 5000)}) for n in range(400)]
+    with ThreadPoolExecutor(4) as pool:
+        places = list(pool.map(spill.put, datas))
+    assert spill.put(None) is None and list(tmp_path.iterdir()) == []
+    assert [p.size for p in places] == list(map(len, datas))
+    spans = sorted((p.start, p.start + p.size) for p in places)  # one after another, none over another
+    assert spans[0][0] == 0 and all(end == start for (_, end), (start, _) in zip(spans, spans[1:]))
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(loads, places)) == [loads(d) for d in datas]
+    assert unpacked_all([places[3], None, datas[5]]) == [loads(datas[3]), loads(datas[5])]
+
+
+def test_a_run_of_many_units_sets_aside_the_objects_it_hands_to_the_checks(example_repo, tmp_path, monkeypatch):
+    """A render and a build of many (the first run) set aside in a Spill the objects of the plain folders' files and
+    those kflowgen-kbuild handed over, as they arrive, instead of holding them: the checks get the same objects as
+    from a run that holds them."""
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    opts = Options(example_repo, 2, cache.Cache(tmp_path / "cache"))
+    model, _ = pipeline.load(opts)
+    rendered = render_cached(model, opts)
+    result, diags = build(opts, rendered, overlays_of(rendered))
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 10**6)
+    few = Options(example_repo, 2, cache.Cache(None))
+    held_rendered = render_cached(model, few)
+    held, _ = build(few, held_rendered, overlays_of(held_rendered))
+    assert not diags and rendered.objects.keys() == held_rendered.objects.keys()
+    assert {type(v) for v in rendered.objects.values()} - {type(None)} == {At}
+    assert {type(v) for v in held_rendered.objects.values()} - {type(None)} == {bytes}
+    assert all(unpacked(rendered.objects[p]) == unpacked(held_rendered.objects[p]) for p in rendered.objects)
+    given = [o for o in result.parsed if o not in result.parts]  # kflowgen-kbuild's
+    if tools.find_batch():
+        assert given and all(isinstance(result.parsed._items[o].args[0], At) for o in given)
+    assert result.parsed.keys() == held.parsed.keys()
+    assert all(result.parsed[o] == held.parsed[o] for o in held.parsed)
+    assert all(result.given(u) == held.given(u) for u in held.units())

@@ -62,14 +62,16 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     # an environment's shared unit names every team: rendered here, each team's part of the hub values from the
     # cache where it is there (one changed team: one part made), and the parts made here kept for the next run
     shared, rest = [u for u in todo if not u[1]], [u for u in todo if u[1]]
+    # and sets aside the objects it hands to the checks (packed.Spill), as each batch of units arrives
+    keep = partial(_spilled, packed.Spill()) if len(todo) >= parallel.PARALLEL_FROM else None
     known = hub_parts.recall(model, opts.store) if shared else set()
-    made = dict(zip(shared, _render_units(state, shared)))
+    made = dict(zip(shared, keep(_render_units(state, shared)) if keep else _render_units(state, shared)))
     if shared:
         hub_parts.keep(model, opts.store, known)
         jupyterhub.forget()
     if stage:  # the units recalled, and the shared ones rendered
         stage(len(keys) - len(rest))
-    made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state)))
+    made.update(zip(rest, parallel.fan_out(_render_units, rest, opts.jobs, stage, state=state, keep=keep)))
     for bucket, read in missed:
         _keep_bucket(opts.store, bucket, keys, read)
     paths: list[str] = []
@@ -104,6 +106,11 @@ def render_cached(model: Model, opts: Options) -> Rendered:
                   partial(_data_of, None, opts.store, order, cached))
     return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)), based,
                     {folder: k for folder, k in wrote.items() if k})
+
+
+def _spilled(spill: packed.Spill, results: list[tuple]) -> list[tuple]:
+    """_render_units' results with their objects set aside in the spill (their places kept instead of the bytes)."""
+    return [(*result[:6], {p: spill.put(o) for p, o in result[6].items()}, result[7]) for result in results]
 
 
 def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
