@@ -264,3 +264,20 @@ def test_a_run_of_many_units_sets_aside_the_objects_it_hands_to_the_checks(examp
     assert result.parsed.keys() == held.parsed.keys()
     assert all(result.parsed[o] == held.parsed[o] for o in held.parsed)
     assert all(result.given(u) == held.given(u) for u in held.units())
+
+
+def test_the_side_a_validate_keeps_for_later_diffs_holds_no_text_it_reads(example_repo, tmp_path, monkeypatch):
+    """The side a validate keeps for the diffs that take it as their base reads the texts that no build or render
+    entry holds (a folder several units write, such as the Argo CD folder: 34 MB an environment at 10,000 teams)
+    once, to keep them in the cache, and does not hold them after; what it kept is the build's text."""
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    opts = Options(example_repo, 2, cache.Cache(tmp_path / "cache"))
+    done = pipeline.checked(opts)
+    assert done.built is not None and done.built.overlays._texts == {}
+    pipeline.head_side(opts, done)
+    assert done.built.overlays._texts == {}
+    read = [o for o in done.built.overlays if o not in done.built.keys and o not in done.rendered.units]
+    assert read and any(o.endswith("/argocd") for o in read)
+    for overlay in read:
+        found = opts.store.read("text", done.built.digest(overlay))
+        assert found is not None and found[0].decode("utf-8") == done.built.overlays[overlay]

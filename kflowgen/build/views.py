@@ -25,6 +25,15 @@ class Texts(Mapping):
     def __contains__(self, overlay) -> bool:
         return overlay in self._all
 
+    def read(self, overlay: str, keep: bool = True) -> str:
+        """The overlay's text; with keep=False not kept when it was not already (a text read for one use: the side
+        a validate keeps for later diffs reads the Argo CD folders' texts, 100 MB at 10,000 teams)."""
+        if keep or overlay in self._texts:
+            return self[overlay]
+        if overlay not in self._all:
+            raise KeyError(overlay)
+        return self._load(overlay)
+
     def __iter__(self):
         return iter(self._order)
 

@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 
 from kflowgen import cache, tools
 from kflowgen.build import Built, builder_id, directory_files, listing_digest
+from kflowgen.build.views import Texts
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
 from kflowgen.rules.capacity import allocation
@@ -35,7 +36,8 @@ class Side:
     built: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
     texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
-    made: dict[str, Callable[[], str]] = field(default_factory=dict)  # sha256 -> its built text, read when asked
+    made: dict[str, Callable[[bool], str]] = field(default_factory=dict)  # sha256 -> its built text, read when
+    # asked (kept by the build unless the one who asks says not: keep)
     # sha256 -> its cache entry (kind, key), or ("unit", key, folder) for a plain directory, for a recalled side
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # a recalled side's plain directories: folder -> (the key of the render unit that wrote its files, its sha256)
@@ -98,11 +100,11 @@ class Side:
             self.docs[digest] = documents(self.text(digest))
         return self.docs[digest]
 
-    def text(self, digest: str) -> str:
+    def text(self, digest: str, keep: bool = True) -> str:
         """A built overlay or values file by its digest (Built.digest); a recalled side reads it from the cache,
-        checked."""
+        checked. keep=False: a text the build did not hold is not held after (read for one use)."""
         if digest in self.texts or digest in self.made:
-            return self.texts[digest] if digest in self.texts else self.made[digest]()
+            return self.texts[digest] if digest in self.texts else self.made[digest](keep)
         where = self.where[digest]
         if where[0] == "unit":  # a plain directory's files, from the render entry that holds them, checked
             return "---\n".join(self.parts(where[2], list(self.listing(where[2]) or ())))
@@ -128,7 +130,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
                            {t.name: t.quota[env] for t in model.teams_in(env)})
     for overlay in built.overlays:  # by sha256: an overlay's text is read when the other side's differs
         out.built[overlay] = digest = built.digest(overlay)
-        out.made[digest] = partial(built.overlays.__getitem__, overlay)
+        out.made[digest] = partial(_built_text, built.overlays, overlay)
         if overlay in built.parsed:
             out.parsed[digest] = partial(built.parsed.__getitem__, overlay)
     digest_of = cache.PerObject(lambda data: hashlib.sha256(data).hexdigest())  # (one values file, many environments)
@@ -139,7 +141,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
             data = files[path]
             digest = digest_of(data)
             out.values[env] = digest  # the sha256 of the text (UTF-8)
-            out.made.setdefault(digest, partial(bytes.decode, data, "utf-8"))
+            out.made.setdefault(digest, partial(_decoded, data))
     return out
 
 
@@ -178,6 +180,14 @@ def _sweeps(experiments) -> set[tuple[str, str]]:
     looked up only for those (at 10,000 teams, 100,000 experiments)."""
     return {(s.top("team"), s.top("name")) for s in specs_of(experiments)
             if (sweep := s.top("sweep", None)) and (sweep.get("grid") or "random" in sweep)}
+
+
+def _built_text(overlays: Mapping[str, str], overlay: str, keep: bool = True) -> str:
+    return overlays.read(overlay, keep) if isinstance(overlays, Texts) else overlays[overlay]
+
+
+def _decoded(data: bytes, keep: bool = True) -> str:
+    return data.decode("utf-8")  # (nothing kept either way)
 
 
 def _reader(root: Path | None, snapshot: dict[str, bytes] | None):
@@ -230,7 +240,7 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: 
     for digest in {*(w[1] for w in where.values() if w[0] == "text"), *s.values.values()}:
         kept = store.read("text", digest)  # (kept by an earlier side, intact: not made again, e.g. from every unit)
         if kept is None or kept[1] != digest:
-            store.put("text", digest, s.text(digest).encode("utf-8"))
+            store.put("text", digest, s.text(digest, keep=False).encode("utf-8"))
     doc = {"envs": s.envs, "sweeps": sorted(s.sweeps), "specs": s.specs, "clusters": s.clusters,
            "quotas": {env: [cap, alloc, {t: dict(vars(q)) for t, q in quotas.items()}]  # (as asdict: flat)
                       for env, (cap, alloc, quotas) in s.quotas.items()},
