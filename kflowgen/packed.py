@@ -26,18 +26,25 @@ class Spill:
     interpreter, as a render worker's are."""
 
     def __init__(self):
-        self._file = tempfile.TemporaryFile(prefix="kflowgen-spill-")
+        try:
+            self._file = tempfile.TemporaryFile(prefix="kflowgen-spill-")
+        except OSError:  # no folder to write it in: the bytes are held, as before
+            self._file = None
         self._end = 0
         self._lock = threading.Lock()  # (the checks read from threads; pread and pwrite take no shared offset)
 
-    def put(self, data: bytes | None) -> At | None:
-        """Where these bytes now are (None stays None: a file that holds no object)."""
-        if data is None:
-            return None
+    def put(self, data: bytes | None) -> bytes | At | None:
+        """Where these bytes now are (None stays None: a file that holds no object); the bytes themselves, held,
+        when the file cannot take them (a full disk)."""
+        if data is None or self._file is None:
+            return data
         with self._lock:
             start = at = self._end
-            while at < start + len(data):
-                at += os.pwrite(self._file.fileno(), memoryview(data)[at - start:], at)
+            try:
+                while at < start + len(data):
+                    at += os.pwrite(self._file.fileno(), memoryview(data)[at - start:], at)
+            except OSError:
+                return data  # (what was written of it is never read: _end stays)
             self._end = at
         return At(self, start, len(data))
 

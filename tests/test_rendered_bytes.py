@@ -4,6 +4,7 @@ read last, and the schema and policy checks read a file's bytes only when they j
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import threading
 import time
@@ -281,3 +282,20 @@ def test_the_side_a_validate_keeps_for_later_diffs_holds_no_text_it_reads(exampl
     for overlay in read:
         found = opts.store.read("text", done.built.digest(overlay))
         assert found is not None and found[0].decode("utf-8") == done.built.overlays[overlay]
+
+
+def test_a_spill_that_cannot_write_holds_the_bytes(tmp_path, monkeypatch):
+    """A full disk, or no temporary folder at all: what cannot be set aside is held, as before, and read the same."""
+    data = pack({"kind": "Job", "metadata": {"name": "a"}})
+    spill = Spill()
+    assert isinstance(spill.put(data), At)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "pwrite", full)
+    held = spill.put(data)
+    assert held is data and unpacked(held) == unpacked(data)
+    monkeypatch.undo()
+    assert loads(spill.put(data)) == loads(data)  # (and what was set aside before and after is intact)
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    assert Spill().put(data) is data

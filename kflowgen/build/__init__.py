@@ -321,7 +321,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
                                          if rel in rendered.ids}), diags
 
 
-def _spilled(spill: Spill, objects: list) -> At | None:
+def _spilled(spill: Spill, objects: list) -> bytes | At | None:
     return spill.put(pack(objects))
 
 
