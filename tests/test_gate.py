@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import PROJECT, copy_repo, plant_base_binding
-from kflowgen import parallel, tools
+from kflowgen import packed, parallel, tools
 from kflowgen.build import overlays_of
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.flow import diff, pipeline
@@ -472,6 +472,33 @@ def test_one_job_and_two_jobs_give_the_same_results(committed, monkeypatch):
     assert pools and all(k["max_workers"] == 2 for k in pools)  # two jobs did run on forked processes
     assert one == two
     assert [d.code for d in one[0][0].sorted()] == ["KF504", "KF502", "KF503", "KF501"]
+
+
+def test_a_first_run_of_many_gives_what_a_run_that_holds_everything_gives(committed, monkeypatch, tmp_path):
+    """A first run of many units (forked, into an empty cache) holds little: the rendered bytes and built texts are
+    left in the cache and read back, the objects handed to the checks set aside in a temporary file, the specs read
+    kept as their cache entry's bytes. The real kustomize, kubeconform and policies then give the same report,
+    files and builds, findings included, as a run of few that holds everything; and so do the gate and render
+    --check that come after it, from that cache."""
+    drift(committed)
+    (committed / EVIL).write_text(EVIL_TEXT)
+    def handed(done: pipeline.Checked) -> tuple:  # what the build hands the checks: counts, every unit's objects
+        return done.built.counts, {u: done.built.unit_objects(u) for u in done.built.units()}
+
+    cold = pipeline.checked(opts(committed, 2), drift=True)
+    held = (outcome(cold), pipeline.gate(opts(committed, 2), "HEAD"), pipeline.render_to_disk(opts(committed, 2), True))
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    monkeypatch.setenv("KFLOWGEN_CACHE", str(tmp_path / "cache"))
+    spilled, put = [], packed.Spill.put
+    monkeypatch.setattr(packed.Spill, "put", lambda self, data: spilled.append(data) or put(self, data))
+    done = pipeline.checked(opts(committed, 2, use_cache=True), drift=True)
+    built_now = [o for o in done.built.overlays if o not in done.built.parts]
+    # (the paths of a run of many were taken: objects set aside, no built text held)
+    assert spilled and built_now and not any(o in done.built.overlays._texts for o in built_now)
+    assert handed(done) == handed(cold)
+    assert (outcome(done), pipeline.gate(opts(committed, 2, use_cache=True), "HEAD"),
+            pipeline.render_to_disk(opts(committed, 2, use_cache=True), True)) == held
+    assert {d.code for d in held[0][0].diagnostics} >= {"KF501"}  # (findings to repeat, not only a pass)
 
 
 # --- build --------------------------------------------------------------------------------------------------------
