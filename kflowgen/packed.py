@@ -48,6 +48,10 @@ class Spill:
             self._end = at
         return At(self, start, len(data))
 
+    def pack(self, objects: list | dict) -> bytes | At:
+        """pack(objects), set aside."""
+        return self.put(pack(objects))
+
     def read(self, start: int, size: int) -> bytes:
         data = os.pread(self._file.fileno(), size, start)
         if len(data) != size:

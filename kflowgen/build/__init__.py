@@ -21,7 +21,7 @@ from kflowgen.build.views import Parts, Texts
 from kflowgen.build.kustomize import kustomize_batch, kustomize_build
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.options import Options
-from kflowgen.packed import At, Packed, Spill, pack, unpacked
+from kflowgen.packed import Packed, Spill, pack, unpacked
 from kflowgen.specs import layout
 from kflowgen.specs.layout import is_directory_source
 from kflowgen.targets.cached import Rendered
@@ -257,7 +257,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     # a build of many overlays (the first run, or the first after upgrading kustomize or kflowgen) holds no text the
     # cache or the rendered files give again: the checks know overlays by their digests and the builder's objects
     many = len(todo) >= parallel.PARALLEL_FROM
-    packer = partial(_spilled, Spill()) if many else pack  # (kflowgen-kbuild's objects set aside as they arrive)
+    packer = Spill().pack if many else pack  # (kflowgen-kbuild's objects set aside as they arrive)
     if todo:
         # (so that, in a build of many, every overlay's text is not held at once, as they arrive)
         results.update(make(todo, opts.progress(len(todo), "kustomize build") if opts.progress else lambda: None,
@@ -319,10 +319,6 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     return Built(Texts(order, texts, load), counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts,
                  part_objects, digests, {rel: rendered.ids[rel] for rels in plain.values() for rel in rels
                                          if rel in rendered.ids}), diags
-
-
-def _spilled(spill: Spill, objects: list) -> bytes | At | None:
-    return spill.put(pack(objects))
 
 
 def directory_files(files: dict[str, bytes], folder: str) -> list[str]:

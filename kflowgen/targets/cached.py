@@ -58,14 +58,15 @@ def render_cached(model: Model, opts: Options) -> Rendered:
     todo = [u for u, index in cached.items() if index is None]
     # a render of many units (the first run, or the first after upgrading kflowgen) leaves each unit's bytes in the
     # cache once they are there, to be read back when asked for (Files), instead of holding every file's to the end
-    state = (model, opts.store, keys, opts.store.folder is not None and len(todo) >= parallel.PARALLEL_FROM)
+    many = len(todo) >= parallel.PARALLEL_FROM
+    state = (model, opts.store, keys, opts.store.folder is not None and many)
     # an environment's shared unit names every team: rendered here, each team's part of the hub values from the
     # cache where it is there (one changed team: one part made), and the parts made here kept for the next run
     shared, rest = [u for u in todo if not u[1]], [u for u in todo if u[1]]
     # and sets aside the objects it hands to the checks (packed.Spill), as each batch of units arrives
-    keep = partial(_spilled, packed.Spill()) if len(todo) >= parallel.PARALLEL_FROM else None
+    keep = partial(_spilled, packed.Spill()) if many else _held
     known = hub_parts.recall(model, opts.store) if shared else set()
-    made = dict(zip(shared, keep(_render_units(state, shared)) if keep else _render_units(state, shared)))
+    made = dict(zip(shared, keep(_render_units(state, shared))))
     if shared:
         hub_parts.keep(model, opts.store, known)
         jupyterhub.forget()
@@ -106,6 +107,10 @@ def render_cached(model: Model, opts: Options) -> Rendered:
                   partial(_data_of, None, opts.store, order, cached))
     return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)), based,
                     {folder: k for folder, k in wrote.items() if k})
+
+
+def _held(results: list[tuple]) -> list[tuple]:
+    return results
 
 
 def _spilled(spill: packed.Spill, results: list[tuple]) -> list[tuple]:
