@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import tempfile
 import zlib
 from pathlib import Path
@@ -185,7 +186,8 @@ def _holds(path: Path, check: bytes, body: bytes) -> bool:
 class Memo:
     """Facts about content keys, {key: a word}, kept in one entry per context: a run reads one file instead of one
     per overlay. A key is the same content key an entry of its own would have; the entry's checksum is checked on
-    reading, as every entry's."""
+    reading, as every entry's. A key learned with no word (a pass) is held as its 32 bytes until saved, not as 64 hex
+    digits in a dict: with an empty cache, the schema check and the policies each learn 560,000 at 10,000 teams."""
 
     def __init__(self, store: Cache, kind: str, *context, tag: str = "memo"):
         self.store, self.kind, self.k = store, kind, key(kind, tag, *context)
@@ -197,6 +199,7 @@ class Memo:
             self.known = {k: value for k, _, value in (line.partition(" ") for line in lines)}
         self.used: set[str] = set()
         self.new: dict[str, str] = {}
+        self.bare = bytearray()  # keys learned now with no word, 32 bytes each (a key as key() gives it)
 
     def get(self, k: str) -> str | None:
         value = self.known.get(k)
@@ -205,21 +208,28 @@ class Memo:
         return value
 
     def put(self, k: str, value: str = "") -> None:
-        if self.known.get(k) != value:
-            self.new[k] = value
-        else:
+        if self.known.get(k) == value:
             self.used.add(k)
+        elif value or not _BARE.fullmatch(k):
+            self.new[k] = value
+        else:  # (the last word put for a key is kept, as in one dict)
+            self.new.pop(k, None)
+            self.bare += bytes.fromhex(k)
 
     def save(self) -> None:
         """Keep what was known and what was learned now; when that grows past four times what this run used, keep
         only this run's (the entry stays the size of one repository's facts)."""
-        if not self.new:
+        if not self.new and not self.bare:
             return
-        keep = {**self.known, **self.new}
-        if len(keep) > 4 * len(self.used | self.new.keys()):
-            keep = {k: keep[k] for k in self.used | self.new.keys()}
+        learned = {**dict.fromkeys([self.bare[i:i + 32].hex() for i in range(0, len(self.bare), 32)], ""), **self.new}
+        keep = {**self.known, **learned}
+        if len(keep) > 4 * len(self.used | learned.keys()):
+            keep = {k: keep[k] for k in self.used | learned.keys()}
         self.store.put(self.kind, self.k, "\n".join(f"{k} {v}" if v else k for k, v in sorted(keep.items()))
                        .encode("ascii"))
+
+
+_BARE = re.compile("[0-9a-f]{64}")  # a key as key() gives it, held as its 32 bytes (Memo.bare)
 
 
 class Passes:

@@ -269,6 +269,35 @@ def test_a_pass_list_keeps_what_runs_use(store):
     assert set(third.memos[cache._group(OVERLAY)].known) == {f"{3:064d}", "f" * 64}
 
 
+def test_a_memo_holds_keys_learned_without_a_word_as_bytes_and_saves_what_one_dict_of_them_would(store):
+    """Keys learned with no word (passes) are held as their 32 bytes, not as strings, until saved; the entry saved
+    is the one a dict of every key put would give: sorted, each key once, the last word put for a key kept, a key
+    that is not 64 lower-case hex digits kept as it is, and what was known kept with it."""
+    known = cache.Memo(store, "rules", "ctx")
+    known.put("9" * 64, "2")
+    known.save()
+    memo = cache.Memo(store, "rules", "ctx")
+    bare = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)]
+    words: dict[str, str] = {"9" * 64: "2"}
+    for k in bare + bare[:10]:  # some twice
+        memo.put(k)
+        words[k] = ""
+    odd = ["A" * 64, "abc", "g" * 64, "0" * 63]  # not as key() gives it: kept as strings
+    for k in odd:
+        memo.put(k)
+        words[k] = ""
+    memo.put(bare[0], "3")  # a word after no word: the word
+    memo.put("1" * 64, "4")
+    memo.put("1" * 64)  # no word after a word: no word
+    words.update({bare[0]: "3", "1" * 64: ""})
+    assert len(memo.bare) == 32 * 61 and set(memo.new) == {bare[0], *odd}  # the 61 bare puts, as bytes
+    memo.save()
+    expected = "\n".join(f"{k} {v}" if v else k for k, v in sorted(words.items())).encode("ascii")
+    assert store.lookup("rules", memo.k) == expected
+    again = cache.Memo(store, "rules", "ctx")
+    assert again.known == words
+
+
 OVERLAY = "overlays/dev/teams/nlp/platform"
 
 

@@ -73,24 +73,34 @@ def _manifests(root: Path, model: Model, built: Built, jobs: int, cache: Path,
                                   tools.batch_version(batch) if batch else "no kflowgen-kbuild")
     # an overlay that passed whole is not looked into; of the others, a plain directory's files one by one (a
     # one-file change re-checks that file only); an overlay passes whole once all its parts have passed
-    # (by sha256: an unchanged overlay is not read; nor, in a group of overlays that passed, looked up one by one)
+    # (by sha256: an unchanged overlay is not read; nor, in a group of overlays that passed, looked up one by one).
+    # An overlay at a time: what is kept for kubeconform is its units' keys, not every unit's (560,000 at 10,000 teams)
     digests = {o: built.digest(o) for o in built.overlays}
-    whole = {o: keyed(digests[o]) for o in passed.unpassed(digests)}
-    looked = [o for o in whole if not passed.has(whole[o], o, whole=True)]
-    overlay_of = built.units(looked, passed.unchanged)  # {unit: overlay}, no text read
-    keys = {u: whole[u] if u in whole else keyed(built.unit_digest(u)) for u in overlay_of}
-    todo = dict.fromkeys(u for u, o in overlay_of.items() if u in whole or not passed.has(keys[u], o))
-    for unit in list(todo):  # objects the builder or renderer gave (not parsed here: kubeconform reads the rest)
-        given = built.given(unit)
-        if given is not None and all(map(prechecker.passes, given)):
-            passed.add(keys[unit], overlay_of[unit])
-            del todo[unit]
-    for overlay in set(looked) - {overlay_of[u] for u in todo}:
-        passed.add(whole[overlay], overlay, whole=True, listing=built.listing(overlay))
+    todo: dict[str, str] = {}  # unit kubeconform is to read -> its key
+    overlay_of: dict[str, str] = {}  # unit of todo -> its overlay
+    whole: dict[str, str] = {}  # overlay of a unit of todo -> its key as a whole
+    for overlay in passed.unpassed(digests):
+        k = keyed(digests[overlay])
+        if passed.has(k, overlay, whole=True):
+            continue
+        left = False
+        for unit in built.units([overlay], passed.unchanged):  # {unit: overlay}, no text read
+            unit_key = k if unit == overlay else keyed(built.unit_digest(unit))
+            if unit != overlay and passed.has(unit_key, overlay):
+                continue
+            given = built.given(unit)  # objects the builder or renderer gave (not parsed here: kubeconform reads)
+            if given is not None and all(map(prechecker.passes, given)):
+                passed.add(unit_key, overlay)
+            else:
+                todo[unit], overlay_of[unit], left = unit_key, overlay, True
+        if left:
+            whole[overlay] = k
+        else:
+            passed.add(k, overlay, whole=True, listing=built.listing(overlay))
     if not todo:
         passed.save()
         return []
-    return lambda: _kubeconform(kubeconform, folder, p, built, list(todo), keys, jobs, passed, overlay_of, whole)
+    return lambda: _kubeconform(kubeconform, folder, p, built, list(todo), todo, jobs, passed, overlay_of, whole)
 
 
 def crd_files(root: Path, p) -> list[Path] | list[Diagnostic]:
