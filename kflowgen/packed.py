@@ -52,6 +52,11 @@ class Spill:
         """pack(objects), set aside."""
         return self.put(pack(objects))
 
+    def span(self, data: bytes) -> bytes | Span:
+        """These bytes set aside, to be read a slice at a time (the bytes themselves when the file cannot take them)."""
+        at = self.put(data)
+        return at if type(at) is bytes else Span(at)
+
     def read(self, start: int, size: int) -> bytes:
         data = os.pread(self._file.fileno(), size, start)
         if len(data) != size:
@@ -65,6 +70,24 @@ class At(NamedTuple):
     spill: Spill
     start: int
     size: int
+
+
+class Span:
+    """Bytes set aside in a Spill (Spill.span), read a slice at a time: span[a:b] is what the bytes' [a:b] was."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: At):
+        self.at = at
+
+    def __getitem__(self, part: slice) -> bytes:
+        start, stop, step = part.indices(self.at.size)
+        if step != 1:
+            raise ValueError("a span is read in slices of one step")
+        return self.at.spill.read(self.at.start + start, max(0, stop - start))
+
+    def __len__(self) -> int:
+        return self.at.size
 
 
 def _bytes(data: bytes | At) -> bytes:

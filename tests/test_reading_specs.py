@@ -277,7 +277,7 @@ def test_specs_read_now_keep_their_values_as_the_group_entry_bytes(example_repo,
     """Specs read now (a first run, --no-cache, a changed file) come back as a recalled group's do: each spec's
     values stay the group entry's bytes until asked for (a first run's model at 1,000 teams took 41 MiB instead of
     65, and a reader process sends that back, not the decoded values), and are those of the file as parsed."""
-    from kflowgen import cache, parallel
+    from kflowgen import cache, packed, parallel
     from kflowgen.options import Options
     from kflowgen.specs import read
     from kflowgen.specs.loader import load_bytes
@@ -289,6 +289,13 @@ def test_specs_read_now_keep_their_values_as_the_group_entry_bytes(example_repo,
     deferred = [s for s in specs.sources if s.path.startswith(("specs/experiments/", "specs/models/"))]
     assert len(deferred) > 5 and all("data" not in s.__dict__ and s.packed is not None for s in deferred)
     assert len(specs.model.experiments) + len(specs.model.served) == len(deferred)  # (made from them when asked)
+    # read now in a run of many: the entries' bytes set aside (one place for each group's entry), else held
+    entries = [s.packed[0] for s in specs.sources]
+    assert {type(e) for e in entries} == ({packed.Span} if forked else {bytes})
+    assert all(s.__dict__["_data"][0] is s.__dict__["_raw"][0] is s.packed[0] for s in deferred)
+    assert len({id(e) for e in entries}) < len(entries)  # a group's specs share its entry, set aside once
+    if forked:
+        assert len({id(e) for e in entries}) == len({e.at.start for e in entries})
     for spec in specs.sources:
         parsed, found = load_bytes((example_repo / spec.path).read_bytes(), spec.path)
         assert not found and spec == parsed and spec.raw == parsed.raw and spec.digest == parsed.digest

@@ -20,7 +20,7 @@ from kflowgen.build.views import Texts
 from kflowgen.checks import kubeconform as kubeconform_adapter, policy, verify
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
-from kflowgen.packed import At, Packed, Spill, loads, pack, unpacked, unpacked_all
+from kflowgen.packed import At, Packed, Span, Spill, loads, pack, unpacked, unpacked_all
 from kflowgen.targets import files as files_module
 from kflowgen.targets.cached import render_cached
 from kflowgen.targets.files import Files
@@ -240,6 +240,24 @@ def test_a_spill_gives_back_what_was_set_aside_and_leaves_no_file(tmp_path, monk
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(loads, places)) == [loads(d) for d in datas]
     assert unpacked_all([places[3], None, datas[5]]) == [loads(datas[3]), loads(datas[5])]
+
+
+def test_bytes_set_aside_as_a_span_read_back_as_their_slices():
+    """A Span reads back any slice of the bytes set aside (as a spec's values are read from its group's entry), and
+    is the bytes themselves when the spill cannot take them."""
+    spill = Spill()
+    spill.put(b"before")
+    data = bytes(range(256)) * 7
+    span = spill.span(data)
+    spill.put(b"after")
+    assert isinstance(span, Span) and len(span) == len(data)
+    for a, b in [(0, len(data)), (5, 300), (1000, 1792), (1792, 1800), (17, 17), (300, 5), (None, 9), (-9, None)]:
+        assert span[a:b] == data[a:b]
+    with pytest.raises(ValueError):
+        span[::2]
+    broken = Spill()
+    broken._file = None
+    assert broken.span(data) is data
 
 
 def test_a_run_of_many_units_sets_aside_the_objects_it_hands_to_the_checks(example_repo, tmp_path, monkeypatch):

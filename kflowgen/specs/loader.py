@@ -68,7 +68,8 @@ class SpecFile:
     raw: dict[str, str] = field(default_factory=dict)  # plain scalars as written (`1e-3` stays `1e-3`)
     digest: str = ""  # sha256 of the file's bytes: what the result cache keys rendered output on
     packed: str | tuple[bytes, int, int] | None = None  # values and keys as JSON text (or where a cache entry holds
-    # them: entry, start, end; see cached), unpacked when first asked (specs from the cache: most are never asked
+    # them: entry, start, end; see cached; the entry's bytes, or a packed.Span of them set aside in a first run of
+    # many), unpacked when first asked (specs from the cache: most are never asked
     # where something is, and thousands of position tables cost time to decode and to pass between processes)
 
     @classmethod

@@ -8,9 +8,10 @@ import hashlib
 import os
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from kflowgen import ahead, cache, parallel
+from kflowgen import ahead, cache, packed, parallel
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.options import Options
 from kflowgen.specs import entry, loader, schema as specschema
@@ -93,8 +94,12 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
     todo = [group for group, found in zip(groups, recalled) if found is None]
     if step:
         step(len(wanted) - sum(map(len, todo)))
+    # many read now (a first run): their entries' bytes set aside as each batch arrives (a spec's values are read
+    # back when asked for: the main process asks for few), not held (at 10,000 teams, about 150 MB)
+    many = sum(map(len, todo)) >= parallel.PARALLEL_FROM
     read_now = iter(parallel.fan_out(_read_groups, todo, opts.jobs, step, weigh=len,
-                                     state=(opts.root, opts.store, snapshot, edits, known)))
+                                     state=(opts.root, opts.store, snapshot, edits, known),
+                                     keep=partial(_set_aside, packed.Spill()) if many else None))
     out = {}
     for group, found in zip(groups, recalled):
         if found is not None:
@@ -108,6 +113,22 @@ def read_specs(opts: Options, wanted: list[tuple[str, str]], snapshot: dict[str,
     for bucket in missed:
         _keep(bucket, groups, bodies, opts.store, known)
     return out
+
+
+def _set_aside(spill: packed.Spill, batch: list[list[tuple]]) -> list[list[tuple]]:
+    """Read groups' results (_read_group's) with the bytes of each group's entry, which its specs' values are read
+    from when asked for (SpecFile.cached), set aside in the spill (packed.Span), once for each entry."""
+    spans: dict[int, tuple[bytes, bytes | packed.Span]] = {}  # id of an entry's bytes -> (them, where they are now)
+    for group in batch:
+        for spec, *_ in group:
+            lazy = spec.__dict__ if spec is not None else {}
+            for name in ("_data", "_raw", "packed"):
+                held = lazy.get(name)
+                if type(held) is tuple and type(held[0]) is bytes:
+                    if id(held[0]) not in spans:
+                        spans[id(held[0])] = held[0], spill.span(held[0])
+                    lazy[name] = (spans[id(held[0])][1], *held[1:])
+    return batch
 
 
 def _groups(wanted: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
