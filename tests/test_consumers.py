@@ -81,6 +81,24 @@ def test_hub_rolebinding_keeps_the_hub_namespace(built_example):
     assert rb["metadata"]["namespace"] == "nlp" and rb["subjects"][0]["namespace"] == "jupyterhub"
 
 
+@pytest.mark.parametrize("builds", [True, False])
+def test_hub_values_findings_are_reported_only_when_everything_built(example_repo, tmp_path, monkeypatch, builds):
+    """The values are checked before the build (while a run holds least), and their findings reported with the other
+    checks of built output: only when every overlay built, as before."""
+    from kflowgen import cache
+    from kflowgen.diagnostics import error
+    from kflowgen.flow import pipeline
+    from kflowgen.options import Options
+
+    planted = error("overlays/dev/jupyterhub/values.yaml", (0, 0), "KF404", "/singleuser/storage: planted")
+    monkeypatch.setattr(verify, "hub_values", lambda *args, **kwargs: [planted])
+    if not builds:
+        broken = error("overlays/dev/argocd", (0, 0), "KF401", "planted")
+        monkeypatch.setattr(pipeline, "build", lambda opts, rendered, overlays: (Built(), [broken]))
+    report = pipeline.validate(Options(example_repo, 1, cache.Cache(tmp_path / "cache")))
+    assert [d.message for d in report.errors] == (["/singleuser/storage: planted"] if builds else ["planted"])
+
+
 def test_jupyterhub_values_pass_the_chart_schema(built_example):
     model, files, _ = built_example
     assert verify.hub_values(PROJECT, model, files, list(model.platform.environments)) == []
