@@ -288,12 +288,15 @@ def test_a_run_of_many_units_sets_aside_the_objects_it_hands_to_the_checks(examp
 def test_the_side_a_validate_keeps_for_later_diffs_holds_no_text_it_reads(example_repo, tmp_path, monkeypatch):
     """The side a validate keeps for the diffs that take it as their base reads the texts that no build or render
     entry holds (a folder several units write, such as the Argo CD folder: 34 MB an environment at 10,000 teams)
-    once, to keep them in the cache, and does not hold them after; what it kept is the build's text."""
+    once, to keep them in the cache, as the bytes of its files (never decoded into a text, which was two copies more
+    at that stage's peak), and does not hold them after; what it kept is the build's text."""
     monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
     opts = Options(example_repo, 2, cache.Cache(tmp_path / "cache"))
     done = pipeline.checked(opts)
     assert done.built is not None and done.built.overlays._texts == {}
-    pipeline.head_side(opts, done)
+    with monkeypatch.context() as m:
+        m.setattr(Texts, "read", lambda *a, **k: pytest.fail("a text decoded to be kept"))
+        pipeline.head_side(opts, done)
     assert done.built.overlays._texts == {}
     read = [o for o in done.built.overlays if o not in done.built.keys and o not in done.rendered.units]
     assert read and any(o.endswith("/argocd") for o in read)

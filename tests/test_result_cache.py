@@ -191,8 +191,12 @@ def test_a_build_index_that_names_other_files_for_a_workloads_folder_is_refused(
     assert again.digests[folder] == "0" * 64  # (vouched for: not read)
     with pytest.raises(build_stage.BuildLost):
         again.overlays[folder]
+    with pytest.raises(build_stage.BuildLost):  # (nor as bytes, as the side a validate keeps reads them)
+        again.overlays.data(folder)
     index.unlink()  # (as the message says: without the entry, the folder is known by its files again)
-    assert dict(built_cached(example_repo, store).overlays)[folder] == first.overlays[folder]
+    third = built_cached(example_repo, store)
+    assert dict(third.overlays)[folder] == first.overlays[folder]
+    assert all(third.overlays.data(o) == first.overlays[o].encode("utf-8") for o in first.overlays)
 
 
 def test_a_planted_validation_entry_cannot_pass_a_changed_output(example_repo, store):

@@ -298,22 +298,27 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         counts[env] = counts.get(env, 0) + n
     index.save()
 
-    def load(overlay: str) -> str:
+    def load(overlay: str, raw: bool = False) -> str | bytes:
         """A build the index vouched for: from the cache, else made again, and the same text either way (a plain
-        directory's from the rendered files)."""
-        text = parts.text(overlay) if overlay in plain else store.text("build", keys[overlay])
-        if overlay in listed:  # its files, which the render checks against their blob ids, by the digest vouched for
-            if listing_digest({rel: rendered.ids[rel] for rel in plain[overlay]}) != digests[overlay]:
-                raise BuildLost(f"the build index names other files for {overlay} than were rendered: delete the "
-                                f"result cache ({store.folder}) and run again")
-            return text
+        directory's from the rendered files, raw: as their bytes, not decoded)."""
+        if overlay in plain:
+            data = parts.data(overlay)
+            if overlay in listed:  # its files, which the render checks against their blob ids, by the digest vouched
+                if listing_digest({rel: rendered.ids[rel] for rel in plain[overlay]}) != digests[overlay]:
+                    raise BuildLost(f"the build index names other files for {overlay} than were rendered: delete the "
+                                    f"result cache ({store.folder}) and run again")
+            elif hashlib.sha256(data).hexdigest() != digests[overlay]:
+                raise BuildLost(f"the build of {overlay} did not build to the same text again: delete the result "
+                                f"cache ({store.folder}) and run again")
+            return data if raw else data.decode("utf-8")
+        text = store.text("build", keys[overlay])
         if text is None:
             made = make([overlay]).get(overlay)
             text = made if isinstance(made, str) else None
         if text is None or cache.text_digest(text) != digests[overlay]:
             raise BuildLost(f"the build of {overlay} is not in the cache any more and did not build to the same "
                             f"text again: delete the result cache ({store.folder}) and run again")
-        return text
+        return text.encode("utf-8") if raw else text
 
     order = [o for o in overlays if o in digests]
     return Built(Texts(order, texts, load), counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts,
