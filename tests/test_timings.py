@@ -17,11 +17,11 @@ HEAD = [*START, "load", "validate", "render"]  # then every command loads, check
 BASE = ["base", "base/load", "base/validate", "base/render", "base/build", "base/cache"]  # the diff's base side
 
 COMMANDS = {  # arguments -> the stages the command runs, in the order they start
-    "validate": (["validate", "--format", "text"], [*HEAD, "check", "build", "verify", "report", "cache"]),
+    "validate": (["validate", "--format", "text"], [*HEAD, "check", "values", "build", "verify", "report", "cache"]),
     "render": (["render", "--format", "text"], [*HEAD, "write", "report"]),
     "render --check": (["render", "--check", "--format", "text"], [*HEAD, "check", "report"]),
     "gate": (["gate", "--base", "HEAD", "--format", "text"],
-             [*HEAD, "check", "build", "verify", "report", "compare", *BASE]),
+             [*HEAD, "check", "values", "build", "verify", "report", "compare", *BASE]),
     "diff": (["diff", "--base", "HEAD", "--format", "text"],
              [*START, *BASE, *HEAD[len(START):], "build", "cache", "compare", "report"]),
     "build": (["build", "dev"], [*HEAD, "build", "report"]),
