@@ -295,7 +295,7 @@ def test_the_side_a_validate_keeps_for_later_diffs_holds_no_text_it_reads(exampl
     done = pipeline.checked(opts)
     assert done.built is not None and done.built.overlays._texts == {}
     with monkeypatch.context() as m:
-        m.setattr(Texts, "read", lambda *a, **k: pytest.fail("a text decoded to be kept"))
+        m.setattr(Texts, "__getitem__", lambda *a, **k: pytest.fail("a text decoded to be kept"))
         pipeline.head_side(opts, done)
     assert done.built.overlays._texts == {}
     read = [o for o in done.built.overlays if o not in done.built.keys and o not in done.rendered.units]

@@ -25,19 +25,10 @@ class Texts(Mapping):
     def __contains__(self, overlay) -> bool:
         return overlay in self._all
 
-    def read(self, overlay: str, keep: bool = True) -> str:
-        """The overlay's text; with keep=False not kept when it was not already (a text read for one use: the side
-        a validate keeps for later diffs reads the Argo CD folders' texts, 100 MB at 10,000 teams)."""
-        if keep or overlay in self._texts:
-            return self[overlay]
-        if overlay not in self._all:
-            raise KeyError(overlay)
-        return self._load(overlay)
-
     def data(self, overlay: str) -> bytes:
-        """read(overlay, keep=False) as UTF-8 bytes; a plain directory's never decoded (the side a validate keeps
-        writes each Argo CD folder's text to the cache: 34 MB at 10,000 teams, and a text and its bytes were two
-        copies more at that stage's peak)."""
+        """The overlay's text as UTF-8 bytes, for one use: not kept when it was not already, and a plain directory's
+        never decoded (the side a validate keeps for later diffs writes each Argo CD folder's text to the cache, 34 MB
+        at 10,000 teams: held, and as a text and its bytes, it was three copies at that stage's peak)."""
         if overlay in self._texts:
             return self._texts[overlay].encode("utf-8")
         if overlay not in self._all:

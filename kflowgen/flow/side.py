@@ -36,8 +36,8 @@ class Side:
     built: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
     texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
-    made: dict[str, Callable[[bool], str]] = field(default_factory=dict)  # sha256 -> its built text, read when
-    # asked (kept by the build unless the one who asks says not: keep)
+    made: dict[str, Callable[..., str | bytes]] = field(default_factory=dict)  # sha256 -> its built text, read when
+    # asked (raw=True: as UTF-8 bytes, for one use)
     # sha256 -> its cache entry (kind, key), or ("unit", key, folder) for a plain directory, for a recalled side
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # a recalled side's plain directories: folder -> (the key of the render unit that wrote its files, its sha256)
@@ -100,11 +100,11 @@ class Side:
             self.docs[digest] = documents(self.text(digest))
         return self.docs[digest]
 
-    def text(self, digest: str, keep: bool = True) -> str:
+    def text(self, digest: str) -> str:
         """A built overlay or values file by its digest (Built.digest); a recalled side reads it from the cache,
-        checked. keep=False: a text the build did not hold is not held after (read for one use)."""
+        checked."""
         if digest in self.texts or digest in self.made:
-            return self.texts[digest] if digest in self.texts else self.made[digest](keep)
+            return self.texts[digest] if digest in self.texts else self.made[digest]()
         where = self.where[digest]
         if where[0] == "unit":  # a plain directory's files, from the render entry that holds them, checked
             return "---\n".join(self.parts(where[2], list(self.listing(where[2]) or ())))
@@ -114,11 +114,12 @@ class Side:
         return found[0].decode("utf-8")
 
     def data(self, digest: str) -> bytes:
-        """text(digest, keep=False) as UTF-8 bytes, not decoded where this side has them as bytes (a validate keeps
-        the Argo CD folders' and the values files' texts in the cache: 34 and 23 MB each at 10,000 teams)."""
+        """text(digest) as UTF-8 bytes, for one use: a text this side made is neither kept nor decoded where it is
+        bytes (a validate keeps the Argo CD folders' and the values files' texts in the cache: 34 and 23 MB each at
+        10,000 teams)."""
         if digest in self.made and digest not in self.texts:
-            return self.made[digest](False, raw=True)
-        return self.text(digest, keep=False).encode("utf-8")
+            return self.made[digest](raw=True)
+        return self.text(digest).encode("utf-8")
 
 
 class Gone(Exception):
@@ -189,14 +190,14 @@ def _sweeps(experiments) -> set[tuple[str, str]]:
             if (sweep := s.top("sweep", None)) and (sweep.get("grid") or "random" in sweep)}
 
 
-def _built_text(overlays: Mapping[str, str], overlay: str, keep: bool = True, raw: bool = False) -> str | bytes:
+def _built_text(overlays: Mapping[str, str], overlay: str, raw: bool = False) -> str | bytes:
     if raw:  # (as bytes: for one use, not kept)
         return overlays.data(overlay) if isinstance(overlays, Texts) else overlays[overlay].encode("utf-8")
-    return overlays.read(overlay, keep) if isinstance(overlays, Texts) else overlays[overlay]
+    return overlays[overlay]
 
 
-def _decoded(data: bytes, keep: bool = True, raw: bool = False) -> str | bytes:
-    return data if raw else data.decode("utf-8")  # (nothing kept either way)
+def _decoded(data: bytes, raw: bool = False) -> str | bytes:
+    return data if raw else data.decode("utf-8")
 
 
 def _reader(root: Path | None, snapshot: dict[str, bytes] | None):

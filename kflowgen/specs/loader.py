@@ -83,6 +83,14 @@ class SpecFile:
                          "_top": top, "_data": (entry, start, raw), "_raw": (entry, raw, positions)}
         return spec
 
+    def set_aside(self, place) -> None:
+        """A spec from a cache entry (cached): what is not decoded yet is read from place(entry) instead of the entry's
+        bytes (anything sliced as those bytes are: a packed.Span of them set aside)."""
+        for name in ("_data", "_raw", "packed"):
+            held = self.__dict__.get(name)
+            if type(held) is tuple and type(held[0]) is bytes:
+                self.__dict__[name] = (place(held[0]), *held[1:])
+
     def __getattr__(self, name: str):
         """data or raw of a spec from the cache, decoded when first asked for (see cached)."""
         lazy = self.__dict__.get("_" + name) if name in ("data", "raw") else None

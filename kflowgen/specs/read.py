@@ -119,15 +119,16 @@ def _set_aside(spill: packed.Spill, batch: list[list[tuple]]) -> list[list[tuple
     """Read groups' results (_read_group's) with the bytes of each group's entry, which its specs' values are read
     from when asked for (SpecFile.cached), set aside in the spill (packed.Span), once for each entry."""
     spans: dict[int, tuple[bytes, bytes | packed.Span]] = {}  # id of an entry's bytes -> (them, where they are now)
+
+    def place(entry: bytes) -> bytes | packed.Span:
+        if id(entry) not in spans:
+            spans[id(entry)] = entry, spill.span(entry)
+        return spans[id(entry)][1]
+
     for group in batch:
         for spec, *_ in group:
-            lazy = spec.__dict__ if spec is not None else {}
-            for name in ("_data", "_raw", "packed"):
-                held = lazy.get(name)
-                if type(held) is tuple and type(held[0]) is bytes:
-                    if id(held[0]) not in spans:
-                        spans[id(held[0])] = held[0], spill.span(held[0])
-                    lazy[name] = (spans[id(held[0])][1], *held[1:])
+            if spec is not None:
+                spec.set_aside(place)
     return batch
 
 
