@@ -64,7 +64,7 @@ def _parse(side: Side, other: Side) -> None:
                 same = set(other.documents(theirs))
                 objects = [obj for doc in side.documents(digest) if doc not in same for obj in parse(doc)]
         else:
-            objects = (side.parsed[digest]() if digest in side.parsed else None) or parse(side.text(digest))
+            objects = side.given(digest) or parse(side.text(digest))
         for obj in objects:
             meta = obj.get("metadata", {})
             team = place.team or meta.get("labels", {}).get(LABEL_TEAM)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import accumulate
 from pathlib import Path
 from typing import Callable, Mapping
@@ -36,8 +35,10 @@ class Side:
     built: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)  # env -> sha256 of its JupyterHub values file
     texts: dict[str, str] = field(default_factory=dict)  # sha256 -> text, for a side made in this run
-    made: dict[str, Callable[..., str | bytes]] = field(default_factory=dict)  # sha256 -> its built text, read when
-    # asked (raw=True: as UTF-8 bytes, for one use)
+    # sha256 -> what its text is, for a side made in this run: the overlay (of output) whose built text it is, read
+    # when asked, or a values file's bytes (one name or bytes each, not a function: at 10,000 teams, 60,000 overlays)
+    made: dict[str, str | bytes] = field(default_factory=dict)
+    output: Built | None = None  # a side made in this run: its build (made, parsed)
     # sha256 -> its cache entry (kind, key), or ("unit", key, folder) for a plain directory, for a recalled side
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # a recalled side's plain directories: folder -> (the key of the render unit that wrote its files, its sha256)
@@ -48,8 +49,8 @@ class Side:
     listed: dict[str, dict[str, str] | None] = field(default_factory=dict)  # (listing's, made once)
     indexes: dict[str, tuple] = field(default_factory=dict)  # folder -> its unit's index, read once (listing's)
     store: cache.Cache | None = None
-    parsed: dict[str, Callable[[], list]] = field(default_factory=dict)  # sha256 -> its objects, where the build
-    # gave them (made when asked: the build keeps them packed)
+    parsed: dict[str, str] = field(default_factory=dict)  # sha256 -> the overlay of output whose objects the build
+    # gave (made when asked, given(): the build keeps them packed)
     objects: dict[tuple[str, str, str, str], tuple[str | None, dict]] = field(default_factory=dict)
     profiles: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (env, team, profile) -> profile
     specs: dict[str, str | None] = field(default_factory=dict)  # spec path -> git blob id of its bytes
@@ -104,7 +105,7 @@ class Side:
         """A built overlay or values file by its digest (Built.digest); a recalled side reads it from the cache,
         checked."""
         if digest in self.texts or digest in self.made:
-            return self.texts[digest] if digest in self.texts else self.made[digest]()
+            return self.texts[digest] if digest in self.texts else self._made(digest)
         where = self.where[digest]
         if where[0] == "unit":  # a plain directory's files, from the render entry that holds them, checked
             return "---\n".join(self.parts(where[2], list(self.listing(where[2]) or ())))
@@ -118,8 +119,22 @@ class Side:
         bytes (a validate keeps the Argo CD folders' and the values files' texts in the cache: 34 and 23 MB each at
         10,000 teams)."""
         if digest in self.made and digest not in self.texts:
-            return self.made[digest](raw=True)
+            return self._made(digest, raw=True)
         return self.text(digest).encode("utf-8")
+
+    def _made(self, digest: str, raw: bool = False) -> str | bytes:
+        found = self.made[digest]
+        if isinstance(found, bytes):  # a values file's
+            return found if raw else found.decode("utf-8")
+        overlays = self.output.overlays
+        if raw:  # (as bytes: for one use, not kept)
+            return overlays.data(found) if isinstance(overlays, Texts) else overlays[found].encode("utf-8")
+        return overlays[found]
+
+    def given(self, digest: str) -> list[dict] | None:
+        """The objects of a built overlay by its digest, where this run's build gave them (made anew for each
+        caller), else None."""
+        return self.output.parsed[self.parsed[digest]] if digest in self.parsed else None
 
 
 class Gone(Exception):
@@ -131,16 +146,16 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               files=files, plain=built.listing, sweeps=_sweeps(model.experiments),
+               files=files, plain=built.listing, output=built, sweeps=_sweeps(model.experiments),
                clusters={env: e.cluster for env, e in model.platform.environments.items()})
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
                            {t.name: t.quota[env] for t in model.teams_in(env)})
     for overlay in built.overlays:  # by sha256: an overlay's text is read when the other side's differs
         out.built[overlay] = digest = built.digest(overlay)
-        out.made[digest] = partial(_built_text, built.overlays, overlay)
+        out.made[digest] = overlay
         if overlay in built.parsed:
-            out.parsed[digest] = partial(built.parsed.__getitem__, overlay)
+            out.parsed[digest] = overlay
     digest_of = cache.PerObject(lambda data: hashlib.sha256(data).hexdigest())  # (one values file, many environments)
     for env in sorted(out.envs):  # (in path order; the bytes of the values files only, decoded when the other
         # side's differ: at 10,000 teams each is 22 MB)
@@ -149,7 +164,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
             data = files[path]
             digest = digest_of(data)
             out.values[env] = digest  # the sha256 of the text (UTF-8)
-            out.made.setdefault(digest, partial(_decoded, data))
+            out.made.setdefault(digest, data)
     return out
 
 
@@ -189,15 +204,6 @@ def _sweeps(experiments) -> set[tuple[str, str]]:
     return {(s.top("team"), s.top("name")) for s in specs_of(experiments)
             if (sweep := s.top("sweep", None)) and (sweep.get("grid") or "random" in sweep)}
 
-
-def _built_text(overlays: Mapping[str, str], overlay: str, raw: bool = False) -> str | bytes:
-    if raw:  # (as bytes: for one use, not kept)
-        return overlays.data(overlay) if isinstance(overlays, Texts) else overlays[overlay].encode("utf-8")
-    return overlays[overlay]
-
-
-def _decoded(data: bytes, raw: bool = False) -> str | bytes:
-    return data if raw else data.decode("utf-8")
 
 
 def _reader(root: Path | None, snapshot: dict[str, bytes] | None):
