@@ -38,14 +38,13 @@ class Side:
     # sha256 -> what its text is, for a side made in this run: the overlay (of output) whose built text it is, read
     # when asked, or a values file's bytes (one name or bytes each, not a function: at 10,000 teams, 60,000 overlays)
     made: dict[str, str | bytes] = field(default_factory=dict)
-    output: Built | None = None  # a side made in this run: its build (made, parsed)
+    # a side made in this run: its build (made, parsed; a plain directory's {path: git blob id}, Built.listing)
+    output: Built | None = None
     # sha256 -> its cache entry (kind, key), or ("unit", key, folder) for a plain directory, for a recalled side
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # a recalled side's plain directories: folder -> (the key of the render unit that wrote its files, its sha256)
     units: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # a side made now: its rendered files, and a plain directory's {path: git blob id} (None: not known file by file)
-    files: Mapping[str, bytes] = field(default_factory=dict)
-    plain: Callable[[str], dict[str, str] | None] | None = None
+    files: Mapping[str, bytes] = field(default_factory=dict)  # a side made now: its rendered files
     listed: dict[str, dict[str, str] | None] = field(default_factory=dict)  # (listing's, made once)
     indexes: dict[str, tuple] = field(default_factory=dict)  # folder -> its unit's index, read once (listing's)
     store: cache.Cache | None = None
@@ -78,7 +77,7 @@ class Side:
                     raise Gone(overlay)
                 self.indexes[overlay] = index
             else:
-                found = self.plain(overlay) if self.plain else None
+                found = self.output.listing(overlay) if self.output else None
             self.listed[overlay] = found
         return self.listed[overlay]
 
@@ -146,7 +145,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               files=files, plain=built.listing, output=built, sweeps=_sweeps(model.experiments),
+               files=files, output=built, sweeps=_sweeps(model.experiments),
                clusters={env: e.cluster for env, e in model.platform.environments.items()})
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
