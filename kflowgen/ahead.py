@@ -12,9 +12,12 @@ from kflowgen.parallel import Beside
 def spec_listing(root: Path, started: list) -> tuple[list[tuple[str, str]] | None, dict[str, str]]:
     """What specs() started, read: find's listing of specs/ as find_paths gives it, and {path: blob id} of the spec
     files git vouches for (see vouched; none when git was not asked or cannot say)."""
-    outs = survey.results(started)
+    # git's listing of the index (done first) is read while diff-files and find, which stat every file, still run
+    outs = survey.results(started[:1])
+    columns = survey.index_columns(outs[0], exact=True) if len(started) > 1 else None
+    outs += survey.results(started[1:])
     found = survey.find_output(outs.pop())
-    known = survey.vouched(root, outs, found, survey.SPECS, exact=True) if outs else None
+    known = survey.vouched(root, outs, found, survey.SPECS, True, columns) if outs and columns else None
     return survey.find_paths(found), known[0] if known else {}
 
 

@@ -183,7 +183,7 @@ def find_listing(listing: Listing | None) -> tuple[list[str], list[str], list[st
 
 
 def vouched(root: Path, outs: list | None = None, listing: Listing | None = None, folder: str = OWNED,
-            exact: bool = False) -> tuple[dict[str, str], list[str], list[str]] | None:
+            exact: bool = False, columns: list | None = None) -> tuple[dict[str, str], list[str], list[str]] | None:
     """What git says of a folder (overlays/, specs/) without reading its files: ({path: blob id} of tracked files
     whose bytes on disk are exactly that blob, [every other path git lists there: changed, deleted, untracked,
     ignored, links], [FIFOs, sockets and devices, which git does not list (find's), and submodules, which it lists
@@ -200,7 +200,9 @@ def vouched(root: Path, outs: list | None = None, listing: Listing | None = None
     exact: git compares times to the second, so a file rewritten within the second git recorded, whose mtime a tool
     then set back, looks unchanged to git (and to `git status`). With exact, a file is vouched for only when its
     change and modification times to the nanosecond, size and inode are also those git recorded (`ls-files
-    --debug`), as the survey's find gave them (listing: find_output's): no file is looked at again here."""
+    --debug`), as the survey's find gave them (listing: find_output's): no file is looked at again here.
+
+    columns: git's listing (outs' first) read already (index_columns), while the other commands ran."""
     if outs is None:
         outs = results(survey(root, folder=folder, exact=exact))
         listing = find_output(outs.pop())
@@ -211,7 +213,7 @@ def vouched(root: Path, outs: list | None = None, listing: Listing | None = None
         return None
     (listed, _), (changed, _), _, _ = outs
     dirty = set(changed.decode("utf-8", "surrogateescape").split("\0")) - {""}
-    columns = _entries(listed.decode("utf-8", "surrogateescape"), exact)
+    columns = columns or index_columns(outs[0], exact)
     if columns is None:
         return None  # not the listing git gives (--debug's, with exact): nothing is vouched for
     tags, modes, oids, stages, rels = columns[:5]
@@ -243,6 +245,12 @@ def vouched(root: Path, outs: list | None = None, listing: Listing | None = None
     if "/\0" in every or "/.gitattributes\0" in every or every.count("\0" + folder + "/") != every.count("\0") - 1:
         return None  # a nested repository, the folder itself a link, or attributes inside it
     return vouched, sorted(set(others)), sorted({*listing[2], *gitlinks})
+
+
+def index_columns(out: tuple[bytes, int], exact: bool) -> list | None:
+    """git's listing of the index (the survey's first command: its output and exit status) as _entries' columns; None
+    when git failed or the listing is not in that shape (then vouched vouches for nothing)."""
+    return None if out[1] else _entries(out[0].decode("utf-8", "surrogateescape"), exact)
 
 
 def _trusted(root: Path, outs: list) -> bool:
