@@ -13,7 +13,8 @@ from kflowgen.options import Options, since_start
 
 LINE = re.compile(r"timings: ([a-z/]+) (\d+) ms")
 START = list(since_start())  # ["start"] where the process's start can be read (Linux)
-HEAD = [*START, "load", "validate", "render"]  # then every command loads, checks across specs and renders
+# then every command loads (waiting for the listing of specs/ made ahead), checks across specs and renders
+HEAD = [*START, "load", "load/listing", "validate", "render"]
 BASE = ["base", "base/load", "base/validate", "base/render", "base/build", "base/cache"]  # the diff's base side
 
 COMMANDS = {  # arguments -> the stages the command runs, in the order they start

@@ -313,8 +313,11 @@ def read(opts: Options, snapshot: dict[str, bytes] | None = None, edits: dict[st
             started.finish()
         return Specs(None, [error(PLATFORM, (1, 1), "KF101", "platform file not found",
                                   "run kflowgen in the repository root, or create one with `kflowgen init`")])
-    listed, known = (started.get() if started is not None
-                     else (None, snapshot.ids if isinstance(snapshot, Snapshot) else {}))
+    if started is not None:
+        with opts.timed("listing"):  # (made ahead, since the command started: the wait for it)
+            listed, known = started.get()
+    else:
+        listed, known = None, snapshot.ids if isinstance(snapshot, Snapshot) else {}
     wanted = spec_files(opts.root, snapshot, listed)
     diags = misplaced(wanted)
     wanted = [(rel, kind) for rel, kind in wanted if kind not in ("stray", "outside")]
