@@ -11,9 +11,10 @@ from kflowgen.targets import jupyterhub
 # The bytes of the units read last that a Files holds (at least the one unit read last): a stage that goes over
 # every file reads each unit once, and a run of thousands of units does not hold them all (at 1,000 teams the
 # rendered files are about 90 MB, at 10,000 about 0.9 GB, when every stage after the render has read them). A stage
-# goes over the files in path order, one environment's teams after another, so most of a team's unit is read again
-# in the next environment whatever the size short of all of them: with an empty cache at 1,000 teams, 8 MiB read
-# units 12,016 times against 32 MiB's 8,010 (the same 26 s, with 64 MiB more read), and peaked 30 MB lower.
+# goes over the files in path order, one environment's teams after another, so a size short of all of them reads a
+# team's unit again in the next environment, a larger size less often: with an empty cache at 1,000 teams, 8 MiB
+# read units 12,016 times (257 MiB) against 32 MiB's 6,008 (163 MiB), in the same 23 to 26 s, and peaked 23 to
+# 33 MiB lower (145 to 148 MiB against 171 to 178).
 HOLD = 8 << 20
 
 
