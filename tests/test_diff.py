@@ -306,6 +306,28 @@ def test_a_base_validated_before_is_recalled_not_rebuilt(pull_request, tmp_path,
     assert loaded == ["head", "base"]  # the head once, then the base from git
 
 
+def test_a_side_named_by_trees_is_found_by_them_and_a_name_that_is_not_a_key_is_not_followed(pull_request, tmp_path,
+                                                                                             monkeypatch):
+    """A diff names its base's side by the tree ids of the base's specs/, bases/ and schemas/, and the next finds it
+    by them without keying its listing. A name whose body is not a side key (say, a path out of the cache folder,
+    with its checksum made to match) is not followed: the side is found by its listing's key, and named again."""
+    store = cache.Cache(tmp_path / "cache")
+    cold = render_text(diff_git(pull_request, "HEAD~1", 2))
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold  # keeps both sides, names the base's
+    keyed, real = [], differ.listed_key
+    monkeypatch.setattr(differ, "listed_key", lambda *a: keyed.append(a) or real(*a))
+    loaded = sides_loaded(monkeypatch)
+    assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold and (loaded, keyed) == (["head"], [])
+    names = [p for p in (tmp_path / "cache" / "side-named").rglob("*") if p.is_file()]
+    assert len(names) == 2  # the base's trees (named by the diff) and HEAD's (by keeping the head)
+    for body in (b"../" * 21 + b"x", b"A" * 64, b"a" * 63):
+        for entry in names:
+            entry.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        loaded.clear(), keyed.clear()
+        assert render_text(diff_git(pull_request, "HEAD~1", 2, store)) == cold and loaded == ["head"], body
+        assert len(keyed) == 1 and all(len(store.lookup("side-named", p.name)) == 64 for p in names), body
+
+
 def test_a_recalled_sides_plain_directories_come_from_the_render_entries_and_are_checked(pull_request, tmp_path,
                                                                                         monkeypatch):
     """A kept side does not copy each plain directory's text (a team's workloads folder; 30,000 files at 10,000

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -17,11 +18,10 @@ from kflowgen.build import build, overlays_of, parse
 from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.flow import gitref
 from kflowgen.flow.load import load_then, render_stage
-from kflowgen.flow.side import Gone, Side, kustomize_id, recall, remember, side, side_key
+from kflowgen.flow.side import Gone, Side, kustomize_id, listed_key, name, named, recall, remember, side, side_key
 from kflowgen.options import Options
 from kflowgen.report.changes import DiffReport, compare
 from kflowgen.specs import layout
-from kflowgen.specs.discover import spec_files
 from kflowgen.specs.layout import LABEL_TEAM, is_directory_source
 from kflowgen.specs.loader import SpecFile
 from kflowgen.targets.files import Released
@@ -42,7 +42,7 @@ def _side(opts: Options, label: str | None, snapshot: dict[str, bytes] | None = 
     with opts.timed("cache"):
         out = side(model, rendered.files, built, opts.root, snapshot)
         if keep and not errors:
-            remember(opts, model, out, built.keys, rendered.units)
+            remember(opts, model, out, built.keys, rendered.units, head=label is None)
     return out, _tag(errors, label)
 
 
@@ -169,7 +169,7 @@ def _diff_git(opts: Options, base: str, head: Side | None, started: list | None)
             pass
     with tempfile.TemporaryDirectory(prefix="kflowgen-diff-") as tmp:
         with opts.timed("base"):
-            specs = gitref.spec_blobs(git, top, entries) if "specs" in names else None
+            specs = gitref.spec_blobs(git, top, entries()) if "specs" in names else None
             paths = [p for p in ("specs", "bases", "schemas")
                      if p in names and not (p == "specs" and specs is not None)]
             if paths:
@@ -182,12 +182,14 @@ def _diff_git(opts: Options, base: str, head: Side | None, started: list | None)
 
 
 def _base_listed(opts: Options, git, base: str, started: list | None = None
-                 ) -> DiffReport | tuple[Path, str, list[str], list | None, Side | None]:
+                 ) -> DiffReport | tuple[Path, str, list[str], Callable[[], list | None], Side | None]:
     """The git ref's files (the folder above root, the tree, its top-level names and the listing of specs/, bases/
-    and schemas/) and its side when the cache holds it; or the report of why git cannot say. started: gitref.started's
-    commands, else they are started here."""
+    and schemas/, parsed when called) and its side when the cache holds it; or the report of why git cannot say.
+    started: gitref.started's commands, else they are started here. The side is found by the tree ids of the ref's
+    specs/, bases/ and schemas/ where a run named it so (side.named), else by the key of their listing (named then)."""
     root, store = opts.root, opts.store
-    (_, bad), (where, _), (top_names, _), (listing, unlisted) = survey.results(started or gitref.started(root, base))
+    (commit, bad), (where, _), (top_entries, _), (listing, unlisted) = survey.results(
+        started or gitref.started(root, base))
     if bad:  # (asked again, for git's words)
         try:
             found = git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
@@ -199,16 +201,20 @@ def _base_listed(opts: Options, git, base: str, started: list | None = None
                                              "fetch the base branch first, e.g. git fetch origin main")])
     lines = where.decode("utf-8", "surrogateescape").split("\n")
     top, prefix = Path(lines[0].strip() or root), (lines[1:] or [""])[0].strip()  # root may be below the git top
-    tree = f"{base}:{prefix}"
-    names = top_names.decode("utf-8", "surrogateescape").splitlines()
-    entries = None if unlisted else gitref.entries(listing)
-    ids = gitref.blob_ids(entries)
+    tree = f"{commit.decode().strip()}:{prefix}"  # (the commit the listing is of, whatever the ref names now)
+    names, trees = gitref.top(top_entries)
+    parsed: list = []
+
+    def entries() -> list | None:
+        if not parsed:
+            parsed.append(None if unlisted else gitref.entries(listing))
+        return parsed[0]
+
     builder = kustomize_id(root)
-    recalled = None
-    if ids is not None and builder is not None and "specs" in names:
-        wanted = {rel for rel, _ in spec_files(root, {p: b"" for p in ids if p.startswith("specs/")})}
-        k = side_key({p: i for p, i in ids.items() if p in wanted},
-                     {p.removeprefix("bases/"): i for p, i in ids.items() if p.startswith("bases/")},
-                     {p.removeprefix("schemas/"): i for p, i in ids.items() if p.startswith("schemas/")}, builder)
-        recalled = recall(store, k)
-    return top, tree, names, entries, recalled
+    if builder is None or "specs" not in names:
+        return top, tree, names, entries, None
+    k = named(store, builder, trees)
+    if k is None and (ids := gitref.blob_ids(entries())) is not None:
+        k = listed_key(ids, builder)
+        name(store, builder, trees, k)
+    return top, tree, names, entries, recall(store, k) if k else None

@@ -2,6 +2,7 @@
 by blob id, no file read) and the bytes of its blobs (one `git cat-file --batch`), for the base side of a diff."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from kflowgen import survey
@@ -18,16 +19,48 @@ def option_like(ref: str) -> bool:
 
 def started(root: Path, base: str) -> list:
     """The git commands diff._base_listed reads, started now: the gate starts them before it checks the head, so that
-    they run meanwhile. In root's folder of the ref (`<ref>:./`): the ref's check, the git top and root's place
-    below it, the names at root's folder, and the listing of its specs/, bases/ and schemas/. For a ref that reads as
-    an option (see option_like) none is started: the check, run later, refuses it."""
+    they run meanwhile. In root's folder of the ref's commit (`<commit>:./`), the ref resolved here once, so that all
+    of them see one commit even if the ref moves meanwhile (a side found by its folders' tree ids is then the side of
+    the listing beside them): the commit's check, the git top and root's place below it, the entries at root's folder
+    (names and tree ids), and the listing of its specs/, bases/ and schemas/. For a ref that reads as an option (see
+    option_like) none is started: the check, run later, refuses it."""
     if option_like(base):
         return [(None, None)] * 4
-    tree = f"{base}:./"
+    commit = commit_of(root, base) or base  # (one git cannot resolve: the check fails, and the diff says why)
+    tree = f"{commit}:./"
     return survey.start([["git", "-C", str(root), *args] for args in (
-        ("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"), ("rev-parse", "--show-toplevel", "--show-prefix"),
-        ("ls-tree", "--full-tree", "--name-only", tree), ("ls-tree", "-r", "-z", "--full-tree", tree, "--", *FOLDERS))],
+        ("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"), ("rev-parse", "--show-toplevel", "--show-prefix"),
+        ("ls-tree", "-z", "--full-tree", tree), ("ls-tree", "-r", "-z", "--full-tree", tree, "--", *FOLDERS))],
         behind=True)
+
+
+def commit_of(root: Path, ref: str) -> str | None:
+    """The commit a ref names now; None when it names none or git cannot say (never asked of an option_like ref)."""
+    try:
+        found = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                               capture_output=True, text=True)
+    except OSError:
+        return None
+    return (found.stdout.strip() or None) if found.returncode == 0 else None
+
+
+def folders_at(root: Path, commit: str) -> tuple[dict[str, str], dict[str, str] | None] | None:
+    """The tree ids of specs/, bases/ and schemas/ in root's folder of a commit, and blob_ids of the files below them;
+    None when git cannot say."""
+    try:
+        runs = [subprocess.run(["git", "-C", str(root), "ls-tree", "-z", *recurse, "--full-tree", f"{commit}:./", "--",
+                                *FOLDERS], capture_output=True) for recurse in ([], ["-r"])]
+    except OSError:
+        return None
+    if any(run.returncode for run in runs):
+        return None
+    return top(runs[0].stdout)[1], blob_ids(entries(runs[1].stdout))
+
+
+def top(listing: bytes) -> tuple[list[str], dict[str, str]]:
+    """The names a tree's `git ls-tree -z` lists, and the tree id of each folder among them."""
+    found = entries(listing)
+    return [path for path, *_ in found], {path: oid.decode() for path, _, kind, oid in found if kind == b"tree"}
 
 
 def entries(listing: bytes) -> list[tuple[str, bytes, bytes, bytes]]:
