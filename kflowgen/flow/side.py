@@ -284,11 +284,14 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: 
     builder = kustomize_id(root)
     if store.folder is None or builder is None or None in model.inputs.values():
         return
-    if head:
-        _name_head(root, store, builder)
     k = side_key(model.inputs, cache.tree_ids(root / "bases"), cache.tree_ids(root / "schemas"), builder)
-    if store.lookup("side", k) is not None:
-        return
+    if store.lookup("side", k) is None:
+        _keep(store, s, k, keys, units)
+    if head:  # (after keeping the side: what naming lists is not held while its texts are kept)
+        _name_head(root, store, builder)
+
+
+def _keep(store: cache.Cache, s: Side, k: str, keys: dict[str, str], units: dict[str, str]) -> None:
     where = {}
     for overlay, digest in s.built.items():
         if overlay in keys:
