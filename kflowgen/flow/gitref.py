@@ -23,10 +23,10 @@ def started(root: Path, base: str) -> list:
     of them see one commit even if the ref moves meanwhile (a side found by its folders' tree ids is then the side of
     the listing beside them): the commit's check, the git top and root's place below it, the entries at root's folder
     (names and tree ids), and the listing of its specs/, bases/ and schemas/. For a ref that reads as an option (see
-    option_like) none is started: the check, run later, refuses it."""
-    if option_like(base):
+    option_like), or that names no commit, none is started: the check, run later, refuses it."""
+    commit = None if option_like(base) else commit_of(root, base)
+    if commit is None:  # (nothing is listed by a name that may name another commit by then; the check says why)
         return [(None, None)] * 4
-    commit = commit_of(root, base) or base  # (one git cannot resolve: the check fails, and the diff says why)
     tree = f"{commit}:./"
     return survey.start([["git", "-C", str(root), *args] for args in (
         ("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"), ("rev-parse", "--show-toplevel", "--show-prefix"),
@@ -44,17 +44,26 @@ def commit_of(root: Path, ref: str) -> str | None:
     return (found.stdout.strip() or None) if found.returncode == 0 else None
 
 
-def folders_at(root: Path, commit: str) -> tuple[dict[str, str], dict[str, str] | None] | None:
-    """The tree ids of specs/, bases/ and schemas/ in root's folder of a commit, and blob_ids of the files below them;
-    None when git cannot say."""
+def trees_at(root: Path, commit: str) -> dict[str, str] | None:
+    """The tree ids of specs/, bases/ and schemas/ in root's folder of a commit; None when git cannot say."""
+    listed = _ls_tree(root, commit, [])
+    return top(listed)[1] if listed is not None else None
+
+
+def ids_at(root: Path, commit: str) -> dict[str, str] | None:
+    """blob_ids of the files under specs/, bases/ and schemas/ in root's folder of a commit; None when git cannot say
+    (or blob_ids gives None)."""
+    listed = _ls_tree(root, commit, ["-r"])
+    return blob_ids(entries(listed)) if listed is not None else None
+
+
+def _ls_tree(root: Path, commit: str, recurse: list[str]) -> bytes | None:
     try:
-        runs = [subprocess.run(["git", "-C", str(root), "ls-tree", "-z", *recurse, "--full-tree", f"{commit}:./", "--",
-                                *FOLDERS], capture_output=True) for recurse in ([], ["-r"])]
+        run = subprocess.run(["git", "-C", str(root), "ls-tree", "-z", *recurse, "--full-tree", f"{commit}:./", "--",
+                              *FOLDERS], capture_output=True)
     except OSError:
         return None
-    if any(run.returncode for run in runs):
-        return None
-    return top(runs[0].stdout)[1], blob_ids(entries(runs[1].stdout))
+    return None if run.returncode else run.stdout
 
 
 def top(listing: bytes) -> tuple[list[str], dict[str, str]]:

@@ -262,9 +262,11 @@ def _name_head(root: Path, store: cache.Cache, builder: str) -> None:
     """Name by its folders' tree ids the side of root's HEAD commit (a pull request branching from it diffs against
     it), when not named yet: two git commands, and the listing of its files only then."""
     commit = gitref.commit_of(root, "HEAD")
-    found = gitref.folders_at(root, commit) if commit else None
-    if found is not None and found[1] is not None and named(store, builder, found[0]) is None:
-        name(store, builder, found[0], listed_key(found[1], builder))
+    trees = gitref.trees_at(root, commit) if commit else None
+    if trees is not None and named(store, builder, trees) is None:
+        ids = gitref.ids_at(root, commit)
+        if ids is not None:
+            name(store, builder, trees, listed_key(ids, builder))
 
 
 def kustomize_id(root: Path) -> str | None:
