@@ -1,0 +1,106 @@
+"""The scope of a change: which teams and environments a pull request's paths touch, and which paths put every team
+in scope (tested path by path, and on real commits through git)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from kflowgen.flow.scope import Scope, committed, scope
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("specs/experiments/nlp/bert.yaml", Scope(teams=frozenset({"nlp"}))),
+    ("specs/experiments/nlp/sweeps/bert.yaml", Scope(teams=frozenset({"nlp"}))),
+    ("specs/models/vision/resnet.yaml", Scope(teams=frozenset({"vision"}))),
+    ("overlays/dev/teams/nlp/workloads/job.bert-1.yaml", Scope(teams=frozenset({"nlp"}))),
+    ("overlays/prod/teams/nlp/stray.yaml", Scope(teams=frozenset({"nlp"}))),  # beside the team's parts: its folder
+    ("specs/teams/nlp.yaml", Scope(team_files=("specs/teams/nlp.yaml",))),
+    ("overlays/dev/argocd/project.nlp.yaml", Scope(envs=frozenset({"dev"}))),
+    ("overlays/staging/jupyterhub/values.yaml", Scope(envs=frozenset({"staging"}))),
+    ("overlays/dev/queueing/sub/x.yaml", Scope(envs=frozenset({"dev"}))),
+    ("README.md", Scope(outside=("README.md",))),
+    (".github/CODEOWNERS", Scope(outside=(".github/CODEOWNERS",))),
+    ("crds/kueue.yaml", Scope(outside=("crds/kueue.yaml",))),
+])
+def test_a_path_of_one_team_or_environment_puts_that_in_scope(path, expected):
+    assert scope([path]) == expected
+
+
+@pytest.mark.parametrize("path", [
+    "specs/platform.yaml",
+    "bases/team/kustomization.yaml",
+    "bases/team/networkpolicy.yaml",
+    "schemas/crds/x.yaml",
+    "specs/teams/sub/nlp.yaml",  # a file where kflowgen does not read specs
+    "specs/experiments/bert.yaml",  # an experiment in no team's folder
+    "specs/experiments/nlp",  # a file where a team's folder goes
+    "specs/notes.yaml",
+    "overlays/kustomization.yaml",
+    "overlays/dev",
+    "overlays/dev/kustomization.yaml",  # beside the environment's folders
+    "overlays/dev/teams",
+    "overlays/dev/teams/evil.yaml",  # beside the teams' folders
+])
+def test_a_path_every_team_depends_on_or_kflowgen_cannot_place_puts_the_whole_repository_in_scope(path):
+    found = scope(["specs/experiments/nlp/bert.yaml", path])
+    assert found.whole == path
+    assert "nlp" in found.teams  # (what else was found is kept: the caller judges everything anyway)
+
+
+def test_a_change_across_teams_names_each_team_once_and_the_first_whole_path():
+    found = scope(["overlays/dev/teams/b/platform/ns.yaml", "specs/experiments/a/x.yaml", "specs/models/b/m.yaml",
+                   "schemas/z.json", "bases/team/a.yaml"])
+    assert found == Scope(teams=frozenset({"a", "b"}), whole="bases/team/a.yaml")
+
+
+def _git(root, *args):
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path):
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "config", "user.email", "t@example.com")
+    _git(tmp_path, "config", "user.name", "t")
+    for rel, text in {"specs/experiments/a/x.yaml": "x\n", "specs/experiments/b/y.yaml": "y\n",
+                      "overlays/dev/teams/a/workloads/job.x.yaml": "j\n", "README.md": "r\n"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "base")
+    return tmp_path
+
+
+def test_committed_paths_come_from_git_with_a_rename_as_both_its_paths(repo):
+    (repo / "specs/experiments/c").mkdir()
+    _git(repo, "mv", "specs/experiments/a/x.yaml", "specs/experiments/c/x.yaml")  # a team's file moved to another's
+    (repo / "specs/experiments/b/y.yaml").unlink()
+    (repo / "overlays/dev/teams/a/workloads/job.x.yaml").write_text("j2\n")
+    (repo / "specs/experiments/b/new file.yaml").write_text("n\n")  # (a space: paths are read NUL-separated)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "head")
+    paths = committed(repo, "HEAD~1")
+    assert sorted(paths) == ["overlays/dev/teams/a/workloads/job.x.yaml", "specs/experiments/a/x.yaml",
+                             "specs/experiments/b/new file.yaml", "specs/experiments/b/y.yaml",
+                             "specs/experiments/c/x.yaml"]
+    assert scope(paths).teams == {"a", "b", "c"}
+
+
+def test_committed_paths_are_of_the_commits_not_of_the_work_tree(repo):
+    (repo / "specs/experiments/b/y.yaml").write_text("edited, not committed\n")
+    (repo / "specs/experiments/d").mkdir()
+    (repo / "specs/experiments/d/z.yaml").write_text("untracked\n")
+    assert committed(repo, "HEAD") == []
+
+
+def test_committed_paths_are_those_below_the_folder_given(repo):
+    (repo / "README.md").write_text("r2\n")
+    (repo / "specs/experiments/a/x.yaml").write_text("x2\n")
+    _git(repo, "commit", "-qam", "head")
+    assert committed(repo / "specs", "HEAD~1") == ["experiments/a/x.yaml"]
+
+
+@pytest.mark.parametrize("base", ["no-such-ref", "--output=/tmp/x", "HEAD~5"])
+def test_no_paths_when_git_cannot_say(repo, base):
+    assert committed(repo, base) is None
