@@ -1,9 +1,10 @@
 """What the rules find in one team's experiment and model files is a function of those files, every team spec and
 the platform file, not of other teams' experiments and models: a gate that loads only the teams a change touches
-(kflowgen.flow.scope) finds the same there. Checked on every example folder that has a team's experiments or models,
-and on the project's example repository, with every other team's removed. The one finding that depends on another
-team's files is a host another team's model holds (KF344, what serving.across finds): such a gate needs every team's
-served models for it."""
+(kflowgen.flow.scope) finds the same there; and what is found in the platform and team spec files is the same too.
+Checked on every example folder that has a team's experiments or models, on the project's example repository, and on
+pull requests that reach across teams, with every other team's experiments and models removed. Two findings depend
+on other teams' files: a host another team's model holds (KF344, what serving.across finds), and the platform file's
+warning naming every team's distributed experiments of a legacy kind (KF351): such a gate needs those from the base."""
 from __future__ import annotations
 
 import shutil
@@ -18,6 +19,9 @@ from test_examples import EXAMPLES, make_repo
 
 FOLDERS = ("specs/experiments", "specs/models")
 ACROSS_TEAMS = {"KF344"}  # a host another team's model holds
+# what is found in the platform and team spec files that depends on every team's experiments and models: the one
+# warning naming the distributed experiments that render a legacy kind
+OF_EVERY_TEAM = {"KF351"}
 
 
 def _teams(root: Path) -> list[str]:
@@ -43,6 +47,11 @@ HOSTILE = {
         "specs/models/vision/resnet.yaml", "team: vision", "team: recsys")},
     "model-copied-to-a-team-without-quota-there": {"specs/models/nlp/resnet.yaml": (
         "specs/models/vision/resnet.yaml", "team: vision", "team: nlp")},
+    # (not refused: KF351 warns on the platform file, naming distributed experiments of every team)
+    "legacy-distributed-training-in-two-teams": {
+        "specs/platform.yaml": ("specs/platform.yaml", "    api: trainer\n", "    api: training-operator\n"),
+        "specs/experiments/vision/llm-finetune.yaml": (
+            "specs/experiments/nlp/llm-finetune.yaml", "team: nlp", "team: vision")},
 }
 
 
@@ -55,17 +64,19 @@ def _hostile(name: str, root: Path) -> Path:
     return root
 
 
-def _found(root: Path, team: str) -> set[tuple[str, str, str]]:
-    """What validate's load finds in the team's experiment and model files."""
+def _found(root: Path, team: str | None) -> set[tuple[str, str, str]]:
+    """What validate's load finds in the team's experiment and model files (team None: in every other file, the
+    platform's and the team specs')."""
     return {(d.code, d.path, d.message) for d in pipeline.load(Options(root))[1]
-            if d.path.startswith(tuple(f"{f}/{team}/" for f in FOLDERS))}
+            if (d.path.startswith(tuple(f"{f}/{team}/" for f in FOLDERS)) if team is not None
+                else not d.path.startswith(tuple(f"{f}/" for f in FOLDERS)))}
 
 
 @pytest.mark.parametrize("example, team", _cases())
 def test_a_teams_findings_do_not_depend_on_other_teams_experiments_and_models(example, team, tmp_path):
     root = (make_repo(example, tmp_path) if isinstance(example, Path) else copy_repo(PROJECT, tmp_path / "repo")
             if example is None else _hostile(example, copy_repo(PROJECT, tmp_path / "repo")))
-    whole = _found(root, team)
+    whole, elsewhere = _found(root, team), _found(root, None)
     for folder in FOLDERS:
         for other in (root / folder).iterdir() if (root / folder).is_dir() else ():
             if other.name != team:
@@ -73,6 +84,7 @@ def test_a_teams_findings_do_not_depend_on_other_teams_experiments_and_models(ex
     alone = _found(root, team)
     assert alone <= whole
     assert {code for code, _, _ in whole - alone} <= ACROSS_TEAMS
+    assert {code for code, _, _ in _found(root, None) ^ elsewhere} <= OF_EVERY_TEAM
 
 
 def test_the_cases_include_findings_in_team_files_and_one_across_teams(tmp_path):
@@ -81,3 +93,12 @@ def test_the_cases_include_findings_in_team_files_and_one_across_teams(tmp_path)
              for n, (example, team) in enumerate(c.values for c in _cases() if isinstance(c.values[0], Path))]
     assert len(found) >= 50 and sum(1 for f in found if f) >= 20
     assert any(code in ACROSS_TEAMS for f in found for code, _, _ in f)
+
+
+def test_the_warning_of_every_teams_distributed_experiments_names_other_teams(tmp_path):
+    """(OF_EVERY_TEAM is there for a reason: with vision's experiments removed, nlp's run finds another KF351)"""
+    root = _hostile("legacy-distributed-training-in-two-teams", copy_repo(PROJECT, tmp_path / "repo"))
+    before = {d for d in _found(root, None) if d[0] == "KF351"}
+    shutil.rmtree(root / "specs/experiments/vision")
+    after = {d for d in _found(root, None) if d[0] == "KF351"}
+    assert len(before) == len(after) == 1 and before != after
