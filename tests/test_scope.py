@@ -104,3 +104,40 @@ def test_committed_paths_are_those_below_the_folder_given(repo):
 @pytest.mark.parametrize("base", ["no-such-ref", "--output=/tmp/x", "HEAD~5"])
 def test_no_paths_when_git_cannot_say(repo, base):
     assert committed(repo, base) is None
+
+
+# --- what validate keeps with main's side for a gate in scope: the base's facts --------------------------------
+
+def test_validate_keeps_with_the_side_each_overlays_count_the_files_generated_its_warnings_and_tools(tmp_path,
+                                                                                                     monkeypatch):
+    from conftest import PROJECT, copy_repo
+    from kflowgen import cache, tools
+    from kflowgen.diagnostics import Diagnostic
+    from kflowgen.flow import gitref, pipeline
+    from kflowgen.flow.side import kustomize_id, named, recall
+    from kflowgen.options import Options
+
+    if isinstance(tools.find("kustomize", PROJECT), Diagnostic):
+        pytest.skip("needs kustomize")
+    root = copy_repo(PROJECT, tmp_path / "repo")
+    (root / ".github/CODEOWNERS").unlink()  # a warning (KF317), which the side keeps
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
+                                                 "-qm", "base"]):
+        _git(root, *args)
+    monkeypatch.setenv("KFLOWGEN_CACHE", str(tmp_path / "cache"))
+    opts = Options.at(root, 2, True)
+    done = pipeline.checked(opts)
+    pipeline.head_side(opts, done)
+    assert not done.report.errors and {d.code for d in done.report.diagnostics} == {"KF317"}
+
+    store = cache.Cache(tmp_path / "cache")
+    trees = gitref.trees_at(root, gitref.commit_of(root, "HEAD"))
+    side = recall(store, named(store, kustomize_id(root), trees))
+    assert side.sizes == done.built.sizes and set(side.sizes) == set(side.built)
+    for env, n in done.built.counts.items():  # the summary's count per environment is the sum of its overlays'
+        assert sum(c for o, c in side.sizes.items() if o.startswith(f"overlays/{env}/")) == n
+    on_disk = [p for p in (root / "overlays").rglob("*") if p.is_file()]
+    assert side.generated == len(done.rendered.files) == len(on_disk)
+    assert side.warnings == sorted(done.report.diagnostics)
+    assert side.tools == done.tools and set(side.tools) >= {"kustomize", "kubeconform"}
+    assert f"({', '.join(f'{k} {v}' for k, v in sorted(side.tools.items()))};" in done.report.summary[0]

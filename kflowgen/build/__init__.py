@@ -59,6 +59,7 @@ class Built:
     # a rendered file -> its git blob id, as the renderer computed it (asked only for a plain directory's files: the
     # render's own map, not a copy of its part, which was 20 MB at 10,000 teams)
     part_ids: Mapping[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # overlay -> objects built (counts: their sums by environment)
     listings: dict[str, dict[str, str] | None] = field(default_factory=dict, init=False, repr=False)  # (listing())
 
     def digest(self, overlay: str) -> str:
@@ -266,10 +267,12 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
     texts: dict[str, str] = {}
     digests: dict[str, str] = {}
     counts: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     for overlay in overlays:
         env = layout.place(overlay).env
         if overlay in indexed:
             digests[overlay], n = indexed[overlay]
+            sizes[overlay] = int(n)
             counts[env] = counts.get(env, 0) + int(n)
             continue
         result = results[overlay] if overlay not in listed else ""
@@ -279,6 +282,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         if isinstance(result, Made):  # read again (load) when asked for: not held
             digests[overlay] = result.digest
             index.put(keys[overlay], f"{result.digest} {result.count}")
+            sizes[overlay] = result.count
             counts[env] = counts.get(env, 0) + result.count
             continue
         if overlay in listed:
@@ -296,6 +300,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
              else _count_files([files[rel] for rel in plain[overlay]]) if overlay in listed
              else count_objects(result))
         index.put(k, f"{digest} {n}")
+        sizes[overlay] = n
         counts[env] = counts.get(env, 0) + n
     index.save()
 
@@ -323,7 +328,7 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
 
     order = [o for o in overlays if o in digests]
     return Built(Texts(order, texts, load), counts, {"kustomize": kustomize.version}, len(todo), keys, parsed, parts,
-                 rendered.objects, digests, rendered.ids), diags
+                 rendered.objects, digests, rendered.ids, sizes), diags
 
 
 def directory_files(files: dict[str, bytes], folder: str) -> list[str]:

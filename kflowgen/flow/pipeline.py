@@ -44,6 +44,7 @@ class Checked:
     model: Model | None = None
     rendered: Rendered | None = None
     built: Built | None = None  # None unless every overlay built
+    tools: dict[str, str] | None = None  # the tools that built and checked, as the summary names them
 
 
 def validate(opts: Options, env: str | None = None, server: bool = False) -> Report:
@@ -110,7 +111,7 @@ def _checked(opts: Options, env: str | None, server: bool, drift: bool, started:
             report.summary = summary.summary(model, built, envs, tools) + server_lines
         if drift:
             report.summary += [summary.drift(rendered.files, plan)]
-    return Checked(report, model, rendered, None if diags else built)
+    return Checked(report, model, rendered, None if diags else built, tools)
 
 
 def _render_known(opts: Options, env: str | None, model: Model) -> Rendered | None:
@@ -209,6 +210,8 @@ def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | No
     if done.built is None or done.model is None or done.rendered is None:
         return None
     side = diff.side(done.model, done.rendered.files, done.built, opts.root)
+    side.warnings = sorted(set(done.report.diagnostics))  # (no error: a side with one is not kept)
+    side.tools = dict(done.tools or {})
     if keep and not done.report.errors:
         diff.remember(opts, done.model, side, done.built.keys, done.rendered.units)
     return side

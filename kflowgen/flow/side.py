@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from itertools import accumulate
 from pathlib import Path
 from typing import Callable, Mapping
@@ -58,6 +58,12 @@ class Side:
     clusters: dict[str, str] = field(default_factory=dict)  # env -> its cluster (for the commands a change needs)
     read: Callable[[dict[str, str]], dict[str, bytes]] | None = None  # {path: blob id} -> {path: bytes}
     docs: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> documents, of plain directories compared
+    # what a gate judging only the teams a change touches takes from its base (kept with the side by validate): each
+    # overlay's object count, how many files were generated, the warnings found and the tools that checked
+    sizes: dict[str, int] = field(default_factory=dict)
+    generated: int = 0
+    warnings: list[Diagnostic] = field(default_factory=list)
+    tools: dict[str, str] = field(default_factory=dict)
 
     def spec_files(self, paths: list[str]) -> dict[str, SpecFile]:
         """These spec files of this side, parsed (those it has and that parse): the diff says why a change happened
@@ -147,7 +153,8 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               files=files, output=built, sweeps=_sweeps(model.experiments),
+               files=files, output=built, sweeps=_sweeps(model.experiments), sizes=dict(built.sizes),
+               generated=len(files),
                clusters={env: e.cluster for env, e in model.platform.environments.items()})
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
@@ -309,7 +316,8 @@ def _keep(store: cache.Cache, s: Side, k: str, keys: dict[str, str], units: dict
     doc = {"envs": s.envs, "sweeps": sorted(s.sweeps), "specs": s.specs, "clusters": s.clusters,
            "quotas": {env: [cap, alloc, {t: dict(vars(q)) for t, q in quotas.items()}]  # (as asdict: flat)
                       for env, (cap, alloc, quotas) in s.quotas.items()},
-           "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values}
+           "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values, "sizes": s.sizes,
+           "generated": s.generated, "warnings": [list(astuple(d)) for d in s.warnings], "tools": s.tools}
     store.put("side", k, json.dumps(doc, sort_keys=True).encode("utf-8"))
 
 
@@ -319,7 +327,8 @@ def recall(store: cache.Cache, k: str) -> Side | None:
         return None
     doc = json.loads(body)
     out = Side(envs=doc["envs"], sweeps={tuple(x) for x in doc["sweeps"]}, store=store, values=doc["values"],
-               specs=doc["specs"], clusters=doc["clusters"])
+               specs=doc["specs"], clusters=doc["clusters"], sizes=doc["sizes"], generated=doc["generated"],
+               warnings=[Diagnostic(*d) for d in doc["warnings"]], tools=doc["tools"])
     for env, (cap, alloc, quotas) in doc["quotas"].items():
         out.quotas[env] = (cap, alloc, {t: Quota(**q) for t, q in quotas.items()})
     for overlay, (digest, kind, k) in doc["built"].items():
