@@ -141,3 +141,60 @@ def test_validate_keeps_with_the_side_each_overlays_count_the_files_generated_it
     assert side.warnings == sorted(done.report.diagnostics)
     assert side.tools == done.tools and set(side.tools) >= {"kustomize", "kubeconform"}
     assert f"({', '.join(f'{k} {v}' for k, v in sorted(side.tools.items()))};" in done.report.summary[0]
+
+
+def _clean_repo(tmp_path, monkeypatch):
+    from conftest import PROJECT, copy_repo
+
+    root = copy_repo(PROJECT, tmp_path / "repo")
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
+                                                 "-qm", "base"]):
+        _git(root, *args)
+    monkeypatch.setenv("KFLOWGEN_CACHE", str(tmp_path / "cache"))
+    return root
+
+
+def _clean_of_head(root, tmp_path) -> bool:
+    from kflowgen import cache
+    from kflowgen.flow import gitref, scope as scopes
+
+    trees = gitref.trees_at(root, "HEAD", ("specs", "overlays"))
+    return scopes.clean(cache.Cache(tmp_path / "cache"), trees["specs"], trees["overlays"])
+
+
+def _check(root, use_cache=True):
+    from kflowgen.flow import pipeline
+    from kflowgen.options import Options
+
+    return pipeline.render_to_disk(Options.at(root, 2, use_cache), check_only=True)
+
+
+def test_a_render_check_that_finds_nothing_on_heads_files_vouches_for_heads_trees(tmp_path, monkeypatch):
+    root = _clean_repo(tmp_path, monkeypatch)
+    assert not _clean_of_head(root, tmp_path)
+    assert not _check(root).diagnostics
+    assert _clean_of_head(root, tmp_path)
+
+
+@pytest.mark.parametrize("change", ["edited-and-rendered", "untracked", "ignored", "drift", "no-cache"])
+def test_no_vouching_when_the_work_tree_is_not_heads_or_the_check_finds_something(tmp_path, monkeypatch, change):
+    from kflowgen.flow import pipeline
+    from kflowgen.options import Options
+
+    root = _clean_repo(tmp_path, monkeypatch)
+    spec = root / "specs/teams/vision.yaml"
+    if change == "edited-and-rendered":  # the check passes, on files that are not HEAD's
+        spec.write_text(spec.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
+        assert not pipeline.render_to_disk(Options.at(root, 2, True), check_only=False).errors
+    elif change in ("untracked", "ignored"):  # a file the check does not judge (a spec kflowgen does not read)
+        (root / "specs/notes.txt").write_text("x\n")
+        if change == "ignored":
+            (root / ".gitignore").write_text("notes.txt\n")
+            _git(root, "add", ".gitignore")
+            _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "ignore")
+    elif change == "drift":
+        spec.write_text(spec.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
+        _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "specs only")
+    report = _check(root, use_cache=change != "no-cache")
+    assert bool(report.errors) is (change == "drift")
+    assert not _clean_of_head(root, tmp_path)

@@ -44,9 +44,10 @@ def commit_of(root: Path, ref: str) -> str | None:
     return (found.stdout.strip() or None) if found.returncode == 0 else None
 
 
-def trees_at(root: Path, commit: str) -> dict[str, str] | None:
-    """The tree ids of specs/, bases/ and schemas/ in root's folder of a commit; None when git cannot say."""
-    listed = _ls_tree(root, commit, [])
+def trees_at(root: Path, commit: str, folders: tuple[str, ...] = FOLDERS) -> dict[str, str] | None:
+    """The tree ids of these folders (specs/, bases/ and schemas/) in root's folder of a commit; None when git
+    cannot say."""
+    listed = _ls_tree(root, commit, [], folders)
     return top(listed)[1] if listed is not None else None
 
 
@@ -57,10 +58,10 @@ def ids_at(root: Path, commit: str) -> dict[str, str] | None:
     return blob_ids(entries(listed)) if listed is not None else None
 
 
-def _ls_tree(root: Path, commit: str, recurse: list[str]) -> bytes | None:
+def _ls_tree(root: Path, commit: str, recurse: list[str], folders: tuple[str, ...] = FOLDERS) -> bytes | None:
     try:
         run = subprocess.run(["git", "-C", str(root), "ls-tree", "-z", *recurse, "--full-tree", f"{commit}:./", "--",
-                              *FOLDERS], capture_output=True)
+                              *folders], capture_output=True)
     except OSError:
         return None
     return None if run.returncode else run.stdout

@@ -13,7 +13,7 @@ from kflowgen import cache, survey as listings
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
-from kflowgen.flow import diff, gitref
+from kflowgen.flow import diff, gitref, scope
 from kflowgen.flow.load import load, load_then, render_stage
 from kflowgen.options import Options
 from kflowgen.report import summary
@@ -230,6 +230,9 @@ def render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | No
         plan, found = (writer.check(opts.root, files, opts.jobs, ids=rendered.ids) if check_only
                        else writer.write(opts.root, files, opts.jobs, edits))
     report.extend(found)
+    if check_only and not report.errors and not edits:
+        with opts.timed("cache"):
+            scope.record_clean(opts.root, opts.store)
     with opts.timed("report"):
         if check_only:
             report.summary = [summary.drift(files, plan)]

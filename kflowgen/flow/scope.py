@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kflowgen import cache
 from kflowgen.flow import gitref
 from kflowgen.specs import layout
 from kflowgen.specs.experiment import EXPERIMENTS
@@ -81,3 +82,32 @@ def committed(root: Path, base: str, head: str = "HEAD") -> list[str] | None:
     if found.returncode:
         return None
     return [p for p in found.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+# --- what a scoped gate takes from its base, besides the side validate keeps ----------------------------------
+
+def record_clean(root: Path, store: cache.Cache) -> None:
+    """After a render --check that found nothing: keep that HEAD's overlays/ is exactly what HEAD's specs render, by
+    their tree ids, when the work tree is HEAD's there (git lists no change, untracked or ignored file under specs/
+    or overlays/; a FIFO or socket, which git does not list, the check itself refused). A gate then vouches for a
+    team folder a change leaves as it is on its base by this, without comparing its files."""
+    if store.folder is None:
+        return
+    try:
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-z", "--untracked-files=all",
+                                 "--ignored=matching", "--", "specs", "overlays"], capture_output=True)
+    except OSError:
+        return
+    trees = gitref.trees_at(root, "HEAD", ("specs", "overlays")) if not status.returncode and not status.stdout \
+        else None
+    if trees and {"specs", "overlays"} <= trees.keys():
+        store.put("drift-clean", _clean_key(trees["specs"], trees["overlays"]), b"")
+
+
+def clean(store: cache.Cache, specs: str, overlays: str) -> bool:
+    """Whether a render --check found these trees of specs/ and overlays/ (by id) to be exactly what they render."""
+    return store.lookup("drift-clean", _clean_key(specs, overlays)) is not None
+
+
+def _clean_key(specs: str, overlays: str) -> str:
+    return cache.key("drift-clean", cache.code_digest(), specs, overlays)
