@@ -13,7 +13,7 @@ from kflowgen import cache, survey as listings
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
-from kflowgen.flow import diff, gitref, scope
+from kflowgen.flow import diff, gitref, scope, scoped
 from kflowgen.flow.load import load, load_then, render_stage
 from kflowgen.options import Options
 from kflowgen.report import summary
@@ -153,7 +153,12 @@ def experiment_at(model: Model, repo: Path, spec: Path) -> Experiment | Diagnost
 def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     """The pull-request gate in one process: validate, render --check and diff --base, sharing the head's
     loaded specs, rendered files and builds (three commands would each load, render and build the head again).
-    Returns (the validate and drift report, the diff against base, or None when the head does not build)."""
+    Returns (the validate and drift report, the diff against base, or None when the head does not build). A change
+    to some teams' experiments only, on a base main's CI judged, is judged in scope (flow.scoped), to the same result.
+    """
+    found = scoped.gate(opts, base)
+    if found is not None:
+        return found
     started = gitref.started(opts.root, base)  # the base's listing, while the head is checked
     try:
         return _gate(opts, base, started)

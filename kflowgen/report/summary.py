@@ -7,9 +7,9 @@ from kflowgen.specs.model import Model
 from kflowgen.write import writer
 
 
-def drift(files: dict[str, bytes], plan: writer.Plan) -> str:
-    """render --check's line."""
-    return (f"{len(files)} generated files checked: "
+def drift(files: dict[str, bytes], plan: writer.Plan, count: int | None = None) -> str:
+    """render --check's line (count: how many files were generated, where files holds only some of them)."""
+    return (f"{len(files) if count is None else count} generated files checked: "
             + ("up to date" if not plan.drift else
                f"{len(plan.added)} missing, {len(plan.changed)} different, {len(plan.removed)} extra"))
 

@@ -47,8 +47,9 @@ class Rendered:
         return out
 
 
-def render_cached(model: Model, opts: Options) -> Rendered:
-    keys = _unit_keys(model, units(model))
+def render_cached(model: Model, opts: Options, pieces: list[tuple[str, str]] | None = None) -> Rendered:
+    """(pieces: only these units, of those units() gives, e.g. the units of the teams a change touches)"""
+    keys = _unit_keys(model, units(model) if pieces is None else pieces)
     stage = opts.stage(len(keys), "rendering")
     # the units' indexes, read here (no copy between processes), a bucket's or a unit's entry at a time, each unpacked
     # before the next is read (into the memory this one's body leaves); an index that does not add up is rendered

@@ -66,7 +66,8 @@ def same(path: str, data: bytes) -> bool:
         return False
 
 
-def _head(path: Path) -> bytes:
+def first_bytes(path: Path) -> bytes:
+    """The first bytes of a file, where kflowgen's header would be (targets.emit.is_generated)."""
     with open(path, "rb") as f:
         return f.read(64)
 
@@ -157,7 +158,7 @@ def plan(root: Path, files: dict[str, bytes], jobs: int = 1, ask_git: bool = Fal
             if rel in links:
                 p.foreign.append(rel)
             elif rel not in files:
-                (p.removed if is_generated(_head(root / rel)) else p.foreign).append(rel)
+                (p.removed if is_generated(first_bytes(root / rel)) else p.foreign).append(rel)
     return p
 
 
@@ -170,12 +171,17 @@ def check(root: Path, files: dict[str, bytes], jobs: int = 1, started: list | No
     drift, render --check's (and the gate's) to refuse."""
     with locked(root, exclusive=False):
         p = plan(root, files, jobs, ask_git=True, started=started, compare=compare, ids=ids)
+    return p, findings(root, p, compare)
+
+
+def findings(root: Path, p: Plan, compare: bool = True) -> list[Diagnostic]:
+    """check's findings of a plan (made by plan(), or from another listing of the same files)."""
     fix = "run `kflowgen render` and commit the result"
     diags = [error(r, (1, 1), "KF502", "generated file is missing", fix) for r in p.added]
     diags += [error(r, (1, 1), "KF501", "generated file differs from what the specs render", fix) for r in p.changed]
     if compare:  # validate leaves stale generated files to render --check: before a render they are expected
         diags += [error(r, (1, 1), "KF503", "generated file is no longer produced by any spec", fix) for r in p.removed]
-    return p, diags + strays(root, p)
+    return diags + strays(root, p)
 
 
 def strays(root: Path, p: Plan) -> list[Diagnostic]:

@@ -1,0 +1,201 @@
+"""The gate of a pull request that changes only some teams' experiments (and their generated workloads files),
+judged in scope: the platform, every team spec and those teams' experiments and models are loaded from HEAD, their
+units rendered, their folders checked for drift, their overlays built and checked; everything else is taken from the
+base, which main's validate kept (its side and facts, flow.side) and main's render --check found to render exactly
+(scope.clean). The result is the whole gate's, to the byte (tests/test_scoped_gate.py compares them); any case this
+does not cover gives None, and the whole gate runs."""
+from __future__ import annotations
+
+import subprocess
+from functools import partial
+from pathlib import Path
+
+from kflowgen import cache
+from kflowgen.build import Built, build, overlays_of
+from kflowgen.checks import codeowners, policy, verify
+from kflowgen.diagnostics import Diagnostic, Report
+from kflowgen.flow import diff, gitref, scope as scopes
+from kflowgen.flow.load import load_then
+from kflowgen.flow.side import Gone, Side, kustomize_id, named, recall
+from kflowgen.options import Options
+from kflowgen.report import summary
+from kflowgen.specs import layout
+from kflowgen.specs.experiment import EXPERIMENTS
+from kflowgen.specs.read import Snapshot
+from kflowgen.specs.served import MODELS
+from kflowgen.targets.cached import render_cached
+from kflowgen.targets import units
+from kflowgen.targets.emit import is_generated
+from kflowgen.write import writer
+from kflowgen.write.departures import CODES as DEPARTURES
+
+# Findings whose inputs span every team: a gate in scope cannot tell them from the teams it loads
+ACROSS_TEAMS = {"KF344", "KF351"}
+JUDGED = ("specs", "overlays", "bases", "schemas", ".github")  # what the gate reads of the work tree
+
+
+def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | None:
+    """The gate's report and diff, judged in scope; None when this change is not one a gate in scope covers."""
+    root, store = opts.root, opts.store
+    builder = kustomize_id(root)
+    commit = None if gitref.option_like(base) else gitref.commit_of(root, base)
+    if store.folder is None or builder is None or commit is None:
+        return None
+    teams = _teams(scopes.committed(root, commit))
+    trees = gitref.trees_at(root, commit, (*gitref.FOLDERS, "overlays"))
+    if not teams or not trees or not _clean(root) or not scopes.clean(store, trees["specs"], trees["overlays"]):
+        return None
+    k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
+    old = recall(store, k) if k else None
+    if old is None or any(d.code in ACROSS_TEAMS for d in old.warnings):
+        return None
+    snapshot = _specs_at(root, "HEAD", teams)
+    if snapshot is None:
+        return None
+    model, found, rendered = load_then(opts, partial(_render, opts, teams), snapshot)
+    if model is None or rendered is None or any(d.code in ACROSS_TEAMS for d in found) \
+            or not teams <= {t.name for t in model.teams} or set(model.platform.environments) != set(old.envs):
+        return None  # (a change the rules refuse: the whole gate says so, with every finding)
+    return _judged(opts, base, commit, teams, model, found, rendered, old)
+
+
+def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found: list[Diagnostic], rendered,
+            old: Side) -> tuple[Report, diff.DiffReport | None] | None:
+    root, envs = opts.root, list(model.platform.environments)
+    folders = [f"{layout.OVERLAYS}/{env}/teams/{t}" for env in envs for t in sorted(teams)]
+    report = Report(list(found))
+    with opts.timed("validate"):
+        report.extend(codeowners.check(root, model))
+    with opts.timed("check"):
+        plan, drifted = _drift(root, rendered.files, folders)
+        report.extend(drifted)
+    overlays = [o for o in overlays_of(rendered) if o.startswith(tuple(f"{f}/" for f in folders))]
+    with opts.timed("values"):
+        report.extend(verify.hub_values(root, model, rendered.files, envs, opts.store))
+    with opts.timed("build"):
+        built, failed = build(opts, rendered, overlays)
+    report.extend(failed)
+    report.extend(d for d in old.warnings if _kept(d, teams))
+    if not failed:
+        with opts.timed("verify"):
+            job, _ = verify.manifests_job(root, model, built, opts.jobs, cache.default_folder(), opts.store)
+            report.extend(job() + policy.checked(model, None, built, opts.store))
+    with opts.timed("report"):
+        if not report.errors:
+            sizes = {**{o: n for o, n in old.sizes.items() if o not in built.sizes}, **built.sizes}
+            counts: dict[str, int] = {}
+            for o, n in sizes.items():
+                counts[layout.place(o).env] = counts.get(layout.place(o).env, 0) + n
+            report.summary = summary.summary(model, Built(counts=counts), envs, dict(old.tools))
+        mine = sum(1 for rel in rendered.files if rel.startswith(tuple(f"{f}/" for f in folders)))
+        report.summary += [summary.drift(rendered.files, plan,
+                                         old.generated - len(_listed(root, commit, folders)) + mine)]
+    if failed:  # (as the whole gate: no diff of a head that does not build)
+        return report, None
+    with opts.timed("compare"):
+        head = diff.side(model, rendered.files, built, root, None)
+        head.specs = {**{p: i for p, i in old.specs.items() if not _of(p, teams)}, **head.specs}
+        head.sweeps = {s for s in old.sweeps if s[0] not in teams} | head.sweeps
+        for overlay, digest in old.built.items():
+            head.built.setdefault(overlay, digest)
+    old.read = lambda ids: gitref.blobs(lambda *a, at=root, **kw: subprocess.run(
+        ["git", "-C", str(at), *a], capture_output=True, **kw), root, ids)
+    try:
+        return report, diff.diff_trees(opts, opts, base_label=base, head=head, base=old)
+    except Gone:  # a text of the base the cache no longer holds: the whole gate makes the base again
+        return None
+
+
+def _render(opts: Options, teams: set[str], model):
+    with opts.timed("render"):
+        return render_cached(model, opts, [u for u in units(model) if not u[1] or u[1] in teams])
+
+
+def _teams(paths: list[str] | None) -> set[str]:
+    """The teams whose experiments (and workloads files) the paths change, when they change nothing else."""
+    teams: set[str] = set()
+    for path in paths or ():
+        parts = path.split("/")
+        if path.startswith(f"{EXPERIMENTS}/") and len(parts) > 3 and parts[2]:
+            teams.add(parts[2])
+        elif parts[0] == layout.OVERLAYS and len(parts) > 5 and parts[2] == "teams" and \
+                parts[4] == layout.WORKLOADS_PART and parts[3]:
+            teams.add(parts[3])
+        else:
+            return set()
+    return teams
+
+
+def _clean(root: Path) -> bool:
+    """The work tree is HEAD's where the gate reads it: git lists no change, untracked or ignored file there."""
+    try:
+        found = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-z", "--untracked-files=all",
+                                "--ignored=matching", "--", *JUDGED], capture_output=True)
+    except OSError:
+        return False
+    return found.returncode == 0 and not found.stdout
+
+
+def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
+    """HEAD's platform file, team specs, and the experiments and served models of these teams, read from git."""
+    folders = ["specs/platform.yaml", "specs/teams"] + [f"{kind}/{t}" for t in sorted(teams)
+                                                       for kind in (EXPERIMENTS, MODELS)]
+    run = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", f"{commit}:./", "--",
+                          *folders], capture_output=True)
+    entries = gitref.entries(run.stdout) if not run.returncode else None
+    if entries is None or not gitref.plain(entries):
+        return None
+    found = gitref.cat(lambda *a, at=root, **kw: subprocess.run(["git", "-C", str(at), *a], capture_output=True,
+                                                               **kw), root, [(p, oid) for p, _, _, oid in entries])
+    return Snapshot(found, gitref.blob_ids(entries)) if found is not None else None
+
+
+def _listed(root: Path, commit: str, folders: list[str]) -> list[str]:
+    run = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "-z", "--name-only", "--full-tree",
+                          f"{commit}:./", "--", *folders], capture_output=True)
+    return [p for p in run.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def _drift(root: Path, files, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]]:
+    """render --check's findings in these folders, from HEAD's listing of them (the work tree is HEAD's there), as
+    writer.check gives them: a rendered file missing or different, a generated file no spec renders, and what
+    kflowgen did not write (a link, a submodule, a hand-written file)."""
+    run = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", "HEAD:./", "--", *folders],
+                         capture_output=True)
+    here = {path: (mode, oid.decode()) for path, mode, _, oid in gitref.entries(run.stdout)}
+    inside = tuple(f"{f}/" for f in folders)
+    p = writer.Plan()
+    for rel in (r for r in files if r.startswith(inside)):
+        mode, oid = here.get(rel, (None, None))
+        if mode in (None, SUBMODULE):
+            p.added.append(rel)
+        elif mode != LINK:  # (a link is foreign, below)
+            (p.unchanged if oid == cache.blob_id(files[rel]) else p.changed).append(rel)
+    for rel, (mode, _) in sorted(here.items()):
+        if mode == SUBMODULE:
+            p.special.append(rel)
+        elif mode == LINK or rel not in files:
+            generated = mode != LINK and is_generated(writer.first_bytes(root / rel))
+            (p.removed if generated else p.foreign).append(rel)
+    return p, writer.findings(root, p)
+
+
+LINK, SUBMODULE = b"120000", b"160000"
+
+
+def _of(path: str, teams: set[str]) -> bool:
+    """A spec file of these teams' experiments or models."""
+    parts = path.split("/")
+    return path.startswith((f"{EXPERIMENTS}/", f"{MODELS}/")) and len(parts) > 3 and parts[2] in teams
+
+
+def _kept(d: Diagnostic, teams: set[str]) -> bool:
+    """A base finding this gate does not make again: on another team's experiments or models (unchanged: found there
+    the same), on an overlay outside these teams' folders, or about a team leaving (its spec unchanged)."""
+    if d.code in DEPARTURES:
+        return True
+    if d.path.startswith((f"{EXPERIMENTS}/", f"{MODELS}/")):
+        return not _of(d.path, teams)
+    place = layout.place(d.path)
+    return place is not None and not place.part == "jupyterhub" and place.team not in teams
+

@@ -1,0 +1,215 @@
+"""The gate in scope (kflowgen.flow.scoped) says exactly what the whole gate says: for each pull request below, on the
+example repository whose main was validated and checked (its side, facts and clean trees in the cache), `kflowgen
+gate` prints the same, to the byte, with the same exit code, whether it judges in scope or whole; and it judges in
+scope exactly when the change is one it covers (some teams' experiments and workloads files, committed, on a base the
+cache vouches for)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import PROJECT, copy_repo
+from kflowgen import tools
+from kflowgen.cli import app
+from kflowgen.diagnostics import Diagnostic
+from kflowgen.flow import pipeline, scoped
+from kflowgen.options import Options
+
+pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+RESNET = "specs/experiments/vision/resnet-sweep.yaml"
+BERT = "specs/experiments/nlp/bert-random.yaml"
+STATS = "specs/experiments/recsys/feature-stats.yaml"
+WORKLOADS = "overlays/dev/teams/vision/workloads"
+HANDWRITTEN = ("apiVersion: batch/v1\nkind: Job\nmetadata: {name: mine, namespace: vision}\n"
+               "spec: {template: {spec: {restartPolicy: Never, containers: [{name: x, image: busybox}]}}}\n")
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def edit(root: Path, rel: str, old: str, new: str) -> None:
+    text = (root / rel).read_text()
+    assert old in text, (rel, old)
+    (root / rel).write_text(text.replace(old, new, 1))
+
+
+def render(root: Path) -> None:
+    assert not pipeline.render_to_disk(Options.at(root, 2, False), check_only=False).errors
+
+
+def workloads_file(root: Path, prefix: str) -> Path:
+    return next(p for p in sorted((root / WORKLOADS).iterdir()) if p.name.startswith(prefix))
+
+
+# pull requests a gate in scope covers: (the change, rendered), each committed on a branch of main
+def hyperparameter(root):
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    render(root)
+
+
+def new_experiment(root):
+    text = (root / BERT).read_text().replace("name: bert-random", "name: bert-random2")
+    (root / BERT).with_name("bert-random2.yaml").write_text(text)
+    render(root)
+
+
+def experiment_removed(root):
+    (root / STATS).unlink()
+    render(root)
+
+
+def two_teams(root):
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    edit(root, BERT, "epochs: 3", "epochs: 4")
+    render(root)
+
+
+def a_warning(root):  # six trials at once of one T4 each, where nlp's quota has four: trials queue (KF325)
+    edit(root, BERT, "parallelism: 4", "parallelism: 6")
+    render(root)
+
+
+def not_rendered(root):  # drift: the specs changed, the workloads files did not
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+
+
+def handwritten_job(root):  # a file kflowgen did not write, beside the team's Jobs
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    render(root)
+    (root / WORKLOADS / "job.mine.yaml").write_text(HANDWRITTEN)
+
+
+def generated_file_deleted(root):
+    workloads_file(root, "job.resnet-sweep-").unlink()
+
+
+def generated_file_edited(root):  # a generated Job tweaked by hand (its header kept)
+    job = workloads_file(root, "job.resnet-sweep-")
+    job.write_text(job.read_text().replace("restartPolicy: Never", "restartPolicy: OnFailure"))
+
+
+def stale_generated_file(root):  # kflowgen's header, no spec renders it
+    source = workloads_file(root, "job.resnet-sweep-")
+    (root / WORKLOADS / "job.retired.yaml").write_bytes(source.read_bytes())
+
+
+def link_in_workloads(root):
+    (root / WORKLOADS / "job.link.yaml").symlink_to("/etc/passwd")
+
+
+IN_SCOPE = [hyperparameter, new_experiment, experiment_removed, two_teams, a_warning, not_rendered, handwritten_job,
+            generated_file_deleted, generated_file_edited, stale_generated_file, link_in_workloads]
+
+
+# changes it does not cover: the whole gate runs
+def team_spec(root):
+    edit(root, "specs/teams/vision.yaml", "gpu: {a100: 16}", "gpu: {a100: 12}")
+    render(root)
+
+
+def served_model(root):
+    edit(root, "specs/models/vision/resnet.yaml", "replicas: 3", "replicas: 2")
+    render(root)
+
+
+def readme(root):
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    render(root)
+    (root / "README.md").write_text("notes\n")
+
+
+def an_error(root):  # one trial over the team's quota: the rules refuse it, and the whole gate says all it finds
+    edit(root, RESNET, "cpu: 8", "cpu: 800")
+
+
+def platform_overlay(root):  # a hand edit of the team's platform overlay, beside an experiment's
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    render(root)
+    quota = root / "overlays/prod/teams/vision/platform/resourcequota.team.yaml"
+    quota.write_text(quota.read_text() + "# edited\n")
+
+
+WHOLE = [team_spec, served_model, readme, an_error, platform_overlay]
+
+
+def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
+    """The example repository on main, committed, validated and checked as main's CI does: (repository, cache).
+    warned: with warnings main's gate let through, on another team's experiment (KF325) and on the platform file
+    (no CODEOWNERS: KF317), which a gate in scope takes from the base and makes again."""
+    root = copy_repo(PROJECT, tmp / "repo")
+    if warned:
+        edit(root, BERT, "parallelism: 4", "parallelism: 6")
+        (root / ".github/CODEOWNERS").unlink()
+        render(root)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "main")
+    for args in (["validate"], ["render", "--check"]):
+        done = CliRunner().invoke(app, [*args, "-C", str(root)], env={"KFLOWGEN_CACHE": str(tmp / "cache")})
+        assert done.exit_code == 0, done.output
+        assert args != ["validate"] or ("KF325" in done.output and "KF317" in done.output) is warned, done.output
+    return root, tmp / "cache"
+
+
+@pytest.fixture(scope="module")
+def main_repo(tmp_path_factory) -> tuple[Path, Path]:
+    return _main(tmp_path_factory.mktemp("main"), warned=False)
+
+
+@pytest.fixture(scope="module")
+def warned_main(tmp_path_factory) -> tuple[Path, Path]:
+    return _main(tmp_path_factory.mktemp("warned"), warned=True)
+
+
+def pull_request(main_repo, tmp_path, change) -> tuple[Path, Path]:
+    """A copy of main with the change committed on a branch, and a copy of main's cache."""
+    root, cache = copy_repo(main_repo[0], tmp_path / "repo"), tmp_path / "cache"
+    shutil.copytree(main_repo[0] / ".git", root / ".git", symlinks=True, dirs_exist_ok=True)
+    shutil.copytree(main_repo[1], cache)
+    git(root, "checkout", "-q", "-b", "pr")
+    change(root)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "pr")
+    return root, cache
+
+
+def gate(root: Path, cache: Path, monkeypatch, whole: bool) -> tuple[int, str]:
+    with monkeypatch.context() as m:
+        if whole:
+            m.setattr(scoped, "gate", lambda opts, base: None)
+        done = CliRunner().invoke(app, ["gate", "--base", "main", "-C", str(root)], env={"KFLOWGEN_CACHE": str(cache)})
+    return done.exit_code, done.output
+
+
+@pytest.mark.parametrize("change", IN_SCOPE + WHOLE, ids=lambda c: c.__name__)
+def test_the_gate_in_scope_says_what_the_whole_gate_says(main_repo, tmp_path, monkeypatch, change):
+    root, cache = pull_request(main_repo, tmp_path, change)
+    judged = scoped.gate(_opts(root, cache, monkeypatch), "main")
+    assert (judged is not None) is (change in IN_SCOPE)
+    shutil.rmtree(cache)
+    shutil.copytree(main_repo[1], cache)
+    in_scope = gate(root, cache, monkeypatch, whole=False)
+    shutil.rmtree(cache)
+    shutil.copytree(main_repo[1], cache)
+    assert in_scope == gate(root, cache, monkeypatch, whole=True)
+
+
+@pytest.mark.parametrize("change", [hyperparameter, experiment_removed, handwritten_job, not_rendered],
+                         ids=lambda c: c.__name__)
+def test_warnings_on_the_base_are_said_as_the_whole_gate_says_them(warned_main, tmp_path, monkeypatch, change):
+    test_the_gate_in_scope_says_what_the_whole_gate_says(warned_main, tmp_path, monkeypatch, change)
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    code, output = gate(root, cache, monkeypatch, whole=False)
+    assert "KF325" in output and "KF317" in output
+
+
+def _opts(root: Path, cache: Path, monkeypatch) -> Options:
+    monkeypatch.setenv("KFLOWGEN_CACHE", str(cache))
+    return Options.at(root, 2, True)
