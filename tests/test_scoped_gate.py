@@ -136,7 +136,14 @@ def platform_overlay(root):  # a hand edit of the team's platform overlay, besid
     quota.write_text(quota.read_text() + "# edited\n")
 
 
-WHOLE = [team_spec, served_model, readme, an_error, platform_overlay]
+def unknown_environment(root):  # a team's folder in an environment the platform does not define: no team's
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    render(root)
+    (root / "overlays/evil/teams/vision/workloads").mkdir(parents=True)
+    (root / "overlays/evil/teams/vision/workloads/job.mine.yaml").write_text(HANDWRITTEN)
+
+
+WHOLE = [team_spec, served_model, readme, an_error, platform_overlay, unknown_environment]
 
 
 def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:

@@ -20,9 +20,9 @@ BASE = ["base", "base/load", "base/validate", "base/render", "base/build", "base
 COMMANDS = {  # arguments -> the stages the command runs, in the order they start
     "validate": (["validate", "--format", "text"], [*HEAD, "check", "values", "build", "verify", "report", "cache"]),
     "render": (["render", "--format", "text"], [*HEAD, "write", "report"]),
-    "render --check": (["render", "--check", "--format", "text"], [*HEAD, "check", "report"]),
+    "render --check": (["render", "--check", "--format", "text"], [*HEAD, "check", "cache", "report"]),
     "gate": (["gate", "--base", "HEAD", "--format", "text"],
-             [*HEAD, "check", "values", "build", "verify", "report", "compare", *BASE]),
+             [*START, "scope", *HEAD[len(START):], "check", "values", "build", "verify", "report", "compare", *BASE]),
     "diff": (["diff", "--base", "HEAD", "--format", "text"],
              [*START, *BASE, *HEAD[len(START):], "build", "cache", "compare", "report"]),
     "build": (["build", "dev"], [*HEAD, "build", "report"]),

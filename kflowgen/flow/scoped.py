@@ -10,7 +10,7 @@ import subprocess
 from functools import partial
 from pathlib import Path
 
-from kflowgen import cache
+from kflowgen import cache, survey
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report
@@ -31,30 +31,52 @@ from kflowgen.write.departures import CODES as DEPARTURES
 
 # Findings whose inputs span every team: a gate in scope cannot tell them from the teams it loads
 ACROSS_TEAMS = {"KF344", "KF351"}
-JUDGED = ("specs", "overlays", "bases", "schemas", ".github")  # what the gate reads of the work tree
+JUDGED = ("specs", "overlays", "bases", "schemas", ".github")  # the folders of what the gate reads of the work tree
+# The work tree is HEAD's where the gate reads it: git lists no change, untracked or ignored file in those folders,
+# nor a change to a tracked file anywhere (a CRD file the platform names, say); a listing is an answer (no change)
+# only when git succeeds and prints nothing
+STATUS = [("status", "--porcelain", "-z", "--untracked-files=all", "--ignored=matching", "--", *JUDGED),
+          ("status", "--porcelain", "-z", "--untracked-files=no", "--", ".", *(f":(exclude){f}" for f in JUDGED))]
 
 
 def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | None:
-    """The gate's report and diff, judged in scope; None when this change is not one a gate in scope covers."""
+    """The gate's report and diff, judged in scope; None when this change is not one a gate in scope covers (timed
+    as the stage "scope": what finding that out cost, whichever gate then runs)."""
     root, store = opts.root, opts.store
-    builder = kustomize_id(root)
-    commit = None if gitref.option_like(base) else gitref.commit_of(root, base)
-    if store.folder is None or builder is None or commit is None:
-        return None
-    teams = _teams(scopes.committed(root, commit))
-    trees = gitref.trees_at(root, commit, (*gitref.FOLDERS, "overlays"))
-    if not teams or not trees or not _clean(root) or not scopes.clean(store, trees["specs"], trees["overlays"]):
-        return None
-    k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
-    old = recall(store, k) if k else None
+    with opts.timed("scope"):
+        builder = kustomize_id(root)
+        commit = None if gitref.option_like(base) else gitref.commit_of(root, base)
+        trees = gitref.trees_at(root, commit, (*gitref.FOLDERS, "overlays")) if commit else None
+        if store.folder is None or builder is None or not trees \
+                or not scopes.clean(store, trees.get("specs", ""), trees.get("overlays", "")):
+            return None
+        k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
+        teams, envs = _teams(scopes.committed(root, commit)) if k else (set(), set())
+        if not teams:
+            return None
+    status = survey.start([["git", "-C", str(root), *args] for args in STATUS])  # (read once the specs are loaded)
+    try:
+        return _scoped(opts, base, commit, teams, envs, k, status)
+    finally:
+        survey.finish(status)
+
+
+def _scoped(opts: Options, base: str, commit: str, teams: set[str], envs: set[str], k: str, status: list
+            ) -> tuple[Report, diff.DiffReport | None] | None:
+    root, store = opts.root, opts.store
+    with opts.timed("base"):
+        old = recall(store, k)
     if old is None or any(d.code in ACROSS_TEAMS for d in old.warnings):
         return None
     snapshot = _specs_at(root, "HEAD", teams)
     if snapshot is None:
         return None
     model, found, rendered = load_then(opts, partial(_render, opts, teams), snapshot)
+    if any(out or code for out, code in survey.results(status)):
+        return None  # the work tree is not HEAD's where the gate reads it
     if model is None or rendered is None or any(d.code in ACROSS_TEAMS for d in found) \
-            or not teams <= {t.name for t in model.teams} or set(model.platform.environments) != set(old.envs):
+            or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
+            or set(model.platform.environments) != set(old.envs):
         return None  # (a change the rules refuse: the whole gate says so, with every finding)
     return _judged(opts, base, commit, teams, model, found, rendered, old)
 
@@ -67,7 +89,7 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
     with opts.timed("validate"):
         report.extend(codeowners.check(root, model))
     with opts.timed("check"):
-        plan, drifted = _drift(root, rendered.files, folders)
+        plan, drifted = _drift(root, rendered, folders)
         report.extend(drifted)
     overlays = [o for o in overlays_of(rendered) if o.startswith(tuple(f"{f}/" for f in folders))]
     with opts.timed("values"):
@@ -111,36 +133,29 @@ def _render(opts: Options, teams: set[str], model):
         return render_cached(model, opts, [u for u in units(model) if not u[1] or u[1] in teams])
 
 
-def _teams(paths: list[str] | None) -> set[str]:
-    """The teams whose experiments (and workloads files) the paths change, when they change nothing else."""
+def _teams(paths: list[str] | None) -> tuple[set[str], set[str]]:
+    """The teams whose experiments (and workloads files) the paths change, when they change nothing else, and the
+    environments of those files (the caller refuses one the platform does not define: its folder is no team's)."""
     teams: set[str] = set()
+    envs: set[str] = set()
     for path in paths or ():
         parts = path.split("/")
         if path.startswith(f"{EXPERIMENTS}/") and len(parts) > 3 and parts[2]:
             teams.add(parts[2])
         elif parts[0] == layout.OVERLAYS and len(parts) > 5 and parts[2] == "teams" and \
-                parts[4] == layout.WORKLOADS_PART and parts[3]:
+                parts[4] == layout.WORKLOADS_PART and parts[1] and parts[3]:
             teams.add(parts[3])
+            envs.add(parts[1])
         else:
-            return set()
-    return teams
-
-
-def _clean(root: Path) -> bool:
-    """The work tree is HEAD's where the gate reads it: git lists no change, untracked or ignored file there."""
-    try:
-        found = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-z", "--untracked-files=all",
-                                "--ignored=matching", "--", *JUDGED], capture_output=True)
-    except OSError:
-        return False
-    return found.returncode == 0 and not found.stdout
+            return set(), set()
+    return teams, envs
 
 
 def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
     """HEAD's platform file, team specs, and the experiments and served models of these teams, read from git."""
     folders = ["specs/platform.yaml", "specs/teams"] + [f"{kind}/{t}" for t in sorted(teams)
                                                        for kind in (EXPERIMENTS, MODELS)]
-    run = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", f"{commit}:./", "--",
+    run = subprocess.run(["git", "--literal-pathspecs", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", f"{commit}:./", "--",
                           *folders], capture_output=True)
     entries = gitref.entries(run.stdout) if not run.returncode else None
     if entries is None or not gitref.plain(entries):
@@ -151,30 +166,33 @@ def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
 
 
 def _listed(root: Path, commit: str, folders: list[str]) -> list[str]:
-    run = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "-z", "--name-only", "--full-tree",
+    run = subprocess.run(["git", "--literal-pathspecs", "-C", str(root), "ls-tree", "-r", "-z", "--name-only", "--full-tree",
                           f"{commit}:./", "--", *folders], capture_output=True)
     return [p for p in run.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
 
-def _drift(root: Path, files, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]]:
-    """render --check's findings in these folders, from HEAD's listing of them (the work tree is HEAD's there), as
-    writer.check gives them: a rendered file missing or different, a generated file no spec renders, and what
-    kflowgen did not write (a link, a submodule, a hand-written file)."""
-    run = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", "HEAD:./", "--", *folders],
-                         capture_output=True)
-    here = {path: (mode, oid.decode()) for path, mode, _, oid in gitref.entries(run.stdout)}
+def _drift(root: Path, rendered, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]]:
+    """render --check's findings (writer.findings) in these folders and in every other file rendered here (the shared
+    files, and the teams' files outside their folders), from HEAD's listing of them (the work tree is HEAD's there):
+    a rendered file missing or different, and in the folders a generated file no spec renders and what kflowgen did
+    not write (a link, a submodule, a hand-written file)."""
     inside = tuple(f"{f}/" for f in folders)
+    outside = [rel for rel in rendered.files if not rel.startswith(inside)]
+    run = subprocess.run(["git", "--literal-pathspecs", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", "HEAD:./", "--", *folders,
+                          *outside], capture_output=True)
+    here = {path: (mode, oid.decode()) for path, mode, _, oid in gitref.entries(run.stdout)}
     p = writer.Plan()
-    for rel in (r for r in files if r.startswith(inside)):
+    for rel in rendered.files:
         mode, oid = here.get(rel, (None, None))
         if mode in (None, SUBMODULE):
             p.added.append(rel)
         elif mode != LINK:  # (a link is foreign, below)
-            (p.unchanged if oid == cache.blob_id(files[rel]) else p.changed).append(rel)
+            mine = rendered.ids.get(rel) or cache.blob_id(rendered.files[rel])
+            (p.unchanged if oid == mine else p.changed).append(rel)
     for rel, (mode, _) in sorted(here.items()):
         if mode == SUBMODULE:
             p.special.append(rel)
-        elif mode == LINK or rel not in files:
+        elif mode == LINK or rel not in rendered.files:
             generated = mode != LINK and is_generated(writer.first_bytes(root / rel))
             (p.removed if generated else p.foreign).append(rel)
     return p, writer.findings(root, p)
