@@ -89,8 +89,11 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
     with opts.timed("validate"):
         report.extend(codeowners.check(root, model))
     with opts.timed("check"):
-        plan, drifted = _drift(root, rendered, folders)
-        report.extend(drifted)
+        checked, before = _drift(root, rendered, folders), _ls(root, commit, folders, "--name-only")
+    if checked is None or before is None:
+        return None
+    plan, drifted = checked
+    report.extend(drifted)
     overlays = [o for o in overlays_of(rendered) if o.startswith(tuple(f"{f}/" for f in folders))]
     with opts.timed("values"):
         report.extend(verify.hub_values(root, model, rendered.files, envs, opts.store))
@@ -110,8 +113,7 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
                 counts[layout.place(o).env] = counts.get(layout.place(o).env, 0) + n
             report.summary = summary.summary(model, Built(counts=counts), envs, dict(old.tools))
         mine = sum(1 for rel in rendered.files if rel.startswith(tuple(f"{f}/" for f in folders)))
-        report.summary += [summary.drift(rendered.files, plan,
-                                         old.generated - len(_listed(root, commit, folders)) + mine)]
+        report.summary += [summary.drift(rendered.files, plan, old.generated - before.count(b"\0") + mine)]
     if failed:  # (as the whole gate: no diff of a head that does not build)
         return report, None
     with opts.timed("compare"):
@@ -120,8 +122,7 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
         head.sweeps = {s for s in old.sweeps if s[0] not in teams} | head.sweeps
         for overlay, digest in old.built.items():
             head.built.setdefault(overlay, digest)
-    old.read = lambda ids: gitref.blobs(lambda *a, at=root, **kw: subprocess.run(
-        ["git", "-C", str(at), *a], capture_output=True, **kw), root, ids)
+    old.read = lambda ids: gitref.blobs(_git(root), root, ids)
     try:
         return report, diff.diff_trees(opts, opts, base_label=base, head=head, base=old)
     except Gone:  # a text of the base the cache no longer holds: the whole gate makes the base again
@@ -155,32 +156,38 @@ def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
     """HEAD's platform file, team specs, and the experiments and served models of these teams, read from git."""
     folders = ["specs/platform.yaml", "specs/teams"] + [f"{kind}/{t}" for t in sorted(teams)
                                                        for kind in (EXPERIMENTS, MODELS)]
-    run = subprocess.run(["git", "--literal-pathspecs", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", f"{commit}:./", "--",
-                          *folders], capture_output=True)
-    entries = gitref.entries(run.stdout) if not run.returncode else None
+    listed = _ls(root, commit, folders)
+    entries = gitref.entries(listed) if listed is not None else None
     if entries is None or not gitref.plain(entries):
         return None
-    found = gitref.cat(lambda *a, at=root, **kw: subprocess.run(["git", "-C", str(at), *a], capture_output=True,
-                                                               **kw), root, [(p, oid) for p, _, _, oid in entries])
+    found = gitref.cat(_git(root), root, [(p, oid) for p, _, _, oid in entries])
     return Snapshot(found, gitref.blob_ids(entries)) if found is not None else None
 
 
-def _listed(root: Path, commit: str, folders: list[str]) -> list[str]:
-    run = subprocess.run(["git", "--literal-pathspecs", "-C", str(root), "ls-tree", "-r", "-z", "--name-only", "--full-tree",
-                          f"{commit}:./", "--", *folders], capture_output=True)
-    return [p for p in run.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+def _git(root: Path):
+    """git in root's folder, called as gitref's readers call it (git(*args, at=folder, input=...)), its pathspecs
+    taken literally (a path is never a pattern)."""
+    return lambda *args, at=root, **kw: subprocess.run(["git", "--literal-pathspecs", "-C", str(at), *args],
+                                                       capture_output=True, **kw)
 
 
-def _drift(root: Path, rendered, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]]:
+def _ls(root: Path, commit: str, paths: list[str], *flags: str) -> bytes | None:
+    """`git ls-tree -r -z` of these paths in root's folder of a commit; None when git cannot say."""
+    run = _git(root)("ls-tree", "-r", "-z", *flags, "--full-tree", f"{commit}:./", "--", *paths)
+    return None if run.returncode else run.stdout
+
+
+def _drift(root: Path, rendered, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]] | None:
     """render --check's findings (writer.findings) in these folders and in every other file rendered here (the shared
     files, and the teams' files outside their folders), from HEAD's listing of them (the work tree is HEAD's there):
     a rendered file missing or different, and in the folders a generated file no spec renders and what kflowgen did
-    not write (a link, a submodule, a hand-written file)."""
+    not write (a link, a submodule, a hand-written file). None when git cannot list them."""
     inside = tuple(f"{f}/" for f in folders)
     outside = [rel for rel in rendered.files if not rel.startswith(inside)]
-    run = subprocess.run(["git", "--literal-pathspecs", "-C", str(root), "ls-tree", "-r", "-z", "--full-tree", "HEAD:./", "--", *folders,
-                          *outside], capture_output=True)
-    here = {path: (mode, oid.decode()) for path, mode, _, oid in gitref.entries(run.stdout)}
+    listed = _ls(root, "HEAD", [*folders, *outside])
+    if listed is None:
+        return None
+    here = {path: (mode, oid.decode()) for path, mode, _, oid in gitref.entries(listed)}
     p = writer.Plan()
     for rel in rendered.files:
         mode, oid = here.get(rel, (None, None))
