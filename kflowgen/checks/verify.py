@@ -198,6 +198,9 @@ def merge_values(defaults, override):
     return out
 
 
+HUB_CODES = ("KF404", "KF407")  # what hub_values reports of the values (KF903, of a chart it cannot read, is shared)
+
+
 def hub_values(root: Path, model: Model, files: dict[str, bytes], envs: list[str],
                store: results_cache.Cache | None = None) -> list[Diagnostic]:
     """The generated values, merged over the chart's defaults, must pass the chart's values schema (as helm checks):

@@ -54,7 +54,9 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
         teams, envs = _teams(scopes.committed(root, commit)) if k else (set(), set())
         if not teams:
             return None
-    status = survey.start([["git", "-C", str(root), *args] for args in STATUS])  # (read once the specs are loaded)
+    # (read once the specs are loaded; behind: git stats every file on as many threads as there are cores, which
+    # would take them from the stages it runs beside)
+    status = survey.start([["git", "-C", str(root), *args] for args in STATUS], behind=True)
     try:
         return _scoped(opts, base, commit, teams, envs, k, status)
     finally:
@@ -95,8 +97,6 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
     plan, drifted = checked
     report.extend(drifted)
     overlays = [o for o in overlays_of(rendered) if o.startswith(tuple(f"{f}/" for f in folders))]
-    with opts.timed("values"):
-        report.extend(verify.hub_values(root, model, rendered.files, envs, opts.store))
     with opts.timed("build"):
         built, failed = build(opts, rendered, overlays)
     report.extend(failed)
@@ -107,10 +107,10 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
             report.extend(job() + policy.checked(model, None, built, opts.store))
     with opts.timed("report"):
         if not report.errors:
-            sizes = {**{o: n for o, n in old.sizes.items() if o not in built.sizes}, **built.sizes}
             counts: dict[str, int] = {}
-            for o, n in sizes.items():
-                counts[layout.place(o).env] = counts.get(layout.place(o).env, 0) + n
+            for o, n in [*((o, n) for o, n in old.sizes.items() if o not in built.sizes), *built.sizes.items()]:
+                env = o.split("/", 2)[1]
+                counts[env] = counts.get(env, 0) + n
             report.summary = summary.summary(model, Built(counts=counts), envs, dict(old.tools))
         mine = sum(1 for rel in rendered.files if rel.startswith(tuple(f"{f}/" for f in folders)))
         report.summary += [summary.drift(rendered.files, plan, old.generated - before.count(b"\0") + mine)]
@@ -118,7 +118,8 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
         return report, None
     with opts.timed("compare"):
         head = diff.side(model, rendered.files, built, root, None)
-        head.specs = {**{p: i for p, i in old.specs.items() if not _of(p, teams)}, **head.specs}
+        theirs = tuple(f"{kind}/{t}/" for t in teams for kind in (EXPERIMENTS, MODELS))
+        head.specs = {**{p: i for p, i in old.specs.items() if not p.startswith(theirs)}, **head.specs}
         head.sweeps = {s for s in old.sweeps if s[0] not in teams} | head.sweeps
         for overlay, digest in old.built.items():
             head.built.setdefault(overlay, digest)
@@ -216,11 +217,12 @@ def _of(path: str, teams: set[str]) -> bool:
 
 def _kept(d: Diagnostic, teams: set[str]) -> bool:
     """A base finding this gate does not make again: on another team's experiments or models (unchanged: found there
-    the same), on an overlay outside these teams' folders, or about a team leaving (its spec unchanged)."""
-    if d.code in DEPARTURES:
+    the same), on an overlay outside these teams' folders, on the hub values (made of the platform and team specs
+    alone, which are unchanged), or about a team leaving (its spec unchanged)."""
+    if d.code in DEPARTURES or d.code in verify.HUB_CODES:
         return True
     if d.path.startswith((f"{EXPERIMENTS}/", f"{MODELS}/")):
         return not _of(d.path, teams)
     place = layout.place(d.path)
-    return place is not None and not place.part == "jupyterhub" and place.team not in teams
+    return place is not None and place.team not in teams
 
