@@ -260,8 +260,15 @@ def _trusted(root: Path, outs: list) -> bool:
     (core.checkStat=minimal, core.trustctime=false, core.ignoreStat) or asks a file-system monitor are in play."""
     if len(outs) != GIT:
         return False  # git was not asked
-    (_, ok1), (_, ok2), (settings, _), (paths, ok5) = outs
-    if ok1 or ok2 or ok5:
+    (_, ok1), (_, ok2), settings, paths = outs
+    return not ok1 and not ok2 and git_trusted(root, settings, paths)
+
+
+def git_trusted(root: Path, settings: tuple[bytes, int], paths: tuple[bytes, int]) -> bool:
+    """_trusted's settings part, from the output and exit status of the survey's last two commands (_git's: the
+    settings, and where the attributes files are)."""
+    (settings, _), (paths, ok5) = settings, paths
+    if ok5:
         return False
     core = dict((line.split(" ", 1) + [""])[:2] for line in settings.decode("utf-8", "replace").lower().splitlines())
     on = {k: v not in ("false", "no", "off", "0") for k, v in core.items()}  # git's booleans; a bare key is true

@@ -5,6 +5,7 @@ scope exactly when the change is one it covers (some teams' experiments and work
 cache vouches for)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,7 +105,14 @@ def link_in_workloads(root):
     (root / WORKLOADS / "job.link.yaml").symlink_to("/etc/passwd")
 
 
-IN_SCOPE = [hyperparameter, new_experiment, experiment_removed, two_teams, a_warning, not_rendered, handwritten_job,
+def fifo_in_workloads(root):  # (after the commit: git holds no FIFO)
+    hyperparameter(root)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "pr")
+    os.mkfifo(root / WORKLOADS / "job.fifo.yaml")
+
+
+IN_SCOPE = [fifo_in_workloads, hyperparameter, new_experiment, experiment_removed, two_teams, a_warning, not_rendered, handwritten_job,
             generated_file_deleted, generated_file_edited, stale_generated_file, link_in_workloads]
 
 
@@ -143,7 +151,74 @@ def unknown_environment(root):  # a team's folder in an environment the platform
     (root / "overlays/evil/teams/vision/workloads/job.mine.yaml").write_text(HANDWRITTEN)
 
 
-WHOLE = [team_spec, served_model, readme, an_error, platform_overlay, unknown_environment]
+def filed_under_another_team(root):  # nlp's folder, vision's experiment: the rules refuse it (KF321)
+    text = (root / RESNET).read_text().replace("name: resnet-sweep", "name: stolen")
+    (root / "specs/experiments/nlp/stolen.yaml").write_text(text)
+
+
+def link_in_specs(root):
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    render(root)
+    (root / "specs/experiments/vision/linked.yaml").symlink_to("resnet-sweep.yaml")
+
+
+def no_such_team(root):  # a folder of a team no spec defines
+    (root / "overlays/dev/teams/ghost/workloads").mkdir(parents=True)
+    (root / "overlays/dev/teams/ghost/workloads/job.mine.yaml").write_text(HANDWRITTEN)
+
+
+def _committed(change):
+    def then(root):
+        change(root)
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "pr")
+    return then
+
+
+# a work tree that is not HEAD's where the gate reads it (after the commit of an experiment's change)
+def edited_elsewhere(root):
+    _committed(hyperparameter)(root)
+    edit(root, BERT, "epochs: 3", "epochs: 4")
+
+
+def untracked_elsewhere(root):
+    _committed(hyperparameter)(root)
+    (root / "overlays/dev/teams/nlp/workloads/job.mine.yaml").write_text(HANDWRITTEN)
+
+
+def ignored_elsewhere(root):
+    _committed(hyperparameter)(root)
+    (root / ".git/info/exclude").write_text("*.mine.yaml\n")
+    (root / "overlays/dev/teams/nlp/workloads/job.mine.yaml").write_text(HANDWRITTEN)
+
+
+def assumed_unchanged(root):
+    _committed(hyperparameter)(root)
+    job = next(p for p in sorted((root / "overlays/dev/teams/nlp/workloads").iterdir()))
+    git(root, "update-index", "--assume-unchanged", str(job.relative_to(root)))
+    job.write_text(job.read_text() + "# edited\n")
+
+
+def line_ends_converted(root):
+    _committed(hyperparameter)(root)
+    git(root, "config", "core.autocrlf", "true")
+
+
+def sparse(root):
+    _committed(hyperparameter)(root)
+    git(root, "config", "core.sparseCheckout", "true")
+
+
+def tracked_elsewhere(root):  # a tracked file outside the folders the gate reads (as a CRD file may be) edited
+    _committed(hyperparameter)(root)
+    (root / "crds/x.yaml").write_text("a: 2\n")
+
+
+WHOLE = [team_spec, served_model, readme, an_error, platform_overlay, unknown_environment, filed_under_another_team,
+         link_in_specs, no_such_team, edited_elsewhere, untracked_elsewhere, ignored_elsewhere, assumed_unchanged,
+         line_ends_converted, sparse, tracked_elsewhere]
+AFTER = {fifo_in_workloads, edited_elsewhere, untracked_elsewhere, ignored_elsewhere, assumed_unchanged,
+         line_ends_converted, sparse, tracked_elsewhere}  # (they commit what they change themselves)
 
 
 def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
@@ -151,6 +226,8 @@ def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
     warned: with warnings main's gate let through, on another team's experiment (KF325) and on the platform file
     (no CODEOWNERS: KF317), which a gate in scope takes from the base and makes again."""
     root = copy_repo(PROJECT, tmp / "repo")
+    (root / "crds").mkdir()
+    (root / "crds/x.yaml").write_text("a: 1\n")  # (a tracked file outside the folders the gate reads)
     if warned:
         edit(root, BERT, "parallelism: 4", "parallelism: 6")
         (root / ".github/CODEOWNERS").unlink()
@@ -177,13 +254,14 @@ def warned_main(tmp_path_factory) -> tuple[Path, Path]:
 
 def pull_request(main_repo, tmp_path, change) -> tuple[Path, Path]:
     """A copy of main with the change committed on a branch, and a copy of main's cache."""
-    root, cache = copy_repo(main_repo[0], tmp_path / "repo"), tmp_path / "cache"
-    shutil.copytree(main_repo[0] / ".git", root / ".git", symlinks=True, dirs_exist_ok=True)
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    shutil.copytree(main_repo[0], root, symlinks=True)
     shutil.copytree(main_repo[1], cache)
     git(root, "checkout", "-q", "-b", "pr")
     change(root)
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "pr")
+    if change not in AFTER:
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "pr")
     return root, cache
 
 
@@ -206,6 +284,38 @@ def test_the_gate_in_scope_says_what_the_whole_gate_says(main_repo, tmp_path, mo
     shutil.rmtree(cache)
     shutil.copytree(main_repo[1], cache)
     assert in_scope == gate(root, cache, monkeypatch, whole=True)
+
+
+def test_no_gate_in_scope_without_a_base_checked_by_render_check_nor_without_the_cache(tmp_path, monkeypatch):
+    """main validated but not render --checked (its overlays not vouched for): the whole gate; and with --no-cache."""
+    root = copy_repo(PROJECT, tmp_path / "repo")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "main")
+    cache = tmp_path / "cache"
+    assert CliRunner().invoke(app, ["validate", "-C", str(root)], env={"KFLOWGEN_CACHE": str(cache)}).exit_code == 0
+    git(root, "checkout", "-q", "-b", "pr")
+    _committed(hyperparameter)(root)
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is None
+    assert CliRunner().invoke(app, ["render", "--check", "-C", str(root)], env={"KFLOWGEN_CACHE": str(cache)}
+                              ).exit_code == 0  # (the pull request's own trees: not its base's)
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is None
+    git(root, "checkout", "-q", "main")
+    assert CliRunner().invoke(app, ["render", "--check", "-C", str(root)], env={"KFLOWGEN_CACHE": str(cache)}
+                              ).exit_code == 0
+    git(root, "checkout", "-q", "pr")
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is not None
+    assert scoped.gate(Options.at(root, 2, False), "main") is None
+    # main with an attributes file (not a spec: main's checks pass), the same change on it: the bytes git holds may
+    # not be those on disk, so the whole gate
+    git(root, "checkout", "-q", "main")
+    (root / "specs/.gitattributes").write_text("*.yaml text\n")
+    _committed(lambda r: None)(root)
+    for args in (["validate"], ["render", "--check"]):
+        assert CliRunner().invoke(app, [*args, "-C", str(root)], env={"KFLOWGEN_CACHE": str(cache)}).exit_code == 0
+    git(root, "checkout", "-q", "-b", "pr2")
+    _committed(hyperparameter)(root)
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is None
 
 
 @pytest.mark.parametrize("change", [hyperparameter, experiment_removed, handwritten_job, not_rendered],
