@@ -112,8 +112,8 @@ def fifo_in_workloads(root):  # (after the commit: git holds no FIFO)
     os.mkfifo(root / WORKLOADS / "job.fifo.yaml")
 
 
-IN_SCOPE = [fifo_in_workloads, hyperparameter, new_experiment, experiment_removed, two_teams, a_warning, not_rendered, handwritten_job,
-            generated_file_deleted, generated_file_edited, stale_generated_file, link_in_workloads]
+IN_SCOPE = [fifo_in_workloads, hyperparameter, new_experiment, experiment_removed, two_teams, a_warning, not_rendered,
+            handwritten_job, generated_file_deleted, generated_file_edited, stale_generated_file, link_in_workloads]
 
 
 # changes it does not cover: the whole gate runs
