@@ -31,6 +31,12 @@ HANDWRITTEN = ("apiVersion: batch/v1\nkind: Job\nmetadata: {name: mine, namespac
                "spec: {template: {spec: {restartPolicy: Never, containers: [{name: x, image: busybox}]}}}\n")
 
 
+@pytest.fixture(autouse=True)
+def in_scope_from_any_size(monkeypatch):
+    """The example repository has three teams: fewer than a gate in scope waits for (scoped.SCOPED_FROM)."""
+    monkeypatch.setattr(scoped, "SCOPED_FROM", 0)
+
+
 def git(root: Path, *args: str) -> str:
     return subprocess.run([*GIT, *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
@@ -284,6 +290,14 @@ def test_the_gate_in_scope_says_what_the_whole_gate_says(main_repo, tmp_path, mo
     shutil.rmtree(cache)
     shutil.copytree(main_repo[1], cache)
     assert in_scope == gate(root, cache, monkeypatch, whole=True)
+
+
+def test_no_gate_in_scope_with_fewer_other_teams_than_it_waits_for(main_repo, tmp_path, monkeypatch):
+    root, cache = pull_request(main_repo, tmp_path, hyperparameter)
+    monkeypatch.setattr(scoped, "SCOPED_FROM", 2)  # vision changed; nlp and recsys are two
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is not None
+    monkeypatch.setattr(scoped, "SCOPED_FROM", 3)
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is None
 
 
 def test_no_gate_in_scope_without_a_base_checked_by_render_check_nor_without_the_cache(tmp_path, monkeypatch):

@@ -156,12 +156,9 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     Returns (the validate and drift report, the diff against base, or None when the head does not build). A change
     to some teams' experiments only, on a base main's CI judged, is judged in scope (flow.scoped), to the same result.
     """
-    found = scoped.gate(opts, base)
-    if found is not None:
-        return found
-    started = gitref.started(opts.root, base)  # the base's listing, while the head is checked
+    started = gitref.started(opts.root, base)  # the base's listing, while the head is checked (or the scope found)
     try:
-        return _gate(opts, base, started)
+        return scoped.gate(opts, base) or _gate(opts, base, started)
     finally:
         listings.finish(started)  # waited for already unless a stage stopped early or raised
 
