@@ -60,3 +60,11 @@ def taken_or_started(given: dict, root: Path, git: bool) -> Ahead:
     """The listing of specs/ made ahead for this root (taken: a second reader starts its own), else started now, here
     (a child would only be waited for)."""
     return given.pop((str(root), survey.SPECS, git), None) or Ahead(root, git, fork=False)
+
+
+def drop(given: dict, root: Path, git: bool) -> None:
+    """The listing of specs/ made ahead for this root is not wanted (a gate in scope reads the specs from git): the
+    child making it is stopped (the git and find it started end by themselves)."""
+    found = given.pop((str(root), survey.SPECS, git), None)
+    if found is not None:
+        found.cancel()

@@ -12,7 +12,7 @@ import subprocess
 from functools import partial
 from pathlib import Path
 
-from kflowgen import cache, survey
+from kflowgen import ahead, cache, survey
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report
@@ -76,8 +76,10 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
             return None
         k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
         teams, envs = _teams(scopes.committed(root, commit)) if k else (set(), set())
-        if not teams or (_ls(root, "HEAD", [scopes.TEAMS], "--name-only") or b"").count(b"\0") - len(teams) < SCOPED_FROM:
+        others = (_ls(root, "HEAD", [scopes.TEAMS], "--name-only") or b"").count(b"\0") - len(teams)
+        if not teams or others < SCOPED_FROM:
             return None
+    ahead.drop(opts.early, root, True)  # (the specs are read from git)
     # (read once the specs are loaded; behind: git stats every file on as many threads as there are cores, which
     # would take them from the stages it runs beside)
     status = survey.start([["git", "-C", str(root), *args] for args in STATUS], behind=True)
