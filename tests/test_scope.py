@@ -176,7 +176,8 @@ def test_a_render_check_that_finds_nothing_on_heads_files_vouches_for_heads_tree
     assert _clean_of_head(root, tmp_path)
 
 
-@pytest.mark.parametrize("change", ["edited-and-rendered", "untracked", "ignored", "drift", "no-cache"])
+@pytest.mark.parametrize("change", ["edited-and-rendered", "untracked", "ignored", "drift", "no-cache", "autocrlf",
+                                    "assume-unchanged"])
 def test_no_vouching_when_the_work_tree_is_not_heads_or_the_check_finds_something(tmp_path, monkeypatch, change):
     from kflowgen.flow import pipeline
     from kflowgen.options import Options
@@ -192,6 +193,10 @@ def test_no_vouching_when_the_work_tree_is_not_heads_or_the_check_finds_somethin
             (root / ".gitignore").write_text("notes.txt\n")
             _git(root, "add", ".gitignore")
             _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "ignore")
+    elif change == "autocrlf":  # git converts line ends: the bytes checked are not the blobs'
+        _git(root, "config", "core.autocrlf", "true")
+    elif change == "assume-unchanged":  # git does not look at the file: it may not be the blob
+        _git(root, "update-index", "--assume-unchanged", "specs/teams/vision.yaml")
     elif change == "drift":
         spec.write_text(spec.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
         _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "specs only")

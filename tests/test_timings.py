@@ -20,7 +20,7 @@ BASE = ["base", "base/load", "base/validate", "base/render", "base/build", "base
 COMMANDS = {  # arguments -> the stages the command runs, in the order they start
     "validate": (["validate", "--format", "text"], [*HEAD, "check", "values", "build", "verify", "report", "cache"]),
     "render": (["render", "--format", "text"], [*HEAD, "write", "report"]),
-    "render --check": (["render", "--check", "--format", "text"], [*HEAD, "check", "cache", "report"]),
+    "render --check": (["render", "--check", "--format", "text"], [*HEAD, "check", "report"]),
     "gate": (["gate", "--base", "HEAD", "--format", "text"],
              [*START, "scope", *HEAD[len(START):], "check", "values", "build", "verify", "report", "compare", *BASE]),
     "diff": (["diff", "--base", "HEAD", "--format", "text"],

@@ -222,6 +222,15 @@ def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | No
 def render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | None = None) -> Report:
     """render and render --check. With edits ({spec path: bytes}, a change such as a promotion), the specs are read
     as edited, and the edited spec files are written with the overlays, or, on any finding, nothing is."""
+    # (with the cache, whether the work tree is HEAD's: a check that finds nothing on HEAD's own files is kept)
+    status = scope.status(opts.root) if check_only and not edits and opts.store.folder is not None else []
+    try:
+        return _render_to_disk(opts, check_only, edits, status)
+    finally:
+        listings.finish(status)
+
+
+def _render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | None, status: list) -> Report:
     report = Report()
     model, diags, rendered = load_then(opts, partial(render_stage, opts), edits=edits)
     report.extend(diags)
@@ -232,9 +241,9 @@ def render_to_disk(opts: Options, check_only: bool, edits: dict[str, bytes] | No
         plan, found = (writer.check(opts.root, files, opts.jobs, ids=rendered.ids) if check_only
                        else writer.write(opts.root, files, opts.jobs, edits))
     report.extend(found)
-    if check_only and not report.errors and not edits:
+    if status and not report.errors:
         with opts.timed("cache"):
-            scope.record_clean(opts.root, opts.store)
+            scope.record_clean(opts.root, opts.store, listings.results(status))
     with opts.timed("report"):
         if check_only:
             report.summary = [summary.drift(files, plan)]

@@ -5,12 +5,13 @@ repository is in scope. A scoped gate judges what is in scope and takes the rest
 into, which was judged whole before; a path is never out of scope because it is unknown."""
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kflowgen import cache
+from kflowgen import cache, survey
 from kflowgen.flow import gitref
 from kflowgen.specs import layout
 from kflowgen.specs.experiment import EXPERIMENTS
@@ -86,20 +87,43 @@ def committed(root: Path, base: str, head: str = "HEAD") -> list[str] | None:
 
 # --- what a scoped gate takes from its base, besides the side validate keeps ----------------------------------
 
-def record_clean(root: Path, store: cache.Cache) -> None:
+JUDGED = ("specs", "overlays", "bases", "schemas", ".github")  # the folders of what the gate reads of the work tree
+# The work tree is HEAD's where the gate reads it, byte for byte: git lists no change, untracked or ignored file in
+# those folders, nor a change to a tracked file anywhere (a CRD file the platform names, say); no file there is
+# marked assume-unchanged or skip-worktree (git would not look at it), none is an attributes file (a filter or eol
+# setting makes the bytes on disk differ from the blob), and no setting makes git compare less than it records or
+# convert line ends (survey.git_trusted, and sparse checkout). FIFOs and sockets, which git does not list: the gate in
+# scope looks for them in its folders (flow.scoped._special), render --check everywhere.
+STATUS = [("status", "--porcelain", "-z", "--untracked-files=all", "--ignored=matching", "--", *JUDGED),
+          ("status", "--porcelain", "-z", "--untracked-files=no", "--", ".", *(f":(exclude){f}" for f in JUDGED)),
+          ("ls-files", "-z", "-v", "--", *JUDGED),
+          ("ls-files", "-z", "--", ":(glob)**/.gitattributes"),
+          ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor|"
+           r"sparsecheckout)$"),
+          ("rev-parse", "--git-path", "info/attributes", "--show-toplevel")]
+_UNLOOKED = re.compile(rb"(?:\A|\0)[a-zS] ")  # ls-files -v's tag of an assume-unchanged or skip-worktree entry
+
+
+def heads(root: Path, outs: list[tuple[bytes, int]]) -> bool:
+    """Whether STATUS's answers (status() started them) say the work tree is HEAD's where the gate reads it."""
+    (changed, c1), (elsewhere, c2), (listed, c3), (attributes, c4), settings, paths = outs
+    sparse = re.search(rb"(?mi)^core\.sparsecheckout( (true|yes|on|1))?$", settings[0])
+    return (not (changed or elsewhere or attributes or c1 or c2 or c3 or c4 or sparse) and settings[1] in (0, 1)
+            and not _UNLOOKED.search(listed) and survey.git_trusted(root, settings, paths))
+
+
+def status(root: Path) -> list:
+    """STATUS's commands, started behind (git stats every file on as many threads as there are cores, which would
+    take them from the stages they run beside): read them with survey.results, or survey.finish them."""
+    return survey.start([["git", "-C", str(root), *args] for args in STATUS], behind=True)
+
+
+def record_clean(root: Path, store: cache.Cache, outs: list[tuple[bytes, int]]) -> None:
     """After a render --check that found nothing: keep that HEAD's overlays/ is exactly what HEAD's specs render, by
-    their tree ids, when the work tree is HEAD's there (git lists no change, untracked or ignored file under specs/
-    or overlays/; a FIFO or socket, which git does not list, the check itself refused). A gate then vouches for a
-    team folder a change leaves as it is on its base by this, without comparing its files."""
-    if store.folder is None:
-        return
-    try:
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-z", "--untracked-files=all",
-                                 "--ignored=matching", "--", "specs", "overlays"], capture_output=True)
-    except OSError:
-        return
-    trees = gitref.trees_at(root, "HEAD", ("specs", "overlays")) if not status.returncode and not status.stdout \
-        else None
+    their tree ids, when the work tree is HEAD's, byte for byte, where the check read it (outs: STATUS's answers, see
+    heads; a FIFO or socket, which git does not list, the check itself refused). A gate then vouches for a team folder
+    a change leaves as it is on its base by this, without comparing its files."""
+    trees = gitref.trees_at(root, "HEAD", ("specs", "overlays")) if store.folder and heads(root, outs) else None
     if trees and {"specs", "overlays"} <= trees.keys():
         store.put("drift-clean", _clean_key(trees["specs"], trees["overlays"]), b"")
 

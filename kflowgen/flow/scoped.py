@@ -7,7 +7,6 @@ does not cover gives None, and the whole gate runs."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from functools import partial
 from pathlib import Path
@@ -38,31 +37,6 @@ from kflowgen.write.departures import CODES as DEPARTURES
 SCOPED_FROM = 200
 # Findings whose inputs span every team: a gate in scope cannot tell them from the teams it loads
 ACROSS_TEAMS = {"KF344", "KF351"}
-JUDGED = ("specs", "overlays", "bases", "schemas", ".github")  # the folders of what the gate reads of the work tree
-# The work tree is HEAD's where the gate reads it, byte for byte: git lists no change, untracked or ignored file in
-# those folders, nor a change to a tracked file anywhere (a CRD file the platform names, say); no file there is
-# marked assume-unchanged or skip-worktree (git would not look at it), none is an attributes file (a filter or eol
-# setting makes the bytes on disk differ from the blob), and no setting makes git compare less than it records or
-# convert line ends (survey.git_trusted, and sparse checkout). FIFOs and sockets, which git does not list, are looked
-# for in the folders in scope only (_special): elsewhere the gate judges what git holds.
-STATUS = [("status", "--porcelain", "-z", "--untracked-files=all", "--ignored=matching", "--", *JUDGED),
-          ("status", "--porcelain", "-z", "--untracked-files=no", "--", ".", *(f":(exclude){f}" for f in JUDGED)),
-          ("ls-files", "-z", "-v", "--", *JUDGED),
-          ("ls-files", "-z", "--", ":(glob)**/.gitattributes"),
-          ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor|"
-           r"sparsecheckout)$"),
-          ("rev-parse", "--git-path", "info/attributes", "--show-toplevel")]
-_UNLOOKED = re.compile(rb"(?:\A|\0)[a-zS] ")  # ls-files -v's tag of an assume-unchanged or skip-worktree entry
-
-
-def _heads(root: Path, outs: list[tuple[bytes, int]]) -> bool:
-    """Whether STATUS's answers say the work tree is HEAD's where the gate reads it."""
-    (changed, c1), (elsewhere, c2), (listed, c3), (attributes, c4), settings, paths = outs
-    sparse = re.search(rb"(?mi)^core\.sparsecheckout( (true|yes|on|1))?$", settings[0])
-    return (not (changed or elsewhere or attributes or c1 or c2 or c3 or c4 or sparse) and settings[1] in (0, 1)
-            and not _UNLOOKED.search(listed) and survey.git_trusted(root, settings, paths))
-
-
 def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | None:
     """The gate's report and diff, judged in scope; None when this change is not one a gate in scope covers (timed
     as the stage "scope": what finding that out cost, whichever gate then runs)."""
@@ -80,9 +54,8 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
         if not teams or others < SCOPED_FROM:
             return None
     ahead.drop(opts.early, root, True)  # (the specs are read from git)
-    # (read once the specs are loaded; behind: git stats every file on as many threads as there are cores, which
-    # would take them from the stages it runs beside)
-    status = survey.start([["git", "-C", str(root), *args] for args in STATUS], behind=True)
+    # (read once the specs are loaded)
+    status = scopes.status(root)
     try:
         return _scoped(opts, base, commit, teams, envs, k, status)
     finally:
@@ -100,7 +73,7 @@ def _scoped(opts: Options, base: str, commit: str, teams: set[str], envs: set[st
     if snapshot is None:
         return None
     model, found, rendered = load_then(opts, partial(_render, opts, teams), snapshot)
-    if not _heads(root, survey.results(status)):
+    if not scopes.heads(root, survey.results(status)):
         return None  # the work tree is not HEAD's where the gate reads it
     if model is None or rendered is None or any(d.code in ACROSS_TEAMS for d in found) \
             or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
