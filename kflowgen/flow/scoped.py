@@ -37,6 +37,8 @@ from kflowgen.write.departures import CODES as DEPARTURES
 SCOPED_FROM = 200
 # Findings whose inputs span every team: a gate in scope cannot tell them from the teams it loads
 ACROSS_TEAMS = {"KF344", "KF351"}
+
+
 def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | None:
     """The gate's report and diff, judged in scope; None when this change is not one a gate in scope covers (timed
     as the stage "scope": what finding that out cost, whichever gate then runs)."""
@@ -54,8 +56,7 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
         if not teams or others < SCOPED_FROM:
             return None
     ahead.drop(opts.early, root, True)  # (the specs are read from git)
-    # (read once the specs are loaded)
-    status = scopes.status(root)
+    status = scopes.status(root)  # (read once the specs are loaded)
     try:
         return _scoped(opts, base, commit, teams, envs, k, status)
     finally:
@@ -210,7 +211,11 @@ def _special(root: Path, folders: list[str]) -> list[str]:
     """FIFOs, sockets and devices in these folders of the work tree (git lists none: writer.plan's find does)."""
     out, todo = [], [f for f in folders if os.path.isdir(root / f) and not os.path.islink(root / f)]
     while todo:
-        with os.scandir(root / todo.pop()) as entries:
+        try:
+            entries = os.scandir(root / todo.pop())
+        except OSError:  # gone since it was listed: what is there is what git's listing said
+            continue
+        with entries:
             for entry in entries:
                 rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
                 if entry.is_dir(follow_symlinks=False):
