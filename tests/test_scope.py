@@ -114,7 +114,7 @@ def test_validate_keeps_with_the_side_each_overlays_count_the_files_generated_it
     from kflowgen import cache, tools
     from kflowgen.diagnostics import Diagnostic
     from kflowgen.flow import gitref, pipeline
-    from kflowgen.flow.side import kustomize_id, named, recall
+    from kflowgen.flow.side import facts, kustomize_id, named, recall
     from kflowgen.options import Options
 
     if isinstance(tools.find("kustomize", PROJECT), Diagnostic):
@@ -132,15 +132,16 @@ def test_validate_keeps_with_the_side_each_overlays_count_the_files_generated_it
 
     store = cache.Cache(tmp_path / "cache")
     trees = gitref.trees_at(root, gitref.commit_of(root, "HEAD"))
-    side = recall(store, named(store, kustomize_id(root), trees))
-    assert side.sizes == done.built.sizes and set(side.sizes) == set(side.built)
+    k = named(store, kustomize_id(root), trees)
+    side, kept = recall(store, k), facts(store, k)
+    assert kept.sizes == done.built.sizes and set(kept.sizes) == set(side.built)
     for env, n in done.built.counts.items():  # the summary's count per environment is the sum of its overlays'
-        assert sum(c for o, c in side.sizes.items() if o.startswith(f"overlays/{env}/")) == n
+        assert sum(c for o, c in kept.sizes.items() if o.startswith(f"overlays/{env}/")) == n
     on_disk = [p for p in (root / "overlays").rglob("*") if p.is_file()]
-    assert side.generated == len(done.rendered.files) == len(on_disk)
-    assert side.warnings == sorted(done.report.diagnostics)
-    assert side.tools == done.tools and set(side.tools) >= {"kustomize", "kubeconform"}
-    assert f"({', '.join(f'{k} {v}' for k, v in sorted(side.tools.items()))};" in done.report.summary[0]
+    assert kept.generated == len(done.rendered.files) == len(on_disk)
+    assert kept.warnings == sorted(done.report.diagnostics)
+    assert kept.tools == done.tools and set(kept.tools) >= {"kustomize", "kubeconform"}
+    assert f"({', '.join(f'{t} {v}' for t, v in sorted(kept.tools.items()))};" in done.report.summary[0]
 
 
 def _clean_repo(tmp_path, monkeypatch):

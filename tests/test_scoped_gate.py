@@ -344,3 +344,28 @@ def test_warnings_on_the_base_are_said_as_the_whole_gate_says_them(warned_main, 
 def _opts(root: Path, cache: Path, monkeypatch) -> Options:
     monkeypatch.setenv("KFLOWGEN_CACHE", str(cache))
     return Options.at(root, 2, True)
+
+
+def test_a_base_side_a_diff_made_from_git_is_not_taken_for_mains_validate(tmp_path, monkeypatch):
+    """main render --checked but never validated: the gate (whole) makes main's side from git and keeps it, without
+    what only validate finds (its warnings, the tools that checked). The next gate must not take that side as main's
+    run: it says what the whole gate says, and once main is validated the gate judges in scope."""
+    root = copy_repo(PROJECT, tmp_path / "repo")
+    (root / ".github/CODEOWNERS").unlink()  # a warning (KF317) only validate's checks find
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "main")
+    cache = tmp_path / "cache"
+    env = {"KFLOWGEN_CACHE": str(cache)}
+    assert CliRunner().invoke(app, ["render", "--check", "-C", str(root)], env=env).exit_code == 0
+    git(root, "checkout", "-q", "-b", "pr")
+    _committed(hyperparameter)(root)
+    first = CliRunner().invoke(app, ["gate", "--base", "main", "-C", str(root)], env=env)
+    assert "KF317" in first.output
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is None
+    assert CliRunner().invoke(app, ["gate", "--base", "main", "-C", str(root)], env=env).output == first.output
+    git(root, "checkout", "-q", "main")
+    assert CliRunner().invoke(app, ["validate", "-C", str(root)], env=env).exit_code == 0
+    git(root, "checkout", "-q", "pr")
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is not None
+    assert CliRunner().invoke(app, ["gate", "--base", "main", "-C", str(root)], env=env).output == first.output

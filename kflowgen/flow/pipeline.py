@@ -15,6 +15,7 @@ from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report, error
 from kflowgen.flow import diff, gitref, scope, scoped
 from kflowgen.flow.load import load, load_then, render_stage
+from kflowgen.flow.side import Facts
 from kflowgen.options import Options
 from kflowgen.report import summary
 from kflowgen.specs import layout
@@ -212,10 +213,10 @@ def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | No
     if done.built is None or done.model is None or done.rendered is None:
         return None
     side = diff.side(done.model, done.rendered.files, done.built, opts.root)
-    side.warnings = sorted(set(done.report.diagnostics))  # (no error: a side with one is not kept)
-    side.tools = dict(done.tools or {})
     if keep and not done.report.errors:
-        diff.remember(opts, done.model, side, done.built.keys, done.rendered.units)
+        found = Facts(dict(done.built.sizes), len(done.rendered.files), sorted(set(done.report.diagnostics)),
+                      dict(done.tools or {}))
+        diff.remember(opts, done.model, side, done.built.keys, done.rendered.units, found=found)
     return side
 
 

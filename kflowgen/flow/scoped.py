@@ -17,7 +17,7 @@ from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report
 from kflowgen.flow import diff, gitref, scope as scopes
 from kflowgen.flow.load import load_then
-from kflowgen.flow.side import Gone, Side, kustomize_id, named, recall
+from kflowgen.flow.side import Facts, Gone, Side, facts, kustomize_id, named, recall
 from kflowgen.options import Options
 from kflowgen.report import summary
 from kflowgen.specs import layout
@@ -67,9 +67,9 @@ def _scoped(opts: Options, base: str, commit: str, teams: set[str], envs: set[st
             ) -> tuple[Report, diff.DiffReport | None] | None:
     root, store = opts.root, opts.store
     with opts.timed("base"):
-        old = recall(store, k)
-    if old is None or any(d.code in ACROSS_TEAMS for d in old.warnings):
-        return None
+        old, known = recall(store, k), facts(store, k)
+    if old is None or known is None or any(d.code in ACROSS_TEAMS for d in known.warnings):
+        return None  # (a side a diff made from git: no validate of the base found what the whole gate would)
     snapshot = _specs_at(root, "HEAD", teams)
     if snapshot is None:
         return None
@@ -80,11 +80,11 @@ def _scoped(opts: Options, base: str, commit: str, teams: set[str], envs: set[st
             or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
             or set(model.platform.environments) != set(old.envs):
         return None  # (a change the rules refuse: the whole gate says so, with every finding)
-    return _judged(opts, base, commit, teams, model, found, rendered, old)
+    return _judged(opts, base, commit, teams, model, found, rendered, old, known)
 
 
 def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found: list[Diagnostic], rendered,
-            old: Side) -> tuple[Report, diff.DiffReport | None] | None:
+            old: Side, known: Facts) -> tuple[Report, diff.DiffReport | None] | None:
     root, envs = opts.root, list(model.platform.environments)
     folders = [f"{layout.OVERLAYS}/{env}/teams/{t}" for env in envs for t in sorted(teams)]
     report = Report(list(found))
@@ -100,7 +100,7 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
     with opts.timed("build"):
         built, failed = build(opts, rendered, overlays)
     report.extend(failed)
-    report.extend(d for d in old.warnings if _kept(d, teams))
+    report.extend(d for d in known.warnings if _kept(d, teams))
     if not failed:
         with opts.timed("verify"):
             job, _ = verify.manifests_job(root, model, built, opts.jobs, cache.default_folder(), opts.store)
@@ -108,12 +108,12 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
     with opts.timed("report"):
         if not report.errors:
             counts: dict[str, int] = {}
-            for o, n in [*((o, n) for o, n in old.sizes.items() if o not in built.sizes), *built.sizes.items()]:
+            for o, n in [*((o, n) for o, n in known.sizes.items() if o not in built.sizes), *built.sizes.items()]:
                 env = o.split("/", 2)[1]
                 counts[env] = counts.get(env, 0) + n
-            report.summary = summary.summary(model, Built(counts=counts), envs, dict(old.tools))
+            report.summary = summary.summary(model, Built(counts=counts), envs, dict(known.tools))
         mine = sum(1 for rel in rendered.files if rel.startswith(tuple(f"{f}/" for f in folders)))
-        report.summary += [summary.drift(rendered.files, plan, old.generated - before.count(b"\0") + mine)]
+        report.summary += [summary.drift(rendered.files, plan, known.generated - before.count(b"\0") + mine)]
     if failed:  # (as the whole gate: no diff of a head that does not build)
         return report, None
     with opts.timed("compare"):

@@ -58,12 +58,6 @@ class Side:
     clusters: dict[str, str] = field(default_factory=dict)  # env -> its cluster (for the commands a change needs)
     read: Callable[[dict[str, str]], dict[str, bytes]] | None = None  # {path: blob id} -> {path: bytes}
     docs: dict[str, list[str]] = field(default_factory=dict)  # sha256 -> documents, of plain directories compared
-    # what a gate judging only the teams a change touches takes from its base (kept with the side by validate): each
-    # overlay's object count, how many files were generated, the warnings found and the tools that checked
-    sizes: dict[str, int] = field(default_factory=dict)
-    generated: int = 0
-    warnings: list[Diagnostic] = field(default_factory=list)
-    tools: dict[str, str] = field(default_factory=dict)
 
     def spec_files(self, paths: list[str]) -> dict[str, SpecFile]:
         """These spec files of this side, parsed (those it has and that parse): the diff says why a change happened
@@ -153,8 +147,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               files=files, output=built, sweeps=_sweeps(model.experiments), sizes=dict(built.sizes),
-               generated=len(files),
+               files=files, output=built, sweeps=_sweeps(model.experiments),
                clusters={env: e.cluster for env, e in model.platform.environments.items()})
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
@@ -281,14 +274,36 @@ def kustomize_id(root: Path) -> str | None:
     return None if isinstance(kustomize, Diagnostic) else builder_id(kustomize)
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a gate judging only the teams a change touches (flow.scoped) takes from its base besides the side, which
+    only validate finds (a diff's side made from git holds none of it): each overlay's object count, how many files
+    were generated, the warnings, and the tools that checked."""
+
+    sizes: dict[str, int]
+    generated: int
+    warnings: list[Diagnostic]
+    tools: dict[str, str]
+
+
+def facts(store: cache.Cache, k: str) -> Facts | None:
+    """The facts validate kept beside the side of key k; None when no validate kept them."""
+    body = store.lookup("side-facts", k)
+    if body is None:
+        return None
+    doc = json.loads(body)
+    return Facts(doc["sizes"], doc["generated"], [Diagnostic(*d) for d in doc["warnings"]], doc["tools"])
+
+
 def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: dict[str, str],
-             head: bool = True) -> None:
+             head: bool = True, found: Facts | None = None) -> None:
     """Keep a side that built without errors, for the diffs that take it as their base. Built overlays are found
     again through their build entries, and plain directories through the render entry of the unit that wrote all
     their files (units: Rendered.units); the texts that have neither (values files, a folder several units write)
     are kept too (at 10,000 teams, keeping each team's workloads folder's text took 5 s: 30,000 files). With head
     (a side of the working tree, not of a commit's files extracted elsewhere), HEAD's side is named by its folders'
-    tree ids (_name_head): when the working tree is HEAD's, as on main after a merge, that is this side."""
+    tree ids (_name_head): when the working tree is HEAD's, as on main after a merge, that is this side. found: what
+    validate found (Facts), kept beside it (also when the side was kept before, by a diff)."""
     store, root = opts.store, opts.root
     builder = kustomize_id(root)
     if store.folder is None or builder is None or None in model.inputs.values():
@@ -296,6 +311,9 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: 
     k = side_key(model.inputs, cache.tree_ids(root / "bases"), cache.tree_ids(root / "schemas"), builder)
     if store.lookup("side", k) is None:
         _keep(store, s, k, keys, units)
+    if found is not None:
+        store.put("side-facts", k, json.dumps({"sizes": found.sizes, "generated": found.generated, "tools": found.tools,
+                                               "warnings": [list(astuple(d)) for d in found.warnings]}).encode())
     if head:  # (after keeping the side: what naming lists is not held while its texts are kept)
         _name_head(root, store, builder)
 
@@ -316,8 +334,7 @@ def _keep(store: cache.Cache, s: Side, k: str, keys: dict[str, str], units: dict
     doc = {"envs": s.envs, "sweeps": sorted(s.sweeps), "specs": s.specs, "clusters": s.clusters,
            "quotas": {env: [cap, alloc, {t: dict(vars(q)) for t, q in quotas.items()}]  # (as asdict: flat)
                       for env, (cap, alloc, quotas) in s.quotas.items()},
-           "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values, "sizes": s.sizes,
-           "generated": s.generated, "warnings": [list(astuple(d)) for d in s.warnings], "tools": s.tools}
+           "built": {o: [d, *where[o]] for o, d in s.built.items()}, "values": s.values}
     store.put("side", k, json.dumps(doc, sort_keys=True).encode("utf-8"))
 
 
@@ -327,8 +344,7 @@ def recall(store: cache.Cache, k: str) -> Side | None:
         return None
     doc = json.loads(body)
     out = Side(envs=doc["envs"], sweeps={tuple(x) for x in doc["sweeps"]}, store=store, values=doc["values"],
-               specs=doc["specs"], clusters=doc["clusters"], sizes=doc["sizes"], generated=doc["generated"],
-               warnings=[Diagnostic(*d) for d in doc["warnings"]], tools=doc["tools"])
+               specs=doc["specs"], clusters=doc["clusters"])
     for env, (cap, alloc, quotas) in doc["quotas"].items():
         out.quotas[env] = (cap, alloc, {t: Quota(**q) for t, q in quotas.items()})
     for overlay, (digest, kind, k) in doc["built"].items():
