@@ -1,36 +1,31 @@
-"""The scope of a change: which teams and environments a pull request's paths touch, and which paths put every team
-in scope (tested path by path, and on real commits through git)."""
+"""What a change touches: the teams whose experiments (and workloads files) a pull request's paths change, or nothing
+when any path is of another kind (tested path by path, hostile paths among them, and on real commits through git);
+what main's render --check vouches for; and what validate keeps beside main's side."""
 from __future__ import annotations
 
 import subprocess
 
 import pytest
 
-from kflowgen.flow.scope import Scope, committed, scope
+from kflowgen.flow.scope import committed, touched
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("specs/experiments/nlp/bert.yaml", Scope(teams=frozenset({"nlp"}))),
-    ("specs/experiments/nlp/sweeps/bert.yaml", Scope(teams=frozenset({"nlp"}))),
-    ("specs/models/vision/resnet.yaml", Scope(teams=frozenset({"vision"}))),
-    ("overlays/dev/teams/nlp/workloads/job.bert-1.yaml", Scope(teams=frozenset({"nlp"}))),
-    ("overlays/prod/teams/nlp/stray.yaml", Scope(teams=frozenset({"nlp"}))),  # beside the team's parts: its folder
-    ("specs/teams/nlp.yaml", Scope(team_files=("specs/teams/nlp.yaml",))),
-    ("overlays/dev/argocd/project.nlp.yaml", Scope(envs=frozenset({"dev"}))),
-    ("overlays/staging/jupyterhub/values.yaml", Scope(envs=frozenset({"staging"}))),
-    ("overlays/dev/queueing/sub/x.yaml", Scope(envs=frozenset({"dev"}))),
-    ("README.md", Scope(outside=("README.md",))),
-    (".github/CODEOWNERS", Scope(outside=(".github/CODEOWNERS",))),
-    ("crds/kueue.yaml", Scope(outside=("crds/kueue.yaml",))),
+    ("specs/experiments/nlp/bert.yaml", ({"nlp"}, set())),
+    ("specs/experiments/nlp/sweeps/bert.yaml", ({"nlp"}, set())),
+    ("overlays/dev/teams/nlp/workloads/job.bert-1.yaml", ({"nlp"}, {"dev"})),
+    ("overlays/dev/teams/nlp/workloads/sub/job.yaml", ({"nlp"}, {"dev"})),  # (its folder: the drift check's)
+    ("overlays/evil/teams/nlp/workloads/job.yaml", ({"nlp"}, {"evil"})),  # (an environment the caller refuses)
 ])
-def test_a_path_of_one_team_or_environment_puts_that_in_scope(path, expected):
-    assert scope([path]) == expected
+def test_an_experiment_or_a_workloads_file_touches_its_team(path, expected):
+    assert touched([path]) == expected
 
 
 @pytest.mark.parametrize("path", [
     "specs/platform.yaml",
+    "specs/teams/nlp.yaml",  # a team spec: quotas, profiles, what every environment's shared files name
+    "specs/models/vision/resnet.yaml",  # a served model: its host is checked across teams
     "bases/team/kustomization.yaml",
-    "bases/team/networkpolicy.yaml",
     "schemas/crds/x.yaml",
     "specs/teams/sub/nlp.yaml",  # a file where kflowgen does not read specs
     "specs/experiments/bert.yaml",  # an experiment in no team's folder
@@ -39,19 +34,25 @@ def test_a_path_of_one_team_or_environment_puts_that_in_scope(path, expected):
     "overlays/kustomization.yaml",
     "overlays/dev",
     "overlays/dev/kustomization.yaml",  # beside the environment's folders
+    "overlays/dev/argocd/appproject.nlp.yaml",  # a shared folder
+    "overlays/staging/jupyterhub/values.yaml",
     "overlays/dev/teams",
     "overlays/dev/teams/evil.yaml",  # beside the teams' folders
+    "overlays/prod/teams/nlp/stray.yaml",  # beside the team's own folders
+    "overlays/prod/teams/nlp/platform/resourcequota.team.yaml",  # the team's platform overlay
+    "overlays/dev/teams//workloads/job.yaml",  # no team
+    "README.md",
+    ".github/CODEOWNERS",
+    "crds/kueue.yaml",  # (a CRD file the platform may name)
 ])
-def test_a_path_every_team_depends_on_or_kflowgen_cannot_place_puts_the_whole_repository_in_scope(path):
-    found = scope(["specs/experiments/nlp/bert.yaml", path])
-    assert found.whole == path
-    assert "nlp" in found.teams  # (what else was found is kept: the caller judges everything anyway)
+def test_any_other_path_touches_what_no_gate_in_scope_covers(path):
+    assert touched([path]) == (set(), set())
+    assert touched(["specs/experiments/nlp/bert.yaml", path]) == (set(), set())  # (with one it covers, too)
 
 
-def test_a_change_across_teams_names_each_team_once_and_the_first_whole_path():
-    found = scope(["overlays/dev/teams/b/platform/ns.yaml", "specs/experiments/a/x.yaml", "specs/models/b/m.yaml",
-                   "schemas/z.json", "bases/team/a.yaml"])
-    assert found == Scope(teams=frozenset({"a", "b"}), whole="bases/team/a.yaml")
+def test_a_change_across_teams_names_each_team_once():
+    assert touched(["overlays/dev/teams/b/workloads/j.yaml", "specs/experiments/a/x.yaml", "specs/experiments/b/y.yaml",
+                    "overlays/prod/teams/b/workloads/k.yaml"]) == ({"a", "b"}, {"dev", "prod"})
 
 
 def _git(root, *args):
@@ -84,7 +85,7 @@ def test_committed_paths_come_from_git_with_a_rename_as_both_its_paths(repo):
     assert sorted(paths) == ["overlays/dev/teams/a/workloads/job.x.yaml", "specs/experiments/a/x.yaml",
                              "specs/experiments/b/new file.yaml", "specs/experiments/b/y.yaml",
                              "specs/experiments/c/x.yaml"]
-    assert scope(paths).teams == {"a", "b", "c"}
+    assert touched(paths)[0] == {"a", "b", "c"}
 
 
 def test_committed_paths_are_of_the_commits_not_of_the_work_tree(repo):

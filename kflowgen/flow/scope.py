@@ -1,72 +1,41 @@
-"""What a change touches, told from the paths it changes: the teams whose spec or overlay files it changes, the
-environments whose shared files (argocd/, queueing/, the hub values) it changes, and whether it changes a file every
-team's output depends on (the platform file, bases/, schemas/) or one kflowgen cannot place: then the whole
-repository is in scope. A scoped gate judges what is in scope and takes the rest from the base the change goes
-into, which was judged whole before; a path is never out of scope because it is unknown."""
+"""What a change touches (the teams whose experiments it changes, told from the paths two commits differ in) and what
+the base it goes into vouches for (render --check found its overlays/ to be exactly what its specs render), with the
+git questions both ask of the work tree: what the gate in scope (flow.scoped) needs beside main's side. A path
+kflowgen cannot place is never out of scope: it sends the change to the whole gate."""
 from __future__ import annotations
 
 import re
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from kflowgen import cache, survey
 from kflowgen.flow import gitref
 from kflowgen.specs import layout
 from kflowgen.specs.experiment import EXPERIMENTS
-from kflowgen.specs.served import MODELS
 
 TEAMS = "specs/teams"
-EVERY_TEAM = ("bases", "schemas")  # folders every team's build or check reads
 
 
-@dataclass(frozen=True)
-class Scope:
-    """teams: by folder (specs/experiments/<team>/, specs/models/<team>/, overlays/<env>/teams/<team>/); team_files:
-    changed files of specs/teams/, whose teams are named inside them (on both sides: a renamed team is two teams);
-    envs: environments whose shared overlay files changed; outside: changed paths outside specs/, overlays/, bases/
-    and schemas/ (an input only where the platform names it, such as a CRD file, or CODEOWNERS); whole: the first
-    changed path that puts every team in scope, None when none does. Names are as the paths give them: a team or an
-    environment the specs do not define is for the caller to refuse (the whole check reports such files)."""
-
-    teams: frozenset[str] = frozenset()
-    team_files: tuple[str, ...] = ()
-    envs: frozenset[str] = frozenset()
-    outside: tuple[str, ...] = ()
-    whole: str | None = None
-
-
-def scope(paths: Iterable[str]) -> Scope:
-    """The scope of a change to these paths (from the repository's folder, as git names them)."""
+def touched(paths: Iterable[str]) -> tuple[set[str], set[str]]:
+    """The teams whose experiments, and whose generated workloads files, these paths (from the repository's folder,
+    as git names them) change, and the environments of those files; nothing at all when any path is another kind
+    (a team spec, a served model, the platform file, bases/, schemas/, a shared or platform overlay file, a file
+    beside the teams' folders, anything outside specs/ and overlays/): a change kflowgen cannot scope to its teams.
+    Names are as the paths give them: a team or an environment the specs do not define is the caller's to refuse."""
     teams: set[str] = set()
     envs: set[str] = set()
-    team_files: list[str] = []
-    outside: list[str] = []
-    whole = None
-    for path in sorted(paths):
+    for path in paths:
         parts = path.split("/")
-        if parts[0] == layout.OVERLAYS:
-            place = layout.place(path)
-            if place is not None and place.team and len(parts) > 4:
-                teams.add(place.team)
-            elif place is not None and place.part and place.part != "teams" and len(parts) > 3:
-                envs.add(place.env)
-            else:  # overlays/<file>, overlays/<env>, a file beside the environment's folders or its teams
-                whole = whole or path
-        elif parts[0] == "specs":
-            folder = "/".join(parts[:2])
-            if folder in (EXPERIMENTS, MODELS) and len(parts) > 3 and parts[2]:
-                teams.add(parts[2])
-            elif folder == TEAMS and len(parts) == 3:
-                team_files.append(path)
-            else:  # the platform file, or one kflowgen does not read there: what discover reports
-                whole = whole or path
-        elif parts[0] in EVERY_TEAM:
-            whole = whole or path
+        if path.startswith(f"{EXPERIMENTS}/") and len(parts) > 3 and parts[2]:
+            teams.add(parts[2])
+        elif parts[0] == layout.OVERLAYS and len(parts) > 5 and parts[2] == "teams" and \
+                parts[4] == layout.WORKLOADS_PART and parts[1] and parts[3]:
+            teams.add(parts[3])
+            envs.add(parts[1])
         else:
-            outside.append(path)
-    return Scope(frozenset(teams), tuple(team_files), frozenset(envs), tuple(outside), whole)
+            return set(), set()
+    return teams, envs
 
 
 def committed(root: Path, base: str, head: str = "HEAD") -> list[str] | None:

@@ -51,7 +51,7 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
                 or not scopes.clean(store, trees.get("specs", ""), trees.get("overlays", "")):
             return None
         k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
-        teams, envs = _teams(scopes.committed(root, commit)) if k else (set(), set())
+        teams, envs = scopes.touched(scopes.committed(root, commit) or ()) if k else (set(), set())
         others = (_ls(root, "HEAD", [scopes.TEAMS], "--name-only") or b"").count(b"\0") - len(teams)
         if not teams or others < SCOPED_FROM:
             return None
@@ -91,7 +91,9 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
     with opts.timed("validate"):
         report.extend(codeowners.check(root, model))
     with opts.timed("check"):
-        checked, before = _drift(root, rendered, folders), _ls(root, commit, folders, "--name-only")
+        with writer.locked(root, exclusive=False):  # (as writer.check: no render swaps overlays/ meanwhile)
+            checked = _drift(root, rendered, folders)
+        before = _ls(root, commit, folders, "--name-only")
     if checked is None or before is None:
         return None
     plan, drifted = checked
@@ -133,24 +135,6 @@ def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found
 def _render(opts: Options, teams: set[str], model):
     with opts.timed("render"):
         return render_cached(model, opts, [u for u in units(model) if not u[1] or u[1] in teams])
-
-
-def _teams(paths: list[str] | None) -> tuple[set[str], set[str]]:
-    """The teams whose experiments (and workloads files) the paths change, when they change nothing else, and the
-    environments of those files (the caller refuses one the platform does not define: its folder is no team's)."""
-    teams: set[str] = set()
-    envs: set[str] = set()
-    for path in paths or ():
-        parts = path.split("/")
-        if path.startswith(f"{EXPERIMENTS}/") and len(parts) > 3 and parts[2]:
-            teams.add(parts[2])
-        elif parts[0] == layout.OVERLAYS and len(parts) > 5 and parts[2] == "teams" and \
-                parts[4] == layout.WORKLOADS_PART and parts[1] and parts[3]:
-            teams.add(parts[3])
-            envs.add(parts[1])
-        else:
-            return set(), set()
-    return teams, envs
 
 
 def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
