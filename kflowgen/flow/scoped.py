@@ -46,53 +46,54 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
     with opts.timed("scope"):
         builder = kustomize_id(root)
         commit = None if gitref.option_like(base) else gitref.commit_of(root, base)
-        trees = gitref.trees_at(root, commit, (*gitref.FOLDERS, "overlays")) if commit else None
+        head = gitref.commit_of(root, "HEAD")  # (resolved once: every question below is of these two commits)
+        trees = gitref.trees_at(root, commit, (*gitref.FOLDERS, "overlays")) if commit and head else None
         if store.folder is None or builder is None or not trees \
                 or not scopes.clean(store, trees.get("specs", ""), trees.get("overlays", "")):
             return None
         k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
-        teams, envs = scopes.touched(scopes.committed(root, commit) or ()) if k else (set(), set())
-        others = (_ls(root, "HEAD", [scopes.TEAMS], "--name-only") or b"").count(b"\0") - len(teams)
+        teams, envs = scopes.touched(scopes.committed(root, commit, head) or ()) if k else (set(), set())
+        others = (_ls(root, head, [scopes.TEAMS], "--name-only") or b"").count(b"\0") - len(teams)
         if not teams or others < SCOPED_FROM:
             return None
     ahead.drop(opts.early, root, True)  # (the specs are read from git)
     status = scopes.status(root)  # (read once the specs are loaded)
     try:
-        return _scoped(opts, base, commit, teams, envs, k, status)
+        return _scoped(opts, base, (commit, head), teams, envs, k, status)
     finally:
         survey.finish(status)
 
 
-def _scoped(opts: Options, base: str, commit: str, teams: set[str], envs: set[str], k: str, status: list
-            ) -> tuple[Report, diff.DiffReport | None] | None:
+def _scoped(opts: Options, base: str, commits: tuple[str, str], teams: set[str], envs: set[str], k: str,
+            status: list) -> tuple[Report, diff.DiffReport | None] | None:
     root, store = opts.root, opts.store
     with opts.timed("base"):
         old, known = recall(store, k), facts(store, k)
     if old is None or known is None or any(d.code in ACROSS_TEAMS for d in known.warnings):
         return None  # (a side a diff made from git: no validate of the base found what the whole gate would)
-    snapshot = _specs_at(root, "HEAD", teams)
+    snapshot = _specs_at(root, commits[1], teams)
     if snapshot is None:
         return None
     model, found, rendered = load_then(opts, partial(_render, opts, teams), snapshot)
-    if not scopes.heads(root, survey.results(status)):
-        return None  # the work tree is not HEAD's where the gate reads it
+    if not scopes.heads(root, survey.results(status)) or gitref.commit_of(root, "HEAD") != commits[1]:
+        return None  # the work tree is not HEAD's where the gate reads it (or HEAD moved meanwhile)
     if model is None or rendered is None or any(d.code in ACROSS_TEAMS for d in found) \
             or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
             or set(model.platform.environments) != set(old.envs):
         return None  # (a change the rules refuse: the whole gate says so, with every finding)
-    return _judged(opts, base, commit, teams, model, found, rendered, old, known)
+    return _judged(opts, base, commits, teams, model, found, rendered, old, known)
 
 
-def _judged(opts: Options, base: str, commit: str, teams: set[str], model, found: list[Diagnostic], rendered,
-            old: Side, known: Facts) -> tuple[Report, diff.DiffReport | None] | None:
-    root, envs = opts.root, list(model.platform.environments)
+def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str], model, found: list[Diagnostic],
+            rendered, old: Side, known: Facts) -> tuple[Report, diff.DiffReport | None] | None:
+    root, envs, (commit, head) = opts.root, list(model.platform.environments), commits
     folders = [f"{layout.OVERLAYS}/{env}/teams/{t}" for env in envs for t in sorted(teams)]
     report = Report(list(found))
     with opts.timed("validate"):
         report.extend(codeowners.check(root, model))
     with opts.timed("check"):
         with writer.locked(root, exclusive=False):  # (as writer.check: no render swaps overlays/ meanwhile)
-            checked = _drift(root, rendered, folders)
+            checked = _drift(root, head, rendered, folders)
         before = _ls(root, commit, folders, "--name-only")
     if checked is None or before is None:
         return None
@@ -138,7 +139,7 @@ def _render(opts: Options, teams: set[str], model):
 
 
 def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
-    """HEAD's platform file, team specs, and the experiments and served models of these teams, read from git."""
+    """A commit's platform file, team specs, and the experiments and served models of these teams, read from git."""
     folders = ["specs/platform.yaml", "specs/teams"] + [f"{kind}/{t}" for t in sorted(teams)
                                                        for kind in (EXPERIMENTS, MODELS)]
     listed = _ls(root, commit, folders)
@@ -162,14 +163,14 @@ def _ls(root: Path, commit: str, paths: list[str], *flags: str) -> bytes | None:
     return None if run.returncode else run.stdout
 
 
-def _drift(root: Path, rendered, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]] | None:
+def _drift(root: Path, head: str, rendered, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]] | None:
     """render --check's findings (writer.findings) in these folders and in every other file rendered here (the shared
-    files, and the teams' files outside their folders), from HEAD's listing of them (the work tree is HEAD's there):
+    files, and the teams' files outside their folders), from the head commit's listing of them (the work tree is it):
     a rendered file missing or different, and in the folders a generated file no spec renders and what kflowgen did
     not write (a link, a submodule, a hand-written file). None when git cannot list them."""
     inside = tuple(f"{f}/" for f in folders)
     outside = [rel for rel in rendered.files if not rel.startswith(inside)]
-    listed = _ls(root, "HEAD", [*folders, *outside])
+    listed = _ls(root, head, [*folders, *outside])
     if listed is None:
         return None
     here = {path: (mode, oid.decode()) for path, mode, _, oid in gitref.entries(listed)}
