@@ -179,7 +179,7 @@ def test_a_render_check_that_finds_nothing_on_heads_files_vouches_for_heads_tree
 
 
 @pytest.mark.parametrize("change", ["edited-and-rendered", "untracked", "ignored", "drift", "no-cache", "autocrlf",
-                                    "assume-unchanged"])
+                                    "assume-unchanged", "assume-unchanged-first", "skip-worktree"])
 def test_no_vouching_when_the_work_tree_is_not_heads_or_the_check_finds_something(tmp_path, monkeypatch, change):
     from kflowgen.flow import pipeline
     from kflowgen.options import Options
@@ -199,6 +199,13 @@ def test_no_vouching_when_the_work_tree_is_not_heads_or_the_check_finds_somethin
         _git(root, "config", "core.autocrlf", "true")
     elif change == "assume-unchanged":  # git does not look at the file: it may not be the blob
         _git(root, "update-index", "--assume-unchanged", "specs/teams/vision.yaml")
+    elif change == "assume-unchanged-first":  # the first file git lists of the folders the gate reads
+        from kflowgen.flow import scope as scopes
+
+        first = _git(root, "ls-files", "--", *scopes.JUDGED).split("\n")[0]
+        _git(root, "update-index", "--assume-unchanged", first)
+    elif change == "skip-worktree":
+        _git(root, "update-index", "--skip-worktree", "specs/teams/vision.yaml")
     elif change == "drift":
         spec.write_text(spec.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
         _git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "specs only")

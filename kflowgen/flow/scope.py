@@ -70,7 +70,10 @@ STATUS = [("status", "--porcelain", "-z", "--untracked-files=all", "--ignored=ma
           ("config", "--get-regexp", r"^core\.(autocrlf|attributesfile|checkstat|trustctime|ignorestat|fsmonitor|"
            r"sparsecheckout)$"),
           ("rev-parse", "--git-path", "info/attributes", "--show-toplevel")]
-_UNLOOKED = re.compile(rb"(?:\A|\0)[a-zS] ")  # ls-files -v's tag of an assume-unchanged or skip-worktree entry
+# ls-files -v's tag of an assume-unchanged or skip-worktree entry, after the NUL that ends the entry before (a
+# pattern that starts with a literal byte is searched for as fast as that byte: "(?:\A|\0)" took 0.47 s on the
+# 42 MB listing of 10,000 teams, this 0.04 s), and at the start
+_UNLOOKED, _FIRST = re.compile(rb"\0[a-zS] "), re.compile(rb"[a-zS] ")
 
 
 def heads(root: Path, outs: list[tuple[bytes, int]]) -> bool:
@@ -78,7 +81,7 @@ def heads(root: Path, outs: list[tuple[bytes, int]]) -> bool:
     (changed, c1), (elsewhere, c2), (listed, c3), (attributes, c4), settings, paths = outs
     sparse = re.search(rb"(?mi)^core\.sparsecheckout( (true|yes|on|1))?$", settings[0])
     return (not (changed or elsewhere or attributes or c1 or c2 or c3 or c4 or sparse) and settings[1] in (0, 1)
-            and not _UNLOOKED.search(listed) and survey.git_trusted(root, settings, paths))
+            and not _FIRST.match(listed) and not _UNLOOKED.search(listed) and survey.git_trusted(root, settings, paths))
 
 
 def status(root: Path) -> list:
