@@ -112,6 +112,18 @@ def finish(started: list | None) -> None:
             out.close()
 
 
+def stop(started: list | None) -> None:
+    """End what start() started when its answer is not wanted, without waiting for it to be made: each command still
+    running is asked to stop (SIGTERM: git removes the lock files it holds, as on any signal it may die of), then
+    reaped."""
+    for run, out, *_ in started or []:
+        if run is not None:
+            if run.poll() is None:
+                run.terminate()
+            run.wait()
+            out.close()
+
+
 def results(started: list) -> list[tuple[bytes, int]]:
     """(output, exit status) of each command survey() started, once they are done."""
     outs = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import PROJECT, copy_repo
-from kflowgen import tools
+from kflowgen import survey, tools
 from kflowgen.cli import app
 from kflowgen.diagnostics import Diagnostic
-from kflowgen.flow import pipeline, scoped
+from kflowgen.flow import pipeline, scope as scopes, scoped
 from kflowgen.options import Options
 
 pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
@@ -229,13 +230,15 @@ AFTER = {fifo_in_workloads, edited_elsewhere, untracked_elsewhere, ignored_elsew
 
 def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
     """The example repository on main, committed, validated and checked as main's CI does: (repository, cache).
-    warned: with warnings main's gate let through, on another team's experiment (KF325) and on the platform file
-    (no CODEOWNERS: KF317), which a gate in scope takes from the base and makes again."""
+    warned: with warnings main's gate let through, on another team's experiment (KF325), on vision's model (a path
+    that ends in a version folder: KF336) and on the platform file (no CODEOWNERS: KF317), which a gate in scope
+    takes from the base (KF325, KF336) and makes again (KF317)."""
     root = copy_repo(PROJECT, tmp / "repo")
     (root / "crds").mkdir()
     (root / "crds/x.yaml").write_text("a: 1\n")  # (a tracked file outside the folders the gate reads)
     if warned:
         edit(root, BERT, "parallelism: 4", "parallelism: 6")
+        edit(root, "specs/models/vision/resnet.yaml", "path: models/resnet", "path: models/resnet/1")
         (root / ".github/CODEOWNERS").unlink()
         render(root)
     git(root, "init", "-q", "-b", "main")
@@ -244,7 +247,8 @@ def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
     for args in (["validate"], ["render", "--check"]):
         done = CliRunner().invoke(app, [*args, "-C", str(root)], env={"KFLOWGEN_CACHE": str(tmp / "cache")})
         assert done.exit_code == 0, done.output
-        assert args != ["validate"] or ("KF325" in done.output and "KF317" in done.output) is warned, done.output
+        assert args != ["validate"] or all(code in done.output for code in ("KF325", "KF336", "KF317")) is warned, \
+            done.output
     return root, tmp / "cache"
 
 
@@ -290,6 +294,32 @@ def test_the_gate_in_scope_says_what_the_whole_gate_says(main_repo, tmp_path, mo
     shutil.rmtree(cache)
     shutil.copytree(main_repo[1], cache)
     assert in_scope == gate(root, cache, monkeypatch, whole=True)
+
+
+@pytest.mark.parametrize("change", [hyperparameter, team_spec, an_error, edited_elsewhere], ids=lambda c: c.__name__)
+def test_gits_status_is_read_in_scope_and_stopped_otherwise(main_repo, tmp_path, monkeypatch, change):
+    """git's status of the work tree starts with the scope stage, beside everything the gate in scope does: a gate
+    judged in scope reads it; one that turns out not to be (a team spec changed, the rules refuse the change, the
+    work tree is not HEAD's) stops it, unread, and git's index is left as it was (no lock file)."""
+    root, cache = pull_request(main_repo, tmp_path, change)
+    started, stopped = [], []
+    real_status, real_stop = scopes.status, survey.stop
+    monkeypatch.setattr(scopes, "status", lambda root: started.append(real_status(root)) or started[-1])
+    monkeypatch.setattr(survey, "stop", lambda runs: stopped.append(runs) or real_stop(runs))
+    judged = scoped.gate(_opts(root, cache, monkeypatch), "main")
+    assert len(started) == 1 and [len(runs) for runs in started] == [len(scopes.STATUS)]
+    assert stopped == ([] if judged is not None else started)
+    assert all(run.returncode is not None for run, *_ in started[0])  # (each one ended, and reaped)
+    assert (judged is not None) is (change is hyperparameter)
+    assert not (root / ".git/index.lock").exists()
+
+
+def test_stop_ends_what_was_started_without_waiting_for_its_answer(tmp_path):
+    runs = survey.start([["sleep", "30"]], behind=True) + survey.start([["true"]])
+    runs[1][0].wait()
+    survey.stop(runs)
+    assert [run.returncode for run, *_ in runs] == [-signal.SIGTERM, 0]
+    assert all(out.closed for _, out, *_ in runs)
 
 
 def test_no_gate_in_scope_with_fewer_other_teams_than_it_waits_for(main_repo, tmp_path, monkeypatch):
@@ -338,7 +368,7 @@ def test_warnings_on_the_base_are_said_as_the_whole_gate_says_them(warned_main, 
     test_the_gate_in_scope_says_what_the_whole_gate_says(warned_main, tmp_path, monkeypatch, change)
     root, cache = tmp_path / "repo", tmp_path / "cache"
     code, output = gate(root, cache, monkeypatch, whole=False)
-    assert "KF325" in output and "KF317" in output
+    assert all(code in output for code in ("KF325", "KF336", "KF317"))
 
 
 def _opts(root: Path, cache: Path, monkeypatch) -> Options:

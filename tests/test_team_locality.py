@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import PROJECT, copy_repo  # tests/ is on sys.path: pytest imports tests/conftest.py in prepend mode
 from kflowgen.flow import pipeline
@@ -18,6 +19,7 @@ from kflowgen.options import Options
 from test_examples import EXAMPLES, make_repo
 
 FOLDERS = ("specs/experiments", "specs/models")
+EXPERIMENTS = FOLDERS[0]
 ACROSS_TEAMS = {"KF344"}  # a host another team's model holds
 # what is found in the platform and team spec files that depends on every team's experiments and models: the one
 # warning naming the distributed experiments that render a legacy kind
@@ -85,6 +87,67 @@ def test_a_teams_findings_do_not_depend_on_other_teams_experiments_and_models(ex
     assert alone <= whole
     assert {code for code, _, _ in whole - alone} <= ACROSS_TEAMS
     assert {code for code, _, _ in _found(root, None) ^ elsewhere} <= OF_EVERY_TEAM
+
+
+def _named(root: Path, team: str) -> set[str]:
+    """The team and the teams its experiment and model files name (`team:`), as the gate in scope reads them."""
+    named = {team}
+    for folder in FOLDERS:
+        for f in sorted((root / folder / team).rglob("*.yaml")) if (root / folder / team).is_dir() else ():
+            try:
+                data = yaml.safe_load(f.read_text("utf-8"))
+            except (yaml.YAMLError, UnicodeDecodeError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("team"), str):
+                named.add(data["team"])
+    return named
+
+
+@pytest.mark.parametrize("example, team", _cases())
+def test_a_teams_experiment_findings_need_only_the_team_specs_they_name(example, team, tmp_path):
+    """What the rules find in a team's experiment files is the same with only the team specs those experiments and
+    the team's models name (where each has one that loads: else the gate in scope keeps every team spec), as the gate
+    in scope runs them (flow.scoped._found)."""
+    root = (make_repo(example, tmp_path) if isinstance(example, Path) else copy_repo(PROJECT, tmp_path / "repo")
+            if example is None else _hostile(example, copy_repo(PROJECT, tmp_path / "repo")))
+    whole = {d for d in _found(root, team) if d[1].startswith(f"{EXPERIMENTS}/{team}/")}
+    for folder in FOLDERS:
+        for other in (root / folder).iterdir() if (root / folder).is_dir() else ():
+            if other.name != team:
+                shutil.rmtree(other) if other.is_dir() else other.unlink()
+    named, specs = _named(root, team), {}
+    for f in sorted((root / "specs/teams").glob("*.yaml")) if (root / "specs/teams").is_dir() else ():
+        try:
+            data = yaml.safe_load(f.read_text("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            data = None
+        specs[f] = data.get("name") if isinstance(data, dict) else None
+    if named <= set(specs.values()):
+        for f, name in specs.items():
+            if isinstance(name, str) and name not in named:
+                f.unlink()
+    alone = {d for d in _found(root, team) if d[1].startswith(f"{EXPERIMENTS}/{team}/")}
+    assert alone <= whole
+    assert {code for code, _, _ in whole - alone} <= ACROSS_TEAMS
+
+
+@pytest.mark.parametrize("example", [None, *HOSTILE, *sorted(p for kind in ("invalid", "valid")
+                                                            for p in (EXAMPLES / kind).iterdir() if p.is_dir())],
+                         ids=lambda e: e if e is None or isinstance(e, str) else e.name)
+def test_what_is_found_outside_the_experiments_does_not_depend_on_them(example, tmp_path):
+    """A gate in scope takes every finding but those in its teams' experiment files from its base (a change to
+    experiments leaves every other spec file as it is): what is found there is the same with no experiment at all
+    (but for OF_EVERY_TEAM, which sends such a gate whole)."""
+    root = (make_repo(example, tmp_path) if isinstance(example, Path) else copy_repo(PROJECT, tmp_path / "repo")
+            if example is None else _hostile(example, copy_repo(PROJECT, tmp_path / "repo")))
+
+    def outside() -> set:
+        return {(d.code, d.path, d.message, d.line, d.col, d.severity) for d in pipeline.load(Options(root))[1]
+                if not d.path.startswith(f"{EXPERIMENTS}/")}
+
+    before = outside()
+    shutil.rmtree(root / EXPERIMENTS, ignore_errors=True)
+    assert {d[0] for d in before ^ outside()} <= OF_EVERY_TEAM
 
 
 def test_the_cases_include_findings_in_team_files_and_one_across_teams(tmp_path):

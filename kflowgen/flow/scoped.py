@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-from functools import partial
 from pathlib import Path
 
-from kflowgen import ahead, cache, survey
+from kflowgen import ahead, cache, rules, survey
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.diagnostics import Diagnostic, Report
 from kflowgen.flow import diff, gitref, scope as scopes
-from kflowgen.flow.load import load_then
 from kflowgen.flow.side import Facts, Gone, Side, facts, kustomize_id, named, recall
 from kflowgen.options import Options
 from kflowgen.report import summary
-from kflowgen.specs import layout
+from kflowgen.specs import layout, read
 from kflowgen.specs.experiment import EXPERIMENTS
+from kflowgen.specs.model import Model, specs_of
 from kflowgen.specs.read import Snapshot
 from kflowgen.specs.served import MODELS
 from kflowgen.targets.cached import render_cached
@@ -35,20 +34,37 @@ from kflowgen.write.departures import CODES as DEPARTURES
 # 5,000 experiments: 0.39 to 0.40 s whole against 0.48 to 0.52 s in scope; of 300 teams: 0.33 to 0.40 s against
 # 0.33 to 0.36 s; of 1,000 teams: 0.65 to 0.85 s against 0.53 to 0.57 s; see docs/speed.md)
 SCOPED_FROM = 200
-# Findings whose inputs span every team: a gate in scope cannot tell them from the teams it loads
-ACROSS_TEAMS = {"KF344", "KF351"}
+# Findings whose inputs span every team: a gate in scope cannot tell them from the teams it loads (a model's host or
+# callers, KF344; the platform file's warning naming every team's distributed experiments of a legacy kind, KF351),
+# and of those, the ones the experiments of a change can make (see _found)
+ACROSS_TEAMS, OF_EXPERIMENTS = {"KF344", "KF351"}, {"KF351"}
 
 
 def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | None:
     """The gate's report and diff, judged in scope; None when this change is not one a gate in scope covers (timed
     as the stage "scope": what finding that out cost, whichever gate then runs)."""
+    status: list = []
+    judged = None
+    try:
+        judged = _in_scope(opts, base, status)
+    finally:  # (git's status, not wanted when the gate is not judged in scope, is stopped rather than waited for)
+        (survey.finish if judged is not None else survey.stop)(status)
+    return judged
+
+
+def _in_scope(opts: Options, base: str, status: list) -> tuple[Report, diff.DiffReport | None] | None:
     root, store = opts.root, opts.store
     with opts.timed("scope"):
+        if store.folder is None:
+            return None
+        # git's status of every file (2 to 2.5 s at 10,000 teams, mostly the kernel's) runs beside all the gate in
+        # scope does, from its start; read last (_scoped)
+        status += scopes.status(root)
         builder = kustomize_id(root)
         commit = None if gitref.option_like(base) else gitref.commit_of(root, base)
         head = gitref.commit_of(root, "HEAD")  # (resolved once: every question below is of these two commits)
         trees = gitref.trees_at(root, commit, (*gitref.FOLDERS, "overlays")) if commit and head else None
-        if store.folder is None or builder is None or not trees \
+        if builder is None or not trees \
                 or not scopes.clean(store, trees.get("specs", ""), trees.get("overlays", "")):
             return None
         k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
@@ -57,11 +73,7 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
         if not teams or others < SCOPED_FROM:
             return None
     ahead.drop(opts.early, root, True)  # (the specs are read from git)
-    status = scopes.status(root)  # (read once the specs are loaded)
-    try:
-        return _scoped(opts, base, (commit, head), teams, envs, k, status)
-    finally:
-        survey.finish(status)
+    return _scoped(opts, base, (commit, head), teams, envs, k, status)
 
 
 def _scoped(opts: Options, base: str, commits: tuple[str, str], teams: set[str], envs: set[str], k: str,
@@ -74,14 +86,46 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
     snapshot = _specs_at(root, commits[1], teams)
     if snapshot is None:
         return None
-    model, found, rendered = load_then(opts, partial(_render, opts, teams), snapshot)
-    if not scopes.heads(root, survey.results(status)) or gitref.commit_of(root, "HEAD") != commits[1]:
-        return None  # the work tree is not HEAD's where the gate reads it (or HEAD moved meanwhile)
-    if model is None or rendered is None or any(d.code in ACROSS_TEAMS for d in found) \
+    with opts.timed("load"):
+        specs = read.read(opts, snapshot)
+    model = specs.model
+    found = _found(opts, specs, teams) if model is not None else None
+    if model is None or found is None \
             or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
             or set(model.platform.environments) != set(old.envs):
         return None  # (a change the rules refuse: the whole gate says so, with every finding)
-    return _judged(opts, base, commits, teams, model, found, rendered, old, known)
+    with opts.timed("render"):
+        rendered = render_cached(model, opts, [u for u in units(model) if not u[1] or u[1] in teams])
+    judged = _judged(opts, base, commits, teams, model, found, rendered, old, known)
+    # (git's answers, last: what was judged above is thrown away when the work tree is not HEAD's, and git's status
+    # of every file, 2 to 2.5 s at 10,000 teams, runs beside all of it)
+    if judged is None or not scopes.heads(root, survey.results(status)) \
+            or gitref.commit_of(root, "HEAD") != commits[1]:
+        return None  # the work tree is not HEAD's where the gate reads it (or HEAD moved meanwhile)
+    return judged
+
+
+def _found(opts: Options, specs: read.Specs, teams: set[str]) -> list[Diagnostic] | None:
+    """What validate finds in these teams' experiment files (everything else it finds, the base's validate found: see
+    _kept): the load's findings there, and the rules' on a model of the platform, the team specs the teams' experiments
+    and models name and those experiments and models (what the rules find in a team's experiment files is a function
+    of these alone, tests/test_team_locality.py; the rules on every team spec took 1 s at 10,000 teams). None when
+    one is an error or spans teams, or when the rules find what these experiments make across teams (OF_EXPERIMENTS;
+    what else they find outside these files, of a model of fewer teams, is not what validate finds, and not used)."""
+    model = specs.model
+    named = teams | {s.top("team") for seq in (model.experiments, model.served) for s in specs_of(seq)}
+    own = [t for t in model.teams if t.name in named]
+    if {t.name for t in own} != named:  # (a team no spec defines: its findings name every team)
+        own = model.teams
+    part = Model(model.platform, own, model.served, model.experiments, model.unreadable, model.inputs)
+    sources = [model.platform.source, *(t.source for t in own), *specs_of(model.served), *specs_of(model.experiments)]
+    with opts.timed("validate"):
+        ruled = rules.checked(part, sources, opts.store)
+    found = [d for d in specs.diagnostics + ruled if _experiment_of(d.path, teams)]
+    if any(d.severity == "error" or d.code in ACROSS_TEAMS for d in found) or any(d.code in OF_EXPERIMENTS
+                                                                                   for d in ruled):
+        return None
+    return found
 
 
 def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str], model, found: list[Diagnostic],
@@ -131,11 +175,6 @@ def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
         return report, diff.diff_trees(opts, opts, base_label=base, head=head, base=old)
     except Gone:  # a text of the base the cache no longer holds: the whole gate makes the base again
         return None
-
-
-def _render(opts: Options, teams: set[str], model):
-    with opts.timed("render"):
-        return render_cached(model, opts, [u for u in units(model) if not u[1] or u[1] in teams])
 
 
 def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
@@ -213,20 +252,24 @@ def _special(root: Path, folders: list[str]) -> list[str]:
 LINK, SUBMODULE = b"120000", b"160000"
 
 
-def _of(path: str, teams: set[str]) -> bool:
-    """A spec file of these teams' experiments or models."""
+def _experiment_of(path: str, teams: set[str]) -> bool:
+    """A file in these teams' folders of experiments."""
     parts = path.split("/")
-    return path.startswith((f"{EXPERIMENTS}/", f"{MODELS}/")) and len(parts) > 3 and parts[2] in teams
+    return path.startswith(f"{EXPERIMENTS}/") and len(parts) > 3 and parts[2] in teams
 
 
 def _kept(d: Diagnostic, teams: set[str]) -> bool:
-    """A base finding this gate does not make again: on another team's experiments or models (unchanged: found there
-    the same), on an overlay outside these teams' folders, on the hub values (made of the platform and team specs
-    alone, which are unchanged), or about a team leaving (its spec unchanged)."""
+    """A base finding this gate does not make again: on a spec file but these teams' experiments (unchanged, and what
+    is found there does not depend on any experiment: tests/test_team_locality.py; the one finding that does,
+    KF351, sends the gate whole), on an overlay outside these teams' folders, on the hub values (made of the platform
+    and team specs alone, which are unchanged), or about a team leaving (its spec unchanged). Not CODEOWNERS' (this
+    gate checks it again: it covers every spec file)."""
+    if d.code in codeowners.CODES:
+        return False
     if d.code in DEPARTURES or d.code in verify.HUB_CODES:
         return True
-    if d.path.startswith((f"{EXPERIMENTS}/", f"{MODELS}/")):
-        return not _of(d.path, teams)
+    if d.path.startswith(f"{survey.SPECS}/"):
+        return not _experiment_of(d.path, teams)
     place = layout.place(d.path)
     return place is not None and place.team not in teams
 
