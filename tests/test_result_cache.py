@@ -850,6 +850,22 @@ def test_a_policy_pass_is_keyed_on_the_overlay_and_kflowgens_code(example_repo, 
     assert store.misses == misses + 1
 
 
+def test_a_policy_pass_is_keyed_on_every_team_spec(example_repo, store):
+    """The policies judge an overlay against every team's people and namespaces (the RBAC policy: a user or group
+    another team names): another team's spec changed, a pass is checked again."""
+    model, _ = pipeline.load(Options(example_repo))
+    overlay = "overlays/prod/teams/recsys/platform"
+    text = built(example_repo, store).overlays[overlay]
+    assert policy.checked(model, None, Built({overlay: text}), store) == []
+    spec = example_repo / "specs/teams/vision.yaml"
+    spec.write_text(spec.read_text().replace("  - alice@example.com\n", "  - alice@example.com\n  - bob@example.com\n"))
+    edited, _ = pipeline.load(Options(example_repo))
+    misses = store.misses
+    assert policy.checked(edited, None, Built({overlay: text}), store) == [] and store.misses == misses + 1
+    hits = store.hits
+    assert policy.checked(edited, None, Built({overlay: text}), store) == [] and store.hits == hits + 1
+
+
 def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(example_repo, store, monkeypatch):
     model, _ = pipeline.load(Options(example_repo))
     result = built(example_repo, cache.Cache(None))

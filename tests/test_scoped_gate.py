@@ -216,6 +216,13 @@ def sparse(root):
     git(root, "config", "core.sparseCheckout", "true")
 
 
+def staged_elsewhere(root):  # an experiment of another team added to git's index, not committed: on disk as staged
+    _committed(hyperparameter)(root)
+    shutil.copy(root / BERT, root / "specs/experiments/nlp/bert-again.yaml")
+    edit(root, "specs/experiments/nlp/bert-again.yaml", "name: bert-random", "name: bert-again")
+    git(root, "add", "specs/experiments/nlp/bert-again.yaml")
+
+
 def tracked_elsewhere(root):  # a tracked file outside the folders the gate reads (as a CRD file may be) edited
     _committed(hyperparameter)(root)
     (root / "crds/x.yaml").write_text("a: 2\n")
@@ -223,9 +230,9 @@ def tracked_elsewhere(root):  # a tracked file outside the folders the gate read
 
 WHOLE = [team_spec, served_model, readme, an_error, platform_overlay, unknown_environment, filed_under_another_team,
          link_in_specs, no_such_team, edited_elsewhere, untracked_elsewhere, ignored_elsewhere, assumed_unchanged,
-         line_ends_converted, sparse, tracked_elsewhere]
+         line_ends_converted, sparse, tracked_elsewhere, staged_elsewhere]
 AFTER = {fifo_in_workloads, edited_elsewhere, untracked_elsewhere, ignored_elsewhere, assumed_unchanged,
-         line_ends_converted, sparse, tracked_elsewhere}  # (they commit what they change themselves)
+         line_ends_converted, sparse, tracked_elsewhere, staged_elsewhere}  # (they commit what they change themselves)
 
 
 def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
