@@ -91,10 +91,11 @@ def heads(root: Path, outs: list[tuple[bytes, int]]) -> bool:
             and survey.git_trusted(root, settings, paths))
 
 
-def status(root: Path) -> list:
-    """STATUS's commands, started behind (git stats every file on as many threads as there are cores, which would
-    take them from the stages they run beside): read them with survey.results, or survey.finish them."""
-    return survey.start([["git", "-C", str(root), *args] for args in STATUS], behind=True)
+def status(root: Path, behind: bool = True) -> list:
+    """STATUS's commands, started (behind: at a lower priority, see survey.start; git stats every file on as many
+    threads as there are cores, which would take them from the stages they run beside, when their answer is wanted
+    last): read them with survey.results, or survey.finish or survey.stop them."""
+    return survey.start([["git", "-C", str(root), *args] for args in STATUS], behind=behind)
 
 
 def record_clean(root: Path, store: cache.Cache, outs: list[tuple[bytes, int]]) -> None:

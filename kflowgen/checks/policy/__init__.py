@@ -104,7 +104,7 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
             contexts[e] = Context.from_model(model, e or None)
         return contexts[e]
 
-    fingerprint = _fingerprint(model, env)
+    fingerprint = _fingerprint(model, env, store)
     # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
     keyed = cache.keyed("policy", cache.code_digest(), fingerprint)
@@ -140,11 +140,18 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     return [d for _, mine in sorted(found, key=lambda f: f[0]) for d in mine]
 
 
-def _fingerprint(model: Model, env: str | None) -> str:
-    """What a verdict depends on besides kflowgen's code and the overlay: the context, a function of the platform file
-    and the team specs (Context.from_model), named by their sha256; by the context's own text where a spec has none
-    (made in memory, as in a test)."""
+def _fingerprint(model: Model, env: str | None, store: cache.Cache) -> str:
+    """What a verdict depends on besides kflowgen's code and the overlay: the context, named by its text (hashed: it
+    names every team's namespaces and people; a quota is not in it, so a quota change judges nothing again). The
+    name is kept under the platform file's and team specs' sha256 (the context is a function of them:
+    Context.from_model), so that a run whose specs named it before makes no context but those it judges in."""
     specs = [model.platform.source, *(t.source for t in model.teams)]
-    if all(s.digest for s in specs):
-        return cache.key("policy context", env or "", *(f"{s.path}:{s.digest}" for s in specs))
-    return cache.key(repr(Context.from_model(model, env)))
+    k = cache.key("policy context", cache.code_digest(), env or "", *(f"{s.path}:{s.digest}" for s in specs)) \
+        if store.folder is not None and all(s.digest for s in specs) else None
+    known = store.lookup("policy-context", k) if k else None
+    if known is not None and len(known) == 64:
+        return known.decode("ascii", "replace")
+    fingerprint = cache.key(repr(Context.from_model(model, env)))
+    if k:
+        store.put("policy-context", k, fingerprint.encode("ascii"))
+    return fingerprint
