@@ -114,8 +114,8 @@ def finish(started: list | None) -> None:
 
 def stop(started: list | None) -> None:
     """End what start() started when its answer is not wanted, without waiting for it to be made: each command still
-    running is asked to stop (SIGTERM: git removes the lock files it holds, as on any signal it may die of), then
-    reaped."""
+    running is asked to stop (SIGTERM: a git command that holds a lock file removes it, as on any signal it may die
+    of; the listings kflowgen starts take none), then reaped."""
     for run, out, *_ in started or []:
         if run is not None:
             if run.poll() is None:

@@ -47,7 +47,7 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | No
     judged = None
     try:
         judged = _in_scope(opts, base, status)
-    finally:  # (git's status, not wanted when the gate is not judged in scope, is stopped rather than waited for)
+    finally:  # (git's listings, not wanted when the gate is not judged in scope, are stopped, not waited for)
         (survey.finish if judged is not None else survey.stop)(status)
     return judged
 
@@ -98,8 +98,8 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
     with opts.timed("render"):
         rendered = render_cached(model, opts, [u for u in units(model) if not u[1] or u[1] in teams])
     judged = _judged(opts, base, commits, teams, model, found, rendered, old, known)
-    # (git's answers, last: what was judged above is thrown away when the work tree is not HEAD's, and git's status
-    # of every file, 2 to 2.5 s at 10,000 teams, runs beside all of it)
+    # (git's answers, last: what was judged above is thrown away when the work tree is not HEAD's, and git's look at
+    # every file, 2 s at 10,000 teams, runs beside all of it)
     if judged is None or not scopes.heads(root, survey.results(status)) \
             or gitref.commit_of(root, "HEAD") != commits[1]:
         return None  # the work tree is not HEAD's where the gate reads it (or HEAD moved meanwhile)
