@@ -212,3 +212,27 @@ def test_no_vouching_when_the_work_tree_is_not_heads_or_the_check_finds_somethin
     report = _check(root, use_cache=change != "no-cache")
     assert bool(report.errors) is (change == "drift")
     assert not _clean_of_head(root, tmp_path)
+
+
+def test_a_render_check_that_finds_something_stops_gits_listings_unread(tmp_path, monkeypatch):
+    """git's listings beside a render --check are read only to keep a check that found nothing: one that finds drift
+    stops them instead of waiting for them (at 10,000 teams, 2 s); one that finds nothing reads them to the end."""
+    import signal
+
+    from kflowgen import survey
+    from kflowgen.flow import scope as scopes
+
+    root = _clean_repo(tmp_path, monkeypatch)
+    spec = root / "specs/teams/vision.yaml"
+    spec.write_text(spec.read_text().replace("gpu: {a100: 16}", "gpu: {a100: 12}"))
+    started = []
+    real = scopes.status
+
+    def status(root, **kw):  # git's answers, behind a command that takes long to finish
+        started.append(survey.start([["sleep", "30"]], behind=True) + real(root, **kw)[1:])
+        return started[-1]
+
+    monkeypatch.setattr(scopes, "status", status)
+    assert _check(root).errors
+    assert started[0][0][0].returncode == -signal.SIGTERM
+    assert not _clean_of_head(root, tmp_path)

@@ -3,6 +3,7 @@ by blob id, no file read) and the bytes of its blobs (one `git cat-file --batch`
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from kflowgen import survey
@@ -47,21 +48,23 @@ def commit_of(root: Path, ref: str) -> str | None:
 def trees_at(root: Path, commit: str, folders: tuple[str, ...] = FOLDERS) -> dict[str, str] | None:
     """The tree ids of these folders (specs/, bases/ and schemas/) in root's folder of a commit; None when git
     cannot say."""
-    listed = _ls_tree(root, commit, [], folders)
+    listed = ls_tree(root, commit, folders)
     return top(listed)[1] if listed is not None else None
 
 
 def ids_at(root: Path, commit: str) -> dict[str, str] | None:
     """blob_ids of the files under specs/, bases/ and schemas/ in root's folder of a commit; None when git cannot say
     (or blob_ids gives None)."""
-    listed = _ls_tree(root, commit, ["-r"])
+    listed = ls_tree(root, commit, FOLDERS, "-r")
     return blob_ids(entries(listed)) if listed is not None else None
 
 
-def _ls_tree(root: Path, commit: str, recurse: list[str], folders: tuple[str, ...] = FOLDERS) -> bytes | None:
+def ls_tree(root: Path, commit: str, paths: Iterable[str], *flags: str) -> bytes | None:
+    """`git ls-tree -z` (with flags, e.g. -r) of these paths, taken literally (a path is never a pattern), in root's
+    folder of a commit; None when git cannot say."""
     try:
-        run = subprocess.run(["git", "-C", str(root), "ls-tree", "-z", *recurse, "--full-tree", f"{commit}:./", "--",
-                              *folders], capture_output=True)
+        run = subprocess.run(["git", "--literal-pathspecs", "-C", str(root), "ls-tree", "-z", *flags, "--full-tree",
+                              f"{commit}:./", "--", *paths], capture_output=True)
     except OSError:
         return None
     return None if run.returncode else run.stdout

@@ -66,7 +66,7 @@ def _in_scope(opts: Options, base: str, status: list) -> tuple[Report, diff.Diff
             return None
         k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
         teams, envs = scopes.touched(scopes.committed(root, commit, head) or ()) if k else (set(), set())
-        others = (_ls(root, head, [scopes.TEAMS], "--name-only") or b"").count(b"\0") - len(teams)
+        others = (gitref.ls_tree(root, head, [scopes.TEAMS], "-r", "--name-only") or b"").count(b"\0") - len(teams)
         if not teams or others < SCOPED_FROM:
             return None
         # whether the work tree is HEAD's (git stats every file: 2 s at 10,000 teams, 3.1 s of CPU, mostly the
@@ -139,7 +139,7 @@ def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
     with opts.timed("check"):
         with writer.locked(root, exclusive=False):  # (as writer.check: no render swaps overlays/ meanwhile)
             checked = _drift(root, head, rendered, folders)
-        before = _ls(root, commit, folders, "--name-only")
+        before = gitref.ls_tree(root, commit, folders, "-r", "--name-only")
     if checked is None or before is None:
         return None
     plan, drifted = checked
@@ -182,7 +182,7 @@ def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
     """A commit's platform file, team specs, and the experiments and served models of these teams, read from git."""
     folders = ["specs/platform.yaml", "specs/teams"] + [f"{kind}/{t}" for t in sorted(teams)
                                                        for kind in (EXPERIMENTS, MODELS)]
-    listed = _ls(root, commit, folders)
+    listed = gitref.ls_tree(root, commit, folders, "-r")
     entries = gitref.entries(listed) if listed is not None else None
     if entries is None or not gitref.plain(entries):
         return None
@@ -197,12 +197,6 @@ def _git(root: Path):
                                                        capture_output=True, **kw)
 
 
-def _ls(root: Path, commit: str, paths: list[str], *flags: str) -> bytes | None:
-    """`git ls-tree -r -z` of these paths in root's folder of a commit; None when git cannot say."""
-    run = _git(root)("ls-tree", "-r", "-z", *flags, "--full-tree", f"{commit}:./", "--", *paths)
-    return None if run.returncode else run.stdout
-
-
 def _drift(root: Path, head: str, rendered, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]] | None:
     """render --check's findings (writer.findings) in these folders and in every other file rendered here (the shared
     files, and the teams' files outside their folders), from the head commit's listing of them (the work tree is it):
@@ -210,7 +204,7 @@ def _drift(root: Path, head: str, rendered, folders: list[str]) -> tuple[writer.
     not write (a link, a submodule, a hand-written file). None when git cannot list them."""
     inside = tuple(f"{f}/" for f in folders)
     outside = [rel for rel in rendered.files if not rel.startswith(inside)]
-    listed = _ls(root, head, [*folders, *outside])
+    listed = gitref.ls_tree(root, head, [*folders, *outside], "-r")
     if listed is None:
         return None
     here = {path: (mode, oid.decode()) for path, mode, _, oid in gitref.entries(listed)}
