@@ -882,6 +882,23 @@ def test_a_quota_change_judges_no_overlay_again(example_repo, store):
     assert (store.hits, store.misses) == (hits + 1, misses)
 
 
+def test_a_policy_verdict_in_its_environments_context_is_the_verdict_in_every_environments(example_repo, store):
+    """Once the context is named in the cache, an overlay is judged in its own environment's context only: every
+    overlay of the example, and others' texts under a team's paths in each environment (refused), get exactly the
+    findings that judging in the whole context gives."""
+    model, _ = pipeline.load(Options(example_repo))
+    result = built(example_repo, cache.Cache(None))
+    texts = {o: result.overlays[o] for o in result.overlays}
+    for env in ("dev", "staging", "prod"):
+        mine = sorted(o for o in texts if o.startswith(f"overlays/{env}/teams/"))
+        texts[f"{mine[-1]}-copy"] = texts[mine[0]]  # (a team's files under another team's path)
+    judged = Built(texts)
+    whole = policy.checked(model, None, judged, cache.Cache(None))
+    assert {d.path.split("/")[1] for d in whole} == {"dev", "staging", "prod"}
+    policy.checked(model, None, Built({}), store)  # (names the context in the cache, judging nothing)
+    assert policy.checked(model, None, judged, store) == whole
+
+
 def test_a_schema_pass_needs_no_kubeconform_and_is_keyed_on_both_validators(example_repo, store, monkeypatch):
     model, _ = pipeline.load(Options(example_repo))
     result = built(example_repo, cache.Cache(None))

@@ -95,16 +95,18 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     An overlay is judged in its environment's context (a policy reads only the part of its environment: ctx.env),
     made the first time one of that environment is judged (at 10,000 teams every environment's took 0.19 s, and the
     text of it that named it for the cache 0.08 s)."""
+    fingerprint, every = _fingerprint(model, env, store)
     contexts: dict[str, Context] = {}
 
     def context(overlay: str) -> Context:
+        if every is not None:  # (made to name the context: every environment's, used for all)
+            return every
         place = layout.place(overlay)
         e = env or (place.env if place and place.env in model.platform.environments else "")
         if e not in contexts:
             contexts[e] = Context.from_model(model, e or None)
         return contexts[e]
 
-    fingerprint = _fingerprint(model, env, store)
     # every rule reads the overlay's path (team, environment, who owns it) and the platform context; kflowgen's
     # whole code, not only policy/, decides the verdict (rules import quantities and registry matching)
     keyed = cache.keyed("policy", cache.code_digest(), fingerprint)
@@ -140,18 +142,20 @@ def checked(model: Model, env: str | None, built: Built, store: cache.Cache) -> 
     return [d for _, mine in sorted(found, key=lambda f: f[0]) for d in mine]
 
 
-def _fingerprint(model: Model, env: str | None, store: cache.Cache) -> str:
+def _fingerprint(model: Model, env: str | None, store: cache.Cache) -> tuple[str, Context | None]:
     """What a verdict depends on besides kflowgen's code and the overlay: the context, named by its text (hashed: it
     names every team's namespaces and people; a quota is not in it, so a quota change judges nothing again). The
     name is kept under the platform file's and team specs' sha256 (the context is a function of them:
-    Context.from_model), so that a run whose specs named it before makes no context but those it judges in."""
+    Context.from_model), so that a run whose specs named it before makes no context but those it judges in; and
+    the context, when it was made here to be named."""
     specs = [model.platform.source, *(t.source for t in model.teams)]
     k = cache.key("policy context", cache.code_digest(), env or "", *(f"{s.path}:{s.digest}" for s in specs)) \
         if store.folder is not None and all(s.digest for s in specs) else None
     known = store.lookup("policy-context", k) if k else None
     if known is not None and len(known) == 64:
-        return known.decode("ascii", "replace")
-    fingerprint = cache.key(repr(Context.from_model(model, env)))
+        return known.decode("ascii", "replace"), None
+    whole = Context.from_model(model, env)
+    fingerprint = cache.key(repr(whole))
     if k:
         store.put("policy-context", k, fingerprint.encode("ascii"))
-    return fingerprint
+    return fingerprint, whole
