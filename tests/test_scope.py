@@ -95,6 +95,21 @@ def test_committed_paths_are_of_the_commits_not_of_the_work_tree(repo):
     assert committed(repo, "HEAD") == []
 
 
+def test_committed_paths_do_not_read_the_index(repo):
+    """diff-tree reads git's index before comparing two trees (0.1 s to 0.3 s of a gate at 10,000 teams): committed
+    points it at none. A change staged and not committed is not among the paths, and an index git cannot read does
+    not stop the answer (git itself would die on it: "index file corrupt")."""
+    (repo / "specs/experiments/a/x.yaml").write_text("x2\n")
+    _git(repo, "commit", "-qam", "head")
+    (repo / "specs/experiments/b/y.yaml").write_text("staged\n")
+    _git(repo, "add", "-A")
+    assert committed(repo, "HEAD~1") == ["specs/experiments/a/x.yaml"]
+    (repo / ".git/index").write_bytes(b"DIRC not an index")
+    assert committed(repo, "HEAD~1") == ["specs/experiments/a/x.yaml"]
+    assert subprocess.run(["git", "-C", str(repo), "diff-tree", "-r", "--name-only", "HEAD~1", "HEAD"],
+                          capture_output=True).returncode != 0  # (what the test stands on: plain diff-tree reads it)
+
+
 def test_committed_paths_are_those_below_the_folder_given(repo):
     (repo / "README.md").write_text("r2\n")
     (repo / "specs/experiments/a/x.yaml").write_text("x2\n")

@@ -4,8 +4,10 @@ git questions both ask of the work tree: what the gate in scope (flow.scoped) ne
 kflowgen cannot place is never out of scope: it sends the change to the whole gate."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from kflowgen.specs import layout
 from kflowgen.specs.experiment import EXPERIMENTS
 
 TEAMS = "specs/teams"
+# an index file that does not exist (in a folder that does not either): git reads it as an empty index
+_NO_INDEX = os.path.join(tempfile.gettempdir(), f"kflowgen-no-index-{os.urandom(16).hex()}", "index")
 
 
 def touched(paths: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -41,12 +45,15 @@ def touched(paths: Iterable[str]) -> tuple[set[str], set[str]]:
 def committed(root: Path, base: str, head: str = "HEAD") -> list[str] | None:
     """The paths that differ between two commits, below root's folder (`git diff-tree`, which reads no file of the
     work tree: a rename is the two paths it joins, a folder replaced by a file every path of both); None when git
-    cannot say, or for a ref that reads as an option."""
+    cannot say, or for a ref that reads as an option. Without the index: diff-tree reads it first though it compares
+    two trees (0.1 s alone, 0.2 to 0.3 s in a gate, for the 89 MB index of 10,000 teams), so it is pointed at a file
+    that does not exist (an empty index)."""
     if gitref.option_like(base) or gitref.option_like(head):
         return None
     try:
         found = subprocess.run(["git", "-C", str(root), "diff-tree", "-r", "-z", "--no-renames", "--name-only",
-                                "--relative", base, head, "--"], capture_output=True)
+                                "--relative", base, head, "--"], capture_output=True,
+                               env={**os.environ, "GIT_INDEX_FILE": _NO_INDEX})
     except OSError:
         return None
     if found.returncode:
