@@ -18,7 +18,7 @@ from conftest import PROJECT, copy_repo
 from kflowgen import survey, tools
 from kflowgen.cli import app
 from kflowgen.diagnostics import Diagnostic
-from kflowgen.flow import pipeline, scope as scopes, scoped
+from kflowgen.flow import gitref, pipeline, scope as scopes, scoped
 from kflowgen.options import Options
 
 pytestmark = pytest.mark.skipif(isinstance(tools.find("kustomize", PROJECT), Diagnostic), reason="needs kustomize")
@@ -285,7 +285,7 @@ def pull_request(main_repo, tmp_path, change) -> tuple[Path, Path]:
 def gate(root: Path, cache: Path, monkeypatch, whole: bool) -> tuple[int, str]:
     with monkeypatch.context() as m:
         if whole:
-            m.setattr(scoped, "gate", lambda opts, base: None)
+            m.setattr(scoped, "gate", lambda opts, base, listing=None: None)
         done = CliRunner().invoke(app, ["gate", "--base", "main", "-C", str(root)], env={"KFLOWGEN_CACHE": str(cache)})
     return done.exit_code, done.output
 
@@ -320,6 +320,28 @@ def test_gits_answers_are_asked_in_scope_read_there_and_stopped_otherwise(main_r
     assert all(run.returncode is not None for runs in started for run, *_ in runs)  # (each one ended, and reaped)
     assert (judged is not None) is (change is hyperparameter)
     assert not (root / ".git/index.lock").exists()
+
+
+@pytest.mark.parametrize("change", [hyperparameter, team_spec, an_error, edited_elsewhere], ids=lambda c: c.__name__)
+def test_the_bases_listing_is_stopped_in_scope_and_started_again_when_the_gate_goes_whole(main_repo, tmp_path,
+                                                                                          monkeypatch, change):
+    """The whole gate's listing of the base (gitref.started, begun as the gate starts) is not read by a gate in
+    scope: it is stopped once the change is found to be in scope, and started again, in place, when the gate then
+    goes whole (the rules refuse the change, the work tree is not HEAD's); a change never in scope leaves it be."""
+    root, cache = pull_request(main_repo, tmp_path, change)
+    listing = gitref.started(root, "main")
+    first = list(listing)
+    judged = scoped.gate(_opts(root, cache, monkeypatch), "main", listing)
+    assert (judged is not None) is (change is hyperparameter)
+    if change is team_spec:
+        assert listing == first
+    elif judged is not None:
+        assert listing == []
+    else:
+        assert len(listing) == len(first) and not set(map(id, listing)) & set(map(id, first))
+        assert survey.results(listing) == survey.results(gitref.started(root, "main"))
+    assert all(run.returncode is not None for run, *_ in first if change is not team_spec)  # (ended, and reaped)
+    survey.finish(listing)
 
 
 def test_stop_ends_what_was_started_without_waiting_for_its_answer(tmp_path):

@@ -159,7 +159,7 @@ def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None]:
     """
     started = gitref.started(opts.root, base)  # the base's listing, while the head is checked (or the scope found)
     try:
-        return scoped.gate(opts, base) or _gate(opts, base, started)
+        return scoped.gate(opts, base, started) or _gate(opts, base, started)
     finally:
         listings.finish(started)  # waited for already unless a stage stopped early or raised
 

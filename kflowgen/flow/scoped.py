@@ -40,19 +40,23 @@ SCOPED_FROM = 200
 ACROSS_TEAMS, OF_EXPERIMENTS = {"KF344", "KF351"}, {"KF351"}
 
 
-def gate(opts: Options, base: str) -> tuple[Report, diff.DiffReport | None] | None:
+def gate(opts: Options, base: str, listing: list | None = None) -> tuple[Report, diff.DiffReport | None] | None:
     """The gate's report and diff, judged in scope; None when this change is not one a gate in scope covers (timed
-    as the stage "scope": what finding that out cost, whichever gate then runs)."""
+    as the stage "scope": what finding that out cost, whichever gate then runs). listing: git's listing of the base
+    the whole gate reads (gitref.started), stopped once the change is found to be in scope (and started again,
+    in place, when it then goes whole)."""
     status: list = []
     judged = None
     try:
-        judged = _in_scope(opts, base, status)
+        judged = _in_scope(opts, base, status, [] if listing is None else listing)
     finally:  # (git's listings, not wanted when the gate is not judged in scope, are stopped, not waited for)
         (survey.finish if judged is not None else survey.stop)(status)
+    if judged is None and listing == []:
+        listing += gitref.started(opts.root, base)
     return judged
 
 
-def _in_scope(opts: Options, base: str, status: list) -> tuple[Report, diff.DiffReport | None] | None:
+def _in_scope(opts: Options, base: str, status: list, listing: list) -> tuple[Report, diff.DiffReport | None] | None:
     root, store = opts.root, opts.store
     with opts.timed("scope"):
         if store.folder is None:
@@ -69,6 +73,9 @@ def _in_scope(opts: Options, base: str, status: list) -> tuple[Report, diff.Diff
         others = (gitref.ls_tree(root, head, [scopes.TEAMS], "-r", "--name-only") or b"").count(b"\0") - len(teams)
         if not teams or others < SCOPED_FROM:
             return None
+        # (the base comes from main's side: its listing, started for the whole gate, would only take a core)
+        survey.stop(listing)
+        listing.clear()
         # whether the work tree is HEAD's (git stats every file: 2 s at 10,000 teams, 3.1 s of CPU, mostly the
         # kernel's) is asked now, beside all the gate in scope does, and read last (_scoped); at the same
         # priority as this process: it is what the gate waits for longest
