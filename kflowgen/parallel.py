@@ -81,11 +81,12 @@ class Beside:
         answer = self.answer()
         return answer if answer is not None else self.fn(*self.args)
 
-    def cancel(self) -> None:
-        """The answer is not wanted (this process is being interrupted): the child, if any, is killed and reaped."""
+    def cancel(self, sig: int = signal.SIGKILL) -> None:
+        """The answer is not wanted (this process is being interrupted): the child, if any, is killed (sig: asked to
+        stop, for a child that handles it) and reaped."""
         if self.pipe >= 0:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, sig)
             except OSError:
                 pass
             self.answer()

@@ -364,6 +364,33 @@ def test_a_listing_made_ahead_whose_child_fails_is_made_here(repo, monkeypatch):
     assert killed.get() == real(repo, survey.specs(repo, True))
 
 
+def test_a_listing_made_ahead_and_dropped_stops_the_commands_it_started(repo, tmp_path, monkeypatch):
+    """A gate in scope reads the specs from git: the listing made ahead is dropped, and the commands its child
+    started (git's listings, find) are stopped with it, not left to run beside the gate (a stand-in that would run
+    for 30 s here)."""
+    pidfile = tmp_path / "pid"
+    monkeypatch.setattr(survey, "specs", lambda root, git: survey.start(
+        [["sh", "-c", f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile} && exec sleep 30"]]))
+    given = ahead.early(repo, True)
+    for _ in range(500):
+        if pidfile.exists():
+            break
+        time.sleep(0.01)
+    pid = int(pidfile.read_text())
+    ahead.drop(given, repo, True)
+    assert not given
+    for _ in range(500):  # ended (gone, or a zombie its new parent has not reaped yet)
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError(f"the command the dropped listing started still runs ({state})")
+
+
 def test_a_listing_made_ahead_when_sigchld_is_ignored(repo):
     """Started by a process that ignores SIGCHLD (some supervisors and CI agents do, and kflowgen inherits it), the
     child is reaped by the kernel: its answer is taken all the same, without waiting for it."""
