@@ -51,8 +51,12 @@ def _listing(root: Path, git: bool, parent: int) -> tuple[list[tuple[str, str]] 
     0.6 s of each core's time: they would run on beside a gate in scope, which reads the specs from git). The handler
     only sends signals: the wait it interrupts holds the lock Popen's own methods take."""
     started: list = []
+    asked: list = []  # SIGTERM came while the commands were being started: they are stopped once they all are
 
     def stop(*_) -> None:
+        if not started:
+            asked.append(True)
+            return
         for run, *_ in started:
             if run is not None and run.returncode is None:  # (not reaped: its pid is still its own)
                 try:
@@ -61,9 +65,12 @@ def _listing(root: Path, git: bool, parent: int) -> tuple[list[tuple[str, str]] 
                     pass
         os._exit(1)
 
-    if os.getpid() != parent:
+    if os.getpid() != parent:  # (SIGCHLD as by default: ignored, the kernel would reap the commands unseen)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, stop)
     started += survey.specs(root, git)
+    if asked:
+        stop()
     return spec_listing(root, started)
 
 

@@ -364,13 +364,20 @@ def test_a_listing_made_ahead_whose_child_fails_is_made_here(repo, monkeypatch):
     assert killed.get() == real(repo, survey.specs(repo, True))
 
 
-def test_a_listing_made_ahead_and_dropped_stops_the_commands_it_started(repo, tmp_path, monkeypatch):
+@pytest.mark.parametrize("starting", [0, 0.5], ids=["started", "while starting"])
+def test_a_listing_made_ahead_and_dropped_stops_the_commands_it_started(repo, tmp_path, monkeypatch, starting):
     """A gate in scope reads the specs from git: the listing made ahead is dropped, and the commands its child
     started (git's listings, find) are stopped with it, not left to run beside the gate (a stand-in that would run
-    for 30 s here)."""
+    for 30 s here); also when the drop comes while the child is still starting them (here: for half a second after
+    the first one started)."""
     pidfile = tmp_path / "pid"
-    monkeypatch.setattr(survey, "specs", lambda root, git: survey.start(
-        [["sh", "-c", f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile} && exec sleep 30"]]))
+
+    def specs(root, git):
+        runs = survey.start([["sh", "-c", f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile} && exec sleep 30"]])
+        time.sleep(starting)
+        return runs
+
+    monkeypatch.setattr(survey, "specs", specs)
     given = ahead.early(repo, True)
     for _ in range(500):
         if pidfile.exists():
