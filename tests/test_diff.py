@@ -16,6 +16,7 @@ from kflowgen.flow import diff as differ, gitref, side as sides_of
 from kflowgen.options import Options
 from kflowgen.report.changes import render_json, render_markdown, render_text
 from kflowgen.targets import cached
+from kflowgen.targets import pieces
 
 
 def diff_git(root, base, jobs, store=None):
@@ -373,11 +374,11 @@ def test_a_recalled_sides_plain_directories_come_from_the_render_entries_and_are
             else:  # every check of the render entries passes: only the blob ids, or the side's listing sha256, tell
                 new = hashlib.sha256(altered).hexdigest()
                 paths, sizes, ids, folders, based, _ = cached.unpack(index)
-                data = cached._sliced(altered, sizes)
+                data = pieces.sliced(altered, sizes)
                 if how == "the blob ids in the unit's index too":
                     ids = [cache.blob_id(d) for d in data]
                 put(at(cached.data_key(new)), altered)
-                put(at(unit), cached._index(paths, data, ids, folders, based, new))
+                put(at(unit), cached._index(paths, sizes, ids, folders, based, new))
             loaded.clear()
             text = render_text(diff_git(pull_request, "HEAD~1", 2, store))
             assert loaded == ["head", "base"], (folder, how)  # refused: the head once, then the base from git

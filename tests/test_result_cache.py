@@ -30,6 +30,7 @@ from kflowgen.specs.discover import spec_files
 from kflowgen.specs.model import specs_of
 from kflowgen.targets import cached
 from kflowgen.targets import hub_parts
+from kflowgen.targets import pieces
 from kflowgen.targets.cached import render_cached
 
 
@@ -979,14 +980,14 @@ def test_packed_files_come_back_byte_for_byte_with_their_blob_ids():
              "overlays/dev/k/kustomization.yaml": b"resources: [../../../../bases/team]\n"}
     index, data = cached.pack(files)
     paths, sizes, ids, folders, based, digest = cached.unpack(index)
-    assert paths == sorted(files) and dict(zip(paths, cached._sliced(data, sizes))) == files
-    assert digest == hashlib.sha256(data).hexdigest() and cached._sliced(data + b"x", sizes) is None
+    assert paths == sorted(files) and dict(zip(paths, pieces.sliced(data, sizes))) == files
+    assert digest == hashlib.sha256(data).hexdigest() and pieces.sliced(data + b"x", sizes) is None
     assert ids == [cache.blob_id(files[p]) for p in paths]
     assert ids[paths.index("overlays/dev/empty.yaml")] == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
     assert folders == ["c", "overlays/dev", "overlays/dev/a b", "overlays/dev/k"] and based == ["overlays/dev/k"]
     assert cached.unpack(cached.pack({})[0]) == ([], [], [], [], [], hashlib.sha256(b"").hexdigest())
-    no_folders, _ = cached._pack(paths, cached._sliced(data, sizes), ids, [])  # an index without its folders
-    too_many, _ = cached._pack(paths, cached._sliced(data, sizes), ids, ["a", "b", "c", "d", "e"])  # more than files
+    no_folders, _ = cached._pack(paths, pieces.sliced(data, sizes), ids, [])  # an index without its folders
+    too_many, _ = cached._pack(paths, pieces.sliced(data, sizes), ids, ["a", "b", "c", "d", "e"])  # more than files
     for broken in (b"", index[:-1], index + b"x", index.replace(b"4 ", b"5 ", 1), b"x" + index, no_folders, too_many,
                    index.replace(digest.encode(), digest[:-1].encode())):
         assert cached.unpack(broken) is None, broken[:20]
@@ -1026,7 +1027,7 @@ def test_each_folder_one_cached_unit_writes_names_that_units_entry_and_a_cut_fol
     kept = entry.read_bytes()
     paths, sizes, ids, folders, _, data = cached.unpack(kept.partition(b"\n")[2])
     assert "overlays/dev/teams/vision/workloads" in folders
-    cut, _ = cached._pack(paths, cached._sliced(store.lookup("render", cached.data_key(data)), sizes), ids, [])
+    cut, _ = cached._pack(paths, pieces.read(store, data, sizes), ids, [])
     entry.write_bytes(hashlib.sha256(cut).hexdigest().encode() + b"\n" + cut)
     again = render_cached(model, Options(Path('.'), 1, store))
     assert store.misses == misses + 1 and again.origin == want and again.files == cold.files
@@ -1432,7 +1433,7 @@ def test_a_gate_reads_the_files_of_no_unchanged_unit(committed_example, store, m
     git(repo, "commit", "-qm", "vision: two more epochs")  # the pull request, as CI checks it out
     loads = []
     real = cached._data_of
-    monkeypatch.setattr(cached, "_data_of", lambda *a: loads.append(a[2][a[-1]]) or real(*a))  # (env, team)
+    monkeypatch.setattr(cached, "_data_of", lambda *a: loads.append(a[2][a[-1]][0]) or real(*a))  # (env, team)
     done = pipeline.checked(Options(repo, store=store), drift=True)
     side = pipeline.head_side(Options(repo, store=store), done, keep=False)
     assert sorted(loads) == [("dev", ""), ("prod", ""), ("staging", "")] and side is not None  # the hub values

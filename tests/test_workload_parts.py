@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import git
 from kflowgen import cache
 from kflowgen.flow import pipeline
 from kflowgen.options import Options
-from kflowgen.targets import cached, render, team
+from kflowgen.targets import cached, pieces, render, team
 from kflowgen.targets.cached import render_cached
 
 EXPERIMENTS = "specs/experiments/vision"
@@ -122,14 +123,23 @@ def _other_bytes(entry: Path, store: cache.Cache, name: str) -> None:
     as if a later experiment had written over them."""
     unit = store._path("render", json.loads(entry.read_bytes().partition(b"\n")[2])[0])
     paths, sizes, ids, folders, _, digest = cached.unpack(unit.read_bytes().partition(b"\n")[2])
-    data = cached._sliced(store.lookup("render", cached.data_key(digest)), sizes)
+    assert pieces.pieced(digest)
+    data = pieces.read(store, digest, sizes)
     for i, (path, d) in enumerate(zip(paths, data)):
         if f"/{name}.yaml" in d.decode("utf-8").splitlines()[0]:  # the header names the experiment's spec file
             data[i] = d + b"# another experiment's\n"
             ids[i] = cache.blob_id(data[i])
-    index, body = cached._pack(paths, data, ids, folders)
-    store.put("render", cached.data_key(hashlib.sha256(body).hexdigest()), body)
-    _rewritten(unit, index)
+    digest, based, stored = pieces.put(store, paths, data, ids, {})
+    assert stored
+    _rewritten(unit, cached._index(paths, list(map(len, data)), ids, folders, based, digest))
+
+
+def _without(entry: Path, store: cache.Cache, what: str) -> None:
+    """The render entry the list names without its map of pieces, or without the pieces it names."""
+    unit = store._path("render", json.loads(entry.read_bytes().partition(b"\n")[2])[0])
+    digest = cached.unpack(unit.read_bytes().partition(b"\n")[2])[5]
+    for d in [digest] if what == "map" else [d for d, *_ in pieces._map(store, digest)]:
+        store._path("render", pieces.key(d)).unlink()
 
 
 TAMPERED = {  # how the kept list is spoilt -> the experiments rendered again
@@ -139,6 +149,10 @@ TAMPERED = {  # how the kept list is spoilt -> the experiments rendered again
         b'.yaml"], ["', b'.yaml"], ["0", "', 1)), None),
     "an experiment's files not those its render entry holds": (
         lambda entry, store: _other_bytes(entry, store, "more-3"), ["more-3"]),
+    "its render entry's map of pieces gone": (lambda entry, store: _without(entry, store, "map"), None),
+    "its render entry's pieces gone": (  # more-2 rendered, then the whole team: its other files are not there
+        lambda entry, store: _without(entry, store, "pieces"), ["more-0", "more-1", "more-2", "more-3", "more-4",
+                                                                 "resnet-sweep"]),
     "its render entry gone": (lambda entry, store: store._path(
         "render", json.loads(entry.read_bytes().partition(b"\n")[2])[0]).unlink(), None),
 }
@@ -168,3 +182,68 @@ def test_a_small_team_keeps_no_list(repo, store, monkeypatch):
     (store.folder / "render").rename(store.folder / "old")
     model = _render(repo, store, [])
     assert _kept(model, store).is_file()
+
+
+WORKLOADS = "overlays/dev/teams/vision/workloads"
+
+
+def _pieces_of(store: cache.Cache, repo: Path) -> dict[str, set[str]]:
+    """The keys of the pieces of team vision's unit in dev, as the cache holds it for the repository, and the folders
+    of each one's files."""
+    model, _ = pipeline.load(Options(repo))
+    index = cached.unpack(store.lookup("render", cached._unit_keys(model, [("dev", "vision")])["dev", "vision"]))
+    assert index is not None and pieces.pieced(index[5])
+    edges = pieces.bounds(index[0])
+    return {pieces.key(d): {p.rsplit("/", 1)[0] for p in index[0][a:b]}
+            for (d, *_), a, b in zip(pieces._map(store, index[5]), edges, edges[1:])}
+
+
+def test_a_pull_request_to_a_team_in_pieces_touches_only_the_pieces_it_changes(repo, store, monkeypatch):
+    """A team's files kept in pieces (several here): a pull request that changes one experiment gets the report and
+    diff a gate without the cache gives, and neither reads nor writes a piece of its workloads folder whose files it
+    did not change (at 5,000 experiments the others are megabytes)."""
+    monkeypatch.setattr(pieces, "EVERY", 3)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "main"]):
+        git(repo, *args)
+    assert pipeline.validate(Options(repo, store=store)).diagnostics == []  # main, as its CI leaves the cache
+    before = _pieces_of(store, repo)
+    _edit(repo / EXPERIMENTS / "more-2.yaml", "epochs: 3", "epochs: 30")
+    assert not pipeline.render_to_disk(Options(repo), False).errors
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "more-2: more epochs")
+    touched: list[str] = []
+    for name in ("read", "pieces", "put"):
+        real = getattr(cache.Cache, name)
+        monkeypatch.setattr(cache.Cache, name, lambda self, kind, k, *a, real=real: touched.append(k) or real(
+            self, kind, k, *a))
+    warm = pipeline.gate(Options(repo, store=store), "HEAD~1")
+    monkeypatch.undo()
+    monkeypatch.setattr(cached, "PARTS_FROM", 2)
+    monkeypatch.setattr(pieces, "EVERY", 3)
+    after = _pieces_of(store, repo)
+    kept = {k for k, folders in after.items() if k in before and folders == {WORKLOADS}}  # files not changed
+    assert len(kept) > 2 and set(after) - set(before) and not kept & set(touched)
+    assert warm == pipeline.gate(Options(repo), "HEAD~1") and warm[1].changes
+
+
+def test_a_units_files_are_read_from_the_pieces_that_hold_them(repo, store, monkeypatch):
+    """A unit in pieces gives its files' bytes as rendered: all of them, one piece's, or some files' (as a diff reads
+    the Jobs that differ) from the pieces that hold those alone."""
+    monkeypatch.setattr(pieces, "EVERY", 3)
+    model = _render(repo, store, [])
+    want = render(model)
+    paths, sizes, ids, _, _, digest = cached.unpack(store.lookup("render", cached._unit_keys(
+        model, [("dev", "vision")])["dev", "vision"]))
+    assert pieces.read(store, digest, sizes) == [want[p] for p in paths]
+    edges, found = pieces.bounds(paths), pieces._map(store, digest)
+    assert len(found) == len(edges) - 1 > 3
+    for p, (a, b) in enumerate(zip(edges, edges[1:])):
+        assert pieces.read(store, digest, sizes[a:b], p) == [want[rel] for rel in paths[a:b]]
+    read: list[str] = []
+    real = cache.Cache.pieces
+    monkeypatch.setattr(cache.Cache, "pieces",
+                        lambda self, kind, k, spans: read.append(k) or real(self, kind, k, spans))
+    picks = [edges[1], edges[2] - 1, len(paths) - 1]  # the first and last file of the second piece, the last file
+    assert pieces.spans(store, digest, sizes, picks) == [want[paths[n]] for n in picks]
+    assert set(read) == {pieces.key(found[1][0]), pieces.key(found[-1][0])}
+    assert pieces.spans(store, digest, sizes[:-1] + [sizes[-1] + 1], [len(paths) - 1]) is None  # past its piece

@@ -4,7 +4,6 @@ are parsed once, when first asked for, and travel with the build."""
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -20,10 +19,12 @@ from kflowgen.build import handkept
 from kflowgen.build.views import Parts, Texts
 from kflowgen.build.kustomize import kustomize_batch, kustomize_build
 from kflowgen.diagnostics import Diagnostic
+from kflowgen.documents import count_files as _count_files, count_objects
 from kflowgen.options import Options
 from kflowgen.packed import Packed, Spill, pack, unpacked
 from kflowgen.specs import layout
 from kflowgen.specs.layout import is_directory_source
+from kflowgen.targets import pieces
 from kflowgen.targets.cached import Rendered
 from kflowgen.write import writer
 
@@ -297,7 +298,8 @@ def build(opts: Options, rendered: Rendered | dict[str, bytes], overlays: list[s
         n = (int(found.split(" ")[1]) if found is not None and found.startswith(digest)
              else sum(rendered.objects[rel] is not None for rel in plain[overlay])  # (the renderer's: one a file)
              if overlay in listed and overlay in parsed
-             else _count_files([files[rel] for rel in plain[overlay]]) if overlay in listed
+             else (pieces.count(store, rendered.pieced.get(overlay), overlay)  # (kept with its unit's pieces)
+                   or _count_files([files[rel] for rel in plain[overlay]])) if overlay in listed
              else count_objects(result))
         index.put(k, f"{digest} {n}")
         sizes[overlay] = n
@@ -348,34 +350,7 @@ def directory_listing(files: Mapping[str, bytes], folders: list[str], by_folder:
     return {f: sorted(rel for rel in by_folder.get(f, ()) if rel.endswith(".yaml")) for f in folders}
 
 
-def _count_files(data: list[bytes]) -> int:
-    """count_objects of the files' texts joined as Parts.text joins them, file by file, without joining them (nor
-    decoding the ASCII ones): the same count when every file ends with a line end (a "---" line then parts them) and
-    none starts or ends with a "---" line (count_objects takes a second one in a row for a document's content)."""
-    if all(d.endswith(b"\n") and not d.startswith(b"---\n") and not d.endswith(b"\n---\n") for d in data):
-        return sum(count_objects(d if d.isascii() else d.decode("utf-8")) for d in data)
-    return count_objects("---\n".join(d.decode("utf-8") for d in data))
-
-
 def listing_digest(ids: dict[str, str]) -> str:
     """What a plain directory's files are known by, file by file: the sha256 of their paths and blob ids, in order
     (git's blob ids name the bytes, so this names the folder's text as surely as the text's own sha256)."""
     return hashlib.sha256("\0".join(f"{rel}\0{i}" for rel, i in ids.items()).encode()).hexdigest()
-
-
-_VISIBLE = re.compile(r"^[ \t]*[^\s#]", re.M)  # a line that is neither blank nor a comment
-_VISIBLE_ASCII = re.compile(rb"^[ \t]*[^ \t\n\r\f\v\x1c-\x1f#]", re.M)  # the same, of ASCII bytes
-
-
-def count_objects(text: str | bytes) -> int:
-    """Documents of a YAML stream (as text, or as ASCII bytes) that hold something, not only comments (without
-    splitting the text into a copy per document)."""
-    bytes_ = isinstance(text, bytes)
-    visible, text, n, at = (_VISIBLE_ASCII, b"\n" + text, 0, 0) if bytes_ else (_VISIBLE, "\n" + text, 0, 0)
-    while True:
-        end = text.find(b"\n---\n" if bytes_ else "\n---\n", at)
-        if visible.search(text, at, len(text) if end < 0 else end):
-            n += 1
-        if end < 0:
-            return n
-        at = end + 5

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import astuple, dataclass, field
-from itertools import accumulate
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -22,7 +21,8 @@ from kflowgen.specs import layout
 from kflowgen.specs.discover import spec_files
 from kflowgen.specs.loader import SpecFile, load_bytes
 from kflowgen.specs.model import Model, Quota, specs_of
-from kflowgen.targets.cached import data_key, unpack
+from kflowgen.targets import pieces
+from kflowgen.targets.cached import unpack
 
 
 @dataclass
@@ -189,11 +189,10 @@ def unit_pieces(store: cache.Cache, index: tuple, ids: dict[str, str]) -> dict[s
     changed among a team's thousands); None when the unit does not hold exactly those bytes."""
     if not ids:
         return {}
-    paths, sizes, starts = index[0], index[1], list(accumulate(index[1], initial=0))
-    at = {rel: n for n, rel in enumerate(paths) if rel in ids}
+    at = {rel: n for n, rel in enumerate(index[0]) if rel in ids}
     if len(at) != len(ids):
         return None
-    data = store.pieces("render", data_key(index[5]), [(starts[at[rel]], sizes[at[rel]]) for rel in ids])
+    data = pieces.spans(store, index[5], index[1], [at[rel] for rel in ids])
     if data is None or any(cache.blob_id(d) != i for d, i in zip(data, ids.values())):
         return None
     return dict(zip(ids, data))

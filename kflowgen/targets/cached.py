@@ -15,8 +15,9 @@ from operator import attrgetter
 from kflowgen import cache, parallel, packed
 from kflowgen.options import Options
 from kflowgen.specs.model import Model
-from kflowgen.targets import hub_parts, jupyterhub, unit, unit_sources, units
+from kflowgen.targets import hub_parts, jupyterhub, pieces, unit, unit_sources, units
 from kflowgen.targets.files import Files, Released, RenderLost
+from kflowgen.targets.pieces import key as data_key, pieced
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Rendered:
     ids: dict[str, str] = field(default_factory=dict)
     based: set[str] | None = None
     units: dict[str, str] = field(default_factory=dict)  # folder -> the key of the one cached unit that wrote it all
+    pieced: dict[str, str] = field(default_factory=dict)  # of those, a unit's in pieces: folder -> its data's digest
 
     @cached_property
     def folders(self) -> dict[str, list[str]]:
@@ -47,9 +49,9 @@ class Rendered:
         return out
 
 
-def render_cached(model: Model, opts: Options, pieces: list[tuple[str, str]] | None = None) -> Rendered:
-    """(pieces: only these units, of those units() gives, e.g. the units of the teams a change touches)"""
-    keys = _unit_keys(model, units(model) if pieces is None else pieces)
+def render_cached(model: Model, opts: Options, only: list[tuple[str, str]] | None = None) -> Rendered:
+    """(only: only these units, of those units() gives, e.g. the units of the teams a change touches)"""
+    keys = _unit_keys(model, units(model) if only is None else only)
     stage = opts.stage(len(keys), "rendering")
     # the units' indexes, read here (no copy between processes), a bucket's or a unit's entry at a time, each unpacked
     # before the next is read (into the memory this one's body leaves); an index that does not add up is rendered
@@ -80,6 +82,7 @@ def render_cached(model: Model, opts: Options, pieces: list[tuple[str, str]] | N
     ids: list[str] = []
     origin: dict[str, str | None] = {}
     wrote: dict[str, str | None] = {}  # (Rendered.units)
+    data_of: dict[str, str] = {}  # (Rendered.pieced)
     objects: dict = {}
     based: set[str] = set()
     for u in keys:
@@ -96,18 +99,28 @@ def render_cached(model: Model, opts: Options, pieces: list[tuple[str, str]] | N
         for folder in folders:
             origin[folder] = digest if origin.get(folder, digest) == digest else None
             wrote[folder] = keys[u] if wrote.get(folder, keys[u]) == keys[u] else None
+            if cached[u] is not None and pieced(cached[u][5]):
+                data_of[folder] = cached[u][5]
     opts.store.count(True, len(keys) - len(todo))  # a unit found was keyed; of those rendered, the keyed ones
     opts.store.count(False, sum(1 for u in todo if keys[u]))
     # in path order; of two units writing one path, the later wins (its bytes, at the path's place in that order);
-    # a cached unit's bytes are read when first asked for (Files)
+    # a cached unit's bytes are read when first asked for (Files), of a unit in pieces a piece's at a time
     at: dict[str, bytes | int] = dict.fromkeys(sorted(paths))
-    order = list(keys)
-    for n, u in enumerate(order):
-        at.update(zip(cached[u][0], repeat(n)) if cached[u] is not None else zip(made[u][0], made[u][1]))
+    order: list[tuple] = []  # (unit, its piece or None, the piece's first file and end)
+    for u in keys:
+        if cached[u] is None:
+            at.update(zip(made[u][0], made[u][1]))
+            continue
+        whole = not pieced(cached[u][5])
+        edges = [0, len(cached[u][0])] if whole else pieces.bounds(cached[u][0])
+        for p, (a, b) in enumerate(zip(edges, edges[1:])):
+            at.update(zip(cached[u][0][a:b], repeat(len(order))))
+            order.append((u, None if whole else p, a, b))
     files = Files(at, partial(_data_of, model, opts.store, order, cached),
                   partial(_data_of, None, opts.store, order, cached))
     return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)), based,
-                    {folder: k for folder, k in wrote.items() if k})
+                    {folder: k for folder, k in wrote.items() if k},
+                    {folder: d for folder, d in data_of.items() if wrote[folder]})
 
 
 def _held(results: list[tuple]) -> list[tuple]:
@@ -120,65 +133,68 @@ def _spilled(spill: packed.Spill, results: list[tuple]) -> list[tuple]:
 
 
 def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
-    """The files of the n-th unit, whose index came from the cache (or whose bytes the render left there): from its
-    data entry, else rendered again (not without the model: Files.release); either way the bytes its index names
-    (sizes and blob ids), or RenderLost."""
-    u = order[n]
+    """The files of the n-th unit (or piece of a unit) of order, whose index came from the cache (or whose bytes the
+    render left there): from its data entry (or piece), else rendered again (not without the model: Files.release);
+    either way the bytes its index names (sizes and blob ids), or RenderLost."""
+    u, p, a, b = order[n]
     paths, sizes, ids, _, _, data_digest, _ = cached[u]
-    found = store.read("render", data_key(data_digest))
-    data = _sliced(found[0], sizes) if found is not None and found[1] == data_digest else None
+    data = pieces.read(store, data_digest, sizes[a:b], p)
     if data is None and model is None:
         raise Released(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any more")
     if data is None:
         made = unit(model, *u).files
-        data = [made.get(p, b"") for p in paths]
+        data = [made.get(path, b"") for path in paths]
         if len(made) != len(paths) or [cache.blob_id(d) for d in data] != ids:
             raise RenderLost(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any "
                              f"more and did not render to the same files again: delete the result cache "
                              f"({store.folder}) and run again")
-        store.put("render", data_key(data_digest), b"".join(data))
-    return dict(zip(paths, data))
-
-
-def _sliced(body: bytes, sizes: list[int]) -> list[bytes] | None:
-    bounds = list(accumulate(sizes, initial=0))
-    return list(map(body.__getitem__, map(slice, bounds, bounds[1:]))) if bounds[-1] == len(body) else None
-
-
-def data_key(digest: str) -> str:
-    return cache.key("render-data", digest)
+        if pieced(data_digest):
+            pieces.put(store, paths, data, ids, {})
+        else:
+            store.put("render", data_key(data_digest), b"".join(data))
+        data = data[a:b]
+    return dict(zip(paths[a:b], data))
 
 
 def _render_units(state: tuple, batch: list[tuple[str, str]]) -> list[tuple]:
     """Render units not in the cache (cached when the unit has a key), each as its paths, their bytes and blob ids,
     its folders, those that hold a file naming bases/, the sha256 of its index entry, the objects of its files in
-    plain directories of manifests, packed, and None; or, when state says to leave the bytes in the cache and they
-    are there, None for the bytes and, last, the unit's index as _recalled gives a cached unit's (not sent back from
-    a worker process, nor held)."""
+    plain directories of manifests, packed, and None; or, when state says to leave the bytes in the cache (or the
+    unit is a team of PARTS_FROM experiments or more, kept in pieces) and they are there, None for the bytes and,
+    last, the unit's index as _recalled gives a cached unit's (not sent back from a worker process, nor held)."""
     model, store, keys, leave = state
     out = []
     blob_of = cache.PerObject(cache.blob_id)  # (environments that hold the same teams hold one hub values file)
     for u in batch:
         kept = keys[u] and u[1] and len(model.members(u[1], u[0])[1]) >= PARTS_FROM
-        known, known_ids = _recall_workloads(model, store, u) if kept else (None, {})
-        made, digest, left = unit(model, *u, known), None, None
-        paths = sorted(made.files)
-        data = [made.files[p] for p in paths]
-        # once, from the bytes just rendered (or from the entry that holds the very bytes taken from it): kept in the
-        # entry with them
-        ids = [known_ids.get(id(d)) or blob_of(d) for d in data]
-        folders, based = _folders(paths), _based(paths, data)
+        known, prior = _recall_workloads(model, store, u) if kept else (None, {})
+        while True:
+            made, digest, left = unit(model, *u, known), None, None
+            paths = sorted(made.files)
+            data = [made.files[p] for p in paths]
+            # once, from the bytes just rendered (or kept with the files rendered before): kept in the entry with them
+            ids = [d.id if type(d) is pieces.Kept else blob_of(d) for d in data]
+            put = pieces.put(store, paths, data, ids, prior) if kept else None
+            if not known or (put and put[2]):
+                break
+            known, prior = None, {}  # a file rendered before is not in the cache (any more): the unit rendered whole
+        folders = _folders(paths)
         if keys[u]:
-            body = b"".join(data)
-            data_digest = hashlib.sha256(body).hexdigest()
-            stored = store.put("render", data_key(data_digest), body, data_digest)
-            index = _index(paths, data, ids, folders, based, data_digest)
+            if put:
+                data_digest, based, stored = put
+            else:
+                body, based = b"".join(data), _based(paths, data)
+                data_digest = hashlib.sha256(body).hexdigest()
+                stored = store.put("render", data_key(data_digest), body, data_digest)
+            index = _index(paths, list(map(len, data)), ids, folders, based, data_digest)
             store.put("render", keys[u], index)
             digest = hashlib.sha256(index).hexdigest()
-            if leave and stored:
+            if (leave or any(type(d) is pieces.Kept for d in data)) and stored:
                 left = (paths, list(map(len, data)), ids, folders, based, data_digest, digest)
             if kept and made.parts:
-                _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, zip(data, ids))))
+                _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, ids)))
+        else:
+            based = _based(paths, data)
         out.append((paths, None if left else data, ids, folders, based, digest,
                     {p: o if o is None else packed.pack(o) for p, o in made.objects.items()}, left))
     return out
@@ -199,52 +215,51 @@ def _workloads_key(model: Model, env: str, name: str) -> str | None:
         if p.digest and t.digest else None
 
 
-def _recall_workloads(model: Model, store: cache.Cache, u: tuple[str, str]) -> tuple[dict | None, dict[int, str]]:
-    """{(spec path, sha256): {path: bytes}} of the team's experiments as last kept (_keep_workloads): each
-    experiment's files from the render entry the list names, when every one of them is there with the blob id the
+def _recall_workloads(model: Model, store: cache.Cache, u: tuple[str, str]) -> tuple[dict | None, dict]:
+    """{(spec path, sha256): {path: pieces.Kept}} of the team's experiments as last kept (_keep_workloads): each
+    experiment's files in the render entry the list names, when every one of them is there with the blob id the
     list gives (a file a later experiment wrote over is not: that experiment is rendered again); None when there is
-    no list, it is of another shape, or its render entry is gone or damaged. And the blob id of each bytes object
-    given, by its id() (for as long as the parts hold them)."""
+    no list, it is of another shape, or its render entry is gone, damaged or not in pieces. And that entry's pieces
+    (pieces.recall). No file's bytes are read."""
     k = _workloads_key(model, *u)
     body = store.lookup("render", k) if k else None
     try:
         unit_key, kept = json.loads(body) if body else (None, None)
-        found = unit_files(store, unit_key) if isinstance(unit_key, str) else None
-        if found is None:
+        found = _unpacked(store.read("render", unit_key)) if isinstance(unit_key, str) else None
+        recalled = pieces.recall(store, found) if found is not None else None
+        if recalled is None:
             return None, {}
-        at = {rel: (d, i) for rel, d, i in zip(*found)}
+        prior, at = recalled
         out = {}
         for path, digest, rels, ids in kept:
-            files = {rel: at[rel][0] for rel, i in zip(rels, ids, strict=True) if at.get(rel, (0, None))[1] == i}
+            files = {rel: at[rel] for rel, i in zip(rels, ids, strict=True) if rel in at and at[rel].id == i}
             if len(files) == len(rels) and isinstance(path, str) and isinstance(digest, str):
                 out[path, digest] = files
-        return out, {id(d): at[rel][1] for files in out.values() for rel, d in files.items()}
+        return out, prior
     except (ValueError, TypeError):  # an intact entry of another shape: not used
         return None, {}
 
 
 def _keep_workloads(model: Model, store: cache.Cache, u: tuple[str, str], parts: dict, unit_key: str,
-                    ids: dict[str, tuple[bytes, str]]) -> None:
+                    ids: dict[str, str]) -> None:
     """Which files each of the team's experiments made (Unit.parts), by path and blob id, and the key of the render
-    entry that holds them (ids: each path's bytes and blob id in it), for the next render of the team."""
+    entry that holds them (ids: each path's blob id in it), for the next render of the team."""
     k = _workloads_key(model, *u)
     if k:
-        kept = [[path, digest, list(files), [ids[rel][1] if ids[rel][0] is d else cache.blob_id(d)
-                                             for rel, d in files.items()]]
-                for (path, digest), files in parts.items()]
+        kept = [[path, digest, list(files), [ids[rel] for rel in files]] for (path, digest), files in parts.items()]
         store.put("render", k, json.dumps([unit_key, kept]).encode("utf-8"))
 
 
 _NAMED, _DIGEST = attrgetter("path", "digest"), attrgetter("digest")
 
 
-def _unit_keys(model: Model, pieces: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+def _unit_keys(model: Model, only: list[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
     """Each unit's key: kflowgen's code, the unit, and the path and sha256 of each spec file unit_sources names, in
     one NUL-separated part (neither holds a NUL); None for a unit with a spec not read from a file (e.g. made in a
     test): not cached."""
     keyed = cache.keyed("render", "index-and-data", cache.code_digest())
     out = {}
-    for u in pieces:
+    for u in only:
         sources = unit_sources(model, *u)
         out[u] = keyed(*u, "\0".join(chain.from_iterable(map(_NAMED, sources)))) if all(map(_DIGEST, sources)) else None
     return out
@@ -260,13 +275,15 @@ def pack(files: dict[str, bytes]) -> tuple[bytes, bytes]:
 
 def _pack(paths: list[str], data: list[bytes], ids: list[str], folders: list[str]) -> tuple[bytes, bytes]:
     body = b"".join(data)
-    return _index(paths, data, ids, folders, _based(paths, data), hashlib.sha256(body).hexdigest()), body
+    return _index(paths, list(map(len, data)), ids, folders, _based(paths, data), hashlib.sha256(body).hexdigest()), \
+        body
 
 
-def _index(paths: list[str], data: list[bytes], ids: list[str], folders: list[str], based: list[str],
+def _index(paths: list[str], sizes: list[int], ids: list[str], folders: list[str], based: list[str],
            data_digest: str) -> bytes:
-    """A unit's index entry (see pack), its data's sha256 given."""
-    index = "\0".join([*(f"{p}\0{len(d)}\0{i}" for p, d, i in zip(paths, data, ids)), *folders, *based]).encode()
+    """A unit's index entry (see pack), its data's digest given (the sha256 of its data, or "p" and that of its map
+    of pieces: kflowgen.targets.pieces)."""
+    index = "\0".join([*(f"{p}\0{n}\0{i}" for p, n, i in zip(paths, sizes, ids)), *folders, *based]).encode()
     return b"%d %d %d %s\n" % (len(paths), len(folders), len(index), data_digest.encode()) + index
 
 
@@ -294,19 +311,11 @@ def unpack(index: bytes) -> tuple | None:
     except ValueError:
         return None
     if (count < 0 or not (0 < nfolders <= count or nfolders == count == 0) or len(fields) < 3 * count + nfolders
-            or len(index) != end + 1 + size or len(digest) != 64 or min(sizes, default=0) < 0):
+            or len(index) != end + 1 + size or len(digest) != 64 + (digest[:1] == b"p")
+            or min(sizes, default=0) < 0):
         return None
     return (fields[0:3 * count:3], sizes, fields[2:3 * count:3], fields[3 * count:3 * count + nfolders],
             fields[3 * count + nfolders:], digest.decode())
-
-
-def unit_files(store: cache.Cache, k: str) -> tuple[list[str], list[bytes], list[str]] | None:
-    """A cached unit's (paths, bytes, blob ids), from its index and data entries; None when either is missing or
-    damaged, or they do not add up."""
-    found = _unpacked(store.read("render", k))
-    data = store.read("render", data_key(found[5])) if found else None
-    files = _sliced(data[0], found[1]) if data and data[1] == found[5] else None
-    return files and (found[0], files, found[2])
 
 
 BUCKETS = 64  # the units fall into this many buckets by name, each bucket's indexes kept together too
