@@ -200,8 +200,8 @@ def _pieces_of(store: cache.Cache, repo: Path) -> dict[str, set[str]]:
 
 def test_a_pull_request_to_a_team_in_pieces_touches_only_the_pieces_it_changes(repo, store, monkeypatch):
     """A team's files kept in pieces (several here): a pull request that changes one experiment gets the report and
-    diff a gate without the cache gives, and neither reads nor writes a piece of its workloads folder whose files it
-    did not change (at 5,000 experiments the others are megabytes)."""
+    diff a gate without the cache gives, and neither reads (but for the last byte, to know it is there) nor writes a
+    piece of its workloads folder whose files it did not change (at 5,000 experiments the others are megabytes)."""
     monkeypatch.setattr(pieces, "EVERY", 3)
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "main"]):
         git(repo, *args)
@@ -211,18 +211,19 @@ def test_a_pull_request_to_a_team_in_pieces_touches_only_the_pieces_it_changes(r
     assert not pipeline.render_to_disk(Options(repo), False).errors
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "more-2: more epochs")
-    touched: list[str] = []
+    touched: dict[str, int] = {}  # key -> bytes read or written (a whole entry: -1)
     for name in ("read", "pieces", "put"):
         real = getattr(cache.Cache, name)
-        monkeypatch.setattr(cache.Cache, name, lambda self, kind, k, *a, real=real: touched.append(k) or real(
-            self, kind, k, *a))
+        monkeypatch.setattr(cache.Cache, name, lambda self, kind, k, *a, real=real, name=name: touched.update(
+            {k: touched.get(k, 0) + sum(n for _, n in a[0]) if name == "pieces" else -1}) or real(self, kind, k, *a))
     warm = pipeline.gate(Options(repo, store=store), "HEAD~1")
     monkeypatch.undo()
     monkeypatch.setattr(cached, "PARTS_FROM", 2)
     monkeypatch.setattr(pieces, "EVERY", 3)
     after = _pieces_of(store, repo)
     kept = {k for k, folders in after.items() if k in before and folders == {WORKLOADS}}  # files not changed
-    assert len(kept) > 2 and set(after) - set(before) and not kept & set(touched)
+    assert len(kept) > 2 and set(after) - set(before) and all(touched.get(k, 0) in (0, 1) for k in kept)
+    assert {touched.get(k) for k in kept} == {1}  # each looked for (its last byte), none read whole nor written
     assert warm == pipeline.gate(Options(repo), "HEAD~1") and warm[1].changes
 
 
@@ -247,3 +248,49 @@ def test_a_units_files_are_read_from_the_pieces_that_hold_them(repo, store, monk
     assert pieces.spans(store, digest, sizes, picks) == [want[paths[n]] for n in picks]
     assert set(read) == {pieces.key(found[1][0]), pieces.key(found[-1][0])}
     assert pieces.spans(store, digest, sizes[:-1] + [sizes[-1] + 1], [len(paths) - 1]) is None  # past its piece
+
+
+def _unit_index(model, store: cache.Cache) -> tuple:
+    return cached.unpack(store.lookup("render", cached._unit_keys(model, [("dev", "vision")])["dev", "vision"]))
+
+
+def test_a_piece_gone_from_the_cache_is_made_again_not_named(repo, store, rendered, monkeypatch):
+    """A piece of files the change did not touch, gone from the cache: the team is rendered whole (the bytes of its
+    files that piece held are gone with it) and the piece kept again, so that the new map names no missing piece."""
+    monkeypatch.setattr(pieces, "EVERY", 3)
+    model = _render(repo, store, rendered)
+    paths, _, _, _, _, digest = _unit_index(model, store)
+    edges = pieces.bounds(paths)
+    gone = next(pieces.key(d) for (d, *_), a, b in zip(pieces._map(store, digest), edges, edges[1:])
+                if all(p.startswith(WORKLOADS + "/") and "more-2" not in p for p in paths[a:b]))
+    store._path("render", gone).unlink()
+    _edit(repo / EXPERIMENTS / "more-2.yaml", "epochs: 3", "epochs: 30")
+    model = _render(repo, store, rendered)
+    assert rendered == sorted(["more-2", *_names(repo)])  # more-2, then the whole team
+    paths, sizes, _, _, _, digest = _unit_index(model, store)
+    assert store._path("render", gone).is_file() and pieces.read(store, digest, sizes) is not None
+
+
+def test_a_team_whose_pieces_the_cache_lost_and_cannot_keep_is_rendered_again_once(repo, store, monkeypatch):
+    """When a team's pieces are gone and the cache cannot keep them again (a read-only or full disk), its files are
+    rendered again once, not once for each of its pieces asked for."""
+    monkeypatch.setattr(pieces, "EVERY", 3)
+    model = _render(repo, store, [])
+    _, _, _, _, _, digest = _unit_index(model, store)
+    for d, *_ in pieces._map(store, digest):
+        store._path("render", pieces.key(d)).unlink()
+    monkeypatch.setattr(cache.Cache, "put", lambda *a: False)
+    units: list = []
+    real = cached.unit
+    monkeypatch.setattr(cached, "unit", lambda model, *u: units.append(u) or real(model, *u))
+    got = render_cached(model, Options(Path("."), 1, store))
+    assert dict(got.files.items()) == render(model) and units.count(("dev", "vision")) == 1
+
+
+def test_an_empty_last_file_is_read_from_a_unit_in_pieces(store):
+    """An empty file at the very end of a unit in pieces is read as empty (its start is the data's end)."""
+    paths, data = ["a/x.yaml", "a/y.yaml", "a/z.yaml"], [b"x: 1\n", b"y: 2\n", b""]
+    digest, based, stored = pieces.put(store, paths, data, [cache.blob_id(d) for d in data], {})
+    assert stored and based == [] and pieces.pieced(digest)
+    assert pieces.count(store, digest, "a") is None  # (an empty file is not counted apart: documents.count_files)
+    assert pieces.spans(store, digest, list(map(len, data)), [2, 0]) == [b"", b"x: 1\n"]

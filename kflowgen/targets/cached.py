@@ -116,8 +116,9 @@ def render_cached(model: Model, opts: Options, only: list[tuple[str, str]] | Non
         for p, (a, b) in enumerate(zip(edges, edges[1:])):
             at.update(zip(cached[u][0][a:b], repeat(len(order))))
             order.append((u, None if whole else p, a, b))
-    files = Files(at, partial(_data_of, model, opts.store, order, cached),
-                  partial(_data_of, None, opts.store, order, cached))
+    again: dict = {}  # (_data_of)
+    files = Files(at, partial(_data_of, model, opts.store, order, cached, again),
+                  partial(_data_of, None, opts.store, order, cached, again))
     return Rendered(files, {folder: k for folder, k in origin.items() if k}, objects, dict(zip(paths, ids)), based,
                     {folder: k for folder, k in wrote.items() if k},
                     {folder: d for folder, d in data_of.items() if wrote[folder]})
@@ -132,13 +133,15 @@ def _spilled(spill: packed.Spill, results: list[tuple]) -> list[tuple]:
     return [(*result[:6], {p: spill.put(o) for p, o in result[6].items()}, result[7]) for result in results]
 
 
-def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict, n: int) -> dict[str, bytes]:
+def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict, again: dict, n: int
+             ) -> dict[str, bytes]:
     """The files of the n-th unit (or piece of a unit) of order, whose index came from the cache (or whose bytes the
     render left there): from its data entry (or piece), else rendered again (not without the model: Files.release);
-    either way the bytes its index names (sizes and blob ids), or RenderLost."""
+    either way the bytes its index names (sizes and blob ids), or RenderLost. A unit in pieces rendered again is held
+    (again), so that its other pieces are not rendered again each when the cache cannot keep them."""
     u, p, a, b = order[n]
     paths, sizes, ids, _, _, data_digest, _ = cached[u]
-    data = pieces.read(store, data_digest, sizes[a:b], p)
+    data = again[u][a:b] if u in again else pieces.read(store, data_digest, sizes[a:b], p)
     if data is None and model is None:
         raise Released(f"the rendered files of {u[1] or 'the shared files'} in {u[0]} are not in the cache any more")
     if data is None:
@@ -150,6 +153,7 @@ def _data_of(model: Model | None, store: cache.Cache, order: list, cached: dict,
                              f"({store.folder}) and run again")
         if pieced(data_digest):
             pieces.put(store, paths, data, ids, {})
+            again[u] = data
         else:
             store.put("render", data_key(data_digest), b"".join(data))
         data = data[a:b]
@@ -192,7 +196,7 @@ def _render_units(state: tuple, batch: list[tuple[str, str]]) -> list[tuple]:
             if (leave or any(type(d) is pieces.Kept for d in data)) and stored:
                 left = (paths, list(map(len, data)), ids, folders, based, data_digest, digest)
             if kept and made.parts:
-                _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, ids)))
+                _keep_workloads(model, store, u, made.parts, keys[u], dict(zip(paths, zip(data, ids))))
         else:
             based = _based(paths, data)
         out.append((paths, None if left else data, ids, folders, based, digest,
@@ -241,12 +245,15 @@ def _recall_workloads(model: Model, store: cache.Cache, u: tuple[str, str]) -> t
 
 
 def _keep_workloads(model: Model, store: cache.Cache, u: tuple[str, str], parts: dict, unit_key: str,
-                    ids: dict[str, str]) -> None:
+                    ids: dict[str, tuple]) -> None:
     """Which files each of the team's experiments made (Unit.parts), by path and blob id, and the key of the render
-    entry that holds them (ids: each path's blob id in it), for the next render of the team."""
+    entry that holds them (ids: each path's bytes, or pieces.Kept, and blob id in it), for the next render of the
+    team: of a file a later experiment wrote over, the blob id of what this one made (not the entry's)."""
     k = _workloads_key(model, *u)
     if k:
-        kept = [[path, digest, list(files), [ids[rel] for rel in files]] for (path, digest), files in parts.items()]
+        kept = [[path, digest, list(files), [ids[rel][1] if ids[rel][0] is d else d.id if type(d) is pieces.Kept
+                                             else cache.blob_id(d) for rel, d in files.items()]]
+                for (path, digest), files in parts.items()]
         store.put("render", k, json.dumps([unit_key, kept]).encode("utf-8"))
 
 

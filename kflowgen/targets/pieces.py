@@ -76,6 +76,9 @@ def spans(store: cache.Cache, digest: str, sizes: list[int], positions: list[int
     edges = list(accumulate((length for _, length, *_ in found), initial=0))
     out = []
     for n in positions:
+        if not sizes[n]:
+            out.append(b"")
+            continue
         p = bisect_right(edges, starts[n]) - 1
         if not 0 <= p < len(found):  # (a file that runs past its piece: Cache.pieces gives None)
             return None
@@ -117,13 +120,16 @@ def recall(store: cache.Cache, index: tuple) -> tuple[dict[str, tuple], dict[str
 def put(store: cache.Cache, paths: list[str], data: list, ids: list[str], prior: dict[str, tuple]
         ) -> tuple[str, list[str], bool] | None:
     """Keep a unit's files in pieces: a piece that holds the very files (paths and blob ids) of one in prior
-    (recall) is that one, neither read nor written; the others are made of the files' bytes (a Kept file's read from
-    its piece, and checked against its blob id). Gives the digest the unit's index names its data by, the folders of
-    its files that name bases/, and whether every entry is in the cache; None when a Kept file's bytes are not
-    there."""
+    (recall) is that one, neither read nor written (but for its entry's last byte: one gone is made again); the
+    others are made of the files' bytes (a Kept file's read from its piece, and checked against its blob id). Gives
+    the digest the unit's index names its data by, the folders of its files that name bases/, and whether every
+    entry is in the cache; None when a Kept file's bytes are not there."""
     edges, out, stored = bounds(paths), [], True
     for a, b in zip(edges, edges[1:]):
         same = prior.get(_held(paths[a:b], ids[a:b]))
+        last = [(max(same[1] - 1, 0), min(same[1], 1))] if same is not None else []
+        if same is not None and store.pieces("render", key(same[0]), last) is None:
+            same = None  # not in the cache (any more): made again, or None when its files' bytes are gone with it
         if same is None:
             piece = _bytes(store, data[a:b], ids[a:b])
             if piece is None:
