@@ -185,8 +185,9 @@ def folder_ids(index: tuple, folder: str) -> dict[str, str]:
 
 def unit_pieces(store: cache.Cache, index: tuple, ids: dict[str, str]) -> dict[str, bytes] | None:
     """The bytes of these files ({path: git blob id}) of the render unit whose index (unit_index) names them, each
-    sliced from the unit's data entry and checked against its blob id (the entry itself is not read whole: one Job
-    changed among a team's thousands); None when the unit does not hold exactly those bytes."""
+    sliced from the unit's data entry (of a big team's unit, from the piece that holds it: targets.pieces) and
+    checked against its blob id (the entry itself is not read whole: one Job changed among a team's thousands); None
+    when the unit does not hold exactly those bytes."""
     if not ids:
         return {}
     at = {rel: n for n, rel in enumerate(index[0]) if rel in ids}

@@ -96,11 +96,12 @@ def render_cached(model: Model, opts: Options, only: list[tuple[str, str]] | Non
         paths += unit_paths
         ids += unit_ids
         based.update(unit_based)
+        in_pieces = cached[u][5] if cached[u] is not None and pieced(cached[u][5]) else None  # (once a unit)
         for folder in folders:
             origin[folder] = digest if origin.get(folder, digest) == digest else None
             wrote[folder] = keys[u] if wrote.get(folder, keys[u]) == keys[u] else None
-            if cached[u] is not None and pieced(cached[u][5]):
-                data_of[folder] = cached[u][5]
+            if in_pieces:
+                data_of[folder] = in_pieces
     opts.store.count(True, len(keys) - len(todo))  # a unit found was keyed; of those rendered, the keyed ones
     opts.store.count(False, sum(1 for u in todo if keys[u]))
     # in path order; of two units writing one path, the later wins (its bytes, at the path's place in that order);
