@@ -1,6 +1,6 @@
-"""What a change touches: the teams whose experiments (and workloads files) a pull request's paths change, or nothing
-when any path is of another kind (tested path by path, hostile paths among them, and on real commits through git);
-what main's render --check vouches for; and what validate keeps beside main's side."""
+"""What a change touches: the teams whose experiments and spec files (and generated files) a pull request's paths
+change, or nothing when any path is of another kind (tested path by path, hostile paths among them, and on real
+commits through git); what main's render --check vouches for; and what validate keeps beside main's side."""
 from __future__ import annotations
 
 import subprocess
@@ -11,19 +11,30 @@ from kflowgen.flow.scope import committed, touched
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("specs/experiments/nlp/bert.yaml", ({"nlp"}, set())),
-    ("specs/experiments/nlp/sweeps/bert.yaml", ({"nlp"}, set())),
-    ("overlays/dev/teams/nlp/workloads/job.bert-1.yaml", ({"nlp"}, {"dev"})),
-    ("overlays/dev/teams/nlp/workloads/sub/job.yaml", ({"nlp"}, {"dev"})),  # (its folder: the drift check's)
-    ("overlays/evil/teams/nlp/workloads/job.yaml", ({"nlp"}, {"evil"})),  # (an environment the caller refuses)
+    ("specs/experiments/nlp/bert.yaml", ({"nlp"}, set(), set())),
+    ("specs/experiments/nlp/sweeps/bert.yaml", ({"nlp"}, set(), set())),
+    ("overlays/dev/teams/nlp/workloads/job.bert-1.yaml", ({"nlp"}, {"dev"}, set())),
+    ("overlays/dev/teams/nlp/workloads/sub/job.yaml", ({"nlp"}, {"dev"}, set())),  # (its folder: the drift check's)
+    ("overlays/evil/teams/nlp/workloads/job.yaml", ({"nlp"}, {"evil"}, set())),  # (an environment the caller refuses)
+    ("specs/teams/nlp.yaml", ({"nlp"}, set(), {"nlp"})),  # (whether it still defines nlp: the caller's to see)
 ])
-def test_an_experiment_or_a_workloads_file_touches_its_team(path, expected):
+def test_an_experiment_a_team_spec_or_a_workloads_file_touches_its_team(path, expected):
     assert touched([path]) == expected
+
+
+def test_a_teams_platform_files_are_touched_with_its_spec_only():
+    quota = "overlays/prod/teams/nlp/platform/resourcequota.team.yaml"
+    assert touched(["specs/teams/nlp.yaml", quota, "overlays/dev/teams/nlp/platform/sub/x.yaml"]) == \
+        ({"nlp"}, {"prod", "dev"}, {"nlp"})
+    assert touched([quota]) == (set(), set(), set())  # (a generated file edited by hand: the whole gate's drift)
+    assert touched(["specs/teams/vision.yaml", quota]) == (set(), set(), set())  # (another team's spec)
+    assert touched(["specs/experiments/nlp/bert.yaml", quota]) == (set(), set(), set())
 
 
 @pytest.mark.parametrize("path", [
     "specs/platform.yaml",
-    "specs/teams/nlp.yaml",  # a team spec: quotas, profiles, what every environment's shared files name
+    "specs/teams/nlp.yml",  # a team spec kflowgen reads, but not by the name a gate in scope knows it by
+    "specs/teams/.yaml",
     "specs/models/vision/resnet.yaml",  # a served model: its host is checked across teams
     "bases/team/kustomization.yaml",
     "schemas/crds/x.yaml",
@@ -39,20 +50,22 @@ def test_an_experiment_or_a_workloads_file_touches_its_team(path, expected):
     "overlays/dev/teams",
     "overlays/dev/teams/evil.yaml",  # beside the teams' folders
     "overlays/prod/teams/nlp/stray.yaml",  # beside the team's own folders
-    "overlays/prod/teams/nlp/platform/resourcequota.team.yaml",  # the team's platform overlay
+    "overlays/prod/teams/nlp/other/x.yaml",  # a part of a team's folder kflowgen does not write
+    "overlays/prod/teams/nlp/platform",  # (a file where a folder goes)
     "overlays/dev/teams//workloads/job.yaml",  # no team
     "README.md",
     ".github/CODEOWNERS",
     "crds/kueue.yaml",  # (a CRD file the platform may name)
 ])
 def test_any_other_path_touches_what_no_gate_in_scope_covers(path):
-    assert touched([path]) == (set(), set())
-    assert touched(["specs/experiments/nlp/bert.yaml", path]) == (set(), set())  # (with one it covers, too)
+    assert touched([path]) == (set(), set(), set())
+    assert touched(["specs/experiments/nlp/bert.yaml", path]) == (set(), set(), set())  # (with one it covers, too)
+    assert touched(["specs/teams/nlp.yaml", path]) == (set(), set(), set())
 
 
 def test_a_change_across_teams_names_each_team_once():
     assert touched(["overlays/dev/teams/b/workloads/j.yaml", "specs/experiments/a/x.yaml", "specs/experiments/b/y.yaml",
-                    "overlays/prod/teams/b/workloads/k.yaml"]) == ({"a", "b"}, {"dev", "prod"})
+                    "overlays/prod/teams/b/workloads/k.yaml"]) == ({"a", "b"}, {"dev", "prod"}, set())
 
 
 def _git(root, *args):

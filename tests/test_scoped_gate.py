@@ -1,8 +1,9 @@
 """The gate in scope (kflowgen.flow.scoped) says exactly what the whole gate says: for each pull request below, on the
 example repository whose main was validated and checked (its side, facts and clean trees in the cache), `kflowgen
 gate` prints the same, to the byte, with the same exit code, whether it judges in scope or whole; and it judges in
-scope exactly when the change is one it covers (some teams' experiments and workloads files, committed, on a base the
-cache vouches for)."""
+scope exactly when the change is one it covers (some teams' experiments, spec files and generated files, committed,
+on a base the cache vouches for; a team spec's change only where the team keeps its environments, every shared file
+and the policies' context)."""
 from __future__ import annotations
 
 import os
@@ -119,14 +120,99 @@ def fifo_in_workloads(root):  # (after the commit: git holds no FIFO)
     os.mkfifo(root / WORKLOADS / "job.fifo.yaml")
 
 
+VISION = "specs/teams/vision.yaml"
+
+
+def team_quota(root):  # a team's quota: its ResourceQuota and ClusterQueue, its experiments judged against it again
+    edit(root, VISION, "gpu: {a100: 16}", "gpu: {a100: 12}")
+    render(root)
+
+
+def quota_not_rendered(root):  # drift in the team's platform folder
+    edit(root, VISION, "cpu: 256", "cpu: 250")
+
+
+def quota_and_experiment(root):
+    edit(root, VISION, "gpu: {a100: 16}", "gpu: {a100: 12}")
+    edit(root, RESNET, "epochs: 10", "epochs: 12")
+    render(root)
+
+
+def quota_of_two_teams(root):
+    edit(root, VISION, "gpu: {a100: 16}", "gpu: {a100: 12}")
+    edit(root, "specs/teams/nlp.yaml", "memory: 1536Gi", "memory: 1Ti")
+    render(root)
+
+
+def quota_platform_file_edited(root):  # the team's generated quota edited by hand beside its spec's change
+    team_quota(root)
+    quota = root / "overlays/prod/teams/vision/platform/resourcequota.team.yaml"
+    quota.write_text(quota.read_text().replace("requests.cpu:", "requests.cpu:  "))
+
+
 IN_SCOPE = [fifo_in_workloads, hyperparameter, new_experiment, experiment_removed, two_teams, a_warning, not_rendered,
-            handwritten_job, generated_file_deleted, generated_file_edited, stale_generated_file, link_in_workloads]
+            handwritten_job, generated_file_deleted, generated_file_edited, stale_generated_file, link_in_workloads,
+            team_quota, quota_not_rendered, quota_and_experiment, quota_of_two_teams, quota_platform_file_edited]
 
 
 # changes it does not cover: the whole gate runs
-def team_spec(root):
-    edit(root, "specs/teams/vision.yaml", "gpu: {a100: 16}", "gpu: {a100: 12}")
+def team_spec(root):  # a notebook profile: every environment's hub values
+    edit(root, VISION, "cpu: 4\n", "cpu: 6\n")
     render(root)
+
+
+def profile_not_rendered(root):  # the same, the hub values not rendered: their drift is the whole gate's to say
+    edit(root, VISION, "cpu: 4\n", "cpu: 6\n")
+
+
+def team_owner(root):  # the team's people: the policies' context, every team's overlays judged again
+    edit(root, VISION, "alice@example.com", "carol@example.com")
+    render(root)
+
+
+# a team spec's change the rules let through, not rendered (the gate in scope would see the team's own drift): what
+# it changes in the policies' context sends the gate whole
+def team_joins_staging(root):  # the environment's teams
+    edit(root, "specs/teams/nlp.yaml", "  prod:\n",
+         "  staging:\n    gpu: {a100: 2, t4: 2}\n    cpu: 48\n    memory: 384Gi\n  prod:\n")
+
+
+def owner_not_rendered(root):  # the team's people
+    edit(root, VISION, "alice@example.com", "carol@example.com")
+
+
+def owner_case_not_rendered(root):  # the same person to the hub (it signs in lower case), not to the policies
+    edit(root, VISION, "alice@example.com", "Alice@example.com")
+
+
+def quota_where_kueue_queues_not_rendered(root):  # the team's ClusterQueue differs: its drift, outside its folders
+    edit(root, VISION, "gpu: {a100: 4}", "gpu: {a100: 2}")
+
+
+def team_offboarding(root):
+    edit(root, VISION, "storage:\n", "offboarding: true\nstorage:\n")
+    render(root)
+
+
+def team_renamed(root):  # the file no longer defines its team (KF301)
+    edit(root, VISION, "name: vision", "name: vision2")
+
+
+def quota_where_kueue_queues(root):  # dev: the team's ClusterQueue, in the environment's shared queueing folder
+    edit(root, VISION, "gpu: {a100: 4}", "gpu: {a100: 2}")
+    render(root)
+
+
+def quota_over_capacity(root):  # with the other teams' quotas, more A100s in prod than the cluster has: an error
+    edit(root, VISION, "gpu: {a100: 16}", "gpu: {a100: 32}")  # (which render refuses)
+
+
+def quota_too_small(root):  # a trial over the new quota: an error
+    edit(root, VISION, "cpu: 64", "cpu: 1")
+
+
+def team_added(root):  # (not rendered)
+    (root / "specs/teams/audio.yaml").write_text((root / VISION).read_text().replace("name: vision", "name: audio"))
 
 
 def served_model(root):
@@ -228,24 +314,31 @@ def tracked_elsewhere(root):  # a tracked file outside the folders the gate read
     (root / "crds/x.yaml").write_text("a: 2\n")
 
 
-WHOLE = [team_spec, served_model, readme, an_error, platform_overlay, unknown_environment, filed_under_another_team,
-         link_in_specs, no_such_team, edited_elsewhere, untracked_elsewhere, ignored_elsewhere, assumed_unchanged,
-         line_ends_converted, sparse, tracked_elsewhere, staged_elsewhere]
+WHOLE = [team_spec, profile_not_rendered, team_owner, team_joins_staging, owner_not_rendered, owner_case_not_rendered,
+         team_offboarding, team_renamed, quota_where_kueue_queues, quota_where_kueue_queues_not_rendered,
+         quota_over_capacity, quota_too_small, team_added, served_model, readme, an_error, platform_overlay, unknown_environment,
+         filed_under_another_team, link_in_specs, no_such_team, edited_elsewhere, untracked_elsewhere,
+         ignored_elsewhere, assumed_unchanged, line_ends_converted, sparse, tracked_elsewhere, staged_elsewhere]
 AFTER = {fifo_in_workloads, edited_elsewhere, untracked_elsewhere, ignored_elsewhere, assumed_unchanged,
          line_ends_converted, sparse, tracked_elsewhere, staged_elsewhere}  # (they commit what they change themselves)
+
+
+WARNINGS = ("KF325", "KF336", "KF317", "KF506")
 
 
 def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
     """The example repository on main, committed, validated and checked as main's CI does: (repository, cache).
     warned: with warnings main's gate let through, on another team's experiment (KF325), on vision's model (a path
-    that ends in a version folder: KF336) and on the platform file (no CODEOWNERS: KF317), which a gate in scope
-    takes from the base (KF325, KF336) and makes again (KF317)."""
+    that ends in a version folder: KF336), on the platform file (no CODEOWNERS: KF317) and on recsys's spec (a team
+    being offboarded: KF506), which a gate in scope takes from the base (KF325, KF336; KF506 for a change to
+    experiments) and makes again (KF317; KF336 and KF506 for a change to vision's spec)."""
     root = copy_repo(PROJECT, tmp / "repo")
     (root / "crds").mkdir()
     (root / "crds/x.yaml").write_text("a: 1\n")  # (a tracked file outside the folders the gate reads)
     if warned:
         edit(root, BERT, "parallelism: 4", "parallelism: 6")
         edit(root, "specs/models/vision/resnet.yaml", "path: models/resnet", "path: models/resnet/1")
+        edit(root, "specs/teams/recsys.yaml", "quota:", "offboarding: true\nquota:")
         (root / ".github/CODEOWNERS").unlink()
         render(root)
     git(root, "init", "-q", "-b", "main")
@@ -254,8 +347,7 @@ def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
     for args in (["validate"], ["render", "--check"]):
         done = CliRunner().invoke(app, [*args, "-C", str(root)], env={"KFLOWGEN_CACHE": str(tmp / "cache")})
         assert done.exit_code == 0, done.output
-        assert args != ["validate"] or all(code in done.output for code in ("KF325", "KF336", "KF317")) is warned, \
-            done.output
+        assert args != ["validate"] or all(code in done.output for code in WARNINGS) is warned, done.output
     return root, tmp / "cache"
 
 
@@ -303,10 +395,10 @@ def test_the_gate_in_scope_says_what_the_whole_gate_says(main_repo, tmp_path, mo
     assert in_scope == gate(root, cache, monkeypatch, whole=True)
 
 
-@pytest.mark.parametrize("change", [hyperparameter, team_spec, an_error, edited_elsewhere], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("change", [hyperparameter, served_model, an_error, edited_elsewhere], ids=lambda c: c.__name__)
 def test_gits_answers_are_asked_in_scope_read_there_and_stopped_otherwise(main_repo, tmp_path, monkeypatch, change):
     """Whether the work tree is HEAD's is asked of git once the change is found to be one the gate in scope covers
-    (not for a team spec), beside everything that gate then does: a gate judged in scope reads the answer; one that
+    (not for a served model), beside everything that gate then does: a gate judged in scope reads the answer; one that
     turns out not to be (the rules refuse the change, the work tree is not HEAD's) stops what still runs, and git's
     index is left as it was (no lock file)."""
     root, cache = pull_request(main_repo, tmp_path, change)
@@ -315,14 +407,14 @@ def test_gits_answers_are_asked_in_scope_read_there_and_stopped_otherwise(main_r
     monkeypatch.setattr(scopes, "status", lambda root, **kw: started.append(real_status(root, **kw)) or started[-1])
     monkeypatch.setattr(survey, "stop", lambda runs: stopped.append(runs) or real_stop(runs))
     judged = scoped.gate(_opts(root, cache, monkeypatch), "main")
-    assert [len(runs) for runs in started] == ([] if change is team_spec else [len(scopes.STATUS)])
+    assert [len(runs) for runs in started] == ([] if change is served_model else [len(scopes.STATUS)])
     assert [runs for runs in stopped if runs] == ([] if judged is not None else started)
     assert all(run.returncode is not None for runs in started for run, *_ in runs)  # (each one ended, and reaped)
     assert (judged is not None) is (change is hyperparameter)
     assert not (root / ".git/index.lock").exists()
 
 
-@pytest.mark.parametrize("change", [hyperparameter, team_spec, an_error, edited_elsewhere], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("change", [hyperparameter, served_model, an_error, edited_elsewhere], ids=lambda c: c.__name__)
 def test_the_bases_listing_is_stopped_in_scope_and_started_again_when_the_gate_goes_whole(main_repo, tmp_path,
                                                                                           monkeypatch, change):
     """The whole gate's listing of the base (gitref.started, begun as the gate starts) is not read by a gate in
@@ -333,14 +425,14 @@ def test_the_bases_listing_is_stopped_in_scope_and_started_again_when_the_gate_g
     first = list(listing)
     judged = scoped.gate(_opts(root, cache, monkeypatch), "main", listing)
     assert (judged is not None) is (change is hyperparameter)
-    if change is team_spec:
+    if change is served_model:
         assert listing == first
     elif judged is not None:
         assert listing == []
     else:
         assert len(listing) == len(first) and not set(map(id, listing)) & set(map(id, first))
         assert survey.results(listing) == survey.results(gitref.started(root, "main"))
-    assert all(run.returncode is not None for run, *_ in first if change is not team_spec)  # (ended, and reaped)
+    assert all(run.returncode is not None for run, *_ in first if change is not served_model)  # (ended, reaped)
     survey.finish(listing)
 
 
@@ -392,13 +484,13 @@ def test_no_gate_in_scope_without_a_base_checked_by_render_check_nor_without_the
     assert scoped.gate(_opts(root, cache, monkeypatch), "main") is None
 
 
-@pytest.mark.parametrize("change", [hyperparameter, experiment_removed, handwritten_job, not_rendered],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("change", [hyperparameter, experiment_removed, handwritten_job, not_rendered, team_quota,
+                                    quota_not_rendered], ids=lambda c: c.__name__)
 def test_warnings_on_the_base_are_said_as_the_whole_gate_says_them(warned_main, tmp_path, monkeypatch, change):
     test_the_gate_in_scope_says_what_the_whole_gate_says(warned_main, tmp_path, monkeypatch, change)
     root, cache = tmp_path / "repo", tmp_path / "cache"
     code, output = gate(root, cache, monkeypatch, whole=False)
-    assert all(code in output for code in ("KF325", "KF336", "KF317"))
+    assert all(code in output for code in WARNINGS)
 
 
 def _opts(root: Path, cache: Path, monkeypatch) -> Options:

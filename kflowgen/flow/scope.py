@@ -21,25 +21,33 @@ TEAMS = "specs/teams"
 _NO_INDEX = os.path.join(tempfile.gettempdir(), f"kflowgen-no-index-{os.urandom(16).hex()}", "index")
 
 
-def touched(paths: Iterable[str]) -> tuple[set[str], set[str]]:
-    """The teams whose experiments, and whose generated workloads files, these paths (from the repository's folder,
-    as git names them) change, and the environments of those files; nothing at all when any path is another kind
-    (a team spec, a served model, the platform file, bases/, schemas/, a shared or platform overlay file, a file
-    beside the teams' folders, anything outside specs/ and overlays/): a change kflowgen cannot scope to its teams.
-    Names are as the paths give them: a team or an environment the specs do not define is the caller's to refuse."""
+def touched(paths: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
+    """The teams whose experiments, spec files and generated files these paths (from the repository's folder, as git
+    names them) change, the environments of those files, and the teams whose spec file (specs/teams/<team>.yaml)
+    they change: a team's platform files are generated from its spec, so a change to them comes with one to it.
+    Nothing at all when any path is another kind (the platform file, a served model, bases/, schemas/, a shared or
+    platform overlay file, a file beside the teams' folders, anything outside specs/ and overlays/): a change
+    kflowgen cannot scope to its teams. Names are as the paths give them: a team or an environment the specs do not
+    define, or a spec file that does not define the team of its name, is the caller's to refuse."""
     teams: set[str] = set()
     envs: set[str] = set()
+    specs: set[str] = set()
+    platform: set[str] = set()
     for path in paths:
         parts = path.split("/")
         if path.startswith(f"{EXPERIMENTS}/") and len(parts) > 3 and parts[2]:
             teams.add(parts[2])
-        elif parts[0] == layout.OVERLAYS and len(parts) > 5 and parts[2] == "teams" and \
-                parts[4] == layout.WORKLOADS_PART and parts[1] and parts[3]:
-            teams.add(parts[3])
+        elif path.startswith(f"{TEAMS}/") and len(parts) == 3 and parts[2].endswith(".yaml") and len(parts[2]) > 5:
+            specs.add(parts[2].removesuffix(".yaml"))
+        elif parts[0] == layout.OVERLAYS and len(parts) > 5 and parts[2] == "teams" and parts[1] and parts[3] and \
+                parts[4] in (layout.WORKLOADS_PART, layout.PLATFORM_PART):
+            (teams if parts[4] == layout.WORKLOADS_PART else platform).add(parts[3])
             envs.add(parts[1])
         else:
-            return set(), set()
-    return teams, envs
+            return set(), set(), set()
+    if not platform <= specs:  # (a team's platform files changed, its spec not: render --check's to refuse, whole)
+        return set(), set(), set()
+    return teams | specs, envs, specs
 
 
 def committed(root: Path, base: str, head: str = "HEAD") -> list[str] | None:

@@ -1,11 +1,15 @@
-"""The gate of a pull request that changes only some teams' experiments (and their generated workloads files),
+"""The gate of a pull request that changes only some teams' experiments and spec files (and their generated files),
 judged in scope: the platform, every team spec and those teams' experiments and models are loaded from HEAD, their
-units rendered, their folders checked for drift, their overlays built and checked; everything else is taken from the
-base, which main's validate kept (its side and facts, flow.side) and main's render --check found to render exactly
-(scope.clean). The result is the whole gate's, to the byte (tests/test_scoped_gate.py compares them); any case this
-does not cover gives None, and the whole gate runs."""
+units and the shared ones rendered, their folders and the shared files checked for drift, their overlays built and
+checked; everything else is taken from the base, which main's validate kept (its side and facts, flow.side) and main's
+render --check found to render exactly (scope.clean). A team spec's change is judged in scope when the team stays in
+the same environments, every shared file it renders is the base's and the policies' context is unchanged (a quota,
+a profile's resources); what is found in the platform file and every team spec is found again. The result is the
+whole gate's, to the byte (tests/test_scoped_gate.py compares them); any case this does not cover gives None, and
+the whole gate runs."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -13,6 +17,7 @@ from pathlib import Path
 from kflowgen import ahead, cache, rules, survey
 from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
+from kflowgen.checks.policy import Context
 from kflowgen.diagnostics import Diagnostic, Report
 from kflowgen.flow import diff, gitref, scope as scopes
 from kflowgen.flow.side import Facts, Gone, Side, facts, kustomize_id, named, recall
@@ -20,14 +25,15 @@ from kflowgen.options import Options
 from kflowgen.report import summary
 from kflowgen.specs import layout, read
 from kflowgen.specs.experiment import EXPERIMENTS
-from kflowgen.specs.model import Model, specs_of
+from kflowgen.specs.model import Model, Platform, Team, specs_of
 from kflowgen.specs.read import Snapshot
+from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.served import MODELS
 from kflowgen.targets.cached import render_cached
-from kflowgen.targets import units
+from kflowgen.targets import shared_unit, units
 from kflowgen.targets.emit import is_generated
 from kflowgen.write import writer
-from kflowgen.write.departures import CODES as DEPARTURES
+from kflowgen.write.departures import CODES as DEPARTURES, offboarding
 
 # A gate in scope saves recalling every other team and costs asking git more (the work tree's status, the scope's
 # folders listed): with fewer other teams than this, the whole gate is as fast or faster (a repository of one team of
@@ -69,7 +75,7 @@ def _in_scope(opts: Options, base: str, status: list, listing: list) -> tuple[Re
                 or not scopes.clean(store, trees.get("specs", ""), trees.get("overlays", "")):
             return None
         k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
-        teams, envs = scopes.touched(scopes.committed(root, commit, head) or ()) if k else (set(), set())
+        teams, envs, specs = scopes.touched(scopes.committed(root, commit, head) or ()) if k else (set(), set(), set())
         others = (gitref.ls_tree(root, head, [scopes.TEAMS], "-r", "--name-only") or b"").count(b"\0") - len(teams)
         if not teams or others < SCOPED_FROM:
             return None
@@ -81,12 +87,12 @@ def _in_scope(opts: Options, base: str, status: list, listing: list) -> tuple[Re
         # priority as this process: it is what the gate waits for longest
         status += scopes.status(root, behind=False)
     ahead.drop(opts.early, root, True)  # (the specs are read from git)
-    return _scoped(opts, base, (commit, head), teams, envs, k, status)
+    return _scoped(opts, base, (commit, head), (teams, specs), envs, k, status)
 
 
-def _scoped(opts: Options, base: str, commits: tuple[str, str], teams: set[str], envs: set[str], k: str,
-            status: list) -> tuple[Report, diff.DiffReport | None] | None:
-    root, store = opts.root, opts.store
+def _scoped(opts: Options, base: str, commits: tuple[str, str], touched: tuple[set[str], set[str]], envs: set[str],
+            k: str, status: list) -> tuple[Report, diff.DiffReport | None] | None:
+    root, store, (teams, changed) = opts.root, opts.store, touched
     with opts.timed("base"):
         old, known = recall(store, k), facts(store, k)
     if old is None or known is None or any(d.code in ACROSS_TEAMS for d in known.warnings):
@@ -97,14 +103,14 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
     with opts.timed("load"):
         specs = read.read(opts, snapshot)
     model = specs.model
-    found = _found(opts, specs, teams) if model is not None else None
+    found = _found(opts, specs, teams, changed) if model is not None else None
     if model is None or found is None \
             or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
-            or set(model.platform.environments) != set(old.envs):
+            or set(model.platform.environments) != set(old.envs) or not _stays(opts, snapshot, model, old, changed):
         return None  # (a change the rules refuse: the whole gate says so, with every finding)
-    with opts.timed("render"):
-        rendered = render_cached(model, opts, [u for u in units(model) if not u[1] or u[1] in teams])
-    judged = _judged(opts, base, commits, teams, model, found, rendered, old, known)
+    with opts.timed("render"):  # (not the shared units: their files are the base's, _stays)
+        rendered = render_cached(model, opts, [u for u in units(model) if u[1] in teams])
+    judged = _judged(opts, base, commits, touched, model, found, rendered, old, known)
     # (git's answers, last: what was judged above is thrown away when the work tree is not HEAD's, and git's look at
     # every file, 2 s at 10,000 teams, runs beside all of it)
     if judged is None or not scopes.heads(root, survey.results(status)) \
@@ -113,32 +119,35 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
     return judged
 
 
-def _found(opts: Options, specs: read.Specs, teams: set[str]) -> list[Diagnostic] | None:
-    """What validate finds in these teams' experiment files (everything else it finds, the base's validate found: see
-    _kept): the load's findings there, and the rules' on a model of the platform, the team specs the teams' experiments
-    and models name and those experiments and models (what the rules find in a team's experiment files is a function
-    of these alone, tests/test_team_locality.py; the rules on every team spec took 1 s at 10,000 teams). None when
-    one is an error or spans teams, or when the rules find what these experiments make across teams (OF_EXPERIMENTS;
-    what else they find outside these files, of a model of fewer teams, is not what validate finds, and not used)."""
+def _found(opts: Options, specs: read.Specs, teams: set[str], changed: set[str]) -> list[Diagnostic] | None:
+    """What validate finds in these teams' experiment files and, when team specs changed, in the platform file, every
+    team spec and the changed teams' models (everything else it finds, the base's validate found: see _kept): the
+    load's findings there, and the rules' on a model of the platform, the team specs the teams' experiments and
+    models name (every team spec, when one changed) and those experiments and models (what the rules find in a team's
+    experiment and model files is a function of these alone, and what they find in the platform and team spec files
+    of those and every team spec: tests/test_team_locality.py; the rules on every team spec took 1 s at 10,000
+    teams). None when one is an error or spans teams, or when the rules find what these experiments make across teams
+    (OF_EXPERIMENTS; what else they find outside these files, of a model of fewer teams, is not what validate finds,
+    and not used)."""
     model = specs.model
     named = teams | {s.top("team") for seq in (model.experiments, model.served) for s in specs_of(seq)}
     own = [t for t in model.teams if t.name in named]
-    if {t.name for t in own} != named:  # (a team no spec defines: its findings name every team)
+    if changed or {t.name for t in own} != named:  # (a team no spec defines: its findings name every team)
         own = model.teams
     part = Model(model.platform, own, model.served, model.experiments, model.unreadable, model.inputs)
     sources = [model.platform.source, *(t.source for t in own), *specs_of(model.served), *specs_of(model.experiments)]
     with opts.timed("validate"):
         ruled = rules.checked(part, sources, opts.store)
-    found = [d for d in specs.diagnostics + ruled if _experiment_of(d.path, teams)]
+    found = [d for d in specs.diagnostics + ruled if _ours(d.path, teams, changed)]
     if any(d.severity == "error" or d.code in ACROSS_TEAMS for d in found) or any(d.code in OF_EXPERIMENTS
                                                                                    for d in ruled):
         return None
     return found
 
 
-def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str], model, found: list[Diagnostic],
-            rendered, old: Side, known: Facts) -> tuple[Report, diff.DiffReport | None] | None:
-    root, envs, (commit, head) = opts.root, list(model.platform.environments), commits
+def _judged(opts: Options, base: str, commits: tuple[str, str], touched: tuple[set[str], set[str]], model,
+            found: list[Diagnostic], rendered, old: Side, known: Facts) -> tuple[Report, diff.DiffReport | None] | None:
+    root, envs, (commit, head), (teams, changed) = opts.root, list(model.platform.environments), commits, touched
     folders = [f"{layout.OVERLAYS}/{env}/teams/{t}" for env in envs for t in sorted(teams)]
     report = Report(list(found))
     with opts.timed("validate"):
@@ -150,12 +159,17 @@ def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
     if checked is None or before is None:
         return None
     plan, drifted = checked
+    inside = tuple(f"{f}/" for f in folders)
+    if any(not rel.startswith(inside) for rel in (*plan.changed, *plan.added)):
+        return None  # (a shared file, or a team's Argo CD file, these specs render otherwise: built whole)
     report.extend(drifted)
-    overlays = [o for o in overlays_of(rendered) if o.startswith(tuple(f"{f}/" for f in folders))]
+    if changed:
+        report.extend(offboarding(model, envs))
+    overlays = [o for o in overlays_of(rendered) if o.startswith(inside)]
     with opts.timed("build"):
         built, failed = build(opts, rendered, overlays)
     report.extend(failed)
-    report.extend(d for d in known.warnings if _kept(d, teams))
+    report.extend(d for d in known.warnings if _kept(d, teams, changed))
     if not failed:
         with opts.timed("verify"):
             job, _ = verify.manifests_job(root, model, built, opts.jobs, cache.default_folder(), opts.store)
@@ -167,7 +181,7 @@ def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
                 env = o.split("/", 2)[1]
                 counts[env] = counts.get(env, 0) + n
             report.summary = summary.summary(model, Built(counts=counts), envs, dict(known.tools))
-        mine = sum(1 for rel in rendered.files if rel.startswith(tuple(f"{f}/" for f in folders)))
+        mine = sum(1 for rel in rendered.files if rel.startswith(inside))
         report.summary += [summary.drift(rendered.files, plan, known.generated - before.count(b"\0") + mine)]
     if failed:  # (as the whole gate: no diff of a head that does not build)
         return report, None
@@ -176,6 +190,7 @@ def _judged(opts: Options, base: str, commits: tuple[str, str], teams: set[str],
         theirs = tuple(f"{kind}/{t}/" for t in teams for kind in (EXPERIMENTS, MODELS))
         head.specs = {**{p: i for p, i in old.specs.items() if not p.startswith(theirs)}, **head.specs}
         head.sweeps = {s for s in old.sweeps if s[0] not in teams} | head.sweeps
+        head.values = dict(old.values)  # (not rendered: the base's, _stays)
         for overlay, digest in old.built.items():
             head.built.setdefault(overlay, digest)
     old.read = lambda ids: gitref.blobs(_git(root), root, ids)
@@ -251,6 +266,40 @@ def _special(root: Path, folders: list[str]) -> list[str]:
     return out
 
 
+def _stays(opts: Options, snapshot: Snapshot, model: Model, old: Side, changed: set[str]) -> bool:
+    """Whether each team whose spec changed is still the team its file names, and what it adds to what all teams share
+    is as it was: alone, as it was and as it is, it makes the same shared files (targets.shared_unit: the hub's
+    values, the Argo CD bootstrap) and the same policies' context (each environment's teams, their namespaces and
+    people; not a quota): alike. A team's part of those is its own, whatever other teams there are
+    (tests/test_team_locality.py), so every shared file is then the base's, to the byte, and no other team's overlay
+    is judged otherwise (policy.same_context_as); and the team is in the same environments (one left or joined: the
+    whole gate's)."""
+    if not changed:
+        return True
+    paths = {f"{scopes.TEAMS}/{t}.yaml" for t in changed}
+    mine = sorted((t for t in model.teams if t.name in changed), key=lambda t: t.name)
+    if {t.source.path for t in mine} != paths or len(mine) != len(changed) or not all(map(old.specs.get, paths)):
+        return False  # (a team added, renamed, or removed: the whole gate says what that does)
+    ids = {p: old.specs[p] for p in paths}
+    before = gitref.blobs(_git(opts.root), opts.root, ids)
+    if len(before) != len(ids):
+        return False
+    was = read.read(opts, Snapshot({PLATFORM: snapshot[PLATFORM], **before}, {PLATFORM: snapshot.ids[PLATFORM], **ids}))
+    if was.model is None or [t.name for t in was.model.teams] != [t.name for t in mine]:
+        return False
+    if not all(alike(was.model.platform, then, model.platform, now) for then, now in zip(was.model.teams, mine)):
+        return False
+    return policy.same_context_as(model, opts.store, {p: hashlib.sha256(b).hexdigest() for p, b in before.items()})
+
+
+def alike(p: Platform, then: Team, p2: Platform, now: Team) -> bool:
+    """Whether a team, alone, makes the same shared files and policies' context as it was and as it is (with the
+    platform as it was and is: the same file)."""
+    a, b = Model(p, [then]), Model(p2, [now])
+    return repr(Context.from_model(a)) == repr(Context.from_model(b)) and all(
+        shared_unit(p, a.teams_in(e), e).files == shared_unit(p2, b.teams_in(e), e).files for e in p.environments)
+
+
 LINK, SUBMODULE = b"120000", b"160000"
 
 
@@ -260,18 +309,27 @@ def _experiment_of(path: str, teams: set[str]) -> bool:
     return path.startswith(f"{EXPERIMENTS}/") and len(parts) > 3 and parts[2] in teams
 
 
-def _kept(d: Diagnostic, teams: set[str]) -> bool:
-    """A base finding this gate does not make again: on a spec file but these teams' experiments (unchanged, and what
-    is found there does not depend on any experiment: tests/test_team_locality.py; the one finding that does,
-    KF351, sends the gate whole), on an overlay outside these teams' folders, on the hub values (made of the platform
-    and team specs alone, which are unchanged), or about a team leaving (its spec unchanged). Not CODEOWNERS' (this
-    gate checks it again: it covers every spec file)."""
+def _ours(path: str, teams: set[str], changed: set[str]) -> bool:
+    """A spec file whose findings this gate makes: these teams' experiments and, when team specs changed (changed),
+    the platform file, everything under specs/teams/ and the changed teams' models."""
+    parts = path.split("/")
+    return _experiment_of(path, teams) or bool(changed) and (
+        path == PLATFORM or path.startswith(f"{scopes.TEAMS}/")
+        or path.startswith(f"{MODELS}/") and len(parts) > 3 and parts[2] in changed)
+
+
+def _kept(d: Diagnostic, teams: set[str], changed: set[str]) -> bool:
+    """A base finding this gate does not make again: on a spec file but those it judges (_ours: what is found in the
+    others does not depend on any experiment, nor on another team's spec, tests/test_team_locality.py; the one finding
+    that does, KF351, sends the gate whole), on an overlay outside these teams' folders, on the hub values (the
+    base's, to the byte: _judged), or about a team leaving (the teams whose specs changed stay where they are:
+    _stays). Not CODEOWNERS' (this gate checks it again: it covers every spec file)."""
     if d.code in codeowners.CODES:
         return False
+    if d.path.startswith(f"{survey.SPECS}/"):
+        return not _ours(d.path, teams, changed)
     if d.code in DEPARTURES or d.code in verify.HUB_CODES:
         return True
-    if d.path.startswith(f"{survey.SPECS}/"):
-        return not _experiment_of(d.path, teams)
     place = layout.place(d.path)
     return place is not None and place.team not in teams
 

@@ -33,7 +33,7 @@ from kflowgen.diagnostics import Diagnostic, error
 from kflowgen.specs import layout
 from kflowgen.specs.model import Model
 
-__all__ = ["CODES", "Context", "POLICIES", "checked", "go_match", "run"]
+__all__ = ["CODES", "Context", "POLICIES", "checked", "go_match", "run", "same_context_as"]
 
 Finding = tuple[str, str, str]  # (json pointer, message, hint)
 
@@ -149,13 +149,37 @@ def _fingerprint(model: Model, env: str | None, store: cache.Cache) -> tuple[str
     Context.from_model), so that a run whose specs named it before makes no context but those it judges in; and
     the context, when it was made here to be named."""
     specs = [model.platform.source, *(t.source for t in model.teams)]
-    k = cache.key("policy context", cache.code_digest(), env or "", *(f"{s.path}:{s.digest}" for s in specs)) \
+    k = _context_key(env, {s.path: s.digest for s in specs}) \
         if store.folder is not None and all(s.digest for s in specs) else None
-    known = store.lookup("policy-context", k) if k else None
-    if known is not None and len(known) == 64:
-        return known.decode("ascii", "replace"), None
+    known = _named(store, k) if k else None
+    if known is not None:
+        return known, None
     whole = Context.from_model(model, env)
     fingerprint = cache.key(repr(whole))
     if k:
         store.put("policy-context", k, fingerprint.encode("ascii"))
     return fingerprint, whole
+
+
+def same_context_as(model: Model, store: cache.Cache, before: dict[str, str]) -> bool:
+    """Name this model's context (see _fingerprint) as the cache names that of the model of the same spec files but
+    these, as they were before ({path: sha256}), for a caller who has found the two contexts the same (flow.scoped: a
+    pull request that changes a team's quota; every environment's context at 10,000 teams takes 0.3 s to make and
+    name). False when the cache does not name the earlier one (it was never judged)."""
+    specs = {s.path: s.digest for s in [model.platform.source, *(t.source for t in model.teams)]}
+    if store.folder is None or not all(specs.values()) or not before.keys() <= specs.keys():
+        return False
+    was = _named(store, _context_key(None, {**specs, **before}))
+    if was is not None:
+        store.put("policy-context", _context_key(None, specs), was.encode("ascii"))
+    return was is not None
+
+
+def _context_key(env: str | None, specs: dict[str, str]) -> str:
+    """The key of the entry naming the context made of these spec files ({path: sha256}, in model order)."""
+    return cache.key("policy context", cache.code_digest(), env or "", *(f"{p}:{d}" for p, d in specs.items()))
+
+
+def _named(store: cache.Cache, k: str) -> str | None:
+    known = store.lookup("policy-context", k)
+    return known.decode("ascii", "replace") if known is not None and len(known) == 64 else None
