@@ -40,10 +40,10 @@ def where(tmp_path, monkeypatch) -> Path:
     file: a forked process's list would stay its own)."""
     out, real = tmp_path / "pids", rules.made
 
-    def spy(model, store, k):
+    def spy(model, store, k, *served):
         with out.open("a") as f:
             f.write(f"{os.getpid()}\n")
-        return real(model, store, k)
+        return real(model, store, k, *served)
 
     monkeypatch.setattr(rules, "made", spy)
     return out
@@ -167,13 +167,13 @@ def test_an_unknown_environment_is_reported_without_a_render(many, where, monkey
 def test_a_rules_process_that_fails_leaves_the_rules_to_this_process(many, tmp_path, monkeypatch, how, refused):
     parent, real, ran = os.getpid(), rules.made, []
 
-    def failing_in_the_child(model, store, k):
+    def failing_in_the_child(model, store, k, *served):
         if os.getpid() != parent:
             if how == "exits":
                 os._exit(3)
             raise RuntimeError("the rules' process fails")
         ran.append(os.getpid())
-        return real(model, store, k)
+        return real(model, store, k, *served)
 
     monkeypatch.setattr(rules, "made", failing_in_the_child)
     bad = collide(many, tmp_path) if refused else many

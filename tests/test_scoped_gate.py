@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import PROJECT, copy_repo
-from kflowgen import survey, tools
+from kflowgen import rules, survey, tools
 from kflowgen.cli import app
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.flow import gitref, pipeline, scope as scopes, scoped
@@ -521,3 +521,22 @@ def test_a_base_side_a_diff_made_from_git_is_not_taken_for_mains_validate(tmp_pa
     git(root, "checkout", "-q", "pr")
     assert scoped.gate(_opts(root, cache, monkeypatch), "main") is not None
     assert CliRunner().invoke(app, ["gate", "--base", "main", "-C", str(root)], env=env).output == first.output
+
+
+def test_a_team_specs_change_checks_the_other_teams_specs_apart_from_the_cache(main_repo, tmp_path, monkeypatch):
+    """The rules that look at each team's specs apart (rules.LOCAL) run on the changed team's alone: the other teams'
+    parts, which their served models (not loaded in scope) are part of, come from main's run by those models' sha256
+    (main's facts); and when the cache does not hold such a part, the whole gate runs."""
+    root, cache = pull_request(main_repo, tmp_path, team_quota)
+    seen = []
+    for name, (rule, local, across) in list(rules.LOCAL.items()):
+        def spy(model, teams, served, local=local):
+            seen.append(tuple(t.name for t in teams))
+            return local(model, teams, served)
+        monkeypatch.setitem(rules.LOCAL, name, (rule, spy, across))
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is not None
+    assert set(seen) == {("vision",)}
+    shutil.rmtree(cache)
+    shutil.copytree(main_repo[1], cache)
+    monkeypatch.setattr(rules, "_recalled", lambda memo, store, k: None)
+    assert scoped.gate(_opts(root, cache, monkeypatch), "main") is None

@@ -21,7 +21,7 @@ from kflowgen.report import summary
 from kflowgen.specs import layout
 from kflowgen.specs.discover import PLATFORM
 from kflowgen.specs.experiment import Experiment
-from kflowgen.specs.model import Model
+from kflowgen.specs.model import Model, specs_of
 from kflowgen.tools import ask_ahead
 from kflowgen.targets.cached import Rendered
 from kflowgen.targets.files import Files
@@ -215,7 +215,7 @@ def head_side(opts: Options, done: Checked, keep: bool = True) -> diff.Side | No
     side = diff.side(done.model, done.rendered.files, done.built, opts.root)
     if keep and not done.report.errors:
         found = Facts(dict(done.built.sizes), len(done.rendered.files), sorted(set(done.report.diagnostics)),
-                      dict(done.tools or {}))
+                      dict(done.tools or {}), {s.path: s.digest for s in specs_of(done.model.served)})
         diff.remember(opts, done.model, side, done.built.keys, done.rendered.units, found=found)
     return side
 

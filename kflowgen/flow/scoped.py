@@ -103,7 +103,7 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], touched: tuple[s
     with opts.timed("load"):
         specs = read.read(opts, snapshot)
     model = specs.model
-    found = _found(opts, specs, teams, changed) if model is not None else None
+    found = _found(opts, specs, teams, changed, known) if model is not None else None
     if model is None or found is None \
             or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
             or set(model.platform.environments) != set(old.envs) or not _stays(opts, snapshot, model, old, changed):
@@ -119,16 +119,18 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], touched: tuple[s
     return judged
 
 
-def _found(opts: Options, specs: read.Specs, teams: set[str], changed: set[str]) -> list[Diagnostic] | None:
+def _found(opts: Options, specs: read.Specs, teams: set[str], changed: set[str], known: Facts
+           ) -> list[Diagnostic] | None:
     """What validate finds in these teams' experiment files and, when team specs changed, in the platform file, every
     team spec and the changed teams' models (everything else it finds, the base's validate found: see _kept): the
     load's findings there, and the rules' on a model of the platform, the team specs the teams' experiments and
     models name (every team spec, when one changed) and those experiments and models (what the rules find in a team's
     experiment and model files is a function of these alone, and what they find in the platform and team spec files
     of those and every team spec: tests/test_team_locality.py; the rules on every team spec took 1 s at 10,000
-    teams). None when one is an error or spans teams, or when the rules find what these experiments make across teams
-    (OF_EXPERIMENTS; what else they find outside these files, of a model of fewer teams, is not what validate finds,
-    and not used)."""
+    teams; the other teams' parts of the rules that look at a team's specs apart, which those teams' served models,
+    not loaded, are part of, come from the cache by those models' sha256 in main's facts). None when one is an error
+    or spans teams, or when the rules find what these experiments make across teams (OF_EXPERIMENTS; what else they
+    find outside these files, of a model of fewer teams, is not what validate finds, and not used)."""
     model = specs.model
     named = teams | {s.top("team") for seq in (model.experiments, model.served) for s in specs_of(seq)}
     own = [t for t in model.teams if t.name in named]
@@ -136,8 +138,15 @@ def _found(opts: Options, specs: read.Specs, teams: set[str], changed: set[str])
         own = model.teams
     part = Model(model.platform, own, model.served, model.experiments, model.unreadable, model.inputs)
     sources = [model.platform.source, *(t.source for t in own), *specs_of(model.served), *specs_of(model.experiments)]
+    served: dict[str, list[str]] | None = None
+    if changed:
+        served = {t.name: [] for t in model.teams if t.name not in teams}
+        for path, digest in known.served.items():
+            served.get(path.split("/", 3)[2], []).append(f"{path}:{digest}")
     with opts.timed("validate"):
-        ruled = rules.checked(part, sources, opts.store)
+        ruled = rules.checked(part, sources, opts.store, served)
+    if ruled is None:
+        return None
     found = [d for d in specs.diagnostics + ruled if _ours(d.path, teams, changed)]
     if any(d.severity == "error" or d.code in ACROSS_TEAMS for d in found) or any(d.code in OF_EXPERIMENTS
                                                                                    for d in ruled):

@@ -278,12 +278,14 @@ def kustomize_id(root: Path) -> str | None:
 class Facts:
     """What a gate judging only the teams a change touches (flow.scoped) takes from its base besides the side, which
     only validate finds (a diff's side made from git holds none of it): each overlay's object count, how many files
-    were generated, the warnings, and the tools that checked."""
+    were generated, the warnings, the tools that checked, and the sha256 of each served model's spec file (what the
+    rules' parts of a team are cached under: rules.checked)."""
 
     sizes: dict[str, int]
     generated: int
     warnings: list[Diagnostic]
     tools: dict[str, str]
+    served: dict[str, str]
 
 
 def facts(store: cache.Cache, k: str) -> Facts | None:
@@ -292,7 +294,8 @@ def facts(store: cache.Cache, k: str) -> Facts | None:
     if body is None:
         return None
     doc = json.loads(body)
-    return Facts(doc["sizes"], doc["generated"], [Diagnostic(*d) for d in doc["warnings"]], doc["tools"])
+    return Facts(doc["sizes"], doc["generated"], [Diagnostic(*d) for d in doc["warnings"]], doc["tools"],
+                 doc["served"])
 
 
 def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: dict[str, str],
@@ -313,7 +316,8 @@ def remember(opts: Options, model: Model, s: Side, keys: dict[str, str], units: 
         _keep(store, s, k, keys, units)
     if found is not None:
         store.put("side-facts", k, json.dumps({"sizes": found.sizes, "generated": found.generated, "tools": found.tools,
-                                               "warnings": [list(astuple(d)) for d in found.warnings]}).encode())
+                                               "warnings": [list(astuple(d)) for d in found.warnings],
+                                               "served": found.served}).encode())
     if head:  # (after keeping the side: what naming lists is not held while its texts are kept)
         _name_head(root, store, builder)
 

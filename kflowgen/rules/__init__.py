@@ -79,40 +79,52 @@ def run(model: Model, skip=()) -> list[Diagnostic]:
     return [d for name, rule in RULES.items() if name not in skip for d in rule(model)]
 
 
-def checked(model: Model, sources: list[SpecFile], store: cache.Cache) -> list[Diagnostic]:
+def checked(model: Model, sources: list[SpecFile], store: cache.Cache, served: dict[str, list[str]] | None = None
+            ) -> list[Diagnostic] | None:
     """run(model), cached. The rules read only the model, which is made from exactly these spec files (and the names
     of team files that did not load), so their findings are cached under all of those: the commands of one
     pull-request gate (validate, render --check, diff) run them once. When any spec changed, the rules of BY_TEAM
-    check again only the teams whose inputs changed (a pull request to one team: that team's experiments)."""
-    k, found = recalled(model, sources, store)
-    return found if found is not None else made(model, store, k)
+    check again only the teams whose inputs changed (a pull request to one team: that team's experiments).
+    served: {team: "path:sha256" of each of its served models} for teams whose models the model does not hold (a
+    gate in scope of a change to team specs: flow.scoped): their parts of LOCAL come from the cache, under those;
+    None when one is not there (it cannot be made without them)."""
+    k, found = recalled(model, sources, store, served)
+    return found if found is not None else made(model, store, k, served)
 
 
-def recalled(model: Model, sources: list[SpecFile], store: cache.Cache) -> tuple[str | None, list[Diagnostic] | None]:
+def recalled(model: Model, sources: list[SpecFile], store: cache.Cache, served: dict[str, list[str]] | None = None
+             ) -> tuple[str | None, list[Diagnostic] | None]:
     """checked's cache key for exactly these spec files (None when a spec has no sha256: not cached), and its
     findings when the cache holds them (counted as a hit or a miss); made(model, store, key) when it does not."""
     if not all(s.digest for s in sources):
         return None, None
     k = cache.key("rules", cache.code_digest(), len(sources), *sorted(f"{s.path}:{s.digest}" for s in sources),
-                  *sorted(model.unreadable))
+                  *sorted(model.unreadable), *(["served", *(f"{t}:{r}" for t in sorted(served) for r in served[t])]
+                                               if served is not None else []))
     hit = store.get("rules", k)
     return k, (_decoded(hit) if hit is not None else None)
 
 
-def made(model: Model, store: cache.Cache, k: str | None) -> list[Diagnostic]:
+def made(model: Model, store: cache.Cache, k: str | None, served: dict[str, list[str]] | None = None
+         ) -> list[Diagnostic] | None:
     """What checked finds when the cache does not hold it under k (recalled's key), kept there."""
     if k is None:
-        return run(model)
-    found = run(model, skip=(*BY_TEAM, *LOCAL)) + _by_team(model, store) + _local(model, store)
+        return run(model) if served is None else None
+    local = _local(model, store, served)
+    if local is None:
+        return None
+    found = run(model, skip=(*BY_TEAM, *LOCAL)) + _by_team(model, store) + local
     store.put("rules", k, _encoded(found))
     return found
 
 
-def _local(model: Model, store: cache.Cache) -> list[Diagnostic]:
+def _local(model: Model, store: cache.Cache, served: dict[str, list[str]] | None = None) -> list[Diagnostic] | None:
     """The rules of LOCAL: what they find across teams, then each team name's part, cached under its inputs (see
-    LOCAL) when every spec has a digest; quantities' part in the team specs and served models alone."""
+    LOCAL) when every spec has a digest; quantities' part in the team specs and served models alone. served: see
+    checked (None returned when such a team's part is not in the cache)."""
     if any(RULES[name] is not rule for name, (rule, _, _) in LOCAL.items()):  # a rule replaced (a test's spy)
-        return [d for name in LOCAL for d in (RULES[name](model, [], True) if name in BY_TEAM else RULES[name](model))]
+        return None if served is not None else [
+            d for name in LOCAL for d in (RULES[name](model, [], True) if name in BY_TEAM else RULES[name](model))]
     out = [d for _, _, across in LOCAL.values() if across for d in across(model)]
     named: dict[str, list] = {}
     for t in model.teams:
@@ -121,6 +133,7 @@ def _local(model: Model, store: cache.Cache) -> list[Diagnostic]:
     every = sorted(named)
     p = model.platform
     keep = bool(p.source.digest) and all(t.source.digest for t in model.teams) and all(s.digest for s in specs)
+    given = served or {}
     keyed = cache.keyed("rules", "local", *LOCAL, cache.code_digest(), f"{p.source.path}:{p.source.digest}")
     memo = cache.Memo(store, "rules", *LOCAL, "local")  # team's key -> how many findings (kept apart when any)
     for team in sorted({*named, *(s.top("team") for s in specs)}):
@@ -129,13 +142,15 @@ def _local(model: Model, store: cache.Cache) -> list[Diagnostic]:
         if keep:
             context = (team, *([f"{t.source.path}:{t.source.digest}" for t in teams] if teams
                                 else ["no team", team in model.unreadable, *every]))
-            k = keyed(*context, "served", *(f"{specs[i].path}:{specs[i].digest}" for i in at))
+            k = keyed(*context, "served", *(given[team] if team in given else
+                                            (f"{specs[i].path}:{specs[i].digest}" for i in at)))
             hit = _recalled(memo, store, k)
             if hit is not None:
                 out += hit
                 continue
-        served = [model.served[i] for i in at]
-        found = [d for _, local, _ in LOCAL.values() for d in local(model, teams, served)]
+        if team in given:
+            return None  # (its models are not here to check)
+        found = [d for _, local, _ in LOCAL.values() for d in local(model, teams, [model.served[i] for i in at])]
         if k is not None:
             _kept(memo, store, k, found)
         out += found
