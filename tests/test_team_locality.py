@@ -4,7 +4,10 @@ the platform file, not of other teams' experiments and models: a gate that loads
 Checked on every example folder that has a team's experiments or models, on the project's example repository, and on
 pull requests that reach across teams, with every other team's experiments and models removed. Two findings depend
 on other teams' files: a host another team's model holds (KF344, what serving.across finds), and the platform file's
-warning naming every team's distributed experiments of a legacy kind (KF351): such a gate needs those from the base."""
+warning naming every team's distributed experiments of a legacy kind (KF351): such a gate needs those from the base.
+For a change to a team's spec: what is found in other teams' experiments and models does not change with any edit of
+it, and a team that alone makes the same shared files and policies' context as it was and as it is makes them the
+same among all teams."""
 from __future__ import annotations
 
 import shutil
