@@ -150,9 +150,18 @@ def quota_platform_file_edited(root):  # the team's generated quota edited by ha
     quota.write_text(quota.read_text().replace("requests.cpu:", "requests.cpu:  "))
 
 
+def quota_and_an_admin_binding(root):  # a hand-written RoleBinding to cluster-admin beside the team's quota
+    team_quota(root)
+    (root / "overlays/prod/teams/vision/platform/rolebinding.mine.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: mine, namespace: vision}\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n"
+        "subjects: [{kind: Group, name: everyone, apiGroup: rbac.authorization.k8s.io}]\n")
+
+
 IN_SCOPE = [fifo_in_workloads, hyperparameter, new_experiment, experiment_removed, two_teams, a_warning, not_rendered,
             handwritten_job, generated_file_deleted, generated_file_edited, stale_generated_file, link_in_workloads,
-            team_quota, quota_not_rendered, quota_and_experiment, quota_of_two_teams, quota_platform_file_edited]
+            team_quota, quota_not_rendered, quota_and_experiment, quota_of_two_teams, quota_platform_file_edited,
+            quota_and_an_admin_binding]
 
 
 # changes it does not cover: the whole gate runs
