@@ -102,10 +102,11 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], touched: tuple[s
     with opts.timed("load"):
         specs = read.read(opts, snapshot)
     model = specs.model
-    found = _found(opts, specs, teams, changed, known) if model is not None else None
-    if model is None or found is None \
-            or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
-            or set(model.platform.environments) != set(old.envs) or not _stays(opts, snapshot, model, old, changed):
+    if model is None or not _stays(opts, snapshot, model, old, changed):
+        return None  # (asked before the rules, which take 0.35 s at 10,000 teams when a team spec changed)
+    found = _found(opts, specs, teams, changed, known)
+    if found is None or not teams <= {t.name for t in model.teams} or not envs <= set(model.platform.environments) \
+            or set(model.platform.environments) != set(old.envs):
         return None  # (a change the rules refuse: the whole gate says so, with every finding)
     with opts.timed("render"):  # (not the shared units: their files are the base's, _stays)
         rendered = render_cached(model, opts, [u for u in units(model) if u[1] in teams])
