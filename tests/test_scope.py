@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from kflowgen.flow.scope import committed, touched
+from kflowgen.flow.scope import ABSENT, NO_ID, Change, committed, touched
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -100,12 +100,21 @@ def test_committed_paths_come_from_git_with_a_rename_as_both_its_paths(repo):
                              "specs/experiments/c/x.yaml"]
     assert touched(paths)[0] == {"a", "b", "c"}
 
+    def blob(rev, path):
+        return _git(repo, "rev-parse", f"{rev}:{path}").strip()
+    job = "overlays/dev/teams/a/workloads/job.x.yaml"
+    assert paths[job] == Change("100644", "100644", blob("HEAD~1", job), blob("HEAD", job))
+    assert paths["specs/experiments/b/y.yaml"] == Change("100644", ABSENT, blob("HEAD~1", "specs/experiments/b/y.yaml"),
+                                                         NO_ID)
+    assert paths["specs/experiments/b/new file.yaml"] == Change(ABSENT, "100644", NO_ID,
+                                                                blob("HEAD", "specs/experiments/b/new file.yaml"))
+
 
 def test_committed_paths_are_of_the_commits_not_of_the_work_tree(repo):
     (repo / "specs/experiments/b/y.yaml").write_text("edited, not committed\n")
     (repo / "specs/experiments/d").mkdir()
     (repo / "specs/experiments/d/z.yaml").write_text("untracked\n")
-    assert committed(repo, "HEAD") == []
+    assert committed(repo, "HEAD") == {}
 
 
 def test_committed_paths_do_not_read_the_index(repo):
@@ -116,9 +125,9 @@ def test_committed_paths_do_not_read_the_index(repo):
     _git(repo, "commit", "-qam", "head")
     (repo / "specs/experiments/b/y.yaml").write_text("staged\n")
     _git(repo, "add", "-A")
-    assert committed(repo, "HEAD~1") == ["specs/experiments/a/x.yaml"]
+    assert list(committed(repo, "HEAD~1")) == ["specs/experiments/a/x.yaml"]
     (repo / ".git/index").write_bytes(b"DIRC not an index")
-    assert committed(repo, "HEAD~1") == ["specs/experiments/a/x.yaml"]
+    assert list(committed(repo, "HEAD~1")) == ["specs/experiments/a/x.yaml"]
     assert subprocess.run(["git", "-C", str(repo), "diff-tree", "-r", "--name-only", "HEAD~1", "HEAD"],
                           capture_output=True).returncode != 0  # (what the test stands on: plain diff-tree reads it)
 
@@ -127,7 +136,7 @@ def test_committed_paths_are_those_below_the_folder_given(repo):
     (repo / "README.md").write_text("r2\n")
     (repo / "specs/experiments/a/x.yaml").write_text("x2\n")
     _git(repo, "commit", "-qam", "head")
-    assert committed(repo / "specs", "HEAD~1") == ["experiments/a/x.yaml"]
+    assert list(committed(repo / "specs", "HEAD~1")) == ["experiments/a/x.yaml"]
 
 
 @pytest.mark.parametrize("base", ["no-such-ref", "--output=/tmp/x", "HEAD~5"])

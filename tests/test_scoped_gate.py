@@ -345,8 +345,9 @@ AFTER = {fifo_in_workloads, edited_elsewhere, untracked_elsewhere, ignored_elsew
 WARNINGS = ("KF325", "KF336", "KF317", "KF506")
 
 
-def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
-    """The example repository on main, committed, validated and checked as main's CI does: (repository, cache).
+def _main(tmp: Path, warned: bool, more=None) -> tuple[Path, Path]:
+    """The example repository on main (more(root): changed so first, then rendered), committed, validated and
+    checked as main's CI does: (repository, cache).
     warned: with warnings main's gate let through, on another team's experiment (KF325), on vision's model (a path
     that ends in a version folder: KF336), on the platform file (no CODEOWNERS: KF317) and on recsys's spec (a team
     being offboarded: KF506), which a gate in scope takes from the base (KF325, KF336; KF506 for a change to
@@ -359,6 +360,9 @@ def _main(tmp: Path, warned: bool) -> tuple[Path, Path]:
         edit(root, "specs/models/vision/resnet.yaml", "path: models/resnet", "path: models/resnet/1")
         edit(root, "specs/teams/recsys.yaml", "quota:", "offboarding: true\nquota:")
         (root / ".github/CODEOWNERS").unlink()
+    if more:
+        more(root)
+    if warned or more:
         render(root)
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")

@@ -127,3 +127,10 @@ def cat(git, top: Path, wanted: list[tuple[str, bytes]]) -> dict[str, bytes] | N
         out[path] = data[end + 1:end + 1 + size]
         pos = end + 1 + size + 1  # the payload is followed by a newline
     return out
+
+
+def literal(root: Path):
+    """git in root's folder, called as gitref's readers call it (git(*args, at=folder, input=...)), its pathspecs
+    taken literally (a path is never a pattern)."""
+    return lambda *args, at=root, **kw: subprocess.run(["git", "--literal-pathspecs", "-C", str(at), *args],
+                                                       capture_output=True, **kw)

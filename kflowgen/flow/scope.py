@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from kflowgen import cache, survey
 from kflowgen.flow import gitref
@@ -50,23 +51,42 @@ def touched(paths: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
     return teams | specs, envs, specs
 
 
-def committed(root: Path, base: str, head: str = "HEAD") -> list[str] | None:
-    """The paths that differ between two commits, below root's folder (`git diff-tree`, which reads no file of the
-    work tree: a rename is the two paths it joins, a folder replaced by a file every path of both); None when git
-    cannot say, or for a ref that reads as an option. Without the index: diff-tree reads it first though it compares
-    two trees (0.1 s alone, 0.2 to 0.3 s in a gate, for the 89 MB index of 10,000 teams), so it is pointed at a file
-    that does not exist (an empty index)."""
+class Change(NamedTuple):
+    """How a path differs between two commits: its mode and blob id in each (ABSENT and NO_ID where it has none)."""
+
+    old_mode: str
+    new_mode: str
+    old_id: str
+    new_id: str
+
+
+ABSENT, NO_ID = "000000", "0" * 40
+
+
+def committed(root: Path, base: str, head: str = "HEAD") -> dict[str, Change] | None:
+    """The paths that differ between two commits, below root's folder, and how (`git diff-tree`, which reads no file
+    of the work tree: a rename is the two paths it joins, a folder replaced by a file every path of both); None when
+    git cannot say, or for a ref that reads as an option. Without the index: diff-tree reads it first though it
+    compares two trees (0.1 s alone, 0.2 to 0.3 s in a gate, for the 89 MB index of 10,000 teams), so it is pointed
+    at a file that does not exist (an empty index)."""
     if gitref.option_like(base) or gitref.option_like(head):
         return None
     try:
-        found = subprocess.run(["git", "-C", str(root), "diff-tree", "-r", "-z", "--no-renames", "--name-only",
-                                "--relative", base, head, "--"], capture_output=True,
+        found = subprocess.run(["git", "-C", str(root), "diff-tree", "-r", "-z", "--no-renames", "--relative",
+                                base, head, "--"], capture_output=True,
                                env={**os.environ, "GIT_INDEX_FILE": _NO_INDEX})
     except OSError:
         return None
     if found.returncode:
         return None
-    return [p for p in found.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+    fields = found.stdout.decode("utf-8", "surrogateescape").split("\0")
+    out = {}
+    for meta, path in zip(fields[0::2], fields[1::2]):  # ":<mode> <mode> <id> <id> <status>", then the path
+        modes_ids = meta.lstrip(":").split(" ")
+        if len(modes_ids) != 5 or not path:
+            return None
+        out[path] = Change(*modes_ids[:4])
+    return out
 
 
 # --- what a scoped gate takes from its base, besides the side validate keeps ----------------------------------
@@ -130,3 +150,21 @@ def clean(store: cache.Cache, specs: str, overlays: str) -> bool:
 
 def _clean_key(specs: str, overlays: str) -> str:
     return cache.key("drift-clean", cache.code_digest(), specs, overlays)
+
+
+def special(root: Path, folders: list[str]) -> list[str]:
+    """FIFOs, sockets and devices in these folders of the work tree (git lists none: writer.plan's find does)."""
+    out, todo = [], [f for f in folders if os.path.isdir(root / f) and not os.path.islink(root / f)]
+    while todo:
+        try:
+            entries = os.scandir(root / todo.pop())
+        except OSError:  # gone since it was listed: what is there is what git's listing said
+            continue
+        with entries:
+            for entry in entries:  # (files first, and a path made only of a folder or a special file: a team's
+                # workloads folder holds thousands of files)
+                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                    continue
+                rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+                (todo if entry.is_dir(follow_symlinks=False) else out).append(rel)
+    return out

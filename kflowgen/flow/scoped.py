@@ -5,12 +5,12 @@ everything else is taken from the base, which main's validate kept (its side and
 --check found to render exactly (scope.clean). A team spec's change is judged in scope when the team, alone, makes the
 same shared files and policies' context as it was (a quota; not its people, profiles or environments: _stays); what
 is found in the platform file and every team spec is then found again. The result is the whole gate's, to the byte
-(tests/test_scoped_gate.py compares them); any case this does not cover gives None, and the whole gate runs."""
+(tests/test_scoped_gate.py compares them); any case this does not cover gives None, and the whole gate runs. A
+change to experiments of teams of many (and to what they render) is judged experiment by experiment first
+(flow.within), in a repository of any number of teams."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 from pathlib import Path
 
 from kflowgen import ahead, cache, rules, survey
@@ -18,7 +18,7 @@ from kflowgen.build import Built, build, overlays_of
 from kflowgen.checks import codeowners, policy, verify
 from kflowgen.checks.policy import Context
 from kflowgen.diagnostics import Diagnostic, Report
-from kflowgen.flow import diff, gitref, scope as scopes
+from kflowgen.flow import diff, gitref, scope as scopes, within
 from kflowgen.flow.side import Facts, Gone, Side, facts, kustomize_id, named, recall
 from kflowgen.options import Options
 from kflowgen.report import summary
@@ -74,10 +74,13 @@ def _in_scope(opts: Options, base: str, status: list, listing: list) -> tuple[Re
                 or not scopes.clean(store, trees.get("specs", ""), trees.get("overlays", "")):
             return None
         k = named(store, builder, {f: trees[f] for f in gitref.FOLDERS if f in trees})
-        teams, envs, specs = scopes.touched(scopes.committed(root, commit, head) or ()) if k else (set(), set(), set())
+        changes = (scopes.committed(root, commit, head) or {}) if k else {}
+        teams, envs, specs = scopes.touched(changes)
         others = (gitref.ls_tree(root, head, [scopes.TEAMS], "-r", "--name-only") or b"").count(b"\0") - len(teams)
-        if not teams or others < SCOPED_FROM:
-            return None
+        old = recall(store, k) if teams and not specs else None
+        big = old is not None and within.big(old, teams)
+        if not teams or others < SCOPED_FROM and not big:
+            return None  # (a change to experiments of big teams is judged experiment by experiment: flow.within)
         # (the base comes from main's side: its listing, started for the whole gate, would only take a core)
         survey.stop(listing)
         listing.clear()
@@ -86,16 +89,25 @@ def _in_scope(opts: Options, base: str, status: list, listing: list) -> tuple[Re
         # priority as this process: it is what the gate waits for longest
         status += scopes.status(root, behind=False)
     ahead.drop(opts.early, root, True)  # (the specs are read from git)
-    return _scoped(opts, base, (commit, head), (teams, specs), envs, k, status)
+    return _scoped(opts, base, (commit, head), (teams, specs), (envs, changes), k, status, old,
+                   (big, others < SCOPED_FROM))
 
 
-def _scoped(opts: Options, base: str, commits: tuple[str, str], touched: tuple[set[str], set[str]], envs: set[str],
-            k: str, status: list) -> tuple[Report, diff.DiffReport | None] | None:
-    root, store, (teams, changed) = opts.root, opts.store, touched
+def _scoped(opts: Options, base: str, commits: tuple[str, str], touched: tuple[set[str], set[str]],
+            changed_in: tuple[set[str], dict], k: str, status: list, old: Side | None, sizes: tuple[bool, bool]
+            ) -> tuple[Report, diff.DiffReport | None] | None:
+    root, store, (teams, changed), (envs, changes), (big, few) = opts.root, opts.store, touched, changed_in, sizes
     with opts.timed("base"):
-        old, known = recall(store, k), facts(store, k)
+        old, known = old or recall(store, k), facts(store, k)
     if old is None or known is None or any(d.code in ACROSS_TEAMS for d in known.warnings):
         return None  # (a side a diff made from git: no validate of the base found what the whole gate would)
+    if big:  # (experiment by experiment, else by the team)
+        judged = within.judge(opts, base, commits, teams, changes, old, known,
+                              lambda specs: _found(opts, specs, teams, set(), known))
+        if judged is not None:
+            return _worktree(root, commits[1], status, judged)
+    if few:  # (too few other teams for the gate by the team: whole)
+        return None
     snapshot = _specs_at(root, commits[1], teams)
     if snapshot is None:
         return None
@@ -110,12 +122,16 @@ def _scoped(opts: Options, base: str, commits: tuple[str, str], touched: tuple[s
         return None  # (a change the rules refuse: the whole gate says so, with every finding)
     with opts.timed("render"):  # (not the shared units: their files are the base's, _stays)
         rendered = render_cached(model, opts, [u for u in units(model) if u[1] in teams])
-    judged = _judged(opts, base, commits, touched, model, found, rendered, old, known)
-    # (git's answers, last: what was judged above is thrown away when the work tree is not HEAD's, and git's look at
-    # every file, 2 s at 10,000 teams, runs beside all of it)
-    if judged is None or not scopes.heads(root, survey.results(status)) \
-            or gitref.commit_of(root, "HEAD") != commits[1]:
-        return None  # the work tree is not HEAD's where the gate reads it (or HEAD moved meanwhile)
+    return _worktree(root, commits[1], status, _judged(opts, base, commits, touched, model, found, rendered, old,
+                                                      known))
+
+
+def _worktree(root: Path, head: str, status: list, judged):
+    """What was judged, when the work tree is HEAD's where the gate reads it and HEAD has not moved meanwhile; None
+    otherwise. (git's answers, last: what was judged is thrown away when the work tree is not HEAD's, and git's look
+    at every file, 2 s at 10,000 teams, runs beside all of it.)"""
+    if judged is None or not scopes.heads(root, survey.results(status)) or gitref.commit_of(root, "HEAD") != head:
+        return None
     return judged
 
 
@@ -202,7 +218,7 @@ def _judged(opts: Options, base: str, commits: tuple[str, str], touched: tuple[s
         head.values = dict(old.values)  # (not rendered: the base's, _stays)
         for overlay, digest in old.built.items():
             head.built.setdefault(overlay, digest)
-    old.read = lambda ids: gitref.blobs(_git(root), root, ids)
+    old.read = lambda ids: gitref.blobs(gitref.literal(root), root, ids)
     try:
         return report, diff.diff_trees(opts, opts, base_label=base, head=head, base=old)
     except Gone:  # a text of the base the cache no longer holds: the whole gate makes the base again
@@ -217,15 +233,8 @@ def _specs_at(root: Path, commit: str, teams: set[str]) -> Snapshot | None:
     entries = gitref.entries(listed) if listed is not None else None
     if entries is None or not gitref.plain(entries):
         return None
-    found = gitref.cat(_git(root), root, [(p, oid) for p, _, _, oid in entries])
+    found = gitref.cat(gitref.literal(root), root, [(p, oid) for p, _, _, oid in entries])
     return Snapshot(found, gitref.blob_ids(entries)) if found is not None else None
-
-
-def _git(root: Path):
-    """git in root's folder, called as gitref's readers call it (git(*args, at=folder, input=...)), its pathspecs
-    taken literally (a path is never a pattern)."""
-    return lambda *args, at=root, **kw: subprocess.run(["git", "--literal-pathspecs", "-C", str(at), *args],
-                                                       capture_output=True, **kw)
 
 
 def _drift(root: Path, head: str, rendered, folders: list[str]) -> tuple[writer.Plan, list[Diagnostic]] | None:
@@ -253,26 +262,8 @@ def _drift(root: Path, head: str, rendered, folders: list[str]) -> tuple[writer.
         elif mode == LINK or rel not in rendered.files:
             generated = mode != LINK and is_generated(writer.first_bytes(root / rel))
             (p.removed if generated else p.foreign).append(rel)
-    p.special = sorted({*p.special, *_special(root, folders)})
+    p.special = sorted({*p.special, *scopes.special(root, folders)})
     return p, writer.findings(root, p)
-
-
-def _special(root: Path, folders: list[str]) -> list[str]:
-    """FIFOs, sockets and devices in these folders of the work tree (git lists none: writer.plan's find does)."""
-    out, todo = [], [f for f in folders if os.path.isdir(root / f) and not os.path.islink(root / f)]
-    while todo:
-        try:
-            entries = os.scandir(root / todo.pop())
-        except OSError:  # gone since it was listed: what is there is what git's listing said
-            continue
-        with entries:
-            for entry in entries:
-                rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
-                if entry.is_dir(follow_symlinks=False):
-                    todo.append(rel)
-                elif not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
-                    out.append(rel)
-    return out
 
 
 def _stays(opts: Options, snapshot: Snapshot, model: Model, old: Side, changed: set[str]) -> bool:
@@ -290,7 +281,7 @@ def _stays(opts: Options, snapshot: Snapshot, model: Model, old: Side, changed: 
     if {t.source.path for t in mine} != paths or len(mine) != len(changed) or not all(map(old.specs.get, paths)):
         return False  # (a team added, renamed, or removed: the whole gate says what that does)
     ids = {p: old.specs[p] for p in paths}
-    before = gitref.blobs(_git(opts.root), opts.root, ids)
+    before = gitref.blobs(gitref.literal(opts.root), opts.root, ids)
     if len(before) != len(ids):
         return False
     was = read.read(opts, Snapshot({PLATFORM: snapshot[PLATFORM], **before}, {PLATFORM: snapshot.ids[PLATFORM], **ids}))

@@ -147,7 +147,7 @@ def side(model: Model, files: dict[str, bytes], built: Built, root: Path | None 
     """One side of a diff from its model, rendered files and built overlays (the gate hands over the head it
     validated); its spec files are read again, where the diff needs them, from the snapshot or from root."""
     out = Side(envs=list(model.platform.environments), specs=dict(model.inputs), read=_reader(root, snapshot),
-               files=files, output=built, sweeps=_sweeps(model.experiments),
+               files=files, output=built, sweeps=sweeps_of(model.experiments),
                clusters={env: e.cluster for env, e in model.platform.environments.items()})
     for env in model.platform.environments:
         out.quotas[env] = (dict(model.platform.environments[env].gpu_capacity), allocation(model, env),
@@ -199,7 +199,7 @@ def unit_pieces(store: cache.Cache, index: tuple, ids: dict[str, str]) -> dict[s
     return dict(zip(ids, data))
 
 
-def _sweeps(experiments) -> set[tuple[str, str]]:
+def sweeps_of(experiments) -> set[tuple[str, str]]:
     """(team, name) of the experiments that are sweeps (as Experiment.grid and .random say), each spec's team and name
     looked up only for those (at 10,000 teams, 100,000 experiments)."""
     return {(s.top("team"), s.top("name")) for s in specs_of(experiments)
