@@ -18,7 +18,7 @@ from kflowgen import tools
 from kflowgen.diagnostics import Diagnostic
 from kflowgen.flow import gitref, scope as scopes, scoped, within
 from test_scoped_gate import (AFTER, BERT, RESNET, STATS, WORKLOADS, _committed, _main, _opts, a_warning, an_error,
-                              assumed_unchanged, edit, edited_elsewhere, experiment_removed,
+                              as_whole, assumed_unchanged, edit, edited_elsewhere, experiment_removed,
                               fifo_in_workloads, filed_under_another_team, gate, generated_file_deleted,
                               generated_file_edited, git, handwritten_job, hyperparameter, link_in_specs,
                               link_in_workloads, new_experiment, not_rendered, readme, render, served_model,
@@ -221,13 +221,7 @@ def _judged(root, cache, monkeypatch) -> bool:
 def _same(main, tmp_path, monkeypatch, change) -> tuple[int, str]:
     root, cache = pull_request(main, tmp_path, change)
     assert _judged(root, cache, monkeypatch) is (change in IN or change in IN_WARNED)
-    shutil.rmtree(cache)
-    shutil.copytree(main[1], cache)
-    alone = gate(root, cache, monkeypatch, whole=False)
-    shutil.rmtree(cache)
-    shutil.copytree(main[1], cache)
-    assert alone == gate(root, cache, monkeypatch, whole=True)
-    return alone
+    return as_whole(root, cache, main, monkeypatch)
 
 
 @pytest.mark.parametrize("change", IN + WHOLE, ids=lambda c: c.__name__)
