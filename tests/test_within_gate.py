@@ -259,10 +259,10 @@ def test_a_job_name_of_another_experiment_on_main_is_taken(main_repo, tmp_path, 
     model = scoped.read.read(opts).model
     for where, kind in (("dev", "job"), ("staging", "trainjob"), ("prod", "pytorchjob")):
         made = {f"overlays/{where}/teams/vision/workloads/{kind}.{name}": b""}
-        assert within._taken(opts, "main", model, set(), made, {})
-        assert not within._taken(opts, "main", model, set(), made, {staged[0]: b""})  # (its own file on main)
-    assert not within._taken(opts, "main", model, set(), {"overlays/dev/teams/vision/workloads/job.x-1.yaml": b""},
-                             {})
+        assert within._taken(opts, "main", model, lambda p: False, made, {})
+        assert not within._taken(opts, "main", model, lambda p: False, made, {staged[0]: b""})  # (its own file on main)
+    assert not within._taken(opts, "main", model, lambda p: False,
+                             {"overlays/dev/teams/vision/workloads/job.x-1.yaml": b""}, {})
 
 
 def test_base_spec_blob_ids_must_be_mains(main_repo, tmp_path, monkeypatch):
@@ -362,3 +362,20 @@ def test_where_there_are_teams_enough_a_change_not_judged_experiment_by_experime
     monkeypatch.setattr(within, "judge", lambda *args: seen.append(real(*args)) or seen[-1])
     judged = scoped.gate(_opts(root, cache, monkeypatch), "main")
     assert seen == [None] and judged is not None and any(d.code == "KF504" for d in judged[0].diagnostics)
+
+
+def test_main_side_of_the_changed_experiments_is_read_with_their_teams_spec_only(main_repo, tmp_path, monkeypatch):
+    """The changed experiments as they were are only rendered: read with the platform file and their team's spec and
+    models, not every team spec again (10,000 of them in a big repository); as they are, with every team spec (the
+    summary counts the teams)."""
+    root, cache = pull_request(main_repo, tmp_path, resnet_and_stats)
+    seen = []
+    real = within.read.read
+    monkeypatch.setattr(within.read, "read", lambda opts, snapshot: seen.append(sorted(snapshot)) or real(opts,
+                                                                                                        snapshot))
+    assert _judged(root, cache, monkeypatch)
+    now, then = seen
+    assert [p for p in now if p.startswith("specs/teams/")] == ["specs/teams/nlp.yaml", "specs/teams/recsys.yaml",
+                                                               "specs/teams/vision.yaml"]
+    assert [p for p in then if p.startswith("specs/teams/")] == ["specs/teams/vision.yaml"]
+    assert {RESNET, STATS_A} <= set(now) & set(then)

@@ -7,10 +7,12 @@ team's and the platform's (rules.experiments.Part, targets.team.workloads_overla
 of them share, which is looked for here (_taken). So the whole gate's result is main's, less what the changed
 experiments made on main, plus what they make now; and the work tree is what they render when the two commits differ
 by exactly that (git's diff of them; main's render --check vouched for main's files). Anything else, a finding in a
-changed experiment's Jobs, or a workloads folder main found something in or that holds nothing else, and the change
-is judged by the team (flow.scoped) or whole. The result is the whole gate's, to the byte (tests/test_within_gate.py
+changed experiment's Jobs, or a workloads folder left with nothing else, and the change is judged by the team
+(flow.scoped) or whole. The result is the whole gate's, to the byte (tests/test_within_gate.py
 compares them)."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from kflowgen import cache, packed
 from kflowgen.build import Built, build, listing_digest
@@ -74,7 +76,7 @@ def judge(opts: Options, base: str, commits: tuple[str, str], teams: set[str], c
     with opts.timed("check"):
         sizes = _sizes(known, folders, new, gone)
         if sizes is None or not _as_rendered(changes, specs, gone_ids, ids) \
-                or _taken(opts, commit, model, set(old.specs).difference(specs), new, gone) \
+                or _taken(opts, commit, model, lambda p: p in old.specs and p not in specs, new, gone) \
                 or scopes.special(root, [f"{layout.OVERLAYS}/{env}/teams/{t}" for env in old.envs
                                           for t in sorted(teams)]):
             return None
@@ -110,9 +112,10 @@ def judge(opts: Options, base: str, commits: tuple[str, str], teams: set[str], c
 
 def _read(opts: Options, head: str, teams: set[str], specs: dict[str, scopes.Change]
           ) -> tuple[read.Specs, read.Specs] | None:
-    """The specs as they are and as they were on main, each of the platform file, every team spec, these teams'
-    served models and the changed experiments (nothing else of specs/ differs between the commits); None when git
-    cannot give them."""
+    """The specs as they are, of the platform file, every team spec (the summary counts every team), these teams'
+    served models and the changed experiments; and as they were on main, of the same but only these teams' specs
+    (what renders the changed experiments: nothing else of specs/ differs between the commits, and at 10,000 teams
+    every team spec is read once, not twice). None when git cannot give them."""
     listed = gitref.ls_tree(opts.root, head, [PLATFORM, scopes.TEAMS, *(f"{MODELS}/{t}" for t in sorted(teams))],
                             "-r")
     entries = gitref.entries(listed) if listed is not None else None
@@ -126,9 +129,12 @@ def _read(opts: Options, head: str, teams: set[str], specs: dict[str, scopes.Cha
     if len(got) != len(wanted):
         return None
     out = []
+    theirs = {f"{scopes.TEAMS}/{t}.yaml" for t in teams}
     for n, ids in enumerate(sides):
-        files = {**{p: got[p] for p in common}, **{p: got[f"{n}:{p}"] for p in ids}}
-        found = read.read(opts, Snapshot(files, {**common, **ids}))
+        shared = common if n == 0 else {p: i for p, i in common.items() if not p.startswith(f"{scopes.TEAMS}/")
+                                         or p in theirs}
+        files = {**{p: got[p] for p in shared}, **{p: got[f"{n}:{p}"] for p in ids}}
+        found = read.read(opts, Snapshot(files, {**shared, **ids}))
         if found.model is None:
             return None
         out.append(found)
@@ -194,16 +200,17 @@ def _as_rendered(changes: dict[str, scopes.Change], specs: dict, gone: dict[str,
     return True
 
 
-def _taken(opts: Options, commit: str, model: Model, others: set[str], new: dict[str, bytes],
+def _taken(opts: Options, commit: str, model: Model, other: Callable[[str], bool], new: dict[str, bytes],
            gone: dict[str, bytes]) -> bool:
     """Whether a changed experiment's name or a Job name it gives may be one of another experiment (the rules' KF321
     and KF328 across a team's experiments, which the whole gate would say): its spec file under the other extension
-    among the other experiment files (others), or on main a file of one of its Job names, of any kind, in any of
+    among the other experiment files (other(path): one of them; not a set of every spec path, 120,000 at 10,000
+    teams), or on main a file of one of its Job names, of any kind, in any of
     its team's workloads folders, that it did not render there (gone: it did; the rules name a Job as it is rendered
     in the experiment's first environment, whose file main holds)."""
     for spec in specs_of(model.experiments):
         stem = spec.path.rsplit(".", 1)[0]
-        if f"{stem}.yaml" in others or f"{stem}.yml" in others:
+        if other(f"{stem}.yaml") or other(f"{stem}.yml"):
             return True
     envs = list(model.platform.environments)
     names = {(rel.split("/", 4)[3], rel.rsplit("/", 1)[1].split(".", 1)[1]) for rel in new}
