@@ -123,6 +123,27 @@ def _condition(w: dict, kind: str) -> dict:
     return next((c for c in (w.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
 
 
+def _all_succeeded(cp, jobs: list[dict], what: str, timeout: float = 120) -> dict[str, dict]:
+    """The Workloads of these Jobs, once Kueue has marked every one Finished; each must say Succeeded. Kueue marks a
+    Workload Finished when its Job's Complete condition comes, which the Job controller sets after the Job's succeeded
+    count (once the pods are gone): right after every Job counts a success, some Workloads may not be Finished yet."""
+    seen: dict = {}
+
+    def finished() -> bool:
+        seen["workloads"] = _workloads(cp, jobs)
+        return (sorted(seen["workloads"]) == sorted(j["metadata"]["name"] for j in jobs)
+                and all(_condition(w, "Finished").get("status") == "True" for w in seen["workloads"].values()))
+
+    def ends() -> dict[str, tuple]:
+        return {n: (_condition(w, "Finished").get("status"), _condition(w, "Finished").get("reason"),
+                    _condition(w, "Finished").get("message")) for n, w in sorted(seen.get("workloads", {}).items())}
+
+    wait_until(f"{what}: Kueue marks each of {len(jobs)} Workloads Finished", finished, timeout, interval=0.5,
+               describe=lambda: json.dumps(ends(), indent=1))
+    assert all(reason == "Succeeded" for _, reason, _ in ends().values()), (what, ends())
+    return seen["workloads"]
+
+
 def _admitted(w: dict) -> bool:
     """Admitted by Kueue and not finished: it holds quota now."""
     return _condition(w, "Admitted").get("status") == "True" and _condition(w, "Finished").get("status") != "True"
@@ -247,9 +268,7 @@ def test_bootstrap_syncs_every_environment_and_runs_every_training_job_on_its_gp
                 assert node["metadata"]["labels"][GPU_TYPE_LABEL] == want, (env, ns, name, node["metadata"]["name"])
                 placed[want] = placed.get(want, 0) + 1
         if env in QUEUED:  # Kueue admitted every trial (the Jobs were created suspended): each one's Workload finished
-            workloads = _workloads(cp, jobs)
-            assert sorted(workloads) == sorted(j["metadata"]["name"] for j in jobs), (env, sorted(workloads))
-            assert all(_condition(w, "Finished").get("status") == "True" for w in workloads.values()), env
+            workloads = _all_succeeded(cp, jobs, env)
             print(f"\n[kueue] {env}: {len(workloads)} Workloads admitted and finished, one per training Job")
         held = [ev for ev in _items(cp, "/api/v1/events?fieldSelector=reason=FailedCreate")
                 if "exceeded quota" in ev.get("message", "")]
@@ -589,8 +608,7 @@ def test_kueue_admits_a_sweep_within_the_queue_and_the_rest_wait_suspended(stack
         assert gpus <= nominal + borrowing, gpus
 
     _finish(e, jobs, watch)
-    workloads = _workloads(cp, jobs)
-    assert all(_condition(w, "Finished").get("reason") == "Succeeded" for w in workloads.values()), workloads
+    _all_succeeded(cp, jobs, "dev: vision's sweep")
     print(f"[kueue] dev: all 9 completed, at most {most['gpus']} A100 admitted at once (sampled)")
     e.argocd.wait_synced_healthy(["dev-vision-workloads"], timeout=120)
     _timing("dev: Kueue admission scenario", time.monotonic() - t0)
@@ -659,8 +677,7 @@ def test_kueue_lends_idle_gpus_and_reclaims_them_by_preemption(stack, synced):
         assert used <= nominal + borrowing, used
 
     _finish(e, vision, watch)
-    workloads = _workloads(cp, vision)
-    assert all(_condition(w, "Finished").get("reason") == "Succeeded" for w in workloads.values()), workloads
+    _all_succeeded(cp, vision, "dev: vision's trials after the reclaim")
     print(f"[memory] dev: Kueue's controller after the scenarios: {stack.rss_kib()['dev/kueue'] / 1024:.0f} MiB")
     e.argocd.wait_synced_healthy(["dev-vision-workloads", "dev-nlp-workloads"], timeout=120)
     _timing("dev: Kueue borrowing and reclaim scenario", time.monotonic() - t0)
