@@ -211,6 +211,37 @@ def test_every_crd_kflowgen_ships_installs_and_is_established(binaries):
             "trainjobs.trainer.kubeflow.org"]
 
 
+def test_wait_established_returns_once_discovery_lists_the_crds_resources(binaries):
+    """The API server marks a CRD Established before its discovery lists the resources; a client that looks in
+    between is told the kind does not exist (CI saw Kueue's controller start then and exit: no matches for kind
+    Workload). wait_established returns once both lists name every served version's resource: the group version's
+    and the aggregated one, which the pinned API server serves and REST mappers read."""
+    from kflowgen.checks.server.client import AGGREGATED_DISCOVERY
+    crds = [json.loads(f.read_text()) for f in sorted((PROJECT / "kflowgen/upstream/kueue").glob("*/*.json"))]
+    wanted = {(c["spec"]["group"], v["name"], c["spec"]["names"]["plural"]) for c in crds
+              for v in c["spec"]["versions"] if v.get("served")}
+    assert ("kueue.x-k8s.io", "v1beta2", "localqueues") in wanted
+    with server.ControlPlane(binaries, controller_manager=False) as cp:
+        assert cp.request("GET", "/apis", accept=AGGREGATED_DISCOVERY).body["kind"] == "APIGroupDiscoveryList"
+        assert not cp.discovered(wanted)
+        answers = []
+        discovered = cp.discovered
+        cp.discovered = lambda resources: answers.append((set(resources), discovered(resources))) or answers[-1][1]
+        for crd in crds:
+            assert cp.apply(crd).ok, crd["metadata"]["name"]
+        cp.wait_established([c["metadata"]["name"] for c in crds])
+        assert answers and answers[-1] == (wanted, True), answers  # it asked discovery, last with every resource
+        for group, version, plural in wanted:  # and right away, with no wait, both lists name each resource
+            r = cp.request("GET", f"/apis/{group}/{version}")
+            assert plural in {res["name"] for res in r.body["resources"]}, (group, version, plural)
+        aggregated = cp.request("GET", "/apis", accept=AGGREGATED_DISCOVERY).body["items"]
+        assert wanted <= {(g["metadata"]["name"], v["version"], res["resource"])
+                          for g in aggregated for v in g["versions"] for res in v["resources"]}
+        assert not discovered(wanted | {("kueue.x-k8s.io", "v1beta2", "workloads")})  # a kind not installed
+        assert not discovered({("kueue.x-k8s.io", "v9", "localqueues")})  # a version not served
+        assert cp.resource("kueue.x-k8s.io/v1beta2", "LocalQueue") == ("localqueues", True)
+
+
 def _golden_built(name: str, tmp_path: Path):
     """tests/golden/<name> built as validate builds it (with the project's bases/): the built overlays and the CRD files
     its platform needs."""

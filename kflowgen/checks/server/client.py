@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable
 from kflowgen.checks.server.errors import ControlPlaneError
 
 FIELD_MANAGER = "kflowgen"
+# the Accept that asks the API server for every group's resources in one list (Kubernetes 1.30 on)
+AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
 @dataclass
@@ -67,12 +69,13 @@ class Client:
         self._ssl = ssl.create_default_context(cafile=ca_file)
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-                content_type: str = "application/json", timeout: float = 60) -> Response:
+                content_type: str = "application/json", timeout: float = 60,
+                accept: str = "application/json") -> Response:
         url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = body if isinstance(body, (bytes, type(None))) else (
             body.encode() if isinstance(body, str) else json.dumps(body).encode())
         req = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Accept": "application/json", "Content-Type": content_type,
+            "Authorization": f"Bearer {self.token}", "Accept": accept, "Content-Type": content_type,
             "User-Agent": "kflowgen"})
         try:
             with urllib.request.urlopen(req, context=self._ssl, timeout=timeout) as r:
@@ -149,10 +152,38 @@ class Client:
             time.sleep(0.2)
 
     def wait_established(self, crd_names: Iterable[str], timeout: float = 60) -> None:
+        """Until each CRD is Established and its resources are in the API server's discovery, which catches up
+        after Established: a client (this one's path_of, a controller's REST mapper) that looks in between is told
+        the kind does not exist."""
+        served: set[tuple[str, str, str]] = set()
         for name in crd_names:
             def established(name=name) -> bool:
                 r = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
                 conds = (r.body.get("status") or {}).get("conditions") or [] if r.ok else []
-                return any(c.get("type") == "Established" and c.get("status") == "True" for c in conds)
+                if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
+                    return False
+                spec = r.body["spec"]
+                served.update((spec["group"], v["name"], spec["names"]["plural"]) for v in spec["versions"]
+                              if v.get("served"))
+                return True
             self.wait_for(f"CustomResourceDefinition {name} to be Established", established, timeout)
+        self.wait_for("the CustomResourceDefinitions' resources in the API server's discovery",
+                      lambda: self.discovered(served), timeout)
         self.forget_discovery()
+
+    def discovered(self, resources: set[tuple[str, str, str]]) -> bool:
+        """Whether discovery lists every (group, version, plural): each group version's list and, where the server
+        aggregates discovery (the list clients' REST mappers read first), the aggregated one."""
+        listed = set()
+        for group, version in {(g, v) for g, v, _ in resources}:
+            r = self.request("GET", f"/apis/{group}/{version}")
+            if r.ok and isinstance(r.body, dict):
+                listed.update((group, version, res.get("name")) for res in r.body.get("resources") or [])
+        if not resources <= listed:
+            return False
+        r = self.request("GET", "/apis", accept=AGGREGATED_DISCOVERY)
+        if not (r.ok and isinstance(r.body, dict) and r.body.get("kind") == "APIGroupDiscoveryList"):
+            return True  # a server without aggregated discovery: clients read the lists above
+        return resources <= {(g["metadata"]["name"], v.get("version"), res.get("resource"))
+                             for g in r.body.get("items") or [] for v in g.get("versions") or []
+                             for res in v.get("resources") or []}
