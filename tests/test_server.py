@@ -220,25 +220,28 @@ def test_wait_established_returns_once_discovery_lists_the_crds_resources(binari
     crds = [json.loads(f.read_text()) for f in sorted((PROJECT / "kflowgen/upstream/kueue").glob("*/*.json"))]
     wanted = {(c["spec"]["group"], v["name"], c["spec"]["names"]["plural"]) for c in crds
               for v in c["spec"]["versions"] if v.get("served")}
-    assert ("kueue.x-k8s.io", "v1beta2", "localqueues") in wanted
+    kinds = {(f"{c['spec']['group']}/{v['name']}", c["spec"]["names"]["kind"]) for c in crds
+             for v in c["spec"]["versions"] if v.get("served")}
+    assert ("kueue.x-k8s.io", "v1beta2", "localqueues") in wanted and len(kinds) == len(wanted)
     with server.ControlPlane(binaries, controller_manager=False) as cp:
         assert cp.request("GET", "/apis", accept=AGGREGATED_DISCOVERY).body["kind"] == "APIGroupDiscoveryList"
-        assert not cp.discovered(wanted)
+        assert not cp.discovered(kinds)
         answers = []
         discovered = cp.discovered
-        cp.discovered = lambda resources: answers.append((set(resources), discovered(resources))) or answers[-1][1]
+        cp.discovered = lambda asked: answers.append((set(asked), discovered(asked))) or answers[-1][1]
         for crd in crds:
             assert cp.apply(crd).ok, crd["metadata"]["name"]
         cp.wait_established([c["metadata"]["name"] for c in crds])
-        assert answers and answers[-1] == (wanted, True), answers  # it asked discovery, last with every resource
+        assert answers and answers[-1] == (kinds, True), answers  # it asked discovery, last with every kind
         for group, version, plural in wanted:  # and right away, with no wait, both lists name each resource
             r = cp.request("GET", f"/apis/{group}/{version}")
             assert plural in {res["name"] for res in r.body["resources"]}, (group, version, plural)
         aggregated = cp.request("GET", "/apis", accept=AGGREGATED_DISCOVERY).body["items"]
         assert wanted <= {(g["metadata"]["name"], v["version"], res["resource"])
                           for g in aggregated for v in g["versions"] for res in v["resources"]}
-        assert not discovered(wanted | {("kueue.x-k8s.io", "v1beta2", "workloads")})  # a kind not installed
-        assert not discovered({("kueue.x-k8s.io", "v9", "localqueues")})  # a version not served
+        assert not discovered(kinds | {("kueue.x-k8s.io/v1beta2", "Workload")})  # a kind not installed
+        assert not discovered({("kueue.x-k8s.io/v9", "LocalQueue")})  # a version not served
+        assert discovered(set())
         assert cp.resource("kueue.x-k8s.io/v1beta2", "LocalQueue") == ("localqueues", True)
 
 

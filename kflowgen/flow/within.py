@@ -205,9 +205,9 @@ def _taken(opts: Options, commit: str, model: Model, other: Callable[[str], bool
     """Whether a changed experiment's name or a Job name it gives may be one of another experiment (the rules' KF321
     and KF328 across a team's experiments, which the whole gate would say): its spec file under the other extension
     among the other experiment files (other(path): one of them; not a set of every spec path, 120,000 at 10,000
-    teams), or on main a file of one of its Job names, of any kind, in any of
-    its team's workloads folders, that it did not render there (gone: it did; the rules name a Job as it is rendered
-    in the experiment's first environment, whose file main holds)."""
+    teams), or on main a file of one of its Job names, of any kind, in any of its team's workloads folders, that it
+    did not render there (gone: it did; the rules name a Job as it is rendered in the experiment's first environment,
+    whose file main holds)."""
     for spec in specs_of(model.experiments):
         stem = spec.path.rsplit(".", 1)[0]
         if other(f"{stem}.yaml") or other(f"{stem}.yml"):

@@ -152,10 +152,10 @@ class Client:
             time.sleep(0.2)
 
     def wait_established(self, crd_names: Iterable[str], timeout: float = 60) -> None:
-        """Until each CRD is Established and its resources are in the API server's discovery, which catches up
-        after Established: a client (this one's path_of, a controller's REST mapper) that looks in between is told
-        the kind does not exist."""
-        served: set[tuple[str, str, str]] = set()
+        """Until each CRD is Established and its kinds are in the API server's discovery, which catches up after
+        Established: a client (this one's path_of, a controller's REST mapper) that looks in between is told the kind
+        does not exist."""
+        served: set[tuple[str, str]] = set()
         for name in crd_names:
             def established(name=name) -> bool:
                 r = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
@@ -163,27 +163,25 @@ class Client:
                 if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
                     return False
                 spec = r.body["spec"]
-                served.update((spec["group"], v["name"], spec["names"]["plural"]) for v in spec["versions"]
+                served.update((f"{spec['group']}/{v['name']}", spec["names"]["kind"]) for v in spec["versions"]
                               if v.get("served"))
                 return True
             self.wait_for(f"CustomResourceDefinition {name} to be Established", established, timeout)
-        self.wait_for("the CustomResourceDefinitions' resources in the API server's discovery",
+        self.wait_for("the CustomResourceDefinitions' kinds in the API server's discovery",
                       lambda: self.discovered(served), timeout)
-        self.forget_discovery()
 
-    def discovered(self, resources: set[tuple[str, str, str]]) -> bool:
-        """Whether discovery lists every (group, version, plural): each group version's list and, where the server
-        aggregates discovery (the list clients' REST mappers read first), the aggregated one."""
-        listed = set()
-        for group, version in {(g, v) for g, v, _ in resources}:
-            r = self.request("GET", f"/apis/{group}/{version}")
-            if r.ok and isinstance(r.body, dict):
-                listed.update((group, version, res.get("name")) for res in r.body.get("resources") or [])
-        if not resources <= listed:
+    def discovered(self, kinds: set[tuple[str, str]]) -> bool:
+        """Whether discovery serves every (apiVersion, kind): each group version's list, read again (resource(), whose
+        cache this refreshes) and, where the server aggregates discovery (the list REST mappers read first), the
+        aggregated one."""
+        self.forget_discovery()
+        if not all(self.resource(api_version, kind) for api_version, kind in kinds):
             return False
+        if not kinds:
+            return True
         r = self.request("GET", "/apis", accept=AGGREGATED_DISCOVERY)
         if not (r.ok and isinstance(r.body, dict) and r.body.get("kind") == "APIGroupDiscoveryList"):
             return True  # a server without aggregated discovery: clients read the lists above
-        return resources <= {(g["metadata"]["name"], v.get("version"), res.get("resource"))
-                             for g in r.body.get("items") or [] for v in g.get("versions") or []
-                             for res in v.get("resources") or []}
+        return kinds <= {(f"{g['metadata']['name']}/{v.get('version')}", (res.get("responseKind") or {}).get("kind"))
+                         for g in r.body.get("items") or [] for v in g.get("versions") or []
+                         for res in v.get("resources") or []}
